@@ -1,0 +1,5 @@
+import sys
+
+from groverlm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""`groverlm bpe train` and `groverlm bpe export`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bpe", help="learn a BPE vocabulary on a genome; export any cycle count")
+    g = p.add_subparsers(dest="bpe_command", metavar="ACTION", required=True)
+
+    t = g.add_parser("train", help="exact genome-scale BPE, every merge cycle kept")
+    t.add_argument("genome", help="FASTA, gzip or bgzip")
+    t.add_argument("--merges", type=int, required=True, help="merge cycles to run")
+    t.add_argument("--out", required=True, help="output folder (merges.tsv, manifest.json)")
+    t.add_argument("--chunk", type=int, default=None, metavar="BP",
+                   help="cut contigs into BP-long words (default: whole contigs, as GROVER)")
+    t.add_argument("--save-tokens-at", type=int, default=None, metavar="C",
+                   help="also save the genome's segmentation after C cycles (tokens/)")
+    t.add_argument("--overwrite", action="store_true", help="replace a finished output folder")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=train)
+
+    e = g.add_parser("export", help="write a Hugging Face tokenizer for C cycles")
+    e.add_argument("train_dir", help="a `bpe train` output folder")
+    e.add_argument("--cycles", type=int, required=True, help="cycle count C")
+    e.add_argument("--out", required=True, help="tokenizer folder to write")
+    e.add_argument("--overwrite", action="store_true")
+    e.set_defaults(func=export)
+
+
+def train(args: argparse.Namespace) -> int:
+    from groverlm.bpe.train import write_training
+
+    tr = write_training(args.genome, args.out, args.merges, args.chunk, args.save_tokens_at,
+                        args.overwrite, progress=not args.quiet)
+    print(f"bpe train: {tr.cycle} cycles over {tr.words.bases:,} bases; {tr.tokens:,} tokens "
+          f"(mean {tr.words.bases / tr.tokens:.2f} nt) -> {args.out}/merges.tsv")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from groverlm.bpe.export import export_vocab
+
+    s = export_vocab(args.train_dir, args.cycles, args.out, args.overwrite)
+    print(f"bpe export: {args.cycles} cycles, {s['tokens']} tokens present, mean length "
+          f"{s['mean_length_genome']:.2f} nt in the genome ({s['mean_length_vocab']:.2f} over the "
+          f"vocabulary), longest {' '.join(s['longest'])}, CG token: "
+          f"{'yes' if s['has_CG'] else 'no'}, start with A/T: {100 * s['start_A_or_T']:.0f}% "
+          f"-> {args.out}")
+    return 0

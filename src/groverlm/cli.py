@@ -1,0 +1,51 @@
+"""Command line: `groverlm SUBCOMMAND ...`. Each stage module registers its own subcommands.
+
+`main(argv=None)` returns an exit code, so tests call it in-process. A user error (GroverError) is
+printed as one line and exits 2; nothing else is caught, so a bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from groverlm import __version__
+from groverlm.errors import GroverError
+
+# Modules with a `register(subparsers)` function, in the order their commands are listed. Keep them
+# light to import: heavy libraries (torch, transformers) are imported inside the command functions.
+STAGES = [
+    "groverlm.genome_cli",
+    "groverlm.bpe.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="groverlm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"groverlm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in STAGES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except GroverError as err:
+        print(f"groverlm: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("groverlm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
