@@ -29,7 +29,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        if tmp.is_dir() and path.is_dir():  # a folder cannot be renamed over a folder
+            old = path.with_name(f".{path.name}.old{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             if tmp.is_dir():

@@ -31,27 +31,36 @@ def merges_fingerprint(merges_tsv: str | Path, cycles: int) -> str:
     return h.hexdigest()
 
 
-def save_segmentation(seg, out: Path, fingerprint: str) -> None:
-    """Write a `train.Segmentation` as a tokens folder, atomically."""
-    rows: list[list[int]] = []  # record, start, end, first token, token count
-    ends = np.append(seg.word_first[1:], seg.ids.size)
-    for w in range(seg.word_first.size):
-        rec, start = int(seg.word_record[w]), int(seg.word_start[w])
-        end, first, n = start + int(seg.word_len[w]), int(seg.word_first[w]), int(ends[w] - seg.word_first[w])
-        if rows and rows[-1][0] == rec and rows[-1][2] == start:  # next chunk of the same contig
-            rows[-1][2] = end
-            rows[-1][4] += n
-        else:
-            rows.append([rec, start, end, first, n])
+def write_segmentation(trainer, out: Path, fingerprint: str) -> None:
+    """Stream a trainer's current segmentation into a tokens folder, atomically, batch by batch."""
+    w = trainer.words
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        np.save(tmp / "ids.npy", seg.ids)
-        np.save(tmp / "starts.npy", seg.starts)
+        firsts = []
+        with open(tmp / "ids.npy", "wb") as f_ids, open(tmp / "starts.npy", "wb") as f_st:
+            for fh, dtype in ((f_ids, "<u2"), (f_st, "<u4")):
+                np.lib.format.write_array_header_1_0(
+                    fh, {"descr": dtype, "fortran_order": False, "shape": (trainer.tokens,)})
+            for ids, starts, first in trainer.iter_segmentation():
+                f_ids.write(ids.tobytes())
+                f_st.write(starts.tobytes())
+                firsts.append(first)
+        first = np.concatenate(firsts)
+        ends = np.append(first[1:], trainer.tokens)
+        rows: list[list[int]] = []  # record, start, end, first token, token count
+        for k in range(first.size):
+            rec, start = int(w.word_record[k]), int(w.word_start[k])
+            end, n = start + int(w.word_len[k]), int(ends[k] - first[k])
+            if rows and rows[-1][0] == rec and rows[-1][2] == start:  # next chunk of a contig
+                rows[-1][2] = end
+                rows[-1][4] += n
+            else:
+                rows.append([rec, start, end, int(first[k]), n])
         lines = ["record\tstart\tend\tfirst_token\tn_tokens"]
-        lines += [f"{seg.records[r]}\t{s}\t{e}\t{f}\t{n}" for r, s, e, f, n in rows]
+        lines += [f"{w.records[r]}\t{s}\t{e}\t{f}\t{n}" for r, s, e, f, n in rows]
         (tmp / "contigs.tsv").write_text("\n".join(lines) + "\n")
-        write_json(tmp / "meta.json", {"cycles": seg.cycle, "merges_sha256": fingerprint,
-                                       "records": dict(zip(seg.records, seg.record_lengths,
+        write_json(tmp / "meta.json", {"cycles": trainer.cycle, "merges_sha256": fingerprint,
+                                       "records": dict(zip(w.records, w.record_lengths,
                                                            strict=True))})
 
 

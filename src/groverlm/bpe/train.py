@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,9 +185,8 @@ class Trainer:
             tokens = np.flatnonzero(self.size > 0)[order]
             self.tail = core.compact_pool(self.tok, self.pool, self.off, self.size, tokens)
             if self.tail + need > self.pool.size * 0.75:  # grow ahead of need to keep GCs rare
-                grown = np.zeros(int((self.tail + need) * 1.5) + 1024, dtype=np.uint32)
-                grown[: self.tail] = self.pool[: self.tail]
-                self.pool = grown
+                # in place (realloc/mremap): no second copy of the pool at the peak
+                self.pool.resize(int((self.tail + need) * 1.5) + 1024, refcheck=False)
         if self.size[c] and self.off[c] + self.size[c] != self.tail:
             # a reused token: move its list to the tail so the new starts extend it
             old = self.pool[self.off[c] : self.off[c] + self.size[c]].copy()
@@ -202,26 +201,45 @@ class Trainer:
         self.pool[self.off[t] : self.off[t] + self.size[t]].sort()
         self.unsorted.discard(t)
 
-    def segmentation(self) -> Segmentation:
-        """The current segmentation of every word (for --save-tokens-at)."""
+    def iter_segmentation(self, batch_bases: int = 1 << 24
+                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The current segmentation in batches of words, so memory stays bounded at genome scale:
+        (ids as tokenizer ids, starts in the record, index of each word's first token)."""
         from groverlm.bpe.merges import NUM_SPECIAL
 
         w = self.words
-        ids = np.empty(self.tokens, dtype=np.uint16)
-        starts = np.empty(self.tokens, dtype=np.uint32)
-        first = np.empty(w.word_tok.size, dtype=np.int64)
-        n = core.extract_tokens(self.tok, self.length, w.word_tok, w.word_len, w.word_start, ids,
-                                starts, first, NUM_SPECIAL)
-        assert n == self.tokens, (n, self.tokens)
-        return Segmentation(self.cycle, ids, starts, w.word_record, w.word_start, w.word_len, first,
-                            w.records, w.record_lengths)
+        ends = np.cumsum(w.word_len)
+        lo, done = 0, 0
+        while lo < w.word_len.size:
+            hi = max(int(np.searchsorted(ends, ends[lo] - w.word_len[lo] + batch_bases)), lo + 1)
+            hi = min(hi, w.word_len.size)
+            bases = int(w.word_len[lo:hi].sum())
+            ids = np.empty(bases, dtype=np.uint16)
+            starts = np.empty(bases, dtype=np.uint32)
+            first = np.empty(hi - lo, dtype=np.int64)
+            n = core.extract_tokens(self.tok, self.length, w.word_tok[lo:hi], w.word_len[lo:hi],
+                                    w.word_start[lo:hi], ids, starts, first, NUM_SPECIAL)
+            yield ids[:n], starts[:n], first + done
+            done += n
+            lo = hi
+        assert done == self.tokens, (done, self.tokens)
+
+    def segmentation(self) -> Segmentation:
+        """The current segmentation, in memory (see `tokens.write_segmentation` for disk)."""
+        w = self.words
+        ids, starts, first = (np.concatenate(x) for x in zip(*self.iter_segmentation(),
+                                                               strict=True))
+        return Segmentation(self.cycle, ids, starts, w.word_record, w.word_start, w.word_len,
+                            first, w.records, w.record_lengths)
 
 
 def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | None = None,
-              save_tokens_at: int | None = None, progress: bool = False
+              save_tokens_at: int | None = None, progress: bool = False,
+              on_save: Callable[[Trainer], None] | None = None
               ) -> tuple[Trainer, Segmentation | None]:
     """Run `merges` cycles over a genome (a FASTA path or records). Returns the trainer (merge table
-    in `.merges`) and the segmentation at `save_tokens_at` cycles when asked."""
+    in `.merges`) and the segmentation at `save_tokens_at` cycles when asked; with `on_save`, that
+    function gets the trainer at that cycle instead (to stream the segmentation to disk)."""
     if merges < 1:
         raise GroverError(f"--merges must be at least 1, got {merges}")
     if save_tokens_at is not None and not 0 <= save_tokens_at <= merges:
@@ -230,7 +248,17 @@ def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | N
     t0 = time.perf_counter()
     trainer = Trainer(layout_words(records, chunk), merges)
     log.info("laid out %s bases in %.1fs", f"{trainer.words.bases:,}", time.perf_counter() - t0)
-    saved = trainer.segmentation() if save_tokens_at == 0 else None
+    saved = None
+
+    def save() -> None:
+        nonlocal saved
+        if on_save is None:
+            saved = trainer.segmentation()
+        else:
+            on_save(trainer)
+
+    if save_tokens_at == 0:
+        save()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -241,7 +269,7 @@ def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | N
             log.warning("no pair left after %d cycles", trainer.cycle)
             break
         if trainer.cycle == save_tokens_at:
-            saved = trainer.segmentation()
+            save()
         if bar is not None:
             bar.update(1)
             if trainer.cycle % 16 == 0 or trainer.cycle == merges:
@@ -255,12 +283,17 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
                    save_tokens_at: int | None = None, overwrite: bool = False,
                    progress: bool = False) -> Trainer:
     """`groverlm bpe train`: train and write merges.tsv, progress.tsv, tokens/ and manifest.json."""
-    from groverlm.bpe.tokens import merges_fingerprint, save_segmentation
+    from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
     from groverlm.manifest import prepare_out, write_manifest, write_text
 
     out = prepare_out(out, overwrite)
     t0 = time.perf_counter()
-    trainer, seg = train_bpe(genome, merges, chunk, save_tokens_at, progress)
+
+    def save(tr: Trainer) -> None:  # the fingerprint is fixed once the table reaches this cycle
+        tr.merges.write(out / "merges.tsv")
+        write_segmentation(tr, out / "tokens", merges_fingerprint(out / "merges.tsv", tr.cycle))
+
+    trainer, _ = train_bpe(genome, merges, chunk, save_tokens_at, progress, on_save=save)
     seconds = time.perf_counter() - t0
     trainer.merges.write(out / "merges.tsv")
     bases = trainer.words.bases
@@ -268,8 +301,6 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
         f"{i + 1}\t{n}\t{t}\t{bases / t:.6f}"
         for i, (n, t) in enumerate(zip(trainer.applied, trainer.token_totals, strict=True))]
     write_text(out / "progress.tsv", "\n".join(rows) + "\n")
-    if seg is not None:
-        save_segmentation(seg, out / "tokens", merges_fingerprint(out / "merges.tsv", seg.cycle))
     write_manifest(
         out, "bpe-train",
         {"merges": merges, "chunk": chunk, "save_tokens_at": save_tokens_at},

@@ -1,0 +1,199 @@
+"""Benchmark of `groverlm bpe train` against HF tokenizers' BpeTrainer, side by side in one run.
+
+    python bench/bpe.py [--sections parity,speed,memory,linear,genome] [--genome FASTA]
+
+Sections (each prints ratios, then one markdown table at the end):
+- parity: the same merge list as HF for 5,000 cycles with --chunk 1000 and --chunk 10000;
+- speed:  600 cycles, HF vs ours with 1 kbp and 10 kbp words; ours whole-contig vs 1 kbp;
+- memory: peak RSS growth between two input sizes (chr20 and chr20 twice), bytes per base, ours
+          and HF (each in its own subprocess);
+- linear: time for chr20 and for chr20 four times;
+- genome: 3 Gbp (chr20 repeated plus a Markov-chain synthetic sequence), 600 and 5,000 cycles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DEFAULT_GENOME = HERE.parent.parent / "shared" / "data" / "hg19_chr20.fa.gz"
+
+
+def load(genome: Path):
+    from groverlm.genome import iter_records
+
+    return list(iter_records(genome))
+
+
+def words(records, chunk: int) -> list[str]:
+    out = []
+    for rec in records:
+        seq = rec.sequence()
+        for s, e in rec.contigs():
+            out += [seq[p : min(p + chunk, e)] for p in range(s, e, chunk)]
+    return out
+
+
+def ours(records, merges: int, chunk: int | None):
+    from groverlm.bpe.train import train_bpe
+
+    t = time.perf_counter()
+    tr, _ = train_bpe(records, merges, chunk)
+    return tr, time.perf_counter() - t
+
+
+def hf(word_list: list[str], merges: int):
+    from hf_ref import hf_merges
+
+    t = time.perf_counter()
+    m = hf_merges(word_list, merges)
+    return m, time.perf_counter() - t
+
+
+def tiled(records, times: int):
+    """The records repeated `times` times under new names (same statistics, `times` the size)."""
+    from groverlm.genome import Record
+
+    return [Record(f"{r.name}_{i}", r.codes) for i in range(times) for r in records]
+
+
+def section_parity(records, rows):
+    for chunk in (1000, 10000):
+        tr, t_ours = ours(records, 5000, chunk)
+        ref, t_hf = hf(words(records, chunk), 5000)
+        mine = tr.merges.pairs()
+        same = mine == ref[: len(mine)] and len(ref) >= len(mine)
+        first = next((i for i, (a, b) in enumerate(zip(mine, ref)) if a != b), None)
+        print(f"parity chunk={chunk}: {'identical' if same else f'differ at cycle {first}'} "
+              f"({len(mine)} merges; ours {t_ours:.1f}s, HF {t_hf:.1f}s)", flush=True)
+        rows.append((f"same merges as HF, 5,000 cycles, --chunk {chunk}",
+                     "identical" if same else f"differ at {first}", "identical"))
+
+
+def section_speed(records, rows):
+    # warm numba's cache so compile time is not counted
+    ours(records[:1], 5, 1000)
+    base = None
+    for chunk in (1000, 10000):
+        _, t_hf = hf(words(records, chunk), 600)
+        _, t_ours = ours(records, 600, chunk)
+        print(f"600 cycles, {chunk} bp words: HF {t_hf:.1f}s, ours {t_ours:.1f}s -> "
+              f"{t_hf / t_ours:.1f}x", flush=True)
+        target = 5 if chunk == 1000 else 10
+        rows.append((f"speed-up over HF, 600 cycles, {chunk // 1000} kbp words",
+                     f"{t_hf / t_ours:.1f}x (HF {t_hf:.1f}s, ours {t_ours:.1f}s)", f">= {target}x"))
+        if chunk == 1000:
+            base = t_ours
+    _, t_whole = ours(records, 600, None)
+    print(f"whole contigs {t_whole:.1f}s vs 1 kbp {base:.1f}s -> {t_whole / base:.2f}", flush=True)
+    rows.append(("whole-contig time / 1 kbp time, 600 cycles", f"{t_whole / base:.2f}", "<= 1.1"))
+
+
+def _peak_child(code: str) -> float:
+    """Peak RSS (bytes) of a fresh interpreter running `code`."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=HERE)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def section_memory(genome: Path, rows):
+    probe = (
+        "import resource, sys; sys.path.insert(0, '.'); import bpe as b; "
+        f"recs = b.tiled(b.load({str(genome)!r}), {{times}}); {{run}}; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    )
+    from groverlm.genome import iter_records
+
+    bases = sum(int((r.codes < 4).sum()) for r in iter_records(genome))
+    results = {}
+    for name, run in (("ours", "b.ours(recs, 5000, None)"),
+                      ("HF", "b.hf(b.words(recs, 1000), 600)")):
+        peaks = [_peak_child(probe.format(times=k, run=run)) for k in (1, 2)]
+        per_base = (peaks[1] - peaks[0]) / bases
+        results[name] = per_base
+        print(f"memory {name}: peak {peaks[0] / 1e9:.2f} GB at 1x, {peaks[1] / 1e9:.2f} GB at 2x "
+              f"-> {per_base:.2f} bytes per base", flush=True)
+    rows.append(("peak memory growth per base (ours: whole contigs, 5,000 cycles)",
+                 f"{results['ours']:.2f} B (HF 1 kbp words: {results['HF']:.1f} B)", "<= 6 B"))
+
+
+def section_linear(records, rows):
+    ours(records[:1], 5, None)
+    _, t1 = ours(records, 600, None)
+    _, t4 = ours(tiled(records, 4), 600, None)
+    print(f"linear: 1x {t1:.1f}s, 4x {t4:.1f}s -> {t4 / t1:.2f}", flush=True)
+    rows.append(("time at 4x the input / time at 1x, 600 cycles", f"{t4 / t1:.2f}", "<= 4.6"))
+
+
+def section_genome(records, rows, total: float = 3e9):
+    from groverlm.bpe.train import Trainer, layout_words
+    from groverlm.genome import Record
+    from markov import markov_chain
+
+    bases = sum(int((r.codes < 4).sum()) for r in records)
+    copies = int(total / 2 // bases)
+    synth = int(total - copies * bases)
+    t = time.perf_counter()
+    recs = tiled(records, copies)
+    for i, codes in enumerate(markov_chain(records, synth, order=5, pieces=10, seed=0)):
+        recs.append(Record(f"markov{i}", codes))
+    n_bases = sum(len(r) for r in recs)
+    print(f"genome: {copies} copies of the input + {synth:,} Markov bases = {n_bases:,} bases "
+          f"(made in {time.perf_counter() - t:.0f}s)", flush=True)
+    t0 = time.perf_counter()
+    tr = Trainer(layout_words(recs, None), 5000)
+    del recs
+    t_layout = time.perf_counter() - t0
+    stamps = {}
+    while tr.cycle < 5000 and tr.step():
+        if tr.cycle in (600, 5000):
+            stamps[tr.cycle] = time.perf_counter() - t0
+            print(f"genome: {tr.cycle} cycles after {stamps[tr.cycle]:.0f}s", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"genome: layout {t_layout:.0f}s, peak RSS {peak / 1e9:.1f} GB", flush=True)
+    rows.append(("3 Gbp, 600 cycles (incl. layout)", f"{stamps[600] / 60:.1f} min", "<= 10 min"))
+    rows.append(("3 Gbp, 5,000 cycles (incl. layout)", f"{stamps[5000] / 60:.1f} min",
+                 "<= 15 min"))
+    rows.append(("3 Gbp, peak memory of the process", f"{peak / 1e9:.1f} GB", "<= 20 GB"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--genome", type=Path, default=DEFAULT_GENOME)
+    ap.add_argument("--sections", default="parity,speed,memory,linear,genome")
+    ap.add_argument("--json", type=Path, help="also write the table here")
+    args = ap.parse_args()
+    sections = args.sections.split(",")
+    records = load(args.genome)
+    rows: list[tuple[str, str, str]] = []
+    print(f"machine: {os.cpu_count()} cores; input {args.genome.name}", flush=True)
+    if "parity" in sections:
+        section_parity(records, rows)
+    if "speed" in sections:
+        section_speed(records, rows)
+    if "memory" in sections:
+        section_memory(args.genome, rows)
+    if "linear" in sections:
+        section_linear(records, rows)
+    if "genome" in sections:
+        section_genome(records, rows)
+    print("\n| measure | result | target |\n| --- | --- | --- |")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

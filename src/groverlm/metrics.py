@@ -1,0 +1,137 @@
+"""Evaluation metrics and the `metrics.json` schema shared by every stage that scores a classifier.
+
+Reads and writes `metrics.json` files (baselines, fine-tuning); `groverlm compare` reads them back.
+One implementation of MCC, F1, accuracy, AUROC and the confusion matrix, wrapping scikit-learn, so
+every stage reports the same numbers for the same predictions. MCC is the headline metric.
+
+metrics.json (schema "groverlm-metrics/1"):
+    {"schema": "groverlm-metrics/1", "task": "prom300", "task_dir": "...",
+     "results": [{"task": "prom300", "model": "tfidf-lr", "seeds": [0, 1, 2],
+                  "test": {mcc, f1, accuracy, auroc, confusion, n, labels},   # the first seed's run
+                  "dev":  {...},                                              # the first seed's run
+                  "per_seed": [{"seed": 0, "test": {...}, "dev": {...}}, ...],
+                  "mcc_mean": ..., "mcc_std": ...,                # test MCC over seeds
+                  "params": {...}}, ...]}
+A file holding one bare result record (with "task" and "model") is read as a one-result file too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+from groverlm.manifest import write_json
+
+SCHEMA = "groverlm-metrics/1"
+METRICS = "metrics.json"
+
+
+def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
+                           scores: np.ndarray | None = None,
+                           labels: Sequence[int] | None = None) -> dict[str, Any]:
+    """MCC, F1, accuracy, AUROC and confusion matrix of one evaluation.
+
+    `labels` are the class ids in order (default: 0..max seen); `scores` is (n, n_classes) class
+    probabilities in that order, or (n,) scores of class 1 for a binary task. Binary tasks report F1
+    of class 1; multi-class tasks macro F1 and one-vs-rest macro AUROC. AUROC is None when it is
+    undefined (one class in y_true, or no scores). MCC is multi-class MCC (sklearn) in general.
+
+    >>> m = classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], np.array([0.1, 0.9, 0.4, 0.2]))
+    >>> round(m["mcc"], 4), m["accuracy"], m["auroc"], m["confusion"]
+    (0.5774, 0.75, 1.0, [[2, 0], [1, 1]])
+    """
+    from sklearn import metrics as skm
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be equal 1-D shapes")
+    if labels is None:
+        top = int(max(y_true.max(initial=0), y_pred.max(initial=0)))
+        labels = list(range(max(top + 1, 2)))
+    labels = [int(x) for x in labels]
+    binary = len(labels) == 2
+    out: dict[str, Any] = {"n": int(y_true.size), "labels": labels}
+    out["mcc"] = float(skm.matthews_corrcoef(y_true, y_pred)) if y_true.size else None
+    out["f1"] = float(skm.f1_score(y_true, y_pred, labels=labels, pos_label=labels[1],
+                                   average="binary" if binary else "macro", zero_division=0))
+    out["accuracy"] = float(skm.accuracy_score(y_true, y_pred)) if y_true.size else None
+    out["auroc"] = _auroc(y_true, scores, labels)
+    out["confusion"] = skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    return out
+
+
+def _auroc(y_true: np.ndarray, scores: np.ndarray | None, labels: list[int]) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    if scores is None:
+        return None
+    scores = np.asarray(scores, dtype=np.float64)
+    present = np.unique(y_true)
+    if present.size < 2:
+        return None
+    if len(labels) == 2:
+        pos = scores[:, 1] if scores.ndim == 2 else scores
+        return float(roc_auc_score(y_true == labels[1], pos))
+    if scores.ndim != 2 or scores.shape[1] != len(labels):
+        raise ValueError(f"scores {scores.shape} must be (n, {len(labels)}) for a multi-class task")
+    # one-vs-rest over the classes present in y_true: an absent class has no defined AUROC
+    cols = [labels.index(int(c)) for c in present]
+    aucs = [roc_auc_score(y_true == labels[j], scores[:, j]) for j in cols]
+    return float(np.mean(aucs))
+
+
+def seed_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """mcc_mean and mcc_std (population std, 0 for one seed) of the test MCC over seeds."""
+    mccs = [r["test"]["mcc"] for r in per_seed if r["test"].get("mcc") is not None]
+    if not mccs:
+        return {"mcc_mean": None, "mcc_std": None}
+    return {"mcc_mean": float(np.mean(mccs)), "mcc_std": float(np.std(mccs))}
+
+
+def make_result(task: str, model: str, per_seed: list[dict[str, Any]],
+                params: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """One result record from per-seed runs, each {"seed", "test": metrics, "dev": metrics}."""
+    if not per_seed:
+        raise ValueError("a result needs at least one run")
+    return {"task": task, "model": model, "seeds": [r["seed"] for r in per_seed],
+            "test": per_seed[0]["test"], "dev": per_seed[0].get("dev"), "per_seed": per_seed,
+            **seed_summary(per_seed), "params": params or {}, **extra}
+
+
+def write_metrics(out: str | Path, task: str, results: list[dict[str, Any]],
+                  **extra: Any) -> Path:
+    """Write `out/metrics.json` (atomically) holding one or more result records."""
+    path = Path(out) / METRICS
+    write_json(path, {"schema": SCHEMA, "task": task, **extra, "results": results})
+    return path
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Result records of a metrics.json file (or of `path/metrics.json` for a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GroverError("no such metrics file", path) from None
+    except json.JSONDecodeError as err:
+        raise GroverError(f"not valid JSON ({err.msg})", path, err.lineno) from None
+    if isinstance(obj, dict) and isinstance(obj.get("results"), list):
+        records = obj["results"]
+    elif isinstance(obj, dict) and "model" in obj:
+        records = [obj]
+    else:
+        raise GroverError("not a groverlm metrics file (no 'results' list)", path)
+    for r in records:
+        if not isinstance(r, dict) or "model" not in r or "test" not in r:
+            raise GroverError("a result lacks 'model' or 'test'", path)
+        r.setdefault("task", obj.get("task", path.parent.name))
+        r.setdefault("source", str(path))
+    return records

@@ -1,0 +1,268 @@
+"""Tasks stage, shared helpers: examples, leak-free train/dev/test splits, CSV and manifest writing.
+
+Reads nothing itself; every builder (prom300, promscan, ctcf) calls `split_examples` and then
+`write_task`, which writes `train.csv`, `dev.csv`, `test.csv` (columns sequence,label,chrom,start,
+end,strand; 0-based half-open coordinates; the sequence is on `strand`) and `manifest.json`.
+
+Splits never share overlapping genomic intervals. With examples on at least three chromosomes whole
+chromosomes go to one split each; otherwise the genome is cut into fixed blocks (1 Mbp by default)
+that a seeded draw assigns to train/dev/test, and an example whose interval touches blocks of two
+different splits is dropped. Two overlapping intervals always share a block, hence a split.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+from groverlm.genome import NON_ACGT, Genome, iter_records
+from groverlm.manifest import atomic_path, prepare_out, write_manifest
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "dev", "test")
+COLUMNS = ("sequence", "label", "chrom", "start", "end", "strand")
+SPLIT_METHODS = ("auto", "chrom", "block")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled window. `sequence` is genome[chrom][start:end] on `strand` (reverse complement
+    on '-'), except for synthetic negatives (shuffles), which keep their source's coordinates."""
+
+    sequence: str
+    label: int
+    chrom: str
+    start: int
+    end: int
+    strand: str
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How examples are split into train/dev/test without sharing genomic intervals."""
+
+    method: str = "auto"  # auto: by chromosome when >= 3 chromosomes hold examples, else blocks
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, dev, test shares (targets)
+    block: int = 1_000_000  # block length for the block method: long against any window
+    seed: int = 0  # the draw of chromosomes/blocks to splits
+
+    def __post_init__(self):
+        if self.method not in SPLIT_METHODS:
+            raise GroverError(f"split method must be one of {', '.join(SPLIT_METHODS)}, "
+                              f"got {self.method!r}")
+        if len(self.fractions) != 3 or min(self.fractions) <= 0:
+            raise GroverError(f"split fractions must be three positive numbers, got {self.fractions}")
+        if abs(sum(self.fractions) - 1) > 1e-6:
+            raise GroverError(f"split fractions must sum to 1, got {self.fractions}")
+        if self.block < 1:
+            raise GroverError(f"split block must be at least 1 bp, got {self.block}")
+
+
+@dataclass
+class SplitResult:
+    """Examples per split, plus what the manifest records about how they were split."""
+
+    splits: dict[str, list[Example]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def split_examples(examples: Sequence[Example], cfg: SplitConfig) -> SplitResult:
+    """Assign examples to train/dev/test so that no two overlapping intervals land in different
+    splits (strand is ignored: both strands of a locus go together)."""
+    if not examples:
+        raise GroverError("no examples to split")
+    chroms = Counter(e.chrom for e in examples)
+    method = cfg.method
+    if method == "auto":
+        method = "chrom" if len(chroms) >= 3 else "block"
+    if method == "chrom":
+        assign = _assign_chroms(chroms, cfg)
+        splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
+        for e in examples:
+            splits[assign[e.chrom]].append(e)
+        info = {"method": "chrom", "seed": cfg.seed, "fractions": list(cfg.fractions),
+                "chroms": {s: sorted(c for c, a in assign.items() if a == s) for s in SPLITS},
+                "dropped_crossing": 0}
+    else:
+        splits, info = _split_blocks(examples, cfg)
+    for s in SPLITS:
+        if not splits[s]:
+            raise GroverError(f"the {s} split is empty ({len(examples)} examples, method {method}); "
+                              "use more data, a smaller --split-block or other --split-fractions")
+    info["counts"] = {s: len(splits[s]) for s in SPLITS}
+    return SplitResult(splits, info)
+
+
+def _assign_chroms(counts: Counter, cfg: SplitConfig) -> dict[str, str]:
+    """Greedy: chromosomes in seeded order, largest first, each to the split furthest below its
+    target share; the last chromosomes fill any split still empty."""
+    if len(counts) < 3:
+        raise GroverError(f"splitting by chromosome needs examples on >= 3 chromosomes, found "
+                          f"{len(counts)}; use --split block")
+    rng = np.random.default_rng(cfg.seed)
+    names = sorted(counts)
+    names = [names[i] for i in rng.permutation(len(names))]
+    names.sort(key=lambda c: -counts[c])  # stable: ties keep the seeded order
+    total = sum(counts.values())
+    have = dict.fromkeys(SPLITS, 0)
+    assign: dict[str, str] = {}
+    for i, c in enumerate(names):
+        deficit = {s: f * total - have[s] for s, f in zip(SPLITS, cfg.fractions, strict=True)}
+        empty = [s for s in SPLITS if have[s] == 0]
+        pool = empty if len(names) - i <= len(empty) else list(SPLITS)
+        best = max(pool, key=lambda s: deficit[s])
+        assign[c] = best
+        have[best] += counts[c]
+    return assign
+
+
+def _split_blocks(examples: Sequence[Example], cfg: SplitConfig
+                  ) -> tuple[dict[str, list[Example]], dict[str, Any]]:
+    b = cfg.block
+    used = sorted({(e.chrom, e.start // b) for e in examples})  # blocks where an example starts
+    if len(used) < 3:
+        raise GroverError(f"only {len(used)} genomic block(s) of {b:,} bp hold examples; "
+                          "use a smaller --split-block")
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(used))
+    n = len(used)
+    n_test = max(1, round(cfg.fractions[2] * n))
+    n_dev = max(1, round(cfg.fractions[1] * n))
+    if n_test + n_dev >= n:
+        n_test, n_dev = 1, 1
+    block_split: dict[tuple[str, int], str] = {}
+    for rank, i in enumerate(order):
+        block_split[used[i]] = "test" if rank < n_test else "dev" if rank < n_test + n_dev else "train"
+    splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    dropped = 0
+    for e in examples:
+        touched = {block_split[(e.chrom, k)] for k in range(e.start // b, (e.end - 1) // b + 1)
+                   if (e.chrom, k) in block_split}
+        if len(touched) == 1:
+            splits[touched.pop()].append(e)
+        else:
+            dropped += 1
+    if dropped:
+        log.info("dropped %d examples crossing the edge of blocks in different splits", dropped)
+    blocks: dict[str, list[list[Any]]] = {}
+    for (chrom, k), s in sorted(block_split.items()):
+        blocks.setdefault(chrom, []).append([k * b, (k + 1) * b, s])
+    info = {"method": "block", "seed": cfg.seed, "fractions": list(cfg.fractions), "block": b,
+            "blocks": blocks, "dropped_crossing": dropped,
+            "rule": "blocks holding an example start are drawn to splits; an example touching "
+                    "blocks of two splits is dropped"}
+    return splits, info
+
+
+def overlapping_pairs(a: Iterable[Example], b: Iterable[Example]) -> int:
+    """Number of (x in a, y in b) pairs on one chromosome whose intervals overlap (any strand)."""
+    by_chrom: dict[str, np.ndarray] = {}
+    for chrom, rows in _group(b).items():
+        by_chrom[chrom] = np.array(sorted(rows), dtype=np.int64).reshape(-1, 2)
+    n = 0
+    for chrom, rows in _group(a).items():
+        other = by_chrom.get(chrom)
+        if other is None:
+            continue
+        starts, ends = other[:, 0], np.maximum.accumulate(other[:, 1])
+        for s, e in rows:
+            hi = int(np.searchsorted(starts, e, side="left"))  # others starting before e
+            lo = int(np.searchsorted(ends, s, side="right"))  # first whose running end > s
+            if hi > lo:
+                n += int(((other[lo:hi, 1] > s) & (other[lo:hi, 0] < e)).sum())
+    return n
+
+
+def _group(examples: Iterable[Example]) -> dict[str, list[tuple[int, int]]]:
+    out: dict[str, list[tuple[int, int]]] = {}
+    for e in examples:
+        out.setdefault(e.chrom, []).append((e.start, e.end))
+    return out
+
+
+def oriented_interval(pos: int, strand: str, a: int, b: int) -> tuple[int, int]:
+    """Genomic [start, end) of the offsets [a, b) around `pos` read along `strand` (offset 0 is the
+    base at pos; on '-' offsets grow towards lower coordinates).
+
+    >>> oriented_interval(100, "+", -2, 1), oriented_interval(100, "-", -2, 1)
+    ((98, 101), (100, 103))
+    """
+    return (pos + a, pos + b) if strand == "+" else (pos - b + 1, pos - a + 1)
+
+
+def window_sequence(genome: Genome, chrom: str, start: int, end: int, strand: str) -> str | None:
+    """The window's sequence on `strand`, or None when it leaves the record or holds a non-ACGT."""
+    rec = genome[chrom]
+    if start < 0 or end > len(rec):
+        return None
+    if (rec.codes[start:end] >= NON_ACGT).any():
+        return None
+    return rec.sequence(start, end, strand)
+
+
+def load_genome(path: str | Path, chroms: Sequence[str] | None = None) -> Genome:
+    """The genome's records (only `chroms` when given; each must exist)."""
+    wanted = set(chroms) if chroms else None
+    records = [r for r in iter_records(path) if wanted is None or r.name in wanted]
+    if wanted is not None:
+        missing = sorted(wanted - {r.name for r in records})
+        if missing:
+            raise GroverError(f"--chrom {', '.join(missing)} not in the genome", path)
+    return Genome(records, Path(path))
+
+
+def load_bpe_tokenizer(vocab: str | Path):
+    """The `tokenizers.Tokenizer` of a `bpe export` folder (encode with add_special_tokens=False)."""
+    from tokenizers import Tokenizer
+
+    path = Path(vocab) / "tokenizer.json"
+    if not path.exists():
+        raise GroverError("no tokenizer.json: not a tokenizer folder (`groverlm bpe export`)", vocab)
+    return Tokenizer.from_file(str(path))
+
+
+def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str, Any],
+               inputs: list[str | Path], seed: int, overwrite: bool = False,
+               label_names: dict[int, str] | None = None, **extra: Any) -> dict[str, Any]:
+    """Write the three CSVs (rows in a seeded random order) and the manifest; returns the manifest.
+
+    The manifest holds `task`, `label_map` (label text -> id, sorted), `label_names`, per-split
+    label counts and `split` (how the split was made).
+    """
+    out = prepare_out(out, overwrite)
+    rng = np.random.default_rng(seed)
+    counts: dict[str, dict[str, int]] = {}
+    lengths: Counter = Counter()
+    for s in SPLITS:
+        rows = result.splits[s]
+        order = rng.permutation(len(rows))
+        with atomic_path(out / f"{s}.csv") as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(COLUMNS)
+            for i in order:
+                e = rows[i]
+                w.writerow([e.sequence, e.label, e.chrom, e.start, e.end, e.strand])
+                lengths[len(e.sequence)] += 1
+        c = Counter(e.label for e in rows)
+        counts[s] = {str(k): c[k] for k in sorted(c)}
+    labels = sorted({int(k) for c in counts.values() for k in c})
+    return write_manifest(
+        out, f"tasks-{task}", config, inputs, seed=seed, task=task,
+        label_map={str(k): k for k in labels},
+        label_names={str(k): v for k, v in (label_names or {}).items()},
+        counts=counts, sequence_lengths={str(k): v for k, v in sorted(lengths.items())},
+        split=result.info, **extra)
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as a JSON-ready dict (tuples become lists)."""
+    return asdict(cfg)

@@ -1,0 +1,112 @@
+"""`bpe train` + `bpe export` through the CLI: the tokenizer replays the trainer exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer
+
+from groverlm.bpe.merges import SPECIAL_TOKENS, Merges
+from groverlm.bpe.tokens import TokenizedGenome
+from groverlm.cli import main
+from groverlm.genome import Genome
+
+from ..conftest import random_dna, write_fasta
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bpe")
+    # repeats make long tokens; an N run and two records exercise contig edges
+    rep = "AGGCTGAGGCAGGAGAATCG" * 40
+    genome = write_fasta(tmp / "g.fa", {
+        "chrA": random_dna(30000, 1) + rep + "NNNNN" + random_dna(20000, 2).lower(),
+        "chrB": random_dna(25000, 3) + "ACGTRYACGT" + rep,
+    })
+    out = tmp / "bpe"
+    assert main(["bpe", "train", str(genome), "--merges", "300", "--out", str(out),
+                 "--save-tokens-at", "150", "--quiet"]) == 0
+    return genome, out
+
+
+def test_merges_table_round_trip(trained):
+    _, out = trained
+    m = Merges.read(out / "merges.tsv")
+    lines = (out / "merges.tsv").read_text().splitlines()
+    assert lines[0] == "cycle\tleft\tright\ttoken\tcount"
+    assert len(lines) == 301 and len(m) == 300
+    first = lines[1].split("\t")
+    assert first[0] == "1" and first[3] == first[1] + first[2]
+    assert all(int(line.split("\t")[4]) >= 1 for line in lines[1:])
+
+
+@pytest.mark.parametrize("cycles", [0, 1, 150, 300])
+def test_export_loads_without_custom_code(trained, tmp_path, cycles):
+    _, out = trained
+    vocab = tmp_path / "vocab"
+    assert main(["bpe", "export", str(out), "--cycles", str(cycles), "--out", str(vocab)]) == 0
+    hf = AutoTokenizer.from_pretrained(vocab)
+    raw = Tokenizer.from_file(str(vocab / "tokenizer.json"))
+    assert hf.convert_ids_to_tokens(list(range(5))) == SPECIAL_TOKENS
+    assert len(hf) == 5 + 4 + cycles  # no string was reused on this genome
+    ids = hf("ACGTTGCA")["input_ids"]
+    assert ids[0] == hf.cls_token_id and ids[-1] == hf.sep_token_id
+    assert raw.encode("ACGTTGCA").ids == ids
+    assert hf.decode(ids, skip_special_tokens=True).replace(" ", "") == "ACGTTGCA"
+    stats = json.loads((vocab / "vocab_stats.json").read_text())
+    assert stats["cycles"] == cycles
+    assert stats["summary"]["tokens"] == len(stats["tokens"])
+
+
+def test_tokenizer_replays_training_segmentation(trained, tmp_path):
+    genome, out = trained
+    vocab = tmp_path / "vocab"
+    main(["bpe", "export", str(out), "--cycles", "150", "--out", str(vocab)])
+    tok = Tokenizer.from_file(str(vocab / "tokenizer.json"))
+    saved = TokenizedGenome.load(out / "tokens")
+    g = Genome.read(genome)
+    seen = 0
+    for i, (rec, start, end, _, _) in enumerate(saved.contigs):
+        ids, starts, _ = saved.contig_tokens(i)
+        enc = tok.encode(g.sequence(rec, start, end), add_special_tokens=False)
+        assert enc.ids == ids.tolist()
+        assert [o[0] + start for o in enc.offsets] == starts.tolist()
+        seen += 1
+    assert seen == 4  # chrA split by the N run, chrB by R and Y
+    # vocab_stats frequencies are the token counts of the saved segmentation
+    stats = json.loads((vocab / "vocab_stats.json").read_text())
+    counts = np.bincount(saved.ids.astype(np.int64))
+    for row in stats["tokens"]:
+        assert counts[row["id"]] == row["frequency"]
+        s = row["token"]
+        assert row["gc"] == pytest.approx((s.count("G") + s.count("C")) / len(s))
+    assert sum(r["frequency"] for r in stats["tokens"]) == saved.ids.size
+
+
+def test_covering_finds_tokens_over_an_interval(trained):
+    genome, out = trained
+    saved = TokenizedGenome.load(out / "tokens")
+    ids, starts = saved.covering("chrA", 1000, 1100)
+    assert starts[0] <= 1000 < starts[1] and starts[-1] < 1100
+    strings = Merges.read(out / "merges.tsv").upto(150).strings
+    text = "".join(strings[i - 5] for i in ids)
+    seq = Genome.read(genome).sequence("chrA", int(starts[0]), int(starts[0]) + len(text))
+    assert text == seq
+    assert saved.covering("chrA", 30000 + 800, 30000 + 805)[0].size == 0  # inside the N run
+    assert saved.covering("chrA", 30000 + 795, 30000 + 810)[0].size > 0
+
+
+def test_refuses_to_overwrite(trained, capsys):
+    genome, out = trained
+    assert main(["bpe", "train", str(genome), "--merges", "5", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--overwrite" in err and len(err.splitlines()) == 1
+
+
+def test_export_more_cycles_than_trained(trained, tmp_path, capsys):
+    _, out = trained
+    assert main(["bpe", "export", str(out), "--cycles", "301", "--out", str(tmp_path / "v")]) == 2
+    assert "300" in capsys.readouterr().err

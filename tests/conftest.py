@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny genomes written into tmp_path, and the real hg19 data when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(os.environ.get("GROVERLM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+CHR20 = DATA / "hg19_chr20.fa.gz"
+
+
+def random_dna(n: int, seed: int = 0, alphabet: str = "ACGT") -> str:
+    rng = np.random.default_rng(seed)
+    return "".join(rng.choice(list(alphabet), size=n))
+
+
+def write_fasta(path: Path, records: dict[str, str], width: int = 60, newline: str = "\n") -> Path:
+    lines = []
+    for name, seq in records.items():
+        lines.append(f">{name} some description")
+        lines += [seq[i : i + width] for i in range(0, len(seq), width)]
+    path.write_bytes((newline.join(lines) + newline).encode())
+    return path
+
+
+@pytest.fixture
+def chr20() -> Path:
+    if not CHR20.exists():
+        pytest.skip(f"real data not found at {CHR20}")
+    return CHR20

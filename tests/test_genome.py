@@ -1,0 +1,104 @@
+"""FASTA reading: formats, soft-mask, contigs, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from groverlm.cli import main
+from groverlm.errors import GroverError
+from groverlm.genome import Genome, iter_records, summarize
+
+from .conftest import random_dna, write_fasta
+
+
+@pytest.mark.parametrize("width,newline", [(60, "\n"), (7, "\r\n"), (10**6, "\n")])
+def test_any_line_width_and_crlf(tmp_path, width, newline):
+    seqs = {"a": random_dna(1000, 1), "b": random_dna(333, 2)}
+    g = Genome.read(write_fasta(tmp_path / "g.fa", seqs, width, newline))
+    assert {n: g.sequence(n, 0, len(s)) for n, s in seqs.items()} == seqs
+
+
+def test_gzip_and_bgzip(tmp_path):
+    seqs = {"a": random_dna(5000, 1), "b": random_dna(4000, 2)}
+    text = write_fasta(tmp_path / "g.fa", seqs).read_bytes()
+    (tmp_path / "g.fa.gz").write_bytes(gzip.compress(text))
+    # bgzip = concatenated gzip members
+    (tmp_path / "g.bgz").write_bytes(b"".join(gzip.compress(text[i : i + 1000])
+                                              for i in range(0, len(text), 1000)))
+    for name in ["g.fa.gz", "g.bgz"]:
+        assert Genome.read(tmp_path / name).sequence("b", 0, 4000) == seqs["b"]
+
+
+def test_softmask_and_contigs(tmp_path):
+    path = write_fasta(tmp_path / "g.fa", {"r": "ACGTacgtNNNNACRYGTtt"})
+    rec = next(iter_records(path))
+    assert rec.sequence() == "ACGTACGTNNNNACNNGTTT"
+    assert rec.softmask.tolist() == [[4, 8], [18, 20]]
+    assert rec.contigs().tolist() == [[0, 8], [12, 14], [16, 20]]
+    s = summarize(path)["total"]
+    assert (s["A"], s["C"], s["G"], s["T"], s["other"]) == (3, 3, 3, 5, 6)
+    assert (s["n_runs"], s["contigs"], s["softmasked"]) == (2, 3, 6)
+
+
+def test_reverse_complement_lookup(tmp_path):
+    g = Genome.read(write_fasta(tmp_path / "g.fa", {"r": "AACCGTTN"}))
+    assert g.sequence("r", 0, 4, "-") == "GGTT"
+    with pytest.raises(GroverError, match="outside record"):
+        g.sequence("r", 5, 20)
+
+
+BAD = {
+    "empty": (b"", "empty FASTA", None),
+    "only blank lines": (b"\n\n", "empty FASTA", None),
+    "no header": (b"\nACGT\n>r\nACGT\n", "before any '>' header", 2),
+    "binary": (b">r\nAC\x00\x01GT\n", "binary", 1),
+    "bad letter": (b">r\nACGT\nACGT\nACXT\n", "'X'", 4),
+    "duplicate": (b">r\nACGT\n>s\nAC\n>r x\nGG\n", "duplicate record name 'r'", 5),
+    "nameless": (b">\nACGT\n", "no record name", 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_line_with_file_and_line(tmp_path, capsys, case):
+    data, message, line = BAD[case]
+    path = tmp_path / "bad.fa"
+    path.write_bytes(data)
+    assert main(["genome", "summary", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and str(path) in err
+    if line is not None:
+        assert f"{path}:{line}:" in err
+
+
+def test_truncated_gzip(tmp_path, capsys):
+    text = write_fasta(tmp_path / "g.fa", {"r": random_dna(200000, 1)}).read_bytes()
+    blob = gzip.compress(text)
+    (tmp_path / "t.fa.gz").write_bytes(blob[: len(blob) // 2])
+    assert main(["genome", "summary", str(tmp_path / "t.fa.gz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "truncated" in err and len(err.splitlines()) == 1
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["genome", "summary", str(tmp_path / "nope.fa")]) == 2
+    assert "nope.fa" in capsys.readouterr().err
+
+
+def test_summary_of_real_chr20(chr20):
+    t = summarize(chr20)["total"]
+    assert t["length"] == 63_025_520
+    assert t["A"] + t["C"] + t["G"] + t["T"] == 59_505_520
+
+
+def test_large_record_streams_in_blocks(tmp_path, monkeypatch):
+    import groverlm.genome as genome
+
+    monkeypatch.setattr(genome, "_BLOCK", 97)  # headers and lines straddle block edges
+    seqs = {f"r{i}": random_dna(500 + 37 * i, i) for i in range(5)}
+    path = write_fasta(tmp_path / "g.fa", seqs, width=13)
+    got = {r.name: r.sequence() for r in iter_records(path)}
+    assert got == seqs
+    assert np.array_equal(next(iter_records(path)).codes, genome.encode(seqs["r0"]))
