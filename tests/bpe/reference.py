@@ -11,7 +11,7 @@ def naive_bpe(words: list[str], merges: int) -> tuple[list[tuple[str, str]], lis
     for _ in range(merges):
         freq: dict[tuple[str, str], int] = {}
         for s in segs:
-            for x, y in zip(s, s[1:]):
+            for x, y in zip(s, s[1:], strict=False):
                 freq[(x, y)] = freq.get((x, y), 0) + 1
         if not freq:
             break

@@ -110,3 +110,32 @@ def test_export_more_cycles_than_trained(trained, tmp_path, capsys):
     _, out = trained
     assert main(["bpe", "export", str(out), "--cycles", "301", "--out", str(tmp_path / "v")]) == 2
     assert "300" in capsys.readouterr().err
+
+
+def test_interrupted_training_resumes_to_the_same_table(tmp_path, monkeypatch):
+    from groverlm.bpe import train as bpe_train
+    from groverlm.errors import GroverError
+
+    genome = write_fasta(tmp_path / "g.fa", {"a": random_dna(20000, 5), "b": random_dna(9000, 6)})
+    whole = bpe_train.write_training(genome, tmp_path / "whole", 200, save_tokens_at=150)
+    step = bpe_train.Trainer.step
+
+    def crash_at_130(self):
+        if self.cycle == 130:
+            raise KeyboardInterrupt  # stands for a kill between two checkpoints
+        return step(self)
+
+    monkeypatch.setattr(bpe_train.Trainer, "step", crash_at_130)
+    with pytest.raises(KeyboardInterrupt):
+        bpe_train.write_training(genome, tmp_path / "cut", 200, save_tokens_at=150,
+                                 checkpoint_cycles=50)
+    monkeypatch.setattr(bpe_train.Trainer, "step", step)
+    assert (tmp_path / "cut" / "checkpoint" / "state.json").exists()
+    with pytest.raises(GroverError, match="--resume"):
+        bpe_train.write_training(genome, tmp_path / "cut", 200, save_tokens_at=150)
+    resumed = bpe_train.write_training(genome, tmp_path / "cut", 200, save_tokens_at=150,
+                                       resume=True)
+    assert resumed.merges.pairs() == whole.merges.pairs()
+    for name in ["merges.tsv", "progress.tsv", "tokens/ids.npy", "tokens/starts.npy"]:
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert not (tmp_path / "cut" / "checkpoint").exists()

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--save-tokens-at", type=int, default=None, metavar="C",
                    help="also save the genome's segmentation after C cycles (tokens/)")
     t.add_argument("--overwrite", action="store_true", help="replace a finished output folder")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    t.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                   help="save the training state every M minutes (default 10)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=train)
 
@@ -33,7 +36,8 @@ def train(args: argparse.Namespace) -> int:
     from groverlm.bpe.train import write_training
 
     tr = write_training(args.genome, args.out, args.merges, args.chunk, args.save_tokens_at,
-                        args.overwrite, progress=not args.quiet)
+                        args.overwrite, progress=not args.quiet, resume=args.resume,
+                        checkpoint_minutes=args.checkpoint_minutes)
     print(f"bpe train: {tr.cycle} cycles over {tr.words.bases:,} bases; {tr.tokens:,} tokens "
           f"(mean {tr.words.bases / tr.tokens:.2f} nt) -> {args.out}/merges.tsv")
     return 0

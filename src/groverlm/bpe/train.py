@@ -186,7 +186,7 @@ class Trainer:
             self.tail = core.compact_pool(self.tok, self.pool, self.off, self.size, tokens)
             if self.tail + need > self.pool.size * 0.75:  # grow ahead of need to keep GCs rare
                 # in place (realloc/mremap): no second copy of the pool at the peak
-                self.pool.resize(int((self.tail + need) * 1.5) + 1024, refcheck=False)
+                self.pool.resize(int((self.tail + need) * 1.25) + 1024, refcheck=False)
         if self.size[c] and self.off[c] + self.size[c] != self.tail:
             # a reused token: move its list to the tail so the new starts extend it
             old = self.pool[self.off[c] : self.off[c] + self.size[c]].copy()
@@ -200,6 +200,56 @@ class Trainer:
     def _sort_list(self, t: int) -> None:
         self.pool[self.off[t] : self.off[t] + self.size[t]].sort()
         self.unsorted.discard(t)
+
+    _ARRAYS = ("tok", "length", "counts", "off", "size", "base_counts")
+
+    def save_state(self, folder: Path, meta: dict) -> None:
+        """Checkpoint everything needed to continue (atomically: a crash keeps the previous one)."""
+        from groverlm.manifest import atomic_path, write_json
+
+        w = self.words
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            arrays = {k: getattr(self, k) for k in self._ARRAYS}
+            np.savez(tmp / "state.npz", pool=self.pool[: self.tail], heap=self.heap[: self.heap_n],
+                     applied=np.array(self.applied, np.int64),
+                     token_totals=np.array(self.token_totals, np.int64),
+                     word_tok=w.word_tok, word_len=w.word_len, word_start=w.word_start,
+                     word_record=w.word_record, **arrays)
+            m = self.merges
+            write_json(tmp / "state.json", {
+                **meta, "cycle": self.cycle, "tokens": self.tokens, "unsorted": sorted(self.unsorted),
+                "strings": self.strings, "merges": [m.left, m.right, m.token, m.counts],
+                "records": w.records, "record_lengths": w.record_lengths})
+
+    @classmethod
+    def load_state(cls, folder: Path) -> tuple[Trainer, dict]:
+        import json
+
+        meta = json.loads((folder / "state.json").read_text())
+        with np.load(folder / "state.npz") as z:
+            words = Words(z["tok"], z["word_tok"], z["word_len"], z["word_start"],
+                          z["word_record"], meta["records"], meta["record_lengths"])
+            self = cls.__new__(cls)
+            self.words, self.tok = words, words.tok
+            for k in cls._ARRAYS[1:]:
+                setattr(self, k, z[k])
+            self.tail = int(z["pool"].size)
+            self.pool = np.zeros(max(1 << 16, int(self.tail * 1.5)), dtype=np.uint32)
+            self.pool[: self.tail] = z["pool"]
+            self.heap_n = int(z["heap"].size)
+            self.heap = np.zeros(max(1024, 2 * self.heap_n), dtype=np.uint64)
+            self.heap[: self.heap_n] = z["heap"]
+            self.applied = z["applied"].tolist()
+            self.token_totals = z["token_totals"].tolist()
+        self.strings = meta["strings"]
+        self.index = {s: i for i, s in enumerate(self.strings)}
+        self.unsorted = set(meta["unsorted"])
+        self.tokens = meta["tokens"]
+        self.merges = Merges()
+        for a, b, t, n in zip(*meta["merges"], strict=True):
+            self.merges.append(a, b, t, n)
+        return self, meta
 
     def iter_segmentation(self, batch_bases: int = 1 << 24
                           ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -235,19 +285,23 @@ class Trainer:
 
 def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | None = None,
               save_tokens_at: int | None = None, progress: bool = False,
-              on_save: Callable[[Trainer], None] | None = None
+              on_save: Callable[[Trainer], None] | None = None,
+              trainer: Trainer | None = None, on_cycle: Callable[[Trainer], None] | None = None
               ) -> tuple[Trainer, Segmentation | None]:
     """Run `merges` cycles over a genome (a FASTA path or records). Returns the trainer (merge table
     in `.merges`) and the segmentation at `save_tokens_at` cycles when asked; with `on_save`, that
-    function gets the trainer at that cycle instead (to stream the segmentation to disk)."""
+    function gets the trainer at that cycle instead (to stream the segmentation to disk).
+    `trainer` continues a run restored from a checkpoint; `on_cycle` runs after every cycle."""
     if merges < 1:
         raise GroverError(f"--merges must be at least 1, got {merges}")
     if save_tokens_at is not None and not 0 <= save_tokens_at <= merges:
         raise GroverError(f"--save-tokens-at must be between 0 and --merges ({merges})")
-    records = iter_records(genome) if isinstance(genome, str | Path) else genome
-    t0 = time.perf_counter()
-    trainer = Trainer(layout_words(records, chunk), merges)
-    log.info("laid out %s bases in %.1fs", f"{trainer.words.bases:,}", time.perf_counter() - t0)
+    if trainer is None:
+        records = iter_records(genome) if isinstance(genome, str | Path) else genome
+        t0 = time.perf_counter()
+        trainer = Trainer(layout_words(records, chunk), merges)
+        log.info("laid out %s bases in %.1fs", f"{trainer.words.bases:,}",
+                 time.perf_counter() - t0)
     saved = None
 
     def save() -> None:
@@ -257,19 +311,22 @@ def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | N
         else:
             on_save(trainer)
 
-    if save_tokens_at == 0:
+    if save_tokens_at == trainer.cycle:
         save()
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=merges, unit="cycle", desc="bpe", dynamic_ncols=True)
+        bar = tqdm(total=merges, initial=trainer.cycle, unit="cycle", desc="bpe",
+                   dynamic_ncols=True)
     while trainer.cycle < merges:
         if not trainer.step():
             log.warning("no pair left after %d cycles", trainer.cycle)
             break
         if trainer.cycle == save_tokens_at:
             save()
+        if on_cycle is not None:
+            on_cycle(trainer)
         if bar is not None:
             bar.update(1)
             if trainer.cycle % 16 == 0 or trainer.cycle == merges:
@@ -281,19 +338,48 @@ def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | N
 
 def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int | None = None,
                    save_tokens_at: int | None = None, overwrite: bool = False,
-                   progress: bool = False) -> Trainer:
-    """`groverlm bpe train`: train and write merges.tsv, progress.tsv, tokens/ and manifest.json."""
+                   progress: bool = False, resume: bool = False,
+                   checkpoint_minutes: float = 10.0, checkpoint_cycles: int | None = None
+                   ) -> Trainer:
+    """`groverlm bpe train`: train and write merges.tsv, progress.tsv, tokens/ and manifest.json.
+
+    Every `checkpoint_minutes` (or `checkpoint_cycles`) the state goes to `out/checkpoint/`;
+    `resume` continues from it when the genome and settings are the same.
+    """
     from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
-    from groverlm.manifest import prepare_out, write_manifest, write_text
+    from groverlm.manifest import fingerprint, prepare_out, write_manifest, write_text
 
     out = prepare_out(out, overwrite)
+    ckpt = out / "checkpoint"
+    config = {"merges": merges, "chunk": chunk, "save_tokens_at": save_tokens_at}
+    inputs = [genome] if isinstance(genome, str | Path) else []
+    meta = {"config": config, "inputs": [fingerprint(p) for p in inputs]}
+    trainer = None
+    if (ckpt / "state.json").exists() and not overwrite:
+        if not resume:
+            raise GroverError("holds an interrupted run: pass --resume to continue it or "
+                              "--overwrite to start again", out)
+        trainer, saved_meta = Trainer.load_state(ckpt)
+        if {k: saved_meta[k] for k in meta} != meta:
+            raise GroverError("checkpoint was made with another genome or settings; pass "
+                              "--overwrite to start again", ckpt)
+        log.info("resuming at cycle %d", trainer.cycle)
     t0 = time.perf_counter()
+    last = [time.monotonic()]
 
     def save(tr: Trainer) -> None:  # the fingerprint is fixed once the table reaches this cycle
         tr.merges.write(out / "merges.tsv")
         write_segmentation(tr, out / "tokens", merges_fingerprint(out / "merges.tsv", tr.cycle))
 
-    trainer, _ = train_bpe(genome, merges, chunk, save_tokens_at, progress, on_save=save)
+    def checkpoint(tr: Trainer) -> None:
+        due = (tr.cycle % checkpoint_cycles == 0 if checkpoint_cycles
+               else time.monotonic() - last[0] > 60 * checkpoint_minutes)
+        if due and tr.cycle < merges:
+            tr.save_state(ckpt, meta)
+            last[0] = time.monotonic()
+
+    trainer, _ = train_bpe(genome, merges, chunk, save_tokens_at, progress, on_save=save,
+                           trainer=trainer, on_cycle=checkpoint)
     seconds = time.perf_counter() - t0
     trainer.merges.write(out / "merges.tsv")
     bases = trainer.words.bases
@@ -302,10 +388,12 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
         for i, (n, t) in enumerate(zip(trainer.applied, trainer.token_totals, strict=True))]
     write_text(out / "progress.tsv", "\n".join(rows) + "\n")
     write_manifest(
-        out, "bpe-train",
-        {"merges": merges, "chunk": chunk, "save_tokens_at": save_tokens_at},
-        [genome] if isinstance(genome, str | Path) else [],
+        out, "bpe-train", config, inputs,
         cycles=trainer.cycle, bases=bases, words=int(trainer.words.word_len.size),
         records=trainer.words.records, base_counts=trainer.base_counts.tolist(),
         seconds=round(seconds, 2))
+    if ckpt.exists():
+        import shutil
+
+        shutil.rmtree(ckpt)
     return trainer
