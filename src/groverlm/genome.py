@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from groverlm.errors import GroverError
 
@@ -53,13 +54,13 @@ class Record:
         >>> Record("r", encode("ACNNGT")).contigs().tolist()
         [[0, 2], [4, 6]]
         """
-        return runs(self.codes < NON_ACGT, min_length)
+        return _runs_between(self.codes, 0, NON_ACGT, min_length)
 
     def sequence(self, start: int = 0, end: int | None = None, strand: str = "+") -> str:
         """Uppercase sequence of [start, end); reverse complement when strand is '-'.
 
         >>> Record("r", encode("AACGTN")).sequence(1, 4, "-")
-        'ACG'
+        'CGT'
         """
         end = len(self) if end is None else end
         if not 0 <= start <= end <= len(self):
@@ -88,7 +89,9 @@ def decode(codes: np.ndarray) -> str:
 
 
 def reverse_complement(seq: str) -> str:
-    """>>> reverse_complement("AACGN")
+    """Reverse complement of an uppercase or lowercase sequence.
+
+    >>> reverse_complement("AACGN")
     'NCGTT'
     """
     return seq.translate(_COMPLEMENT)[::-1]
@@ -100,10 +103,35 @@ def runs(flags: np.ndarray, min_length: int = 1) -> np.ndarray:
     >>> runs(np.array([0, 1, 1, 0, 1], dtype=bool)).tolist()
     [[1, 3], [4, 5]]
     """
-    padded = np.concatenate(([False], flags.astype(bool), [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    iv = edges.reshape(-1, 2).astype(np.int64)
-    return iv[(iv[:, 1] - iv[:, 0]) >= min_length]
+    return _runs_between(flags.view(np.uint8) if flags.dtype == bool else flags, 1, 256, min_length)
+
+
+@njit(cache=True)
+def _runs_between(values, lo, hi, min_length):
+    """(k, 2) intervals where lo <= values < hi, in one pass with no per-base temporaries (the
+    reader calls it on whole chromosomes)."""
+    n = 0
+    inside = False
+    for v in values:
+        hit = lo <= v < hi
+        if hit and not inside:
+            n += 1
+        inside = hit
+    out = np.empty((n, 2), dtype=np.int64)
+    k = 0
+    start = 0
+    inside = False
+    for i in range(values.size + 1):
+        hit = i < values.size and lo <= values[i] < hi
+        if hit and not inside:
+            start = i
+        elif inside and not hit:
+            out[k, 0] = start
+            out[k, 1] = i
+            k += 1
+        inside = hit
+    keep = (out[:, 1] - out[:, 0]) >= min_length
+    return out[keep]
 
 
 def _open(path: Path) -> io.BufferedIOBase:
@@ -206,10 +234,10 @@ def _make_record(path: Path, name: str | None, line: int, seq_line: int, parts: 
     raw = b"".join(parts).translate(None, b"\r\n \t")
     arr = np.frombuffer(raw, dtype=np.uint8)
     codes = _CODE[arr]
-    bad = np.flatnonzero(codes == _INVALID)
-    if bad.size:
-        _raise_bad_letter(path, seq_line, parts, chr(arr[bad[0]]))
-    soft = runs(arr >= ord("a"))
+    if _INVALID in codes:
+        bad = int(np.argmax(codes == _INVALID))
+        _raise_bad_letter(path, seq_line, parts, chr(arr[bad]))
+    soft = _runs_between(arr, ord("a"), ord("z") + 1, 1)
     return Record(name=name, codes=codes, softmask=soft, line=line)
 
 
@@ -255,7 +283,7 @@ def summarize(path: str | Path) -> dict:
     rows = []
     for rec in iter_records(path):
         counts = np.bincount(rec.codes, minlength=5)
-        n_runs = runs(rec.codes == NON_ACGT)
+        n_runs = _runs_between(rec.codes, NON_ACGT, NON_ACGT + 1, 1)
         rows.append(
             {
                 "name": rec.name,
