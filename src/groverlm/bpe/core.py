@@ -9,7 +9,7 @@ Layout (why it is lean: 2 bytes per base plus about 1-2 for position lists):
   slot only ever takes the ids of ever longer tokens or becomes INTERIOR for good. Lists are
   compacted when scanned, so stale entries cost nothing for long.
 - Pairs of two single bases have no lists: there are at most 16 such merges, each a full scan.
-- `counts` is a dense (V, V) int64 matrix of exact pair frequencies; `heap` is a max-heap of uint64
+- `counts` is a dense (V, V) uint32 matrix of exact pair frequencies; `heap` is a max-heap of uint64
   keys (count << 32 | ~left << 16 | ~right), so ties go to the smallest (left, right) as in HF.
   Stale keys are refreshed lazily when popped.
 """
@@ -102,6 +102,22 @@ def pair_key(count, a, b):
     return (np.uint64(count) << np.uint64(32)) | ((_MASK16 - np.uint64(a)) << np.uint64(16)) | (
         _MASK16 - np.uint64(b)
     )
+
+
+@njit(cache=True)
+def rebuild_heap(heap, n, counts):
+    """Refresh every key to its pair's current count, drop dead pairs and duplicates, re-heapify.
+    Stale keys pile up (one push per new pair per cycle); this keeps the heap the size of the live
+    pairs rather than of the run's history. Returns the new size."""
+    for i in range(n):
+        key = heap[i]
+        a = np.int64(_MASK16 - ((key >> np.uint64(16)) & _MASK16))
+        b = np.int64(_MASK16 - (key & _MASK16))
+        heap[i] = pair_key(counts[a, b], a, b) if counts[a, b] > 0 else np.uint64(0)
+    keys = np.unique(heap[:n])[::-1]  # descending order is a valid max-heap
+    m = keys.size - 1 if keys.size and keys[-1] == 0 else keys.size
+    heap[:m] = keys[:m]
+    return m
 
 
 @njit(cache=True)

@@ -125,7 +125,8 @@ class Trainer:
         self.length[: len(BASES)] = 1
         self.strings = list(BASES)
         self.index = {s: i for i, s in enumerate(BASES)}
-        self.counts = np.zeros((v, v), dtype=np.int64)
+        # uint32: a pair count is below the uint32 slot count; halves the (V, V) matrix
+        self.counts = np.zeros((v, v), dtype=np.uint32)
         self.counts[:4, :4] = core.count_base_pairs(self.tok)
         self.base_counts = core.count_tokens(self.tok, self.length, len(BASES))
         self.heap = np.zeros(max(1024, 4 * v), dtype=np.uint64)
@@ -177,8 +178,11 @@ class Trainer:
 
     def _make_room(self, c: int, count: int) -> None:
         """Ensure c's list ends at the pool tail with room for `count` more entries, and heap room."""
-        if self.heap.size < self.heap_n + 2 * self.length.size + 1:
-            self.heap = np.concatenate([self.heap, np.zeros_like(self.heap)])
+        room = 2 * self.length.size + 1  # one push per new pair (x, c) or (c, y)
+        if self.heap.size < self.heap_n + room:
+            self.heap_n = core.rebuild_heap(self.heap, self.heap_n, self.counts)
+            if self.heap.size < 2 * (self.heap_n + room):
+                self.heap.resize(2 * (self.heap_n + room), refcheck=False)
         need = count + self.size[c] + 1  # +1: the branch-free scan writes one slot ahead
         if self.tail + need > self.pool.size:
             order = np.argsort(self.off[self.size > 0], kind="stable")
