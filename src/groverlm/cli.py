@@ -17,13 +17,26 @@ from groverlm.errors import GroverError
 # Modules with a `register(subparsers)` function, in the order their commands are listed. Keep them
 # light to import: heavy libraries (torch, transformers) are imported inside the command functions.
 STAGES = [
+    "groverlm.runner",
+    "groverlm.data",
     "groverlm.genome_cli",
     "groverlm.bpe.cli",
+    "groverlm.pretrain",
+    "groverlm.embed",
+    "groverlm.analysis.analyze",
+    "groverlm.analysis.report",
+    "groverlm.tasks_cli",
+    "groverlm.kmer_vocab",
+    "groverlm.finetune",
+    "groverlm.nextkmer",
+    "groverlm.select_vocab",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="groverlm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="groverlm", description="GROVER DNA language model: genome-scale BPE vocabulary, BERT "
+        "pretraining, vocabulary selection, genome-biology tasks, baselines and analyses.")
     parser.add_argument("--version", action="version", version=f"groverlm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -58,8 +58,8 @@ def all_kmers(k: int) -> list[str]:
 
 
 def kmer_ids(seq: str | np.ndarray, k: int) -> np.ndarray:
-    """Index of the k-mer starting at every position: (len - k + 1,) int64, -1 where the window holds
-    a non-A/C/G/T base. `seq` is a string or uint8 codes (`genome.encode`).
+    """Index of the k-mer starting at every position: (len - k + 1,) int64, -1 where the window
+    holds a non-A/C/G/T base. `seq` is a string or uint8 codes (`genome.encode`).
 
     >>> kmer_ids("ACGTNAC", 2).tolist()
     [1, 6, 11, -1, -1, 1]

@@ -50,7 +50,7 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be equal 1-D shapes")
+        raise ValueError(f"y_true {y_true.shape}, y_pred {y_pred.shape}: need equal 1-D shapes")
     if labels is None:
         top = int(max(y_true.max(initial=0), y_pred.max(initial=0)))
         labels = list(range(max(top + 1, 2)))
@@ -81,7 +81,8 @@ def _auroc(y_true: np.ndarray, scores: np.ndarray | None, labels: list[int]) -> 
     if scores.ndim != 2 or scores.shape[1] != len(labels):
         raise ValueError(f"scores {scores.shape} must be (n, {len(labels)}) for a multi-class task")
     # one-vs-rest over the classes present in y_true: an absent class has no defined AUROC
-    cols = [labels.index(int(c)) for c in present]
+    col = {c: i for i, c in enumerate(labels)}
+    cols = [col[int(c)] for c in present]
     aucs = [roc_auc_score(y_true == labels[j], scores[:, j]) for j in cols]
     return float(np.mean(aucs))
 
@@ -135,3 +136,61 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         r.setdefault("task", obj.get("task", path.parent.name))
         r.setdefault("source", str(path))
     return records
+
+
+def find_metrics(folders: Sequence[str | Path]) -> list[Path]:
+    """Every metrics.json under the given folders (or the files themselves), sorted, unique."""
+    found: set[Path] = set()
+    for f in folders:
+        p = Path(f)
+        if p.is_file():
+            found.add(p)
+        elif p.is_dir():
+            found.update(p.rglob(METRICS))
+        else:
+            raise GroverError("no such file or folder", p)
+    return sorted(found)
+
+
+def results_table(records: list[dict[str, Any]]) -> tuple[list[str], list[str], dict]:
+    """(tasks, models, cells) with cells[(task, model)] = (mcc_mean, mcc_std, n_seeds). Tasks and
+    models are sorted by name; a (task, model) pair found twice is a GroverError (ambiguous)."""
+    cells: dict[tuple[str, str], tuple[float | None, float | None, int]] = {}
+    where: dict[tuple[str, str], str] = {}
+    for r in records:
+        key = (str(r["task"]), str(r["model"]))
+        if key in cells:
+            raise GroverError(f"task {key[0]!r}, model {key[1]!r} found twice (also in "
+                              f"{where[key]}); compare fewer folders", r.get("source"))
+        mean = r.get("mcc_mean", r["test"].get("mcc"))
+        cells[key] = (mean, r.get("mcc_std"), len(r.get("seeds") or [None]))
+        where[key] = str(r.get("source"))
+    tasks = sorted({t for t, _ in cells})
+    models = sorted({m for _, m in cells})
+    return tasks, models, cells
+
+
+def _cell(v: tuple[float | None, float | None, int] | None) -> str:
+    if v is None or v[0] is None:
+        return "-"
+    mean, std, n = v
+    return f"{mean:.3f} ± {std:.3f}" if std is not None and n > 1 else f"{mean:.3f}"
+
+
+def format_table(tasks: list[str], models: list[str], cells: dict, fmt: str = "markdown") -> str:
+    """The task x model table of test MCC (mean ± std over seeds) as markdown or TSV."""
+    if fmt == "tsv":
+        lines = ["task\tmodel\tmcc_mean\tmcc_std\tseeds"]
+        for t in tasks:
+            for m in models:
+                v = cells.get((t, m))
+                if v is not None:
+                    lines.append(f"{t}\t{m}\t{'' if v[0] is None else f'{v[0]:.6f}'}\t"
+                                 f"{'' if v[1] is None else f'{v[1]:.6f}'}\t{v[2]}")
+        return "\n".join(lines) + "\n"
+    rows = [["task", *models]] + [[t, *(_cell(cells.get((t, m))) for m in models)] for t in tasks]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+           for r in rows]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out) + "\n"

@@ -1,8 +1,8 @@
 """Tasks stage, annotation readers: TSS lists (RefSeq, GENCODE, BED6) and BED interval sets.
 
-Reads plain or gzipped text; writes nothing. Every coordinate comes out 0-based (a TSS is the 0-based
-position of the first transcribed base; intervals are half-open). Formats, detected from the first
-data line (or forced with `fmt`):
+Reads plain or gzipped text; writes nothing. Every coordinate comes out 0-based (a TSS is the
+0-based position of the first transcribed base; intervals are half-open). Formats, detected from
+the first data line (or forced with `fmt`):
 
 - refseq:  `chrom<TAB>position<TAB>strand`, no header; position 0-based (ChromHMM anchor files: the
            base at the position is the Inr's A/G far more often than its neighbours on chr20).

@@ -2,7 +2,8 @@
 
 Reads nothing itself; every builder (prom300, promscan, ctcf) calls `split_examples` and then
 `write_task`, which writes `train.csv`, `dev.csv`, `test.csv` (columns sequence,label,chrom,start,
-end,strand; 0-based half-open coordinates; the sequence is on `strand`) and `manifest.json`.
+end,strand; 0-based half-open coordinates; the sequence is on `strand`; plus `tokens`, the
+space-separated BPE tokens, for token-shuffled tasks) and `manifest.json`.
 
 Splits never share overlapping genomic intervals. With examples on at least three chromosomes whole
 chromosomes go to one split each; otherwise the genome is cut into fixed blocks (1 Mbp by default)
@@ -24,12 +25,12 @@ import numpy as np
 
 from groverlm.errors import GroverError
 from groverlm.genome import NON_ACGT, Genome, iter_records
-from groverlm.manifest import atomic_path, prepare_out, write_manifest
+from groverlm.manifest import MANIFEST, atomic_path, prepare_out, write_manifest
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
-COLUMNS = ("sequence", "label", "chrom", "start", "end", "strand")
+COLUMNS = ("sequence", "label", "chrom", "start", "end", "strand")  # then `tokens` when present
 SPLIT_METHODS = ("auto", "chrom", "block")
 
 
@@ -44,6 +45,7 @@ class Example:
     start: int
     end: int
     strand: str
+    tokens: str | None = None  # space-separated BPE tokens spelling `sequence` (token shuffles)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class SplitConfig:
             raise GroverError(f"split method must be one of {', '.join(SPLIT_METHODS)}, "
                               f"got {self.method!r}")
         if len(self.fractions) != 3 or min(self.fractions) <= 0:
-            raise GroverError(f"split fractions must be three positive numbers, got {self.fractions}")
+            raise GroverError(f"split fractions must be 3 positive numbers, got {self.fractions}")
         if abs(sum(self.fractions) - 1) > 1e-6:
             raise GroverError(f"split fractions must sum to 1, got {self.fractions}")
         if self.block < 1:
@@ -96,8 +98,9 @@ def split_examples(examples: Sequence[Example], cfg: SplitConfig) -> SplitResult
         splits, info = _split_blocks(examples, cfg)
     for s in SPLITS:
         if not splits[s]:
-            raise GroverError(f"the {s} split is empty ({len(examples)} examples, method {method}); "
-                              "use more data, a smaller --split-block or other --split-fractions")
+            raise GroverError(f"the {s} split is empty ({len(examples)} examples, method "
+                              f"{method}); use more data, a smaller --split-block or other "
+                              "--split-fractions")
     info["counts"] = {s: len(splits[s]) for s in SPLITS}
     return SplitResult(splits, info)
 
@@ -141,7 +144,8 @@ def _split_blocks(examples: Sequence[Example], cfg: SplitConfig
         n_test, n_dev = 1, 1
     block_split: dict[tuple[str, int], str] = {}
     for rank, i in enumerate(order):
-        block_split[used[i]] = "test" if rank < n_test else "dev" if rank < n_test + n_dev else "train"
+        split = "test" if rank < n_test else "dev" if rank < n_test + n_dev else "train"
+        block_split[used[i]] = split
     splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
     dropped = 0
     for e in examples:
@@ -221,12 +225,13 @@ def load_genome(path: str | Path, chroms: Sequence[str] | None = None) -> Genome
 
 
 def load_bpe_tokenizer(vocab: str | Path):
-    """The `tokenizers.Tokenizer` of a `bpe export` folder (encode with add_special_tokens=False)."""
+    """The `tokenizers.Tokenizer` of a `bpe export` folder (encode with add_special_tokens=False).
+    """
     from tokenizers import Tokenizer
 
     path = Path(vocab) / "tokenizer.json"
     if not path.exists():
-        raise GroverError("no tokenizer.json: not a tokenizer folder (`groverlm bpe export`)", vocab)
+        raise GroverError("no tokenizer.json: not a `groverlm bpe export` folder", vocab)
     return Tokenizer.from_file(str(path))
 
 
@@ -239,7 +244,10 @@ def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str
     label counts and `split` (how the split was made).
     """
     out = prepare_out(out, overwrite)
+    (out / MANIFEST).unlink(missing_ok=True)  # replacing: unfinished until the new manifest
     rng = np.random.default_rng(seed)
+    with_tokens = any(e.tokens is not None for s in SPLITS for e in result.splits[s])
+    columns = [*COLUMNS, "tokens"] if with_tokens else list(COLUMNS)
     counts: dict[str, dict[str, int]] = {}
     lengths: Counter = Counter()
     for s in SPLITS:
@@ -247,14 +255,19 @@ def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str
         order = rng.permutation(len(rows))
         with atomic_path(out / f"{s}.csv") as tmp, open(tmp, "w", newline="") as fh:
             w = csv.writer(fh, lineterminator="\n")
-            w.writerow(COLUMNS)
+            w.writerow(columns)
             for i in order:
                 e = rows[i]
-                w.writerow([e.sequence, e.label, e.chrom, e.start, e.end, e.strand])
+                w.writerow([e.sequence, e.label, e.chrom, e.start, e.end, e.strand]
+                           + ([e.tokens or ""] if with_tokens else []))
                 lengths[len(e.sequence)] += 1
         c = Counter(e.label for e in rows)
         counts[s] = {str(k): c[k] for k in sorted(c)}
     labels = sorted({int(k) for c in counts.values() for k in c})
+    for s in SPLITS:
+        absent = [k for k in labels if str(k) not in counts[s]]
+        if absent:
+            log.warning("the %s split holds no example of label(s) %s", s, absent)
     return write_manifest(
         out, f"tasks-{task}", config, inputs, seed=seed, task=task,
         label_map={str(k): k for k in labels},

@@ -5,11 +5,11 @@ Reads a FASTA genome, a JASPAR count matrix and one or more BED peak files; writ
 
 Both strands are scanned with the motif's log-odds matrix (log2 of the smoothed base frequencies
 over a uniform background); a hit is every position scoring at least the threshold (absolute in
-bits, or `rel_threshold` of the way from the matrix's minimum to its maximum score). Hits closer than
-`min_spacing` to a better hit are suppressed, so that windows never hold two hits' centres and
-rarely overlap. A window of `window` bp is centred on each kept hit, read on the hit's strand (or
-the + strand with orient="genome"); its label is 1 when the motif lies wholly inside a peak of any
-of the peak files (their union), else 0.
+bits, or `rel_threshold` of the way from the matrix's minimum to its maximum score). Hits closer
+than `min_spacing` to a better hit are suppressed (with the default spacing, one window, the
+windows never overlap). A window of `window` bp is centred on each kept hit, read on the hit's
+strand (or the + strand with orient="genome"); its label is 1 when the motif lies wholly inside a
+peak of any of the peak files (their union), else 0.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 
 from groverlm.errors import GroverError
 from groverlm.genome import BASES, Genome
+from groverlm.manifest import prepare_out
 from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
 from groverlm.tasks.common import (
     Example,
@@ -246,6 +247,7 @@ def build_ctcf(genome: str | Path, motif: str | Path, peaks: list[str | Path], o
     """`groverlm tasks ctcf`: build and write the task; returns its manifest."""
     if not peaks:
         raise GroverError("--peaks needs at least one BED file")
+    prepare_out(out, overwrite)  # refuse before the work, not after
     m = read_jaspar(motif)
     peak_sets = [read_bed_intervals(p) for p in peaks]
     g = load_genome(genome, chroms)

@@ -10,6 +10,10 @@ read on the TSS's strand. Windows that overlap an earlier kept window on the sam
 Each positive gets one negative with its coordinates and label 0:
 
 - token:        its BPE tokens in a random order (GROVER's control: same tokens, no grammar);
+                the task then has a `tokens` column (space-separated token strings) for both
+                classes, because re-tokenizing a shuffled string merges across the junctions and
+                changes its token counts: a consumer using the same vocabulary (manifest
+                `tokens_merges_sha256`) should read the tokens rather than re-tokenize;
 - dinucleotide: a shuffle that keeps the exact dinucleotide counts (Altschul-Erickson);
 - deepromoter:  the sequence cut in 20 parts, 12 of them permuted among their places (DeePromoter).
 
@@ -19,6 +23,7 @@ A shuffle that happens to return the positive is retried; a positive whose shuff
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,7 @@ import numpy as np
 
 from groverlm.errors import GroverError
 from groverlm.genome import Genome
+from groverlm.manifest import prepare_out
 from groverlm.tasks.annotations import TSS, filter_tss, read_tss
 from groverlm.tasks.common import (
     Example,
@@ -138,27 +144,36 @@ def deepromoter_shuffle(seq: str, rng: np.random.Generator, parts: int = 20,
     return "".join(new)
 
 
-def token_shuffle(seq: str, rng: np.random.Generator, tokenizer) -> str:
-    """`seq`'s BPE tokens (a `tokenizers.Tokenizer`) joined in a random order."""
+def bpe_tokens(seq: str, tokenizer) -> list[str]:
+    """`seq`'s BPE token strings (a `tokenizers.Tokenizer`, no special tokens)."""
     tokens = tokenizer.encode(seq, add_special_tokens=False).tokens
     if "".join(tokens) != seq:
         raise GroverError(f"the tokenizer does not spell the sequence back (unknown tokens?): "
                           f"{seq[:40]}...")
-    return "".join(tokens[i] for i in rng.permutation(len(tokens)))
+    return tokens
+
+
+def token_shuffle(tokens: list[str], rng: np.random.Generator) -> list[str]:
+    """The tokens in a random order."""
+    return [tokens[i] for i in rng.permutation(len(tokens))]
 
 
 def shuffle_negative(seq: str, rng: np.random.Generator, cfg: Prom300Config,
-                     tokenizer=None) -> str | None:
-    """One negative for `seq` by `cfg.negatives`, or None when every try returned `seq` itself."""
+                     tokens: list[str] | None = None) -> tuple[str, list[str] | None] | None:
+    """One negative for `seq` by `cfg.negatives` (with its token list for token shuffles), or None
+    when every try returned `seq` itself."""
     for _ in range(_RETRIES):
+        neg_tokens = None
         if cfg.negatives == "token":
-            neg = token_shuffle(seq, rng, tokenizer)
+            assert tokens is not None
+            neg_tokens = token_shuffle(tokens, rng)
+            neg = "".join(neg_tokens)
         elif cfg.negatives == "dinucleotide":
             neg = dinucleotide_shuffle(seq, rng)
         else:
             neg = deepromoter_shuffle(seq, rng, cfg.parts, cfg.permuted)
         if neg != seq:
-            return neg
+            return neg, neg_tokens
     return None
 
 
@@ -178,6 +193,10 @@ def prom300_windows(tss: list[TSS], cfg: Prom300Config) -> tuple[list[tuple], in
     return kept, len(tss) - len(kept)
 
 
+def _join(tokens: list[str] | None) -> str | None:
+    return None if tokens is None else " ".join(tokens)
+
+
 def prom300_examples(genome: Genome, tss: list[TSS], cfg: Prom300Config, tokenizer=None
                      ) -> tuple[list[Example], dict[str, int]]:
     """Positive windows and one shuffled negative each, in genomic order; with counts."""
@@ -193,12 +212,14 @@ def prom300_examples(genome: Genome, tss: list[TSS], cfg: Prom300Config, tokeniz
         if seq is None:
             stats["skipped_edge_or_n"] += 1
             continue
-        neg = shuffle_negative(seq, rng, cfg, tokenizer)
-        if neg is None:
+        tokens = bpe_tokens(seq, tokenizer) if tokenizer is not None else None
+        shuffled = shuffle_negative(seq, rng, cfg, tokens)
+        if shuffled is None:
             stats["unshufflable"] += 1
             continue
-        out.append(Example(seq, 1, chrom, start, end, strand))
-        out.append(Example(neg, 0, chrom, start, end, strand))
+        neg, neg_tokens = shuffled
+        out.append(Example(seq, 1, chrom, start, end, strand, _join(tokens)))
+        out.append(Example(neg, 0, chrom, start, end, strand, _join(neg_tokens)))
     stats["positives"] = len(out) // 2
     for k in ("skipped_edge_or_n", "unshufflable"):
         if stats[k]:
@@ -210,6 +231,9 @@ def build_prom300(genome: str | Path, tss: str | Path, out: str | Path, cfg: Pro
                   vocab: str | Path | None = None, chroms: list[str] | None = None,
                   tss_format: str = "auto", overwrite: bool = False) -> dict[str, Any]:
     """`groverlm tasks prom300`: build and write the task; returns its manifest."""
+    if cfg.negatives == "token" and vocab is None:
+        raise GroverError("--negatives token needs --vocab (a tokenizer folder)")
+    prepare_out(out, overwrite)  # refuse before the work, not after
     g = load_genome(genome, chroms)
     records, fmt = read_tss(tss, tss_format)
     kept, tss_stats = filter_tss(records, g.lengths, tss)
@@ -220,4 +244,13 @@ def build_prom300(genome: str | Path, tss: str | Path, out: str | Path, cfg: Pro
     return write_task(out, "prom300", result, config_dict(cfg), inputs, cfg.seed, overwrite,
                       label_names={0: f"shuffled ({cfg.negatives})", 1: "promoter"},
                       tss_format=fmt, tss=tss_stats, windows=stats, chroms=sorted(g.records),
-                      sequence_length=cfg.length)
+                      sequence_length=cfg.length,
+                      tokens_merges_sha256=_merges_sha256(vocab) if tokenizer else None)
+
+
+def _merges_sha256(vocab: str | Path | None) -> str | None:
+    """The vocabulary's merges fingerprint (from its export manifest), if any."""
+    path = Path(vocab) / "manifest.json" if vocab else None
+    if path is None or not path.exists():
+        return None
+    return json.loads(path.read_text()).get("merges_sha256")

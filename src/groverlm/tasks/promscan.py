@@ -2,14 +2,14 @@
 
 Reads a FASTA genome and a TSS list; writes a task folder (`common.write_task`).
 
-Around each TSS, windows of `window` bp (1 kb) are tiled every `stride` bp over the `region` (10 kb)
-centred on it, read on the TSS's strand: one window has the TSS base at its centre (index
+Around each TSS, windows of `window` bp (1 kb) are tiled every `stride` bp over the `region`
+(10 kb) centred on it, read on the TSS's strand: one window has the TSS base at its centre (index
 window // 2) and the others are shifted by multiples of the stride, as far as they stay inside the
-region (9 windows with the defaults: offsets -4.5 kb .. +4.5 kb). A window's label is 1 when it holds
-a TSS of the input on its own strand (its own TSS or a neighbour's), else 0; a label-0 window holding
-a TSS of the other strand is dropped as ambiguous (a bidirectional promoter). Identical windows from
-neighbouring TSSs are kept once. The task stays unbalanced, as in GROVER (about 1 positive in 9):
-score it with MCC and class weights.
+region (9 windows with the defaults, covering -4.5 kb .. +4.5 kb). A window's label is 1 when it
+holds a TSS of the input on its own strand (its own TSS or a neighbour's), else 0; a label-0 window
+holding a TSS of the other strand is dropped as ambiguous (a bidirectional promoter). Identical
+windows from neighbouring TSSs are kept once. The task stays unbalanced, as in GROVER (about 1
+positive in 9): score it with MCC and class weights.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from groverlm.errors import GroverError
 from groverlm.genome import Genome
+from groverlm.manifest import prepare_out
 from groverlm.tasks.annotations import TSS, filter_tss, read_tss
 from groverlm.tasks.common import (
     Example,
@@ -106,6 +107,7 @@ def build_promscan(genome: str | Path, tss: str | Path, out: str | Path, cfg: Pr
                    chroms: list[str] | None = None, tss_format: str = "auto",
                    overwrite: bool = False) -> dict[str, Any]:
     """`groverlm tasks promscan`: build and write the task; returns its manifest."""
+    prepare_out(out, overwrite)  # refuse before the work, not after
     g = load_genome(genome, chroms)
     records, fmt = read_tss(tss, tss_format)
     kept, tss_stats = filter_tss(records, g.lengths, tss)

@@ -1,0 +1,217 @@
+"""Benchmark: tokens per second of groverlm's training loop against a bare transformers loop.
+
+Both loops train the same freshly initialised `BertForMaskedLM` on the same batches, in the same
+process, alternately (best of `--repeats`): the bare loop is `model(**batch).loss.backward()`, gradient
+clipping, `AdamW.step()`, scheduler step. Ours is `groverlm.train.train` with its data position,
+masking, bucketing and logging, once with its default objective (vocabulary head on the masked
+positions only) and once with a full-logits objective, which isolates the loop's own overhead.
+
+CPU (default): prints tokens/s of each and the ratios (target: ours >= 0.9 x bare).
+GPU (`--device cuda`): also prints model FLOPs utilisation (MFU) against the card's dense bf16 peak,
+for `grover-base` at 510 tokens by default there:
+
+    python bench/mlm.py                                  # CPU, tiny preset, real-length batches
+    python bench/mlm.py --corpus CORPUS                  # batches from a real corpus
+    python bench/mlm.py --device cuda --preset grover-base --batch-size 64 --steps 30 [--compile]
+
+Without --corpus, samples are random tokens with GROVER's length mix (half 510, half 20-510), or
+all exactly --seq tokens when --seq is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from groverlm.masking import IGNORE, MaskingConfig, MLMData
+from groverlm.models import build_config, count_parameters, new_mlm_model, parse_overrides
+from groverlm.train import (
+    DataPosition,
+    MaskedLM,
+    TrainConfig,
+    autocast,
+    make_optimizer,
+    make_schedule,
+    train,
+)
+
+# dense bf16 tensor-core peaks (FLOP/s, no sparsity) by device-name fragment
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12,
+             "L4": 121e12, "4090": 165e12}
+
+
+class FullLogitsMLM(torch.nn.Module):
+    """The stock BertForMaskedLM loss (logits at every position), summed: isolates loop overhead."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    @staticmethod
+    def count(batch):
+        return MaskedLM.count(batch)
+
+    def forward(self, input_ids, attention_mask, labels):
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), reduction="sum",
+                               ignore_index=IGNORE)
+
+
+class RandomSplit:
+    """Random token samples: GROVER's length mix, or all `seq` long."""
+
+    def __init__(self, n: int, vocab: int, seq: int | None, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        if seq:
+            self.lengths = np.full(n, seq)
+        else:
+            self.lengths = np.where(rng.random(n) < 0.5, 510, rng.integers(20, 511, n))
+        self._tokens = [rng.integers(5, vocab, size=k).astype(np.uint16) for k in self.lengths]
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __getitem__(self, i):
+        return self._tokens[i]
+
+
+def bare_loop(model, batches, cfg: TrainConfig, device) -> tuple[float, int]:
+    """The reference: what a user would write with transformers alone."""
+    opt = make_optimizer(model, cfg, device)
+    sched = make_schedule(opt, cfg)
+    model.train()
+    tokens = 0
+    t0 = time.perf_counter()
+    for batch in batches:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast(device, cfg.precision):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        tokens += int(batch["attention_mask"].sum())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, tokens
+
+
+def ours(model, data, objective, cfg: TrainConfig) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as out:
+        res = train(model, data, objective, cfg, out, progress=False)
+    return res.train_seconds, res.tokens_seen
+
+
+def flops_per_token(config, seq: float, mask_rate: float) -> float:
+    """Training FLOPs per token: 6 x (encoder weights) + attention scores and values
+    (12 x layers x hidden x seq) + the vocabulary head on the masked share (PaLM's accounting)."""
+    h, layers, v = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    encoder = layers * (4 * h * h + 2 * h * config.intermediate_size)
+    head = h * h + h * v
+    return 6 * encoder + 12 * layers * h * seq + 6 * head * mask_rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--preset", default=None, help="default: tiny on cpu, grover-base on cuda")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--corpus", default=None, help="take batches from a corpus's train split")
+    ap.add_argument("--seq", type=int, default=None, help="every sample this many tokens "
+                    "(default on cuda: 510)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default 8 on cpu, 64 on cuda")
+    ap.add_argument("--steps", type=int, default=None, help="default 12 on cpu, 30 on cuda")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--mask-rate", type=float, default=0.022)
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="override the bf16 peak")
+    args = ap.parse_args()
+    cuda = args.device.startswith("cuda")
+    preset = args.preset or ("grover-base" if cuda else "tiny")
+    seq = args.seq if args.seq is not None else (510 if cuda else None)
+    batch_size = args.batch_size or (64 if cuda else 8)
+    steps = args.steps or (30 if cuda else 12)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    device = torch.device(args.device)
+
+    masking = MaskingConfig(rate=args.mask_rate)
+    tok = SimpleNamespace(cls_token_id=2, sep_token_id=3, pad_token_id=0, mask_token_id=4)
+    if args.corpus:
+        from groverlm.corpus import Corpus
+        from groverlm.models import load_tokenizer
+
+        corpus = Corpus.open(args.corpus)
+        tok, split, vocab = load_tokenizer(corpus.tokenizer_path), corpus.train, corpus.vocab_size
+    else:
+        vocab = 609
+        split = RandomSplit(max(64 * batch_size, 2 * steps * batch_size), vocab, seq)
+    data = MLMData(split, tok, masking, torch.arange(5, vocab), pad_multiple=8)
+    config = build_config(preset, vocab, parse_overrides(args.set), tok.pad_token_id)
+    cfg = TrainConfig(max_steps=steps, batch_size=batch_size, eval_every=0, save_every=0,
+                      log_every=steps, device=args.device, precision=args.precision,
+                      compile=args.compile, warmup_steps=1)
+    pos = DataPosition(data, cfg, 0, 1)
+    batches = [pos.batch(i)[2] for i in range(steps)]
+    mean_len = float(np.mean([b["attention_mask"].sum(1).float().mean() for b in batches]))
+    print(f"device {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'}), "
+          f"threads {torch.get_num_threads()}, preset {preset} "
+          f"({count_parameters(new_mlm_model(config)) / 1e6:.1f}M parameters), batch "
+          f"{batch_size}, {steps} steps, mean sample {mean_len:.0f} tokens, precision "
+          f"{args.precision}, compile {args.compile}")
+
+    runs = {"bare transformers": [], "groverlm": [], "groverlm, full-logits objective": []}
+    fresh = lambda: new_mlm_model(config, seed=0)  # noqa: E731
+    for _ in range(args.repeats):
+        for name in runs:  # alternate, so that a noisy neighbour hurts all alike
+            model = fresh().to(device)
+            if name == "bare transformers":
+                step = torch.compile(model) if args.compile else model
+                bare_loop(step, batches[:2], cfg, device)  # warm up kernels, allocator
+                model = fresh().to(device)
+                step = torch.compile(model) if args.compile else model
+                seconds, tokens = bare_loop(step, batches, cfg, device)
+            else:
+                objective = MaskedLM if name == "groverlm" else FullLogitsMLM
+                warm = TrainConfig(**{**cfg.__dict__, "max_steps": 2})
+                ours(model, data, objective, warm)
+                seconds, tokens = ours(fresh(), data, objective, cfg)
+            runs[name].append(tokens / seconds)
+            del model
+    best = {k: max(v) for k, v in runs.items()}
+    ref = best["bare transformers"]
+    for name, tps in best.items():
+        print(f"{name:34s} {tps:12,.0f} tokens/s   ratio to bare {tps / ref:5.3f}")
+    print(f"loop overhead (full-logits objective vs bare): "
+          f"{100 * (1 - best['groverlm, full-logits objective'] / ref):+.1f}% "
+          f"(target <= 10%); default objective speed-up x{best['groverlm'] / ref:.2f}")
+    if cuda:
+        name = torch.cuda.get_device_name(device)
+        peak = args.peak_tflops * 1e12 if args.peak_tflops else next(
+            (v for k, v in PEAK_BF16.items() if k in name), None)
+        f_tok = flops_per_token(config, mean_len, args.mask_rate)
+        for label, tps in best.items():
+            achieved = tps * f_tok
+            mfu = f"MFU {100 * achieved / peak:.1f}%" if peak else "MFU: pass --peak-tflops"
+            print(f"{label:34s} {achieved / 1e12:7.1f} TFLOP/s  {mfu}")
+        if peak is None:
+            print(f"unknown peak for {name!r}")
+        print(f"model FLOPs per token {f_tok / 1e9:.2f} GFLOP; peak {peak and peak / 1e12} TFLOP/s; "
+              f"max memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+    print(f"(perplexity sanity: ln(vocab) = {math.log(vocab):.2f})")
+
+
+if __name__ == "__main__":
+    main()

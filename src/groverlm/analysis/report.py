@@ -1,0 +1,631 @@
+"""Report stage: `groverlm report RUN_DIR` renders every stage found under RUN_DIR as one HTML page.
+
+Reads every `manifest.json` under RUN_DIR (and `*.manifest.json` of `groverlm embed`, and every
+`metrics.json`), recognises stages by their "stage" field, and writes one self-contained HTML file
+(default RUN_DIR/report.html; plots embedded as base64 PNG, no external file or script):
+
+    bpe-train        merges per cycle and mean token length against cycle (merges.tsv, progress.tsv)
+    bpe-export       the vocabulary's statistics against GROVER's (vocab_stats.json)
+    corpus           its manifest's figures
+    pretrain, any folder with log.jsonl: learning curves and eval.json
+    select-vocab     (next-k-mer selection) its tables, and a curve of the first numeric column
+    metrics.json     task results: test MCC per model, baselines beside the models
+    analyze          the analyses' tables and figures (`groverlm analyze`)
+    embed            shape and settings of each embedding file
+
+A stage that is absent is absent from the page; one that cannot be read shows a one-line note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+
+log = logging.getLogger(__name__)
+
+REPORT = "report.html"
+MAX_TABLE_ROWS = 40  # rows of a found table shown in the page
+_SKIP_PARTS = ("checkpoints", ".git")  # folders whose manifests are not stages of the run
+_READ_ERRORS = (GroverError, OSError, ValueError, KeyError, TypeError, IndexError)
+
+
+@dataclass
+class Section:
+    """One part of the page: an anchor, a heading and its HTML body."""
+
+    kind: str
+    title: str
+    body: list[str] = field(default_factory=list)
+
+    def add(self, *parts: str) -> Section:
+        self.body.extend(parts)
+        return self
+
+
+# ----------------------------------------------------------------------------- HTML helpers
+
+
+def fmt(v: Any) -> str:
+    """A cell's text: ints with thousands separators, floats to 4 significant digits.
+
+    >>> fmt(1234567), fmt(0.123456), fmt(None), fmt(True), fmt(12345.678)
+    ('1,234,567', '0.1235', '–', 'yes', '1.235e+04')
+    """
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int | np.integer):
+        return f"{int(v):,}"
+    if isinstance(v, float | np.floating):
+        if math.isnan(v):
+            return "–"
+        return f"{v:.4g}"
+    if isinstance(v, list | tuple):
+        return ", ".join(fmt(x) for x in v)
+    return str(v)
+
+
+def table(rows: list[dict], columns: list[str] | None = None,
+          headers: dict[str, str] | None = None) -> str:
+    """An HTML table of dict rows (columns: the keys of the first row unless given)."""
+    if not rows:
+        return "<p class=note>(empty)</p>"
+    columns = columns or list(rows[0])
+    headers = headers or {}
+    head = "".join(f"<th>{html.escape(headers.get(c, c))}</th>" for c in columns)
+    numeric = {c for c in columns  # right-aligned: columns whose every value is a number
+               if all(_is_number(r.get(c)) or r.get(c) is None for r in rows)
+               and any(_is_number(r.get(c)) for r in rows)}
+    body = []
+    for r in rows:
+        cells = []
+        for c in columns:
+            cls = " class=num" if c in numeric else ""
+            cells.append(f"<td{cls}>{html.escape(fmt(r.get(c)))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+
+def image(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def figure_html(fig, alt: str) -> str:
+    from groverlm.analysis.plots import png_bytes
+
+    return image(png_bytes(fig), alt)
+
+
+def note(text: str) -> str:
+    return f"<p class=note>{html.escape(text)}</p>"
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return str(path)
+
+
+# ----------------------------------------------------------------------------- finding stages
+
+
+@dataclass(frozen=True)
+class Stage:
+    folder: Path
+    manifest: dict
+    manifest_path: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("stage", "?"))
+
+
+def find_stages(root: Path) -> tuple[list[Stage], list[str]]:
+    """Every stage manifest under `root`, sorted by path; and notes on unreadable ones."""
+    stages, notes = [], []
+    paths = sorted(set(root.rglob("manifest.json")) | set(root.rglob("*.manifest.json")))
+    for p in paths:
+        parts = p.relative_to(root).parts
+        if any(part in _SKIP_PARTS or part.startswith(".") for part in parts):
+            continue
+        try:
+            m = json.loads(p.read_text())
+        except (OSError, ValueError) as err:
+            notes.append(f"{_rel(p, root)}: unreadable manifest ({err})")
+            continue
+        if not isinstance(m, dict) or "stage" not in m:
+            continue
+        stages.append(Stage(p.parent, m, p))
+    return stages, notes
+
+
+# ----------------------------------------------------------------------------- stage renderers
+
+
+def render_bpe_train(st: Stage, root: Path) -> Section:
+    from groverlm.analysis.plots import COLORS, figure
+
+    m = st.manifest
+    sec = Section("bpe-train", f"BPE training — {_rel(st.folder, root)}")
+    sec.add(table([{"cycles": m.get("cycles"), "bases": m.get("bases"),
+                    "records": len(m.get("records", [])), "chunk": m["config"].get("chunk"),
+                    "seconds": m.get("seconds")}]))
+    merges = np.genfromtxt(st.folder / "merges.tsv", delimiter="\t", names=True, dtype=None,
+                           encoding="utf-8", usecols=(0, 4), ndmin=1)
+    prog = np.genfromtxt(st.folder / "progress.tsv", delimiter="\t", names=True, ndmin=1)
+    fig, ax = figure(2, 1, width=5.0, height=3.4)
+    ax[0].plot(merges["cycle"], merges["count"], color=COLORS[0], lw=1.2)
+    ax[0].set(yscale="log", xlabel="cycle", ylabel="occurrences of the merged pair",
+              title="Merge count against cycle")
+    ax[1].plot(prog["cycle"], prog["mean_length"], color=COLORS[1], lw=1.2)
+    ax[1].axhline(4.07, color=COLORS[7], ls=":", lw=1, label="GROVER at 600 cycles: 4.07 nt")
+    ax[1].legend(frameon=False, loc="lower right", fontsize=8)
+    ax[1].set(xlabel="cycle", ylabel="mean token length (nt)",
+              title="Mean token length against cycle")
+    return sec.add(figure_html(fig, "BPE merge count and mean token length by cycle"))
+
+
+def render_bpe_export(st: Stage, root: Path) -> Section:
+    from groverlm.analysis import tokens
+
+    stats = json.loads((st.folder / "vocab_stats.json").read_text())
+    rows = stats["tokens"]
+    res = tokens.vocab_analysis(rows, stats.get("cycles"))
+    sec = Section("bpe-export", f"Vocabulary at {stats.get('cycles')} cycles — "
+                  f"{_rel(st.folder, root)}")
+    sec.add(table(res["comparison"], ["figure", "this", "grover"],
+                  {"this": "this vocabulary", "grover": "GROVER (hg19, 600 cycles)"}))
+    sec.add(figure_html(tokens.plot_vocab(rows, res), "vocabulary statistics"))
+    sec.add("<h4>Longest tokens</h4>", table(res["longest_tokens"]))
+    return sec
+
+
+def render_pretrain(st: Stage, root: Path) -> Section:
+    title = "Pretraining" if st.name == "pretrain" else f"Training ({st.name})"
+    sec = Section("train", f"{title} — {_rel(st.folder, root)}")
+    ev = st.folder / "eval.json"
+    if ev.exists():
+        data = json.loads(ev.read_text())
+        flat = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
+        sec.add("<h4>eval.json</h4>", table([{"metric": k, "value": v} for k, v in flat.items()]))
+    elif isinstance(st.manifest.get("eval"), dict):
+        sec.add(table([{"metric": k, "value": v} for k, v in st.manifest["eval"].items()
+                       if not isinstance(v, dict | list)]))
+    for k in ("parameters", "non_embedding_parameters"):
+        if k in st.manifest:
+            sec.add(note(f"{k.replace('_', ' ')}: {fmt(st.manifest[k])}"))
+    curves = learning_curves(st.folder)
+    if curves:
+        sec.add(curves)
+    return sec
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSONL log; a truncated last line (a run still writing) is skipped."""
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def learning_curves(folder: Path) -> str | None:
+    """Loss, accuracy and learning-rate panels from every JSONL log in `folder`."""
+    from groverlm.analysis.plots import COLORS, figure
+
+    records = [r for p in sorted(folder.glob("*.jsonl")) for r in read_jsonl(p)]
+    records = [r for r in records if isinstance(r.get("step"), int | float)]
+    if not records:
+        return None
+    series: dict[tuple[str, str], tuple[list, list]] = {}
+    for r in records:
+        kind = str(r.get("kind", "train"))
+        for k, v in r.items():
+            if k not in ("step", "kind") and isinstance(v, int | float) and not isinstance(v, bool):
+                xs, ys = series.setdefault((kind, k), ([], []))
+                xs.append(r["step"])
+                ys.append(v)
+    panels = {"loss": [s for s in series if "loss" in s[1]],
+              "accuracy": [s for s in series if "acc" in s[1]],
+              "learning rate": [s for s in series if s[1] in ("lr", "learning_rate")]}
+    panels = {k: v for k, v in panels.items() if v}
+    if not panels:
+        return None
+    fig, ax = figure(len(panels), 1, width=4.6, height=3.4)
+    ax = np.atleast_1d(ax)
+    for a, (title, keys) in zip(ax, panels.items(), strict=True):
+        for (kind, k), color in zip(sorted(keys), COLORS * 3, strict=False):
+            xs, ys = series[(kind, k)]
+            dashed = "unigram" in k or "baseline" in k
+            a.plot(xs, ys, ls="--" if dashed else "-", marker=None if len(xs) > 30 else "o",
+                   ms=3, lw=1, color=color, label=f"{kind}: {k}")
+        a.set(xlabel="step", title=title)
+        if title == "learning rate":
+            a.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        a.legend(frameon=False, fontsize=7)
+    return figure_html(fig, "learning curves")
+
+
+def render_select_vocab(st: Stage, root: Path) -> Section:
+    """Next-k-mer vocabulary selection: its tables, and a curve when the first column is numeric."""
+    from groverlm.analysis.plots import COLORS, figure
+
+    sec = Section("select-vocab", f"Vocabulary selection ({st.name}) — {_rel(st.folder, root)}")
+    found = False
+    for p in sorted(st.folder.glob("*.tsv")) + sorted(st.folder.glob("*.csv")):
+        rows = read_table(p)
+        if not rows:
+            continue
+        found = True
+        sec.add(f"<h4>{html.escape(p.name)}</h4>")
+        cols = list(rows[0])
+        numeric = [c for c in cols if all(isinstance(r.get(c), int | float) for r in rows)]
+        if len(rows) > 1 and numeric and cols[0] in numeric and len(numeric) > 1:
+            fig, ax = figure(1, 1, width=6.4, height=3.6)
+            for c, color in zip(numeric[1:6], COLORS, strict=False):
+                ax.plot([r[cols[0]] for r in rows], [r[c] for r in rows], "o-", ms=3,
+                        color=color, label=c)
+            ax.set(xlabel=cols[0], title=p.stem)
+            ax.legend(frameon=False, fontsize=8)
+            sec.add(figure_html(fig, p.stem))
+        sec.add(table(rows[:MAX_TABLE_ROWS]))
+        if len(rows) > MAX_TABLE_ROWS:
+            sec.add(note(f"first {MAX_TABLE_ROWS} of {len(rows)} rows"))
+    if not found:
+        sec.add(note("no table found in this folder"))
+    return sec
+
+
+def read_table(path: Path) -> list[dict]:
+    """Rows of a small TSV/CSV with a header, numbers converted (files over 5 MB are skipped)."""
+    import csv
+
+    if path.stat().st_size > 5 << 20:
+        return []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t" if path.suffix == ".tsv" else ",")
+        rows = []
+        for r in reader:
+            rows.append({k: _number(v) for k, v in r.items() if k is not None})
+    return rows
+
+
+def _number(v: str | None) -> Any:
+    if v is None:
+        return None
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def render_tasks(paths: list[Path], root: Path) -> Section | None:
+    """Test MCC (mean ± std over seeds) of every model on every task, baselines in grey."""
+    from groverlm.analysis.plots import COLORS, figure
+    from groverlm.metrics import read_metrics
+
+    records, notes = [], []
+    for p in paths:
+        try:
+            records += read_metrics(p)
+        except _READ_ERRORS as err:
+            notes.append(f"{_rel(p, root)}: {err}")
+    if not records and not notes:
+        return None
+    sec = Section("tasks", "Task results")
+    rows = []
+    for r in records:
+        test = r.get("test") or {}
+        rows.append({"task": r["task"], "model": r["model"],
+                     "mcc_mean": r.get("mcc_mean", test.get("mcc")), "mcc_std": r.get("mcc_std"),
+                     "seeds": len(r.get("seeds") or [None]), "f1": test.get("f1"),
+                     "auroc": test.get("auroc"),
+                     "source": _rel(Path(r.get("source", "")).parent, root)})
+    rows.sort(key=lambda r: (r["task"], -(r["mcc_mean"] if r["mcc_mean"] is not None else -9)))
+    tasks = sorted({r["task"] for r in rows})
+    if rows:
+        fig, ax = figure(1, len(tasks), width=7.0,
+                         height=max(1.6, 0.32 * max(sum(r["task"] == t for r in rows)
+                                                    for t in tasks) + 1.0))
+        ax = np.atleast_1d(ax)
+        scored = [r["mcc_mean"] for r in rows if r["mcc_mean"] is not None]
+        lo = min(0.0, min(scored, default=0.0) - 0.05)  # one MCC scale for every task
+        for a, t in zip(ax, tasks, strict=True):
+            a.set_xlim(lo, 1.0)
+            sub = [r for r in rows if r["task"] == t and r["mcc_mean"] is not None][::-1]
+            colors = [COLORS[7] if is_baseline(r["model"], r["source"]) else COLORS[0]
+                      for r in sub]
+            a.barh(range(len(sub)), [r["mcc_mean"] for r in sub],
+                   xerr=[r["mcc_std"] or 0 for r in sub], color=colors, capsize=3)
+            a.set_yticks(range(len(sub)), [r["model"] for r in sub], fontsize=8)
+            a.set(xlabel="test MCC (mean ± std over seeds)", title=f"{t} (grey: baselines)")
+            a.axvline(0, color="k", lw=0.6)
+        sec.add(figure_html(fig, "task results"))
+    sec.add(table(rows, ["task", "model", "mcc_mean", "mcc_std", "seeds", "f1", "auroc", "source"],
+                  {"mcc_mean": "test MCC", "mcc_std": "± std", "auroc": "AUROC"}))
+    for n in notes:
+        sec.add(note(f"could not read {n}"))
+    return sec
+
+
+def is_baseline(model: str, source: str) -> bool:
+    """TF-IDF, k-mer and other non-language-model rows count as baselines in the plots."""
+    low = f"{model} {source}".lower()
+    return any(w in low for w in ("tfidf", "tf-idf", "baseline", "kmer", "k-mer", "random-forest"))
+
+
+def render_analyze(st: Stage, root: Path) -> Section:
+    sec = Section("analyze", f"Analyses — {_rel(st.folder, root)}")
+    m = st.manifest
+    sec.add(note(f"model: {m.get('model') or '–'}; vocabulary: {m.get('vocab') or '–'}"))
+    for name, entry in (m.get("analyses") or {}).items():
+        path = st.folder / entry["json"]
+        if not path.exists():
+            continue
+        res = json.loads(path.read_text())["result"]
+        sec.add(f"<h3>{html.escape(ANALYSIS_TITLES.get(name, name))}</h3>")
+        summarize = ANALYSIS_TABLES.get(name)
+        if summarize is not None:
+            sec.add(*summarize(res))
+        for f in entry.get("figures", []):
+            if (st.folder / f).exists():
+                sec.add(image((st.folder / f).read_bytes(), f))
+    for name, why in (m.get("skipped") or {}).items():
+        sec.add(note(f"{name}: not run ({why})"))
+    return sec
+
+
+def _vocab_tables(res: dict) -> list[str]:
+    return [table(res["comparison"], ["figure", "this", "grover"],
+                  {"this": "this vocabulary", "grover": "GROVER (hg19, 600 cycles)"})]
+
+
+def _pca_tables(res: dict) -> list[str]:
+    rows = [{"component": c["component"], "explained variance": c["explained"],
+             **{p: c[p] for p in ("frequency", "gc", "ag", "length")}} for c in res["components"]]
+    return [table(rows), table(res["grover"], ["component", "property", "this_rho", "grover_rho"],
+                               {"this_rho": "this model (Spearman)", "grover_rho": "GROVER"})]
+
+
+def _masked_tables(res: dict) -> list[str]:
+    rho = res["spearman_accuracy"]
+    return [table([{"windows": res["windows"], "masked tokens": res["masked"],
+                    "accuracy": res["accuracy"], "tokens scored": res["tokens_scored"],
+                    "rho(accuracy, frequency)": rho["frequency"],
+                    "rho(accuracy, length)": rho["length"]}])]
+
+
+def _context_tables(res: dict) -> list[str]:
+    rows = []
+    for i, layer in enumerate(res["layers"]):
+        row: dict[str, Any] = {"hidden state": layer}
+        for name, c in res["curves"].items():
+            row[f"{name}: self-similarity"] = c["self_similarity"][i]
+            row[f"{name}: different tokens"] = c["baseline"][i]
+        rows.append(row)
+    return [table(rows)]
+
+
+def _annotation_tables(res: dict) -> list[str]:
+    rows = []
+    for p in res["probes"]:
+        e, k = p["embedding"], p["kmer"]
+        rows.append({"annotation": p["annotation"], "windows": e["n"], "positives": e["positives"],
+                     "embedding AUROC": e.get("auroc_mean"), "± ": e.get("auroc_std"),
+                     "k-mer AUROC": k.get("auroc_mean"), "±": k.get("auroc_std"),
+                     "embedding MCC": e.get("mcc_mean"), "k-mer MCC": k.get("mcc_mean"),
+                     "note": e.get("skipped")})
+    return [note(f"{res['windows']} windows, mean {res['mean_window_bp']:.0f} bp / "
+                 f"{res['mean_window_tokens']:.0f} tokens; hidden state {res['layer']}; "
+                 f"{res['config']['folds']}-fold probes"), table(rows)]
+
+
+ANALYSIS_TITLES = {"vocab": "Vocabulary", "pca": "Token-embedding PCA",
+                   "masked": "Masked-token accuracy per token",
+                   "context": "Contextual self-similarity",
+                   "annotations": "Window embeddings and annotations"}
+ANALYSIS_TABLES: dict[str, Callable[[dict], list[str]]] = {
+    "vocab": _vocab_tables, "pca": _pca_tables, "masked": _masked_tables,
+    "context": _context_tables, "annotations": _annotation_tables}
+
+
+def render_embed(stages: list[Stage], root: Path) -> Section:
+    rows = []
+    for st in stages:
+        c = st.manifest.get("config", {})
+        rows.append({"file": _rel(Path(st.manifest.get("outputs", {}).get("npy", "")), root),
+                     "shape": " × ".join(str(x) for x in st.manifest.get("shape", [])),
+                     "input": c.get("input"), "pooling": c.get("pooling"), "layer": c.get("layer"),
+                     "dtype": c.get("dtype"), "empty": st.manifest.get("empty_sequences"),
+                     "seconds": st.manifest.get("seconds")})
+    return Section("embed", "Embeddings").add(table(rows))
+
+
+def render_other(st: Stage, root: Path) -> Section:
+    """Any other stage (corpus, task builders, ...): its manifest's scalar figures, nested
+    dictionaries flattened to dotted names (e.g. splits.train.samples)."""
+    sec = Section(st.name, f"{st.name} — {_rel(st.folder, root)}")
+    skip = {"stage", "groverlm_version", "created", "inputs"}
+    rows = [{"field": k, "value": v}
+            for k, v in _flatten({k: v for k, v in st.manifest.items() if k not in skip})]
+    return sec.add(table(rows) if rows else note("no figures in its manifest"))
+
+
+def _flatten(d: dict, prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
+    """(dotted key, value) of the scalars and short scalar lists in nested dicts.
+
+    >>> _flatten({"a": 1, "b": {"c": [1, 2], "d": [{"x": 1}]}})
+    [('a', 1), ('b.c', [1, 2])]
+    """
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and depth > 1:
+            out += _flatten(v, key + ".", depth - 1)
+        elif isinstance(v, list) and len(v) <= 12 and all(
+                isinstance(x, str | int | float | bool) or x is None for x in v):
+            out.append((key, v))
+        elif not isinstance(v, dict | list):
+            out.append((key, v))
+    return out
+
+
+RENDERERS: dict[str, Callable[[Stage, Path], Section]] = {
+    "bpe-train": render_bpe_train, "bpe-export": render_bpe_export,
+    "pretrain": render_pretrain, "select-vocab": render_select_vocab,
+    "nextkmer": render_select_vocab, "next-kmer": render_select_vocab,
+    "analyze": render_analyze}
+ORDER = ["bpe-train", "bpe-export", "corpus", "pretrain", "train", "select-vocab", "tasks",
+         "analyze", "embed"]  # section kinds in page order; others follow, by name
+
+
+# ----------------------------------------------------------------------------- page
+
+
+CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#222;
+background:#fafafa}
+main{max-width:1180px;margin:0 auto;padding:16px 28px 60px;background:#fff}
+h1{font-size:26px;margin:18px 0 4px}h2{font-size:20px;margin:36px 0 8px;padding-top:8px;
+border-top:2px solid #1f77b4}h3{font-size:16px;margin:22px 0 6px}h4{font-size:14px;margin:14px 0 4px}
+.meta{color:#666;font-size:13px}nav{font-size:13px;margin:10px 0 18px}nav a{margin-right:14px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0 12px}
+th,td{border:1px solid #ddd;padding:3px 9px;text-align:left;vertical-align:top}
+th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;display:block;margin:8px 0 14px}.note{color:#666;font-size:13px;margin:4px 0}
+.warn{color:#a33}
+"""
+
+
+def build_sections(root: Path) -> tuple[list[Section], list[str], list[Stage]]:
+    from groverlm.metrics import find_metrics
+
+    stages, notes = find_stages(root)
+    sections: list[Section] = []
+    embeds = []
+    for st in stages:
+        if st.name == "embed":
+            embeds.append(st)
+            continue
+        render = RENDERERS.get(st.name)
+        if render is None and (st.folder / "log.jsonl").exists():
+            render = render_pretrain
+        if render is None and st.name.startswith("select"):
+            render = render_select_vocab
+        if render is None and (st.folder / "metrics.json").exists():
+            continue  # a baseline or fine-tuning folder: its results are in "Task results"
+        if render is None:
+            render = render_other
+        try:
+            sections.append(render(st, root))
+        except _READ_ERRORS as err:
+            log.warning("report: %s (%s) not rendered: %s", st.folder, st.name, err)
+            notes.append(f"{_rel(st.folder, root)} ({st.name}): not rendered: {err}")
+    try:
+        tasks = render_tasks([p for p in find_metrics([root])
+                              if not any(x.startswith(".") for x in p.relative_to(root).parts)],
+                             root)
+    except _READ_ERRORS as err:
+        tasks = None
+        notes.append(f"task results not rendered: {err}")
+    if tasks is not None:
+        sections.append(tasks)
+    if embeds:
+        sections.append(render_embed(embeds, root))
+    sections.sort(key=lambda s: _rank(s.kind))  # stable: folders keep their path order
+    stages.sort(key=lambda st: (_rank(st.name), str(st.folder)))
+    return sections, notes, stages
+
+
+def _rank(kind: str) -> tuple[int, int, str]:
+    """Page position of a section kind: ORDER first; task builders (tasks-*) before results."""
+    rank = {k: i for i, k in enumerate(ORDER)}
+    if kind.startswith("tasks-"):
+        return rank["tasks"], 0, kind
+    return rank.get(kind, len(ORDER)), 1, kind
+
+
+def render_report(run_dir: str | Path) -> str:
+    """The HTML page of every stage found under `run_dir`."""
+    from groverlm import __version__
+
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise GroverError("no such run folder", root)
+    sections, notes, stages = build_sections(root)
+    parts = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+             f"<title>groverlm report — {html.escape(root.resolve().name)}</title>",
+             f"<style>{CSS}</style></head><body><main>",
+             f"<h1>groverlm report: {html.escape(str(root))}</h1>",
+             f"<p class=meta>groverlm {__version__}, {time.strftime('%Y-%m-%d %H:%M')}; "
+             f"{len(stages)} stage folders found</p>"]
+    if sections:
+        links = "".join(f'<a href="#s{i}">{html.escape(s.title.split(" — ")[0])}</a>'
+                        for i, s in enumerate(sections))
+        parts.append(f"<nav>{links}</nav>")
+        parts.append(table([{"stage": st.name, "folder": _rel(st.folder, root),
+                             "created": st.manifest.get("created")} for st in stages]))
+    else:
+        parts.append(note("No groverlm stage found under this folder."))
+    for n in notes:
+        parts.append(f"<p class='note warn'>{html.escape(n)}</p>")
+    for i, s in enumerate(sections):
+        parts.append(f'<section id="s{i}"><h2>{html.escape(s.title)}</h2>{"".join(s.body)}'
+                     "</section>")
+    parts.append("</main></body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None,
+                 overwrite: bool = False) -> Path:
+    """Render `run_dir` into `out` (default run_dir/report.html), atomically."""
+    from groverlm.manifest import write_text
+
+    out = Path(out) if out is not None else Path(run_dir) / REPORT
+    if out.exists() and not overwrite:
+        raise GroverError("already exists; pass --overwrite to replace it", out)
+    page = render_report(run_dir)
+    write_text(out, page)
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML page of every stage in a folder")
+    p.add_argument("run_dir", help="folder searched (recursively) for stage outputs")
+    p.add_argument("--out", help=f"HTML file to write (default RUN_DIR/{REPORT})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.set_defaults(func=report)
+
+
+def report(args: argparse.Namespace) -> int:
+    out = write_report(args.run_dir, args.out, args.overwrite)
+    print(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0

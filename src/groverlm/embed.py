@@ -1,0 +1,512 @@
+"""Embedding stage: one vector per DNA sequence from a pretrained (or fine-tuned) BERT folder.
+
+Reads a model folder (`save_pretrained` BERT with its tokenizer inside) and sequences from FASTA,
+BED (+ the genome FASTA) or CSV (a `sequence` column); writes `OUT.npy` (float32, one row per
+sequence: (N, H), or (N, L + 1, H) for `layer="all"`), `OUT.index.tsv` (name and coordinates per
+row, in input order) and `OUT.manifest.json`.
+
+A sequence is tokenized whole (no special tokens), cut into consecutive windows of at most the
+model's length minus [CLS] and [SEP] (510 tokens for BERT's 512 positions), each window wrapped in
+[CLS] ... [SEP] and run through the encoder. A window's vector is the mean of its hidden states over
+the non-special tokens ([UNK] from N runs excluded), or its [CLS] state; a sequence's vector is the
+mean of its windows' vectors weighted by their token counts. A sequence with no A/C/G/T token gets
+a NaN row (and a warning). Long runs are resumable: finished sequences are kept in
+`OUT.partial.npy` and a restart with the same settings goes on from there.
+
+In Python: `groverlm.embed(model, sequences)` returns the numpy array.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+
+log = logging.getLogger(__name__)
+
+POOLINGS = ("mean", "cls")
+DTYPES = ("float32", "bfloat16")
+FORMATS = ("auto", "fasta", "bed", "csv")
+INDEX_COLUMNS = ("name", "chrom", "start", "end", "strand", "length", "tokens", "windows")
+_FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas", ".seq")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """How sequences become vectors."""
+
+    pooling: str = "mean"  # mean over non-special tokens (GROVER's usage) or the [CLS] state
+    layer: int | str = -1  # hidden state index: 0 = word embeddings, -1 = last layer; "all" = every
+    batch_size: int = 16  # windows per forward pass; windows are sorted by length to pad little
+    dtype: str = "float32"  # compute dtype; bfloat16 halves memory, the output stays float32
+    max_tokens: int | None = None  # window length in tokens; None: the model's positions minus 2
+    device: str = "cpu"  # torch device string
+    chunk: int = 1024  # sequences per resumable chunk: the partial output is flushed after each
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise GroverError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.dtype not in DTYPES:
+            raise GroverError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not (self.layer == "all" or isinstance(self.layer, int)):
+            raise GroverError(f"layer must be an integer or 'all', got {self.layer!r}")
+        if self.batch_size < 1 or self.chunk < 1:
+            raise GroverError("batch size and chunk must be at least 1")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise GroverError(f"max tokens must be at least 1, got {self.max_tokens}")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input sequence with where it came from (coordinates 0-based half-open, or empty)."""
+
+    name: str
+    sequence: str
+    chrom: str = ""
+    start: int | None = None
+    end: int | None = None
+    strand: str = ""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line, text) of a plain or gzipped text file; errors name the file."""
+    try:
+        raw = open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        raise GroverError(err.strerror or str(err), path) from None
+    with raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        text = io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if gz else raw, encoding="utf-8")
+        n = 0
+        try:
+            for n, line in enumerate(text, 1):  # noqa: B007 (n is used in the except clauses)
+                yield n, line.rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise GroverError("binary data, not a text file", path, n + 1) from None
+        except (EOFError, OSError) as err:
+            raise GroverError(f"corrupt or truncated gzip ({err})", path, n + 1) from None
+
+
+def detect_format(path: str | Path) -> str:
+    """fasta, bed or csv from the file name (a .gz suffix is ignored), else from the first byte."""
+    path = Path(path)
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(_FASTA_SUFFIXES):
+        return "fasta"
+    if name.endswith(".bed"):
+        return "bed"
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    for _, line in _text_lines(path):
+        if line.strip():
+            return "fasta" if line.startswith(">") else "csv"
+    raise GroverError("empty input file", path)
+
+
+def read_items(path: str | Path, genome: str | Path | None = None, fmt: str = "auto") -> list[Item]:
+    """Sequences of a FASTA, BED (cut from `genome`) or CSV file, in file order."""
+    from groverlm.genome import Genome, decode, iter_records
+
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise GroverError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "fasta":
+        items = [Item(r.name, decode(r.codes)) for r in iter_records(path)]
+    elif fmt == "bed":
+        if genome is None:
+            raise GroverError("BED input needs --genome FASTA to cut the sequences from", path)
+        items = _read_bed(path, Genome.read(genome))
+    else:
+        items = _read_csv(path)
+    if not items:
+        raise GroverError("no sequences", path)
+    return items
+
+
+def _read_bed(path: Path, genome) -> list[Item]:
+    items = []
+    for n, line in _text_lines(path):
+        if not line.strip() or line.startswith(("#", "track", "browser")):
+            continue
+        f = line.split("\t") if "\t" in line else line.split()
+        if len(f) < 3:
+            raise GroverError(f"BED needs at least 3 columns, got {len(f)}", path, n)
+        try:
+            start, end = int(f[1]), int(f[2])
+        except ValueError:
+            raise GroverError(f"start/end {f[1]!r} {f[2]!r} are not integers", path, n) from None
+        strand = f[5] if len(f) >= 6 else "+"
+        if strand not in ("+", "-", "."):
+            raise GroverError(f"strand {strand!r} is not '+', '-' or '.'", path, n)
+        strand = "-" if strand == "-" else "+"
+        if f[0] not in genome:
+            raise GroverError(f"no record {f[0]!r} in the genome {genome.path}", path, n)
+        if not 0 <= start < end <= len(genome[f[0]]):
+            raise GroverError(f"interval {start}-{end} is empty or outside {f[0]} "
+                              f"(length {len(genome[f[0]]):,})", path, n)
+        name = f[3] if len(f) >= 4 and f[3] not in ("", ".") else f"{f[0]}:{start}-{end}"
+        items.append(Item(name, genome.sequence(f[0], start, end, strand), f[0], start, end,
+                          strand))
+    return items
+
+
+def _read_csv(path: Path) -> list[Item]:
+    lines = _text_lines(path)
+    text = "\n".join(line for _, line in lines)
+    dialect = "excel-tab" if path.name.lower().removesuffix(".gz").endswith(".tsv") else "excel"
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    fields = reader.fieldnames or []
+    if "sequence" not in fields:
+        raise GroverError(f"CSV needs a 'sequence' column (header: {','.join(fields)})", path, 1)
+    name_col = next((c for c in ("name", "id") if c in fields), None)
+    has_coords = all(c in fields for c in ("chrom", "start", "end"))
+    items = []
+    for row in reader:
+        n = reader.line_num
+        seq = (row.get("sequence") or "").strip().upper()
+        if not seq:
+            raise GroverError("empty sequence", path, n)
+        bad = set(seq) - set("ACGTNRYSWKMBDHVU")
+        if bad:
+            raise GroverError(f"unknown nucleotide letter {sorted(bad)[0]!r}", path, n)
+        start = end = None
+        chrom = strand = ""
+        if has_coords:
+            chrom = row["chrom"]
+            try:
+                start, end = int(row["start"]), int(row["end"])
+            except (TypeError, ValueError):
+                raise GroverError("start/end are not integers", path, n) from None
+            strand = row.get("strand") or ""
+        name = row[name_col] if name_col else (f"{chrom}:{start}-{end}" if has_coords
+                                               else f"row{len(items) + 1}")
+        items.append(Item(name, seq, chrom, start, end, strand))
+    return items
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "cpu"):
+    """(model, tokenizer) of a `save_pretrained` folder holding a BERT and its tokenizer; the
+    model is a stock `BertForMaskedLM` in eval mode (its `base_model` is the encoder)."""
+    import torch
+
+    from groverlm.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, "mlm")
+    model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
+    return model, tokenizer
+
+
+def max_window_tokens(model, tokenizer, requested: int | None = None) -> int:
+    """Tokens per window: the model's positions (and the tokenizer's limit) minus [CLS], [SEP]."""
+    limit = int(model.config.max_position_embeddings)
+    if tokenizer.model_max_length and tokenizer.model_max_length < 1_000_000:
+        limit = min(limit, int(tokenizer.model_max_length))
+    limit -= 2
+    if requested is not None:
+        if requested > limit:
+            raise GroverError(f"--max-tokens {requested} exceeds the model's {limit} tokens")
+        return requested
+    return limit
+
+
+def split_windows(ids: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Consecutive windows of at most `max_tokens` ids (the last may be shorter).
+
+    >>> split_windows([5, 6, 7, 8, 9], 2)
+    [[5, 6], [7, 8], [9]]
+    """
+    ids = list(ids)
+    return [ids[i : i + max_tokens] for i in range(0, len(ids), max_tokens)] or [[]]
+
+
+def special_ids(tokenizer) -> list[int]:
+    """Ids left out of mean pooling: [PAD] [UNK] [CLS] [SEP] [MASK] (and any other special)."""
+    return sorted(set(tokenizer.all_special_ids))
+
+
+def iter_batches(windows: Sequence[Sequence[int]], cls_id: int, sep_id: int, pad_id: int,
+                 batch_size: int) -> Iterator[tuple[list[int], Any, Any]]:
+    """Batches of windows (token ids without specials), longest first: (window indices, ids,
+    attention mask), ids (B, T) long with [CLS] first, [SEP] after the last token, then [PAD]."""
+    import torch
+
+    order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        width = len(windows[idx[0]]) + 2
+        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)  # (B, T)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)  # (B, T)
+        for row, i in enumerate(idx):
+            w = windows[i]
+            ids[row, 0] = cls_id
+            ids[row, 1 : len(w) + 1] = torch.as_tensor(np.asarray(w, dtype=np.int64))
+            ids[row, len(w) + 1] = sep_id
+            mask[row, : len(w) + 2] = 1
+        yield idx, ids, mask
+
+
+def iter_hidden(model, windows: Sequence[Sequence[int]], cls_id: int, sep_id: int, pad_id: int,
+                layers: Sequence[int] | None, batch_size: int, progress: bool = False,
+                desc: str = "windows") -> Iterator[tuple[list[int], Any, Any]]:
+    """Run windows (token ids without specials) through the encoder, longest first.
+
+    Yields (window indices, hidden, ids): `hidden` is (S, B, T, H) float32 for the S selected
+    hidden-state indices (None: the last layer only), `ids` (B, T) the input ids with [CLS] first,
+    [SEP] after the last token and [PAD] after it.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    encoder = model.base_model
+    bar = tqdm(total=len(windows), desc=desc, unit="win", disable=not progress, leave=False)
+    with torch.inference_mode():
+        for idx, ids, mask in iter_batches(windows, cls_id, sep_id, pad_id, batch_size):
+            out = encoder(input_ids=ids.to(device), attention_mask=mask.to(device),
+                          output_hidden_states=layers is not None)
+            if layers is None:
+                hidden = out.last_hidden_state.unsqueeze(0)  # (1, B, T, H)
+            else:
+                hidden = torch.stack([out.hidden_states[k] for k in layers])  # (S, B, T, H)
+            yield idx, hidden.float().cpu(), ids
+            bar.update(len(idx))
+    bar.close()
+
+
+def n_hidden_states(model) -> int:
+    """Hidden-state indices: the word-embedding output plus one per layer."""
+    return int(model.config.num_hidden_layers) + 1
+
+
+def _layer_indices(model, layer: int | str) -> list[int] | None:
+    n = n_hidden_states(model)
+    if layer == "all":
+        return list(range(n))
+    k = int(layer)
+    if not -n <= k < n:
+        raise GroverError(f"layer {k} outside the model's hidden states 0..{n - 1} (or -{n}..-1)")
+    return None if k % n == n - 1 else [k % n]
+
+
+def embed_token_ids(model, tokenizer, token_ids: Sequence[Sequence[int]], cfg: EmbedConfig,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled vectors of tokenized sequences (ids without special tokens).
+
+    Returns (vectors, tokens, windows): vectors (N, H) float32, or (N, S, H) for layer "all";
+    tokens (N,) the pooled token count of each sequence (0 means a NaN row); windows (N,).
+    """
+    import torch
+
+    layers = _layer_indices(model, cfg.layer)
+    max_tokens = max_window_tokens(model, tokenizer, cfg.max_tokens)
+    windows, owner = [], []
+    for s, ids in enumerate(token_ids):
+        for w in split_windows(ids, max_tokens):
+            windows.append(w)
+            owner.append(s)
+    skip = torch.tensor(special_ids(tokenizer))
+    n, hsize = len(token_ids), int(model.config.hidden_size)
+    shape = (n, len(layers), hsize) if cfg.layer == "all" else (n, hsize)
+    sums = np.zeros(shape, dtype=np.float64)
+    counts = np.zeros(n, dtype=np.int64)
+    for idx, hidden, ids in iter_hidden(model, windows, tokenizer.cls_token_id,
+                                        tokenizer.sep_token_id, tokenizer.pad_token_id, layers,
+                                        cfg.batch_size, progress):
+        keep = ~torch.isin(ids, skip)  # (B, T) the real DNA tokens
+        used = keep.sum(1)  # (B,)
+        if cfg.pooling == "mean":
+            pooled = (hidden * keep[None, :, :, None]).sum(2) / used.clamp(min=1)[None, :, None]
+        else:
+            pooled = hidden[:, :, 0, :]  # (S, B, H) the [CLS] state
+        weighted = (pooled * used[None, :, None]).double().numpy()  # (S, B, H) token-weighted
+        for row, i in enumerate(idx):
+            s = owner[i]
+            sums[s] += weighted[:, row] if cfg.layer == "all" else weighted[0, row]
+            counts[s] += int(used[row])
+    n_windows = np.bincount(np.asarray(owner, dtype=np.int64), minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vectors = sums / counts.reshape((-1,) + (1,) * (sums.ndim - 1))
+    return vectors.astype(np.float32), counts, n_windows
+
+
+def tokenize(tokenizer, sequences: Sequence[str]) -> list[list[int]]:
+    """Token ids of each sequence, without special tokens (uppercased first)."""
+    backend = tokenizer.backend_tokenizer
+    return [e.ids for e in backend.encode_batch([s.upper() for s in sequences],
+                                                add_special_tokens=False)]
+
+
+# ----------------------------------------------------------------------------- stage
+
+
+def embed(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
+          pooling: str = "mean", layer: int | str = -1, batch_size: int = 16,
+          dtype: str = "float32", max_tokens: int | None = None, device: str = "cpu",
+          tokenizer: Any = None, progress: bool = False) -> np.ndarray:
+    """Embed DNA sequences: (N, H) float32, or (N, L + 1, H) with `layer="all"`.
+
+    `model` is a model folder, or a loaded transformers BERT (then pass `tokenizer` too);
+    `sequences` is a list of strings or a FASTA/BED/CSV path (BED needs `genome`).
+    """
+    cfg = EmbedConfig(pooling=pooling, layer=layer, batch_size=batch_size, dtype=dtype,
+                      max_tokens=max_tokens, device=device)
+    if isinstance(model, str | Path):
+        model, tokenizer = load_encoder(model, dtype, device)
+    elif tokenizer is None:
+        raise GroverError("pass `tokenizer` together with a loaded model")
+    if isinstance(sequences, str | Path):
+        sequences = [it.sequence for it in read_items(sequences, genome)]
+    vectors, _, _ = embed_token_ids(model, tokenizer, tokenize(tokenizer, list(sequences)), cfg,
+                                    progress)
+    return vectors
+
+
+def out_paths(out: str | Path) -> dict[str, Path]:
+    """OUT.npy, OUT.index.tsv, OUT.manifest.json and the resumable partial files."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix == ".npy" else out
+    return {"npy": stem.with_name(stem.name + ".npy"),
+            "index": stem.with_name(stem.name + ".index.tsv"),
+            "manifest": stem.with_name(stem.name + ".manifest.json"),
+            "partial": stem.with_name(stem.name + ".partial.npy"),
+            "progress": stem.with_name(stem.name + ".partial.json")}
+
+
+def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | Path,
+                     cfg: EmbedConfig, genome: str | Path | None = None, fmt: str = "auto",
+                     overwrite: bool = False, progress: bool = True) -> dict:
+    """`groverlm embed`: write OUT.npy, OUT.index.tsv and OUT.manifest.json; returns the manifest.
+
+    Sequences go in chunks of `cfg.chunk`; after each chunk the partial array and the count done are
+    saved, so a run stopped midway resumes where it stopped (same inputs and settings)."""
+    from tqdm.auto import tqdm
+
+    from groverlm import __version__
+    from groverlm.manifest import atomic_path, fingerprint, write_json, write_text
+
+    paths = out_paths(out)
+    if paths["npy"].exists() and not overwrite:
+        raise GroverError("already exists; pass --overwrite to replace it", paths["npy"])
+    items = read_items(input_path, genome, fmt)
+    paths["npy"].parent.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = load_encoder(model_dir, cfg.dtype, cfg.device)
+    inputs = [fingerprint(p) for p in [model_dir, input_path] + ([genome] if genome else [])]
+    config = {**asdict(cfg), "input": str(input_path), "model": str(model_dir),
+              "genome": str(genome) if genome else None, "format": fmt}
+    key = json.dumps({"config": config, "inputs": inputs}, sort_keys=True)
+
+    hsize = int(model.config.hidden_size)
+    layers = _layer_indices(model, cfg.layer)
+    shape = (len(items), len(layers), hsize) if cfg.layer == "all" else (len(items), hsize)
+    done, meta = 0, {"tokens": [], "windows": []}
+    if paths["progress"].exists() and paths["partial"].exists():
+        saved = json.loads(paths["progress"].read_text())
+        if saved.get("key") == key:
+            done, meta = saved["done"], saved
+            log.info("resuming %s after %d of %d sequences", paths["partial"], done, len(items))
+    if done:
+        arr = np.load(paths["partial"], mmap_mode="r+")
+    else:
+        arr = np.lib.format.open_memmap(paths["partial"], mode="w+", dtype=np.float32, shape=shape)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(items), initial=done, desc="embed", unit="seq", disable=not progress)
+    for lo in range(done, len(items), cfg.chunk):
+        chunk = items[lo : lo + cfg.chunk]
+        vecs, tokens, windows = embed_token_ids(
+            model, tokenizer, tokenize(tokenizer, [it.sequence for it in chunk]), cfg)
+        arr[lo : lo + len(chunk)] = vecs
+        arr.flush()
+        meta["tokens"] += tokens.tolist()
+        meta["windows"] += windows.tolist()
+        meta.update(key=key, done=lo + len(chunk))
+        write_json(paths["progress"], meta)
+        bar.update(len(chunk))
+    bar.close()
+    tokens = np.asarray(meta["tokens"], dtype=np.int64)
+    empty = int((tokens == 0).sum())
+    if empty:
+        log.warning("%d sequences hold no A/C/G/T token: their rows are NaN", empty)
+    del arr
+    os.replace(paths["partial"], paths["npy"])
+    lines = ["\t".join(INDEX_COLUMNS)]
+    for it, n_tok, n_win in zip(items, meta["tokens"], meta["windows"], strict=True):
+        cells = [it.name, it.chrom, "" if it.start is None else it.start,
+                 "" if it.end is None else it.end, it.strand, len(it.sequence), n_tok, n_win]
+        lines.append("\t".join(str(c) for c in cells))
+    write_text(paths["index"], "\n".join(lines) + "\n")
+    manifest = {"stage": "embed", "groverlm_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": None, "config": config,
+                "inputs": inputs, "shape": list(shape), "layers": layers,
+                "empty_sequences": empty, "seconds": round(time.perf_counter() - t0, 2),
+                "outputs": {k: str(paths[k]) for k in ("npy", "index")}}
+    with atomic_path(paths["manifest"]) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    paths["progress"].unlink(missing_ok=True)
+    return manifest
+
+
+def _layer_arg(text: str) -> int | str:
+    if text == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"layer must be an integer or 'all', got {text!r}"
+                                         ) from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="one vector per sequence (FASTA, BED + genome, CSV)")
+    p.add_argument("--model", required=True, help="model folder (save_pretrained, tokenizer inside)")
+    p.add_argument("--input", required=True, help="FASTA, BED (with --genome) or CSV/TSV with a "
+                   "'sequence' column")
+    p.add_argument("--out", required=True, help="OUT.npy (also writes OUT.index.tsv, "
+                   "OUT.manifest.json)")
+    p.add_argument("--genome", help="genome FASTA for BED input")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: "
+                   "from the file name)")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean",
+                   help="mean over DNA tokens (default) or the [CLS] state")
+    p.add_argument("--layer", type=_layer_arg, default=-1,
+                   help="hidden state: 0 = word embeddings, -1 = last (default), or 'all'")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="window length in tokens (default: the model's maximum minus 2)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.npy")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_embed)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    cfg = EmbedConfig(pooling=args.pooling, layer=args.layer, batch_size=args.batch_size,
+                      dtype=args.dtype, max_tokens=args.max_tokens, device=args.device)
+    m = write_embeddings(args.model, args.input, args.out, cfg, args.genome, args.format,
+                         args.overwrite, progress=not args.quiet)
+    print(f"embed: {m['shape'][0]} sequences -> {m['outputs']['npy']} {tuple(m['shape'])} "
+          f"float32 ({cfg.pooling}, layer {cfg.layer}); {m['empty_sequences']} empty; "
+          f"{m['seconds']:.1f} s")
+    return 0

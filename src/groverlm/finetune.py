@@ -1,0 +1,738 @@
+"""Fine-tuning stage: a stock `BertForSequenceClassification` trained on a task from any checkpoint.
+
+Reads a model folder (ours from `pretrain`, a k-mer model, a fine-tuned model, or a GROVER-format
+folder: `BertForMaskedLM` + `PreTrainedTokenizerFast`) and a task folder (ours or GUE format, via
+`tasks.load_task`); optionally a saved genome segmentation (`--genome-context`). Writes OUT/:
+
+- `metrics.json` (schema in `groverlm.metrics`): test MCC mean and standard deviation over seeds,
+  F1, accuracy, AUROC and the confusion matrix of each seed at its best epoch;
+- `model/`: the best seed's fine-tuned model and tokenizer (`save_pretrained`) and a manifest;
+- `seed-N/`: each seed's run (`log.jsonl`, `result.json`; `checkpoints/` and `best/` while it runs);
+- `manifest.json`, written last.
+
+Rules:
+- Windows, never truncation: a sequence longer than the model's positions (less [CLS], [SEP]) is cut
+  into windows of that many tokens every `stride` tokens, the last one aligned to the sequence's end;
+  each window is [CLS] w [SEP] and the sequence's logits are the mean of its windows' logits, in
+  training (the loss sees the pooled logits) and in evaluation alike.
+- Model selection on dev: the dev set is scored after every epoch; the epoch with the best dev MCC
+  (`select`; ties to the earlier epoch) is kept and only its weights are scored on test, once. The
+  saved model is the seed with the best dev score.
+- Imbalance: with `class_weights` "auto" (default) each sample's loss is weighted by
+  n / (n_classes * n_class) (sklearn's "balanced", mean weight 1) when the largest training class
+  is more than `imbalance` times the smallest; "on"/"off" force it. MCC is the headline metric.
+- Given tokens: a task with a `tokens` column (token-shuffled Prom300 negatives) is fed those tokens,
+  never re-tokenized, when the model's vocabulary has the merges_sha256 the task manifest records as
+  `tokens_merges_sha256` (re-tokenizing a shuffle merges across its junctions). With another
+  vocabulary the sequences are tokenized (logged, and recorded as `given_tokens: false`).
+- Genome context (`genome_context`): each window is tokenized as the genome-wide segmentation cut
+  it (`tasks.GenomeContextTokenizer`); every sequence must then be the genome at its coordinates.
+
+The loop is `groverlm.train` (one implementation for pretraining, fine-tuning and next-k-mer), with
+the `WindowedClassification` objective. A run is resumable: a finished seed (result.json) is
+skipped, an unfinished one continues from its last checkpoint.
+
+    groverlm finetune --model runs/demo/pretrain --task tasks/promscan --out ft/promscan
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+
+log = logging.getLogger(__name__)
+
+CLASS_WEIGHTS = ("auto", "on", "off")
+SELECT = ("mcc", "accuracy", "f1")
+MAX_CONFUSION = 32  # more classes than this: the confusion matrix is left out of metrics.json
+RESULT = "result.json"
+BEST = "best"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How a classifier is fine-tuned and selected (optimiser details are `train.TrainConfig`)."""
+
+    epochs: int = 3  # passes over the training split; dev is scored after each
+    lr: float = 5e-5  # peak learning rate (BERT fine-tuning range 2e-5..5e-5 for a base model)
+    batch_size: int = 32  # sequences per step (their windows run together)
+    seeds: tuple[int, ...] = (0, 1, 2)  # head initialisation, data order and dropout per run
+    class_weights: str = "auto"  # auto | on | off: balanced per-sample loss weights
+    imbalance: float = 1.5  # auto: weights on when largest / smallest class count exceeds this
+    select: str = "mcc"  # dev metric that picks the epoch and the saved seed
+    max_tokens: int | None = None  # window length in tokens; None: the model's positions - 2
+    stride: int | None = None  # tokens between window starts; None: max_tokens (no overlap)
+    max_train: int | None = None  # train on a seeded subset of this many sequences (speed)
+    warmup_ratio: float = 0.06  # linear warmup share of the steps
+    weight_decay: float = 0.01
+    eval_batch_size: int = 64  # sequences per evaluation batch
+    device: str = "auto"  # auto: cuda when available, else cpu
+    precision: str = "auto"  # auto: bf16 on cuda, fp32 on cpu
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise GroverError("--epochs and --batch-size must be at least 1")
+        if self.lr <= 0:
+            raise GroverError(f"--lr must be positive, got {self.lr}")
+        if not self.seeds:
+            raise GroverError("--seeds must be at least 1")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise GroverError(f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)}")
+        if self.select not in SELECT:
+            raise GroverError(f"select must be one of {', '.join(SELECT)}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise GroverError("--max-tokens must be at least 1")
+        if self.stride is not None and (self.stride < 1 or (
+                self.max_tokens is not None and self.stride > self.max_tokens)):
+            raise GroverError("--stride must be between 1 and the window length")
+        if self.max_train is not None and self.max_train < 2:
+            raise GroverError("--max-train must be at least 2")
+        if not 0 <= self.warmup_ratio < 1:
+            raise GroverError("warmup_ratio must be in [0, 1)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Windows and batches
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with n torch CPU threads (None: leave torch's setting). On a shared CPU one thread per
+    process can be many times faster than two threads that wait on each other."""
+    import torch
+
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def window_starts(n: int, size: int, stride: int) -> list[int]:
+    """Start of each window of `size` tokens over n tokens: every `stride` tokens, the last window
+    ending at the end (so it may overlap its neighbour); one window when n <= size.
+
+    >>> window_starts(5, 8, 8), window_starts(10, 4, 4), window_starts(10, 4, 3)
+    ([0], [0, 4, 6], [0, 3, 6])
+    """
+    if n <= size:
+        return [0]
+    starts = list(range(0, n - size, stride))
+    return starts + [n - size]
+
+
+def pool_windows(logits, owner, n: int):
+    """Mean of window logits per sequence: logits (W, L), owner (W,) sequence index -> (n, L)."""
+    import torch
+
+    sums = torch.zeros((n, logits.shape[-1]), dtype=logits.dtype, device=logits.device)
+    sums.index_add_(0, owner, logits)  # (n, L)
+    counts = torch.bincount(owner, minlength=n).clamp(min=1).to(logits.dtype)  # (n,)
+    return sums / counts[:, None]
+
+
+class WindowedData:
+    """Sequences of token ids as windowed classification batches (a `train.TrainData`).
+
+    ids: per sequence its token ids without special tokens; labels (N,) int64; weights (N,) float or
+    None. A batch of B sequences holds their W windows: input_ids and attention_mask (W, T), owner
+    (W,) (the batch row each window belongs to), labels (B,) and, with weights, sample_weight (B,).
+    """
+
+    def __init__(self, ids: Sequence[np.ndarray], labels: np.ndarray, tokenizer, size: int,
+                 stride: int, weights: np.ndarray | None = None, pad_multiple: int = 8):
+        self.windows = [[(s, min(s + size, len(x))) for s in window_starts(len(x), size, stride)]
+                        for x in ids]
+        self.ids = [np.asarray(x, dtype=np.int64) for x in ids]
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+        self.cls, self.sep, self.pad = (tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                        tokenizer.pad_token_id)
+        self.pad_multiple = pad_multiple
+        # (N,) tokens through the model per sequence: batches group similar lengths
+        self.lengths = np.array([sum(b - a + 2 for a, b in w) for w in self.windows], np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def collate(self, indices, generator=None) -> dict[str, Any]:
+        import torch
+
+        pieces, owner = [], []
+        for row, i in enumerate(indices):
+            x = self.ids[int(i)]
+            for a, b in self.windows[int(i)]:
+                pieces.append(x[a:b])
+                owner.append(row)
+        t = max(len(p) for p in pieces) + 2
+        t = -(-t // self.pad_multiple) * self.pad_multiple
+        ids = np.full((len(pieces), t), self.pad, dtype=np.int64)  # (W, T)
+        mask = np.zeros((len(pieces), t), dtype=np.int64)  # (W, T)
+        for w, p in enumerate(pieces):
+            ids[w, 0] = self.cls
+            ids[w, 1 : 1 + len(p)] = p
+            ids[w, 1 + len(p)] = self.sep
+            mask[w, : len(p) + 2] = 1
+        idx = np.asarray(indices, dtype=np.int64)
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+                 "owner": torch.tensor(owner, dtype=torch.int64),
+                 "labels": torch.from_numpy(self.labels[idx])}
+        if self.weights is not None:
+            batch["sample_weight"] = torch.from_numpy(self.weights[idx])
+        return batch
+
+
+def _objective():
+    """The `WindowedClassification` class (built lazily: torch is imported inside)."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    class WindowedClassification(nn.Module):
+        """Cross-entropy of the window-pooled logits, per-sample weighted, summed over sequences."""
+
+        def __init__(self, model: nn.Module):
+            super().__init__()
+            self.model = model
+
+        @staticmethod
+        def count(batch: dict[str, Any]) -> int:
+            return int(batch["labels"].shape[0])
+
+        def forward(self, input_ids, attention_mask, owner, labels, sample_weight=None):
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (W, L)
+            pooled = pool_windows(logits.float(), owner, labels.shape[0])  # (B, L)
+            loss = F.cross_entropy(pooled, labels, reduction="none")  # (B,)
+            if sample_weight is not None:
+                loss = loss * sample_weight
+            return loss.sum()
+
+    return WindowedClassification
+
+
+def predict(model, data: WindowedData, batch_size: int, amp=None) -> np.ndarray:
+    """(N, L) float32 pooled logits of every sequence of `data` (model in eval mode, no grad)."""
+    import contextlib
+
+    import torch
+
+    device = next(model.parameters()).device
+    order = np.argsort(data.lengths, kind="stable")  # similar lengths together: little padding
+    out = np.zeros((len(data), model.config.num_labels), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for k in range(0, len(order), batch_size):
+            idx = order[k : k + batch_size]
+            b = data.collate(idx)
+            with amp() if amp is not None else contextlib.nullcontext():
+                logits = model(input_ids=b["input_ids"].to(device),
+                               attention_mask=b["attention_mask"].to(device)).logits  # (W, L)
+            pooled = pool_windows(logits.float(), b["owner"].to(device), len(idx))  # (B, L)
+            out[idx] = pooled.cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def score(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """`metrics.classification_metrics` of pooled logits (N, L); the confusion matrix is dropped
+    for more than MAX_CONFUSION classes (4**k next-k-mer labels)."""
+    from groverlm.metrics import classification_metrics
+
+    z = logits - logits.max(1, keepdims=True)
+    probs = np.exp(z)
+    probs /= probs.sum(1, keepdims=True)
+    n_labels = logits.shape[1]
+    m = classification_metrics(labels, logits.argmax(1), probs, list(range(n_labels)))
+    if n_labels > MAX_CONFUSION:
+        m["confusion"] = None
+        m["labels"] = f"0..{n_labels - 1}"
+    return m
+
+
+def balanced_weights(labels: np.ndarray, num_labels: int) -> np.ndarray:
+    """(N,) per-sample weights n / (n_classes * n_class), mean 1 (sklearn's "balanced").
+
+    >>> balanced_weights(np.array([0, 0, 0, 1]), 2).tolist()
+    [0.6666666666666666, 0.6666666666666666, 0.6666666666666666, 2.0]
+    """
+    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
+    present = counts > 0
+    per_class = np.zeros(num_labels)
+    per_class[present] = labels.size / (present.sum() * counts[present])
+    return per_class[labels]
+
+
+def use_class_weights(labels: np.ndarray, cfg: FinetuneConfig) -> bool:
+    if cfg.class_weights != "auto":
+        return cfg.class_weights == "on"
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    return bool(counts.max() > cfg.imbalance * counts.min())
+
+
+# ----------------------------------------------------------------------------------------------
+# Vocabulary identity and tokenization
+
+
+def merges_sha256_of(folder: str | Path, _depth: int = 0) -> str | None:
+    """The BPE merges fingerprint of a vocabulary or model folder, when its manifests say it: a `bpe
+    export` folder records it; a pretrained model through its corpus's vocabulary; our fine-tuned
+    models record it. None when unknown (a k-mer vocabulary, a folder without manifest)."""
+    path = Path(folder) / "manifest.json"
+    if _depth > 4 or not path.exists():
+        return None
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if m.get("merges_sha256"):
+        return m["merges_sha256"]
+    stage, config = m.get("stage"), m.get("config") or {}
+    if stage == "pretrain" and config.get("corpus"):
+        return merges_sha256_of(config["corpus"], _depth + 1)
+    if stage == "corpus" and m.get("inputs"):
+        return merges_sha256_of(m["inputs"][0]["path"], _depth + 1)
+    return None
+
+
+def given_tokens_apply(task, model_dir: str | Path) -> bool:
+    """Whether the task's `tokens` column is to be fed to this model (same BPE merges)."""
+    if any(task.splits[s].tokens is None for s in task.splits):
+        return False
+    theirs = task.manifest.get("tokens_merges_sha256")
+    mine = merges_sha256_of(model_dir)
+    if theirs and mine == theirs:
+        log.info("feeding the task's given tokens (same vocabulary, merges %s)", mine[:12])
+        return True
+    log.warning("the task's tokens column was made with another (or an unknown) vocabulary "
+                "(merges %s vs the model's %s): tokenizing its sequences instead",
+                str(theirs)[:12], str(mine)[:12])
+    return False
+
+
+def token_ids(tokenizer, sequences: Sequence[str] | None = None,
+              tokens: Sequence[list[str]] | None = None) -> list[np.ndarray]:
+    """Token ids (no special tokens) of sequences, or of given token strings."""
+    if tokens is not None:
+        vocab = tokenizer.get_vocab()
+        try:
+            return [np.array([vocab[t] for t in toks], dtype=np.int64) for toks in tokens]
+        except KeyError as err:
+            raise GroverError(f"given token {err.args[0]!r} is not in the model's vocabulary"
+                              ) from None
+    from groverlm.embed import tokenize
+
+    return [np.asarray(x, dtype=np.int64) for x in tokenize(tokenizer, list(sequences or []))]
+
+
+def context_token_ids(ctx, split, name: str) -> list[np.ndarray]:
+    """Genome-context token ids of a split; every sequence must be the genome at its coordinates."""
+    if split.coords is None:
+        raise GroverError(f"--genome-context needs coordinates (chrom,start,end,strand) in the "
+                          f"{name} split")
+    out, bad = [], 0
+    c = split.coords
+    for i, seq in enumerate(split.sequences):
+        ids = ctx.encode(c["chrom"][i], c["start"][i], c["end"][i], c["strand"][i])
+        if ctx.decode(ids) != seq:
+            bad += 1
+        out.append(np.asarray(ids, dtype=np.int64))
+    if bad:
+        raise GroverError(f"--genome-context: {bad} of {len(out)} {name} sequences are not the "
+                          "genome at their coordinates (synthetic negatives?); genome-context "
+                          "tokenization only applies to tasks of genomic windows")
+    return out
+
+
+@dataclass
+class Encoded:
+    """One split ready for the model: token ids per sequence (no special tokens) and label ids."""
+
+    ids: list[np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(self.labels.astype(np.int64).tobytes())
+        for x in self.ids:
+            h.update(np.int64(len(x)).tobytes() + np.asarray(x, np.int64).tobytes())
+        return h.hexdigest()
+
+    def subset(self, n: int | None, seed: int) -> Encoded:
+        """A seeded random subset of n sequences (all when n is None or larger)."""
+        if n is None or n >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng([seed, 0x5EB]).choice(len(self), n, replace=False))
+        return Encoded([self.ids[i] for i in keep], self.labels[keep])
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
+def load_classifier(model_dir: str | Path, num_labels: int, seed: int,
+                    label_names: Sequence[str] | None = None):
+    """`BertForSequenceClassification` from any BERT folder, its new head initialised from `seed`."""
+    import torch
+
+    from groverlm.models import load_model
+
+    names = list(label_names) if label_names and len(label_names) == num_labels else None
+    kwargs: dict[str, Any] = {"num_labels": num_labels, "ignore_mismatched_sizes": True,
+                              "problem_type": "single_label_classification"}
+    if names:
+        kwargs["id2label"] = dict(enumerate(names))
+        kwargs["label2id"] = {n: i for i, n in enumerate(names)}
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
+    hf_logging.disable_progress_bar()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return load_model(model_dir, "classification", **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def window_size(model, tokenizer, cfg: FinetuneConfig) -> tuple[int, int]:
+    """(window tokens, stride) for this model: its positions less [CLS] and [SEP] by default."""
+    from groverlm.embed import max_window_tokens
+
+    size = max_window_tokens(model, tokenizer, cfg.max_tokens)
+    stride = cfg.stride or size
+    if stride > size:
+        raise GroverError(f"--stride {stride} exceeds the window of {size} tokens")
+    return size, stride
+
+
+def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded, test: Encoded,
+                  num_labels: int, cfg: FinetuneConfig, seed: int, out: str | Path,
+                  label_names: Sequence[str] | None = None, progress: bool = True
+                  ) -> dict[str, Any]:
+    """One seed: train, keep the best dev epoch (weights in out/best), score it on test.
+
+    Returns {"seed", "dev", "test", "best_epoch", "dev_curve", ...}, also written to out/result.json.
+    A finished seed (result.json present) is read back, not rerun.
+    """
+    from groverlm.manifest import atomic_path, write_json
+    from groverlm.models import save_model
+    from groverlm.train import CHECKPOINTS, TrainConfig, epoch_batches
+    from groverlm.train import train as run_training
+
+    out = Path(out)
+    if (out / RESULT).exists():
+        return json.loads((out / RESULT).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model = load_classifier(model_dir, num_labels, seed, label_names)
+    size, stride = window_size(model, tokenizer, cfg)
+    weighted = use_class_weights(train.labels, cfg)
+    weights = balanced_weights(train.labels, num_labels) if weighted else None
+    data = WindowedData(train.ids, train.labels, tokenizer, size, stride, weights)
+    dev_data = WindowedData(dev.ids, dev.labels, tokenizer, size, stride)
+    per_epoch = len(epoch_batches(data.lengths, cfg.batch_size, 0, seed))
+    steps = cfg.epochs * per_epoch
+    tcfg = TrainConfig(max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                       warmup_steps=int(cfg.warmup_ratio * steps), weight_decay=cfg.weight_decay,
+                       adam_betas=(0.9, 0.999), adam_eps=1e-8, eval_every=per_epoch,
+                       save_every=per_epoch, keep_checkpoints=1, log_every=min(10, per_epoch),
+                       seed=seed, device=cfg.device, precision=cfg.precision,
+                       threads=cfg.threads)
+    best_path = out / "best.json"
+    best = None  # the best epoch so far: kept on disk (best.json + best/) for a restart
+    if best_path.exists() and (out / BEST / "config.json").exists():
+        best = json.loads(best_path.read_text())
+    done = [_resumed_epochs(out, per_epoch)]  # epochs evaluated so far (restarts included)
+
+    def evaluate(m, amp, final: bool) -> dict[str, Any]:
+        nonlocal best
+        done[0] = min(done[0] + 1, cfg.epochs)  # a finished run resumed re-scores its last epoch
+        metrics = score(predict(m, dev_data, cfg.eval_batch_size, amp), dev.labels)
+        value = metrics[cfg.select] if metrics[cfg.select] is not None else -np.inf
+        if best is None or value > best["value"]:
+            with atomic_path(out / BEST) as tmp:
+                tmp.mkdir()
+                save_model(m, tokenizer, tmp)
+            best = {"epoch": done[0], "value": float(value), "dev": metrics}
+            write_json(best_path, best)
+        return {"epoch": done[0], **{f"dev_{k}": metrics[k]
+                                     for k in ("mcc", "accuracy", "f1", "auroc")}}
+
+    run_config = {"model": str(model_dir), "num_labels": num_labels, "train": train.fingerprint(),
+                  "dev": dev.fingerprint(), "window": [size, stride], "class_weights": weighted}
+    res = run_training(model, data, _objective(), tcfg, out, evaluate, tokenizer, resume=True,
+                run_config=run_config, progress=progress)
+    assert best is not None, "the training loop evaluated no epoch"
+    model = load_classifier(out / BEST, num_labels, seed, label_names)
+    test_data = WindowedData(test.ids, test.labels, tokenizer, size, stride)
+    from groverlm.train import autocast, resolve_device
+
+    device = resolve_device(tcfg)
+    model.to(device)
+    test_metrics = score(predict(model, test_data, cfg.eval_batch_size,
+                                 lambda: autocast(device, cfg.precision)), test.labels)
+    result = {"seed": seed, "dev": best["dev"], "test": test_metrics, "best_epoch": best["epoch"],
+              "epochs": cfg.epochs, "steps": res.step, "class_weights": weighted,
+              "window_tokens": size, "stride": stride,
+              "windows_per_sequence": float(np.mean([len(w) for w in data.windows])),
+              "dev_curve": dev_curve(out),
+              "seconds": round(time.perf_counter() - t0, 1)}
+    write_json(out / RESULT, result)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    return result
+
+
+def dev_curve(run: Path) -> list[dict[str, Any]]:
+    """Dev scores after each epoch, from a seed's log.jsonl."""
+    from groverlm.train import read_log
+
+    seen: dict[int, dict[str, Any]] = {}
+    for r in read_log(run):
+        if r.get("kind") == "eval":
+            seen[r["epoch"]] = {"epoch": r["epoch"], "step": r["step"],
+                                **{k[4:]: r[k] for k in r if k.startswith("dev_")}}
+    return [seen[e] for e in sorted(seen)]
+
+
+def _resumed_epochs(out: Path, per_epoch: int) -> int:
+    """Epochs finished by an interrupted run of this seed (from its latest checkpoint)."""
+    from groverlm.train import latest_checkpoint
+
+    ck = latest_checkpoint(out)
+    return 0 if ck is None else int(ck.name.split("-")[1]) // per_epoch
+
+
+def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: Encoded,
+                    num_labels: int, cfg: FinetuneConfig, out: str | Path, task: str,
+                    model_name: str, label_names: Sequence[str] | None = None,
+                    save: bool = True, progress: bool = True, **params: Any) -> dict[str, Any]:
+    """Fine-tune on encoded splits once per seed; returns the result record (metrics schema).
+
+    With `save`, the best seed's weights go to out/model (save_pretrained, with the tokenizer and a
+    manifest recording the vocabulary's merges). Per-seed folders keep their log and result.
+    """
+    from groverlm.metrics import make_result
+    from groverlm.models import load_tokenizer
+
+    out = Path(out)
+    tokenizer = load_tokenizer(model_dir)
+    if len(train) < 2 or len(dev) < 1 or len(test) < 1:
+        raise GroverError(f"need at least 2 train, 1 dev and 1 test sequences, got {len(train)}, "
+                          f"{len(dev)}, {len(test)}")
+    if int(max(train.labels.max(), dev.labels.max(), test.labels.max())) >= num_labels:
+        raise GroverError(f"a label id is not below num_labels={num_labels}")
+    sub = train.subset(cfg.max_train, cfg.seeds[0])
+    check_settings(out, {"model": str(model_dir), "num_labels": num_labels, "task": task,
+                         "config": {k: v for k, v in asdict(cfg).items()
+                                    if k not in ("device", "threads", "eval_batch_size")},
+                         "data": [sub.fingerprint(), dev.fingerprint(), test.fingerprint()]})
+    if len(sub) < len(train):
+        log.info("training on a seeded subset of %d of %d sequences", len(sub), len(train))
+    per_seed = []
+    for seed in cfg.seeds:
+        with torch_threads(cfg.threads):
+            r = finetune_seed(model_dir, tokenizer, sub, dev, test, num_labels, cfg, seed,
+                              out / f"seed-{seed}", label_names, progress)
+        log.info("%s seed %d: best epoch %d, dev %s %.4f, test MCC %.4f, accuracy %.4f",
+                 task, seed, r["best_epoch"], cfg.select, r["dev"][cfg.select] or 0.0,
+                 r["test"]["mcc"] or 0.0, r["test"]["accuracy"] or 0.0)
+        per_seed.append(r)
+    best_seed = max(per_seed, key=lambda r: (r["dev"][cfg.select] or -np.inf))["seed"]
+    if save:
+        save_best(model_dir, out / f"seed-{best_seed}" / BEST, out / "model", best_seed)
+    for r in per_seed:  # the weights are in out/model (or not wanted); the scores in result.json
+        shutil.rmtree(out / f"seed-{r['seed']}" / BEST, ignore_errors=True)
+        (out / f"seed-{r['seed']}" / "best.json").unlink(missing_ok=True)
+    record = make_result(task, model_name, per_seed, {
+        **{k: v for k, v in asdict(cfg).items() if k not in ("seeds", "device", "threads")},
+        "train_rows": len(sub), "train_rows_available": len(train), "best_seed": best_seed,
+        "source_model": str(model_dir), **params})
+    return record
+
+
+def check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to continue a run folder made under other settings (its finished seeds would be
+    mixed with new ones); the first run records them in out/settings.json."""
+    from groverlm.manifest import write_json
+
+    settings = json.loads(json.dumps(settings))
+    path = out / "settings.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != settings:
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            if "config" in diff:
+                a, b = old.get("config", {}), settings["config"]
+                diff += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                         if a.get(k) != b.get(k)]
+            raise GroverError(f"holds an unfinished run with other settings ({'; '.join(diff)});"
+                              " pass --overwrite to start again", out)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(path, settings)
+
+
+def save_best(model_dir: str | Path, best: Path, dest: Path, seed: int) -> None:
+    """Copy a seed's best weights to `dest` (atomically) with a manifest naming the vocabulary."""
+    from groverlm.manifest import atomic_path, write_manifest
+
+    if not best.exists():
+        if (dest / "manifest.json").exists():
+            return  # copied by an earlier, interrupted run
+        raise GroverError("the best weights of the selected seed are missing", best)
+    with atomic_path(dest) as tmp:
+        shutil.copytree(best, tmp)
+        write_manifest(tmp, "finetune-model", {"source_model": str(model_dir), "seed": seed},
+                       [], seed=seed, merges_sha256=merges_sha256_of(model_dir))
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+
+
+def encode_task(task, model_dir: str | Path, tokenizer, genome_context: str | Path | None = None
+                ) -> tuple[dict[str, Encoded], dict[str, Any]]:
+    """Token ids of every split (given tokens, genome context or plain tokenization) and a
+    description of how they were made."""
+    info: dict[str, Any] = {"tokenization": "sequence"}
+    if genome_context is not None:
+        from groverlm.tasks.context import GenomeContextTokenizer
+
+        ctx = GenomeContextTokenizer(genome_context, model_dir)
+        mine = merges_sha256_of(model_dir)
+        if mine and mine != ctx.genome.merges_sha256:
+            raise GroverError(f"was made with other merges than the model's vocabulary "
+                              f"({ctx.genome.merges_sha256[:12]} vs {mine[:12]})", genome_context)
+        enc = {s: Encoded(context_token_ids(ctx, task.splits[s], s), task.splits[s].labels)
+               for s in task.splits}
+        info = {"tokenization": "genome-context", "genome_context": str(genome_context)}
+    elif given_tokens_apply(task, model_dir):
+        enc = {s: Encoded(token_ids(tokenizer, tokens=task.splits[s].tokens),
+                          task.splits[s].labels) for s in task.splits}
+        info = {"tokenization": "given-tokens"}
+    else:
+        enc = {s: Encoded(token_ids(tokenizer, task.splits[s].sequences), task.splits[s].labels)
+               for s in task.splits}
+    info["given_tokens"] = info["tokenization"] == "given-tokens"
+    info["mean_tokens"] = float(np.mean([len(x) for x in enc["train"].ids]))
+    return enc, info
+
+
+def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
+                  cfg: FinetuneConfig, genome_context: str | Path | None = None,
+                  name: str | None = None, overwrite: bool = False, progress: bool = True
+                  ) -> dict[str, Any]:
+    """`groverlm finetune`: fine-tune on a task folder, write metrics.json, model/ and manifest.json;
+    returns the result record."""
+    from groverlm.manifest import MANIFEST, prepare_out, write_manifest
+    from groverlm.metrics import write_metrics
+    from groverlm.models import load_tokenizer
+    from groverlm.tasks.gue import load_task
+
+    t0 = time.perf_counter()
+    task = load_task(task_dir)
+    tokenizer = load_tokenizer(model_dir)
+    out = Path(out)
+    if overwrite and out.exists():
+        for p in list(out.glob("seed-*")) + [out / "model"]:
+            shutil.rmtree(p, ignore_errors=True)
+        for f in (MANIFEST, "settings.json"):
+            (out / f).unlink(missing_ok=True)
+    out = prepare_out(out, overwrite)
+    enc, info = encode_task(task, model_dir, tokenizer, genome_context)
+    name = name or f"bert-{Path(model_dir).resolve().name}"
+    record = finetune_splits(model_dir, enc["train"], enc["dev"], enc["test"], task.num_labels,
+                             cfg, out, task.name, name, task.label_names(), progress=progress,
+                             **info)
+    write_metrics(out, task.name, [record], task_dir=str(task_dir), label_map=task.label_map)
+    inputs: list[str | Path] = [model_dir, task_dir] + ([genome_context] if genome_context else [])
+    write_manifest(out, "finetune", {**asdict(cfg), "model": str(model_dir),
+                                     "task_dir": str(task_dir), "name": name,
+                                     "genome_context": str(genome_context) if genome_context
+                                     else None},
+                   inputs, seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
+                   sizes={s: len(task.splits[s]) for s in task.splits},
+                   merges_sha256=merges_sha256_of(model_dir), **info,
+                   summary={"mcc_mean": record["mcc_mean"], "mcc_std": record["mcc_std"]})
+    return record
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_train_args(p: argparse.ArgumentParser, epochs: int = 3, lr: float = 5e-5) -> None:
+    """Fine-tuning options shared by `finetune` and `nextkmer`."""
+    p.add_argument("--epochs", type=int, default=epochs, help=f"passes over train (default "
+                                                               f"{epochs})")
+    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per step (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (then seed+1, ...)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="window length in tokens (default: the model's positions - 2)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="tokens between window starts (default: the window length)")
+    p.add_argument("--max-train", type=int, default=None, metavar="N",
+                   help="train on a seeded random subset of N sequences")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="auto", help="auto (bf16 on GPU), bf16 or fp32")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a BERT classifier on a task folder")
+    p.add_argument("--model", required=True, help="model folder (ours, k-mer, GROVER format)")
+    p.add_argument("--task", required=True, help="task folder (train/dev/test.csv; GUE works)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seeds", type=int, default=3, help="runs with different seeds (default 3)")
+    p.add_argument("--class-weights", choices=CLASS_WEIGHTS, default="auto",
+                   help="balanced loss weights (default auto: on when classes are unbalanced)")
+    p.add_argument("--genome-context", default=None, metavar="TOKENS_DIR",
+                   help="tokenize windows as this saved genome segmentation cut them")
+    p.add_argument("--name", default=None, help="model name in metrics.json")
+    add_train_args(p)
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    if args.seeds < 1:
+        raise GroverError("--seeds must be at least 1")
+    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                         seeds=tuple(range(args.seed, args.seed + args.seeds)),
+                         class_weights=args.class_weights, max_tokens=args.max_tokens,
+                         stride=args.stride, max_train=args.max_train, device=args.device,
+                         precision=args.precision, threads=args.threads)
+    r = finetune_task(args.model, args.task, args.out, cfg, args.genome_context, args.name,
+                      args.overwrite, progress=not args.quiet)
+    t = r["test"]
+    print(f"finetune {r['task']}: test MCC {r['mcc_mean']:.4f} ± {r['mcc_std']:.4f} over "
+          f"{len(r['seeds'])} seed(s); seed {r['seeds'][0]}: F1 {t['f1']:.4f}, accuracy "
+          f"{t['accuracy']:.4f}, AUROC {t['auroc'] if t['auroc'] is None else round(t['auroc'], 4)}"
+          f" -> {args.out}")
+    return 0

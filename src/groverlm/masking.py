@@ -1,0 +1,117 @@
+"""Pretraining stage, masking: choose the tokens a masked language model must predict.
+
+Reads and writes nothing. GROVER's default selects 2.2% of the non-special tokens; 80% of those are
+replaced by [MASK] and 20% by a random token (BERT's 15% with 80/10/10 is one option away). Every
+sample keeps at least `min_per_sample` targets, so even a 20-token sample teaches something.
+All randomness comes from an explicit `torch.Generator`, so a batch's mask is a function of its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+IGNORE = -100  # label of positions without a target (the transformers / cross_entropy convention)
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """Which tokens become targets and what the model sees in their place."""
+
+    rate: float = 0.022  # share of non-special tokens selected as targets (GROVER 2.2%, BERT 15%)
+    mask_fraction: float = 0.8  # of the targets: shown as [MASK]
+    random_fraction: float = 0.2  # of the targets: shown as a random token; the rest stay unchanged
+    min_per_sample: int = 1  # targets per sample at least (tiny samples would often get none)
+
+    def __post_init__(self):
+        if not 0.0 < self.rate < 1.0:
+            raise ValueError(f"mask rate must be in (0, 1), got {self.rate}")
+        if self.mask_fraction < 0 or self.random_fraction < 0 or (
+                self.mask_fraction + self.random_fraction > 1.0 + 1e-9):
+            raise ValueError(f"mask split {self.mask_fraction}/{self.random_fraction} must be "
+                             "non-negative and sum to at most 1")
+        if self.min_per_sample < 0:
+            raise ValueError("min_per_sample must be >= 0")
+
+
+def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, cfg: MaskingConfig, mask_id: int,
+                random_ids: torch.Tensor, generator: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked inputs and labels for a batch.
+
+    input_ids: (B, T) int64; special: (B, T) bool, True where no target may be (special tokens and
+    padding); random_ids: (R,) int64, the ids a random replacement draws from (the non-special
+    vocabulary). Returns (inputs (B, T), labels (B, T)): labels hold the original id at each target
+    and IGNORE elsewhere.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> ids = torch.tensor([[2, 7, 8, 9, 3, 0]])
+    >>> sp = torch.tensor([[True, False, False, False, True, True]])
+    >>> x, y = mask_tokens(ids, sp, MaskingConfig(rate=0.01), 4, torch.arange(5, 10), g)
+    >>> int((y != IGNORE).sum()), bool((y[sp] == IGNORE).all())  # one target, never a special
+    (1, True)
+    """
+    u = torch.rand(input_ids.shape, generator=generator)  # (B, T)
+    u = u.masked_fill(special, 2.0)  # never selected
+    selected = u < cfg.rate  # (B, T)
+    if cfg.min_per_sample:
+        eligible = (~special).sum(1)  # (B,)
+        k = int(min(cfg.min_per_sample, input_ids.shape[1]))
+        # the k positions with the smallest draws are the ones the rate would pick first
+        low = torch.topk(u, k, dim=1, largest=False).indices  # (B, k)
+        top = torch.zeros_like(selected).scatter_(1, low, True) & ~special  # (B, T)
+        short = selected.sum(1) < torch.clamp(eligible, max=k)  # (B,)
+        selected |= top & short[:, None]
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE))
+    v = torch.rand(input_ids.shape, generator=generator)  # (B, T): what a target is shown as
+    to_mask = selected & (v < cfg.mask_fraction)
+    to_random = selected & (v >= cfg.mask_fraction) & (v < cfg.mask_fraction + cfg.random_fraction)
+    pick = torch.randint(len(random_ids), input_ids.shape, generator=generator)  # (B, T)
+    inputs = torch.where(to_mask, torch.full_like(input_ids, mask_id), input_ids)
+    inputs = torch.where(to_random, random_ids[pick], inputs)
+    return inputs, labels
+
+
+class MLMData:
+    """Masked-LM batches over a corpus split (a `train.TrainData`): [CLS] tokens [SEP], padded to the
+    longest sample of the batch (rounded up to `pad_multiple`), then masked.
+
+    split: anything with `lengths` (N,) and `split[i]` -> token ids (a `corpus.CorpusSplit`).
+    random_ids: (R,) ids a random replacement draws from (the non-special tokens seen in training).
+    """
+
+    def __init__(self, split, tokenizer, cfg: MaskingConfig, random_ids: torch.Tensor,
+                 pad_multiple: int = 8):
+        self.split = split
+        self.cfg = cfg
+        self.lengths = split.lengths + 2  # (N,) with [CLS] and [SEP]
+        self.cls, self.sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+        self.pad, self.mask = tokenizer.pad_token_id, tokenizer.mask_token_id
+        self.random_ids = random_ids
+        self.pad_multiple = pad_multiple
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def collate(self, indices, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """input_ids, attention_mask, labels: (B, T) int64 each."""
+        import numpy as np
+
+        seqs = [np.asarray(self.split[int(i)], dtype=np.int64) for i in indices]
+        n = np.array([len(s) for s in seqs])  # (B,)
+        t = int(n.max()) + 2
+        t = -(-t // self.pad_multiple) * self.pad_multiple
+        ids = np.full((len(seqs), t), self.pad, dtype=np.int64)  # (B, T)
+        for b, s in enumerate(seqs):
+            ids[b, 0] = self.cls
+            ids[b, 1 : 1 + len(s)] = s
+            ids[b, 1 + len(s)] = self.sep
+        pos = np.arange(t)[None, :]
+        attention = pos < (n + 2)[:, None]  # (B, T)
+        content = (pos >= 1) & (pos <= n[:, None])  # (B, T): the sample's own tokens
+        input_ids = torch.from_numpy(ids)
+        inputs, labels = mask_tokens(input_ids, torch.from_numpy(~content), self.cfg, self.mask,
+                                     self.random_ids, generator)
+        return {"input_ids": inputs, "attention_mask": torch.from_numpy(attention).long(),
+                "labels": labels}

@@ -1,0 +1,368 @@
+"""Pretraining stage: a stock `BertForMaskedLM` trained by masked-token prediction on a corpus.
+
+Reads a `groverlm corpus` folder (shards, index, train token counts, tokenizer). Writes MODEL/: the
+final model and tokenizer as a `save_pretrained` folder (`AutoModelForMaskedLM.from_pretrained` and
+`AutoTokenizer.from_pretrained` load it with no custom code), `eval.json` (masked-token loss,
+accuracy, perplexity and the unigram baseline on the test split), `log.jsonl` (learning curve),
+`checkpoints/` (for --resume) and `manifest.json`. The loop itself is `groverlm.train`.
+
+Also registers the CLI commands `corpus`, `pretrain` and `plot-log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from groverlm.errors import GroverError
+
+log = logging.getLogger(__name__)
+
+EVAL_JSON = "eval.json"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The model and what is measured; optimisation settings are `train.TrainConfig`."""
+
+    preset: str = "tiny"  # models.PRESETS: tiny, small, grover-base
+    overrides: dict[str, Any] = field(default_factory=dict)  # BertConfig fields (--set key=value)
+    mask_rate: float = 0.022  # GROVER's 2.2% of tokens are targets
+    mask_split: tuple[float, float] = (0.8, 0.2)  # of the targets: [MASK], random token (rest kept)
+    eval_samples: int = 1024  # test samples per periodic evaluation (0: all); fixed masks
+    final_eval_samples: int = 8192  # test samples in the final evaluation (0: all)
+    pad_multiple: int = 8  # batch length rounded up to this (64 suits torch.compile)
+
+    def __post_init__(self):
+        if self.eval_samples < 0 or self.final_eval_samples < 0 or self.pad_multiple < 1:
+            raise GroverError("--eval-samples, --final-eval-samples must be >= 0")
+
+    @property
+    def masking(self):
+        from groverlm.masking import MaskingConfig
+
+        try:
+            return MaskingConfig(self.mask_rate, self.mask_split[0], self.mask_split[1])
+        except ValueError as err:
+            raise GroverError(f"masking: {err}") from None
+
+
+@dataclass
+class Run:
+    """Everything a pretraining run is made of, before training (also used by tests and bench)."""
+
+    corpus: Any  # corpus.Corpus
+    tokenizer: Any
+    model: Any  # BertForMaskedLM
+    data: Any  # masking.MLMData over the training split
+    evaluate: Any  # train.Evaluate on the test split
+    run_config: dict
+
+
+def build_run(corpus_path: str | Path, cfg: PretrainConfig, seed: int = 0, batch_size: int = 32
+              ) -> Run:
+    """Open the corpus, build a fresh seeded model and the train data and evaluation callback."""
+    import numpy as np
+    import torch
+
+    from groverlm.corpus import Corpus
+    from groverlm.masking import MLMData
+    from groverlm.models import build_config, load_tokenizer, new_mlm_model
+
+    corpus = Corpus.open(corpus_path)
+    tokenizer = load_tokenizer(corpus.tokenizer_path)
+    config = build_config(cfg.preset, len(tokenizer), cfg.overrides, tokenizer.pad_token_id)
+    longest = int(max(corpus.train.lengths.max(), corpus.test.lengths.max())) + 2
+    if longest > config.max_position_embeddings:
+        raise GroverError(f"samples of {longest} tokens with [CLS]/[SEP] exceed the model's "
+                          f"{config.max_position_embeddings} positions", corpus.path)
+    special = set(tokenizer.all_special_ids)
+    seen = np.flatnonzero(corpus.train_counts > 0)
+    random_ids = torch.tensor([int(i) for i in seen if int(i) not in special], dtype=torch.int64)
+    masking = cfg.masking
+    data = MLMData(corpus.train, tokenizer, masking, random_ids, cfg.pad_multiple)
+    # evaluation hides every target behind [MASK]: accuracy measures prediction from context alone
+    # (a target left unchanged, as BERT's 80/10/10 does with 10%, would be copied, not predicted)
+    hidden = replace(masking, mask_fraction=1.0, random_fraction=0.0)
+    test = MLMData(corpus.test, tokenizer, hidden, random_ids, cfg.pad_multiple)
+    order = np.random.default_rng([seed, 1]).permutation(len(corpus.test))
+    unigram = corpus.most_frequent_token()
+
+    def evaluate(model, amp, final: bool) -> dict[str, Any]:
+        n = cfg.final_eval_samples if final else cfg.eval_samples
+        return evaluate_mlm(model, amp, test, order[:n] if n else order, batch_size, seed, unigram)
+
+    model = new_mlm_model(config, seed)
+    run_config = json.loads(json.dumps({  # JSON types only: checkpoints compare it on resume
+        "corpus": str(corpus.path), "corpus_sha256": _corpus_id(corpus), "pretrain": asdict(cfg),
+        "model": model_fields(config)}))
+    return Run(corpus, tokenizer, model, data, evaluate, run_config)
+
+
+def _corpus_id(corpus) -> str:
+    import hashlib
+
+    return hashlib.sha256((corpus.path / "manifest.json").read_bytes()).hexdigest()
+
+
+def model_fields(config) -> dict[str, Any]:
+    d = config.to_diff_dict()
+    d.pop("transformers_version", None)
+    return d
+
+
+def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_id: int
+                 ) -> dict[str, Any]:
+    """Masked-token metrics over test samples `indices`, with masks fixed by `seed` (`data` masks
+    with the run's rate, every target shown as [MASK]).
+
+    mlm_loss: mean cross-entropy (nats) over targets; perplexity: its exponential; mlm_accuracy:
+    top-1 accuracy; unigram_accuracy: accuracy of always answering the most frequent training token.
+    """
+    import numpy as np
+    import torch
+    from torch.nn import functional as F
+
+    from groverlm.train import masked_logits, seed_of
+
+    device = next(model.parameters()).device
+    indices = np.asarray(indices)
+    indices = indices[np.argsort(data.lengths[indices], kind="stable")]  # little padding
+    loss = correct = unigram = n = 0.0
+    for k in range(0, len(indices), batch_size):
+        gen = torch.Generator().manual_seed(seed_of(seed, 0xE7A1, k, 1))
+        batch = data.collate(indices[k : k + batch_size], gen)
+        batch = {key: v.to(device) for key, v in batch.items()}
+        with amp():
+            logits, targets = masked_logits(model, **batch)  # (M, V), (M,)
+        logits = logits.float()
+        loss += float(F.cross_entropy(logits, targets, reduction="sum"))
+        correct += float((logits.argmax(-1) == targets).sum())
+        unigram += float((targets == unigram_id).sum())
+        n += targets.numel()
+    n = max(n, 1)
+    return {"mlm_loss": loss / n, "mlm_accuracy": correct / n, "unigram_accuracy": unigram / n,
+            "perplexity": math.exp(min(loss / n, 700.0)), "masked_tokens": int(n),
+            "eval_samples": int(len(indices))}
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a finished run or an unfinished one that was not asked to resume."""
+    from groverlm.manifest import MANIFEST
+    from groverlm.train import CHECKPOINTS, LOG
+
+    if _rank() != 0:
+        return
+    if (out / MANIFEST).exists() and not overwrite:
+        raise GroverError("already holds a finished run; pass --overwrite to replace it", out)
+    if overwrite:
+        for name in (CHECKPOINTS, "tb"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (LOG, EVAL_JSON, MANIFEST):
+            (out / name).unlink(missing_ok=True)
+    elif not resume and (out / CHECKPOINTS).exists():
+        raise GroverError("holds checkpoints of an unfinished run; pass --resume to continue it "
+                          "or --overwrite to start again", out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def pretrain(corpus_path: str | Path, out: str | Path, cfg: PretrainConfig, tcfg,
+             resume: bool = False, overwrite: bool = False, progress: bool = True
+             ) -> dict[str, Any]:
+    """`groverlm pretrain`: train, then write the final model, eval.json and manifest.json (rank 0).
+    Returns eval.json's content (on other ranks: the counters only)."""
+    from groverlm.manifest import write_json, write_manifest
+    from groverlm.models import count_parameters, save_model
+    from groverlm.train import MaskedLM, train
+
+    out = Path(out)
+    prepare_run_folder(out, resume, overwrite)
+    run = build_run(corpus_path, cfg, tcfg.seed, tcfg.batch_size)
+    res = train(run.model, run.data, MaskedLM, tcfg, out, run.evaluate, run.tokenizer, resume,
+                run.run_config, progress)
+    summary = {**res.metrics, "steps": res.step, "tokens_seen": res.tokens_seen,
+               "samples_seen": res.samples_seen, "train_seconds": round(res.train_seconds, 2),
+               "tokens_per_second": round(res.tokens_per_second, 1), "processes": res.world}
+    if res.rank != 0:
+        return summary
+    with tempfile.TemporaryDirectory(dir=out, prefix=".final") as tmp:  # whole folder, then moved
+        save_model(run.model, run.tokenizer, tmp)
+        for f in Path(tmp).iterdir():
+            f.replace(out / f.name)
+    write_json(out / EVAL_JSON, summary)
+    config = {"corpus": str(corpus_path), **asdict(cfg), "train": asdict(tcfg),
+              "model": model_fields(run.model.config)}
+    write_manifest(out, "pretrain", config, [corpus_path], seed=tcfg.seed, eval=summary,
+                   parameters=count_parameters(run.model),
+                   non_embedding_parameters=count_parameters(run.model, embeddings=False))
+    return summary
+
+
+
+def plot_learning_curve(run: str | Path, png: str | Path, title: str | None = None) -> Path:
+    """Training loss and test masked-token accuracy against the unigram baseline, over tokens seen
+    (any run folder with a log.jsonl whose evaluations hold mlm_accuracy works)."""
+    from groverlm.manifest import atomic_path
+    from groverlm.train import read_log
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise GroverError("plotting needs matplotlib (pip install matplotlib)") from None
+    records = read_log(run)
+    tr = [r for r in records if r.get("kind") == "train"]
+    ev = [r for r in records if r.get("kind") == "eval"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot([r["tokens_seen"] / 1e6 for r in tr], [r["loss"] for r in tr], lw=1, label="train")
+    if ev and "mlm_loss" in ev[0]:
+        ax1.plot([r["tokens_seen"] / 1e6 for r in ev], [r["mlm_loss"] for r in ev], "o-", ms=3,
+                 label="test")
+    ax1.set_xlabel("tokens seen (millions)")
+    ax1.set_ylabel("masked-token loss (nats)")
+    ax1.legend()
+    if ev and "mlm_accuracy" in ev[0]:
+        x = [r["tokens_seen"] / 1e6 for r in ev]
+        ax2.plot(x, [100 * r["mlm_accuracy"] for r in ev], "o-", ms=3, label="model")
+        ax2.plot(x, [100 * r["unigram_accuracy"] for r in ev], "--", label="unigram baseline")
+        ax2.set_ylabel("test masked-token accuracy (%)")
+        ax2.legend()
+    ax2.set_xlabel("tokens seen (millions)")
+    fig.suptitle(title or str(run))
+    fig.tight_layout()
+    png = Path(png)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=120, format=png.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return png
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("corpus", help="cut a tokenized genome into pretraining samples")
+    c.add_argument("--vocab", required=True, help="tokenizer folder (bpe export, k-mer, GROVER)")
+    c.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
+    c.add_argument("--out", required=True, help="corpus folder to write")
+    c.add_argument("--tokens", default=None, metavar="DIR",
+                   help="saved segmentation to reuse (bpe train --save-tokens-at); by default the "
+                        "one beside the vocabulary's train folder when it matches")
+    c.add_argument("--max-tokens", type=int, default=510, help="longest sample (default 510)")
+    c.add_argument("--min-tokens", type=int, default=20, help="shortest sample (default 20)")
+    c.add_argument("--test-fraction", type=float, default=None,
+                   help="share of samples held out at random (default 0.2)")
+    c.add_argument("--holdout", nargs="+", action="extend", default=[], metavar="REGION",
+                   help="hold out CHROM or CHROM:START-END (0-based, half-open) as the test split "
+                        "instead of a random share")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--overwrite", action="store_true", help="replace a finished corpus")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_corpus_cmd)
+
+    p = sub.add_parser("pretrain", help="masked-language-model pretraining of a BERT")
+    p.add_argument("--corpus", required=True, help="a `groverlm corpus` folder")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--preset", default="tiny", help="tiny, small or grover-base (default tiny)")
+    p.add_argument("--set", "--config-override", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a BertConfig field (repeatable)")
+    p.add_argument("--max-steps", type=int, default=1000, help="optimizer steps (default 1000)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per batch and process")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
+    p.add_argument("--lr", type=float, default=4e-4, help="peak learning rate (default 4e-4)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="default 6%% of --max-steps")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping (0: off)")
+    p.add_argument("--mask-rate", type=float, default=0.022, help="target share (GROVER 0.022)")
+    p.add_argument("--mask-split", default="0.8,0.2", metavar="MASK,RANDOM",
+                   help="of the targets: share shown as [MASK], as a random token (default "
+                        "0.8,0.2; BERT: 0.8,0.1)")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
+    p.add_argument("--eval-samples", type=int, default=1024, help="test samples per evaluation")
+    p.add_argument("--final-eval-samples", type=int, default=8192,
+                   help="test samples in the final evaluation (0: all)")
+    p.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--keep-checkpoints", type=int, default=2)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="auto", help="auto (bf16 on GPU), bf16 or fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--pad-multiple", type=int, default=None,
+                   help="pad batch length to a multiple (default 8; 64 with --compile)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_pretrain_cmd)
+
+    g = sub.add_parser("plot-log", help="plot a training run's learning curve (PNG)")
+    g.add_argument("run", help="a run folder holding log.jsonl")
+    g.add_argument("--out", required=True, help="image to write (.png)")
+    g.add_argument("--title", default=None)
+    g.set_defaults(func=_plot_cmd)
+
+
+def _corpus_cmd(args: argparse.Namespace) -> int:
+    from groverlm.corpus import CorpusConfig, Region, describe, write_corpus
+
+    if args.holdout and args.test_fraction is not None:
+        raise GroverError("give either --holdout or --test-fraction, not both")
+    cfg = CorpusConfig(max_tokens=args.max_tokens, min_tokens=args.min_tokens,
+                       test_fraction=0.2 if args.test_fraction is None else args.test_fraction,
+                       holdout=tuple(Region.parse(r) for r in args.holdout), seed=args.seed)
+    manifest = write_corpus(args.vocab, args.genome, args.out, cfg, args.tokens, args.overwrite,
+                            progress=not args.quiet)
+    print(describe(manifest) + f" -> {args.out}")
+    return 0
+
+
+def _pretrain_cmd(args: argparse.Namespace) -> int:
+    from groverlm.models import parse_overrides
+    from groverlm.train import TrainConfig
+
+    try:
+        split = tuple(float(x) for x in args.mask_split.split(","))
+    except ValueError:
+        split = ()
+    if len(split) != 2:
+        raise GroverError(f"--mask-split {args.mask_split!r}: expected MASK,RANDOM e.g. 0.8,0.2")
+    cfg = PretrainConfig(args.preset, parse_overrides(args.overrides), args.mask_rate, split,
+                         args.eval_samples, args.final_eval_samples,
+                         args.pad_multiple or (64 if args.compile else 8))
+    tcfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size,
+                       grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
+                       weight_decay=args.weight_decay, clip_norm=args.clip_norm,
+                       eval_every=args.eval_every, save_every=args.save_every,
+                       keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
+                       seed=args.seed, device=args.device, precision=args.precision,
+                       compile=args.compile, threads=args.threads)
+    s = pretrain(args.corpus, args.out, cfg, tcfg, args.resume, args.overwrite,
+                 progress=not args.quiet)
+    if _rank() == 0:
+        print(f"pretrain: {s['steps']} steps, {s['tokens_seen']:,} tokens "
+              f"({s['tokens_per_second']:,.0f}/s); test masked-token accuracy "
+              f"{100 * s['mlm_accuracy']:.2f}% (unigram {100 * s['unigram_accuracy']:.2f}%), "
+              f"loss {s['mlm_loss']:.3f}, perplexity {s['perplexity']:.1f} -> {args.out}")
+    return 0
+
+
+def _plot_cmd(args: argparse.Namespace) -> int:
+    png = plot_learning_curve(args.run, args.out, args.title)
+    print(f"plot-log: {png}")
+    return 0

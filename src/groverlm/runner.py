@@ -1,0 +1,654 @@
+"""The main job: `groverlm run CONFIG.yaml` runs the whole pipeline in one run folder, resumably.
+
+Reads a run config (groverlm.config) and the data files it names (fetched into the cache when
+needed, groverlm.data); writes RUN_DIR/config.yaml (the resolved config) and one folder per stage,
+RUN_DIR/<stage>/, holding the stage functions' own output folders and the runner's manifest.json
+(stage "run-<stage>", resolved config section, input fingerprints, the adapter's summary, wall and
+CPU seconds).
+
+Stages run in the order of `STAGES`; each is a small adapter from its config section to the stage
+module's Python function. A stage is skipped when its manifest records the same config section and
+the same input fingerprints (the data files it reads and the manifests of the stages it needs), so
+a changed setting reruns that stage and everything downstream, and nothing else. A stage folder
+being written holds `pending.json` (the config and inputs it is being made from): after an
+interruption the rerun keeps what the stage finished (each part that has its own manifest.json,
+pretraining checkpoints) when the config is unchanged, and starts the stage afresh otherwise.
+
+    groverlm run configs/demo.yaml                     # everything, skipping what is done
+    groverlm run configs/demo.yaml --from tasks        # tasks and after (earlier stages must be done)
+    groverlm run configs/demo.yaml --only bpe --force  # redo one stage
+    groverlm run configs/demo.yaml --set bpe.merges=800 --set run.dir=runs/b800
+    groverlm demo                                      # configs/demo.yaml on hg19 chr20
+
+Stages wired: genome, bpe, corpus, pretrain, tasks, finetune, baselines, analysis, report. A stage
+whose module lands later (vocabulary selection, next-k-mer) is one adapter in `STAGES` and one
+config section in `groverlm.config.STAGE_SECTIONS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from groverlm.errors import GroverError
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending.json"
+CONFIG_COPY = "config.yaml"
+
+
+# -- data --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataFiles:
+    """The resolved input files of a run (absolute paths; None where the config names none)."""
+
+    genome: Path
+    tss: Path
+    ctcf_motif: Path
+    ctcf_peaks: tuple[Path, ...]
+    repeats: Path | None = None
+    cpg: Path | None = None
+
+
+def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = None,
+                 report: Callable[[str], None] | None = None) -> DataFiles:
+    """Paths of the files `data` (a config.DataConfig) names; cached ones are fetched if missing."""
+    from groverlm.data import fetch_files
+
+    names = {"genome": [data.genome], "tss": [data.tss], "ctcf_motif": [data.ctcf_motif],
+             "ctcf_peaks": list(data.ctcf_peaks), "repeats": [data.repeats] if data.repeats else [],
+             "cpg": [data.cpg] if data.cpg else []}
+    base = Path(data.dir).expanduser().resolve() if data.dir else None
+    cached = sorted({n for ns in names.values() for n in ns
+                     if base is None and not Path(n).expanduser().is_absolute()})
+    fetched = fetch_files(cached, from_dir=from_dir, network=fetch, report=report) if cached else {}
+    out: dict[str, Any] = {}
+    for key, ns in names.items():
+        paths = []
+        for n in ns:
+            p = Path(n).expanduser()
+            p = p if p.is_absolute() else (fetched[n] if base is None else base / n)
+            if not p.is_file():
+                raise GroverError(f"data.{key}: no such file", p)
+            paths.append(p.resolve())
+        out[key] = tuple(paths) if key == "ctcf_peaks" else (paths[0] if paths else None)
+    return DataFiles(**out)
+
+
+# -- stages ------------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """What an adapter sees: its config section's siblings, the data, and the run's folders."""
+
+    run_dir: Path
+    out: Path  # RUN_DIR/<stage>: the adapter writes only here
+    config: Any  # the whole config.RunConfig
+    data: DataFiles
+    progress: bool = True
+
+    def stage_dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def relative(self, path: Path) -> str:
+        """A path as recorded in a summary: relative to the run folder when inside it, so a run
+        folder can be moved."""
+        path = Path(path)
+        return str(path.relative_to(self.run_dir)) if path.is_relative_to(self.run_dir) else str(
+            path)
+
+    def path(self, recorded: str) -> Path:
+        return self.run_dir / recorded  # an absolute `recorded` stays as it is
+
+    def summary(self, name: str) -> dict[str, Any]:
+        """The summary an upstream stage's adapter returned (from its manifest)."""
+        from groverlm.manifest import read_manifest
+
+        return read_manifest(self.stage_dir(name))["summary"]
+
+    @property
+    def genome(self) -> Path:
+        """The FASTA every stage after `genome` reads."""
+        return self.path(self.summary("genome")["fasta"])
+
+    @property
+    def tss(self) -> tuple[Path, str]:
+        """The TSS list on that FASTA, and its format."""
+        g = self.summary("genome")
+        return self.path(g["tss"]), g["tss_format"]
+
+    @property
+    def vocab(self) -> Path:
+        return self.stage_dir("bpe") / "vocab"
+
+    @property
+    def model(self) -> Path:
+        return self.stage_dir("pretrain") / "model"
+
+
+def finished(folder: Path) -> bool:
+    """A stage function's output folder is complete (its manifest is written last)."""
+    return (folder / "manifest.json").is_file()
+
+
+def run_genome(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Genome stage: summary of the FASTA; with chroms/max_bp, the part of it the run uses (and
+    the TSSs that lie on it, as BED6, since the task builders reject TSSs beyond a record)."""
+    from groverlm.genome import decode, iter_records, summarize
+    from groverlm.manifest import atomic_path, write_json, write_text
+    from groverlm.tasks.annotations import read_tss
+
+    fasta, tss, tss_format = ctx.data.genome, ctx.data.tss, ctx.config.data.tss_format
+    cut = cfg.chroms is not None or cfg.max_bp is not None
+    if cut:
+        records = {r.name: r for r in iter_records(fasta)
+                   if cfg.chroms is None or r.name in cfg.chroms}
+        missing = [c for c in cfg.chroms or () if c not in records]
+        if missing:
+            raise GroverError(f"genome.chroms: {', '.join(missing)} not in the genome", fasta)
+        fasta = ctx.out / "genome.fa"
+        with atomic_path(fasta) as tmp, open(tmp, "w") as fh:
+            for name in cfg.chroms or records:
+                seq = decode(records[name].codes[: cfg.max_bp])
+                fh.write(f">{name}\n")
+                fh.writelines(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60))
+    summary = summarize(fasta)
+    write_json(ctx.out / "summary.json", summary)
+    if cut:
+        lengths = {r["name"]: r["length"] for r in summary["records"]}
+        kept = sorted({(t.chrom, t.pos, t.strand) for t in read_tss(tss, tss_format)[0]
+                       if t.pos < lengths.get(t.chrom, 0)})
+        tss, tss_format = ctx.out / "tss.bed", "bed"
+        write_text(tss, "".join(f"{c}\t{p}\t{p + 1}\ttss\t0\t{s}\n" for c, p, s in kept))
+    total = summary["total"]
+    return {"fasta": ctx.relative(fasta), "tss": ctx.relative(tss), "tss_format": tss_format,
+            "records": total["records"], "length": total["length"],
+            "acgt": sum(total[b] for b in "ACGT"), "contigs": total["contigs"]}
+
+
+def run_bpe(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Vocabulary stage: BPE on the genome (segmentation saved at `cycles`), then the export."""
+    from groverlm.bpe.export import export_vocab
+    from groverlm.bpe.train import write_training
+
+    train = ctx.out / "train"
+    if not finished(train):
+        write_training(ctx.genome, train, cfg.merges, cfg.chunk, cfg.cycles,
+                       progress=ctx.progress)
+    if not finished(ctx.vocab):
+        export_vocab(train, cfg.cycles, ctx.vocab)
+    stats = json.loads((ctx.vocab / "vocab_stats.json").read_text())["summary"]
+    return {"cycles": cfg.cycles, "vocab": ctx.relative(ctx.vocab), **stats}
+
+
+def run_corpus(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Pretraining corpus: the saved segmentation cut into samples, split train/test."""
+    from groverlm.corpus import write_corpus
+    from groverlm.manifest import read_manifest
+
+    out = ctx.out / "corpus"
+    if not finished(out):
+        write_corpus(ctx.vocab, ctx.genome, out, cfg, tokens=ctx.stage_dir("bpe") / "train" /
+                     "tokens", progress=ctx.progress)
+    splits = read_manifest(out)["splits"]
+    return {"corpus": ctx.relative(out), **{f"{s}_{k}": splits[s][k] for s in ("train", "test")
+                                   for k in ("samples", "tokens")}}
+
+
+def run_pretrain(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Pretraining: BertForMaskedLM on the corpus; resumes from its checkpoints; torchrun when
+    `processes` > 1."""
+    from groverlm.pretrain import EVAL_JSON, pretrain
+    from groverlm.train import CHECKPOINTS
+
+    out, corpus = ctx.model, ctx.stage_dir("corpus") / "corpus"
+    if not finished(out):
+        resume = (out / CHECKPOINTS).is_dir()
+        if cfg.processes > 1:
+            launch_distributed(cfg, corpus, out, resume, ctx)
+        else:
+            pretrain(corpus, out, cfg.model, cfg.train, resume=resume, progress=ctx.progress)
+    ev = json.loads((out / EVAL_JSON).read_text())
+    keys = ("steps", "tokens_seen", "mlm_accuracy", "unigram_accuracy", "mlm_loss", "perplexity",
+            "tokens_per_second")
+    return {"model": ctx.relative(out), **{k: ev[k] for k in keys if k in ev}}
+
+
+def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Context) -> None:
+    """`torchrun --standalone --nproc_per_node N -m groverlm.runner LAUNCH.json`: every rank
+    rebuilds the configs from the JSON and calls `pretrain` (rank 0 writes the outputs)."""
+    from groverlm.config import as_plain
+    from groverlm.manifest import write_json
+
+    launch = ctx.out / "launch.json"
+    write_json(launch, {"corpus": str(corpus), "out": str(out), "resume": resume,
+                        "progress": ctx.progress, "model": as_plain(cfg.model),
+                        "train": as_plain(cfg.train)})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={cfg.processes}", "-m", "groverlm.runner", str(launch)]
+    log.info("launching %s", " ".join(cmd))
+    if subprocess.run(cmd).returncode != 0:
+        raise GroverError(f"distributed pretraining failed ({' '.join(cmd)})", out)
+
+
+def run_tasks(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Tasks stage: Prom300, PromScan and CTCF folders (train/dev/test.csv) from the genome."""
+    from groverlm.manifest import read_manifest
+    from groverlm.tasks import build_ctcf, build_prom300, build_promscan
+
+    d = ctx.data
+    tss, fmt = ctx.tss
+    summary = {}
+    for name in cfg.build:
+        out = ctx.out / name
+        if not finished(out):
+            if name == "prom300":
+                build_prom300(ctx.genome, tss, out, cfg.prom300, vocab=ctx.vocab, tss_format=fmt)
+            elif name == "promscan":
+                build_promscan(ctx.genome, tss, out, cfg.promscan, tss_format=fmt)
+            else:
+                build_ctcf(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), out, cfg.ctcf)
+        summary[name] = read_manifest(out)["counts"]
+    return summary
+
+
+def _task_dirs(stage: str, wanted: tuple[str, ...] | None, ctx: Context) -> list[Path]:
+    dirs = []
+    for name in wanted or ctx.config.stage("tasks").build:
+        task_dir = ctx.stage_dir("tasks") / name
+        if not finished(task_dir):
+            raise GroverError(f"{stage}.tasks names {name!r}, which the tasks stage did not "
+                              "build (add it to tasks.build)", ctx.config.source)
+        dirs.append(task_dir)
+    return dirs
+
+
+def run_finetune(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Fine-tuning stage: BertForSequenceClassification from the pretrained model, per task."""
+    from groverlm.finetune import finetune_task
+
+    summary = {}
+    name = f"bert-bpe{ctx.config.stage('bpe').cycles}"  # the model's name in metrics.json
+    for task_dir in _task_dirs("finetune", cfg.tasks, ctx):
+        out = ctx.out / task_dir.name
+        if not finished(out):
+            finetune_task(ctx.model, task_dir, out, cfg.classifier, name=name,
+                          progress=ctx.progress)
+        r = json.loads((out / "manifest.json").read_text())["summary"]
+        summary[task_dir.name] = {name: r["mcc_mean"]}
+    return summary
+
+
+def run_baselines(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Baselines stage: TF-IDF + random forest / logistic regression on every task."""
+    from groverlm.baselines import tfidf_task
+    from groverlm.metrics import read_metrics
+
+    summary = {}
+    for task_dir in _task_dirs("baselines", cfg.tasks, ctx):
+        name = task_dir.name
+        out = ctx.out / name
+        if not finished(out):
+            tfidf_task(task_dir, out, cfg.tfidf, vocab=ctx.vocab if cfg.bpe else None)
+        summary[name] = {r["model"]: r.get("mcc_mean", r["test"]["mcc"])
+                         for r in read_metrics(out / "metrics.json")}
+    return summary
+
+
+def run_analysis(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Analyses: vocabulary statistics, token embeddings, masked accuracy, self-similarity and
+    window embeddings against annotations (groverlm.analysis.analyze)."""
+    from groverlm.analysis.analyze import run_analyses
+    from groverlm.manifest import read_manifest
+
+    out = ctx.out / "analyses"
+    if not finished(out):
+        d = ctx.data
+        run_analyses(out, cfg.analyze, vocab=ctx.vocab, model_dir=ctx.model, genome=ctx.genome,
+                     repeats=d.repeats, cpg=d.cpg, tss=ctx.tss[0], ann_cfg=cfg.annotations,
+                     progress=ctx.progress)
+    m = read_manifest(out)
+    return {"analyses": ctx.relative(out), "ran": sorted(m.get("analyses") or m.get("files") or [])}
+
+
+def run_report(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Report: every stage of the run rendered as one self-contained HTML page."""
+    from groverlm.analysis.report import write_report
+
+    path = write_report(ctx.run_dir, ctx.out / "report.html", overwrite=True)
+    return {"report": ctx.relative(path)}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: its name (= config section = folder), adapter and inputs."""
+
+    name: str
+    run: Callable[[Any, Context], dict[str, Any]]  # adapter: config section, context -> summary
+    needs: tuple[str, ...] = ()  # upstream stages whose outputs it reads
+    data: Callable[[DataFiles], list[Path]] = lambda d: []  # data files it reads
+    ignore: tuple[str, ...] = ()  # dotted config keys that may change without redoing the stage
+
+
+_TRAIN_VOLATILE = ("eval_every", "save_every", "keep_checkpoints", "log_every", "device",
+                   "compile", "threads")  # groverlm.train.TrainConfig.RESUMABLE_CHANGES
+
+# The pipeline, in order. Not wired yet (modules not landed): select_vocab (after bpe), nextkmer
+# (after pretrain).
+STAGES: list[Stage] = [
+    Stage("genome", run_genome, data=lambda d: [d.genome, d.tss]),
+    Stage("bpe", run_bpe, needs=("genome",)),
+    Stage("corpus", run_corpus, needs=("genome", "bpe")),
+    Stage("pretrain", run_pretrain, needs=("corpus",),
+          ignore=("processes", *(f"train.{k}" for k in _TRAIN_VOLATILE))),
+    Stage("tasks", run_tasks, needs=("genome", "bpe"),
+          data=lambda d: [d.ctcf_motif, *d.ctcf_peaks]),
+    Stage("finetune", run_finetune, needs=("pretrain", "tasks"),
+          ignore=("classifier.device", "classifier.threads", "classifier.eval_batch_size")),
+    Stage("baselines", run_baselines, needs=("bpe", "tasks")),
+    Stage("analysis", run_analysis, needs=("genome", "bpe", "pretrain"),
+          data=lambda d: [p for p in (d.repeats, d.cpg) if p is not None],
+          ignore=("analyze.device", "analyze.batch_size")),
+    Stage("report", run_report, needs=("genome", "bpe", "corpus", "pretrain", "tasks",
+                                       "finetune", "baselines", "analysis")),
+]
+
+
+def stage_names() -> list[str]:
+    return [s.name for s in STAGES]
+
+
+def _stage(name: str) -> Stage:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise GroverError(f"unknown stage {name!r}; stages: {', '.join(stage_names())}")
+
+
+# -- bookkeeping -------------------------------------------------------------------------------
+
+def _drop(d: dict[str, Any], dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest:
+        if isinstance(d.get(head), dict):
+            _drop(d[head], rest)
+    else:
+        d.pop(head, None)
+
+
+def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
+              ) -> tuple[dict[str, Any], list[Path], list[str]]:
+    """(compared config section, input paths, their SHA-256s) of a stage as the config asks it."""
+    from groverlm.config import as_plain
+    from groverlm.manifest import fingerprint
+
+    section = as_plain(cfg.stage(stage.name))
+    for key in stage.ignore:
+        _drop(section, key)
+    inputs = [*stage.data(data), *(run_dir / n for n in stage.needs)]
+    shas = [fingerprint(p)["sha256"] for p in inputs]
+    return section, inputs, shas
+
+
+def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
+    """'done' (manifest matches), 'missing' (never finished) or why it is out of date."""
+    from groverlm.manifest import MANIFEST
+
+    path = run_dir / stage.name / MANIFEST
+    if not path.is_file():
+        return "missing"
+    for need in stage.needs:
+        if not (run_dir / need / MANIFEST).is_file():
+            return f"out of date ({need} is not finished)"
+    section, _, shas = stage_key(stage, cfg, run_dir, data)
+    m = json.loads(path.read_text())
+    if m.get("config") != section:
+        return "out of date (config changed)"
+    if [i.get("sha256") for i in m.get("inputs", [])] != shas:
+        return "out of date (inputs changed)"
+    return "done"
+
+
+def _clear(folder: Path) -> None:
+    """Remove a stage folder, only if it is one the runner made."""
+    if not folder.exists():
+        return
+    marks = [folder / PENDING, folder / "manifest.json"]
+    if not any(p.is_file() for p in marks) and any(folder.iterdir()):
+        raise GroverError("exists and is not a groverlm run stage (no pending.json or "
+                          "manifest.json); refusing to delete it", folder)
+    shutil.rmtree(folder)
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "ran", "skipped" (up to date) or "not selected"
+    seconds: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # CPU time of this process (all its threads; not torchrun's ranks)
+
+    def line(self) -> str:
+        if self.status == "ran":
+            return (f"{self.name:<10} ran      {self.seconds:8.1f} s  (CPU {self.cpu_seconds:.1f} s)")
+        return f"{self.name:<10} {self.status}"
+
+
+def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force: bool,
+                  progress: bool) -> StageResult:
+    """Run one stage into RUN_DIR/<stage>, resuming what an interrupted attempt finished."""
+    from groverlm.manifest import MANIFEST, write_json, write_manifest
+
+    out = run_dir / stage.name
+    section, inputs, shas = stage_key(stage, cfg, run_dir, data)
+    pending = {"config": section, "inputs": shas}
+    old = json.loads((out / PENDING).read_text()) if (out / PENDING).is_file() else None
+    if force or (out / MANIFEST).exists() or old != pending:
+        if old is not None and not force and not (out / MANIFEST).exists():
+            log.info("%s: config or inputs changed since the interrupted attempt; starting afresh",
+                     stage.name)
+        _clear(out)
+    elif old is not None:
+        log.info("%s: resuming an interrupted attempt", stage.name)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / PENDING, pending)
+    ctx = Context(run_dir, out, cfg, data, progress)
+    t0, c0 = time.perf_counter(), time.process_time()
+    summary = stage.run(cfg.stage(stage.name), ctx)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    seed = getattr(cfg.stage(stage.name), "seed", None)
+    # `made` differs at every execution, so stages downstream of a redone stage see new inputs
+    write_manifest(out, f"run-{stage.name}", section, inputs, seed=seed, summary=summary,
+                   seconds=round(seconds, 2), cpu_seconds=round(cpu, 2), made=uuid.uuid4().hex)
+    (out / PENDING).unlink()
+    return StageResult(stage.name, "ran", seconds, summary, cpu)
+
+
+def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = None,
+                 force: bool = False, progress: bool = True, from_dir: str | Path | None = None,
+                 on_stage: Callable[[StageResult], None] | None = None,
+                 on_data: Callable[[str], None] | None = None) -> list[StageResult]:
+    """Run the stages of `cfg` into cfg.run.dir; returns one result per stage.
+
+    `only`: run just these stages; `start`: this stage and every later one. The stages they need
+    must be finished and up to date. `force`: redo the selected stages even when up to date.
+    """
+    from groverlm.config import dump_config
+    from groverlm.manifest import write_text
+
+    names = stage_names()
+    for n in [*(only or []), *([start] if start else [])]:
+        _stage(n)
+    if only and start:
+        raise GroverError("give --only or --from, not both")
+    selected = set(only) if only else set(names[names.index(start):]) if start else set(names)
+    run_dir = Path(cfg.run.dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / CONFIG_COPY, dump_config(cfg))
+    data = resolve_data(cfg.data, from_dir=from_dir, report=on_data)
+
+    needed = set()  # every stage a selected stage reads, directly or not
+    todo = [s for s in names if s in selected]
+    while todo:
+        for need in _stage(todo.pop()).needs:
+            if need not in needed:
+                needed.add(need)
+                todo.append(need)
+    results = []
+    for stage in STAGES:
+        if stage.name not in selected:
+            if stage.name in needed - selected:
+                status = stage_status(stage, cfg, run_dir, data)
+                if status != "done":
+                    raise GroverError(f"stage {stage.name!r} is {status}, and the stages asked "
+                                      f"for need it: run it first (drop --only/--from)", run_dir)
+            result = StageResult(stage.name, "not selected")
+        elif not force and stage_status(stage, cfg, run_dir, data) == "done":
+            result = StageResult(stage.name, "skipped (up to date)")
+        else:
+            log.info("stage %s", stage.name)
+            result = execute_stage(stage, cfg, run_dir, data, force, progress)
+        results.append(result)
+        if on_stage is not None:
+            on_stage(result)
+    return results
+
+
+# -- the one-screen summary --------------------------------------------------------------------
+
+def summarize_run(run_dir: str | Path) -> str:
+    """Vocabulary, pretraining, next-k-mer and task results of a run folder, in a few lines."""
+    from groverlm.manifest import MANIFEST
+    from groverlm.metrics import find_metrics, format_table, read_metrics, results_table
+
+    run_dir = Path(run_dir)
+
+    def summary(name: str) -> dict[str, Any] | None:
+        p = run_dir / name / MANIFEST
+        return json.loads(p.read_text()).get("summary") if p.is_file() else None
+
+    lines = []
+    g = summary("genome")
+    if g:
+        lines.append(f"genome:      {g['records']} record(s), {g['length']:,} bp "
+                     f"({g['acgt']:,} A/C/G/T in {g['contigs']:,} contigs)")
+    v = summary("bpe")
+    if v:
+        lines.append(f"vocabulary:  {v['cycles']} BPE cycles, {v['tokens']} tokens present, mean "
+                     f"length {v['mean_length_genome']:.2f} nt in the genome "
+                     f"({v['mean_length_vocab']:.2f} over the vocabulary), longest "
+                     f"{v['max_length']} nt, CG token: {'yes' if v['has_CG'] else 'no'}, start "
+                     f"with A/T: {100 * v['start_A_or_T']:.0f}%")
+    p = summary("pretrain")
+    if p and "mlm_accuracy" in p:
+        lines.append(f"pretraining: {p['steps']} steps, {p['tokens_seen']:,} tokens; test "
+                     f"masked-token accuracy {100 * p['mlm_accuracy']:.2f}% (unigram "
+                     f"{100 * p['unigram_accuracy']:.2f}%), perplexity {p['perplexity']:.1f}")
+    k = summary("nextkmer")
+    lines.append("next-k-mer:  " + (", ".join(f"{key} {val}" for key, val in k.items()
+                                             if not isinstance(val, dict | list))
+                                   if k else "not in this run (stage not wired yet)"))
+    records = [r for q in (find_metrics([run_dir]) if run_dir.is_dir() else [])
+               for r in read_metrics(q)]
+    if records:
+        tasks, models, cells = results_table(records)
+        lines.append("task test MCC:")
+        lines.append(format_table(tasks, models, cells).rstrip())
+    r = summary("report")
+    lines.append(f"report:      {run_dir / r['report'] if r else 'not written'}")
+    return "\n".join(lines)
+
+
+# -- command line ------------------------------------------------------------------------------
+
+def demo_config() -> Path:
+    """The demo config shipped in the package (configs/ at the repo root links to it)."""
+    return Path(str(resources.files("groverlm") / "configs" / "demo.yaml"))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the whole pipeline from one YAML config (resumable)")
+    p.add_argument("config", help="a YAML run config (see configs/)")
+    sel = p.add_mutually_exclusive_group()
+    sel.add_argument("--only", action="append", metavar="STAGE",
+                     help="run just this stage (repeatable); the stages it reads must be done")
+    sel.add_argument("--from", dest="start", metavar="STAGE",
+                     help="run this stage and every later one")
+    _common(p)
+    p.add_argument("--force", action="store_true",
+                   help="redo the selected stages even when they are up to date")
+    p.set_defaults(func=run_command)
+
+    d = sub.add_parser("demo", help="the main job: configs/demo.yaml on hg19 chr20 "
+                                    "(data fetched when needed)")
+    _common(d)
+    d.add_argument("--from-dir", metavar="DIR", help="a folder holding the data files "
+                                                     "(else $GROVERLM_DATA, then the network)")
+    d.set_defaults(func=demo_command)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. bpe.merges=800 or run.dir=runs/x "
+                        "(repeatable; VALUE is YAML)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run(config: str | Path, args: argparse.Namespace, only=None, start=None, force=False,
+         from_dir=None) -> int:
+    from groverlm.config import load_config
+
+    cfg = load_config(config, args.overrides)
+    t0 = time.perf_counter()
+    print(f"groverlm run: {config} -> {cfg.run.dir}", flush=True)
+    run_pipeline(cfg, only=only, start=start, force=force, progress=not args.quiet,
+                 from_dir=from_dir, on_stage=lambda r: print(r.line(), flush=True),
+                 on_data=lambda line: log.info("data: %s", line))
+    print(f"finished in {time.perf_counter() - t0:.0f} s; run folder {cfg.run.dir}")
+    print(summarize_run(cfg.run.dir))
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    return _run(args.config, args, only=args.only, start=args.start, force=args.force)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    return _run(demo_config(), args, from_dir=args.from_dir)
+
+
+def _launch_main(launch: str) -> int:
+    """Entry of each torchrun rank (see launch_distributed)."""
+    from groverlm.config import build_section
+    from groverlm.pretrain import PretrainConfig, pretrain
+    from groverlm.train import TrainConfig
+
+    spec = json.loads(Path(launch).read_text())
+    model = build_section(PretrainConfig, spec["model"], ("pretrain", "model"), launch)
+    train = build_section(TrainConfig, spec["train"], ("pretrain", "train"), launch)
+    pretrain(spec["corpus"], spec["out"], model, train, resume=spec["resume"],
+             progress=spec["progress"] and os.environ.get("RANK", "0") == "0")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        sys.exit(_launch_main(sys.argv[1]))
+    except GroverError as err:
+        print(f"groverlm: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,592 @@
+"""Vocabulary-selection stage: pick the BPE cycle count by next-k-mer prediction, as GROVER did.
+
+Reads a FASTA genome and a `bpe train` folder; writes OUT/:
+
+- `genome/pretrain.fa`: the pretraining genome: every record with the held-out region cut out (the
+  pieces before and after it become records `CHROM:START-END`), optionally only its first
+  `pretrain_bp` bases; the region itself is never seen in pretraining;
+- for each vocabulary NAME (`bpe-C` for each cycle count C, `kmer-K` for each k-mer length K):
+  `vocab/NAME` (`bpe export` or `kmer-vocab`), `corpus/NAME` (`groverlm corpus`, random test split),
+  `pretrain/NAME` (`groverlm pretrain`), `nextkmer/NAME` (`groverlm nextkmer` on the region);
+  `nextkmer/baselines`: chance, most frequent k-mer and TF-IDF on the same samples;
+- `table.tsv`, `table.md` (one row per model: accuracy per k, mean accuracy relative to chance, the
+  nucleotides each model read), `curve.tsv` (BPE rows by cycle count), `plot.png` (accuracy against
+  cycles, log x-axis, one panel per k, k-mer models as horizontal reference lines), and
+  `manifest.json` with the selected cycle count and the rule, written last.
+
+Every sub-run is one of the project's stages called as a function, and is skipped when its
+manifest exists (pretraining also resumes from its checkpoints), so the stage is resumable.
+
+Fair comparison (the rule, also printed in table.md's header). Every model has the same
+architecture preset (the same encoder; only the embedding table and the output bias follow the
+vocabulary size), seed, optimizer, learning rate, masking rate per token, batch size and number of
+steps, and reads the same number of nucleotides: pretraining samples hold a fixed number of tokens
+per vocabulary, T_v = round(sample_nt / nt_per_token_v) (corpus min_tokens = max_tokens = T_v),
+where nt_per_token_v is measured by tokenizing the first `probe_bp` bases of the pretraining genome
+with that vocabulary. So each step reads batch x ~sample_nt nucleotides whatever the vocabulary
+(a 6-mer model sees fewer, longer tokens per sample than a 100-cycle BPE model, not fewer bases).
+The table reports the measured nucleotides per sample and in total (samples seen x nucleotides per
+training sample), so any residual difference is visible. Next-k-mer fine-tuning is identical for
+all models: the same samples (contexts of the same bases), epochs, batch size and learning rate.
+
+Selection rule: the cycle count with the best mean over k of accuracy / chance (chance = 1/4**k, so
+each k weighs the same whatever its number of classes); a tie (within 1e-9) goes to fewer cycles.
+
+    groverlm select-vocab --genome hg19_chr20.fa.gz --bpe bpe5000 \
+        --region chr20:50000000-63025520 --out select/ --cycles 100,400,600,1000,5000 \
+        --max-steps 200 --sample-nt 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+
+log = logging.getLogger(__name__)
+
+MAX_TOKENS = 510  # BERT positions less [CLS] and [SEP]
+PROBE = "nt_per_token.json"  # written into each vocabulary folder: the measured nt per token
+TIE = 1e-9  # scores closer than this are a tie (then the fewer cycles win)
+RULE = ("best mean over k of test accuracy / chance (1/4**k) among the BPE cycle counts; "
+        "ties to fewer cycles")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """The vocabularies compared and the pretraining budget every one of them gets."""
+
+    cycles: tuple[int, ...] = (100, 200, 400, 600, 800, 1000, 2000, 5000)  # BPE cycle counts
+    kmers: tuple[int, ...] = (4, 5, 6)  # fixed non-overlapping k-mer vocabularies (references)
+    preset: str = "tiny"  # models.PRESETS
+    overrides: dict[str, Any] = field(default_factory=dict)  # BertConfig fields, for every model
+    sample_nt: int = 512  # nucleotides per pretraining sample, the same for every vocabulary
+    batch_size: int = 32  # pretraining samples per step
+    max_steps: int = 1000  # pretraining steps
+    lr: float = 4e-4  # pretraining peak learning rate
+    mask_rate: float = 0.022  # masked share of tokens (GROVER 2.2%)
+    pretrain_bp: int | None = None  # pretrain on the first this many bases outside the region
+    probe_bp: int = 1_000_000  # bases tokenized to measure each vocabulary's nt per token
+    test_fraction: float = 0.05  # pretraining samples kept aside for the masked-token evaluation
+    final_eval_samples: int = 512  # masked-token evaluation samples (cheap: it is a side number)
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads in pretraining (1 is fastest on a busy CPU)
+
+    def __post_init__(self):
+        if not self.cycles:
+            raise GroverError("--cycles: give at least one cycle count")
+        if min(self.cycles) < 1:
+            raise GroverError("--cycles must be positive")
+        if self.sample_nt < 8 or self.batch_size < 1 or self.max_steps < 1:
+            raise GroverError("--sample-nt >= 8, --batch-size and --max-steps >= 1 are needed")
+        if self.pretrain_bp is not None and self.pretrain_bp < 10 * self.sample_nt:
+            raise GroverError("--pretrain-bp must hold at least 10 samples of --sample-nt bases")
+
+
+def vocab_names(cfg: SelectConfig) -> list[str]:
+    return [f"bpe-{c}" for c in sorted(cfg.cycles)] + [f"kmer-{k}" for k in sorted(cfg.kmers)]
+
+
+def _done(folder: Path) -> bool:
+    return (folder / "manifest.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The pretraining genome
+
+
+def write_pretrain_genome(genome: str | Path, region, out: Path, pretrain_bp: int | None) -> Path:
+    """FASTA of the genome without `region` (and cut to `pretrain_bp` bases); returns its path."""
+    from groverlm.genome import decode, iter_records
+    from groverlm.manifest import atomic_path, write_manifest
+
+    folder = out / "genome"
+    fasta = folder / "pretrain.fa"
+    if _done(folder):
+        return fasta
+    left = pretrain_bp if pretrain_bp is not None else float("inf")
+    pieces, found = [], False
+    with atomic_path(fasta) as tmp, open(tmp, "w") as fh:
+        for rec in iter_records(genome):
+            if left <= 0:
+                break
+            spans = [(0, len(rec))]
+            if rec.name == region.chrom:
+                found = True
+                end = len(rec) if region.end is None else region.end
+                if end > len(rec):
+                    raise GroverError(f"--region {region} ends beyond {rec.name} "
+                                      f"({len(rec):,} bp)", genome)
+                spans = [(0, region.start), (end, len(rec))]
+            for s, e in spans:
+                e = int(min(e, s + left))
+                if e <= s:
+                    continue
+                name = rec.name if (s, e) == (0, len(rec)) else f"{rec.name}:{s}-{e}"
+                seq = decode(rec.codes[s:e])
+                fh.write(f">{name}\n")
+                for i in range(0, len(seq), 80):
+                    fh.write(seq[i : i + 80] + "\n")
+                pieces.append({"record": name, "bases": e - s})
+                left -= e - s
+    if not found:
+        raise GroverError(f"--region names {region.chrom!r}, which is not a record of the genome",
+                          genome)
+    if not pieces:
+        raise GroverError(f"nothing is left to pretrain on outside {region}", genome)
+    write_manifest(folder, "select-vocab-genome", {"region": str(region),
+                                                   "pretrain_bp": pretrain_bp}, [genome],
+                   records=pieces, bases=int(sum(p["bases"] for p in pieces)))
+    return fasta
+
+
+def nt_per_token(vocab: Path, fasta: Path, probe_bp: int) -> float:
+    """Mean bases per token of a vocabulary over the first `probe_bp` A/C/G/T bases of `fasta`."""
+    from groverlm.genome import decode, iter_records
+    from groverlm.models import load_tokenizer
+
+    tok = load_tokenizer(vocab).backend_tokenizer
+    pieces, left = [], probe_bp
+    for rec in iter_records(fasta):
+        for s, e in rec.contigs():
+            for a in range(int(s), int(e), 100_000):
+                b = min(int(e), a + 100_000, a + left)
+                pieces.append(decode(rec.codes[a:b]))
+                left -= b - a
+                if left <= 0:
+                    break
+            if left <= 0:
+                break
+        if left <= 0:
+            break
+    tokens = sum(len(e.ids) for e in tok.encode_batch(pieces, add_special_tokens=False))
+    return sum(len(p) for p in pieces) / max(tokens, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# One vocabulary: export, corpus, pretrain, next-k-mer
+
+
+def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: SelectConfig, samples,
+                   ft, bcfg, progress: bool) -> dict[str, Any]:
+    """Every sub-run of one vocabulary (each skipped when finished); returns its table row."""
+    from groverlm.bpe.export import export_vocab
+    from groverlm.corpus import CorpusConfig, write_corpus
+    from groverlm.kmer_vocab import write_kmer_vocab
+    from groverlm.manifest import read_manifest, write_json
+
+    kind, size = name.split("-")
+    vocab, corpus = out / "vocab" / name, out / "corpus" / name
+    model, nk = out / "pretrain" / name, out / "nextkmer" / name
+    t0 = time.perf_counter()
+    if not _done(vocab):
+        log.info("%s: vocabulary", name)
+        if kind == "bpe":
+            export_vocab(bpe_dir, int(size), vocab, overwrite=True)
+        else:
+            write_kmer_vocab(int(size), vocab, overwrite=True)
+    probe = vocab / PROBE
+    if not probe.exists():
+        write_json(probe, {"nt_per_token": nt_per_token(vocab, fasta, cfg.probe_bp),
+                           "probe_bp": cfg.probe_bp, "genome": str(fasta)})
+    npt = json.loads(probe.read_text())["nt_per_token"]
+    if not _done(corpus):
+        tokens = int(min(MAX_TOKENS, max(1, round(cfg.sample_nt / npt))))
+        log.info("%s: corpus of %d-token samples (%.2f nt per token)", name, tokens, npt)
+        write_corpus(vocab, fasta, corpus, CorpusConfig(
+            max_tokens=tokens, min_tokens=tokens, test_fraction=cfg.test_fraction, seed=cfg.seed),
+            overwrite=True, progress=progress)
+    if not _done(model):
+        log.info("%s: pretraining", name)
+        _pretrain(corpus, model, cfg, progress)
+    if not _done(nk):
+        log.info("%s: next-k-mer", name)
+        _nextkmer(model, samples, nk, ft, bcfg, name, progress)
+    cman, pman, nman = read_manifest(corpus), read_manifest(model), read_manifest(nk)
+    train = cman["splits"]["train"]
+    ev = pman["eval"]
+    nt_sample = train["bases"] / max(1, train["samples"])
+    row: dict[str, Any] = {
+        "model": name, "kind": kind, "cycles": int(size) if kind == "bpe" else "",
+        "kmer": int(size) if kind == "kmer" else "", "vocab_size": cman["vocab_size"],
+        "nt_per_token": round(npt, 3),
+        "tokens_per_sample": cman["config"]["max_tokens"], "nt_per_sample": round(nt_sample, 1),
+        "steps": ev["steps"], "nt_seen": int(round(ev["samples_seen"] * nt_sample)),
+        "mlm_accuracy": round(ev["mlm_accuracy"], 4),
+        "unigram_accuracy": round(ev["unigram_accuracy"], 4),
+        "parameters": pman.get("parameters"),
+        "non_embedding_parameters": pman.get("non_embedding_parameters")}
+    for r in nman["summary"]:
+        row[f"acc_k{r['k']}"] = r["accuracy"]
+    log.info("%s done (%.0fs this session)", name, time.perf_counter() - t0)
+    return row
+
+
+def _pretrain(corpus: Path, model: Path, cfg: SelectConfig, progress: bool) -> None:
+    from groverlm.pretrain import PretrainConfig, pretrain
+    from groverlm.train import TrainConfig
+
+    pcfg = PretrainConfig(preset=cfg.preset, overrides=dict(cfg.overrides),
+                          mask_rate=cfg.mask_rate, eval_samples=cfg.final_eval_samples,
+                          final_eval_samples=cfg.final_eval_samples)
+    save = max(50, cfg.max_steps // 4)
+    tcfg = TrainConfig(max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                       eval_every=0, save_every=save, keep_checkpoints=1, seed=cfg.seed,
+                       threads=cfg.threads)
+    pretrain(corpus, model, pcfg, tcfg, resume=True, progress=progress)
+
+
+def _nextkmer(model: Path | None, samples, nk: Path, ft, bcfg, name: str, progress: bool) -> None:
+    from groverlm.manifest import write_manifest
+    from groverlm.metrics import write_metrics
+    from groverlm.nextkmer import run_nextkmer
+
+    nk.mkdir(parents=True, exist_ok=True)
+    res = run_nextkmer(model, samples, nk, ft, bcfg, name, progress)
+    for r in res["records"]:  # BPE-token TF-IDF differs per vocabulary: name it after the model
+        if r["model"].startswith("tfidf-bpe"):
+            r["model"] = f"{r['model']}@{name}"
+    write_metrics(nk, "nextkmer", res["records"], summary=res["summary"],
+                  region=samples.info["region"], context=samples.cfg.context, model=name)
+    write_manifest(nk, "nextkmer", {**asdict(samples.cfg), "region": samples.info["region"],
+                                    "model": str(model), "finetune": asdict(ft),
+                                    "baselines": asdict(bcfg)},
+                   [model] if model is not None else [], seed=samples.cfg.seed,
+                   samples=samples.info, summary=res["summary"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Table, plot, selection
+
+
+def relative_score(row: dict[str, Any], ks: list[int]) -> float | None:
+    """Mean over k of accuracy / chance (None when a k is missing)."""
+    vals = [row.get(f"acc_k{k}") for k in ks]
+    if any(v is None or v == "" for v in vals):
+        return None
+    return float(np.mean([v * 4**k for v, k in zip(vals, ks, strict=True)]))
+
+
+def select_cycles(rows: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
+    """The selected cycle count by RULE, with the score of every candidate.
+
+    >>> rows = [{"kind": "bpe", "cycles": 600, "acc_k2": 0.1}, {"kind": "bpe", "cycles": 100,
+    ...         "acc_k2": 0.1}, {"kind": "bpe", "cycles": 50, "acc_k2": 0.05}]
+    >>> select_cycles(rows, [2])["cycles"]
+    100
+    """
+    cands = [(r["cycles"], relative_score(r, ks)) for r in rows if r["kind"] == "bpe"]
+    cands = [(c, s) for c, s in cands if s is not None]
+    if not cands:
+        raise GroverError("no BPE model has next-k-mer results to select from")
+    top = max(s for _, s in cands)
+    chosen = min(c for c, s in cands if s >= top - TIE)
+    return {"cycles": int(chosen), "score": top, "rule": RULE,
+            "scores": {str(c): s for c, s in sorted(cands)}}
+
+
+def baseline_rows(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for chance, the most frequent k-mer and each TF-IDF model, from a next-k-mer summary."""
+    names = ["chance", "most-frequent"] + sorted(
+        {key for r in summary for key in r if key.startswith("tfidf")})
+    out = []
+    for n in names:
+        row: dict[str, Any] = {"model": n, "kind": "baseline"}
+        for r in summary:
+            key = {"chance": "chance", "most-frequent": "most_frequent_accuracy"}.get(n, n)
+            row[f"acc_k{r['k']}"] = r.get(key, "")
+        out.append(row)
+    return out
+
+
+def bpe_tfidf_rows(out: Path, names: list[str]) -> list[dict[str, Any]]:
+    """Rows "tfidf-bpe-lr@bpe-600" etc. for BPE-token TF-IDF results of each model, if any."""
+    from groverlm.manifest import read_manifest
+
+    rows = []
+    for name in names:
+        summary = read_manifest(out / "nextkmer" / name)["summary"]
+        for key in sorted({k for r in summary for k in r if k.startswith("tfidf-bpe")}):
+            rows.append({"model": f"{key}@{name}", "kind": "baseline",
+                         **{f"acc_k{r['k']}": r.get(key, "") for r in summary}})
+    return rows
+
+
+TABLE_COLUMNS = ["model", "kind", "cycles", "kmer", "vocab_size", "nt_per_token",
+                 "tokens_per_sample", "nt_per_sample", "steps", "nt_seen", "mlm_accuracy",
+                 "unigram_accuracy", "non_embedding_parameters"]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return (f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}").rstrip("0").rstrip(".")
+    return str(v)
+
+
+def write_tables(rows: list[dict[str, Any]], ks: list[int], out: Path, header: str) -> None:
+    from groverlm.manifest import atomic_path, write_text
+
+    acc = [f"acc_k{k}" for k in ks]
+    cols = TABLE_COLUMNS + acc + ["mean_acc_over_chance"]
+    for r in rows:
+        s = relative_score(r, ks)
+        r["mean_acc_over_chance"] = "" if s is None else s
+    with atomic_path(out / "table.tsv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_fmt(r.get(c, "")) for c in cols])
+    bpe = sorted((r for r in rows if r["kind"] == "bpe"), key=lambda r: r["cycles"])
+    with atomic_path(out / "curve.tsv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        w.writerow(["cycles", *acc, "mean_acc_over_chance"])
+        for r in bpe:
+            w.writerow([r["cycles"], *(_fmt(r.get(c, "")) for c in acc),
+                        _fmt(r["mean_acc_over_chance"])])
+    short = ["model", "vocab_size", "tokens_per_sample", "nt_per_sample", "nt_seen",
+             "mlm_accuracy", *acc, "mean_acc_over_chance"]
+    lines = [header, "", "| " + " | ".join(short) + " |",
+             "|" + "|".join("---" for _ in short) + "|"]
+    for r in rows:
+        cells = []
+        for c in short:
+            v = r.get(c, "")
+            cells.append(f"{100 * v:.2f}%" if c.startswith("acc_k") and isinstance(v, float)
+                         else _fmt(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    write_text(out / "table.md", "\n".join(lines) + "\n")
+
+
+def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
+                   selected: int | None = None) -> Path:
+    """Accuracy against BPE cycles (log x), one panel per k plus the mean relative accuracy; k-mer
+    models and baselines as horizontal lines."""
+    from groverlm.analysis.plots import COLORS, figure, save_png
+
+    bpe = sorted((r for r in rows if r["kind"] == "bpe"), key=lambda r: r["cycles"])
+    refs = [r for r in rows if r["kind"] != "bpe"]
+    panels = [f"acc_k{k}" for k in ks] + ["mean_acc_over_chance"]
+    fig, axes = figure(len(panels), 1, width=3.2, height=3.0)
+    axes = np.atleast_1d(axes)
+    styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 3))]
+    for ax, col in zip(axes, panels, strict=True):
+        x = [r["cycles"] for r in bpe if r.get(col) not in (None, "")]
+        y = [r[col] for r in bpe if r.get(col) not in (None, "")]
+        ax.plot(x, y, "o-", color=COLORS[0], ms=4, lw=1.5, label="BPE")
+        for i, r in enumerate(refs):
+            v = r.get(col)
+            if v in (None, ""):
+                continue
+            color = COLORS[1 + i % (len(COLORS) - 1)]
+            ax.axhline(v, color=color, ls=styles[i % len(styles)], lw=1, label=r["model"])
+        if selected is not None:
+            ax.axvline(selected, color="0.6", lw=0.8)
+        ax.set_xscale("log")
+        if x:
+            ax.set_xticks(x, [str(c) for c in x], fontsize=7)
+            ax.minorticks_off()
+        ax.set_xlabel("BPE cycles")
+        ax.set_title("mean accuracy / chance" if col == "mean_acc_over_chance"
+                     else f"next-{col[5:]}-mer accuracy", fontsize=9)
+    axes[0].legend(frameon=False, fontsize=6)
+    return save_png(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+
+
+def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str | Path,
+                 cfg: SelectConfig, ncfg, ft, bcfg, overwrite: bool = False,
+                 progress: bool = True, redo_nextkmer: bool = False) -> dict[str, Any]:
+    """`groverlm select-vocab`: run (or skip) every sub-run, then write the tables, plot and
+    manifest. Returns the selection."""
+    import shutil
+
+    from groverlm.manifest import MANIFEST, read_manifest, write_manifest
+    from groverlm.nextkmer import draw_samples, parse_region, write_samples
+    from groverlm.tasks.common import load_genome
+
+    t0 = time.perf_counter()
+    out, bpe_dir = Path(out), Path(bpe_dir)
+    reg = parse_region(region)
+    merges = read_manifest(bpe_dir).get("cycles")
+    if merges is not None and max(cfg.cycles) > int(merges):
+        raise GroverError(f"--cycles asks for {max(cfg.cycles)} but the BPE run has {merges} "
+                          "merges", bpe_dir)
+    settings = {"pretraining": {"select": asdict(cfg), "region": str(reg),
+                                "genome": str(genome), "bpe": str(bpe_dir)},
+                "nextkmer": {"samples": asdict(ncfg), "finetune": asdict(ft),
+                             "baselines": asdict(bcfg)}}
+    settings = json.loads(json.dumps(settings))
+    if overwrite and out.exists():
+        for sub in ("genome", "vocab", "corpus", "pretrain", "nextkmer"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        for f in (MANIFEST, "settings.json"):
+            (out / f).unlink(missing_ok=True)
+    if (out / MANIFEST).exists():
+        raise GroverError("already holds a finished selection; pass --overwrite to redo it", out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, settings, redo_nextkmer)
+    fasta = write_pretrain_genome(genome, reg, out, cfg.pretrain_bp)
+    samples = draw_samples(load_genome(genome, [reg.chrom]), reg, ncfg)
+    write_samples(samples, out / "nextkmer" / "samples.tsv")
+    # k-mer TF-IDF does not depend on the model: once, in the baselines; BPE-token TF-IDF (asked
+    # with "auto" or "bpe") per BPE model
+    per_model = replace(bcfg, tfidf="bpe" if bcfg.tfidf in ("auto", "bpe") else "none")
+    rows = []
+    for name in vocab_names(cfg):
+        rows.append(run_vocabulary(name, bpe_dir, fasta, out, cfg, samples, ft, per_model,
+                                   progress))
+    base = out / "nextkmer" / "baselines"
+    if not _done(base):
+        log.info("baselines on the next-k-mer samples")
+        once = replace(bcfg, tfidf="kmer" if bcfg.tfidf in ("auto", "kmer") else "none")
+        _nextkmer(None, samples, base, ft, once, "baselines", progress)
+    rows += baseline_rows(read_manifest(base)["summary"])
+    rows += bpe_tfidf_rows(out, vocab_names(cfg))
+    ks = list(ncfg.ks)
+    selection = select_cycles(rows, ks)
+    kmer_scores = {r["model"]: relative_score(r, ks) for r in rows if r["kind"] == "kmer"}
+    selection["beats_kmers"] = {m: selection["score"] > s for m, s in kmer_scores.items()
+                                if s is not None}
+    header = table_header(cfg, ncfg, ft, selection, rows)
+    write_tables(rows, ks, out, header)
+    plot_selection(rows, ks, out / "plot.png", selection["cycles"])
+    write_manifest(out, "select-vocab", settings, [genome, bpe_dir / "merges.tsv"],
+                   seed=cfg.seed, selected=selection, rule=RULE,
+                   summary={"selected_cycles": selection["cycles"],
+                            "score": selection["score"], **{f"{m}_score": s for m, s in
+                                                            kmer_scores.items()}},
+                   seconds_this_session=round(time.perf_counter() - t0, 1))
+    return selection
+
+
+def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> None:
+    """Resuming under other settings would mix runs: refuse (settings.json records the first).
+    With `redo_nextkmer`, changed next-k-mer settings discard only the next-k-mer results (the
+    vocabularies, corpora and pretrained models do not depend on them)."""
+    import shutil
+
+    from groverlm.manifest import write_json
+
+    path = out / "settings.json"
+    old = json.loads(path.read_text()) if path.exists() else None
+    if old is not None and old != settings:
+        diff = [f"{part}.{sec}" for part in ("pretraining", "nextkmer")
+                for sec in sorted(set(old.get(part, {})) | set(settings[part]))
+                if old.get(part, {}).get(sec) != settings[part].get(sec)]
+        if old.get("pretraining") != settings["pretraining"] or not redo_nextkmer:
+            hint = ("--redo-nextkmer to redo only the next-k-mer step, or "
+                    if old.get("pretraining") == settings["pretraining"] else "")
+            raise GroverError(f"holds a selection run with other settings ({', '.join(diff)}); "
+                              f"pass {hint}--overwrite to start again", out)
+        log.info("next-k-mer settings changed (%s): discarding the next-k-mer results",
+                 ", ".join(diff))
+        shutil.rmtree(out / "nextkmer", ignore_errors=True)
+    if old != settings:
+        write_json(path, settings)
+
+
+def table_header(cfg: SelectConfig, ncfg, ft, selection: dict[str, Any],
+                 rows: list[dict[str, Any]]) -> str:
+    seen = [r["nt_seen"] for r in rows if r["kind"] in ("bpe", "kmer")]
+    spread = (f"{min(seen):,} to {max(seen):,}" if seen else "n/a")
+    return "\n".join([
+        "# Vocabulary selection by next-k-mer prediction",
+        "",
+        f"Fair comparison: every model has the `{cfg.preset}` preset, seed {cfg.seed}, "
+        f"{cfg.max_steps} steps of {cfg.batch_size} samples, lr {cfg.lr:g}, mask rate "
+        f"{cfg.mask_rate:g} per token, and samples of a fixed token count chosen per vocabulary "
+        f"so that each holds about {cfg.sample_nt} nt (tokens = round({cfg.sample_nt} / measured "
+        f"nt per token)); nucleotides read in pretraining: {spread}. Next-k-mer: contexts of "
+        f"{ncfg.context} nt, {ncfg.train_samples} train / {ncfg.dev_samples} dev / "
+        f"{ncfg.test_samples} test samples from the held-out region, {ft.epochs} epoch(s), "
+        f"lr {ft.lr:g}, batch {ft.batch_size}, {len(ft.seeds)} seed(s); test top-1 accuracy.",
+        "",
+        f"Selected: {selection['cycles']} cycles (score {selection['score']:.3f}); rule: {RULE}.",
+    ])
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise GroverError(f"{option} {text!r}: expected integers like 100,200,400") from None
+    if not vals:
+        raise GroverError(f"{option}: empty list")
+    return vals
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from groverlm.finetune import add_train_args
+
+    p = sub.add_parser("select-vocab", help="choose the BPE cycle count by next-k-mer accuracy")
+    p.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
+    p.add_argument("--bpe", required=True, help="a `bpe train` folder (enough merges)")
+    p.add_argument("--region", required=True, help="held-out CHROM or CHROM:START-END")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--cycles", default="100,200,400,600,800,1000,2000,5000")
+    p.add_argument("--kmers", default="4,5,6", help="k-mer vocabularies to compare ('' for none)")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a BertConfig field for every model (repeatable)")
+    p.add_argument("--sample-nt", type=int, default=512,
+                   help="nucleotides per pretraining sample, every vocabulary (default 512)")
+    p.add_argument("--pretrain-batch-size", type=int, default=32)
+    p.add_argument("--max-steps", type=int, default=1000, help="pretraining steps per model")
+    p.add_argument("--pretrain-lr", type=float, default=4e-4)
+    p.add_argument("--mask-rate", type=float, default=0.022)
+    p.add_argument("--pretrain-bp", type=int, default=None,
+                   help="pretrain on only the first BP bases outside the region (speed)")
+    # next-k-mer options (as `groverlm nextkmer`)
+    p.add_argument("--k", default="2,3,4,5,6", help="next-k-mer label lengths")
+    p.add_argument("--context", type=int, default=50)
+    p.add_argument("--train-samples", type=int, default=10_000)
+    p.add_argument("--dev-samples", type=int, default=None)
+    p.add_argument("--test-samples", type=int, default=2_000)
+    p.add_argument("--block", type=int, default=100_000)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--tfidf", choices=["auto", "kmer", "bpe", "none"], default="kmer",
+                   help="TF-IDF baselines: over k-mers once (kmer, the default), plus over BPE "
+                        "tokens for each BPE model (auto), or only the latter (bpe), or none")
+    p.add_argument("--rf-max-k", type=int, default=4)
+    add_train_args(p, epochs=3, lr=1e-4)
+    p.add_argument("--redo-nextkmer", action="store_true",
+                   help="after changing next-k-mer settings: redo that step only, keeping the "
+                        "vocabularies, corpora and pretrained models")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from groverlm.models import parse_overrides
+    from groverlm.nextkmer import configs_from_args
+
+    ncfg, ft, bcfg = configs_from_args(args)
+    cfg = SelectConfig(cycles=_ints(args.cycles, "--cycles"),
+                       kmers=_ints(args.kmers, "--kmers") if args.kmers.strip() else (),
+                       preset=args.preset, overrides=parse_overrides(args.overrides),
+                       sample_nt=args.sample_nt, batch_size=args.pretrain_batch_size,
+                       max_steps=args.max_steps, lr=args.pretrain_lr, mask_rate=args.mask_rate,
+                       pretrain_bp=args.pretrain_bp, seed=args.seed, threads=args.threads)
+    sel = select_vocab(args.genome, args.bpe, args.region, args.out, cfg, ncfg, ft, bcfg,
+                       args.overwrite, progress=not args.quiet,
+                       redo_nextkmer=args.redo_nextkmer)
+    print((Path(args.out) / "table.md").read_text())
+    print(f"select-vocab: {sel['cycles']} cycles selected -> {args.out}")
+    return 0

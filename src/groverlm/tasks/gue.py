@@ -1,0 +1,188 @@
+"""Tasks stage, reading a task folder: ours or any GUE-format folder (DNABERT-2's benchmark).
+
+Reads `train.csv`, `dev.csv`, `test.csv` (columns `sequence,label`, optionally `chrom,start,end,
+strand` and `tokens`, space-separated token strings spelling the sequence) and `manifest.json` when
+present; writes nothing. Every consuming command (baselines,
+fine-tuning) loads tasks through `load_task`, so a GUE folder works unchanged.
+
+Labels are mapped to ids by an explicit sorted map built from all three splits (numerically when
+every label is an integer, else lexicographically), never by file order. Sequences are uppercased
+and must hold only A/C/G/T/N; a bad row is a GroverError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+from groverlm.tasks.common import SPLITS
+
+_BAD_LETTER = re.compile(r"[^ACGTN]")
+_COORDS = ("chrom", "start", "end", "strand")
+
+
+@dataclass
+class Split:
+    """One split: parallel lists of sequences and label ids, and coordinates when the CSV has them.
+    """
+
+    sequences: list[str]
+    labels: np.ndarray  # (n,) int64 label ids
+    coords: dict[str, list] | None = None  # chrom, start, end, strand columns, or None
+    tokens: list[list[str]] | None = None  # given BPE tokens per sequence (token shuffles), or None
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+
+@dataclass
+class Task:
+    name: str
+    path: Path
+    splits: dict[str, Split]
+    label_map: dict[str, int]  # label text in the CSV -> id
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_map)
+
+    @property
+    def train(self) -> Split:
+        return self.splits["train"]
+
+    @property
+    def dev(self) -> Split:
+        return self.splits["dev"]
+
+    @property
+    def test(self) -> Split:
+        return self.splits["test"]
+
+    def label_names(self) -> list[str]:
+        """Label texts in id order."""
+        return [t for t, _ in sorted(self.label_map.items(), key=lambda kv: kv[1])]
+
+
+def label_order(labels: set[str]) -> list[str]:
+    """Labels sorted numerically when all are integers, else as text.
+
+    >>> label_order({"10", "2", "0"}), label_order({"b", "a"})
+    (['0', '2', '10'], ['a', 'b'])
+    """
+    try:
+        return sorted(labels, key=int)
+    except ValueError:
+        return sorted(labels)
+
+
+def _read_csv(path: Path
+              ) -> tuple[list[str], list[str], dict[str, list] | None, list[list[str]] | None]:
+    if not path.exists():
+        raise GroverError("missing split file (a task folder holds train.csv, dev.csv, test.csv)",
+                          path)
+    seqs: list[str] = []
+    labels: list[str] = []
+    coords: dict[str, list] | None = None
+    tokens: list[list[str]] | None = None
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise GroverError("empty file: expected a header `sequence,label`", path, 1)
+            header = [h.strip().lower() for h in header]
+            for col in ("sequence", "label"):
+                if col not in header:
+                    raise GroverError(f"header lacks the column {col!r} (found {','.join(header)})",
+                                      path, 1)
+            si, li = header.index("sequence"), header.index("label")
+            has_coords = all(c in header for c in _COORDS)
+            ci = [header.index(c) for c in _COORDS] if has_coords else []
+            if has_coords:
+                coords = {c: [] for c in _COORDS}
+            ti = header.index("tokens") if "tokens" in header else None
+            if ti is not None:
+                tokens = []
+            width = len(header)
+            for row in reader:
+                line = reader.line_num
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) != width:
+                    raise GroverError(f"{len(row)} fields, the header has {width}", path, line)
+                seq = row[si].strip().upper()
+                if not seq:
+                    raise GroverError("empty sequence", path, line)
+                bad = _BAD_LETTER.search(seq)
+                if bad:
+                    raise GroverError(f"letter {bad.group()!r} in the sequence (A/C/G/T/N only)",
+                                      path, line)
+                label = row[li].strip()
+                if not label:
+                    raise GroverError("empty label", path, line)
+                seqs.append(seq)
+                labels.append(label)
+                if tokens is not None:
+                    toks = row[ti].split()
+                    if "".join(toks).upper() != seq:
+                        raise GroverError("the tokens do not spell the sequence", path, line)
+                    tokens.append(toks)
+                if coords is not None:
+                    chrom, start, end, strand = (row[i].strip() for i in ci)
+                    try:
+                        s, e = int(start), int(end)
+                    except ValueError:
+                        raise GroverError(f"start/end {start!r}/{end!r} are not integers",
+                                          path, line) from None
+                    if not 0 <= s < e:
+                        raise GroverError(f"bad interval {start}-{end}", path, line)
+                    if strand not in ("+", "-"):
+                        raise GroverError(f"strand {strand!r} is not '+' or '-'", path, line)
+                    coords["chrom"].append(chrom)
+                    coords["start"].append(s)
+                    coords["end"].append(e)
+                    coords["strand"].append(strand)
+    except UnicodeDecodeError:
+        raise GroverError("binary data, not a CSV text file", path) from None
+    except csv.Error as err:
+        raise GroverError(f"malformed CSV ({err})", path) from None
+    if not seqs:
+        raise GroverError("no rows after the header", path)
+    return seqs, labels, coords, tokens
+
+
+def load_task(folder: str | Path) -> Task:
+    """The three splits of a task folder, labels mapped by a sorted explicit label map.
+
+    The task's name is the manifest's `task` when there is one, else the folder's name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GroverError("not a task folder", folder)
+    raw = {s: _read_csv(folder / f"{s}.csv") for s in SPLITS}
+    texts = set().union(*(set(r[1]) for r in raw.values()))
+    if len(texts) < 2:
+        raise GroverError(f"only one label ({', '.join(texts)}) in the whole task", folder)
+    label_map = {t: i for i, t in enumerate(label_order(texts))}
+    missing = set(texts) - set(raw["train"][1])
+    if missing:
+        raise GroverError(f"label(s) {', '.join(sorted(missing))} in dev/test but not in train",
+                          folder / "train.csv")
+    manifest: dict[str, Any] = {}
+    if (folder / "manifest.json").exists():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        declared = manifest.get("label_map")
+        if declared and {str(k): int(v) for k, v in declared.items()} != label_map:
+            raise GroverError(f"the manifest's label_map {declared} differs from the labels in "
+                              f"the CSVs {label_map}", folder / "manifest.json")
+    splits = {s: Split(seqs, np.array([label_map[t] for t in labels], dtype=np.int64), coords,
+                       tokens) for s, (seqs, labels, coords, tokens) in raw.items()}
+    return Task(manifest.get("task") or folder.name, folder, splits, label_map, manifest)

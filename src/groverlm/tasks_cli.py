@@ -1,0 +1,202 @@
+"""`groverlm tasks prom300|promscan|ctcf`, `groverlm baseline tfidf` and `groverlm compare`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _chroms(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [c for v in values for c in v.split(",") if c]
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}"
+                                         ) from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers (train,dev,test), got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
+    p.add_argument("--out", required=True, help="task folder to write (train/dev/test.csv)")
+    p.add_argument("--chrom", action="append", metavar="NAME",
+                   help="only these records of the genome (repeat or comma-separate)")
+    p.add_argument("--seed", type=int, default=0, help="seed for shuffles, splits and row order")
+    p.add_argument("--split", choices=["auto", "chrom", "block"], default="auto",
+                   help="by chromosome (>= 3 holding examples) or by genomic blocks (default auto)")
+    p.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1),
+                   metavar="TR,DEV,TE", help="shares of train,dev,test (default 0.8,0.1,0.1)")
+    p.add_argument("--split-block", type=int, default=1_000_000, metavar="BP",
+                   help="block length for --split block (default 1,000,000)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished task folder")
+
+
+def _split(args: argparse.Namespace):
+    from groverlm.tasks.common import SplitConfig
+
+    return SplitConfig(args.split, tuple(args.split_fractions), args.split_block, args.seed)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tasks", help="build genome-biology tasks (Prom300, PromScan, CTCF)")
+    g = p.add_subparsers(dest="tasks_command", metavar="TASK", required=True)
+
+    a = g.add_parser("prom300", help="300 bp promoters against shuffled copies (GROVER)")
+    _common(a)
+    a.add_argument("--tss", required=True, help="TSS list: RefSeq, GENCODE or BED6 (detected)")
+    a.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto")
+    a.add_argument("--vocab", help="tokenizer folder (needed by --negatives token)")
+    a.add_argument("--negatives", choices=["token", "dinucleotide", "deepromoter"],
+                   default="token", help="how negatives are shuffled (default token, as GROVER)")
+    a.add_argument("--upstream", type=int, default=249, help="bases before the TSS (default 249)")
+    a.add_argument("--downstream", type=int, default=50, help="bases after the TSS (default 50)")
+    a.add_argument("--collapse", choices=["overlap", "none"], default="overlap",
+                   help="drop windows overlapping a kept one on the same strand (default)")
+    a.set_defaults(func=prom300)
+
+    b = g.add_parser("promscan", help="1 kb windows tiled around TSSs, label the TSS window")
+    _common(b)
+    b.add_argument("--tss", required=True, help="TSS list: RefSeq, GENCODE or BED6 (detected)")
+    b.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto")
+    b.add_argument("--window", type=int, default=1000, help="window length (default 1000)")
+    b.add_argument("--region", type=int, default=10000, help="span tiled per TSS (default 10000)")
+    b.add_argument("--stride", type=int, default=1000, help="window shift (default 1000)")
+    b.set_defaults(func=promscan)
+
+    c = g.add_parser("ctcf", help="CTCF motif hits, bound (in a ChIP-seq peak) or not")
+    _common(c)
+    c.add_argument("--motif", required=True, help="JASPAR count matrix (one motif)")
+    c.add_argument("--peaks", required=True, nargs="+", help="ChIP-seq peak BED file(s)")
+    c.add_argument("--window", type=int, default=300, help="window centred on a hit (default 300)")
+    c.add_argument("--threshold", type=float, default=None,
+                   help="log-odds cut-off in bits (default: from --rel-threshold)")
+    c.add_argument("--rel-threshold", type=float, default=0.85,
+                   help="cut-off as a fraction from min to max score (default 0.85)")
+    c.add_argument("--min-spacing", type=int, default=None,
+                   help="suppress weaker hits closer than this (default: --window)")
+    c.add_argument("--orient", choices=["motif", "genome"], default="motif",
+                   help="read windows on the hit's strand (default) or the + strand")
+    c.add_argument("--max-negative-ratio", type=float, default=None,
+                   help="keep at most this many unbound hits per bound one (default all)")
+    c.set_defaults(func=ctcf)
+
+    t = sub.add_parser("baseline", help="baselines on a task folder")
+    tg = t.add_subparsers(dest="baseline_command", metavar="MODEL", required=True)
+    f = tg.add_parser("tfidf", help="TF-IDF over k-mers (and BPE tokens) + random forest / LR")
+    f.add_argument("--task", required=True, help="task folder (ours or GUE format)")
+    f.add_argument("--out", required=True, help="output folder (metrics.json, manifest.json)")
+    f.add_argument("--k", default="3,4,5,6", help="k values tried, chosen on dev (default 3,4,5,6)")
+    f.add_argument("--vocab", help="tokenizer folder: also TF-IDF over its BPE tokens")
+    f.add_argument("--models", default="rf,lr", help="rf and/or lr (default rf,lr)")
+    f.add_argument("--seeds", default="0", help="forest seeds, comma-separated (default 0)")
+    f.add_argument("--trees", type=int, default=200, help="random forest size (default 200)")
+    f.add_argument("--max-train", type=int, default=None,
+                   help="train on a seeded random subset of this many rows")
+    f.add_argument("--no-class-weight", action="store_true",
+                   help="do not reweight classes (default: balanced weights)")
+    f.add_argument("--jobs", type=int, default=1, help="cores for the forest (default 1)")
+    f.add_argument("--overwrite", action="store_true")
+    f.set_defaults(func=tfidf)
+
+    m = sub.add_parser("compare", help="table of test MCC (task x model) from metrics.json files")
+    m.add_argument("dirs", nargs="+", help="folders searched for metrics.json (or the files)")
+    m.add_argument("--out", help="write the table: .md for markdown, .tsv for TSV")
+    m.set_defaults(func=compare)
+
+
+def prom300(args: argparse.Namespace) -> int:
+    from groverlm.tasks.promoter import Prom300Config, build_prom300
+
+    cfg = Prom300Config(args.upstream, args.downstream, args.negatives, collapse=args.collapse,
+                        seed=args.seed, split=_split(args))
+    man = build_prom300(args.genome, args.tss, args.out, cfg, args.vocab, _chroms(args.chrom),
+                        args.tss_format, args.overwrite)
+    _summary("prom300", man, args.out)
+    return 0
+
+
+def promscan(args: argparse.Namespace) -> int:
+    from groverlm.tasks.promscan import PromScanConfig, build_promscan
+
+    cfg = PromScanConfig(args.window, args.region, args.stride, args.seed, _split(args))
+    man = build_promscan(args.genome, args.tss, args.out, cfg, _chroms(args.chrom),
+                         args.tss_format, args.overwrite)
+    _summary("promscan", man, args.out)
+    return 0
+
+
+def ctcf(args: argparse.Namespace) -> int:
+    from groverlm.tasks.ctcf import CTCFConfig, build_ctcf
+
+    cfg = CTCFConfig(args.window, args.threshold, args.rel_threshold,
+                     min_spacing=args.min_spacing, orient=args.orient,
+                     max_negative_ratio=args.max_negative_ratio, seed=args.seed,
+                     split=_split(args))
+    man = build_ctcf(args.genome, args.motif, args.peaks, args.out, cfg, _chroms(args.chrom),
+                     args.overwrite)
+    h = man["hits"]
+    print(f"ctcf: threshold {h['threshold_bits']:.2f} bits, {h['hits']:,} hits, "
+          f"{h['hits_kept']:,} kept, {100 * h['fraction_bound']:.1f}% bound")
+    _summary("ctcf", man, args.out)
+    return 0
+
+
+def _summary(task: str, man: dict, out: str) -> None:
+    parts = []
+    for s, c in man["counts"].items():
+        n = sum(c.values())
+        pos = c.get("1", 0)
+        parts.append(f"{s} {n:,} ({100 * pos / n:.1f}% label 1)")
+    print(f"tasks {task}: {', '.join(parts)}; split by {man['split']['method']} -> {out}")
+
+
+def tfidf(args: argparse.Namespace) -> int:
+    from groverlm.baselines import TfidfConfig, tfidf_task
+    from groverlm.errors import GroverError
+    from groverlm.kmers import parse_ks
+
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",") if s)
+    except ValueError:
+        raise GroverError(f"--seeds {args.seeds!r}: expected integers like 0,1,2") from None
+    cfg = TfidfConfig(ks=tuple(parse_ks(args.k)), models=tuple(m for m in args.models.split(",")
+                                                                if m),
+                      seeds=seeds, class_weight=None if args.no_class_weight else "balanced",
+                      n_estimators=args.trees, max_train=args.max_train, n_jobs=args.jobs)
+    results = tfidf_task(args.task, args.out, cfg, args.vocab, args.overwrite)
+    for r in results:
+        t = r["test"]
+        auroc = "-" if t["auroc"] is None else f"{t['auroc']:.3f}"
+        print(f"baseline {r['model']} on {r['task']} ({r['params']['features']}): test MCC "
+              f"{r['mcc_mean']:.3f} ± {r['mcc_std']:.3f}, F1 {t['f1']:.3f}, accuracy "
+              f"{t['accuracy']:.3f}, AUROC {auroc} -> {args.out}/metrics.json")
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from groverlm.errors import GroverError
+    from groverlm.manifest import write_text
+    from groverlm.metrics import find_metrics, format_table, read_metrics, results_table
+
+    files = find_metrics(args.dirs)
+    if not files:
+        raise GroverError(f"no metrics.json under {' '.join(args.dirs)}")
+    records = [r for f in files for r in read_metrics(f)]
+    tasks, models, cells = results_table(records)
+    print(format_table(tasks, models, cells, "markdown"), end="")
+    if args.out:
+        if args.out.endswith(".tsv"):
+            write_text(args.out, format_table(tasks, models, cells, "tsv"))
+        elif args.out.endswith(".md"):
+            write_text(args.out, format_table(tasks, models, cells, "markdown"))
+        else:
+            raise GroverError("--out must end in .md or .tsv", args.out)
+    print(f"compare: {len(records)} results from {len(files)} files, {len(tasks)} tasks x "
+          f"{len(models)} models" + (f" -> {args.out}" if args.out else ""))
+    return 0

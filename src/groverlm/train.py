@@ -1,0 +1,638 @@
+"""Training loop shared by every stage that trains a model: MLM pretraining, fine-tuning, next-k-mer.
+
+Reads from its caller a stock transformers model, a `TrainData` (sample lengths and a `collate` that
+builds a batch) and an objective (`MaskedLM`, `SequenceClassification`, or any module returning a
+summed loss). Writes into the run folder OUT/:
+
+- `checkpoints/step-NNNNNNN/`: a `save_pretrained` folder (model and tokenizer, loadable with no
+  custom code) plus `trainer_state.pt` (optimizer, scheduler, RNG, data position, counters);
+  `checkpoints/latest` names the newest complete one. A checkpoint is built in a temporary folder and
+  renamed in one step, and `latest` is replaced atomically after it, so a crash while saving leaves
+  the previous checkpoint as latest;
+- `log.jsonl`: one record per `log_every` steps (loss, learning rate, gradient norm, tokens/s) and
+  one per evaluation; `tb/` holds the same for TensorBoard when `tensorboard` is importable.
+
+The caller writes the final model, its metrics and manifest.json. AdamW, linear warmup then linear
+decay, gradient accumulation and clipping; bf16 autocast on a GPU; optional `torch.compile`. Batches
+hold samples of similar length (shuffled pools of `bucket` batches sorted by length), so little
+compute goes to padding. Runs under `torchrun --nproc_per_node K` (DistributedDataParallel: each rank
+takes every K-th batch of the same shuffled epoch, so each sample is seen once per epoch).
+
+Resuming is exact: the data position follows from the step, each batch's random choices (masks) come
+from a generator seeded by (seed, epoch, batch), and the global RNG (dropout) is reseeded from (seed,
+step, rank) at every step, so a run killed and resumed ends with the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from groverlm.errors import GroverError
+from groverlm.manifest import write_json, write_text
+from groverlm.masking import IGNORE
+from groverlm.models import quiet_transformers, save_model
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+STATE = "trainer_state.pt"
+LOG = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping of one run (defaults: GROVER's pretraining where it says)."""
+
+    max_steps: int = 1000  # optimizer steps; the schedule decays to 0 at the last one
+    batch_size: int = 32  # samples per micro-batch on each process
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = this x batch x ranks)
+    lr: float = 4e-4  # peak learning rate (GROVER: 4e-4)
+    warmup_steps: int | None = None  # linear warmup; None: 6% of max_steps (RoBERTa's share)
+    weight_decay: float = 0.01  # AdamW, not applied to biases and LayerNorm weights
+    adam_betas: tuple[float, float] = (0.9, 0.98)  # RoBERTa's beta2: steadier with large batches
+    adam_eps: float = 1e-6
+    clip_norm: float = 1.0  # gradient-norm clipping; 0 disables
+    eval_every: int = 500  # steps between evaluations (0: only at the end)
+    save_every: int = 500  # steps between checkpoints (a checkpoint is also written at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk
+    log_every: int = 10  # steps between log records
+    seed: int = 0  # data order, masks, dropout
+    device: str = "auto"  # auto: cuda when available, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on cuda, fp32 on cpu; or "bf16", "fp32"
+    compile: bool = False  # torch.compile the model (worth it on a GPU for long runs)
+    threads: int | None = None  # torch CPU threads; None: torch's default split among local ranks
+    bucket: int = 64  # batches per length-sorted pool: larger wastes less padding, mixes less
+
+    def __post_init__(self):
+        for name in ("max_steps", "batch_size", "grad_accum", "log_every", "bucket"):
+            if getattr(self, name) < 1:
+                raise GroverError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("eval_every", "save_every", "weight_decay", "clip_norm"):
+            if getattr(self, name) < 0:
+                raise GroverError(f"--{name.replace('_', '-')} must not be negative")
+        if self.lr <= 0:
+            raise GroverError(f"--lr must be positive, got {self.lr}")
+        if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
+            raise GroverError(f"--warmup-steps must be between 0 and --max-steps, "
+                              f"got {self.warmup_steps}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise GroverError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.keep_checkpoints < 1:
+            raise GroverError("--keep-checkpoints must be at least 1")
+
+    @property
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else int(0.06 * self.max_steps)
+
+    # fields that may change between a run and its resumption without changing its result
+    RESUMABLE_CHANGES = ("eval_every", "save_every", "keep_checkpoints", "log_every", "device",
+                         "compile", "threads")
+
+
+class TrainData(Protocol):
+    """What the loop needs from a dataset."""
+
+    lengths: np.ndarray  # (N,) tokens per sample: batches group samples of similar length
+
+    def collate(self, indices: np.ndarray, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The batch of these samples; any random choice (masks) must come from `generator`."""
+        ...
+
+
+# ----------------------------------------------------------------------------------------------
+# Objectives: a transformers model wrapped to return a summed loss, so that the loop can divide by
+# the targets of a whole step (all micro-batches, all ranks), whatever their split.
+
+
+class MaskedLM(nn.Module):
+    """Masked-token cross-entropy, summed over targets; the vocabulary head runs on targets only
+    (GROVER masks 2.2% of tokens, so scoring every position would waste most of the head)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @staticmethod
+    def count(batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["labels"] != IGNORE).sum())
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+                ) -> torch.Tensor:
+        logits, targets = masked_logits(self.model, input_ids, attention_mask, labels)
+        return F.cross_entropy(logits.float(), targets, reduction="sum")
+
+
+def masked_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, V) logits and (M,) targets at the M positions whose label is not IGNORE.
+
+    Uses the encoder and head of a BertForMaskedLM (`.bert`, `.cls`); another masked LM is run
+    whole and its logits gathered.
+    """
+    where = labels != IGNORE  # (B, T)
+    if hasattr(model, "bert") and hasattr(model, "cls"):
+        hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return model.cls(hidden[where]), labels[where]  # (M, H) -> (M, V)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
+    return logits[where], labels[where]
+
+
+class SequenceClassification(nn.Module):
+    """Cross-entropy over sequence labels, summed (mean squared error when num_labels is 1)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @staticmethod
+    def count(batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["labels"].shape[0])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+                ) -> torch.Tensor:
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, L)
+        if logits.shape[-1] == 1:
+            return F.mse_loss(logits.float().squeeze(-1), labels.float(), reduction="sum")
+        return F.cross_entropy(logits.float(), labels, reduction="sum")
+
+
+# ----------------------------------------------------------------------------------------------
+# Batching
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, epoch: int, seed: int, world: int = 1,
+                  bucket: int = 64) -> list[np.ndarray]:
+    """The batches of one epoch: every sample exactly once, in shuffled pools of `bucket` batches
+    sorted by length; the batch count is a multiple of `world` (batches are then a little smaller
+    than batch_size rather than a sample being dropped or repeated). Rank r takes batches r::world.
+
+    >>> b = epoch_batches(np.array([5, 1, 4, 2, 3]), 2, epoch=0, seed=0, world=2)
+    >>> len(b), sorted(np.concatenate(b).tolist())
+    (4, [0, 1, 2, 3, 4])
+    """
+    n = len(lengths)
+    n_batches = -(-n // batch_size)
+    n_batches = -(-n_batches // world) * world
+    if n_batches > n:
+        raise GroverError(f"{n} samples cannot fill {n_batches} batches over {world} processes")
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    sizes = np.full(n_batches, n // n_batches)
+    sizes[: n % n_batches] += 1
+    rng.shuffle(sizes)
+    batches: list[np.ndarray] = []
+    at = 0
+    for p in range(0, n_batches, bucket):
+        pool_sizes = sizes[p : p + bucket]
+        pool = order[at : at + pool_sizes.sum()]
+        at += pool_sizes.sum()
+        pool = pool[np.argsort(lengths[pool], kind="stable")]
+        batches += np.split(pool, np.cumsum(pool_sizes)[:-1])
+    perm = rng.permutation(n_batches)
+    return [batches[i] for i in perm]
+
+
+def seed_of(*keys: int) -> int:
+    """A 63-bit seed from integer keys (numpy's SeedSequence mixing)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Non-padding tokens of a batch."""
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    return int(batch["input_ids"].numel())
+
+
+class DataPosition:
+    """Which micro-batch a rank takes at a given global micro-batch counter."""
+
+    def __init__(self, data: TrainData, cfg: TrainConfig, rank: int, world: int):
+        self.data, self.cfg, self.rank, self.world = data, cfg, rank, world
+        self.per_rank = len(epoch_batches(data.lengths, cfg.batch_size, 0, cfg.seed, world,
+                                          cfg.bucket)) // world
+        self._epoch, self._batches = -1, []
+
+    def batch(self, micro: int) -> tuple[int, np.ndarray, dict[str, torch.Tensor]]:
+        """(epoch, sample indices, collated batch) of this rank's micro-batch number `micro`."""
+        epoch, i = divmod(micro, self.per_rank)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._batches = epoch_batches(self.data.lengths, self.cfg.batch_size, epoch,
+                                          self.cfg.seed, self.world, self.cfg.bucket)
+        k = i * self.world + self.rank  # index of the batch in the epoch, the same on every rank
+        idx = self._batches[k]
+        gen = torch.Generator().manual_seed(seed_of(self.cfg.seed, epoch, k))
+        return epoch, idx, self.data.collate(idx, gen)
+
+
+# ----------------------------------------------------------------------------------------------
+# Processes, devices, precision
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    created: bool = False  # this loop started the process group (and ends it)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def init_distributed(device_type: str) -> Dist:
+    """Join the process group that torchrun (or accelerate) describes in the environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        created = True
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+                created)
+
+
+def resolve_device(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
+    name = cfg.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise GroverError("--device cuda asked for, but torch sees no GPU")
+        if name == "cuda":
+            name = f"cuda:{local_rank}"
+        torch.cuda.set_device(torch.device(name))
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a GPU by default, or on the CPU when asked; fp32 otherwise."""
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device
+                   ) -> torch.optim.Optimizer:
+    """AdamW; biases and LayerNorm weights are not decayed (BERT's rule)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                             fused=device.type == "cuda")
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup to lr, then linear decay to 0 at max_steps."""
+    warm, total = cfg.warmup, cfg.max_steps
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run folder, or None."""
+    ck = Path(out) / CHECKPOINTS
+    pointer = ck / LATEST
+    if not pointer.exists():
+        return None
+    path = ck / pointer.read_text().strip()
+    if not (path / STATE).exists():
+        raise GroverError(f"names {path.name}, which is missing or incomplete", pointer)
+    return path
+
+
+def save_checkpoint(out: Path, step: int, model: nn.Module, tokenizer, state: dict,
+                    keep: int) -> Path:
+    """Write checkpoints/step-N atomically, point `latest` at it, drop the oldest beyond `keep`."""
+    ck = out / CHECKPOINTS
+    ck.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:07d}"
+    tmp = ck / f".{name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model(model, tokenizer, tmp)
+    torch.save(state, tmp / STATE)
+    write_json(tmp / "trainer_state.json", {k: v for k, v in state.items()
+                                            if isinstance(v, int | float | str | dict)
+                                            and k not in ("optimizer", "scheduler", "rng")})
+    final = ck / name
+    if final.exists():  # an older attempt at the same step, never the one `latest` names
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    write_text(ck / LATEST, name + "\n")
+    done = sorted(p for p in ck.glob("step-*") if p.is_dir())
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging
+
+
+class RunLog:
+    """log.jsonl (and TensorBoard when importable), written by rank 0 only."""
+
+    def __init__(self, out: Path, enabled: bool, resume_step: int | None):
+        self.path = out / LOG
+        self.enabled = enabled
+        self.tb = None
+        if not enabled:
+            return
+        if resume_step is not None and self.path.exists():  # drop what followed the checkpoint
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            write_text(self.path, "".join(line + "\n" for line in kept))
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        if importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tb"), purge_step=resume_step)
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            prefix = record.get("kind", "train")
+            for k, v in record.items():
+                if isinstance(v, int | float) and k not in ("step", "kind"):
+                    self.tb.add_scalar(f"{prefix}/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """Records of a run's log.jsonl (a run folder or the file)."""
+    path = Path(path)
+    path = path / LOG if path.is_dir() else path
+    if not path.exists():
+        raise GroverError("no log.jsonl: not a training run folder", path.parent)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class TrainResult:
+    step: int
+    tokens_seen: int  # non-padding tokens through the model in training, all ranks
+    samples_seen: int
+    train_seconds: float  # time in training steps (no evaluation, no checkpoints)
+    metrics: dict[str, Any] = field(default_factory=dict)  # the final evaluation
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens_seen / max(self.train_seconds, 1e-9)
+
+
+# evaluate(model, autocast, final) -> metrics; `final` is True for the evaluation after the last step
+Evaluate = Callable[[nn.Module, Callable[[], contextlib.AbstractContextManager], bool],
+                    dict[str, Any]]
+
+
+def train(model: nn.Module, data: TrainData, objective: type[nn.Module], cfg: TrainConfig,
+          out: str | Path, evaluate: Evaluate | None = None, tokenizer=None, resume: bool = False,
+          run_config: dict | None = None, progress: bool = True) -> TrainResult:
+    """Train `model` (in place) on `data`; returns counters and the final evaluation.
+
+    objective: a class wrapping the model whose forward(**batch) returns the loss summed over the
+    batch's targets, with a static `count(batch)` of those targets (`MaskedLM`,
+    `SequenceClassification`). evaluate(model, autocast, final) -> metrics runs on rank 0 every
+    `eval_every` steps and at the end (final=True), in eval mode without gradients. run_config (the caller's
+    settings) is stored in checkpoints and must match on resume. Checkpoints are written every
+    `save_every` steps and at the end; `resume` continues from the latest one.
+    """
+    out = Path(out)
+    threads_before = torch.get_num_threads()
+    probe_device = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) or \
+        cfg.device.startswith("cuda") else "cpu"
+    dist = init_distributed(probe_device)
+    device = resolve_device(cfg, dist.local_rank)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    elif dist.world > 1 and device.type == "cpu":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world))
+        torch.set_num_threads(max(1, threads_before // local))
+    try:
+        return _train(model, data, objective, cfg, out, evaluate, tokenizer, resume,
+                      run_config or {}, progress, dist, device)
+    finally:
+        torch.set_num_threads(threads_before)
+        if dist.created:
+            torch.distributed.destroy_process_group()
+
+
+def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_config, progress,
+           dist: Dist, device: torch.device) -> TrainResult:
+    if device.type == "cpu" and getattr(model.config, "attention_probs_dropout_prob", 0) > 0 \
+            and dist.main:
+        log.warning("attention dropout makes SDPA use its slow math kernel on a CPU (attention about "
+                    "10x slower); --set attention_probs_dropout_prob=0 avoids it")
+    model.to(device)
+    model.train()
+    loss_module: nn.Module = objective(model)
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        loss_module = DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+    step_fn = torch.compile(loss_module) if cfg.compile else loss_module
+    opt = make_optimizer(model, cfg, device)
+    sched = make_schedule(opt, cfg)
+    position = DataPosition(data, cfg, dist.rank, dist.world)
+    settings = {"train": {k: v for k, v in asdict(cfg).items()
+                          if k not in TrainConfig.RESUMABLE_CHANGES},
+                "run": run_config, "world_size": dist.world}
+    step, tokens_seen, samples_seen, train_seconds = 0, 0, 0, 0.0
+    metrics: dict[str, Any] = {}  # the latest evaluation
+    ckpt = latest_checkpoint(out) if resume else None
+    if ckpt is not None:
+        state = torch.load(ckpt / STATE, map_location="cpu", weights_only=False)
+        check_resumable(state["settings"], json.loads(json.dumps(settings)), ckpt)
+        with quiet_transformers():
+            loaded = type(model).from_pretrained(str(ckpt), attn_implementation="sdpa")
+        model.load_state_dict(loaded.state_dict())
+        del loaded
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        step, tokens_seen = state["step"], state["tokens_seen"]
+        samples_seen, train_seconds = state["samples_seen"], state["train_seconds"]
+        metrics = state.get("metrics", {})
+        assert state["micro_batch"] == step * cfg.grad_accum
+        if dist.main:
+            log.info("resumed from %s (step %d, %s tokens seen)", ckpt, step, f"{tokens_seen:,}")
+    elif resume and dist.main:
+        log.info("no checkpoint in %s: starting from scratch", out / CHECKPOINTS)
+    runlog = RunLog(out, dist.main, step if ckpt is not None else None)
+    amp = lambda: autocast(device, cfg.precision)  # noqa: E731
+
+    def run_eval() -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        if dist.main and evaluate is not None:
+            model.eval()
+            with torch.no_grad():
+                metrics = evaluate(model, amp, step >= cfg.max_steps)
+            model.train()
+            runlog.write({"kind": "eval", "step": step, "tokens_seen": tokens_seen, **metrics})
+        dist.barrier()
+        return metrics
+
+    def checkpoint() -> None:
+        if dist.main:
+            state = {"step": step, "tokens_seen": tokens_seen, "samples_seen": samples_seen,
+                     "train_seconds": train_seconds, "micro_batch": step * cfg.grad_accum,
+                     "epoch": (step * cfg.grad_accum) // position.per_rank,
+                     "settings": json.loads(json.dumps(settings)),
+                     "metrics": metrics, "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(),
+                     "rng": rng_state()}
+            save_checkpoint(out, step, model, tokenizer, state, cfg.keep_checkpoints)
+        dist.barrier()
+
+    bar = None
+    if progress and dist.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
+    window_tokens, window_time, loss_acc, loss_n = 0, 0.0, torch.zeros((), device=device), 0
+    while step < cfg.max_steps:
+        t0 = time.perf_counter()
+        torch.manual_seed(seed_of(cfg.seed, step, dist.rank))  # dropout: a function of the step
+        micro = [position.batch(step * cfg.grad_accum + j) for j in range(cfg.grad_accum)]
+        counts = torch.tensor([sum(objective.count(b) for _, _, b in micro),
+                               sum(batch_tokens(b) for _, _, b in micro),
+                               sum(len(idx) for _, idx, _ in micro)], dtype=torch.float64)
+        local_targets = float(counts[0])
+        if dist.world > 1:
+            torch.distributed.all_reduce(counts)
+        scale = dist.world / max(float(counts[0]), 1.0)  # DDP averages gradients over ranks
+        for j, (_, _, batch) in enumerate(micro):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            sync = dist.world == 1 or j == cfg.grad_accum - 1
+            with (contextlib.nullcontext() if sync else loss_module.no_sync()), amp():
+                loss_sum = step_fn(**batch)
+            (loss_sum * scale).backward()
+            loss_acc += loss_sum.detach() / max(local_targets, 1.0)
+        loss_n += 1
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            model.parameters(), cfg.clip_norm if cfg.clip_norm > 0 else float("inf"))
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        if device.type == "cuda" and (step % cfg.log_every == 0 or step == cfg.max_steps):
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        train_seconds += dt
+        tokens_seen += int(counts[1])
+        samples_seen += int(counts[2])
+        window_tokens += int(counts[1])
+        window_time += dt
+        if bar is not None:
+            bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            record = {"kind": "train", "step": step, "epoch": micro[-1][0],
+                      "loss": float(loss_acc) / loss_n, "lr": lr, "grad_norm": float(grad_norm),
+                      "tokens_seen": tokens_seen, "tokens_per_s": window_tokens / window_time,
+                      "elapsed_s": round(train_seconds, 3)}
+            runlog.write(record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['loss']:.3f}",
+                                tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
+            window_tokens, window_time, loss_acc, loss_n = 0, 0.0, torch.zeros((), device=device), 0
+        last = step == cfg.max_steps
+        if last or (cfg.eval_every and step % cfg.eval_every == 0):
+            metrics = run_eval()
+        if last or (cfg.save_every and step % cfg.save_every == 0):
+            checkpoint()
+    if bar is not None:
+        bar.close()
+    runlog.close()
+    return TrainResult(step, tokens_seen, samples_seen, train_seconds, metrics, dist.rank,
+                       dist.world)
+
+
+def check_resumable(saved: dict, now: dict, ckpt: Path) -> None:
+    """Refuse to resume under settings that would change the run's result."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    diffs = []
+    for section in ("train", "run"):
+        a, b = flat(saved.get(section, {})), flat(now.get(section, {}))
+        diffs += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                  if a.get(k) != b.get(k)]
+    if saved.get("world_size") != now.get("world_size"):
+        diffs.append(f"processes: {saved.get('world_size')} -> {now.get('world_size')}")
+    if diffs:
+        raise GroverError("cannot resume with changed settings (" + "; ".join(diffs) + ")", ckpt)

@@ -1,0 +1,167 @@
+"""`groverlm analyze` into a folder, then `groverlm report` over a run holding every kind of stage:
+what the page holds, what it leaves out, robustness to broken folders, and a real screenshot."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from groverlm.cli import main
+from groverlm.manifest import write_json, write_manifest
+from groverlm.metrics import make_result, write_metrics
+
+from .fixtures import make_genome, make_model
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_report.sh"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run folder: bpe train + export, analyses of a tiny model, a pretraining run, task
+    metrics, a vocabulary-selection table, an embedding, an unknown stage and a broken one."""
+    root = tmp_path_factory.mktemp("run")
+    inputs = tmp_path_factory.mktemp("inputs")
+    genome = make_genome(inputs / "genome.fa")
+    assert main(["bpe", "train", str(genome), "--merges", "120", "--out", str(root / "bpe"),
+                 "--quiet"]) == 0
+    assert main(["bpe", "export", str(root / "bpe"), "--cycles", "120", "--out",
+                 str(root / "vocab")]) == 0
+    model = make_model(root / "vocab", inputs / "model")
+    (inputs / "rep.bed").write_text("chrA\t25000\t26200\nchrB\t20000\t20800\n")
+    (inputs / "tss.tsv").write_text("chrA\t39000\t+\nchrB\t100\t-\n")
+    assert main(["analyze", "--model", str(model), "--vocab", str(root / "vocab"), "--genome",
+                 str(genome), "--repeats", str(inputs / "rep.bed"), "--tss",
+                 str(inputs / "tss.tsv"), "--out", str(root / "analysis"), "--windows", "12",
+                 "--annotation-windows", "30", "--tokens", "30", "--context-tokens", "8",
+                 "--quiet"]) == 0
+    # a pretraining run as `groverlm pretrain` lays it out: log.jsonl, eval.json, manifest
+    pre = root / "pretrain"
+    pre.mkdir()
+    log = [{"kind": "train", "step": s, "loss": 6.5 - s / 10, "lr": 1e-3 * (1 - s / 40),
+            "tokens_seen": 100 * s} for s in range(5, 40, 5)]
+    log += [{"kind": "eval", "step": s, "mlm_loss": 6.4 - s / 12, "mlm_accuracy": s / 400,
+             "unigram_accuracy": 0.01} for s in (10, 20, 30)]
+    (pre / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log) + '{"kind": "tr')
+    write_json(pre / "eval.json", {"mlm_loss": 3.9, "mlm_accuracy": 0.075, "perplexity": 49.4})
+    write_manifest(pre, "pretrain", {"corpus": "x"}, [], seed=0, parameters=143841)
+    # task metrics: a baseline and a model
+    task = root / "tasks" / "prom300"
+    per = [{"seed": s, "test": {"mcc": 0.6 + s / 100, "f1": 0.8}, "dev": None} for s in (0, 1)]
+    write_metrics(task / "tfidf", "prom300", [make_result("prom300", "tfidf-lr", per)])
+    write_metrics(task / "grover", "prom300", [make_result("prom300", "grover-600", per[:1])])
+    # next-k-mer selection
+    sel = root / "select"
+    sel.mkdir()
+    (sel / "selection.tsv").write_text("cycles\taccuracy\tperplexity\n100\t0.10\t90\n"
+                                       "600\t0.20\t70\n1000\t0.15\t80\n")
+    write_manifest(sel, "select-vocab", {"cycles": [100, 600, 1000]}, [])
+    write_manifest(root / "mystery", "frobnicate", {"knob": 3}, [], widgets=7)
+    (root / "broken").mkdir()
+    (root / "broken" / "manifest.json").write_text("{not json")
+    write_manifest(root / "halfexport", "bpe-export", {"cycles": 5}, [])  # no vocab_stats.json
+    fa = inputs / "seqs.fa"
+    fa.write_text(">a\nACGTACGTAAGGCT\n>b\nGGGCCCATAT\n")
+    assert main(["embed", "--model", str(model), "--input", str(fa), "--out",
+                 str(root / "emb" / "seqs.npy"), "--quiet"]) == 0
+    return root
+
+
+def test_analyze_outputs_and_manifest(run):
+    man = json.loads((run / "analysis" / "manifest.json").read_text())
+    assert man["stage"] == "analyze" and man["skipped"] == {}
+    assert list(man["analyses"]) == ["vocab", "pca", "masked", "context", "annotations"]
+    for entry in man["analyses"].values():
+        assert (run / "analysis" / entry["json"]).exists()
+        for f in entry["figures"]:
+            assert (run / "analysis" / f).read_bytes()[:4] == b"\x89PNG"
+    ann = json.loads((run / "analysis" / "annotations.json").read_text())["result"]
+    assert [p["annotation"] for p in ann["probes"]] == ["repeat", "tss", "gc"]  # no CpG file
+
+
+def test_analyze_refuses_resumes_and_checks_inputs(run, tmp_path, capsys):
+    out = run / "analysis"
+    args = ["analyze", "--vocab", str(run / "vocab"), "--out", str(out), "--only", "vocab"]
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "manifest.json").unlink()
+    stamp = (copy / "vocab.json").stat().st_mtime_ns
+    assert main(["analyze", "--vocab", str(run / "vocab"), "--out", str(copy), "--only",
+                 "vocab", "--windows", "12", "--annotation-windows", "30", "--tokens", "30",
+                 "--context-tokens", "8"]) == 0
+    assert (copy / "vocab.json").stat().st_mtime_ns == stamp  # same settings: kept, not redone
+    assert main(["analyze", "--vocab", str(run / "vocab"), "--out", str(copy), "--only", "vocab",
+                 "--overwrite", "--seed", "5"]) == 0
+    assert (copy / "vocab.json").stat().st_mtime_ns != stamp  # other settings: redone
+    assert main(["analyze", "--vocab", str(run / "vocab"), "--out", str(tmp_path / "x"),
+                 "--only", "context"]) == 2
+    assert "needs --model and --genome" in capsys.readouterr().err
+    assert main(["analyze", "--vocab", str(run / "vocab"), "--out", str(tmp_path / "y"),
+                 "--only", "nonsense"]) == 2
+
+
+def sections(page: str) -> list[str]:
+    return re.findall(r"<h2>(.*?)</h2>", page)
+
+
+def test_report_holds_every_stage(run, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    page = out.read_text()
+    titles = sections(page)
+    expect = ["BPE training", "Vocabulary at 120 cycles", "Pretraining", "Vocabulary selection",
+              "Task results", "Analyses", "Embeddings", "frobnicate"]
+    positions = [next(i for i, t in enumerate(titles) if t.startswith(e)) for e in expect]
+    assert positions == sorted(positions), titles
+    # self-contained: every image inline PNG, no script, stylesheet or remote resource
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert all(base64.b64decode(s.split(",", 1)[1])[:4] == b"\x89PNG" for s in srcs)
+    assert "<script" not in page and "<link" not in page
+    analysis = json.loads((run / "analysis" / "manifest.json").read_text())["analyses"]
+    n_analysis_figs = sum(len(e["figures"]) for e in analysis.values())
+    # bpe-train, bpe-export, learning curves, selection curve, task results: one figure each
+    assert len(srcs) == 5 + n_analysis_figs
+    assert "tfidf-lr" in page and "grover-600" in page and "0.605" in page  # mean of 0.60, 0.61
+    assert "broken" in page and "unreadable manifest" in page
+    assert "halfexport (bpe-export): not rendered" in page
+    assert "widgets" in page  # an unknown stage shows its manifest's figures
+    assert "GROVER (hg19, 600 cycles)" in page
+
+
+def test_report_of_nothing_and_errors(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 0
+    page = (tmp_path / "empty" / "report.html").read_text()
+    assert "No groverlm stage found" in page and "<h2>" not in page
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+
+
+def test_screenshot_in_headless_chromium(run, tmp_path):
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")
+            or shutil.which("google-chrome")):
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    report = tmp_path / "report.html"
+    assert main(["report", str(run), "--out", str(report)]) == 0
+    png = tmp_path / "shot.png"
+    subprocess.run(["bash", str(SCRIPT), str(report), str(png), "1200", "2400"], check=True,
+                   capture_output=True, timeout=120)
+    img = mpimg.imread(png)  # (H, W, 3 or 4) floats in [0, 1]
+    assert img.shape[:2] == (2400, 1200)
+    gray = img[..., :3].mean(-1)
+    assert (gray < 0.3).mean() > 0.002  # text and plot lines were drawn
+    colored = np.abs(img[..., 0] - img[..., 2]) > 0.3  # the plots' blue and red, not just text
+    assert colored.mean() > 0.001
+    assert gray[:120].min() < 0.3  # the title sits at the top of the page

@@ -1,0 +1,132 @@
+"""Token analyses: vocabulary statistics, token-embedding PCA and per-token masked accuracy."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from groverlm.analysis import tokens
+from groverlm.bpe.export import summarize_vocab
+from groverlm.embed import load_encoder
+from groverlm.errors import GroverError
+
+from .fixtures import make_model, make_vocab
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tokens")
+    genome, vocab = make_vocab(tmp)
+    model, tok = load_encoder(make_model(vocab, tmp / "model"))
+    return vocab, model, tok, tokens.load_rows(vocab)
+
+
+def test_vocab_analysis_counts(tiny):
+    vocab, _, _, rows = tiny
+    res = tokens.vocab_analysis(rows, 120)
+    s = summarize_vocab(rows)
+    assert sum(res["length_counts"].values()) == s["tokens"] == len(rows)
+    assert sum(res["first_letter_counts"].values()) == len(rows)
+    assert sum(res["length_genome_share"].values()) == pytest.approx(1.0)
+    at = (res["first_letter_counts"]["A"] + res["first_letter_counts"]["T"]) / len(rows)
+    assert at == pytest.approx(s["start_A_or_T"])
+    comp = {c["figure"]: c for c in res["comparison"]}
+    assert comp["tokens present"] == {"figure": "tokens present", "this": len(rows), "grover": 601}
+    assert comp["longest token (nt)"]["this"] == max(r["length"] for r in rows)
+    assert res["longest_tokens"][0]["length"] == max(r["length"] for r in rows)
+    json.dumps(res)  # JSON-ready
+    tokens.plot_vocab(rows, res)
+
+
+def test_pca_recovers_planted_directions(tiny):
+    """Embeddings built from log frequency (strong) and GC (weaker) come out as PC1 and PC2."""
+    _, model, _, rows = tiny
+    props = tokens.token_properties(rows)
+    rng = np.random.default_rng(0)
+    weight = model.get_input_embeddings().weight.detach().clone()
+    logf = np.log(props["frequency"])
+    z = (logf - logf.mean()) / logf.std()
+    g = (props["gc"] - props["gc"].mean()) / props["gc"].std()
+    planted = np.zeros((len(rows), weight.shape[1]))
+    planted[:, 0] = 10 * z
+    planted[:, 1] = 3 * g
+    planted += 0.01 * rng.standard_normal(planted.shape)
+    ids = [r["id"] for r in rows]
+    weight[ids] = torch.tensor(planted, dtype=weight.dtype)
+    fake = SimpleNamespace(get_input_embeddings=lambda: SimpleNamespace(weight=weight))
+    res, coords = tokens.embedding_pca(fake, rows, 4)
+    assert coords.shape == (len(rows), 4)
+    pcs = {c["component"]: c for c in res["components"]}
+    assert abs(pcs["PC1"]["frequency"]) > 0.99 and abs(pcs["PC2"]["gc"]) > 0.95
+    assert res["strongest"]["frequency"]["component"] == "PC1"
+    assert res["strongest"]["gc"]["component"] == "PC2"
+    assert sum(c["explained"] for c in res["components"]) <= 1 + 1e-9
+    assert pcs["PC1"]["explained"] > pcs["PC2"]["explained"] > pcs["PC3"]["explained"]
+    assert [g["component"] for g in res["grover"]] == ["PC1", "PC2", "PC3"]
+
+
+class AlternatingOracle(torch.nn.Module):
+    """Predicts token a at odd input positions and b at even ones: right for windows a, b, a, b
+    exactly when the analysis maps window position i to input position i + 1 ([CLS] first)."""
+
+    def __init__(self, vocab_size: int, a: int, b: int):
+        super().__init__()
+        self.config = SimpleNamespace(vocab_size=vocab_size)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.a, self.b = a, b
+
+    def forward(self, input_ids, attention_mask):
+        bsz, t = input_ids.shape
+        logits = torch.zeros(bsz, t, self.config.vocab_size)
+        pos = torch.arange(t)
+        logits[:, pos % 2 == 1, self.a] = 1.0
+        logits[:, pos % 2 == 0, self.b] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_masked_accuracy_scores_the_right_positions(tiny):
+    _, model, tok, rows = tiny
+    a, b = rows[0]["id"], rows[1]["id"]
+    windows = [np.array([a, b] * 20), np.array([a, b] * 13 + [a])]
+    oracle = AlternatingOracle(model.config.vocab_size, a, b)
+    res = tokens.masked_accuracy(oracle, tok, windows, rows, rate=0.25, passes=4, seed=1,
+                                 min_masked=1)
+    per = {t["id"]: t for t in res["per_token"]}
+    assert res["accuracy"] == 1.0 and per[a]["accuracy"] == per[b]["accuracy"] == 1.0
+    # four disjoint 25% passes mask every position exactly once
+    assert per[a]["masked"] == 20 + 14 and per[b]["masked"] == 20 + 13
+    assert res["masked"] == 67
+    # the same oracle shifted by one position gets everything wrong
+    res2 = tokens.masked_accuracy(AlternatingOracle(model.config.vocab_size, b, a), tok, windows,
+                                  rows, rate=0.25, passes=4, seed=1, min_masked=1)
+    assert res2["accuracy"] == 0.0
+
+
+def test_masked_accuracy_real_model_and_correlations(tiny):
+    _, model, tok, rows = tiny
+    rng = np.random.default_rng(0)
+    ids = np.array([r["id"] for r in rows])
+    windows = [rng.choice(ids, size=40) for _ in range(30)]
+    res = tokens.masked_accuracy(model, tok, windows, rows, rate=0.15, seed=0, min_masked=2)
+    assert res["masked"] == 30 * 6
+    assert 0 <= res["accuracy"] <= 1
+    assert sum(t["masked"] for t in res["per_token"]) == res["masked"]
+    assert sum(res["masked_by_length"].values()) == res["masked"]
+    assert res["tokens_scored"] == sum(t["masked"] >= 2 for t in res["per_token"])
+    rho = res["spearman_accuracy"]["frequency"]
+    assert rho is None or -1 <= rho <= 1
+    tokens.plot_masked(res)
+    with pytest.raises(GroverError, match="passes"):
+        tokens.masked_accuracy(model, tok, windows, rows, rate=0.5, passes=3)
+
+
+def test_tokenizer_mismatch_is_refused(tiny):
+    vocab, _, tok, rows = tiny
+    tokens.check_tokenizer(tok, rows, vocab)
+    moved = [dict(r, id=r["id"] + 1) if i == 3 else r for i, r in enumerate(rows)]
+    with pytest.raises(GroverError, match="differs from this vocabulary"):
+        tokens.check_tokenizer(tok, moved, vocab)

@@ -1,0 +1,156 @@
+"""CTCF: JASPAR parsing, two-strand scoring against a naive scan, suppression, labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from groverlm.cli import main
+from groverlm.errors import GroverError
+from groverlm.genome import Genome, Record, encode, reverse_complement
+from groverlm.tasks.ctcf import (
+    CTCFConfig,
+    Hit,
+    ctcf_examples,
+    read_jaspar,
+    scan_genome,
+    score_strands,
+    suppress,
+)
+from groverlm.tasks.gue import load_task
+
+from ..conftest import DATA, random_dna, write_fasta
+
+JASPAR = """>MA_TEST\tToy
+A  [ 10  0  0  1  8 ]
+C  [  0 10  0  1  1 ]
+G  [  0  0 10  1  0 ]
+T  [  0  0  0  7  1 ]
+"""
+
+
+def toy_motif(tmp_path):
+    path = tmp_path / "toy.jaspar"
+    path.write_text(JASPAR)
+    return read_jaspar(path)
+
+
+def test_read_jaspar_layouts(tmp_path):
+    m = toy_motif(tmp_path)
+    assert m.name == "MA_TEST Toy" and len(m) == 5 and m.consensus() == "ACGTA"
+    bare = tmp_path / "toy.pfm"  # rows in another order with letters, then bare rows
+    bare.write_text("T [0 0 0 7 1]\nA [10 0 0 1 8]\nG [0 0 10 1 0]\nC [0 10 0 1 1]\n")
+    np.testing.assert_array_equal(read_jaspar(bare).counts, m.counts)
+    bare.write_text("10 0 0 1 8\n0 10 0 1 1\n0 0 10 1 0\n0 0 0 7 1\n")
+    np.testing.assert_array_equal(read_jaspar(bare).counts, m.counts)
+    real = DATA / "MA0139.1_CTCF.jaspar"
+    if real.exists():
+        ctcf = read_jaspar(real)
+        assert len(ctcf) == 19 and ctcf.consensus() == "TGGCCACCAGGGGGCGCTA"
+
+
+@pytest.mark.parametrize("text, line, msg", [
+    (">m\nA [1 2]\nC [1 2 3]\nG [1 2]\nT [1 2]\n", 3, "columns"),
+    (">m\nA [1 2]\nC [1 x]\n", 3, "matrix row"),
+    (">m\nA [1 2]\nC [1 2]\nG [1 -2]\nT [1 2]\n", 4, "negative"),
+    (">m\nA [1]\nC [1]\nG [1]\nT [1]\n>n\n", 6, "more than one"),
+])
+def test_jaspar_errors(tmp_path, text, line, msg):
+    path = tmp_path / "m.jaspar"
+    path.write_text(text)
+    with pytest.raises(GroverError, match=msg) as err:
+        read_jaspar(path)
+    assert str(err.value).startswith(f"{path}:{line}:")
+    path.write_text(">m\nA [1]\nC [1]\nG [1]\n")
+    with pytest.raises(GroverError, match="4 rows"):
+        read_jaspar(path)
+
+
+def test_scores_match_naive_scan():
+    rng = np.random.default_rng(0)
+    pwm = rng.normal(size=(6, 4))
+    seq = "".join(rng.choice(list("ACGT"), 300)) + "N" + "".join(rng.choice(list("ACGT"), 50))
+    fwd, rev = score_strands(encode(seq), pwm)
+    assert fwd.shape == rev.shape == (len(seq) - 5,)
+    for i in range(len(seq) - 5):
+        w = seq[i:i + 6]
+        if "N" in w:
+            assert fwd[i] < -1e8 and rev[i] < -1e8
+            continue
+        assert fwd[i] == pytest.approx(sum(pwm[j, "ACGT".index(b)] for j, b in enumerate(w)),
+                                       abs=1e-4)
+        rc = reverse_complement(w)
+        assert rev[i] == pytest.approx(sum(pwm[j, "ACGT".index(b)] for j, b in enumerate(rc)),
+                                       abs=1e-4)
+
+
+def test_planted_hits_found_on_both_strands(tmp_path):
+    m = toy_motif(tmp_path)
+    seq = list("C" * 2000)  # poly-C scores low everywhere
+    seq[300:305] = "ACGTA"
+    seq[1200:1205] = reverse_complement("ACGTA")
+    g = Genome([Record("c", encode("".join(seq)))])
+    pwm = m.log_odds()
+    perfect = scan_genome(g, pwm, pwm.max(1).sum() - 1e-3)
+    assert [(h.start, h.strand) for h in perfect] == [(300, "+"), (1200, "-")]
+    assert perfect[0].score == pytest.approx(pwm.max(1).sum(), abs=1e-4)
+    assert perfect[0].score == pytest.approx(perfect[1].score)
+    loose = scan_genome(g, pwm, CTCFConfig().cutoff(pwm))  # also ACGTC, one mismatch, at 1201
+    assert {(h.start, h.strand) for h in perfect} < {(h.start, h.strand) for h in loose}
+
+
+def test_suppress_keeps_best():
+    hits = [Hit("c", 100, "+", 5.0), Hit("c", 150, "-", 7.0), Hit("c", 260, "+", 6.0),
+            Hit("c", 400, "+", 1.0), Hit("d", 150, "+", 1.0)]
+    kept = suppress(hits, 120)
+    assert [(h.chrom, h.start) for h in kept] == [("c", 150), ("c", 400), ("d", 150)]
+
+
+def test_labels_from_peaks(tmp_path):
+    m = toy_motif(tmp_path)
+    seq = list("C" * 4000)
+    for p in (500, 1500, 2500):
+        seq[p:p + 5] = "ACGTA"
+    g = Genome([Record("c", encode("".join(seq)))])
+    peaks = {"c": np.array([[400, 700], [1502, 1600]])}  # holds hit 500; clips hit 1500
+    ex, stats = ctcf_examples(g, m, peaks, CTCFConfig(window=100))
+    assert [(e.start, e.end, e.label) for e in ex] == [(452, 552, 1), (1452, 1552, 0),
+                                                       (2452, 2552, 0)]
+    assert stats["fraction_bound"] == pytest.approx(1 / 3)
+    assert all(e.sequence[48:53] == "ACGTA" for e in ex)  # motif centred
+    ex, _ = ctcf_examples(g, m, peaks, CTCFConfig(window=100, max_negative_ratio=1.0))
+    assert sorted(e.label for e in ex) == [0, 1]
+
+
+def test_cli_build(tmp_path):
+    rng = np.random.default_rng(1)
+    chroms = {}
+    for c in ("chr1", "chr2", "chr3"):
+        s = list(random_dna(30000, hash(c) % 1000))
+        for p in rng.choice(np.arange(500, 29000, 600), 20, replace=False):
+            site = "ACGTA" if rng.random() < 0.5 else reverse_complement("ACGTA")
+            s[p:p + 5] = site
+        chroms[c] = "".join(s)
+    genome = write_fasta(tmp_path / "g.fa", chroms)
+    motif = tmp_path / "m.jaspar"
+    motif.write_text(JASPAR)
+    peaks = [tmp_path / "a.bed", tmp_path / "b.bed"]
+    peaks[0].write_text("chr1\t0\t15000\nchr3\t0\t15000\n")
+    peaks[1].write_text("chr2\t0\t15000\nchr9\t0\t100\n")
+    out = tmp_path / "ctcf"
+    assert main(["tasks", "ctcf", "--genome", str(genome), "--motif", str(motif), "--peaks",
+                 *map(str, peaks), "--out", str(out), "--window", "200",
+                 "--threshold", "8"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["hits"]["threshold_bits"] == 8.0
+    assert man["motif"]["consensus"] == "ACGTA"
+    task = load_task(out)
+    for s in task.splits.values():
+        c = s.coords
+        for start, end, label in zip(c["start"], c["end"], s.labels, strict=True):
+            assert end - start == 200
+            motif_start = (start + end) // 2 - 5 // 2  # the window is centred on the motif
+            assert label == int(motif_start + 5 <= 15000)
+    assert 0 < man["hits"]["fraction_bound"] < 1

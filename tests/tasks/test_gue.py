@@ -1,0 +1,77 @@
+"""load_task: GUE folders unchanged, sorted explicit label maps, errors with file and line."""
+
+from __future__ import annotations
+
+import pytest
+
+from groverlm.errors import GroverError
+from groverlm.tasks.gue import load_task
+
+
+def write_task(folder, rows_by_split, header="sequence,label"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in rows_by_split.items():
+        (folder / f"{split}.csv").write_text(header + "\n" + "".join(r + "\n" for r in rows))
+    return folder
+
+
+GUE = {"train": ["ACGT,10", "acgn,2", "TTTT,0"], "dev": ["AAAA,2"], "test": ["CCCC,10"]}
+
+
+def test_gue_folder_and_numeric_label_order(tmp_path):
+    task = load_task(write_task(tmp_path / "gue_tf", GUE))
+    assert task.name == "gue_tf"
+    assert task.label_map == {"0": 0, "2": 1, "10": 2}  # numeric, not text or file order
+    assert task.train.sequences == ["ACGT", "ACGN", "TTTT"]
+    assert task.train.labels.tolist() == [2, 1, 0]
+    assert task.test.labels.tolist() == [2]
+    assert task.train.coords is None and task.train.tokens is None
+    assert task.label_names() == ["0", "2", "10"]
+
+
+def test_text_labels_sorted(tmp_path):
+    task = load_task(write_task(tmp_path / "t", {
+        "train": ["ACGT,enhancer", "ACGT,background"], "dev": ["AC,enhancer"],
+        "test": ["AC,background"]}))
+    assert task.label_map == {"background": 0, "enhancer": 1}
+
+
+def test_coordinates_and_tokens(tmp_path):
+    header = "sequence,label,chrom,start,end,strand,tokens"
+    rows = {"train": ["ACGT,1,chr1,10,14,+,AC GT", "TTAA,0,chr1,20,24,-,TTA A"],
+            "dev": ["AC,0,chr2,0,2,+,AC"], "test": ["GG,1,chr3,5,7,+,G G"]}
+    task = load_task(write_task(tmp_path / "t", rows, header))
+    assert task.train.coords == {"chrom": ["chr1", "chr1"], "start": [10, 20], "end": [14, 24],
+                                 "strand": ["+", "-"]}
+    assert task.train.tokens == [["AC", "GT"], ["TTA", "A"]]
+
+
+@pytest.mark.parametrize("split, rows, header, line, msg", [
+    ("train", ["ACGT,1", "ACXT,0"], "sequence,label", 3, "letter 'X'"),
+    ("dev", ["ACGT"], "sequence,label", 2, "1 fields"),
+    ("test", ["ACGT,1"], "seq,label", 1, "lacks the column 'sequence'"),
+    ("train", [",1"], "sequence,label", 2, "empty sequence"),
+    ("train", ["ACGT,"], "sequence,label", 2, "empty label"),
+    ("train", ["ACGT,1,c,5,3,+"], "sequence,label,chrom,start,end,strand", 2, "bad interval"),
+    ("train", ["ACGT,1,AC G"], "sequence,label,tokens", 2, "do not spell"),
+])
+def test_errors_name_file_and_line(tmp_path, split, rows, header, line, msg):
+    folder = write_task(tmp_path / "t", GUE)
+    (folder / f"{split}.csv").write_text(header + "\n" + "".join(r + "\n" for r in rows))
+    with pytest.raises(GroverError, match=msg) as err:
+        load_task(folder)
+    assert str(err.value).startswith(f"{folder / (split + '.csv')}:{line}: ")
+
+
+def test_folder_level_errors(tmp_path):
+    folder = write_task(tmp_path / "t", {"train": ["ACGT,0"], "dev": ["ACGT,0"]})
+    with pytest.raises(GroverError, match="missing split file"):
+        load_task(folder)
+    write_task(folder, {"test": ["ACGT,1"]})
+    with pytest.raises(GroverError, match="in dev/test but not in train"):
+        load_task(folder)
+    write_task(folder, {"test": ["ACGT,0"]})
+    with pytest.raises(GroverError, match="only one label"):
+        load_task(folder)
+    with pytest.raises(GroverError, match="not a task folder"):
+        load_task(tmp_path / "nothing")

@@ -1,0 +1,74 @@
+"""PromScan: tiling, labels, orientation, ambiguity and the built task."""
+
+from __future__ import annotations
+
+import json
+
+from groverlm.cli import main
+from groverlm.genome import reverse_complement
+from groverlm.tasks.annotations import TSS
+from groverlm.tasks.gue import load_task
+from groverlm.tasks.promscan import PromScanConfig, promscan_examples
+
+
+def test_offsets():
+    assert PromScanConfig().offsets() == list(range(-4500, 4000, 1000))
+    assert PromScanConfig(window=1000, region=3000, stride=500).offsets() == [-1500, -1000,
+                                                                               -500, 0, 500]
+    for cfg in (PromScanConfig(), PromScanConfig(window=101, region=1000, stride=37)):
+        offs = cfg.offsets()
+        assert -(cfg.window // 2) in offs  # one window centred on the TSS
+        assert min(offs) >= -(cfg.region // 2) and max(offs) + cfg.window <= cfg.region // 2 + 1
+
+
+def test_one_positive_per_isolated_tss_and_strands(genome3_records):
+    g = genome3_records
+    tss = [TSS("chr3", 19000, "+"), TSS("chr2", 20000, "-")]
+    ex, stats = promscan_examples(g, tss, PromScanConfig())
+    assert stats["positives"] == 2 and stats["negatives"] == 16
+    pos = {e.strand: e for e in ex if e.label == 1}
+    assert (pos["+"].start, pos["+"].end) == (18500, 19500)
+    assert pos["+"].sequence[500] == g["chr3"].sequence(19000, 19001)
+    assert (pos["-"].start, pos["-"].end) == (19501, 20501)
+    assert pos["-"].sequence == reverse_complement(g["chr2"].sequence(19501, 20501))
+    assert pos["-"].sequence[500] == reverse_complement(g["chr2"].sequence(20000, 20001))
+    for e in ex:
+        assert len(e.sequence) == 1000
+        near = [t for t in tss if t.chrom == e.chrom and e.start <= t.pos < e.end]
+        assert e.label == int(bool(near))
+
+
+def test_neighbours_and_ambiguity(genome3_records):
+    # a second + TSS 2 kb downstream makes a shifted window positive; a - TSS inside a window of
+    # the + TSS makes that window ambiguous (dropped)
+    tss = [TSS("chr2", 20000, "+"), TSS("chr2", 22000, "+"), TSS("chr2", 17200, "-")]
+    ex, stats = promscan_examples(genome3_records, tss, PromScanConfig())
+    plus = {(e.start, e.end): e.label for e in ex if e.strand == "+"}
+    assert plus[(21500, 22500)] == 1 and plus[(19500, 20500)] == 1
+    assert (16500, 17500) not in plus  # holds the - TSS only
+    assert stats["ambiguous"] >= 1
+    assert len({(e.chrom, e.start, e.end, e.strand) for e in ex}) == len(ex)  # no duplicates
+
+
+def test_cli_build(tmp_path, genome3, tss_refseq):
+    out = tmp_path / "ps"
+    assert main(["tasks", "promscan", "--genome", str(genome3), "--tss", str(tss_refseq),
+                 "--out", str(out), "--split-block", "5000", "--split", "block"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["windows"]["skipped_edge_or_n"] >= 1  # N run near chr1:30000, chr2 start
+    task = load_task(out)
+    n = sum(len(s) for s in task.splits.values())
+    pos = sum(int(s.labels.sum()) for s in task.splits.values())
+    assert 0.08 < pos / n < 0.3  # unbalanced, about one in nine
+    assert task.label_map == {"0": 0, "1": 1}
+
+
+def test_chrom_filter(tmp_path, genome3, tss_refseq):
+    out = tmp_path / "ps"
+    assert main(["tasks", "promscan", "--genome", str(genome3), "--tss", str(tss_refseq),
+                 "--out", str(out), "--chrom", "chr1,chr3", "--split-block", "5000"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["chroms"] == ["chr1", "chr3"] and man["split"]["method"] == "block"
+    assert man["tss"]["absent_chrom"] == 5  # chr2 (4) and chrX (1)
+    task = load_task(out)
+    assert {c for s in task.splits.values() for c in s.coords["chrom"]} == {"chr1", "chr3"}

@@ -1,0 +1,137 @@
+"""TF-IDF baselines: learn planted signals (binary and multi-class), metrics.json, compare."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from groverlm.baselines import Featurizer, TfidfConfig, run_tfidf
+from groverlm.cli import main
+from groverlm.errors import GroverError
+from groverlm.metrics import read_metrics
+
+MOTIFS = ["GGGCGGGGC", "TATAAAAGG", "CACGTGACC"]
+
+
+def planted(n, n_classes, seed, length=120):
+    """Random sequences; class c > 0 carries MOTIFS[c - 1] at a random place, class 0 none."""
+    rng = np.random.default_rng(seed)
+    seqs, labels = [], []
+    for i in range(n):
+        c = i % n_classes
+        s = list(rng.choice(list("ACGT"), length))
+        if c:
+            p = int(rng.integers(0, length - 9))
+            s[p:p + 9] = MOTIFS[c - 1]
+        seqs.append("".join(s))
+        labels.append(c)
+    return seqs, labels
+
+
+def test_binary_planted_signal():
+    data = [*planted(300, 2, 0), *planted(100, 2, 1), *planted(100, 2, 2)]
+    res = run_tfidf(*data, TfidfConfig(ks=(3, 5), seeds=(0, 1), n_estimators=50), task="toy")
+    by = {r["model"]: r for r in res}
+    assert set(by) == {"tfidf-rf", "tfidf-lr"}
+    for r in res:
+        assert r["test"]["mcc"] > 0.6, r["model"]
+        assert r["params"]["features"] in ("k=3", "k=5")
+        assert set(r["params"]["dev_mcc_by_features"]) == {"k=3", "k=5"}
+        assert r["test"]["n"] == 100 and len(r["test"]["confusion"]) == 2
+        assert r["test"]["auroc"] > 0.8
+    assert by["tfidf-rf"]["seeds"] == [0, 1] and by["tfidf-lr"]["seeds"] == [0]
+    # k=5 sees 5-mers of the 9 bp motif that k=3 drowns in background: chosen on dev
+    assert by["tfidf-lr"]["params"]["k"] == 5
+
+
+def test_multiclass_and_shuffled_labels():
+    tr, te = planted(400, 4, 3), planted(120, 4, 4)
+    res = run_tfidf(*tr, *te, *te, TfidfConfig(ks=(4,), models=("lr",)), task="multi")
+    t = res[0]["test"]
+    assert t["labels"] == [0, 1, 2, 3] and np.array(t["confusion"]).shape == (4, 4)
+    assert t["mcc"] > 0.6 and t["auroc"] > 0.8
+    # labels carry no information once shuffled: MCC near 0
+    rng = np.random.default_rng(0)
+    noise = run_tfidf(tr[0], rng.permutation(tr[1]), *te, *te,
+                      TfidfConfig(ks=(4,), models=("lr",)))
+    assert abs(noise[0]["test"]["mcc"]) < 0.25
+
+
+def test_bpe_features_and_given_tokens(tmp_path):
+    from groverlm.bpe.export import export_vocab
+    from groverlm.bpe.train import write_training
+
+    from .conftest import random_dna, write_fasta
+
+    genome = write_fasta(tmp_path / "g.fa", {"c": random_dna(20000, 5)})
+    write_training(genome, tmp_path / "bpe", 60)
+    export_vocab(tmp_path / "bpe", 60, tmp_path / "voc")
+    from groverlm.tasks.common import load_bpe_tokenizer
+
+    tok = load_bpe_tokenizer(tmp_path / "voc")
+    f = Featurizer(tokenizer=tok)
+    seqs = ["ACGTACGTAA", "TTTTGGGG"]
+    from_text = f.counts(seqs).toarray()
+    given = f.counts([tok.encode(s, add_special_tokens=False).tokens for s in seqs]).toarray()
+    np.testing.assert_array_equal(from_text, given)
+    assert from_text.shape == (2, tok.get_vocab_size())
+    with pytest.raises(GroverError, match="not in the vocabulary"):
+        f.counts([["ACGTX"]])
+
+
+def test_cli_prom300_given_tokens_are_a_perfect_control(tmp_path, capsys):
+    """On token-shuffled Prom300, a bag of the given tokens cannot tell the classes apart (each
+    pair has identical features): MCC exactly 0. Re-tokenizing the strings can."""
+    from groverlm.bpe.export import export_vocab
+    from groverlm.bpe.train import write_training
+
+    from .conftest import random_dna, write_fasta
+
+    rng = np.random.default_rng(0)
+    chroms = {f"chr{i}": random_dna(60000, 20 + i) for i in range(1, 4)}
+    genome = write_fasta(tmp_path / "g.fa", chroms)
+    tss = tmp_path / "tss.tsv"
+    tss.write_text("".join(f"chr{c}\t{p}\t{'+-'[int(rng.integers(2))]}\n" for c in (1, 2, 3)
+                           for p in range(1000, 59000, 700)))
+    write_training(genome, tmp_path / "bpe", 80)
+    export_vocab(tmp_path / "bpe", 80, tmp_path / "voc")
+    task = tmp_path / "task"
+    assert main(["tasks", "prom300", "--genome", str(genome), "--tss", str(tss), "--vocab",
+                 str(tmp_path / "voc"), "--out", str(task)]) == 0
+    out = tmp_path / "tfidf"
+    assert main(["baseline", "tfidf", "--task", str(task), "--out", str(out), "--k", "3",
+                 "--models", "lr", "--vocab", str(tmp_path / "voc")]) == 0
+    res = {r["model"]: r for r in read_metrics(out)}
+    assert res["tfidf-bpe-lr"]["params"]["given_tokens"] is True
+    assert res["tfidf-bpe-lr"]["test"]["mcc"] == 0.0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["stage"] == "baseline-tfidf" and man["sizes"]["train"] > 0
+    assert "test MCC" in capsys.readouterr().out
+    assert main(["baseline", "tfidf", "--task", str(task), "--out", str(out)]) == 2
+
+
+def test_cli_gue_folder_and_compare(tmp_path, capsys):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    for split, (n, seed) in {"train": (200, 0), "dev": (60, 1), "test": (60, 2)}.items():
+        seqs, labels = planted(n, 2, seed)
+        (folder / f"{split}.csv").write_text(
+            "sequence,label\n" + "".join(f"{s},{y}\n" for s, y in zip(seqs, labels, strict=True)))
+    out = tmp_path / "runs" / "toy"
+    assert main(["baseline", "tfidf", "--task", str(folder), "--out", str(out), "--k", "4",
+                 "--trees", "30", "--seeds", "0,1,2", "--max-train", "150"]) == 0
+    res = read_metrics(out)
+    assert [r["model"] for r in res] == ["tfidf-rf", "tfidf-lr"]
+    rf = res[0]
+    assert len(rf["per_seed"]) == 3 and rf["params"]["train_rows"] == 150
+    assert rf["mcc_std"] == pytest.approx(np.std([p["test"]["mcc"] for p in rf["per_seed"]]))
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "runs"), "--out", str(tmp_path / "table.tsv")]) == 0
+    printed = capsys.readouterr().out
+    assert "| toy " in printed and "±" in printed
+    rows = (tmp_path / "table.tsv").read_text().splitlines()
+    assert rows[0].startswith("task\tmodel") and len(rows) == 3
+    assert main(["compare", str(tmp_path / "runs"), "--out", str(tmp_path / "t.txt")]) == 2
+    assert main(["compare", str(tmp_path / "empty_nothing")]) == 2

@@ -1,0 +1,167 @@
+"""Run config: YAML + --set overrides into frozen dataclasses; every bad key or value is one line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from groverlm.cli import main
+from groverlm.config import (
+    STAGE_SECTIONS,
+    RunConfig,
+    dump_config,
+    load_config,
+    parse_override,
+)
+from groverlm.corpus import Region
+from groverlm.errors import GroverError
+from groverlm.runner import STAGES, demo_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "run.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "mini.yaml", "grover-hg19.yaml"])
+def test_shipped_configs_load(name):
+    cfg = load_config(CONFIGS / name)
+    assert isinstance(cfg, RunConfig)
+    assert set(cfg.stages) == set(STAGE_SECTIONS)
+    assert cfg.stage("bpe").cycles <= cfg.stage("bpe").merges
+
+
+def test_repo_configs_are_the_packaged_ones():
+    # one source of truth: configs/ at the repo root is the package's configs folder
+    assert demo_config().is_file()
+    assert (CONFIGS / "demo.yaml").resolve() == demo_config().resolve()
+
+
+def test_every_runner_stage_has_a_section_in_order():
+    assert [s.name for s in STAGES] == list(STAGE_SECTIONS)
+
+
+def test_sections_are_frozen_and_defaults_fill_in(tmp_path):
+    cfg = load_config(write(tmp_path, "bpe:\n  merges: 50\n  cycles: 20\n"))
+    bpe = cfg.stage("bpe")
+    assert (bpe.merges, bpe.cycles, bpe.chunk) == (50, 20, None)
+    assert cfg.stage("tasks").prom300.upstream == 249  # untouched section: the builder's default
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bpe.merges = 3
+
+
+def test_unknown_key_names_file_line_and_key(tmp_path):
+    p = write(tmp_path, "run:\n  dir: x\nbpe:\n  merges: 100\n  cycels: 10\n")
+    with pytest.raises(GroverError) as err:
+        load_config(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}:5: ")
+    assert "'bpe.cycels'" in msg and "'cycles'" in msg  # the key, and the close match
+
+
+def test_unknown_nested_key_and_section(tmp_path):
+    p = write(tmp_path, "tasks:\n  prom300:\n    split:\n      blocks: 5\n")
+    with pytest.raises(GroverError, match=r":4: unknown config key 'tasks.prom300.split.blocks'"):
+        load_config(p)
+    with pytest.raises(GroverError, match=r":1: unknown config key 'pretrian'"):
+        load_config(write(tmp_path, "pretrian: {}\n"))
+
+
+def test_unknown_key_from_set_names_the_override():
+    with pytest.raises(GroverError, match=r"^--set bpe\.mergez=3: unknown config key 'bpe.mergez'"):
+        load_config(None, ["bpe.mergez=3"])
+    with pytest.raises(GroverError, match=r"^--set nosuch\.x=1: unknown config key 'nosuch'"):
+        load_config(None, ["nosuch.x=1"])
+
+
+def test_wrong_types_are_errors_naming_key_and_line(tmp_path):
+    with pytest.raises(GroverError, match=r":2: bpe\.merges = 'many' is not an integer"):
+        load_config(write(tmp_path, "bpe:\n  merges: many\n"))
+    with pytest.raises(GroverError, match=r"baselines\.bpe = 1 is not true/false"):
+        load_config(None, ["baselines.bpe=1"])
+    with pytest.raises(GroverError, match=r"must be a list"):
+        load_config(None, ["data.ctcf_peaks=a.bed"])
+    with pytest.raises(GroverError, match=r"must hold 3 items"):
+        load_config(None, ["tasks.ctcf.split.fractions=[0.5,0.5]"])
+    with pytest.raises(GroverError, match=r"bpe must be a mapping"):
+        load_config(write(tmp_path, "bpe: 5\n"))
+
+
+def test_stage_validation_is_reported_at_the_section(tmp_path):
+    p = write(tmp_path, "bpe:\n  merges: 100\n  cycles: 500\n")
+    with pytest.raises(GroverError) as err:
+        load_config(p)
+    assert str(err.value).startswith(f"{p}:3: bpe: cycles must be between 1 and merges (100)")
+    with pytest.raises(GroverError, match=r"--set tasks\.prom300\.negatives=x: .*negatives"):
+        load_config(None, ["tasks.prom300.negatives=x"])
+
+
+def test_overrides_parse_yaml_values_and_beat_the_file(tmp_path):
+    p = write(tmp_path, "bpe:\n  merges: 100\n  cycles: 50\n")
+    cfg = load_config(p, ["bpe.cycles=80", "baselines.tfidf.ks=[4, 6]", "genome.max_bp=null",
+                          "tasks.ctcf.rel_threshold=0.9", "pretrain.model.overrides={hidden_size: 64}",
+                          "run.dir=runs/x y"])
+    assert cfg.stage("bpe").merges == 100 and cfg.stage("bpe").cycles == 80
+    assert cfg.stage("baselines").tfidf.ks == (4, 6)  # a YAML list becomes the declared tuple
+    assert cfg.stage("genome").max_bp is None
+    assert cfg.stage("tasks").ctcf.rel_threshold == 0.9
+    assert cfg.stage("pretrain").model.overrides == {"hidden_size": 64}
+    assert cfg.run.dir == "runs/x y"
+
+
+def test_int_accepted_as_float_but_not_the_reverse():
+    assert load_config(None, ["pretrain.train.lr=1"]).stage("pretrain").train.lr == 1.0
+    with pytest.raises(GroverError, match="is not an integer"):
+        load_config(None, ["bpe.merges=10.5"])
+
+
+def test_values_are_never_evaluated(tmp_path):
+    with pytest.raises(GroverError, match="is not an integer"):
+        load_config(None, ["bpe.merges=__import__('os').getpid()"])
+    p = write(tmp_path, "bpe:\n  merges: !!python/object/apply:os.getpid []\n")
+    with pytest.raises(GroverError, match=r"run\.yaml:2: not valid YAML"):
+        load_config(p)
+
+
+def test_bad_override_syntax():
+    for text in ("bpe.merges", "=3", "bpe..merges=3"):
+        with pytest.raises(GroverError, match="expected KEY=VALUE"):
+            parse_override(text)
+    with pytest.raises(GroverError, match="is not a section"):
+        load_config(None, ["bpe.merges=3", "bpe.merges.x=1"])
+
+
+def test_region_strings_and_mappings(tmp_path):
+    p = write(tmp_path, "corpus:\n  holdout: ['chr20:1000-2000', {chrom: chr1}]\n")
+    assert load_config(p).stage("corpus").holdout == (Region("chr20", 1000, 2000), Region("chr1"))
+
+
+def test_invalid_yaml_and_non_mapping(tmp_path):
+    with pytest.raises(GroverError, match=r"run\.yaml:3: not valid YAML"):
+        load_config(write(tmp_path, "bpe:\n  merges: 1\n   cycles: [\n"))
+    with pytest.raises(GroverError, match="holds a mapping of sections"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(GroverError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    empty = load_config(write(tmp_path, ""))  # an empty file: all defaults
+    assert empty.stages == load_config(None).stages
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = load_config(CONFIGS / "mini.yaml", ["corpus.holdout=['chr20:0-100']"])
+    p = tmp_path / "resolved.yaml"
+    p.write_text(dump_config(cfg))
+    again = load_config(p)
+    assert again.run == cfg.run and again.data == cfg.data and again.stages == cfg.stages
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
+    p = write(tmp_path, "bpe:\n  mergess: 3\n")
+    assert main(["run", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{p}:2:" in err and "'bpe.mergess'" in err

@@ -1,0 +1,223 @@
+"""`groverlm corpus`: sample lengths, coordinates, splits, both token sources, shards, errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from groverlm.cli import main
+from groverlm.corpus import Corpus, CorpusConfig, Region, cut_samples, region_runs, write_corpus
+from groverlm.errors import GroverError
+from groverlm.genome import Genome
+from groverlm.models import load_tokenizer
+
+from .lm_fixtures import bare_tokenizer_copy, make_vocab, read_json
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return make_vocab(tmp_path_factory.mktemp("vocab"))
+
+
+def sample_text(tok, ids) -> str:
+    return "".join(tok.convert_ids_to_tokens([int(i) for i in ids]))
+
+
+def all_samples(corpus: Corpus, split: str) -> list[tuple[tuple[str, int, int], np.ndarray]]:
+    s = corpus.split(split)
+    return [(s.coordinates(i), np.asarray(s[i])) for i in range(len(s))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 5000), lo=st.integers(1, 40), span=st.integers(0, 300),
+       seed=st.integers(0, 2**16))
+def test_cut_samples_tile_the_stream(n, lo, span, seed):
+    cfg = CorpusConfig(min_tokens=lo, max_tokens=lo + span)
+    r = cut_samples(n, np.random.default_rng(seed), cfg)
+    lengths = r[:, 1] - r[:, 0]
+    assert ((lengths >= lo) & (lengths <= lo + span)).all()
+    if len(r):
+        assert r[0, 0] == 0 and (r[1:, 0] == r[:-1, 1]).all()  # consecutive, no overlap
+        assert n - r[-1, 1] < lo  # only a tail shorter than min_tokens is dropped
+    else:
+        assert n < lo + span or n < lo
+
+
+def test_half_of_the_samples_are_full_length():
+    cfg = CorpusConfig()
+    r = cut_samples(6_000_000, np.random.default_rng(1), cfg)
+    lengths = r[:, 1] - r[:, 0]
+    assert abs((lengths == 510).mean() - 0.5) < 0.01  # 1/2 plus the 1/491 uniform draws of 510
+    rest = lengths[lengths < 510]  # uniform on 20..509
+    assert rest.min() == 20 and abs(rest.mean() - (20 + 509) / 2) < 4 * 141 / len(rest) ** 0.5
+
+
+def test_region_runs_split_at_borders():
+    starts = np.arange(0, 100, 10)
+    assert region_runs(starts, [Region("c", 25, 55), Region("c", 80)]) == [
+        (0, 3, False), (3, 6, True), (6, 8, False), (8, 10, True)]
+
+
+def test_samples_decode_to_their_genome_interval(built, tmp_path):
+    genome, _, vocab = built
+    cfg = CorpusConfig(max_tokens=50, min_tokens=5, test_fraction=0.25, seed=3)
+    man = write_corpus(vocab, genome, tmp_path / "c", cfg)
+    assert man["source"] == "segmentation" and man["dtype"] == "uint16"
+    corpus, tok, g = Corpus.open(tmp_path / "c"), load_tokenizer(vocab), Genome.read(genome)
+    n = 0
+    for split in ("train", "test"):
+        for (chrom, start, end), ids in all_samples(corpus, split):
+            assert 5 <= len(ids) <= 50
+            assert sample_text(tok, ids) == g.sequence(chrom, start, end)
+            n += 1
+    assert n == sum(man["splits"][s]["samples"] for s in ("train", "test"))
+    # samples never overlap and never cross an N
+    spans = sorted(corpus.train.coordinates(i) for i in range(len(corpus.train)))
+    spans += [corpus.test.coordinates(i) for i in range(len(corpus.test))]
+    spans.sort()
+    for (c1, _, e1), (c2, s2, _) in itertools.pairwise(spans):
+        assert c1 != c2 or e1 <= s2
+    assert all("N" not in g.sequence(c, s, e) for c, s, e in spans)
+    # the random split is about test_fraction, the train counts are the train shards' counts
+    assert 0.15 < man["splits"]["test"]["samples"] / n < 0.35
+    counts = np.bincount(np.concatenate([ids for _, ids in all_samples(corpus, "train")]),
+                         minlength=corpus.vocab_size)
+    assert (counts == corpus.train_counts).all()
+    assert man["most_frequent_token"]["id"] == int(np.argmax(counts))
+    assert load_tokenizer(corpus.tokenizer_path).get_vocab() == tok.get_vocab()
+
+
+def test_tokenizer_path_equals_saved_segmentation(built, tmp_path):
+    """Encoding in overlapping pieces gives the whole-contig BPE segmentation, sample for sample."""
+    genome, _, vocab = built
+    bare = bare_tokenizer_copy(vocab, tmp_path / "bare")
+    cfg = CorpusConfig(max_tokens=40, min_tokens=6, seed=5, piece_bp=2000, margin_bp=200)
+    a = write_corpus(vocab, genome, tmp_path / "a", cfg)
+    b = write_corpus(bare, genome, tmp_path / "b", cfg)
+    assert (a["source"], b["source"]) == ("segmentation", "tokenizer")
+    ca, cb = Corpus.open(tmp_path / "a"), Corpus.open(tmp_path / "b")
+    for split in ("train", "test"):
+        assert (ca.split(split).samples == cb.split(split).samples).all()
+        for (xa, ia), (xb, ib) in zip(all_samples(ca, split), all_samples(cb, split), strict=True):
+            assert xa == xb and (ia == ib).all()
+
+
+def test_holdout_region_is_exactly_the_test_split(built, tmp_path):
+    genome, _, vocab = built
+    region = Region.parse("chrA:5,000-15000")
+    cfg = CorpusConfig(max_tokens=30, min_tokens=4, holdout=(region, Region("chrB")))
+    write_corpus(vocab, genome, tmp_path / "c", cfg)
+    corpus = Corpus.open(tmp_path / "c")
+    for (chrom, start, end), _ in all_samples(corpus, "test"):
+        assert chrom == "chrB" or (start >= 5000 and end <= 15000 + 40)  # last token may overhang
+    for (chrom, start, end), _ in all_samples(corpus, "train"):
+        assert chrom == "chrA" and (end <= 5000 + 40 or start >= 15000)
+    # both sides of the region are used right up to it
+    train = [corpus.train.coordinates(i) for i in range(len(corpus.train))]
+    assert any(4800 < e <= 5040 for _, _, e in train) and any(15000 <= s < 15200 for _, s, _ in train)
+
+
+def test_kmer_tokenizer_works_through_the_tokenizer_path(built, tmp_path):
+    """A fixed 3-mer WordLevel tokenizer (no BPE) goes through the same code."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    genome = built[0]
+    kmers = ["".join(p) for k in (1, 2, 3) for p in itertools.product("ACGT", repeat=k)]
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + kmers)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("[ACGT]{1,3}"), behavior="isolated")
+    PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
+                            cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+                            ).save_pretrained(tmp_path / "k3")
+    cfg = CorpusConfig(max_tokens=40, min_tokens=6, piece_bp=1000, margin_bp=100)
+    man = write_corpus(tmp_path / "k3", genome, tmp_path / "c", cfg)
+    assert man["source"] == "tokenizer"
+    corpus, g = Corpus.open(tmp_path / "c"), Genome.read(genome)
+    tok = load_tokenizer(tmp_path / "k3")
+    contig_starts = {("chrA", 0), ("chrA", 24605), ("chrA", 36606), ("chrB", 0)}
+    for split in ("train", "test"):
+        for (chrom, start, end), ids in all_samples(corpus, split):
+            text = sample_text(tok, ids)
+            assert text == g.sequence(chrom, start, end)
+            assert all(len(t) == 3 for t in tok.convert_ids_to_tokens(ids[:-1].tolist()))
+            # the reading frame follows each contig's start, across the piece seams
+            assert any(c == chrom and (start - s) % 3 == 0 and start >= s
+                       for c, s in contig_starts)
+
+
+def test_small_shards_read_back(built, tmp_path):
+    genome, _, vocab = built
+    cfg = CorpusConfig(max_tokens=50, min_tokens=5, shard_tokens=700)
+    man = write_corpus(vocab, genome, tmp_path / "c", cfg)
+    assert man["splits"]["train"]["shards"] > 3
+    corpus, tok, g = Corpus.open(tmp_path / "c"), load_tokenizer(vocab), Genome.read(genome)
+    assert max(int(np.memmap(p, np.uint16).size) for p in (tmp_path / "c" / "train").glob(
+        "tokens.*.bin")) <= 700
+    for (chrom, start, end), ids in all_samples(corpus, "train"):
+        assert sample_text(tok, ids) == g.sequence(chrom, start, end)
+
+
+def test_seed_reproduces_and_changes_the_corpus(built, tmp_path):
+    genome, _, vocab = built
+    runs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        write_corpus(vocab, genome, tmp_path / name, CorpusConfig(max_tokens=50, seed=seed))
+        runs[name] = Corpus.open(tmp_path / name).train.samples
+    assert np.array_equal(runs["a"], runs["b"]) and not np.array_equal(runs["a"], runs["c"])
+
+
+def test_cli_and_errors(built, tmp_path, capsys):
+    genome, bpe, vocab = built
+    out = tmp_path / "c"
+    args = ["corpus", "--vocab", str(vocab), "--genome", str(genome), "--out", str(out),
+            "--max-tokens", "50", "--holdout", "chrB:0-8000", "--quiet"]
+    assert main(args) == 0
+    assert "train" in capsys.readouterr().out
+    man = read_json(out / "manifest.json")
+    assert man["config"]["holdout"] == ["chrB:0-8000"] and man["stage"] == "corpus"
+    assert main(args) == 2  # finished: refuses without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite", "--tokens", str(bpe / "tokens")]) == 0
+    bad = [
+        (["--holdout", "chrB:9-3"], "start must be below end"),
+        (["--holdout", "chrZ"], "not a record"),
+        (["--holdout", "chrB:0-99999999"], "ends beyond"),
+        (["--holdout", "chrB", "--test-fraction", "0.1"], "not both"),
+        (["--test-fraction", "1.5"], "--test-fraction"),
+        (["--min-tokens", "80"], "--min-tokens"),
+    ]
+    for extra, message in bad:
+        base = [a for a in args if a not in ("--holdout", "chrB:0-8000")]
+        assert main(base + ["--overwrite"] + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_explicit_tokens_must_match_the_vocabulary(built, tmp_path):
+    genome, _, vocab = built
+    other = tmp_path / "other"
+    other.mkdir()
+    _, bpe2, _ = make_vocab(other)  # same genome and merges: it matches
+    write_corpus(vocab, genome, tmp_path / "ok", CorpusConfig(max_tokens=50), bpe2 / "tokens")
+    from groverlm.bpe.export import export_vocab
+
+    export_vocab(bpe2, 40, tmp_path / "v40")  # fewer cycles: other merges
+    with pytest.raises(GroverError, match="other merges"):
+        write_corpus(tmp_path / "v40", genome, tmp_path / "bad", CorpusConfig(max_tokens=50),
+                     bpe2 / "tokens")
+    # found automatically but not matching: encoded instead
+    man = write_corpus(tmp_path / "v40", genome, tmp_path / "enc", CorpusConfig(max_tokens=50))
+    assert man["source"] == "tokenizer"
+
+
+def test_docstring_examples():
+    import doctest
+
+    import groverlm.corpus
+
+    assert doctest.testmod(groverlm.corpus).failed == 0

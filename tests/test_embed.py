@@ -1,0 +1,209 @@
+"""`groverlm embed` and `groverlm.embed`: pooling against a hand computation, windows, batching,
+layers, dtypes, the three input formats, the index file, bad input and resuming."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import groverlm
+from groverlm.cli import main
+from groverlm.embed import EmbedConfig, embed_token_ids, load_encoder, tokenize, write_embeddings
+
+from .analysis.fixtures import make_model, make_vocab
+from .conftest import random_dna, write_fasta
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("embed")
+    genome, vocab = make_vocab(tmp)
+    model_dir = make_model(vocab, tmp / "model", positions=40)  # windows of 38 tokens
+    model, tok = load_encoder(model_dir)
+    return genome, model_dir, model, tok
+
+
+def by_hand(model, ids: list[int], tok, pooling: str = "mean", layer: int = -1) -> np.ndarray:
+    """One window's vector computed directly with the stock encoder."""
+    x = torch.tensor([[tok.cls_token_id, *ids, tok.sep_token_id]])
+    with torch.no_grad():
+        out = model.base_model(input_ids=x, output_hidden_states=True)
+    h = out.hidden_states[layer][0]  # (T, H)
+    if pooling == "cls":
+        return h[0].numpy()
+    keep = [i + 1 for i, t in enumerate(ids) if t not in tok.all_special_ids]
+    return h[keep].mean(0).numpy()
+
+
+def test_mean_and_cls_pooling_match_the_encoder(tiny):
+    _, _, model, tok = tiny
+    seqs = ["ACGTTGCAAGGCTGAGGCAGGAGAATCG", "TTTTGACCA"]
+    ids = tokenize(tok, seqs)
+    for pooling in ("mean", "cls"):
+        got = groverlm.embed(model, seqs, tokenizer=tok, pooling=pooling)
+        assert got.shape == (2, 32) and got.dtype == np.float32
+        for i in range(2):
+            np.testing.assert_allclose(got[i], by_hand(model, ids[i], tok, pooling), atol=1e-5)
+
+
+def test_padding_in_a_batch_changes_nothing(tiny):
+    _, _, model, tok = tiny
+    short = "ACGTTGCA"
+    alone = groverlm.embed(model, [short], tokenizer=tok)
+    mixed = groverlm.embed(model, [random_dna(150, 3), short, random_dna(90, 4)], tokenizer=tok,
+                           batch_size=3)
+    np.testing.assert_allclose(mixed[1], alone[0], atol=1e-5)
+
+
+def test_long_sequences_are_token_weighted_window_means(tiny):
+    _, _, model, tok = tiny
+    seq = random_dna(400, 11)
+    ids = tokenize(tok, [seq])[0]
+    assert len(ids) > 2 * 38  # at least three windows
+    cfg = EmbedConfig()
+    vec, tokens, windows = embed_token_ids(model, tok, [ids], cfg)
+    parts = [ids[i : i + 38] for i in range(0, len(ids), 38)]
+    expect = sum(len(p) * by_hand(model, p, tok) for p in parts) / len(ids)
+    np.testing.assert_allclose(vec[0], expect, atol=1e-5)
+    assert tokens[0] == len(ids) and windows[0] == len(parts)
+    # a shorter window length cuts more windows and changes the vector
+    vec2, _, windows2 = embed_token_ids(model, tok, [ids], EmbedConfig(max_tokens=10))
+    assert windows2[0] == -(-len(ids) // 10) and not np.allclose(vec2, vec)
+
+
+def test_layers_and_dtype(tiny):
+    _, _, model, tok = tiny
+    seqs = ["ACGTTGCAAGGCTGAGG", "GGGCCCAATT"]
+    ids = tokenize(tok, seqs)
+    every = groverlm.embed(model, seqs, tokenizer=tok, layer="all")
+    assert every.shape == (2, 3, 32)
+    np.testing.assert_allclose(every[:, -1], groverlm.embed(model, seqs, tokenizer=tok), atol=1e-6)
+    first = groverlm.embed(model, seqs, tokenizer=tok, layer=0)
+    np.testing.assert_allclose(first[0], by_hand(model, ids[0], tok, layer=0), atol=1e-5)
+    np.testing.assert_allclose(every[:, 0], first, atol=1e-6)
+    with pytest.raises(groverlm.GroverError, match="layer 3 outside"):
+        groverlm.embed(model, seqs, tokenizer=tok, layer=3)
+
+
+def test_bfloat16_is_close_to_float32(tiny):
+    _, model_dir, _, _ = tiny
+    seqs = [random_dna(120, 5), random_dna(60, 6)]
+    f32 = groverlm.embed(model_dir, seqs)
+    bf16 = groverlm.embed(model_dir, seqs, dtype="bfloat16")
+    assert bf16.dtype == np.float32
+    assert np.abs(bf16 - f32).max() < 0.05 * np.abs(f32).max()
+    assert not np.array_equal(bf16, f32)
+
+
+def test_sequence_without_dna_tokens_is_nan(tiny):
+    _, _, model, tok = tiny
+    v = groverlm.embed(model, ["NNNNNN", "ACGT"], tokenizer=tok)
+    assert np.isnan(v[0]).all() and np.isfinite(v[1]).all()
+
+
+def read_index(path):
+    lines = path.read_text().splitlines()
+    head = lines[0].split("\t")
+    return [dict(zip(head, line.split("\t"), strict=True)) for line in lines[1:]]
+
+
+def test_cli_fasta_bed_csv(tiny, tmp_path):
+    genome, model_dir, model, tok = tiny
+    g = groverlm.Genome.read(genome)
+    fa = write_fasta(tmp_path / "in.fa", {"s1": g.sequence("chrA", 100, 300),
+                                          "s2": g.sequence("chrB", 5, 80)})
+    bed = tmp_path / "in.bed"
+    bed.write_text("chrA\t100\t300\n# comment\nchrB\t5\t80\tmine\t0\t-\n")
+    csv = tmp_path / "in.csv"
+    csv.write_text(f"sequence,label,chrom,start,end,strand\n{g.sequence('chrA', 100, 300)},1,"
+                   f"chrA,100,300,+\n{g.sequence('chrB', 5, 80, '-')},0,chrB,5,80,-\n")
+    out = {}
+    for name, path, extra in (("fa", fa, []), ("bed", bed, ["--genome", str(genome)]),
+                              ("csv", csv, [])):
+        dest = tmp_path / f"{name}.npy"
+        assert main(["embed", "--model", str(model_dir), "--input", str(path), "--out", str(dest),
+                     "--quiet", "--batch-size", "1", *extra]) == 0
+        out[name] = np.load(dest)
+        assert out[name].shape == (2, 32)
+        rows = read_index(tmp_path / f"{name}.index.tsv")
+        assert [int(r["length"]) for r in rows] == [200, 75]
+        man = json.loads((tmp_path / f"{name}.manifest.json").read_text())
+        assert man["stage"] == "embed" and man["shape"] == [2, 32]
+        assert not (tmp_path / f"{name}.partial.npy").exists()
+        if name == "bed":
+            assert [r["name"] for r in rows] == ["chrA:100-300", "mine"]
+            assert rows[1]["strand"] == "-" and rows[1]["start"] == "5"
+    np.testing.assert_allclose(out["fa"][0], out["bed"][0], atol=1e-6)
+    np.testing.assert_allclose(out["bed"], out["csv"], atol=1e-6)  # '-' strand: same sequence
+    assert not np.allclose(out["fa"][1], out["bed"][1])  # s2 is the forward strand
+    direct = groverlm.embed(model, [g.sequence("chrA", 100, 300)], tokenizer=tok)
+    np.testing.assert_allclose(out["fa"][0], direct[0], atol=1e-6)
+
+
+def test_cli_errors(tiny, tmp_path, capsys):
+    genome, model_dir, _, _ = tiny
+    bed = tmp_path / "x.bed"
+    bed.write_text("chrA\t10\t20\nchrA\t50\t10\n")
+    args = ["embed", "--model", str(model_dir), "--quiet"]
+    cases = [
+        (["--input", str(bed), "--out", str(tmp_path / "a")], "needs --genome"),
+        (["--input", str(bed), "--genome", str(genome), "--out", str(tmp_path / "b")],
+         "x.bed:2: interval 50-10"),
+    ]
+    nocol = tmp_path / "n.csv"
+    nocol.write_text("seq,label\nACGT,1\n")
+    cases.append((["--input", str(nocol), "--out", str(tmp_path / "c")], "n.csv:1: CSV needs"))
+    badletter = tmp_path / "b.csv"
+    badletter.write_text("sequence\nACGT\nACXT\n")
+    cases.append((["--input", str(badletter), "--out", str(tmp_path / "d")], "b.csv:3: unknown"))
+    fa = write_fasta(tmp_path / "ok.fa", {"a": "ACGTACGT"})
+    cases.append((["--input", str(fa), "--out", str(tmp_path / "e"), "--model", str(tmp_path)],
+                  "not a tokenizer folder"))
+    for extra, message in cases:
+        assert main(args + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    assert main(args + ["--input", str(fa), "--out", str(tmp_path / "ok.npy")]) == 0
+    assert main(args + ["--input", str(fa), "--out", str(tmp_path / "ok.npy")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--input", str(fa), "--out", str(tmp_path / "ok.npy"), "--overwrite"]) == 0
+
+
+def test_resume_after_a_crash(tiny, tmp_path, monkeypatch):
+    module = sys.modules["groverlm.embed"]  # `groverlm.embed` itself is the function
+    _, model_dir, _, _ = tiny
+    fa = write_fasta(tmp_path / "in.fa", {f"s{i}": random_dna(60 + 7 * i, i) for i in range(7)})
+    cfg = EmbedConfig(chunk=3)
+    ref = write_embeddings(model_dir, fa, tmp_path / "ref.npy", cfg, progress=False)
+    calls = []
+    real = module.embed_token_ids
+
+    def crash_on_second(*a, **k):
+        calls.append(len(a[2]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, "embed_token_ids", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        write_embeddings(model_dir, fa, tmp_path / "run.npy", cfg, progress=False)
+    assert (tmp_path / "run.partial.npy").exists() and not (tmp_path / "run.npy").exists()
+    calls.clear()
+    monkeypatch.setattr(module, "embed_token_ids", lambda *a, **k: (calls.append(len(a[2])),
+                                                                     real(*a, **k))[1])
+    write_embeddings(model_dir, fa, tmp_path / "run.npy", cfg, progress=False)
+    assert calls == [3, 1]  # the first chunk was not computed again
+    np.testing.assert_array_equal(np.load(tmp_path / "run.npy"), np.load(tmp_path / "ref.npy"))
+    assert (tmp_path / "run.index.tsv").read_text() == (tmp_path / "ref.index.tsv").read_text()
+    assert ref["shape"] == [7, 32]
+
+
+def test_import_groverlm_stays_light():
+    code = "import sys, groverlm; print(callable(groverlm.embed), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]

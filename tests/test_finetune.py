@@ -1,0 +1,322 @@
+"""Fine-tuning: windows and pooled logits, class weights, vocabulary identity and given tokens,
+genome-context tokenization, and the `finetune` command end to end (selection, saved model, resume).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from groverlm.cli import main
+from groverlm.errors import GroverError
+from groverlm.finetune import (
+    Encoded,
+    FinetuneConfig,
+    WindowedData,
+    _objective,
+    balanced_weights,
+    encode_task,
+    load_classifier,
+    merges_sha256_of,
+    pool_windows,
+    predict,
+    use_class_weights,
+    window_starts,
+)
+from groverlm.kmer_vocab import write_kmer_vocab
+from groverlm.manifest import write_json
+from groverlm.metrics import classification_metrics, read_metrics
+from groverlm.models import build_config, load_tokenizer, new_mlm_model, save_model
+from groverlm.tasks.gue import load_task
+
+from .conftest import random_dna
+from .lm_fixtures import TINY, make_vocab
+
+
+def make_model(folder: Path, vocab: Path, max_positions: int = 512) -> Path:
+    """A random tiny BertForMaskedLM with the vocabulary's tokenizer (a pretrained-model folder)."""
+    tok = load_tokenizer(vocab)
+    cfg = build_config("tiny", len(tok), {**TINY, "max_position_embeddings": max_positions})
+    save_model(new_mlm_model(cfg, 0), tok, folder)
+    return folder
+
+
+def write_csvs(folder: Path, rows: dict[str, list[list]], header: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, data in rows.items():
+        with open(folder / f"{split}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(data)
+    return folder
+
+
+def composition_task(folder: Path, seed: int = 0, n: tuple[int, int, int] = (160, 40, 60),
+                     positive: float = 0.5) -> Path:
+    """A learnable GUE-style task (no manifest, no coordinates): label 1 sequences are A/T-rich,
+    label 0 sequences G/C-rich; lengths 20-70 bases."""
+    rng = np.random.default_rng(seed)
+
+    def row() -> list:
+        label = int(rng.random() < positive)
+        p = [0.4, 0.1, 0.1, 0.4] if label else [0.1, 0.4, 0.4, 0.1]
+        return ["".join(rng.choice(list("ACGT"), int(rng.integers(20, 71)), p=p)), label]
+
+    return write_csvs(folder, {s: [row() for _ in range(k)] for s, k in
+                               zip(("train", "dev", "test"), n, strict=True)},
+                      ["sequence", "label"])
+
+
+@pytest.fixture(scope="module")
+def kmer_model(tmp_path_factory) -> Path:
+    """A 2-mer model of 24 positions: sequences of more than 22 tokens need windows."""
+    root = tmp_path_factory.mktemp("kmer")
+    write_kmer_vocab(2, root / "v2")
+    return make_model(root / "model", root / "v2", max_positions=24)
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(genome, bpe train folder with tokens/, exported vocabulary)."""
+    return make_vocab(tmp_path_factory.mktemp("bpe"))
+
+
+# ----------------------------------------------------------------------------------------------
+# windows
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 200), st.integers(1, 30), st.data())
+def test_windows_cover_every_token(n, size, data):
+    stride = data.draw(st.integers(1, size))
+    starts = window_starts(n, size, stride)
+    assert starts[0] == 0 and starts == sorted(set(starts))
+    covered = np.zeros(n, bool)
+    for s in starts:
+        assert 0 <= s and s + size >= min(n, s + size)
+        covered[s : s + size] = True
+    assert covered.all()  # nothing is truncated
+    assert min(n, starts[-1] + size) == n  # the last window reaches the end
+    assert all(b - a <= stride for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_pooled_logits_are_the_mean_of_window_logits(kmer_model):
+    tok = load_tokenizer(kmer_model)
+    model = load_classifier(kmer_model, 3, seed=0).eval()
+    rng = np.random.default_rng(0)
+    ids = [rng.integers(5, 21, n) for n in (5, 22, 23, 61)]
+    data = WindowedData(ids, np.array([0, 1, 2, 1]), tok, size=22, stride=22)
+    assert [len(w) for w in data.windows] == [1, 1, 2, 3]
+    got = predict(model, data, batch_size=3)  # (4, 3)
+    for i, x in enumerate(ids):
+        expected = []
+        for a, b in data.windows[i]:
+            inp = torch.tensor([[tok.cls_token_id, *x[a:b].tolist(), tok.sep_token_id]])
+            with torch.no_grad():
+                expected.append(model(input_ids=inp).logits[0])
+        torch.testing.assert_close(torch.from_numpy(got[i]), torch.stack(expected).mean(0),
+                                   rtol=1e-4, atol=1e-5)
+    # the training objective scores the same pooled logits
+    batch = data.collate(np.arange(4))
+    loss = _objective()(model)(**batch)
+    ce = torch.nn.functional.cross_entropy(torch.from_numpy(got), batch["labels"], reduction="sum")
+    torch.testing.assert_close(loss, ce, rtol=1e-4, atol=1e-4)
+
+
+def test_pool_windows_and_weights():
+    logits = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
+    pooled = pool_windows(logits, torch.tensor([0, 0, 1]), 2)
+    torch.testing.assert_close(pooled, torch.tensor([[2.0, 1.0], [5.0, 5.0]]))
+    y = np.array([0] * 90 + [1] * 10)
+    w = balanced_weights(y, 2)
+    assert w.mean() == pytest.approx(1.0) and w[-1] / w[0] == pytest.approx(9.0)
+    assert use_class_weights(y, FinetuneConfig())
+    assert not use_class_weights(np.array([0, 1] * 50), FinetuneConfig())
+    assert not use_class_weights(y, FinetuneConfig(class_weights="off"))
+
+
+# ----------------------------------------------------------------------------------------------
+# vocabulary identity, given tokens, genome context
+
+
+def test_merges_sha256_follows_the_manifest_chain(bpe, tmp_path):
+    _, _, vocab = bpe
+    sha = json.loads((vocab / "manifest.json").read_text())["merges_sha256"]
+    assert merges_sha256_of(vocab) == sha
+    corpus, model = tmp_path / "corpus", tmp_path / "model"
+    write_json(corpus / "manifest.json", {"stage": "corpus", "inputs": [{"path": str(vocab)}]})
+    write_json(model / "manifest.json", {"stage": "pretrain", "config": {"corpus": str(corpus)}})
+    assert merges_sha256_of(model) == sha
+    write_kmer_vocab(3, tmp_path / "k3")
+    assert merges_sha256_of(tmp_path / "k3") is None
+    assert merges_sha256_of(tmp_path / "nowhere") is None
+
+
+def shuffled_token_task(folder: Path, vocab: Path, sha: str | None) -> Path:
+    """Prom300-like: positives and token-shuffled negatives, with a tokens column."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(vocab / "tokenizer.json"))
+    rng = np.random.default_rng(3)
+    rows = {}
+    for split, n in (("train", 12), ("dev", 4), ("test", 4)):
+        rows[split] = []
+        for _ in range(n):
+            seq = random_dna(120, int(rng.integers(1 << 30)))
+            toks = tok.encode(seq, add_special_tokens=False).tokens
+            neg = [toks[i] for i in rng.permutation(len(toks))]
+            rows[split] += [[seq, 1, " ".join(toks)], ["".join(neg), 0, " ".join(neg)]]
+    write_csvs(folder, rows, ["sequence", "label", "tokens"])
+    write_json(folder / "manifest.json", {"stage": "tasks-prom300", "task": "prom300",
+                                          "label_map": {"0": 0, "1": 1},
+                                          "tokens_merges_sha256": sha})
+    return folder
+
+
+def test_given_tokens_are_fed_only_with_the_same_merges(bpe, tmp_path):
+    _, _, vocab = bpe
+    sha = json.loads((vocab / "manifest.json").read_text())["merges_sha256"]
+    model = make_model(tmp_path / "model", vocab)
+    write_json(model / "manifest.json", {"stage": "finetune-model", "merges_sha256": sha})
+    tok = load_tokenizer(model)
+    ids = tok.get_vocab()
+    task = load_task(shuffled_token_task(tmp_path / "same", vocab, sha))
+    enc, info = encode_task(task, model, tok)
+    assert info["tokenization"] == "given-tokens" and info["given_tokens"]
+    given_ids = [[ids[t] for t in toks] for toks in task.train.tokens]
+    assert [x.tolist() for x in enc["train"].ids] == given_ids
+    retok = [tok.backend_tokenizer.encode(s, add_special_tokens=False).ids
+             for s in task.train.sequences]
+    assert retok != given_ids  # re-tokenizing the shuffles would have changed them
+    other = load_task(shuffled_token_task(tmp_path / "other", vocab, "0" * 64))
+    enc, info = encode_task(other, model, tok)
+    assert info["tokenization"] == "sequence"
+    assert [x.tolist() for x in enc["train"].ids] == retok
+
+
+def test_genome_context_uses_the_genome_segmentation(bpe, tmp_path):
+    from groverlm.genome import Genome
+    from groverlm.tasks.context import GenomeContextTokenizer
+
+    genome, train_dir, vocab = bpe
+    g = Genome.read(genome)
+    rng = np.random.default_rng(5)
+    rows = {}
+    for split, lo in (("train", 0), ("dev", 8000), ("test", 14000)):
+        rows[split] = []
+        for i in range(6):
+            s = lo + int(rng.integers(0, 5000))
+            strand = "+-"[i % 2]
+            rows[split].append([g["chrA"].sequence(s, s + 90, strand), i % 2, "chrA", s, s + 90,
+                                strand])
+    header = ["sequence", "label", "chrom", "start", "end", "strand"]
+    task = load_task(write_csvs(tmp_path / "task", rows, header))
+    model = make_model(tmp_path / "model", vocab)
+    tok = load_tokenizer(model)
+    enc, info = encode_task(task, model, tok, genome_context=train_dir / "tokens")
+    assert info["tokenization"] == "genome-context"
+    ctx = GenomeContextTokenizer(train_dir / "tokens", vocab)
+    c = task.test.coords
+    for i, x in enumerate(enc["test"].ids):
+        assert x.tolist() == ctx.encode(c["chrom"][i], c["start"][i], c["end"][i],
+                                        c["strand"][i])
+    rows["test"][0][0] = random_dna(90, 9)  # a synthetic sequence at genomic coordinates
+    bad = load_task(write_csvs(tmp_path / "bad", rows, header))
+    with pytest.raises(GroverError, match="not the genome at their coordinates"):
+        encode_task(bad, model, tok, genome_context=train_dir / "tokens")
+    nocoords = load_task(composition_task(tmp_path / "nocoords"))
+    with pytest.raises(GroverError, match="needs coordinates"):
+        encode_task(nocoords, model, tok, genome_context=train_dir / "tokens")
+
+
+# ----------------------------------------------------------------------------------------------
+# the command
+
+
+def ft_args(model: Path, task: Path, out: Path, *extra: str) -> list[str]:
+    return ["finetune", "--model", str(model), "--task", str(task), "--out", str(out),
+            "--threads", "1", "--quiet", "--batch-size", "16", *extra]
+
+
+def test_finetune_end_to_end(kmer_model, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    task = composition_task(tmp_path / "task")
+    out = tmp_path / "ft"
+    assert main(ft_args(kmer_model, task, out, "--seeds", "2", "--epochs", "3", "--lr",
+                        "2e-3")) == 0
+    [r] = read_metrics(out)
+    assert r["task"] == "task" and r["model"] == "bert-model" and r["seeds"] == [0, 1]
+    mccs = [p["test"]["mcc"] for p in r["per_seed"]]
+    assert r["mcc_mean"] == pytest.approx(np.mean(mccs))
+    assert r["mcc_std"] == pytest.approx(np.std(mccs))
+    assert r["mcc_mean"] > 0.5  # composition is easy: a model that learned nothing scores ~0
+    for p in r["per_seed"]:
+        assert set(p["test"]) >= {"mcc", "f1", "accuracy", "auroc", "confusion"}
+        assert np.sum(p["test"]["confusion"]) == 60
+        assert p["windows_per_sequence"] > 1  # 20-70 bases in 2-mers: many need two windows
+        curve = [c["mcc"] for c in p["dev_curve"]]
+        assert len(curve) == 3 and p["best_epoch"] == int(np.argmax(curve)) + 1
+        assert p["dev"]["mcc"] == pytest.approx(max(curve))
+        assert p["class_weights"] is False  # balanced classes: auto leaves them off
+    # the saved model is the best seed's best epoch: stock classes load it and reproduce its test
+    best = r["params"]["best_seed"]
+    assert best == max(r["per_seed"], key=lambda p: p["dev"]["mcc"])["seed"]
+    model = AutoModelForSequenceClassification.from_pretrained(str(out / "model")).eval()
+    tok = AutoTokenizer.from_pretrained(str(out / "model"))
+    test = load_task(task).test
+    ids = [np.asarray(e.ids) for e in tok.backend_tokenizer.encode_batch(
+        test.sequences, add_special_tokens=False)]
+    logits = predict(model, WindowedData(ids, test.labels, tok, 22, 22), 32)
+    expected = next(p for p in r["per_seed"] if p["seed"] == best)["test"]["mcc"]
+    assert classification_metrics(test.labels, logits.argmax(1))["mcc"] == pytest.approx(expected)
+    assert not any((out / f"seed-{s}" / "checkpoints").exists() for s in (0, 1))
+    assert main(ft_args(kmer_model, task, out)) == 2  # finished: refuses without --overwrite
+
+
+def test_finetune_resumes_and_weights_unbalanced_classes(kmer_model, tmp_path):
+    task = composition_task(tmp_path / "task", seed=1, n=(120, 40, 40), positive=0.2)
+    out = tmp_path / "ft"
+    args = ft_args(kmer_model, task, out, "--seeds", "2", "--epochs", "2", "--lr", "2e-3")
+    assert main(args) == 0
+    first = json.loads((out / "metrics.json").read_text())["results"][0]
+    assert all(p["class_weights"] for p in first["per_seed"])  # 1:4 classes: auto turns them on
+    # an interrupted run: seed 1 never finished, the stage never wrote its outputs
+    (out / "manifest.json").unlink()
+    (out / "metrics.json").unlink()
+    (out / "seed-1" / "result.json").unlink()
+    seed0 = (out / "seed-0" / "result.json").stat().st_mtime_ns
+    assert main([*args, "--lr", "1e-3"]) == 2  # other settings would mix with seed 0's run
+    assert main(args) == 0
+    again = json.loads((out / "metrics.json").read_text())["results"][0]
+    assert (out / "seed-0" / "result.json").stat().st_mtime_ns == seed0  # skipped, not rerun
+    for a, b in zip(first["per_seed"], again["per_seed"], strict=True):
+        assert a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]  # reproducible
+    assert (out / "model" / "model.safetensors").exists()
+
+
+def test_bad_input_is_one_line_error(kmer_model, tmp_path, capsys):
+    assert main(ft_args(kmer_model, tmp_path / "missing", tmp_path / "o")) == 2
+    assert "not a task folder" in capsys.readouterr().err
+    task = composition_task(tmp_path / "task")
+    assert main(ft_args(kmer_model, task, tmp_path / "o2", "--seeds", "0")) == 2
+    assert main(ft_args(tmp_path / "nomodel", task, tmp_path / "o3")) == 2
+    bad = tmp_path / "badtask"
+    write_csvs(bad, {"train": [["ACGT", 0], ["ACGX", 1]], "dev": [["ACGT", 0]],
+                     "test": [["ACGT", 1]]}, ["sequence", "label"])
+    assert main(ft_args(kmer_model, bad, tmp_path / "o4")) == 2
+    assert "train.csv:3" in capsys.readouterr().err
+
+
+def test_encoded_subset_is_seeded():
+    e = Encoded([np.arange(i) for i in range(10)], np.arange(10))
+    a, b = e.subset(4, 0), e.subset(4, 0)
+    assert a.labels.tolist() == b.labels.tolist() and len(a) == 4
+    assert e.subset(None, 0) is e and e.fingerprint() != a.fingerprint()

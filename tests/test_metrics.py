@@ -1,0 +1,93 @@
+"""Metrics against hand-computed values, and the metrics.json schema round trip."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from groverlm.errors import GroverError
+from groverlm.metrics import (
+    classification_metrics,
+    find_metrics,
+    format_table,
+    make_result,
+    read_metrics,
+    results_table,
+    write_metrics,
+)
+
+
+def test_binary_by_hand():
+    y = [1, 1, 1, 0, 0, 0, 0, 1]
+    p = [1, 1, 0, 0, 0, 1, 0, 1]
+    tp, tn, fp, fn = 3, 3, 1, 1
+    m = classification_metrics(y, p, np.array([0.9, 0.8, 0.4, 0.1, 0.2, 0.7, 0.3, 0.6]))
+    mcc = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    assert m["mcc"] == pytest.approx(mcc)
+    assert m["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["confusion"] == [[tn, fp], [fn, tp]]
+    # AUROC: fraction of (positive, negative) pairs ranked right: 0.4 and 0.6 lose to 0.7
+    assert m["auroc"] == pytest.approx(14 / 16)
+
+
+def test_multiclass_by_hand():
+    y = [0, 0, 1, 1, 2, 2]
+    p = [0, 1, 1, 1, 2, 0]
+    c = np.zeros((3, 3))
+    for a, b in zip(y, p, strict=True):
+        c[a, b] += 1
+    # Gorodkin's multi-class MCC from the confusion matrix
+    t, s, n = c.sum(1), c.sum(0), c.sum()
+    mcc = (np.trace(c) * n - t @ s) / math.sqrt((n * n - s @ s) * (n * n - t @ t))
+    scores = np.eye(3)[y] * 0.8 + 0.1  # perfect ranking
+    m = classification_metrics(y, p, scores)
+    assert m["mcc"] == pytest.approx(mcc)
+    assert m["confusion"] == c.astype(int).tolist()
+    assert m["auroc"] == pytest.approx(1.0)
+    f1s = [2 * c[i, i] / (t[i] + s[i]) for i in range(3)]
+    assert m["f1"] == pytest.approx(np.mean(f1s))
+
+
+def test_auroc_undefined_with_one_class_and_labels_fixed():
+    m = classification_metrics([1, 1], [1, 0], np.array([0.9, 0.1]), labels=[0, 1, 2])
+    assert m["auroc"] is None
+    assert len(m["confusion"]) == 3
+
+
+def _result(task, model, mccs):
+    runs = [{"seed": i, "test": {"mcc": v}, "dev": {"mcc": v}} for i, v in enumerate(mccs)]
+    return make_result(task, model, runs)
+
+
+def test_metrics_file_round_trip_and_table(tmp_path):
+    r = _result("prom300", "tfidf-lr", [0.4, 0.6])
+    assert r["mcc_mean"] == pytest.approx(0.5) and r["mcc_std"] == pytest.approx(0.1)
+    write_metrics(tmp_path / "a", "prom300", [r, _result("prom300", "tfidf-rf", [0.3])])
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "metrics.json").write_text(json.dumps(_result("ctcf", "grover", [0.7])))
+    files = find_metrics([tmp_path])
+    assert [f.parent.name for f in files] == ["a", "b"]
+    records = [x for f in files for x in read_metrics(f)]
+    tasks, models, cells = results_table(records)
+    assert tasks == ["ctcf", "prom300"] and models == ["grover", "tfidf-lr", "tfidf-rf"]
+    md = format_table(tasks, models, cells)
+    assert "0.500 ± 0.100" in md and "| ctcf " in md and " - " in md
+    tsv = format_table(tasks, models, cells, "tsv").splitlines()
+    assert tsv[0].split("\t") == ["task", "model", "mcc_mean", "mcc_std", "seeds"]
+    assert len(tsv) == 4
+    with pytest.raises(GroverError, match="found twice"):
+        results_table(records + records[:1])
+
+
+def test_bad_metrics_files(tmp_path):
+    bad = tmp_path / "metrics.json"
+    bad.write_text('{\n  "results": [\n oops')
+    with pytest.raises(GroverError, match=r"metrics.json:3:"):
+        read_metrics(bad)
+    bad.write_text('{"something": 1}')
+    with pytest.raises(GroverError, match="not a groverlm metrics file"):
+        read_metrics(tmp_path)

@@ -1,0 +1,138 @@
+"""Next-k-mer: sample drawing (no N, no shared bases between splits, labels), the baselines, and the
+`nextkmer` command end to end with resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from groverlm.cli import main
+from groverlm.corpus import Region
+from groverlm.errors import GroverError
+from groverlm.genome import Genome
+from groverlm.kmer_vocab import write_kmer_vocab
+from groverlm.kmers import index_to_kmer, kmer_to_index
+from groverlm.metrics import read_metrics
+from groverlm.nextkmer import NextKmerConfig, draw_samples, most_frequent, valid_starts
+
+from .conftest import random_dna, write_fasta
+from .test_finetune import make_model
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory) -> Path:
+    """One record with N runs inside the region, and a biased composition (so that the most
+    frequent k-mer is well defined)."""
+    root = tmp_path_factory.mktemp("nk")
+    seq = random_dna(60_000, 11, alphabet="AAACGTT")
+    seq = seq[:21_000] + "N" * 30 + seq[21_030:33_333] + "NNN" + seq[33_336:]
+    return write_fasta(root / "g.fa", {"chrX": random_dna(5_000, 1), "chr1": seq})
+
+
+def test_samples_avoid_n_and_never_share_bases(genome):
+    g = Genome.read(genome)
+    cfg = NextKmerConfig(ks=(2, 3), context=20, train_samples=300, dev_samples=60,
+                         test_samples=80, block=2_000, seed=4)
+    region = Region("chr1", 10_000, 50_000)
+    s = draw_samples(g, region, cfg)
+    seq = g["chr1"].sequence()
+    intervals = {}
+    for split, n in cfg.wanted().items():
+        starts = s.starts[split]
+        assert len(starts) == n == len(set(starts.tolist()))
+        assert (starts >= 10_000).all() and (starts + cfg.span <= 50_000).all()
+        for p, c, f in zip(starts, s.contexts[split], s.following[split], strict=True):
+            assert c == seq[p : p + 20] and f == seq[p + 20 : p + 23]
+            assert "N" not in c + f
+            assert p // 2_000 == (p + cfg.span - 1) // 2_000  # one block
+        intervals[split] = {int(p) // 2_000 for p in starts}
+        for k in (2, 3):
+            assert s.labels(split, k).tolist() == [kmer_to_index(f[:k])
+                                                   for f in s.following[split]]
+    assert not intervals["train"] & intervals["dev"]
+    assert not intervals["train"] & intervals["test"]
+    assert not intervals["dev"] & intervals["test"]
+    again = draw_samples(g, region, cfg)
+    assert all((again.starts[k] == s.starts[k]).all() for k in s.starts)  # seeded
+    other = draw_samples(g, region, NextKmerConfig(**{**cfg.__dict__, "seed": 5}))
+    assert any((other.starts[k] != s.starts[k]).any() for k in s.starts)
+
+
+def test_valid_starts_and_errors(genome):
+    g = Genome.read(genome)
+    ok = valid_starts(g["chr1"], 20_000, 22_000, 10, 1_000)
+    pos = 20_000 + np.flatnonzero(ok)
+    assert not ((pos + 10 > 21_000) & (pos < 21_030)).any()  # never reads the N run
+    assert ((pos % 1_000) <= 990).all()
+    cfg = NextKmerConfig(ks=(2,), context=20, train_samples=10_000, dev_samples=10,
+                         test_samples=10, block=1_000)
+    with pytest.raises(GroverError, match="fewer than"):
+        draw_samples(g, Region("chr1", 0, 12_000), cfg)
+    with pytest.raises(GroverError, match="usable block"):
+        draw_samples(g, Region("chr1", 0, 1_500), cfg)
+    with pytest.raises(GroverError, match="no record"):
+        draw_samples(g, Region("chrZ"), cfg)
+
+
+def test_most_frequent():
+    assert most_frequent(np.array([3, 1, 1, 3, 2]), np.array([1, 1, 2, 0])) == (1, 0.5)
+
+
+def nk_args(model: Path, genome: Path, out: Path, *extra: str) -> list[str]:
+    return ["nextkmer", "--model", str(model), "--genome", str(genome), "--region",
+            "chr1:0-60000", "--out", str(out), "--k", "1,2", "--context", "16",
+            "--train-samples", "160", "--test-samples", "60", "--block", "3000", "--epochs", "1",
+            "--lr", "1e-3", "--threads", "1", "--quiet", *extra]
+
+
+def test_nextkmer_end_to_end(genome, tmp_path):
+    write_kmer_vocab(2, tmp_path / "v2")
+    model = make_model(tmp_path / "model", tmp_path / "v2")
+    out = tmp_path / "nk"
+    assert main(nk_args(model, genome, out)) == 0
+    meta = json.loads((out / "metrics.json").read_text())
+    rows = {r["k"]: r for r in meta["summary"]}
+    with open(out / "samples.tsv") as fh:
+        samples = list(csv.DictReader(fh, delimiter="\t"))
+    assert len(samples) == 160 + 60 + 60
+    for k in (1, 2):
+        r = rows[k]
+        assert r["chance"] == 4.0**-k and r["classes"] == 4**k
+        train = np.array([kmer_to_index(s["next"][:k]) for s in samples if s["split"] == "train"])
+        test = np.array([kmer_to_index(s["next"][:k]) for s in samples if s["split"] == "test"])
+        label, acc = most_frequent(train, test)
+        assert r["most_frequent_accuracy"] == pytest.approx(acc)
+        assert r["most_frequent_kmer"] == index_to_kmer(label, k)
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert {"tfidf-rf", "tfidf-lr"} <= set(r)
+    records = read_metrics(out)
+    assert {(x["task"], x["model"]) for x in records} == {
+        (f"nextkmer-k{k}", m) for k in (1, 2) for m in ("bert-model", "tfidf-rf", "tfidf-lr")}
+    bert = {x["task"]: x for x in records if x["model"] == "bert-model"}
+    assert bert["nextkmer-k2"]["test"]["accuracy"] == pytest.approx(rows[2]["accuracy"])
+    assert bert["nextkmer-k2"]["params"]["class_weights"] == "off"
+    assert bert["nextkmer-k2"]["test"]["labels"] == list(range(16))
+    # resume: a finished k is read back, not recomputed
+    stamp = (out / "k2" / "k.json").stat().st_mtime_ns
+    (out / "manifest.json").unlink()
+    assert main(nk_args(model, genome, out)) == 0
+    assert (out / "k2" / "k.json").stat().st_mtime_ns == stamp
+    assert json.loads((out / "metrics.json").read_text())["summary"] == meta["summary"]
+    assert main(nk_args(model, genome, out)) == 2  # finished: refuses without --overwrite
+    (out / "manifest.json").unlink()
+    assert main([*nk_args(model, genome, out), "--seed", "3"]) == 2  # other samples: refused
+    assert main([*nk_args(model, genome, out), "--seed", "3", "--overwrite"]) == 0
+
+
+def test_nextkmer_bad_region(genome, tmp_path):
+    write_kmer_vocab(2, tmp_path / "v2")
+    model = make_model(tmp_path / "model", tmp_path / "v2")
+    args = nk_args(model, genome, tmp_path / "o")
+    args[args.index("chr1:0-60000")] = "chr1:50-40"
+    assert main(args) == 2
+    args[args.index("chr1:50-40")] = "chr1:0-99999999"
+    assert main(args) == 2

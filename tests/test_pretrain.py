@@ -1,0 +1,372 @@
+"""Pretraining: masking, batching, the model presets and loaders, the loop, checkpoints and resume
+(SIGKILL and a crash while saving), DDP with two gloo processes, and that a tiny model learns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from groverlm.cli import main
+from groverlm.errors import GroverError
+from groverlm.masking import IGNORE, MaskingConfig, mask_tokens
+from groverlm.models import build_config, load_model, load_tokenizer, parse_overrides
+from groverlm.pretrain import PretrainConfig, build_run
+from groverlm.train import (
+    MaskedLM,
+    TrainConfig,
+    epoch_batches,
+    latest_checkpoint,
+    read_log,
+    train,
+)
+
+from .lm_fixtures import TINY, TINY_SET, make_corpus, read_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def pretrain_args(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return ["pretrain", "--corpus", str(corpus), "--out", str(out), "--quiet", "--threads", "1",
+            *[a for s in TINY_SET for a in ("--set", s)], "--batch-size", "4", "--log-every", "1",
+            "--eval-samples", "24", "--final-eval-samples", "48", *extra]
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
+
+
+def train_records(run: Path) -> list[dict]:
+    """The learning curve without wall-clock fields."""
+    drop = {"tokens_per_s", "elapsed_s"}
+    return [{k: v for k, v in r.items() if k not in drop} for r in read_log(run)]
+
+
+# ----------------------------------------------------------------------------------------------
+# masking, batching, configs
+
+
+def test_masking_rates_split_and_specials():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 100, (400, 500))
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True
+    special[:, 300:] = torch.arange(400)[:, None] % 2 == 0  # padding on half the rows
+    ids[special] = 0
+    x, y = mask_tokens(ids, special, MaskingConfig(), 4, torch.arange(5, 100), g)
+    target = y != IGNORE
+    assert not target[special].any() and (y[target] == ids[target]).all()
+    assert abs(target.sum() / (~special).sum() - 0.022) < 0.002
+    masked = (x == 4) & target
+    assert abs(masked.sum() / target.sum() - 0.8) < 0.02
+    assert (x[~target] == ids[~target]).all()  # nothing else changes
+    # BERT's 80/10/10: about a tenth of the targets keep their own token
+    x, y = mask_tokens(ids, special, MaskingConfig(0.15, 0.8, 0.1), 4, torch.arange(5, 100), g)
+    target = y != IGNORE
+    kept = (x == ids) & target
+    assert abs(target.sum() / (~special).sum() - 0.15) < 0.005
+    assert 0.08 < kept.sum() / target.sum() < 0.12  # 10% kept + 1/95 of the random ones
+
+
+def test_every_sample_gets_a_target_and_masks_follow_the_generator():
+    ids = torch.randint(5, 50, (64, 24))
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = True
+    special[:32, 5:] = True  # short samples: 4 tokens
+    cfg = MaskingConfig(rate=0.01)
+    x1, y1 = mask_tokens(ids, special, cfg, 4, torch.arange(5, 50), torch.Generator().manual_seed(3))
+    x2, y2 = mask_tokens(ids, special, cfg, 4, torch.arange(5, 50), torch.Generator().manual_seed(3))
+    assert ((y1 != IGNORE).sum(1) >= 1).all()
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    x3, _ = mask_tokens(ids, special, cfg, 4, torch.arange(5, 50), torch.Generator().manual_seed(4))
+    assert not torch.equal(x1, x3)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_epoch_batches_cover_every_sample_once(world):
+    lengths = np.random.default_rng(0).integers(20, 512, size=1001)
+    batches = epoch_batches(lengths, 16, epoch=0, seed=0, world=world, bucket=8)
+    assert len(batches) % world == 0 and max(len(b) for b in batches) <= 16
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1001))
+    # length-sorted pools: far less padding than random batches
+    pad = sum(len(b) * lengths[b].max() - lengths[b].sum() for b in batches)
+    rand = np.array_split(np.random.default_rng(1).permutation(1001), len(batches))
+    pad_random = sum(len(b) * lengths[b].max() - lengths[b].sum() for b in rand)
+    assert pad < 0.2 * pad_random
+    other = epoch_batches(lengths, 16, epoch=1, seed=0, world=world, bucket=8)
+    assert [b.tolist() for b in other] != [b.tolist() for b in batches]
+
+
+def test_presets_and_overrides():
+    assert parse_overrides(["a=1", "b=0.5", "c=true", "d=gelu"]) == {
+        "a": 1, "b": 0.5, "c": True, "d": "gelu"}
+    base = build_config("grover-base", 609)
+    assert (base.num_hidden_layers, base.hidden_size, base.num_attention_heads,
+            base.max_position_embeddings, base.vocab_size) == (12, 768, 12, 512, 609)
+    cfg = build_config("tiny", 100, {"num_hidden_layers": 2, "hidden_dropout_prob": 0})
+    assert cfg.num_hidden_layers == 2 and cfg.hidden_dropout_prob == 0 and cfg.hidden_size == 256
+    for bad, msg in [({"num_hiden_layers": 2}, "not a BertConfig field"),
+                     ({"num_hidden_layers": "two"}, "expected a int"),
+                     ({"num_attention_heads": 7}, "multiple")]:
+        with pytest.raises(GroverError, match=msg):
+            build_config("tiny", 100, bad)
+    with pytest.raises(GroverError, match="unknown preset"):
+        build_config("huge", 100)
+    with pytest.raises(GroverError, match="KEY=VALUE"):
+        parse_overrides(["layers"])
+
+
+def test_published_format_folder_loads_in_every_task(tmp_path):
+    """Any folder with a BertForMaskedLM and a PreTrainedTokenizerFast (the published GROVER
+    format) loads through load_model / load_tokenizer; the classifier reuses the encoder."""
+    from tokenizers import Tokenizer, models
+    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "A", "C",
+                                         "G", "T", "AC", "GT"])}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[("A", "C"), ("G", "T")], unk_token="[UNK]"))
+    PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
+                            cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+                            ).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=11, **TINY)).save_pretrained(tmp_path)
+    tok = load_tokenizer(tmp_path)
+    assert tok.convert_ids_to_tokens(tok("ACGTA", add_special_tokens=False)["input_ids"]) == [
+        "AC", "GT", "A"]
+    mlm = load_model(tmp_path)
+    clf = load_model(tmp_path, "classification", num_labels=3)
+    base = load_model(tmp_path, "base")
+    x = torch.tensor([[2, 9, 10, 5, 3]])
+    assert mlm(input_ids=x).logits.shape == (1, 5, 11)
+    assert clf(input_ids=x).logits.shape == (1, 3)
+    torch.testing.assert_close(clf.bert.embeddings.word_embeddings.weight,
+                               mlm.bert.embeddings.word_embeddings.weight)
+    assert base(input_ids=x).last_hidden_state.shape == (1, 5, 32)
+    for bad in (tmp_path / "missing", tmp_path / "tokenizer.json"):
+        with pytest.raises(GroverError):
+            load_model(bad)
+    with pytest.raises(GroverError, match="unknown task"):
+        load_model(tmp_path, "regression")
+
+
+# ----------------------------------------------------------------------------------------------
+# the stage end to end
+
+
+def test_pretrain_cli_writes_a_loadable_model(corpus, tmp_path, capsys):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    out = tmp_path / "m"
+    assert main(pretrain_args(corpus, out, "--max-steps", "6", "--eval-every", "3",
+                              "--save-every", "4", "--mask-rate", "0.15")) == 0
+    assert "masked-token accuracy" in capsys.readouterr().out
+    ev = read_json(out / "eval.json")
+    for key in ("mlm_loss", "mlm_accuracy", "unigram_accuracy", "perplexity", "steps",
+                "tokens_seen"):
+        assert key in ev
+    assert ev["steps"] == 6 and ev["eval_samples"] == 48 and ev["tokens_seen"] > 6 * 4 * 8
+    assert ev["perplexity"] == pytest.approx(np.exp(ev["mlm_loss"]))
+    assert 0 <= ev["unigram_accuracy"] < 1 and ev["masked_tokens"] > 48
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert type(model).__name__ == "BertForMaskedLM" and model.config.num_hidden_layers == 2
+    assert model.config.vocab_size == len(tok) and tok.mask_token == "[MASK]"
+    log = read_log(out)
+    assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in log if r["kind"] == "eval"] == [3, 6]
+    assert log[-1]["mlm_accuracy"] == ev["mlm_accuracy"]
+    assert latest_checkpoint(out).name == "step-0000006"
+    ck = AutoModelForMaskedLM.from_pretrained(out / "checkpoints" / "step-0000006")
+    assert_same_weights(out, out / "checkpoints" / "step-0000006")
+    assert ck.config.vocab_size == len(AutoTokenizer.from_pretrained(latest_checkpoint(out)))
+    man = read_json(out / "manifest.json")
+    assert man["stage"] == "pretrain" and man["config"]["mask_rate"] == 0.15
+    # a finished run is not replaced, an unfinished one is not restarted by accident
+    assert main(pretrain_args(corpus, out, "--max-steps", "6")) == 2
+    (out / "manifest.json").unlink()
+    assert main(pretrain_args(corpus, out, "--max-steps", "6")) == 2
+    assert "--resume" in capsys.readouterr().err
+    # resuming under other settings is refused in one line
+    again = ["--max-steps", "6", "--mask-rate", "0.15", "--resume"]
+    assert main(pretrain_args(corpus, out, *again, "--lr", "1e-3", "--set", "hidden_size=64")) == 2
+    err = capsys.readouterr().err
+    assert "lr: 0.0004 -> 0.001" in err and "overrides.hidden_size: 32 -> 64" in err
+    assert len(err.strip().splitlines()) == 1
+    # resuming a run that ended before its manifest was written only writes the outputs
+    before = read_log(out)
+    assert main(pretrain_args(corpus, out, *again)) == 0
+    assert read_json(out / "eval.json") == ev and read_log(out) == before
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_the_same_weights(corpus, tmp_path):
+    """Kill a CLI run with SIGKILL once a checkpoint exists, resume it: same weights, same curve."""
+    extra = ["--max-steps", "300", "--save-every", "7", "--eval-every", "50"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main(pretrain_args(corpus, whole, *extra)) == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "groverlm", *pretrain_args(corpus, killed,
+                                                                             *extra)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (killed / "checkpoints" / "latest").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "manifest.json").exists()
+    at = latest_checkpoint(killed).name
+    assert at != "step-0000300"
+    assert main(pretrain_args(corpus, killed, *extra, "--resume")) == 0
+    assert_same_weights(whole, killed)
+    assert train_records(whole) == train_records(killed)
+    ev_whole, ev_killed = read_json(whole / "eval.json"), read_json(killed / "eval.json")
+    for key in ("mlm_loss", "mlm_accuracy", "tokens_seen", "samples_seen", "steps"):
+        assert ev_whole[key] == ev_killed[key], key
+
+
+def test_crash_while_saving_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
+    cfg = TrainConfig(max_steps=6, batch_size=4, save_every=2, eval_every=0, threads=1, seed=1)
+    pcfg = PretrainConfig(overrides=TINY, eval_samples=8)
+
+    def run(out: Path, resume: bool = False):
+        r = build_run(corpus, pcfg, cfg.seed, cfg.batch_size)
+        train(r.model, r.data, MaskedLM, cfg, out, r.evaluate, r.tokenizer, resume,
+              r.run_config, progress=False)
+        return r.model
+
+    whole = run(tmp_path / "whole")
+    real_save, calls = torch.save, []
+
+    def failing_save(obj, path, *a, **k):
+        calls.append(path)
+        if len(calls) == 2:  # the second checkpoint dies half-written
+            Path(path).write_bytes(b"partial")
+            raise OSError("disk full")
+        return real_save(obj, path, *a, **k)
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        run(tmp_path / "crash")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert latest_checkpoint(tmp_path / "crash").name == "step-0000002"
+    resumed = run(tmp_path / "crash", resume=True)
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, steps: int) -> None:
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "LOCAL_WORLD_SIZE": str(world)})
+    cfg = TrainConfig(max_steps=steps, batch_size=4, eval_every=0, save_every=0, threads=1)
+    r = build_run(corpus, PretrainConfig(overrides=TINY, eval_samples=8), 0, 4)
+    seen: list[list[int]] = []
+    collate = r.data.collate
+
+    def recording(indices, generator):
+        seen.append([int(i) for i in indices])
+        return collate(indices, generator)
+
+    r.data.collate = recording
+    res = train(r.model, r.data, MaskedLM, cfg, out, r.evaluate, r.tokenizer, run_config={},
+                progress=False)
+    torch.save({"state": r.model.state_dict(), "seen": seen, "world": res.world},
+               Path(out) / f"rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(corpus, tmp_path):
+    """Two CPU ranks: identical weights at the end, every sample once per epoch over both."""
+    import torch.multiprocessing as mp
+
+    from groverlm.corpus import Corpus
+
+    n = len(Corpus.open(corpus).train)
+    batches = len(epoch_batches(np.zeros(n), 4, 0, 0, world=2))
+    per_rank = batches // 2
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(corpus), str(tmp_path), 2 * per_rank), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2
+    for k, v in r0["state"].items():
+        torch.testing.assert_close(v, r1["state"][k], rtol=0, atol=0, msg=k)
+    for epoch in (0, 1):
+        part = slice(epoch * per_rank, (epoch + 1) * per_rank)
+        seen = [i for r in (r0, r1) for b in r["seen"][part] for i in b]
+        assert sorted(seen) == list(range(n))
+    assert r0["seen"][0] != r1["seen"][0]
+
+
+def test_objective_equals_the_stock_loss(corpus):
+    """The head-on-targets objective computes transformers' own MLM loss (summed, not averaged)."""
+    r = build_run(corpus, PretrainConfig(overrides=TINY, mask_rate=0.15), 0, 8)
+    r.model.eval()
+    batch = r.data.collate(np.arange(8), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = MaskedLM(r.model)(**batch) / MaskedLM.count(batch)
+        stock = r.model(**batch).loss
+    torch.testing.assert_close(ours, stock, rtol=1e-5, atol=1e-6)
+
+
+def test_loop_learns_a_copy_task(corpus, tmp_path):
+    """With training targets left unmasked (--mask-split 0,0) the answer is in the input: the loop
+    must learn to copy it quickly, which fails if labels, masks and inputs are misaligned. The
+    evaluation hides every target behind [MASK], so it cannot copy."""
+    from transformers import AutoModelForMaskedLM
+
+    out = tmp_path / "m"
+    assert main(pretrain_args(corpus, out, "--max-steps", "80", "--mask-rate", "0.15",
+                              "--mask-split", "0,0", "--lr", "5e-3", "--batch-size", "8",
+                              "--eval-every", "80", "--log-every", "10")) == 0
+    log = [r for r in read_log(out) if r["kind"] == "train"]
+    assert log[-1]["loss"] < 0.1 * log[0]["loss"]
+    ev = read_json(out / "eval.json")
+    assert ev["mlm_accuracy"] < 0.5  # from context alone: far from the copy task's 100%
+    r = build_run(corpus, PretrainConfig(overrides=TINY, mask_rate=0.15, mask_split=(0, 0)), 0, 8)
+    batch = r.data.collate(np.arange(16), torch.Generator().manual_seed(1))
+    model = AutoModelForMaskedLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        pred = model(input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"]).logits.argmax(-1)
+    target = batch["labels"] != IGNORE
+    assert (pred[target] == batch["labels"][target]).float().mean() > 0.95
+
+
+def test_run_config_round_trips_as_json(corpus):
+    r = build_run(corpus, PretrainConfig(overrides=TINY), 0, 4)
+    assert json.loads(json.dumps(r.run_config)) == r.run_config
+
+
+@pytest.mark.parametrize("module", ["groverlm.masking", "groverlm.models", "groverlm.train"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(module)).failed == 0

@@ -1,0 +1,345 @@
+"""The runner: skipping by manifest, --only/--from/--force, resuming after a crash, and an
+end-to-end run of configs/mini.yaml on the first 4 Mbp of chr20."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from groverlm import runner
+from groverlm.cli import main
+from groverlm.config import DataConfig, RunConfig, RunSection, load_config
+from groverlm.errors import GroverError
+from groverlm.runner import Stage, run_pipeline, summarize_run
+
+from .conftest import DATA, random_dna, write_fasta
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+# -- the runner's bookkeeping, on toy stages ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Toy:
+    x: int = 1
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """Three toy stages a -> b -> c (a reads the genome file); returns (make_config, calls)."""
+    calls: list[str] = []
+    fail: set[str] = set()
+
+    def adapter(name):
+        def run(cfg, ctx):
+            calls.append(name)
+            for need in runner._stage(name).needs:  # upstream outputs are there
+                assert (ctx.stage_dir(need) / "out.txt").is_file()
+            part = ctx.out / "part"
+            if part.is_dir():
+                calls.append(f"{name}:kept part")
+            else:
+                part.mkdir()
+                (part / "manifest.json").write_text("{}")
+            if name in fail:
+                raise RuntimeError(f"{name} crashed")
+            (ctx.out / "out.txt").write_text(f"{name} {cfg.x}")
+            return {"x": cfg.x}
+        return run
+
+    monkeypatch.setattr(runner, "STAGES", [
+        Stage("a", adapter("a"), data=lambda d: [d.genome]),
+        Stage("b", adapter("b"), needs=("a",)),
+        Stage("c", adapter("c"), needs=("b",)),
+    ])
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name in ("g.fa", "t.tsv", "m.jaspar", "p.bed"):
+        (data_dir / name).write_text(name)
+
+    def make(a=1, b=1, c=1):
+        return RunConfig(RunSection(str(tmp_path / "run")),
+                         DataConfig(dir=str(data_dir), genome="g.fa", tss="t.tsv",
+                                    ctcf_motif="m.jaspar", ctcf_peaks=("p.bed",), repeats=None,
+                                    cpg=None),
+                         {"a": Toy(a), "b": Toy(b), "c": Toy(c)})
+
+    make.run = tmp_path / "run"
+    make.data = data_dir
+    make.fail = fail
+    return make, calls
+
+
+def statuses(results):
+    return [r.status for r in results]
+
+
+def test_skips_what_is_up_to_date(toy):
+    make, calls = toy
+    assert statuses(run_pipeline(make())) == ["ran"] * 3
+    mtimes = {s: (make.run / s / "manifest.json").stat().st_mtime_ns for s in "abc"}
+    assert statuses(run_pipeline(make())) == ["skipped (up to date)"] * 3
+    assert calls == ["a", "b", "c"]
+    assert mtimes == {s: (make.run / s / "manifest.json").stat().st_mtime_ns for s in "abc"}
+    m = json.loads((make.run / "b" / "manifest.json").read_text())
+    assert m["stage"] == "run-b" and m["config"] == {"x": 1} and m["summary"] == {"x": 1}
+    assert not (make.run / "b" / runner.PENDING).exists()
+
+
+def test_a_changed_setting_reruns_that_stage_and_downstream(toy):
+    make, calls = toy
+    run_pipeline(make())
+    calls.clear()
+    assert statuses(run_pipeline(make(b=2))) == ["skipped (up to date)", "ran", "ran"]
+    assert calls == ["b", "c"]
+    assert (make.run / "b" / "out.txt").read_text() == "b 2"
+
+
+def test_a_changed_input_file_reruns_everything_after_it(toy):
+    make, calls = toy
+    run_pipeline(make())
+    calls.clear()
+    (make.data / "g.fa").write_text("another genome")
+    assert statuses(run_pipeline(make())) == ["ran"] * 3
+    (make.data / "p.bed").write_text("not read by any toy stage")
+    assert statuses(run_pipeline(make())) == ["skipped (up to date)"] * 3
+
+
+def test_only_from_and_force(toy):
+    make, calls = toy
+    with pytest.raises(GroverError, match=r"stage 'a' is missing.*drop --only/--from"):
+        run_pipeline(make(), only=["b"])
+    run_pipeline(make())
+    calls.clear()
+    assert statuses(run_pipeline(make(), only=["b"])) == [
+        "not selected", "skipped (up to date)", "not selected"]
+    assert statuses(run_pipeline(make(), only=["b"], force=True))[1] == "ran"
+    assert calls == ["b"]
+    # c now reads a newer b: a plain run redoes it
+    assert statuses(run_pipeline(make()))[2] == "ran"
+    calls.clear()
+    assert statuses(run_pipeline(make(), start="b", force=True)) == ["not selected", "ran", "ran"]
+    assert calls == ["b", "c"]
+    # a stage that is out of date cannot be skipped over
+    with pytest.raises(GroverError, match=r"stage 'a' is out of date \(config changed\)"):
+        run_pipeline(make(a=5), start="b")
+    with pytest.raises(GroverError, match="unknown stage 'z'; stages: a, b, c"):
+        run_pipeline(make(), only=["z"])
+
+
+def test_interrupted_stage_resumes_its_finished_parts(toy):
+    make, calls = toy
+    make.fail.add("b")
+    with pytest.raises(RuntimeError, match="b crashed"):
+        run_pipeline(make())
+    assert (make.run / "b" / runner.PENDING).exists() and not (make.run / "b" / "manifest.json"
+                                                                 ).exists()
+    a_mtime = (make.run / "a" / "manifest.json").stat().st_mtime_ns
+    make.fail.clear()
+    calls.clear()
+    assert statuses(run_pipeline(make())) == ["skipped (up to date)", "ran", "ran"]
+    assert calls == ["b", "b:kept part", "c"]  # a not redone; b's finished part kept
+    assert (make.run / "a" / "manifest.json").stat().st_mtime_ns == a_mtime
+
+
+def test_interrupted_stage_with_a_new_config_starts_afresh(toy):
+    make, calls = toy
+    make.fail.add("b")
+    with pytest.raises(RuntimeError):
+        run_pipeline(make())
+    make.fail.clear()
+    calls.clear()
+    run_pipeline(make(b=3))
+    assert calls == ["b", "c"]  # no "kept part": the old attempt was cleared
+
+
+def test_refuses_to_delete_a_folder_it_did_not_make(toy):
+    make, _ = toy
+    (make.run / "a").mkdir(parents=True)
+    (make.run / "a" / "notes.txt").write_text("mine")
+    with pytest.raises(GroverError, match="not a groverlm run stage.*refusing to delete"):
+        run_pipeline(make())
+    assert (make.run / "a" / "notes.txt").exists()
+
+
+def test_resolved_config_is_saved(toy):
+    make, _ = toy
+    run_pipeline(make(b=7))
+    assert "b: {x: 7}" in (make.run / "config.yaml").read_text()
+
+
+# -- real stages on a synthetic genome: a crash inside the tasks stage -------------------------
+
+CTCF_JASPAR = """>MA0139.1\tCTCF
+A  [     87    167    281     56      8    744     40    107    851      5    333     54     12     56    104    372     82    117    402 ]
+C  [    291    145     49    800    903     13    528    433     11      0      3     12      0      8    733     13    482    322    181 ]
+G  [     76    414    449     21      0     65    334     48     32    903    566    504    890    775      5    507    307     73    266 ]
+T  [    459    187    134     36      2     91     11    324     18      3      9    341      8     71     67     17     37    396     59 ]
+"""  # noqa: E501
+MOTIF = "TGGCCACCAGGGGGCGCTA"  # MA0139.1's consensus
+
+
+def synthetic_data(folder: Path) -> Path:
+    """Three 200 kbp records with CTCF motifs (half of them in peaks) and 40 TSSs each."""
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    records, tss, peaks = {}, [], []
+    for i, chrom in enumerate(("chrA", "chrB", "chrC")):
+        seq = list(random_dna(200_000, seed=i))
+        for j, pos in enumerate(range(5_000, 195_000, 1_900)):
+            seq[pos:pos + len(MOTIF)] = MOTIF
+            if j % 2 == 0:
+                peaks.append(f"{chrom}\t{pos - 150}\t{pos + 170}\n")
+        records[chrom] = "".join(seq)
+        for pos in sorted(rng.choice(np.arange(12_000, 188_000, 4_000), 40, replace=False)):
+            tss.append(f"{chrom}\t{pos}\t{'+-'[int(pos) // 4_000 % 2]}\n")
+    write_fasta(folder / "genome.fa", records)
+    (folder / "tss.tsv").write_text("".join(tss))
+    (folder / "peaks.bed").write_text("".join(peaks))
+    (folder / "ctcf.jaspar").write_text(CTCF_JASPAR)
+    return folder
+
+
+SYNTHETIC = """
+data: {{dir: {data}, genome: genome.fa, tss: tss.tsv, ctcf_motif: ctcf.jaspar,
+        ctcf_peaks: [peaks.bed], repeats: null, cpg: null}}
+bpe: {{merges: 60, cycles: 50}}
+tasks:
+  promscan: {{region: 4000}}
+baselines:
+  tfidf: {{ks: [3], models: [lr]}}
+"""
+
+
+def test_crash_in_a_stage_then_rerun_completes_without_redoing_finished_work(tmp_path,
+                                                                            monkeypatch):
+    data = synthetic_data(tmp_path / "data")
+    cfg_path = tmp_path / "synthetic.yaml"
+    cfg_path.write_text(SYNTHETIC.format(data=data))
+    cfg = load_config(cfg_path, [f"run.dir={tmp_path / 'run'}"])
+    run = tmp_path / "run"
+    stages = ["genome", "bpe", "tasks", "baselines"]
+
+    import groverlm.tasks as tasks
+
+    real = tasks.build_promscan
+
+    def crash(*args, **kwargs):  # prom300 is built first; the stage dies in promscan
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tasks, "build_promscan", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg, only=stages, progress=False)
+    assert (run / "tasks" / "prom300" / "manifest.json").is_file()
+    assert not (run / "tasks" / "manifest.json").exists()
+    done = {p: p.stat().st_mtime_ns for p in [run / "genome" / "manifest.json",
+                                             run / "bpe" / "manifest.json",
+                                             run / "tasks" / "prom300" / "manifest.json"]}
+    calls = []
+    monkeypatch.setattr(tasks, "build_promscan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    results = run_pipeline(cfg, only=stages, progress=False)
+    assert {r.name: r.status for r in results if r.status != "not selected"} == {
+        "genome": "skipped (up to date)", "bpe": "skipped (up to date)", "tasks": "ran",
+        "baselines": "ran"}
+    assert calls == [1]
+    assert done == {p: p.stat().st_mtime_ns for p in done}  # finished work untouched
+    for task in ("prom300", "promscan", "ctcf"):
+        with open(run / "tasks" / task / "train.csv") as fh:
+            labels = {row["label"] for row in csv.DictReader(fh)}
+        assert labels == {"0", "1"}, task
+        metrics = json.loads((run / "baselines" / task / "metrics.json").read_text())
+        assert {r["model"] for r in metrics["results"]} == {"tfidf-lr", "tfidf-bpe-lr"}
+    summary = json.loads((run / "tasks" / "manifest.json").read_text())["summary"]
+    assert set(summary) == {"prom300", "promscan", "ctcf"}
+
+
+# -- command line ------------------------------------------------------------------------------
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["run", str(CONFIGS / "mini.yaml"), "--only", "nosuch",
+                 "--set", f"run.dir={tmp_path}", "--set", f"data.dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown stage 'nosuch'" in err
+
+
+def test_demo_runs_the_packaged_config(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake(cfg, **kwargs):
+        seen.update(cfg=cfg, **kwargs)
+        return []
+
+    monkeypatch.setattr(runner, "run_pipeline", fake)
+    assert main(["demo", "--set", f"run.dir={tmp_path / 'd'}", "--from-dir", "/x"]) == 0
+    assert seen["cfg"].source == str(runner.demo_config())
+    assert seen["cfg"].stage("bpe").cycles == 600 and seen["from_dir"] == "/x"
+    assert "report:      not written" in capsys.readouterr().out
+
+
+# -- end to end: configs/mini.yaml on the first 4 Mbp of chr20 ---------------------------------
+
+@pytest.mark.slow
+def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
+    monkeypatch.setenv("GROVERLM_DATA", str(DATA))
+    monkeypatch.setenv("GROVERLM_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for stage in runner.stage_names():
+        assert f"{stage:<10} ran" in out
+        m = json.loads((run / stage / "manifest.json").read_text())
+        assert m["stage"] == f"run-{stage}" and not (run / stage / runner.PENDING).exists()
+
+    # genome: the first 4 Mbp, and the TSSs on it
+    g = json.loads((run / "genome" / "summary.json").read_text())
+    assert g["total"]["length"] == 4_000_000
+    tss = np.loadtxt(run / "genome" / "tss.bed", dtype=str, ndmin=2)
+    assert len(tss) > 50 and tss[:, 1].astype(int).max() < 4_000_000
+
+    # vocabulary: 200 cycles, a tokenizer transformers loads
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run / "bpe" / "vocab")
+    vocab_size = json.loads((run / "bpe" / "vocab" / "manifest.json").read_text())["vocab_size"]
+    assert len(tok) == vocab_size and 200 < vocab_size <= 5 + 4 + 200  # specials, ACGT, merges
+    assert len((run / "bpe" / "train" / "merges.tsv").read_text().splitlines()) >= 200
+
+    # corpus and pretraining
+    corpus = json.loads((run / "corpus" / "corpus" / "manifest.json").read_text())
+    assert corpus["splits"]["train"]["samples"] > 100
+    ev = json.loads((run / "pretrain" / "model" / "eval.json").read_text())
+    assert ev["steps"] == 6 and 0 <= ev["mlm_accuracy"] <= 1
+    model = AutoModelForMaskedLM.from_pretrained(run / "pretrain" / "model")
+    assert model.config.vocab_size == vocab_size and model.config.num_hidden_layers == 2
+
+    # tasks and baselines
+    for task in ("prom300", "promscan", "ctcf"):
+        man = json.loads((run / "tasks" / task / "manifest.json").read_text())
+        assert all(sum(c.values()) > 0 for c in man["counts"].values()), task
+        res = json.loads((run / "baselines" / task / "metrics.json").read_text())["results"]
+        assert {r["model"] for r in res} == {"tfidf-rf", "tfidf-lr", "tfidf-bpe-rf",
+                                             "tfidf-bpe-lr"}
+        assert all(-1 <= r["test"]["mcc"] <= 1 for r in res)
+    ft = json.loads((run / "finetune" / "prom300" / "metrics.json").read_text())["results"]
+    assert [r["model"] for r in ft] == ["bert-bpe200"] and -1 <= ft[0]["test"]["mcc"] <= 1
+    assert not (run / "finetune" / "promscan").exists()  # mini.yaml fine-tunes prom300 only
+
+    # analyses and the report
+    assert (run / "analysis" / "analyses" / "vocab.json").is_file()
+    page = (run / "report" / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") or "<html" in page[:200]
+    assert "prom300" in page
+
+    # the one-screen summary and a rerun that does nothing
+    text = summarize_run(run)
+    assert "vocabulary:  200 BPE cycles" in text and "| prom300" in text and "bert-bpe200" in text
+    assert str(run / "report" / "report.html") in text
+    assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
+    assert capsys.readouterr().out.count("skipped (up to date)") == len(runner.STAGES)
+    assert os.listdir(run / "pretrain" / "model")  # the model folder is still there

@@ -1,0 +1,156 @@
+"""Vocabulary selection: the selection rule, the pretraining genome (region cut out), and the whole
+`select-vocab` run on a tiny genome: fair nucleotide budgets, tables, plot, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from groverlm.bpe.train import write_training
+from groverlm.cli import main
+from groverlm.corpus import Region
+from groverlm.errors import GroverError
+from groverlm.genome import Genome
+from groverlm.select_vocab import (
+    baseline_rows,
+    relative_score,
+    select_cycles,
+    write_pretrain_genome,
+)
+
+from .conftest import random_dna, write_fasta
+
+
+def test_selection_rule_and_ties():
+    rows = [{"kind": "bpe", "cycles": 400, "acc_k2": 0.125, "acc_k3": 0.03125},  # 2, 2
+            {"kind": "bpe", "cycles": 100, "acc_k2": 0.0625, "acc_k3": 0.046875},  # 1, 3
+            {"kind": "bpe", "cycles": 800, "acc_k2": 0.1, "acc_k3": 0.02},
+            {"kind": "kmer", "cycles": "", "acc_k2": 0.5, "acc_k3": 0.5}]
+    assert relative_score(rows[0], [2, 3]) == pytest.approx(2.0)
+    sel = select_cycles(rows, [2, 3])
+    assert sel["cycles"] == 100 and sel["score"] == pytest.approx(2.0)  # tie -> fewer cycles
+    assert set(sel["scores"]) == {"100", "400", "800"}  # k-mer models are references only
+    assert select_cycles(rows, [2])["cycles"] == 400
+    assert relative_score({"acc_k2": ""}, [2]) is None
+    with pytest.raises(GroverError):
+        select_cycles(rows[3:], [2])
+
+
+def test_baseline_rows_take_every_tfidf_model():
+    summary = [{"k": 2, "chance": 1 / 16, "most_frequent_accuracy": 0.1, "tfidf-rf": 0.2,
+                "tfidf-lr": 0.3}, {"k": 5, "chance": 4.0**-5, "most_frequent_accuracy": 0.01,
+                                   "tfidf-lr": 0.02}]
+    rows = {r["model"]: r for r in baseline_rows(summary)}
+    assert set(rows) == {"chance", "most-frequent", "tfidf-lr", "tfidf-rf"}
+    assert rows["tfidf-rf"]["acc_k5"] == "" and rows["tfidf-lr"]["acc_k5"] == 0.02
+    assert relative_score(rows["chance"], [2, 5]) == pytest.approx(1.0)
+
+
+def test_pretrain_genome_leaves_the_region_out(tmp_path):
+    a, b = random_dna(5_000, 1), random_dna(3_000, 2)
+    genome = write_fasta(tmp_path / "g.fa", {"c1": a, "c2": b})
+    fasta = write_pretrain_genome(genome, Region("c1", 1_000, 4_000), tmp_path / "o", None)
+    g = Genome.read(fasta)
+    assert sorted(g.records) == ["c1:0-1000", "c1:4000-5000", "c2"]
+    assert g["c1:0-1000"].sequence() == a[:1000] and g["c1:4000-5000"].sequence() == a[4000:]
+    assert g["c2"].sequence() == b
+    cut = write_pretrain_genome(genome, Region("c1", 1_000, 4_000), tmp_path / "p", 1_500)
+    g = Genome.read(cut)
+    assert [len(r) for r in g.records.values()] == [1000, 500]
+    with pytest.raises(GroverError, match="not a record"):
+        write_pretrain_genome(genome, Region("c9"), tmp_path / "q", None)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, Path]:
+    """A genome with learnable structure (motifs) and its BPE training (60 merges)."""
+    root = tmp_path_factory.mktemp("sv")
+    rng = np.random.default_rng(1)
+    motifs = ["ACGTTGCA", "GGGAAATTTC", "CATCATCAT"]
+    parts, n = [], 0
+    while n < 120_000:
+        p = motifs[rng.integers(3)] if rng.random() < 0.7 else random_dna(5, int(rng.integers(99)))
+        parts.append(p)
+        n += len(p)
+    genome = write_fasta(root / "g.fa", {"c1": "".join(parts)})
+    write_training(genome, root / "bpe", 60)
+    return genome, root / "bpe"
+
+
+def sv_args(genome: Path, bpe: Path, out: Path, *extra: str) -> list[str]:
+    tiny = ["num_hidden_layers=1", "hidden_size=32", "num_attention_heads=2",
+            "intermediate_size=64"]
+    return ["select-vocab", "--genome", str(genome), "--bpe", str(bpe), "--region",
+            "c1:80000-120000", "--out", str(out), "--cycles", "60,20", "--kmers", "2",
+            *[a for s in tiny for a in ("--set", s)], "--sample-nt", "64",
+            "--pretrain-batch-size", "8", "--max-steps", "4", "--k", "1,2", "--train-samples",
+            "120", "--test-samples", "50", "--block", "4000", "--epochs", "1", "--threads", "1",
+            "--rf-max-k", "1", "--quiet", *extra]
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+@pytest.mark.slow
+def test_select_vocab_end_to_end(inputs, tmp_path):
+    genome, bpe = inputs
+    out = tmp_path / "sv"
+    assert main(sv_args(genome, bpe, out, "--tfidf", "auto")) == 0
+    rows = {r["model"]: r for r in read_tsv(out / "table.tsv")}
+    assert set(rows) == {"bpe-20", "bpe-60", "kmer-2", "chance", "most-frequent", "tfidf-rf",
+                         "tfidf-lr", "tfidf-bpe-rf@bpe-20", "tfidf-bpe-lr@bpe-20",
+                         "tfidf-bpe-rf@bpe-60", "tfidf-bpe-lr@bpe-60"}  # k-mer TF-IDF once
+    models = [rows[m] for m in ("bpe-20", "bpe-60", "kmer-2")]
+    # fairness: same steps and about the same nucleotides, from different token counts
+    assert len({int(r["steps"]) for r in models}) == 1
+    seen = [int(r["nt_seen"]) for r in models]
+    assert max(seen) / min(seen) < 1.15
+    assert len({int(r["tokens_per_sample"]) for r in models}) == 3
+    assert int(rows["kmer-2"]["tokens_per_sample"]) == 32  # 64 nt in 2-mers
+    # the same encoder: only the embeddings and the output bias (vocab_size) differ
+    assert len({int(r["non_embedding_parameters"]) - int(r["vocab_size"]) for r in models}) == 1
+    # the selection follows the rule on the written table
+    man = json.loads((out / "manifest.json").read_text())
+    table = [{**r, "kind": r["kind"], "cycles": int(r["cycles"]) if r["cycles"] else "",
+              **{c: float(r[c]) for c in ("acc_k1", "acc_k2") if r[c]}} for r in rows.values()]
+    assert man["selected"]["cycles"] == select_cycles(table, [1, 2])["cycles"]
+    assert float(rows["chance"]["acc_k2"]) == pytest.approx(1 / 16)
+    assert rows["tfidf-rf"]["acc_k2"] == ""  # --rf-max-k 1
+    from groverlm.metrics import find_metrics, read_metrics, results_table
+
+    records = [r for p in find_metrics([out]) for r in read_metrics(p)]
+    tasks, models, _ = results_table(records)  # no (task, model) pair twice in the whole run
+    assert tasks == ["nextkmer-k1", "nextkmer-k2"] and "tfidf-bpe-lr@bpe-60" in models
+    curve = read_tsv(out / "curve.tsv")
+    assert [int(r["cycles"]) for r in curve] == [20, 60]
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Fair comparison" in (out / "table.md").read_text()
+    # resume: finished sub-runs are skipped
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/manifest.json")}
+    (out / "manifest.json").unlink()
+    assert main(sv_args(genome, bpe, out, "--tfidf", "auto")) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/manifest.json")} == stamps
+    assert json.loads((out / "manifest.json").read_text())["selected"] == man["selected"]
+    assert main(sv_args(genome, bpe, out, "--tfidf", "auto")) == 2  # finished
+    (out / "manifest.json").unlink()
+    assert main(sv_args(genome, bpe, out, "--tfidf", "auto", "--max-steps", "5")) == 2
+    # other next-k-mer settings: refused, unless only that step is redone
+    assert main(sv_args(genome, bpe, out, "--lr", "2e-3")) == 2
+    assert main(sv_args(genome, bpe, out, "--lr", "2e-3", "--redo-nextkmer")) == 0
+    after = {p: p.stat().st_mtime_ns for p in out.glob("*/*/manifest.json")}
+    assert all(after[p] == t for p, t in stamps.items() if p.parts[-3] != "nextkmer")
+    assert all(after[p] != t for p, t in stamps.items() if p.parts[-3] == "nextkmer")
+    rows = {r["model"] for r in read_tsv(out / "table.tsv")}
+    assert "tfidf-bpe-lr@bpe-20" not in rows  # --tfidf kmer this time
+
+
+def test_select_vocab_refuses_too_many_cycles(inputs, tmp_path):
+    genome, bpe = inputs
+    assert main(sv_args(genome, bpe, tmp_path / "o", "--cycles", "20,100")) == 2
+    assert main(sv_args(genome, bpe, tmp_path / "o", "--cycles", "a,b")) == 2
