@@ -346,7 +346,7 @@ def test_loop_learns_a_copy_task(corpus, tmp_path):
                               "--mask-split", "0,0", "--lr", "5e-3", "--batch-size", "8",
                               "--eval-every", "80", "--log-every", "10")) == 0
     log = [r for r in read_log(out) if r["kind"] == "train"]
-    assert log[-1]["loss"] < 0.1 * log[0]["loss"]
+    assert log[-1]["loss"] < 0.4 * log[0]["loss"]
     ev = read_json(out / "eval.json")
     assert ev["mlm_accuracy"] < 0.5  # from context alone: far from the copy task's 100%
     r = build_run(corpus, PretrainConfig(overrides=TINY, mask_rate=0.15, mask_split=(0, 0)), 0, 8)

@@ -224,7 +224,7 @@ def test_crash_in_a_stage_then_rerun_completes_without_redoing_finished_work(tmp
     cfg_path.write_text(SYNTHETIC.format(data=data))
     cfg = load_config(cfg_path, [f"run.dir={tmp_path / 'run'}"])
     run = tmp_path / "run"
-    stages = ["genome", "bpe", "tasks", "baselines"]
+    stages = ["genome", "bpe", "select_vocab", "tasks", "baselines"]
 
     import groverlm.tasks as tasks
 
@@ -245,8 +245,8 @@ def test_crash_in_a_stage_then_rerun_completes_without_redoing_finished_work(tmp
     monkeypatch.setattr(tasks, "build_promscan", lambda *a, **k: calls.append(1) or real(*a, **k))
     results = run_pipeline(cfg, only=stages, progress=False)
     assert {r.name: r.status for r in results if r.status != "not selected"} == {
-        "genome": "skipped (up to date)", "bpe": "skipped (up to date)", "tasks": "ran",
-        "baselines": "ran"}
+        "genome": "skipped (up to date)", "bpe": "skipped (up to date)",
+        "select_vocab": "skipped (up to date)", "tasks": "ran", "baselines": "ran"}
     assert calls == [1]
     assert done == {p: p.stat().st_mtime_ns for p in done}  # finished work untouched
     for task in ("prom300", "promscan", "ctcf"):
@@ -257,6 +257,42 @@ def test_crash_in_a_stage_then_rerun_completes_without_redoing_finished_work(tmp
         assert {r["model"] for r in metrics["results"]} == {"tfidf-lr", "tfidf-bpe-lr"}
     summary = json.loads((run / "tasks" / "manifest.json").read_text())["summary"]
     assert set(summary) == {"prom300", "promscan", "ctcf"}
+
+
+@pytest.mark.slow
+def test_pretraining_under_torchrun(tmp_path):
+    """pretrain.processes > 1: the stage launches torchrun (2 CPU processes, gloo here)."""
+    data = synthetic_data(tmp_path / "data")
+    cfg_path = tmp_path / "synthetic.yaml"
+    cfg_path.write_text(SYNTHETIC.format(data=data) + """
+corpus: {max_tokens: 62, min_tokens: 8}
+pretrain:
+  processes: 2
+  model: {overrides: {num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2,
+                      intermediate_size: 64, attention_probs_dropout_prob: 0.0},
+          eval_samples: 16, final_eval_samples: 32}
+  train: {max_steps: 3, batch_size: 4, eval_every: 0, save_every: 2, log_every: 1, threads: 1}
+""")
+    cfg = load_config(cfg_path, [f"run.dir={tmp_path / 'run'}"])
+    run_pipeline(cfg, only=["genome", "bpe", "select_vocab", "corpus", "pretrain"], progress=False)
+    model = tmp_path / "run" / "pretrain" / "model"
+    launch = json.loads((tmp_path / "run" / "pretrain" / "launch.json").read_text())
+    assert launch["train"]["max_steps"] == 3 and launch["out"] == str(model)
+    ev = json.loads((model / "eval.json").read_text())
+    assert ev["steps"] == 3 and ev["processes"] == 2
+    summary = json.loads((tmp_path / "run" / "pretrain" / "manifest.json").read_text())["summary"]
+    assert summary["steps"] == 3 and summary["model"] == "pretrain/model"
+
+
+def test_held_out_region_defaults_to_the_corpus_holdout(tmp_path, caplog):
+    ctx = runner.Context(tmp_path, tmp_path, load_config(None), data=None)
+    with pytest.raises(GroverError, match="nextkmer needs a region pretraining never saw"):
+        ctx.held_out(None, "nextkmer")
+    cfg = load_config(None, ["corpus.holdout=['chr20:5-10']"])
+    ctx = runner.Context(tmp_path, tmp_path, cfg, data=None)
+    assert ctx.held_out(None, "nextkmer") == "chr20:5-10"
+    assert ctx.held_out("chr1", "nextkmer") == "chr1"
+    assert "may have seen it" in caplog.text
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -302,13 +338,18 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     tss = np.loadtxt(run / "genome" / "tss.bed", dtype=str, ndmin=2)
     assert len(tss) > 50 and tss[:, 1].astype(int).max() < 4_000_000
 
-    # vocabulary: 200 cycles, a tokenizer transformers loads
+    # vocabulary: 200 merges; selection between 100 and 200 cycles; a tokenizer transformers loads
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(run / "bpe" / "vocab")
-    vocab_size = json.loads((run / "bpe" / "vocab" / "manifest.json").read_text())["vocab_size"]
-    assert len(tok) == vocab_size and 200 < vocab_size <= 5 + 4 + 200  # specials, ACGT, merges
     assert len((run / "bpe" / "train" / "merges.tsv").read_text().splitlines()) >= 200
+    sel = json.loads((run / "select_vocab" / "manifest.json").read_text())["summary"]
+    chosen = json.loads((run / "select_vocab" / "selection" / "manifest.json").read_text())
+    assert sel["selected"] and sel["cycles"] == chosen["selected"]["cycles"] in (100, 200)
+    assert (run / "select_vocab" / "selection" / "table.md").is_file()
+    vocab = run / sel["vocab"]
+    tok = AutoTokenizer.from_pretrained(vocab)
+    vocab_size = json.loads((vocab / "manifest.json").read_text())["vocab_size"]
+    assert len(tok) == vocab_size <= 5 + 4 + sel["cycles"]  # specials, ACGT, merges
 
     # corpus and pretraining
     corpus = json.loads((run / "corpus" / "corpus" / "manifest.json").read_text())
@@ -317,6 +358,12 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     assert ev["steps"] == 6 and 0 <= ev["mlm_accuracy"] <= 1
     model = AutoModelForMaskedLM.from_pretrained(run / "pretrain" / "model")
     assert model.config.vocab_size == vocab_size and model.config.num_hidden_layers == 2
+
+    # next-k-mer on the held-out region, k = 2 and 3, against chance
+    nk = json.loads((run / "nextkmer" / "manifest.json").read_text())["summary"]["by_k"]
+    assert [r["k"] for r in nk] == [2, 3]
+    assert all(r["chance"] == 4.0 ** -r["k"] and 0 <= r["accuracy"] <= 1 for r in nk)
+    name = f"bert-bpe{sel['cycles']}"
 
     # tasks and baselines
     for task in ("prom300", "promscan", "ctcf"):
@@ -327,7 +374,7 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
                                              "tfidf-bpe-lr"}
         assert all(-1 <= r["test"]["mcc"] <= 1 for r in res)
     ft = json.loads((run / "finetune" / "prom300" / "metrics.json").read_text())["results"]
-    assert [r["model"] for r in ft] == ["bert-bpe200"] and -1 <= ft[0]["test"]["mcc"] <= 1
+    assert [r["model"] for r in ft] == [name] and -1 <= ft[0]["test"]["mcc"] <= 1
     assert not (run / "finetune" / "promscan").exists()  # mini.yaml fine-tunes prom300 only
 
     # analyses and the report
@@ -338,7 +385,8 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
 
     # the one-screen summary and a rerun that does nothing
     text = summarize_run(run)
-    assert "vocabulary:  200 BPE cycles" in text and "| prom300" in text and "bert-bpe200" in text
+    assert f"vocabulary:  {sel['cycles']} BPE cycles (chosen by next-k-mer)" in text
+    assert "| prom300" in text and name in text and "  k=3: " in text
     assert str(run / "report" / "report.html") in text
     assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
     assert capsys.readouterr().out.count("skipped (up to date)") == len(runner.STAGES)

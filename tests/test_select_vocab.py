@@ -131,6 +131,9 @@ def test_select_vocab_end_to_end(inputs, tmp_path):
     assert [int(r["cycles"]) for r in curve] == [20, 60]
     assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
     assert "Fair comparison" in (out / "table.md").read_text()
+    mcc = [float(rows[m]["mean_mcc"]) for m in ("bpe-20", "bpe-60", "kmer-2")]
+    assert man["selected"]["constant_guesses"] == all(abs(x) < 0.01 for x in mcc)
+    assert ("Warning" in (out / "table.md").read_text()) == man["selected"]["constant_guesses"]
     # resume: finished sub-runs are skipped
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/manifest.json")}
     (out / "manifest.json").unlink()

@@ -36,7 +36,9 @@ from groverlm.baselines import TfidfConfig
 from groverlm.corpus import CorpusConfig
 from groverlm.errors import GroverError
 from groverlm.finetune import FinetuneConfig
+from groverlm.nextkmer import BaselineConfig, NextKmerConfig
 from groverlm.pretrain import PretrainConfig
+from groverlm.select_vocab import SelectConfig
 from groverlm.tasks.ctcf import CTCFConfig
 from groverlm.tasks.promoter import Prom300Config
 from groverlm.tasks.promscan import PromScanConfig
@@ -105,6 +107,34 @@ class BpeConfig:
         if not 1 <= self.cycles <= self.merges:
             raise ValueError(f"cycles must be between 1 and merges ({self.merges}), "
                              f"got {self.cycles}")
+
+
+def _kmer_classifier() -> FinetuneConfig:
+    """Next-k-mer fine-tuning: plain top-1 accuracy over 4**k classes (no class weights)."""
+    return FinetuneConfig(class_weights="off", select="accuracy")
+
+
+@dataclass(frozen=True)
+class SelectVocabStageConfig:
+    """Vocabulary selection (GROVER): one small model pretrained per candidate cycle count, each
+    scored by next-k-mer prediction on a held-out region; the best becomes the run's vocabulary."""
+
+    select: bool = False  # false: the run's vocabulary is bpe.cycles (the stage only records it)
+    region: str | None = None  # held-out CHROM[:START-END]; null: corpus.holdout's first region
+    pretraining: SelectConfig = field(default_factory=SelectConfig)  # candidates, steps, model
+    samples: NextKmerConfig = field(default_factory=NextKmerConfig)  # k values, contexts
+    classifier: FinetuneConfig = field(default_factory=_kmer_classifier)  # next-k-mer fine-tuning
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)  # TF-IDF on the same samples
+
+
+@dataclass(frozen=True)
+class NextKmerStageConfig:
+    """Next-k-mer prediction by the run's pretrained model, on a region pretraining never saw."""
+
+    region: str | None = None  # held-out CHROM[:START-END]; null: corpus.holdout's first region
+    samples: NextKmerConfig = field(default_factory=NextKmerConfig)  # k values, contexts, sizes
+    classifier: FinetuneConfig = field(default_factory=_kmer_classifier)  # epochs, lr, seeds
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)  # TF-IDF, most frequent
 
 
 @dataclass(frozen=True)
@@ -180,8 +210,10 @@ class ReportConfig:
 STAGE_SECTIONS: dict[str, type] = {
     "genome": GenomeConfig,
     "bpe": BpeConfig,
+    "select_vocab": SelectVocabStageConfig,
     "corpus": CorpusConfig,
     "pretrain": PretrainStageConfig,
+    "nextkmer": NextKmerStageConfig,
     "tasks": TasksConfig,
     "finetune": FinetuneStageConfig,
     "baselines": BaselinesConfig,

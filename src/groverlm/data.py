@@ -391,9 +391,15 @@ CONVERTERS: dict[str, Callable[[Path, Path, str], None]] = {
 
 def download_url(url: str, dst: Path) -> None:
     """The original source: plain HTTPS."""
+    from tqdm import tqdm
+
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp, open(dst, "wb") as out:
-            shutil.copyfileobj(resp, out, 1 << 20)
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp, open(dst, "wb") as out, \
+                tqdm(total=int(resp.headers.get("Content-Length") or 0) or None, unit="B",
+                     unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False) as bar:
+            for block in iter(lambda: resp.read(1 << 20), b""):
+                out.write(block)
+                bar.update(len(block))
     except (OSError, ValueError) as err:
         raise SourceError(f"{url}: {err}") from None
 

@@ -20,9 +20,9 @@ pretraining checkpoints) when the config is unchanged, and starts the stage afre
     groverlm run configs/demo.yaml --set bpe.merges=800 --set run.dir=runs/b800
     groverlm demo                                      # configs/demo.yaml on hg19 chr20
 
-Stages wired: genome, bpe, corpus, pretrain, tasks, finetune, baselines, analysis, report. A stage
-whose module lands later (vocabulary selection, next-k-mer) is one adapter in `STAGES` and one
-config section in `groverlm.config.STAGE_SECTIONS`.
+Stages: genome, bpe, select_vocab, corpus, pretrain, nextkmer, tasks, finetune, baselines,
+analysis, report. A new stage is one adapter in `STAGES` and one config section in
+`groverlm.config.STAGE_SECTIONS`.
 """
 
 from __future__ import annotations
@@ -133,7 +133,22 @@ class Context:
 
     @property
     def vocab(self) -> Path:
-        return self.stage_dir("bpe") / "vocab"
+        """The run's vocabulary: the one vocabulary selection chose, else bpe.cycles' export."""
+        return self.path(self.summary("select_vocab")["vocab"])
+
+    def held_out(self, region: str | None, stage: str) -> str:
+        """A stage's region, by default the corpus's first held-out region (unseen in pretraining).
+        """
+        holdout = self.config.stage("corpus").holdout
+        if region is None:
+            if not holdout:
+                raise GroverError(f"{stage} needs a region pretraining never saw: set "
+                                  f"corpus.holdout (or {stage}.region)", self.config.source)
+            return str(holdout[0])
+        if str(region) not in {str(h) for h in holdout}:
+            log.warning("%s.region %s is not in corpus.holdout: pretraining may have seen it",
+                        stage, region)
+        return region
 
     @property
     def model(self) -> Path:
@@ -185,14 +200,39 @@ def run_bpe(cfg: Any, ctx: Context) -> dict[str, Any]:
     from groverlm.bpe.export import export_vocab
     from groverlm.bpe.train import write_training
 
-    train = ctx.out / "train"
+    train, vocab = ctx.out / "train", ctx.out / "vocab"
     if not finished(train):
         write_training(ctx.genome, train, cfg.merges, cfg.chunk, cfg.cycles,
                        progress=ctx.progress)
-    if not finished(ctx.vocab):
-        export_vocab(train, cfg.cycles, ctx.vocab)
-    stats = json.loads((ctx.vocab / "vocab_stats.json").read_text())["summary"]
-    return {"cycles": cfg.cycles, "vocab": ctx.relative(ctx.vocab), **stats}
+    if not finished(vocab):
+        export_vocab(train, cfg.cycles, vocab)
+    return {"cycles": cfg.cycles, "vocab": ctx.relative(vocab), **_vocab_stats(vocab)}
+
+
+def _vocab_stats(vocab: Path) -> dict[str, Any]:
+    return json.loads((vocab / "vocab_stats.json").read_text())["summary"]
+
+
+def run_select_vocab(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Vocabulary selection: next-k-mer accuracy of a small model per candidate cycle count
+    (groverlm.select_vocab); with `select: false`, bpe.cycles is the run's vocabulary."""
+    from groverlm.manifest import read_manifest
+    from groverlm.select_vocab import select_vocab
+
+    if not cfg.select:
+        bpe = ctx.summary("bpe")
+        return {"selected": False, "cycles": bpe["cycles"], "vocab": bpe["vocab"],
+                **_vocab_stats(ctx.path(bpe["vocab"]))}
+    out = ctx.out / "selection"
+    if not finished(out):
+        select_vocab(ctx.genome, ctx.stage_dir("bpe") / "train",
+                     ctx.held_out(cfg.region, "select_vocab"), out, cfg.pretraining, cfg.samples,
+                     cfg.classifier, cfg.baselines, progress=ctx.progress)
+    m = read_manifest(out)
+    cycles = m["selected"]["cycles"]
+    vocab = out / "vocab" / f"bpe-{cycles}"
+    return {"selected": True, "cycles": cycles, "score": m["selected"].get("score"),
+            "vocab": ctx.relative(vocab), **_vocab_stats(vocab)}
 
 
 def run_corpus(cfg: Any, ctx: Context) -> dict[str, Any]:
@@ -201,9 +241,8 @@ def run_corpus(cfg: Any, ctx: Context) -> dict[str, Any]:
     from groverlm.manifest import read_manifest
 
     out = ctx.out / "corpus"
-    if not finished(out):
-        write_corpus(ctx.vocab, ctx.genome, out, cfg, tokens=ctx.stage_dir("bpe") / "train" /
-                     "tokens", progress=ctx.progress)
+    if not finished(out):  # reuses the BPE stage's segmentation when it has the vocabulary's merges
+        write_corpus(ctx.vocab, ctx.genome, out, cfg, progress=ctx.progress)
     splits = read_manifest(out)["splits"]
     return {"corpus": ctx.relative(out), **{f"{s}_{k}": splits[s][k] for s in ("train", "test")
                                    for k in ("samples", "tokens")}}
@@ -226,6 +265,24 @@ def run_pretrain(cfg: Any, ctx: Context) -> dict[str, Any]:
     keys = ("steps", "tokens_seen", "mlm_accuracy", "unigram_accuracy", "mlm_loss", "perplexity",
             "tokens_per_second")
     return {"model": ctx.relative(out), **{k: ev[k] for k in keys if k in ev}}
+
+
+def run_nextkmer(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Next-k-mer: the pretrained model fine-tuned to predict the k bases after a 50 bp context,
+    for each k, against chance, the most frequent k-mer and TF-IDF (groverlm.nextkmer)."""
+    from groverlm.nextkmer import nextkmer
+
+    out = ctx.out / "nextkmer"
+    if not finished(out):
+        nextkmer(ctx.model, ctx.genome, ctx.held_out(cfg.region, "nextkmer"), out, cfg.samples,
+                 cfg.classifier, cfg.baselines, name=_model_name(ctx), progress=ctx.progress)
+    rows = json.loads((out / "manifest.json").read_text())["summary"]
+    return {"nextkmer": ctx.relative(out), "by_k": rows}
+
+
+def _model_name(ctx: Context) -> str:
+    """The run's BERT as named in metrics.json: its vocabulary's cycle count."""
+    return f"bert-bpe{ctx.summary('select_vocab')['cycles']}"
 
 
 def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Context) -> None:
@@ -282,7 +339,7 @@ def run_finetune(cfg: Any, ctx: Context) -> dict[str, Any]:
     from groverlm.finetune import finetune_task
 
     summary = {}
-    name = f"bert-bpe{ctx.config.stage('bpe').cycles}"  # the model's name in metrics.json
+    name = _model_name(ctx)
     for task_dir in _task_dirs("finetune", cfg.tasks, ctx):
         out = ctx.out / task_dir.name
         if not finished(out):
@@ -347,24 +404,29 @@ class Stage:
 _TRAIN_VOLATILE = ("eval_every", "save_every", "keep_checkpoints", "log_every", "device",
                    "compile", "threads")  # groverlm.train.TrainConfig.RESUMABLE_CHANGES
 
-# The pipeline, in order. Not wired yet (modules not landed): select_vocab (after bpe), nextkmer
-# (after pretrain).
+_CLASSIFIER_VOLATILE = ("classifier.device", "classifier.threads", "classifier.eval_batch_size")
+
+# The pipeline, in order.
 STAGES: list[Stage] = [
     Stage("genome", run_genome, data=lambda d: [d.genome, d.tss]),
     Stage("bpe", run_bpe, needs=("genome",)),
-    Stage("corpus", run_corpus, needs=("genome", "bpe")),
+    Stage("select_vocab", run_select_vocab, needs=("genome", "bpe"),
+          ignore=("pretraining.threads", *_CLASSIFIER_VOLATILE)),
+    Stage("corpus", run_corpus, needs=("genome", "select_vocab")),
     Stage("pretrain", run_pretrain, needs=("corpus",),
           ignore=("processes", *(f"train.{k}" for k in _TRAIN_VOLATILE))),
-    Stage("tasks", run_tasks, needs=("genome", "bpe"),
+    Stage("nextkmer", run_nextkmer, needs=("genome", "select_vocab", "pretrain"),
+          ignore=_CLASSIFIER_VOLATILE),
+    Stage("tasks", run_tasks, needs=("genome", "select_vocab"),
           data=lambda d: [d.ctcf_motif, *d.ctcf_peaks]),
-    Stage("finetune", run_finetune, needs=("pretrain", "tasks"),
-          ignore=("classifier.device", "classifier.threads", "classifier.eval_batch_size")),
-    Stage("baselines", run_baselines, needs=("bpe", "tasks")),
-    Stage("analysis", run_analysis, needs=("genome", "bpe", "pretrain"),
+    Stage("finetune", run_finetune, needs=("select_vocab", "pretrain", "tasks"),
+          ignore=_CLASSIFIER_VOLATILE),
+    Stage("baselines", run_baselines, needs=("select_vocab", "tasks")),
+    Stage("analysis", run_analysis, needs=("genome", "select_vocab", "pretrain"),
           data=lambda d: [p for p in (d.repeats, d.cpg) if p is not None],
           ignore=("analyze.device", "analyze.batch_size")),
-    Stage("report", run_report, needs=("genome", "bpe", "corpus", "pretrain", "tasks",
-                                       "finetune", "baselines", "analysis")),
+    Stage("report", run_report, needs=("genome", "bpe", "select_vocab", "corpus", "pretrain",
+                                       "nextkmer", "tasks", "finetune", "baselines", "analysis")),
 ]
 
 
@@ -546,9 +608,12 @@ def summarize_run(run_dir: str | Path) -> str:
     if g:
         lines.append(f"genome:      {g['records']} record(s), {g['length']:,} bp "
                      f"({g['acgt']:,} A/C/G/T in {g['contigs']:,} contigs)")
-    v = summary("bpe")
+    v = summary("select_vocab") or summary("bpe")
     if v:
-        lines.append(f"vocabulary:  {v['cycles']} BPE cycles, {v['tokens']} tokens present, mean "
+        how = ("chosen by next-k-mer" if v.get("selected") else "as configured") if (
+            "selected" in v) else "BPE export"
+        lines.append(f"vocabulary:  {v['cycles']} BPE cycles ({how}), {v['tokens']} tokens "
+                     f"present, mean "
                      f"length {v['mean_length_genome']:.2f} nt in the genome "
                      f"({v['mean_length_vocab']:.2f} over the vocabulary), longest "
                      f"{v['max_length']} nt, CG token: {'yes' if v['has_CG'] else 'no'}, start "
@@ -559,11 +624,13 @@ def summarize_run(run_dir: str | Path) -> str:
                      f"masked-token accuracy {100 * p['mlm_accuracy']:.2f}% (unigram "
                      f"{100 * p['unigram_accuracy']:.2f}%), perplexity {p['perplexity']:.1f}")
     k = summary("nextkmer")
-    lines.append("next-k-mer:  " + (", ".join(f"{key} {val}" for key, val in k.items()
-                                             if not isinstance(val, dict | list))
-                                   if k else "not in this run (stage not wired yet)"))
-    records = [r for q in (find_metrics([run_dir]) if run_dir.is_dir() else [])
-               for r in read_metrics(q)]
+    if k:
+        lines.append("next-k-mer:  test top-1 accuracy of the fine-tuned BERT (chance; most "
+                     "frequent k-mer)")
+        lines += [f"  k={r['k']}: {_pct(r.get('accuracy'))} ({_pct(r['chance'])}; "
+                  f"{_pct(r['most_frequent_accuracy'])})" for r in k["by_k"]]
+    scored = [run_dir / s for s in ("finetune", "baselines") if (run_dir / s).is_dir()]
+    records = [r for q in (find_metrics(scored) if scored else []) for r in read_metrics(q)]
     if records:
         tasks, models, cells = results_table(records)
         lines.append("task test MCC:")
@@ -571,6 +638,10 @@ def summarize_run(run_dir: str | Path) -> str:
     r = summary("report")
     lines.append(f"report:      {run_dir / r['report'] if r else 'not written'}")
     return "\n".join(lines)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
 
 
 # -- command line ------------------------------------------------------------------------------

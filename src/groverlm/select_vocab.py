@@ -227,6 +227,10 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
         "non_embedding_parameters": pman.get("non_embedding_parameters")}
     for r in nman["summary"]:
         row[f"acc_k{r['k']}"] = r["accuracy"]
+    from groverlm.metrics import read_metrics
+
+    mccs = [r["mcc_mean"] for r in read_metrics(nk) if r["model"] == name]
+    row["mean_mcc"] = float(np.mean(mccs)) if mccs else ""  # 0: a constant guess at every k
     log.info("%s done (%.0fs this session)", name, time.perf_counter() - t0)
     return row
 
@@ -323,7 +327,7 @@ def bpe_tfidf_rows(out: Path, names: list[str]) -> list[dict[str, Any]]:
 
 TABLE_COLUMNS = ["model", "kind", "cycles", "kmer", "vocab_size", "nt_per_token",
                  "tokens_per_sample", "nt_per_sample", "steps", "nt_seen", "mlm_accuracy",
-                 "unigram_accuracy", "non_embedding_parameters"]
+                 "unigram_accuracy", "non_embedding_parameters", "mean_mcc"]
 
 
 def _fmt(v: Any) -> str:
@@ -355,7 +359,7 @@ def write_tables(rows: list[dict[str, Any]], ks: list[int], out: Path, header: s
             w.writerow([r["cycles"], *(_fmt(r.get(c, "")) for c in acc),
                         _fmt(r["mean_acc_over_chance"])])
     short = ["model", "vocab_size", "tokens_per_sample", "nt_per_sample", "nt_seen",
-             "mlm_accuracy", *acc, "mean_acc_over_chance"]
+             "mlm_accuracy", *acc, "mean_acc_over_chance", "mean_mcc"]
     lines = [header, "", "| " + " | ".join(short) + " |",
              "|" + "|".join("---" for _ in short) + "|"]
     for r in rows:
@@ -377,8 +381,13 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
     bpe = sorted((r for r in rows if r["kind"] == "bpe"), key=lambda r: r["cycles"])
     refs = [r for r in rows if r["kind"] != "bpe"]
     panels = [f"acc_k{k}" for k in ks] + ["mean_acc_over_chance"]
-    fig, axes = figure(len(panels), 1, width=3.2, height=3.0)
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = figure(ncols, nrows, width=3.6, height=3.0)
     axes = np.atleast_1d(axes)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    axes = axes[: len(panels)]
     styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 3))]
     for ax, col in zip(axes, panels, strict=True):
         x = [r["cycles"] for r in bpe if r.get(col) not in (None, "")]
@@ -461,6 +470,7 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     kmer_scores = {r["model"]: relative_score(r, ks) for r in rows if r["kind"] == "kmer"}
     selection["beats_kmers"] = {m: selection["score"] > s for m, s in kmer_scores.items()
                                 if s is not None}
+    selection["constant_guesses"] = constant_guesses(rows)
     header = table_header(cfg, ncfg, ft, selection, rows)
     write_tables(rows, ks, out, header)
     plot_selection(rows, ks, out / "plot.png", selection["cycles"])
@@ -499,10 +509,19 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> N
         write_json(path, settings)
 
 
+def constant_guesses(rows: list[dict[str, Any]]) -> bool:
+    """Whether every model's mean test MCC over k is about 0 (each guessed one k-mer)."""
+    mccs = [r.get("mean_mcc") for r in rows if r["kind"] in ("bpe", "kmer")]
+    return bool(mccs) and all(isinstance(m, float) and abs(m) < 0.01 for m in mccs)
+
+
 def table_header(cfg: SelectConfig, ncfg, ft, selection: dict[str, Any],
                  rows: list[dict[str, Any]]) -> str:
     seen = [r["nt_seen"] for r in rows if r["kind"] in ("bpe", "kmer")]
     spread = (f"{min(seen):,} to {max(seen):,}" if seen else "n/a")
+    warning = ["", "Warning: every model's test MCC is about 0 at every k: each predicts (almost) "
+               "a single k-mer, so the accuracies compare constant guesses, not vocabularies; "
+               "the budget is too small to select."] if selection["constant_guesses"] else []
     return "\n".join([
         "# Vocabulary selection by next-k-mer prediction",
         "",
@@ -516,6 +535,7 @@ def table_header(cfg: SelectConfig, ncfg, ft, selection: dict[str, Any],
         f"lr {ft.lr:g}, batch {ft.batch_size}, {len(ft.seeds)} seed(s); test top-1 accuracy.",
         "",
         f"Selected: {selection['cycles']} cycles (score {selection['score']:.3f}); rule: {RULE}.",
+        *warning,
     ])
 
 
