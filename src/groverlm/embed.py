@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import io
 import json
 import logging
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.errors import GroverError
+from groverlm.genome import text_lines
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +84,6 @@ class Item:
 # ----------------------------------------------------------------------------- inputs
 
 
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line, text) of a plain or gzipped text file; errors name the file."""
-    try:
-        raw = open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
-        raise GroverError(err.strerror or str(err), path) from None
-    with raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        text = io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if gz else raw, encoding="utf-8")
-        n = 0
-        try:
-            for n, line in enumerate(text, 1):  # noqa: B007 (n is used in the except clauses)
-                yield n, line.rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise GroverError("binary data, not a text file", path, n + 1) from None
-        except (EOFError, OSError) as err:
-            raise GroverError(f"corrupt or truncated gzip ({err})", path, n + 1) from None
-
-
 def detect_format(path: str | Path) -> str:
     """fasta, bed or csv from the file name (a .gz suffix is ignored), else from the first byte."""
     path = Path(path)
@@ -114,7 +94,7 @@ def detect_format(path: str | Path) -> str:
         return "bed"
     if name.endswith((".csv", ".tsv")):
         return "csv"
-    for _, line in _text_lines(path):
+    for _, line in text_lines(path):
         if line.strip():
             return "fasta" if line.startswith(">") else "csv"
     raise GroverError("empty input file", path)
@@ -143,7 +123,7 @@ def read_items(path: str | Path, genome: str | Path | None = None, fmt: str = "a
 
 def _read_bed(path: Path, genome) -> list[Item]:
     items = []
-    for n, line in _text_lines(path):
+    for n, line in text_lines(path):
         if not line.strip() or line.startswith(("#", "track", "browser")):
             continue
         f = line.split("\t") if "\t" in line else line.split()
@@ -169,7 +149,7 @@ def _read_bed(path: Path, genome) -> list[Item]:
 
 
 def _read_csv(path: Path) -> list[Item]:
-    lines = _text_lines(path)
+    lines = text_lines(path)
     text = "\n".join(line for _, line in lines)
     dialect = "excel-tab" if path.name.lower().removesuffix(".gz").endswith(".tsv") else "excel"
     reader = csv.DictReader(io.StringIO(text), dialect=dialect)

@@ -144,6 +144,28 @@ def _open(path: Path) -> io.BufferedIOBase:
     return fh  # type: ignore[return-value]
 
 
+def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(1-based line, text without the line end) of a plain or gzipped text file (BED, TSV, CSV).
+
+    Errors name the file and line: missing file, binary data, corrupt or truncated gzip.
+    """
+    path = Path(path)
+    try:
+        raw = _open(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        raise GroverError(err.strerror or str(err), path) from None
+    with raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+        n = 0
+        try:
+            for n, line in enumerate(text, 1):  # noqa: B007 (n is used in the except clauses)
+                yield n, line.rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise GroverError("binary data, not a text file", path, n + 1) from None
+        except (EOFError, OSError, zlib.error) as err:
+            raise GroverError(f"corrupt or truncated gzip ({err})", path, n + 1) from None
+
+
 def _blocks(path: Path) -> Iterator[tuple[bytes, int]]:
     """Whole lines of the file in large blocks, with the 1-based line number each block starts on."""
     line = 1

@@ -14,17 +14,15 @@ the first data line (or forced with `fmt`):
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from groverlm.errors import GroverError
+from groverlm.genome import text_lines
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +35,6 @@ class TSS:
     chrom: str
     pos: int  # 0-based position of the first transcribed base
     strand: str  # '+' or '-'
-
-
-def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without newline) of a plain or gzipped text file."""
-    path = Path(path)
-    try:
-        raw = open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
-        raise GroverError(err.strerror or str(err), path) from None
-    with raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        stream = gzip.GzipFile(fileobj=raw) if gz else raw
-        text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict")
-        n = 0
-        try:
-            for n, line in enumerate(text, 1):  # noqa: B007 (n is used in the except clause)
-                yield n, line.rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise GroverError("binary data, not a text annotation file", path, n + 1) from None
-        except (EOFError, OSError) as err:
-            raise GroverError(f"corrupt or truncated gzip ({err})", path, n + 1) from None
 
 
 def _int(text: str, what: str, path: Path, line: int) -> int:
@@ -101,7 +77,7 @@ def read_tss(path: str | Path, fmt: str = "auto") -> tuple[list[TSS], str]:
         raise GroverError(f"TSS format must be one of {', '.join(TSS_FORMATS)}, got {fmt!r}")
     out: list[TSS] = []
     header_seen = False
-    for n, line in _lines(path):
+    for n, line in text_lines(path):
         if not line.strip() or line.startswith(("track", "browser")):
             continue
         fields = line.split("\t") if "\t" in line else line.split()
@@ -173,7 +149,7 @@ def read_bed_intervals(path: str | Path) -> dict[str, np.ndarray]:
     """Merged, sorted (k, 2) int64 half-open intervals per chromosome of a BED file (BED3+)."""
     path = Path(path)
     raw: dict[str, list[tuple[int, int]]] = {}
-    for n, line in _lines(path):
+    for n, line in text_lines(path):
         if not line.strip() or line.startswith(_SKIP):
             continue
         fields = line.split("\t") if "\t" in line else line.split()
