@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -211,9 +212,10 @@ def pretrain(corpus_path: str | Path, out: str | Path, cfg: PretrainConfig, tcfg
 
 
 
-def plot_learning_curve(run: str | Path, png: str | Path, title: str | None = None) -> Path:
-    """Training loss and test masked-token accuracy against the unigram baseline, over tokens seen
-    (any run folder with a log.jsonl whose evaluations hold mlm_accuracy works)."""
+def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path,
+                        title: str | None = None, labels: Sequence[str] | None = None) -> Path:
+    """Masked-token loss (train and test) and test accuracy against the unigram baseline, over
+    tokens seen, for one run folder or several side by side (each with a log.jsonl)."""
     from groverlm.manifest import atomic_path
     from groverlm.train import read_log
 
@@ -224,25 +226,33 @@ def plot_learning_curve(run: str | Path, png: str | Path, title: str | None = No
         import matplotlib.pyplot as plt
     except ImportError:
         raise GroverError("plotting needs matplotlib (pip install matplotlib)") from None
-    records = read_log(run)
-    tr = [r for r in records if r.get("kind") == "train"]
-    ev = [r for r in records if r.get("kind") == "eval"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax1.plot([r["tokens_seen"] / 1e6 for r in tr], [r["loss"] for r in tr], lw=1, label="train")
-    if ev and "mlm_loss" in ev[0]:
-        ax1.plot([r["tokens_seen"] / 1e6 for r in ev], [r["mlm_loss"] for r in ev], "o-", ms=3,
-                 label="test")
+    runs = [runs] if isinstance(runs, str | Path) else list(runs)
+    labels = list(labels) if labels else [Path(r).name for r in runs]
+    if len(labels) != len(runs):
+        raise GroverError(f"{len(labels)} labels for {len(runs)} runs")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, (run, label) in enumerate(zip(runs, labels, strict=True)):
+        color = f"C{k}"
+        records = read_log(run)
+        tr = [r for r in records if r.get("kind") == "train"]
+        ev = [r for r in records if r.get("kind") == "eval" and "mlm_accuracy" in r]
+        ax1.plot([r["tokens_seen"] / 1e6 for r in tr], [r["loss"] for r in tr], lw=0.8,
+                 alpha=0.5, color=color)
+        if ev:
+            x = [r["tokens_seen"] / 1e6 for r in ev]
+            ax1.plot(x, [r["mlm_loss"] for r in ev], "o-", ms=3, color=color,
+                     label=f"{label}: test (line: train)")
+            ax2.plot(x, [100 * r["mlm_accuracy"] for r in ev], "o-", ms=3, color=color,
+                     label=f"{label}: model")
+            ax2.plot(x, [100 * r["unigram_accuracy"] for r in ev], "--", color=color, lw=1,
+                     label=f"{label}: unigram baseline")
     ax1.set_xlabel("tokens seen (millions)")
     ax1.set_ylabel("masked-token loss (nats)")
-    ax1.legend()
-    if ev and "mlm_accuracy" in ev[0]:
-        x = [r["tokens_seen"] / 1e6 for r in ev]
-        ax2.plot(x, [100 * r["mlm_accuracy"] for r in ev], "o-", ms=3, label="model")
-        ax2.plot(x, [100 * r["unigram_accuracy"] for r in ev], "--", label="unigram baseline")
-        ax2.set_ylabel("test masked-token accuracy (%)")
-        ax2.legend()
+    ax1.legend(fontsize=7)
     ax2.set_xlabel("tokens seen (millions)")
-    fig.suptitle(title or str(run))
+    ax2.set_ylabel("test masked-token accuracy (%)")
+    ax2.legend(fontsize=7)
+    fig.suptitle(title or ", ".join(labels), fontsize=10)
     fig.tight_layout()
     png = Path(png)
     with atomic_path(png) as tmp:
@@ -311,10 +321,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain_cmd)
 
-    g = sub.add_parser("plot-log", help="plot a training run's learning curve (PNG)")
-    g.add_argument("run", help="a run folder holding log.jsonl")
+    g = sub.add_parser("plot-log", help="plot training runs' learning curves (PNG)")
+    g.add_argument("runs", nargs="+", metavar="RUN", help="run folders holding log.jsonl")
     g.add_argument("--out", required=True, help="image to write (.png)")
     g.add_argument("--title", default=None)
+    g.add_argument("--labels", nargs="+", default=None, help="a name per run")
     g.set_defaults(func=_plot_cmd)
 
 
@@ -363,6 +374,6 @@ def _pretrain_cmd(args: argparse.Namespace) -> int:
 
 
 def _plot_cmd(args: argparse.Namespace) -> int:
-    png = plot_learning_curve(args.run, args.out, args.title)
+    png = plot_learning_curve(args.runs, args.out, args.title, args.labels)
     print(f"plot-log: {png}")
     return 0
