@@ -301,7 +301,11 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device
                    ) -> torch.optim.Optimizer:
-    """AdamW; biases and LayerNorm weights are not decayed (BERT's rule)."""
+    """AdamW; biases and LayerNorm weights are not decayed (BERT's rule).
+
+    The fused implementation runs on CPUs too (torch >= 2.4) and matters there: for the tiny preset
+    a step took 6.5 ms of CPU fused, 28 ms with `foreach`, 450 ms with torch's CPU default.
+    """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -309,8 +313,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                             fused=device.type == "cuda")
+    kwargs = {"lr": cfg.lr, "betas": cfg.adam_betas, "eps": cfg.adam_eps}
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except RuntimeError:  # an older torch without fused AdamW for this device
+        return torch.optim.AdamW(groups, foreach=True, **kwargs)
 
 
 def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
