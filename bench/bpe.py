@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from groverlm.peak import peak_rss
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -108,15 +109,6 @@ def section_speed(records, rows):
     _, t_whole = ours(records, 600, None)
     print(f"whole contigs {t_whole:.1f}s vs 1 kbp {base:.1f}s -> {t_whole / base:.2f}", flush=True)
     rows.append(("whole-contig time / 1 kbp time, 600 cycles", f"{t_whole / base:.2f}", "<= 1.1"))
-
-
-def peak_rss() -> float:
-    """Peak resident memory of this process in bytes (VmHWM: unlike ru_maxrss, not inherited from
-    the parent across fork and exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return float(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
 
 
 def _peak_child(code: str) -> float:

@@ -338,18 +338,21 @@ def test_objective_equals_the_stock_loss(corpus):
 def test_loop_learns_a_copy_task(corpus, tmp_path):
     """With training targets left unmasked (--mask-split 0,0) the answer is in the input: the loop
     must learn to copy it quickly, which fails if labels, masks and inputs are misaligned. The
-    evaluation hides every target behind [MASK], so it cannot copy."""
+    evaluation hides every target behind [MASK], so it cannot copy. The output bias starts at zero:
+    from the unigram start, rare tokens take more than 80 steps to be copied."""
     from transformers import AutoModelForMaskedLM
 
     out = tmp_path / "m"
     assert main(pretrain_args(corpus, out, "--max-steps", "80", "--mask-rate", "0.15",
                               "--mask-split", "0,0", "--lr", "5e-3", "--batch-size", "8",
+                              "--no-unigram-bias",
                               "--eval-every", "80", "--log-every", "10")) == 0
     log = [r for r in read_log(out) if r["kind"] == "train"]
     assert log[-1]["loss"] < 0.4 * log[0]["loss"]
     ev = read_json(out / "eval.json")
     assert ev["mlm_accuracy"] < 0.5  # from context alone: far from the copy task's 100%
-    r = build_run(corpus, PretrainConfig(overrides=TINY, mask_rate=0.15, mask_split=(0, 0)), 0, 8)
+    r = build_run(corpus, PretrainConfig(overrides=TINY, mask_rate=0.15, mask_split=(0, 0),
+                                         unigram_bias=False), 0, 8)
     batch = r.data.collate(np.arange(16), torch.Generator().manual_seed(1))
     model = AutoModelForMaskedLM.from_pretrained(out).eval()
     with torch.no_grad():
@@ -357,6 +360,30 @@ def test_loop_learns_a_copy_task(corpus, tmp_path):
                      attention_mask=batch["attention_mask"]).logits.argmax(-1)
     target = batch["labels"] != IGNORE
     assert (pred[target] == batch["labels"][target]).float().mean() > 0.95
+
+
+def test_a_fresh_model_starts_from_the_unigram_distribution(corpus):
+    """The output bias starts at the log token frequencies: before any step the masked-token loss
+    is the corpus's unigram entropy (not log V) and the model predicts the most frequent token."""
+    losses = {}
+    for flag in (True, False):
+        r = build_run(corpus, PretrainConfig(overrides=TINY, mask_rate=0.15, unigram_bias=flag), 0, 8)
+        r.model.eval()
+        batch = r.data.collate(np.arange(16), torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            logits = r.model(input_ids=batch["input_ids"],
+                             attention_mask=batch["attention_mask"]).logits
+        target = batch["labels"] != IGNORE
+        losses[flag] = torch.nn.functional.cross_entropy(logits[target], batch["labels"][target])
+        if flag:  # the mean predicted distribution is the training frequencies
+            mean_p = logits[target].softmax(-1).mean(0).numpy()
+            assert np.corrcoef(mean_p, r.corpus.train_counts)[0, 1] > 0.95
+    counts = r.corpus.train_counts.astype(float)
+    freq = counts[counts > 0] / counts.sum()
+    entropy = float(-(freq * np.log(freq)).sum())
+    assert abs(float(losses[True]) - entropy) < 0.3
+    assert abs(float(losses[False]) - np.log(r.corpus.vocab_size)) < 0.2  # uniform
+    assert float(losses[True]) < float(losses[False]) - 0.25
 
 
 def test_run_config_round_trips_as_json(corpus):

@@ -6,6 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,6 +297,61 @@ def test_held_out_region_defaults_to_the_corpus_holdout(tmp_path, caplog):
     assert ctx.held_out(None, "nextkmer") == "chr20:5-10"
     assert ctx.held_out("chr1", "nextkmer") == "chr1"
     assert "may have seen it" in caplog.text
+
+
+# The runner in a child process whose checkpoint writes are slowed down, so that the parent can
+# SIGKILL it between two checkpoints of the pretraining stage.
+SLOW_CHECKPOINTS = """
+import sys, time
+import groverlm.train as train
+real = train.save_checkpoint
+def slow(*args, **kwargs):
+    path = real(*args, **kwargs)
+    time.sleep(0.5)
+    return path
+train.save_checkpoint = slow
+from groverlm.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stage_then_rerun_resumes_without_redoing_finished_stages(tmp_path):
+    data = synthetic_data(tmp_path / "data")
+    cfg_path = tmp_path / "synthetic.yaml"
+    cfg_path.write_text(SYNTHETIC.format(data=data))
+    run = tmp_path / "run"
+    tiny = ("{num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, "
+            "max_position_embeddings: 64}")
+    args = [str(cfg_path), "--quiet", "--set", f"run.dir={run}", "--set", "corpus.max_tokens=62",
+            "--set", "pretrain.train.max_steps=30", "--set", "pretrain.train.save_every=3",
+            "--set", "pretrain.train.batch_size=4", "--set", "pretrain.train.eval_every=0",
+            "--set", "pretrain.train.threads=1", "--set", f"pretrain.model.overrides={tiny}"]
+    earlier = ("genome", "bpe", "select_vocab", "corpus")
+    args += [a for stage in (*earlier, "pretrain") for a in ("--only", stage)]
+    child = subprocess.Popen([sys.executable, "-c", SLOW_CHECKPOINTS, "run", *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    latest = run / "pretrain" / "model" / "checkpoints" / "latest"
+    deadline = time.monotonic() + 240
+    while not latest.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert child.poll() is None, child.communicate()[1][-2000:]
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    assert child.returncode == -signal.SIGKILL
+    killed_at = latest.read_text().strip()
+    assert not (run / "pretrain" / "manifest.json").exists()
+    done = {p: p.stat().st_mtime_ns for p in [run / s / "manifest.json" for s in earlier]}
+
+    rerun = subprocess.run([sys.executable, "-m", "groverlm", "run", *args],
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    for stage in earlier:
+        assert f"{stage:<10} skipped (up to date)" in rerun.stdout
+    assert f"{'pretrain':<10} ran" in rerun.stdout
+    assert f"resumed from {latest.parent / killed_at}" in rerun.stderr
+    assert done == {p: p.stat().st_mtime_ns for p in done}  # finished stages untouched
+    assert json.loads((run / "pretrain" / "model" / "eval.json").read_text())["steps"] == 30
 
 
 # -- command line ------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class PretrainConfig:
     eval_samples: int = 1024  # test samples per periodic evaluation (0: all); fixed masks
     final_eval_samples: int = 8192  # test samples in the final evaluation (0: all)
     pad_multiple: int = 8  # batch length rounded up to this (64 suits torch.compile)
+    unigram_bias: bool = True  # start the output bias at the log token frequencies (see below)
 
     def __post_init__(self):
         if self.eval_samples < 0 or self.final_eval_samples < 0 or self.pad_multiple < 1:
@@ -102,10 +103,33 @@ def build_run(corpus_path: str | Path, cfg: PretrainConfig, seed: int = 0, batch
         return evaluate_mlm(model, amp, test, order[:n] if n else order, batch_size, seed, unigram)
 
     model = new_mlm_model(config, seed)
+    if cfg.unigram_bias:
+        set_unigram_bias(model, corpus.train_counts, sorted(special))
     run_config = json.loads(json.dumps({  # JSON types only: checkpoints compare it on resume
         "corpus": str(corpus.path), "corpus_sha256": _corpus_id(corpus), "pretrain": asdict(cfg),
         "model": model_fields(config)}))
     return Run(corpus, tokenizer, model, data, evaluate, run_config)
+
+
+def set_unigram_bias(model, counts, special: Sequence[int]) -> None:
+    """Start the masked-LM output bias at the log frequencies of the training tokens.
+
+    With Adam every weight moves by about the learning rate per step, so a bias starting at zero
+    needs thousands of steps to spread over the ~7 nats between common and rare tokens; until then
+    the loss is dominated by learning frequencies, and a short run never gets to context. Starting
+    from the unigram distribution (Karpathy's "init well") gives the first steps to context.
+    Tokens never seen in training (specials included) get the log of half a count.
+    """
+    import numpy as np
+    import torch
+
+    freq = np.asarray(counts, dtype=np.float64).copy()
+    freq[list(special)] = 0
+    freq = np.where(freq > 0, freq, 0.5)
+    logp = np.log(freq / freq.sum())
+    with torch.no_grad():
+        bias = model.cls.predictions.bias
+        bias.copy_(torch.from_numpy(logp - logp.mean()).to(bias.dtype))
 
 
 def _corpus_id(corpus) -> str:
@@ -316,6 +340,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--pad-multiple", type=int, default=None,
                    help="pad batch length to a multiple (default 8; 64 with --compile)")
+    p.add_argument("--no-unigram-bias", dest="unigram_bias", action="store_false",
+                   help="start the output bias at zero, not at the log token frequencies")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -355,7 +381,7 @@ def _pretrain_cmd(args: argparse.Namespace) -> int:
         raise GroverError(f"--mask-split {args.mask_split!r}: expected MASK,RANDOM e.g. 0.8,0.2")
     cfg = PretrainConfig(args.preset, parse_overrides(args.overrides), args.mask_rate, split,
                          args.eval_samples, args.final_eval_samples,
-                         args.pad_multiple or (64 if args.compile else 8))
+                         args.pad_multiple or (64 if args.compile else 8), args.unigram_bias)
     tcfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size,
                        grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
                        weight_decay=args.weight_decay, clip_norm=args.clip_norm,

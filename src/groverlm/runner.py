@@ -503,10 +503,12 @@ class StageResult:
     seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
     cpu_seconds: float = 0.0  # CPU time of this process (all its threads; not torchrun's ranks)
+    peak_gb: float = 0.0  # this process's peak resident memory during the stage (not torchrun's)
 
     def line(self) -> str:
         if self.status == "ran":
-            return (f"{self.name:<10} ran      {self.seconds:8.1f} s  (CPU {self.cpu_seconds:.1f} s)")
+            return (f"{self.name:<10} ran      {self.seconds:8.1f} s  (CPU {self.cpu_seconds:.1f} s, "
+                    f"peak {self.peak_gb:.1f} GB)")
         return f"{self.name:<10} {self.status}"
 
 
@@ -514,6 +516,7 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
                   progress: bool) -> StageResult:
     """Run one stage into RUN_DIR/<stage>, resuming what an interrupted attempt finished."""
     from groverlm.manifest import MANIFEST, write_json, write_manifest
+    from groverlm.peak import peak_rss, reset_peak
 
     out = run_dir / stage.name
     section, inputs, shas = stage_key(stage, cfg, run_dir, data)
@@ -529,15 +532,18 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / PENDING, pending)
     ctx = Context(run_dir, out, cfg, data, progress)
+    reset_peak()
     t0, c0 = time.perf_counter(), time.process_time()
     summary = stage.run(cfg.stage(stage.name), ctx)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = peak_rss() / 1e9
     seed = getattr(cfg.stage(stage.name), "seed", None)
     # `made` differs at every execution, so stages downstream of a redone stage see new inputs
     write_manifest(out, f"run-{stage.name}", section, inputs, seed=seed, summary=summary,
-                   seconds=round(seconds, 2), cpu_seconds=round(cpu, 2), made=uuid.uuid4().hex)
+                   seconds=round(seconds, 2), cpu_seconds=round(cpu, 2), peak_rss_gb=round(peak, 3),
+                   made=uuid.uuid4().hex)
     (out / PENDING).unlink()
-    return StageResult(stage.name, "ran", seconds, summary, cpu)
+    return StageResult(stage.name, "ran", seconds, summary, cpu, peak)
 
 
 def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = None,

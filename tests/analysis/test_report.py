@@ -135,6 +135,25 @@ def test_report_holds_every_stage(run, tmp_path):
     assert "GROVER (hg19, 600 cycles)" in page
 
 
+def test_runner_manifests_make_one_timing_section(tmp_path):
+    from groverlm.manifest import write_manifest
+
+    for i, stage in enumerate(["corpus", "bpe", "genome"]):  # folder order is not run order
+        write_manifest(tmp_path / stage, f"run-{stage}", {}, [], seconds=10.0 + i,
+                       cpu_seconds=5.0 + i, peak_rss_gb=0.25 * (i + 1))
+        m = json.loads((tmp_path / stage / "manifest.json").read_text())
+        m["created"] = f"2026-01-01T00:00:0{2 - i}+0000"
+        (tmp_path / stage / "manifest.json").write_text(json.dumps(m))
+    assert main(["report", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    titles = sections(page)
+    assert titles[0] == "Pipeline run: time and memory per stage"
+    assert not any(t.startswith("run-") for t in titles), titles
+    body = page.split("Pipeline run")[-1]
+    assert body.index(">genome<") < body.index(">bpe<") < body.index(">corpus<")
+    assert ">0.75<" in body and ">12<" in body  # genome's peak and seconds
+
+
 def test_report_of_nothing_and_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 0

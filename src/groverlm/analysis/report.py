@@ -469,6 +469,18 @@ def render_embed(stages: list[Stage], root: Path) -> Section:
     return Section("embed", "Embeddings").add(table(rows))
 
 
+def render_runner(stages: list[Stage], root: Path) -> Section:
+    """The `groverlm run` manifests (one per stage folder): what each stage cost. Their outputs
+    have manifests of their own, rendered as the other sections."""
+    rows = [{"stage": st.name.removeprefix(RUNNER_PREFIX), "folder": _rel(st.folder, root),
+             "seconds": st.manifest.get("seconds"), "CPU seconds": st.manifest.get("cpu_seconds"),
+             "peak GB": st.manifest.get("peak_rss_gb"), "finished": st.manifest.get("created")}
+            for st in sorted(stages, key=lambda st: str(st.manifest.get("created", "")))]
+    return Section("run", "Pipeline run: time and memory per stage").add(
+        note("Wall and CPU time of each stage's process (torchrun's workers not included); peak "
+             "resident memory while the stage ran."), table(rows))
+
+
 def render_other(st: Stage, root: Path) -> Section:
     """Any other stage (corpus, task builders, ...): its manifest's scalar figures, nested
     dictionaries flattened to dotted names (e.g. splits.train.samples)."""
@@ -503,7 +515,8 @@ RENDERERS: dict[str, Callable[[Stage, Path], Section]] = {
     "pretrain": render_pretrain, "select-vocab": render_select_vocab,
     "nextkmer": render_select_vocab, "next-kmer": render_select_vocab,
     "analyze": render_analyze}
-ORDER = ["bpe-train", "bpe-export", "corpus", "pretrain", "train", "select-vocab", "tasks",
+RUNNER_PREFIX = "run-"  # `groverlm run` names its per-stage manifests run-<stage>
+ORDER = ["run", "bpe-train", "bpe-export", "corpus", "pretrain", "train", "select-vocab", "tasks",
          "analyze", "embed"]  # section kinds in page order; others follow, by name
 
 
@@ -530,10 +543,13 @@ def build_sections(root: Path) -> tuple[list[Section], list[str], list[Stage]]:
 
     stages, notes = find_stages(root)
     sections: list[Section] = []
-    embeds = []
+    embeds, runner = [], []
     for st in stages:
         if st.name == "embed":
             embeds.append(st)
+            continue
+        if st.name.startswith(RUNNER_PREFIX):
+            runner.append(st)
             continue
         render = RENDERERS.get(st.name)
         if render is None and (st.folder / "log.jsonl").exists():
@@ -560,6 +576,8 @@ def build_sections(root: Path) -> tuple[list[Section], list[str], list[Stage]]:
         sections.append(tasks)
     if embeds:
         sections.append(render_embed(embeds, root))
+    if runner:
+        sections.append(render_runner(runner, root))
     sections.sort(key=lambda s: _rank(s.kind))  # stable: folders keep their path order
     stages.sort(key=lambda st: (_rank(st.name), str(st.folder)))
     return sections, notes, stages
