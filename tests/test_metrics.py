@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from groverlm.errors import GroverError
 from groverlm.metrics import (
@@ -91,3 +93,37 @@ def test_bad_metrics_files(tmp_path):
     bad.write_text('{"something": 1}')
     with pytest.raises(GroverError, match="not a groverlm metrics file"):
         read_metrics(tmp_path)
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 12)), min_size=2, max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_mcc_threshold_is_the_best_cut(pairs):
+    """The chosen cut reaches the highest MCC of any cut (brute force over every score); with no
+    cut better than a constant guess it is argmax's 0.5."""
+    from sklearn.metrics import matthews_corrcoef
+
+    from groverlm.metrics import mcc_threshold
+
+    y = np.array([p[0] for p in pairs])
+    s = np.array([p[1] for p in pairs], dtype=float) / 12
+    cut = mcc_threshold(y, s)
+    got = matthews_corrcoef(y, (s >= cut).astype(int))
+    best = max(matthews_corrcoef(y, (s >= c).astype(int)) for c in np.append(s, np.inf))
+    if best > 1e-12:
+        assert got == pytest.approx(best, abs=1e-12)
+    else:
+        assert cut == 0.5
+
+
+def test_dev_cut_is_applied_unchanged_to_test():
+    from groverlm.metrics import dev_metrics, scored_metrics
+
+    dev_scores = np.array([[0.8, 0.2], [0.7, 0.3], [0.62, 0.38], [0.58, 0.42]])
+    dev = dev_metrics([0, 0, 1, 1], dev_scores, [0, 1], "dev")
+    assert dev["mcc"] == 1.0 and dev["mcc_argmax"] == 0.0 and 0.3 < dev["threshold"] < 0.38
+    test = scored_metrics([0, 1, 1], np.array([[0.75, 0.25], [0.5, 0.5], [0.69, 0.31]]), [0, 1],
+                          dev["threshold"])
+    assert test["confusion"] == [[1, 0], [1, 1]]  # 0.31 falls below dev's cut: not re-fitted
+    assert dev_metrics([0, 1], dev_scores[:2], [0, 1], "argmax")["threshold"] is None
+    with pytest.raises(GroverError):
+        dev_metrics([0, 1], dev_scores[:2], [0, 1], "best")

@@ -27,7 +27,7 @@ import numpy as np
 
 from groverlm.errors import GroverError
 from groverlm.kmers import kmer_count_matrix
-from groverlm.metrics import classification_metrics, make_result, write_metrics
+from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class TfidfConfig:
     C: float = 1.0  # inverse L2 strength of logistic regression
     max_train: int | None = None  # train on a seeded random subset of this many rows (speed)
     n_jobs: int = 1  # cores for the forest (the CPU is shared)
+    threshold: str = "dev"  # binary tasks: test scored at dev's MCC-best cut (as fine-tuning)
 
     def __post_init__(self):
         bad = [m for m in self.models if m not in MODELS]
@@ -56,6 +57,8 @@ class TfidfConfig:
             raise GroverError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
         if self.max_train is not None and self.max_train < 2:
             raise GroverError("max_train must be at least 2")
+        if self.threshold not in THRESHOLDS:
+            raise GroverError(f"threshold must be one of {', '.join(THRESHOLDS)}")
 
 
 class Featurizer:
@@ -121,10 +124,13 @@ def _scores(model, X, labels: list[int]) -> np.ndarray:
     return out
 
 
-def _evaluate(model, X, y, labels: list[int]) -> dict[str, Any]:
+def _evaluate(model, X, y, labels: list[int], rule: str | None = None,
+              threshold: float | None = None) -> dict[str, Any]:
+    """Dev metrics under `rule` (the cut chosen here), or test metrics at dev's `threshold`."""
     scores = _scores(model, X, labels)
-    pred = np.asarray(labels)[scores.argmax(1)]
-    return classification_metrics(y, pred, scores, labels)
+    if rule is not None:
+        return dev_metrics(y, scores, labels, rule)
+    return scored_metrics(y, scores, labels, threshold)
 
 
 def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
@@ -178,7 +184,7 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
         for f, X_tr, X_dev, X_te in mats:
             t0 = time.perf_counter()
             model = make_model(kind, cfg, seeds[0]).fit(X_tr, y_tr)
-            dev = _evaluate(model, X_dev, y_dev, labels)
+            dev = _evaluate(model, X_dev, y_dev, labels, cfg.threshold)
             selection[f.name] = dev["mcc"]
             log.info("%s-%s %s: dev MCC %.4f (%.1fs)", prefix, kind, f.name, dev["mcc"],
                      time.perf_counter() - t0)
@@ -189,8 +195,9 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
         per_seed = []
         for s in seeds:
             model = model0 if s == seeds[0] else make_model(kind, cfg, s).fit(X_tr, y_tr)
-            dev = dev0 if s == seeds[0] else _evaluate(model, X_dev, y_dev, labels)
-            per_seed.append({"seed": s, "dev": dev, "test": _evaluate(model, X_te, y_te, labels)})
+            dev = dev0 if s == seeds[0] else _evaluate(model, X_dev, y_dev, labels, cfg.threshold)
+            test = _evaluate(model, X_te, y_te, labels, threshold=dev["threshold"])
+            per_seed.append({"seed": s, "dev": dev, "test": test})
         params = {"features": f.name, "k": f.k, "dev_mcc_by_features": selection,
                   "train_rows": len(train_seqs), **{k: v for k, v in asdict(cfg).items()
                                                     if k not in ("seeds", "ks", "models")}}

@@ -66,6 +66,81 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     return out
 
 
+THRESHOLDS = ("dev", "argmax")  # how a binary classifier's scores become predictions
+
+
+def mcc_threshold(y_true: Sequence[int] | np.ndarray, pos_scores: np.ndarray) -> float:
+    """The cut on class-1 scores (predict 1 when score >= cut) with the highest MCC on these samples.
+
+    A short run of fine-tuning often ranks well (AUROC above 0.5) while its argmax still predicts
+    one class, which MCC scores as 0; the cut chosen on dev and applied unchanged to test says what
+    the ranking is worth without looking at test. Cuts lie midway between distinct scores; ties
+    go to the cut nearest the middle of the scores' range; where no cut has a positive MCC (or one
+    class is missing) the cut is 0.5, argmax's for two class probabilities.
+
+    >>> mcc_threshold([0, 0, 1, 1], np.array([0.1, 0.2, 0.25, 0.3]))
+    0.225
+    """
+    y = np.asarray(y_true, dtype=np.int64) == 1
+    s = np.asarray(pos_scores, dtype=np.float64)
+    u = np.unique(s)
+    if u.size < 2 or y.all() or not y.any():
+        return 0.5
+    cuts = (u[1:] + u[:-1]) / 2
+    order = np.argsort(s)
+    s_sorted, y_sorted = s[order], y[order]
+    below = np.searchsorted(s_sorted, cuts, side="left")  # samples predicted 0 at each cut
+    pos_below = np.concatenate([[0], np.cumsum(y_sorted)])[below]
+    n, n_pos = y.size, int(y.sum())
+    tp = (n_pos - pos_below).astype(np.float64)  # floats: the product below overflows int64
+    fp = (n - below) - tp
+    fn = pos_below.astype(np.float64)
+    tn = below - fn
+    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = np.where(denom > 0, (tp * tn - fp * fn) / np.where(denom > 0, denom, 1), 0.0)
+    if mcc.max() <= 0:  # no cut beats a constant guess: the ranking is worthless, keep argmax's
+        return 0.5
+    best = np.flatnonzero(mcc >= mcc.max() - 1e-12)
+    mid = (u[0] + u[-1]) / 2
+    return float(cuts[best[np.argmin(np.abs(cuts[best] - mid))]])
+
+
+def scored_metrics(y_true: Sequence[int] | np.ndarray, scores: np.ndarray, labels: Sequence[int],
+                   threshold: float | None = None) -> dict[str, Any]:
+    """`classification_metrics` of class scores (n, len(labels)): argmax predictions, or for a
+    binary task with `threshold`, class 1 where its score >= threshold. Also records the threshold
+    and the argmax MCC (`mcc_argmax`), so both readings of the same scores are kept.
+
+    >>> m = scored_metrics([0, 1, 1, 0], np.array([[.7, .3], [.6, .4], [.55, .45], [.8, .2]]),
+    ...                    [0, 1], threshold=0.35)
+    >>> m["mcc"], m["mcc_argmax"], m["threshold"]
+    (1.0, 0.0, 0.35)
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = [int(x) for x in labels]
+    argmax = np.asarray(labels)[scores.argmax(1)]
+    if threshold is not None and len(labels) == 2:
+        pred = np.where(scores[:, 1] >= threshold, labels[1], labels[0])
+    else:
+        pred, threshold = argmax, None
+    out = classification_metrics(y_true, pred, scores, labels)
+    out["threshold"] = threshold
+    out["mcc_argmax"] = (out["mcc"] if threshold is None
+                         else classification_metrics(y_true, argmax, None, labels)["mcc"])
+    return out
+
+
+def dev_metrics(y_dev: Sequence[int] | np.ndarray, scores: np.ndarray, labels: Sequence[int],
+                rule: str) -> dict[str, Any]:
+    """Dev metrics under a THRESHOLDS rule: "dev" picks the binary cut on these dev scores (its
+    `threshold` is then applied to test with `scored_metrics`); "argmax" uses none."""
+    if rule not in THRESHOLDS:
+        raise GroverError(f"threshold rule {rule!r}: expected one of {', '.join(THRESHOLDS)}")
+    scores = np.asarray(scores, dtype=np.float64)
+    cut = mcc_threshold(y_dev, scores[:, 1]) if rule == "dev" and len(labels) == 2 else None
+    return scored_metrics(y_dev, scores, labels, cut)
+
+
 def _auroc(y_true: np.ndarray, scores: np.ndarray | None, labels: list[int]) -> float | None:
     from sklearn.metrics import roc_auc_score
 

@@ -101,6 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--no-class-weight", action="store_true",
                    help="do not reweight classes (default: balanced weights)")
     f.add_argument("--jobs", type=int, default=1, help="cores for the forest (default 1)")
+    f.add_argument("--threshold", choices=("dev", "argmax"), default="dev",
+                   help="binary tasks: test at dev's MCC-best cut (default) or at argmax")
     f.add_argument("--overwrite", action="store_true")
     f.set_defaults(func=tfidf)
 
@@ -168,7 +170,8 @@ def tfidf(args: argparse.Namespace) -> int:
     cfg = TfidfConfig(ks=tuple(parse_ks(args.k)), models=tuple(m for m in args.models.split(",")
                                                                 if m),
                       seeds=seeds, class_weight=None if args.no_class_weight else "balanced",
-                      n_estimators=args.trees, max_train=args.max_train, n_jobs=args.jobs)
+                      n_estimators=args.trees, max_train=args.max_train, n_jobs=args.jobs,
+                      threshold=args.threshold)
     results = tfidf_task(args.task, args.out, cfg, args.vocab, args.overwrite)
     for r in results:
         t = r["test"]
