@@ -121,9 +121,15 @@ def test_dev_cut_is_applied_unchanged_to_test():
     dev_scores = np.array([[0.8, 0.2], [0.7, 0.3], [0.62, 0.38], [0.58, 0.42]])
     dev = dev_metrics([0, 0, 1, 1], dev_scores, [0, 1], "dev")
     assert dev["mcc"] == 1.0 and dev["mcc_argmax"] == 0.0 and 0.3 < dev["threshold"] < 0.38
-    test = scored_metrics([0, 1, 1], np.array([[0.75, 0.25], [0.5, 0.5], [0.69, 0.31]]), [0, 1],
-                          dev["threshold"])
+    test_scores = np.array([[0.75, 0.25], [0.5, 0.5], [0.69, 0.31]])
+    test = scored_metrics([0, 1, 1], test_scores, [0, 1], "dev", dev["threshold"])
     assert test["confusion"] == [[1, 0], [1, 1]]  # 0.31 falls below dev's cut: not re-fitted
-    assert dev_metrics([0, 1], dev_scores[:2], [0, 1], "argmax")["threshold"] is None
+    # argmax is the headline under "argmax"; the cut's MCC is still recorded
+    plain = dev_metrics([0, 0, 1, 1], dev_scores, [0, 1])
+    assert plain["mcc"] == plain["mcc_argmax"] == 0.0 and plain["mcc_dev_cut"] == 1.0
+    test = scored_metrics([0, 1, 1], test_scores, [0, 1], "argmax", plain["threshold"])
+    assert test["confusion"] == [[1, 0], [2, 0]] and test["mcc_dev_cut"] == pytest.approx(0.5)
+    many = dev_metrics([0, 1, 2], np.eye(3), [0, 1, 2], "dev")  # multi-class: argmax, no cut
+    assert many["threshold"] is None and many["mcc"] == 1.0
     with pytest.raises(GroverError):
         dev_metrics([0, 1], dev_scores[:2], [0, 1], "best")

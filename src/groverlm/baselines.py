@@ -45,7 +45,7 @@ class TfidfConfig:
     C: float = 1.0  # inverse L2 strength of logistic regression
     max_train: int | None = None  # train on a seeded random subset of this many rows (speed)
     n_jobs: int = 1  # cores for the forest (the CPU is shared)
-    threshold: str = "dev"  # binary tasks: test scored at dev's MCC-best cut (as fine-tuning)
+    threshold: str = "argmax"  # binary tasks: argmax or dev's MCC-best cut (as fine-tuning)
 
     def __post_init__(self):
         bad = [m for m in self.models if m not in MODELS]
@@ -124,13 +124,13 @@ def _scores(model, X, labels: list[int]) -> np.ndarray:
     return out
 
 
-def _evaluate(model, X, y, labels: list[int], rule: str | None = None,
-              threshold: float | None = None) -> dict[str, Any]:
-    """Dev metrics under `rule` (the cut chosen here), or test metrics at dev's `threshold`."""
+def _evaluate(model, X, y, labels: list[int], rule: str, cut: float | None = None,
+              choose_cut: bool = False) -> dict[str, Any]:
+    """Dev metrics (`choose_cut`: the binary cut is chosen here) or test metrics at dev's `cut`."""
     scores = _scores(model, X, labels)
-    if rule is not None:
+    if choose_cut:
         return dev_metrics(y, scores, labels, rule)
-    return scored_metrics(y, scores, labels, threshold)
+    return scored_metrics(y, scores, labels, rule, cut)
 
 
 def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
@@ -184,7 +184,7 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
         for f, X_tr, X_dev, X_te in mats:
             t0 = time.perf_counter()
             model = make_model(kind, cfg, seeds[0]).fit(X_tr, y_tr)
-            dev = _evaluate(model, X_dev, y_dev, labels, cfg.threshold)
+            dev = _evaluate(model, X_dev, y_dev, labels, cfg.threshold, choose_cut=True)
             selection[f.name] = dev["mcc"]
             log.info("%s-%s %s: dev MCC %.4f (%.1fs)", prefix, kind, f.name, dev["mcc"],
                      time.perf_counter() - t0)
@@ -195,8 +195,9 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
         per_seed = []
         for s in seeds:
             model = model0 if s == seeds[0] else make_model(kind, cfg, s).fit(X_tr, y_tr)
-            dev = dev0 if s == seeds[0] else _evaluate(model, X_dev, y_dev, labels, cfg.threshold)
-            test = _evaluate(model, X_te, y_te, labels, threshold=dev["threshold"])
+            dev = dev0 if s == seeds[0] else _evaluate(model, X_dev, y_dev, labels, cfg.threshold,
+                                                       choose_cut=True)
+            test = _evaluate(model, X_te, y_te, labels, cfg.threshold, dev["threshold"])
             per_seed.append({"seed": s, "dev": dev, "test": test})
         params = {"features": f.name, "k": f.k, "dev_mcc_by_features": selection,
                   "train_rows": len(train_seqs), **{k: v for k, v in asdict(cfg).items()

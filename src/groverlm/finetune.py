@@ -74,8 +74,8 @@ class FinetuneConfig:
     class_weights: str = "auto"  # auto | on | off: balanced per-sample loss weights
     imbalance: float = 1.5  # auto: weights on when largest / smallest class count exceeds this
     select: str = "mcc"  # dev metric that picks the epoch and the saved seed
-    threshold: str = "dev"  # binary tasks: "dev" scores test at the MCC-best cut on dev's
-    #                         P(class 1) (metrics.mcc_threshold); "argmax" at the larger logit
+    threshold: str = "argmax"  # binary tasks: "argmax" predicts the larger logit (GROVER, GUE);
+    #                            "dev" the MCC-best cut on dev's P(class 1) (metrics.mcc_threshold)
     max_tokens: int | None = None  # window length in tokens; None: the model's positions - 2
     stride: int | None = None  # tokens between window starts; None: max_tokens (no overlap)
     max_train: int | None = None  # train on a seeded subset of this many sequences (speed)
@@ -256,22 +256,21 @@ def predict(model, data: WindowedData, batch_size: int, amp=None) -> np.ndarray:
     return out
 
 
-def score(logits: np.ndarray, labels: np.ndarray, rule: str | None = None,
-          threshold: float | None = None) -> dict[str, Any]:
-    """Metrics of pooled logits (N, L): with `rule` ("dev" or "argmax", for dev) the binary cut is
-    chosen on these samples (`metrics.dev_metrics`); else the given `threshold` (dev's, for test)
-    or argmax. The confusion matrix is dropped for more than MAX_CONFUSION classes (4**k
-    next-k-mer labels)."""
+def score(logits: np.ndarray, labels: np.ndarray, rule: str = "argmax",
+          cut: float | None = None, choose_cut: bool = False) -> dict[str, Any]:
+    """Metrics of pooled logits (N, L) under a `metrics.THRESHOLDS` rule: on dev (`choose_cut`)
+    the binary cut is chosen on these samples; on test, dev's `cut` is applied. The confusion
+    matrix is dropped for more than MAX_CONFUSION classes (4**k next-k-mer labels)."""
     from groverlm.metrics import dev_metrics, scored_metrics
 
     z = logits - logits.max(1, keepdims=True)
     probs = np.exp(z)
     probs /= probs.sum(1, keepdims=True)
     n_labels = logits.shape[1]
-    if rule is not None:
+    if choose_cut:
         m = dev_metrics(labels, probs, list(range(n_labels)), rule)
     else:
-        m = scored_metrics(labels, probs, list(range(n_labels)), threshold)
+        m = scored_metrics(labels, probs, list(range(n_labels)), rule, cut)
     if n_labels > MAX_CONFUSION:
         m["confusion"] = None
         m["labels"] = f"0..{n_labels - 1}"
@@ -482,7 +481,8 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     def evaluate(m, amp, final: bool) -> dict[str, Any]:
         nonlocal best
         done[0] = min(done[0] + 1, cfg.epochs)  # a finished run resumed re-scores its last epoch
-        metrics = score(predict(m, dev_data, cfg.eval_batch_size, amp), dev.labels, cfg.threshold)
+        metrics = score(predict(m, dev_data, cfg.eval_batch_size, amp), dev.labels, cfg.threshold,
+                        choose_cut=True)
         value = metrics[cfg.select] if metrics[cfg.select] is not None else -np.inf
         if best is None or value > best["value"]:
             with atomic_path(out / BEST) as tmp:
@@ -506,7 +506,7 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     model.to(device)
     test_metrics = score(predict(model, test_data, cfg.eval_batch_size,
                                  lambda: autocast(device, cfg.precision)), test.labels,
-                         threshold=best["dev"].get("threshold"))
+                         cfg.threshold, best["dev"].get("threshold"))
     result = {"seed": seed, "dev": best["dev"], "test": test_metrics, "best_epoch": best["epoch"],
               "epochs": cfg.epochs, "steps": res.step, "class_weights": weighted,
               "window_tokens": size, "stride": stride,
@@ -725,9 +725,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="runs with different seeds (default 3)")
     p.add_argument("--class-weights", choices=CLASS_WEIGHTS, default="auto",
                    help="balanced loss weights (default auto: on when classes are unbalanced)")
-    p.add_argument("--threshold", choices=THRESHOLDS, default="dev",
-                   help="binary tasks: score test at the cut on P(class 1) with the best dev MCC "
-                        "(dev, default) or at the larger logit (argmax); both MCCs are saved")
+    p.add_argument("--threshold", choices=THRESHOLDS, default="argmax",
+                   help="binary tasks: predict the larger logit (argmax, default) or class 1 above "
+                        "the cut on P(class 1) with the best dev MCC (dev); both MCCs are saved")
     p.add_argument("--genome-context", default=None, metavar="TOKENS_DIR",
                    help="tokenize windows as this saved genome segmentation cut them")
     p.add_argument("--name", default=None, help="model name in metrics.json")
@@ -746,8 +746,8 @@ def _cmd(args: argparse.Namespace) -> int:
     r = finetune_task(args.model, args.task, args.out, cfg, args.genome_context, args.name,
                       args.overwrite, progress=not args.quiet)
     t = r["test"]
-    cut = "" if t.get("threshold") is None else (
-        f" at dev's cut {t['threshold']:.3f} (argmax: {t['mcc_argmax']:.4f})")
+    cut = "" if t.get("mcc_dev_cut") is None else (
+        f" (argmax {t['mcc_argmax']:.4f}; at dev's cut {t['threshold']:.3f}: {t['mcc_dev_cut']:.4f})")
     print(f"finetune {r['task']}: test MCC {r['mcc_mean']:.4f} ± {r['mcc_std']:.4f} over "
           f"{len(r['seeds'])} seed(s){cut}; seed {r['seeds'][0]}: F1 {t['f1']:.4f}, accuracy "
           f"{t['accuracy']:.4f}, AUROC {t['auroc'] if t['auroc'] is None else round(t['auroc'], 4)}"

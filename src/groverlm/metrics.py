@@ -66,7 +66,7 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     return out
 
 
-THRESHOLDS = ("dev", "argmax")  # how a binary classifier's scores become predictions
+THRESHOLDS = ("argmax", "dev")  # how a binary classifier's scores become predictions
 
 
 def mcc_threshold(y_true: Sequence[int] | np.ndarray, pos_scores: np.ndarray) -> float:
@@ -106,39 +106,44 @@ def mcc_threshold(y_true: Sequence[int] | np.ndarray, pos_scores: np.ndarray) ->
 
 
 def scored_metrics(y_true: Sequence[int] | np.ndarray, scores: np.ndarray, labels: Sequence[int],
-                   threshold: float | None = None) -> dict[str, Any]:
-    """`classification_metrics` of class scores (n, len(labels)): argmax predictions, or for a
-    binary task with `threshold`, class 1 where its score >= threshold. Also records the threshold
-    and the argmax MCC (`mcc_argmax`), so both readings of the same scores are kept.
+                   rule: str = "argmax", cut: float | None = None) -> dict[str, Any]:
+    """`classification_metrics` of class scores (n, len(labels)), predicting by a THRESHOLDS rule:
+    "argmax", or for a binary task "dev", class 1 where its score >= `cut` (dev's cut). Both
+    readings are kept whichever is the headline: `mcc_argmax`, and with a cut `mcc_dev_cut` and
+    `threshold`.
 
-    >>> m = scored_metrics([0, 1, 1, 0], np.array([[.7, .3], [.6, .4], [.55, .45], [.8, .2]]),
-    ...                    [0, 1], threshold=0.35)
-    >>> m["mcc"], m["mcc_argmax"], m["threshold"]
-    (1.0, 0.0, 0.35)
+    >>> s = np.array([[.7, .3], [.6, .4], [.55, .45], [.8, .2]])
+    >>> m = scored_metrics([0, 1, 1, 0], s, [0, 1], "dev", cut=0.35)
+    >>> m["mcc"], m["mcc_argmax"], m["mcc_dev_cut"], m["threshold"]
+    (1.0, 0.0, 1.0, 0.35)
+    >>> scored_metrics([0, 1, 1, 0], s, [0, 1], "argmax", cut=0.35)["mcc"]
+    0.0
     """
+    if rule not in THRESHOLDS:
+        raise GroverError(f"threshold rule {rule!r}: expected one of {', '.join(THRESHOLDS)}")
     scores = np.asarray(scores, dtype=np.float64)
     labels = [int(x) for x in labels]
     argmax = np.asarray(labels)[scores.argmax(1)]
-    if threshold is not None and len(labels) == 2:
-        pred = np.where(scores[:, 1] >= threshold, labels[1], labels[0])
-    else:
-        pred, threshold = argmax, None
+    binary = len(labels) == 2
+    if not binary:
+        cut = None
+    at_cut = None if cut is None else np.where(scores[:, 1] >= cut, labels[1], labels[0])
+    pred = at_cut if rule == "dev" and at_cut is not None else argmax
     out = classification_metrics(y_true, pred, scores, labels)
-    out["threshold"] = threshold
-    out["mcc_argmax"] = (out["mcc"] if threshold is None
-                         else classification_metrics(y_true, argmax, None, labels)["mcc"])
+    out["threshold"] = cut
+    out["mcc_argmax"] = classification_metrics(y_true, argmax, None, labels)["mcc"]
+    out["mcc_dev_cut"] = (None if at_cut is None
+                          else classification_metrics(y_true, at_cut, None, labels)["mcc"])
     return out
 
 
 def dev_metrics(y_dev: Sequence[int] | np.ndarray, scores: np.ndarray, labels: Sequence[int],
-                rule: str) -> dict[str, Any]:
-    """Dev metrics under a THRESHOLDS rule: "dev" picks the binary cut on these dev scores (its
-    `threshold` is then applied to test with `scored_metrics`); "argmax" uses none."""
-    if rule not in THRESHOLDS:
-        raise GroverError(f"threshold rule {rule!r}: expected one of {', '.join(THRESHOLDS)}")
+                rule: str = "argmax") -> dict[str, Any]:
+    """Dev metrics under a THRESHOLDS rule; on a binary task the MCC-best cut on these scores is
+    chosen in any case (its `threshold` goes with the model to test, see `scored_metrics`)."""
     scores = np.asarray(scores, dtype=np.float64)
-    cut = mcc_threshold(y_dev, scores[:, 1]) if rule == "dev" and len(labels) == 2 else None
-    return scored_metrics(y_dev, scores, labels, cut)
+    cut = mcc_threshold(y_dev, scores[:, 1]) if len(labels) == 2 else None
+    return scored_metrics(y_dev, scores, labels, rule, cut)
 
 
 def _auroc(y_true: np.ndarray, scores: np.ndarray | None, labels: list[int]) -> float | None:

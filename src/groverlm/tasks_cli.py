@@ -101,8 +101,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--no-class-weight", action="store_true",
                    help="do not reweight classes (default: balanced weights)")
     f.add_argument("--jobs", type=int, default=1, help="cores for the forest (default 1)")
-    f.add_argument("--threshold", choices=("dev", "argmax"), default="dev",
-                   help="binary tasks: test at dev's MCC-best cut (default) or at argmax")
+    f.add_argument("--threshold", choices=("argmax", "dev"), default="argmax",
+                   help="binary tasks: argmax (default) or the cut with the best dev MCC")
     f.add_argument("--overwrite", action="store_true")
     f.set_defaults(func=tfidf)
 
