@@ -129,6 +129,8 @@ def test_dev_cut_is_applied_unchanged_to_test():
     assert plain["mcc"] == plain["mcc_argmax"] == 0.0 and plain["mcc_dev_cut"] == 1.0
     test = scored_metrics([0, 1, 1], test_scores, [0, 1], "argmax", plain["threshold"])
     assert test["confusion"] == [[1, 0], [2, 0]] and test["mcc_dev_cut"] == pytest.approx(0.5)
+    other = dev_metrics([3, 3, 7, 7], dev_scores, [3, 7], "dev")  # any two label ids
+    assert other["mcc"] == 1.0 and other["threshold"] == dev["threshold"]
     many = dev_metrics([0, 1, 2], np.eye(3), [0, 1, 2], "dev")  # multi-class: argmax, no cut
     assert many["threshold"] is None and many["mcc"] == 1.0
     with pytest.raises(GroverError):

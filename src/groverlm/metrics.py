@@ -131,9 +131,12 @@ def scored_metrics(y_true: Sequence[int] | np.ndarray, scores: np.ndarray, label
     pred = at_cut if rule == "dev" and at_cut is not None else argmax
     out = classification_metrics(y_true, pred, scores, labels)
     out["threshold"] = cut
-    out["mcc_argmax"] = classification_metrics(y_true, argmax, None, labels)["mcc"]
-    out["mcc_dev_cut"] = (None if at_cut is None
-                          else classification_metrics(y_true, at_cut, None, labels)["mcc"])
+
+    def mcc(p):  # the headline's own predictions are not scored twice (4**k confusion matrices)
+        return out["mcc"] if p is pred else classification_metrics(y_true, p, None, labels)["mcc"]
+
+    out["mcc_argmax"] = mcc(argmax)
+    out["mcc_dev_cut"] = None if at_cut is None else mcc(at_cut)
     return out
 
 
@@ -142,7 +145,9 @@ def dev_metrics(y_dev: Sequence[int] | np.ndarray, scores: np.ndarray, labels: S
     """Dev metrics under a THRESHOLDS rule; on a binary task the MCC-best cut on these scores is
     chosen in any case (its `threshold` goes with the model to test, see `scored_metrics`)."""
     scores = np.asarray(scores, dtype=np.float64)
-    cut = mcc_threshold(y_dev, scores[:, 1]) if len(labels) == 2 else None
+    labels = [int(x) for x in labels]
+    positive = (np.asarray(y_dev) == labels[1]).astype(np.int64) if len(labels) == 2 else None
+    cut = mcc_threshold(positive, scores[:, 1]) if positive is not None else None
     return scored_metrics(y_dev, scores, labels, rule, cut)
 
 
