@@ -23,7 +23,7 @@ PRESETS: dict[str, dict[str, float]] = {
     # plateau for thousands of steps, in our loop and in a bare transformers one (2 layers of 128:
     # no progress in 3,000 steps; 4 layers of 256 at 0.02 and 0.06: none in 600 and 1,000), since
     # its attention and value paths start tiny and Adam grows them slowly; at 0.1 (~1/sqrt(hidden))
-    # 2 layers of 128 left the plateau after ~3,000 steps (~6 minutes). They also make a step ~5x
+    # 2 layers of 128 left it after 1,500-3,000 steps (3-6 minutes). They also make a step ~5x
     # cheaper than 4 layers of 256. No dropout: a short run underfits. No attention
     # dropout in any case: with it, PyTorch's SDPA leaves its fused CPU kernel for the plain math
     # one, which made attention about 10 times slower (B=8, T=512, 4 heads).
