@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,21 @@ CHR20 = DATA / "hg19_chr20.fa.gz"
 def random_dna(n: int, seed: int = 0, alphabet: str = "ACGT") -> str:
     rng = np.random.default_rng(seed)
     return "".join(rng.choice(list(alphabet), size=n))
+
+
+def sigkill_when_exists(proc: subprocess.Popen, path: Path, timeout: float) -> None:
+    """SIGKILL `proc` as soon as `path` exists; fail if it ends first or `path` never appears."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            err = proc.communicate()[1] or ""
+            err = err.decode() if isinstance(err, bytes) else err
+            raise AssertionError(f"exited {proc.returncode} before {path} appeared: {err[-2000:]}")
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
 
 
 def write_fasta(path: Path, records: dict[str, str], width: int = 60, newline: str = "\n") -> Path:

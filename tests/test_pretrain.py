@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from groverlm.train import (
     train,
 )
 
+from .conftest import sigkill_when_exists
 from .lm_fixtures import TINY, TINY_SET, make_corpus, read_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,14 +229,7 @@ def test_resume_after_sigkill_gives_the_same_weights(corpus, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "groverlm", *pretrain_args(corpus, killed,
                                                                              *extra)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (killed / "checkpoints" / "latest").exists():
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_when_exists(proc, killed / "checkpoints" / "latest", 120)
     assert not (killed / "manifest.json").exists()
     at = latest_checkpoint(killed).name
     assert at != "step-0000300"

@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from groverlm.config import DataConfig, RunConfig, RunSection, load_config
 from groverlm.errors import GroverError
 from groverlm.runner import Stage, run_pipeline, summarize_run
 
-from .conftest import DATA, random_dna, write_fasta
+from .conftest import DATA, random_dna, sigkill_when_exists, write_fasta
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -332,13 +330,7 @@ def test_sigkill_mid_stage_then_rerun_resumes_without_redoing_finished_stages(tm
     child = subprocess.Popen([sys.executable, "-c", SLOW_CHECKPOINTS, "run", *args],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     latest = run / "pretrain" / "model" / "checkpoints" / "latest"
-    deadline = time.monotonic() + 240
-    while not latest.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert child.poll() is None, child.communicate()[1][-2000:]
-    child.send_signal(signal.SIGKILL)
-    child.communicate()
-    assert child.returncode == -signal.SIGKILL
+    sigkill_when_exists(child, latest, 240)
     killed_at = latest.read_text().strip()
     assert not (run / "pretrain" / "manifest.json").exists()
     done = {p: p.stat().st_mtime_ns for p in [run / s / "manifest.json" for s in earlier]}
