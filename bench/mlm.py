@@ -25,12 +25,12 @@ import argparse
 import math
 import tempfile
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from groverlm.bpe.merges import NUM_SPECIAL
 from groverlm.masking import IGNORE, MaskingConfig, MLMData
 from groverlm.models import build_config, count_parameters, new_mlm_model, parse_overrides
 from groverlm.train import (
@@ -43,10 +43,7 @@ from groverlm.train import (
     read_log,
     train,
 )
-
-# dense bf16 tensor-core peaks (FLOP/s, no sparsity) by device-name fragment
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12,
-             "L4": 121e12, "4090": 165e12}
+from mlm_common import SPECIAL_IDS, RandomSplit, device_peak, flops_per_token
 
 
 class FullLogitsMLM(torch.nn.Module):
@@ -64,24 +61,6 @@ class FullLogitsMLM(torch.nn.Module):
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), reduction="sum",
                                ignore_index=IGNORE)
-
-
-class RandomSplit:
-    """Random token samples: GROVER's length mix, or all `seq` long."""
-
-    def __init__(self, n: int, vocab: int, seq: int | None, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        if seq:
-            self.lengths = np.full(n, seq)
-        else:
-            self.lengths = np.where(rng.random(n) < 0.5, 510, rng.integers(20, 511, n))
-        self._tokens = [rng.integers(5, vocab, size=k).astype(np.uint16) for k in self.lengths]
-
-    def __len__(self):
-        return len(self.lengths)
-
-    def __getitem__(self, i):
-        return self._tokens[i]
 
 
 def bare_loop(model, batches, cfg: TrainConfig, device) -> list[float]:
@@ -114,15 +93,6 @@ def ours(model, data, objective, cfg: TrainConfig) -> list[float]:
     return list(np.diff([0.0, *elapsed]))
 
 
-def flops_per_token(config, seq: float, mask_rate: float) -> float:
-    """Training FLOPs per token: 6 x (encoder weights) + attention scores and values
-    (12 x layers x hidden x seq) + the vocabulary head on the masked share (PaLM's accounting)."""
-    h, layers, v = config.hidden_size, config.num_hidden_layers, config.vocab_size
-    encoder = layers * (4 * h * h + 2 * h * config.intermediate_size)
-    head = h * h + h * v
-    return 6 * encoder + 12 * layers * h * seq + 6 * head * mask_rate
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -152,7 +122,7 @@ def main() -> None:
     device = torch.device(args.device)
 
     masking = MaskingConfig(rate=args.mask_rate)
-    tok = SimpleNamespace(cls_token_id=2, sep_token_id=3, pad_token_id=0, mask_token_id=4)
+    tok = SPECIAL_IDS
     if args.corpus:
         from groverlm.corpus import Corpus
         from groverlm.models import load_tokenizer
@@ -162,7 +132,7 @@ def main() -> None:
     else:
         vocab = 609
         split = RandomSplit(max(64 * batch_size, 2 * steps * batch_size), vocab, seq)
-    data = MLMData(split, tok, masking, torch.arange(5, vocab), pad_multiple=8)
+    data = MLMData(split, tok, masking, torch.arange(NUM_SPECIAL, vocab), pad_multiple=8)
     config = build_config(preset, vocab, parse_overrides(args.set), tok.pad_token_id)
     cfg = TrainConfig(max_steps=steps, batch_size=batch_size, eval_every=0, save_every=0,
                       log_every=1, device=args.device, precision=args.precision,
@@ -209,8 +179,7 @@ def main() -> None:
           f"(target <= 10%); default objective speed-up x{best['groverlm'] / ref:.2f}")
     if cuda:
         name = torch.cuda.get_device_name(device)
-        peak = args.peak_tflops * 1e12 if args.peak_tflops else next(
-            (v for k, v in PEAK_BF16.items() if k in name), None)
+        peak = args.peak_tflops * 1e12 if args.peak_tflops else device_peak(name)
         f_tok = flops_per_token(config, mean_len, args.mask_rate)
         for label, tps in best.items():
             achieved = tps * f_tok

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +19,16 @@ from safetensors.torch import load_file
 
 from groverlm.cli import main
 from groverlm.errors import GroverError
-from groverlm.masking import IGNORE, MaskingConfig, mask_tokens
+from groverlm.masking import IGNORE, MaskingConfig, MLMData, mask_tokens
 from groverlm.models import build_config, load_model, load_tokenizer, parse_overrides
-from groverlm.pretrain import PretrainConfig, build_run
+from groverlm.pretrain import PretrainConfig, build_run, context_table
 from groverlm.train import (
     MaskedLM,
     TrainConfig,
     epoch_batches,
     latest_checkpoint,
     read_log,
+    seed_of,
     train,
 )
 
@@ -124,9 +127,14 @@ def test_presets_and_overrides():
     base = build_config("grover-base", 609)
     assert (base.num_hidden_layers, base.hidden_size, base.num_attention_heads,
             base.max_position_embeddings, base.vocab_size) == (12, 768, 12, 512, 609)
+    assert base.model_type == "bert"  # GROVER's architecture
     cfg = build_config("tiny", 100, {"num_hidden_layers": 2, "hidden_dropout_prob": 0})
     assert cfg.num_hidden_layers == 2 and cfg.hidden_dropout_prob == 0 and cfg.hidden_size == 128
-    for bad, msg in [({"num_hiden_layers": 2}, "not a BertConfig field"),
+    assert cfg.model_type == "deberta-v2" and cfg.conv_kernel_size == 3  # the CPU learner
+    bert = build_config("tiny", 100, {"model_type": "bert", "hidden_size": 64})
+    assert bert.model_type == "bert" and bert.hidden_size == 64 and not hasattr(bert, "conv_kernel_size")
+    for bad, msg in [({"num_hiden_layers": 2}, "not a deberta-v2 config field"),
+                     ({"model_type": "no-such-model"}, "not a transformers model type"),
                      ({"num_hidden_layers": "two"}, "expected a int"),
                      ({"num_attention_heads": 7}, "multiple")]:
         with pytest.raises(GroverError, match=msg):
@@ -182,15 +190,17 @@ def test_pretrain_cli_writes_a_loadable_model(corpus, tmp_path, capsys):
                               "--save-every", "4", "--mask-rate", "0.15")) == 0
     assert "masked-token accuracy" in capsys.readouterr().out
     ev = read_json(out / "eval.json")
-    for key in ("mlm_loss", "mlm_accuracy", "unigram_accuracy", "perplexity", "steps",
-                "tokens_seen"):
+    for key in ("mlm_loss", "mlm_accuracy", "unigram_accuracy", "context_accuracy", "perplexity",
+                "steps", "tokens_seen"):
         assert key in ev
     assert ev["steps"] == 6 and ev["eval_samples"] == 48 and ev["tokens_seen"] > 6 * 4 * 8
     assert ev["perplexity"] == pytest.approx(np.exp(ev["mlm_loss"]))
     assert 0 <= ev["unigram_accuracy"] < 1 and ev["masked_tokens"] > 48
+    # the context table knows more than the commonest token on this fixture's random DNA + repeats
+    assert ev["unigram_accuracy"] < ev["context_accuracy"] < 1
     model = AutoModelForMaskedLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
-    assert type(model).__name__ == "BertForMaskedLM" and model.config.num_hidden_layers == 2
+    assert type(model).__name__ == "DebertaV2ForMaskedLM" and model.config.num_hidden_layers == 2
     assert model.config.vocab_size == len(tok) and tok.mask_token == "[MASK]"
     log = read_log(out)
     assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
@@ -391,3 +401,32 @@ def test_docstring_examples(module):
     import importlib
 
     assert doctest.testmod(importlib.import_module(module)).failed == 0
+
+
+def test_context_baseline_is_scored_on_the_evaluated_targets(corpus):
+    """context_accuracy is the table's accuracy on exactly the targets evaluated: recomputed here
+    from the same batches with a plain dictionary of (left, right) -> commonest middle token."""
+    r = build_run(corpus, PretrainConfig(overrides=TINY, eval_mask_rate=0.3), 0, 4)
+    tok, v = r.tokenizer, len(r.tokenizer)
+    counts: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    for i in range(len(r.corpus.train)):
+        s = [tok.cls_token_id, *map(int, r.corpus.train[i]), tok.sep_token_id]
+        for a, m, b in zip(s, s[1:], s[2:], strict=False):
+            counts[a, b][m] += 1
+    fallback = r.corpus.most_frequent_token()
+    best = {k: min(c, key=lambda m: (-c[m], m)) for k, c in counts.items()}
+    table = context_table(r.corpus.train, v, tok.cls_token_id, tok.sep_token_id, fallback)
+    assert all(int(table[a * v + b]) == m for (a, b), m in best.items())
+    ev = r.evaluate(r.model, contextlib.nullcontext, True)
+    # the evaluation's batches again (same samples, order and mask seeds), scored by the dictionary
+    test = MLMData(r.corpus.test, tok, MaskingConfig(0.3, 1.0, 0.0), r.data.random_ids)
+    order = np.random.default_rng([0, 1]).permutation(len(r.corpus.test))
+    order = order[np.argsort(test.lengths[order], kind="stable")]
+    hits = n = 0
+    for k in range(0, len(order), 4):
+        b = test.collate(order[k : k + 4], torch.Generator().manual_seed(seed_of(0, 0xE7A1, k, 1)))
+        truth = torch.where(b["labels"] != IGNORE, b["labels"], b["input_ids"])
+        for i, j in zip(*torch.nonzero(b["labels"] != IGNORE, as_tuple=True), strict=True):
+            hits += best.get((int(truth[i, j - 1]), int(truth[i, j + 1])), fallback) == truth[i, j]
+            n += 1
+    assert n == ev["masked_tokens"] > 100 and ev["context_accuracy"] == pytest.approx(hits / n)

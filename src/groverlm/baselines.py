@@ -133,17 +133,14 @@ def _evaluate(model, X, y, labels: list[int], rule: str, cut: float | None = Non
     return scored_metrics(y, scores, labels, rule, cut)
 
 
-def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
-              dev_seqs: Sequence[str], dev_labels: Sequence[int],
-              test_seqs: Sequence[str], test_labels: Sequence[int],
-              cfg: TfidfConfig = TfidfConfig(), tokenizer=None, task: str = "task",
-              labels: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """TF-IDF baselines on plain lists; one result record (metrics schema) per model.
+def check_splits(train_seqs: Sequence, train_labels: Sequence[int], dev_seqs: Sequence,
+                 dev_labels: Sequence[int], test_seqs: Sequence, test_labels: Sequence[int],
+                 labels: Sequence[int] | None, max_train: int | None, seed: int):
+    """The shared checks and training subset of the supervised baselines (TF-IDF, CNN).
 
-    With `tokenizer` (a `tokenizers.Tokenizer`) the features are BPE-token TF-IDF (models named
-    tfidf-bpe-rf/-lr) and `cfg.ks` is ignored; the "sequences" may then be lists of token strings
-    (given tokens). Else k-mer TF-IDF (tfidf-rf/-lr), k chosen on dev. `labels` fixes the class
-    list the metrics use (e.g. all 4**k k-mers); default: the labels seen in any split.
+    Returns (train_seqs, y_train, y_dev, y_test, labels): labels as int64 arrays, the class list
+    (`labels`, default the labels seen in any split) and a seeded subset of at most `max_train`
+    training rows (in their order).
     """
     y_tr = np.asarray(train_labels, dtype=np.int64)
     y_dev = np.asarray(dev_labels, dtype=np.int64)
@@ -160,13 +157,31 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
         labels = [int(x) for x in labels]
         if not seen <= set(labels):
             raise GroverError(f"labels {sorted(seen - set(labels))} are not in `labels`")
+    n_available = len(train_seqs)
     train_seqs = list(train_seqs)
-    if cfg.max_train is not None and len(train_seqs) > cfg.max_train:
-        keep = np.sort(np.random.default_rng(cfg.seeds[0]).choice(len(train_seqs), cfg.max_train,
-                                                                   replace=False))
+    if max_train is not None and n_available > max_train:
+        keep = np.sort(np.random.default_rng(seed).choice(n_available, max_train, replace=False))
         train_seqs = [train_seqs[i] for i in keep]
         y_tr = y_tr[keep]
-        log.info("training on a random subset of %d rows", cfg.max_train)
+        log.info("training on a random subset of %d of %d rows", max_train, n_available)
+    return train_seqs, y_tr, y_dev, y_te, labels
+
+
+def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
+              dev_seqs: Sequence[str], dev_labels: Sequence[int],
+              test_seqs: Sequence[str], test_labels: Sequence[int],
+              cfg: TfidfConfig = TfidfConfig(), tokenizer=None, task: str = "task",
+              labels: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """TF-IDF baselines on plain lists; one result record (metrics schema) per model.
+
+    With `tokenizer` (a `tokenizers.Tokenizer`) the features are BPE-token TF-IDF (models named
+    tfidf-bpe-rf/-lr) and `cfg.ks` is ignored; the "sequences" may then be lists of token strings
+    (given tokens). Else k-mer TF-IDF (tfidf-rf/-lr), k chosen on dev. `labels` fixes the class
+    list the metrics use (e.g. all 4**k k-mers); default: the labels seen in any split.
+    """
+    train_seqs, y_tr, y_dev, y_te, labels = check_splits(
+        train_seqs, train_labels, dev_seqs, dev_labels, test_seqs, test_labels, labels,
+        cfg.max_train, cfg.seeds[0])
     feats = [Featurizer(tokenizer=tokenizer)] if tokenizer is not None else [
         Featurizer(k=k) for k in sorted(cfg.ks)]
     mats = []

@@ -33,6 +33,7 @@ import yaml
 from groverlm.analysis.analyze import AnalyzeConfig
 from groverlm.analysis.annotations import AnnotationConfig
 from groverlm.baselines import TfidfConfig
+from groverlm.cnn import CnnConfig
 from groverlm.corpus import CorpusConfig
 from groverlm.errors import GroverError
 from groverlm.finetune import FinetuneConfig
@@ -168,11 +169,15 @@ class TasksConfig:
 
 @dataclass(frozen=True)
 class BaselinesConfig:
-    """Baselines stage: TF-IDF over k-mers (and over the run's BPE tokens) on every task built."""
+    """Baselines stage: TF-IDF over k-mers (and over the run's BPE tokens) on every task built,
+    and a CNN on one-hot DNA trained from scratch when `cnn` is set."""
 
     tasks: tuple[str, ...] | None = None  # tasks scored (null: every task the tasks stage built)
     bpe: bool = True  # also TF-IDF over the run's BPE tokens (GROVER's tokens without the model)
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+    # the CNN baseline's settings; null (the default): no CNN, `cnn: {}` for CnnConfig's defaults.
+    # Off unless asked: it costs about a minute per task on a CPU core, TF-IDF seconds
+    cnn: CnnConfig | None = None
 
     def __post_init__(self):
         bad = [t for t in self.tasks or () if t not in TASKS]

@@ -1,8 +1,9 @@
-"""Models: BERT presets, `BertConfig` overrides, and the one loader every later stage uses.
+"""Models: architecture presets, config overrides, and the one loader every later stage uses.
 
-Reads and writes nothing itself. Models are stock `transformers` BERT classes: a pretrained model is
-a `save_pretrained` folder holding a `BertForMaskedLM` and a `PreTrainedTokenizerFast` (ours, or the
-published GROVER's), loadable by `AutoModelForMaskedLM` / `AutoTokenizer` with no custom code.
+Reads and writes nothing itself. Models are stock `transformers` classes (BERT for GROVER's
+architecture, DeBERTa-v2 for the CPU preset): a pretrained model is a `save_pretrained` folder
+holding a masked LM and a `PreTrainedTokenizerFast` (ours, or the published GROVER's), loadable by
+`AutoModelForMaskedLM` / `AutoTokenizer` with no custom code.
 """
 
 from __future__ import annotations
@@ -15,28 +16,42 @@ from typing import Any
 
 from groverlm.errors import GroverError
 
-# Architecture presets; every other BertConfig field keeps its transformers default (GELU, dropout
-# 0.1, 2 token types, layer norm eps 1e-12). Any field can still be overridden (`--set key=value`).
-PRESETS: dict[str, dict[str, float]] = {
-    # a CPU-sized model that learns context within minutes. Measured on chr20 (2-core CPU, masked
-    # tokens of 600-cycle BPE): a small BERT at BERT's initializer_range 0.02 sits at the unigram
-    # plateau for thousands of steps, in our loop and in a bare transformers one (2 layers of 128:
-    # no progress in 3,000 steps; 4 layers of 256 at 0.02 and 0.06: none in 600 and 1,000), since
-    # its attention and value paths start tiny and Adam grows them slowly; at 0.1 (~1/sqrt(hidden))
-    # 2 layers of 128 left it after 1,500-3,000 steps (3-6 minutes). They also make a step ~5x
-    # cheaper than 4 layers of 256. No dropout: a short run underfits. No attention
-    # dropout in any case: with it, PyTorch's SDPA leaves its fused CPU kernel for the plain math
-    # one, which made attention about 10 times slower (B=8, T=512, 4 heads).
-    "tiny": {"num_hidden_layers": 2, "hidden_size": 128, "num_attention_heads": 4,
-             "intermediate_size": 512, "max_position_embeddings": 512,
-             "initializer_range": 0.1, "hidden_dropout_prob": 0.0,
+# Architecture presets: a transformers `model_type` (default "bert") and config fields; every other
+# field keeps its transformers default (GELU, dropout 0.1, layer norm eps 1e-12). Any field can
+# still be overridden (`--set key=value`, `--set model_type=...`).
+PRESETS: dict[str, dict[str, Any]] = {
+    # the CPU model: a stock DeBERTa-v2 masked LM with a convolution over each token's neighbours
+    # beside attention (conv_kernel_size 3, DeBERTa-v2's own ConvLayer after the first layer).
+    # Measured on chr20 (2 idle cores, 600-cycle BPE, bench/learning.py): a BERT of this size must
+    # find "look at my neighbours" through absolute position embeddings and sits near the unigram
+    # baseline for minutes (1.3% held-out masked-token accuracy after 60 s, 1.7% after 7 minutes),
+    # while the convolution hands every position its neighbours from the first step: 4.1% after
+    # 60 s, 7.0% after 4 minutes, against the context table's 8.3%. BERT's initializer_range 0.02
+    # (0.1 halved the learning here), untied input and output embeddings (the output ones learn
+    # token co-occurrence, the input ones identity), no dropout (a short run underfits); no
+    # attention dropout in any case, since it slows attention on a CPU.
+    "tiny": {"model_type": "deberta-v2", "num_hidden_layers": 2, "hidden_size": 128,
+             "num_attention_heads": 4, "intermediate_size": 512, "max_position_embeddings": 512,
+             "conv_kernel_size": 3, "tie_word_embeddings": False,
+             "initializer_range": 0.02, "hidden_dropout_prob": 0.0,
              "attention_probs_dropout_prob": 0.0},
+    # the previous CPU preset, a BERT of the same size, kept to compare against (bench/learning.py):
+    # at BERT's 0.02 it did not leave the unigram plateau in 3,000 steps; at 0.1 it does, slowly
+    "tiny-bert": {"num_hidden_layers": 2, "hidden_size": 128, "num_attention_heads": 4,
+                  "intermediate_size": 512, "max_position_embeddings": 512,
+                  "initializer_range": 0.1, "hidden_dropout_prob": 0.0,
+                  "attention_probs_dropout_prob": 0.0},
     # a small GPU model, for sweeps
     "small": {"num_hidden_layers": 6, "hidden_size": 512, "num_attention_heads": 8,
               "intermediate_size": 2048, "max_position_embeddings": 512},
     # GROVER's architecture (BERT-base): 12 layers, hidden 768, 12 heads, 512 positions
     "grover-base": {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12,
                     "intermediate_size": 3072, "max_position_embeddings": 512},
+}
+# fields a model reads with getattr and a default, so that its config's to_dict() lacks them
+OPTIONAL_FIELDS: dict[str, dict[str, Any]] = {
+    "deberta-v2": {"conv_kernel_size": 0, "conv_groups": 1, "conv_act": "tanh",
+                   "position_buckets": -1, "norm_rel_ebd": "none", "share_att_key": False},
 }
 TASKS = ("mlm", "classification", "base")  # load_model's `task`: head on top of the encoder
 
@@ -63,21 +78,31 @@ def parse_overrides(items: Iterable[str], option: str = "--set") -> dict[str, An
 
 def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | None = None,
                  pad_token_id: int = 0):
-    """A `BertConfig` from a preset, the tokenizer's vocabulary size and field overrides.
+    """A transformers config from a preset, the tokenizer's vocabulary size and field overrides.
 
-    Unknown fields and values of the wrong type are GroverErrors (a typo must not be silently
-    ignored, as BertConfig would do).
+    The preset's `model_type` (default "bert"; `--set model_type=...` changes it) picks the config
+    class. Unknown fields and values of the wrong type are GroverErrors (a typo must not be silently
+    ignored, as transformers configs would do).
     """
-    from transformers import BertConfig
+    from transformers import AutoConfig
 
     if preset not in PRESETS:
         raise GroverError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
-    defaults = BertConfig().to_dict()
+    overrides = dict(overrides or {})
     fields: dict[str, Any] = {**PRESETS[preset], "vocab_size": vocab_size,
                               "pad_token_id": pad_token_id}
-    for key, value in (overrides or {}).items():
+    model_type = str(overrides.pop("model_type", fields.pop("model_type", "bert")))
+    fields.pop("model_type", None)
+    try:
+        defaults = {**OPTIONAL_FIELDS.get(model_type, {}),
+                    **AutoConfig.for_model(model_type).to_dict()}
+    except ValueError:
+        raise GroverError(f"--set model_type={model_type}: not a transformers model type") from None
+    # a preset's fields that another model type lacks (conv_kernel_size for BERT) are dropped
+    fields = {k: v for k, v in fields.items() if k in defaults}
+    for key, value in overrides.items():
         if key not in defaults:
-            raise GroverError(f"--set {key}: not a BertConfig field")
+            raise GroverError(f"--set {key}: not a {model_type} config field")
         old = defaults[key]
         if isinstance(old, bool) and not isinstance(value, bool) or (
                 isinstance(old, int) and not isinstance(old, bool) and (
@@ -85,7 +110,7 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
                 isinstance(old, float) and not isinstance(value, int | float)):
             raise GroverError(f"--set {key}={value!r}: expected a {type(old).__name__}")
         fields[key] = value
-    cfg = BertConfig(**fields)
+    cfg = AutoConfig.for_model(model_type, **fields)
     if cfg.hidden_size % cfg.num_attention_heads:
         raise GroverError(f"hidden_size {cfg.hidden_size} is not a multiple of "
                           f"num_attention_heads {cfg.num_attention_heads}")
@@ -93,13 +118,23 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
 
 
 def new_mlm_model(config, seed: int = 0):
-    """A randomly initialised `BertForMaskedLM` (seeded) with PyTorch's SDPA attention."""
+    """A randomly initialised stock masked LM for `config` (seeded); attention through PyTorch's
+    SDPA where the class has it (BERT), else transformers' own ("eager", DeBERTa-v2)."""
     import torch
-    from transformers import BertForMaskedLM
+    from transformers import AutoModelForMaskedLM
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return BertForMaskedLM._from_config(config, attn_implementation="sdpa")
+        model = AutoModelForMaskedLM.from_config(config)
+    # DeBERTa-v2's legacy head with untied embeddings keeps a `cls.predictions.bias` that its
+    # forward never reads (the decoder has its own bias); frozen, DistributedDataParallel does not
+    # wait for its gradient, and the optimizer skips it
+    head = getattr(getattr(model, "cls", None), "predictions", None)
+    bias = getattr(head, "bias", None)
+    decoder = getattr(head, "decoder", None)
+    if isinstance(bias, torch.nn.Parameter) and decoder is not None and decoder.bias is not bias:
+        bias.requires_grad_(False)
+    return model
 
 
 def _check_folder(path: str | Path, what: str, files: tuple[str, ...]) -> Path:
@@ -130,9 +165,10 @@ def load_tokenizer(path: str | Path):
 def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
     """A model folder as the stock transformers class for `task`.
 
-    task: "mlm" (BertForMaskedLM), "classification" (BertForSequenceClassification, pass
-    `num_labels`; the head is new when loading a pretrained MLM), "base" (BertModel). Extra keyword
-    arguments go to `from_pretrained`. Attention runs through PyTorch's SDPA.
+    task: "mlm" (e.g. BertForMaskedLM), "classification" (BertForSequenceClassification, pass
+    `num_labels`; the head is new when loading a pretrained MLM), "base" (BertModel); the class
+    follows the folder's `model_type` (BERT, DeBERTa-v2, ...). Extra keyword arguments go to
+    `from_pretrained`. transformers picks PyTorch's SDPA attention where the class supports it.
     """
     from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
@@ -141,7 +177,6 @@ def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
     if task not in classes:
         raise GroverError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     path = _check_folder(path, "model", ("config.json",))
-    kwargs.setdefault("attn_implementation", "sdpa")
     try:
         return classes[task].from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as err:
@@ -174,10 +209,19 @@ def save_model(model, tokenizer, folder: str | Path) -> None:
 
 
 def count_parameters(model, embeddings: bool = True) -> int:
-    """Parameters of a model (tied weights once); without the embedding tables when asked."""
+    """Parameters of a model (tied weights once); without the embedding tables when asked.
+
+    Without embeddings: the trainable parameters, less every `...embeddings...` table and the
+    output embedding matrix (untied in the `tiny` preset), so that models over different
+    vocabularies differ only by their output bias.
+    """
     seen, n = set(), 0
+    if not embeddings:
+        out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if out is not None:
+            seen.add(id(out.weight))
     for name, p in model.named_parameters():
-        if id(p) in seen or (not embeddings and "embeddings" in name):
+        if id(p) in seen or (not embeddings and ("embeddings" in name or not p.requires_grad)):
             continue
         seen.add(id(p))
         n += p.numel()

@@ -1,10 +1,12 @@
-"""Pretraining stage: a stock `BertForMaskedLM` trained by masked-token prediction on a corpus.
+"""Pretraining stage: a stock transformers masked LM (BERT, or the CPU preset's DeBERTa-v2) trained
+by masked-token prediction on a corpus.
 
 Reads a `groverlm corpus` folder (shards, index, train token counts, tokenizer). Writes MODEL/: the
 final model and tokenizer as a `save_pretrained` folder (`AutoModelForMaskedLM.from_pretrained` and
 `AutoTokenizer.from_pretrained` load it with no custom code), `eval.json` (masked-token loss,
 accuracy, perplexity and the unigram baseline on the test split), `log.jsonl` (learning curve),
 `checkpoints/` (for --resume) and `manifest.json`. The loop itself is `groverlm.train`.
+eval.json's baselines: `unigram_accuracy` and `context_accuracy` (see `context_table`).
 
 Also registers the CLI commands `corpus`, `pretrain` and `plot-log`.
 """
@@ -23,6 +25,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -35,17 +39,23 @@ class PretrainConfig:
     """The model and what is measured; optimisation settings are `train.TrainConfig`."""
 
     preset: str = "tiny"  # models.PRESETS: tiny, small, grover-base
-    overrides: dict[str, Any] = field(default_factory=dict)  # BertConfig fields (--set key=value)
+    overrides: dict[str, Any] = field(default_factory=dict)  # config fields (--set key=value)
     mask_rate: float = 0.022  # GROVER's 2.2% of tokens are targets
     mask_split: tuple[float, float] = (0.8, 0.2)  # of the targets: [MASK], random token (rest kept)
     eval_samples: int = 1024  # test samples per periodic evaluation (0: all); fixed masks
     final_eval_samples: int = 8192  # test samples in the final evaluation (0: all)
     pad_multiple: int = 8  # batch length rounded up to this (64 suits torch.compile)
     unigram_bias: bool = True  # start the output bias at the log token frequencies (see below)
+    # evaluation targets are this share of tokens, each shown as [MASK]. GROVER's 2.2% keeps them
+    # isolated: a target is predicted from its true neighbours, as the context table does; at BERT's
+    # 15% a quarter of targets lose a neighbour to another [MASK], whatever the training rate
+    eval_mask_rate: float = 0.022
 
     def __post_init__(self):
         if self.eval_samples < 0 or self.final_eval_samples < 0 or self.pad_multiple < 1:
             raise GroverError("--eval-samples, --final-eval-samples must be >= 0")
+        if not 0.0 < self.eval_mask_rate < 1.0:
+            raise GroverError(f"--eval-mask-rate must be in (0, 1), got {self.eval_mask_rate}")
 
     @property
     def masking(self):
@@ -93,14 +103,17 @@ def build_run(corpus_path: str | Path, cfg: PretrainConfig, seed: int = 0, batch
     data = MLMData(corpus.train, tokenizer, masking, random_ids, cfg.pad_multiple)
     # evaluation hides every target behind [MASK]: accuracy measures prediction from context alone
     # (a target left unchanged, as BERT's 80/10/10 does with 10%, would be copied, not predicted)
-    hidden = replace(masking, mask_fraction=1.0, random_fraction=0.0)
+    hidden = replace(masking, rate=cfg.eval_mask_rate, mask_fraction=1.0, random_fraction=0.0)
     test = MLMData(corpus.test, tokenizer, hidden, random_ids, cfg.pad_multiple)
     order = np.random.default_rng([seed, 1]).permutation(len(corpus.test))
     unigram = corpus.most_frequent_token()
+    table = context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
+                          tokenizer.sep_token_id, unigram, seed=seed)
 
     def evaluate(model, amp, final: bool) -> dict[str, Any]:
         n = cfg.final_eval_samples if final else cfg.eval_samples
-        return evaluate_mlm(model, amp, test, order[:n] if n else order, batch_size, seed, unigram)
+        return evaluate_mlm(model, amp, test, order[:n] if n else order, batch_size, seed, unigram,
+                            table)
 
     model = new_mlm_model(config, seed)
     if cfg.unigram_bias:
@@ -128,7 +141,7 @@ def set_unigram_bias(model, counts, special: Sequence[int]) -> None:
     freq = np.where(freq > 0, freq, 0.5)
     logp = np.log(freq / freq.sum())
     with torch.no_grad():
-        bias = model.cls.predictions.bias
+        bias = model.get_output_embeddings().bias  # (V,) the bias the logits are computed with
         bias.copy_(torch.from_numpy(logp - logp.mean()).to(bias.dtype))
 
 
@@ -144,24 +157,65 @@ def model_fields(config) -> dict[str, Any]:
     return d
 
 
-def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_id: int
-                 ) -> dict[str, Any]:
+def context_table(split, vocab_size: int, cls_id: int, sep_id: int, fallback: int,
+                  max_tokens: int = 50_000_000, seed: int = 0) -> np.ndarray:
+    """The context baseline: for each (left, right) neighbour pair, the middle token seen most often
+    between them in `split` (samples framed by [CLS] and [SEP], as the model sees them).
+
+    Returns (V * V,) int64 indexed by left * V + right; pairs never seen answer `fallback` (the
+    unigram guess). At most `max_tokens` tokens are counted (a seeded subset of samples beyond that,
+    so a whole-genome corpus costs seconds, not its size); ties go to the smaller token id.
+
+    >>> class Split:  # two samples: 7 8 7 and 7 9 7 8 7
+    ...     data = [np.array([7, 8, 7]), np.array([7, 9, 7, 8, 7])]
+    ...     lengths = np.array([3, 5])
+    ...     def __getitem__(self, i): return self.data[i]
+    >>> t = context_table(Split(), 10, 2, 3, fallback=5)
+    >>> int(t[7 * 10 + 7]), int(t[2 * 10 + 8]), int(t[9 * 10 + 9])  # 8 twice, 9 once; unseen
+    (8, 7, 5)
+    """
+    v = np.int64(vocab_size)
+    order = np.random.default_rng([seed, 2]).permutation(len(split.lengths))
+    take = order[: int(np.searchsorted(np.cumsum(split.lengths[order]), max_tokens)) + 1]
+    keys = []
+    for i in np.sort(take):
+        s = np.concatenate([[cls_id], np.asarray(split[int(i)], dtype=np.int64), [sep_id]])
+        keys.append((s[:-2] * v + s[2:]) * v + s[1:-1])  # (left, right, middle) as one int64
+    table = np.full(vocab_size * vocab_size, fallback, dtype=np.int64)
+    if not keys:
+        return table
+    uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
+    pair, middle = uniq // v, uniq % v
+    best = np.lexsort((middle, -counts, pair))  # by pair, then most frequent, then smallest id
+    pair, middle = pair[best], middle[best]
+    first = np.r_[True, pair[1:] != pair[:-1]]
+    table[pair[first]] = middle[first]
+    return table
+
+
+def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_id: int,
+                 table: np.ndarray | None = None) -> dict[str, Any]:
     """Masked-token metrics over test samples `indices`, with masks fixed by `seed` (`data` masks
-    with the run's rate, every target shown as [MASK]).
+    with the evaluation rate, every target shown as [MASK]).
 
     mlm_loss: mean cross-entropy (nats) over targets; perplexity: its exponential; mlm_accuracy:
-    top-1 accuracy; unigram_accuracy: accuracy of always answering the most frequent training token.
+    top-1 accuracy; unigram_accuracy: accuracy of always answering the most frequent training token;
+    context_accuracy (with `table`, see `context_table`): accuracy of the context table given each
+    target's true neighbours: the bar a model of sequence context must clear.
     """
     import numpy as np
     import torch
     from torch.nn import functional as F
 
+    from groverlm.masking import IGNORE
     from groverlm.train import masked_logits, seed_of
 
     device = next(model.parameters()).device
     indices = np.asarray(indices)
     indices = indices[np.argsort(data.lengths[indices], kind="stable")]  # little padding
-    loss = correct = unigram = n = 0.0
+    loss = correct = unigram = context = n = 0.0
+    lookup = None if table is None else torch.from_numpy(table)
+    lookup_v = 0 if table is None else math.isqrt(len(table))
     for k in range(0, len(indices), batch_size):
         gen = torch.Generator().manual_seed(seed_of(seed, 0xE7A1, k, 1))
         batch = data.collate(indices[k : k + batch_size], gen)
@@ -172,11 +226,20 @@ def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_
         loss += float(F.cross_entropy(logits, targets, reduction="sum"))
         correct += float((logits.argmax(-1) == targets).sum())
         unigram += float((targets == unigram_id).sum())
+        if lookup is not None:
+            labels = batch["labels"].cpu()
+            where = labels[:, 1:-1] != IGNORE  # (B, T-2): targets never sit at [CLS] or the end
+            truth = torch.where(labels != IGNORE, labels, batch["input_ids"].cpu())  # (B, T)
+            guess = lookup[truth[:, :-2] * lookup_v + truth[:, 2:]]  # (B, T-2)
+            context += float((guess[where] == truth[:, 1:-1][where]).sum())
         n += targets.numel()
     n = max(n, 1)
-    return {"mlm_loss": loss / n, "mlm_accuracy": correct / n, "unigram_accuracy": unigram / n,
-            "perplexity": math.exp(min(loss / n, 700.0)), "masked_tokens": int(n),
-            "eval_samples": int(len(indices))}
+    out = {"mlm_loss": loss / n, "mlm_accuracy": correct / n, "unigram_accuracy": unigram / n,
+           "perplexity": math.exp(min(loss / n, 700.0)), "masked_tokens": int(n),
+           "eval_samples": int(len(indices))}
+    if lookup is not None:
+        out["context_accuracy"] = context / n
+    return out
 
 
 def _rank() -> int:
@@ -238,7 +301,8 @@ def pretrain(corpus_path: str | Path, out: str | Path, cfg: PretrainConfig, tcfg
 
 def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path,
                         title: str | None = None, labels: Sequence[str] | None = None) -> Path:
-    """Masked-token loss (train and test) and test accuracy against the unigram baseline, over
+    """Masked-token loss (train and test) and test accuracy against the unigram and context-table
+    baselines, over
     tokens seen, for one run folder or several side by side (each with a log.jsonl)."""
     from groverlm.manifest import atomic_path
     from groverlm.train import read_log
@@ -268,8 +332,11 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
                      label=f"{label}: test (line: train)")
             ax2.plot(x, [100 * r["mlm_accuracy"] for r in ev], "o-", ms=3, color=color,
                      label=f"{label}: model")
-            ax2.plot(x, [100 * r["unigram_accuracy"] for r in ev], "--", color=color, lw=1,
+            ax2.plot(x, [100 * r["unigram_accuracy"] for r in ev], ":", color=color, lw=1,
                      label=f"{label}: unigram baseline")
+            if all("context_accuracy" in r for r in ev):
+                ax2.plot(x, [100 * r["context_accuracy"] for r in ev], "--", color=color, lw=1,
+                         label=f"{label}: context table")
     ax1.set_xlabel("tokens seen (millions)")
     ax1.set_ylabel("masked-token loss (nats)")
     ax1.legend(fontsize=7)
@@ -314,7 +381,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--preset", default="tiny", help="tiny, small or grover-base (default tiny)")
     p.add_argument("--set", "--config-override", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE", help="override a BertConfig field (repeatable)")
+                   metavar="KEY=VALUE", help="override a model config field, model_type included "
+                                             "(repeatable)")
     p.add_argument("--max-steps", type=int, default=1000, help="optimizer steps (default 1000)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per batch and process")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
@@ -323,6 +391,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping (0: off)")
     p.add_argument("--mask-rate", type=float, default=0.022, help="target share (GROVER 0.022)")
+    p.add_argument("--eval-mask-rate", type=float, default=0.022,
+                   help="target share in evaluations, every target shown as [MASK] (default 0.022: "
+                        "isolated targets, predicted from their true neighbours)")
     p.add_argument("--mask-split", default="0.8,0.2", metavar="MASK,RANDOM",
                    help="of the targets: share shown as [MASK], as a random token (default "
                         "0.8,0.2; BERT: 0.8,0.1)")
@@ -369,19 +440,30 @@ def _corpus_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_mask_split(text: str) -> tuple[float, float]:
+    """--mask-split MASK,RANDOM: the shares of targets shown as [MASK] and as a random token.
+
+    >>> parse_mask_split("0.8,0.1")
+    (0.8, 0.1)
+    """
+    try:
+        split = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        split = ()
+    if len(split) != 2:
+        raise GroverError(f"--mask-split {text!r}: expected MASK,RANDOM e.g. 0.8,0.2")
+    return split  # type: ignore[return-value]
+
+
 def _pretrain_cmd(args: argparse.Namespace) -> int:
     from groverlm.models import parse_overrides
     from groverlm.train import TrainConfig
 
-    try:
-        split = tuple(float(x) for x in args.mask_split.split(","))
-    except ValueError:
-        split = ()
-    if len(split) != 2:
-        raise GroverError(f"--mask-split {args.mask_split!r}: expected MASK,RANDOM e.g. 0.8,0.2")
+    split = parse_mask_split(args.mask_split)
     cfg = PretrainConfig(args.preset, parse_overrides(args.overrides), args.mask_rate, split,
                          args.eval_samples, args.final_eval_samples,
-                         args.pad_multiple or (64 if args.compile else 8), args.unigram_bias)
+                         args.pad_multiple or (64 if args.compile else 8), args.unigram_bias,
+                         eval_mask_rate=args.eval_mask_rate)
     tcfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size,
                        grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
                        weight_decay=args.weight_decay, clip_norm=args.clip_norm,
@@ -394,7 +476,8 @@ def _pretrain_cmd(args: argparse.Namespace) -> int:
     if _rank() == 0:
         print(f"pretrain: {s['steps']} steps, {s['tokens_seen']:,} tokens "
               f"({s['tokens_per_second']:,.0f}/s); test masked-token accuracy "
-              f"{100 * s['mlm_accuracy']:.2f}% (unigram {100 * s['unigram_accuracy']:.2f}%), "
+              f"{100 * s['mlm_accuracy']:.2f}% (unigram {100 * s['unigram_accuracy']:.2f}%, "
+              f"context table {100 * s['context_accuracy']:.2f}%), "
               f"loss {s['mlm_loss']:.3f}, perplexity {s['perplexity']:.1f} -> {args.out}")
     return 0
 

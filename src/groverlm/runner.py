@@ -262,8 +262,8 @@ def run_pretrain(cfg: Any, ctx: Context) -> dict[str, Any]:
         else:
             pretrain(corpus, out, cfg.model, cfg.train, resume=resume, progress=ctx.progress)
     ev = json.loads((out / EVAL_JSON).read_text())
-    keys = ("steps", "tokens_seen", "mlm_accuracy", "unigram_accuracy", "mlm_loss", "perplexity",
-            "tokens_per_second")
+    keys = ("steps", "tokens_seen", "mlm_accuracy", "unigram_accuracy", "context_accuracy",
+            "mlm_loss", "perplexity", "tokens_per_second", "train_seconds")
     return {"model": ctx.relative(out), **{k: ev[k] for k in keys if k in ev}}
 
 
@@ -351,8 +351,10 @@ def run_finetune(cfg: Any, ctx: Context) -> dict[str, Any]:
 
 
 def run_baselines(cfg: Any, ctx: Context) -> dict[str, Any]:
-    """Baselines stage: TF-IDF + random forest / logistic regression on every task."""
+    """Baselines stage: TF-IDF + random forest / logistic regression on every task (into
+    baselines/TASK/) and, when `baselines.cnn` is set, the CNN (into baselines/cnn/TASK/)."""
     from groverlm.baselines import tfidf_task
+    from groverlm.cnn import cnn_task
     from groverlm.metrics import read_metrics
 
     summary = {}
@@ -361,8 +363,13 @@ def run_baselines(cfg: Any, ctx: Context) -> dict[str, Any]:
         out = ctx.out / name
         if not finished(out):
             tfidf_task(task_dir, out, cfg.tfidf, vocab=ctx.vocab if cfg.bpe else None)
+        outs = [out]
+        if cfg.cnn is not None:
+            outs.append(ctx.out / "cnn" / name)  # "cnn" is no task name (config.TASKS)
+            if not finished(outs[-1]):
+                cnn_task(task_dir, outs[-1], cfg.cnn)
         summary[name] = {r["model"]: r.get("mcc_mean", r["test"]["mcc"])
-                         for r in read_metrics(out / "metrics.json")}
+                         for o in outs for r in read_metrics(o / "metrics.json")}
     return summary
 
 
@@ -421,7 +428,8 @@ STAGES: list[Stage] = [
           data=lambda d: [d.ctcf_motif, *d.ctcf_peaks]),
     Stage("finetune", run_finetune, needs=("select_vocab", "pretrain", "tasks"),
           ignore=_CLASSIFIER_VOLATILE),
-    Stage("baselines", run_baselines, needs=("select_vocab", "tasks")),
+    Stage("baselines", run_baselines, needs=("select_vocab", "tasks"),
+          ignore=("cnn.threads", "cnn.eval_batch_size")),
     Stage("analysis", run_analysis, needs=("genome", "select_vocab", "pretrain"),
           data=lambda d: [p for p in (d.repeats, d.cpg) if p is not None],
           ignore=("analyze.device", "analyze.batch_size")),
@@ -626,9 +634,12 @@ def summarize_run(run_dir: str | Path) -> str:
                      f"with A/T: {100 * v['start_A_or_T']:.0f}%")
     p = summary("pretrain")
     if p and "mlm_accuracy" in p:
+        context = (f", context table {100 * p['context_accuracy']:.2f}%"
+                   if "context_accuracy" in p else "")
         lines.append(f"pretraining: {p['steps']} steps, {p['tokens_seen']:,} tokens; test "
                      f"masked-token accuracy {100 * p['mlm_accuracy']:.2f}% (unigram "
-                     f"{100 * p['unigram_accuracy']:.2f}%), perplexity {p['perplexity']:.1f}")
+                     f"{100 * p['unigram_accuracy']:.2f}%{context}), perplexity "
+                     f"{p['perplexity']:.1f}")
     k = summary("nextkmer")
     if k:
         lines.append("next-k-mer:  test top-1 accuracy of the fine-tuned BERT (chance; most "

@@ -74,6 +74,8 @@ class SelectConfig:
     max_steps: int = 1000  # pretraining steps
     lr: float = 4e-4  # pretraining peak learning rate
     mask_rate: float = 0.022  # masked share of tokens (GROVER 2.2%)
+    mask_split: tuple[float, float] = (0.8, 0.2)  # targets shown as [MASK], as random (GROVER);
+    #                                              the CPU recipe needs BERT's 0.8,0.1 (README)
     pretrain_bp: int | None = None  # pretrain on the first this many bases outside the region
     probe_bp: int = 1_000_000  # bases tokenized to measure each vocabulary's nt per token
     test_fraction: float = 0.05  # pretraining samples kept aside for the masked-token evaluation
@@ -240,7 +242,8 @@ def _pretrain(corpus: Path, model: Path, cfg: SelectConfig, progress: bool) -> N
     from groverlm.train import TrainConfig
 
     pcfg = PretrainConfig(preset=cfg.preset, overrides=dict(cfg.overrides),
-                          mask_rate=cfg.mask_rate, eval_samples=cfg.final_eval_samples,
+                          mask_rate=cfg.mask_rate, mask_split=tuple(cfg.mask_split),
+                          eval_samples=cfg.final_eval_samples,
                           final_eval_samples=cfg.final_eval_samples)
     save = max(50, cfg.max_steps // 4)
     tcfg = TrainConfig(max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -572,6 +575,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=1000, help="pretraining steps per model")
     p.add_argument("--pretrain-lr", type=float, default=4e-4)
     p.add_argument("--mask-rate", type=float, default=0.022)
+    p.add_argument("--mask-split", default="0.8,0.2", metavar="MASK,RANDOM",
+                   help="of the targets: share shown as [MASK], as a random token (default "
+                        "0.8,0.2, GROVER's; the CPU recipe: 0.8,0.1)")
     p.add_argument("--pretrain-bp", type=int, default=None,
                    help="pretrain on only the first BP bases outside the region (speed)")
     # next-k-mer options (as `groverlm nextkmer`)
@@ -596,6 +602,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     from groverlm.models import parse_overrides
     from groverlm.nextkmer import configs_from_args
+    from groverlm.pretrain import parse_mask_split
 
     ncfg, ft, bcfg = configs_from_args(args)
     cfg = SelectConfig(cycles=_ints(args.cycles, "--cycles"),
@@ -603,6 +610,7 @@ def _cmd(args: argparse.Namespace) -> int:
                        preset=args.preset, overrides=parse_overrides(args.overrides),
                        sample_nt=args.sample_nt, batch_size=args.pretrain_batch_size,
                        max_steps=args.max_steps, lr=args.pretrain_lr, mask_rate=args.mask_rate,
+                       mask_split=parse_mask_split(args.mask_split),
                        pretrain_bp=args.pretrain_bp, seed=args.seed, threads=args.threads)
     sel = select_vocab(args.genome, args.bpe, args.region, args.out, cfg, ncfg, ft, bcfg,
                        args.overwrite, progress=not args.quiet,

@@ -1,8 +1,10 @@
-"""`groverlm tasks prom300|promscan|ctcf`, `groverlm baseline tfidf` and `groverlm compare`."""
+"""`groverlm tasks prom300|promscan|ctcf`, `groverlm baseline tfidf|cnn` and `groverlm compare`."""
 
 from __future__ import annotations
 
 import argparse
+
+from groverlm.metrics import THRESHOLDS
 
 
 def _chroms(values: list[str] | None) -> list[str] | None:
@@ -106,6 +108,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--overwrite", action="store_true")
     f.set_defaults(func=tfidf)
 
+    # the CNN's defaults live on CnnConfig only: a flag left out keeps the dataclass's value
+    from groverlm.cnn import CnnConfig
+
+    d = CnnConfig()
+    c = tg.add_parser("cnn", help="a small CNN on one-hot DNA, trained from scratch (early "
+                                  "stopping on dev MCC)")
+    c.add_argument("--task", required=True, help="task folder (ours or GUE format)")
+    c.add_argument("--out", required=True, help="output folder (metrics.json, manifest.json)")
+    c.add_argument("--seeds", help=f"one run per seed, comma-separated; test MCC mean ± std over "
+                                   f"them (default {','.join(map(str, d.seeds))})")
+    c.add_argument("--epochs", type=int, help=f"most passes over train (default {d.epochs})")
+    c.add_argument("--patience", type=int,
+                   help=f"stop after N epochs without a better dev MCC (default {d.patience})")
+    c.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr:g})")
+    c.add_argument("--batch-size", type=int, help=f"sequences per step (default {d.batch_size})")
+    c.add_argument("--channels", type=int, help=f"filters per convolution (default {d.channels})")
+    c.add_argument("--kernel", type=int, help=f"filter width in bases (default {d.kernel})")
+    c.add_argument("--layers", type=int, help=f"convolution blocks (default {d.layers})")
+    c.add_argument("--max-train", type=int,
+                   help=f"train on a seeded random subset of N rows; 0: all (default "
+                        f"{d.max_train})")
+    c.add_argument("--no-class-weight", action="store_true",
+                   help="do not reweight classes (default: balanced weights)")
+    c.add_argument("--threshold", choices=THRESHOLDS,
+                   help=f"binary tasks: argmax or the cut with the best dev MCC (default "
+                        f"{d.threshold})")
+    c.add_argument("--threads", type=int, help=f"torch CPU threads (default {d.threads})")
+    c.add_argument("--overwrite", action="store_true")
+    c.set_defaults(func=cnn)
+
     m = sub.add_parser("compare", help="table of test MCC (task x model) from metrics.json files")
     m.add_argument("dirs", nargs="+", help="folders searched for metrics.json (or the files)")
     m.add_argument("--out", help="write the table: .md for markdown, .tsv for TSV")
@@ -160,16 +192,11 @@ def _summary(task: str, man: dict, out: str) -> None:
 
 def tfidf(args: argparse.Namespace) -> int:
     from groverlm.baselines import TfidfConfig, tfidf_task
-    from groverlm.errors import GroverError
     from groverlm.kmers import parse_ks
 
-    try:
-        seeds = tuple(int(s) for s in args.seeds.split(",") if s)
-    except ValueError:
-        raise GroverError(f"--seeds {args.seeds!r}: expected integers like 0,1,2") from None
     cfg = TfidfConfig(ks=tuple(parse_ks(args.k)), models=tuple(m for m in args.models.split(",")
                                                                 if m),
-                      seeds=seeds, class_weight=None if args.no_class_weight else "balanced",
+                      seeds=_seeds(args.seeds), class_weight=None if args.no_class_weight else "balanced",
                       n_estimators=args.trees, max_train=args.max_train, n_jobs=args.jobs,
                       threshold=args.threshold)
     results = tfidf_task(args.task, args.out, cfg, args.vocab, args.overwrite)
@@ -179,6 +206,40 @@ def tfidf(args: argparse.Namespace) -> int:
         print(f"baseline {r['model']} on {r['task']} ({r['params']['features']}): test MCC "
               f"{r['mcc_mean']:.3f} ± {r['mcc_std']:.3f}, F1 {t['f1']:.3f}, accuracy "
               f"{t['accuracy']:.3f}, AUROC {auroc} -> {args.out}/metrics.json")
+    return 0
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    from groverlm.errors import GroverError
+
+    try:
+        return tuple(int(s) for s in text.split(",") if s)
+    except ValueError:
+        raise GroverError(f"--seeds {text!r}: expected integers like 0,1,2") from None
+
+
+def cnn(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from groverlm.cnn import CnnConfig, cnn_task
+
+    flags = {"epochs": args.epochs, "patience": args.patience, "lr": args.lr,
+             "batch_size": args.batch_size, "channels": args.channels, "kernel": args.kernel,
+             "layers": args.layers, "threshold": args.threshold, "threads": args.threads,
+             "seeds": None if args.seeds is None else _seeds(args.seeds)}
+    given = {k: v for k, v in flags.items() if v is not None}  # the rest: CnnConfig's defaults
+    if args.max_train is not None:
+        given["max_train"] = args.max_train or None  # 0: the whole training split
+    if args.no_class_weight:
+        given["class_weight"] = None
+    cfg = replace(CnnConfig(), **given)
+    r = cnn_task(args.task, args.out, cfg, args.overwrite)
+    t = r["test"]
+    auroc = "-" if t["auroc"] is None else f"{t['auroc']:.3f}"
+    epochs = ", ".join(str(p["best_epoch"]) for p in r["per_seed"])
+    print(f"baseline {r['model']} on {r['task']}: test MCC {r['mcc_mean']:.3f} ± {r['mcc_std']:.3f}"
+          f" over {len(r['seeds'])} seed(s) (best epoch {epochs}); seed {r['seeds'][0]}: F1 "
+          f"{t['f1']:.3f}, accuracy {t['accuracy']:.3f}, AUROC {auroc} -> {args.out}/metrics.json")
     return 0
 
 

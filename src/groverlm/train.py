@@ -143,13 +143,14 @@ def masked_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, V) logits and (M,) targets at the M positions whose label is not IGNORE.
 
-    Uses the encoder and head of a BertForMaskedLM (`.bert`, `.cls`); another masked LM is run
-    whole and its logits gathered.
+    Runs the encoder, then the vocabulary head on the targets only, for masked LMs whose head is
+    `.cls` over the encoder's output (BERT, DeBERTa-v2); another masked LM is run whole and its
+    logits gathered.
     """
     where = labels != IGNORE  # (B, T)
-    if hasattr(model, "bert") and hasattr(model, "cls"):
-        hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return model.cls(hidden[where]), labels[where]  # (M, H) -> (M, V)
+    if hasattr(model, "cls") and hasattr(model, "base_model"):
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask)
+        return model.cls(hidden.last_hidden_state[where]), labels[where]  # (M, H) -> (M, V)
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
     return logits[where], labels[where]
 
@@ -522,7 +523,7 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
         state = torch.load(ckpt / STATE, map_location="cpu", weights_only=False)
         check_resumable(state["settings"], json.loads(json.dumps(settings)), ckpt)
         with quiet_transformers():
-            loaded = type(model).from_pretrained(str(ckpt), attn_implementation="sdpa")
+            loaded = type(model).from_pretrained(str(ckpt))
         model.load_state_dict(loaded.state_dict())
         del loaded
         opt.load_state_dict(state["optimizer"])

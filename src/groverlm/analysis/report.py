@@ -262,7 +262,7 @@ def learning_curves(folder: Path) -> str | None:
     for a, (title, keys) in zip(ax, panels.items(), strict=True):
         for (kind, k), color in zip(sorted(keys), COLORS * 3, strict=False):
             xs, ys = series[(kind, k)]
-            dashed = "unigram" in k or "baseline" in k
+            dashed = k in ("unigram_accuracy", "context_accuracy") or "baseline" in k
             a.plot(xs, ys, ls="--" if dashed else "-", marker=None if len(xs) > 30 else "o",
                    ms=3, lw=1, color=color, label=f"{kind}: {k}")
         a.set(xlabel="step", title=title)
@@ -377,9 +377,14 @@ def render_tasks(paths: list[Path], root: Path) -> Section | None:
 
 
 def is_baseline(model: str, source: str) -> bool:
-    """TF-IDF, k-mer and other non-language-model rows count as baselines in the plots."""
+    """TF-IDF, k-mer, the CNN and other non-language-model rows count as baselines in the plots.
+
+    >>> is_baseline("cnn", "results/prom300"), is_baseline("bert-bpe600", "finetune/prom300")
+    (True, False)
+    """
     low = f"{model} {source}".lower()
-    return any(w in low for w in ("tfidf", "tf-idf", "baseline", "kmer", "k-mer", "random-forest"))
+    return any(w in low for w in ("tfidf", "tf-idf", "baseline", "kmer", "k-mer", "random-forest",
+                                  "cnn"))
 
 
 def render_analyze(st: Stage, root: Path) -> Section:

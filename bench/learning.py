@@ -1,0 +1,170 @@
+"""Learning per minute: held-out masked-token accuracy of pretraining recipes on the same clock.
+
+Reads a `groverlm corpus` folder (`--corpus`; by default the demo's chr20 corpus, built into
+`bench/.cache/learning` from `--data` the first time: hg19 chr20, 600 BPE cycles, 126-token samples,
+55-63 Mb held out). Writes `--out` (JSON: every evaluation of every recipe) and prints one table:
+accuracy at each checkpoint minute beside the unigram and context-table baselines on exactly the
+same targets.
+
+Each recipe is a model preset plus optimisation settings (`RECIPES`). It trains for `--minutes` of
+wall-clock time (evaluations excluded, which run on fixed test samples and masks), its learning
+rate warmed up over the first steps and decayed linearly to zero at the end of the budget, so a
+recipe is judged by what it reaches in the time, not in a number of steps. The model, masking,
+optimizer and evaluation are the pretraining stage's own (`groverlm.pretrain.build_run`,
+`groverlm.train.make_optimizer`, `masked_logits`); only the loop is this file's, to stop on time.
+Run nothing else on the machine meanwhile: two cores shared with another job halve every number.
+
+    python bench/learning.py                              # every recipe, 8 minutes each
+    python bench/learning.py --recipes tiny --minutes 2   # one recipe, a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from groverlm.manifest import write_json
+from groverlm.pretrain import PretrainConfig, build_run
+from groverlm.train import TrainConfig, make_optimizer, masked_logits
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A pretraining recipe: the model and how it is optimised."""
+
+    preset: str  # groverlm.models.PRESETS
+    lr: float  # peak learning rate
+    overrides: dict[str, Any] = field(default_factory=dict)  # config fields on top of the preset
+    mask_rate: float = 0.15  # training targets (evaluation always isolates targets, see pretrain)
+    mask_split: tuple[float, float] = (0.8, 0.1)  # targets shown as [MASK], as a random token
+    batch_size: int = 32  # samples per step
+    warmup_steps: int = 100
+
+
+RECIPES: dict[str, Recipe] = {
+    # the demo's recipe: DeBERTa-v2 with a neighbour convolution (models.PRESETS["tiny"])
+    "tiny": Recipe("tiny", 3e-3),
+    # the same with GROVER's 80/20 split (no target left unchanged), and without the convolution
+    "tiny-split80/20": Recipe("tiny", 3e-3, mask_split=(0.8, 0.2)),
+    "tiny-noconv": Recipe("tiny", 3e-3, {"conv_kernel_size": 0}),
+    # the previous demo recipe: BERT of the same size at initializer_range 0.1, lr 1e-3
+    "tiny-bert": Recipe("tiny-bert", 1e-3),
+}
+
+
+def demo_corpus(data: Path, cache: Path) -> Path:
+    """The demo's corpus (genome -> BPE -> corpus stages of configs/demo.yaml), built once."""
+    corpus = cache / "corpus" / "corpus"
+    if not (corpus / "manifest.json").exists():
+        env = {**os.environ, "GROVERLM_DATA": str(data)}
+        cmd = [sys.executable, "-m", "groverlm", "run", str(HERE.parent / "configs" / "demo.yaml"),
+               "--set", f"run.dir={cache}", "--quiet"]
+        for stage in ("genome", "bpe", "select_vocab", "corpus"):
+            cmd += ["--only", stage]
+        subprocess.run(cmd, check=True, env=env)
+    return corpus
+
+
+def train_for(recipe: Recipe, corpus: Path, minutes: float, marks: list[float], eval_samples: int,
+              seed: int) -> list[dict[str, Any]]:
+    """Train `recipe` for `minutes` of wall time; evaluate at each mark (minutes). Returns the
+    evaluations, each with the training wall and CPU seconds spent so far."""
+    cfg = PretrainConfig(preset=recipe.preset, overrides=dict(recipe.overrides),
+                         mask_rate=recipe.mask_rate, mask_split=recipe.mask_split,
+                         eval_samples=eval_samples)
+    run = build_run(corpus, cfg, seed, recipe.batch_size)
+    model, data = run.model, run.data
+    opt = make_optimizer(model, TrainConfig(lr=recipe.lr), torch.device("cpu"))
+    budget = 60.0 * minutes
+    rng = np.random.default_rng([seed, 3])
+    order = rng.permutation(len(data))
+    gen = torch.Generator().manual_seed(seed)
+    no_amp = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
+    step, wall, cpu, out, todo = 0, 0.0, 0.0, [], sorted(60.0 * m for m in marks)
+    model.train()
+    while todo:
+        t0, c0 = time.perf_counter(), time.process_time()
+        start = (step * recipe.batch_size) % (len(order) - recipe.batch_size)
+        batch = data.collate(order[start : start + recipe.batch_size], gen)
+        logits, targets = masked_logits(model, **batch)  # (M, V), (M,)
+        F.cross_entropy(logits, targets).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        # warmup, then linear decay to zero at the end of the time budget
+        factor = min(1.0, (step + 1) / recipe.warmup_steps) * max(0.0, 1.0 - wall / budget)
+        for group in opt.param_groups:
+            group["lr"] = recipe.lr * factor
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+        if wall >= todo[0]:
+            todo.pop(0)
+            model.eval()
+            with torch.no_grad():
+                ev = run.evaluate(model, no_amp, False)
+            model.train()
+            out.append({"minutes": round(wall / 60, 2), "cpu_minutes": round(cpu / 60, 2),
+                        "step": step, **ev})
+            print(f"  {wall / 60:5.2f} min  step {step:5d}  accuracy {100 * ev['mlm_accuracy']:.2f}%"
+                  f"  (unigram {100 * ev['unigram_accuracy']:.2f}%, context table "
+                  f"{100 * ev['context_accuracy']:.2f}%)  loss {ev['mlm_loss']:.3f}", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", type=Path, default=None, help="a corpus folder (default: the demo's)")
+    ap.add_argument("--data", type=Path,
+                    default=Path(os.environ.get("GROVERLM_DATA", HERE.parent.parent / "shared/data")),
+                    help="folder with hg19_chr20.fa.gz and the demo's other files")
+    ap.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated RECIPES names")
+    ap.add_argument("--minutes", type=float, default=8.0, help="training wall time per recipe")
+    ap.add_argument("--marks", default=None, help="minutes to evaluate at (default 1,2,4,...)")
+    ap.add_argument("--eval-samples", type=int, default=2048, help="held-out samples per evaluation")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=HERE / "learning.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    corpus = args.corpus or demo_corpus(args.data, HERE / ".cache" / "learning")
+    marks = ([float(m) for m in args.marks.split(",")] if args.marks else
+             sorted({m for m in (1, 2, 4, 8, 16, 32) if m < args.minutes} | {args.minutes}))
+    results: dict[str, Any] = {"corpus": str(corpus), "threads": args.threads,
+                               "minutes": args.minutes, "recipes": {}}
+    for name in args.recipes.split(","):
+        recipe = RECIPES[name]
+        print(f"{name}: {recipe}", flush=True)
+        results["recipes"][name] = {"recipe": {**recipe.__dict__},
+                                    "evals": train_for(recipe, corpus, args.minutes, marks,
+                                                       args.eval_samples, args.seed)}
+        write_json(args.out, results)
+    head = "| recipe | " + " | ".join(f"{m:g} min" for m in marks) + " |"
+    print("\nheld-out masked-token accuracy (isolated targets) at each training minute")
+    print(head + "\n|" + "---|" * (len(marks) + 1))
+    base = None
+    for name, r in results["recipes"].items():
+        cells = [f"{100 * e['mlm_accuracy']:.2f}%" for e in r["evals"]]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+        base = r["evals"][-1]
+    if base:
+        print(f"| unigram | {100 * base['unigram_accuracy']:.2f}% |\n"
+              f"| context table | {100 * base['context_accuracy']:.2f}% |")
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""CNN baseline: learns a planted motif, is reproducible per seed, ignores padding, writes the
+metrics.json that `compare`, the runner's summary and the report read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from groverlm.cli import main
+from groverlm.cnn import CnnConfig, build_network, encode, one_hot_batch, run_cnn
+from groverlm.errors import GroverError
+from groverlm.metrics import read_metrics
+
+MOTIF = "GGGCGG"  # an SP1 site: the label is whether a sequence holds it
+TINY = CnnConfig(channels=16, epochs=6, patience=2, lr=3e-3, batch_size=32, threads=1)
+
+
+def motif_split(n, seed, lengths=(80, 80)):
+    """n random sequences (lengths drawn from the range), half with MOTIF planted; the label is
+    whether MOTIF occurs anywhere, so a chance occurrence is labelled right too."""
+    rng = np.random.default_rng(seed)
+    seqs, labels = [], []
+    for i in range(n):
+        length = int(rng.integers(lengths[0], lengths[1] + 1))
+        s = list(rng.choice(list("ACGT"), length))
+        if i % 2:
+            p = int(rng.integers(0, length - len(MOTIF) + 1))
+            s[p:p + len(MOTIF)] = MOTIF
+        seq = "".join(s)
+        seqs.append(seq)
+        labels.append(int(MOTIF in seq))
+    return seqs, labels
+
+
+def write_task(folder, lengths=(80, 80)):
+    folder.mkdir(parents=True)
+    for split, (n, seed) in {"train": (300, 0), "dev": (80, 1), "test": (80, 2)}.items():
+        seqs, labels = motif_split(n, seed, lengths)
+        (folder / f"{split}.csv").write_text(
+            "sequence,label\n" + "".join(f"{s},{y}\n" for s, y in zip(seqs, labels, strict=True)))
+    return folder
+
+
+def test_learns_a_motif_and_one_seed_gives_the_same_metrics():
+    # ~600 positives: with a few hundred the network memorises train before it finds the motif
+    data = [*motif_split(1200, 0), *motif_split(100, 1), *motif_split(100, 2)]
+    both = run_cnn(*data, replace(TINY, seeds=(0, 1)), task="motif")
+    assert both["model"] == "cnn" and both["seeds"] == [0, 1]
+    for run in both["per_seed"]:
+        assert run["dev"]["mcc"] > 0.8 and run["test"]["mcc"] > 0.8, run["seed"]
+        assert run["test"]["auroc"] > 0.95
+        assert 1 <= run["best_epoch"] <= run["epochs_run"] <= TINY.epochs
+        assert run["dev"]["mcc"] == max(e["dev_mcc"] for e in run["dev_curve"])
+    tests = [r["test"]["mcc"] for r in both["per_seed"]]
+    assert both["mcc_mean"] == pytest.approx(np.mean(tests))
+    assert both["mcc_std"] == pytest.approx(np.std(tests))
+    # seed 0 alone repeats seed 0 of the two-seed run exactly: weights, dropout and batch order
+    again = run_cnn(*data, TINY, task="motif")["per_seed"][0]
+    first = both["per_seed"][0]
+    assert again["test"] == first["test"] and again["dev"] == first["dev"]
+    assert [e["train_loss"] for e in again["dev_curve"]] == [
+        e["train_loss"] for e in first["dev_curve"]]
+
+
+def test_padding_does_not_change_a_sequences_scores():
+    import torch
+
+    torch.manual_seed(0)
+    model = build_network(2, CnnConfig(channels=8, pool=3)).eval()
+    seqs = ["ACGTTGCANNGGGCGGA" * 3, "GATTACA" * 19, "ACG"]  # 51, 133 and 3 bases: partial pools
+    codes = encode(seqs)
+    with torch.no_grad():
+        together = model(*one_hot_batch(codes))
+        alone = torch.cat([model(*one_hot_batch([c])) for c in codes])
+    torch.testing.assert_close(together, alone)
+
+
+def test_bad_input_is_a_grover_error():
+    seqs, labels = motif_split(20, 0)
+    with pytest.raises(GroverError, match="single class"):
+        run_cnn(seqs, [0] * 20, seqs, labels, seqs, labels, TINY)
+    with pytest.raises(GroverError, match="differ in length"):
+        run_cnn(seqs, labels[:-1], seqs, labels, seqs, labels, TINY)
+    with pytest.raises(GroverError, match="patience"):
+        CnnConfig(patience=0)
+
+
+def test_cli_metrics_json_compare_and_errors(tmp_path, capsys):
+    task = write_task(tmp_path / "motif", lengths=(60, 100))  # lengths vary: padded batches
+    out = tmp_path / "runs" / "cnn"
+    args = ["baseline", "cnn", "--task", str(task), "--out", str(out), "--channels", "8",
+            "--epochs", "3", "--seeds", "0,1"]
+    assert main(args) == 0
+    assert "baseline cnn on motif: test MCC" in capsys.readouterr().out
+    (r,) = read_metrics(out)
+    # the schema fine-tuning writes: first seed's dev/test, per-seed runs, mean and std over seeds
+    assert r["model"] == "cnn" and r["task"] == "motif" and r["seeds"] == [0, 1]
+    assert [p["seed"] for p in r["per_seed"]] == [0, 1] and r["test"] == r["per_seed"][0]["test"]
+    assert set(r["test"]) >= {"mcc", "f1", "accuracy", "auroc", "confusion", "n", "labels",
+                              "mcc_argmax", "mcc_dev_cut", "threshold"}
+    assert r["test"]["n"] == 80 and r["test"]["labels"] == [0, 1]
+    assert r["mcc_std"] == pytest.approx(np.std([p["test"]["mcc"] for p in r["per_seed"]]))
+    assert r["params"]["channels"] == 8 and r["params"]["train_rows"] == 300
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["schema"] == "groverlm-metrics/1" and metrics["label_map"] == {"0": 0, "1": 1}
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["stage"] == "baseline-cnn" and man["config"]["epochs"] == 3
+    assert man["sizes"] == {"train": 300, "dev": 80, "test": 80}
+
+    # beside TF-IDF in compare's table
+    assert main(["baseline", "tfidf", "--task", str(task), "--out", str(tmp_path / "runs" / "tf"),
+                 "--k", "4", "--models", "lr"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "runs")]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["task", "cnn", "tfidf-lr"]
+
+    # a finished folder is kept; a missing task or bad flag is one line and exit 2
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    missing = tmp_path / "nope"
+    assert main(["baseline", "cnn", "--task", str(missing), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err and "not a task folder" in err
+    assert not (tmp_path / "x").exists()
+    assert main(["baseline", "cnn", "--task", str(task), "--out", str(tmp_path / "x"),
+                 "--seeds", "a,b"]) == 2
+    assert main(["baseline", "cnn", "--task", str(task), "--out", str(tmp_path / "x"),
+                 "--patience", "0"]) == 2
+
+
+def test_runner_baselines_stage_adds_the_cnn_to_the_task_table(tmp_path):
+    from groverlm.config import load_config
+    from groverlm.runner import Context, run_baselines, summarize_run
+
+    run = tmp_path / "run"
+    task = write_task(run / "tasks" / "prom300")
+    (task / "manifest.json").write_text(json.dumps({"task": "prom300",
+                                                    "label_map": {"0": 0, "1": 1}}))
+    cfg = load_config(None, ["tasks.build=[prom300]", "baselines.bpe=false",
+                             "baselines.tfidf.ks=[4]", "baselines.tfidf.models=[lr]",
+                             "baselines.cnn.channels=8", "baselines.cnn.epochs=2"])
+    ctx = Context(run, run / "baselines", cfg, data=None, progress=False)
+    summary = run_baselines(cfg.stage("baselines"), ctx)
+    assert set(summary["prom300"]) == {"tfidf-lr", "cnn"}
+    assert (run / "baselines" / "cnn" / "prom300" / "manifest.json").is_file()
+    table = summarize_run(run).split("task test MCC:\n")[1].splitlines()
+    assert [c.strip() for c in table[0].strip("|").split("|")] == ["task", "cnn", "tfidf-lr"]
+    # without baselines.cnn (the default) the stage runs TF-IDF alone
+    assert load_config(None).stage("baselines").cnn is None
