@@ -217,7 +217,8 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
         params = {"features": f.name, "k": f.k, "dev_mcc_by_features": selection,
                   "train_rows": len(train_seqs), **{k: v for k, v in asdict(cfg).items()
                                                     if k not in ("seeds", "ks", "models")}}
-        results.append(make_result(task, f"{prefix}-{kind}", per_seed, params))
+        results.append(make_result(task, f"{prefix}-{kind}", per_seed, params,
+                                       baseline=True))
         r = results[-1]
         log.info("%s: %s, test MCC %.4f ± %.4f", r["model"], f.name, r["mcc_mean"], r["mcc_std"])
     return results

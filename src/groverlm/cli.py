@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from groverlm import __version__
@@ -46,13 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not sys.stderr.isatty():
+        # progress bars written to a file or pipe (a log, CI): a redraw every 5 s, not thousands
+        # (tqdm reads TQDM_* variables as defaults for every bar, transformers' included)
+        os.environ.setdefault("TQDM_MININTERVAL", "5")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    out = getattr(args, "out", None)
+    fresh_out = isinstance(out, str) and not os.path.exists(out)
     try:
         return int(args.func(args) or 0)
     except GroverError as err:
+        if fresh_out and os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)  # a stage made its output folder, then found a bad input: leave no trace
         print(f"groverlm: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -311,7 +311,7 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
                                                                    "eval_batch_size")},
               "train_rows": len(train_seqs), "train_rows_available": n_available,
               "parameters": sum(p.numel() for p in build_network(len(labels), cfg).parameters())}
-    record = make_result(task, MODEL, per_seed, params)
+    record = make_result(task, MODEL, per_seed, params, baseline=True)
     log.info("cnn: test MCC %.4f ± %.4f over %d seed(s)", record["mcc_mean"] or 0.0,
              record["mcc_std"] or 0.0, len(per_seed))
     return record

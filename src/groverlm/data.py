@@ -508,6 +508,8 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
     """
     folder_label = "--from-dir" if from_dir else DATA_ENV
     folder = from_dir or os.environ.get(DATA_ENV) or None
+    if folder and not Path(folder).is_dir():
+        raise GroverError(f"no such folder ({folder_label})", folder)
     out = cache_dir(cache)
     paths: dict[str, Path] = {}
     failed: list[str] = []

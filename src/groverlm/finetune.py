@@ -582,7 +582,7 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
     record = make_result(task, model_name, per_seed, {
         **{k: v for k, v in asdict(cfg).items() if k not in ("seeds", "device", "threads")},
         "train_rows": len(sub), "train_rows_available": len(train), "best_seed": best_seed,
-        "source_model": str(model_dir), **params})
+        "source_model": str(model_dir), **params}, baseline=False)
     return record
 
 

@@ -66,6 +66,8 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
                 if f.is_file():
                     h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
         return {"path": str(path), "kind": "folder", "sha256": h.hexdigest()}
+    if not path.is_file():
+        raise GroverError("no such file", path)
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):

@@ -432,10 +432,12 @@ class RunLog:
 
 def read_log(path: str | Path) -> list[dict]:
     """Records of a run's log.jsonl (a run folder or the file)."""
-    path = Path(path)
-    path = path / LOG if path.is_dir() else path
+    given = Path(path)
+    if not given.exists():
+        raise GroverError("no such training run folder or log file", given)
+    path = given / LOG if given.is_dir() else given
     if not path.exists():
-        raise GroverError("no log.jsonl: not a training run folder", path.parent)
+        raise GroverError("no log.jsonl: not a training run folder", given)
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -48,13 +48,19 @@ def run(tmp_path_factory):
     log += [{"kind": "eval", "step": s, "mlm_loss": 6.4 - s / 12, "mlm_accuracy": s / 400,
              "unigram_accuracy": 0.01} for s in (10, 20, 30)]
     (pre / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log) + '{"kind": "tr')
-    write_json(pre / "eval.json", {"mlm_loss": 3.9, "mlm_accuracy": 0.075, "perplexity": 49.4})
+    write_json(pre / "eval.json", {"mlm_loss": 3.9, "mlm_accuracy": 0.075, "perplexity": 49.4,
+                                   "unigram_accuracy": 0.012, "context_accuracy": 0.08})
     write_manifest(pre, "pretrain", {"corpus": "x"}, [], seed=0, parameters=143841)
     # task metrics: a baseline and a model
     task = root / "tasks" / "prom300"
     per = [{"seed": s, "test": {"mcc": 0.6 + s / 100, "f1": 0.8}, "dev": None} for s in (0, 1)]
-    write_metrics(task / "tfidf", "prom300", [make_result("prom300", "tfidf-lr", per)])
+    write_metrics(task / "tfidf", "prom300", [make_result("prom300", "tfidf-lr", per,
+                                                          baseline=True)])
     write_metrics(task / "grover", "prom300", [make_result("prom300", "grover-600", per[:1])])
+    # a language model whose name holds "kmer", and a baseline known only by its stage's manifest
+    write_metrics(task / "kmer", "prom300", [make_result("prom300", "bert-kmer6", per[1:])])
+    write_metrics(task / "cnn", "prom300", [make_result("prom300", "cnn", per[:1])])
+    write_manifest(task / "cnn", "baseline-cnn", {}, [])
     # next-k-mer selection
     sel = root / "select"
     sel.mkdir()
@@ -133,6 +139,27 @@ def test_report_holds_every_stage(run, tmp_path):
     assert "halfexport (bpe-export): not rendered" in page
     assert "widgets" in page  # an unknown stage shows its manifest's figures
     assert "GROVER (hg19, 600 cycles)" in page
+
+
+def test_report_opens_with_the_answer(run, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert sections(page)[0] == "What the model learned"
+    answer = page.split("<section")[1]
+    cells = re.sub(r"<[^>]+>", "|", answer)
+    # masked tokens beside both baselines, with a verdict
+    assert "|7.50%|" in cells and "|8.00%|" in cells and "|1.20%|" in cells
+    assert "94% of the context table" in answer
+    # tasks: language models first, baselines after them, each recognised by its producer
+    header = re.search(r"<tr><th>task</th>(.*?)</tr>", answer).group(1)
+    names = re.findall(r"<th>([^<]*)</th>", header)
+    assert names == ["bert-kmer6", "grover-600", "cnn", "tfidf-lr", "verdict"], names
+    assert "bert-kmer6 beats every baseline" in answer  # 0.61 against tfidf-lr's 0.605
+    # the vocabulary against GROVER's figures; the folder list folded away
+    assert "GROVER (hg19, 600 cycles)" in answer
+    head = page.split("<section")[0]
+    assert "<details><summary>" in head and "stage folders" in head
 
 
 def test_runner_manifests_make_one_timing_section(tmp_path):

@@ -327,17 +327,27 @@ def _number(v: str | None) -> Any:
     return v
 
 
-def render_tasks(paths: list[Path], root: Path) -> Section | None:
-    """Test MCC (mean ± std over seeds) of every model on every task, baselines in grey."""
-    from groverlm.analysis.plots import COLORS, figure
+def read_results(paths: list[Path], stages: list[Stage], root: Path
+                 ) -> tuple[list[dict], list[str]]:
+    """The result records of metrics.json files, each with `baseline` and `producer` set; and
+    notes on unreadable files."""
     from groverlm.metrics import read_metrics
 
     records, notes = [], []
     for p in paths:
+        producer = producer_of(p, stages)
         try:
-            records += read_metrics(p)
+            records += [{**r, "producer": producer, "baseline": is_baseline(r, producer)}
+                        for r in read_metrics(p)]
         except _READ_ERRORS as err:
             notes.append(f"{_rel(p, root)}: {err}")
+    return records, notes
+
+
+def render_tasks(records: list[dict], notes: list[str], root: Path) -> Section | None:
+    """Test MCC (mean ± std over seeds) of every model on every task, baselines in grey."""
+    from groverlm.analysis.plots import COLORS, figure
+
     if not records and not notes:
         return None
     sec = Section("tasks", "Task results")
@@ -347,7 +357,7 @@ def render_tasks(paths: list[Path], root: Path) -> Section | None:
         rows.append({"task": r["task"], "model": r["model"],
                      "mcc_mean": r.get("mcc_mean", test.get("mcc")), "mcc_std": r.get("mcc_std"),
                      "seeds": len(r.get("seeds") or [None]), "f1": test.get("f1"),
-                     "auroc": test.get("auroc"),
+                     "auroc": test.get("auroc"), "baseline": r["baseline"],
                      "source": _rel(Path(r.get("source", "")).parent, root)})
     rows.sort(key=lambda r: (r["task"], -(r["mcc_mean"] if r["mcc_mean"] is not None else -9)))
     tasks = sorted({r["task"] for r in rows})
@@ -361,8 +371,7 @@ def render_tasks(paths: list[Path], root: Path) -> Section | None:
         for a, t in zip(ax, tasks, strict=True):
             a.set_xlim(lo, 1.0)
             sub = [r for r in rows if r["task"] == t and r["mcc_mean"] is not None][::-1]
-            colors = [COLORS[7] if is_baseline(r["model"], r["source"]) else COLORS[0]
-                      for r in sub]
+            colors = [COLORS[7] if r["baseline"] else COLORS[0] for r in sub]
             a.barh(range(len(sub)), [r["mcc_mean"] for r in sub],
                    xerr=[r["mcc_std"] or 0 for r in sub], color=colors, capsize=3)
             a.set_yticks(range(len(sub)), [r["model"] for r in sub], fontsize=8)
@@ -376,15 +385,29 @@ def render_tasks(paths: list[Path], root: Path) -> Section | None:
     return sec
 
 
-def is_baseline(model: str, source: str) -> bool:
-    """TF-IDF, k-mer, the CNN and other non-language-model rows count as baselines in the plots.
+def is_baseline(record: dict, producer: str = "") -> bool:
+    """Whether a result record is a baseline: as its producer marked it (`baseline` in the record,
+    written by TF-IDF, the CNN and next-k-mer's reference answers), else by the stage that wrote
+    its metrics.json (`baseline-...`), never by the model's name.
 
-    >>> is_baseline("cnn", "results/prom300"), is_baseline("bert-bpe600", "finetune/prom300")
+    >>> is_baseline({"model": "cnn", "baseline": True}), is_baseline({"model": "bert-kmer6"})
     (True, False)
+    >>> is_baseline({"model": "tfidf-lr"}, "baseline-tfidf")
+    True
     """
-    low = f"{model} {source}".lower()
-    return any(w in low for w in ("tfidf", "tf-idf", "baseline", "kmer", "k-mer", "random-forest",
-                                  "cnn"))
+    if "baseline" in record:
+        return bool(record["baseline"])
+    return producer.startswith("baseline")
+
+
+def producer_of(path: Path, stages: list[Stage]) -> str:
+    """The stage name of the nearest manifest at or above a file (its producer), "" if none."""
+    best = None
+    for st in stages:
+        if path.is_relative_to(st.folder) and (best is None or len(st.folder.parts)
+                                               > len(best.folder.parts)):
+            best = st
+    return best.name if best is not None else ""
 
 
 def render_analyze(st: Stage, root: Path) -> Section:
@@ -493,7 +516,8 @@ def render_other(st: Stage, root: Path) -> Section:
     skip = {"stage", "groverlm_version", "created", "inputs"}
     rows = [{"field": k, "value": v}
             for k, v in _flatten({k: v for k, v in st.manifest.items() if k not in skip})]
-    return sec.add(table(rows) if rows else note("no figures in its manifest"))
+    return sec.add(f"<details><summary>its manifest: {len(rows)} settings and figures"
+                   f"</summary>{table(rows)}</details>" if rows else note("no figures in its manifest"))
 
 
 def _flatten(d: dict, prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
@@ -515,13 +539,149 @@ def _flatten(d: dict, prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]
     return out
 
 
+# ----------------------------------------------------------------------------- the answer
+
+
+def _pct(v: Any) -> str:
+    return "-" if not _is_number(v) else f"{100 * v:.2f}%"
+
+
+def _eval_of(st: Stage) -> dict:
+    ev = st.folder / "eval.json"
+    data = json.loads(ev.read_text()) if ev.exists() else st.manifest.get("eval")
+    return data if isinstance(data, dict) else {}
+
+
+def masked_token_verdict(acc: float, unigram: float | None, context: float | None) -> str:
+    """One phrase placing a masked-token accuracy against its two baselines.
+
+    >>> masked_token_verdict(0.09, 0.012, 0.087)
+    'above the context table'
+    >>> masked_token_verdict(0.0785, 0.0121, 0.087)
+    '90% of the context table'
+    >>> masked_token_verdict(0.0125, 0.0121, 0.087)
+    'at the unigram: nothing learned'
+    """
+    if unigram is not None and acc <= 1.1 * unigram:
+        return "at the unigram: nothing learned"
+    if context is None or context <= 0:
+        return "above the unigram"
+    if acc >= context:
+        return "above the context table"
+    return f"{acc / context:.0%} of the context table"
+
+
+def _upstream(st: Stage, name: str, by_folder: dict[Path, Stage], depth: int = 3) -> Stage | None:
+    """The nearest stage named `name` among the inputs of `st`'s manifest, followed upstream
+    (a pretrained model -> its corpus -> its vocabulary)."""
+    for item in st.manifest.get("inputs") or []:
+        up = by_folder.get(Path(str(item.get("path", ""))).resolve()) if isinstance(item, dict) \
+            else None
+        if up is None:
+            continue
+        if up.name == name:
+            return up
+        if depth > 1 and (found := _upstream(up, name, by_folder, depth - 1)) is not None:
+            return found
+    return None
+
+
+def render_answer(stages: list[Stage], records: list[dict], root: Path) -> Section | None:
+    """The page's first screen: what the model learned, each number beside its baselines
+    (masked tokens: unigram and context table; tasks: every baseline; next-k-mer: chance and the
+    most frequent k-mer; vocabulary: GROVER's figures)."""
+    from groverlm.analysis import tokens
+
+    sec = Section("answer", "What the model learned")
+    all_stages = stages
+    # a vocabulary selection's candidate models are its own business (its section shows them)
+    parts_of = [st.folder for st in stages if st.name == "select-vocab"]
+    stages = [st for st in stages if not any(st.folder.is_relative_to(f) for f in parts_of)]
+    rows = []
+    for st in stages:
+        ev = _eval_of(st) if st.name == "pretrain" else {}
+        if _is_number(ev.get("mlm_accuracy")):
+            rows.append({"model": _rel(st.folder, root), "tokens seen": st.manifest.get(
+                             "tokens_seen", ev.get("tokens_seen")),
+                         "held-out accuracy": _pct(ev["mlm_accuracy"]),
+                         "context table": _pct(ev.get("context_accuracy")),
+                         "unigram": _pct(ev.get("unigram_accuracy")),
+                         "verdict": masked_token_verdict(ev["mlm_accuracy"],
+                                                         ev.get("unigram_accuracy"),
+                                                         ev.get("context_accuracy"))})
+    if rows:
+        sec.add("<h3>Masked tokens</h3>", note(
+            "Held-out masked-token accuracy against the most frequent token (unigram) and the "
+            "context table (the most frequent token between the same two neighbours, counted on "
+            "the training split), on the same targets."), table(rows))
+
+    tasks = [r for r in records if not str(r.get("task", "")).startswith("nextkmer")]
+    if tasks:
+        def mcc(r: dict) -> Any:
+            return r.get("mcc_mean", (r.get("test") or {}).get("mcc"))
+
+        models = sorted({r["model"] for r in tasks if not r["baseline"]}) + sorted(
+            {r["model"] for r in tasks if r["baseline"]})
+        pivot = []
+        for task in sorted({r["task"] for r in tasks}):
+            by = {r["model"]: r for r in tasks if r["task"] == task}
+            row: dict[str, Any] = {"task": task}
+            for m in models:
+                r = by.get(m)
+                v = mcc(r) if r else None
+                row[m] = "-" if not _is_number(v) else (
+                    f"{v:.3f}" + (f" ± {r['mcc_std']:.3f}" if _is_number(r.get("mcc_std"))
+                                  and len(r.get("seeds") or []) > 1 else ""))
+            lms = [(mcc(r), m) for m, r in by.items() if not r["baseline"] and _is_number(mcc(r))]
+            bases = [(mcc(r), m) for m, r in by.items() if r["baseline"] and _is_number(mcc(r))]
+            if lms and bases:
+                (lm, lm_name), (best, best_name) = max(lms), max(bases)
+                row["verdict"] = (f"{lm_name} beats every baseline" if lm > best
+                                  else f"below {best_name} ({best:.3f})")
+            pivot.append(row)
+        sec.add("<h3>Tasks: test MCC</h3>", note(
+            "Language models first, then baselines (marked as such by the stage that produced "
+            "them); mean ± sd over seeds."),
+            table(pivot, ["task", *models] + (["verdict"] if any("verdict" in r for r in pivot)
+                                               else [])))
+
+    kmer_rows = []
+    for st in stages:
+        path = st.folder / "metrics.json"
+        if st.name != "nextkmer" or not path.exists():
+            continue
+        for r in json.loads(path.read_text()).get("summary") or []:
+            tfidf = [(v, k) for k, v in r.items() if k.startswith("tfidf") and _is_number(v)]
+            kmer_rows.append({"model": _rel(st.folder, root), "k": r.get("k"),
+                              "model accuracy": _pct(r.get("accuracy")),
+                              "chance": _pct(r.get("chance")),
+                              "most frequent k-mer": _pct(r.get("most_frequent_accuracy")),
+                              "best TF-IDF": (f"{_pct(max(tfidf)[0])} ({max(tfidf)[1]})"
+                                              if tfidf else "-")})
+    if kmer_rows:
+        sec.add("<h3>Next-k-mer prediction: test top-1 accuracy</h3>", table(kmer_rows))
+
+    by_folder = {st.folder.resolve(): st for st in all_stages}
+    models = [st for st in stages if st.name == "pretrain"]
+    exports = [e for e in (_upstream(m, "bpe-export", by_folder) for m in models) if e] or [
+        st for st in stages if st.name == "bpe-export"]
+    exports = [e for e in exports if (e.folder / "vocab_stats.json").exists()]
+    if exports:
+        stats = json.loads((exports[0].folder / "vocab_stats.json").read_text())
+        res = tokens.vocab_analysis(stats["tokens"], stats.get("cycles"))
+        sec.add(f"<h3>Vocabulary ({_rel(exports[0].folder, root)}) against GROVER's</h3>",
+                table(res["comparison"], ["figure", "this", "grover"],
+                      {"this": "this vocabulary", "grover": "GROVER (hg19, 600 cycles)"}))
+    return sec if sec.body else None
+
+
 RENDERERS: dict[str, Callable[[Stage, Path], Section]] = {
     "bpe-train": render_bpe_train, "bpe-export": render_bpe_export,
     "pretrain": render_pretrain, "select-vocab": render_select_vocab,
     "nextkmer": render_select_vocab, "next-kmer": render_select_vocab,
     "analyze": render_analyze}
 RUNNER_PREFIX = "run-"  # `groverlm run` names its per-stage manifests run-<stage>
-ORDER = ["run", "bpe-train", "bpe-export", "corpus", "pretrain", "train", "select-vocab", "tasks",
+ORDER = ["answer", "run", "bpe-train", "bpe-export", "corpus", "pretrain", "train", "select-vocab", "tasks",
          "analyze", "embed"]  # section kinds in page order; others follow, by name
 
 
@@ -570,13 +730,17 @@ def build_sections(root: Path) -> tuple[list[Section], list[str], list[Stage]]:
         except _READ_ERRORS as err:
             log.warning("report: %s (%s) not rendered: %s", st.folder, st.name, err)
             notes.append(f"{_rel(st.folder, root)} ({st.name}): not rendered: {err}")
+    paths = [p for p in find_metrics([root])
+             if not any(x.startswith(".") for x in p.relative_to(root).parts)]
+    records, read_notes = read_results(paths, stages, root)
     try:
-        tasks = render_tasks([p for p in find_metrics([root])
-                              if not any(x.startswith(".") for x in p.relative_to(root).parts)],
-                             root)
+        tasks = render_tasks(records, read_notes, root)
+        answer = render_answer(stages, records, root)
     except _READ_ERRORS as err:
-        tasks = None
+        tasks = answer = None
         notes.append(f"task results not rendered: {err}")
+    if answer is not None:
+        sections.append(answer)
     if tasks is not None:
         sections.append(tasks)
     if embeds:
@@ -614,8 +778,10 @@ def render_report(run_dir: str | Path) -> str:
         links = "".join(f'<a href="#s{i}">{html.escape(s.title.split(" — ")[0])}</a>'
                         for i, s in enumerate(sections))
         parts.append(f"<nav>{links}</nav>")
-        parts.append(table([{"stage": st.name, "folder": _rel(st.folder, root),
-                             "created": st.manifest.get("created")} for st in stages]))
+        parts.append(f"<details><summary>{len(stages)} stage folders</summary>"
+                     + table([{"stage": st.name, "folder": _rel(st.folder, root),
+                               "created": st.manifest.get("created")} for st in stages])
+                     + "</details>")
     else:
         parts.append(note("No groverlm stage found under this folder."))
     for n in notes:

@@ -353,6 +353,8 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
     from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
     from groverlm.manifest import fingerprint, prepare_out, write_manifest, write_text
 
+    if isinstance(genome, str | Path) and not Path(genome).is_file():
+        raise GroverError("no such genome file", genome)  # before any output folder is made
     out = prepare_out(out, overwrite)
     ckpt = out / "checkpoint"
     config = {"merges": merges, "chunk": chunk, "save_tokens_at": save_tokens_at}

@@ -1,0 +1,63 @@
+"""Every command, every bad path: a missing input is one line naming it, exit status 2, no
+traceback, and no output folder left behind; progress bars off a terminal redraw rarely."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from groverlm.cli import main
+
+# each command with its required inputs pointing at MISSING (a path that does not exist)
+CASES = {
+    "run": ["run", "MISSING.yaml"],
+    "genome summary": ["genome", "summary", "MISSING.fa"],
+    "bpe train": ["bpe", "train", "MISSING.fa", "--merges", "3", "--out", "OUT"],
+    "bpe export": ["bpe", "export", "MISSING", "--cycles", "3", "--out", "OUT"],
+    "corpus": ["corpus", "--vocab", "MISSING", "--genome", "MISSING.fa", "--tokens", "MISSING",
+               "--out", "OUT"],
+    "pretrain": ["pretrain", "--corpus", "MISSING", "--out", "OUT"],
+    "plot-log": ["plot-log", "MISSING", "--out", "OUT.png"],
+    "embed": ["embed", "--model", "MISSING", "--input", "MISSING.fa", "--out", "OUT.npy"],
+    "analyze": ["analyze", "--vocab", "MISSING", "--out", "OUT"],
+    "report": ["report", "MISSING"],
+    "tasks prom300": ["tasks", "prom300", "--genome", "MISSING.fa", "--tss", "MISSING.tsv",
+                      "--vocab", "MISSING", "--out", "OUT"],
+    "tasks promscan": ["tasks", "promscan", "--genome", "MISSING.fa", "--tss", "MISSING.tsv",
+                       "--out", "OUT"],
+    "tasks ctcf": ["tasks", "ctcf", "--genome", "MISSING.fa", "--motif", "MISSING.jaspar",
+                   "--peaks", "MISSING.bed", "--out", "OUT"],
+    "baseline tfidf": ["baseline", "tfidf", "--task", "MISSING", "--out", "OUT"],
+    "baseline cnn": ["baseline", "cnn", "--task", "MISSING", "--out", "OUT"],
+    "compare": ["compare", "MISSING"],
+    "kmer-vocab": ["kmer-vocab", "--k", "0", "--out", "OUT"],  # a wrong option value
+    "finetune": ["finetune", "--model", "MISSING", "--task", "MISSING", "--out", "OUT"],
+    "nextkmer": ["nextkmer", "--model", "MISSING", "--genome", "MISSING.fa", "--region", "chr1",
+                 "--out", "OUT"],
+    "select-vocab": ["select-vocab", "--genome", "MISSING.fa", "--bpe", "MISSING", "--region",
+                     "chr1", "--out", "OUT"],
+    "data fetch": ["data", "fetch", "demo", "--from-dir", "MISSING", "--cache", "OUT"],
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_missing_input_is_one_line_and_exit_2(name, tmp_path, capsys):
+    missing, out = tmp_path / "missing", tmp_path / "out"
+    argv = [a.replace("MISSING", str(missing)).replace("OUT", str(out)) for a in CASES[name]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("groverlm: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    if "MISSING" in " ".join(CASES[name]):
+        assert str(missing) in lines[0]  # names the input
+    assert not out.exists() and not any(tmp_path.iterdir()), list(tmp_path.iterdir())
+
+
+def test_progress_bars_off_a_terminal_redraw_every_few_seconds(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    main(["report", str(tmp_path / "missing")])  # pytest's captured stderr is not a terminal
+    assert float(os.environ["TQDM_MININTERVAL"]) >= 2
+    from tqdm import tqdm
+
+    assert tqdm(total=1, disable=False, file=open(os.devnull, "w")).mininterval >= 2  # noqa: SIM115
