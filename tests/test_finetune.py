@@ -21,7 +21,6 @@ from groverlm.finetune import (
     FinetuneConfig,
     WindowedData,
     _objective,
-    balanced_weights,
     encode_task,
     load_classifier,
     merges_sha256_of,
@@ -135,7 +134,9 @@ def test_pool_windows_and_weights():
     pooled = pool_windows(logits, torch.tensor([0, 0, 1]), 2)
     torch.testing.assert_close(pooled, torch.tensor([[2.0, 1.0], [5.0, 5.0]]))
     y = np.array([0] * 90 + [1] * 10)
-    w = balanced_weights(y, 2)
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    w = compute_sample_weight("balanced", y)  # what fine-tuning weights samples by
     assert w.mean() == pytest.approx(1.0) and w[-1] / w[0] == pytest.approx(9.0)
     assert use_class_weights(y, FinetuneConfig())
     assert not use_class_weights(np.array([0, 1] * 50), FinetuneConfig())

@@ -277,19 +277,6 @@ def score(logits: np.ndarray, labels: np.ndarray, rule: str = "argmax",
     return m
 
 
-def balanced_weights(labels: np.ndarray, num_labels: int) -> np.ndarray:
-    """(N,) per-sample weights n / (n_classes * n_class), mean 1 (sklearn's "balanced").
-
-    >>> balanced_weights(np.array([0, 0, 0, 1]), 2).tolist()
-    [0.6666666666666666, 0.6666666666666666, 0.6666666666666666, 2.0]
-    """
-    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
-    present = counts > 0
-    per_class = np.zeros(num_labels)
-    per_class[present] = labels.size / (present.sum() * counts[present])
-    return per_class[labels]
-
-
 def use_class_weights(labels: np.ndarray, cfg: FinetuneConfig) -> bool:
     if cfg.class_weights != "auto":
         return cfg.class_weights == "on"
@@ -448,6 +435,8 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     Returns {"seed", "dev", "test", "best_epoch", "dev_curve", ...}, also written to out/result.json.
     A finished seed (result.json present) is read back, not rerun.
     """
+    from sklearn.utils.class_weight import compute_sample_weight
+
     from groverlm.manifest import atomic_path, write_json
     from groverlm.models import save_model
     from groverlm.train import CHECKPOINTS, TrainConfig, epoch_batches
@@ -461,7 +450,8 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     model = load_classifier(model_dir, num_labels, seed, label_names)
     size, stride = window_size(model, tokenizer, cfg)
     weighted = use_class_weights(train.labels, cfg)
-    weights = balanced_weights(train.labels, num_labels) if weighted else None
+    # sklearn's "balanced": n / (classes present * n_class) per sample, mean 1
+    weights = compute_sample_weight("balanced", train.labels) if weighted else None
     data = WindowedData(train.ids, train.labels, tokenizer, size, stride, weights)
     dev_data = WindowedData(dev.ids, dev.labels, tokenizer, size, stride)
     per_epoch = len(epoch_batches(data.lengths, cfg.batch_size, 0, seed))

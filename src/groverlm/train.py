@@ -155,25 +155,6 @@ def masked_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
     return logits[where], labels[where]
 
 
-class SequenceClassification(nn.Module):
-    """Cross-entropy over sequence labels, summed (mean squared error when num_labels is 1)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    @staticmethod
-    def count(batch: dict[str, torch.Tensor]) -> int:
-        return int(batch["labels"].shape[0])
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
-                ) -> torch.Tensor:
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, L)
-        if logits.shape[-1] == 1:
-            return F.mse_loss(logits.float().squeeze(-1), labels.float(), reduction="sum")
-        return F.cross_entropy(logits.float(), labels, reduction="sum")
-
-
 # ----------------------------------------------------------------------------------------------
 # Batching
 

@@ -17,7 +17,7 @@ import csv
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +274,3 @@ def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str
         label_names={str(k): v for k, v in (label_names or {}).items()},
         counts=counts, sequence_lengths={str(k): v for k, v in sorted(lengths.items())},
         split=result.info, **extra)
-
-
-def config_dict(cfg: Any) -> dict[str, Any]:
-    """A config dataclass as a JSON-ready dict (tuples become lists)."""
-    return asdict(cfg)

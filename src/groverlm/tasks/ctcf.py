@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from groverlm.tasks.annotations import contained, read_bed_intervals, union_inte
 from groverlm.tasks.common import (
     Example,
     SplitConfig,
-    config_dict,
     load_genome,
     split_examples,
     window_sequence,
@@ -259,7 +258,7 @@ def build_ctcf(genome: str | Path, motif: str | Path, peaks: list[str | Path], o
         per_file[str(p)] = {"peaks": int(sum(len(v) for v in on.values())),
                             "bp": int(sum(int((v[:, 1] - v[:, 0]).sum()) for v in on.values()))}
     result = split_examples(examples, cfg.split)
-    return write_task(out, "ctcf", result, config_dict(cfg), [genome, motif, *peaks], cfg.seed,
+    return write_task(out, "ctcf", result, asdict(cfg), [genome, motif, *peaks], cfg.seed,
                       overwrite, label_names={0: "unbound motif", 1: "bound motif (in a peak)"},
                       motif={"name": m.name, "length": len(m), "consensus": m.consensus()},
                       hits=stats, peaks=per_file, chroms=sorted(g.records))

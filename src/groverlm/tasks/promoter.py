@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,6 @@ from groverlm.tasks.annotations import TSS, filter_tss, read_tss
 from groverlm.tasks.common import (
     Example,
     SplitConfig,
-    config_dict,
     load_bpe_tokenizer,
     load_genome,
     oriented_interval,
@@ -241,7 +240,7 @@ def build_prom300(genome: str | Path, tss: str | Path, out: str | Path, cfg: Pro
     examples, stats = prom300_examples(g, kept, cfg, tokenizer)
     result = split_examples(examples, cfg.split)
     inputs: list[str | Path] = [genome, tss] + ([vocab] if vocab and tokenizer else [])
-    return write_task(out, "prom300", result, config_dict(cfg), inputs, cfg.seed, overwrite,
+    return write_task(out, "prom300", result, asdict(cfg), inputs, cfg.seed, overwrite,
                       label_names={0: f"shuffled ({cfg.negatives})", 1: "promoter"},
                       tss_format=fmt, tss=tss_stats, windows=stats, chroms=sorted(g.records),
                       sequence_length=cfg.length,

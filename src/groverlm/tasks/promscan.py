@@ -15,7 +15,7 @@ positive in 9): score it with MCC and class weights.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from groverlm.tasks.annotations import TSS, filter_tss, read_tss
 from groverlm.tasks.common import (
     Example,
     SplitConfig,
-    config_dict,
     load_genome,
     oriented_interval,
     split_examples,
@@ -113,7 +112,7 @@ def build_promscan(genome: str | Path, tss: str | Path, out: str | Path, cfg: Pr
     kept, tss_stats = filter_tss(records, g.lengths, tss)
     examples, stats = promscan_examples(g, kept, cfg)
     result = split_examples(examples, cfg.split)
-    return write_task(out, "promscan", result, config_dict(cfg), [genome, tss], cfg.seed,
+    return write_task(out, "promscan", result, asdict(cfg), [genome, tss], cfg.seed,
                       overwrite, label_names={0: "no TSS", 1: "holds a TSS"}, tss_format=fmt,
                       tss=tss_stats, windows=stats, chroms=sorted(g.records),
                       offsets=cfg.offsets())
