@@ -220,7 +220,7 @@ def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_
         gen = torch.Generator().manual_seed(seed_of(seed, 0xE7A1, k, 1))
         batch = data.collate(indices[k : k + batch_size], gen)
         batch = {key: v.to(device) for key, v in batch.items()}
-        with amp():
+        with amp(), torch.no_grad():
             logits, targets = masked_logits(model, **batch)  # (M, V), (M,)
         logits = logits.float()
         loss += float(F.cross_entropy(logits, targets, reduction="sum"))
