@@ -1,0 +1,167 @@
+"""Zero-shot readouts of a masked LM on real data: no fine-tuning, only the model's likelihoods.
+
+Two figures, for the demo's summary and report (issue: "score with the language model"):
+
+- **Prom300 zero-shot**: the AUROC of the per-nucleotide pseudo-log-likelihood for telling a
+  promoter (label 1) from its own token shuffle (label 0) in a Prom300 task split. A model of
+  sequence context should find the shuffles unnatural (AUROC above 0.5).
+- **CTCF motif SNVs**: every single-nucleotide change of every bound CTCF motif site (a motif hit
+  inside a ChIP-seq peak, as the CTCF task finds them) in a held-out region, scored by the model
+  (`groverlm.score`'s variant rule) and by the JASPAR matrix (the change of the site's log-odds).
+  Reported: the Spearman correlation of the two, and the AUROC with which the model's score
+  (lower = more damaging) separates changes at the motif's five most informative positions from
+  changes at its five least informative ones.
+
+Reads a task folder, or a genome + JASPAR matrix + peak BED files; writes nothing itself: the
+callers (`groverlm score readouts`, the runner) store the returned dictionaries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+from groverlm.genome import BASES
+
+log = logging.getLogger(__name__)
+
+COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A"}
+
+
+@dataclass(frozen=True)
+class MotifSNV:
+    """One base change inside a motif site; `pos` is 0-based on the genome's + strand."""
+
+    chrom: str
+    pos: int
+    ref: str  # + strand base
+    alt: str  # + strand base
+    site: int  # index of the site
+    motif_pos: int  # 0-based position in the motif (its own orientation)
+    delta_log_odds: float  # the site's JASPAR log-odds change (bits), alt minus ref
+
+
+def information_content(counts: np.ndarray, pseudocount: float = 1.0) -> np.ndarray:
+    """(L,) bits per motif position: 2 + sum p log2 p of the smoothed base frequencies.
+
+    >>> information_content(np.array([[10.0, 0, 0, 0], [1, 1, 1, 1]]), 0.0).round(3).tolist()
+    [2.0, 0.0]
+    """
+    p = (counts + pseudocount / 4) / (counts.sum(1, keepdims=True) + pseudocount)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log2(p), 0.0)
+    return 2.0 + plogp.sum(1)
+
+
+def site_snvs(seq_plus: str, chrom: str, start: int, strand: str, pwm: np.ndarray,
+              site: int) -> list[MotifSNV]:
+    """The 3 L changes of one site whose bases are genome[start, start + L) (`seq_plus`, the +
+    strand), with the log-odds change read on the motif's strand.
+
+    >>> pwm = np.log2(np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]]) / 0.25)
+    >>> s = site_snvs("AT", "c", 10, "+", pwm, 0)
+    >>> (s[0].pos, s[0].ref, s[0].alt, s[0].motif_pos, round(s[0].delta_log_odds, 3))
+    (10, 'A', 'C', 0, -2.807)
+    >>> r = site_snvs("AT", "c", 10, "-", pwm, 0)  # motif AT on the - strand reads AT too
+    >>> (r[0].pos, r[0].motif_pos, round(r[0].delta_log_odds, 3))
+    (10, 1, -2.807)
+    """
+    L = len(seq_plus)
+    out = []
+    for i, ref in enumerate(seq_plus):
+        if ref not in COMPLEMENT:
+            continue
+        for alt in BASES:
+            if alt == ref:
+                continue
+            if strand == "+":
+                j, r, a = i, ref, alt
+            else:  # genome position i is motif position L-1-i, complemented
+                j, r, a = L - 1 - i, COMPLEMENT[ref], COMPLEMENT[alt]
+            delta = float(pwm[j, BASES.index(a)] - pwm[j, BASES.index(r)])
+            out.append(MotifSNV(chrom, start + i, ref, alt, site, j, delta))
+    return out
+
+
+def bound_ctcf_snvs(genome: str | Path, motif: str | Path, peaks: Sequence[str | Path],
+                    region: Any, max_sites: int | None = 100, seed: int = 0
+                    ) -> tuple[list[MotifSNV], np.ndarray]:
+    """Every SNV of the bound CTCF motif sites inside `region` (a corpus.Region); with the
+    motif's information content per position. Sites are found as the CTCF task finds them
+    (tasks.ctcf defaults: relative threshold, spacing); at most `max_sites`, a seeded draw."""
+    from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
+    from groverlm.tasks.common import load_genome
+    from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_genome, suppress
+
+    mot = read_jaspar(motif)
+    cfg = CTCFConfig()
+    pwm = mot.log_odds(cfg.pseudocount)
+    g = load_genome(genome, [region.chrom])
+    if region.chrom not in g.records:
+        raise GroverError(f"no record {region.chrom!r} in the genome", genome)
+    bound = union_intervals([read_bed_intervals(p) for p in peaks])
+    L = len(mot)
+    end = region.end if region.end is not None else len(g.records[region.chrom].codes)
+    hits = [h for h in suppress(scan_genome(g, pwm, cfg.cutoff(pwm)), cfg.window)
+            if h.chrom == region.chrom and region.start <= h.start and h.start + L <= end
+            and contained(bound, h.chrom, h.start, h.start + L)]
+    if max_sites is not None and len(hits) > max_sites:
+        keep = np.sort(np.random.default_rng(seed).choice(len(hits), max_sites, replace=False))
+        hits = [hits[i] for i in keep]
+    snvs: list[MotifSNV] = []
+    codes = g.records[region.chrom].codes
+    for k, h in enumerate(hits):
+        seq = "".join(BASES[c] if c < 4 else "N" for c in codes[h.start:h.start + L])
+        snvs += site_snvs(seq, h.chrom, h.start, h.strand, pwm, k)
+    log.info("ctcf readout: %d bound sites in %s, %d SNVs", len(hits), region, len(snvs))
+    return snvs, information_content(mot.counts, cfg.pseudocount)
+
+
+def ctcf_readout(snvs: Sequence[MotifSNV], scores: Sequence[float], ic: np.ndarray,
+                 n_extreme: int = 5) -> dict[str, Any]:
+    """Spearman(model score, log-odds change) and the AUROC of -score for SNVs at the `n_extreme`
+    most informative motif positions (1) against the least informative ones (0).
+
+    >>> snvs = [MotifSNV("c", i, "A", "C", 0, i % 4, -float(i % 4)) for i in range(8)]
+    >>> r = ctcf_readout(snvs, [-float(s.motif_pos) for s in snvs], np.array([0., 1, 2, 3]), 1)
+    >>> r["spearman"], r["auroc_informative"]
+    (1.0, 1.0)
+    """
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    s = np.asarray(scores, dtype=np.float64)
+    ok = np.isfinite(s)
+    delta = np.array([v.delta_log_odds for v in snvs])
+    pos = np.array([v.motif_pos for v in snvs])
+    order = np.argsort(ic, kind="stable")
+    low, high = set(order[:n_extreme].tolist()), set(order[-n_extreme:].tolist())
+    out: dict[str, Any] = {"sites": len({v.site for v in snvs}), "snvs": int(ok.sum()),
+                           "informative_positions": sorted(int(i) for i in high),
+                           "uninformative_positions": sorted(int(i) for i in low)}
+    out["spearman"] = float(spearmanr(s[ok], delta[ok]).statistic) if ok.sum() > 2 else None
+    sel = ok & np.isin(pos, list(high | low))
+    y = np.isin(pos[sel], list(high)).astype(int)
+    out["auroc_informative"] = (float(roc_auc_score(y, -s[sel])) if 0 < y.sum() < y.size
+                                else None)
+    return out
+
+
+def prom300_readout(sequences: Sequence[str], labels: Sequence[int],
+                    per_nt_score: Callable[[Sequence[str]], np.ndarray]) -> dict[str, Any]:
+    """The AUROC of the per-nucleotide pseudo-log-likelihood, promoter (1) against shuffle (0)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels, dtype=int)
+    if not 0 < y.sum() < y.size:
+        raise GroverError("the Prom300 split needs both promoters and shuffles")
+    s = np.asarray(per_nt_score(sequences), dtype=np.float64)
+    return {"sequences": int(y.size), "auroc": float(roc_auc_score(y, s)),
+            "mean_pll_per_nt_promoter": float(s[y == 1].mean()),
+            "mean_pll_per_nt_shuffle": float(s[y == 0].mean())}
