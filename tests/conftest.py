@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# no test may reach a model hub: transformers and huggingface_hub read this at import
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 DATA = Path(os.environ.get("GROVERLM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CHR20 = DATA / "hg19_chr20.fa.gz"
 

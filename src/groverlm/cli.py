@@ -24,6 +24,7 @@ STAGES = [
     "groverlm.bpe.cli",
     "groverlm.pretrain",
     "groverlm.embed",
+    "groverlm.score",
     "groverlm.analysis.analyze",
     "groverlm.analysis.report",
     "groverlm.tasks_cli",
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except GroverError as err:
         if fresh_out and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)  # a stage made its output folder, then found a bad input: leave no trace
-        print(f"groverlm: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever a library put in it
+        print(f"groverlm: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("groverlm: interrupted", file=sys.stderr)

@@ -67,6 +67,10 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
                     h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
         return {"path": str(path), "kind": "folder", "sha256": h.hexdigest()}
     if not path.is_file():
+        from groverlm.models import is_hub_id
+
+        if is_hub_id(path):  # a model named by its Hub id: the id is its identity
+            return {"path": str(path), "kind": "hub"}
         raise GroverError("no such file", path)
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from groverlm.errors import GroverError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # a Hugging Face Hub model id
 
 # Architecture presets: a transformers `model_type` (default "bert") and config fields; every other
 # field keeps its transformers default (GELU, dropout 0.1, layer norm eps 1e-12). Any field can
@@ -137,7 +140,20 @@ def new_mlm_model(config, seed: int = 0):
     return model
 
 
-def _check_folder(path: str | Path, what: str, files: tuple[str, ...]) -> Path:
+def is_hub_id(path: str | Path) -> bool:
+    """Whether `path` names no local file or folder but reads as a Hub id ("owner/name").
+
+    >>> is_hub_id("PoetschLab/GROVER"), is_hub_id("/no/such/folder"), is_hub_id("model")
+    (True, False, False)
+    """
+    return not Path(path).exists() and bool(HUB_ID.match(str(path)))
+
+
+def _check_folder(path: str | Path, what: str, files: tuple[str, ...]) -> str | Path:
+    if is_hub_id(path):
+        # transformers resolves it through its own cache (with HF_HUB_OFFLINE=1, a cached id
+        # loads with no network)
+        return str(path)
     path = Path(path)
     if not path.is_dir():
         raise GroverError(f"no such {what} folder", path)

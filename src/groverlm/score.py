@@ -1,0 +1,500 @@
+"""Scoring stage: zero-shot likelihoods of DNA under a masked LM: sequences, variants, mutagenesis.
+
+Reads a model folder (a stock masked LM with its tokenizer, ours or the published GROVER; a local
+folder or a Hub id) and sequences (FASTA, BED + genome, task CSV), a VCF + genome, or a region of
+a genome; writes a TSV (`score seqs`, `score variants`) or a folder (`ism`: ism.tsv, ism.npy,
+importance.npy, ism.png, manifest.json).
+
+Sequence score: the pseudo-log-likelihood (PLL), each token masked in turn in its own window of
+at most the model's length, log P(token | the rest) summed over the sequence's tokens ([UNK] from
+non-ACGT letters left out); per nucleotide, divided by the length. Many masked copies go through
+each forward pass.
+
+Variant score (BPE changes the segmentation around a changed base, so one masked token does not
+do): the reference window is the genome around REF, `flank` nt each side; the alternative window
+the same flanks around ALT. Each is tokenized on its own. Token boundaries right of the change are
+mapped across by the length difference; the scored span is the smallest interval holding the
+changed bases whose two ends are token boundaries in both segmentations, widened by `margin`
+further common boundaries each side (clipped at the window's ends). score = sum of the masked
+log-probabilities of the ALT tokens inside the span minus the same over the REF tokens; negative:
+the model finds the change less natural. With `rc`, the same is computed on the reverse
+complement of both windows (their own segmentations and spans) and the two strands averaged.
+
+In Python: `groverlm.score(model, sequences)` returns the per-sequence table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groverlm.errors import GroverError
+from groverlm.genome import reverse_complement
+
+log = logging.getLogger(__name__)
+
+ACGT = frozenset("ACGT")
+STATUSES = ("ok", "ref_mismatch", "off_contig", "not_acgt", "too_long")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Settings of `groverlm score` and `groverlm ism`."""
+
+    flank: int = 100  # nt each side of a variant (GROVER's card advises 100 nt of context)
+    margin: int = 2  # common token boundaries added each side of a variant's span
+    rc: bool = False  # average the two strands
+    batch_size: int = 256  # masked copies per forward pass
+    max_indel: int = 50  # longer REF or ALT alleles get status too_long
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.flank < 1 or self.margin < 0 or self.batch_size < 1 or self.max_indel < 1:
+            raise GroverError("--flank, --batch-size and --max-indel must be positive, "
+                              "--margin at least 0")
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class Scorer:
+    """Masked log-probabilities of chosen tokens under a masked LM, batched."""
+
+    def __init__(self, model: Any, tokenizer: Any, cfg: ScoreConfig = ScoreConfig()):
+        from groverlm.embed import max_window_tokens
+
+        self.model, self.tok, self.cfg = model, tokenizer, cfg
+        self.max_tokens = max_window_tokens(model, tokenizer)
+        self.unk = tokenizer.unk_token_id
+
+    @classmethod
+    def load(cls, model: str | Path, cfg: ScoreConfig = ScoreConfig()) -> Scorer:
+        from groverlm.embed import load_encoder
+
+        m, tok = load_encoder(model, device=cfg.device)
+        return cls(m, tok, cfg)
+
+    def tokenize(self, seq: str) -> tuple[list[int], list[int]]:
+        """(ids, boundaries): token ids without specials and the nt offsets of the token starts
+        plus the end, e.g. [0, 3, 7, ..., len(seq)]."""
+        enc = self.tok.backend_tokenizer.encode(seq.upper(), add_special_tokens=False)
+        return list(enc.ids), [a for a, _ in enc.offsets] + [len(seq)]
+
+    def log_probs(self, jobs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[np.ndarray]:
+        """For each job (window ids, positions), log P(ids[p] | window with p masked) per p."""
+        import torch
+
+        from groverlm.embed import iter_batches
+        from groverlm.masking import IGNORE
+        from groverlm.train import masked_logits
+
+        rows, owner = [], []  # one masked copy per (job, position)
+        for j, (ids, positions) in enumerate(jobs):
+            for p in positions:
+                rows.append((list(ids), int(p)))
+                owner.append(j)
+        out = [np.zeros(len(p), dtype=np.float64) for _, p in jobs]
+        slot = np.zeros(len(rows), dtype=np.int64)
+        seen = [0] * len(jobs)
+        for r, j in enumerate(owner):
+            slot[r], seen[j] = seen[j], seen[j] + 1
+        windows = []
+        for ids, p in rows:
+            w = list(ids)
+            w[p] = self.tok.mask_token_id
+            windows.append(w)
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            for idx, ids, mask in iter_batches(windows, self.tok.cls_token_id,
+                                               self.tok.sep_token_id, self.tok.pad_token_id,
+                                               self.cfg.batch_size):
+                labels = torch.full_like(ids, IGNORE)  # (B, T)
+                for b, r in enumerate(idx):
+                    labels[b, rows[r][1] + 1] = rows[r][0][rows[r][1]]  # +1: after [CLS]
+                logits, targets = masked_logits(self.model, ids.to(device), mask.to(device),
+                                                labels.to(device))  # (B, V), (B,)
+                lp = torch.log_softmax(logits.double(), -1).gather(1, targets[:, None])[:, 0]
+                for b, r in enumerate(idx):
+                    out[owner[r]][slot[r]] = float(lp[b])
+        return out
+
+    def windows(self, ids: Sequence[int]) -> list[tuple[int, list[int]]]:
+        """(first token index, ids) of consecutive windows of at most the model's length."""
+        n = self.max_tokens
+        return [(i, list(ids[i:i + n])) for i in range(0, len(ids), n)] or [(0, [])]
+
+    def token_log_probs(self, sequences: Sequence[str]) -> list[np.ndarray]:
+        """Per sequence, each token's masked log-probability (NaN for [UNK])."""
+        jobs, where = [], []
+        encoded = [self.tokenize(s)[0] for s in sequences]
+        for k, ids in enumerate(encoded):
+            for first, w in self.windows(ids):
+                pos = [p for p, t in enumerate(w) if t != self.unk]
+                jobs.append((w, pos))
+                where.append((k, first, pos))
+        res = [np.full(len(ids), np.nan) for ids in encoded]
+        for (k, first, pos), lp in zip(where, self.log_probs(jobs), strict=True):
+            res[k][[first + p for p in pos]] = lp
+        return res
+
+
+# ----------------------------------------------------------------------------- sequences
+
+
+def score_sequences(scorer: Scorer, names: Sequence[str], sequences: Sequence[str],
+                    rc: bool = False, per_token: bool = False) -> list[dict[str, Any]]:
+    """One row per sequence: name, length_nt, tokens, pll, pll_per_nt (and log_probs)."""
+    fwd = scorer.token_log_probs(sequences)
+    rev = scorer.token_log_probs([reverse_complement(s) for s in sequences]) if rc else None
+    rows = []
+    for k, (name, seq) in enumerate(zip(names, sequences, strict=True)):
+        pll = float(np.nansum(fwd[k]))
+        if rev is not None:
+            pll = (pll + float(np.nansum(rev[k]))) / 2
+        row = {"name": name, "length_nt": len(seq), "tokens": len(fwd[k]), "pll": pll,
+               "pll_per_nt": pll / len(seq) if seq else math.nan}
+        if per_token:
+            row["log_probs"] = ",".join(f"{x:.5f}" for x in fwd[k])
+        rows.append(row)
+    return rows
+
+
+def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
+          rc: bool = False, per_token: bool = False, batch_size: int = 256,
+          device: str = "cpu") -> list[dict[str, Any]]:
+    """Pseudo-log-likelihoods of sequences (a list of strings, or a FASTA/BED/CSV path) under a
+    model (a folder, a Hub id or a loaded `Scorer`); one dict per sequence, in input order."""
+    from groverlm.embed import read_items
+
+    cfg = ScoreConfig(batch_size=batch_size, device=device, rc=rc)
+    scorer = model if isinstance(model, Scorer) else Scorer.load(model, cfg)
+    if isinstance(sequences, Path) or (isinstance(sequences, str) and Path(sequences).exists()):
+        items = read_items(sequences, genome)
+        names, seqs = [i.name for i in items], [i.sequence for i in items]
+    else:
+        seqs = [sequences] if isinstance(sequences, str) else list(sequences)
+        names = [f"seq{i}" for i in range(len(seqs))]
+    return score_sequences(scorer, names, seqs, rc, per_token)
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+def variant_span(ref_bounds: Sequence[int], alt_bounds: Sequence[int], start: int, ref_len: int,
+                 alt_len: int, margin: int) -> tuple[int, int]:
+    """The scored span [lo, hi) in reference-window coordinates (see the module docstring).
+
+    >>> variant_span([0, 2, 4, 6, 8], [0, 2, 3, 6, 8], 3, 1, 1, 0)  # both split at 2 and 6
+    (2, 6)
+    >>> variant_span([0, 2, 4, 6, 8], [0, 2, 3, 6, 8], 3, 1, 1, 1)
+    (0, 8)
+    >>> variant_span([0, 4, 8], [0, 4, 9], 5, 1, 2, 0)  # an insertion of 1 nt: 8 maps to 9
+    (4, 8)
+    """
+    shift = alt_len - ref_len
+    left = sorted(set(b for b in ref_bounds if b <= start) & set(b for b in alt_bounds
+                                                                   if b <= start))
+    right = sorted(set(b for b in ref_bounds if b >= start + ref_len)
+                   & set(b - shift for b in alt_bounds if b >= start + alt_len))
+    lo = left[max(0, len(left) - 1 - margin)]
+    hi = right[min(len(right) - 1, margin)]
+    return lo, hi
+
+
+def _span_jobs(scorer: Scorer, ref_win: str, alt_win: str, start: int, ref_len: int,
+               alt_len: int) -> tuple[list, int, int]:
+    """Masking jobs for the REF and ALT tokens inside the span; and their counts."""
+    ref_ids, ref_b = scorer.tokenize(ref_win)
+    alt_ids, alt_b = scorer.tokenize(alt_win)
+    lo, hi = variant_span(ref_b, alt_b, start, ref_len, alt_len, scorer.cfg.margin)
+    shift = alt_len - ref_len
+
+    def inside(ids, bounds, a, b):
+        return [p for p in range(len(ids)) if bounds[p] >= a and bounds[p + 1] <= b
+                and ids[p] != scorer.unk]
+
+    jobs = []
+    for ids, bounds, a, b in ((ref_ids, ref_b, lo, hi), (alt_ids, alt_b, lo, hi + shift)):
+        pos = inside(ids, bounds, a, b)
+        if len(ids) > scorer.max_tokens:  # a long window: score the span in a window around it
+            first = max(0, min(min(pos, default=0) - scorer.max_tokens // 2,
+                               len(ids) - scorer.max_tokens))
+            ids, pos = ids[first:first + scorer.max_tokens], [p - first for p in pos]
+        jobs.append((ids, pos))
+    return jobs, len(jobs[0][1]), len(jobs[1][1])
+
+
+@dataclass
+class Variant:
+    chrom: str
+    pos: int  # 1-based, as in VCF
+    ref: str
+    alt: str
+    status: str = "ok"
+    score: float = math.nan
+    ref_tokens: int | str = ""
+    alt_tokens: int | str = ""
+
+
+def check_variant(v: Variant, genome: Any, cfg: ScoreConfig) -> str:
+    """The status of a variant before scoring: ok, or why it cannot be scored."""
+    if not (set(v.ref) <= ACGT and set(v.alt) <= ACGT and v.ref and v.alt):
+        return "not_acgt"
+    if v.chrom not in genome:
+        return "off_contig"
+    start = v.pos - 1
+    if start < 0 or start + len(v.ref) > len(genome[v.chrom]):
+        return "off_contig"
+    if max(len(v.ref), len(v.alt)) > cfg.max_indel:
+        return "too_long"
+    if genome[v.chrom].sequence(start, start + len(v.ref)) != v.ref:
+        return "ref_mismatch"
+    return "ok"
+
+
+def score_variants(scorer: Scorer, genome: Any, variants: list[Variant],
+                   progress: bool = False) -> list[Variant]:
+    """Score every variant whose status is ok (in place); returns the list."""
+    from tqdm import tqdm
+
+    cfg = scorer.cfg
+    todo = [v for v in variants if v.status == "ok"]
+    step = max(1, cfg.batch_size // 8)  # variants per group of forward passes
+    bar = tqdm(total=len(todo), unit="variant", desc="score", disable=not progress)
+    for g in range(0, len(todo), step):
+        group, jobs, counts = todo[g:g + step], [], []
+        for v in group:
+            rec = genome[v.chrom]
+            s = v.pos - 1
+            a, b = max(0, s - cfg.flank), min(len(rec), s + len(v.ref) + cfg.flank)
+            left, right = rec.sequence(a, s), rec.sequence(s + len(v.ref), b)
+            ref_win, alt_win = left + v.ref + right, left + v.alt + right
+            strands = [(ref_win, alt_win, len(left))]
+            if cfg.rc:
+                strands.append((reverse_complement(ref_win), reverse_complement(alt_win),
+                                len(right)))
+            for r, al, start in strands:
+                j, nr, na = _span_jobs(scorer, r, al, start, len(v.ref), len(v.alt))
+                jobs += j
+                counts.append((nr, na))
+        lps = scorer.log_probs(jobs)
+        per = 2 if cfg.rc else 1
+        for k, v in enumerate(group):
+            strand_scores = [float(lps[2 * (k * per + s) + 1].sum() - lps[2 * (k * per + s)].sum())
+                             for s in range(per)]
+            v.score = sum(strand_scores) / per
+            v.ref_tokens, v.alt_tokens = counts[k * per]
+        bar.update(len(group))
+    bar.close()
+    return variants
+
+
+def read_vcf(path: str | Path) -> list[Variant]:
+    """One Variant per record and ALT allele, in file order (plain or bgzipped VCF, via pysam)."""
+    import pysam
+
+    path = Path(path)
+    if not path.is_file():
+        raise GroverError("no such VCF file", path)
+    out = []
+    try:
+        with pysam.VariantFile(str(path)) as vcf:
+            for rec in vcf:
+                for alt in rec.alts or (".",):
+                    out.append(Variant(rec.chrom, rec.pos, rec.ref.upper(), alt.upper()))
+    except (OSError, ValueError) as err:
+        raise GroverError(f"not a readable VCF ({err})", path) from None
+    return out
+
+
+# ----------------------------------------------------------------------------- mutagenesis
+
+
+def mutagenesis(scorer: Scorer, genome: Any, chrom: str, start: int, end: int,
+                progress: bool = False) -> tuple[np.ndarray, str]:
+    """(4, L) scores of every base of [start, end) changed to A, C, G, T (NaN at the reference
+    and at non-ACGT bases), and the reference sequence."""
+    ref = genome[chrom].sequence(start, end)
+    variants = [Variant(chrom, start + i + 1, b, alt) for i, b in enumerate(ref) if b in ACGT
+                for alt in "ACGT" if alt != b]
+    for v in variants:
+        v.status = check_variant(v, genome, scorer.cfg)
+    score_variants(scorer, genome, variants, progress)
+    table = np.full((4, end - start), np.nan, dtype=np.float32)
+    for v in variants:
+        table["ACGT".index(v.alt), v.pos - 1 - start] = v.score
+    return table, ref
+
+
+def plot_ism(table: np.ndarray, ref: str, chrom: str, start: int):
+    """Heat map (4 x L) with the per-base importance (mean of -score over the 3 changes) above."""
+    from groverlm.analysis.plots import figure
+
+    importance = -np.nanmean(table, axis=0)
+    fig, ax = figure(2, 1, width=min(16.0, 3 + 0.12 * len(ref)), height=3.6)
+    ax[0].bar(np.arange(len(ref)), importance, color="#1f77b4", width=1.0)
+    ax[0].set(xlim=(-0.5, len(ref) - 0.5), ylabel="importance",
+              title=f"In-silico mutagenesis, {chrom}:{start}-{start + len(ref)}")
+    lim = float(np.nanmax(np.abs(table))) if np.isfinite(table).any() else 1.0
+    im = ax[1].imshow(table, aspect="auto", cmap="RdBu", vmin=-lim, vmax=lim,
+                      interpolation="nearest")
+    ax[1].set_yticks(range(4), list("ACGT"))
+    if len(ref) <= 120:
+        ax[1].set_xticks(range(len(ref)), list(ref), fontsize=6)
+    ax[1].set_xlabel("reference base (score: ALT minus REF log-likelihood)")
+    fig.colorbar(im, ax=ax[1], fraction=0.02)
+    return fig
+
+
+def write_ism(model: str | Path, genome_path: str | Path, region: str, out: str | Path,
+              cfg: ScoreConfig = ScoreConfig(), overwrite: bool = False,
+              progress: bool = False) -> dict[str, Any]:
+    """`groverlm ism`: ism.tsv, ism.npy, importance.npy, ism.png and manifest.json in `out`."""
+    from groverlm.analysis.plots import save_png
+    from groverlm.corpus import Region
+    from groverlm.genome import Genome
+    from groverlm.manifest import atomic_path, prepare_out, write_manifest, write_text
+
+    reg = Region.parse(region)
+    genome = Genome.read(genome_path)
+    end = reg.end if reg.end is not None else len(genome[reg.chrom])
+    if end > len(genome[reg.chrom]):
+        raise GroverError(f"region {region} runs past the end of {reg.chrom}")
+    out = prepare_out(out, overwrite)
+    scorer = Scorer.load(model, cfg)
+    table, ref = mutagenesis(scorer, genome, reg.chrom, reg.start, end, progress)
+    lines = ["chrom\tpos\tref\talt\tscore"]
+    for i, b in enumerate(ref):
+        for k, alt in enumerate("ACGT"):
+            if alt != b and b in ACGT:
+                lines.append(f"{reg.chrom}\t{reg.start + i + 1}\t{b}\t{alt}\t{table[k, i]:.6g}")
+    write_text(out / "ism.tsv", "\n".join(lines) + "\n")
+    importance = -np.nanmean(table, axis=0).astype(np.float32)
+    for name, arr in (("ism.npy", table), ("importance.npy", importance)):
+        with atomic_path(out / name) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, arr)
+    save_png(plot_ism(table, ref, reg.chrom, reg.start), out / "ism.png")
+    summary = {"region": str(reg), "bases": len(ref), "changes": int(np.isfinite(table).sum()),
+               "most_important": int(reg.start + np.nanargmax(importance) + 1)}
+    write_manifest(out, "ism", {**cfg.__dict__, "model": str(model), "region": str(reg)},
+                   [genome_path], summary=summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    """A tab-separated file with a header row, written aside then renamed."""
+    from groverlm.manifest import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if isinstance(r.get(c), float) and math.isnan(r[c])
+                        else f"{r[c]:.6g}" if isinstance(r.get(c), float) else r.get(c, "")
+                        for c in columns])
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="zero-shot likelihoods: sequences and variants")
+    acts = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = acts.add_parser("seqs", help="pseudo-log-likelihood of each sequence")
+    s.add_argument("--input", required=True, help="FASTA, BED (with --genome) or CSV")
+    s.add_argument("--genome", help="FASTA to cut BED intervals from")
+    s.add_argument("--per-token", action="store_true", help="add each token's log-probability")
+    _common(s)
+    s.set_defaults(func=seqs_command)
+    v = acts.add_parser("variants", help="the effect of each VCF variant (SNVs, short indels)")
+    v.add_argument("--genome", required=True, help="FASTA the VCF refers to")
+    v.add_argument("--vcf", required=True, help="VCF, plain or bgzipped")
+    _common(v)
+    _variant_args(v)
+    v.set_defaults(func=variants_command)
+    m = sub.add_parser("ism", help="in-silico mutagenesis of a region: every base, 3 changes")
+    m.add_argument("--model", required=True, help="model folder or Hub id")
+    m.add_argument("--genome", required=True)
+    m.add_argument("--region", required=True, help="CHROM:START-END (0-based, half-open)")
+    m.add_argument("--out", required=True, help="output folder")
+    m.add_argument("--rc", action="store_true", help="average the two strands")
+    m.add_argument("--batch-size", type=int, default=ScoreConfig.batch_size)
+    m.add_argument("--device", default=ScoreConfig.device)
+    m.add_argument("--overwrite", action="store_true")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    _variant_args(m)
+    m.set_defaults(func=ism_command)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model folder or Hub id")
+    p.add_argument("--out", required=True, help="output TSV")
+    p.add_argument("--rc", action="store_true", help="average the two strands")
+    p.add_argument("--batch-size", type=int, default=ScoreConfig.batch_size,
+                   help=f"masked copies per forward pass (default {ScoreConfig.batch_size})")
+    p.add_argument("--device", default=ScoreConfig.device)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _variant_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--flank", type=int, default=ScoreConfig.flank,
+                   help=f"nt each side of a variant (default {ScoreConfig.flank})")
+    p.add_argument("--margin", type=int, default=ScoreConfig.margin,
+                   help=f"common token boundaries added each side (default {ScoreConfig.margin})")
+    p.add_argument("--max-indel", type=int, default=ScoreConfig.max_indel)
+
+
+def _config(args: argparse.Namespace) -> ScoreConfig:
+    return ScoreConfig(**{k: getattr(args, k) for k in ("flank", "margin", "max_indel")
+                          if hasattr(args, k)}, rc=args.rc, batch_size=args.batch_size,
+                       device=args.device)
+
+
+def seqs_command(args: argparse.Namespace) -> int:
+    from groverlm.embed import read_items
+
+    items = read_items(args.input, args.genome)
+    scorer = Scorer.load(args.model, _config(args))
+    rows = score_sequences(scorer, [i.name for i in items], [i.sequence for i in items],
+                           args.rc, args.per_token)
+    cols = ["name", "length_nt", "tokens", "pll", "pll_per_nt"] + (
+        ["log_probs"] if args.per_token else [])
+    write_tsv(args.out, rows, cols)
+    print(f"score seqs: {len(rows)} sequences -> {args.out}")
+    return 0
+
+
+def variants_command(args: argparse.Namespace) -> int:
+    from groverlm.genome import Genome
+
+    cfg = _config(args)
+    variants = read_vcf(args.vcf)
+    genome = Genome.read(args.genome)
+    for v in variants:
+        v.status = check_variant(v, genome, cfg)
+    scorer = Scorer.load(args.model, cfg)
+    score_variants(scorer, genome, variants, progress=not args.quiet)
+    write_tsv(args.out, [vars(v) for v in variants],
+              ["chrom", "pos", "ref", "alt", "score", "ref_tokens", "alt_tokens", "status"])
+    counts = {s: sum(v.status == s for v in variants) for s in STATUSES}
+    print("score variants: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+          + f" -> {args.out}")
+    return 0
+
+
+def ism_command(args: argparse.Namespace) -> int:
+    summary = write_ism(args.model, args.genome, args.region, args.out, _config(args),
+                        args.overwrite, progress=not args.quiet)
+    print(f"ism: {summary['changes']} changes over {summary['region']} -> {args.out}")
+    return 0

@@ -1,0 +1,218 @@
+"""Zero-shot scoring: pseudo-log-likelihoods against a by-hand computation, batching, both strands,
+the BPE variant rule, VCF statuses, in-silico mutagenesis, Hub ids from a local cache."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from groverlm.cli import main
+from groverlm.genome import Genome, reverse_complement
+from groverlm.score import (
+    ScoreConfig,
+    Scorer,
+    Variant,
+    check_variant,
+    score_sequences,
+    score_variants,
+    variant_span,
+)
+
+from .analysis.fixtures import make_model, make_vocab
+from .conftest import random_dna, write_fasta
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("score")
+    genome, vocab = make_vocab(tmp)
+    model_dir = make_model(vocab, tmp / "model", positions=64)  # windows of 62 tokens
+    return tmp, genome, model_dir, Scorer.load(model_dir, ScoreConfig(batch_size=7))
+
+
+def by_hand(scorer, seq: str) -> float:
+    """The PLL one masked copy at a time, through the stock MaskedLM forward."""
+    ids, _ = scorer.tokenize(seq)
+    tok, total = scorer.tok, 0.0
+    for p in range(len(ids)):
+        x = [tok.cls_token_id] + ids + [tok.sep_token_id]
+        x[p + 1] = tok.mask_token_id
+        with torch.no_grad():
+            logits = scorer.model(input_ids=torch.tensor([x])).logits[0, p + 1]
+        total += float(torch.log_softmax(logits.double(), -1)[ids[p]])
+    return total
+
+
+def test_pll_matches_masking_one_token_at_a_time(tiny):
+    _, _, _, scorer = tiny
+    seqs = [random_dna(90, 11), random_dna(130, 12), "ACGTTGCA"]
+    rows = score_sequences(scorer, ["a", "b", "c"], seqs)
+    for row, s in zip(rows, seqs, strict=True):
+        assert row["pll"] == pytest.approx(by_hand(scorer, s), abs=1e-5)
+        assert row["pll_per_nt"] == pytest.approx(row["pll"] / len(s))
+        assert row["tokens"] == len(scorer.tokenize(s)[0]) and row["length_nt"] == len(s)
+
+
+def test_batch_size_and_windows_change_nothing(tiny):
+    _, _, model_dir, scorer = tiny
+    seqs = [random_dna(n, 20 + n) for n in (40, 300, 75)]  # 300 nt: several windows
+    a = score_sequences(scorer, list("xyz"), seqs)
+    b = score_sequences(Scorer.load(model_dir, ScoreConfig(batch_size=256)), list("xyz"), seqs)
+    for r, s in zip(a, b, strict=True):
+        assert r["pll"] == pytest.approx(s["pll"], abs=1e-5)
+    assert a[1]["tokens"] > scorer.max_tokens  # the long one was windowed
+
+
+def test_rc_makes_a_sequence_and_its_reverse_complement_score_alike(tiny):
+    _, _, _, scorer = tiny
+    s = random_dna(150, 31)
+    fwd = score_sequences(scorer, ["f"], [s], rc=True)[0]["pll"]
+    rev = score_sequences(scorer, ["r"], [reverse_complement(s)], rc=True)[0]["pll"]
+    assert fwd == pytest.approx(rev, abs=1e-5)
+    plain = score_sequences(scorer, ["f", "r"], [s, reverse_complement(s)])
+    assert plain[0]["pll"] != pytest.approx(plain[1]["pll"], abs=1e-3)  # the strands do differ
+
+
+def test_variant_span_covers_the_change_in_both_segmentations(tiny):
+    _, _, _, scorer = tiny
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        left, right = random_dna(60, rng.integers(1e6)), random_dna(60, rng.integers(1e6))
+        ref, alt = ("A", "G") if rng.random() < 0.5 else ("AT", "A")
+        rb = scorer.tokenize(left + ref + right)[1]
+        ab = scorer.tokenize(left + alt + right)[1]
+        lo, hi = variant_span(rb, ab, 60, len(ref), len(alt), 0)
+        assert lo <= 60 and hi >= 60 + len(ref)
+        assert lo in rb and lo in ab and hi in rb and hi + len(alt) - len(ref) in ab
+
+
+def mirror(v: Variant, length: int) -> Variant:
+    return Variant(v.chrom, length - v.pos + 1, reverse_complement(v.ref),
+                   reverse_complement(v.alt))
+
+
+def test_snvs_and_their_mirrors_on_the_reverse_complemented_genome_agree(tiny, tmp_path):
+    _, _, model_dir, _ = tiny
+    seq = random_dna(2000, 41)
+    fwd = Genome.read(write_fasta(tmp_path / "f.fa", {"c": seq}))
+    rev = Genome.read(write_fasta(tmp_path / "r.fa", {"c": reverse_complement(seq)}))
+    rng = np.random.default_rng(1)
+    snvs = []
+    for p in rng.choice(np.arange(50, 1950), 12, replace=False):
+        ref = seq[p]
+        snvs.append(Variant("c", int(p) + 1, ref, "ACGT".replace(ref, "")[int(rng.integers(3))]))
+    scorer = Scorer.load(model_dir, ScoreConfig(rc=True, flank=60))
+    a = score_variants(scorer, fwd, [Variant(**vars(v)) for v in snvs])
+    b = score_variants(scorer, rev, [mirror(v, len(seq)) for v in snvs])
+    for x, y in zip(a, b, strict=True):
+        assert x.status == y.status == "ok"
+        assert abs(x.score - y.score) < 1e-5, (x, y)
+    assert len({round(v.score, 4) for v in a}) > 6  # real, distinct scores
+
+
+def test_variant_statuses_and_order(tiny, tmp_path):
+    _, _, model_dir, _ = tiny
+    seq = random_dna(800, 51)
+    fa = write_fasta(tmp_path / "g.fa", {"c": seq})
+    alt = "ACGT".replace(seq[99], "")[0]
+    vcf = tmp_path / "v.vcf"
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=c,length=800>", "##contig=<ID=z,length=10>",
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+             f"c\t100\t.\t{seq[99]}\t{alt}\t.\t.\t.",
+             f"c\t200\t.\t{'ACGT'.replace(seq[199], '')[0]}\tA\t.\t.\t.",  # REF mismatch
+             f"c\t300\t.\t{seq[299:302]}\t{seq[299]}\t.\t.\t.",  # a 2-nt deletion
+             "z\t5\t.\tA\tC\t.\t.\t.",  # unknown contig... in the genome
+             f"c\t400\t.\t{seq[399]}\t<DEL>\t.\t.\t.",  # symbolic
+             f"c\t500\t.\t{seq[499]}\t{seq[499]}TTG,{'ACGT'.replace(seq[499], '')[1]}\t.\t.\t."]
+    vcf.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.tsv"
+    assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
+                 str(vcf), "--out", str(out), "--quiet"]) == 0
+    rows = [r.split("\t") for r in out.read_text().splitlines()]
+    assert rows[0] == ["chrom", "pos", "ref", "alt", "score", "ref_tokens", "alt_tokens", "status"]
+    got = [(r[1], r[7]) for r in rows[1:]]
+    assert got == [("100", "ok"), ("200", "ref_mismatch"), ("300", "ok"), ("5", "off_contig"),
+                   ("400", "not_acgt"), ("500", "ok"), ("500", "ok")]
+    for r in rows[1:]:
+        assert (r[4] != "") == (r[7] == "ok") and (r[7] != "ok" or math.isfinite(float(r[4])))
+    # bgzipped, the same
+    import pysam
+
+    pysam.tabix_compress(str(vcf), str(vcf) + ".gz")
+    out2 = tmp_path / "out2.tsv"
+    assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
+                 str(vcf) + ".gz", "--out", str(out2), "--quiet"]) == 0
+    assert out2.read_text() == out.read_text()
+
+
+def test_cli_bad_inputs_are_one_line(tiny, tmp_path, capsys):
+    _, genome, model_dir, _ = tiny
+    bad = tmp_path / "bad.vcf"
+    bad.write_text("not a vcf\n")
+    for argv in (["score", "variants", "--model", str(model_dir), "--genome", str(genome),
+                  "--vcf", str(bad), "--out", str(tmp_path / "o.tsv")],
+                 ["score", "seqs", "--model", str(tmp_path / "nope"), "--input", str(genome),
+                  "--out", str(tmp_path / "o.tsv")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("groverlm: error:"), err
+    assert not (tmp_path / "o.tsv").exists()
+
+
+def test_ism_writes_the_table_and_the_picture(tiny, tmp_path):
+    _, genome, model_dir, _ = tiny
+    out = tmp_path / "ism"
+    assert main(["ism", "--model", str(model_dir), "--genome", str(genome), "--region",
+                 "chrA:1000-1030", "--out", str(out), "--flank", "40", "--quiet"]) == 0
+    table = np.load(out / "ism.npy")
+    ref = Genome.read(genome).sequence("chrA", 1000, 1030)
+    assert table.shape == (4, 30)
+    for i, b in enumerate(ref):
+        assert np.isnan(table["ACGT".index(b), i]) and np.isfinite(np.delete(table[:, i],
+                                                                             "ACGT".index(b))).all()
+    assert len((out / "ism.tsv").read_text().splitlines()) == 1 + 3 * 30
+    assert np.load(out / "importance.npy").shape == (30,)
+    assert (out / "ism.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["ism", "--model", str(model_dir), "--genome", str(genome), "--region",
+                 "chrA:1000-1030", "--out", str(out), "--quiet"]) == 2  # finished: --overwrite
+
+
+@pytest.mark.slow
+def test_a_hub_id_loads_from_a_local_cache_offline(tiny, tmp_path):
+    """The Hugging Face cache layout, built by hand: models--owner--name/{refs/main, snapshots}."""
+    _, genome, model_dir, _ = tiny
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--someone--tiny-dna"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+    fa = write_fasta(tmp_path / "s.fa", {"s": random_dna(80, 3)})
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-m", "groverlm", "score", "seqs", "--model",
+                    "someone/tiny-dna", "--input", str(fa), "--out", str(tmp_path / "hub.tsv")],
+                   check=True, env=env, capture_output=True, timeout=120)
+    assert main(["score", "seqs", "--model", str(model_dir), "--input", str(fa), "--out",
+                 str(tmp_path / "local.tsv")]) == 0
+    assert (tmp_path / "hub.tsv").read_text() == (tmp_path / "local.tsv").read_text()
+    r = subprocess.run([sys.executable, "-m", "groverlm", "score", "seqs", "--model",
+                        "someone/absent", "--input", str(fa), "--out", str(tmp_path / "x.tsv")],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_check_variant_is_strict_about_alleles(tiny):
+    _, genome, _, _ = tiny
+    g = Genome.read(genome)
+    base = g.sequence("chrA", 0, 1)
+    cfg = ScoreConfig(max_indel=3)
+    assert check_variant(Variant("chrA", 1, base, "N"), g, cfg) == "not_acgt"
+    assert check_variant(Variant("chrA", 1, base, "*"), g, cfg) == "not_acgt"
+    assert check_variant(Variant("chrA", 10**9, "A", "C"), g, cfg) == "off_contig"
+    assert check_variant(Variant("chrA", 1, base, base + "ACGT"), g, cfg) == "too_long"
