@@ -434,11 +434,22 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     assert page.startswith("<!DOCTYPE html>") or "<html" in page[:200]
     assert "prom300" in page
 
+    # zero-shot readouts: up to 30 Prom300 test rows, every SNV of 3 bound CTCF sites (19 nt x 3), in the
+    # summary and the report's first section
+    z = json.loads((run / "score" / "readouts" / "readouts.json").read_text())
+    from groverlm.tasks.gue import load_task
+
+    n_test = len(load_task(run / "tasks" / "prom300").test)
+    assert z["prom300"]["sequences"] == min(30, n_test) and 0 <= z["prom300"]["auroc"] <= 1
+    assert z["ctcf"]["sites"] == 3 and z["ctcf"]["snvs"] == 3 * 19 * 3
+    assert len(z["ctcf"]["points"]) == z["ctcf"]["snvs"] and -1 <= z["ctcf"]["spearman"] <= 1
+    assert "Zero-shot" in page.split("<section")[1]
+
     # the one-screen summary and a rerun that does nothing
     text = summarize_run(run)
     assert f"vocabulary:  {sel['cycles']} BPE cycles (chosen by next-k-mer)" in text
     assert "| prom300" in text and name in text and "  k=3: " in text
-    assert str(run / "report" / "report.html") in text
+    assert str(run / "report" / "report.html") in text and "zero-shot:   Prom300 AUROC" in text
     assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
     assert capsys.readouterr().out.count("skipped (up to date)") == len(runner.STAGES)
     assert os.listdir(run / "pretrain" / "model")  # the model folder is still there

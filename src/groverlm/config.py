@@ -39,6 +39,7 @@ from groverlm.errors import GroverError
 from groverlm.finetune import FinetuneConfig
 from groverlm.nextkmer import BaselineConfig, NextKmerConfig
 from groverlm.pretrain import PretrainConfig
+from groverlm.score import ScoreConfig
 from groverlm.select_vocab import SelectConfig
 from groverlm.tasks.ctcf import CTCFConfig
 from groverlm.tasks.promoter import Prom300Config
@@ -207,6 +208,24 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class ScoreStageConfig:
+    """Zero-shot readouts of the pretrained model: Prom300 promoters against their shuffles by
+    pseudo-log-likelihood, and every SNV of bound CTCF motif sites against the JASPAR matrix."""
+
+    scoring: ScoreConfig = field(default_factory=ScoreConfig)  # flank, margin, strands, batch
+    prom300_rows: int | None = 1000  # Prom300 test rows scored (seeded subset; None all, 0 none)
+    ctcf_sites: int | None = 100  # bound CTCF sites in the region (seeded draw; None all, 0 none)
+    region: str | None = None  # where the CTCF sites come from; default corpus.holdout's first
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("prom300_rows", "ctcf_sites"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"{name} must be 0 or more")
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     """Report stage: no settings (the page shows every stage of the run)."""
 
@@ -223,6 +242,7 @@ STAGE_SECTIONS: dict[str, type] = {
     "finetune": FinetuneStageConfig,
     "baselines": BaselinesConfig,
     "analysis": AnalysisConfig,
+    "score": ScoreStageConfig,
     "report": ReportConfig,
 }
 SECTIONS: dict[str, type] = {"run": RunSection, "data": DataConfig, **STAGE_SECTIONS}

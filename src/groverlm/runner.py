@@ -37,10 +37,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from groverlm.errors import GroverError
 
@@ -389,6 +391,50 @@ def run_analysis(cfg: Any, ctx: Context) -> dict[str, Any]:
     return {"analyses": ctx.relative(out), "ran": sorted(m.get("analyses") or m.get("files") or [])}
 
 
+def run_score(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Zero-shot readouts (groverlm.analysis.zeroshot): Prom300 by the per-nucleotide
+    pseudo-log-likelihood, CTCF motif SNVs by the variant rule against JASPAR log-odds."""
+    from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
+    from groverlm.corpus import Region
+    from groverlm.genome import Genome
+    from groverlm.manifest import read_manifest, write_json, write_manifest
+    from groverlm.score import Scorer, Variant, score_sequences, score_variants
+    from groverlm.tasks.gue import load_task
+
+    out = ctx.out / "readouts"
+    if not finished(out):
+        scorer = Scorer.load(ctx.model, cfg.scoring)
+        res: dict[str, Any] = {}
+        prom = ctx.stage_dir("tasks") / "prom300"
+        if cfg.prom300_rows != 0 and finished(prom):
+            test = load_task(prom).test
+            keep = np.arange(len(test))
+            if cfg.prom300_rows is not None and len(keep) > cfg.prom300_rows:
+                keep = np.sort(np.random.default_rng(cfg.seed).choice(
+                    len(keep), cfg.prom300_rows, replace=False))
+            seqs = [test.sequences[i] for i in keep]
+            res["prom300"] = prom300_readout(seqs, test.labels[keep], lambda s: [
+                r["pll_per_nt"] for r in score_sequences(scorer, [""] * len(s), s,
+                                                         cfg.scoring.rc)])
+        d = ctx.data
+        if cfg.ctcf_sites != 0 and d.ctcf_motif is not None and d.ctcf_peaks:
+            region = Region.parse(ctx.held_out(cfg.region, "score"))
+            snvs, ic = bound_ctcf_snvs(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), region,
+                                       cfg.ctcf_sites, cfg.seed)
+            variants = [Variant(s.chrom, s.pos + 1, s.ref, s.alt) for s in snvs]
+            score_variants(scorer, Genome.read(ctx.genome), variants, ctx.progress)
+            res["ctcf"] = {"region": str(region), **ctcf_readout(
+                snvs, [v.score for v in variants], ic)}
+            res["ctcf"]["points"] = [[round(s.delta_log_odds, 4), round(v.score, 4),
+                                      s.motif_pos] for s, v in zip(snvs, variants, strict=True)]
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "readouts.json", res)
+        write_manifest(out, "score-readouts", asdict(cfg), [ctx.model],
+                       summary={k: {kk: vv for kk, vv in v.items() if kk != "points"}
+                                for k, v in res.items()})
+    return {"readouts": ctx.relative(out), **read_manifest(out)["summary"]}
+
+
 def run_report(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Report: every stage of the run rendered as one self-contained HTML page."""
     from groverlm.analysis.report import write_report
@@ -433,8 +479,12 @@ STAGES: list[Stage] = [
     Stage("analysis", run_analysis, needs=("genome", "select_vocab", "pretrain"),
           data=lambda d: [p for p in (d.repeats, d.cpg) if p is not None],
           ignore=("analyze.device", "analyze.batch_size")),
+    Stage("score", run_score, needs=("genome", "select_vocab", "pretrain", "tasks"),
+          data=lambda d: [p for p in (d.ctcf_motif, *d.ctcf_peaks) if p is not None],
+          ignore=("scoring.device", "scoring.batch_size")),
     Stage("report", run_report, needs=("genome", "bpe", "select_vocab", "corpus", "pretrain",
-                                       "nextkmer", "tasks", "finetune", "baselines", "analysis")),
+                                       "nextkmer", "tasks", "finetune", "baselines", "analysis",
+                                       "score")),
 ]
 
 
@@ -646,6 +696,16 @@ def summarize_run(run_dir: str | Path) -> str:
                      "frequent k-mer)")
         lines += [f"  k={r['k']}: {_pct(r.get('accuracy'))} ({_pct(r['chance'])}; "
                   f"{_pct(r['most_frequent_accuracy'])})" for r in k["by_k"]]
+    z = summary("score")
+    if z and "prom300" in z:
+        lines.append(f"zero-shot:   Prom300 AUROC {z['prom300']['auroc']:.3f} (per-nt pseudo-log-"
+                     f"likelihood over {z['prom300']['sequences']} promoters and their token "
+                     "shuffles; chance 0.5)")
+    if z and "ctcf" in z:
+        c = z["ctcf"]
+        lines.append(f"             CTCF motif SNVs ({c['snvs']:,} in {c['sites']} bound sites): "
+                     f"Spearman {_num(c.get('spearman'))} with the JASPAR log-odds change, AUROC "
+                     f"{_num(c.get('auroc_informative'))} informative vs uninformative positions")
     scored = [run_dir / s for s in ("finetune", "baselines") if (run_dir / s).is_dir()]
     records = [r for q in (find_metrics(scored) if scored else []) for r in read_metrics(q)]
     if records:
@@ -659,6 +719,10 @@ def summarize_run(run_dir: str | Path) -> str:
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 # -- command line ------------------------------------------------------------------------------

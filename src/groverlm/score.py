@@ -52,9 +52,9 @@ class ScoreConfig:
     flank: int = 100  # nt each side of a variant (GROVER's card advises 100 nt of context)
     margin: int = 2  # common token boundaries added each side of a variant's span
     rc: bool = False  # average the two strands
-    batch_size: int = 256  # masked copies per forward pass
+    batch_size: int = 256  # masked copies per forward pass on a CPU (x16 on a GPU)
     max_indel: int = 50  # longer REF or ALT alleles get status too_long
-    device: str = "cpu"
+    device: str = "auto"  # auto: the GPU when there is one
 
     def __post_init__(self):
         if self.flank < 1 or self.margin < 0 or self.batch_size < 1 or self.max_indel < 1:
@@ -77,9 +77,18 @@ class Scorer:
 
     @classmethod
     def load(cls, model: str | Path, cfg: ScoreConfig = ScoreConfig()) -> Scorer:
+        import dataclasses
+
+        import torch
+
         from groverlm.embed import load_encoder
 
-        m, tok = load_encoder(model, device=cfg.device)
+        device = cfg.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and cfg.batch_size == ScoreConfig.batch_size:
+            cfg = dataclasses.replace(cfg, batch_size=16 * cfg.batch_size)  # a GPU takes more
+        m, tok = load_encoder(model, device=device)
         return cls(m, tok, cfg)
 
     def tokenize(self, seq: str) -> tuple[list[int], list[int]]:
@@ -169,7 +178,7 @@ def score_sequences(scorer: Scorer, names: Sequence[str], sequences: Sequence[st
 
 def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
           rc: bool = False, per_token: bool = False, batch_size: int = 256,
-          device: str = "cpu") -> list[dict[str, Any]]:
+          device: str = "auto") -> list[dict[str, Any]]:
     """Pseudo-log-likelihoods of sequences (a list of strings, or a FASTA/BED/CSV path) under a
     model (a folder, a Hub id or a loaded `Scorer`); one dict per sequence, in input order."""
     from groverlm.embed import read_items

@@ -661,6 +661,11 @@ def render_answer(stages: list[Stage], records: list[dict], root: Path) -> Secti
     if kmer_rows:
         sec.add("<h3>Next-k-mer prediction: test top-1 accuracy</h3>", table(kmer_rows))
 
+    zero = [st for st in stages if st.name == "score-readouts"
+            and (st.folder / "readouts.json").exists()]
+    if zero and (rows := readout_rows(json.loads((zero[0].folder / "readouts.json").read_text()))):
+        sec.add("<h3>Zero-shot: the model's own likelihoods, no fine-tuning</h3>", table(rows))
+
     by_folder = {st.folder.resolve(): st for st in all_stages}
     models = [st for st in stages if st.name == "pretrain"]
     exports = [e for e in (_upstream(m, "bpe-export", by_folder) for m in models) if e] or [
@@ -675,14 +680,51 @@ def render_answer(stages: list[Stage], records: list[dict], root: Path) -> Secti
     return sec if sec.body else None
 
 
+def readout_rows(res: dict) -> list[dict]:
+    """The zero-shot readouts as table rows (figure, value, baseline)."""
+    rows = []
+    if "prom300" in res:
+        p = res["prom300"]
+        rows.append({"readout": f"Prom300: promoter vs its token shuffle ({p['sequences']} "
+                                "sequences), AUROC of the per-nt pseudo-log-likelihood",
+                     "value": round(p["auroc"], 3), "chance": 0.5})
+    if "ctcf" in res:
+        c = res["ctcf"]
+        rows.append({"readout": f"CTCF motif SNVs ({c['snvs']} in {c['sites']} bound sites, "
+                                f"{c.get('region', '')}): Spearman with the JASPAR log-odds change",
+                     "value": c.get("spearman"), "chance": 0.0})
+        rows.append({"readout": "CTCF motif SNVs: AUROC, the 5 most informative positions "
+                                "against the 5 least", "value": c.get("auroc_informative"),
+                     "chance": 0.5})
+    return rows
+
+
+def render_readouts(st: Stage, root: Path) -> Section:
+    """Zero-shot readouts (`score` stage): the figures and the SNV scatter against JASPAR."""
+    from groverlm.analysis.plots import COLORS, figure
+
+    res = json.loads((st.folder / "readouts.json").read_text())
+    sec = Section("score-readouts", f"Zero-shot readouts — {_rel(st.folder, root)}")
+    sec.add(table(readout_rows(res)) if res else note("no readout ran"))
+    pts = np.array((res.get("ctcf") or {}).get("points") or [], dtype=np.float64)
+    if pts.size:
+        fig, ax = figure(1, 1, width=5.0, height=3.6)
+        ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.4, color=COLORS[0], lw=0)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set(xlabel="JASPAR log-odds change (bits)", ylabel="model score (ALT - REF)",
+               title="CTCF motif SNVs in bound sites")
+        sec.add(figure_html(fig, "CTCF SNV scores against JASPAR"))
+    return sec
+
+
 RENDERERS: dict[str, Callable[[Stage, Path], Section]] = {
     "bpe-train": render_bpe_train, "bpe-export": render_bpe_export,
     "pretrain": render_pretrain, "select-vocab": render_select_vocab,
     "nextkmer": render_select_vocab, "next-kmer": render_select_vocab,
-    "analyze": render_analyze}
+    "analyze": render_analyze, "score-readouts": render_readouts}
 RUNNER_PREFIX = "run-"  # `groverlm run` names its per-stage manifests run-<stage>
 ORDER = ["answer", "run", "bpe-train", "bpe-export", "corpus", "pretrain", "train", "select-vocab", "tasks",
-         "analyze", "embed"]  # section kinds in page order; others follow, by name
+         "analyze", "score-readouts", "embed"]  # section kinds in page order; others follow, by name
 
 
 # ----------------------------------------------------------------------------- page
