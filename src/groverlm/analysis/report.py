@@ -680,6 +680,10 @@ def render_answer(stages: list[Stage], records: list[dict], root: Path) -> Secti
     return sec if sec.body else None
 
 
+def _round(v: Any) -> Any:
+    return round(v, 3) if _is_number(v) else v
+
+
 def readout_rows(res: dict) -> list[dict]:
     """The zero-shot readouts as table rows (figure, value, baseline)."""
     rows = []
@@ -692,9 +696,9 @@ def readout_rows(res: dict) -> list[dict]:
         c = res["ctcf"]
         rows.append({"readout": f"CTCF motif SNVs ({c['snvs']} in {c['sites']} bound sites, "
                                 f"{c.get('region', '')}): Spearman with the JASPAR log-odds change",
-                     "value": c.get("spearman"), "chance": 0.0})
+                     "value": _round(c.get("spearman")), "chance": 0.0})
         rows.append({"readout": "CTCF motif SNVs: AUROC, the 5 most informative positions "
-                                "against the 5 least", "value": c.get("auroc_informative"),
+                                "against the 5 least", "value": _round(c.get("auroc_informative")),
                      "chance": 0.5})
     return rows
 
