@@ -1,8 +1,10 @@
 """Zero-shot scoring: pseudo-log-likelihoods against a by-hand computation, batching, both strands,
-the BPE variant rule, VCF statuses, in-silico mutagenesis, Hub ids from a local cache."""
+the BPE variant rule, VCF statuses, in-silico mutagenesis, Hub ids from a local cache; and the
+other stages' `--rc` (embeddings, fine-tuning evaluation)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -13,8 +15,15 @@ import numpy as np
 import pytest
 import torch
 
+import groverlm
+from groverlm.analysis.report import render_report
 from groverlm.cli import main
+from groverlm.errors import GroverError
+from groverlm.finetune import WindowedData, predict, reverse_complement_ids, token_ids
+from groverlm.finetune import score as finetune_metrics
 from groverlm.genome import Genome, reverse_complement
+from groverlm.metrics import read_metrics
+from groverlm.models import load_model, load_tokenizer
 from groverlm.score import (
     ScoreConfig,
     Scorer,
@@ -24,9 +33,11 @@ from groverlm.score import (
     score_variants,
     variant_span,
 )
+from groverlm.tasks.gue import load_task
 
 from .analysis.fixtures import make_model, make_vocab
 from .conftest import random_dna, write_fasta
+from .test_finetune import composition_task
 
 
 @pytest.fixture(scope="module")
@@ -180,13 +191,16 @@ def test_ism_writes_the_table_and_the_picture(tiny, tmp_path):
     assert len((out / "ism.tsv").read_text().splitlines()) == 1 + 3 * 30
     assert np.load(out / "importance.npy").shape == (30,)
     assert (out / "ism.png").read_bytes()[:4] == b"\x89PNG"
+    page = render_report(tmp_path)  # the report shows the picture in its own section
+    assert "In-silico mutagenesis" in page and page.count("data:image/png") >= 1
     assert main(["ism", "--model", str(model_dir), "--genome", str(genome), "--region",
                  "chrA:1000-1030", "--out", str(out), "--quiet"]) == 2  # finished: --overwrite
 
 
 @pytest.mark.slow
 def test_a_hub_id_loads_from_a_local_cache_offline(tiny, tmp_path):
-    """The Hugging Face cache layout, built by hand: models--owner--name/{refs/main, snapshots}."""
+    """The Hugging Face cache layout, built by hand: models--owner--name/{refs/main, snapshots};
+    HF_HUB_CACHE is read when huggingface_hub is imported, hence the child process."""
     _, genome, model_dir, _ = tiny
     commit = "0" * 40
     repo = tmp_path / "hub" / "models--someone--tiny-dna"
@@ -201,10 +215,17 @@ def test_a_hub_id_loads_from_a_local_cache_offline(tiny, tmp_path):
     assert main(["score", "seqs", "--model", str(model_dir), "--input", str(fa), "--out",
                  str(tmp_path / "local.tsv")]) == 0
     assert (tmp_path / "hub.tsv").read_text() == (tmp_path / "local.tsv").read_text()
-    r = subprocess.run([sys.executable, "-m", "groverlm", "score", "seqs", "--model",
-                        "someone/absent", "--input", str(fa), "--out", str(tmp_path / "x.tsv")],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_absent_hub_id_is_a_one_line_error_offline(capsys, tmp_path):
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # conftest: no test reaches a hub
+    for load in (load_model, load_tokenizer):
+        with pytest.raises(GroverError, match="someone/absent"):
+            load("someone/absent")
+    fa = write_fasta(tmp_path / "s.fa", {"s": "ACGT" * 5})
+    assert main(["score", "seqs", "--model", "someone/absent", "--input", str(fa), "--out",
+                 str(tmp_path / "x.tsv")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_check_variant_is_strict_about_alleles(tiny):
@@ -216,3 +237,57 @@ def test_check_variant_is_strict_about_alleles(tiny):
     assert check_variant(Variant("chrA", 1, base, "*"), g, cfg) == "not_acgt"
     assert check_variant(Variant("chrA", 10**9, "A", "C"), g, cfg) == "off_contig"
     assert check_variant(Variant("chrA", 1, base, base + "ACGT"), g, cfg) == "too_long"
+
+
+def test_python_api_reads_files_and_strings(tiny, tmp_path):
+    _, _, model_dir, scorer = tiny
+    seqs = {"a": random_dna(70, 61), "b": random_dna(45, 62)}
+    fa = write_fasta(tmp_path / "s.fa", seqs)
+    from_file = groverlm.score(model_dir, fa, per_token=True, device="cpu")
+    from_list = groverlm.score(scorer, list(seqs.values()))
+    assert [r["name"] for r in from_file] == ["a", "b"]
+    for f, g in zip(from_file, from_list, strict=True):
+        assert f["pll"] == pytest.approx(g["pll"], abs=1e-5)
+        assert sum(map(float, f["log_probs"].split(","))) == pytest.approx(f["pll"], abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- --rc elsewhere
+
+
+def test_embed_rc_is_the_mean_of_both_strands(tiny, tmp_path):
+    _, _, model_dir, _ = tiny
+    s = random_dna(120, 71)
+    fwd, rev = (groverlm.embed(model_dir, [x]) for x in (s, reverse_complement(s)))
+    both = groverlm.embed(model_dir, [s], rc=True)
+    np.testing.assert_allclose(both, (fwd + rev) / 2, atol=1e-6)
+    np.testing.assert_allclose(both, groverlm.embed(model_dir, [reverse_complement(s)], rc=True),
+                               atol=1e-6)
+    assert not np.allclose(fwd, rev, atol=1e-3)
+    fa = write_fasta(tmp_path / "s.fa", {"s": s})
+    assert main(["embed", "--model", str(model_dir), "--input", str(fa), "--out",
+                 str(tmp_path / "e.npy"), "--rc", "--quiet"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), both, atol=1e-6)
+    assert json.loads((tmp_path / "e.manifest.json").read_text())["config"]["rc"] is True
+
+
+def test_finetune_rc_evaluates_both_strands(tiny, tmp_path):
+    _, _, model_dir, _ = tiny
+    tok = load_tokenizer(model_dir)
+    seqs = [random_dna(90, 81), "ACGTNNACGGT" + random_dna(40, 82)]
+    assert [x.tolist() for x in reverse_complement_ids(tok, token_ids(tok, seqs))] == [
+        x.tolist() for x in token_ids(tok, [reverse_complement(s) for s in seqs])]
+    task = composition_task(tmp_path / "task", n=(40, 20, 20))
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", str(model_dir), "--task", str(task), "--out", str(out),
+                 "--seeds", "1", "--epochs", "1", "--lr", "2e-3", "--threads", "1", "--quiet",
+                 "--rc"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["rc"] is True
+    [r] = read_metrics(out)
+    # the saved model reproduces the recorded test metrics with both strands' mean logits
+    model = load_model(out / "model", "classification").eval()
+    t = load_task(task).test
+    data = [WindowedData(token_ids(tok, x), t.labels, tok, 62, 62)
+            for x in (t.sequences, [reverse_complement(s) for s in t.sequences])]
+    both = predict(model, data[0], 8, rc_data=data[1])
+    assert finetune_metrics(both, t.labels)["auroc"] == pytest.approx(r["test"]["auroc"])
+    assert np.abs(both - predict(model, data[0], 8)).max() > 1e-6  # the strands do differ

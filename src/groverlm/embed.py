@@ -9,9 +9,10 @@ A sequence is tokenized whole (no special tokens), cut into consecutive windows 
 model's length minus [CLS] and [SEP] (510 tokens for BERT's 512 positions), each window wrapped in
 [CLS] ... [SEP] and run through the encoder. A window's vector is the mean of its hidden states over
 the non-special tokens ([UNK] from N runs excluded), or its [CLS] state; a sequence's vector is the
-mean of its windows' vectors weighted by their token counts. A sequence with no A/C/G/T token gets
-a NaN row (and a warning). Long runs are resumable: finished sequences are kept in
-`OUT.partial.npy` and a restart with the same settings goes on from there.
+mean of its windows' vectors weighted by their token counts; with `rc` (`--rc`), the mean of that
+and the same vector of its reverse complement. A sequence with no A/C/G/T token gets a NaN row (and
+a warning). Long runs are resumable: finished sequences are kept in `OUT.partial.npy` and a restart
+with the same settings goes on from there.
 
 In Python: `groverlm.embed(model, sequences)` returns the numpy array.
 """
@@ -55,6 +56,7 @@ class EmbedConfig:
     max_tokens: int | None = None  # window length in tokens; None: the model's positions minus 2
     device: str = "cpu"  # torch device string
     chunk: int = 1024  # sequences per resumable chunk: the partial output is flushed after each
+    rc: bool = False  # both strands: the mean of a sequence's vector and its reverse complement's
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -338,29 +340,42 @@ def tokenize(tokenizer, sequences: Sequence[str]) -> list[list[int]]:
                                                 add_special_tokens=False)]
 
 
+def embed_sequences(model, tokenizer, sequences: Sequence[str], cfg: EmbedConfig,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`embed_token_ids` of DNA strings; with `cfg.rc` the vectors are the mean of each sequence's
+    and its reverse complement's (tokens and windows are the given strand's)."""
+    from groverlm.genome import reverse_complement
+
+    vectors, tokens, windows = embed_token_ids(model, tokenizer, tokenize(tokenizer, sequences),
+                                               cfg, progress)
+    if cfg.rc:
+        rev = tokenize(tokenizer, [reverse_complement(s) for s in sequences])
+        vectors = (vectors + embed_token_ids(model, tokenizer, rev, cfg, progress)[0]) / 2
+    return vectors, tokens, windows
+
+
 # ----------------------------------------------------------------------------- stage
 
 
 def embed(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
           pooling: str = "mean", layer: int | str = -1, batch_size: int = 16,
           dtype: str = "float32", max_tokens: int | None = None, device: str = "cpu",
-          tokenizer: Any = None, progress: bool = False) -> np.ndarray:
+          tokenizer: Any = None, progress: bool = False, rc: bool = False) -> np.ndarray:
     """Embed DNA sequences: (N, H) float32, or (N, L + 1, H) with `layer="all"`.
 
     `model` is a model folder, or a loaded transformers BERT (then pass `tokenizer` too);
-    `sequences` is a list of strings or a FASTA/BED/CSV path (BED needs `genome`).
+    `sequences` is a list of strings or a FASTA/BED/CSV path (BED needs `genome`); `rc`: the
+    mean of both strands' vectors.
     """
     cfg = EmbedConfig(pooling=pooling, layer=layer, batch_size=batch_size, dtype=dtype,
-                      max_tokens=max_tokens, device=device)
+                      max_tokens=max_tokens, device=device, rc=rc)
     if isinstance(model, str | Path):
         model, tokenizer = load_encoder(model, dtype, device)
     elif tokenizer is None:
         raise GroverError("pass `tokenizer` together with a loaded model")
     if isinstance(sequences, str | Path):
         sequences = [it.sequence for it in read_items(sequences, genome)]
-    vectors, _, _ = embed_token_ids(model, tokenizer, tokenize(tokenizer, list(sequences)), cfg,
-                                    progress)
-    return vectors
+    return embed_sequences(model, tokenizer, list(sequences), cfg, progress)[0]
 
 
 def out_paths(out: str | Path) -> dict[str, Path]:
@@ -414,8 +429,8 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
     bar = tqdm(total=len(items), initial=done, desc="embed", unit="seq", disable=not progress)
     for lo in range(done, len(items), cfg.chunk):
         chunk = items[lo : lo + cfg.chunk]
-        vecs, tokens, windows = embed_token_ids(
-            model, tokenizer, tokenize(tokenizer, [it.sequence for it in chunk]), cfg)
+        vecs, tokens, windows = embed_sequences(model, tokenizer, [it.sequence for it in chunk],
+                                                cfg)
         arr[lo : lo + len(chunk)] = vecs
         arr.flush()
         meta["tokens"] += tokens.tolist()
@@ -476,6 +491,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=None,
                    help="window length in tokens (default: the model's maximum minus 2)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--rc", action="store_true",
+                   help="both strands: the mean of each sequence's and its reverse complement's")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.npy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_embed)
@@ -483,7 +500,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_embed(args: argparse.Namespace) -> int:
     cfg = EmbedConfig(pooling=args.pooling, layer=args.layer, batch_size=args.batch_size,
-                      dtype=args.dtype, max_tokens=args.max_tokens, device=args.device)
+                      dtype=args.dtype, max_tokens=args.max_tokens, device=args.device,
+                      rc=args.rc)
     m = write_embeddings(args.model, args.input, args.out, cfg, args.genome, args.format,
                          args.overwrite, progress=not args.quiet)
     print(f"embed: {m['shape'][0]} sequences -> {m['outputs']['npy']} {tuple(m['shape'])} "

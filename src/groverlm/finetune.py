@@ -15,6 +15,8 @@ Rules:
   into windows of that many tokens every `stride` tokens, the last one aligned to the sequence's end;
   each window is [CLS] w [SEP] and the sequence's logits are the mean of its windows' logits, in
   training (the loss sees the pooled logits) and in evaluation alike.
+- Both strands (`rc`, off by default): every evaluation, dev and test, scores the mean logits of a
+  sequence and of its reverse complement; metrics.json records `"rc"`.
 - Model selection on dev: the dev set is scored after every epoch; the epoch with the best dev MCC
   (`select`; ties to the earlier epoch) is kept and only its weights are scored on test, once. The
   saved model is the seed with the best dev score.
@@ -85,6 +87,8 @@ class FinetuneConfig:
     device: str = "auto"  # auto: cuda when available, else cpu
     precision: str = "auto"  # auto: bf16 on cuda, fp32 on cpu
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    rc: bool = False  # evaluation (dev and test) averages the logits of each sequence and of its
+    #                   reverse complement (decoded, complemented and tokenized again)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
@@ -232,8 +236,10 @@ def _objective():
     return WindowedClassification
 
 
-def predict(model, data: WindowedData, batch_size: int, amp=None) -> np.ndarray:
-    """(N, L) float32 pooled logits of every sequence of `data` (model in eval mode, no grad)."""
+def predict(model, data: WindowedData, batch_size: int, amp=None,
+            rc_data: WindowedData | None = None) -> np.ndarray:
+    """(N, L) float32 pooled logits of every sequence of `data` (model in eval mode, no grad);
+    with `rc_data` (the same sequences' reverse complements) the mean of both strands' logits."""
     import contextlib
 
     import torch
@@ -253,6 +259,8 @@ def predict(model, data: WindowedData, batch_size: int, amp=None) -> np.ndarray:
             pooled = pool_windows(logits.float(), b["owner"].to(device), len(idx))  # (B, L)
             out[idx] = pooled.cpu().numpy()
     model.train(was_training)
+    if rc_data is not None:
+        out = (out + predict(model, rc_data, batch_size, amp)) / 2
     return out
 
 
@@ -338,6 +346,18 @@ def token_ids(tokenizer, sequences: Sequence[str] | None = None,
     from groverlm.embed import tokenize
 
     return [np.asarray(x, dtype=np.int64) for x in tokenize(tokenizer, list(sequences or []))]
+
+
+def reverse_complement_ids(tokenizer, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Token ids of each tokenized sequence's reverse complement: decoded (a special token such as
+    [UNK] counts as one N), reverse complemented and tokenized again."""
+    from groverlm.genome import reverse_complement
+
+    special = set(tokenizer.all_special_ids)
+    seqs = ["".join("N" if i in special else t for i, t in
+                    zip(x.tolist(), tokenizer.convert_ids_to_tokens(x.tolist()), strict=True))
+            for x in ids]
+    return token_ids(tokenizer, [reverse_complement(s) for s in seqs])
 
 
 def context_token_ids(ctx, split, name: str) -> list[np.ndarray]:
@@ -454,6 +474,8 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     weights = compute_sample_weight("balanced", train.labels) if weighted else None
     data = WindowedData(train.ids, train.labels, tokenizer, size, stride, weights)
     dev_data = WindowedData(dev.ids, dev.labels, tokenizer, size, stride)
+    dev_rc, test_rc = (WindowedData(reverse_complement_ids(tokenizer, e.ids), e.labels, tokenizer,
+                                    size, stride) if cfg.rc else None for e in (dev, test))
     per_epoch = len(epoch_batches(data.lengths, cfg.batch_size, 0, seed))
     steps = cfg.epochs * per_epoch
     tcfg = TrainConfig(max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -471,8 +493,8 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     def evaluate(m, amp, final: bool) -> dict[str, Any]:
         nonlocal best
         done[0] = min(done[0] + 1, cfg.epochs)  # a finished run resumed re-scores its last epoch
-        metrics = score(predict(m, dev_data, cfg.eval_batch_size, amp), dev.labels, cfg.threshold,
-                        choose_cut=True)
+        metrics = score(predict(m, dev_data, cfg.eval_batch_size, amp, dev_rc), dev.labels,
+                        cfg.threshold, choose_cut=True)
         value = metrics[cfg.select] if metrics[cfg.select] is not None else -np.inf
         if best is None or value > best["value"]:
             with atomic_path(out / BEST) as tmp:
@@ -495,7 +517,7 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     device = resolve_device(tcfg)
     model.to(device)
     test_metrics = score(predict(model, test_data, cfg.eval_batch_size,
-                                 lambda: autocast(device, cfg.precision)), test.labels,
+                                 lambda: autocast(device, cfg.precision), test_rc), test.labels,
                          cfg.threshold, best["dev"].get("threshold"))
     result = {"seed": seed, "dev": best["dev"], "test": test_metrics, "best_epoch": best["epoch"],
               "epochs": cfg.epochs, "steps": res.step, "class_weights": weighted,
@@ -670,7 +692,8 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
     record = finetune_splits(model_dir, enc["train"], enc["dev"], enc["test"], task.num_labels,
                              cfg, out, task.name, name, task.label_names(), progress=progress,
                              **info)
-    write_metrics(out, task.name, [record], task_dir=str(task_dir), label_map=task.label_map)
+    write_metrics(out, task.name, [record], task_dir=str(task_dir), label_map=task.label_map,
+                  rc=cfg.rc)
     inputs: list[str | Path] = [model_dir, task_dir] + ([genome_context] if genome_context else [])
     write_manifest(out, "finetune", {**asdict(cfg), "model": str(model_dir),
                                      "task_dir": str(task_dir), "name": name,
@@ -721,6 +744,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--genome-context", default=None, metavar="TOKENS_DIR",
                    help="tokenize windows as this saved genome segmentation cut them")
     p.add_argument("--name", default=None, help="model name in metrics.json")
+    p.add_argument("--rc", action="store_true", help="evaluate with both strands: the mean "
+                   "logits of each sequence and its reverse complement")
     add_train_args(p)
     p.set_defaults(func=_cmd)
 
@@ -732,7 +757,8 @@ def _cmd(args: argparse.Namespace) -> int:
                          seeds=tuple(range(args.seed, args.seed + args.seeds)),
                          class_weights=args.class_weights, max_tokens=args.max_tokens,
                          stride=args.stride, max_train=args.max_train, device=args.device,
-                         precision=args.precision, threads=args.threads, threshold=args.threshold)
+                         precision=args.precision, threads=args.threads, threshold=args.threshold,
+                         rc=args.rc)
     r = finetune_task(args.model, args.task, args.out, cfg, args.genome_context, args.name,
                       args.overwrite, progress=not args.quiet)
     t = r["test"]

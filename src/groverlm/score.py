@@ -2,8 +2,12 @@
 
 Reads a model folder (a stock masked LM with its tokenizer, ours or the published GROVER; a local
 folder or a Hub id) and sequences (FASTA, BED + genome, task CSV), a VCF + genome, or a region of
-a genome; writes a TSV (`score seqs`, `score variants`) or a folder (`ism`: ism.tsv, ism.npy,
-importance.npy, ism.png, manifest.json).
+a genome; writes a TSV (`score seqs`: name, length_nt, tokens, pll, pll_per_nt[, log_probs];
+`score variants`: chrom, pos, ref, alt, score, ref_tokens, alt_tokens, status, one row per VCF
+record and ALT in input order) or a folder (`ism`): ism.tsv (chrom, pos, ref, alt, score: 3 rows
+per base), ism.npy ((4, L) float32, rows A, C, G, T, NaN at the reference base), importance.npy
+((L,) float32, the mean of -score over the 3 changes), ism.png (the heat map under the importance
+track) and manifest.json.
 
 Sequence score: the pseudo-log-likelihood (PLL), each token masked in turn in its own window of
 at most the model's length, log P(token | the rest) summed over the sequence's tokens ([UNK] from
@@ -11,8 +15,9 @@ non-ACGT letters left out); per nucleotide, divided by the length. Many masked c
 each forward pass.
 
 Variant score (BPE changes the segmentation around a changed base, so one masked token does not
-do): the reference window is the genome around REF, `flank` nt each side; the alternative window
-the same flanks around ALT. Each is tokenized on its own. Token boundaries right of the change are
+do): for REF at 0-based p (VCF POS - 1) the reference window is genome[p - flank, p + len(REF) +
+flank) (cut at the contig's ends), the alternative window the same flanks around ALT. Each is
+tokenized on its own. Token boundaries right of the change are
 mapped across by the length difference; the scored span is the smallest interval holding the
 changed bases whose two ends are token boundaries in both segmentations, widened by `margin`
 further common boundaries each side (clipped at the window's ends). score = sum of the masked
@@ -97,60 +102,59 @@ class Scorer:
         enc = self.tok.backend_tokenizer.encode(seq.upper(), add_special_tokens=False)
         return list(enc.ids), [a for a, _ in enc.offsets] + [len(seq)]
 
-    def log_probs(self, jobs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[np.ndarray]:
-        """For each job (window ids, positions), log P(ids[p] | window with p masked) per p."""
+    def log_probs(self, jobs: Sequence[tuple[Sequence[int], Sequence[int]]],
+                  progress: bool = False) -> list[np.ndarray]:
+        """For each job (window ids, positions), log P(ids[p] | window with p masked) per p.
+
+        One masked copy per distinct (window, position), `batch_size` copies per forward pass; a
+        copy that several jobs share (the REF window of each ALT at one site) runs once."""
         import torch
+        from tqdm.auto import tqdm
 
         from groverlm.embed import iter_batches
         from groverlm.masking import IGNORE
         from groverlm.train import masked_logits
 
-        rows, owner = [], []  # one masked copy per (job, position)
-        for j, (ids, positions) in enumerate(jobs):
-            for p in positions:
-                rows.append((list(ids), int(p)))
-                owner.append(j)
-        out = [np.zeros(len(p), dtype=np.float64) for _, p in jobs]
-        slot = np.zeros(len(rows), dtype=np.int64)
-        seen = [0] * len(jobs)
-        for r, j in enumerate(owner):
-            slot[r], seen[j] = seen[j], seen[j] + 1
-        windows = []
-        for ids, p in rows:
-            w = list(ids)
-            w[p] = self.tok.mask_token_id
-            windows.append(w)
+        rows: dict[tuple[tuple[int, ...], int], int] = {}  # (window ids, position) -> copy
+        where = [[rows.setdefault((tuple(ids), int(p)), len(rows)) for p in pos]
+                 for ids, pos in jobs]
+        copies = list(rows)
+        windows = [[*ids[:p], self.tok.mask_token_id, *ids[p + 1:]] for ids, p in copies]
+        lp = np.zeros(len(copies), dtype=np.float64)
         device = next(self.model.parameters()).device
+        bar = tqdm(total=len(copies), desc="masked copies", unit="copy", leave=False,
+                   disable=not progress)
         with torch.no_grad():
             for idx, ids, mask in iter_batches(windows, self.tok.cls_token_id,
                                                self.tok.sep_token_id, self.tok.pad_token_id,
                                                self.cfg.batch_size):
-                labels = torch.full_like(ids, IGNORE)  # (B, T)
+                labels = torch.full_like(ids, IGNORE)  # (B, T): one target per row
                 for b, r in enumerate(idx):
-                    labels[b, rows[r][1] + 1] = rows[r][0][rows[r][1]]  # +1: after [CLS]
+                    labels[b, copies[r][1] + 1] = copies[r][0][copies[r][1]]  # +1: after [CLS]
                 logits, targets = masked_logits(self.model, ids.to(device), mask.to(device),
                                                 labels.to(device))  # (B, V), (B,)
-                lp = torch.log_softmax(logits.double(), -1).gather(1, targets[:, None])[:, 0]
-                for b, r in enumerate(idx):
-                    out[owner[r]][slot[r]] = float(lp[b])
-        return out
+                lp[idx] = torch.log_softmax(logits.double(), -1).gather(
+                    1, targets[:, None])[:, 0].cpu().numpy()
+                bar.update(len(idx))
+        bar.close()
+        return [lp[w] for w in where]
 
-    def windows(self, ids: Sequence[int]) -> list[tuple[int, list[int]]]:
-        """(first token index, ids) of consecutive windows of at most the model's length."""
-        n = self.max_tokens
-        return [(i, list(ids[i:i + n])) for i in range(0, len(ids), n)] or [(0, [])]
+    def token_log_probs(self, sequences: Sequence[str], progress: bool = False
+                        ) -> list[np.ndarray]:
+        """Per sequence, each token's masked log-probability (NaN for [UNK]), in windows of at
+        most the model's length."""
+        from groverlm.embed import split_windows
 
-    def token_log_probs(self, sequences: Sequence[str]) -> list[np.ndarray]:
-        """Per sequence, each token's masked log-probability (NaN for [UNK])."""
-        jobs, where = [], []
-        encoded = [self.tokenize(s)[0] for s in sequences]
-        for k, ids in enumerate(encoded):
-            for first, w in self.windows(ids):
+        jobs, where, res = [], [], []
+        for k, seq in enumerate(sequences):
+            ids, first = self.tokenize(seq)[0], 0
+            for w in split_windows(ids, self.max_tokens):
                 pos = [p for p, t in enumerate(w) if t != self.unk]
                 jobs.append((w, pos))
                 where.append((k, first, pos))
-        res = [np.full(len(ids), np.nan) for ids in encoded]
-        for (k, first, pos), lp in zip(where, self.log_probs(jobs), strict=True):
+                first += len(w)
+            res.append(np.full(len(ids), np.nan))
+        for (k, first, pos), lp in zip(where, self.log_probs(jobs, progress), strict=True):
             res[k][[first + p for p in pos]] = lp
         return res
 
@@ -159,10 +163,14 @@ class Scorer:
 
 
 def score_sequences(scorer: Scorer, names: Sequence[str], sequences: Sequence[str],
-                    rc: bool = False, per_token: bool = False) -> list[dict[str, Any]]:
-    """One row per sequence: name, length_nt, tokens, pll, pll_per_nt (and log_probs)."""
-    fwd = scorer.token_log_probs(sequences)
-    rev = scorer.token_log_probs([reverse_complement(s) for s in sequences]) if rc else None
+                    rc: bool = False, per_token: bool = False, progress: bool = False
+                    ) -> list[dict[str, Any]]:
+    """One row per sequence: name, length_nt, tokens, pll, pll_per_nt (and with `per_token`,
+    log_probs: the given strand's per-token values, comma-separated); `rc`: the pll is the mean
+    of the sequence's and its reverse complement's."""
+    fwd = scorer.token_log_probs(sequences, progress)
+    rev = (scorer.token_log_probs([reverse_complement(s) for s in sequences], progress) if rc
+           else None)
     rows = []
     for k, (name, seq) in enumerate(zip(names, sequences, strict=True)):
         pll = float(np.nansum(fwd[k]))
@@ -177,8 +185,8 @@ def score_sequences(scorer: Scorer, names: Sequence[str], sequences: Sequence[st
 
 
 def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
-          rc: bool = False, per_token: bool = False, batch_size: int = 256,
-          device: str = "auto") -> list[dict[str, Any]]:
+          rc: bool = False, per_token: bool = False, batch_size: int = ScoreConfig.batch_size,
+          device: str = "auto", progress: bool = False) -> list[dict[str, Any]]:
     """Pseudo-log-likelihoods of sequences (a list of strings, or a FASTA/BED/CSV path) under a
     model (a folder, a Hub id or a loaded `Scorer`); one dict per sequence, in input order."""
     from groverlm.embed import read_items
@@ -191,7 +199,7 @@ def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path 
     else:
         seqs = [sequences] if isinstance(sequences, str) else list(sequences)
         names = [f"seq{i}" for i in range(len(seqs))]
-    return score_sequences(scorer, names, seqs, rc, per_token)
+    return score_sequences(scorer, names, seqs, rc, per_token, progress)
 
 
 # ----------------------------------------------------------------------------- variants
@@ -243,6 +251,8 @@ def _span_jobs(scorer: Scorer, ref_win: str, alt_win: str, start: int, ref_len: 
 
 @dataclass
 class Variant:
+    """One ALT allele of a VCF record and, once scored, its result (status, score, tokens)."""
+
     chrom: str
     pos: int  # 1-based, as in VCF
     ref: str
@@ -251,6 +261,7 @@ class Variant:
     score: float = math.nan
     ref_tokens: int | str = ""
     alt_tokens: int | str = ""
+    clipped: bool = False  # a flank was cut short by the contig's end (still scored)
 
 
 def check_variant(v: Variant, genome: Any, cfg: ScoreConfig) -> str:
@@ -284,6 +295,7 @@ def score_variants(scorer: Scorer, genome: Any, variants: list[Variant],
             rec = genome[v.chrom]
             s = v.pos - 1
             a, b = max(0, s - cfg.flank), min(len(rec), s + len(v.ref) + cfg.flank)
+            v.clipped = b - a < len(v.ref) + 2 * cfg.flank
             left, right = rec.sequence(a, s), rec.sequence(s + len(v.ref), b)
             ref_win, alt_win = left + v.ref + right, left + v.alt + right
             strands = [(ref_win, alt_win, len(left))]
@@ -348,9 +360,9 @@ def plot_ism(table: np.ndarray, ref: str, chrom: str, start: int):
     from groverlm.analysis.plots import figure
 
     importance = -np.nanmean(table, axis=0)
-    fig, ax = figure(2, 1, width=min(16.0, 3 + 0.12 * len(ref)), height=3.6)
+    fig, ax = figure(1, 2, width=min(16.0, 3 + 0.14 * len(ref)), height=1.9)  # stacked
     ax[0].bar(np.arange(len(ref)), importance, color="#1f77b4", width=1.0)
-    ax[0].set(xlim=(-0.5, len(ref) - 0.5), ylabel="importance",
+    ax[0].set(xlim=(-0.5, len(ref) - 0.5), ylabel="importance", xticks=[],
               title=f"In-silico mutagenesis, {chrom}:{start}-{start + len(ref)}")
     lim = float(np.nanmax(np.abs(table))) if np.isfinite(table).any() else 1.0
     im = ax[1].imshow(table, aspect="auto", cmap="RdBu", vmin=-lim, vmax=lim,
@@ -359,7 +371,7 @@ def plot_ism(table: np.ndarray, ref: str, chrom: str, start: int):
     if len(ref) <= 120:
         ax[1].set_xticks(range(len(ref)), list(ref), fontsize=6)
     ax[1].set_xlabel("reference base (score: ALT minus REF log-likelihood)")
-    fig.colorbar(im, ax=ax[1], fraction=0.02)
+    fig.colorbar(im, cax=ax[1].inset_axes([1.005, 0.0, 0.008, 1.0]))  # tracks keep one width
     return fig
 
 
@@ -476,7 +488,7 @@ def seqs_command(args: argparse.Namespace) -> int:
     items = read_items(args.input, args.genome)
     scorer = Scorer.load(args.model, _config(args))
     rows = score_sequences(scorer, [i.name for i in items], [i.sequence for i in items],
-                           args.rc, args.per_token)
+                           args.rc, args.per_token, progress=not args.quiet)
     cols = ["name", "length_nt", "tokens", "pll", "pll_per_nt"] + (
         ["log_probs"] if args.per_token else [])
     write_tsv(args.out, rows, cols)
@@ -497,7 +509,9 @@ def variants_command(args: argparse.Namespace) -> int:
     write_tsv(args.out, [vars(v) for v in variants],
               ["chrom", "pos", "ref", "alt", "score", "ref_tokens", "alt_tokens", "status"])
     counts = {s: sum(v.status == s for v in variants) for s in STATUSES}
+    clipped = sum(v.clipped for v in variants)
     print("score variants: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+          + (f" ({clipped} with a flank cut by the contig end)" if clipped else "")
           + f" -> {args.out}")
     return 0
 

@@ -721,14 +721,26 @@ def render_readouts(st: Stage, root: Path) -> Section:
     return sec
 
 
+def render_ism(st: Stage, root: Path) -> Section:
+    """`groverlm ism`: its heat map and importance track, and its summary."""
+    sec = Section("ism", f"In-silico mutagenesis — {_rel(st.folder, root)}")
+    summary = st.manifest.get("summary") or {}
+    sec.add(table([{"field": k, "value": v} for k, v in summary.items()]))
+    png = st.folder / "ism.png"
+    if png.exists():
+        sec.add(image(png.read_bytes(), "in-silico mutagenesis heat map"))
+    return sec
+
+
 RENDERERS: dict[str, Callable[[Stage, Path], Section]] = {
     "bpe-train": render_bpe_train, "bpe-export": render_bpe_export,
     "pretrain": render_pretrain, "select-vocab": render_select_vocab,
     "nextkmer": render_select_vocab, "next-kmer": render_select_vocab,
-    "analyze": render_analyze, "score-readouts": render_readouts}
+    "analyze": render_analyze, "score-readouts": render_readouts,
+    "ism": render_ism}
 RUNNER_PREFIX = "run-"  # `groverlm run` names its per-stage manifests run-<stage>
 ORDER = ["answer", "run", "bpe-train", "bpe-export", "corpus", "pretrain", "train", "select-vocab", "tasks",
-         "analyze", "score-readouts", "embed"]  # section kinds in page order; others follow, by name
+         "analyze", "score-readouts", "ism", "embed"]  # section kinds in page order; others follow, by name
 
 
 # ----------------------------------------------------------------------------- page
