@@ -59,6 +59,18 @@ RECIPES: dict[str, Recipe] = {
     # the same with GROVER's 80/20 split (no target left unchanged), and without the convolution
     "tiny-split80/20": Recipe("tiny", 3e-3, mask_split=(0.8, 0.2)),
     "tiny-noconv": Recipe("tiny", 3e-3, {"conv_kernel_size": 0}),
+    # screens of the demo's recipe (bench/README.md): mask rate, learning rate, batch, width
+    "tiny-mask25": Recipe("tiny", 3e-3, mask_rate=0.25),
+    "tiny-mask40": Recipe("tiny", 3e-3, mask_rate=0.40),
+    "tiny-lr2e-3": Recipe("tiny", 2e-3),
+    "tiny-lr5e-3": Recipe("tiny", 5e-3),
+    "tiny-batch64": Recipe("tiny", 4e-3, batch_size=64),
+    "tiny-mask25-batch64": Recipe("tiny", 4e-3, mask_rate=0.25, batch_size=64),
+    "tiny-mask25-wide": Recipe("tiny", 3e-3, {"hidden_size": 192, "num_attention_heads": 6,
+                                              "intermediate_size": 768}, mask_rate=0.25),
+    "tiny-wide": Recipe("tiny", 3e-3, {"hidden_size": 192, "num_attention_heads": 6,
+                                       "intermediate_size": 768}),
+    "tiny-1layer": Recipe("tiny", 3e-3, {"num_hidden_layers": 1, "intermediate_size": 1024}),
     # the previous demo recipe: BERT of the same size at initializer_range 0.1, lr 1e-3
     "tiny-bert": Recipe("tiny-bert", 1e-3),
 }

@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from groverlm.batching import window_starts
 from groverlm.cli import main
 from groverlm.errors import GroverError
 from groverlm.finetune import (
@@ -27,7 +28,6 @@ from groverlm.finetune import (
     pool_windows,
     predict,
     use_class_weights,
-    window_starts,
 )
 from groverlm.kmer_vocab import write_kmer_vocab
 from groverlm.manifest import write_json

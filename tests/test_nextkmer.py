@@ -17,7 +17,7 @@ from groverlm.genome import Genome
 from groverlm.kmer_vocab import write_kmer_vocab
 from groverlm.kmers import index_to_kmer, kmer_to_index
 from groverlm.metrics import read_metrics
-from groverlm.nextkmer import NextKmerConfig, draw_samples, most_frequent, valid_starts
+from groverlm.nextkmer import NextKmerSamplesConfig, draw_samples, most_frequent, valid_starts
 
 from .conftest import random_dna, write_fasta
 from .test_finetune import make_model
@@ -35,7 +35,7 @@ def genome(tmp_path_factory) -> Path:
 
 def test_samples_avoid_n_and_never_share_bases(genome):
     g = Genome.read(genome)
-    cfg = NextKmerConfig(ks=(2, 3), context=20, train_samples=300, dev_samples=60,
+    cfg = NextKmerSamplesConfig(ks=(2, 3), context=20, train_samples=300, dev_samples=60,
                          test_samples=80, block=2_000, seed=4)
     region = Region("chr1", 10_000, 50_000)
     s = draw_samples(g, region, cfg)
@@ -58,7 +58,7 @@ def test_samples_avoid_n_and_never_share_bases(genome):
     assert not intervals["dev"] & intervals["test"]
     again = draw_samples(g, region, cfg)
     assert all((again.starts[k] == s.starts[k]).all() for k in s.starts)  # seeded
-    other = draw_samples(g, region, NextKmerConfig(**{**cfg.__dict__, "seed": 5}))
+    other = draw_samples(g, region, NextKmerSamplesConfig(**{**cfg.__dict__, "seed": 5}))
     assert any((other.starts[k] != s.starts[k]).any() for k in s.starts)
 
 
@@ -68,7 +68,7 @@ def test_valid_starts_and_errors(genome):
     pos = 20_000 + np.flatnonzero(ok)
     assert not ((pos + 10 > 21_000) & (pos < 21_030)).any()  # never reads the N run
     assert ((pos % 1_000) <= 990).all()
-    cfg = NextKmerConfig(ks=(2,), context=20, train_samples=10_000, dev_samples=10,
+    cfg = NextKmerSamplesConfig(ks=(2,), context=20, train_samples=10_000, dev_samples=10,
                          test_samples=10, block=1_000)
     with pytest.raises(GroverError, match="fewer than"):
         draw_samples(g, Region("chr1", 0, 12_000), cfg)

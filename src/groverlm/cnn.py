@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.args import volatile
 from groverlm.baselines import check_splits
 from groverlm.errors import GroverError
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
@@ -71,8 +72,8 @@ class CnnConfig:
     seeds: tuple[int, ...] = (0,)  # one run per seed (mean and std of test MCC over them)
     class_weight: str | None = "balanced"  # "balanced" reweights classes 1/frequency; None: off
     threshold: str = "argmax"  # binary tasks: argmax or dev's MCC-best cut (as fine-tuning)
-    eval_batch_size: int = 256  # sequences per dev/test batch (memory only, not results)
-    threads: int | None = 1  # torch CPU threads (None: torch's default; the CPU is shared)
+    eval_batch_size: int = volatile(256)  # sequences per dev/test batch (memory only, not results)
+    threads: int | None = volatile(1)  # torch CPU threads (None: torch's default; the CPU is shared)
 
     def __post_init__(self):
         for name in ("channels", "kernel", "layers", "pool", "epochs", "batch_size",

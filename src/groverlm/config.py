@@ -32,15 +32,16 @@ import yaml
 
 from groverlm.analysis.analyze import AnalyzeConfig
 from groverlm.analysis.annotations import AnnotationConfig
+from groverlm.args import parse_override, volatile
 from groverlm.baselines import TfidfConfig
 from groverlm.cnn import CnnConfig
 from groverlm.corpus import CorpusConfig
 from groverlm.errors import GroverError
 from groverlm.finetune import FinetuneConfig
-from groverlm.nextkmer import BaselineConfig, NextKmerConfig
+from groverlm.nextkmer import NextKmerBaselinesConfig, NextKmerSamplesConfig, kmer_classifier
 from groverlm.pretrain import PretrainConfig
 from groverlm.score import ScoreConfig
-from groverlm.select_vocab import SelectConfig
+from groverlm.select_vocab import SelectPretrainingConfig, select_baselines
 from groverlm.tasks.ctcf import CTCFConfig
 from groverlm.tasks.promoter import Prom300Config
 from groverlm.tasks.promscan import PromScanConfig
@@ -111,11 +112,6 @@ class BpeConfig:
                              f"got {self.cycles}")
 
 
-def _kmer_classifier() -> FinetuneConfig:
-    """Next-k-mer fine-tuning: plain top-1 accuracy over 4**k classes (no class weights)."""
-    return FinetuneConfig(class_weights="off", select="accuracy")
-
-
 @dataclass(frozen=True)
 class SelectVocabStageConfig:
     """Vocabulary selection (GROVER): one small model pretrained per candidate cycle count, each
@@ -123,10 +119,11 @@ class SelectVocabStageConfig:
 
     select: bool = False  # false: the run's vocabulary is bpe.cycles (the stage only records it)
     region: str | None = None  # held-out CHROM[:START-END]; null: corpus.holdout's first region
-    pretraining: SelectConfig = field(default_factory=SelectConfig)  # candidates, steps, model
-    samples: NextKmerConfig = field(default_factory=NextKmerConfig)  # k values, contexts
-    classifier: FinetuneConfig = field(default_factory=_kmer_classifier)  # next-k-mer fine-tuning
-    baselines: BaselineConfig = field(default_factory=BaselineConfig)  # TF-IDF on the same samples
+    # the candidates (BPE cycle counts, k-mer vocabularies) and each one's pretraining
+    pretraining: SelectPretrainingConfig = field(default_factory=SelectPretrainingConfig)
+    samples: NextKmerSamplesConfig = field(default_factory=NextKmerSamplesConfig)  # k values, contexts
+    classifier: FinetuneConfig = field(default_factory=kmer_classifier)  # next-k-mer fine-tuning
+    baselines: NextKmerBaselinesConfig = field(default_factory=select_baselines)  # TF-IDF, k-mers only
 
 
 @dataclass(frozen=True)
@@ -134,9 +131,10 @@ class NextKmerStageConfig:
     """Next-k-mer prediction by the run's pretrained model, on a region pretraining never saw."""
 
     region: str | None = None  # held-out CHROM[:START-END]; null: corpus.holdout's first region
-    samples: NextKmerConfig = field(default_factory=NextKmerConfig)  # k values, contexts, sizes
-    classifier: FinetuneConfig = field(default_factory=_kmer_classifier)  # epochs, lr, seeds
-    baselines: BaselineConfig = field(default_factory=BaselineConfig)  # TF-IDF, most frequent
+    samples: NextKmerSamplesConfig = field(default_factory=NextKmerSamplesConfig)  # k values, contexts, sizes
+    classifier: FinetuneConfig = field(default_factory=kmer_classifier)  # epochs, lr, seeds
+    # TF-IDF and the most frequent k-mer on the same samples
+    baselines: NextKmerBaselinesConfig = field(default_factory=NextKmerBaselinesConfig)
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ class PretrainStageConfig:
     """Pretraining stage: the model and masking (pretrain.PretrainConfig), the optimisation
     (train.TrainConfig), and how many processes share it."""
 
-    processes: int = 1  # > 1: launched with torchrun (one process per GPU), else in this process
+    processes: int = volatile(1)  # > 1: launched with torchrun (one process per GPU), else here
     model: PretrainConfig = field(default_factory=PretrainConfig)  # preset, BertConfig overrides
     train: TrainConfig = field(default_factory=TrainConfig)  # steps, batch, learning rate, device
 
@@ -312,24 +310,6 @@ def _parse_yaml(text: str, source: str | None, where: _Where) -> dict:
         raise GroverError("a config file holds a mapping of sections (run:, data:, bpe:, ...)",
                           source, 1)
     return raw
-
-
-def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
-    """`a.b=value` -> (("a", "b"), value parsed as YAML).
-
-    >>> parse_override("baselines.tfidf.ks=[4, 6]")
-    (('baselines', 'tfidf', 'ks'), [4, 6])
-    >>> parse_override("genome.max_bp=null")
-    (('genome', 'max_bp'), None)
-    """
-    key, sep, value = text.partition("=")
-    path = tuple(key.strip().split("."))
-    if not sep or not all(path):
-        raise GroverError(f"--set {text}: expected KEY=VALUE with a dotted KEY such as bpe.merges")
-    try:
-        return path, yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as err:
-        raise GroverError(f"--set {text}: the value is not valid YAML ({err.problem})") from None
 
 
 def _apply_override(raw: dict, path: tuple[str, ...], value: Any, text: str) -> None:

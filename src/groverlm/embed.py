@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.args import add_fields
+from groverlm.batching import split_windows, wrap
 from groverlm.errors import GroverError
 from groverlm.genome import text_lines
 
@@ -213,16 +215,6 @@ def max_window_tokens(model, tokenizer, requested: int | None = None) -> int:
     return limit
 
 
-def split_windows(ids: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Consecutive windows of at most `max_tokens` ids (the last may be shorter).
-
-    >>> split_windows([5, 6, 7, 8, 9], 2)
-    [[5, 6], [7, 8], [9]]
-    """
-    ids = list(ids)
-    return [ids[i : i + max_tokens] for i in range(0, len(ids), max_tokens)] or [[]]
-
-
 def special_ids(tokenizer) -> list[int]:
     """Ids left out of mean pooling: [PAD] [UNK] [CLS] [SEP] [MASK] (and any other special)."""
     return sorted(set(tokenizer.all_special_ids))
@@ -237,16 +229,8 @@ def iter_batches(windows: Sequence[Sequence[int]], cls_id: int, sep_id: int, pad
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
-        width = len(windows[idx[0]]) + 2
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)  # (B, T)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)  # (B, T)
-        for row, i in enumerate(idx):
-            w = windows[i]
-            ids[row, 0] = cls_id
-            ids[row, 1 : len(w) + 1] = torch.as_tensor(np.asarray(w, dtype=np.int64))
-            ids[row, len(w) + 1] = sep_id
-            mask[row, : len(w) + 2] = 1
-        yield idx, ids, mask
+        ids, mask = wrap([windows[i] for i in idx], cls_id, sep_id, pad_id)  # (B, T) each
+        yield idx, torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def iter_hidden(model, windows: Sequence[Sequence[int]], cls_id: int, sep_id: int, pad_id: int,
@@ -482,17 +466,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--genome", help="genome FASTA for BED input")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: "
                    "from the file name)")
-    p.add_argument("--pooling", choices=POOLINGS, default="mean",
+    p.add_argument("--pooling", choices=POOLINGS, default=EmbedConfig.pooling,
                    help="mean over DNA tokens (default) or the [CLS] state")
-    p.add_argument("--layer", type=_layer_arg, default=-1,
+    p.add_argument("--layer", type=_layer_arg, default=EmbedConfig.layer,
                    help="hidden state: 0 = word embeddings, -1 = last (default), or 'all'")
-    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype")
-    p.add_argument("--max-tokens", type=int, default=None,
+    add_fields(p, EmbedConfig, "batch_size", "dtype", choices={"dtype": DTYPES})
+    p.add_argument("--max-tokens", type=int, default=EmbedConfig.max_tokens,
                    help="window length in tokens (default: the model's maximum minus 2)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
-    p.add_argument("--rc", action="store_true",
-                   help="both strands: the mean of each sequence's and its reverse complement's")
+    add_fields(p, EmbedConfig, "device", "rc")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.npy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_embed)

@@ -53,6 +53,8 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.args import stable, volatile
+from groverlm.batching import window_starts, wrap
 from groverlm.errors import GroverError
 from groverlm.metrics import THRESHOLDS
 
@@ -83,10 +85,10 @@ class FinetuneConfig:
     max_train: int | None = None  # train on a seeded subset of this many sequences (speed)
     warmup_ratio: float = 0.06  # linear warmup share of the steps
     weight_decay: float = 0.01
-    eval_batch_size: int = 64  # sequences per evaluation batch
-    device: str = "auto"  # auto: cuda when available, else cpu
+    eval_batch_size: int = volatile(64)  # sequences per evaluation batch
+    device: str = volatile("auto")  # auto: cuda when available, else cpu
     precision: str = "auto"  # auto: bf16 on cuda, fp32 on cpu
-    threads: int | None = None  # torch CPU threads (None: torch's default)
+    threads: int | None = volatile(None)  # torch CPU threads (None: torch's default)
     rc: bool = False  # evaluation (dev and test) averages the logits of each sequence and of its
     #                   reverse complement (decoded, complemented and tokenized again)
 
@@ -135,19 +137,6 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def window_starts(n: int, size: int, stride: int) -> list[int]:
-    """Start of each window of `size` tokens over n tokens: every `stride` tokens, the last window
-    ending at the end (so it may overlap its neighbour); one window when n <= size.
-
-    >>> window_starts(5, 8, 8), window_starts(10, 4, 4), window_starts(10, 4, 3)
-    ([0], [0, 4, 6], [0, 3, 6])
-    """
-    if n <= size:
-        return [0]
-    starts = list(range(0, n - size, stride))
-    return starts + [n - size]
-
-
 def pool_windows(logits, owner, n: int):
     """Mean of window logits per sequence: logits (W, L), owner (W,) sequence index -> (n, L)."""
     import torch
@@ -191,15 +180,7 @@ class WindowedData:
             for a, b in self.windows[int(i)]:
                 pieces.append(x[a:b])
                 owner.append(row)
-        t = max(len(p) for p in pieces) + 2
-        t = -(-t // self.pad_multiple) * self.pad_multiple
-        ids = np.full((len(pieces), t), self.pad, dtype=np.int64)  # (W, T)
-        mask = np.zeros((len(pieces), t), dtype=np.int64)  # (W, T)
-        for w, p in enumerate(pieces):
-            ids[w, 0] = self.cls
-            ids[w, 1 : 1 + len(p)] = p
-            ids[w, 1 + len(p)] = self.sep
-            mask[w, : len(p) + 2] = 1
+        ids, mask = wrap(pieces, self.cls, self.sep, self.pad, self.pad_multiple)  # (W, T) each
         idx = np.asarray(indices, dtype=np.int64)
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
                  "owner": torch.tensor(owner, dtype=torch.int64),
@@ -571,8 +552,7 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
         raise GroverError(f"a label id is not below num_labels={num_labels}")
     sub = train.subset(cfg.max_train, cfg.seeds[0])
     check_settings(out, {"model": str(model_dir), "num_labels": num_labels, "task": task,
-                         "config": {k: v for k, v in asdict(cfg).items()
-                                    if k not in ("device", "threads", "eval_batch_size")},
+                         "config": stable(cfg),
                          "data": [sub.fingerprint(), dev.fingerprint(), test.fingerprint()]})
     if len(sub) < len(train):
         log.info("training on a seeded subset of %d of %d sequences", len(sub), len(train))
@@ -710,12 +690,18 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
 # CLI
 
 
-def add_train_args(p: argparse.ArgumentParser, epochs: int = 3, lr: float = 5e-5) -> None:
-    """Fine-tuning options shared by `finetune` and `nextkmer`."""
-    p.add_argument("--epochs", type=int, default=epochs, help=f"passes over train (default "
-                                                               f"{epochs})")
-    p.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per step (default 32)")
+def add_train_args(p: argparse.ArgumentParser, d: FinetuneConfig | None = None) -> None:
+    """Fine-tuning options shared by `finetune`, `nextkmer` and `select-vocab`, their defaults those
+    of `d` (default: FinetuneConfig()), so that the flags and YAML agree; `--seeds N` runs seeds
+    --seed .. --seed + N - 1."""
+    d = d or FinetuneConfig()
+    p.add_argument("--seeds", type=int, default=len(d.seeds),
+                   help=f"runs with different seeds (default {len(d.seeds)})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over train (default "
+                                                                 f"{d.epochs})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"sequences per step (default {d.batch_size})")
     p.add_argument("--seed", type=int, default=0, help="first seed (then seed+1, ...)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="window length in tokens (default: the model's positions - 2)")
@@ -723,9 +709,9 @@ def add_train_args(p: argparse.ArgumentParser, epochs: int = 3, lr: float = 5e-5
                    help="tokens between window starts (default: the window length)")
     p.add_argument("--max-train", type=int, default=None, metavar="N",
                    help="train on a seeded random subset of N sequences")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", help="auto (bf16 on GPU), bf16 or fp32")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default=d.precision, help="auto (bf16 on GPU), bf16 or fp32")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -735,10 +721,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model folder (ours, k-mer, GROVER format)")
     p.add_argument("--task", required=True, help="task folder (train/dev/test.csv; GUE works)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seeds", type=int, default=3, help="runs with different seeds (default 3)")
-    p.add_argument("--class-weights", choices=CLASS_WEIGHTS, default="auto",
+    p.add_argument("--class-weights", choices=CLASS_WEIGHTS, default=FinetuneConfig.class_weights,
                    help="balanced loss weights (default auto: on when classes are unbalanced)")
-    p.add_argument("--threshold", choices=THRESHOLDS, default="argmax",
+    p.add_argument("--threshold", choices=THRESHOLDS, default=FinetuneConfig.threshold,
                    help="binary tasks: predict the larger logit (argmax, default) or class 1 above "
                         "the cut on P(class 1) with the best dev MCC (dev); both MCCs are saved")
     p.add_argument("--genome-context", default=None, metavar="TOKENS_DIR",

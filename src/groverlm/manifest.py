@@ -111,3 +111,18 @@ def read_manifest(folder: str | Path) -> dict:
     if not path.exists():
         raise GroverError("no manifest.json: not a finished groverlm stage folder", folder)
     return json.loads(path.read_text())
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Records of a JSONL log; a truncated last line (a run still writing) is skipped."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out

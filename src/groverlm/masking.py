@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from groverlm.batching import wrap
+
 IGNORE = -100  # label of positions without a target (the transformers / cross_entropy convention)
 
 
@@ -100,18 +102,11 @@ class MLMData:
 
         seqs = [np.asarray(self.split[int(i)], dtype=np.int64) for i in indices]
         n = np.array([len(s) for s in seqs])  # (B,)
-        t = int(n.max()) + 2
-        t = -(-t // self.pad_multiple) * self.pad_multiple
-        ids = np.full((len(seqs), t), self.pad, dtype=np.int64)  # (B, T)
-        for b, s in enumerate(seqs):
-            ids[b, 0] = self.cls
-            ids[b, 1 : 1 + len(s)] = s
-            ids[b, 1 + len(s)] = self.sep
-        pos = np.arange(t)[None, :]
-        attention = pos < (n + 2)[:, None]  # (B, T)
+        ids, attention = wrap(seqs, self.cls, self.sep, self.pad, self.pad_multiple)  # (B, T) each
+        pos = np.arange(ids.shape[1])[None, :]
         content = (pos >= 1) & (pos <= n[:, None])  # (B, T): the sample's own tokens
         input_ids = torch.from_numpy(ids)
         inputs, labels = mask_tokens(input_ids, torch.from_numpy(~content), self.cfg, self.mask,
                                      self.random_ids, generator)
-        return {"input_ids": inputs, "attention_mask": torch.from_numpy(attention).long(),
+        return {"input_ids": inputs, "attention_mask": torch.from_numpy(attention),
                 "labels": labels}

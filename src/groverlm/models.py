@@ -9,7 +9,6 @@ holding a masked LM and a `PreTrainedTokenizerFast` (ours, or the published GROV
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -60,22 +59,21 @@ TASKS = ("mlm", "classification", "base")  # load_model's `task`: head on top of
 
 
 def parse_overrides(items: Iterable[str], option: str = "--set") -> dict[str, Any]:
-    """'key=value' strings -> dict; values are read as JSON (numbers, true/false, null), else kept
-    as strings. Nothing is evaluated.
+    """'key=value' strings -> dict, in the grammar of every `--set` (`args.parse_override`: values
+    read as YAML, never evaluated).
 
     >>> parse_overrides(["num_hidden_layers=2", "hidden_act=gelu", "hidden_dropout_prob=0.0"])
     {'num_hidden_layers': 2, 'hidden_act': 'gelu', 'hidden_dropout_prob': 0.0}
     """
+    from groverlm.args import parse_override
+
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise GroverError(f"{option} {item!r}: expected KEY=VALUE")
         try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
+            path, value = parse_override(item)
+        except GroverError as err:
+            raise GroverError(str(err).replace("--set", option, 1)) from None
+        out[".".join(path)] = value
     return out
 
 
@@ -194,7 +192,8 @@ def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
         raise GroverError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     path = _check_folder(path, "model", ("config.json",))
     try:
-        return classes[task].from_pretrained(str(path), **kwargs)
+        with quiet_transformers():  # no "Loading weights" bar in a stage's log for a local load
+            return classes[task].from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as err:
         raise GroverError(f"cannot load the model: {err}", path) from None
 

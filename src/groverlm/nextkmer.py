@@ -36,7 +36,7 @@ import csv
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ TFIDF = ("auto", "kmer", "bpe", "none")
 
 
 @dataclass(frozen=True)
-class NextKmerConfig:
+class NextKmerSamplesConfig:
     """Which samples are drawn (the same for every model given the same genome and region)."""
 
     ks: tuple[int, ...] = (2, 3, 4, 5, 6)  # label lengths; 4**k classes each
@@ -83,7 +83,7 @@ class NextKmerConfig:
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
+class NextKmerBaselinesConfig:
     """TF-IDF baselines on the next-k-mer samples (see `baselines.run_tfidf`)."""
 
     tfidf: str = "auto"  # auto | kmer | bpe | none (see TFIDF)
@@ -101,7 +101,7 @@ class Samples:
     """Next-k-mer samples of every split: contexts and the max(ks) bases that follow each."""
 
     chrom: str
-    cfg: NextKmerConfig
+    cfg: NextKmerSamplesConfig
     starts: dict[str, np.ndarray]  # (n,) context start in the record
     contexts: dict[str, list[str]]
     following: dict[str, list[str]]
@@ -151,7 +151,7 @@ def valid_starts(record, start: int, end: int, span: int, block: int) -> np.ndar
     return ok
 
 
-def draw_samples(genome, region, cfg: NextKmerConfig) -> Samples:
+def draw_samples(genome, region, cfg: NextKmerSamplesConfig) -> Samples:
     """Draw the samples of every split from `region` of a `genome.Genome`."""
     rec = genome[region.chrom]
     start, end = region.start, len(rec) if region.end is None else region.end
@@ -224,7 +224,7 @@ def _compact(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def tfidf_records(samples: Samples, k: int, bcfg: BaselineConfig, tokenizer=None
+def tfidf_records(samples: Samples, k: int, bcfg: NextKmerBaselinesConfig, tokenizer=None
                   ) -> list[dict[str, Any]]:
     """TF-IDF baselines for one k (k-mer features; BPE-token features with `tokenizer`)."""
     from groverlm.baselines import TfidfConfig, run_tfidf
@@ -251,7 +251,7 @@ def is_bpe(tokenizer) -> bool:
 
 
 def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path, ft,
-                 bcfg: BaselineConfig = BaselineConfig(), name: str | None = None,
+                 bcfg: NextKmerBaselinesConfig = NextKmerBaselinesConfig(), name: str | None = None,
                  progress: bool = True) -> dict[str, Any]:
     """Fine-tune per k and score the baselines; returns {"records", "summary"}.
 
@@ -317,7 +317,7 @@ def _kmer(index: int, k: int) -> str:
 
 
 def nextkmer(model_dir: str | Path, genome: str | Path, region: str, out: str | Path,
-             cfg: NextKmerConfig, ft, bcfg: BaselineConfig = BaselineConfig(),
+             cfg: NextKmerSamplesConfig, ft, bcfg: NextKmerBaselinesConfig = NextKmerBaselinesConfig(),
              name: str | None = None, overwrite: bool = False, progress: bool = True
              ) -> dict[str, Any]:
     """`groverlm nextkmer`: draw the samples, fine-tune per k, write metrics.json and manifest."""
@@ -354,50 +354,66 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str, out: str | 
 # CLI
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def kmer_classifier():
+    """Next-k-mer fine-tuning's defaults, for the command and YAML alike: plain top-1 accuracy over
+    4**k classes (no class weights), one seed, lr 1e-4 (GROVER's BERT; YAML sets its own)."""
+    from groverlm.finetune import FinetuneConfig
+
+    return FinetuneConfig(class_weights="off", select="accuracy", lr=1e-4, seeds=(0,))
+
+
+def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesConfig) -> None:
+    """The next-k-mer options of `nextkmer` and `select-vocab`: samples, TF-IDF baselines (defaults
+    from `baselines`) and fine-tuning (defaults from `kmer_classifier()`)."""
+    from groverlm.args import listed
     from groverlm.finetune import add_train_args
 
+    d = NextKmerSamplesConfig()
+    p.add_argument("--k", default=listed(d.ks), help=f"label lengths, e.g. 2,3,4 or 2-6 (default "
+                                                     f"{listed(d.ks)})")
+    p.add_argument("--context", type=int, default=d.context,
+                   help=f"context bases (default {d.context})")
+    p.add_argument("--train-samples", type=int, default=d.train_samples)
+    p.add_argument("--dev-samples", type=int, default=None, help="default: --test-samples")
+    p.add_argument("--test-samples", type=int, default=d.test_samples)
+    p.add_argument("--block", type=int, default=d.block,
+                   help=f"region blocks drawn whole to a split (default {d.block:,} bp)")
+    p.add_argument("--tfidf", choices=TFIDF, default=baselines.tfidf,
+                   help=f"TF-IDF baselines: k-mers and BPE tokens (auto, the latter for a BPE "
+                        f"model), k-mers only, BPE tokens only, none (default {baselines.tfidf})")
+    p.add_argument("--rf-max-k", type=int, default=baselines.rf_max_k,
+                   help=f"random-forest baseline only up to this k (default {baselines.rf_max_k})")
+    add_train_args(p, kmer_classifier())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("nextkmer", help="next-k-mer prediction from a held-out region")
     p.add_argument("--model", required=True, help="model folder (any BERT checkpoint)")
     p.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
     p.add_argument("--region", required=True, help="CHROM or CHROM:START-END, held out from "
                                                    "pretraining")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--k", default="2,3,4,5,6", help="label lengths, e.g. 2,3,4,5,6 or 2-6")
-    p.add_argument("--context", type=int, default=50, help="context bases (default 50)")
-    p.add_argument("--train-samples", type=int, default=10_000)
-    p.add_argument("--dev-samples", type=int, default=None, help="default: --test-samples")
-    p.add_argument("--test-samples", type=int, default=2_000)
-    p.add_argument("--block", type=int, default=100_000,
-                   help="region blocks drawn whole to a split (default 100,000 bp)")
-    p.add_argument("--seeds", type=int, default=1, help="fine-tuning runs per k (default 1)")
-    p.add_argument("--tfidf", choices=TFIDF, default="auto",
-                   help="TF-IDF baselines: k-mers and BPE tokens (auto, the latter for a BPE "
-                        "model), k-mers only, BPE tokens only, none")
-    p.add_argument("--rf-max-k", type=int, default=4,
-                   help="random-forest baseline only up to this k (default 4)")
     p.add_argument("--name", default=None, help="model name in metrics.json")
-    add_train_args(p, epochs=3, lr=1e-4)
+    add_nextkmer_args(p, NextKmerBaselinesConfig())
     p.set_defaults(func=_cmd)
 
 
 def configs_from_args(args: argparse.Namespace):
-    """(NextKmerConfig, FinetuneConfig, BaselineConfig) from `nextkmer` arguments (also used by
-    select-vocab, which takes the same options)."""
-    from groverlm.finetune import FinetuneConfig
+    """(NextKmerSamplesConfig, FinetuneConfig, NextKmerBaselinesConfig) from `nextkmer` arguments
+    (also used by select-vocab, which takes the same options)."""
     from groverlm.kmers import parse_ks
 
-    cfg = NextKmerConfig(tuple(parse_ks(args.k)), args.context, args.train_samples,
+    cfg = NextKmerSamplesConfig(tuple(parse_ks(args.k)), args.context, args.train_samples,
                          args.dev_samples or args.test_samples, args.test_samples, args.block,
                          args.seed)
     if args.seeds < 1:
         raise GroverError("--seeds must be at least 1")
-    ft = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+    ft = replace(kmer_classifier(), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         seeds=tuple(range(args.seed, args.seed + args.seeds)),
-                        class_weights="off", select="accuracy", max_tokens=args.max_tokens,
+                        max_tokens=args.max_tokens,
                         stride=args.stride, max_train=args.max_train, device=args.device,
                         precision=args.precision, threads=args.threads)
-    bcfg = BaselineConfig(args.tfidf, rf_max_k=args.rf_max_k)
+    bcfg = NextKmerBaselinesConfig(args.tfidf, rf_max_k=args.rf_max_k)
     return cfg, ft, bcfg
 
 

@@ -357,6 +357,10 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from groverlm.args import TrainConfig, add_fields, listed
+    from groverlm.corpus import CorpusConfig
+
+    dc, dp = CorpusConfig(), PretrainConfig()
     c = sub.add_parser("corpus", help="cut a tokenized genome into pretraining samples")
     c.add_argument("--vocab", required=True, help="tokenizer folder (bpe export, k-mer, GROVER)")
     c.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
@@ -364,14 +368,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--tokens", default=None, metavar="DIR",
                    help="saved segmentation to reuse (bpe train --save-tokens-at); by default the "
                         "one beside the vocabulary's train folder when it matches")
-    c.add_argument("--max-tokens", type=int, default=510, help="longest sample (default 510)")
-    c.add_argument("--min-tokens", type=int, default=20, help="shortest sample (default 20)")
+    c.add_argument("--max-tokens", type=int, default=dc.max_tokens,
+                   help=f"longest sample (default {dc.max_tokens})")
+    c.add_argument("--min-tokens", type=int, default=dc.min_tokens,
+                   help=f"shortest sample (default {dc.min_tokens})")
     c.add_argument("--test-fraction", type=float, default=None,
-                   help="share of samples held out at random (default 0.2)")
+                   help=f"share of samples held out at random (default {dc.test_fraction})")
     c.add_argument("--holdout", nargs="+", action="extend", default=[], metavar="REGION",
                    help="hold out CHROM or CHROM:START-END (0-based, half-open) as the test split "
                         "instead of a random share")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=dc.seed)
     c.add_argument("--overwrite", action="store_true", help="replace a finished corpus")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_corpus_cmd)
@@ -379,40 +385,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="masked-language-model pretraining of a BERT")
     p.add_argument("--corpus", required=True, help="a `groverlm corpus` folder")
     p.add_argument("--out", required=True, help="model folder to write")
-    p.add_argument("--preset", default="tiny", help="tiny, small or grover-base (default tiny)")
+    p.add_argument("--preset", default=dp.preset,
+                   help=f"tiny, small or grover-base (default {dp.preset})")
     p.add_argument("--set", "--config-override", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a model config field, model_type included "
                                              "(repeatable)")
-    p.add_argument("--max-steps", type=int, default=1000, help="optimizer steps (default 1000)")
-    p.add_argument("--batch-size", type=int, default=32, help="samples per batch and process")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
-    p.add_argument("--lr", type=float, default=4e-4, help="peak learning rate (default 4e-4)")
-    p.add_argument("--warmup-steps", type=int, default=None, help="default 6%% of --max-steps")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping (0: off)")
-    p.add_argument("--mask-rate", type=float, default=0.022, help="target share (GROVER 0.022)")
-    p.add_argument("--eval-mask-rate", type=float, default=0.022,
-                   help="target share in evaluations, every target shown as [MASK] (default 0.022: "
-                        "isolated targets, predicted from their true neighbours)")
-    p.add_argument("--mask-split", default="0.8,0.2", metavar="MASK,RANDOM",
-                   help="of the targets: share shown as [MASK], as a random token (default "
-                        "0.8,0.2; BERT: 0.8,0.1)")
-    p.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
-    p.add_argument("--eval-samples", type=int, default=1024, help="test samples per evaluation")
-    p.add_argument("--final-eval-samples", type=int, default=8192,
-                   help="test samples in the final evaluation (0: all)")
-    p.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--keep-checkpoints", type=int, default=2)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", help="auto (bf16 on GPU), bf16 or fp32")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--pad-multiple", type=int, default=None,
-                   help="pad batch length to a multiple (default 8; 64 with --compile)")
-    p.add_argument("--no-unigram-bias", dest="unigram_bias", action="store_false",
-                   help="start the output bias at zero, not at the log token frequencies")
+    add_fields(p, TrainConfig, "max_steps", "batch_size", "grad_accum", "lr", "warmup_steps",
+               "weight_decay", "clip_norm")
+    add_fields(p, PretrainConfig, "mask_rate", "eval_mask_rate")
+    p.add_argument("--mask-split", default=listed(dp.mask_split), metavar="MASK,RANDOM",
+                   help=f"of the targets: share shown as [MASK], as a random token (default "
+                        f"{listed(dp.mask_split)}; BERT: 0.8,0.1)")
+    add_fields(p, TrainConfig, "eval_every", "save_every", "keep_checkpoints", "log_every", "seed",
+               "device", "precision", "compile", "threads")
+    add_fields(p, PretrainConfig, "eval_samples", "final_eval_samples", "pad_multiple",
+               "unigram_bias")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -432,7 +419,8 @@ def _corpus_cmd(args: argparse.Namespace) -> int:
     if args.holdout and args.test_fraction is not None:
         raise GroverError("give either --holdout or --test-fraction, not both")
     cfg = CorpusConfig(max_tokens=args.max_tokens, min_tokens=args.min_tokens,
-                       test_fraction=0.2 if args.test_fraction is None else args.test_fraction,
+                       test_fraction=(CorpusConfig.test_fraction if args.test_fraction is None
+                                      else args.test_fraction),
                        holdout=tuple(Region.parse(r) for r in args.holdout), seed=args.seed)
     manifest = write_corpus(args.vocab, args.genome, args.out, cfg, args.tokens, args.overwrite,
                             progress=not args.quiet)
@@ -462,7 +450,7 @@ def _pretrain_cmd(args: argparse.Namespace) -> int:
     split = parse_mask_split(args.mask_split)
     cfg = PretrainConfig(args.preset, parse_overrides(args.overrides), args.mask_rate, split,
                          args.eval_samples, args.final_eval_samples,
-                         args.pad_multiple or (64 if args.compile else 8), args.unigram_bias,
+                         args.pad_multiple, args.unigram_bias,
                          eval_mask_rate=args.eval_mask_rate)
     tcfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size,
                        grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,

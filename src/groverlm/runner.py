@@ -451,37 +451,24 @@ class Stage:
     run: Callable[[Any, Context], dict[str, Any]]  # adapter: config section, context -> summary
     needs: tuple[str, ...] = ()  # upstream stages whose outputs it reads
     data: Callable[[DataFiles], list[Path]] = lambda d: []  # data files it reads
-    ignore: tuple[str, ...] = ()  # dotted config keys that may change without redoing the stage
 
-
-_TRAIN_VOLATILE = ("eval_every", "save_every", "keep_checkpoints", "log_every", "device",
-                   "compile", "threads")  # groverlm.train.TrainConfig.RESUMABLE_CHANGES
-
-_CLASSIFIER_VOLATILE = ("classifier.device", "classifier.threads", "classifier.eval_batch_size")
 
 # The pipeline, in order.
 STAGES: list[Stage] = [
     Stage("genome", run_genome, data=lambda d: [d.genome, d.tss]),
     Stage("bpe", run_bpe, needs=("genome",)),
-    Stage("select_vocab", run_select_vocab, needs=("genome", "bpe"),
-          ignore=("pretraining.threads", *_CLASSIFIER_VOLATILE)),
+    Stage("select_vocab", run_select_vocab, needs=("genome", "bpe")),
     Stage("corpus", run_corpus, needs=("genome", "select_vocab")),
-    Stage("pretrain", run_pretrain, needs=("corpus",),
-          ignore=("processes", *(f"train.{k}" for k in _TRAIN_VOLATILE))),
-    Stage("nextkmer", run_nextkmer, needs=("genome", "select_vocab", "pretrain"),
-          ignore=_CLASSIFIER_VOLATILE),
+    Stage("pretrain", run_pretrain, needs=("corpus",)),
+    Stage("nextkmer", run_nextkmer, needs=("genome", "select_vocab", "pretrain")),
     Stage("tasks", run_tasks, needs=("genome", "select_vocab"),
           data=lambda d: [d.ctcf_motif, *d.ctcf_peaks]),
-    Stage("finetune", run_finetune, needs=("select_vocab", "pretrain", "tasks"),
-          ignore=_CLASSIFIER_VOLATILE),
-    Stage("baselines", run_baselines, needs=("select_vocab", "tasks"),
-          ignore=("cnn.threads", "cnn.eval_batch_size")),
+    Stage("finetune", run_finetune, needs=("select_vocab", "pretrain", "tasks")),
+    Stage("baselines", run_baselines, needs=("select_vocab", "tasks")),
     Stage("analysis", run_analysis, needs=("genome", "select_vocab", "pretrain"),
-          data=lambda d: [p for p in (d.repeats, d.cpg) if p is not None],
-          ignore=("analyze.device", "analyze.batch_size")),
+          data=lambda d: [p for p in (d.repeats, d.cpg) if p is not None]),
     Stage("score", run_score, needs=("genome", "select_vocab", "pretrain", "tasks"),
-          data=lambda d: [p for p in (d.ctcf_motif, *d.ctcf_peaks) if p is not None],
-          ignore=("scoring.device", "scoring.batch_size")),
+          data=lambda d: [p for p in (d.ctcf_motif, *d.ctcf_peaks) if p is not None]),
     Stage("report", run_report, needs=("genome", "bpe", "select_vocab", "corpus", "pretrain",
                                        "nextkmer", "tasks", "finetune", "baselines", "analysis",
                                        "score")),
@@ -501,24 +488,15 @@ def _stage(name: str) -> Stage:
 
 # -- bookkeeping -------------------------------------------------------------------------------
 
-def _drop(d: dict[str, Any], dotted: str) -> None:
-    head, _, rest = dotted.partition(".")
-    if rest:
-        if isinstance(d.get(head), dict):
-            _drop(d[head], rest)
-    else:
-        d.pop(head, None)
-
-
 def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
               ) -> tuple[dict[str, Any], list[Path], list[str]]:
     """(compared config section, input paths, their SHA-256s) of a stage as the config asks it."""
+    from groverlm.args import drop_keys, volatile_keys
     from groverlm.config import as_plain
     from groverlm.manifest import fingerprint
 
-    section = as_plain(cfg.stage(stage.name))
-    for key in stage.ignore:
-        _drop(section, key)
+    # volatile fields (args.volatile: devices, threads, inference batches) may change freely
+    section = drop_keys(as_plain(cfg.stage(stage.name)), volatile_keys(type(cfg.stage(stage.name))))
     inputs = [*stage.data(data), *(run_dir / n for n in stage.needs)]
     shas = [fingerprint(p)["sha256"] for p in inputs]
     return section, inputs, shas

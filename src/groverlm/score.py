@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.args import add_fields, volatile
 from groverlm.errors import GroverError
 from groverlm.genome import reverse_complement
 
@@ -57,9 +58,9 @@ class ScoreConfig:
     flank: int = 100  # nt each side of a variant (GROVER's card advises 100 nt of context)
     margin: int = 2  # common token boundaries added each side of a variant's span
     rc: bool = False  # average the two strands
-    batch_size: int = 256  # masked copies per forward pass on a CPU (x16 on a GPU)
+    batch_size: int = volatile(256)  # masked copies per forward pass on a CPU (x16 on a GPU)
     max_indel: int = 50  # longer REF or ALT alleles get status too_long
-    device: str = "auto"  # auto: the GPU when there is one
+    device: str = volatile("auto")  # auto: the GPU when there is one
 
     def __post_init__(self):
         if self.flank < 1 or self.margin < 0 or self.batch_size < 1 or self.max_indel < 1:
@@ -143,7 +144,7 @@ class Scorer:
                         ) -> list[np.ndarray]:
         """Per sequence, each token's masked log-probability (NaN for [UNK]), in windows of at
         most the model's length."""
-        from groverlm.embed import split_windows
+        from groverlm.batching import split_windows
 
         jobs, where, res = [], [], []
         for k, seq in enumerate(sequences):
@@ -442,38 +443,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--genome", required=True, help="FASTA the VCF refers to")
     v.add_argument("--vcf", required=True, help="VCF, plain or bgzipped")
     _common(v)
-    _variant_args(v)
+    add_fields(v, ScoreConfig, "flank", "margin", "max_indel")
     v.set_defaults(func=variants_command)
     m = sub.add_parser("ism", help="in-silico mutagenesis of a region: every base, 3 changes")
     m.add_argument("--model", required=True, help="model folder or Hub id")
     m.add_argument("--genome", required=True)
     m.add_argument("--region", required=True, help="CHROM:START-END (0-based, half-open)")
     m.add_argument("--out", required=True, help="output folder")
-    m.add_argument("--rc", action="store_true", help="average the two strands")
-    m.add_argument("--batch-size", type=int, default=ScoreConfig.batch_size)
-    m.add_argument("--device", default=ScoreConfig.device)
+    add_fields(m, ScoreConfig, "rc", "batch_size", "device", "flank", "margin", "max_indel")
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
-    _variant_args(m)
     m.set_defaults(func=ism_command)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder or Hub id")
     p.add_argument("--out", required=True, help="output TSV")
-    p.add_argument("--rc", action="store_true", help="average the two strands")
-    p.add_argument("--batch-size", type=int, default=ScoreConfig.batch_size,
-                   help=f"masked copies per forward pass (default {ScoreConfig.batch_size})")
-    p.add_argument("--device", default=ScoreConfig.device)
+    add_fields(p, ScoreConfig, "rc", "batch_size", "device")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _variant_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--flank", type=int, default=ScoreConfig.flank,
-                   help=f"nt each side of a variant (default {ScoreConfig.flank})")
-    p.add_argument("--margin", type=int, default=ScoreConfig.margin,
-                   help=f"common token boundaries added each side (default {ScoreConfig.margin})")
-    p.add_argument("--max-indel", type=int, default=ScoreConfig.max_indel)
 
 
 def _config(args: argparse.Namespace) -> ScoreConfig:

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ RULE = ("best mean over k of test accuracy / chance (1/4**k) among the BPE cycle
 
 
 @dataclass(frozen=True)
-class SelectConfig:
+class SelectPretrainingConfig:
     """The vocabularies compared and the pretraining budget every one of them gets."""
 
     cycles: tuple[int, ...] = (100, 200, 400, 600, 800, 1000, 2000, 5000)  # BPE cycle counts
@@ -81,7 +82,7 @@ class SelectConfig:
     test_fraction: float = 0.05  # pretraining samples kept aside for the masked-token evaluation
     final_eval_samples: int = 512  # masked-token evaluation samples (cheap: it is a side number)
     seed: int = 0
-    threads: int | None = None  # torch CPU threads in pretraining (1 is fastest on a busy CPU)
+    threads: int | None = volatile(None)  # torch CPU threads in pretraining (1: fastest on a busy CPU)
 
     def __post_init__(self):
         if not self.cycles:
@@ -94,7 +95,7 @@ class SelectConfig:
             raise GroverError("--pretrain-bp must hold at least 10 samples of --sample-nt bases")
 
 
-def vocab_names(cfg: SelectConfig) -> list[str]:
+def vocab_names(cfg: SelectPretrainingConfig) -> list[str]:
     return [f"bpe-{c}" for c in sorted(cfg.cycles)] + [f"kmer-{k}" for k in sorted(cfg.kmers)]
 
 
@@ -178,7 +179,7 @@ def nt_per_token(vocab: Path, fasta: Path, probe_bp: int) -> float:
 # One vocabulary: export, corpus, pretrain, next-k-mer
 
 
-def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: SelectConfig, samples,
+def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: SelectPretrainingConfig, samples,
                    ft, bcfg, progress: bool) -> dict[str, Any]:
     """Every sub-run of one vocabulary (each skipped when finished); returns its table row."""
     from groverlm.bpe.export import export_vocab
@@ -237,7 +238,7 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
     return row
 
 
-def _pretrain(corpus: Path, model: Path, cfg: SelectConfig, progress: bool) -> None:
+def _pretrain(corpus: Path, model: Path, cfg: SelectPretrainingConfig, progress: bool) -> None:
     from groverlm.pretrain import PretrainConfig, pretrain
     from groverlm.train import TrainConfig
 
@@ -420,7 +421,7 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
 
 
 def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str | Path,
-                 cfg: SelectConfig, ncfg, ft, bcfg, overwrite: bool = False,
+                 cfg: SelectPretrainingConfig, ncfg, ft, bcfg, overwrite: bool = False,
                  progress: bool = True, redo_nextkmer: bool = False) -> dict[str, Any]:
     """`groverlm select-vocab`: run (or skip) every sub-run, then write the tables, plot and
     manifest. Returns the selection."""
@@ -437,9 +438,9 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     if merges is not None and max(cfg.cycles) > int(merges):
         raise GroverError(f"--cycles asks for {max(cfg.cycles)} but the BPE run has {merges} "
                           "merges", bpe_dir)
-    settings = {"pretraining": {"select": asdict(cfg), "region": str(reg),
+    settings = {"pretraining": {"select": stable(cfg), "region": str(reg),
                                 "genome": str(genome), "bpe": str(bpe_dir)},
-                "nextkmer": {"samples": asdict(ncfg), "finetune": asdict(ft),
+                "nextkmer": {"samples": asdict(ncfg), "finetune": stable(ft),
                              "baselines": asdict(bcfg)}}
     settings = json.loads(json.dumps(settings))
     if overwrite and out.exists():
@@ -496,6 +497,11 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> N
 
     path = out / "settings.json"
     old = json.loads(path.read_text()) if path.exists() else None
+    if old is not None:  # a folder written before its volatile fields were left out of settings
+        from groverlm.finetune import FinetuneConfig
+
+        drop_keys(old, [*(f"pretraining.select.{k}" for k in volatile_keys(SelectPretrainingConfig)),
+                        *(f"nextkmer.finetune.{k}" for k in volatile_keys(FinetuneConfig))])
     if old is not None and old != settings:
         diff = [f"{part}.{sec}" for part in ("pretraining", "nextkmer")
                 for sec in sorted(set(old.get(part, {})) | set(settings[part]))
@@ -518,7 +524,7 @@ def constant_guesses(rows: list[dict[str, Any]]) -> bool:
     return bool(mccs) and all(isinstance(m, float) and abs(m) < 0.01 for m in mccs)
 
 
-def table_header(cfg: SelectConfig, ncfg, ft, selection: dict[str, Any],
+def table_header(cfg: SelectPretrainingConfig, ncfg, ft, selection: dict[str, Any],
                  rows: list[dict[str, Any]]) -> str:
     seen = [r["nt_seen"] for r in rows if r["kind"] in ("bpe", "kmer")]
     spread = (f"{min(seen):,} to {max(seen):,}" if seen else "n/a")
@@ -556,43 +562,44 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return vals
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from groverlm.finetune import add_train_args
+def select_baselines():
+    """Select-vocab's TF-IDF baselines: over k-mers once, the same for every candidate (BPE-token
+    TF-IDF per candidate, `tfidf: auto`, costs a fit per vocabulary)."""
+    from groverlm.nextkmer import NextKmerBaselinesConfig
 
+    return NextKmerBaselinesConfig(tfidf="kmer")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from groverlm.nextkmer import add_nextkmer_args
+
+    d = SelectPretrainingConfig()
     p = sub.add_parser("select-vocab", help="choose the BPE cycle count by next-k-mer accuracy")
     p.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
     p.add_argument("--bpe", required=True, help="a `bpe train` folder (enough merges)")
     p.add_argument("--region", required=True, help="held-out CHROM or CHROM:START-END")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--cycles", default="100,200,400,600,800,1000,2000,5000")
-    p.add_argument("--kmers", default="4,5,6", help="k-mer vocabularies to compare ('' for none)")
-    p.add_argument("--preset", default="tiny")
+    p.add_argument("--cycles", default=listed(d.cycles),
+                   help=f"BPE cycle counts (default {listed(d.cycles)})")
+    p.add_argument("--kmers", default=listed(d.kmers),
+                   help=f"k-mer vocabularies to compare, '' for none (default {listed(d.kmers)})")
+    p.add_argument("--preset", default=d.preset, help=f"model preset (default {d.preset})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a BertConfig field for every model (repeatable)")
-    p.add_argument("--sample-nt", type=int, default=512,
-                   help="nucleotides per pretraining sample, every vocabulary (default 512)")
-    p.add_argument("--pretrain-batch-size", type=int, default=32)
-    p.add_argument("--max-steps", type=int, default=1000, help="pretraining steps per model")
-    p.add_argument("--pretrain-lr", type=float, default=4e-4)
-    p.add_argument("--mask-rate", type=float, default=0.022)
-    p.add_argument("--mask-split", default="0.8,0.2", metavar="MASK,RANDOM",
-                   help="of the targets: share shown as [MASK], as a random token (default "
-                        "0.8,0.2, GROVER's; the CPU recipe: 0.8,0.1)")
-    p.add_argument("--pretrain-bp", type=int, default=None,
+    p.add_argument("--sample-nt", type=int, default=d.sample_nt,
+                   help=f"nucleotides per pretraining sample, every vocabulary (default "
+                        f"{d.sample_nt})")
+    p.add_argument("--pretrain-batch-size", type=int, default=d.batch_size)
+    p.add_argument("--max-steps", type=int, default=d.max_steps,
+                   help=f"pretraining steps per model (default {d.max_steps})")
+    p.add_argument("--pretrain-lr", type=float, default=d.lr)
+    p.add_argument("--mask-rate", type=float, default=d.mask_rate)
+    p.add_argument("--mask-split", default=listed(d.mask_split), metavar="MASK,RANDOM",
+                   help=f"of the targets: share shown as [MASK], as a random token (default "
+                        f"{listed(d.mask_split)}, GROVER's; the CPU recipe: 0.8,0.1)")
+    p.add_argument("--pretrain-bp", type=int, default=d.pretrain_bp,
                    help="pretrain on only the first BP bases outside the region (speed)")
-    # next-k-mer options (as `groverlm nextkmer`)
-    p.add_argument("--k", default="2,3,4,5,6", help="next-k-mer label lengths")
-    p.add_argument("--context", type=int, default=50)
-    p.add_argument("--train-samples", type=int, default=10_000)
-    p.add_argument("--dev-samples", type=int, default=None)
-    p.add_argument("--test-samples", type=int, default=2_000)
-    p.add_argument("--block", type=int, default=100_000)
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--tfidf", choices=["auto", "kmer", "bpe", "none"], default="kmer",
-                   help="TF-IDF baselines: over k-mers once (kmer, the default), plus over BPE "
-                        "tokens for each BPE model (auto), or only the latter (bpe), or none")
-    p.add_argument("--rf-max-k", type=int, default=4)
-    add_train_args(p, epochs=3, lr=1e-4)
+    add_nextkmer_args(p, select_baselines())  # as `groverlm nextkmer`
     p.add_argument("--redo-nextkmer", action="store_true",
                    help="after changing next-k-mer settings: redo that step only, keeping the "
                         "vocabularies, corpora and pretrained models")
@@ -605,7 +612,7 @@ def _cmd(args: argparse.Namespace) -> int:
     from groverlm.pretrain import parse_mask_split
 
     ncfg, ft, bcfg = configs_from_args(args)
-    cfg = SelectConfig(cycles=_ints(args.cycles, "--cycles"),
+    cfg = SelectPretrainingConfig(cycles=_ints(args.cycles, "--cycles"),
                        kmers=_ints(args.kmers, "--kmers") if args.kmers.strip() else (),
                        preset=args.preset, overrides=parse_overrides(args.overrides),
                        sample_nt=args.sample_nt, batch_size=args.pretrain_batch_size,

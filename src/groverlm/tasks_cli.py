@@ -29,13 +29,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="task folder to write (train/dev/test.csv)")
     p.add_argument("--chrom", action="append", metavar="NAME",
                    help="only these records of the genome (repeat or comma-separate)")
-    p.add_argument("--seed", type=int, default=0, help="seed for shuffles, splits and row order")
-    p.add_argument("--split", choices=["auto", "chrom", "block"], default="auto",
-                   help="by chromosome (>= 3 holding examples) or by genomic blocks (default auto)")
-    p.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1),
-                   metavar="TR,DEV,TE", help="shares of train,dev,test (default 0.8,0.1,0.1)")
-    p.add_argument("--split-block", type=int, default=1_000_000, metavar="BP",
-                   help="block length for --split block (default 1,000,000)")
+    from groverlm.tasks.common import SplitConfig
+
+    d = SplitConfig()
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed for shuffles, splits and row order")
+    p.add_argument("--split", choices=["auto", "chrom", "block"], default=d.method,
+                   help=f"by chromosome (>= 3 holding examples) or by genomic blocks (default "
+                        f"{d.method})")
+    p.add_argument("--split-fractions", type=_fractions, default=d.fractions, metavar="TR,DEV,TE",
+                   help=f"shares of train,dev,test (default {','.join(map(str, d.fractions))})")
+    p.add_argument("--split-block", type=int, default=d.block, metavar="BP",
+                   help=f"block length for --split block (default {d.block:,})")
     p.add_argument("--overwrite", action="store_true", help="replace a finished task folder")
 
 
@@ -46,6 +51,13 @@ def _split(args: argparse.Namespace):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from groverlm.args import listed
+    from groverlm.baselines import TfidfConfig
+    from groverlm.tasks.ctcf import CTCFConfig
+    from groverlm.tasks.promoter import Prom300Config
+    from groverlm.tasks.promscan import PromScanConfig
+
+    dp, ds, dc, dt = Prom300Config(), PromScanConfig(), CTCFConfig(), TfidfConfig()
     p = sub.add_parser("tasks", help="build genome-biology tasks (Prom300, PromScan, CTCF)")
     g = p.add_subparsers(dest="tasks_command", metavar="TASK", required=True)
 
@@ -55,10 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto")
     a.add_argument("--vocab", help="tokenizer folder (needed by --negatives token)")
     a.add_argument("--negatives", choices=["token", "dinucleotide", "deepromoter"],
-                   default="token", help="how negatives are shuffled (default token, as GROVER)")
-    a.add_argument("--upstream", type=int, default=249, help="bases before the TSS (default 249)")
-    a.add_argument("--downstream", type=int, default=50, help="bases after the TSS (default 50)")
-    a.add_argument("--collapse", choices=["overlap", "none"], default="overlap",
+                   default=dp.negatives,
+                   help=f"how negatives are shuffled (default {dp.negatives}, as GROVER)")
+    a.add_argument("--upstream", type=int, default=dp.upstream,
+                   help=f"bases before the TSS (default {dp.upstream})")
+    a.add_argument("--downstream", type=int, default=dp.downstream,
+                   help=f"bases after the TSS (default {dp.downstream})")
+    a.add_argument("--collapse", choices=["overlap", "none"], default=dp.collapse,
                    help="drop windows overlapping a kept one on the same strand (default)")
     a.set_defaults(func=prom300)
 
@@ -66,25 +81,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(b)
     b.add_argument("--tss", required=True, help="TSS list: RefSeq, GENCODE or BED6 (detected)")
     b.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto")
-    b.add_argument("--window", type=int, default=1000, help="window length (default 1000)")
-    b.add_argument("--region", type=int, default=10000, help="span tiled per TSS (default 10000)")
-    b.add_argument("--stride", type=int, default=1000, help="window shift (default 1000)")
+    b.add_argument("--window", type=int, default=ds.window,
+                   help=f"window length (default {ds.window})")
+    b.add_argument("--region", type=int, default=ds.region,
+                   help=f"span tiled per TSS (default {ds.region})")
+    b.add_argument("--stride", type=int, default=ds.stride,
+                   help=f"window shift (default {ds.stride})")
     b.set_defaults(func=promscan)
 
     c = g.add_parser("ctcf", help="CTCF motif hits, bound (in a ChIP-seq peak) or not")
     _common(c)
     c.add_argument("--motif", required=True, help="JASPAR count matrix (one motif)")
     c.add_argument("--peaks", required=True, nargs="+", help="ChIP-seq peak BED file(s)")
-    c.add_argument("--window", type=int, default=300, help="window centred on a hit (default 300)")
-    c.add_argument("--threshold", type=float, default=None,
+    c.add_argument("--window", type=int, default=dc.window,
+                   help=f"window centred on a hit (default {dc.window})")
+    c.add_argument("--threshold", type=float, default=dc.threshold,
                    help="log-odds cut-off in bits (default: from --rel-threshold)")
-    c.add_argument("--rel-threshold", type=float, default=0.85,
-                   help="cut-off as a fraction from min to max score (default 0.85)")
-    c.add_argument("--min-spacing", type=int, default=None,
+    c.add_argument("--rel-threshold", type=float, default=dc.rel_threshold,
+                   help=f"cut-off as a fraction from min to max score (default {dc.rel_threshold})")
+    c.add_argument("--min-spacing", type=int, default=dc.min_spacing,
                    help="suppress weaker hits closer than this (default: --window)")
-    c.add_argument("--orient", choices=["motif", "genome"], default="motif",
+    c.add_argument("--orient", choices=["motif", "genome"], default=dc.orient,
                    help="read windows on the hit's strand (default) or the + strand")
-    c.add_argument("--max-negative-ratio", type=float, default=None,
+    c.add_argument("--max-negative-ratio", type=float, default=dc.max_negative_ratio,
                    help="keep at most this many unbound hits per bound one (default all)")
     c.set_defaults(func=ctcf)
 
@@ -93,17 +112,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = tg.add_parser("tfidf", help="TF-IDF over k-mers (and BPE tokens) + random forest / LR")
     f.add_argument("--task", required=True, help="task folder (ours or GUE format)")
     f.add_argument("--out", required=True, help="output folder (metrics.json, manifest.json)")
-    f.add_argument("--k", default="3,4,5,6", help="k values tried, chosen on dev (default 3,4,5,6)")
+    f.add_argument("--k", default=listed(dt.ks),
+                   help=f"k values tried, chosen on dev (default {listed(dt.ks)})")
     f.add_argument("--vocab", help="tokenizer folder: also TF-IDF over its BPE tokens")
-    f.add_argument("--models", default="rf,lr", help="rf and/or lr (default rf,lr)")
-    f.add_argument("--seeds", default="0", help="forest seeds, comma-separated (default 0)")
-    f.add_argument("--trees", type=int, default=200, help="random forest size (default 200)")
-    f.add_argument("--max-train", type=int, default=None,
+    f.add_argument("--models", default=",".join(dt.models),
+                   help=f"rf and/or lr (default {','.join(dt.models)})")
+    f.add_argument("--seeds", default=listed(dt.seeds),
+                   help=f"forest seeds, comma-separated (default {listed(dt.seeds)})")
+    f.add_argument("--trees", type=int, default=dt.n_estimators,
+                   help=f"random forest size (default {dt.n_estimators})")
+    f.add_argument("--max-train", type=int, default=dt.max_train,
                    help="train on a seeded random subset of this many rows")
     f.add_argument("--no-class-weight", action="store_true",
                    help="do not reweight classes (default: balanced weights)")
-    f.add_argument("--jobs", type=int, default=1, help="cores for the forest (default 1)")
-    f.add_argument("--threshold", choices=("argmax", "dev"), default="argmax",
+    f.add_argument("--jobs", type=int, default=dt.n_jobs,
+                   help=f"cores for the forest (default {dt.n_jobs})")
+    f.add_argument("--threshold", choices=("argmax", "dev"), default=dt.threshold,
                    help="binary tasks: argmax (default) or the cut with the best dev MCC")
     f.add_argument("--overwrite", action="store_true")
     f.set_defaults(func=tfidf)

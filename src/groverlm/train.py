@@ -34,7 +34,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,8 +43,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from groverlm.args import TrainConfig, stable  # TrainConfig re-exported: groverlm.train
 from groverlm.errors import GroverError
-from groverlm.manifest import write_json, write_text
+from groverlm.manifest import read_jsonl, write_json, write_text
 from groverlm.masking import IGNORE
 from groverlm.models import quiet_transformers, save_model
 
@@ -54,56 +55,6 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 STATE = "trainer_state.pt"
 LOG = "log.jsonl"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and bookkeeping of one run (defaults: GROVER's pretraining where it says)."""
-
-    max_steps: int = 1000  # optimizer steps; the schedule decays to 0 at the last one
-    batch_size: int = 32  # samples per micro-batch on each process
-    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = this x batch x ranks)
-    lr: float = 4e-4  # peak learning rate (GROVER: 4e-4)
-    warmup_steps: int | None = None  # linear warmup; None: 6% of max_steps (RoBERTa's share)
-    weight_decay: float = 0.01  # AdamW, not applied to biases and LayerNorm weights
-    adam_betas: tuple[float, float] = (0.9, 0.98)  # RoBERTa's beta2: steadier with large batches
-    adam_eps: float = 1e-6
-    clip_norm: float = 1.0  # gradient-norm clipping; 0 disables
-    eval_every: int = 500  # steps between evaluations (0: only at the end)
-    save_every: int = 500  # steps between checkpoints (a checkpoint is also written at the end)
-    keep_checkpoints: int = 2  # newest checkpoints kept on disk
-    log_every: int = 10  # steps between log records
-    seed: int = 0  # data order, masks, dropout
-    device: str = "auto"  # auto: cuda when available, else cpu
-    precision: str = "auto"  # auto: bf16 autocast on cuda, fp32 on cpu; or "bf16", "fp32"
-    compile: bool = False  # torch.compile the model (worth it on a GPU for long runs)
-    threads: int | None = None  # torch CPU threads; None: torch's default split among local ranks
-    bucket: int = 64  # batches per length-sorted pool: larger wastes less padding, mixes less
-
-    def __post_init__(self):
-        for name in ("max_steps", "batch_size", "grad_accum", "log_every", "bucket"):
-            if getattr(self, name) < 1:
-                raise GroverError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("eval_every", "save_every", "weight_decay", "clip_norm"):
-            if getattr(self, name) < 0:
-                raise GroverError(f"--{name.replace('_', '-')} must not be negative")
-        if self.lr <= 0:
-            raise GroverError(f"--lr must be positive, got {self.lr}")
-        if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
-            raise GroverError(f"--warmup-steps must be between 0 and --max-steps, "
-                              f"got {self.warmup_steps}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise GroverError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if self.keep_checkpoints < 1:
-            raise GroverError("--keep-checkpoints must be at least 1")
-
-    @property
-    def warmup(self) -> int:
-        return self.warmup_steps if self.warmup_steps is not None else int(0.06 * self.max_steps)
-
-    # fields that may change between a run and its resumption without changing its result
-    RESUMABLE_CHANGES = ("eval_every", "save_every", "keep_checkpoints", "log_every", "device",
-                         "compile", "threads")
 
 
 class TrainData(Protocol):
@@ -419,7 +370,7 @@ def read_log(path: str | Path) -> list[dict]:
     path = given / LOG if given.is_dir() else given
     if not path.exists():
         raise GroverError("no log.jsonl: not a training run folder", given)
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -496,8 +447,7 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
     opt = make_optimizer(model, cfg, device)
     sched = make_schedule(opt, cfg)
     position = DataPosition(data, cfg, dist.rank, dist.world)
-    settings = {"train": {k: v for k, v in asdict(cfg).items()
-                          if k not in TrainConfig.RESUMABLE_CHANGES},
+    settings = {"train": stable(cfg),  # volatile fields (threads, device, ...) may change
                 "run": run_config, "world_size": dist.world}
     step, tokens_seen, samples_seen, train_seconds = 0, 0, 0, 0.0
     metrics: dict[str, Any] = {}  # the latest evaluation

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from groverlm.args import volatile
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,9 @@ class AnalyzeConfig:
     context_occurrences: int = 30  # occurrences (windows) per token
     layer: int = -1  # hidden state embedded for the annotation analysis
     pca_components: int = 5  # token-embedding components reported
-    batch_size: int = 16  # windows per forward pass
+    batch_size: int = volatile(16)  # windows per forward pass
     seed: int = 0  # window draws, masking, control model, probe folds
-    device: str = "cpu"
+    device: str = volatile("cpu")
 
     def __post_init__(self):
         if self.only is not None:
@@ -179,6 +180,9 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from groverlm.analysis import annotations as ann
+    from groverlm.args import add_fields
+
     p = sub.add_parser("analyze", help="vocabulary, token-embedding, context and annotation "
                        "analyses (JSON + PNG) for `groverlm report`")
     p.add_argument("--out", required=True, help="output folder")
@@ -190,18 +194,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tss", help="TSS list (RefSeq `chrom pos strand`, GENCODE or BED6)")
     p.add_argument("--only", help=f"comma-separated subset of {','.join(ANALYSES)}")
     p.add_argument("--region", help="draw windows from CHROM or CHROM:START-END only")
-    p.add_argument("--windows", type=int, default=200,
-                   help="windows for masked accuracy and self-similarity (default 200)")
-    p.add_argument("--annotation-windows", type=int, default=1000,
-                   help="windows for the annotation analysis (default 1000)")
-    p.add_argument("--tokens", type=int, default=510, help="tokens per window (default 510)")
-    p.add_argument("--mask-passes", type=int, default=1, help="disjoint 15%% masks per window")
-    p.add_argument("--context-tokens", type=int, default=50, help="tokens for self-similarity")
-    p.add_argument("--layer", type=int, default=-1, help="hidden state for window embeddings")
-    p.add_argument("--tss-near", type=int, default=1000, help="bp: 'near a TSS' probe label")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    add_fields(p, AnalyzeConfig, "windows", "annotation_windows", "tokens", "mask_passes",
+               "context_tokens", "layer", "batch_size", "seed", "device")
+    add_fields(p, ann.AnnotationConfig, "tss_near")
     p.add_argument("--overwrite", action="store_true", help="replace a finished output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=analyze)

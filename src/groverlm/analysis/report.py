@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.errors import GroverError
+from groverlm.manifest import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -218,21 +219,6 @@ def render_pretrain(st: Stage, root: Path) -> Section:
     if curves:
         sec.add(curves)
     return sec
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSONL log; a truncated last line (a run still writing) is skipped."""
-    out = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
 
 
 def learning_curves(folder: Path) -> str | None:

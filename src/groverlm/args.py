@@ -1,0 +1,219 @@
+"""Settings shared by the command line and the YAML run config, torch-free (litgpt's `args.py`).
+
+Reads and writes nothing. Every setting's default lives on a config dataclass field; a command's
+flag takes its default from there (`default(Cls, "name")`, `listed(...)`), never from a literal of
+its own, so `groverlm pretrain --help` and a YAML file that leaves a key out mean the same value.
+tests/test_args.py walks every command and checks each flag's default against its field.
+
+A field that may change between a run and its resumption (or between a finished stage and the
+next `groverlm run`) without changing any result, such as a device, a thread count or an inference
+batch size, is declared with `volatile(default)`; `volatile_keys` and `stable` read that mark, so
+the runner's skip check and each stage's resume check agree on one list.
+
+`TrainConfig` lives here, not in train.py, because the commands that expose it (pretrain, the
+runner's YAML) must stay importable without torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from groverlm.errors import GroverError
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of dataclass field `name` of `cls` (its default_factory called when it has one).
+
+    >>> default(TrainConfig, "lr"), default(TrainConfig, "adam_betas")
+    (0.0004, (0.9, 0.98))
+    """
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise KeyError(f"{cls.__name__}.{name} has no default")
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+VOLATILE = "volatile"  # field metadata key
+
+
+def volatile(default: Any) -> Any:
+    """A dataclass field whose value may change without changing any result (see above)."""
+    return dataclasses.field(default=default, metadata={VOLATILE: True})
+
+
+def volatile_keys(cls: type) -> tuple[str, ...]:
+    """Dotted names of the volatile fields of `cls` and of the config dataclasses nested in it
+    (an optional one, `CnnConfig | None`, included).
+
+    >>> volatile_keys(TrainConfig)
+    ('eval_every', 'save_every', 'keep_checkpoints', 'log_every', 'device', 'compile', 'threads')
+    """
+    hints = typing.get_type_hints(cls)
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get(VOLATILE):
+            out.append(f.name)
+            continue
+        for t in (hints[f.name], *typing.get_args(hints[f.name])):
+            if dataclasses.is_dataclass(t):
+                out += [f"{f.name}.{k}" for k in volatile_keys(t)]
+                break
+    return tuple(out)
+
+
+def drop_keys(d: dict[str, Any], keys: typing.Iterable[str]) -> dict[str, Any]:
+    """`d` (nested dicts) without the dotted `keys`, in place; returns it."""
+    for key in keys:
+        node, *path, last = [d, *key.split(".")]
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return d
+
+
+def stable(cfg: Any) -> dict[str, Any]:
+    """`asdict(cfg)` without its volatile fields: what decides whether a run may be resumed."""
+    return drop_keys(dataclasses.asdict(cfg), volatile_keys(type(cfg)))
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Each field's comment in the class source (`name: type = default  # help`, with the comment
+    lines that continue it): the help text of its flag, written once, beside the default."""
+    out: dict[str, str] = {}
+    last, above = None, []  # the field a comment line continues; comment lines above a field
+    for line in inspect.getsource(cls).splitlines():
+        field = re.match(r"\s+(\w+): [^#]*?(?:#\s*(.*))?$", line)
+        more = re.match(r"\s+#(\s*)(.*)$", line)
+        if more and last is not None and len(more.group(1)) > 1:  # indented under the one beside
+            out[last] += " " + more.group(2)
+        elif more:
+            last = None
+            above.append(more.group(2))
+        elif field:
+            last = field.group(1)
+            out[last] = field.group(2) or " ".join(above)  # a comment above when none beside
+            above = []
+        else:
+            last, above = None, []
+    return out
+
+
+def add_fields(parser: Any, cls: type, *names: str, choices: dict[str, Any] | None = None) -> None:
+    """One flag per field of `cls`: `--field-name`, with the field's type, default and comment
+    (`field_help`) as its help; a bool field becomes a switch that flips its default.
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_fields(p, TrainConfig, "lr", "compile")
+    >>> p.parse_args([]).lr, p.parse_args(["--lr", "1e-3", "--compile"]).compile
+    (0.0004, True)
+    """
+    hints, helps = typing.get_type_hints(cls), field_help(cls)
+    for name in names:
+        value, kind = default(cls, name), hints[name]
+        flag = "--" + name.replace("_", "-")
+        text = (helps.get(name) or name.replace("_", " ")).replace("%", "%%")
+        if kind is bool:
+            parser.add_argument(flag if not value else f"--no-{flag[2:]}", dest=name,
+                                action="store_false" if value else "store_true", help=text)
+            continue
+        types = [t for t in (kind, *typing.get_args(kind)) if t in (int, float, str)]
+        parser.add_argument(flag, type=types[0] if types else str, default=value,
+                            choices=(choices or {}).get(name), help=f"{text} (default {value})")
+
+
+def parse_value(text: str) -> Any:
+    """A KEY=VALUE value, read as YAML (numbers, true/false, null, [lists]; never evaluated), with
+    exponent floats such as 1e-3 as numbers too (YAML 1.1 would keep them strings).
+
+    >>> parse_value("1e-3"), parse_value("[4, 6]"), parse_value("gelu"), parse_value("")
+    (0.001, [4, 6], 'gelu', None)
+    """
+    import yaml
+
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise GroverError(f"{text!r} is not a valid YAML value ({err.problem})") from None
+    if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)[eE][+-]?\d+", value):
+        return float(value)
+    return value
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """The one KEY=VALUE grammar of every `--set`: `a.b=value` -> (("a", "b"), `parse_value`).
+
+    >>> parse_override("baselines.tfidf.ks=[4, 6]")
+    (('baselines', 'tfidf', 'ks'), [4, 6])
+    >>> parse_override("genome.max_bp=null")
+    (('genome', 'max_bp'), None)
+    """
+    key, sep, value = text.partition("=")
+    path = tuple(key.strip().split("."))
+    if not sep or not all(path):
+        raise GroverError(f"--set {text}: expected KEY=VALUE with a KEY such as bpe.merges")
+    try:
+        return path, parse_value(value)
+    except GroverError as err:
+        raise GroverError(f"--set {text}: {err}") from None
+
+
+def listed(values: Any) -> str:
+    """A tuple default as a comma-separated flag value: (2, 3, 4) -> "2,3,4"; None -> ""."""
+    return ",".join(str(v) for v in values or ())
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping of one run (defaults: GROVER's pretraining where it says)."""
+
+    max_steps: int = 1000  # optimizer steps; the schedule decays to 0 at the last one
+    batch_size: int = 32  # samples per micro-batch on each process
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = this x batch x ranks)
+    lr: float = 4e-4  # peak learning rate (GROVER: 4e-4)
+    warmup_steps: int | None = None  # linear warmup; None: 6% of max_steps (RoBERTa's share)
+    weight_decay: float = 0.01  # AdamW, not applied to biases and LayerNorm weights
+    adam_betas: tuple[float, float] = (0.9, 0.98)  # RoBERTa's beta2: steadier with large batches
+    adam_eps: float = 1e-6
+    clip_norm: float = 1.0  # gradient-norm clipping; 0 disables
+    eval_every: int = volatile(500)  # steps between evaluations (0: only at the end)
+    save_every: int = volatile(500)  # steps between checkpoints (and one at the end)
+    keep_checkpoints: int = volatile(2)  # newest checkpoints kept on disk
+    log_every: int = volatile(10)  # steps between log records
+    seed: int = 0  # data order, masks, dropout
+    device: str = volatile("auto")  # auto: cuda when available, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on cuda, fp32 on cpu; or "bf16", "fp32"
+    compile: bool = volatile(False)  # torch.compile the model (worth it on a GPU for long runs)
+    threads: int | None = volatile(None)  # torch CPU threads; None: torch's default per rank
+    bucket: int = 64  # batches per length-sorted pool: larger wastes less padding, mixes less
+
+    def __post_init__(self):
+        for name in ("max_steps", "batch_size", "grad_accum", "log_every", "bucket"):
+            if getattr(self, name) < 1:
+                raise GroverError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("eval_every", "save_every", "weight_decay", "clip_norm"):
+            if getattr(self, name) < 0:
+                raise GroverError(f"--{name.replace('_', '-')} must not be negative")
+        if self.lr <= 0:
+            raise GroverError(f"--lr must be positive, got {self.lr}")
+        if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
+            raise GroverError(f"--warmup-steps must be between 0 and --max-steps, "
+                              f"got {self.warmup_steps}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise GroverError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.keep_checkpoints < 1:
+            raise GroverError("--keep-checkpoints must be at least 1")
+
+    @property
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else int(0.06 * self.max_steps)

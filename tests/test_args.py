@@ -1,0 +1,158 @@
+"""Every command's flag defaults equal the config dataclass defaults (what YAML leaves out means).
+
+The test walks the whole parser: a command missing from SOURCES, or a flag with a default that no
+field accounts for, fails it, so a new flag cannot bring its own literal default unnoticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from groverlm.analysis.analyze import AnalyzeConfig
+from groverlm.analysis.annotations import AnnotationConfig
+from groverlm.args import TrainConfig, default
+from groverlm.baselines import TfidfConfig
+from groverlm.cli import build_parser
+from groverlm.cnn import CnnConfig
+from groverlm.config import BpeConfig, load_config
+from groverlm.corpus import CorpusConfig
+from groverlm.embed import EmbedConfig
+from groverlm.finetune import FinetuneConfig
+from groverlm.models import parse_overrides
+from groverlm.nextkmer import NextKmerBaselinesConfig, NextKmerSamplesConfig, kmer_classifier
+from groverlm.pretrain import PretrainConfig
+from groverlm.score import ScoreConfig
+from groverlm.select_vocab import SelectPretrainingConfig, select_baselines
+from groverlm.tasks.common import SplitConfig
+from groverlm.tasks.ctcf import CTCFConfig
+from groverlm.tasks.promoter import Prom300Config
+from groverlm.tasks.promscan import PromScanConfig
+
+SPLIT = {"split": ("method", SplitConfig()), "split_fractions": ("fractions", SplitConfig()),
+         "split_block": ("block", SplitConfig())}
+NEXTKMER = [NextKmerSamplesConfig(), kmer_classifier(), NextKmerBaselinesConfig()]
+
+# command -> (config objects whose defaults its flags carry, in lookup order; {dest: (field, obj)})
+SOURCES: dict[str, tuple[list, dict]] = {
+    "bpe train": ([BpeConfig()], {}),
+    "corpus": ([CorpusConfig()], {}),
+    "pretrain": ([PretrainConfig(), TrainConfig()], {}),
+    "embed": ([EmbedConfig()], {}),
+    "score seqs": ([ScoreConfig()], {}),
+    "score variants": ([ScoreConfig()], {}),
+    "ism": ([ScoreConfig()], {}),
+    "analyze": ([AnalyzeConfig(), AnnotationConfig()], {}),
+    "tasks prom300": ([Prom300Config()], SPLIT),
+    "tasks promscan": ([PromScanConfig()], SPLIT),
+    "tasks ctcf": ([CTCFConfig()], SPLIT),
+    "baseline tfidf": ([TfidfConfig()], {"k": ("ks", TfidfConfig()),
+                                         "trees": ("n_estimators", TfidfConfig()),
+                                         "jobs": ("n_jobs", TfidfConfig())}),
+    "baseline cnn": ([CnnConfig()], {}),
+    "finetune": ([FinetuneConfig()], {}),
+    "nextkmer": (NEXTKMER, {"k": ("ks", NextKmerSamplesConfig())}),
+    "select-vocab": ([SelectPretrainingConfig(), *NEXTKMER[:2], select_baselines()],
+                     {"k": ("ks", NextKmerSamplesConfig()),
+                      "pretrain_batch_size": ("batch_size", SelectPretrainingConfig()),
+                      "pretrain_lr": ("lr", SelectPretrainingConfig()),
+                      "lr": ("lr", NEXTKMER[1]), "batch_size": ("batch_size", NEXTKMER[1])}),
+}
+NO_SETTINGS = {"bpe export", "run", "demo", "data fetch", "genome summary", "plot-log", "report", "compare",
+               "kmer-vocab"}  # commands with no config dataclass: inputs and outputs only
+# flags with a default and no field, each with the reason
+NO_FIELD = {("bpe train", "checkpoint_minutes"): "how often the command saves its state; the "
+            "runner's bpe stage does not checkpoint"}
+IO = {"out", "overwrite", "quiet", "resume", "redo_nextkmer", "name", "tokens", "input", "format",
+      "per_token", "vcf", "task", "vocab", "tss_format", "genome_context", "no_class_weight"}
+
+
+def commands() -> dict[str, argparse.ArgumentParser]:
+    out = {}
+
+    def walk(parser, prefix):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs and prefix:
+            out[" ".join(prefix)] = parser
+        for a in subs:
+            for name, p in a.choices.items():
+                walk(p, [*prefix, name])
+
+    walk(build_parser(), [])
+    return out
+
+
+def as_field(value, like):
+    """A flag's default in the field's form: "2,3" -> (2, 3) for a tuple field."""
+    if isinstance(like, tuple) and isinstance(value, str):
+        kind = type(like[0]) if like else str
+        return tuple(kind(v) for v in value.split(",") if v)
+    if isinstance(like, dict) and isinstance(value, list):  # --set KEY=VALUE (repeatable)
+        return parse_overrides(value)
+    return tuple(value) if isinstance(like, tuple) and isinstance(value, list) else value
+
+
+def expected(dest: str, objs: list, renames: dict):
+    """(found, field default) of a flag: its renamed field, else the first object holding it."""
+    if dest in renames:
+        name, obj = renames[dest]
+        return True, getattr(obj, name)
+    for obj in objs:
+        if any(f.name == dest for f in dataclasses.fields(obj)):
+            return True, getattr(obj, dest)
+    return False, None
+
+
+def test_every_command_is_classified():
+    assert set(commands()) == set(SOURCES) | NO_SETTINGS
+
+
+@pytest.mark.parametrize("command", sorted(SOURCES))
+def test_flag_defaults_are_the_dataclass_defaults(command):
+    objs, renames = SOURCES[command]
+    checked = 0
+    for a in commands()[command]._actions:
+        if a.dest in ("help",) or a.dest in IO or a.required or (command, a.dest) in NO_FIELD:
+            continue
+        found, want = expected(a.dest, objs, renames)
+        if a.dest == "seed" and not found:  # --seed: the first of the config's seeds
+            found, want = expected("seeds", objs, renames)
+            want = want[0] if found else None
+        checked += found
+        if a.dest == "seeds" and isinstance(a.default, int):  # --seeds N: seeds seed..seed+N-1
+            assert found and tuple(range(a.default)) == tuple(want), (command, a.dest)
+        elif a.default is None:
+            continue  # None: the command takes the dataclass's value (or its documented rule)
+        elif isinstance(a, argparse._StoreFalseAction | argparse._StoreTrueAction) and not found:
+            continue  # a switch with no field, such as --rc of score (its field is found)
+        else:
+            assert found, f"{command} --{a.dest}: default {a.default!r} has no config field"
+            assert as_field(a.default, want) == want, (command, a.dest, a.default, want)
+    assert checked >= 1 or command == "bpe train"
+
+
+def test_yaml_sections_default_to_the_command_line_defaults():
+    """What a YAML file leaves out is what the command line leaves out."""
+    cfg = load_config(None, [])
+    assert cfg.stage("nextkmer").classifier == kmer_classifier()
+    assert cfg.stage("nextkmer").baselines == NextKmerBaselinesConfig()
+    assert cfg.stage("select_vocab").classifier == kmer_classifier()
+    assert cfg.stage("select_vocab").baselines == select_baselines()
+    assert cfg.stage("pretrain").train == TrainConfig()
+    assert default(TrainConfig, "lr") == TrainConfig().lr
+
+
+def test_volatile_fields_are_marked_once_and_read_everywhere():
+    """A field marked volatile is left out of every resume check and the runner's skip check."""
+    from groverlm.args import stable, volatile_keys
+    from groverlm.config import STAGE_SECTIONS
+
+    assert stable(TrainConfig(threads=1, device="cpu")) == stable(TrainConfig(threads=4))
+    assert stable(TrainConfig(lr=1e-3)) != stable(TrainConfig())
+    assert stable(SelectPretrainingConfig(threads=1)) == stable(SelectPretrainingConfig())
+    assert stable(FinetuneConfig(eval_batch_size=8)) == stable(FinetuneConfig())
+    assert "pretraining.threads" in volatile_keys(STAGE_SECTIONS["select_vocab"])  # the runner's
+    assert "train.threads" in volatile_keys(STAGE_SECTIONS["pretrain"])
+    assert "cnn.threads" in volatile_keys(STAGE_SECTIONS["baselines"])  # through `CnnConfig | None`
