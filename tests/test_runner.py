@@ -414,7 +414,7 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     nk = json.loads((run / "nextkmer" / "manifest.json").read_text())["summary"]["by_k"]
     assert [r["k"] for r in nk] == [2, 3]
     assert all(r["chance"] == 4.0 ** -r["k"] and 0 <= r["accuracy"] <= 1 for r in nk)
-    name = f"bert-bpe{sel['cycles']}"
+    name = f"lm-bpe{sel['cycles']}"
 
     # tasks and baselines
     for task in ("prom300", "promscan", "ctcf"):

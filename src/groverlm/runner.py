@@ -283,8 +283,9 @@ def run_nextkmer(cfg: Any, ctx: Context) -> dict[str, Any]:
 
 
 def _model_name(ctx: Context) -> str:
-    """The run's BERT as named in metrics.json: its vocabulary's cycle count."""
-    return f"bert-bpe{ctx.summary('select_vocab')['cycles']}"
+    """The run's language model as named in metrics.json, by its vocabulary's cycle count ("lm":
+    the class is the preset's, BERT or DeBERTa-v2)."""
+    return f"lm-bpe{ctx.summary('select_vocab')['cycles']}"
 
 
 def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Context) -> None:
