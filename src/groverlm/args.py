@@ -1,9 +1,11 @@
 """Settings shared by the command line and the YAML run config, torch-free (litgpt's `args.py`).
 
 Reads and writes nothing. Every setting's default lives on a config dataclass field; a command's
-flag takes its default from there (`default(Cls, "name")`, `listed(...)`), never from a literal of
-its own, so `groverlm pretrain --help` and a YAML file that leaves a key out mean the same value.
-tests/test_args.py walks every command and checks each flag's default against its field.
+flag is generated from it (`add_fields`: type, default, and the field's comment as help) or takes
+its default from there (`default(Cls, "name")`, `listed(...)`), never from a literal of its own, so
+`groverlm pretrain --help` and a YAML file that leaves a key out mean the same value.
+tests/test_args.py walks every command and checks each flag's default against its field. Every
+`--set KEY=VALUE`, the runner's and the model's, is read by `parse_override`.
 
 A field that may change between a run and its resumption (or between a finished stage and the
 next `groverlm run`) without changing any result, such as a device, a thread count or an inference
