@@ -28,6 +28,7 @@ import numpy as np
 from groverlm.errors import GroverError
 from groverlm.kmers import kmer_count_matrix
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
+from groverlm.tasks.common import seeded_subset
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def check_splits(train_seqs: Sequence, train_labels: Sequence[int], dev_seqs: Se
     n_available = len(train_seqs)
     train_seqs = list(train_seqs)
     if max_train is not None and n_available > max_train:
-        keep = np.sort(np.random.default_rng(seed).choice(n_available, max_train, replace=False))
+        keep = seeded_subset(n_available, max_train, seed)
         train_seqs = [train_seqs[i] for i in keep]
         y_tr = y_tr[keep]
         log.info("training on a random subset of %d of %d rows", max_train, n_available)

@@ -380,7 +380,9 @@ class Encoded:
         """A seeded random subset of n sequences (all when n is None or larger)."""
         if n is None or n >= len(self):
             return self
-        keep = np.sort(np.random.default_rng([seed, 0x5EB]).choice(len(self), n, replace=False))
+        from groverlm.tasks.common import seeded_subset
+
+        keep = seeded_subset(len(self), n, [seed, 0x5EB])
         return Encoded([self.ids[i] for i in keep], self.labels[keep])
 
 

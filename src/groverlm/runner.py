@@ -42,8 +42,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -400,6 +398,7 @@ def run_score(cfg: Any, ctx: Context) -> dict[str, Any]:
     from groverlm.genome import Genome
     from groverlm.manifest import read_manifest, write_json, write_manifest
     from groverlm.score import Scorer, Variant, score_sequences, score_variants
+    from groverlm.tasks.common import seeded_subset
     from groverlm.tasks.gue import load_task
 
     out = ctx.out / "readouts"
@@ -409,10 +408,7 @@ def run_score(cfg: Any, ctx: Context) -> dict[str, Any]:
         prom = ctx.stage_dir("tasks") / "prom300"
         if cfg.prom300_rows != 0 and finished(prom):
             test = load_task(prom).test
-            keep = np.arange(len(test))
-            if cfg.prom300_rows is not None and len(keep) > cfg.prom300_rows:
-                keep = np.sort(np.random.default_rng(cfg.seed).choice(
-                    len(keep), cfg.prom300_rows, replace=False))
+            keep = seeded_subset(len(test), cfg.prom300_rows, cfg.seed)
             seqs = [test.sequences[i] for i in keep]
             res["prom300"] = prom300_readout(seqs, test.labels[keep], lambda s: [
                 r["pll_per_nt"] for r in score_sequences(scorer, [""] * len(s), s,

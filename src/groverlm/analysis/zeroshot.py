@@ -27,12 +27,9 @@ from typing import Any
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.genome import BASES
+from groverlm.genome import BASES, reverse_complement
 
 log = logging.getLogger(__name__)
-
-COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A"}
-
 
 @dataclass(frozen=True)
 class MotifSNV:
@@ -75,7 +72,7 @@ def site_snvs(seq_plus: str, chrom: str, start: int, strand: str, pwm: np.ndarra
     L = len(seq_plus)
     out = []
     for i, ref in enumerate(seq_plus):
-        if ref not in COMPLEMENT:
+        if ref not in BASES:
             continue
         for alt in BASES:
             if alt == ref:
@@ -83,7 +80,7 @@ def site_snvs(seq_plus: str, chrom: str, start: int, strand: str, pwm: np.ndarra
             if strand == "+":
                 j, r, a = i, ref, alt
             else:  # genome position i is motif position L-1-i, complemented
-                j, r, a = L - 1 - i, COMPLEMENT[ref], COMPLEMENT[alt]
+                j, r, a = L - 1 - i, reverse_complement(ref), reverse_complement(alt)
             delta = float(pwm[j, BASES.index(a)] - pwm[j, BASES.index(r)])
             out.append(MotifSNV(chrom, start + i, ref, alt, site, j, delta))
     return out
@@ -96,7 +93,7 @@ def bound_ctcf_snvs(genome: str | Path, motif: str | Path, peaks: Sequence[str |
     motif's information content per position. Sites are found as the CTCF task finds them
     (tasks.ctcf defaults: relative threshold, spacing); at most `max_sites`, a seeded draw."""
     from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
-    from groverlm.tasks.common import load_genome
+    from groverlm.tasks.common import load_genome, seeded_subset
     from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_genome, suppress
 
     mot = read_jaspar(motif)
@@ -111,9 +108,7 @@ def bound_ctcf_snvs(genome: str | Path, motif: str | Path, peaks: Sequence[str |
     hits = [h for h in suppress(scan_genome(g, pwm, cfg.cutoff(pwm)), cfg.window)
             if h.chrom == region.chrom and region.start <= h.start and h.start + L <= end
             and contained(bound, h.chrom, h.start, h.start + L)]
-    if max_sites is not None and len(hits) > max_sites:
-        keep = np.sort(np.random.default_rng(seed).choice(len(hits), max_sites, replace=False))
-        hits = [hits[i] for i in keep]
+    hits = [hits[i] for i in seeded_subset(len(hits), max_sites, seed)]
     snvs: list[MotifSNV] = []
     codes = g.records[region.chrom].codes
     for k, h in enumerate(hits):

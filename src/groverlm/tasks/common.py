@@ -48,6 +48,18 @@ class Example:
     tokens: str | None = None  # space-separated BPE tokens spelling `sequence` (token shuffles)
 
 
+def seeded_subset(n: int, limit: int | None, seed: Any) -> np.ndarray:
+    """Sorted indices of a seeded random subset of `limit` of n items; all of them when `limit` is
+    None or not below n. `seed` is anything numpy's default_rng takes.
+
+    >>> seeded_subset(5, None, 0).tolist(), len(seeded_subset(100, 10, 0))
+    ([0, 1, 2, 3, 4], 10)
+    """
+    if limit is None or n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """How examples are split into train/dev/test without sharing genomic intervals."""
