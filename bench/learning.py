@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from groverlm.manifest import write_json
 from groverlm.pretrain import PretrainConfig, build_run
-from groverlm.train import TrainConfig, make_optimizer, masked_logits
+from groverlm.train import TrainConfig, autocast, make_optimizer, masked_logits
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,6 +51,7 @@ class Recipe:
     mask_split: tuple[float, float] = (0.8, 0.1)  # targets shown as [MASK], as a random token
     batch_size: int = 32  # samples per step
     warmup_steps: int = 100
+    precision: str = "fp32"  # "bf16": autocast, which AMX CPUs (Sapphire Rapids on) run faster
 
 
 RECIPES: dict[str, Recipe] = {
@@ -61,6 +62,11 @@ RECIPES: dict[str, Recipe] = {
     "tiny-noconv": Recipe("tiny", 3e-3, {"conv_kernel_size": 0}),
     # screens of the demo's recipe (bench/README.md): mask rate, learning rate, batch, width
     "tiny-mask25": Recipe("tiny", 3e-3, mask_rate=0.25),
+    "tiny-mask25-bf16": Recipe("tiny", 3e-3, mask_rate=0.25, precision="bf16"),
+    "tiny-mask25-bf16-ffn1024": Recipe("tiny", 3e-3, {"intermediate_size": 1024}, mask_rate=0.25,
+                                       precision="bf16"),
+    "tiny-mask25-bf16-conv5": Recipe("tiny", 3e-3, {"conv_kernel_size": 5}, mask_rate=0.25,
+                                     precision="bf16"),
     "tiny-mask40": Recipe("tiny", 3e-3, mask_rate=0.40),
     "tiny-lr2e-3": Recipe("tiny", 2e-3),
     "tiny-lr5e-3": Recipe("tiny", 5e-3),
@@ -110,8 +116,9 @@ def train_for(recipe: Recipe, corpus: Path, minutes: float, marks: list[float], 
         t0, c0 = time.perf_counter(), time.process_time()
         start = (step * recipe.batch_size) % (len(order) - recipe.batch_size)
         batch = data.collate(order[start : start + recipe.batch_size], gen)
-        logits, targets = masked_logits(model, **batch)  # (M, V), (M,)
-        F.cross_entropy(logits, targets).backward()
+        with autocast(torch.device("cpu"), recipe.precision):
+            logits, targets = masked_logits(model, **batch)  # (M, V), (M,)
+        F.cross_entropy(logits.float(), targets).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         # warmup, then linear decay to zero at the end of the time budget
         factor = min(1.0, (step + 1) / recipe.warmup_steps) * max(0.0, 1.0 - wall / budget)

@@ -17,6 +17,7 @@ from groverlm.errors import GroverError
 from groverlm.genome import Genome
 from groverlm.select_vocab import (
     baseline_rows,
+    reference_accuracy,
     relative_score,
     select_cycles,
     write_pretrain_genome,
@@ -26,18 +27,32 @@ from .conftest import random_dna, write_fasta
 
 
 def test_selection_rule_and_ties():
-    rows = [{"kind": "bpe", "cycles": 400, "acc_k2": 0.125, "acc_k3": 0.03125},  # 2, 2
-            {"kind": "bpe", "cycles": 100, "acc_k2": 0.0625, "acc_k3": 0.046875},  # 1, 3
-            {"kind": "bpe", "cycles": 800, "acc_k2": 0.1, "acc_k3": 0.02},
-            {"kind": "kmer", "cycles": "", "acc_k2": 0.5, "acc_k3": 0.5}]
-    assert relative_score(rows[0], [2, 3]) == pytest.approx(2.0)
+    rows = [{"kind": "bpe", "cycles": 400, "acc_k2": 0.2, "acc_k3": 0.1},  # lifts 2, 2
+            {"kind": "bpe", "cycles": 100, "acc_k2": 0.1, "acc_k3": 0.15},  # 1, 3
+            {"kind": "bpe", "cycles": 800, "acc_k2": 0.15, "acc_k3": 0.05},
+            {"kind": "kmer", "cycles": "", "acc_k2": 0.5, "acc_k3": 0.5},
+            {"kind": "baseline", "model": "most-frequent", "acc_k2": 0.1, "acc_k3": 0.05}]
+    ref = reference_accuracy(rows, [2, 3])
+    assert relative_score(rows[0], [2, 3], ref) == pytest.approx(2.0)
     sel = select_cycles(rows, [2, 3])
     assert sel["cycles"] == 100 and sel["score"] == pytest.approx(2.0)  # tie -> fewer cycles
     assert set(sel["scores"]) == {"100", "400", "800"}  # k-mer models are references only
     assert select_cycles(rows, [2])["cycles"] == 400
-    assert relative_score({"acc_k2": ""}, [2]) is None
+    assert relative_score({"acc_k2": ""}, [2], ref) is None
     with pytest.raises(GroverError):
         select_cycles(rows[3:], [2])
+
+
+def test_the_rule_does_not_reward_guessing_the_most_frequent_kmer():
+    # at k = 6 poly-A alone scores 40x chance: a model that learned the k-mer frequencies and
+    # nothing else (5,000 cycles) must not win over one that beats the most frequent k-mer at k = 2
+    rows = [{"kind": "bpe", "cycles": 100, "acc_k2": 0.124, "acc_k6": 0.0098},
+            {"kind": "bpe", "cycles": 5000, "acc_k2": 0.0945, "acc_k6": 0.0100},
+            {"kind": "baseline", "model": "most-frequent", "acc_k2": 0.09, "acc_k6": 0.0100}]
+    assert select_cycles(rows, [2, 6])["cycles"] == 100
+    assert select_cycles(rows[:2], [2, 6])["cycles"] == 5000  # by chance alone it would win
+    # a most frequent k-mer absent from the test samples: chance is the floor
+    assert reference_accuracy([{"model": "most-frequent", "acc_k2": 0.0}], [2]) == {2: 1 / 16}
 
 
 def test_baseline_rows_take_every_tfidf_model():
@@ -47,7 +62,9 @@ def test_baseline_rows_take_every_tfidf_model():
     rows = {r["model"]: r for r in baseline_rows(summary)}
     assert set(rows) == {"chance", "most-frequent", "tfidf-lr", "tfidf-rf"}
     assert rows["tfidf-rf"]["acc_k5"] == "" and rows["tfidf-lr"]["acc_k5"] == 0.02
-    assert relative_score(rows["chance"], [2, 5]) == pytest.approx(1.0)
+    ref = reference_accuracy(list(rows.values()), [2, 5])
+    assert relative_score(rows["most-frequent"], [2, 5], ref) == pytest.approx(1.0)
+    assert relative_score(rows["chance"], [2, 5], ref) < 1
 
 
 def test_pretrain_genome_leaves_the_region_out(tmp_path):

@@ -9,7 +9,7 @@ Reads a FASTA genome and a `bpe train` folder; writes OUT/:
   `vocab/NAME` (`bpe export` or `kmer-vocab`), `corpus/NAME` (`groverlm corpus`, random test split),
   `pretrain/NAME` (`groverlm pretrain`), `nextkmer/NAME` (`groverlm nextkmer` on the region);
   `nextkmer/baselines`: chance, most frequent k-mer and TF-IDF on the same samples;
-- `table.tsv`, `table.md` (one row per model: accuracy per k, mean accuracy relative to chance, the
+- `table.tsv`, `table.md` (one row per model: accuracy per k, mean lift over the most frequent k-mer, the
   nucleotides each model read), `curve.tsv` (BPE rows by cycle count), `plot.png` (accuracy against
   cycles, log x-axis, one panel per k, k-mer models as horizontal reference lines), and
   `manifest.json` with the selected cycle count and the rule, written last.
@@ -29,8 +29,12 @@ The table reports the measured nucleotides per sample and in total (samples seen
 training sample), so any residual difference is visible. Next-k-mer fine-tuning is identical for
 all models: the same samples (contexts of the same bases), epochs, batch size and learning rate.
 
-Selection rule: the cycle count with the best mean over k of accuracy / chance (chance = 1/4**k, so
-each k weighs the same whatever its number of classes); a tie (within 1e-9) goes to fewer cycles.
+Selection rule: the cycle count with the best mean over k of the lift over the most frequent k-mer
+(test accuracy / the accuracy of always guessing the train split's most frequent k-mer, on the same
+test samples; chance 1/4**k where that is lower), so each k weighs the same whatever its number of
+classes, and a model that only learned the k-mer frequencies scores 1, not 4**k times chance (at k =
+5-6 the most frequent k-mer, poly-A or poly-T, scores tens of times chance); a tie (within 1e-9)
+goes to fewer cycles.
 
     groverlm select-vocab --genome hg19_chr20.fa.gz --bpe bpe5000 \
         --region chr20:50000000-63025520 --out select/ --cycles 100,400,600,1000,5000 \
@@ -58,8 +62,9 @@ log = logging.getLogger(__name__)
 MAX_TOKENS = 510  # BERT positions less [CLS] and [SEP]
 PROBE = "nt_per_token.json"  # written into each vocabulary folder: the measured nt per token
 TIE = 1e-9  # scores closer than this are a tie (then the fewer cycles win)
-RULE = ("best mean over k of test accuracy / chance (1/4**k) among the BPE cycle counts; "
-        "ties to fewer cycles")
+RULE = ("best mean over k of test accuracy / the most frequent k-mer's test accuracy (at least "
+        "chance, 1/4**k) among the BPE cycle counts; ties to fewer cycles")
+LIFT = "lift_over_most_frequent"  # the table column holding each row's score by RULE
 
 
 @dataclass(frozen=True)
@@ -276,23 +281,37 @@ def _nextkmer(model: Path | None, samples, nk: Path, ft, bcfg, name: str, progre
 # Table, plot, selection
 
 
-def relative_score(row: dict[str, Any], ks: list[int]) -> float | None:
-    """Mean over k of accuracy / chance (None when a k is missing)."""
+def reference_accuracy(rows: list[dict[str, Any]], ks: list[int]) -> dict[int, float]:
+    """Per k, the accuracy RULE divides by: the "most-frequent" baseline row's, or chance (1/4**k)
+    where that row is missing or lower (a test set without the train split's most frequent k-mer).
+
+    >>> reference_accuracy([{"model": "most-frequent", "acc_k2": 0.09, "acc_k3": 0.0}], [2, 3])
+    {2: 0.09, 3: 0.015625}
+    """
+    ref = next((r for r in rows if r.get("model") == "most-frequent"), {})
+    return {k: max(float(ref.get(f"acc_k{k}") or 0.0), 4.0**-k) for k in ks}
+
+
+def relative_score(row: dict[str, Any], ks: list[int], reference: dict[int, float]
+                   ) -> float | None:
+    """Mean over k of accuracy / reference[k] (None when a k is missing)."""
     vals = [row.get(f"acc_k{k}") for k in ks]
     if any(v is None or v == "" for v in vals):
         return None
-    return float(np.mean([v * 4**k for v, k in zip(vals, ks, strict=True)]))
+    return float(np.mean([v / reference[k] for v, k in zip(vals, ks, strict=True)]))
 
 
 def select_cycles(rows: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
     """The selected cycle count by RULE, with the score of every candidate.
 
     >>> rows = [{"kind": "bpe", "cycles": 600, "acc_k2": 0.1}, {"kind": "bpe", "cycles": 100,
-    ...         "acc_k2": 0.1}, {"kind": "bpe", "cycles": 50, "acc_k2": 0.05}]
-    >>> select_cycles(rows, [2])["cycles"]
-    100
+    ...         "acc_k2": 0.1}, {"kind": "bpe", "cycles": 50, "acc_k2": 0.05},
+    ...         {"kind": "baseline", "model": "most-frequent", "acc_k2": 0.08}]
+    >>> sel = select_cycles(rows, [2]); sel["cycles"], sel["score"]
+    (100, 1.25)
     """
-    cands = [(r["cycles"], relative_score(r, ks)) for r in rows if r["kind"] == "bpe"]
+    reference = reference_accuracy(rows, ks)
+    cands = [(r["cycles"], relative_score(r, ks, reference)) for r in rows if r["kind"] == "bpe"]
     cands = [(c, s) for c, s in cands if s is not None]
     if not cands:
         raise GroverError("no BPE model has next-k-mer results to select from")
@@ -346,10 +365,11 @@ def write_tables(rows: list[dict[str, Any]], ks: list[int], out: Path, header: s
     from groverlm.manifest import atomic_path, write_text
 
     acc = [f"acc_k{k}" for k in ks]
-    cols = TABLE_COLUMNS + acc + ["mean_acc_over_chance"]
+    cols = TABLE_COLUMNS + acc + [LIFT]
+    reference = reference_accuracy(rows, ks)
     for r in rows:
-        s = relative_score(r, ks)
-        r["mean_acc_over_chance"] = "" if s is None else s
+        s = relative_score(r, ks, reference)
+        r[LIFT] = "" if s is None else s
     with atomic_path(out / "table.tsv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         w.writerow(cols)
@@ -358,12 +378,12 @@ def write_tables(rows: list[dict[str, Any]], ks: list[int], out: Path, header: s
     bpe = sorted((r for r in rows if r["kind"] == "bpe"), key=lambda r: r["cycles"])
     with atomic_path(out / "curve.tsv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(["cycles", *acc, "mean_acc_over_chance"])
+        w.writerow(["cycles", *acc, LIFT])
         for r in bpe:
             w.writerow([r["cycles"], *(_fmt(r.get(c, "")) for c in acc),
-                        _fmt(r["mean_acc_over_chance"])])
+                        _fmt(r[LIFT])])
     short = ["model", "vocab_size", "tokens_per_sample", "nt_per_sample", "nt_seen",
-             "mlm_accuracy", *acc, "mean_acc_over_chance", "mean_mcc"]
+             "mlm_accuracy", *acc, LIFT, "mean_mcc"]
     lines = [header, "", "| " + " | ".join(short) + " |",
              "|" + "|".join("---" for _ in short) + "|"]
     for r in rows:
@@ -384,7 +404,7 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
 
     bpe = sorted((r for r in rows if r["kind"] == "bpe"), key=lambda r: r["cycles"])
     refs = [r for r in rows if r["kind"] != "bpe"]
-    panels = [f"acc_k{k}" for k in ks] + ["mean_acc_over_chance"]
+    panels = [f"acc_k{k}" for k in ks] + [LIFT]
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = figure(ncols, nrows, width=3.6, height=3.0)
@@ -410,7 +430,7 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
             ax.set_xticks(x, [str(c) for c in x], fontsize=7)
             ax.minorticks_off()
         ax.set_xlabel("BPE cycles")
-        ax.set_title("mean accuracy / chance" if col == "mean_acc_over_chance"
+        ax.set_title("mean accuracy / most frequent k-mer's" if col == LIFT
                      else f"next-{col[5:]}-mer accuracy", fontsize=9)
     axes[0].legend(frameon=False, fontsize=6)
     return save_png(fig, path)
@@ -471,7 +491,9 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     rows += bpe_tfidf_rows(out, vocab_names(cfg))
     ks = list(ncfg.ks)
     selection = select_cycles(rows, ks)
-    kmer_scores = {r["model"]: relative_score(r, ks) for r in rows if r["kind"] == "kmer"}
+    reference = reference_accuracy(rows, ks)
+    kmer_scores = {r["model"]: relative_score(r, ks, reference) for r in rows
+                   if r["kind"] == "kmer"}
     selection["beats_kmers"] = {m: selection["score"] > s for m, s in kmer_scores.items()
                                 if s is not None}
     selection["constant_guesses"] = constant_guesses(rows)
