@@ -26,6 +26,7 @@ step, rank) at every step, so a run killed and resumed ends with the weights of 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -229,7 +230,19 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if not bf16:
         return contextlib.nullcontext()
+    if device.type == "cpu":
+        _check_cpu_bf16()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@functools.cache
+def _check_cpu_bf16() -> None:
+    """Warn (once) when this CPU lacks native bf16, where autocast makes a run crawl unexplained."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        # measured with the tiny preset: 14x slower than fp32 on an AVX2 AMD EPYC, 1.4x faster on
+        # an AMX Xeon
+        log.warning("this CPU has no native bf16 (%s): bf16 runs far slower than fp32 here",
+                    torch.backends.cpu.get_cpu_capability())
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device
