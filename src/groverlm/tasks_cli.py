@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from groverlm.context import Context, finished
 from groverlm.metrics import THRESHOLDS
 
 
@@ -48,6 +50,27 @@ def _split(args: argparse.Namespace):
     from groverlm.tasks.common import SplitConfig
 
     return SplitConfig(args.split, tuple(args.split_fractions), args.split_block, args.seed)
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Tasks stage: Prom300, PromScan and CTCF folders (train/dev/test.csv) from the genome."""
+    from groverlm.manifest import read_manifest
+    from groverlm.tasks import build_ctcf, build_prom300, build_promscan
+
+    d = ctx.data
+    tss, fmt = ctx.tss
+    summary = {}
+    for name in cfg.build:
+        out = ctx.out / name
+        if not finished(out):
+            if name == "prom300":
+                build_prom300(ctx.genome, tss, out, cfg.prom300, vocab=ctx.vocab, tss_format=fmt)
+            elif name == "promscan":
+                build_promscan(ctx.genome, tss, out, cfg.promscan, tss_format=fmt)
+            else:
+                build_ctcf(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), out, cfg.ctcf)
+        summary[name] = read_manifest(out)["counts"]
+    return summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from groverlm.args import volatile
+from groverlm.context import Context, finished
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,21 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
     return write_manifest(out, "analyze", config, files, seed=cfg.seed, analyses=done,
                           skipped=skipped, model=str(model_dir) if model_dir else None,
                           vocab=str(vocab) if vocab else None)
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Analyses: vocabulary statistics, token embeddings, masked accuracy, self-similarity and
+    window embeddings against annotations (groverlm.analysis.analyze)."""
+    from groverlm.manifest import read_manifest
+
+    out = ctx.out / "analyses"
+    if not finished(out):
+        d = ctx.data
+        run_analyses(out, cfg.analyze, vocab=ctx.vocab, model_dir=ctx.model, genome=ctx.genome,
+                     repeats=d.repeats, cpg=d.cpg, tss=ctx.tss[0], ann_cfg=cfg.annotations,
+                     progress=ctx.progress)
+    m = read_manifest(out)
+    return {"analyses": ctx.relative(out), "ran": sorted(m.get("analyses") or m.get("files") or [])}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import read_jsonl
 
@@ -848,6 +849,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
     page = render_report(run_dir)
     write_text(out, page)
     return out
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Report: every stage of the run rendered as one self-contained HTML page."""
+    path = write_report(ctx.run_dir, ctx.out / "report.html", overwrite=True)
+    return {"report": ctx.relative(path)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
