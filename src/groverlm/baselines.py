@@ -9,6 +9,9 @@ regression is deterministic, so it runs once. Classes are reweighted (class_weig
 default, which matters for unbalanced tasks such as PromScan and leaves balanced ones unchanged.
 Multi-class labels work throughout (the next-k-mer study calls `run_tfidf` on 4**k classes).
 
+In a run (`run`): reads the task folders the tasks stage built and the run's vocabulary; writes
+RUN_DIR/baselines/TASK and, with baselines.cnn set, the CNN's RUN_DIR/baselines/cnn/TASK.
+
     from groverlm.baselines import TfidfConfig, run_tfidf
     results = run_tfidf(train_seqs, train_labels, dev_seqs, dev_labels, test_seqs, test_labels,
                         TfidfConfig(ks=(4,), models=("lr",)), task="mytask")

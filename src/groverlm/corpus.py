@@ -17,6 +17,9 @@ Sampling follows GROVER: along each contig, consecutive samples whose length is 
 probability 1/2, else uniform in [min_tokens, max_tokens]; a contig's tail shorter than `min_tokens`
 is dropped. Samples go to the test split at random (`test_fraction`) or, with `holdout`, exactly when
 they lie in a held-out region (contigs are cut at region borders, so no sample straddles one).
+
+In a run (`run`): reads the run's vocabulary and the genome stage's FASTA; writes
+RUN_DIR/corpus/corpus. Also the `groverlm corpus` command.
 """
 
 from __future__ import annotations

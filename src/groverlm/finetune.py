@@ -34,6 +34,9 @@ The loop is `groverlm.train` (one implementation for pretraining, fine-tuning an
 the `WindowedClassification` objective. A run is resumable: a finished seed (result.json) is
 skipped, an unfinished one continues from its last checkpoint.
 
+In a run (`run`): reads the pretrained model and the task folders the tasks stage built (those
+finetune.tasks names, else all); writes RUN_DIR/finetune/TASK.
+
     groverlm finetune --model runs/demo/pretrain --task tasks/promscan --out ft/promscan
 """
 

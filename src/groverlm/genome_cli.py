@@ -1,4 +1,9 @@
-"""`groverlm genome summary FASTA`: records, lengths, A/C/G/T counts, N runs, soft-masked bases."""
+"""Genome stage: `groverlm genome summary FASTA`: records, lengths, A/C/G/T counts, N runs, soft-masked bases.
+
+In a run (`run`): reads the data section's genome and TSS list; writes RUN_DIR/genome/summary.json
+and, with genome.chroms or genome.max_bp, the part of the genome the run uses (genome.fa) and the
+TSSs on it (tss.bed). Its summary hands on the FASTA and TSS list every later stage reads.
+"""
 
 from __future__ import annotations
 

@@ -25,6 +25,9 @@ accuracy), the epoch chosen on dev accuracy. Baselines: TF-IDF over k-mers of th
 on dev) with logistic regression, and with a random forest for k <= `rf_max_k` (a forest over 4**k
 classes costs minutes per k on a CPU); plus TF-IDF over BPE tokens when the model's tokenizer is BPE.
 
+In a run (`run`): reads the pretrained model, the genome stage's FASTA and a held-out region
+(nextkmer.region, else corpus.holdout's first); writes RUN_DIR/nextkmer/nextkmer.
+
     groverlm nextkmer --model runs/demo/pretrain --genome hg19_chr20.fa.gz \
         --region chr20:50000000-63025520 --out nextkmer/
 """

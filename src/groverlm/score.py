@@ -26,6 +26,10 @@ the model finds the change less natural. With `rc`, the same is computed on the 
 complement of both windows (their own segmentations and spans) and the two strands averaged.
 
 In Python: `groverlm.score(model, sequences)` returns the per-sequence table.
+
+In a run (`run`), the zero-shot readouts: reads the pretrained model, the tasks stage's Prom300 test
+split and the CTCF motif and peaks (bound sites in the held-out region); writes
+RUN_DIR/score/readouts (readouts.json, manifest.json).
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ Reads a FASTA genome and a `bpe train` folder; writes OUT/:
   cycles, log x-axis, one panel per k, k-mer models as horizontal reference lines), and
   `manifest.json` with the selected cycle count and the rule, written last.
 
+In a run (`run`): reads the genome stage's FASTA and RUN_DIR/bpe/train; writes
+RUN_DIR/select_vocab/selection (the OUT above); with `select: false` it writes nothing and hands on
+the bpe stage's vocabulary.
+
 Every sub-run is one of the project's stages called as a function, and is skipped when its
 manifest exists (pretraining also resumes from its checkpoints), so the stage is resumable.
 

@@ -1,4 +1,8 @@
-"""`groverlm tasks prom300|promscan|ctcf`, `groverlm baseline tfidf|cnn` and `groverlm compare`."""
+"""Tasks stage: `groverlm tasks prom300|promscan|ctcf`, `groverlm baseline tfidf|cnn` and `groverlm compare`.
+
+In a run (`run`): reads the genome stage's FASTA and TSS list, the run's vocabulary (Prom300's
+token shuffles) and the CTCF motif and peaks; writes RUN_DIR/tasks/TASK for each of tasks.build.
+"""
 
 from __future__ import annotations
 

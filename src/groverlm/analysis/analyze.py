@@ -13,6 +13,9 @@ analysis, then `manifest.json` (stage "analyze", listing each analysis' files) f
 
 By default every analysis whose inputs are given runs; `--only` names some (then a missing input is
 an error). Resumable: an analysis whose JSON exists with the same settings and inputs is not rerun.
+
+In a run (`run`): reads the run's vocabulary, the pretrained model, the genome stage's FASTA and TSS
+list and the data section's repeat / CpG files; writes RUN_DIR/analysis/analyses.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ Reads every `manifest.json` under RUN_DIR (and `*.manifest.json` of `groverlm em
     embed            shape and settings of each embedding file
 
 A stage that is absent is absent from the page; one that cannot be read shows a one-line note.
+
+In a run (`run`): RUN_DIR/report/report.html, rendered from the whole run folder.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""`groverlm bpe train` and `groverlm bpe export`."""
+"""Vocabulary stage: `groverlm bpe train` and `groverlm bpe export`.
+
+In a run (`run`): reads the genome stage's FASTA; writes RUN_DIR/bpe/train (a `bpe train` folder,
+its segmentation saved at bpe.cycles) and RUN_DIR/bpe/vocab (that cycle count's export).
+"""
 
 from __future__ import annotations
 
