@@ -58,7 +58,7 @@ class Stage:
     """One pipeline stage: its name (= config section = folder), module and inputs."""
 
     name: str
-    module: str  # holds run(cfg, ctx) -> summary; imported only when the stage runs (torch)
+    module: str  # holds run(cfg, ctx) -> summary; imported when the stage runs, not at start-up
     needs: tuple[str, ...] = ()  # upstream stages whose outputs it reads
     data: Callable[[DataFiles], list[Path]] = lambda d: []  # data files it reads
 
