@@ -133,8 +133,10 @@ def test_cli_metrics_json_compare_and_errors(tmp_path, capsys):
 
 
 def test_runner_baselines_stage_adds_the_cnn_to_the_task_table(tmp_path):
+    from groverlm.baselines import run as run_baselines
     from groverlm.config import load_config
-    from groverlm.runner import Context, run_baselines, summarize_run
+    from groverlm.context import Context
+    from groverlm.runner import summarize_run
 
     run = tmp_path / "run"
     task = write_task(run / "tasks" / "prom300")

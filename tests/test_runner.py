@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from groverlm import runner
 from groverlm.cli import main
 from groverlm.config import DataConfig, RunConfig, RunSection, load_config
+from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.runner import Stage, run_pipeline, summarize_run
 
@@ -55,10 +57,12 @@ def toy(tmp_path, monkeypatch):
             return {"x": cfg.x}
         return run
 
+    for name in "abc":  # a stage is a module with a run(cfg, ctx): here, three fake ones
+        monkeypatch.setitem(sys.modules, f"toy_{name}", SimpleNamespace(run=adapter(name)))
     monkeypatch.setattr(runner, "STAGES", [
-        Stage("a", adapter("a"), data=lambda d: [d.genome]),
-        Stage("b", adapter("b"), needs=("a",)),
-        Stage("c", adapter("c"), needs=("b",)),
+        Stage("a", "toy_a", data=lambda d: [d.genome]),
+        Stage("b", "toy_b", needs=("a",)),
+        Stage("c", "toy_c", needs=("b",)),
     ])
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -287,11 +291,11 @@ pretrain:
 
 
 def test_held_out_region_defaults_to_the_corpus_holdout(tmp_path, caplog):
-    ctx = runner.Context(tmp_path, tmp_path, load_config(None), data=None)
+    ctx = Context(tmp_path, tmp_path, load_config(None), data=None)
     with pytest.raises(GroverError, match="nextkmer needs a region pretraining never saw"):
         ctx.held_out(None, "nextkmer")
     cfg = load_config(None, ["corpus.holdout=['chr20:5-10']"])
-    ctx = runner.Context(tmp_path, tmp_path, cfg, data=None)
+    ctx = Context(tmp_path, tmp_path, cfg, data=None)
     assert ctx.held_out(None, "nextkmer") == "chr20:5-10"
     assert ctx.held_out("chr1", "nextkmer") == "chr1"
     assert "may have seen it" in caplog.text

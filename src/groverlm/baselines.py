@@ -9,6 +9,9 @@ regression is deterministic, so it runs once. Classes are reweighted (class_weig
 default, which matters for unbalanced tasks such as PromScan and leaves balanced ones unchanged.
 Multi-class labels work throughout (the next-k-mer study calls `run_tfidf` on 4**k classes).
 
+In a run (`run`): reads the task folders the tasks stage built and the run's vocabulary; writes
+RUN_DIR/baselines/TASK and, with baselines.cnn set, the CNN's RUN_DIR/baselines/cnn/TASK.
+
     from groverlm.baselines import TfidfConfig, run_tfidf
     results = run_tfidf(train_seqs, train_labels, dev_seqs, dev_labels, test_seqs, test_labels,
                         TfidfConfig(ks=(4,), models=("lr",)), task="mytask")
@@ -25,9 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.context import Context, finished
 from groverlm.errors import GroverError
 from groverlm.kmers import kmer_count_matrix
-from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
+from groverlm.metrics import (
+    THRESHOLDS,
+    dev_metrics,
+    make_result,
+    read_metrics,
+    scored_metrics,
+    write_metrics,
+)
 from groverlm.tasks.common import seeded_subset
 
 log = logging.getLogger(__name__)
@@ -273,3 +284,24 @@ def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
                    seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
                    sizes={s: len(task.splits[s]) for s in task.splits})
     return results
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Baselines stage: TF-IDF + random forest / logistic regression on every task (into
+    baselines/TASK/) and, when `baselines.cnn` is set, the CNN (into baselines/cnn/TASK/)."""
+    from groverlm.cnn import cnn_task
+
+    summary = {}
+    for task_dir in ctx.task_dirs("baselines", cfg.tasks):
+        name = task_dir.name
+        out = ctx.out / name
+        if not finished(out):
+            tfidf_task(task_dir, out, cfg.tfidf, vocab=ctx.vocab if cfg.bpe else None)
+        outs = [out]
+        if cfg.cnn is not None:
+            outs.append(ctx.out / "cnn" / name)  # "cnn" is no task name (config.TASKS)
+            if not finished(outs[-1]):
+                cnn_task(task_dir, outs[-1], cfg.cnn)
+        summary[name] = {r["model"]: r.get("mcc_mean", r["test"]["mcc"])
+                         for o in outs for r in read_metrics(o / "metrics.json")}
+    return summary

@@ -22,6 +22,7 @@ STAGES = [
     "groverlm.data",
     "groverlm.genome_cli",
     "groverlm.bpe.cli",
+    "groverlm.corpus",
     "groverlm.pretrain",
     "groverlm.embed",
     "groverlm.score",

@@ -17,10 +17,14 @@ Sampling follows GROVER: along each contig, consecutive samples whose length is 
 probability 1/2, else uniform in [min_tokens, max_tokens]; a contig's tail shorter than `min_tokens`
 is dropped. Samples go to the test split at random (`test_fraction`) or, with `holdout`, exactly when
 they lie in a held-out region (contigs are cut at region borders, so no sample straddles one).
+
+In a run (`run`): reads the run's vocabulary and the genome stage's FASTA; writes
+RUN_DIR/corpus/corpus. Also the `groverlm corpus` command.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 import shutil
@@ -28,9 +32,11 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from groverlm.context import Context, finished
 from groverlm.errors import GroverError
 from groverlm.manifest import (
     fingerprint,
@@ -541,3 +547,54 @@ def describe(manifest: dict) -> str:
             f"{s['train']['tokens']:,} tokens, test {s['test']['samples']:,} / "
             f"{s['test']['tokens']:,}; most frequent token {mf['token']} "
             f"({100 * mf['train_fraction']:.2f}%); {manifest['dtype']}")
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Pretraining corpus: the saved segmentation cut into samples, split train/test."""
+    from groverlm.manifest import read_manifest
+
+    out = ctx.out / "corpus"
+    if not finished(out):  # reuses the BPE stage's segmentation when it has the vocabulary's merges
+        write_corpus(ctx.vocab, ctx.genome, out, cfg, progress=ctx.progress)
+    splits = read_manifest(out)["splits"]
+    return {"corpus": ctx.relative(out), **{f"{s}_{k}": splits[s][k] for s in ("train", "test")
+                                   for k in ("samples", "tokens")}}
+
+
+# -- command line ------------------------------------------------------------------------------
+
+def register(sub: argparse._SubParsersAction) -> None:
+    dc = CorpusConfig()
+    c = sub.add_parser("corpus", help="cut a tokenized genome into pretraining samples")
+    c.add_argument("--vocab", required=True, help="tokenizer folder (bpe export, k-mer, GROVER)")
+    c.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
+    c.add_argument("--out", required=True, help="corpus folder to write")
+    c.add_argument("--tokens", default=None, metavar="DIR",
+                   help="saved segmentation to reuse (bpe train --save-tokens-at); by default the "
+                        "one beside the vocabulary's train folder when it matches")
+    c.add_argument("--max-tokens", type=int, default=dc.max_tokens,
+                   help=f"longest sample (default {dc.max_tokens})")
+    c.add_argument("--min-tokens", type=int, default=dc.min_tokens,
+                   help=f"shortest sample (default {dc.min_tokens})")
+    c.add_argument("--test-fraction", type=float, default=None,
+                   help=f"share of samples held out at random (default {dc.test_fraction})")
+    c.add_argument("--holdout", nargs="+", action="extend", default=[], metavar="REGION",
+                   help="hold out CHROM or CHROM:START-END (0-based, half-open) as the test split "
+                        "instead of a random share")
+    c.add_argument("--seed", type=int, default=dc.seed)
+    c.add_argument("--overwrite", action="store_true", help="replace a finished corpus")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_corpus_cmd)
+
+
+def _corpus_cmd(args: argparse.Namespace) -> int:
+    if args.holdout and args.test_fraction is not None:
+        raise GroverError("give either --holdout or --test-fraction, not both")
+    cfg = CorpusConfig(max_tokens=args.max_tokens, min_tokens=args.min_tokens,
+                       test_fraction=(CorpusConfig.test_fraction if args.test_fraction is None
+                                      else args.test_fraction),
+                       holdout=tuple(Region.parse(r) for r in args.holdout), seed=args.seed)
+    manifest = write_corpus(args.vocab, args.genome, args.out, cfg, args.tokens, args.overwrite,
+                            progress=not args.quiet)
+    print(describe(manifest) + f" -> {args.out}")
+    return 0

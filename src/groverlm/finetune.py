@@ -34,6 +34,9 @@ The loop is `groverlm.train` (one implementation for pretraining, fine-tuning an
 the `WindowedClassification` objective. A run is resumable: a finished seed (result.json) is
 skipped, an unfinished one continues from its last checkpoint.
 
+In a run (`run`): reads the pretrained model and the task folders the tasks stage built (those
+finetune.tasks names, else all); writes RUN_DIR/finetune/TASK.
+
     groverlm finetune --model runs/demo/pretrain --task tasks/promscan --out ft/promscan
 """
 
@@ -55,6 +58,7 @@ import numpy as np
 
 from groverlm.args import stable, volatile
 from groverlm.batching import window_starts, wrap
+from groverlm.context import Context, finished
 from groverlm.errors import GroverError
 from groverlm.metrics import THRESHOLDS
 
@@ -690,6 +694,21 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
 
 # ----------------------------------------------------------------------------------------------
 # CLI
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Fine-tuning stage: BertForSequenceClassification from the pretrained model, per task."""
+
+    summary = {}
+    name = ctx.model_name()
+    for task_dir in ctx.task_dirs("finetune", cfg.tasks):
+        out = ctx.out / task_dir.name
+        if not finished(out):
+            finetune_task(ctx.model, task_dir, out, cfg.classifier, name=name,
+                          progress=ctx.progress)
+        r = json.loads((out / "manifest.json").read_text())["summary"]
+        summary[task_dir.name] = {name: r["mcc_mean"]}
+    return summary
 
 
 def add_train_args(p: argparse.ArgumentParser, d: FinetuneConfig | None = None) -> None:

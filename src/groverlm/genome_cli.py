@@ -1,9 +1,53 @@
-"""`groverlm genome summary FASTA`: records, lengths, A/C/G/T counts, N runs, soft-masked bases."""
+"""Genome stage: `groverlm genome summary FASTA`: records, lengths, A/C/G/T counts, N runs, soft-masked bases.
+
+In a run (`run`): reads the data section's genome and TSS list; writes RUN_DIR/genome/summary.json
+and, with genome.chroms or genome.max_bp, the part of the genome the run uses (genome.fa) and the
+TSSs on it (tss.bed). Its summary hands on the FASTA and TSS list every later stage reads.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
+
+from groverlm.context import Context
+from groverlm.errors import GroverError
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Genome stage: summary of the FASTA; with chroms/max_bp, the part of it the run uses (and
+    the TSSs that lie on it, as BED6, since the task builders reject TSSs beyond a record)."""
+    from groverlm.genome import decode, iter_records, summarize
+    from groverlm.manifest import atomic_path, write_json, write_text
+    from groverlm.tasks.annotations import read_tss
+
+    fasta, tss, tss_format = ctx.data.genome, ctx.data.tss, ctx.config.data.tss_format
+    cut = cfg.chroms is not None or cfg.max_bp is not None
+    if cut:
+        records = {r.name: r for r in iter_records(fasta)
+                   if cfg.chroms is None or r.name in cfg.chroms}
+        missing = [c for c in cfg.chroms or () if c not in records]
+        if missing:
+            raise GroverError(f"genome.chroms: {', '.join(missing)} not in the genome", fasta)
+        fasta = ctx.out / "genome.fa"
+        with atomic_path(fasta) as tmp, open(tmp, "w") as fh:
+            for name in cfg.chroms or records:
+                seq = decode(records[name].codes[: cfg.max_bp])
+                fh.write(f">{name}\n")
+                fh.writelines(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60))
+    summary = summarize(fasta)
+    write_json(ctx.out / "summary.json", summary)
+    if cut:
+        lengths = {r["name"]: r["length"] for r in summary["records"]}
+        kept = sorted({(t.chrom, t.pos, t.strand) for t in read_tss(tss, tss_format)[0]
+                       if t.pos < lengths.get(t.chrom, 0)})
+        tss, tss_format = ctx.out / "tss.bed", "bed"
+        write_text(tss, "".join(f"{c}\t{p}\t{p + 1}\ttss\t0\t{s}\n" for c, p, s in kept))
+    total = summary["total"]
+    return {"fasta": ctx.relative(fasta), "tss": ctx.relative(tss), "tss_format": tss_format,
+            "records": total["records"], "length": total["length"],
+            "acgt": sum(total[b] for b in "ACGT"), "contigs": total["contigs"]}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

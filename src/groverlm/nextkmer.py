@@ -25,6 +25,9 @@ accuracy), the epoch chosen on dev accuracy. Baselines: TF-IDF over k-mers of th
 on dev) with logistic regression, and with a random forest for k <= `rf_max_k` (a forest over 4**k
 classes costs minutes per k on a CPU); plus TF-IDF over BPE tokens when the model's tokenizer is BPE.
 
+In a run (`run`): reads the pretrained model, the genome stage's FASTA and a held-out region
+(nextkmer.region, else corpus.holdout's first); writes RUN_DIR/nextkmer/nextkmer.
+
     groverlm nextkmer --model runs/demo/pretrain --genome hg19_chr20.fa.gz \
         --region chr20:50000000-63025520 --out nextkmer/
 """
@@ -42,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.context import Context, finished
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -384,6 +388,17 @@ def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesCo
     p.add_argument("--rf-max-k", type=int, default=baselines.rf_max_k,
                    help=f"random-forest baseline only up to this k (default {baselines.rf_max_k})")
     add_train_args(p, kmer_classifier())
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Next-k-mer: the pretrained model fine-tuned to predict the k bases after a 50 bp context,
+    for each k, against chance, the most frequent k-mer and TF-IDF (groverlm.nextkmer)."""
+    out = ctx.out / "nextkmer"
+    if not finished(out):
+        nextkmer(ctx.model, ctx.genome, ctx.held_out(cfg.region, "nextkmer"), out, cfg.samples,
+                 cfg.classifier, cfg.baselines, name=ctx.model_name(), progress=ctx.progress)
+    rows = json.loads((out / "manifest.json").read_text())["summary"]
+    return {"nextkmer": ctx.relative(out), "by_k": rows}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,9 @@ accuracy, perplexity and the unigram baseline on the test split), `log.jsonl` (l
 `checkpoints/` (for --resume) and `manifest.json`. The loop itself is `groverlm.train`.
 eval.json's baselines: `unigram_accuracy` and `context_accuracy` (see `context_table`).
 
-Also registers the CLI commands `corpus`, `pretrain` and `plot-log`.
+Also registers the CLI commands `pretrain` and `plot-log`. As the run's pretrain stage (`run`), reads
+RUN_DIR/corpus/corpus and writes RUN_DIR/pretrain/model; with `processes` > 1 it runs itself under
+torchrun (`python -m groverlm.pretrain LAUNCH.json`, one process per rank).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import logging
 import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -27,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.context import Context, finished
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -353,35 +358,65 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
 
 
 # ----------------------------------------------------------------------------------------------
+# The run's pretrain stage
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Pretraining: BertForMaskedLM on the corpus; resumes from its checkpoints; torchrun when
+    `processes` > 1."""
+    from groverlm.train import CHECKPOINTS
+
+    out, corpus = ctx.model, ctx.stage_dir("corpus") / "corpus"
+    if not finished(out):
+        resume = (out / CHECKPOINTS).is_dir()
+        if cfg.processes > 1:
+            launch_distributed(cfg, corpus, out, resume, ctx)
+        else:
+            pretrain(corpus, out, cfg.model, cfg.train, resume=resume, progress=ctx.progress)
+    ev = json.loads((out / EVAL_JSON).read_text())
+    keys = ("steps", "tokens_seen", "mlm_accuracy", "unigram_accuracy", "context_accuracy",
+            "mlm_loss", "perplexity", "tokens_per_second", "train_seconds")
+    return {"model": ctx.relative(out), **{k: ev[k] for k in keys if k in ev}}
+
+
+def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Context) -> None:
+    """`torchrun --standalone --nproc_per_node N -m groverlm.pretrain LAUNCH.json`: every rank
+    rebuilds the configs from the JSON and calls `pretrain` (rank 0 writes the outputs)."""
+    from groverlm.config import as_plain
+    from groverlm.manifest import write_json
+
+    launch = ctx.out / "launch.json"
+    write_json(launch, {"corpus": str(corpus), "out": str(out), "resume": resume,
+                        "progress": ctx.progress, "model": as_plain(cfg.model),
+                        "train": as_plain(cfg.train)})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={cfg.processes}", "-m", "groverlm.pretrain", str(launch)]
+    log.info("launching %s", " ".join(cmd))
+    if subprocess.run(cmd).returncode != 0:
+        raise GroverError(f"distributed pretraining failed ({' '.join(cmd)})", out)
+
+
+def launch_main(launch: str) -> int:
+    """Entry of each torchrun rank (see launch_distributed)."""
+    from groverlm.config import build_section
+    from groverlm.train import TrainConfig
+
+    spec = json.loads(Path(launch).read_text())
+    model = build_section(PretrainConfig, spec["model"], ("pretrain", "model"), launch)
+    train = build_section(TrainConfig, spec["train"], ("pretrain", "train"), launch)
+    pretrain(spec["corpus"], spec["out"], model, train, resume=spec["resume"],
+             progress=spec["progress"] and os.environ.get("RANK", "0") == "0")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 # CLI
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from groverlm.args import TrainConfig, add_fields, listed
-    from groverlm.corpus import CorpusConfig
 
-    dc, dp = CorpusConfig(), PretrainConfig()
-    c = sub.add_parser("corpus", help="cut a tokenized genome into pretraining samples")
-    c.add_argument("--vocab", required=True, help="tokenizer folder (bpe export, k-mer, GROVER)")
-    c.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
-    c.add_argument("--out", required=True, help="corpus folder to write")
-    c.add_argument("--tokens", default=None, metavar="DIR",
-                   help="saved segmentation to reuse (bpe train --save-tokens-at); by default the "
-                        "one beside the vocabulary's train folder when it matches")
-    c.add_argument("--max-tokens", type=int, default=dc.max_tokens,
-                   help=f"longest sample (default {dc.max_tokens})")
-    c.add_argument("--min-tokens", type=int, default=dc.min_tokens,
-                   help=f"shortest sample (default {dc.min_tokens})")
-    c.add_argument("--test-fraction", type=float, default=None,
-                   help=f"share of samples held out at random (default {dc.test_fraction})")
-    c.add_argument("--holdout", nargs="+", action="extend", default=[], metavar="REGION",
-                   help="hold out CHROM or CHROM:START-END (0-based, half-open) as the test split "
-                        "instead of a random share")
-    c.add_argument("--seed", type=int, default=dc.seed)
-    c.add_argument("--overwrite", action="store_true", help="replace a finished corpus")
-    c.add_argument("--quiet", action="store_true", help="no progress bar")
-    c.set_defaults(func=_corpus_cmd)
-
+    dp = PretrainConfig()
     p = sub.add_parser("pretrain", help="masked-language-model pretraining of a BERT")
     p.add_argument("--corpus", required=True, help="a `groverlm corpus` folder")
     p.add_argument("--out", required=True, help="model folder to write")
@@ -411,21 +446,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--title", default=None)
     g.add_argument("--labels", nargs="+", default=None, help="a name per run")
     g.set_defaults(func=_plot_cmd)
-
-
-def _corpus_cmd(args: argparse.Namespace) -> int:
-    from groverlm.corpus import CorpusConfig, Region, describe, write_corpus
-
-    if args.holdout and args.test_fraction is not None:
-        raise GroverError("give either --holdout or --test-fraction, not both")
-    cfg = CorpusConfig(max_tokens=args.max_tokens, min_tokens=args.min_tokens,
-                       test_fraction=(CorpusConfig.test_fraction if args.test_fraction is None
-                                      else args.test_fraction),
-                       holdout=tuple(Region.parse(r) for r in args.holdout), seed=args.seed)
-    manifest = write_corpus(args.vocab, args.genome, args.out, cfg, args.tokens, args.overwrite,
-                            progress=not args.quiet)
-    print(describe(manifest) + f" -> {args.out}")
-    return 0
 
 
 def parse_mask_split(text: str) -> tuple[float, float]:
@@ -474,3 +494,16 @@ def _plot_cmd(args: argparse.Namespace) -> int:
     png = plot_learning_curve(args.runs, args.out, args.title, args.labels)
     print(f"plot-log: {png}")
     return 0
+
+
+if __name__ == "__main__":  # a torchrun rank (launch_distributed)
+    # the package's module, not this __main__ copy, so that config.py's PretrainConfig is the same
+    # class as the one the rank builds
+    from groverlm.pretrain import launch_main
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        sys.exit(launch_main(sys.argv[1]))
+    except GroverError as err:
+        print(f"groverlm: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -26,6 +26,10 @@ the model finds the change less natural. With `rc`, the same is computed on the 
 complement of both windows (their own segmentations and spans) and the two strands averaged.
 
 In Python: `groverlm.score(model, sequences)` returns the per-sequence table.
+
+In a run (`run`), the zero-shot readouts: reads the pretrained model, the tasks stage's Prom300 test
+split and the CTCF motif and peaks (bound sites in the held-out region); writes
+RUN_DIR/score/readouts (readouts.json, manifest.json).
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ import csv
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from groverlm.args import add_fields, volatile
+from groverlm.context import Context, finished
 from groverlm.errors import GroverError
 from groverlm.genome import reverse_complement
 
@@ -425,6 +430,50 @@ def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[st
             w.writerow(["" if isinstance(r.get(c), float) and math.isnan(r[c])
                         else f"{r[c]:.6g}" if isinstance(r.get(c), float) else r.get(c, "")
                         for c in columns])
+
+
+# ----------------------------------------------------------------------------- the run's score stage
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Zero-shot readouts (groverlm.analysis.zeroshot): Prom300 by the per-nucleotide
+    pseudo-log-likelihood, CTCF motif SNVs by the variant rule against JASPAR log-odds."""
+    from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
+    from groverlm.corpus import Region
+    from groverlm.genome import Genome
+    from groverlm.manifest import read_manifest, write_json, write_manifest
+    from groverlm.tasks.common import seeded_subset
+    from groverlm.tasks.gue import load_task
+
+    out = ctx.out / "readouts"
+    if not finished(out):
+        scorer = Scorer.load(ctx.model, cfg.scoring)
+        res: dict[str, Any] = {}
+        prom = ctx.stage_dir("tasks") / "prom300"
+        if cfg.prom300_rows != 0 and finished(prom):
+            test = load_task(prom).test
+            keep = seeded_subset(len(test), cfg.prom300_rows, cfg.seed)
+            seqs = [test.sequences[i] for i in keep]
+            res["prom300"] = prom300_readout(seqs, test.labels[keep], lambda s: [
+                r["pll_per_nt"] for r in score_sequences(scorer, [""] * len(s), s,
+                                                         cfg.scoring.rc)])
+        d = ctx.data
+        if cfg.ctcf_sites != 0 and d.ctcf_motif is not None and d.ctcf_peaks:
+            region = Region.parse(ctx.held_out(cfg.region, "score"))
+            snvs, ic = bound_ctcf_snvs(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), region,
+                                       cfg.ctcf_sites, cfg.seed)
+            variants = [Variant(s.chrom, s.pos + 1, s.ref, s.alt) for s in snvs]
+            score_variants(scorer, Genome.read(ctx.genome), variants, ctx.progress)
+            res["ctcf"] = {"region": str(region), **ctcf_readout(
+                snvs, [v.score for v in variants], ic)}
+            res["ctcf"]["points"] = [[round(s.delta_log_odds, 4), round(v.score, 4),
+                                      s.motif_pos] for s, v in zip(snvs, variants, strict=True)]
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "readouts.json", res)
+        write_manifest(out, "score-readouts", asdict(cfg), [ctx.model],
+                       summary={k: {kk: vv for kk, vv in v.items() if kk != "points"}
+                                for k, v in res.items()})
+    return {"readouts": ctx.relative(out), **read_manifest(out)["summary"]}
 
 
 # ----------------------------------------------------------------------------- command line

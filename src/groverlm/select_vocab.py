@@ -14,6 +14,10 @@ Reads a FASTA genome and a `bpe train` folder; writes OUT/:
   cycles, log x-axis, one panel per k, k-mer models as horizontal reference lines), and
   `manifest.json` with the selected cycle count and the rule, written last.
 
+In a run (`run`): reads the genome stage's FASTA and RUN_DIR/bpe/train; writes
+RUN_DIR/select_vocab/selection (the OUT above); with `select: false` it writes nothing and hands on
+the bpe stage's vocabulary.
+
 Every sub-run is one of the project's stages called as a function, and is skipped when its
 manifest exists (pretraining also resumes from its checkpoints), so the stage is resumable.
 
@@ -55,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
+from groverlm.context import Context, finished
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -104,10 +109,6 @@ def vocab_names(cfg: SelectPretrainingConfig) -> list[str]:
     return [f"bpe-{c}" for c in sorted(cfg.cycles)] + [f"kmer-{k}" for k in sorted(cfg.kmers)]
 
 
-def _done(folder: Path) -> bool:
-    return (folder / "manifest.json").exists()
-
-
 # ----------------------------------------------------------------------------------------------
 # The pretraining genome
 
@@ -119,7 +120,7 @@ def write_pretrain_genome(genome: str | Path, region, out: Path, pretrain_bp: in
 
     folder = out / "genome"
     fasta = folder / "pretrain.fa"
-    if _done(folder):
+    if finished(folder):
         return fasta
     left = pretrain_bp if pretrain_bp is not None else float("inf")
     pieces, found = [], False
@@ -196,7 +197,7 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
     vocab, corpus = out / "vocab" / name, out / "corpus" / name
     model, nk = out / "pretrain" / name, out / "nextkmer" / name
     t0 = time.perf_counter()
-    if not _done(vocab):
+    if not finished(vocab):
         log.info("%s: vocabulary", name)
         if kind == "bpe":
             export_vocab(bpe_dir, int(size), vocab, overwrite=True)
@@ -207,16 +208,16 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
         write_json(probe, {"nt_per_token": nt_per_token(vocab, fasta, cfg.probe_bp),
                            "probe_bp": cfg.probe_bp, "genome": str(fasta)})
     npt = json.loads(probe.read_text())["nt_per_token"]
-    if not _done(corpus):
+    if not finished(corpus):
         tokens = int(min(MAX_TOKENS, max(1, round(cfg.sample_nt / npt))))
         log.info("%s: corpus of %d-token samples (%.2f nt per token)", name, tokens, npt)
         write_corpus(vocab, fasta, corpus, CorpusConfig(
             max_tokens=tokens, min_tokens=tokens, test_fraction=cfg.test_fraction, seed=cfg.seed),
             overwrite=True, progress=progress)
-    if not _done(model):
+    if not finished(model):
         log.info("%s: pretraining", name)
         _pretrain(corpus, model, cfg, progress)
-    if not _done(nk):
+    if not finished(nk):
         log.info("%s: next-k-mer", name)
         _nextkmer(model, samples, nk, ft, bcfg, name, progress)
     cman, pman, nman = read_manifest(corpus), read_manifest(model), read_manifest(nk)
@@ -483,7 +484,7 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
         rows.append(run_vocabulary(name, bpe_dir, fasta, out, cfg, samples, ft, per_model,
                                    progress))
     base = out / "nextkmer" / "baselines"
-    if not _done(base):
+    if not finished(base):
         log.info("baselines on the next-k-mer samples")
         once = replace(bcfg, tfidf="kmer" if bcfg.tfidf in ("auto", "kmer") else "none")
         _nextkmer(None, samples, base, ft, once, "baselines", progress)
@@ -590,6 +591,28 @@ def select_baselines():
     from groverlm.nextkmer import NextKmerBaselinesConfig
 
     return NextKmerBaselinesConfig(tfidf="kmer")
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Vocabulary selection: next-k-mer accuracy of a small model per candidate cycle count
+    (groverlm.select_vocab); with `select: false`, bpe.cycles is the run's vocabulary."""
+    from groverlm.bpe.cli import vocab_summary
+    from groverlm.manifest import read_manifest
+
+    if not cfg.select:
+        bpe = ctx.summary("bpe")
+        return {"selected": False, "cycles": bpe["cycles"], "vocab": bpe["vocab"],
+                **vocab_summary(ctx.path(bpe["vocab"]))}
+    out = ctx.out / "selection"
+    if not finished(out):
+        select_vocab(ctx.genome, ctx.stage_dir("bpe") / "train",
+                     ctx.held_out(cfg.region, "select_vocab"), out, cfg.pretraining, cfg.samples,
+                     cfg.classifier, cfg.baselines, progress=ctx.progress)
+    m = read_manifest(out)
+    cycles = m["selected"]["cycles"]
+    vocab = out / "vocab" / f"bpe-{cycles}"
+    return {"selected": True, "cycles": cycles, "score": m["selected"].get("score"),
+            "vocab": ctx.relative(vocab), **vocab_summary(vocab)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

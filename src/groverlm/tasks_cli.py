@@ -1,9 +1,15 @@
-"""`groverlm tasks prom300|promscan|ctcf`, `groverlm baseline tfidf|cnn` and `groverlm compare`."""
+"""Tasks stage: `groverlm tasks prom300|promscan|ctcf`, `groverlm baseline tfidf|cnn` and `groverlm compare`.
+
+In a run (`run`): reads the genome stage's FASTA and TSS list, the run's vocabulary (Prom300's
+token shuffles) and the CTCF motif and peaks; writes RUN_DIR/tasks/TASK for each of tasks.build.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from groverlm.context import Context, finished
 from groverlm.metrics import THRESHOLDS
 
 
@@ -48,6 +54,27 @@ def _split(args: argparse.Namespace):
     from groverlm.tasks.common import SplitConfig
 
     return SplitConfig(args.split, tuple(args.split_fractions), args.split_block, args.seed)
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Tasks stage: Prom300, PromScan and CTCF folders (train/dev/test.csv) from the genome."""
+    from groverlm.manifest import read_manifest
+    from groverlm.tasks import build_ctcf, build_prom300, build_promscan
+
+    d = ctx.data
+    tss, fmt = ctx.tss
+    summary = {}
+    for name in cfg.build:
+        out = ctx.out / name
+        if not finished(out):
+            if name == "prom300":
+                build_prom300(ctx.genome, tss, out, cfg.prom300, vocab=ctx.vocab, tss_format=fmt)
+            elif name == "promscan":
+                build_promscan(ctx.genome, tss, out, cfg.promscan, tss_format=fmt)
+            else:
+                build_ctcf(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), out, cfg.ctcf)
+        summary[name] = read_manifest(out)["counts"]
+    return summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:

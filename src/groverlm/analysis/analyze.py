@@ -13,6 +13,9 @@ analysis, then `manifest.json` (stage "analyze", listing each analysis' files) f
 
 By default every analysis whose inputs are given runs; `--only` names some (then a missing input is
 an error). Resumable: an analysis whose JSON exists with the same settings and inputs is not rerun.
+
+In a run (`run`): reads the run's vocabulary, the pretrained model, the genome stage's FASTA and TSS
+list and the data section's repeat / CpG files; writes RUN_DIR/analysis/analyses.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from groverlm.args import volatile
+from groverlm.context import Context, finished
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -177,6 +181,21 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
     return write_manifest(out, "analyze", config, files, seed=cfg.seed, analyses=done,
                           skipped=skipped, model=str(model_dir) if model_dir else None,
                           vocab=str(vocab) if vocab else None)
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Analyses: vocabulary statistics, token embeddings, masked accuracy, self-similarity and
+    window embeddings against annotations (groverlm.analysis.analyze)."""
+    from groverlm.manifest import read_manifest
+
+    out = ctx.out / "analyses"
+    if not finished(out):
+        d = ctx.data
+        run_analyses(out, cfg.analyze, vocab=ctx.vocab, model_dir=ctx.model, genome=ctx.genome,
+                     repeats=d.repeats, cpg=d.cpg, tss=ctx.tss[0], ann_cfg=cfg.annotations,
+                     progress=ctx.progress)
+    m = read_manifest(out)
+    return {"analyses": ctx.relative(out), "ran": sorted(m.get("analyses") or m.get("files") or [])}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

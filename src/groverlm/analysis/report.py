@@ -14,6 +14,8 @@ Reads every `manifest.json` under RUN_DIR (and `*.manifest.json` of `groverlm em
     embed            shape and settings of each embedding file
 
 A stage that is absent is absent from the page; one that cannot be read shows a one-line note.
+
+In a run (`run`): RUN_DIR/report/report.html, rendered from the whole run folder.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import read_jsonl
 
@@ -848,6 +851,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
     page = render_report(run_dir)
     write_text(out, page)
     return out
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Report: every stage of the run rendered as one self-contained HTML page."""
+    path = write_report(ctx.run_dir, ctx.out / "report.html", overwrite=True)
+    return {"report": ctx.relative(path)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,8 +1,36 @@
-"""`groverlm bpe train` and `groverlm bpe export`."""
+"""Vocabulary stage: `groverlm bpe train` and `groverlm bpe export`.
+
+In a run (`run`): reads the genome stage's FASTA; writes RUN_DIR/bpe/train (a `bpe train` folder,
+its segmentation saved at bpe.cycles) and RUN_DIR/bpe/vocab (that cycle count's export).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from groverlm.context import Context, finished
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Vocabulary stage: BPE on the genome (segmentation saved at `cycles`), then the export."""
+    from groverlm.bpe.export import export_vocab
+    from groverlm.bpe.train import write_training
+
+    train, vocab = ctx.out / "train", ctx.out / "vocab"
+    if not finished(train):
+        write_training(ctx.genome, train, cfg.merges, cfg.chunk, cfg.cycles,
+                       progress=ctx.progress)
+    if not finished(vocab):
+        export_vocab(train, cfg.cycles, vocab)
+    return {"cycles": cfg.cycles, "vocab": ctx.relative(vocab), **vocab_summary(vocab)}
+
+
+def vocab_summary(vocab: Path) -> dict[str, Any]:
+    """An exported vocabulary's statistics as a stage summary records them (also select_vocab's)."""
+    return json.loads((vocab / "vocab_stats.json").read_text())["summary"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,145 @@
+"""What every stage's `run(cfg, ctx)` is handed by the runner: the run's data files and a Context.
+
+Reads the data section of a run config (groverlm.config.DataConfig) and fetches the files it names
+into the cache when needed (groverlm.data); reads upstream stages' manifests (RUN_DIR/<stage>/
+manifest.json) for the paths they handed on in their summaries. Writes nothing itself. Torch-free
+and light, so stage modules and the runner import it at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from groverlm.errors import GroverError
+
+log = logging.getLogger(__name__)
+
+
+# -- data --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataFiles:
+    """The resolved input files of a run (absolute paths; None where the config names none)."""
+
+    genome: Path
+    tss: Path
+    ctcf_motif: Path
+    ctcf_peaks: tuple[Path, ...]
+    repeats: Path | None = None
+    cpg: Path | None = None
+
+
+def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = None,
+                 report: Callable[[str], None] | None = None) -> DataFiles:
+    """Paths of the files `data` (a config.DataConfig) names; cached ones are fetched if missing."""
+    from groverlm.data import fetch_files
+
+    names = {"genome": [data.genome], "tss": [data.tss], "ctcf_motif": [data.ctcf_motif],
+             "ctcf_peaks": list(data.ctcf_peaks), "repeats": [data.repeats] if data.repeats else [],
+             "cpg": [data.cpg] if data.cpg else []}
+    base = Path(data.dir).expanduser().resolve() if data.dir else None
+    cached = sorted({n for ns in names.values() for n in ns
+                     if base is None and not Path(n).expanduser().is_absolute()})
+    fetched = fetch_files(cached, from_dir=from_dir, network=fetch, report=report) if cached else {}
+    out: dict[str, Any] = {}
+    for key, ns in names.items():
+        paths = []
+        for n in ns:
+            p = Path(n).expanduser()
+            p = p if p.is_absolute() else (fetched[n] if base is None else base / n)
+            if not p.is_file():
+                raise GroverError(f"data.{key}: no such file", p)
+            paths.append(p.resolve())
+        out[key] = tuple(paths) if key == "ctcf_peaks" else (paths[0] if paths else None)
+    return DataFiles(**out)
+
+
+# -- what a stage's run() sees ---------------------------------------------------------------
+
+@dataclass
+class Context:
+    """What a stage's run() sees: its config section's siblings, the data, and the run's folders."""
+
+    run_dir: Path
+    out: Path  # RUN_DIR/<stage>: the stage writes only here
+    config: Any  # the whole config.RunConfig
+    data: DataFiles
+    progress: bool = True
+
+    def stage_dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def relative(self, path: Path) -> str:
+        """A path as recorded in a summary: relative to the run folder when inside it, so a run
+        folder can be moved."""
+        path = Path(path)
+        return str(path.relative_to(self.run_dir)) if path.is_relative_to(self.run_dir) else str(
+            path)
+
+    def path(self, recorded: str) -> Path:
+        return self.run_dir / recorded  # an absolute `recorded` stays as it is
+
+    def summary(self, name: str) -> dict[str, Any]:
+        """The summary an upstream stage's run() returned (from its manifest)."""
+        from groverlm.manifest import read_manifest
+
+        return read_manifest(self.stage_dir(name))["summary"]
+
+    @property
+    def genome(self) -> Path:
+        """The FASTA every stage after `genome` reads."""
+        return self.path(self.summary("genome")["fasta"])
+
+    @property
+    def tss(self) -> tuple[Path, str]:
+        """The TSS list on that FASTA, and its format."""
+        g = self.summary("genome")
+        return self.path(g["tss"]), g["tss_format"]
+
+    @property
+    def vocab(self) -> Path:
+        """The run's vocabulary: the one vocabulary selection chose, else bpe.cycles' export."""
+        return self.path(self.summary("select_vocab")["vocab"])
+
+    def held_out(self, region: str | None, stage: str) -> str:
+        """A stage's region, by default the corpus's first held-out region (unseen in pretraining).
+        """
+        holdout = self.config.stage("corpus").holdout
+        if region is None:
+            if not holdout:
+                raise GroverError(f"{stage} needs a region pretraining never saw: set "
+                                  f"corpus.holdout (or {stage}.region)", self.config.source)
+            return str(holdout[0])
+        if str(region) not in {str(h) for h in holdout}:
+            log.warning("%s.region %s is not in corpus.holdout: pretraining may have seen it",
+                        stage, region)
+        return region
+
+    @property
+    def model(self) -> Path:
+        return self.stage_dir("pretrain") / "model"
+
+    def model_name(self) -> str:
+        """The run's language model as named in metrics.json, by its vocabulary's cycle count ("lm":
+        the class is the preset's, BERT or DeBERTa-v2)."""
+        return f"lm-bpe{self.summary('select_vocab')['cycles']}"
+
+    def task_dirs(self, stage: str, wanted: tuple[str, ...] | None) -> list[Path]:
+        """The task folders `stage` reads: those it names (`wanted`), else every one tasks built."""
+        dirs = []
+        for name in wanted or self.config.stage("tasks").build:
+            task_dir = self.stage_dir("tasks") / name
+            if not finished(task_dir):
+                raise GroverError(f"{stage}.tasks names {name!r}, which the tasks stage did not "
+                                  "build (add it to tasks.build)", self.config.source)
+            dirs.append(task_dir)
+        return dirs
+
+
+def finished(folder: Path) -> bool:
+    """A stage function's output folder is complete (its manifest is written last)."""
+    return (folder / "manifest.json").is_file()
