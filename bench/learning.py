@@ -67,6 +67,10 @@ RECIPES: dict[str, Recipe] = {
                                        precision="bf16"),
     "tiny-mask25-bf16-conv5": Recipe("tiny", 3e-3, {"conv_kernel_size": 5}, mask_rate=0.25,
                                      precision="bf16"),
+    # `tiny` before 2026-12-04 (exact GELU, FFN 512), and with SiLU only
+    "tiny-mask25-gelu512": Recipe("tiny", 3e-3, {"hidden_act": "gelu", "intermediate_size": 512},
+                                  mask_rate=0.25),
+    "tiny-mask25-silu512": Recipe("tiny", 3e-3, {"intermediate_size": 512}, mask_rate=0.25),
     "tiny-mask40": Recipe("tiny", 3e-3, mask_rate=0.40),
     "tiny-lr2e-3": Recipe("tiny", 2e-3),
     "tiny-lr5e-3": Recipe("tiny", 5e-3),

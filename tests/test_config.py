@@ -101,6 +101,21 @@ def test_stage_validation_is_reported_at_the_section(tmp_path):
         load_config(None, ["tasks.prom300.negatives=x"])
 
 
+def test_finetune_per_task_settings_change_one_task(tmp_path):
+    p = write(tmp_path, "finetune:\n  classifier:\n    max_train: 1500\n    epochs: 4\n"
+                        "  per_task:\n    ctcf: {max_train: null, seeds: [3]}\n")
+    ft = load_config(p).stage("finetune")
+    assert ft.classifier_for("ctcf").max_train is None and ft.classifier_for("ctcf").seeds == (3,)
+    assert ft.classifier_for("ctcf").epochs == 4 and ft.classifier_for("promscan").max_train == 1500
+    with pytest.raises(GroverError, match=r":3: finetune: per_task.ctcf: maxtrain not a classifier"):
+        load_config(write(tmp_path, "finetune:\n  classifier: {}\n  per_task:\n"
+                                    "    ctcf: {maxtrain: 3}\n"))
+    with pytest.raises(GroverError, match="--max-train must be at least 2"):
+        load_config(None, ["finetune.per_task.ctcf.max_train=1"])
+    with pytest.raises(GroverError, match="tasks must be among"):
+        load_config(None, ["finetune.per_task.nope.max_train=100"])
+
+
 def test_overrides_parse_yaml_values_and_beat_the_file(tmp_path):
     p = write(tmp_path, "bpe:\n  merges: 100\n  cycles: 50\n")
     cfg = load_config(p, ["bpe.cycles=80", "baselines.tfidf.ks=[4, 6]", "genome.max_bp=null",

@@ -445,6 +445,7 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
 
     n_test = len(load_task(run / "tasks" / "prom300").test)
     assert z["prom300"]["sequences"] == min(30, n_test) and 0 <= z["prom300"]["auroc"] <= 1
+    assert z["prom300"]["given_tokens"]  # the shuffles' own tokens, not their re-tokenization
     assert z["ctcf"]["sites"] == 3 and z["ctcf"]["snvs"] == 3 * 19 * 3
     assert len(z["ctcf"]["points"]) == z["ctcf"]["snvs"] and -1 <= z["ctcf"]["spearman"] <= 1
     assert "Zero-shot" in page.split("<section")[1]

@@ -71,6 +71,21 @@ def test_pll_matches_masking_one_token_at_a_time(tiny):
         assert row["tokens"] == len(scorer.tokenize(s)[0]) and row["length_nt"] == len(s)
 
 
+def test_given_token_ids_are_scored_as_given(tiny):
+    _, _, _, scorer = tiny
+    seqs = [random_dna(90, 31), random_dna(300, 32)]
+    ids = [scorer.tokenize(s)[0] for s in seqs]
+    a = score_sequences(scorer, ["a", "b"], seqs)
+    b = score_sequences(scorer, ["a", "b"], seqs, ids=ids)
+    for r, s in zip(a, b, strict=True):
+        assert r["pll"] == pytest.approx(s["pll"], abs=1e-5) and r["tokens"] == s["tokens"]
+    # a token order that tokenizing the sequence would not give is scored as given
+    shuffled = [list(reversed(x)) for x in ids]
+    c = score_sequences(scorer, ["a", "b"], seqs, ids=shuffled)
+    assert [r["tokens"] for r in c] == [len(x) for x in ids]
+    assert c[0]["pll"] != pytest.approx(a[0]["pll"], abs=1e-3)
+
+
 def test_batch_size_and_windows_change_nothing(tiny):
     _, _, model_dir, scorer = tiny
     seqs = [random_dna(n, 20 + n) for n in (40, 300, 75)]  # 300 nt: several windows

@@ -190,11 +190,25 @@ class FinetuneStageConfig:
 
     tasks: tuple[str, ...] | None = None  # tasks fine-tuned (null: every task the tasks stage built)
     classifier: FinetuneConfig = field(default_factory=FinetuneConfig)  # epochs, lr, seeds, ...
+    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)  # a task's own classifier
+    #   settings on top of `classifier`, e.g. {ctcf: {max_train: null}}
 
     def __post_init__(self):
-        bad = [t for t in self.tasks or () if t not in TASKS]
+        bad = [t for t in (*(self.tasks or ()), *self.per_task) if t not in TASKS]
         if bad:
             raise ValueError(f"tasks must be among {', '.join(TASKS)}, got {list(bad)}")
+        names = {f.name for f in dataclasses.fields(FinetuneConfig)}
+        for task, changes in self.per_task.items():
+            unknown = sorted(set(changes) - names)
+            if unknown:
+                raise ValueError(f"per_task.{task}: {', '.join(unknown)} not a classifier setting")
+            self.classifier_for(task)  # checks the values
+
+    def classifier_for(self, task: str) -> FinetuneConfig:
+        """`classifier` with `per_task[task]`'s changes."""
+        changes = {k: tuple(v) if isinstance(v, list) else v
+                   for k, v in self.per_task.get(task, {}).items()}
+        return dataclasses.replace(self.classifier, **changes)
 
 
 @dataclass(frozen=True)

@@ -704,7 +704,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     for task_dir in ctx.task_dirs("finetune", cfg.tasks):
         out = ctx.out / task_dir.name
         if not finished(out):
-            finetune_task(ctx.model, task_dir, out, cfg.classifier, name=name,
+            finetune_task(ctx.model, task_dir, out, cfg.classifier_for(task_dir.name), name=name,
                           progress=ctx.progress)
         r = json.loads((out / "manifest.json").read_text())["summary"]
         summary[task_dir.name] = {name: r["mcc_mean"]}

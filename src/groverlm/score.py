@@ -29,7 +29,9 @@ In Python: `groverlm.score(model, sequences)` returns the per-sequence table.
 
 In a run (`run`), the zero-shot readouts: reads the pretrained model, the tasks stage's Prom300 test
 split and the CTCF motif and peaks (bound sites in the held-out region); writes
-RUN_DIR/score/readouts (readouts.json, manifest.json).
+RUN_DIR/score/readouts (readouts.json, manifest.json). Prom300 scores each row's given tokens when
+the task has them in the model's vocabulary (`given_tokens: true`), so that a promoter and its
+token shuffle differ only in the order of the same tokens.
 """
 
 from __future__ import annotations
@@ -149,11 +151,16 @@ class Scorer:
                         ) -> list[np.ndarray]:
         """Per sequence, each token's masked log-probability (NaN for [UNK]), in windows of at
         most the model's length."""
+        return self.ids_log_probs([self.tokenize(seq)[0] for seq in sequences], progress)
+
+    def ids_log_probs(self, id_lists: Sequence[Sequence[int]], progress: bool = False
+                      ) -> list[np.ndarray]:
+        """`token_log_probs` of sequences given as token ids (no special tokens)."""
         from groverlm.batching import split_windows
 
         jobs, where, res = [], [], []
-        for k, seq in enumerate(sequences):
-            ids, first = self.tokenize(seq)[0], 0
+        for k, ids in enumerate(id_lists):
+            ids, first = list(ids), 0
             for w in split_windows(ids, self.max_tokens):
                 pos = [p for p, t in enumerate(w) if t != self.unk]
                 jobs.append((w, pos))
@@ -169,12 +176,14 @@ class Scorer:
 
 
 def score_sequences(scorer: Scorer, names: Sequence[str], sequences: Sequence[str],
-                    rc: bool = False, per_token: bool = False, progress: bool = False
-                    ) -> list[dict[str, Any]]:
+                    rc: bool = False, per_token: bool = False, progress: bool = False,
+                    ids: Sequence[Sequence[int]] | None = None) -> list[dict[str, Any]]:
     """One row per sequence: name, length_nt, tokens, pll, pll_per_nt (and with `per_token`,
     log_probs: the given strand's per-token values, comma-separated); `rc`: the pll is the mean
-    of the sequence's and its reverse complement's."""
-    fwd = scorer.token_log_probs(sequences, progress)
+    of the sequence's and its reverse complement's. `ids`: each sequence's given token ids,
+    scored instead of its tokenization (the reverse strand, when `rc`, is tokenized)."""
+    fwd = (scorer.token_log_probs(sequences, progress) if ids is None else
+           scorer.ids_log_probs(ids, progress))
     rev = (scorer.token_log_probs([reverse_complement(s) for s in sequences], progress) if rc
            else None)
     rows = []
@@ -440,6 +449,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     pseudo-log-likelihood, CTCF motif SNVs by the variant rule against JASPAR log-odds."""
     from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
     from groverlm.corpus import Region
+    from groverlm.finetune import given_tokens_apply
     from groverlm.genome import Genome
     from groverlm.manifest import read_manifest, write_json, write_manifest
     from groverlm.tasks.common import seeded_subset
@@ -451,12 +461,21 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
         res: dict[str, Any] = {}
         prom = ctx.stage_dir("tasks") / "prom300"
         if cfg.prom300_rows != 0 and finished(prom):
-            test = load_task(prom).test
+            task = load_task(prom)
+            test = task.test
             keep = seeded_subset(len(test), cfg.prom300_rows, cfg.seed)
             seqs = [test.sequences[i] for i in keep]
+            # a shuffle's own tokens, as fine-tuning feeds them: tokenized again, its junctions
+            # merge into other (longer, rarer) tokens, and the score then weighs that
+            # segmentation against the promoter's instead of the order of the same tokens
+            ids = None
+            if given_tokens_apply(task, ctx.model):
+                vocab = scorer.tok.get_vocab()
+                ids = [[vocab[t] for t in test.tokens[i]] for i in keep]
             res["prom300"] = prom300_readout(seqs, test.labels[keep], lambda s: [
                 r["pll_per_nt"] for r in score_sequences(scorer, [""] * len(s), s,
-                                                         cfg.scoring.rc)])
+                                                         cfg.scoring.rc, ids=ids)])
+            res["prom300"]["given_tokens"] = ids is not None
         d = ctx.data
         if cfg.ctcf_sites != 0 and d.ctcf_motif is not None and d.ctcf_peaks:
             region = Region.parse(ctx.held_out(cfg.region, "score"))
