@@ -27,6 +27,7 @@ from groverlm.finetune import (
     merges_sha256_of,
     pool_windows,
     predict,
+    set_prior_bias,
     use_class_weights,
 )
 from groverlm.kmer_vocab import write_kmer_vocab
@@ -127,6 +128,15 @@ def test_pooled_logits_are_the_mean_of_window_logits(kmer_model):
     loss = _objective()(model)(**batch)
     ce = torch.nn.functional.cross_entropy(torch.from_numpy(got), batch["labels"], reduction="sum")
     torch.testing.assert_close(loss, ce, rtol=1e-4, atol=1e-4)
+
+
+def test_prior_bias_makes_the_untrained_head_predict_the_class_frequencies(kmer_model):
+    labels = np.array([0] * 60 + [1] * 30 + [3] * 10)  # class 2 never seen
+    model = load_classifier(kmer_model, 4, seed=0)
+    set_prior_bias(model, labels, 4)
+    p = torch.softmax(model.classifier.bias.detach().double(), -1).numpy()
+    assert p == pytest.approx(np.array([60, 30, 0.5, 10]) / 100.5, rel=1e-5)
+    assert p.argmax() == 0  # the untrained head's answer is the most frequent class
 
 
 def test_pool_windows_and_weights():

@@ -422,6 +422,22 @@ def load_classifier(model_dir: str | Path, num_labels: int, seed: int,
             hf_logging.enable_progress_bar()
 
 
+def set_prior_bias(model, labels: np.ndarray, num_labels: int) -> None:
+    """Start the head's output bias at the log class frequencies of the training labels, so that
+    the untrained classifier predicts the most frequent class (as `pretrain.set_unigram_bias` does
+    for tokens). Without it a head over many classes (next-k-mer: 256 at k = 4) spends a short run
+    learning the prior and scored below the most frequent k-mer. Unweighted losses only: with
+    balanced weights the prior the loss sees is uniform, the zero bias it starts with."""
+    import torch
+
+    head = [m for m in model.modules()
+            if isinstance(m, torch.nn.Linear) and m.out_features == num_labels][-1]
+    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
+    logp = np.log(np.where(counts > 0, counts, 0.5) / counts.sum())
+    with torch.no_grad():
+        head.bias.copy_(torch.from_numpy(logp - logp.mean()).to(head.bias.dtype))
+
+
 def window_size(model, tokenizer, cfg: FinetuneConfig) -> tuple[int, int]:
     """(window tokens, stride) for this model: its positions less [CLS] and [SEP] by default."""
     from groverlm.embed import max_window_tokens
@@ -459,6 +475,8 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     weighted = use_class_weights(train.labels, cfg)
     # sklearn's "balanced": n / (classes present * n_class) per sample, mean 1
     weights = compute_sample_weight("balanced", train.labels) if weighted else None
+    if not weighted:
+        set_prior_bias(model, train.labels, num_labels)
     data = WindowedData(train.ids, train.labels, tokenizer, size, stride, weights)
     dev_data = WindowedData(dev.ids, dev.labels, tokenizer, size, stride)
     dev_rc, test_rc = (WindowedData(reverse_complement_ids(tokenizer, e.ids), e.labels, tokenizer,

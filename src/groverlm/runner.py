@@ -283,10 +283,13 @@ def summarize_run(run_dir: str | Path) -> str:
                      f"{p['perplexity']:.1f}")
     k = summary("nextkmer")
     if k:
-        lines.append("next-k-mer:  test top-1 accuracy of the fine-tuned BERT (chance; most "
-                     "frequent k-mer)")
-        lines += [f"  k={r['k']}: {_pct(r.get('accuracy'))} ({_pct(r['chance'])}; "
-                  f"{_pct(r['most_frequent_accuracy'])})" for r in k["by_k"]]
+        lines.append("next-k-mer:  test top-1 accuracy of the fine-tuned model (chance; most "
+                     "frequent k-mer; best TF-IDF)")
+        for r in k["by_k"]:
+            tfidf = [v for key, v in r.items() if key.startswith("tfidf") and v is not None]
+            lines.append(f"  k={r['k']}: {_pct(r.get('accuracy'))} ({_pct(r['chance'])}; "
+                         f"{_pct(r['most_frequent_accuracy'])}; "
+                         f"{_pct(max(tfidf)) if tfidf else 'n/a'})")
     z = summary("score")
     if z and "prom300" in z:
         lines.append(f"zero-shot:   Prom300 AUROC {z['prom300']['auroc']:.3f} (per-nt pseudo-log-"
