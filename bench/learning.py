@@ -71,6 +71,8 @@ RECIPES: dict[str, Recipe] = {
     "tiny-mask25-gelu512": Recipe("tiny", 3e-3, {"hidden_act": "gelu", "intermediate_size": 512},
                                   mask_rate=0.25),
     "tiny-mask25-silu512": Recipe("tiny", 3e-3, {"intermediate_size": 512}, mask_rate=0.25),
+    "tiny-mask25-lr4e-3": Recipe("tiny", 4e-3, mask_rate=0.25),
+    "tiny-mask25-lr5e-3": Recipe("tiny", 5e-3, mask_rate=0.25),
     "tiny-mask40": Recipe("tiny", 3e-3, mask_rate=0.40),
     "tiny-lr2e-3": Recipe("tiny", 2e-3),
     "tiny-lr5e-3": Recipe("tiny", 5e-3),
