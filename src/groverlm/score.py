@@ -449,7 +449,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     pseudo-log-likelihood, CTCF motif SNVs by the variant rule against JASPAR log-odds."""
     from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
     from groverlm.corpus import Region
-    from groverlm.finetune import given_tokens_apply
+    from groverlm.finetune import given_tokens_apply, token_ids
     from groverlm.genome import Genome
     from groverlm.manifest import read_manifest, write_json, write_manifest
     from groverlm.tasks.common import seeded_subset
@@ -468,10 +468,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
             # a shuffle's own tokens, as fine-tuning feeds them: tokenized again, its junctions
             # merge into other (longer, rarer) tokens, and the score then weighs that
             # segmentation against the promoter's instead of the order of the same tokens
-            ids = None
-            if given_tokens_apply(task, ctx.model):
-                vocab = scorer.tok.get_vocab()
-                ids = [[vocab[t] for t in test.tokens[i]] for i in keep]
+            ids = (token_ids(scorer.tok, tokens=[test.tokens[i] for i in keep])
+                   if given_tokens_apply(task, ctx.model) else None)
             res["prom300"] = prom300_readout(seqs, test.labels[keep], lambda s: [
                 r["pll_per_nt"] for r in score_sequences(scorer, [""] * len(s), s,
                                                          cfg.scoring.rc, ids=ids)])
