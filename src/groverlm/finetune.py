@@ -58,8 +58,9 @@ import numpy as np
 
 from groverlm.args import stable, volatile
 from groverlm.batching import window_starts, wrap
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.manifest import finished
 from groverlm.metrics import THRESHOLDS
 
 log = logging.getLogger(__name__)

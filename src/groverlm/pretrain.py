@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.manifest import finished
 
 log = logging.getLogger(__name__)
 
