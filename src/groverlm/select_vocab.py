@@ -512,7 +512,8 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
 
 
 def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> None:
-    """Resuming under other settings would mix runs: refuse (settings.json records the first).
+    """Resuming under other settings would mix runs: refuse (manifest.check_resume; settings.json
+    records the first).
     With `redo_nextkmer`, changed next-k-mer settings discard only the next-k-mer results (the
     vocabularies, corpora and pretrained models do not depend on them)."""
     import shutil
