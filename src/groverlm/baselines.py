@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.kmers import kmer_count_matrix
+from groverlm.manifest import finished
 from groverlm.metrics import (
     THRESHOLDS,
     dev_metrics,

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.args import volatile
+from groverlm.args import stable, volatile
 from groverlm.baselines import check_splits
 from groverlm.errors import GroverError
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
@@ -308,8 +308,7 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
                      seed, r["best_epoch"], r["epochs_run"], r["dev"]["mcc"] or 0.0,
                      r["test"]["mcc"] or 0.0, r["seconds"])
             per_seed.append(r)
-    params = {**{k: v for k, v in asdict(cfg).items() if k not in ("seeds", "threads",
-                                                                   "eval_batch_size")},
+    params = {**{k: v for k, v in stable(cfg).items() if k != "seeds"},  # seeds: in per_seed
               "train_rows": len(train_seqs), "train_rows_available": n_available,
               "parameters": sum(p.numel() for p in build_network(len(labels), cfg).parameters())}
     record = make_result(task, MODEL, per_seed, params, baseline=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from groverlm.errors import GroverError
+from groverlm.manifest import finished
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,3 @@ class Context:
                                   "build (add it to tasks.build)", self.config.source)
             dirs.append(task_dir)
         return dirs
-
-
-def finished(folder: Path) -> bool:
-    """A stage function's output folder is complete (its manifest is written last)."""
-    return (folder / "manifest.json").is_file()

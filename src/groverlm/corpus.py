@@ -36,10 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import (
     fingerprint,
+    finished,
     prepare_out,
     read_manifest,
     write_manifest,

@@ -58,8 +58,9 @@ import numpy as np
 
 from groverlm.args import stable, volatile
 from groverlm.batching import window_starts, wrap
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.manifest import check_resume, finished
 from groverlm.metrics import THRESHOLDS
 
 log = logging.getLogger(__name__)
@@ -575,9 +576,9 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
     if int(max(train.labels.max(), dev.labels.max(), test.labels.max())) >= num_labels:
         raise GroverError(f"a label id is not below num_labels={num_labels}")
     sub = train.subset(cfg.max_train, cfg.seeds[0])
-    check_settings(out, {"model": str(model_dir), "num_labels": num_labels, "task": task,
-                         "config": stable(cfg),
-                         "data": [sub.fingerprint(), dev.fingerprint(), test.fingerprint()]})
+    check_resume(out, {"model": str(model_dir), "num_labels": num_labels, "task": task,
+                       "config": stable(cfg),
+                       "data": [sub.fingerprint(), dev.fingerprint(), test.fingerprint()]})
     if len(sub) < len(train):
         log.info("training on a seeded subset of %d of %d sequences", len(sub), len(train))
     per_seed = []
@@ -596,32 +597,10 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
         shutil.rmtree(out / f"seed-{r['seed']}" / BEST, ignore_errors=True)
         (out / f"seed-{r['seed']}" / "best.json").unlink(missing_ok=True)
     record = make_result(task, model_name, per_seed, {
-        **{k: v for k, v in asdict(cfg).items() if k not in ("seeds", "device", "threads")},
+        **{k: v for k, v in stable(cfg).items() if k != "seeds"},  # seeds: in per_seed
         "train_rows": len(sub), "train_rows_available": len(train), "best_seed": best_seed,
         "source_model": str(model_dir), **params}, baseline=False)
     return record
-
-
-def check_settings(out: Path, settings: dict[str, Any]) -> None:
-    """Refuse to continue a run folder made under other settings (its finished seeds would be
-    mixed with new ones); the first run records them in out/settings.json."""
-    from groverlm.manifest import write_json
-
-    settings = json.loads(json.dumps(settings))
-    path = out / "settings.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != settings:
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            if "config" in diff:
-                a, b = old.get("config", {}), settings["config"]
-                diff += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-                         if a.get(k) != b.get(k)]
-            raise GroverError(f"holds an unfinished run with other settings ({'; '.join(diff)});"
-                              " pass --overwrite to start again", out)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(path, settings)
 
 
 def save_best(model_dir: str | Path, best: Path, dest: Path, seed: int) -> None:
@@ -629,7 +608,7 @@ def save_best(model_dir: str | Path, best: Path, dest: Path, seed: int) -> None:
     from groverlm.manifest import atomic_path, write_manifest
 
     if not best.exists():
-        if (dest / "manifest.json").exists():
+        if finished(dest):
             return  # copied by an earlier, interrupted run
         raise GroverError("the best weights of the selected seed are missing", best)
     with atomic_path(dest) as tmp:
@@ -676,7 +655,7 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
                   ) -> dict[str, Any]:
     """`groverlm finetune`: fine-tune on a task folder, write metrics.json, model/ and manifest.json;
     returns the result record."""
-    from groverlm.manifest import MANIFEST, prepare_out, write_manifest
+    from groverlm.manifest import MANIFEST, SETTINGS, prepare_out, write_manifest
     from groverlm.metrics import write_metrics
     from groverlm.models import load_tokenizer
     from groverlm.tasks.gue import load_task
@@ -688,7 +667,7 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
     if overwrite and out.exists():
         for p in list(out.glob("seed-*")) + [out / "model"]:
             shutil.rmtree(p, ignore_errors=True)
-        for f in (MANIFEST, "settings.json"):
+        for f in (MANIFEST, SETTINGS):
             (out / f).unlink(missing_ok=True)
     out = prepare_out(out, overwrite)
     enc, info = encode_task(task, model_dir, tokenizer, genome_context)

@@ -1,7 +1,10 @@
-"""Stage bookkeeping shared by every stage: atomic writes, input fingerprints and `manifest.json`.
+"""Stage bookkeeping shared by every stage: atomic writes, input fingerprints, `manifest.json`, the
+"finished" check and the one resume guard.
 
 A stage writes its outputs through `atomic_path`/`write_text`, then `write_manifest` last, so a folder
-with a manifest is complete; a crash leaves either the old file or none, never half of one.
+with a manifest is complete (`finished`); a crash leaves either the old file or none, never half of
+one. A stage that continues an interrupted folder first calls `check_resume`, which records the
+settings it started with (`settings.json`) and refuses to go on under others.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from groverlm.errors import GroverError
 
 MANIFEST = "manifest.json"
+SETTINGS = "settings.json"  # the settings an unfinished folder was started with (check_resume)
 
 
 @contextlib.contextmanager
@@ -79,10 +83,64 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()}
 
 
+def finished(folder: str | Path) -> bool:
+    """A stage function's output folder is complete (its manifest is written last)."""
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys (lists and other values are leaves).
+
+    >>> flatten({"a": {"b": 1, "c": [2]}, "d": None})
+    {'a.b': 1, 'a.c': [2], 'd': None}
+    """
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Each dotted key whose value differs, as `key: old -> new` (None where a side lacks it).
+
+    >>> settings_diff({"a": {"b": 1}, "c": 0}, {"a": {"b": 2}, "c": 0})
+    ['a.b: 1 -> 2']
+    """
+    a, b = flatten(old), flatten(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+
+
+def check_resume(folder: str | Path, settings: dict[str, Any], *, name: str = SETTINGS,
+                 saved: dict[str, Any] | None = None,
+                 hint: str = "pass --overwrite to start again") -> None:
+    """The one resume guard: refuse to continue `folder` under settings other than its first ones
+    (finished parts made under the old ones would be mixed with new ones).
+
+    The first call records `settings` (as JSON holds them) in `folder/name`; a later one compares
+    them with the record and raises a one-line GroverError naming the folder and each changed
+    dotted key. `saved`: settings recorded elsewhere (a checkpoint's state) to compare with
+    instead; nothing is written then. Pass `args.stable(cfg)`, not `asdict(cfg)`, so that the
+    fields marked `args.volatile` (devices, threads, ...) may change between calls.
+    """
+    folder = Path(folder)
+    now = json.loads(json.dumps(settings))
+    if saved is None:
+        path = folder / name
+        if not path.is_file():
+            write_json(path, now)
+            return
+        saved = json.loads(path.read_text())
+    if saved != now:
+        diff = settings_diff(saved, now) or [f"{saved!r} -> {now!r}"]
+        raise GroverError(f"cannot resume: started with other settings ({'; '.join(diff)}); {hint}",
+                          folder)
+
+
 def prepare_out(out: str | Path, overwrite: bool) -> Path:
     """Create the stage's output folder; refuse to replace a finished one without --overwrite."""
     out = Path(out)
-    if (out / MANIFEST).exists() and not overwrite:
+    if finished(out) and not overwrite:
         raise GroverError("already holds a finished stage; pass --overwrite to replace it", out)
     out.mkdir(parents=True, exist_ok=True)
     return out

@@ -45,8 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.manifest import finished
 
 log = logging.getLogger(__name__)
 
@@ -265,16 +266,15 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
     """
     from dataclasses import replace
 
-    from groverlm.finetune import Encoded, check_settings, finetune_splits, token_ids
-    from groverlm.manifest import write_json
+    from groverlm.args import stable
+    from groverlm.finetune import Encoded, finetune_splits, token_ids
+    from groverlm.manifest import check_resume, write_json
     from groverlm.models import load_tokenizer
 
     out = Path(out)
     ft = replace(ft, class_weights="off", select="accuracy")
-    check_settings(out, {"model": str(model_dir), "samples": samples.fingerprint(),
-                         "finetune": {k: v for k, v in asdict(ft).items()
-                                      if k not in ("device", "threads", "eval_batch_size")},
-                         "baselines": asdict(bcfg)})
+    check_resume(out, {"model": str(model_dir), "samples": samples.fingerprint(),
+                       "finetune": stable(ft), "baselines": asdict(bcfg)})
     tokenizer = load_tokenizer(model_dir) if model_dir is not None else None
     ids = {s: token_ids(tokenizer, samples.contexts[s]) for s in SPLITS} if tokenizer else {}
     name = name or (f"bert-{Path(model_dir).resolve().name}" if model_dir else None)
@@ -327,7 +327,7 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str, out: str | 
     """`groverlm nextkmer`: draw the samples, fine-tune per k, write metrics.json and manifest."""
     import shutil
 
-    from groverlm.manifest import MANIFEST, prepare_out, write_manifest
+    from groverlm.manifest import MANIFEST, SETTINGS, prepare_out, write_manifest
     from groverlm.metrics import write_metrics
     from groverlm.tasks.common import load_genome
 
@@ -338,7 +338,7 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str, out: str | 
         for p in out.glob("k*"):
             if p.is_dir():
                 shutil.rmtree(p)
-        for f in (MANIFEST, "settings.json"):
+        for f in (MANIFEST, SETTINGS):
             (out / f).unlink(missing_ok=True)
     out = prepare_out(out, overwrite)
     samples = draw_samples(load_genome(genome, [reg.chrom]), reg, cfg)

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.manifest import finished
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
 
     if _rank() != 0:
         return
-    if (out / MANIFEST).exists() and not overwrite:
+    if finished(out) and not overwrite:
         raise GroverError("already holds a finished run; pass --overwrite to replace it", out)
     if overwrite:
         for name in (CHECKPOINTS, "tb"):

@@ -117,13 +117,13 @@ def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
 
 def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
     """'done' (manifest matches), 'missing' (never finished) or why it is out of date."""
-    from groverlm.manifest import MANIFEST
+    from groverlm.manifest import MANIFEST, finished
 
     path = run_dir / stage.name / MANIFEST
-    if not path.is_file():
+    if not finished(path.parent):
         return "missing"
     for need in stage.needs:
-        if not (run_dir / need / MANIFEST).is_file():
+        if not finished(run_dir / need):
             return f"out of date ({need} is not finished)"
     section, _, shas = stage_key(stage, cfg, run_dir, data)
     m = json.loads(path.read_text())
@@ -164,15 +164,15 @@ class StageResult:
 def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force: bool,
                   progress: bool) -> StageResult:
     """Run one stage into RUN_DIR/<stage>, resuming what an interrupted attempt finished."""
-    from groverlm.manifest import MANIFEST, write_json, write_manifest
+    from groverlm.manifest import finished, write_json, write_manifest
     from groverlm.peak import peak_rss, reset_peak
 
     out = run_dir / stage.name
     section, inputs, shas = stage_key(stage, cfg, run_dir, data)
     pending = {"config": section, "inputs": shas}
     old = json.loads((out / PENDING).read_text()) if (out / PENDING).is_file() else None
-    if force or (out / MANIFEST).exists() or old != pending:
-        if old is not None and not force and not (out / MANIFEST).exists():
+    if force or finished(out) or old != pending:
+        if old is not None and not force and not finished(out):
             log.info("%s: config or inputs changed since the interrupted attempt; starting afresh",
                      stage.name)
         _clear(out)

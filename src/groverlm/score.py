@@ -48,9 +48,10 @@ from typing import Any
 import numpy as np
 
 from groverlm.args import add_fields, volatile
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.genome import reverse_complement
+from groverlm.manifest import finished
 
 log = logging.getLogger(__name__)
 

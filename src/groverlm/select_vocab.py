@@ -59,8 +59,9 @@ from typing import Any
 import numpy as np
 
 from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.manifest import finished
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +449,7 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     manifest. Returns the selection."""
     import shutil
 
-    from groverlm.manifest import MANIFEST, read_manifest, write_manifest
+    from groverlm.manifest import MANIFEST, SETTINGS, read_manifest, write_manifest
     from groverlm.nextkmer import draw_samples, parse_region, write_samples
     from groverlm.tasks.common import load_genome
 
@@ -467,9 +468,9 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     if overwrite and out.exists():
         for sub in ("genome", "vocab", "corpus", "pretrain", "nextkmer"):
             shutil.rmtree(out / sub, ignore_errors=True)
-        for f in (MANIFEST, "settings.json"):
+        for f in (MANIFEST, SETTINGS):
             (out / f).unlink(missing_ok=True)
-    if (out / MANIFEST).exists():
+    if finished(out):
         raise GroverError("already holds a finished selection; pass --overwrite to redo it", out)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings, redo_nextkmer)
@@ -511,34 +512,31 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
 
 
 def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> None:
-    """Resuming under other settings would mix runs: refuse (settings.json records the first).
+    """Resuming under other settings would mix runs: refuse (manifest.check_resume; settings.json
+    records the first).
     With `redo_nextkmer`, changed next-k-mer settings discard only the next-k-mer results (the
     vocabularies, corpora and pretrained models do not depend on them)."""
     import shutil
 
-    from groverlm.manifest import write_json
+    from groverlm.manifest import SETTINGS, check_resume, settings_diff, write_json
 
-    path = out / "settings.json"
+    path = out / SETTINGS
     old = json.loads(path.read_text()) if path.exists() else None
+    hint = "pass --overwrite to start again"
     if old is not None:  # a folder written before its volatile fields were left out of settings
         from groverlm.finetune import FinetuneConfig
 
         drop_keys(old, [*(f"pretraining.select.{k}" for k in volatile_keys(SelectPretrainingConfig)),
                         *(f"nextkmer.finetune.{k}" for k in volatile_keys(FinetuneConfig))])
-    if old is not None and old != settings:
-        diff = [f"{part}.{sec}" for part in ("pretraining", "nextkmer")
-                for sec in sorted(set(old.get(part, {})) | set(settings[part]))
-                if old.get(part, {}).get(sec) != settings[part].get(sec)]
-        if old.get("pretraining") != settings["pretraining"] or not redo_nextkmer:
-            hint = ("--redo-nextkmer to redo only the next-k-mer step, or "
-                    if old.get("pretraining") == settings["pretraining"] else "")
-            raise GroverError(f"holds a selection run with other settings ({', '.join(diff)}); "
-                              f"pass {hint}--overwrite to start again", out)
-        log.info("next-k-mer settings changed (%s): discarding the next-k-mer results",
-                 ", ".join(diff))
-        shutil.rmtree(out / "nextkmer", ignore_errors=True)
-    if old != settings:
-        write_json(path, settings)
+        if old.get("pretraining") == settings["pretraining"] and old != settings:
+            if redo_nextkmer:
+                log.info("next-k-mer settings changed (%s): discarding the next-k-mer results",
+                         "; ".join(settings_diff(old, settings)))
+                shutil.rmtree(out / "nextkmer", ignore_errors=True)
+                write_json(path, settings)
+                return
+            hint = "pass --redo-nextkmer to redo only the next-k-mer step, or --overwrite to start again"
+    check_resume(out, settings, saved=old, hint=hint)
 
 
 def constant_guesses(rows: list[dict[str, Any]]) -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from groverlm.context import Context, finished
+from groverlm.context import Context
+from groverlm.manifest import finished
 from groverlm.metrics import THRESHOLDS
 
 

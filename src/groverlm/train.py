@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from groverlm.args import TrainConfig, stable  # TrainConfig re-exported: groverlm.train
 from groverlm.errors import GroverError
-from groverlm.manifest import read_jsonl, write_json, write_text
+from groverlm.manifest import check_resume, read_jsonl, write_json, write_text
 from groverlm.masking import IGNORE
 from groverlm.models import quiet_transformers, save_model
 
@@ -467,7 +467,8 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         state = torch.load(ckpt / STATE, map_location="cpu", weights_only=False)
-        check_resumable(state["settings"], json.loads(json.dumps(settings)), ckpt)
+        check_resume(ckpt, settings, saved=state["settings"],
+                     hint="pass the first run's settings, or --overwrite to start again")
         with quiet_transformers():
             loaded = type(model).from_pretrained(str(ckpt))
         model.load_state_dict(loaded.state_dict())
@@ -571,22 +572,3 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
     runlog.close()
     return TrainResult(step, tokens_seen, samples_seen, train_seconds, metrics, dist.rank,
                        dist.world)
-
-
-def check_resumable(saved: dict, now: dict, ckpt: Path) -> None:
-    """Refuse to resume under settings that would change the run's result."""
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-        return out
-
-    diffs = []
-    for section in ("train", "run"):
-        a, b = flat(saved.get(section, {})), flat(now.get(section, {}))
-        diffs += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-                  if a.get(k) != b.get(k)]
-    if saved.get("world_size") != now.get("world_size"):
-        diffs.append(f"processes: {saved.get('world_size')} -> {now.get('world_size')}")
-    if diffs:
-        raise GroverError("cannot resume with changed settings (" + "; ".join(diffs) + ")", ckpt)

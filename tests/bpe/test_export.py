@@ -133,6 +133,8 @@ def test_interrupted_training_resumes_to_the_same_table(tmp_path, monkeypatch):
     assert (tmp_path / "cut" / "checkpoint" / "state.json").exists()
     with pytest.raises(GroverError, match="--resume"):
         bpe_train.write_training(genome, tmp_path / "cut", 200, save_tokens_at=150)
+    with pytest.raises(GroverError, match=r"config\.merges: 200 -> 300"):  # other settings
+        bpe_train.write_training(genome, tmp_path / "cut", 300, save_tokens_at=150, resume=True)
     resumed = bpe_train.write_training(genome, tmp_path / "cut", 200, save_tokens_at=150,
                                        resume=True)
     assert resumed.merges.pairs() == whole.merges.pairs()

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from groverlm.args import volatile
-from groverlm.context import Context, finished
+from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.manifest import finished
 
 log = logging.getLogger(__name__)
 

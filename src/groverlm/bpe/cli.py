@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from groverlm.context import Context, finished
+from groverlm.context import Context
+from groverlm.manifest import finished
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -351,7 +351,7 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
     `resume` continues from it when the genome and settings are the same.
     """
     from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
-    from groverlm.manifest import fingerprint, prepare_out, write_manifest, write_text
+    from groverlm.manifest import check_resume, fingerprint, prepare_out, write_manifest, write_text
 
     if isinstance(genome, str | Path) and not Path(genome).is_file():
         raise GroverError("no such genome file", genome)  # before any output folder is made
@@ -366,9 +366,7 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
             raise GroverError("holds an interrupted run: pass --resume to continue it or "
                               "--overwrite to start again", out)
         trainer, saved_meta = Trainer.load_state(ckpt)
-        if {k: saved_meta[k] for k in meta} != meta:
-            raise GroverError("checkpoint was made with another genome or settings; pass "
-                              "--overwrite to start again", ckpt)
+        check_resume(ckpt, meta, saved={k: saved_meta.get(k) for k in meta})
         log.info("resuming at cycle %d", trainer.cycle)
     t0 = time.perf_counter()
     last = [time.monotonic()]
