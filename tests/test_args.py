@@ -156,3 +156,16 @@ def test_volatile_fields_are_marked_once_and_read_everywhere():
     assert "pretraining.threads" in volatile_keys(STAGE_SECTIONS["select_vocab"])  # the runner's
     assert "train.threads" in volatile_keys(STAGE_SECTIONS["pretrain"])
     assert "cnn.threads" in volatile_keys(STAGE_SECTIONS["baselines"])  # through `CnnConfig | None`
+
+
+def test_reading_a_config_does_not_import_torch():
+    """Settings (config.py, args.py and every stage's dataclass) load without torch, so `--help`,
+    config errors and the runner's skip checks answer at once."""
+    import subprocess
+    import sys
+
+    code = ("import sys, groverlm.config, groverlm.args; "
+            "groverlm.config.load_config(None, ['bpe.merges=800']); "
+            "print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -142,6 +142,9 @@ def test_runner_baselines_stage_adds_the_cnn_to_the_task_table(tmp_path):
     task = write_task(run / "tasks" / "prom300")
     (task / "manifest.json").write_text(json.dumps({"task": "prom300",
                                                     "label_map": {"0": 0, "1": 1}}))
+    # the tasks stage hands its folders on in its summary
+    (run / "tasks" / "manifest.json").write_text(json.dumps(
+        {"summary": {"prom300": {"dir": "tasks/prom300"}}}))
     cfg = load_config(None, ["tasks.build=[prom300]", "baselines.bpe=false",
                              "baselines.tfidf.ks=[4]", "baselines.tfidf.models=[lr]",
                              "baselines.cnn.channels=8", "baselines.cnn.epochs=2"])

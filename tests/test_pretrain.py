@@ -92,6 +92,23 @@ def test_masking_rates_split_and_specials():
     assert 0.08 < kept.sum() / target.sum() < 0.12  # 10% kept + 1/95 of the random ones
 
 
+def test_isolated_targets_keep_the_rate_and_never_touch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 100, (200, 400))
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True
+    for rate in (0.1, 0.25):
+        _, y = mask_tokens(ids, special, MaskingConfig(rate, 0.8, 0.1, isolated=True), 4,
+                           torch.arange(5, 100), g)
+        target = y != IGNORE
+        assert abs(target.sum() / (~special).sum() - rate) < 0.005
+        assert not (target[:, 1:] & target[:, :-1]).any()  # no two side by side
+    _, y = mask_tokens(ids, special, MaskingConfig(0.25, 0.8, 0.1), 4, torch.arange(5, 100), g)
+    assert (y[:, 1:] != IGNORE).logical_and(y[:, :-1] != IGNORE).any()  # random ones do touch
+    with pytest.raises(ValueError, match="at most 25%"):
+        MaskingConfig(0.3, isolated=True)
+
+
 def test_every_sample_gets_a_target_and_masks_follow_the_generator():
     ids = torch.randint(5, 50, (64, 24))
     special = torch.zeros_like(ids, dtype=torch.bool)

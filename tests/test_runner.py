@@ -19,6 +19,7 @@ from groverlm import runner
 from groverlm.cli import main
 from groverlm.config import DataConfig, RunConfig, RunSection, load_config
 from groverlm.context import Context
+from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.runner import Stage, run_pipeline, summarize_run
 
@@ -296,9 +297,11 @@ def test_held_out_region_defaults_to_the_corpus_holdout(tmp_path, caplog):
         ctx.held_out(None, "nextkmer")
     cfg = load_config(None, ["corpus.holdout=['chr20:5-10']"])
     ctx = Context(tmp_path, tmp_path, cfg, data=None)
-    assert ctx.held_out(None, "nextkmer") == "chr20:5-10"
-    assert ctx.held_out("chr1", "nextkmer") == "chr1"
+    assert ctx.held_out(None, "nextkmer") == Region("chr20", 5, 10)  # a Region, not text
+    assert ctx.held_out("chr1", "nextkmer") == Region("chr1")
     assert "may have seen it" in caplog.text
+    with pytest.raises(GroverError, match="nextkmer.region 'chr1:9-3'"):
+        ctx.held_out("chr1:9-3", "nextkmer")
 
 
 # The runner in a child process whose checkpoint writes are slowed down, so that the parent can

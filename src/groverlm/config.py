@@ -32,7 +32,7 @@ import yaml
 
 from groverlm.analysis.analyze import AnalyzeConfig
 from groverlm.analysis.annotations import AnnotationConfig
-from groverlm.args import parse_override, volatile
+from groverlm.args import TrainConfig, parse_override, volatile
 from groverlm.baselines import TfidfConfig
 from groverlm.cnn import CnnConfig
 from groverlm.corpus import CorpusConfig
@@ -45,7 +45,6 @@ from groverlm.select_vocab import SelectPretrainingConfig, select_baselines
 from groverlm.tasks.ctcf import CTCFConfig
 from groverlm.tasks.promoter import Prom300Config
 from groverlm.tasks.promscan import PromScanConfig
-from groverlm.train import TrainConfig
 
 TASKS = ("prom300", "promscan", "ctcf")  # task builders the tasks stage knows, in build order
 

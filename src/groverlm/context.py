@@ -106,23 +106,27 @@ class Context:
         """The run's vocabulary: the one vocabulary selection chose, else bpe.cycles' export."""
         return self.path(self.summary("select_vocab")["vocab"])
 
-    def held_out(self, region: str | None, stage: str) -> str:
-        """A stage's region, by default the corpus's first held-out region (unseen in pretraining).
-        """
+    def held_out(self, region: str | None, stage: str):
+        """A stage's region (a corpus.Region), by default the corpus's first held-out region
+        (unseen in pretraining)."""
+        from groverlm.corpus import Region
+
         holdout = self.config.stage("corpus").holdout
         if region is None:
             if not holdout:
                 raise GroverError(f"{stage} needs a region pretraining never saw: set "
                                   f"corpus.holdout (or {stage}.region)", self.config.source)
-            return str(holdout[0])
-        if str(region) not in {str(h) for h in holdout}:
+            return Region.parse(holdout[0])
+        reg = Region.parse(region, f"{stage}.region")
+        if reg not in {Region.parse(h) for h in holdout}:
             log.warning("%s.region %s is not in corpus.holdout: pretraining may have seen it",
-                        stage, region)
-        return region
+                        stage, reg)
+        return reg
 
     @property
     def model(self) -> Path:
-        return self.stage_dir("pretrain") / "model"
+        """The pretrained model folder (pretrain's summary)."""
+        return self.path(self.summary("pretrain")["model"])
 
     def model_name(self) -> str:
         """The run's language model as named in metrics.json, by its vocabulary's cycle count ("lm":
@@ -131,11 +135,11 @@ class Context:
 
     def task_dirs(self, stage: str, wanted: tuple[str, ...] | None) -> list[Path]:
         """The task folders `stage` reads: those it names (`wanted`), else every one tasks built."""
+        built = self.summary("tasks")
         dirs = []
         for name in wanted or self.config.stage("tasks").build:
-            task_dir = self.stage_dir("tasks") / name
-            if not finished(task_dir):
+            if name not in built or not finished(self.path(built[name]["dir"])):
                 raise GroverError(f"{stage}.tasks names {name!r}, which the tasks stage did not "
                                   "build (add it to tasks.build)", self.config.source)
-            dirs.append(task_dir)
+            dirs.append(self.path(built[name]["dir"]))
         return dirs

@@ -63,22 +63,39 @@ class Region:
     end: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Region:
-        """'chr20' (whole record) or 'chr20:50000000-63025520' (0-based, half-open).
+    def parse(cls, text: str | Region, option: str = "--holdout") -> Region:
+        """'chr20' (whole record) or 'chr20:50000000-63025520' (0-based, half-open); a Region is
+        returned as it is. `option` names the setting in errors.
 
         >>> Region.parse("chr20:5,000-6000")
         Region(chrom='chr20', start=5000, end=6000)
         """
+        if isinstance(text, Region):
+            return text
         m = _REGION.match(text.strip())
         if not m:
-            raise GroverError(f"--holdout {text!r}: expected CHROM or CHROM:START-END")
+            raise GroverError(f"{option} {text!r}: expected CHROM or CHROM:START-END")
         chrom, start, end = m.group(1), m.group(2), m.group(3)
         if start is None:
             return cls(chrom)
         s, e = int(start.replace(",", "").replace("_", "")), int(end.replace(",", "").replace("_", ""))
         if s >= e:
-            raise GroverError(f"--holdout {text!r}: start must be below end")
+            raise GroverError(f"{option} {text!r}: start must be below end")
         return cls(chrom, s, e)
+
+    def bounds(self, lengths: dict[str, int], option: str = "region") -> tuple[str, int, int]:
+        """(chrom, start, end) with the end filled in, checked against the genome's record lengths.
+
+        >>> Region.parse("chr1:5-10").bounds({"chr1": 20}), Region("chr1").bounds({"chr1": 20})
+        (('chr1', 5, 10), ('chr1', 0, 20))
+        """
+        if self.chrom not in lengths:
+            raise GroverError(f"{option} {self}: no record {self.chrom!r} in the genome")
+        end = lengths[self.chrom] if self.end is None else self.end
+        if end > lengths[self.chrom]:
+            raise GroverError(f"{option} {self} ends beyond {self.chrom} "
+                              f"({lengths[self.chrom]:,} bp)")
+        return self.chrom, self.start, end
 
     def __str__(self) -> str:
         return self.chrom if self.end is None and self.start == 0 else (

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.context import Context
+from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.manifest import finished
 
@@ -126,16 +127,6 @@ class Samples:
         from groverlm.kmers import kmer_ids
 
         return np.array([kmer_ids(f[:k], k)[0] for f in self.following[split]], dtype=np.int64)
-
-
-def parse_region(text: str):
-    """CHROM or CHROM:START-END (0-based, half-open) as a `corpus.Region`."""
-    from groverlm.corpus import Region
-
-    try:
-        return Region.parse(text)
-    except GroverError:
-        raise GroverError(f"--region {text!r}: expected CHROM or CHROM:START-END") from None
 
 
 def valid_starts(record, start: int, end: int, span: int, block: int) -> np.ndarray:
@@ -320,7 +311,7 @@ def _kmer(index: int, k: int) -> str:
     return index_to_kmer(index, k)
 
 
-def nextkmer(model_dir: str | Path, genome: str | Path, region: str, out: str | Path,
+def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, out: str | Path,
              cfg: NextKmerSamplesConfig, ft, bcfg: NextKmerBaselinesConfig = NextKmerBaselinesConfig(),
              name: str | None = None, overwrite: bool = False, progress: bool = True
              ) -> dict[str, Any]:
@@ -332,7 +323,7 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str, out: str | 
     from groverlm.tasks.common import load_genome
 
     t0 = time.perf_counter()
-    reg = parse_region(region)
+    reg = Region.parse(region, "--region")
     out = Path(out)
     if overwrite and out.exists():
         for p in out.glob("k*"):

@@ -56,6 +56,8 @@ class PretrainConfig:
     # isolated: a target is predicted from its true neighbours, as the context table does; at BERT's
     # 15% a quarter of targets lose a neighbour to another [MASK], whatever the training rate
     eval_mask_rate: float = 0.022
+    # training targets never side by side (masking.MaskingConfig.isolated; mask_rate <= 0.25)
+    mask_isolated: bool = False
 
     def __post_init__(self):
         if self.eval_samples < 0 or self.final_eval_samples < 0 or self.pad_multiple < 1:
@@ -68,7 +70,8 @@ class PretrainConfig:
         from groverlm.masking import MaskingConfig
 
         try:
-            return MaskingConfig(self.mask_rate, self.mask_split[0], self.mask_split[1])
+            return MaskingConfig(self.mask_rate, self.mask_split[0], self.mask_split[1],
+                                 isolated=self.mask_isolated)
         except ValueError as err:
             raise GroverError(f"masking: {err}") from None
 
@@ -367,7 +370,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     `processes` > 1."""
     from groverlm.train import CHECKPOINTS
 
-    out, corpus = ctx.model, ctx.stage_dir("corpus") / "corpus"
+    out, corpus = ctx.out / "model", ctx.path(ctx.summary("corpus")["corpus"])
     if not finished(out):
         resume = (out / CHECKPOINTS).is_dir()
         if cfg.processes > 1:
@@ -428,7 +431,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                              "(repeatable)")
     add_fields(p, TrainConfig, "max_steps", "batch_size", "grad_accum", "lr", "warmup_steps",
                "weight_decay", "clip_norm")
-    add_fields(p, PretrainConfig, "mask_rate", "eval_mask_rate")
+    add_fields(p, PretrainConfig, "mask_rate", "eval_mask_rate", "mask_isolated")
     p.add_argument("--mask-split", default=listed(dp.mask_split), metavar="MASK,RANDOM",
                    help=f"of the targets: share shown as [MASK], as a random token (default "
                         f"{listed(dp.mask_split)}; BERT: 0.8,0.1)")
@@ -472,7 +475,7 @@ def _pretrain_cmd(args: argparse.Namespace) -> int:
     cfg = PretrainConfig(args.preset, parse_overrides(args.overrides), args.mask_rate, split,
                          args.eval_samples, args.final_eval_samples,
                          args.pad_multiple, args.unigram_bias,
-                         eval_mask_rate=args.eval_mask_rate)
+                         eval_mask_rate=args.eval_mask_rate, mask_isolated=args.mask_isolated)
     tcfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size,
                        grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
                        weight_decay=args.weight_decay, clip_norm=args.clip_norm,

@@ -49,6 +49,7 @@ import numpy as np
 
 from groverlm.args import add_fields, volatile
 from groverlm.context import Context
+from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.genome import reverse_complement
 from groverlm.manifest import finished
@@ -391,20 +392,17 @@ def plot_ism(table: np.ndarray, ref: str, chrom: str, start: int):
     return fig
 
 
-def write_ism(model: str | Path, genome_path: str | Path, region: str, out: str | Path,
+def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, out: str | Path,
               cfg: ScoreConfig = ScoreConfig(), overwrite: bool = False,
               progress: bool = False) -> dict[str, Any]:
     """`groverlm ism`: ism.tsv, ism.npy, importance.npy, ism.png and manifest.json in `out`."""
     from groverlm.analysis.plots import save_png
-    from groverlm.corpus import Region
     from groverlm.genome import Genome
     from groverlm.manifest import atomic_path, prepare_out, write_manifest, write_text
 
-    reg = Region.parse(region)
+    reg = Region.parse(region, "--region")
     genome = Genome.read(genome_path)
-    end = reg.end if reg.end is not None else len(genome[reg.chrom])
-    if end > len(genome[reg.chrom]):
-        raise GroverError(f"region {region} runs past the end of {reg.chrom}")
+    _, _, end = reg.bounds(genome.lengths, "--region")
     out = prepare_out(out, overwrite)
     scorer = Scorer.load(model, cfg)
     table, ref = mutagenesis(scorer, genome, reg.chrom, reg.start, end, progress)
@@ -449,7 +447,6 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Zero-shot readouts (groverlm.analysis.zeroshot): Prom300 by the per-nucleotide
     pseudo-log-likelihood, CTCF motif SNVs by the variant rule against JASPAR log-odds."""
     from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
-    from groverlm.corpus import Region
     from groverlm.finetune import given_tokens_apply, token_ids
     from groverlm.genome import Genome
     from groverlm.manifest import read_manifest, write_json, write_manifest
@@ -460,8 +457,9 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     if not finished(out):
         scorer = Scorer.load(ctx.model, cfg.scoring)
         res: dict[str, Any] = {}
-        prom = ctx.stage_dir("tasks") / "prom300"
-        if cfg.prom300_rows != 0 and finished(prom):
+        built = ctx.summary("tasks")
+        prom = ctx.path(built["prom300"]["dir"]) if "prom300" in built else None
+        if cfg.prom300_rows != 0 and prom is not None and finished(prom):
             task = load_task(prom)
             test = task.test
             keep = seeded_subset(len(test), cfg.prom300_rows, cfg.seed)
@@ -477,7 +475,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
             res["prom300"]["given_tokens"] = ids is not None
         d = ctx.data
         if cfg.ctcf_sites != 0 and d.ctcf_motif is not None and d.ctcf_peaks:
-            region = Region.parse(ctx.held_out(cfg.region, "score"))
+            region = ctx.held_out(cfg.region, "score")
             snvs, ic = bound_ctcf_snvs(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), region,
                                        cfg.ctcf_sites, cfg.seed)
             variants = [Variant(s.chrom, s.pos + 1, s.ref, s.alt) for s in snvs]

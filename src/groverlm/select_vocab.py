@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
+from groverlm.args import add_fields, drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import finished
@@ -88,6 +88,7 @@ class SelectPretrainingConfig:
     mask_rate: float = 0.022  # masked share of tokens (GROVER 2.2%)
     mask_split: tuple[float, float] = (0.8, 0.2)  # targets shown as [MASK], as random (GROVER);
     #                                              the CPU recipe needs BERT's 0.8,0.1 (README)
+    mask_isolated: bool = False  # no two targets side by side (the CPU recipe's; rate <= 0.25)
     pretrain_bp: int | None = None  # pretrain on the first this many bases outside the region
     probe_bp: int = 1_000_000  # bases tokenized to measure each vocabulary's nt per token
     test_fraction: float = 0.05  # pretraining samples kept aside for the masked-token evaluation
@@ -251,7 +252,7 @@ def _pretrain(corpus: Path, model: Path, cfg: SelectPretrainingConfig, progress:
 
     pcfg = PretrainConfig(preset=cfg.preset, overrides=dict(cfg.overrides),
                           mask_rate=cfg.mask_rate, mask_split=tuple(cfg.mask_split),
-                          eval_samples=cfg.final_eval_samples,
+                          mask_isolated=cfg.mask_isolated, eval_samples=cfg.final_eval_samples,
                           final_eval_samples=cfg.final_eval_samples)
     save = max(50, cfg.max_steps // 4)
     tcfg = TrainConfig(max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -449,13 +450,14 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     manifest. Returns the selection."""
     import shutil
 
+    from groverlm.corpus import Region
     from groverlm.manifest import MANIFEST, SETTINGS, read_manifest, write_manifest
-    from groverlm.nextkmer import draw_samples, parse_region, write_samples
+    from groverlm.nextkmer import draw_samples, write_samples
     from groverlm.tasks.common import load_genome
 
     t0 = time.perf_counter()
     out, bpe_dir = Path(out), Path(bpe_dir)
-    reg = parse_region(region)
+    reg = Region.parse(region, "--region")
     merges = read_manifest(bpe_dir).get("cycles")
     if merges is not None and max(cfg.cycles) > int(merges):
         raise GroverError(f"--cycles asks for {max(cfg.cycles)} but the BPE run has {merges} "
@@ -603,7 +605,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
                 **vocab_summary(ctx.path(bpe["vocab"]))}
     out = ctx.out / "selection"
     if not finished(out):
-        select_vocab(ctx.genome, ctx.stage_dir("bpe") / "train",
+        select_vocab(ctx.genome, ctx.path(ctx.summary("bpe")["train"]),
                      ctx.held_out(cfg.region, "select_vocab"), out, cfg.pretraining, cfg.samples,
                      cfg.classifier, cfg.baselines, progress=ctx.progress)
     m = read_manifest(out)
@@ -640,6 +642,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-split", default=listed(d.mask_split), metavar="MASK,RANDOM",
                    help=f"of the targets: share shown as [MASK], as a random token (default "
                         f"{listed(d.mask_split)}, GROVER's; the CPU recipe: 0.8,0.1)")
+    add_fields(p, SelectPretrainingConfig, "mask_isolated")
     p.add_argument("--pretrain-bp", type=int, default=d.pretrain_bp,
                    help="pretrain on only the first BP bases outside the region (speed)")
     add_nextkmer_args(p, select_baselines())  # as `groverlm nextkmer`
@@ -661,7 +664,8 @@ def _cmd(args: argparse.Namespace) -> int:
                        sample_nt=args.sample_nt, batch_size=args.pretrain_batch_size,
                        max_steps=args.max_steps, lr=args.pretrain_lr, mask_rate=args.mask_rate,
                        mask_split=parse_mask_split(args.mask_split),
-                       pretrain_bp=args.pretrain_bp, seed=args.seed, threads=args.threads)
+                       mask_isolated=args.mask_isolated, pretrain_bp=args.pretrain_bp,
+                       seed=args.seed, threads=args.threads)
     sel = select_vocab(args.genome, args.bpe, args.region, args.out, cfg, ncfg, ft, bcfg,
                        args.overwrite, progress=not args.quiet,
                        redo_nextkmer=args.redo_nextkmer)

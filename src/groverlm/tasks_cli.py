@@ -74,7 +74,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
                 build_promscan(ctx.genome, tss, out, cfg.promscan, tss_format=fmt)
             else:
                 build_ctcf(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), out, cfg.ctcf)
-        summary[name] = read_manifest(out)["counts"]
+        summary[name] = {"dir": ctx.relative(out), **read_manifest(out)["counts"]}
     return summary
 
 

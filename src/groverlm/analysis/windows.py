@@ -11,17 +11,16 @@ is tokenized alone, and it keeps the first `tokens` tokens; `[start, end)` is th
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from groverlm.corpus import Region
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
 
 BP_PER_TOKEN = 6  # bases cut per requested token: GROVER's tokens average ~4 nt in the genome
-_REGION = re.compile(r"^([^:\s]+)(?::([\d,]+)-([\d,]+))?$")
 
 
 @dataclass(frozen=True)
@@ -34,28 +33,6 @@ class Window:
 
     def __len__(self) -> int:
         return int(self.ids.size)
-
-
-def parse_region(text: str | None, lengths: dict[str, int]) -> tuple[str, int, int] | None:
-    """("chr20", 0, 1000) from "chr20:0-1,000"; a bare name is the whole record.
-
-    >>> parse_region("chr1:5-10", {"chr1": 20})
-    ('chr1', 5, 10)
-    """
-    if text is None:
-        return None
-    m = _REGION.match(text.strip())
-    if not m:
-        raise GroverError(f"region {text!r} is not CHROM or CHROM:START-END")
-    chrom = m.group(1)
-    if chrom not in lengths:
-        raise GroverError(f"region {text!r}: no record {chrom!r} in the genome")
-    if m.group(2) is None:
-        return chrom, 0, lengths[chrom]
-    start, end = (int(g.replace(",", "")) for g in m.group(2, 3))
-    if not 0 <= start < end <= lengths[chrom]:
-        raise GroverError(f"region {text!r} is empty or outside {chrom} ({lengths[chrom]:,} bp)")
-    return chrom, start, end
 
 
 def _contigs(genome, region: tuple[str, int, int] | None, min_bp: int) -> list[tuple[str, int, int]]:
@@ -72,7 +49,7 @@ def _contigs(genome, region: tuple[str, int, int] | None, min_bp: int) -> list[t
 
 
 def sample_windows(genome, tokenizer, n: int, tokens: int = 510, seed: int = 0,
-                   region: str | None = None, min_tokens: int = 32) -> list[Window]:
+                   region: str | Region | None = None, min_tokens: int = 32) -> list[Window]:
     """`n` non-overlapping windows of up to `tokens` tokens, sorted by (chrom, start).
 
     Fewer come back when the genome (or region) is too small to hold `n`; a window whose cut
@@ -82,7 +59,8 @@ def sample_windows(genome, tokenizer, n: int, tokens: int = 510, seed: int = 0,
         raise GroverError(f"need at least one window of one token (got {n} windows of {tokens})")
     min_tokens = min(min_tokens, tokens)
     bp = tokens * BP_PER_TOKEN
-    contigs = _contigs(genome, parse_region(region, genome.lengths), min(bp, 4 * min_tokens))
+    bounds = None if region is None else Region.parse(region, "region").bounds(genome.lengths)
+    contigs = _contigs(genome, bounds, min(bp, 4 * min_tokens))
     if not contigs:
         raise GroverError("no N-free stretch long enough for a window", genome.path)
     rng = np.random.default_rng(seed)

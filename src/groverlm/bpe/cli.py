@@ -26,7 +26,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
                        progress=ctx.progress)
     if not finished(vocab):
         export_vocab(train, cfg.cycles, vocab)
-    return {"cycles": cfg.cycles, "vocab": ctx.relative(vocab), **vocab_summary(vocab)}
+    return {"cycles": cfg.cycles, "train": ctx.relative(train), "vocab": ctx.relative(vocab),
+            **vocab_summary(vocab)}
 
 
 def vocab_summary(vocab: Path) -> dict[str, Any]:
