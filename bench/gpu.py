@@ -115,7 +115,7 @@ class Check:
     pretrain_batch_size: int = 128
     pretrain_lr: float = 5e-4  # a little above GROVER's 4e-4: a smaller model, a short run
     # training targets; 7x GROVER's 2.2% gives a short run 7x the signal. Evaluation keeps 2.2%
-    # (PretrainConfig.eval_mask_rate), so targets keep their true neighbours, as the context table
+    # (ModelConfig.eval_mask_rate), so targets keep their true neighbours, as the context table
     pretrain_mask_rate: float = 0.15
     # BERT's 80/10/10 in pretrain (below): on the CPU, a short run with no target left unchanged
     # (GROVER's 80/20) stayed at the unigram baseline (bench/README.md, learning per minute)
@@ -410,14 +410,14 @@ def prepare_corpus(ctx: Context, genome: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def run_pretrain(ctx: Context) -> dict[str, Any]:
-    from groverlm.pretrain import PretrainConfig, build_run, pretrain
+    from groverlm.pretrain import ModelConfig, build_run, pretrain
 
     cfg = ctx.cfg
     genome = synthetic_genome(ctx.work / "smoke_genome.fa") if ctx.smoke else find_chr20(ctx.data)
     corpus, corpus_info = prepare_corpus(ctx, genome)
-    pcfg = PretrainConfig(preset=cfg.pretrain_preset, overrides=dict(cfg.pretrain_overrides),
-                          mask_rate=cfg.pretrain_mask_rate, mask_split=(0.8, 0.1),
-                          final_eval_samples=0, pad_multiple=8)
+    pcfg = ModelConfig(preset=cfg.pretrain_preset, overrides=dict(cfg.pretrain_overrides),
+                        mask_rate=cfg.pretrain_mask_rate, mask_split=(0.8, 0.1),
+                        final_eval_samples=0, pad_multiple=8)
     base = TrainConfig(batch_size=cfg.pretrain_batch_size, lr=cfg.pretrain_lr, save_every=0,
                        eval_every=0, device=str(ctx.device), threads=cfg.threads)
 

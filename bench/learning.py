@@ -34,7 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from groverlm.manifest import read_manifest, write_json
-from groverlm.pretrain import PretrainConfig, build_run
+from groverlm.pretrain import ModelConfig, build_run
 from groverlm.train import TrainConfig, autocast, make_optimizer, masked_logits
 
 HERE = Path(__file__).resolve().parent
@@ -109,9 +109,9 @@ def train_for(recipe: Recipe, corpus: Path, minutes: float, marks: list[float], 
               seed: int) -> list[dict[str, Any]]:
     """Train `recipe` for `minutes` of wall time; evaluate at each mark (minutes). Returns the
     evaluations, each with the training wall and CPU seconds spent so far."""
-    cfg = PretrainConfig(preset=recipe.preset, overrides=dict(recipe.overrides),
-                         mask_rate=recipe.mask_rate, mask_split=recipe.mask_split,
-                         eval_samples=eval_samples, mask_isolated=recipe.mask_isolated)
+    cfg = ModelConfig(preset=recipe.preset, overrides=dict(recipe.overrides),
+                       mask_rate=recipe.mask_rate, mask_split=recipe.mask_split,
+                       eval_samples=eval_samples, mask_isolated=recipe.mask_isolated)
     run = build_run(corpus, cfg, seed, recipe.batch_size)
     model, data = run.model, run.data
     opt = make_optimizer(model, TrainConfig(lr=recipe.lr), torch.device("cpu"))

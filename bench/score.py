@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from groverlm.genome import Genome
-from groverlm.score import ScoreConfig, Scorer, Variant, score_variants
+from groverlm.score import Scorer, ScoringConfig, Variant, score_variants
 
 DATA = Path(os.environ.get("GROVERLM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -69,10 +69,10 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
-        base = ScoreConfig.batch_size * (16 if device == "cuda" else 1)
+        base = ScoringConfig.batch_size * (16 if device == "cuda" else 1)
         for batch in (base, base * 4):
             for rc in (False, True):
-                scorer = Scorer.load(model, ScoreConfig(device=device, batch_size=batch, rc=rc))
+                scorer = Scorer.load(model, ScoringConfig(device=device, batch_size=batch, rc=rc))
                 todo = [Variant(**vars(v)) for v in snvs]
                 score_variants(scorer, genome, todo[:50])  # warm-up
                 t0 = time.perf_counter()

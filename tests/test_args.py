@@ -15,16 +15,17 @@ from groverlm.analysis.analyze import AnalyzeConfig
 from groverlm.analysis.annotations import AnnotationConfig
 from groverlm.args import TrainConfig, default
 from groverlm.baselines import TfidfConfig
+from groverlm.bpe.cli import BpeConfig
 from groverlm.cli import build_parser
 from groverlm.cnn import CnnConfig
-from groverlm.config import BpeConfig, load_config
+from groverlm.config import load_config
 from groverlm.corpus import CorpusConfig
 from groverlm.embed import EmbedConfig
-from groverlm.finetune import FinetuneConfig
+from groverlm.finetune import ClassifierConfig
 from groverlm.models import parse_overrides
 from groverlm.nextkmer import NextKmerBaselinesConfig, NextKmerSamplesConfig, kmer_classifier
-from groverlm.pretrain import PretrainConfig
-from groverlm.score import ScoreConfig
+from groverlm.pretrain import ModelConfig
+from groverlm.score import ScoringConfig
 from groverlm.select_vocab import SelectPretrainingConfig, select_baselines
 from groverlm.tasks.common import SplitConfig
 from groverlm.tasks.ctcf import CTCFConfig
@@ -39,11 +40,11 @@ NEXTKMER = [NextKmerSamplesConfig(), kmer_classifier(), NextKmerBaselinesConfig(
 SOURCES: dict[str, tuple[list, dict]] = {
     "bpe train": ([BpeConfig()], {}),
     "corpus": ([CorpusConfig()], {}),
-    "pretrain": ([PretrainConfig(), TrainConfig()], {}),
+    "pretrain": ([ModelConfig(), TrainConfig()], {}),
     "embed": ([EmbedConfig()], {}),
-    "score seqs": ([ScoreConfig()], {}),
-    "score variants": ([ScoreConfig()], {}),
-    "ism": ([ScoreConfig()], {}),
+    "score seqs": ([ScoringConfig()], {}),
+    "score variants": ([ScoringConfig()], {}),
+    "ism": ([ScoringConfig()], {}),
     "analyze": ([AnalyzeConfig(), AnnotationConfig()], {}),
     "tasks prom300": ([Prom300Config()], SPLIT),
     "tasks promscan": ([PromScanConfig()], SPLIT),
@@ -52,7 +53,7 @@ SOURCES: dict[str, tuple[list, dict]] = {
                                          "trees": ("n_estimators", TfidfConfig()),
                                          "jobs": ("n_jobs", TfidfConfig())}),
     "baseline cnn": ([CnnConfig()], {}),
-    "finetune": ([FinetuneConfig()], {}),
+    "finetune": ([ClassifierConfig()], {}),
     "nextkmer": (NEXTKMER, {"k": ("ks", NextKmerSamplesConfig())}),
     "select-vocab": ([SelectPretrainingConfig(), *NEXTKMER[:2], select_baselines()],
                      {"k": ("ks", NextKmerSamplesConfig()),
@@ -152,7 +153,7 @@ def test_volatile_fields_are_marked_once_and_read_everywhere():
     assert stable(TrainConfig(threads=1, device="cpu")) == stable(TrainConfig(threads=4))
     assert stable(TrainConfig(lr=1e-3)) != stable(TrainConfig())
     assert stable(SelectPretrainingConfig(threads=1)) == stable(SelectPretrainingConfig())
-    assert stable(FinetuneConfig(eval_batch_size=8)) == stable(FinetuneConfig())
+    assert stable(ClassifierConfig(eval_batch_size=8)) == stable(ClassifierConfig())
     assert "pretraining.threads" in volatile_keys(STAGE_SECTIONS["select_vocab"])  # the runner's
     assert "train.threads" in volatile_keys(STAGE_SECTIONS["pretrain"])
     assert "cnn.threads" in volatile_keys(STAGE_SECTIONS["baselines"])  # through `CnnConfig | None`

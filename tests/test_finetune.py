@@ -18,8 +18,8 @@ from groverlm.batching import window_starts
 from groverlm.cli import main
 from groverlm.errors import GroverError
 from groverlm.finetune import (
+    ClassifierConfig,
     Encoded,
-    FinetuneConfig,
     WindowedData,
     _objective,
     encode_task,
@@ -148,9 +148,9 @@ def test_pool_windows_and_weights():
 
     w = compute_sample_weight("balanced", y)  # what fine-tuning weights samples by
     assert w.mean() == pytest.approx(1.0) and w[-1] / w[0] == pytest.approx(9.0)
-    assert use_class_weights(y, FinetuneConfig())
-    assert not use_class_weights(np.array([0, 1] * 50), FinetuneConfig())
-    assert not use_class_weights(y, FinetuneConfig(class_weights="off"))
+    assert use_class_weights(y, ClassifierConfig())
+    assert not use_class_weights(np.array([0, 1] * 50), ClassifierConfig())
+    assert not use_class_weights(y, ClassifierConfig(class_weights="off"))
 
 
 # ----------------------------------------------------------------------------------------------

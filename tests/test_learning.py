@@ -13,7 +13,7 @@ from groverlm.bpe.export import export_vocab
 from groverlm.bpe.train import write_training
 from groverlm.corpus import CorpusConfig, Region, write_corpus
 from groverlm.genome import iter_records
-from groverlm.pretrain import PretrainConfig, pretrain
+from groverlm.pretrain import ModelConfig, pretrain
 from groverlm.train import TrainConfig
 
 from .conftest import write_fasta
@@ -45,7 +45,7 @@ def test_short_pretraining_on_chr20_learns_context(chr20_corpus, tmp_path):
     every evaluation. Measured (2-core CPU): accuracy 7.42% against unigram 2.32% and the context
     table's 16.3% (a 200-cycle vocabulary on 2.4 Mbp: short tokens, a sharp table); 5.76% with
     `tiny`'s GELU and 512-wide FFN before 2026-12-04."""
-    cfg = PretrainConfig(preset="tiny", mask_rate=0.15, eval_samples=0, final_eval_samples=0)
+    cfg = ModelConfig(preset="tiny", mask_rate=0.15, eval_samples=0, final_eval_samples=0)
     tcfg = TrainConfig(max_steps=600, batch_size=32, lr=3e-3, warmup_steps=60, eval_every=0,
                        save_every=0, seed=0, threads=2)
     ev = pretrain(chr20_corpus, tmp_path / "model", cfg, tcfg, progress=False)

@@ -21,7 +21,7 @@ from groverlm.cli import main
 from groverlm.errors import GroverError
 from groverlm.masking import IGNORE, MaskingConfig, MLMData, mask_tokens
 from groverlm.models import build_config, load_model, load_tokenizer, parse_overrides
-from groverlm.pretrain import PretrainConfig, build_run, context_table
+from groverlm.pretrain import ModelConfig, build_run, context_table
 from groverlm.train import (
     MaskedLM,
     TrainConfig,
@@ -270,7 +270,7 @@ def test_resume_after_sigkill_gives_the_same_weights(corpus, tmp_path):
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
     cfg = TrainConfig(max_steps=6, batch_size=4, save_every=2, eval_every=0, threads=1, seed=1)
-    pcfg = PretrainConfig(overrides=TINY, eval_samples=8)
+    pcfg = ModelConfig(overrides=TINY, eval_samples=8)
 
     def run(out: Path, resume: bool = False):
         r = build_run(corpus, pcfg, cfg.seed, cfg.batch_size)
@@ -303,7 +303,7 @@ def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, steps: 
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
                        "LOCAL_WORLD_SIZE": str(world)})
     cfg = TrainConfig(max_steps=steps, batch_size=4, eval_every=0, save_every=0, threads=1)
-    r = build_run(corpus, PretrainConfig(overrides=TINY, eval_samples=8), 0, 4)
+    r = build_run(corpus, ModelConfig(overrides=TINY, eval_samples=8), 0, 4)
     seen: list[list[int]] = []
     collate = r.data.collate
 
@@ -345,7 +345,7 @@ def test_ddp_two_gloo_processes(corpus, tmp_path):
 
 def test_objective_equals_the_stock_loss(corpus):
     """The head-on-targets objective computes transformers' own MLM loss (summed, not averaged)."""
-    r = build_run(corpus, PretrainConfig(overrides=TINY, mask_rate=0.15), 0, 8)
+    r = build_run(corpus, ModelConfig(overrides=TINY, mask_rate=0.15), 0, 8)
     r.model.eval()
     batch = r.data.collate(np.arange(8), torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -370,8 +370,8 @@ def test_loop_learns_a_copy_task(corpus, tmp_path):
     assert log[-1]["loss"] < 0.4 * log[0]["loss"]
     ev = read_json(out / "eval.json")
     assert ev["mlm_accuracy"] < 0.5  # from context alone: far from the copy task's 100%
-    r = build_run(corpus, PretrainConfig(overrides=TINY, mask_rate=0.15, mask_split=(0, 0),
-                                         unigram_bias=False), 0, 8)
+    r = build_run(corpus, ModelConfig(overrides=TINY, mask_rate=0.15, mask_split=(0, 0),
+                                       unigram_bias=False), 0, 8)
     batch = r.data.collate(np.arange(16), torch.Generator().manual_seed(1))
     model = AutoModelForMaskedLM.from_pretrained(out).eval()
     with torch.no_grad():
@@ -387,7 +387,7 @@ def test_a_fresh_model_starts_from_the_unigram_distribution(corpus):
     losses = {}
     small_init = {**TINY, "initializer_range": 0.02}  # BERT's: random logits stay near zero
     for flag in (True, False):
-        r = build_run(corpus, PretrainConfig(overrides=small_init, mask_rate=0.15, unigram_bias=flag),
+        r = build_run(corpus, ModelConfig(overrides=small_init, mask_rate=0.15, unigram_bias=flag),
                       0, 8)
         r.model.eval()
         batch = r.data.collate(np.arange(16), torch.Generator().manual_seed(0))
@@ -408,7 +408,7 @@ def test_a_fresh_model_starts_from_the_unigram_distribution(corpus):
 
 
 def test_run_config_round_trips_as_json(corpus):
-    r = build_run(corpus, PretrainConfig(overrides=TINY), 0, 4)
+    r = build_run(corpus, ModelConfig(overrides=TINY), 0, 4)
     assert json.loads(json.dumps(r.run_config)) == r.run_config
 
 
@@ -423,7 +423,7 @@ def test_docstring_examples(module):
 def test_context_baseline_is_scored_on_the_evaluated_targets(corpus):
     """context_accuracy is the table's accuracy on exactly the targets evaluated: recomputed here
     from the same batches with a plain dictionary of (left, right) -> commonest middle token."""
-    r = build_run(corpus, PretrainConfig(overrides=TINY, eval_mask_rate=0.3), 0, 4)
+    r = build_run(corpus, ModelConfig(overrides=TINY, eval_mask_rate=0.3), 0, 4)
     tok, v = r.tokenizer, len(r.tokenizer)
     counts: dict[tuple[int, int], Counter] = defaultdict(Counter)
     for i in range(len(r.corpus.train)):

@@ -25,8 +25,8 @@ from groverlm.genome import Genome, reverse_complement
 from groverlm.metrics import read_metrics
 from groverlm.models import load_model, load_tokenizer
 from groverlm.score import (
-    ScoreConfig,
     Scorer,
+    ScoringConfig,
     Variant,
     check_variant,
     score_sequences,
@@ -45,7 +45,7 @@ def tiny(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("score")
     genome, vocab = make_vocab(tmp)
     model_dir = make_model(vocab, tmp / "model", positions=64)  # windows of 62 tokens
-    return tmp, genome, model_dir, Scorer.load(model_dir, ScoreConfig(batch_size=7))
+    return tmp, genome, model_dir, Scorer.load(model_dir, ScoringConfig(batch_size=7))
 
 
 def by_hand(scorer, seq: str) -> float:
@@ -90,7 +90,7 @@ def test_batch_size_and_windows_change_nothing(tiny):
     _, _, model_dir, scorer = tiny
     seqs = [random_dna(n, 20 + n) for n in (40, 300, 75)]  # 300 nt: several windows
     a = score_sequences(scorer, list("xyz"), seqs)
-    b = score_sequences(Scorer.load(model_dir, ScoreConfig(batch_size=256)), list("xyz"), seqs)
+    b = score_sequences(Scorer.load(model_dir, ScoringConfig(batch_size=256)), list("xyz"), seqs)
     for r, s in zip(a, b, strict=True):
         assert r["pll"] == pytest.approx(s["pll"], abs=1e-5)
     assert a[1]["tokens"] > scorer.max_tokens  # the long one was windowed
@@ -134,7 +134,7 @@ def test_snvs_and_their_mirrors_on_the_reverse_complemented_genome_agree(tiny, t
     for p in rng.choice(np.arange(50, 1950), 12, replace=False):
         ref = seq[p]
         snvs.append(Variant("c", int(p) + 1, ref, "ACGT".replace(ref, "")[int(rng.integers(3))]))
-    scorer = Scorer.load(model_dir, ScoreConfig(rc=True, flank=60))
+    scorer = Scorer.load(model_dir, ScoringConfig(rc=True, flank=60))
     a = score_variants(scorer, fwd, [Variant(**vars(v)) for v in snvs])
     b = score_variants(scorer, rev, [mirror(v, len(seq)) for v in snvs])
     for x, y in zip(a, b, strict=True):
@@ -247,7 +247,7 @@ def test_check_variant_is_strict_about_alleles(tiny):
     _, genome, _, _ = tiny
     g = Genome.read(genome)
     base = g.sequence("chrA", 0, 1)
-    cfg = ScoreConfig(max_indel=3)
+    cfg = ScoringConfig(max_indel=3)
     assert check_variant(Variant("chrA", 1, base, "N"), g, cfg) == "not_acgt"
     assert check_variant(Variant("chrA", 1, base, "*"), g, cfg) == "not_acgt"
     assert check_variant(Variant("chrA", 10**9, "A", "C"), g, cfg) == "off_contig"

@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from groverlm.cnn import CnnConfig
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.kmers import kmer_count_matrix
@@ -41,6 +42,7 @@ from groverlm.metrics import (
     write_metrics,
 )
 from groverlm.tasks.common import seeded_subset
+from groverlm.tasks_cli import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,24 @@ class TfidfConfig:
             raise GroverError("max_train must be at least 2")
         if self.threshold not in THRESHOLDS:
             raise GroverError(f"threshold must be one of {', '.join(THRESHOLDS)}")
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """Baselines stage: TF-IDF over k-mers (and over the run's BPE tokens) on every task built,
+    and a CNN on one-hot DNA trained from scratch when `cnn` is set."""
+
+    tasks: tuple[str, ...] | None = None  # tasks scored (null: every task the tasks stage built)
+    bpe: bool = True  # also TF-IDF over the run's BPE tokens (GROVER's tokens without the model)
+    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+    # the CNN baseline's settings; null (the default): no CNN, `cnn: {}` for CnnConfig's defaults.
+    # Off unless asked: it costs about a minute per task on a CPU core, TF-IDF seconds
+    cnn: CnnConfig | None = None
+
+    def __post_init__(self):
+        bad = [t for t in self.tasks or () if t not in TASKS]
+        if bad:
+            raise ValueError(f"tasks must be among {', '.join(TASKS)}, got {list(bad)}")
 
 
 class Featurizer:
@@ -300,7 +320,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
             tfidf_task(task_dir, out, cfg.tfidf, vocab=ctx.vocab if cfg.bpe else None)
         outs = [out]
         if cfg.cnn is not None:
-            outs.append(ctx.out / "cnn" / name)  # "cnn" is no task name (config.TASKS)
+            outs.append(ctx.out / "cnn" / name)  # "cnn" is no task name (tasks_cli.TASKS)
             if not finished(outs[-1]):
                 cnn_task(task_dir, outs[-1], cfg.cnn)
         summary[name] = {r["model"]: r.get("mcc_mean", r["test"]["mcc"])

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from groverlm.args import stable, volatile
-from groverlm.baselines import check_splits
 from groverlm.errors import GroverError
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
 
@@ -287,6 +286,7 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
 
     `labels` fixes the class list the metrics use; default: the labels seen in any split.
     """
+    from groverlm.baselines import check_splits  # lazy: baselines imports CnnConfig
     from groverlm.finetune import torch_threads
 
     if not (len(dev_seqs) and len(test_seqs)):

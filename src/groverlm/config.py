@@ -6,11 +6,13 @@ Reads a YAML file (parsed with `yaml.safe_load` rules; values are never evaluate
 
 The file holds one mapping per section: `run` and `data` (where the run writes and what it reads),
 then one section per stage, named as the stage (`genome`, `bpe`, `tasks`, `baselines`, ...). A
-missing section or key takes the dataclass default shown here. An unknown key, a value of the wrong
+missing section or key takes its dataclass's default. An unknown key, a value of the wrong
 type or a value a stage's own `__post_init__` rejects is a GroverError naming the file, line and key.
 
-Stages that own a config dataclass (tasks' `Prom300Config`, baselines' `TfidfConfig`) are nested
-here as they are, so a key means the same thing in YAML as in the stage's own command.
+A stage's section is the config dataclass in the stage's own module (`STAGE_SECTIONS`, e.g.
+`groverlm.pretrain.PretrainConfig`), and the dataclasses nested in it (tasks' `Prom300Config`,
+baselines' `TfidfConfig`) are the stage commands' own, so a key means the same thing in YAML as in
+the stage's own command.
 
     >>> cfg = load_config(None, ["bpe.merges=800", "bpe.cycles=400"])
     >>> cfg.stage("bpe").merges, cfg.stage("bpe").cycles, cfg.stage("bpe").chunk
@@ -24,29 +26,26 @@ import difflib
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from groverlm.analysis.analyze import AnalyzeConfig
-from groverlm.analysis.annotations import AnnotationConfig
-from groverlm.args import TrainConfig, parse_override, volatile
-from groverlm.baselines import TfidfConfig
-from groverlm.cnn import CnnConfig
+from groverlm.analysis.analyze import AnalysisConfig
+from groverlm.analysis.report import ReportConfig
+from groverlm.args import parse_override
+from groverlm.baselines import BaselinesConfig
+from groverlm.bpe.cli import BpeConfig
 from groverlm.corpus import CorpusConfig
 from groverlm.errors import GroverError
 from groverlm.finetune import FinetuneConfig
-from groverlm.nextkmer import NextKmerBaselinesConfig, NextKmerSamplesConfig, kmer_classifier
+from groverlm.genome_cli import GenomeConfig
+from groverlm.nextkmer import NextKmerConfig
 from groverlm.pretrain import PretrainConfig
 from groverlm.score import ScoreConfig
-from groverlm.select_vocab import SelectPretrainingConfig, select_baselines
-from groverlm.tasks.ctcf import CTCFConfig
-from groverlm.tasks.promoter import Prom300Config
-from groverlm.tasks.promscan import PromScanConfig
-
-TASKS = ("prom300", "promscan", "ctcf")  # task builders the tasks stage knows, in build order
+from groverlm.select_vocab import SelectVocabConfig
+from groverlm.tasks_cli import TasksConfig
 
 
 @dataclass(frozen=True)
@@ -79,181 +78,30 @@ class DataConfig:
             raise ValueError("ctcf_peaks needs at least one BED file")
 
 
-@dataclass(frozen=True)
-class GenomeConfig:
-    """Genome stage: which part of the FASTA the run uses (all of it by default)."""
-
-    chroms: tuple[str, ...] | None = None  # keep only these records, in this order (null: all)
-    # keep the first max_bp bases of each record (a quick run on part of a chromosome); coordinates
-    # are unchanged, so TSS and peak files still apply. null: whole records
-    max_bp: int | None = None
-
-    def __post_init__(self):
-        if self.max_bp is not None and self.max_bp < 1:
-            raise ValueError(f"max_bp must be at least 1, got {self.max_bp}")
-        if self.chroms is not None and not self.chroms:
-            raise ValueError("chroms is empty; use null for every record")
 
 
-@dataclass(frozen=True)
-class BpeConfig:
-    """Vocabulary stage: genome-scale BPE, then the tokenizer at one cycle count."""
-
-    merges: int = 5000  # merge cycles trained (GROVER trained 5000 and kept 600)
-    cycles: int = 600  # cycles exported as the run's vocabulary; the genome's segmentation is saved
-    chunk: int | None = None  # cut contigs into words of this many bp (null: whole contigs, GROVER)
-
-    def __post_init__(self):
-        if self.merges < 1:
-            raise ValueError(f"merges must be at least 1, got {self.merges}")
-        if not 1 <= self.cycles <= self.merges:
-            raise ValueError(f"cycles must be between 1 and merges ({self.merges}), "
-                             f"got {self.cycles}")
 
 
-@dataclass(frozen=True)
-class SelectVocabStageConfig:
-    """Vocabulary selection (GROVER): one small model pretrained per candidate cycle count, each
-    scored by next-k-mer prediction on a held-out region; the best becomes the run's vocabulary."""
-
-    select: bool = False  # false: the run's vocabulary is bpe.cycles (the stage only records it)
-    region: str | None = None  # held-out CHROM[:START-END]; null: corpus.holdout's first region
-    # the candidates (BPE cycle counts, k-mer vocabularies) and each one's pretraining
-    pretraining: SelectPretrainingConfig = field(default_factory=SelectPretrainingConfig)
-    samples: NextKmerSamplesConfig = field(default_factory=NextKmerSamplesConfig)  # k values, contexts
-    classifier: FinetuneConfig = field(default_factory=kmer_classifier)  # next-k-mer fine-tuning
-    baselines: NextKmerBaselinesConfig = field(default_factory=select_baselines)  # TF-IDF, k-mers only
 
 
-@dataclass(frozen=True)
-class NextKmerStageConfig:
-    """Next-k-mer prediction by the run's pretrained model, on a region pretraining never saw."""
-
-    region: str | None = None  # held-out CHROM[:START-END]; null: corpus.holdout's first region
-    samples: NextKmerSamplesConfig = field(default_factory=NextKmerSamplesConfig)  # k values, contexts, sizes
-    classifier: FinetuneConfig = field(default_factory=kmer_classifier)  # epochs, lr, seeds
-    # TF-IDF and the most frequent k-mer on the same samples
-    baselines: NextKmerBaselinesConfig = field(default_factory=NextKmerBaselinesConfig)
 
 
-@dataclass(frozen=True)
-class PretrainStageConfig:
-    """Pretraining stage: the model and masking (pretrain.PretrainConfig), the optimisation
-    (train.TrainConfig), and how many processes share it."""
 
-    processes: int = volatile(1)  # > 1: launched with torchrun (one process per GPU), else here
-    model: PretrainConfig = field(default_factory=PretrainConfig)  # preset, BertConfig overrides
-    train: TrainConfig = field(default_factory=TrainConfig)  # steps, batch, learning rate, device
-
-    def __post_init__(self):
-        if self.processes < 1:
-            raise ValueError(f"processes must be at least 1, got {self.processes}")
-
-
-@dataclass(frozen=True)
-class TasksConfig:
-    """Tasks stage: which genome-biology tasks are built, each with its builder's own config."""
-
-    build: tuple[str, ...] = TASKS  # tasks to build (subset of prom300, promscan, ctcf)
-    prom300: Prom300Config = field(default_factory=Prom300Config)  # promoter vs shuffle, 300 bp
-    promscan: PromScanConfig = field(default_factory=PromScanConfig)  # TSS window among 1 kb tiles
-    ctcf: CTCFConfig = field(default_factory=CTCFConfig)  # bound vs unbound CTCF motif hits
-
-    def __post_init__(self):
-        bad = [t for t in self.build if t not in TASKS]
-        if bad or not self.build:
-            raise ValueError(f"build must be among {', '.join(TASKS)}, got {list(self.build)}")
-
-
-@dataclass(frozen=True)
-class BaselinesConfig:
-    """Baselines stage: TF-IDF over k-mers (and over the run's BPE tokens) on every task built,
-    and a CNN on one-hot DNA trained from scratch when `cnn` is set."""
-
-    tasks: tuple[str, ...] | None = None  # tasks scored (null: every task the tasks stage built)
-    bpe: bool = True  # also TF-IDF over the run's BPE tokens (GROVER's tokens without the model)
-    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
-    # the CNN baseline's settings; null (the default): no CNN, `cnn: {}` for CnnConfig's defaults.
-    # Off unless asked: it costs about a minute per task on a CPU core, TF-IDF seconds
-    cnn: CnnConfig | None = None
-
-    def __post_init__(self):
-        bad = [t for t in self.tasks or () if t not in TASKS]
-        if bad:
-            raise ValueError(f"tasks must be among {', '.join(TASKS)}, got {list(bad)}")
-
-
-@dataclass(frozen=True)
-class FinetuneStageConfig:
-    """Fine-tuning stage: the pretrained BERT as a classifier on every task built."""
-
-    tasks: tuple[str, ...] | None = None  # tasks fine-tuned (null: every task the tasks stage built)
-    classifier: FinetuneConfig = field(default_factory=FinetuneConfig)  # epochs, lr, seeds, ...
-    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)  # a task's own classifier
-    #   settings on top of `classifier`, e.g. {ctcf: {max_train: null}}
-
-    def __post_init__(self):
-        bad = [t for t in (*(self.tasks or ()), *self.per_task) if t not in TASKS]
-        if bad:
-            raise ValueError(f"tasks must be among {', '.join(TASKS)}, got {list(bad)}")
-        names = {f.name for f in dataclasses.fields(FinetuneConfig)}
-        for task, changes in self.per_task.items():
-            unknown = sorted(set(changes) - names)
-            if unknown:
-                raise ValueError(f"per_task.{task}: {', '.join(unknown)} not a classifier setting")
-            self.classifier_for(task)  # checks the values
-
-    def classifier_for(self, task: str) -> FinetuneConfig:
-        """`classifier` with `per_task[task]`'s changes."""
-        changes = {k: tuple(v) if isinstance(v, list) else v
-                   for k, v in self.per_task.get(task, {}).items()}
-        return dataclasses.replace(self.classifier, **changes)
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """Analyses stage: groverlm.analysis.analyze's settings and its annotation probes'."""
-
-    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)  # which analyses, how many windows
-    annotations: AnnotationConfig = field(default_factory=AnnotationConfig)  # window labels, probes
-
-
-@dataclass(frozen=True)
-class ScoreStageConfig:
-    """Zero-shot readouts of the pretrained model: Prom300 promoters against their shuffles by
-    pseudo-log-likelihood, and every SNV of bound CTCF motif sites against the JASPAR matrix."""
-
-    scoring: ScoreConfig = field(default_factory=ScoreConfig)  # flank, margin, strands, batch
-    prom300_rows: int | None = 1000  # Prom300 test rows scored (seeded subset; None all, 0 none)
-    ctcf_sites: int | None = 100  # bound CTCF sites in the region (seeded draw; None all, 0 none)
-    region: str | None = None  # where the CTCF sites come from; default corpus.holdout's first
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("prom300_rows", "ctcf_sites"):
-            v = getattr(self, name)
-            if v is not None and v < 0:
-                raise ValueError(f"{name} must be 0 or more")
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """Report stage: no settings (the page shows every stage of the run)."""
 
 
 # Config section of each stage, in pipeline order. A stage added to the runner adds its line here.
 STAGE_SECTIONS: dict[str, type] = {
     "genome": GenomeConfig,
     "bpe": BpeConfig,
-    "select_vocab": SelectVocabStageConfig,
+    "select_vocab": SelectVocabConfig,
     "corpus": CorpusConfig,
-    "pretrain": PretrainStageConfig,
-    "nextkmer": NextKmerStageConfig,
+    "pretrain": PretrainConfig,
+    "nextkmer": NextKmerConfig,
     "tasks": TasksConfig,
-    "finetune": FinetuneStageConfig,
+    "finetune": FinetuneConfig,
     "baselines": BaselinesConfig,
     "analysis": AnalysisConfig,
-    "score": ScoreStageConfig,
+    "score": ScoreConfig,
     "report": ReportConfig,
 }
 SECTIONS: dict[str, type] = {"run": RunSection, "data": DataConfig, **STAGE_SECTIONS}

@@ -50,7 +50,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import check_resume, finished
 from groverlm.metrics import THRESHOLDS
+from groverlm.tasks_cli import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ BEST = "best"
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class ClassifierConfig:
     """How a classifier is fine-tuned and selected (optimiser details are `train.TrainConfig`)."""
 
     epochs: int = 3  # passes over the training split; dev is scored after each
@@ -119,6 +120,33 @@ class FinetuneConfig:
             raise GroverError("--max-train must be at least 2")
         if not 0 <= self.warmup_ratio < 1:
             raise GroverError("warmup_ratio must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning stage: the pretrained BERT as a classifier on every task built."""
+
+    tasks: tuple[str, ...] | None = None  # tasks fine-tuned (null: every task the tasks stage built)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # epochs, lr, seeds, ...
+    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)  # a task's own classifier
+    #   settings on top of `classifier`, e.g. {ctcf: {max_train: null}}
+
+    def __post_init__(self):
+        bad = [t for t in (*(self.tasks or ()), *self.per_task) if t not in TASKS]
+        if bad:
+            raise ValueError(f"tasks must be among {', '.join(TASKS)}, got {list(bad)}")
+        names = {f.name for f in fields(ClassifierConfig)}
+        for task, changes in self.per_task.items():
+            unknown = sorted(set(changes) - names)
+            if unknown:
+                raise ValueError(f"per_task.{task}: {', '.join(unknown)} not a classifier setting")
+            self.classifier_for(task)  # checks the values
+
+    def classifier_for(self, task: str) -> ClassifierConfig:
+        """`classifier` with `per_task[task]`'s changes."""
+        changes = {k: tuple(v) if isinstance(v, list) else v
+                   for k, v in self.per_task.get(task, {}).items()}
+        return replace(self.classifier, **changes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,7 +299,7 @@ def score(logits: np.ndarray, labels: np.ndarray, rule: str = "argmax",
     return m
 
 
-def use_class_weights(labels: np.ndarray, cfg: FinetuneConfig) -> bool:
+def use_class_weights(labels: np.ndarray, cfg: ClassifierConfig) -> bool:
     if cfg.class_weights != "auto":
         return cfg.class_weights == "on"
     counts = np.bincount(labels)
@@ -439,7 +467,7 @@ def set_prior_bias(model, labels: np.ndarray, num_labels: int) -> None:
         head.bias.copy_(torch.from_numpy(logp - logp.mean()).to(head.bias.dtype))
 
 
-def window_size(model, tokenizer, cfg: FinetuneConfig) -> tuple[int, int]:
+def window_size(model, tokenizer, cfg: ClassifierConfig) -> tuple[int, int]:
     """(window tokens, stride) for this model: its positions less [CLS] and [SEP] by default."""
     from groverlm.embed import max_window_tokens
 
@@ -451,7 +479,7 @@ def window_size(model, tokenizer, cfg: FinetuneConfig) -> tuple[int, int]:
 
 
 def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded, test: Encoded,
-                  num_labels: int, cfg: FinetuneConfig, seed: int, out: str | Path,
+                  num_labels: int, cfg: ClassifierConfig, seed: int, out: str | Path,
                   label_names: Sequence[str] | None = None, progress: bool = True
                   ) -> dict[str, Any]:
     """One seed: train, keep the best dev epoch (weights in out/best), score it on test.
@@ -557,7 +585,7 @@ def _resumed_epochs(out: Path, per_epoch: int) -> int:
 
 
 def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: Encoded,
-                    num_labels: int, cfg: FinetuneConfig, out: str | Path, task: str,
+                    num_labels: int, cfg: ClassifierConfig, out: str | Path, task: str,
                     model_name: str, label_names: Sequence[str] | None = None,
                     save: bool = True, progress: bool = True, **params: Any) -> dict[str, Any]:
     """Fine-tune on encoded splits once per seed; returns the result record (metrics schema).
@@ -650,7 +678,7 @@ def encode_task(task, model_dir: str | Path, tokenizer, genome_context: str | Pa
 
 
 def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
-                  cfg: FinetuneConfig, genome_context: str | Path | None = None,
+                  cfg: ClassifierConfig, genome_context: str | Path | None = None,
                   name: str | None = None, overwrite: bool = False, progress: bool = True
                   ) -> dict[str, Any]:
     """`groverlm finetune`: fine-tune on a task folder, write metrics.json, model/ and manifest.json;
@@ -708,11 +736,11 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     return summary
 
 
-def add_train_args(p: argparse.ArgumentParser, d: FinetuneConfig | None = None) -> None:
+def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None) -> None:
     """Fine-tuning options shared by `finetune`, `nextkmer` and `select-vocab`, their defaults those
-    of `d` (default: FinetuneConfig()), so that the flags and YAML agree; `--seeds N` runs seeds
+    of `d` (default: ClassifierConfig()), so that the flags and YAML agree; `--seeds N` runs seeds
     --seed .. --seed + N - 1."""
-    d = d or FinetuneConfig()
+    d = d or ClassifierConfig()
     p.add_argument("--seeds", type=int, default=len(d.seeds),
                    help=f"runs with different seeds (default {len(d.seeds)})")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over train (default "
@@ -739,9 +767,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model folder (ours, k-mer, GROVER format)")
     p.add_argument("--task", required=True, help="task folder (train/dev/test.csv; GUE works)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--class-weights", choices=CLASS_WEIGHTS, default=FinetuneConfig.class_weights,
+    p.add_argument("--class-weights", choices=CLASS_WEIGHTS, default=ClassifierConfig.class_weights,
                    help="balanced loss weights (default auto: on when classes are unbalanced)")
-    p.add_argument("--threshold", choices=THRESHOLDS, default=FinetuneConfig.threshold,
+    p.add_argument("--threshold", choices=THRESHOLDS, default=ClassifierConfig.threshold,
                    help="binary tasks: predict the larger logit (argmax, default) or class 1 above "
                         "the cut on P(class 1) with the best dev MCC (dev); both MCCs are saved")
     p.add_argument("--genome-context", default=None, metavar="TOKENS_DIR",
@@ -756,12 +784,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise GroverError("--seeds must be at least 1")
-    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                         seeds=tuple(range(args.seed, args.seed + args.seeds)),
-                         class_weights=args.class_weights, max_tokens=args.max_tokens,
-                         stride=args.stride, max_train=args.max_train, device=args.device,
-                         precision=args.precision, threads=args.threads, threshold=args.threshold,
-                         rc=args.rc)
+    cfg = ClassifierConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                           seeds=tuple(range(args.seed, args.seed + args.seeds)),
+                           class_weights=args.class_weights, max_tokens=args.max_tokens,
+                           stride=args.stride, max_train=args.max_train, device=args.device,
+                           precision=args.precision, threads=args.threads, threshold=args.threshold,
+                           rc=args.rc)
     r = finetune_task(args.model, args.task, args.out, cfg, args.genome_context, args.name,
                       args.overwrite, progress=not args.quiet)
     t = r["test"]

@@ -9,10 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from groverlm.context import Context
 from groverlm.errors import GroverError
+
+
+@dataclass(frozen=True)
+class GenomeConfig:
+    """Genome stage: which part of the FASTA the run uses (all of it by default)."""
+
+    chroms: tuple[str, ...] | None = None  # keep only these records, in this order (null: all)
+    # keep the first max_bp bases of each record (a quick run on part of a chromosome); coordinates
+    # are unchanged, so TSS and peak files still apply. null: whole records
+    max_bp: int | None = None
+
+    def __post_init__(self):
+        if self.max_bp is not None and self.max_bp < 1:
+            raise ValueError(f"max_bp must be at least 1, got {self.max_bp}")
+        if self.chroms is not None and not self.chroms:
+            raise ValueError("chroms is empty; use null for every record")
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -48,6 +48,7 @@ import numpy as np
 from groverlm.context import Context
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
+from groverlm.finetune import ClassifierConfig
 from groverlm.manifest import finished
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,23 @@ class NextKmerBaselinesConfig:
     def __post_init__(self):
         if self.tfidf not in TFIDF:
             raise GroverError(f"--tfidf must be one of {', '.join(TFIDF)}")
+
+
+def kmer_classifier() -> ClassifierConfig:
+    """Next-k-mer fine-tuning's defaults, for the command and YAML alike: plain top-1 accuracy over
+    4**k classes (no class weights), one seed, lr 1e-4 (GROVER's BERT; YAML sets its own)."""
+    return ClassifierConfig(class_weights="off", select="accuracy", lr=1e-4, seeds=(0,))
+
+
+@dataclass(frozen=True)
+class NextKmerConfig:
+    """Next-k-mer prediction by the run's pretrained model, on a region pretraining never saw."""
+
+    region: str | None = None  # held-out CHROM[:START-END]; null: corpus.holdout's first region
+    samples: NextKmerSamplesConfig = field(default_factory=NextKmerSamplesConfig)  # k values, contexts, sizes
+    classifier: ClassifierConfig = field(default_factory=kmer_classifier)  # epochs, lr, seeds
+    # TF-IDF and the most frequent k-mer on the same samples
+    baselines: NextKmerBaselinesConfig = field(default_factory=NextKmerBaselinesConfig)
 
 
 @dataclass
@@ -251,7 +269,7 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
                  progress: bool = True) -> dict[str, Any]:
     """Fine-tune per k and score the baselines; returns {"records", "summary"}.
 
-    ft: a `finetune.FinetuneConfig` (its class_weights and select are overridden: off, accuracy).
+    ft: a `finetune.ClassifierConfig` (its class_weights and select are overridden: off, accuracy).
     Without a model only the baselines are scored. Each finished k is kept in out/k{k}/k.json, so
     an interrupted run continues where it stopped.
     """
@@ -349,14 +367,6 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
 # CLI
 
 
-def kmer_classifier():
-    """Next-k-mer fine-tuning's defaults, for the command and YAML alike: plain top-1 accuracy over
-    4**k classes (no class weights), one seed, lr 1e-4 (GROVER's BERT; YAML sets its own)."""
-    from groverlm.finetune import FinetuneConfig
-
-    return FinetuneConfig(class_weights="off", select="accuracy", lr=1e-4, seeds=(0,))
-
-
 def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesConfig) -> None:
     """The next-k-mer options of `nextkmer` and `select-vocab`: samples, TF-IDF baselines (defaults
     from `baselines`) and fine-tuning (defaults from `kmer_classifier()`)."""
@@ -405,7 +415,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def configs_from_args(args: argparse.Namespace):
-    """(NextKmerSamplesConfig, FinetuneConfig, NextKmerBaselinesConfig) from `nextkmer` arguments
+    """(NextKmerSamplesConfig, ClassifierConfig, NextKmerBaselinesConfig) from `nextkmer` arguments
     (also used by select-vocab, which takes the same options)."""
     from groverlm.kmers import parse_ks
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.args import TrainConfig, volatile
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import finished
@@ -41,7 +42,7 @@ EVAL_JSON = "eval.json"
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class ModelConfig:
     """The model and what is measured; optimisation settings are `train.TrainConfig`."""
 
     preset: str = "tiny"  # models.PRESETS: tiny, small, grover-base
@@ -76,6 +77,20 @@ class PretrainConfig:
             raise GroverError(f"masking: {err}") from None
 
 
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pretraining stage: the model and masking (pretrain.ModelConfig), the optimisation
+    (train.TrainConfig), and how many processes share it."""
+
+    processes: int = volatile(1)  # > 1: launched with torchrun (one process per GPU), else here
+    model: ModelConfig = field(default_factory=ModelConfig)  # preset, BertConfig overrides
+    train: TrainConfig = field(default_factory=TrainConfig)  # steps, batch, learning rate, device
+
+    def __post_init__(self):
+        if self.processes < 1:
+            raise ValueError(f"processes must be at least 1, got {self.processes}")
+
+
 @dataclass
 class Run:
     """Everything a pretraining run is made of, before training (also used by tests and bench)."""
@@ -88,7 +103,7 @@ class Run:
     run_config: dict
 
 
-def build_run(corpus_path: str | Path, cfg: PretrainConfig, seed: int = 0, batch_size: int = 32
+def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_size: int = 32
               ) -> Run:
     """Open the corpus, build a fresh seeded model and the train data and evaluation callback."""
     import numpy as np
@@ -275,7 +290,7 @@ def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def pretrain(corpus_path: str | Path, out: str | Path, cfg: PretrainConfig, tcfg,
+def pretrain(corpus_path: str | Path, out: str | Path, cfg: ModelConfig, tcfg,
              resume: bool = False, overwrite: bool = False, progress: bool = True
              ) -> dict[str, Any]:
     """`groverlm pretrain`: train, then write the final model, eval.json and manifest.json (rank 0).
@@ -403,10 +418,9 @@ def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Con
 def launch_main(launch: str) -> int:
     """Entry of each torchrun rank (see launch_distributed)."""
     from groverlm.config import build_section
-    from groverlm.train import TrainConfig
 
     spec = json.loads(Path(launch).read_text())
-    model = build_section(PretrainConfig, spec["model"], ("pretrain", "model"), launch)
+    model = build_section(ModelConfig, spec["model"], ("pretrain", "model"), launch)
     train = build_section(TrainConfig, spec["train"], ("pretrain", "train"), launch)
     pretrain(spec["corpus"], spec["out"], model, train, resume=spec["resume"],
              progress=spec["progress"] and os.environ.get("RANK", "0") == "0")
@@ -418,9 +432,9 @@ def launch_main(launch: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from groverlm.args import TrainConfig, add_fields, listed
+    from groverlm.args import add_fields, listed
 
-    dp = PretrainConfig()
+    dp = ModelConfig()
     p = sub.add_parser("pretrain", help="masked-language-model pretraining of a BERT")
     p.add_argument("--corpus", required=True, help="a `groverlm corpus` folder")
     p.add_argument("--out", required=True, help="model folder to write")
@@ -431,13 +445,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                              "(repeatable)")
     add_fields(p, TrainConfig, "max_steps", "batch_size", "grad_accum", "lr", "warmup_steps",
                "weight_decay", "clip_norm")
-    add_fields(p, PretrainConfig, "mask_rate", "eval_mask_rate", "mask_isolated")
+    add_fields(p, ModelConfig, "mask_rate", "eval_mask_rate", "mask_isolated")
     p.add_argument("--mask-split", default=listed(dp.mask_split), metavar="MASK,RANDOM",
                    help=f"of the targets: share shown as [MASK], as a random token (default "
                         f"{listed(dp.mask_split)}; BERT: 0.8,0.1)")
     add_fields(p, TrainConfig, "eval_every", "save_every", "keep_checkpoints", "log_every", "seed",
                "device", "precision", "compile", "threads")
-    add_fields(p, PretrainConfig, "eval_samples", "final_eval_samples", "pad_multiple",
+    add_fields(p, ModelConfig, "eval_samples", "final_eval_samples", "pad_multiple",
                "unigram_bias")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
@@ -469,13 +483,12 @@ def parse_mask_split(text: str) -> tuple[float, float]:
 
 def _pretrain_cmd(args: argparse.Namespace) -> int:
     from groverlm.models import parse_overrides
-    from groverlm.train import TrainConfig
 
     split = parse_mask_split(args.mask_split)
-    cfg = PretrainConfig(args.preset, parse_overrides(args.overrides), args.mask_rate, split,
-                         args.eval_samples, args.final_eval_samples,
-                         args.pad_multiple, args.unigram_bias,
-                         eval_mask_rate=args.eval_mask_rate, mask_isolated=args.mask_isolated)
+    cfg = ModelConfig(args.preset, parse_overrides(args.overrides), args.mask_rate, split,
+                       args.eval_samples, args.final_eval_samples,
+                       args.pad_multiple, args.unigram_bias,
+                       eval_mask_rate=args.eval_mask_rate, mask_isolated=args.mask_isolated)
     tcfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size,
                        grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
                        weight_decay=args.weight_decay, clip_norm=args.clip_norm,
@@ -501,8 +514,8 @@ def _plot_cmd(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # a torchrun rank (launch_distributed)
-    # the package's module, not this __main__ copy, so that config.py's PretrainConfig is the same
-    # class as the one the rank builds
+    # the package's module, not this __main__ copy, so that the run config's ModelConfig is the
+    # same class as the one the rank builds
     from groverlm.pretrain import launch_main
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -23,8 +23,8 @@ unchanged, and starts the stage afresh otherwise.
     groverlm demo                                      # configs/demo.yaml on hg19 chr20
 
 Stages: genome, bpe, select_vocab, corpus, pretrain, nextkmer, tasks, finetune, baselines,
-analysis, score, report. A new stage is one module with a `run(cfg, ctx)`, one line in `STAGES` and
-one config section in `groverlm.config.STAGE_SECTIONS`.
+analysis, score, report. A new stage is one module with its config dataclass and a `run(cfg, ctx)`,
+one line in `STAGES` and one line in `groverlm.config.STAGE_SECTIONS`.
 """
 
 from __future__ import annotations

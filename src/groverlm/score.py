@@ -41,7 +41,7 @@ import csv
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ STATUSES = ("ok", "ref_mismatch", "off_contig", "not_acgt", "too_long")
 
 
 @dataclass(frozen=True)
-class ScoreConfig:
+class ScoringConfig:
     """Settings of `groverlm score` and `groverlm ism`."""
 
     flank: int = 100  # nt each side of a variant (GROVER's card advises 100 nt of context)
@@ -77,13 +77,31 @@ class ScoreConfig:
                               "--margin at least 0")
 
 
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Zero-shot readouts of the pretrained model: Prom300 promoters against their shuffles by
+    pseudo-log-likelihood, and every SNV of bound CTCF motif sites against the JASPAR matrix."""
+
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)  # flank, margin, strands, batch
+    prom300_rows: int | None = 1000  # Prom300 test rows scored (seeded subset; None all, 0 none)
+    ctcf_sites: int | None = 100  # bound CTCF sites in the region (seeded draw; None all, 0 none)
+    region: str | None = None  # where the CTCF sites come from; default corpus.holdout's first
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("prom300_rows", "ctcf_sites"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"{name} must be 0 or more")
+
+
 # ----------------------------------------------------------------------------- the model
 
 
 class Scorer:
     """Masked log-probabilities of chosen tokens under a masked LM, batched."""
 
-    def __init__(self, model: Any, tokenizer: Any, cfg: ScoreConfig = ScoreConfig()):
+    def __init__(self, model: Any, tokenizer: Any, cfg: ScoringConfig = ScoringConfig()):
         from groverlm.embed import max_window_tokens
 
         self.model, self.tok, self.cfg = model, tokenizer, cfg
@@ -91,7 +109,7 @@ class Scorer:
         self.unk = tokenizer.unk_token_id
 
     @classmethod
-    def load(cls, model: str | Path, cfg: ScoreConfig = ScoreConfig()) -> Scorer:
+    def load(cls, model: str | Path, cfg: ScoringConfig = ScoringConfig()) -> Scorer:
         import dataclasses
 
         import torch
@@ -101,7 +119,7 @@ class Scorer:
         device = cfg.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and cfg.batch_size == ScoreConfig.batch_size:
+        if device.startswith("cuda") and cfg.batch_size == ScoringConfig.batch_size:
             cfg = dataclasses.replace(cfg, batch_size=16 * cfg.batch_size)  # a GPU takes more
         m, tok = load_encoder(model, device=device)
         return cls(m, tok, cfg)
@@ -202,13 +220,13 @@ def score_sequences(scorer: Scorer, names: Sequence[str], sequences: Sequence[st
 
 
 def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
-          rc: bool = False, per_token: bool = False, batch_size: int = ScoreConfig.batch_size,
+          rc: bool = False, per_token: bool = False, batch_size: int = ScoringConfig.batch_size,
           device: str = "auto", progress: bool = False) -> list[dict[str, Any]]:
     """Pseudo-log-likelihoods of sequences (a list of strings, or a FASTA/BED/CSV path) under a
     model (a folder, a Hub id or a loaded `Scorer`); one dict per sequence, in input order."""
     from groverlm.embed import read_items
 
-    cfg = ScoreConfig(batch_size=batch_size, device=device, rc=rc)
+    cfg = ScoringConfig(batch_size=batch_size, device=device, rc=rc)
     scorer = model if isinstance(model, Scorer) else Scorer.load(model, cfg)
     if isinstance(sequences, Path) or (isinstance(sequences, str) and Path(sequences).exists()):
         items = read_items(sequences, genome)
@@ -281,7 +299,7 @@ class Variant:
     clipped: bool = False  # a flank was cut short by the contig's end (still scored)
 
 
-def check_variant(v: Variant, genome: Any, cfg: ScoreConfig) -> str:
+def check_variant(v: Variant, genome: Any, cfg: ScoringConfig) -> str:
     """The status of a variant before scoring: ok, or why it cannot be scored."""
     if not (set(v.ref) <= ACGT and set(v.alt) <= ACGT and v.ref and v.alt):
         return "not_acgt"
@@ -393,7 +411,7 @@ def plot_ism(table: np.ndarray, ref: str, chrom: str, start: int):
 
 
 def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, out: str | Path,
-              cfg: ScoreConfig = ScoreConfig(), overwrite: bool = False,
+              cfg: ScoringConfig = ScoringConfig(), overwrite: bool = False,
               progress: bool = False) -> dict[str, Any]:
     """`groverlm ism`: ism.tsv, ism.npy, importance.npy, ism.png and manifest.json in `out`."""
     from groverlm.analysis.plots import save_png
@@ -508,14 +526,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--genome", required=True, help="FASTA the VCF refers to")
     v.add_argument("--vcf", required=True, help="VCF, plain or bgzipped")
     _common(v)
-    add_fields(v, ScoreConfig, "flank", "margin", "max_indel")
+    add_fields(v, ScoringConfig, "flank", "margin", "max_indel")
     v.set_defaults(func=variants_command)
     m = sub.add_parser("ism", help="in-silico mutagenesis of a region: every base, 3 changes")
     m.add_argument("--model", required=True, help="model folder or Hub id")
     m.add_argument("--genome", required=True)
     m.add_argument("--region", required=True, help="CHROM:START-END (0-based, half-open)")
     m.add_argument("--out", required=True, help="output folder")
-    add_fields(m, ScoreConfig, "rc", "batch_size", "device", "flank", "margin", "max_indel")
+    add_fields(m, ScoringConfig, "rc", "batch_size", "device", "flank", "margin", "max_indel")
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=ism_command)
@@ -524,14 +542,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder or Hub id")
     p.add_argument("--out", required=True, help="output TSV")
-    add_fields(p, ScoreConfig, "rc", "batch_size", "device")
+    add_fields(p, ScoringConfig, "rc", "batch_size", "device")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _config(args: argparse.Namespace) -> ScoreConfig:
-    return ScoreConfig(**{k: getattr(args, k) for k in ("flank", "margin", "max_indel")
-                          if hasattr(args, k)}, rc=args.rc, batch_size=args.batch_size,
-                       device=args.device)
+def _config(args: argparse.Namespace) -> ScoringConfig:
+    return ScoringConfig(**{k: getattr(args, k) for k in ("flank", "margin", "max_indel")
+                            if hasattr(args, k)}, rc=args.rc, batch_size=args.batch_size,
+                         device=args.device)
 
 
 def seqs_command(args: argparse.Namespace) -> int:

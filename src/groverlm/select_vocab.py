@@ -61,7 +61,9 @@ import numpy as np
 from groverlm.args import add_fields, drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.finetune import ClassifierConfig
 from groverlm.manifest import finished
+from groverlm.nextkmer import NextKmerBaselinesConfig, NextKmerSamplesConfig, kmer_classifier
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,26 @@ class SelectPretrainingConfig:
             raise GroverError("--sample-nt >= 8, --batch-size and --max-steps >= 1 are needed")
         if self.pretrain_bp is not None and self.pretrain_bp < 10 * self.sample_nt:
             raise GroverError("--pretrain-bp must hold at least 10 samples of --sample-nt bases")
+
+
+def select_baselines() -> NextKmerBaselinesConfig:
+    """Select-vocab's TF-IDF baselines: over k-mers once, the same for every candidate (BPE-token
+    TF-IDF per candidate, `tfidf: auto`, costs a fit per vocabulary)."""
+    return NextKmerBaselinesConfig(tfidf="kmer")
+
+
+@dataclass(frozen=True)
+class SelectVocabConfig:
+    """Vocabulary selection (GROVER): one small model pretrained per candidate cycle count, each
+    scored by next-k-mer prediction on a held-out region; the best becomes the run's vocabulary."""
+
+    select: bool = False  # false: the run's vocabulary is bpe.cycles (the stage only records it)
+    region: str | None = None  # held-out CHROM[:START-END]; null: corpus.holdout's first region
+    # the candidates (BPE cycle counts, k-mer vocabularies) and each one's pretraining
+    pretraining: SelectPretrainingConfig = field(default_factory=SelectPretrainingConfig)
+    samples: NextKmerSamplesConfig = field(default_factory=NextKmerSamplesConfig)  # k values, contexts
+    classifier: ClassifierConfig = field(default_factory=kmer_classifier)  # next-k-mer fine-tuning
+    baselines: NextKmerBaselinesConfig = field(default_factory=select_baselines)  # TF-IDF, k-mers only
 
 
 def vocab_names(cfg: SelectPretrainingConfig) -> list[str]:
@@ -247,13 +269,13 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
 
 
 def _pretrain(corpus: Path, model: Path, cfg: SelectPretrainingConfig, progress: bool) -> None:
-    from groverlm.pretrain import PretrainConfig, pretrain
+    from groverlm.pretrain import ModelConfig, pretrain
     from groverlm.train import TrainConfig
 
-    pcfg = PretrainConfig(preset=cfg.preset, overrides=dict(cfg.overrides),
-                          mask_rate=cfg.mask_rate, mask_split=tuple(cfg.mask_split),
-                          mask_isolated=cfg.mask_isolated, eval_samples=cfg.final_eval_samples,
-                          final_eval_samples=cfg.final_eval_samples)
+    pcfg = ModelConfig(preset=cfg.preset, overrides=dict(cfg.overrides),
+                        mask_rate=cfg.mask_rate, mask_split=tuple(cfg.mask_split),
+                        mask_isolated=cfg.mask_isolated, eval_samples=cfg.final_eval_samples,
+                        final_eval_samples=cfg.final_eval_samples)
     save = max(50, cfg.max_steps // 4)
     tcfg = TrainConfig(max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
                        eval_every=0, save_every=save, keep_checkpoints=1, seed=cfg.seed,
@@ -526,10 +548,8 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> N
     old = json.loads(path.read_text()) if path.exists() else None
     hint = "pass --overwrite to start again"
     if old is not None:  # a folder written before its volatile fields were left out of settings
-        from groverlm.finetune import FinetuneConfig
-
         drop_keys(old, [*(f"pretraining.select.{k}" for k in volatile_keys(SelectPretrainingConfig)),
-                        *(f"nextkmer.finetune.{k}" for k in volatile_keys(FinetuneConfig))])
+                        *(f"nextkmer.finetune.{k}" for k in volatile_keys(ClassifierConfig))])
         if old.get("pretraining") == settings["pretraining"] and old != settings:
             if redo_nextkmer:
                 log.info("next-k-mer settings changed (%s): discarding the next-k-mer results",
@@ -584,13 +604,6 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
         raise GroverError(f"{option}: empty list")
     return vals
 
-
-def select_baselines():
-    """Select-vocab's TF-IDF baselines: over k-mers once, the same for every candidate (BPE-token
-    TF-IDF per candidate, `tfidf: auto`, costs a fit per vocabulary)."""
-    from groverlm.nextkmer import NextKmerBaselinesConfig
-
-    return NextKmerBaselinesConfig(tfidf="kmer")
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

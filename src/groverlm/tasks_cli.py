@@ -7,11 +7,32 @@ token shuffles) and the CTCF motif and peaks; writes RUN_DIR/tasks/TASK for each
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from typing import Any
 
 from groverlm.context import Context
 from groverlm.manifest import finished
 from groverlm.metrics import THRESHOLDS
+from groverlm.tasks.ctcf import CTCFConfig
+from groverlm.tasks.promoter import Prom300Config
+from groverlm.tasks.promscan import PromScanConfig
+
+TASKS = ("prom300", "promscan", "ctcf")  # task builders the tasks stage knows, in build order
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    """Tasks stage: which genome-biology tasks are built, each with its builder's own config."""
+
+    build: tuple[str, ...] = TASKS  # tasks to build (subset of prom300, promscan, ctcf)
+    prom300: Prom300Config = field(default_factory=Prom300Config)  # promoter vs shuffle, 300 bp
+    promscan: PromScanConfig = field(default_factory=PromScanConfig)  # TSS window among 1 kb tiles
+    ctcf: CTCFConfig = field(default_factory=CTCFConfig)  # bound vs unbound CTCF motif hits
+
+    def __post_init__(self):
+        bad = [t for t in self.build if t not in TASKS]
+        if bad or not self.build:
+            raise ValueError(f"build must be among {', '.join(TASKS)}, got {list(self.build)}")
 
 
 def _chroms(values: list[str] | None) -> list[str] | None:

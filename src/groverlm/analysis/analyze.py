@@ -25,10 +25,11 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from groverlm.analysis.annotations import AnnotationConfig
 from groverlm.args import volatile
 from groverlm.context import Context
 from groverlm.errors import GroverError
@@ -70,6 +71,14 @@ class AnalyzeConfig:
             raise GroverError("need at least 2 windows")
         if not 1 <= self.tokens <= 510:
             raise GroverError(f"tokens per window must be 1-510, got {self.tokens}")
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Analyses stage: groverlm.analysis.analyze's settings and its annotation probes'."""
+
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)  # which analyses, how many windows
+    annotations: AnnotationConfig = field(default_factory=AnnotationConfig)  # window labels, probes
 
 
 def _key(name: str, cfg: dict, inputs: list[dict]) -> str:

@@ -46,6 +46,11 @@ _SKIP_PARTS = ("checkpoints", ".git")  # folders whose manifests are not stages 
 _READ_ERRORS = (GroverError, OSError, ValueError, KeyError, TypeError, IndexError)
 
 
+@dataclass(frozen=True)
+class ReportConfig:
+    """Report stage: no settings (the page shows every stage of the run)."""
+
+
 @dataclass
 class Section:
     """One part of the page: an anchor, a heading and its HTML body."""

@@ -8,11 +8,28 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from groverlm.context import Context
 from groverlm.manifest import finished
+
+
+@dataclass(frozen=True)
+class BpeConfig:
+    """Vocabulary stage: genome-scale BPE, then the tokenizer at one cycle count."""
+
+    merges: int = 5000  # merge cycles trained (GROVER trained 5000 and kept 600)
+    cycles: int = 600  # cycles exported as the run's vocabulary; the genome's segmentation is saved
+    chunk: int | None = None  # cut contigs into words of this many bp (null: whole contigs, GROVER)
+
+    def __post_init__(self):
+        if self.merges < 1:
+            raise ValueError(f"merges must be at least 1, got {self.merges}")
+        if not 1 <= self.cycles <= self.merges:
+            raise ValueError(f"cycles must be between 1 and merges ({self.merges}), "
+                             f"got {self.cycles}")
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
