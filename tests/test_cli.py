@@ -70,3 +70,92 @@ def test_progress_bars_off_a_terminal_redraw_every_few_seconds(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert float(out.stdout.split()[-1]) >= 2
+
+
+# each command with its inputs pointing at the wrong thing: WRONG a folder that is no stage of
+# the expected kind (it holds one stray file), BAD a file that is not of the expected format
+WRONG_INPUT = {
+    "run": ["run", "BAD.yaml"],
+    "genome summary": ["genome", "summary", "BAD.fa"],
+    "bpe train": ["bpe", "train", "BAD.fa", "--merges", "3", "--out", "OUT"],
+    "bpe export": ["bpe", "export", "WRONG", "--cycles", "3", "--out", "OUT"],
+    "corpus": ["corpus", "--vocab", "WRONG", "--genome", "BAD.fa", "--out", "OUT"],
+    "pretrain": ["pretrain", "--corpus", "WRONG", "--out", "OUT"],
+    "plot-log": ["plot-log", "WRONG", "--out", "OUT.png"],
+    "embed": ["embed", "--model", "WRONG", "--input", "BAD.fa", "--out", "OUT.npy"],
+    "analyze": ["analyze", "--vocab", "WRONG", "--out", "OUT"],
+    "tasks prom300": ["tasks", "prom300", "--genome", "BAD.fa", "--tss", "BAD.tsv", "--vocab",
+                      "WRONG", "--out", "OUT"],
+    "tasks promscan": ["tasks", "promscan", "--genome", "BAD.fa", "--tss", "BAD.tsv", "--out",
+                       "OUT"],
+    "tasks ctcf": ["tasks", "ctcf", "--genome", "BAD.fa", "--motif", "BAD.jaspar", "--peaks",
+                   "BAD.bed", "--out", "OUT"],
+    "baseline tfidf": ["baseline", "tfidf", "--task", "WRONG", "--out", "OUT"],
+    "baseline cnn": ["baseline", "cnn", "--task", "WRONG", "--out", "OUT"],
+    "finetune": ["finetune", "--model", "WRONG", "--task", "WRONG", "--out", "OUT"],
+    "nextkmer": ["nextkmer", "--model", "WRONG", "--genome", "BAD.fa", "--region", "chr1",
+                 "--out", "OUT"],
+    "select-vocab": ["select-vocab", "--genome", "BAD.fa", "--bpe", "WRONG", "--region", "chr1",
+                     "--out", "OUT"],
+    "score seqs": ["score", "seqs", "--model", "WRONG", "--input", "BAD.fa", "--out", "OUT.tsv"],
+    "score variants": ["score", "variants", "--model", "WRONG", "--genome", "BAD.fa", "--vcf",
+                       "BAD.vcf", "--out", "OUT.tsv"],
+    "ism": ["ism", "--model", "WRONG", "--genome", "BAD.fa", "--region", "c:0-10", "--out", "OUT"],
+}
+
+# a wrong option value, every other input fine or never reached: the error names the option
+BAD_VALUE = {
+    "bpe train": (["bpe", "train", "BAD.fa", "--merges", "0", "--out", "OUT"], "merges"),
+    "pretrain": (["pretrain", "--corpus", "WRONG", "--out", "OUT", "--max-steps", "0"],
+                 "max-steps"),
+    "corpus": (["corpus", "--vocab", "WRONG", "--genome", "BAD.fa", "--out", "OUT",
+                "--max-tokens", "0"], "max-tokens"),
+    "finetune": (["finetune", "--model", "WRONG", "--task", "WRONG", "--out", "OUT", "--epochs",
+                  "0"], "epochs"),
+    "nextkmer": (["nextkmer", "--model", "WRONG", "--genome", "BAD.fa", "--region", "chr1:9-3",
+                  "--out", "OUT"], "region"),
+    "select-vocab": (["select-vocab", "--genome", "BAD.fa", "--bpe", "WRONG", "--region", "chr1",
+                      "--out", "OUT", "--cycles", "x"], "cycles"),
+    "kmer-vocab": (["kmer-vocab", "--k", "0", "--out", "OUT"], "--k"),
+    "embed": (["embed", "--model", "WRONG", "--input", "BAD.fa", "--out", "OUT.npy", "--layer",
+               "top"], "layer"),
+    "ism": (["ism", "--model", "WRONG", "--genome", "BAD.fa", "--region", "c:10-0", "--out",
+             "OUT"], "region"),
+}
+
+
+def _wrong_inputs(tmp_path, args: list[str]) -> tuple[list[str], object]:
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "stray.txt").write_text("not a groverlm stage\n")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("BAD.fa", "BAD.tsv", "BAD.jaspar", "BAD.bed", "BAD.vcf", "BAD.yaml"):
+        (bad / name).write_text("\x00\x01 this is not the expected format: [\n")
+    out = tmp_path / "out"
+    argv = [a.replace("WRONG", str(wrong)).replace("OUT", str(out)) for a in args]
+    return [str(bad / a) if a.startswith("BAD.") else a for a in argv], out
+
+
+def _one_line_exit_2(argv, out, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("groverlm: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert not out.exists()
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", WRONG_INPUT)
+def test_a_wrong_input_is_one_line_and_exit_2(name, tmp_path, capsys):
+    argv, out = _wrong_inputs(tmp_path, WRONG_INPUT[name])
+    line = _one_line_exit_2(argv, out, capsys)
+    assert str(tmp_path) in line  # names the file or folder
+
+
+@pytest.mark.parametrize("name", BAD_VALUE)
+def test_a_wrong_option_value_is_one_line_and_exit_2(name, tmp_path, capsys):
+    args, option = BAD_VALUE[name]
+    argv, out = _wrong_inputs(tmp_path, args)
+    line = _one_line_exit_2(argv, out, capsys)
+    assert option in line, line

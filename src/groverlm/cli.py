@@ -36,8 +36,16 @@ STAGES = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors (a missing or wrong option value) as one line, as every other user
+    error: argparse would print the whole usage first and exit from inside parse_args."""
+
+    def error(self, message: str):
+        raise GroverError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="groverlm", description="GROVER DNA language model: genome-scale BPE vocabulary, BERT "
         "pretraining, vocabulary selection, genome-biology tasks, baselines and analyses.")
     parser.add_argument("--version", action="version", version=f"groverlm {__version__}")
@@ -54,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         # (tqdm reads TQDM_* variables as defaults for every bar, transformers' included)
         os.environ.setdefault("TQDM_MININTERVAL", "5")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except GroverError as err:
+        print(f"groverlm: error: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     out = getattr(args, "out", None)
