@@ -61,6 +61,7 @@ def run(tmp_path_factory):
     write_metrics(task / "kmer", "prom300", [make_result("prom300", "bert-kmer6", per[1:])])
     write_metrics(task / "cnn", "prom300", [make_result("prom300", "cnn", per[:1])])
     write_manifest(task / "cnn", "baseline-cnn", {}, [])
+    write_manifest(task / "grover" / "model", "finetune-model", {}, [])  # the saved best seed
     # next-k-mer selection
     sel = root / "select"
     sel.mkdir()
@@ -139,6 +140,7 @@ def test_report_holds_every_stage(run, tmp_path):
     assert "halfexport (bpe-export): not rendered" in page
     assert "widgets" in page  # an unknown stage shows its manifest's figures
     assert "GROVER (hg19, 600 cycles)" in page
+    assert not any(t.startswith("finetune-model") for t in titles)  # its results: Task results
 
 
 def test_report_opens_with_the_answer(run, tmp_path):

@@ -773,8 +773,9 @@ def build_sections(root: Path) -> tuple[list[Section], list[str], list[Stage]]:
             render = render_pretrain
         if render is None and st.name.startswith("select"):
             render = render_select_vocab
-        if render is None and (st.folder / "metrics.json").exists():
-            continue  # a baseline or fine-tuning folder: its results are in "Task results"
+        if render is None and ((st.folder / "metrics.json").exists()
+                               or st.name == "finetune-model"):
+            continue  # a baseline or fine-tuning folder (or its saved model): "Task results"
         if render is None:
             render = render_other
         try:
