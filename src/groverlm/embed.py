@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.args import add_fields
+from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows, wrap
 from groverlm.errors import GroverError
 from groverlm.genome import text_lines
@@ -53,11 +53,11 @@ class EmbedConfig:
 
     pooling: str = "mean"  # mean over non-special tokens (GROVER's usage) or the [CLS] state
     layer: int | str = -1  # hidden state index: 0 = word embeddings, -1 = last layer; "all" = every
-    batch_size: int = 16  # windows per forward pass; windows are sorted by length to pad little
+    batch_size: int = volatile(16)  # windows per forward pass; windows are sorted by length to pad little
     dtype: str = "float32"  # compute dtype; bfloat16 halves memory, the output stays float32
     max_tokens: int | None = None  # window length in tokens; None: the model's positions minus 2
-    device: str = "cpu"  # torch device string
-    chunk: int = 1024  # sequences per resumable chunk: the partial output is flushed after each
+    device: str = volatile("cpu")  # torch device string
+    chunk: int = volatile(1024)  # sequences per resumable chunk: the partial output is flushed after each
     rc: bool = False  # both strands: the mean of a sequence's vector and its reverse complement's
 
     def __post_init__(self):
@@ -392,9 +392,12 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
     paths["npy"].parent.mkdir(parents=True, exist_ok=True)
     model, tokenizer = load_encoder(model_dir, cfg.dtype, cfg.device)
     inputs = [fingerprint(p) for p in [model_dir, input_path] + ([genome] if genome else [])]
-    config = {**asdict(cfg), "input": str(input_path), "model": str(model_dir),
-              "genome": str(genome) if genome else None, "format": fmt}
-    key = json.dumps({"config": config, "inputs": inputs}, sort_keys=True)
+    where = {"input": str(input_path), "model": str(model_dir),
+             "genome": str(genome) if genome else None, "format": fmt}
+    config = {**asdict(cfg), **where}
+    # a partial output under other settings is started again (nothing finished is lost); the
+    # volatile ones (batch size, device, chunk) change no vector, so they may change meanwhile
+    key = json.dumps({"config": {**stable(cfg), **where}, "inputs": inputs}, sort_keys=True)
 
     hsize = int(model.config.hidden_size)
     layers = _layer_indices(model, cfg.layer)
