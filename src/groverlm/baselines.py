@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.cnn import CnnConfig
+from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.kmers import kmer_count_matrix
-from groverlm.manifest import finished
+from groverlm.manifest import finished, prepare_out, write_manifest
 from groverlm.metrics import (
     THRESHOLDS,
     dev_metrics,
@@ -41,7 +41,8 @@ from groverlm.metrics import (
     scored_metrics,
     write_metrics,
 )
-from groverlm.tasks.common import seeded_subset
+from groverlm.tasks.common import load_bpe_tokenizer, seeded_subset
+from groverlm.tasks.gue import load_task
 from groverlm.tasks_cli import TASKS
 
 log = logging.getLogger(__name__)
@@ -278,10 +279,6 @@ def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
                vocab: str | Path | None = None, overwrite: bool = False) -> list[dict[str, Any]]:
     """`groverlm baseline tfidf`: k-mer TF-IDF baselines (and BPE ones with a vocabulary) on a task
     folder; writes metrics.json and manifest.json. Returns the result records."""
-    from groverlm.manifest import prepare_out, write_manifest
-    from groverlm.tasks.common import load_bpe_tokenizer
-    from groverlm.tasks.gue import load_task
-
     task = load_task(task_dir)
     out = prepare_out(out, overwrite)
     (out / "manifest.json").unlink(missing_ok=True)  # replacing: unfinished until the new one
@@ -310,8 +307,6 @@ def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Baselines stage: TF-IDF + random forest / logistic regression on every task (into
     baselines/TASK/) and, when `baselines.cnn` is set, the CNN (into baselines/cnn/TASK/)."""
-    from groverlm.cnn import cnn_task
-
     summary = {}
     for task_dir in ctx.task_dirs("baselines", cfg.tasks):
         name = task_dir.name

@@ -37,7 +37,9 @@ import numpy as np
 
 from groverlm.args import stable, volatile
 from groverlm.errors import GroverError
+from groverlm.manifest import prepare_out, write_manifest
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
+from groverlm.tasks.gue import load_task
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +289,7 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
     `labels` fixes the class list the metrics use; default: the labels seen in any split.
     """
     from groverlm.baselines import check_splits  # lazy: baselines imports CnnConfig
-    from groverlm.finetune import torch_threads
+    from groverlm.finetune import torch_threads  # lazy: finetune imports tasks_cli, which imports cnn
 
     if not (len(dev_seqs) and len(test_seqs)):
         raise GroverError("the dev and test splits must not be empty")
@@ -321,9 +323,6 @@ def cnn_task(task_dir: str | Path, out: str | Path, cfg: CnnConfig,
              overwrite: bool = False) -> dict[str, Any]:
     """`groverlm baseline cnn`: the CNN baseline on a task folder; writes metrics.json and
     manifest.json. Returns the result record."""
-    from groverlm.manifest import prepare_out, write_manifest
-    from groverlm.tasks.gue import load_task
-
     task = load_task(task_dir)
     out = prepare_out(out, overwrite)
     (out / "manifest.json").unlink(missing_ok=True)  # replacing: unfinished until the new one

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from groverlm.data import fetch_files
 from groverlm.errors import GroverError
-from groverlm.manifest import finished
+from groverlm.manifest import finished, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ class DataFiles:
 def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = None,
                  report: Callable[[str], None] | None = None) -> DataFiles:
     """Paths of the files `data` (a config.DataConfig) names; cached ones are fetched if missing."""
-    from groverlm.data import fetch_files
-
     names = {"genome": [data.genome], "tss": [data.tss], "ctcf_motif": [data.ctcf_motif],
              "ctcf_peaks": list(data.ctcf_peaks), "repeats": [data.repeats] if data.repeats else [],
              "cpg": [data.cpg] if data.cpg else []}
@@ -86,8 +85,6 @@ class Context:
 
     def summary(self, name: str) -> dict[str, Any]:
         """The summary an upstream stage's run() returned (from its manifest)."""
-        from groverlm.manifest import read_manifest
-
         return read_manifest(self.stage_dir(name))["summary"]
 
     @property
@@ -109,7 +106,7 @@ class Context:
     def held_out(self, region: str | None, stage: str):
         """A stage's region (a corpus.Region), by default the corpus's first held-out region
         (unseen in pretraining)."""
-        from groverlm.corpus import Region
+        from groverlm.corpus import Region  # lazy: corpus imports Context
 
         holdout = self.config.stage("corpus").holdout
         if region is None:

@@ -36,8 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.bpe.tokens import TokenizedGenome
 from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.genome import decode, iter_records
 from groverlm.manifest import (
     fingerprint,
     finished,
@@ -45,6 +47,7 @@ from groverlm.manifest import (
     read_manifest,
     write_manifest,
 )
+from groverlm.models import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +255,6 @@ def iter_encoded(genome: Path, tokenizer, cfg: CorpusConfig, records: dict[str, 
                  ) -> Iterator[ContigTokens]:
     """Contigs of a FASTA file encoded with a `tokenizers.Tokenizer`, one record in memory at a time.
     Fills `records` (name -> length) as it goes."""
-    from groverlm.genome import decode, iter_records
-
     for rec in iter_records(genome):
         records[rec.name] = len(rec)
         for start, end in rec.contigs():
@@ -277,8 +278,6 @@ def find_segmentation(vocab: Path, genome: Path, tokens: str | Path | None):
     `train_dir` recorded in the vocabulary's manifest is used when it matches, silently skipped when
     it does not.
     """
-    from groverlm.bpe.tokens import TokenizedGenome
-
     try:
         vman = read_manifest(vocab)
     except GroverError:
@@ -389,8 +388,6 @@ def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: Co
                  progress: bool = False) -> dict:
     """`groverlm corpus`: write the sample shards, index, train counts and manifest; returns the
     manifest. Memory holds one contig's tokens (or one record when encoding), never the genome."""
-    from groverlm.models import load_tokenizer
-
     vocab, genome = Path(vocab), Path(genome)
     if not genome.exists():
         raise GroverError("no such genome file", genome)
@@ -569,8 +566,6 @@ def describe(manifest: dict) -> str:
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Pretraining corpus: the saved segmentation cut into samples, split train/test."""
-    from groverlm.manifest import read_manifest
-
     out = ctx.out / "corpus"
     if not finished(out):  # reuses the BPE stage's segmentation when it has the vocabulary's merges
         write_corpus(ctx.vocab, ctx.genome, out, cfg, progress=ctx.progress)

@@ -36,7 +36,9 @@ import numpy as np
 from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows, wrap
 from groverlm.errors import GroverError
-from groverlm.genome import text_lines
+from groverlm.genome import Genome, decode, iter_records, reverse_complement, text_lines
+from groverlm.manifest import atomic_path, fingerprint, write_json, write_text
+from groverlm.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +108,6 @@ def detect_format(path: str | Path) -> str:
 
 def read_items(path: str | Path, genome: str | Path | None = None, fmt: str = "auto") -> list[Item]:
     """Sequences of a FASTA, BED (cut from `genome`) or CSV file, in file order."""
-    from groverlm.genome import Genome, decode, iter_records
-
     path = Path(path)
     if fmt not in FORMATS:
         raise GroverError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -193,8 +193,6 @@ def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "c
     """(model, tokenizer) of a `save_pretrained` folder holding a BERT and its tokenizer; the
     model is a stock `BertForMaskedLM` in eval mode (its `base_model` is the encoder)."""
     import torch
-
-    from groverlm.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, "mlm")
@@ -328,8 +326,6 @@ def embed_sequences(model, tokenizer, sequences: Sequence[str], cfg: EmbedConfig
                     progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`embed_token_ids` of DNA strings; with `cfg.rc` the vectors are the mean of each sequence's
     and its reverse complement's (tokens and windows are the given strand's)."""
-    from groverlm.genome import reverse_complement
-
     vectors, tokens, windows = embed_token_ids(model, tokenizer, tokenize(tokenizer, sequences),
                                                cfg, progress)
     if cfg.rc:
@@ -382,8 +378,7 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
     saved, so a run stopped midway resumes where it stopped (same inputs and settings)."""
     from tqdm.auto import tqdm
 
-    from groverlm import __version__
-    from groverlm.manifest import atomic_path, fingerprint, write_json, write_text
+    from groverlm import __version__  # lazy: groverlm/__init__ imports this module
 
     paths = out_paths(out)
     if paths["npy"].exists() and not overwrite:

@@ -59,9 +59,24 @@ import numpy as np
 from groverlm.args import stable, volatile
 from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
+from groverlm.embed import max_window_tokens, tokenize
 from groverlm.errors import GroverError
-from groverlm.manifest import check_resume, finished
-from groverlm.metrics import THRESHOLDS
+from groverlm.genome import reverse_complement
+from groverlm.manifest import (
+    MANIFEST,
+    SETTINGS,
+    atomic_path,
+    check_resume,
+    finished,
+    prepare_out,
+    write_json,
+    write_manifest,
+)
+from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
+from groverlm.models import load_model, load_tokenizer, save_model
+from groverlm.tasks.common import seeded_subset
+from groverlm.tasks.context import GenomeContextTokenizer
+from groverlm.tasks.gue import load_task
 from groverlm.tasks_cli import TASKS
 
 log = logging.getLogger(__name__)
@@ -283,8 +298,6 @@ def score(logits: np.ndarray, labels: np.ndarray, rule: str = "argmax",
     """Metrics of pooled logits (N, L) under a `metrics.THRESHOLDS` rule: on dev (`choose_cut`)
     the binary cut is chosen on these samples; on test, dev's `cut` is applied. The confusion
     matrix is dropped for more than MAX_CONFUSION classes (4**k next-k-mer labels)."""
-    from groverlm.metrics import dev_metrics, scored_metrics
-
     z = logits - logits.max(1, keepdims=True)
     probs = np.exp(z)
     probs /= probs.sum(1, keepdims=True)
@@ -357,7 +370,6 @@ def token_ids(tokenizer, sequences: Sequence[str] | None = None,
         except KeyError as err:
             raise GroverError(f"given token {err.args[0]!r} is not in the model's vocabulary"
                               ) from None
-    from groverlm.embed import tokenize
 
     return [np.asarray(x, dtype=np.int64) for x in tokenize(tokenizer, list(sequences or []))]
 
@@ -365,8 +377,6 @@ def token_ids(tokenizer, sequences: Sequence[str] | None = None,
 def reverse_complement_ids(tokenizer, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Token ids of each tokenized sequence's reverse complement: decoded (a special token such as
     [UNK] counts as one N), reverse complemented and tokenized again."""
-    from groverlm.genome import reverse_complement
-
     special = set(tokenizer.all_special_ids)
     seqs = ["".join("N" if i in special else t for i, t in
                     zip(x.tolist(), tokenizer.convert_ids_to_tokens(x.tolist()), strict=True))
@@ -413,8 +423,6 @@ class Encoded:
         """A seeded random subset of n sequences (all when n is None or larger)."""
         if n is None or n >= len(self):
             return self
-        from groverlm.tasks.common import seeded_subset
-
         keep = seeded_subset(len(self), n, [seed, 0x5EB])
         return Encoded([self.ids[i] for i in keep], self.labels[keep])
 
@@ -427,8 +435,6 @@ def load_classifier(model_dir: str | Path, num_labels: int, seed: int,
                     label_names: Sequence[str] | None = None):
     """`BertForSequenceClassification` from any BERT folder, its new head initialised from `seed`."""
     import torch
-
-    from groverlm.models import load_model
 
     names = list(label_names) if label_names and len(label_names) == num_labels else None
     kwargs: dict[str, Any] = {"num_labels": num_labels, "ignore_mismatched_sizes": True,
@@ -469,8 +475,6 @@ def set_prior_bias(model, labels: np.ndarray, num_labels: int) -> None:
 
 def window_size(model, tokenizer, cfg: ClassifierConfig) -> tuple[int, int]:
     """(window tokens, stride) for this model: its positions less [CLS] and [SEP] by default."""
-    from groverlm.embed import max_window_tokens
-
     size = max_window_tokens(model, tokenizer, cfg.max_tokens)
     stride = cfg.stride or size
     if stride > size:
@@ -489,8 +493,6 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     """
     from sklearn.utils.class_weight import compute_sample_weight
 
-    from groverlm.manifest import atomic_path, write_json
-    from groverlm.models import save_model
     from groverlm.train import CHECKPOINTS, TrainConfig, epoch_batches
     from groverlm.train import train as run_training
 
@@ -593,9 +595,6 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
     With `save`, the best seed's weights go to out/model (save_pretrained, with the tokenizer and a
     manifest recording the vocabulary's merges). Per-seed folders keep their log and result.
     """
-    from groverlm.metrics import make_result
-    from groverlm.models import load_tokenizer
-
     out = Path(out)
     tokenizer = load_tokenizer(model_dir)
     if len(train) < 2 or len(dev) < 1 or len(test) < 1:
@@ -633,8 +632,6 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
 
 def save_best(model_dir: str | Path, best: Path, dest: Path, seed: int) -> None:
     """Copy a seed's best weights to `dest` (atomically) with a manifest naming the vocabulary."""
-    from groverlm.manifest import atomic_path, write_manifest
-
     if not best.exists():
         if finished(dest):
             return  # copied by an earlier, interrupted run
@@ -655,8 +652,6 @@ def encode_task(task, model_dir: str | Path, tokenizer, genome_context: str | Pa
     description of how they were made."""
     info: dict[str, Any] = {"tokenization": "sequence"}
     if genome_context is not None:
-        from groverlm.tasks.context import GenomeContextTokenizer
-
         ctx = GenomeContextTokenizer(genome_context, model_dir)
         mine = merges_sha256_of(model_dir)
         if mine and mine != ctx.genome.merges_sha256:
@@ -683,11 +678,6 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
                   ) -> dict[str, Any]:
     """`groverlm finetune`: fine-tune on a task folder, write metrics.json, model/ and manifest.json;
     returns the result record."""
-    from groverlm.manifest import MANIFEST, SETTINGS, prepare_out, write_manifest
-    from groverlm.metrics import write_metrics
-    from groverlm.models import load_tokenizer
-    from groverlm.tasks.gue import load_task
-
     t0 = time.perf_counter()
     task = load_task(task_dir)
     tokenizer = load_tokenizer(model_dir)

@@ -14,6 +14,9 @@ from typing import Any
 
 from groverlm.context import Context
 from groverlm.errors import GroverError
+from groverlm.genome import BASES, decode, iter_records, summarize
+from groverlm.manifest import atomic_path, write_json, write_text
+from groverlm.tasks.annotations import read_tss
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,6 @@ class GenomeConfig:
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Genome stage: summary of the FASTA; with chroms/max_bp, the part of it the run uses (and
     the TSSs that lie on it, as BED6, since the task builders reject TSSs beyond a record)."""
-    from groverlm.genome import decode, iter_records, summarize
-    from groverlm.manifest import atomic_path, write_json, write_text
-    from groverlm.tasks.annotations import read_tss
-
     fasta, tss, tss_format = ctx.data.genome, ctx.data.tss, ctx.config.data.tss_format
     cut = cfg.chroms is not None or cfg.max_bp is not None
     if cut:
@@ -77,8 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def summary(args: argparse.Namespace) -> int:
-    from groverlm.genome import BASES, summarize
-
     info = summarize(args.fasta)
     if args.json:
         print(json.dumps(info, indent=2))

@@ -30,6 +30,7 @@ from pathlib import Path
 from groverlm.bpe.merges import NUM_SPECIAL, SPECIAL_TOKENS
 from groverlm.errors import GroverError
 from groverlm.kmers import all_kmers
+from groverlm.manifest import prepare_out, write_manifest
 
 MAX_VOCAB_K = 8  # 4**8 = 65,536 k-mers: the largest table that still fits uint16 corpus shards
 SINGLES = ("A", "C", "G", "T", "N")  # remainder and N tokens
@@ -70,7 +71,6 @@ def build_kmer_tokenizer(k: int):
 def write_kmer_vocab(k: int, out: str | Path, overwrite: bool = False) -> dict:
     """`groverlm kmer-vocab`: write the tokenizer folder and its manifest; returns the manifest."""
     from groverlm.bpe.export import save_tokenizer
-    from groverlm.manifest import prepare_out, write_manifest
 
     tok = build_kmer_tokenizer(k)
     out = prepare_out(out, overwrite)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from groverlm.errors import GroverError
+from groverlm.models import is_hub_id
 
 MANIFEST = "manifest.json"
 SETTINGS = "settings.json"  # the settings an unfinished folder was started with (check_resume)
@@ -71,8 +72,6 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
                     h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
         return {"path": str(path), "kind": "folder", "sha256": h.hexdigest()}
     if not path.is_file():
-        from groverlm.models import is_hub_id
-
         if is_hub_id(path):  # a model named by its Hub id: the id is its identity
             return {"path": str(path), "kind": "hub"}
         raise GroverError("no such file", path)
@@ -149,7 +148,7 @@ def prepare_out(out: str | Path, overwrite: bool) -> Path:
 def write_manifest(out: str | Path, stage: str, config: dict, inputs: list[str | Path],
                    seed: int | None = None, **extra: Any) -> dict:
     """Write `out/manifest.json`: stage, resolved config, input fingerprints, version, seed."""
-    from groverlm import __version__
+    from groverlm import __version__  # lazy: groverlm/__init__ imports this module
 
     manifest = {
         "stage": stage,

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from groverlm.args import parse_override
 from groverlm.errors import GroverError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # a Hugging Face Hub model id
@@ -69,8 +70,6 @@ def parse_overrides(items: Iterable[str], option: str = "--set") -> dict[str, An
     >>> parse_overrides(["num_hidden_layers=2", "hidden_act=gelu", "hidden_dropout_prob=0.0"])
     {'num_hidden_layers': 2, 'hidden_act': 'gelu', 'hidden_dropout_prob': 0.0}
     """
-    from groverlm.args import parse_override
-
     out: dict[str, Any] = {}
     for item in items:
         try:

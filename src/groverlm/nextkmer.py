@@ -45,11 +45,33 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.args import listed, stable
+from groverlm.baselines import TfidfConfig, run_tfidf
 from groverlm.context import Context
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
-from groverlm.finetune import ClassifierConfig
-from groverlm.manifest import finished
+from groverlm.finetune import (
+    MAX_CONFUSION,
+    ClassifierConfig,
+    Encoded,
+    add_train_args,
+    finetune_splits,
+    token_ids,
+)
+from groverlm.kmers import index_to_kmer, kmer_ids, parse_ks
+from groverlm.manifest import (
+    MANIFEST,
+    SETTINGS,
+    atomic_path,
+    check_resume,
+    finished,
+    prepare_out,
+    write_json,
+    write_manifest,
+)
+from groverlm.metrics import write_metrics
+from groverlm.models import load_tokenizer
+from groverlm.tasks.common import load_genome
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +164,6 @@ class Samples:
 
     def labels(self, split: str, k: int) -> np.ndarray:
         """(n,) int64 k-mer index of the first k following bases."""
-        from groverlm.kmers import kmer_ids
-
         return np.array([kmer_ids(f[:k], k)[0] for f in self.following[split]], dtype=np.int64)
 
 
@@ -204,8 +224,6 @@ def draw_samples(genome, region, cfg: NextKmerSamplesConfig) -> Samples:
 
 
 def write_samples(samples: Samples, path: Path) -> None:
-    from groverlm.manifest import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         w.writerow(["split", "chrom", "start", "context", "next"])
@@ -227,8 +245,6 @@ def most_frequent(train: np.ndarray, test: np.ndarray) -> tuple[int, float]:
 
 def _compact(record: dict[str, Any]) -> dict[str, Any]:
     """Drop per-class matrices from a result of many classes (4**k confusion entries)."""
-    from groverlm.finetune import MAX_CONFUSION
-
     for run in [record, *record.get("per_seed", [])]:
         for part in ("dev", "test"):
             m = run.get(part)
@@ -241,8 +257,6 @@ def _compact(record: dict[str, Any]) -> dict[str, Any]:
 def tfidf_records(samples: Samples, k: int, bcfg: NextKmerBaselinesConfig, tokenizer=None
                   ) -> list[dict[str, Any]]:
     """TF-IDF baselines for one k (k-mer features; BPE-token features with `tokenizer`)."""
-    from groverlm.baselines import TfidfConfig, run_tfidf
-
     if bcfg.tfidf == "none":
         return []
     models = ("rf", "lr") if k <= bcfg.rf_max_k else ("lr",)
@@ -274,11 +288,6 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
     an interrupted run continues where it stopped.
     """
     from dataclasses import replace
-
-    from groverlm.args import stable
-    from groverlm.finetune import Encoded, finetune_splits, token_ids
-    from groverlm.manifest import check_resume, write_json
-    from groverlm.models import load_tokenizer
 
     out = Path(out)
     ft = replace(ft, class_weights="off", select="accuracy")
@@ -324,8 +333,6 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
 
 
 def _kmer(index: int, k: int) -> str:
-    from groverlm.kmers import index_to_kmer
-
     return index_to_kmer(index, k)
 
 
@@ -335,10 +342,6 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
              ) -> dict[str, Any]:
     """`groverlm nextkmer`: draw the samples, fine-tune per k, write metrics.json and manifest."""
     import shutil
-
-    from groverlm.manifest import MANIFEST, SETTINGS, prepare_out, write_manifest
-    from groverlm.metrics import write_metrics
-    from groverlm.tasks.common import load_genome
 
     t0 = time.perf_counter()
     reg = Region.parse(region, "--region")
@@ -370,9 +373,6 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
 def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesConfig) -> None:
     """The next-k-mer options of `nextkmer` and `select-vocab`: samples, TF-IDF baselines (defaults
     from `baselines`) and fine-tuning (defaults from `kmer_classifier()`)."""
-    from groverlm.args import listed
-    from groverlm.finetune import add_train_args
-
     d = NextKmerSamplesConfig()
     p.add_argument("--k", default=listed(d.ks), help=f"label lengths, e.g. 2,3,4 or 2-6 (default "
                                                      f"{listed(d.ks)})")
@@ -417,8 +417,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def configs_from_args(args: argparse.Namespace):
     """(NextKmerSamplesConfig, ClassifierConfig, NextKmerBaselinesConfig) from `nextkmer` arguments
     (also used by select-vocab, which takes the same options)."""
-    from groverlm.kmers import parse_ks
-
     cfg = NextKmerSamplesConfig(tuple(parse_ks(args.k)), args.context, args.train_samples,
                          args.dev_samples or args.test_samples, args.test_samples, args.block,
                          args.seed)

@@ -31,10 +31,19 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.args import TrainConfig, volatile
+from groverlm.args import TrainConfig, add_fields, listed, volatile
 from groverlm.context import Context
+from groverlm.corpus import Corpus
 from groverlm.errors import GroverError
-from groverlm.manifest import finished
+from groverlm.manifest import MANIFEST, atomic_path, finished, write_json, write_manifest
+from groverlm.models import (
+    build_config,
+    count_parameters,
+    load_tokenizer,
+    new_mlm_model,
+    parse_overrides,
+    save_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +118,7 @@ def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_si
     import numpy as np
     import torch
 
-    from groverlm.corpus import Corpus
     from groverlm.masking import MLMData
-    from groverlm.models import build_config, load_tokenizer, new_mlm_model
 
     corpus = Corpus.open(corpus_path)
     tokenizer = load_tokenizer(corpus.tokenizer_path)
@@ -272,7 +279,6 @@ def _rank() -> int:
 
 def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber a finished run or an unfinished one that was not asked to resume."""
-    from groverlm.manifest import MANIFEST
     from groverlm.train import CHECKPOINTS, LOG
 
     if _rank() != 0:
@@ -295,8 +301,6 @@ def pretrain(corpus_path: str | Path, out: str | Path, cfg: ModelConfig, tcfg,
              ) -> dict[str, Any]:
     """`groverlm pretrain`: train, then write the final model, eval.json and manifest.json (rank 0).
     Returns eval.json's content (on other ranks: the counters only)."""
-    from groverlm.manifest import write_json, write_manifest
-    from groverlm.models import count_parameters, save_model
     from groverlm.train import MaskedLM, train
 
     out = Path(out)
@@ -328,7 +332,6 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
     """Masked-token loss (train and test) and test accuracy against the unigram and context-table
     baselines, over
     tokens seen, for one run folder or several side by side (each with a log.jsonl)."""
-    from groverlm.manifest import atomic_path
     from groverlm.train import read_log
 
     try:
@@ -401,8 +404,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
 def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Context) -> None:
     """`torchrun --standalone --nproc_per_node N -m groverlm.pretrain LAUNCH.json`: every rank
     rebuilds the configs from the JSON and calls `pretrain` (rank 0 writes the outputs)."""
-    from groverlm.config import as_plain
-    from groverlm.manifest import write_json
+    from groverlm.config import as_plain  # lazy: config imports every stage module
 
     launch = ctx.out / "launch.json"
     write_json(launch, {"corpus": str(corpus), "out": str(out), "resume": resume,
@@ -417,7 +419,7 @@ def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Con
 
 def launch_main(launch: str) -> int:
     """Entry of each torchrun rank (see launch_distributed)."""
-    from groverlm.config import build_section
+    from groverlm.config import build_section  # lazy: config imports every stage module
 
     spec = json.loads(Path(launch).read_text())
     model = build_section(ModelConfig, spec["model"], ("pretrain", "model"), launch)
@@ -432,8 +434,6 @@ def launch_main(launch: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from groverlm.args import add_fields, listed
-
     dp = ModelConfig()
     p = sub.add_parser("pretrain", help="masked-language-model pretraining of a BERT")
     p.add_argument("--corpus", required=True, help="a `groverlm corpus` folder")
@@ -482,8 +482,6 @@ def parse_mask_split(text: str) -> tuple[float, float]:
 
 
 def _pretrain_cmd(args: argparse.Namespace) -> int:
-    from groverlm.models import parse_overrides
-
     split = parse_mask_split(args.mask_split)
     cfg = ModelConfig(args.preset, parse_overrides(args.overrides), args.mask_rate, split,
                        args.eval_samples, args.final_eval_samples,

@@ -42,8 +42,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from groverlm.args import drop_keys, volatile_keys
+from groverlm.config import as_plain, dump_config, load_config
 from groverlm.context import Context, DataFiles, resolve_data
 from groverlm.errors import GroverError
+from groverlm.manifest import MANIFEST, fingerprint, finished, write_json, write_manifest, write_text
+from groverlm.metrics import find_metrics, format_table, read_metrics, results_table
+from groverlm.peak import peak_rss, reset_peak
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +109,6 @@ def _stage(name: str) -> Stage:
 def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
               ) -> tuple[dict[str, Any], list[Path], list[str]]:
     """(compared config section, input paths, their SHA-256s) of a stage as the config asks it."""
-    from groverlm.args import drop_keys, volatile_keys
-    from groverlm.config import as_plain
-    from groverlm.manifest import fingerprint
-
     # volatile fields (args.volatile: devices, threads, inference batches) may change freely
     section = drop_keys(as_plain(cfg.stage(stage.name)), volatile_keys(type(cfg.stage(stage.name))))
     inputs = [*stage.data(data), *(run_dir / n for n in stage.needs)]
@@ -117,8 +118,6 @@ def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
 
 def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
     """'done' (manifest matches), 'missing' (never finished) or why it is out of date."""
-    from groverlm.manifest import MANIFEST, finished
-
     path = run_dir / stage.name / MANIFEST
     if not finished(path.parent):
         return "missing"
@@ -164,9 +163,6 @@ class StageResult:
 def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force: bool,
                   progress: bool) -> StageResult:
     """Run one stage into RUN_DIR/<stage>, resuming what an interrupted attempt finished."""
-    from groverlm.manifest import finished, write_json, write_manifest
-    from groverlm.peak import peak_rss, reset_peak
-
     out = run_dir / stage.name
     section, inputs, shas = stage_key(stage, cfg, run_dir, data)
     pending = {"config": section, "inputs": shas}
@@ -204,9 +200,6 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
     `only`: run just these stages; `start`: this stage and every later one. The stages they need
     must be finished and up to date. `force`: redo the selected stages even when up to date.
     """
-    from groverlm.config import dump_config
-    from groverlm.manifest import write_text
-
     names = stage_names()
     for n in [*(only or []), *([start] if start else [])]:
         _stage(n)
@@ -249,9 +242,6 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
 
 def summarize_run(run_dir: str | Path) -> str:
     """Vocabulary, pretraining, next-k-mer and task results of a run folder, in a few lines."""
-    from groverlm.manifest import MANIFEST
-    from groverlm.metrics import find_metrics, format_table, read_metrics, results_table
-
     run_dir = Path(run_dir)
 
     def summary(name: str) -> dict[str, Any] | None:
@@ -356,8 +346,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _run(config: str | Path, args: argparse.Namespace, only=None, start=None, force=False,
          from_dir=None) -> int:
-    from groverlm.config import load_config
-
     cfg = load_config(config, args.overrides)
     t0 = time.perf_counter()
     print(f"groverlm run: {config} -> {cfg.run.dir}", flush=True)

@@ -47,12 +47,27 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.analysis.plots import figure, save_png
+from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
 from groverlm.args import add_fields, volatile
+from groverlm.batching import split_windows
 from groverlm.context import Context
 from groverlm.corpus import Region
+from groverlm.embed import iter_batches, load_encoder, max_window_tokens, read_items
 from groverlm.errors import GroverError
-from groverlm.genome import reverse_complement
-from groverlm.manifest import finished
+from groverlm.finetune import given_tokens_apply, token_ids
+from groverlm.genome import Genome, reverse_complement
+from groverlm.manifest import (
+    atomic_path,
+    finished,
+    prepare_out,
+    read_manifest,
+    write_json,
+    write_manifest,
+    write_text,
+)
+from groverlm.tasks.common import seeded_subset
+from groverlm.tasks.gue import load_task
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +117,6 @@ class Scorer:
     """Masked log-probabilities of chosen tokens under a masked LM, batched."""
 
     def __init__(self, model: Any, tokenizer: Any, cfg: ScoringConfig = ScoringConfig()):
-        from groverlm.embed import max_window_tokens
-
         self.model, self.tok, self.cfg = model, tokenizer, cfg
         self.max_tokens = max_window_tokens(model, tokenizer)
         self.unk = tokenizer.unk_token_id
@@ -113,8 +126,6 @@ class Scorer:
         import dataclasses
 
         import torch
-
-        from groverlm.embed import load_encoder
 
         device = cfg.device
         if device == "auto":
@@ -139,7 +150,6 @@ class Scorer:
         import torch
         from tqdm.auto import tqdm
 
-        from groverlm.embed import iter_batches
         from groverlm.masking import IGNORE
         from groverlm.train import masked_logits
 
@@ -176,8 +186,6 @@ class Scorer:
     def ids_log_probs(self, id_lists: Sequence[Sequence[int]], progress: bool = False
                       ) -> list[np.ndarray]:
         """`token_log_probs` of sequences given as token ids (no special tokens)."""
-        from groverlm.batching import split_windows
-
         jobs, where, res = [], [], []
         for k, ids in enumerate(id_lists):
             ids, first = list(ids), 0
@@ -224,8 +232,6 @@ def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path 
           device: str = "auto", progress: bool = False) -> list[dict[str, Any]]:
     """Pseudo-log-likelihoods of sequences (a list of strings, or a FASTA/BED/CSV path) under a
     model (a folder, a Hub id or a loaded `Scorer`); one dict per sequence, in input order."""
-    from groverlm.embed import read_items
-
     cfg = ScoringConfig(batch_size=batch_size, device=device, rc=rc)
     scorer = model if isinstance(model, Scorer) else Scorer.load(model, cfg)
     if isinstance(sequences, Path) or (isinstance(sequences, str) and Path(sequences).exists()):
@@ -392,8 +398,6 @@ def mutagenesis(scorer: Scorer, genome: Any, chrom: str, start: int, end: int,
 
 def plot_ism(table: np.ndarray, ref: str, chrom: str, start: int):
     """Heat map (4 x L) with the per-base importance (mean of -score over the 3 changes) above."""
-    from groverlm.analysis.plots import figure
-
     importance = -np.nanmean(table, axis=0)
     fig, ax = figure(1, 2, width=min(16.0, 3 + 0.14 * len(ref)), height=1.9)  # stacked
     ax[0].bar(np.arange(len(ref)), importance, color="#1f77b4", width=1.0)
@@ -414,10 +418,6 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
               cfg: ScoringConfig = ScoringConfig(), overwrite: bool = False,
               progress: bool = False) -> dict[str, Any]:
     """`groverlm ism`: ism.tsv, ism.npy, importance.npy, ism.png and manifest.json in `out`."""
-    from groverlm.analysis.plots import save_png
-    from groverlm.genome import Genome
-    from groverlm.manifest import atomic_path, prepare_out, write_manifest, write_text
-
     reg = Region.parse(region, "--region")
     genome = Genome.read(genome_path)
     _, _, end = reg.bounds(genome.lengths, "--region")
@@ -447,8 +447,6 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
 
 def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     """A tab-separated file with a header row, written aside then renamed."""
-    from groverlm.manifest import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         w.writerow(columns)
@@ -464,13 +462,6 @@ def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[st
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Zero-shot readouts (groverlm.analysis.zeroshot): Prom300 by the per-nucleotide
     pseudo-log-likelihood, CTCF motif SNVs by the variant rule against JASPAR log-odds."""
-    from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
-    from groverlm.finetune import given_tokens_apply, token_ids
-    from groverlm.genome import Genome
-    from groverlm.manifest import read_manifest, write_json, write_manifest
-    from groverlm.tasks.common import seeded_subset
-    from groverlm.tasks.gue import load_task
-
     out = ctx.out / "readouts"
     if not finished(out):
         scorer = Scorer.load(ctx.model, cfg.scoring)
@@ -553,8 +544,6 @@ def _config(args: argparse.Namespace) -> ScoringConfig:
 
 
 def seqs_command(args: argparse.Namespace) -> int:
-    from groverlm.embed import read_items
-
     items = read_items(args.input, args.genome)
     scorer = Scorer.load(args.model, _config(args))
     rows = score_sequences(scorer, [i.name for i in items], [i.sequence for i in items],
@@ -567,8 +556,6 @@ def seqs_command(args: argparse.Namespace) -> int:
 
 
 def variants_command(args: argparse.Namespace) -> int:
-    from groverlm.genome import Genome
-
     cfg = _config(args)
     variants = read_vcf(args.vcf)
     genome = Genome.read(args.genome)

@@ -58,12 +58,41 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.analysis.plots import COLORS, figure, save_png
 from groverlm.args import add_fields, drop_keys, listed, stable, volatile, volatile_keys
+from groverlm.bpe.cli import vocab_summary
 from groverlm.context import Context
+from groverlm.corpus import CorpusConfig, Region, write_corpus
 from groverlm.errors import GroverError
 from groverlm.finetune import ClassifierConfig
-from groverlm.manifest import finished
-from groverlm.nextkmer import NextKmerBaselinesConfig, NextKmerSamplesConfig, kmer_classifier
+from groverlm.genome import decode, iter_records
+from groverlm.kmer_vocab import write_kmer_vocab
+from groverlm.manifest import (
+    MANIFEST,
+    SETTINGS,
+    atomic_path,
+    check_resume,
+    finished,
+    read_manifest,
+    settings_diff,
+    write_json,
+    write_manifest,
+    write_text,
+)
+from groverlm.metrics import read_metrics, write_metrics
+from groverlm.models import load_tokenizer, parse_overrides
+from groverlm.nextkmer import (
+    NextKmerBaselinesConfig,
+    NextKmerSamplesConfig,
+    add_nextkmer_args,
+    configs_from_args,
+    draw_samples,
+    kmer_classifier,
+    run_nextkmer,
+    write_samples,
+)
+from groverlm.pretrain import ModelConfig, parse_mask_split, pretrain
+from groverlm.tasks.common import load_genome
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +168,6 @@ def vocab_names(cfg: SelectPretrainingConfig) -> list[str]:
 
 def write_pretrain_genome(genome: str | Path, region, out: Path, pretrain_bp: int | None) -> Path:
     """FASTA of the genome without `region` (and cut to `pretrain_bp` bases); returns its path."""
-    from groverlm.genome import decode, iter_records
-    from groverlm.manifest import atomic_path, write_manifest
-
     folder = out / "genome"
     fasta = folder / "pretrain.fa"
     if finished(folder):
@@ -184,9 +210,6 @@ def write_pretrain_genome(genome: str | Path, region, out: Path, pretrain_bp: in
 
 def nt_per_token(vocab: Path, fasta: Path, probe_bp: int) -> float:
     """Mean bases per token of a vocabulary over the first `probe_bp` A/C/G/T bases of `fasta`."""
-    from groverlm.genome import decode, iter_records
-    from groverlm.models import load_tokenizer
-
     tok = load_tokenizer(vocab).backend_tokenizer
     pieces, left = [], probe_bp
     for rec in iter_records(fasta):
@@ -213,9 +236,6 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
                    ft, bcfg, progress: bool) -> dict[str, Any]:
     """Every sub-run of one vocabulary (each skipped when finished); returns its table row."""
     from groverlm.bpe.export import export_vocab
-    from groverlm.corpus import CorpusConfig, write_corpus
-    from groverlm.kmer_vocab import write_kmer_vocab
-    from groverlm.manifest import read_manifest, write_json
 
     kind, size = name.split("-")
     vocab, corpus = out / "vocab" / name, out / "corpus" / name
@@ -260,8 +280,6 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
         "non_embedding_parameters": pman.get("non_embedding_parameters")}
     for r in nman["summary"]:
         row[f"acc_k{r['k']}"] = r["accuracy"]
-    from groverlm.metrics import read_metrics
-
     mccs = [r["mcc_mean"] for r in read_metrics(nk) if r["model"] == name]
     row["mean_mcc"] = float(np.mean(mccs)) if mccs else ""  # 0: a constant guess at every k
     log.info("%s done (%.0fs this session)", name, time.perf_counter() - t0)
@@ -269,7 +287,6 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
 
 
 def _pretrain(corpus: Path, model: Path, cfg: SelectPretrainingConfig, progress: bool) -> None:
-    from groverlm.pretrain import ModelConfig, pretrain
     from groverlm.train import TrainConfig
 
     pcfg = ModelConfig(preset=cfg.preset, overrides=dict(cfg.overrides),
@@ -284,10 +301,6 @@ def _pretrain(corpus: Path, model: Path, cfg: SelectPretrainingConfig, progress:
 
 
 def _nextkmer(model: Path | None, samples, nk: Path, ft, bcfg, name: str, progress: bool) -> None:
-    from groverlm.manifest import write_manifest
-    from groverlm.metrics import write_metrics
-    from groverlm.nextkmer import run_nextkmer
-
     nk.mkdir(parents=True, exist_ok=True)
     res = run_nextkmer(model, samples, nk, ft, bcfg, name, progress)
     for r in res["records"]:  # BPE-token TF-IDF differs per vocabulary: name it after the model
@@ -362,8 +375,6 @@ def baseline_rows(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def bpe_tfidf_rows(out: Path, names: list[str]) -> list[dict[str, Any]]:
     """Rows "tfidf-bpe-lr@bpe-600" etc. for BPE-token TF-IDF results of each model, if any."""
-    from groverlm.manifest import read_manifest
-
     rows = []
     for name in names:
         summary = read_manifest(out / "nextkmer" / name)["summary"]
@@ -387,8 +398,6 @@ def _fmt(v: Any) -> str:
 
 
 def write_tables(rows: list[dict[str, Any]], ks: list[int], out: Path, header: str) -> None:
-    from groverlm.manifest import atomic_path, write_text
-
     acc = [f"acc_k{k}" for k in ks]
     cols = TABLE_COLUMNS + acc + [LIFT]
     reference = reference_accuracy(rows, ks)
@@ -425,8 +434,6 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
                    selected: int | None = None) -> Path:
     """Accuracy against BPE cycles (log x), one panel per k plus the mean relative accuracy; k-mer
     models and baselines as horizontal lines."""
-    from groverlm.analysis.plots import COLORS, figure, save_png
-
     bpe = sorted((r for r in rows if r["kind"] == "bpe"), key=lambda r: r["cycles"])
     refs = [r for r in rows if r["kind"] != "bpe"]
     panels = [f"acc_k{k}" for k in ks] + [LIFT]
@@ -471,11 +478,6 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     """`groverlm select-vocab`: run (or skip) every sub-run, then write the tables, plot and
     manifest. Returns the selection."""
     import shutil
-
-    from groverlm.corpus import Region
-    from groverlm.manifest import MANIFEST, SETTINGS, read_manifest, write_manifest
-    from groverlm.nextkmer import draw_samples, write_samples
-    from groverlm.tasks.common import load_genome
 
     t0 = time.perf_counter()
     out, bpe_dir = Path(out), Path(bpe_dir)
@@ -542,8 +544,6 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> N
     vocabularies, corpora and pretrained models do not depend on them)."""
     import shutil
 
-    from groverlm.manifest import SETTINGS, check_resume, settings_diff, write_json
-
     path = out / SETTINGS
     old = json.loads(path.read_text()) if path.exists() else None
     hint = "pass --overwrite to start again"
@@ -609,9 +609,6 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Vocabulary selection: next-k-mer accuracy of a small model per candidate cycle count
     (groverlm.select_vocab); with `select: false`, bpe.cycles is the run's vocabulary."""
-    from groverlm.bpe.cli import vocab_summary
-    from groverlm.manifest import read_manifest
-
     if not cfg.select:
         bpe = ctx.summary("bpe")
         return {"selected": False, "cycles": bpe["cycles"], "vocab": bpe["vocab"],
@@ -629,8 +626,6 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from groverlm.nextkmer import add_nextkmer_args
-
     d = SelectPretrainingConfig()
     p = sub.add_parser("select-vocab", help="choose the BPE cycle count by next-k-mer accuracy")
     p.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
@@ -666,10 +661,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from groverlm.models import parse_overrides
-    from groverlm.nextkmer import configs_from_args
-    from groverlm.pretrain import parse_mask_split
-
     ncfg, ft, bcfg = configs_from_args(args)
     cfg = SelectPretrainingConfig(cycles=_ints(args.cycles, "--cycles"),
                        kmers=_ints(args.kmers, "--kmers") if args.kmers.strip() else (),

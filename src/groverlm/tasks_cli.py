@@ -10,12 +10,17 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
+from groverlm.args import listed
+from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
-from groverlm.manifest import finished
-from groverlm.metrics import THRESHOLDS
-from groverlm.tasks.ctcf import CTCFConfig
-from groverlm.tasks.promoter import Prom300Config
-from groverlm.tasks.promscan import PromScanConfig
+from groverlm.errors import GroverError
+from groverlm.kmers import parse_ks
+from groverlm.manifest import finished, read_manifest, write_text
+from groverlm.metrics import THRESHOLDS, find_metrics, format_table, read_metrics, results_table
+from groverlm.tasks.common import SplitConfig
+from groverlm.tasks.ctcf import CTCFConfig, build_ctcf
+from groverlm.tasks.promoter import Prom300Config, build_prom300
+from groverlm.tasks.promscan import PromScanConfig, build_promscan
 
 TASKS = ("prom300", "promscan", "ctcf")  # task builders the tasks stage knows, in build order
 
@@ -57,8 +62,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="task folder to write (train/dev/test.csv)")
     p.add_argument("--chrom", action="append", metavar="NAME",
                    help="only these records of the genome (repeat or comma-separate)")
-    from groverlm.tasks.common import SplitConfig
-
     d = SplitConfig()
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed for shuffles, splits and row order")
@@ -73,14 +76,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _split(args: argparse.Namespace):
-    from groverlm.tasks.common import SplitConfig
-
     return SplitConfig(args.split, tuple(args.split_fractions), args.split_block, args.seed)
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Tasks stage: Prom300, PromScan and CTCF folders (train/dev/test.csv) from the genome."""
-    from groverlm.manifest import read_manifest
+    # read from groverlm.tasks at call time: tests replace build_promscan there
     from groverlm.tasks import build_ctcf, build_prom300, build_promscan
 
     d = ctx.data
@@ -100,11 +101,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from groverlm.args import listed
-    from groverlm.baselines import TfidfConfig
-    from groverlm.tasks.ctcf import CTCFConfig
-    from groverlm.tasks.promoter import Prom300Config
-    from groverlm.tasks.promscan import PromScanConfig
+    from groverlm.baselines import TfidfConfig  # lazy: baselines imports TASKS
 
     dp, ds, dc, dt = Prom300Config(), PromScanConfig(), CTCFConfig(), TfidfConfig()
     p = sub.add_parser("tasks", help="build genome-biology tasks (Prom300, PromScan, CTCF)")
@@ -182,8 +179,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=tfidf)
 
     # the CNN's defaults live on CnnConfig only: a flag left out keeps the dataclass's value
-    from groverlm.cnn import CnnConfig
-
     d = CnnConfig()
     c = tg.add_parser("cnn", help="a small CNN on one-hot DNA, trained from scratch (early "
                                   "stopping on dev MCC)")
@@ -218,8 +213,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def prom300(args: argparse.Namespace) -> int:
-    from groverlm.tasks.promoter import Prom300Config, build_prom300
-
     cfg = Prom300Config(args.upstream, args.downstream, args.negatives, collapse=args.collapse,
                         seed=args.seed, split=_split(args))
     man = build_prom300(args.genome, args.tss, args.out, cfg, args.vocab, _chroms(args.chrom),
@@ -229,8 +222,6 @@ def prom300(args: argparse.Namespace) -> int:
 
 
 def promscan(args: argparse.Namespace) -> int:
-    from groverlm.tasks.promscan import PromScanConfig, build_promscan
-
     cfg = PromScanConfig(args.window, args.region, args.stride, args.seed, _split(args))
     man = build_promscan(args.genome, args.tss, args.out, cfg, _chroms(args.chrom),
                          args.tss_format, args.overwrite)
@@ -239,8 +230,6 @@ def promscan(args: argparse.Namespace) -> int:
 
 
 def ctcf(args: argparse.Namespace) -> int:
-    from groverlm.tasks.ctcf import CTCFConfig, build_ctcf
-
     cfg = CTCFConfig(args.window, args.threshold, args.rel_threshold,
                      min_spacing=args.min_spacing, orient=args.orient,
                      max_negative_ratio=args.max_negative_ratio, seed=args.seed,
@@ -264,8 +253,7 @@ def _summary(task: str, man: dict, out: str) -> None:
 
 
 def tfidf(args: argparse.Namespace) -> int:
-    from groverlm.baselines import TfidfConfig, tfidf_task
-    from groverlm.kmers import parse_ks
+    from groverlm.baselines import TfidfConfig, tfidf_task  # lazy: baselines imports TASKS
 
     cfg = TfidfConfig(ks=tuple(parse_ks(args.k)), models=tuple(m for m in args.models.split(",")
                                                                 if m),
@@ -283,8 +271,6 @@ def tfidf(args: argparse.Namespace) -> int:
 
 
 def _seeds(text: str) -> tuple[int, ...]:
-    from groverlm.errors import GroverError
-
     try:
         return tuple(int(s) for s in text.split(",") if s)
     except ValueError:
@@ -293,8 +279,6 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 def cnn(args: argparse.Namespace) -> int:
     from dataclasses import replace
-
-    from groverlm.cnn import CnnConfig, cnn_task
 
     flags = {"epochs": args.epochs, "patience": args.patience, "lr": args.lr,
              "batch_size": args.batch_size, "channels": args.channels, "kernel": args.kernel,
@@ -317,10 +301,6 @@ def cnn(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from groverlm.errors import GroverError
-    from groverlm.manifest import write_text
-    from groverlm.metrics import find_metrics, format_table, read_metrics, results_table
-
     files = find_metrics(args.dirs)
     if not files:
         raise GroverError(f"no metrics.json under {' '.join(args.dirs)}")

@@ -29,11 +29,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from groverlm.analysis import annotations as ann
+from groverlm.analysis import context, tokens
 from groverlm.analysis.annotations import AnnotationConfig
-from groverlm.args import volatile
+from groverlm.analysis.plots import save_png
+from groverlm.analysis.windows import sample_windows
+from groverlm.args import add_fields, volatile
 from groverlm.context import Context
+from groverlm.embed import load_encoder
 from groverlm.errors import GroverError
-from groverlm.manifest import finished
+from groverlm.genome import Genome
+from groverlm.manifest import fingerprint, finished, prepare_out, read_manifest, write_json, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +98,6 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
                  tss: str | Path | None = None, ann_cfg: Any = None, overwrite: bool = False,
                  progress: bool = True) -> dict:
     """Run the analyses into `out`; returns the manifest."""
-    from groverlm.analysis import annotations as ann
-    from groverlm.analysis import context, tokens
-    from groverlm.analysis.plots import save_png
-    from groverlm.analysis.windows import sample_windows
-    from groverlm.manifest import fingerprint, prepare_out, write_json, write_manifest
-
     ann_cfg = ann_cfg or ann.AnnotationConfig(seed=cfg.seed)
     given = {"vocab": vocab, "model": model_dir, "genome": genome}
     wanted = list(cfg.only or ANALYSES)
@@ -122,8 +122,6 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
     if vocab is not None:
         rows = tokens.load_rows(vocab)
     if model_dir is not None:
-        from groverlm.embed import load_encoder
-
         model, tokenizer = load_encoder(model_dir, device=cfg.device)
         if rows is not None:
             tokens.check_tokenizer(tokenizer, rows, vocab)
@@ -132,8 +130,6 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
     def genome_windows(n: int, seed: int):
         nonlocal gen
         if gen is None:
-            from groverlm.genome import Genome
-
             gen = Genome.read(genome)
         if (n, seed) not in cache:
             cache[(n, seed)] = sample_windows(gen, tokenizer, n, cfg.tokens, seed, cfg.region)
@@ -196,8 +192,6 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Analyses: vocabulary statistics, token embeddings, masked accuracy, self-similarity and
     window embeddings against annotations (groverlm.analysis.analyze)."""
-    from groverlm.manifest import read_manifest
-
     out = ctx.out / "analyses"
     if not finished(out):
         d = ctx.data
@@ -209,9 +203,6 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from groverlm.analysis import annotations as ann
-    from groverlm.args import add_fields
-
     p = sub.add_parser("analyze", help="vocabulary, token-embedding, context and annotation "
                        "analyses (JSON + PNG) for `groverlm report`")
     p.add_argument("--out", required=True, help="output folder")
@@ -232,8 +223,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def analyze(args: argparse.Namespace) -> int:
-    from groverlm.analysis.annotations import AnnotationConfig
-
     only = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else None
     cfg = AnalyzeConfig(only=only, windows=args.windows, annotation_windows=args.annotation_windows,
                         tokens=args.tokens, region=args.region, mask_passes=args.mask_passes,

@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.analysis.plots import COLORS, figure, scatter_colored
+from groverlm.embed import EmbedConfig, embed_token_ids
 from groverlm.errors import GroverError
+from groverlm.kmers import kmer_ids
+from groverlm.tasks.annotations import read_bed_intervals, read_tss
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +88,6 @@ def tss_distance(positions: dict[str, np.ndarray], chrom: str, start: int, end: 
 def read_annotations(repeats: str | Path | None = None, cpg: str | Path | None = None,
                      tss: str | Path | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Merged repeat and CpG intervals and sorted TSS positions per chromosome (those given)."""
-    from groverlm.tasks.annotations import read_bed_intervals, read_tss
-
     out: dict[str, dict[str, np.ndarray]] = {}
     if repeats is not None:
         out["repeat"] = read_bed_intervals(repeats)
@@ -133,8 +135,6 @@ def binary_labels(values: dict[str, np.ndarray], cfg: AnnotationConfig) -> dict[
 
 def kmer_features(windows, k: int) -> np.ndarray:
     """(N, 4**k) k-mer frequencies of each window's sequence (counts over valid k-mers)."""
-    from groverlm.kmers import kmer_ids
-
     x = np.zeros((len(windows), 4**k), dtype=np.float64)
     for i, w in enumerate(windows):
         ids = kmer_ids(w.sequence, k)
@@ -188,8 +188,6 @@ def annotation_analysis(model, tokenizer, windows, tracks: dict[str, dict[str, n
                         progress: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray],
                                                          dict[str, np.ndarray]]:
     """Embed the windows, annotate, project and probe. Returns (result, projections, values)."""
-    from groverlm.embed import EmbedConfig, embed_token_ids
-
     if len(windows) < 2 * cfg.folds:
         raise GroverError(f"{len(windows)} windows are too few for {cfg.folds}-fold probes")
     ecfg = EmbedConfig(layer=layer, batch_size=batch_size)
@@ -217,8 +215,6 @@ def annotation_analysis(model, tokenizer, windows, tracks: dict[str, dict[str, n
 
 def plot_projection(coords: np.ndarray, values: dict[str, np.ndarray], title: str):
     """The 2-D projection coloured by each annotation (one panel per annotation)."""
-    from groverlm.analysis.plots import figure, scatter_colored
-
     panels = [k for k in ("repeat", "cpg_island", "tss", "gc") if k in values]
     fig, ax = figure(2, (len(panels) + 1) // 2, width=5.0, height=3.8)
     ax = np.atleast_1d(ax)
@@ -240,8 +236,6 @@ def plot_projection(coords: np.ndarray, values: dict[str, np.ndarray], title: st
 
 def plot_probes(result: dict):
     """AUROC of each probe from embeddings and from k-mer frequencies (mean and std over folds)."""
-    from groverlm.analysis.plots import COLORS, figure
-
     fig, ax = figure(1, 1, width=6.4, height=3.6)
     rows = [p for p in result["probes"] if "auroc_mean" in p["embedding"]]
     x = np.arange(len(rows))

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.analysis.plots import COLORS, figure
+from groverlm.embed import iter_hidden, n_hidden_states, special_ids
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,6 @@ def mean_pairwise_cosine(x: np.ndarray) -> float:
 def gather_states(model, windows: Sequence[np.ndarray], wanted: dict[int, list[int]],
                   tokenizer, batch_size: int = 16, progress: bool = False) -> dict:
     """Hidden states (S, H) at every wanted (window, position), all hidden-state indices."""
-    from groverlm.embed import iter_hidden, n_hidden_states
-
     layers = list(range(n_hidden_states(model)))
     keep = sorted(wanted)
     states = {}
@@ -101,8 +101,6 @@ def self_similarity(model, tokenizer, windows: Sequence[np.ndarray], n_tokens: i
                     ) -> dict[str, Any]:
     """Per-layer self-similarity of sampled tokens for the model and (with `control`) for a
     randomly initialised model of the same config, with each one's anisotropy baseline."""
-    from groverlm.embed import special_ids
-
     special = special_ids(tokenizer)
     tokens, occ = choose_occurrences(windows, n_tokens, per_token, special, seed)
     rng = np.random.default_rng(seed + 1)
@@ -147,8 +145,6 @@ def self_similarity(model, tokenizer, windows: Sequence[np.ndarray], n_tokens: i
 
 def plot_self_similarity(result: dict):
     """Self-similarity by layer: trained (solid) and random-init control (dashed), baselines dotted."""
-    from groverlm.analysis.plots import COLORS, figure
-
     fig, ax = figure(1, 1, width=6.4, height=4.0)
     layers = result["layers"]
     for (name, c), color in zip(result["curves"].items(), COLORS, strict=False):

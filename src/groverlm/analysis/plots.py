@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from groverlm.manifest import atomic_path
+
 DPI = 110  # a 6.4 x 4 inch figure is about 700 x 440 px: readable in a report column
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
@@ -41,8 +43,6 @@ def png_bytes(fig) -> bytes:
 
 def save_png(fig, path: str | Path) -> Path:
     """Write the figure to `path` atomically; the figure is closed."""
-    from groverlm.manifest import atomic_path
-
     path = Path(path)
     data = png_bytes(fig)
     with atomic_path(path) as tmp:

@@ -34,9 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import __version__
+from groverlm.analysis import tokens
+from groverlm.analysis.plots import COLORS, figure, png_bytes
 from groverlm.context import Context
 from groverlm.errors import GroverError
-from groverlm.manifest import read_jsonl
+from groverlm.manifest import read_jsonl, write_text
+from groverlm.metrics import find_metrics, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +123,6 @@ def image(png: bytes, alt: str) -> str:
 
 
 def figure_html(fig, alt: str) -> str:
-    from groverlm.analysis.plots import png_bytes
-
     return image(png_bytes(fig), alt)
 
 
@@ -172,8 +174,6 @@ def find_stages(root: Path) -> tuple[list[Stage], list[str]]:
 
 
 def render_bpe_train(st: Stage, root: Path) -> Section:
-    from groverlm.analysis.plots import COLORS, figure
-
     m = st.manifest
     sec = Section("bpe-train", f"BPE training — {_rel(st.folder, root)}")
     sec.add(table([{"cycles": m.get("cycles"), "bases": m.get("bases"),
@@ -195,8 +195,6 @@ def render_bpe_train(st: Stage, root: Path) -> Section:
 
 
 def render_bpe_export(st: Stage, root: Path) -> Section:
-    from groverlm.analysis import tokens
-
     stats = json.loads((st.folder / "vocab_stats.json").read_text())
     rows = stats["tokens"]
     res = tokens.vocab_analysis(rows, stats.get("cycles"))
@@ -231,8 +229,6 @@ def render_pretrain(st: Stage, root: Path) -> Section:
 
 def learning_curves(folder: Path) -> str | None:
     """Loss, accuracy and learning-rate panels from every JSONL log in `folder`."""
-    from groverlm.analysis.plots import COLORS, figure
-
     records = [r for p in sorted(folder.glob("*.jsonl")) for r in read_jsonl(p)]
     records = [r for r in records if isinstance(r.get("step"), int | float)]
     if not records:
@@ -268,8 +264,6 @@ def learning_curves(folder: Path) -> str | None:
 
 def render_select_vocab(st: Stage, root: Path) -> Section:
     """Next-k-mer vocabulary selection: its tables, and a curve when the first column is numeric."""
-    from groverlm.analysis.plots import COLORS, figure
-
     sec = Section("select-vocab", f"Vocabulary selection ({st.name}) — {_rel(st.folder, root)}")
     found = False
     for p in sorted(st.folder.glob("*.tsv")) + sorted(st.folder.glob("*.csv")):
@@ -325,8 +319,6 @@ def read_results(paths: list[Path], stages: list[Stage], root: Path
                  ) -> tuple[list[dict], list[str]]:
     """The result records of metrics.json files, each with `baseline` and `producer` set; and
     notes on unreadable files."""
-    from groverlm.metrics import read_metrics
-
     records, notes = [], []
     for p in paths:
         producer = producer_of(p, stages)
@@ -340,8 +332,6 @@ def read_results(paths: list[Path], stages: list[Stage], root: Path
 
 def render_tasks(records: list[dict], notes: list[str], root: Path) -> Section | None:
     """Test MCC (mean ± std over seeds) of every model on every task, baselines in grey."""
-    from groverlm.analysis.plots import COLORS, figure
-
     if not records and not notes:
         return None
     sec = Section("tasks", "Task results")
@@ -584,8 +574,6 @@ def render_answer(stages: list[Stage], records: list[dict], root: Path) -> Secti
     """The page's first screen: what the model learned, each number beside its baselines
     (masked tokens: unigram and context table; tasks: every baseline; next-k-mer: chance and the
     most frequent k-mer; vocabulary: GROVER's figures)."""
-    from groverlm.analysis import tokens
-
     sec = Section("answer", "What the model learned")
     all_stages = stages
     # a vocabulary selection's candidate models are its own business (its section shows them)
@@ -699,8 +687,6 @@ def readout_rows(res: dict) -> list[dict]:
 
 def render_readouts(st: Stage, root: Path) -> Section:
     """Zero-shot readouts (`score` stage): the figures and the SNV scatter against JASPAR."""
-    from groverlm.analysis.plots import COLORS, figure
-
     res = json.loads((st.folder / "readouts.json").read_text())
     sec = Section("score-readouts", f"Zero-shot readouts — {_rel(st.folder, root)}")
     sec.add(table(readout_rows(res)) if res else note("no readout ran"))
@@ -756,8 +742,6 @@ img{max-width:100%;display:block;margin:8px 0 14px}.note{color:#666;font-size:13
 
 
 def build_sections(root: Path) -> tuple[list[Section], list[str], list[Stage]]:
-    from groverlm.metrics import find_metrics
-
     stages, notes = find_stages(root)
     sections: list[Section] = []
     embeds, runner = [], []
@@ -815,8 +799,6 @@ def _rank(kind: str) -> tuple[int, int, str]:
 
 def render_report(run_dir: str | Path) -> str:
     """The HTML page of every stage found under `run_dir`."""
-    from groverlm import __version__
-
     root = Path(run_dir)
     if not root.is_dir():
         raise GroverError("no such run folder", root)
@@ -849,8 +831,6 @@ def render_report(run_dir: str | Path) -> str:
 def write_report(run_dir: str | Path, out: str | Path | None = None,
                  overwrite: bool = False) -> Path:
     """Render `run_dir` into `out` (default run_dir/report.html), atomically."""
-    from groverlm.manifest import write_text
-
     out = Path(out) if out is not None else Path(run_dir) / REPORT
     if out.exists() and not overwrite:
         raise GroverError("already exists; pass --overwrite to replace it", out)

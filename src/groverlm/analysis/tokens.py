@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from groverlm.analysis.plots import COLORS, figure, scatter_colored
+from groverlm.embed import iter_batches, special_ids
 from groverlm.errors import GroverError
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,6 @@ def vocab_analysis(rows: list[dict], cycles: int | None = None) -> dict[str, Any
 def plot_vocab(rows: list[dict], result: dict):
     """2 x 2 figure: length distribution, frequency by rank, GC/AG histograms, first letters."""
     from matplotlib.ticker import MaxNLocator
-
-    from groverlm.analysis.plots import COLORS, figure
 
     fig, ax = figure(2, 2, width=5.2, height=3.6)
     lens = sorted(int(k) for k in result["length_counts"])
@@ -184,8 +184,6 @@ def embedding_pca(model, rows: list[dict], n_components: int = 5) -> tuple[dict,
 
 def plot_pca(rows: list[dict], coords: np.ndarray, result: dict):
     """PC1/PC2 coloured by frequency and by GC, PC2/PC3 by AG, and the |Spearman| heat map."""
-    from groverlm.analysis.plots import figure, scatter_colored
-
     props = token_properties(rows)
     fig, ax = figure(2, 2, width=5.2, height=4.0)
     pc3 = coords[:, 2] if coords.shape[1] > 2 else np.zeros(len(coords))
@@ -222,8 +220,6 @@ def masked_accuracy(model, tokenizer, windows: Sequence[np.ndarray], rows: list[
     import torch
     from scipy.stats import spearmanr
     from tqdm.auto import tqdm
-
-    from groverlm.embed import iter_batches, special_ids
 
     if not 0 < rate <= 1 or passes < 1 or passes * rate > 1:
         raise GroverError(f"need 0 < rate <= 1 and passes * rate <= 1 (rate {rate}, passes "
@@ -296,8 +292,6 @@ def masked_accuracy(model, tokenizer, windows: Sequence[np.ndarray], rows: list[
 def plot_masked(result: dict):
     """Per-token accuracy against genome frequency (coloured by length), and by token length."""
     from matplotlib.ticker import MaxNLocator
-
-    from groverlm.analysis.plots import COLORS, figure, scatter_colored
 
     fig, ax = figure(2, 1, width=5.2, height=3.8)
     t = [r for r in result["per_token"] if r["masked"] >= result["min_masked"]]

@@ -28,6 +28,9 @@ import numpy as np
 
 from groverlm.errors import GroverError
 from groverlm.genome import BASES, reverse_complement
+from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
+from groverlm.tasks.common import load_genome, seeded_subset
+from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_genome, suppress
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +95,6 @@ def bound_ctcf_snvs(genome: str | Path, motif: str | Path, peaks: Sequence[str |
     """Every SNV of the bound CTCF motif sites inside `region` (a corpus.Region); with the
     motif's information content per position. Sites are found as the CTCF task finds them
     (tasks.ctcf defaults: relative threshold, spacing); at most `max_sites`, a seeded draw."""
-    from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
-    from groverlm.tasks.common import load_genome, seeded_subset
-    from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_genome, suppress
-
     mot = read_jaspar(motif)
     cfg = CTCFConfig()
     pwm = mot.log_odds(cfg.pseudocount)

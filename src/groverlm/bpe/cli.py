@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from groverlm.bpe.train import write_training
 from groverlm.context import Context
 from groverlm.manifest import finished
 
@@ -35,7 +36,6 @@ class BpeConfig:
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Vocabulary stage: BPE on the genome (segmentation saved at `cycles`), then the export."""
     from groverlm.bpe.export import export_vocab
-    from groverlm.bpe.train import write_training
 
     train, vocab = ctx.out / "train", ctx.out / "vocab"
     if not finished(train):
@@ -80,8 +80,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    from groverlm.bpe.train import write_training
-
     tr = write_training(args.genome, args.out, args.merges, args.chunk, args.save_tokens_at,
                         args.overwrite, progress=not args.quiet, resume=args.resume,
                         checkpoint_minutes=args.checkpoint_minutes)

@@ -21,9 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from groverlm.bpe import core
-from groverlm.bpe.merges import Merges
+from groverlm.bpe.merges import NUM_SPECIAL, Merges
+from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
 from groverlm.errors import GroverError
 from groverlm.genome import BASES, Record, iter_records
+from groverlm.manifest import (
+    atomic_path,
+    check_resume,
+    fingerprint,
+    prepare_out,
+    write_json,
+    write_manifest,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +219,6 @@ class Trainer:
 
     def save_state(self, folder: Path, meta: dict) -> None:
         """Checkpoint everything needed to continue (atomically: a crash keeps the previous one)."""
-        from groverlm.manifest import atomic_path, write_json
-
         w = self.words
         with atomic_path(folder) as tmp:
             tmp.mkdir()
@@ -259,8 +267,6 @@ class Trainer:
                           ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The current segmentation in batches of words, so memory stays bounded at genome scale:
         (ids as tokenizer ids, starts in the record, index of each word's first token)."""
-        from groverlm.bpe.merges import NUM_SPECIAL
-
         w = self.words
         ends = np.cumsum(w.word_len)
         lo, done = 0, 0
@@ -350,9 +356,6 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
     Every `checkpoint_minutes` (or `checkpoint_cycles`) the state goes to `out/checkpoint/`;
     `resume` continues from it when the genome and settings are the same.
     """
-    from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
-    from groverlm.manifest import check_resume, fingerprint, prepare_out, write_manifest, write_text
-
     if isinstance(genome, str | Path) and not Path(genome).is_file():
         raise GroverError("no such genome file", genome)  # before any output folder is made
     out = prepare_out(out, overwrite)

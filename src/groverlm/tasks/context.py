@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from groverlm.bpe.tokens import TokenizedGenome
 from groverlm.errors import GroverError
 from groverlm.genome import reverse_complement
 from groverlm.tasks.common import load_bpe_tokenizer
@@ -26,8 +27,6 @@ class GenomeContextTokenizer:
     """Token ids of genomic windows in their genome-wide segmentation."""
 
     def __init__(self, tokens_dir: str | Path, vocab: str | Path):
-        from groverlm.bpe.tokens import TokenizedGenome
-
         self.genome = TokenizedGenome.load(tokens_dir)
         self.tokenizer = load_bpe_tokenizer(vocab)
         manifest = Path(vocab) / "manifest.json"
