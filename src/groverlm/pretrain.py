@@ -449,8 +449,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-split", default=listed(dp.mask_split), metavar="MASK,RANDOM",
                    help=f"of the targets: share shown as [MASK], as a random token (default "
                         f"{listed(dp.mask_split)}; BERT: 0.8,0.1)")
-    add_fields(p, TrainConfig, "eval_every", "save_every", "keep_checkpoints", "log_every", "seed",
-               "device", "precision", "compile", "threads")
+    add_fields(p, TrainConfig, "bucket", "eval_every", "save_every", "keep_checkpoints",
+               "log_every", "seed", "device", "precision", "compile", "threads")
     add_fields(p, ModelConfig, "eval_samples", "final_eval_samples", "pad_multiple",
                "unigram_bias")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
@@ -493,7 +493,7 @@ def _pretrain_cmd(args: argparse.Namespace) -> int:
                        eval_every=args.eval_every, save_every=args.save_every,
                        keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
                        seed=args.seed, device=args.device, precision=args.precision,
-                       compile=args.compile, threads=args.threads)
+                       compile=args.compile, threads=args.threads, bucket=args.bucket)
     s = pretrain(args.corpus, args.out, cfg, tcfg, args.resume, args.overwrite,
                  progress=not args.quiet)
     if _rank() == 0:
