@@ -130,13 +130,19 @@ class Context:
         the class is the preset's, BERT or DeBERTa-v2)."""
         return f"lm-bpe{self.summary('select_vocab')['cycles']}"
 
+    def task_dir(self, name: str) -> Path | None:
+        """The folder of task `name` as the tasks stage handed it on, None unless it built it."""
+        built = self.summary("tasks").get(name)
+        folder = self.path(built["dir"]) if built else None
+        return folder if folder is not None and finished(folder) else None
+
     def task_dirs(self, stage: str, wanted: tuple[str, ...] | None) -> list[Path]:
         """The task folders `stage` reads: those it names (`wanted`), else every one tasks built."""
-        built = self.summary("tasks")
         dirs = []
         for name in wanted or self.config.stage("tasks").build:
-            if name not in built or not finished(self.path(built[name]["dir"])):
+            folder = self.task_dir(name)
+            if folder is None:
                 raise GroverError(f"{stage}.tasks names {name!r}, which the tasks stage did not "
                                   "build (add it to tasks.build)", self.config.source)
-            dirs.append(self.path(built[name]["dir"]))
+            dirs.append(folder)
         return dirs

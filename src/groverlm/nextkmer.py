@@ -187,10 +187,8 @@ def valid_starts(record, start: int, end: int, span: int, block: int) -> np.ndar
 
 def draw_samples(genome, region, cfg: NextKmerSamplesConfig) -> Samples:
     """Draw the samples of every split from `region` of a `genome.Genome`."""
+    _, start, end = region.bounds(genome.lengths, "--region")
     rec = genome[region.chrom]
-    start, end = region.start, len(rec) if region.end is None else region.end
-    if end > len(rec):
-        raise GroverError(f"--region {region} ends beyond {region.chrom} ({len(rec):,} bp)")
     ok = valid_starts(rec, start, end, cfg.span, cfg.block)
     block_of = (np.arange(start, end, dtype=np.int64) // cfg.block)
     blocks = np.unique(block_of[ok])

@@ -466,9 +466,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     if not finished(out):
         scorer = Scorer.load(ctx.model, cfg.scoring)
         res: dict[str, Any] = {}
-        built = ctx.summary("tasks")
-        prom = ctx.path(built["prom300"]["dir"]) if "prom300" in built else None
-        if cfg.prom300_rows != 0 and prom is not None and finished(prom):
+        prom = ctx.task_dir("prom300")
+        if cfg.prom300_rows != 0 and prom is not None:
             task = load_task(prom)
             test = task.test
             keep = seeded_subset(len(test), cfg.prom300_rows, cfg.seed)
