@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import load_file
 
 from groverlm.cli import main
+from groverlm.corpus import Corpus
+from groverlm.embed import max_window_tokens
 from groverlm.errors import GroverError
 from groverlm.masking import IGNORE, MaskingConfig, MLMData, mask_tokens
 from groverlm.models import build_config, load_model, load_tokenizer, parse_overrides
@@ -219,6 +221,10 @@ def test_pretrain_cli_writes_a_loadable_model(corpus, tmp_path, capsys):
     tok = AutoTokenizer.from_pretrained(out)
     assert type(model).__name__ == "DebertaV2ForMaskedLM" and model.config.num_hidden_layers == 2
     assert model.config.vocab_size == len(tok) and tok.mask_token == "[MASK]"
+    # windows never reach positions that pretraining left untrained
+    longest = int(Corpus.open(corpus).train.lengths.max())
+    assert longest + 2 < model.config.max_position_embeddings
+    assert tok.model_max_length == longest + 2 and max_window_tokens(model, tok) == longest
     log = read_log(out)
     assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in log if r["kind"] == "eval"] == [3, 6]

@@ -127,6 +127,11 @@ def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_si
     if longest > config.max_position_embeddings:
         raise GroverError(f"samples of {longest} tokens with [CLS]/[SEP] exceed the model's "
                           f"{config.max_position_embeddings} positions", corpus.path)
+    # the saved tokenizer's limit is the longest sample trained on: positions beyond it keep their
+    # random initial embeddings, so fine-tuning, embedding and scoring cut windows no longer than
+    # that (embed.max_window_tokens); the demo's 128-position samples in a 512-position model put
+    # PromScan's 250-token windows half on untrained positions (test MCC 0.51 against 0.57, 1 seed)
+    tokenizer.model_max_length = int(corpus.train.lengths.max()) + 2
     special = set(tokenizer.all_special_ids)
     seen = np.flatnonzero(corpus.train_counts > 0)
     random_ids = torch.tensor([int(i) for i in seen if int(i) not in special], dtype=torch.int64)
