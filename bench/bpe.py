@@ -31,7 +31,7 @@ DEFAULT_GENOME = HERE.parent.parent / "shared" / "data" / "hg19_chr20.fa.gz"
 
 
 def load(genome: Path):
-    from groverlm.genome import iter_records
+    from groverlm.fasta import iter_records
 
     return list(iter_records(genome))
 
@@ -58,7 +58,7 @@ def ours(records, merges: int, chunk: int | None, cpu: bool = False):
 
 def head(genome: Path, fraction: float):
     """Stream the first `fraction` of every record (real sequence: HF would dedupe a tiling)."""
-    from groverlm.genome import Record, iter_records
+    from groverlm.fasta import Record, iter_records
 
     for r in iter_records(genome):
         yield Record(r.name, r.codes[: int(len(r) * fraction)])
@@ -74,7 +74,7 @@ def hf(word_list: list[str], merges: int):
 
 def tiled(records, times: int):
     """The records repeated `times` times under new names (same statistics, `times` the size)."""
-    from groverlm.genome import Record
+    from groverlm.fasta import Record
 
     return [Record(f"{r.name}_{i}", r.codes) for i in range(times) for r in records]
 
@@ -123,7 +123,7 @@ def section_memory(genome: Path, rows):
     on the whole input: the growth per base excludes the interpreter and libraries."""
     import tempfile
 
-    from groverlm.genome import decode, iter_records
+    from groverlm.fasta import decode, iter_records
 
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / "half.fa"
@@ -163,7 +163,7 @@ def section_linear(records, rows):
 
 def section_genome(records, rows, total: float = 3e9):
     from groverlm.bpe.train import Trainer, layout_words
-    from groverlm.genome import Record
+    from groverlm.fasta import Record
     from markov import markov_chain
 
     bases = sum(int((r.codes < 4).sum()) for r in records)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 from groverlm.score import Scorer, ScoringConfig, Variant, score_variants
 
 DATA = Path(os.environ.get("GROVERLM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

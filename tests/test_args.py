@@ -15,7 +15,7 @@ from groverlm.analysis.analyze import AnalyzeConfig
 from groverlm.analysis.annotations import AnnotationConfig
 from groverlm.args import TrainConfig, default
 from groverlm.baselines import TfidfConfig
-from groverlm.bpe.cli import BpeConfig
+from groverlm.bpe import BpeConfig
 from groverlm.cli import build_parser
 from groverlm.cnn import CnnConfig
 from groverlm.config import load_config

@@ -3,13 +3,18 @@ traceback, and no output folder left behind; progress bars off a terminal redraw
 
 from __future__ import annotations
 
+import argparse
+import ast
+import importlib
 import os
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from groverlm.cli import main
+from groverlm.cli import COMMANDS, MODULES, build_parser, main
 
 # each command with its required inputs pointing at MISSING (a path that does not exist)
 CASES = {
@@ -159,3 +164,52 @@ def test_a_wrong_option_value_is_one_line_and_exit_2(name, tmp_path, capsys):
     argv, out = _wrong_inputs(tmp_path, args)
     line = _one_line_exit_2(argv, out, capsys)
     assert option in line, line
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_the_command_table_gives_each_module_the_commands_it_registers(module):
+    sub = argparse.ArgumentParser().add_subparsers()
+    importlib.import_module(module).register(sub)
+    assert set(sub.choices) == {c for c, m in COMMANDS.items() if m == module}
+
+
+def test_no_name_a_stage_package_defines_is_one_of_its_submodules():
+    # a `def train` in bpe/__init__.py would be replaced by the submodule bpe.train once that is
+    # imported (and hide it from `from groverlm.bpe import train` until then)
+    for name in MODULES:
+        pkg = importlib.import_module(name)
+        if not hasattr(pkg, "__path__"):
+            continue
+        body = ast.parse(Path(pkg.__file__).read_text()).body
+        defined = {n.name for n in body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+        defined |= {t.id for n in body if isinstance(n, ast.Assign) for t in n.targets
+                    if isinstance(t, ast.Name)}
+        submodules = {m.name for m in pkgutil.iter_modules(pkg.__path__)}
+        assert not defined & submodules, (name, sorted(defined & submodules))
+
+
+def test_help_lists_every_command_in_the_table_order():
+    subs = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(subs[0].choices) == list(COMMANDS)
+
+
+def test_an_unknown_command_is_one_line_and_exit_2(capsys):
+    assert main(["-v", "no-such-command"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'no-such-command'" in err, err
+
+
+@pytest.mark.parametrize("command", ["genome", "baseline"])
+def test_a_command_imports_no_other_stage_module(command):
+    # `import groverlm` itself loads its public functions (embed, score) and what they import: the
+    # stage modules it leaves out must stay out when the command (here with --help) is another's
+    code = ("import sys; import groverlm; print(' '.join(sys.modules)); "
+            "from groverlm.cli import build_parser; build_parser(sys.argv[1:]); "
+            "print(' '.join(sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, command, "--help"], capture_output=True,
+                         text=True, timeout=120, check=True)
+    package, imported = (set(line.split()) for line in out.stdout.splitlines())
+    others = set(MODULES) - {COMMANDS[command]} - package
+    assert COMMANDS[command] in imported
+    assert "groverlm.runner" in others and "groverlm.pretrain" in others  # the check is not empty
+    assert not imported & others, sorted(imported & others)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from groverlm.cli import main
 from groverlm.corpus import Corpus, CorpusConfig, Region, cut_samples, region_runs, write_corpus
 from groverlm.errors import GroverError
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 from groverlm.models import load_tokenizer
 
 from .lm_fixtures import bare_tokenizer_copy, make_vocab, read_json

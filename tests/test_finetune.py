@@ -213,7 +213,7 @@ def test_given_tokens_are_fed_only_with_the_same_merges(bpe, tmp_path):
 
 
 def test_genome_context_uses_the_genome_segmentation(bpe, tmp_path):
-    from groverlm.genome import Genome
+    from groverlm.fasta import Genome
     from groverlm.tasks.context import GenomeContextTokenizer
 
     genome, train_dir, vocab = bpe

@@ -9,7 +9,7 @@ import pytest
 
 from groverlm.cli import main
 from groverlm.errors import GroverError
-from groverlm.genome import Genome, iter_records, summarize
+from groverlm.fasta import Genome, iter_records, summarize
 
 from .conftest import random_dna, write_fasta
 
@@ -94,11 +94,11 @@ def test_summary_of_real_chr20(chr20):
 
 
 def test_large_record_streams_in_blocks(tmp_path, monkeypatch):
-    import groverlm.genome as genome
+    import groverlm.fasta as fasta
 
-    monkeypatch.setattr(genome, "_BLOCK", 97)  # headers and lines straddle block edges
+    monkeypatch.setattr(fasta, "_BLOCK", 97)  # headers and lines straddle block edges
     seqs = {f"r{i}": random_dna(500 + 37 * i, i) for i in range(5)}
     path = write_fasta(tmp_path / "g.fa", seqs, width=13)
     got = {r.name: r.sequence() for r in iter_records(path)}
     assert got == seqs
-    assert np.array_equal(next(iter_records(path)).codes, genome.encode(seqs["r0"]))
+    assert np.array_equal(next(iter_records(path)).codes, fasta.encode(seqs["r0"]))

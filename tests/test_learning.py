@@ -12,7 +12,7 @@ import pytest
 from groverlm.bpe.export import export_vocab
 from groverlm.bpe.train import write_training
 from groverlm.corpus import CorpusConfig, Region, write_corpus
-from groverlm.genome import iter_records
+from groverlm.fasta import iter_records
 from groverlm.pretrain import ModelConfig, pretrain
 from groverlm.train import TrainConfig
 

@@ -13,7 +13,7 @@ import pytest
 from groverlm.cli import main
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 from groverlm.kmer_vocab import write_kmer_vocab
 from groverlm.kmers import index_to_kmer, kmer_to_index
 from groverlm.metrics import read_metrics

@@ -19,9 +19,9 @@ import groverlm
 from groverlm.analysis.report import render_report
 from groverlm.cli import main
 from groverlm.errors import GroverError
+from groverlm.fasta import Genome, reverse_complement
 from groverlm.finetune import WindowedData, predict, reverse_complement_ids, token_ids
 from groverlm.finetune import score as finetune_metrics
-from groverlm.genome import Genome, reverse_complement
 from groverlm.metrics import read_metrics
 from groverlm.models import load_model, load_tokenizer
 from groverlm.score import (

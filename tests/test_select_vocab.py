@@ -14,7 +14,7 @@ from groverlm.bpe.train import write_training
 from groverlm.cli import main
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 from groverlm.select_vocab import (
     baseline_rows,
     reference_accuracy,

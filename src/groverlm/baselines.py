@@ -1,4 +1,5 @@
-"""Baselines stage: TF-IDF over k-mers (or BPE tokens) with a random forest and logistic regression.
+"""Baselines stage: TF-IDF over k-mers (or BPE tokens) with a random forest and logistic regression;
+`groverlm baseline tfidf|cnn` (the CNN itself is groverlm.cnn).
 
 Reads a task folder (ours or GUE format, via `tasks.load_task`) and optionally a tokenizer folder;
 writes `metrics.json` (schema in `groverlm.metrics`) and `manifest.json` into the output folder.
@@ -19,19 +20,21 @@ RUN_DIR/baselines/TASK and, with baselines.cnn set, the CNN's RUN_DIR/baselines/
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from groverlm.args import listed
 from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
 from groverlm.errors import GroverError
-from groverlm.kmers import kmer_count_matrix
+from groverlm.kmers import kmer_count_matrix, parse_ks
 from groverlm.manifest import finished, prepare_out, write_manifest
 from groverlm.metrics import (
     THRESHOLDS,
@@ -41,9 +44,9 @@ from groverlm.metrics import (
     scored_metrics,
     write_metrics,
 )
+from groverlm.tasks import TASKS
 from groverlm.tasks.common import load_bpe_tokenizer, seeded_subset
 from groverlm.tasks.gue import load_task
-from groverlm.tasks_cli import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -315,9 +318,109 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
             tfidf_task(task_dir, out, cfg.tfidf, vocab=ctx.vocab if cfg.bpe else None)
         outs = [out]
         if cfg.cnn is not None:
-            outs.append(ctx.out / "cnn" / name)  # "cnn" is no task name (tasks_cli.TASKS)
+            outs.append(ctx.out / "cnn" / name)  # "cnn" is no task name (tasks.TASKS)
             if not finished(outs[-1]):
                 cnn_task(task_dir, outs[-1], cfg.cnn)
         summary[name] = {r["model"]: r.get("mcc_mean", r["test"]["mcc"])
                          for o in outs for r in read_metrics(o / "metrics.json")}
     return summary
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    dt = TfidfConfig()
+    t = sub.add_parser("baseline", help="baselines on a task folder")
+    tg = t.add_subparsers(dest="baseline_command", metavar="MODEL", required=True)
+    f = tg.add_parser("tfidf", help="TF-IDF over k-mers (and BPE tokens) + random forest / LR")
+    f.add_argument("--task", required=True, help="task folder (ours or GUE format)")
+    f.add_argument("--out", required=True, help="output folder (metrics.json, manifest.json)")
+    f.add_argument("--k", default=listed(dt.ks),
+                   help=f"k values tried, chosen on dev (default {listed(dt.ks)})")
+    f.add_argument("--vocab", help="tokenizer folder: also TF-IDF over its BPE tokens")
+    f.add_argument("--models", default=",".join(dt.models),
+                   help=f"rf and/or lr (default {','.join(dt.models)})")
+    f.add_argument("--seeds", default=listed(dt.seeds),
+                   help=f"forest seeds, comma-separated (default {listed(dt.seeds)})")
+    f.add_argument("--trees", type=int, default=dt.n_estimators,
+                   help=f"random forest size (default {dt.n_estimators})")
+    f.add_argument("--max-train", type=int, default=dt.max_train,
+                   help="train on a seeded random subset of this many rows")
+    f.add_argument("--no-class-weight", action="store_true",
+                   help="do not reweight classes (default: balanced weights)")
+    f.add_argument("--jobs", type=int, default=dt.n_jobs,
+                   help=f"cores for the forest (default {dt.n_jobs})")
+    f.add_argument("--threshold", choices=("argmax", "dev"), default=dt.threshold,
+                   help="binary tasks: argmax (default) or the cut with the best dev MCC")
+    f.add_argument("--overwrite", action="store_true")
+    f.set_defaults(func=tfidf)
+
+    # the CNN's defaults live on CnnConfig only: a flag left out keeps the dataclass's value
+    d = CnnConfig()
+    c = tg.add_parser("cnn", help="a small CNN on one-hot DNA, trained from scratch (early "
+                                  "stopping on dev MCC)")
+    c.add_argument("--task", required=True, help="task folder (ours or GUE format)")
+    c.add_argument("--out", required=True, help="output folder (metrics.json, manifest.json)")
+    c.add_argument("--seeds", help=f"one run per seed, comma-separated; test MCC mean ± std over "
+                                   f"them (default {','.join(map(str, d.seeds))})")
+    c.add_argument("--epochs", type=int, help=f"most passes over train (default {d.epochs})")
+    c.add_argument("--patience", type=int,
+                   help=f"stop after N epochs without a better dev MCC (default {d.patience})")
+    c.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr:g})")
+    c.add_argument("--batch-size", type=int, help=f"sequences per step (default {d.batch_size})")
+    c.add_argument("--channels", type=int, help=f"filters per convolution (default {d.channels})")
+    c.add_argument("--kernel", type=int, help=f"filter width in bases (default {d.kernel})")
+    c.add_argument("--layers", type=int, help=f"convolution blocks (default {d.layers})")
+    c.add_argument("--max-train", type=int,
+                   help=f"train on a seeded random subset of N rows; 0: all (default "
+                        f"{d.max_train})")
+    c.add_argument("--no-class-weight", action="store_true",
+                   help="do not reweight classes (default: balanced weights)")
+    c.add_argument("--threshold", choices=THRESHOLDS,
+                   help=f"binary tasks: argmax or the cut with the best dev MCC (default "
+                        f"{d.threshold})")
+    c.add_argument("--threads", type=int, help=f"torch CPU threads (default {d.threads})")
+    c.add_argument("--overwrite", action="store_true")
+    c.set_defaults(func=cnn)
+
+
+def tfidf(args: argparse.Namespace) -> int:
+    cfg = TfidfConfig(ks=tuple(parse_ks(args.k)), models=tuple(m for m in args.models.split(",")
+                                                                if m),
+                      seeds=_seeds(args.seeds), class_weight=None if args.no_class_weight else "balanced",
+                      n_estimators=args.trees, max_train=args.max_train, n_jobs=args.jobs,
+                      threshold=args.threshold)
+    results = tfidf_task(args.task, args.out, cfg, args.vocab, args.overwrite)
+    for r in results:
+        t = r["test"]
+        auroc = "-" if t["auroc"] is None else f"{t['auroc']:.3f}"
+        print(f"baseline {r['model']} on {r['task']} ({r['params']['features']}): test MCC "
+              f"{r['mcc_mean']:.3f} ± {r['mcc_std']:.3f}, F1 {t['f1']:.3f}, accuracy "
+              f"{t['accuracy']:.3f}, AUROC {auroc} -> {args.out}/metrics.json")
+    return 0
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s)
+    except ValueError:
+        raise GroverError(f"--seeds {text!r}: expected integers like 0,1,2") from None
+
+
+def cnn(args: argparse.Namespace) -> int:
+    flags = {"epochs": args.epochs, "patience": args.patience, "lr": args.lr,
+             "batch_size": args.batch_size, "channels": args.channels, "kernel": args.kernel,
+             "layers": args.layers, "threshold": args.threshold, "threads": args.threads,
+             "seeds": None if args.seeds is None else _seeds(args.seeds)}
+    given = {k: v for k, v in flags.items() if v is not None}  # the rest: CnnConfig's defaults
+    if args.max_train is not None:
+        given["max_train"] = args.max_train or None  # 0: the whole training split
+    if args.no_class_weight:
+        given["class_weight"] = None
+    cfg = replace(CnnConfig(), **given)
+    r = cnn_task(args.task, args.out, cfg, args.overwrite)
+    t = r["test"]
+    auroc = "-" if t["auroc"] is None else f"{t['auroc']:.3f}"
+    epochs = ", ".join(str(p["best_epoch"]) for p in r["per_seed"])
+    print(f"baseline {r['model']} on {r['task']}: test MCC {r['mcc_mean']:.3f} ± {r['mcc_std']:.3f}"
+          f" over {len(r['seeds'])} seed(s) (best epoch {epochs}); seed {r['seeds'][0]}: F1 "
+          f"{t['f1']:.3f}, accuracy {t['accuracy']:.3f}, AUROC {auroc} -> {args.out}/metrics.json")
+    return 0

@@ -15,25 +15,33 @@ import sys
 from groverlm import __version__
 from groverlm.errors import GroverError
 
-# Modules with a `register(subparsers)` function, in the order their commands are listed. Keep them
-# light to import: heavy libraries (torch, transformers) are imported inside the command functions.
-STAGES = [
-    "groverlm.runner",
-    "groverlm.data",
-    "groverlm.genome_cli",
-    "groverlm.bpe.cli",
-    "groverlm.corpus",
-    "groverlm.pretrain",
-    "groverlm.embed",
-    "groverlm.score",
-    "groverlm.analysis.analyze",
-    "groverlm.analysis.report",
-    "groverlm.tasks_cli",
-    "groverlm.kmer_vocab",
-    "groverlm.finetune",
-    "groverlm.nextkmer",
-    "groverlm.select_vocab",
-]
+# Each top-level command and the module whose `register(subparsers)` adds it, in the order `groverlm
+# --help` lists them. `groverlm CMD ...` imports only CMD's module; help, --version and an unknown
+# command import them all. Keep the modules light to import: heavy libraries (torch, transformers)
+# are imported inside the command functions.
+COMMANDS = {
+    "run": "groverlm.runner",
+    "demo": "groverlm.runner",
+    "data": "groverlm.data",
+    "genome": "groverlm.genome",
+    "bpe": "groverlm.bpe",
+    "corpus": "groverlm.corpus",
+    "pretrain": "groverlm.pretrain",
+    "plot-log": "groverlm.pretrain",
+    "embed": "groverlm.embed",
+    "score": "groverlm.score",
+    "ism": "groverlm.score",
+    "analyze": "groverlm.analysis.analyze",
+    "report": "groverlm.analysis.report",
+    "tasks": "groverlm.tasks",
+    "baseline": "groverlm.baselines",
+    "compare": "groverlm.metrics",
+    "kmer-vocab": "groverlm.kmer_vocab",
+    "finetune": "groverlm.finetune",
+    "nextkmer": "groverlm.nextkmer",
+    "select-vocab": "groverlm.select_vocab",
+}
+MODULES = list(dict.fromkeys(COMMANDS.values()))  # each once, in listing order
 
 
 class Parser(argparse.ArgumentParser):
@@ -44,14 +52,28 @@ class Parser(argparse.ArgumentParser):
         raise GroverError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_module(argv: list[str]) -> str | None:
+    """The module that owns the command `argv` names; None for help, --version, no command or an
+    unknown one (then every module registers: help lists all, argparse names the bad choice)."""
+    for arg in argv:
+        if arg in ("-h", "--help", "--version"):
+            return None
+        if not arg.startswith("-"):  # the first word that is no top-level option (-v) is the command
+            return COMMANDS.get(arg)
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `groverlm` parser; with `argv`, only the module owning its command is imported and
+    registered (every module when it names none)."""
+    owner = None if argv is None else command_module(argv)
     parser = Parser(
         prog="groverlm", description="GROVER DNA language model: genome-scale BPE vocabulary, BERT "
         "pretraining, vocabulary selection, genome-biology tasks, baselines and analyses.")
     parser.add_argument("--version", action="version", version=f"groverlm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in STAGES:
+    for name in MODULES if owner is None else [owner]:
         importlib.import_module(name).register(sub)
     return parser
 
@@ -61,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         # progress bars written to a file or pipe (a log, CI): a redraw every 5 s, not thousands
         # (tqdm reads TQDM_* variables as defaults for every bar, transformers' included)
         os.environ.setdefault("TQDM_MININTERVAL", "5")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except GroverError as err:

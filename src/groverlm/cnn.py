@@ -37,6 +37,7 @@ import numpy as np
 
 from groverlm.args import stable, volatile
 from groverlm.errors import GroverError
+from groverlm.finetune import torch_threads
 from groverlm.manifest import prepare_out, write_manifest
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
 from groverlm.tasks.gue import load_task
@@ -289,7 +290,6 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
     `labels` fixes the class list the metrics use; default: the labels seen in any split.
     """
     from groverlm.baselines import check_splits  # lazy: baselines imports CnnConfig
-    from groverlm.finetune import torch_threads  # lazy: finetune imports tasks_cli, which imports cnn
 
     if not (len(dev_seqs) and len(test_seqs)):
         raise GroverError("the dev and test splits must not be empty")

@@ -36,16 +36,16 @@ from groverlm.analysis.analyze import AnalysisConfig
 from groverlm.analysis.report import ReportConfig
 from groverlm.args import parse_override
 from groverlm.baselines import BaselinesConfig
-from groverlm.bpe.cli import BpeConfig
+from groverlm.bpe import BpeConfig
 from groverlm.corpus import CorpusConfig
 from groverlm.errors import GroverError
 from groverlm.finetune import FinetuneConfig
-from groverlm.genome_cli import GenomeConfig
+from groverlm.genome import GenomeConfig
 from groverlm.nextkmer import NextKmerConfig
 from groverlm.pretrain import PretrainConfig
 from groverlm.score import ScoreConfig
 from groverlm.select_vocab import SelectVocabConfig
-from groverlm.tasks_cli import TasksConfig
+from groverlm.tasks import TasksConfig
 
 
 @dataclass(frozen=True)

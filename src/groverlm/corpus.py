@@ -39,7 +39,7 @@ import numpy as np
 from groverlm.bpe.tokens import TokenizedGenome
 from groverlm.context import Context
 from groverlm.errors import GroverError
-from groverlm.genome import decode, iter_records
+from groverlm.fasta import decode, iter_records
 from groverlm.manifest import (
     fingerprint,
     finished,

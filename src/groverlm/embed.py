@@ -36,7 +36,7 @@ import numpy as np
 from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows, wrap
 from groverlm.errors import GroverError
-from groverlm.genome import Genome, decode, iter_records, reverse_complement, text_lines
+from groverlm.fasta import Genome, decode, iter_records, reverse_complement, text_lines
 from groverlm.manifest import atomic_path, fingerprint, write_json, write_text
 from groverlm.models import load_model, load_tokenizer
 

@@ -61,7 +61,7 @@ from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
 from groverlm.embed import max_window_tokens, tokenize
 from groverlm.errors import GroverError
-from groverlm.genome import reverse_complement
+from groverlm.fasta import reverse_complement
 from groverlm.manifest import (
     MANIFEST,
     SETTINGS,
@@ -74,10 +74,10 @@ from groverlm.manifest import (
 )
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
 from groverlm.models import load_model, load_tokenizer, save_model
+from groverlm.tasks import TASKS
 from groverlm.tasks.common import seeded_subset
 from groverlm.tasks.context import GenomeContextTokenizer
 from groverlm.tasks.gue import load_task
-from groverlm.tasks_cli import TASKS
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.genome import BASES, NON_ACGT, encode
+from groverlm.fasta import BASES, NON_ACGT, encode
 
 MAX_K = 15  # 4**15 indices still fit comfortably in int64 arithmetic and memory for a count vector
 
@@ -59,7 +59,7 @@ def all_kmers(k: int) -> list[str]:
 
 def kmer_ids(seq: str | np.ndarray, k: int) -> np.ndarray:
     """Index of the k-mer starting at every position: (len - k + 1,) int64, -1 where the window
-    holds a non-A/C/G/T base. `seq` is a string or uint8 codes (`genome.encode`).
+    holds a non-A/C/G/T base. `seq` is a string or uint8 codes (`fasta.encode`).
 
     >>> kmer_ids("ACGTNAC", 2).tolist()
     [1, 6, 11, -1, -1, 1]

@@ -1,6 +1,7 @@
 """Evaluation metrics and the `metrics.json` schema shared by every stage that scores a classifier.
 
-Reads and writes `metrics.json` files (baselines, fine-tuning); `groverlm compare` reads them back.
+Reads and writes `metrics.json` files (baselines, fine-tuning); `groverlm compare` (here) reads them
+back into one table.
 One implementation of MCC, F1, accuracy, AUROC and the confusion matrix, wrapping scikit-learn, so
 every stage reports the same numbers for the same predictions. MCC is the headline metric.
 
@@ -17,6 +18,7 @@ A file holding one bare result record (with "task" and "model") is read as a one
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.manifest import write_json
+from groverlm.manifest import write_json, write_text
 
 SCHEMA = "groverlm-metrics/1"
 METRICS = "metrics.json"
@@ -279,3 +281,29 @@ def format_table(tasks: list[str], models: list[str], cells: dict, fmt: str = "m
            for r in rows]
     out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out) + "\n"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("compare", help="table of test MCC (task x model) from metrics.json files")
+    m.add_argument("dirs", nargs="+", help="folders searched for metrics.json (or the files)")
+    m.add_argument("--out", help="write the table: .md for markdown, .tsv for TSV")
+    m.set_defaults(func=compare)
+
+
+def compare(args: argparse.Namespace) -> int:
+    files = find_metrics(args.dirs)
+    if not files:
+        raise GroverError(f"no metrics.json under {' '.join(args.dirs)}")
+    records = [r for f in files for r in read_metrics(f)]
+    tasks, models, cells = results_table(records)
+    print(format_table(tasks, models, cells, "markdown"), end="")
+    if args.out:
+        if args.out.endswith(".tsv"):
+            write_text(args.out, format_table(tasks, models, cells, "tsv"))
+        elif args.out.endswith(".md"):
+            write_text(args.out, format_table(tasks, models, cells, "markdown"))
+        else:
+            raise GroverError("--out must end in .md or .tsv", args.out)
+    print(f"compare: {len(records)} results from {len(files)} files, {len(tasks)} tasks x "
+          f"{len(models)} models" + (f" -> {args.out}" if args.out else ""))
+    return 0

@@ -171,7 +171,7 @@ def valid_starts(record, start: int, end: int, span: int, block: int) -> np.ndar
     """(end - start,) bool: True at positions p where [p, p + span) is A/C/G/T only, inside
     [start, end) and inside one block of `block` bases.
 
-    >>> from groverlm.genome import Record, encode
+    >>> from groverlm.fasta import Record, encode
     >>> valid_starts(Record("r", encode("ACGTNACGTACG")), 0, 12, 3, 6).nonzero()[0].tolist()
     [0, 1, 6, 7, 8, 9]
     """
@@ -186,7 +186,7 @@ def valid_starts(record, start: int, end: int, span: int, block: int) -> np.ndar
 
 
 def draw_samples(genome, region, cfg: NextKmerSamplesConfig) -> Samples:
-    """Draw the samples of every split from `region` of a `genome.Genome`."""
+    """Draw the samples of every split from `region` of a `fasta.Genome`."""
     _, start, end = region.bounds(genome.lengths, "--region")
     rec = genome[region.chrom]
     ok = valid_starts(rec, start, end, cfg.span, cfg.block)

@@ -24,7 +24,8 @@ unchanged, and starts the stage afresh otherwise.
 
 Stages: genome, bpe, select_vocab, corpus, pretrain, nextkmer, tasks, finetune, baselines,
 analysis, score, report. A new stage is one module with its config dataclass and a `run(cfg, ctx)`,
-one line in `STAGES` and one line in `groverlm.config.STAGE_SECTIONS`.
+one line in `STAGES` and one line in `groverlm.config.STAGE_SECTIONS` (and its command's line in
+`groverlm.cli.COMMANDS`).
 """
 
 from __future__ import annotations
@@ -73,13 +74,13 @@ class Stage:
 
 # The pipeline, in order.
 STAGES: list[Stage] = [
-    Stage("genome", "groverlm.genome_cli", data=lambda d: [d.genome, d.tss]),
-    Stage("bpe", "groverlm.bpe.cli", needs=("genome",)),
+    Stage("genome", "groverlm.genome", data=lambda d: [d.genome, d.tss]),
+    Stage("bpe", "groverlm.bpe", needs=("genome",)),
     Stage("select_vocab", "groverlm.select_vocab", needs=("genome", "bpe")),
     Stage("corpus", "groverlm.corpus", needs=("genome", "select_vocab")),
     Stage("pretrain", "groverlm.pretrain", needs=("corpus",)),
     Stage("nextkmer", "groverlm.nextkmer", needs=("genome", "select_vocab", "pretrain")),
-    Stage("tasks", "groverlm.tasks_cli", needs=("genome", "select_vocab"),
+    Stage("tasks", "groverlm.tasks", needs=("genome", "select_vocab"),
           data=lambda d: [d.ctcf_motif, *d.ctcf_peaks]),
     Stage("finetune", "groverlm.finetune", needs=("select_vocab", "pretrain", "tasks")),
     Stage("baselines", "groverlm.baselines", needs=("select_vocab", "tasks")),

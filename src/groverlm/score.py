@@ -55,8 +55,8 @@ from groverlm.context import Context
 from groverlm.corpus import Region
 from groverlm.embed import iter_batches, load_encoder, max_window_tokens, read_items
 from groverlm.errors import GroverError
+from groverlm.fasta import Genome, reverse_complement
 from groverlm.finetune import given_tokens_apply, token_ids
-from groverlm.genome import Genome, reverse_complement
 from groverlm.manifest import (
     atomic_path,
     finished,

@@ -60,12 +60,12 @@ import numpy as np
 
 from groverlm.analysis.plots import COLORS, figure, save_png
 from groverlm.args import add_fields, drop_keys, listed, stable, volatile, volatile_keys
-from groverlm.bpe.cli import vocab_summary
+from groverlm.bpe import vocab_summary
 from groverlm.context import Context
 from groverlm.corpus import CorpusConfig, Region, write_corpus
 from groverlm.errors import GroverError
+from groverlm.fasta import decode, iter_records
 from groverlm.finetune import ClassifierConfig
-from groverlm.genome import decode, iter_records
 from groverlm.kmer_vocab import write_kmer_vocab
 from groverlm.manifest import (
     MANIFEST,

@@ -9,7 +9,7 @@ from groverlm.analysis import annotations as ann
 from groverlm.analysis.windows import Window, sample_windows
 from groverlm.embed import load_encoder
 from groverlm.errors import GroverError
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 from groverlm.tasks.annotations import merge_intervals
 
 from .fixtures import make_model, make_vocab

@@ -10,7 +10,7 @@ from groverlm.analysis import context
 from groverlm.analysis.windows import sample_windows
 from groverlm.embed import load_encoder, special_ids
 from groverlm.errors import GroverError
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 
 from .fixtures import make_model, make_vocab
 

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 from groverlm.bpe.merges import SPECIAL_TOKENS, Merges
 from groverlm.bpe.tokens import TokenizedGenome
 from groverlm.cli import main
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 
 from ..conftest import random_dna, write_fasta
 

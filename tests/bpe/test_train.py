@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from groverlm.bpe.core import INTERIOR, SEP
 from groverlm.bpe.merges import NUM_SPECIAL, Merges
 from groverlm.bpe.train import layout_words, train_bpe
-from groverlm.genome import Record, encode, iter_records
+from groverlm.fasta import Record, encode, iter_records
 
 from .reference import naive_bpe
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 
 from ..conftest import random_dna, write_fasta
 

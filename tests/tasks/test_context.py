@@ -10,7 +10,7 @@ import pytest
 
 from groverlm.bpe.tokens import TokenizedGenome
 from groverlm.errors import GroverError
-from groverlm.genome import reverse_complement
+from groverlm.fasta import reverse_complement
 from groverlm.tasks.context import GenomeContextTokenizer
 
 

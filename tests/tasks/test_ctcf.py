@@ -9,7 +9,7 @@ import pytest
 
 from groverlm.cli import main
 from groverlm.errors import GroverError
-from groverlm.genome import Genome, Record, encode, reverse_complement
+from groverlm.fasta import Genome, Record, encode, reverse_complement
 from groverlm.tasks.ctcf import (
     CTCFConfig,
     Hit,

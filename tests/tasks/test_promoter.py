@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from groverlm.cli import main
-from groverlm.genome import reverse_complement
+from groverlm.fasta import reverse_complement
 from groverlm.tasks.annotations import TSS
 from groverlm.tasks.common import load_bpe_tokenizer, overlapping_pairs
 from groverlm.tasks.gue import load_task

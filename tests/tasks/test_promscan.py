@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from groverlm.cli import main
-from groverlm.genome import reverse_complement
+from groverlm.fasta import reverse_complement
 from groverlm.tasks.annotations import TSS
 from groverlm.tasks.gue import load_task
 from groverlm.tasks.promscan import PromScanConfig, promscan_examples

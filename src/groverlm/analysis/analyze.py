@@ -38,7 +38,7 @@ from groverlm.args import add_fields, volatile
 from groverlm.context import Context
 from groverlm.embed import load_encoder
 from groverlm.errors import GroverError
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 from groverlm.manifest import fingerprint, finished, prepare_out, read_manifest, write_json, write_manifest
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.genome import BASES, reverse_complement
+from groverlm.fasta import BASES, reverse_complement
 from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
 from groverlm.tasks.common import load_genome, seeded_subset
 from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_genome, suppress

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.genome import BASES
+from groverlm.fasta import BASES
 from groverlm.manifest import write_text
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

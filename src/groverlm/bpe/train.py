@@ -24,7 +24,7 @@ from groverlm.bpe import core
 from groverlm.bpe.merges import NUM_SPECIAL, Merges
 from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
 from groverlm.errors import GroverError
-from groverlm.genome import BASES, Record, iter_records
+from groverlm.fasta import BASES, Record, iter_records
 from groverlm.manifest import (
     atomic_path,
     check_resume,

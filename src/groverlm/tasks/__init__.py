@@ -1,10 +1,22 @@
-"""Genome-biology tasks: builders (Prom300, PromScan, CTCF) and the task-folder reader.
+"""Tasks stage: `groverlm tasks prom300|promscan|ctcf`; the genome-biology task builders (Prom300,
+PromScan, CTCF) and the task-folder reader.
+
+In a run (`run`): reads the genome stage's FASTA and TSS list, the run's vocabulary (Prom300's
+token shuffles) and the CTCF motif and peaks; writes RUN_DIR/tasks/TASK for each of tasks.build.
 
 A task folder holds train.csv, dev.csv, test.csv (sequence,label[,chrom,start,end,strand]) and, when
 we built it, manifest.json. Builders: `build_prom300`, `build_promscan`, `build_ctcf`; every
 consumer reads a folder (ours or a GUE one) with `load_task`.
 """
 
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+from groverlm.context import Context
+from groverlm.manifest import finished, read_manifest
 from groverlm.tasks.common import Example, SplitConfig, split_examples, write_task
 from groverlm.tasks.context import GenomeContextTokenizer
 from groverlm.tasks.ctcf import CTCFConfig, build_ctcf, read_jaspar
@@ -13,7 +25,174 @@ from groverlm.tasks.promoter import Prom300Config, build_prom300
 from groverlm.tasks.promscan import PromScanConfig, build_promscan
 
 __all__ = [
-    "CTCFConfig", "Example", "GenomeContextTokenizer", "Prom300Config", "PromScanConfig", "Split",
-    "SplitConfig", "Task", "build_ctcf", "build_prom300", "build_promscan", "load_task",
-    "read_jaspar", "split_examples", "write_task",
+    "TASKS", "CTCFConfig", "Example", "GenomeContextTokenizer", "Prom300Config", "PromScanConfig",
+    "Split", "SplitConfig", "Task", "TasksConfig", "build_ctcf", "build_prom300", "build_promscan",
+    "load_task", "read_jaspar", "split_examples", "write_task",
 ]
+
+TASKS = ("prom300", "promscan", "ctcf")  # task builders the tasks stage knows, in build order
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    """Tasks stage: which genome-biology tasks are built, each with its builder's own config."""
+
+    build: tuple[str, ...] = TASKS  # tasks to build (subset of prom300, promscan, ctcf)
+    prom300: Prom300Config = field(default_factory=Prom300Config)  # promoter vs shuffle, 300 bp
+    promscan: PromScanConfig = field(default_factory=PromScanConfig)  # TSS window among 1 kb tiles
+    ctcf: CTCFConfig = field(default_factory=CTCFConfig)  # bound vs unbound CTCF motif hits
+
+    def __post_init__(self):
+        bad = [t for t in self.build if t not in TASKS]
+        if bad or not self.build:
+            raise ValueError(f"build must be among {', '.join(TASKS)}, got {list(self.build)}")
+
+
+def _chroms(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [c for v in values for c in v.split(",") if c]
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}"
+                                         ) from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers (train,dev,test), got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
+    p.add_argument("--out", required=True, help="task folder to write (train/dev/test.csv)")
+    p.add_argument("--chrom", action="append", metavar="NAME",
+                   help="only these records of the genome (repeat or comma-separate)")
+    d = SplitConfig()
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed for shuffles, splits and row order")
+    p.add_argument("--split", choices=["auto", "chrom", "block"], default=d.method,
+                   help=f"by chromosome (>= 3 holding examples) or by genomic blocks (default "
+                        f"{d.method})")
+    p.add_argument("--split-fractions", type=_fractions, default=d.fractions, metavar="TR,DEV,TE",
+                   help=f"shares of train,dev,test (default {','.join(map(str, d.fractions))})")
+    p.add_argument("--split-block", type=int, default=d.block, metavar="BP",
+                   help=f"block length for --split block (default {d.block:,})")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished task folder")
+
+
+def _split(args: argparse.Namespace):
+    return SplitConfig(args.split, tuple(args.split_fractions), args.split_block, args.seed)
+
+
+def run(cfg: Any, ctx: Context) -> dict[str, Any]:
+    """Tasks stage: Prom300, PromScan and CTCF folders (train/dev/test.csv) from the genome."""
+    # the builders are looked up in this package's namespace at call time: tests replace them here
+    d = ctx.data
+    tss, fmt = ctx.tss
+    summary = {}
+    for name in cfg.build:
+        out = ctx.out / name
+        if not finished(out):
+            if name == "prom300":
+                build_prom300(ctx.genome, tss, out, cfg.prom300, vocab=ctx.vocab, tss_format=fmt)
+            elif name == "promscan":
+                build_promscan(ctx.genome, tss, out, cfg.promscan, tss_format=fmt)
+            else:
+                build_ctcf(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), out, cfg.ctcf)
+        summary[name] = {"dir": ctx.relative(out), **read_manifest(out)["counts"]}
+    return summary
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    dp, ds, dc = Prom300Config(), PromScanConfig(), CTCFConfig()
+    p = sub.add_parser("tasks", help="build genome-biology tasks (Prom300, PromScan, CTCF)")
+    g = p.add_subparsers(dest="tasks_command", metavar="TASK", required=True)
+
+    a = g.add_parser("prom300", help="300 bp promoters against shuffled copies (GROVER)")
+    _common(a)
+    a.add_argument("--tss", required=True, help="TSS list: RefSeq, GENCODE or BED6 (detected)")
+    a.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto")
+    a.add_argument("--vocab", help="tokenizer folder (needed by --negatives token)")
+    a.add_argument("--negatives", choices=["token", "dinucleotide", "deepromoter"],
+                   default=dp.negatives,
+                   help=f"how negatives are shuffled (default {dp.negatives}, as GROVER)")
+    a.add_argument("--upstream", type=int, default=dp.upstream,
+                   help=f"bases before the TSS (default {dp.upstream})")
+    a.add_argument("--downstream", type=int, default=dp.downstream,
+                   help=f"bases after the TSS (default {dp.downstream})")
+    a.add_argument("--collapse", choices=["overlap", "none"], default=dp.collapse,
+                   help="drop windows overlapping a kept one on the same strand (default)")
+    a.set_defaults(func=prom300_command)
+
+    b = g.add_parser("promscan", help="1 kb windows tiled around TSSs, label the TSS window")
+    _common(b)
+    b.add_argument("--tss", required=True, help="TSS list: RefSeq, GENCODE or BED6 (detected)")
+    b.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto")
+    b.add_argument("--window", type=int, default=ds.window,
+                   help=f"window length (default {ds.window})")
+    b.add_argument("--region", type=int, default=ds.region,
+                   help=f"span tiled per TSS (default {ds.region})")
+    b.add_argument("--stride", type=int, default=ds.stride,
+                   help=f"window shift (default {ds.stride})")
+    b.set_defaults(func=promscan_command)
+
+    c = g.add_parser("ctcf", help="CTCF motif hits, bound (in a ChIP-seq peak) or not")
+    _common(c)
+    c.add_argument("--motif", required=True, help="JASPAR count matrix (one motif)")
+    c.add_argument("--peaks", required=True, nargs="+", help="ChIP-seq peak BED file(s)")
+    c.add_argument("--window", type=int, default=dc.window,
+                   help=f"window centred on a hit (default {dc.window})")
+    c.add_argument("--threshold", type=float, default=dc.threshold,
+                   help="log-odds cut-off in bits (default: from --rel-threshold)")
+    c.add_argument("--rel-threshold", type=float, default=dc.rel_threshold,
+                   help=f"cut-off as a fraction from min to max score (default {dc.rel_threshold})")
+    c.add_argument("--min-spacing", type=int, default=dc.min_spacing,
+                   help="suppress weaker hits closer than this (default: --window)")
+    c.add_argument("--orient", choices=["motif", "genome"], default=dc.orient,
+                   help="read windows on the hit's strand (default) or the + strand")
+    c.add_argument("--max-negative-ratio", type=float, default=dc.max_negative_ratio,
+                   help="keep at most this many unbound hits per bound one (default all)")
+    c.set_defaults(func=ctcf_command)
+
+
+def prom300_command(args: argparse.Namespace) -> int:
+    cfg = Prom300Config(args.upstream, args.downstream, args.negatives, collapse=args.collapse,
+                        seed=args.seed, split=_split(args))
+    man = build_prom300(args.genome, args.tss, args.out, cfg, args.vocab, _chroms(args.chrom),
+                        args.tss_format, args.overwrite)
+    _summary("prom300", man, args.out)
+    return 0
+
+
+def promscan_command(args: argparse.Namespace) -> int:
+    cfg = PromScanConfig(args.window, args.region, args.stride, args.seed, _split(args))
+    man = build_promscan(args.genome, args.tss, args.out, cfg, _chroms(args.chrom),
+                         args.tss_format, args.overwrite)
+    _summary("promscan", man, args.out)
+    return 0
+
+
+def ctcf_command(args: argparse.Namespace) -> int:
+    cfg = CTCFConfig(args.window, args.threshold, args.rel_threshold,
+                     min_spacing=args.min_spacing, orient=args.orient,
+                     max_negative_ratio=args.max_negative_ratio, seed=args.seed,
+                     split=_split(args))
+    man = build_ctcf(args.genome, args.motif, args.peaks, args.out, cfg, _chroms(args.chrom),
+                     args.overwrite)
+    h = man["hits"]
+    print(f"ctcf: threshold {h['threshold_bits']:.2f} bits, {h['hits']:,} hits, "
+          f"{h['hits_kept']:,} kept, {100 * h['fraction_bound']:.1f}% bound")
+    _summary("ctcf", man, args.out)
+    return 0
+
+
+def _summary(task: str, man: dict, out: str) -> None:
+    parts = []
+    for s, c in man["counts"].items():
+        n = sum(c.values())
+        pos = c.get("1", 0)
+        parts.append(f"{s} {n:,} ({100 * pos / n:.1f}% label 1)")
+    print(f"tasks {task}: {', '.join(parts)}; split by {man['split']['method']} -> {out}")

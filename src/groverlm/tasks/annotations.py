@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.genome import text_lines
+from groverlm.fasta import text_lines
 
 log = logging.getLogger(__name__)
 

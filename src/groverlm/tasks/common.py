@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.genome import NON_ACGT, Genome, iter_records
+from groverlm.fasta import NON_ACGT, Genome, iter_records
 from groverlm.manifest import MANIFEST, atomic_path, prepare_out, write_manifest
 
 log = logging.getLogger(__name__)

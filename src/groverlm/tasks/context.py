@@ -19,7 +19,7 @@ import numpy as np
 
 from groverlm.bpe.tokens import TokenizedGenome
 from groverlm.errors import GroverError
-from groverlm.genome import reverse_complement
+from groverlm.fasta import reverse_complement
 from groverlm.tasks.common import load_bpe_tokenizer
 
 

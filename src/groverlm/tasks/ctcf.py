@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.genome import BASES, Genome
+from groverlm.fasta import BASES, Genome
 from groverlm.manifest import prepare_out
 from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
 from groverlm.tasks.common import (

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.genome import Genome
+from groverlm.fasta import Genome
 from groverlm.manifest import prepare_out
 from groverlm.tasks.annotations import TSS, filter_tss, read_tss
 from groverlm.tasks.common import (

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from groverlm.bpe.train import write_training
 from groverlm.context import Context
 from groverlm.manifest import finished
 
@@ -36,6 +35,7 @@ class BpeConfig:
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Vocabulary stage: BPE on the genome (segmentation saved at `cycles`), then the export."""
     from groverlm.bpe.export import export_vocab
+    from groverlm.bpe.train import write_training
 
     train, vocab = ctx.out / "train", ctx.out / "vocab"
     if not finished(train):
@@ -69,17 +69,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
                    help="save the training state every M minutes (default 10)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.set_defaults(func=train)
+    t.set_defaults(func=train_command)
 
     e = g.add_parser("export", help="write a Hugging Face tokenizer for C cycles")
     e.add_argument("train_dir", help="a `bpe train` output folder")
     e.add_argument("--cycles", type=int, required=True, help="cycle count C")
     e.add_argument("--out", required=True, help="tokenizer folder to write")
     e.add_argument("--overwrite", action="store_true")
-    e.set_defaults(func=export)
+    e.set_defaults(func=export_command)
 
 
-def train(args: argparse.Namespace) -> int:
+def train_command(args: argparse.Namespace) -> int:
+    from groverlm.bpe.train import write_training
+
     tr = write_training(args.genome, args.out, args.merges, args.chunk, args.save_tokens_at,
                         args.overwrite, progress=not args.quiet, resume=args.resume,
                         checkpoint_minutes=args.checkpoint_minutes)
@@ -88,7 +90,7 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def export(args: argparse.Namespace) -> int:
+def export_command(args: argparse.Namespace) -> int:
     from groverlm.bpe.export import export_vocab
 
     s = export_vocab(args.train_dir, args.cycles, args.out, args.overwrite)

@@ -1,0 +1,324 @@
+"""Genome stage: read FASTA (plain, gzip or bgzip) into A/C/G/T codes, contigs and a soft-mask track.
+
+Reads a FASTA file record by record; writes nothing. Every later stage sees a record as uint8 codes
+(A=0, C=1, G=2, T=3, anything else a valid IUPAC letter = 4) plus the intervals that were lowercase
+(soft-masked repeats). Contigs are the maximal A/C/G/T runs: nothing is ever tokenized across an N.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from groverlm.errors import GroverError
+
+BASES = "ACGT"
+NON_ACGT = 4  # code of N and the other IUPAC letters: they split contigs
+_INVALID = 255
+_IUPAC = "NRYSWKMBDHVU"  # U (RNA) is accepted as a non-ACGT letter rather than silently read as T
+_BLOCK = 1 << 24  # bytes read at a time: keeps memory at one record, not one genome
+
+_CODE = np.full(256, _INVALID, dtype=np.uint8)
+for _i, _b in enumerate(BASES):
+    _CODE[ord(_b)] = _CODE[ord(_b.lower())] = _i
+for _b in _IUPAC:
+    _CODE[ord(_b)] = _CODE[ord(_b.lower())] = NON_ACGT
+_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+_HEADER = re.compile(rb"^>", re.M)
+
+
+@dataclass
+class Record:
+    """One FASTA record. `codes` is uint8 (0-3 A/C/G/T, 4 other IUPAC); `softmask` is (k, 2) int64
+    half-open intervals that were lowercase in the file."""
+
+    name: str
+    codes: np.ndarray
+    softmask: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    line: int = 1  # header's line in the file, for messages
+
+    def __len__(self) -> int:
+        return int(self.codes.size)
+
+    def contigs(self, min_length: int = 1) -> np.ndarray:
+        """(k, 2) int64 half-open intervals of the maximal A/C/G/T runs.
+
+        >>> Record("r", encode("ACNNGT")).contigs().tolist()
+        [[0, 2], [4, 6]]
+        """
+        return _runs_between(self.codes, 0, NON_ACGT, min_length)
+
+    def sequence(self, start: int = 0, end: int | None = None, strand: str = "+") -> str:
+        """Uppercase sequence of [start, end); reverse complement when strand is '-'.
+
+        >>> Record("r", encode("AACGTN")).sequence(1, 4, "-")
+        'CGT'
+        """
+        end = len(self) if end is None else end
+        if not 0 <= start <= end <= len(self):
+            raise GroverError(f"interval {start}-{end} outside record {self.name} (length {len(self)})")
+        seq = decode(self.codes[start:end])
+        return reverse_complement(seq) if strand == "-" else seq
+
+
+def encode(seq: str | bytes) -> np.ndarray:
+    """Codes of a sequence: A/C/G/T -> 0..3, other IUPAC letters -> 4; case is ignored.
+
+    >>> encode("acgtN").tolist()
+    [0, 1, 2, 3, 4]
+    """
+    raw = seq.encode() if isinstance(seq, str) else seq
+    codes = _CODE[np.frombuffer(raw, dtype=np.uint8)]
+    if (codes == _INVALID).any():
+        bad = chr(raw[int(np.argmax(codes == _INVALID))])
+        raise GroverError(f"unknown nucleotide letter {bad!r}")
+    return codes
+
+
+def decode(codes: np.ndarray) -> str:
+    """Inverse of `encode` (code 4 becomes N)."""
+    return np.frombuffer(b"ACGTN", dtype=np.uint8)[codes].tobytes().decode()
+
+
+def reverse_complement(seq: str) -> str:
+    """Reverse complement of an uppercase or lowercase sequence.
+
+    >>> reverse_complement("AACGN")
+    'NCGTT'
+    """
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+def runs(flags: np.ndarray, min_length: int = 1) -> np.ndarray:
+    """(k, 2) half-open intervals where a boolean array is True.
+
+    >>> runs(np.array([0, 1, 1, 0, 1], dtype=bool)).tolist()
+    [[1, 3], [4, 5]]
+    """
+    return _runs_between(flags.view(np.uint8) if flags.dtype == bool else flags, 1, 256, min_length)
+
+
+@njit(cache=True)
+def _runs_between(values, lo, hi, min_length):
+    """(k, 2) intervals where lo <= values < hi, in one pass with no per-base temporaries (the
+    reader calls it on whole chromosomes)."""
+    n = 0
+    inside = False
+    for v in values:
+        hit = lo <= v < hi
+        if hit and not inside:
+            n += 1
+        inside = hit
+    out = np.empty((n, 2), dtype=np.int64)
+    k = 0
+    start = 0
+    inside = False
+    for i in range(values.size + 1):
+        hit = i < values.size and lo <= values[i] < hi
+        if hit and not inside:
+            start = i
+        elif inside and not hit:
+            out[k, 0] = start
+            out[k, 1] = i
+            k += 1
+        inside = hit
+    keep = (out[:, 1] - out[:, 0]) >= min_length
+    return out[keep]
+
+
+def _open(path: Path) -> io.BufferedIOBase:
+    """Binary stream of the file's text, gunzipping gzip and bgzip (multi-member gzip) alike."""
+    fh = open(path, "rb")
+    if fh.read(2) == b"\x1f\x8b":
+        fh.seek(0)
+        return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
+    fh.seek(0)
+    return fh  # type: ignore[return-value]
+
+
+def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(1-based line, text without the line end) of a plain or gzipped text file (BED, TSV, CSV).
+
+    Errors name the file and line: missing file, binary data, corrupt or truncated gzip.
+    """
+    path = Path(path)
+    try:
+        raw = _open(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        raise GroverError(err.strerror or str(err), path) from None
+    with raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+        n = 0
+        try:
+            for n, line in enumerate(text, 1):  # noqa: B007 (n is used in the except clauses)
+                yield n, line.rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise GroverError("binary data, not a text file", path, n + 1) from None
+        except (EOFError, OSError, zlib.error) as err:
+            raise GroverError(f"corrupt or truncated gzip ({err})", path, n + 1) from None
+
+
+def _blocks(path: Path) -> Iterator[tuple[bytes, int]]:
+    """Whole lines of the file in large blocks, with the 1-based line number each block starts on."""
+    line = 1
+    pending = b""
+    try:
+        with _open(path) as fh:
+            while True:
+                block = fh.read(_BLOCK)
+                if not block:
+                    break
+                data = pending + block
+                cut = data.rfind(b"\n") + 1
+                pending = data[cut:]
+                if cut:
+                    yield data[:cut], line
+                    line += data.count(b"\n", 0, cut)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        raise GroverError(err.strerror or str(err), path) from None
+    except (EOFError, OSError, zlib.error) as err:  # gzip's truncated / corrupt stream errors
+        raise GroverError(f"corrupt or truncated gzip after line {line} ({err})", path) from None
+    if pending:
+        yield pending, line
+
+
+def iter_records(path: str | Path) -> Iterator[Record]:
+    """Records of a FASTA file, one at a time (memory holds one record).
+
+    Errors name the file and line: binary or non-FASTA input, a sequence line before any header, an
+    empty file, a letter that is not IUPAC, duplicate record names, truncated gzip.
+    """
+    path = Path(path)
+    name: str | None = None
+    header_line = 0
+    first_seq_line = 0
+    parts: list[bytes] = []
+    seen: dict[str, int] = {}
+    checked_binary = False
+
+    def finish() -> Record:
+        return _make_record(path, name, header_line, first_seq_line, parts)
+
+    for data, line in _blocks(path):
+        if not checked_binary:
+            checked_binary = True
+            head = np.frombuffer(data[:65536], dtype=np.uint8)
+            if (head == 0).any() or (head >= 128).any():
+                raise GroverError("binary data, not a FASTA text file", path, 1)
+        if (np.frombuffer(data, dtype=np.uint8) >= 128).any() or b"\x00" in data:
+            bad = next(i for i, b in enumerate(data) if b >= 128 or b == 0)
+            raise GroverError("binary data, not a FASTA text file", path, line + data.count(b"\n", 0, bad))
+        pos = 0
+        starts = [m.start() for m in _HEADER.finditer(data)] + [len(data)]
+        for start in starts:
+            if start > pos:  # sequence lines between pos and the next header
+                chunk = data[pos:start]
+                if name is None:
+                    if chunk.strip():
+                        offset = len(chunk) - len(chunk.lstrip())
+                        at = line + data.count(b"\n", 0, pos + offset)
+                        raise GroverError("sequence line before any '>' header (not FASTA?)", path, at)
+                else:
+                    if not first_seq_line:
+                        first_seq_line = line + data.count(b"\n", 0, pos)
+                    parts.append(chunk)
+            if start == len(data):
+                break
+            eol = data.find(b"\n", start)
+            eol = len(data) if eol < 0 else eol
+            at = line + data.count(b"\n", 0, start)
+            if name is not None:
+                yield finish()
+            title = data[start + 1 : eol].decode("ascii").strip()
+            if not title:
+                raise GroverError("header with no record name", path, at)
+            name = title.split()[0]
+            if name in seen:
+                raise GroverError(f"duplicate record name {name!r} (first at line {seen[name]})", path, at)
+            seen[name] = at
+            header_line, first_seq_line, parts = at, 0, []
+            pos = eol + 1
+    if name is None:
+        raise GroverError("empty FASTA: no '>' record found", path)
+    yield finish()
+
+
+def _make_record(path: Path, name: str | None, line: int, seq_line: int, parts: list[bytes]) -> Record:
+    assert name is not None
+    raw = b"".join(parts).translate(None, b"\r\n \t")
+    arr = np.frombuffer(raw, dtype=np.uint8)
+    codes = _CODE[arr]
+    if _INVALID in codes:
+        bad = int(np.argmax(codes == _INVALID))
+        _raise_bad_letter(path, seq_line, parts, chr(arr[bad]))
+    soft = _runs_between(arr, ord("a"), ord("z") + 1, 1)
+    return Record(name=name, codes=codes, softmask=soft, line=line)
+
+
+def _raise_bad_letter(path: Path, seq_line: int, parts: list[bytes], letter: str) -> None:
+    """Slow path, only on error: find the line of the first letter that is not IUPAC."""
+    for i, text in enumerate(b"".join(parts).split(b"\n")):
+        clean = text.translate(None, b"\r \t")
+        if (_CODE[np.frombuffer(clean, dtype=np.uint8)] == _INVALID).any():
+            raise GroverError(f"unknown nucleotide letter {letter!r}", path, seq_line + i)
+    raise GroverError(f"unknown nucleotide letter {letter!r}", path)
+
+
+class Genome:
+    """All records of a FASTA file in memory (about 1 byte per base), looked up by name."""
+
+    def __init__(self, records: list[Record], path: Path | None = None):
+        self.path = path
+        self.records = {r.name: r for r in records}
+
+    @classmethod
+    def read(cls, path: str | Path) -> Genome:
+        return cls(list(iter_records(path)), Path(path))
+
+    def __getitem__(self, chrom: str) -> Record:
+        try:
+            return self.records[chrom]
+        except KeyError:
+            raise GroverError(f"no record {chrom!r} in the genome", self.path) from None
+
+    def __contains__(self, chrom: str) -> bool:
+        return chrom in self.records
+
+    def sequence(self, chrom: str, start: int, end: int, strand: str = "+") -> str:
+        return self[chrom].sequence(start, end, strand)
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        return {n: len(r) for n, r in self.records.items()}
+
+
+def summarize(path: str | Path) -> dict:
+    """Per-record and total statistics: lengths, A/C/G/T counts, N runs, contigs, soft-masked bases."""
+    rows = []
+    for rec in iter_records(path):
+        counts = np.bincount(rec.codes, minlength=5)
+        n_runs = _runs_between(rec.codes, NON_ACGT, NON_ACGT + 1, 1)
+        rows.append(
+            {
+                "name": rec.name,
+                "length": len(rec),
+                **{b: int(counts[i]) for i, b in enumerate(BASES)},
+                "other": int(counts[NON_ACGT]),
+                "n_runs": int(len(n_runs)),
+                "longest_n_run": int((n_runs[:, 1] - n_runs[:, 0]).max()) if len(n_runs) else 0,
+                "contigs": int(len(rec.contigs())),
+                "softmasked": int((rec.softmask[:, 1] - rec.softmask[:, 0]).sum()),
+            }
+        )
+    keys = ["length", *BASES, "other", "n_runs", "contigs", "softmasked"]
+    total = {k: sum(r[k] for r in rows) for k in keys}
+    total["records"] = len(rows)
+    return {"path": str(path), "records": rows, "total": total}
