@@ -185,8 +185,8 @@ def test_cli_and_errors(built, tmp_path, capsys):
     assert main(args + ["--overwrite", "--tokens", str(bpe / "tokens")]) == 0
     bad = [
         (["--holdout", "chrB:9-3"], "start must be below end"),
-        (["--holdout", "chrZ"], "not a record"),
-        (["--holdout", "chrB:0-99999999"], "ends beyond"),
+        (["--holdout", "chrZ"], f"{genome}: --holdout chrZ: no record 'chrZ' in the genome"),
+        (["--holdout", "chrB:0-99999999"], f"{genome}: --holdout chrB:0-99999999 ends beyond chrB ("),
         (["--holdout", "chrB", "--test-fraction", "0.1"], "not both"),
         (["--test-fraction", "1.5"], "--test-fraction"),
         (["--min-tokens", "80"], "--min-tokens"),

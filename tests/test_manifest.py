@@ -9,7 +9,7 @@ import pytest
 
 from groverlm.args import TrainConfig, stable
 from groverlm.errors import GroverError
-from groverlm.manifest import SETTINGS, check_resume, finished, write_manifest
+from groverlm.manifest import SETTINGS, cached, check_resume, finished, write_cached, write_manifest
 
 
 def test_first_call_records_the_settings_and_the_same_ones_pass(tmp_path):
@@ -56,3 +56,13 @@ def test_a_folder_is_finished_once_its_manifest_is_written(tmp_path):
     assert not finished(tmp_path)  # settings alone: started, not finished
     write_manifest(tmp_path, "test", {"a": 1}, [])
     assert finished(tmp_path) and finished(str(tmp_path))
+
+
+def test_a_cached_record_is_reused_under_its_settings_and_recomputed_under_others(tmp_path):
+    path = tmp_path / "a.json"
+    assert cached(path, {"a": 1}) is None  # nothing cached yet
+    write_cached(path, {"a": 1, "ks": (1, 2), "train": stable(TrainConfig(threads=1))}, {"x": 5})
+    assert cached(path, {"a": 1, "ks": (1, 2), "train": stable(TrainConfig(threads=4))})["x"] == 5
+    assert cached(path, {"a": 2, "ks": (1, 2), "train": stable(TrainConfig())}) is None  # no error
+    path.write_text('{"key": "a record from before settings were kept in it", "x": 5}')
+    assert cached(path, {"a": 1}) is None

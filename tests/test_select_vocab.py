@@ -115,7 +115,7 @@ def read_tsv(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_select_vocab_end_to_end(inputs, tmp_path):
+def test_select_vocab_end_to_end(inputs, tmp_path, capsys):
     genome, bpe = inputs
     out = tmp_path / "sv"
     assert main(sv_args(genome, bpe, out, "--tfidf", "auto")) == 0
@@ -160,6 +160,9 @@ def test_select_vocab_end_to_end(inputs, tmp_path):
     assert main(sv_args(genome, bpe, out, "--tfidf", "auto")) == 2  # finished
     (out / "manifest.json").unlink()
     assert main(sv_args(genome, bpe, out, "--tfidf", "auto", "--max-steps", "5")) == 2
+    capsys.readouterr()
+    assert main(sv_args(genome, bpe, out, "--tfidf", "auto", "--mask-rate", "0.05")) == 2
+    assert "pretraining.select.model.mask_rate: 0.022 -> 0.05" in capsys.readouterr().err
     # other next-k-mer settings: refused, unless only that step is redone
     assert main(sv_args(genome, bpe, out, "--lr", "2e-3")) == 2
     assert main(sv_args(genome, bpe, out, "--lr", "2e-3", "--redo-nextkmer")) == 0

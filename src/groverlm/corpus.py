@@ -86,18 +86,20 @@ class Region:
             raise GroverError(f"{option} {text!r}: start must be below end")
         return cls(chrom, s, e)
 
-    def bounds(self, lengths: dict[str, int], option: str = "region") -> tuple[str, int, int]:
-        """(chrom, start, end) with the end filled in, checked against the genome's record lengths.
+    def bounds(self, lengths: dict[str, int], option: str = "region",
+               genome: str | Path | None = None) -> tuple[str, int, int]:
+        """(chrom, start, end) with the end filled in, checked against the genome's record lengths;
+        an error names `option`, the region and, when given, the `genome` file.
 
         >>> Region.parse("chr1:5-10").bounds({"chr1": 20}), Region("chr1").bounds({"chr1": 20})
         (('chr1', 5, 10), ('chr1', 0, 20))
         """
         if self.chrom not in lengths:
-            raise GroverError(f"{option} {self}: no record {self.chrom!r} in the genome")
+            raise GroverError(f"{option} {self}: no record {self.chrom!r} in the genome", genome)
         end = lengths[self.chrom] if self.end is None else self.end
         if end > lengths[self.chrom]:
             raise GroverError(f"{option} {self} ends beyond {self.chrom} "
-                              f"({lengths[self.chrom]:,} bp)")
+                              f"({lengths[self.chrom]:,} bp)", genome)
         return self.chrom, self.start, end
 
     def __str__(self) -> str:
@@ -374,13 +376,9 @@ class SplitWriter:
 
 
 def check_holdout(holdout: Sequence[Region], records: dict[str, int], genome: Path) -> None:
+    """Every held-out region lies in a record of the genome (`records`: name -> length)."""
     for r in holdout:
-        if r.chrom not in records:
-            raise GroverError(f"--holdout names {r.chrom!r}, which is not a record of the genome",
-                              genome)
-        if r.end is not None and r.end > records[r.chrom]:
-            raise GroverError(f"--holdout {r} ends beyond {r.chrom} ({records[r.chrom]:,} bp)",
-                              genome)
+        r.bounds(records, "--holdout", genome)
 
 
 def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: CorpusConfig,

@@ -4,7 +4,10 @@
 A stage writes its outputs through `atomic_path`/`write_text`, then `write_manifest` last, so a folder
 with a manifest is complete (`finished`); a crash leaves either the old file or none, never half of
 one. A stage that continues an interrupted folder first calls `check_resume`, which records the
-settings it started with (`settings.json`) and refuses to go on under others.
+settings it started with (`settings.json`) and refuses to go on under others. A cached result (one
+file a stage may recompute, such as one analysis of `groverlm analyze`) goes through the same
+comparison in its cache form: `write_cached` records the settings inside the file, `cached` hands
+the file back only when they are the current ones (else it is recomputed and replaced).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -22,8 +26,11 @@ from typing import Any
 from groverlm.errors import GroverError
 from groverlm.models import is_hub_id
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 SETTINGS = "settings.json"  # the settings an unfinished folder was started with (check_resume)
+CACHE_SETTINGS = "settings"  # the key of a cached record (`write_cached`) holding its settings
 
 
 @contextlib.contextmanager
@@ -123,17 +130,55 @@ def check_resume(folder: str | Path, settings: dict[str, Any], *, name: str = SE
     fields marked `args.volatile` (devices, threads, ...) may change between calls.
     """
     folder = Path(folder)
-    now = json.loads(json.dumps(settings))
     if saved is None:
         path = folder / name
         if not path.is_file():
-            write_json(path, now)
+            write_json(path, settings)
             return
         saved = json.loads(path.read_text())
-    if saved != now:
-        diff = settings_diff(saved, now) or [f"{saved!r} -> {now!r}"]
+    diff = changed_settings(saved, settings)
+    if diff:
         raise GroverError(f"cannot resume: started with other settings ({'; '.join(diff)}); {hint}",
                           folder)
+
+
+def changed_settings(saved: Any, settings: dict[str, Any]) -> list[str]:
+    """The one comparison behind `check_resume` and `cached`: what differs between the `saved`
+    settings (as read back from JSON) and `settings` (compared as JSON holds them: tuples as
+    lists); empty when nothing does.
+
+    >>> changed_settings({"ks": [1, 2], "lr": 0.1}, {"ks": (1, 2), "lr": 0.2})
+    ['lr: 0.1 -> 0.2']
+    """
+    now = json.loads(json.dumps(settings))
+    if saved == now:
+        return []
+    diff = settings_diff(saved, now) if isinstance(saved, dict) else []
+    return diff or [f"{saved!r} -> {now!r}"]
+
+
+def cached(path: str | Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The resume guard in its cache form: the JSON record at `path` (written by `write_cached`)
+    when it was made under `settings`, to be reused; None when there is none or it was made under
+    others, to be recomputed and replaced (then the changed keys are logged). Unlike
+    `check_resume`, other settings are no error: a cached result is only ever replaced whole.
+    Pass `args.stable(cfg)`, so that volatile fields (devices, batch sizes) keep the record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    diff = (changed_settings(record[CACHE_SETTINGS], settings) if CACHE_SETTINGS in record
+            else ["none recorded"])
+    if diff:
+        log.info("%s was made under other settings (%s): recomputing it", path, "; ".join(diff))
+        return None
+    return record
+
+
+def write_cached(path: str | Path, settings: dict[str, Any], record: dict[str, Any]) -> None:
+    """Write `record` to `path` (atomically) with the settings it was made under, for `cached`."""
+    write_json(path, {CACHE_SETTINGS: settings, **record})
 
 
 def prepare_out(out: str | Path, overwrite: bool) -> Path:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.args import TrainConfig, add_fields, listed, volatile
+from groverlm.args import TrainConfig, add_fields, field_help, listed, volatile
 from groverlm.context import Context
 from groverlm.corpus import Corpus
 from groverlm.errors import GroverError
@@ -57,7 +57,8 @@ class ModelConfig:
     preset: str = "tiny"  # models.PRESETS: tiny, small, grover-base
     overrides: dict[str, Any] = field(default_factory=dict)  # config fields (--set key=value)
     mask_rate: float = 0.022  # GROVER's 2.2% of tokens are targets
-    mask_split: tuple[float, float] = (0.8, 0.2)  # of the targets: [MASK], random token (rest kept)
+    mask_split: tuple[float, float] = (0.8, 0.2)  # of the targets: share shown as [MASK], as a
+    #                                               random token (the rest kept; BERT: 0.8,0.1)
     eval_samples: int = 1024  # test samples per periodic evaluation (0: all); fixed masks
     final_eval_samples: int = 8192  # test samples in the final evaluation (0: all)
     pad_multiple: int = 8  # batch length rounded up to this (64 suits torch.compile)
@@ -438,22 +439,35 @@ def launch_main(launch: str) -> int:
 # CLI
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    dp = ModelConfig()
-    p = sub.add_parser("pretrain", help="masked-language-model pretraining of a BERT")
-    p.add_argument("--corpus", required=True, help="a `groverlm corpus` folder")
-    p.add_argument("--out", required=True, help="model folder to write")
-    p.add_argument("--preset", default=dp.preset,
-                   help=f"tiny, small or grover-base (default {dp.preset})")
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The model and masking flags of the commands that pretrain (`pretrain`, `select-vocab`):
+    --preset, --set KEY=VALUE, --mask-rate, --mask-isolated and --mask-split, with their
+    ModelConfig fields' defaults and comments; `model_from_args` reads them back."""
+    add_fields(p, ModelConfig, "preset")
     p.add_argument("--set", "--config-override", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a model config field, model_type included "
                                              "(repeatable)")
+    add_fields(p, ModelConfig, "mask_rate", "mask_isolated")
+    split = listed(ModelConfig().mask_split)
+    p.add_argument("--mask-split", default=split, metavar="MASK,RANDOM",
+                   help=f"{field_help(ModelConfig)['mask_split']} (default {split})")
+
+
+def model_from_args(args: argparse.Namespace, base: ModelConfig) -> ModelConfig:
+    """`base` with the settings of `add_model_args`' flags."""
+    return replace(base, preset=args.preset, overrides=parse_overrides(args.overrides),
+                   mask_rate=args.mask_rate, mask_split=parse_mask_split(args.mask_split),
+                   mask_isolated=args.mask_isolated)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="masked-language-model pretraining of a BERT")
+    p.add_argument("--corpus", required=True, help="a `groverlm corpus` folder")
+    p.add_argument("--out", required=True, help="model folder to write")
+    add_model_args(p)
     add_fields(p, TrainConfig, "max_steps", "batch_size", "grad_accum", "lr", "warmup_steps",
                "weight_decay", "clip_norm")
-    add_fields(p, ModelConfig, "mask_rate", "eval_mask_rate", "mask_isolated")
-    p.add_argument("--mask-split", default=listed(dp.mask_split), metavar="MASK,RANDOM",
-                   help=f"of the targets: share shown as [MASK], as a random token (default "
-                        f"{listed(dp.mask_split)}; BERT: 0.8,0.1)")
+    add_fields(p, ModelConfig, "eval_mask_rate")
     add_fields(p, TrainConfig, "bucket", "eval_every", "save_every", "keep_checkpoints",
                "log_every", "seed", "device", "precision", "compile", "threads")
     add_fields(p, ModelConfig, "eval_samples", "final_eval_samples", "pad_multiple",
@@ -487,11 +501,11 @@ def parse_mask_split(text: str) -> tuple[float, float]:
 
 
 def _pretrain_cmd(args: argparse.Namespace) -> int:
-    split = parse_mask_split(args.mask_split)
-    cfg = ModelConfig(args.preset, parse_overrides(args.overrides), args.mask_rate, split,
-                       args.eval_samples, args.final_eval_samples,
-                       args.pad_multiple, args.unigram_bias,
-                       eval_mask_rate=args.eval_mask_rate, mask_isolated=args.mask_isolated)
+    cfg = model_from_args(args, ModelConfig(eval_samples=args.eval_samples,
+                                       final_eval_samples=args.final_eval_samples,
+                                       pad_multiple=args.pad_multiple,
+                                       unigram_bias=args.unigram_bias,
+                                       eval_mask_rate=args.eval_mask_rate))
     tcfg = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size,
                        grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
                        weight_decay=args.weight_decay, clip_norm=args.clip_norm,

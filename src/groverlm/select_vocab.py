@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from groverlm.analysis.plots import COLORS, figure, save_png
-from groverlm.args import add_fields, drop_keys, listed, stable, volatile, volatile_keys
+from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.bpe import vocab_summary
 from groverlm.context import Context
 from groverlm.corpus import CorpusConfig, Region, write_corpus
@@ -80,7 +80,7 @@ from groverlm.manifest import (
     write_text,
 )
 from groverlm.metrics import read_metrics, write_metrics
-from groverlm.models import load_tokenizer, parse_overrides
+from groverlm.models import load_tokenizer
 from groverlm.nextkmer import (
     NextKmerBaselinesConfig,
     NextKmerSamplesConfig,
@@ -91,7 +91,7 @@ from groverlm.nextkmer import (
     run_nextkmer,
     write_samples,
 )
-from groverlm.pretrain import ModelConfig, parse_mask_split, pretrain
+from groverlm.pretrain import ModelConfig, add_model_args, model_from_args, pretrain
 from groverlm.tasks.common import load_genome
 
 log = logging.getLogger(__name__)
@@ -104,26 +104,29 @@ RULE = ("best mean over k of test accuracy / the most frequent k-mer's test accu
 LIFT = "lift_over_most_frequent"  # the table column holding each row's score by RULE
 
 
+def select_model() -> ModelConfig:
+    """Select-vocab's model and masking: `pretrain.ModelConfig`'s defaults, with a small masked-token
+    evaluation (a side number here; each candidate is evaluated once, after its last step). A YAML
+    `model` section starts from ModelConfig's own defaults: set final_eval_samples there too."""
+    return ModelConfig(final_eval_samples=512)
+
+
 @dataclass(frozen=True)
 class SelectPretrainingConfig:
     """The vocabularies compared and the pretraining budget every one of them gets."""
 
     cycles: tuple[int, ...] = (100, 200, 400, 600, 800, 1000, 2000, 5000)  # BPE cycle counts
     kmers: tuple[int, ...] = (4, 5, 6)  # fixed non-overlapping k-mer vocabularies (references)
-    preset: str = "tiny"  # models.PRESETS
-    overrides: dict[str, Any] = field(default_factory=dict)  # BertConfig fields, for every model
+    # every candidate's preset, BertConfig overrides and masking (as `pretrain.model`); the CPU
+    # recipe (README) needs BERT's mask_split 0.8,0.1
+    model: ModelConfig = field(default_factory=select_model)
     sample_nt: int = 512  # nucleotides per pretraining sample, the same for every vocabulary
     batch_size: int = 32  # pretraining samples per step
     max_steps: int = 1000  # pretraining steps
     lr: float = 4e-4  # pretraining peak learning rate
-    mask_rate: float = 0.022  # masked share of tokens (GROVER 2.2%)
-    mask_split: tuple[float, float] = (0.8, 0.2)  # targets shown as [MASK], as random (GROVER);
-    #                                              the CPU recipe needs BERT's 0.8,0.1 (README)
-    mask_isolated: bool = False  # no two targets side by side (the CPU recipe's; rate <= 0.25)
     pretrain_bp: int | None = None  # pretrain on the first this many bases outside the region
     probe_bp: int = 1_000_000  # bases tokenized to measure each vocabulary's nt per token
     test_fraction: float = 0.05  # pretraining samples kept aside for the masked-token evaluation
-    final_eval_samples: int = 512  # masked-token evaluation samples (cheap: it is a side number)
     seed: int = 0
     threads: int | None = volatile(None)  # torch CPU threads in pretraining (1: fastest on a busy CPU)
 
@@ -289,15 +292,11 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
 def _pretrain(corpus: Path, model: Path, cfg: SelectPretrainingConfig, progress: bool) -> None:
     from groverlm.train import TrainConfig
 
-    pcfg = ModelConfig(preset=cfg.preset, overrides=dict(cfg.overrides),
-                        mask_rate=cfg.mask_rate, mask_split=tuple(cfg.mask_split),
-                        mask_isolated=cfg.mask_isolated, eval_samples=cfg.final_eval_samples,
-                        final_eval_samples=cfg.final_eval_samples)
     save = max(50, cfg.max_steps // 4)
     tcfg = TrainConfig(max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
                        eval_every=0, save_every=save, keep_checkpoints=1, seed=cfg.seed,
                        threads=cfg.threads)
-    pretrain(corpus, model, pcfg, tcfg, resume=True, progress=progress)
+    pretrain(corpus, model, cfg.model, tcfg, resume=True, progress=progress)
 
 
 def _nextkmer(model: Path | None, samples, nk: Path, ft, bcfg, name: str, progress: bool) -> None:
@@ -577,9 +576,9 @@ def table_header(cfg: SelectPretrainingConfig, ncfg, ft, selection: dict[str, An
     return "\n".join([
         "# Vocabulary selection by next-k-mer prediction",
         "",
-        f"Fair comparison: every model has the `{cfg.preset}` preset, seed {cfg.seed}, "
+        f"Fair comparison: every model has the `{cfg.model.preset}` preset, seed {cfg.seed}, "
         f"{cfg.max_steps} steps of {cfg.batch_size} samples, lr {cfg.lr:g}, mask rate "
-        f"{cfg.mask_rate:g} per token, and samples of a fixed token count chosen per vocabulary "
+        f"{cfg.model.mask_rate:g} per token, and samples of a fixed token count chosen per vocabulary "
         f"so that each holds about {cfg.sample_nt} nt (tokens = round({cfg.sample_nt} / measured "
         f"nt per token)); nucleotides read in pretraining: {spread}. Next-k-mer: contexts of "
         f"{ncfg.context} nt, {ncfg.train_samples} train / {ncfg.dev_samples} dev / "
@@ -636,9 +635,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"BPE cycle counts (default {listed(d.cycles)})")
     p.add_argument("--kmers", default=listed(d.kmers),
                    help=f"k-mer vocabularies to compare, '' for none (default {listed(d.kmers)})")
-    p.add_argument("--preset", default=d.preset, help=f"model preset (default {d.preset})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a BertConfig field for every model (repeatable)")
+    add_model_args(p)  # as `groverlm pretrain`, for every model
     p.add_argument("--sample-nt", type=int, default=d.sample_nt,
                    help=f"nucleotides per pretraining sample, every vocabulary (default "
                         f"{d.sample_nt})")
@@ -646,11 +643,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=d.max_steps,
                    help=f"pretraining steps per model (default {d.max_steps})")
     p.add_argument("--pretrain-lr", type=float, default=d.lr)
-    p.add_argument("--mask-rate", type=float, default=d.mask_rate)
-    p.add_argument("--mask-split", default=listed(d.mask_split), metavar="MASK,RANDOM",
-                   help=f"of the targets: share shown as [MASK], as a random token (default "
-                        f"{listed(d.mask_split)}, GROVER's; the CPU recipe: 0.8,0.1)")
-    add_fields(p, SelectPretrainingConfig, "mask_isolated")
     p.add_argument("--pretrain-bp", type=int, default=d.pretrain_bp,
                    help="pretrain on only the first BP bases outside the region (speed)")
     add_nextkmer_args(p, select_baselines())  # as `groverlm nextkmer`
@@ -664,11 +656,9 @@ def _cmd(args: argparse.Namespace) -> int:
     ncfg, ft, bcfg = configs_from_args(args)
     cfg = SelectPretrainingConfig(cycles=_ints(args.cycles, "--cycles"),
                        kmers=_ints(args.kmers, "--kmers") if args.kmers.strip() else (),
-                       preset=args.preset, overrides=parse_overrides(args.overrides),
+                       model=model_from_args(args, select_model()),
                        sample_nt=args.sample_nt, batch_size=args.pretrain_batch_size,
-                       max_steps=args.max_steps, lr=args.pretrain_lr, mask_rate=args.mask_rate,
-                       mask_split=parse_mask_split(args.mask_split),
-                       mask_isolated=args.mask_isolated, pretrain_bp=args.pretrain_bp,
+                       max_steps=args.max_steps, lr=args.pretrain_lr, pretrain_bp=args.pretrain_bp,
                        seed=args.seed, threads=args.threads)
     sel = select_vocab(args.genome, args.bpe, args.region, args.out, cfg, ncfg, ft, bcfg,
                        args.overwrite, progress=not args.quiet,

@@ -103,6 +103,10 @@ def test_analyze_refuses_resumes_and_checks_inputs(run, tmp_path, capsys):
                  "vocab", "--windows", "12", "--annotation-windows", "30", "--tokens", "30",
                  "--context-tokens", "8"]) == 0
     assert (copy / "vocab.json").stat().st_mtime_ns == stamp  # same settings: kept, not redone
+    assert main(["analyze", "--vocab", str(run / "vocab"), "--out", str(copy), "--only",
+                 "vocab", "--windows", "12", "--annotation-windows", "30", "--tokens", "30",
+                 "--context-tokens", "8", "--overwrite", "--batch-size", "3"]) == 0
+    assert (copy / "vocab.json").stat().st_mtime_ns == stamp  # a volatile setting: kept too
     assert main(["analyze", "--vocab", str(run / "vocab"), "--out", str(copy), "--only", "vocab",
                  "--overwrite", "--seed", "5"]) == 0
     assert (copy / "vocab.json").stat().st_mtime_ns != stamp  # other settings: redone

@@ -12,7 +12,9 @@ analysis, then `manifest.json` (stage "analyze", listing each analysis' files) f
                                                 needs --model and --genome (+ annotation files)
 
 By default every analysis whose inputs are given runs; `--only` names some (then a missing input is
-an error). Resumable: an analysis whose JSON exists with the same settings and inputs is not rerun.
+an error). Resumable: an analysis whose JSON was made with the same settings and inputs is not
+rerun (manifest.cached; the volatile ones, batch size and device, may change), one made with others
+is recomputed.
 
 In a run (`run`): reads the run's vocabulary, the pretrained model, the genome stage's FASTA and TSS
 list and the data section's repeat / CpG files; writes RUN_DIR/analysis/analyses.
@@ -21,8 +23,6 @@ list and the data section's repeat / CpG files; writes RUN_DIR/analysis/analyses
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,12 +34,20 @@ from groverlm.analysis import context, tokens
 from groverlm.analysis.annotations import AnnotationConfig
 from groverlm.analysis.plots import save_png
 from groverlm.analysis.windows import sample_windows
-from groverlm.args import add_fields, volatile
+from groverlm.args import add_fields, stable, volatile
 from groverlm.context import Context
 from groverlm.embed import load_encoder
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
-from groverlm.manifest import fingerprint, finished, prepare_out, read_manifest, write_json, write_manifest
+from groverlm.manifest import (
+    cached,
+    fingerprint,
+    finished,
+    prepare_out,
+    read_manifest,
+    write_cached,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +95,6 @@ class AnalysisConfig:
     annotations: AnnotationConfig = field(default_factory=AnnotationConfig)  # window labels, probes
 
 
-def _key(name: str, cfg: dict, inputs: list[dict]) -> str:
-    text = json.dumps({"analysis": name, "config": cfg, "inputs": inputs}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None = None,
                  model_dir: str | Path | None = None, genome: str | Path | None = None,
                  repeats: str | Path | None = None, cpg: str | Path | None = None,
@@ -137,15 +140,16 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
 
     done: dict[str, dict] = {}
     for name in run:
-        settings = {k: v for k, v in asdict(cfg).items() if k != "only"}
-        if name == "annotations":
-            settings["annotation"] = asdict(ann_cfg)
         used = NEEDS[name] + (("repeats", "cpg", "tss") if name == "annotations" else ())
-        key = _key(name, settings, [prints.get(k) for k in used])
+        settings = {"analysis": name, "config": {k: v for k, v in stable(cfg).items() if k != "only"},
+                    "inputs": [prints.get(k) for k in used]}
+        if name == "annotations":
+            settings["config"]["annotation"] = stable(ann_cfg)
         path = out / f"{name}.json"
-        if path.exists() and json.loads(path.read_text()).get("key") == key:
+        kept = cached(path, settings)
+        if kept is not None:
             log.info("%s: already done with these settings, kept", name)
-            done[name] = json.loads(path.read_text())["files"]
+            done[name] = kept["files"]
             continue
         t0 = time.perf_counter()
         figs: dict[str, Any] = {}
@@ -180,7 +184,7 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
             save_png(fig, out / fname)
         entry = {"json": f"{name}.json", "figures": sorted(figs),
                  "seconds": round(time.perf_counter() - t0, 2)}
-        write_json(path, {"analysis": name, "key": key, "files": entry, "result": result})
+        write_cached(path, settings, {"analysis": name, "files": entry, "result": result})
         done[name] = entry
         log.info("%s: done in %.1f s", name, entry["seconds"])
     config = {**asdict(cfg), "annotation": asdict(ann_cfg)}
