@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,30 @@ def test_finetune_per_task_settings_change_one_task(tmp_path):
         load_config(None, ["finetune.per_task.ctcf.max_train=1"])
     with pytest.raises(GroverError, match="tasks must be among"):
         load_config(None, ["finetune.per_task.nope.max_train=100"])
+
+
+def nested_defaults(obj, path=()):
+    """(dotted path, value) of every field of every nested dataclass default in a section."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield (*path, f.name), value
+            yield from nested_defaults(value, (*path, f.name))
+
+
+@pytest.mark.parametrize("section", sorted(STAGE_SECTIONS))
+def test_a_nested_key_keeps_its_sections_other_defaults(section):
+    """Setting one key of a nested section (`nextkmer.classifier.epochs`) leaves every other key at
+    that field's default, which a default_factory may set apart from the class defaults."""
+    default = STAGE_SECTIONS[section]()
+    for path, value in nested_defaults(default):
+        first = dataclasses.fields(value)[0]
+        key = ".".join((section, *path, first.name))
+        text = json.dumps(getattr(value, first.name))  # JSON is YAML: null, lists for tuples
+        got = load_config(None, [f"{key}={text}"]).stage(section)
+        for name in path:
+            got = getattr(got, name)
+        assert got == value, key
 
 
 def test_overrides_parse_yaml_values_and_beat_the_file(tmp_path):

@@ -221,30 +221,42 @@ def build_section(cls: type, raw: dict | None, path: tuple[str, ...], source: st
     return _build(cls, raw, path, _Where(source))
 
 
-def _build(cls: type, raw: Any, path: tuple[str, ...], where: _Where) -> Any:
-    """A `cls` instance from a YAML mapping, every key checked against the dataclass fields."""
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _build(cls: type, raw: Any, path: tuple[str, ...], where: _Where, base: Any = None) -> Any:
+    """A `cls` instance from a YAML mapping, every key checked against the dataclass fields. Keys
+    left out keep `base`'s values: a nested section starts from its parent field's default (a
+    default_factory may differ from the class defaults, as select-vocab's pretraining model does),
+    so YAML and the dataclasses agree on every default."""
     dotted = ".".join(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise where.error(path, f"{dotted} must be a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    names = list(fields)
     kwargs = {}
     for key, value in raw.items():
         if key not in names:
             raise where.error((*path, str(key)), _unknown(f"{dotted}.{key}", names))
-        kwargs[key] = _coerce(value, hints[key], (*path, key), where)
+        default = getattr(base, key) if base is not None else _field_default(fields[key])
+        kwargs[key] = _coerce(value, hints[key], (*path, key), where, default)
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except (GroverError, ValueError, TypeError) as err:
         named = sorted((str(err).find(k), k) for k in kwargs if k in str(err))
         key = (named[0][1],) if named else ()  # the key the message names first, if any
         raise where.error((*path, *key), f"{dotted}: {err}") from None
 
 
-def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where) -> Any:
-    """Check `value` against the annotation `tp`; lists become tuples where a tuple is declared."""
+def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: Any = None) -> Any:
+    """Check `value` against the annotation `tp`; lists become tuples where a tuple is declared;
+    a mapping for a dataclass is built on `default` (the field's default) where it is one."""
     dotted = ".".join(path)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:
@@ -257,7 +269,7 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where) -> Any:
             if a is type(None):
                 continue
             try:
-                return _coerce(value, a, path, where)
+                return _coerce(value, a, path, where, default)
             except GroverError as err:
                 errors.append(err)
         raise errors[0] if len(errors) == 1 else where.error(
@@ -268,7 +280,7 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where) -> Any:
                 return tp.parse(value)
             except (GroverError, ValueError) as err:
                 raise where.error(path, f"{dotted}: {err}") from None
-        return _build(tp, value, path, where)
+        return _build(tp, value, path, where, default if isinstance(default, tp) else None)
     if origin is dict:
         if not isinstance(value, dict):
             raise where.error(path, f"{dotted} must be a mapping, got {value!r}")

@@ -107,7 +107,7 @@ LIFT = "lift_over_most_frequent"  # the table column holding each row's score by
 def select_model() -> ModelConfig:
     """Select-vocab's model and masking: `pretrain.ModelConfig`'s defaults, with a small masked-token
     evaluation (a side number here; each candidate is evaluated once, after its last step). A YAML
-    `model` section starts from ModelConfig's own defaults: set final_eval_samples there too."""
+    `model` section starts from these values (config._build builds on the field's default)."""
     return ModelConfig(final_eval_samples=512)
 
 
