@@ -1,4 +1,4 @@
-"""FASTA reading, for every stage: FASTA (plain, gzip or bgzip) into A/C/G/T codes, contigs and a soft-mask track.
+"""FASTA reading for every stage: plain, gzip or bgzip FASTA into A/C/G/T codes, contigs, soft-masking.
 
 Reads a FASTA file record by record; writes nothing. Every later stage sees a record as uint8 codes
 (A=0, C=1, G=2, T=3, anything else a valid IUPAC letter = 4) plus the intervals that were lowercase
