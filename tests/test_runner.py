@@ -134,7 +134,7 @@ def test_only_from_and_force(toy):
     assert statuses(run_pipeline(make(), start="b", force=True)) == ["not selected", "ran", "ran"]
     assert calls == ["b", "c"]
     # a stage that is out of date cannot be skipped over
-    with pytest.raises(GroverError, match=r"stage 'a' is out of date \(config changed\)"):
+    with pytest.raises(GroverError, match=r"stage 'a' is out of date \(config changed: x: 1 -> 5\)"):
         run_pipeline(make(a=5), start="b")
     with pytest.raises(GroverError, match="unknown stage 'z'; stages: a, b, c"):
         run_pipeline(make(), only=["z"])

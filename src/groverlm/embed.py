@@ -37,7 +37,7 @@ from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows, wrap
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome, decode, iter_records, reverse_complement, text_lines
-from groverlm.manifest import atomic_path, fingerprint, write_json, write_text
+from groverlm.manifest import atomic_path, cached, fingerprint, write_cached, write_text
 from groverlm.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -392,17 +392,16 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
     config = {**asdict(cfg), **where}
     # a partial output under other settings is started again (nothing finished is lost); the
     # volatile ones (batch size, device, chunk) change no vector, so they may change meanwhile
-    key = json.dumps({"config": {**stable(cfg), **where}, "inputs": inputs}, sort_keys=True)
+    settings = {"config": {**stable(cfg), **where}, "inputs": inputs}
 
     hsize = int(model.config.hidden_size)
     layers = _layer_indices(model, cfg.layer)
     shape = (len(items), len(layers), hsize) if cfg.layer == "all" else (len(items), hsize)
     done, meta = 0, {"tokens": [], "windows": []}
-    if paths["progress"].exists() and paths["partial"].exists():
-        saved = json.loads(paths["progress"].read_text())
-        if saved.get("key") == key:
-            done, meta = saved["done"], saved
-            log.info("resuming %s after %d of %d sequences", paths["partial"], done, len(items))
+    saved = cached(paths["progress"], settings) if paths["partial"].exists() else None
+    if saved is not None:
+        done, meta = saved["done"], {"tokens": saved["tokens"], "windows": saved["windows"]}
+        log.info("resuming %s after %d of %d sequences", paths["partial"], done, len(items))
     if done:
         arr = np.load(paths["partial"], mmap_mode="r+")
     else:
@@ -417,8 +416,7 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
         arr.flush()
         meta["tokens"] += tokens.tolist()
         meta["windows"] += windows.tolist()
-        meta.update(key=key, done=lo + len(chunk))
-        write_json(paths["progress"], meta)
+        write_cached(paths["progress"], settings, {**meta, "done": lo + len(chunk)})
         bar.update(len(chunk))
     bar.close()
     tokens = np.asarray(meta["tokens"], dtype=np.int64)

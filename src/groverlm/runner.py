@@ -47,7 +47,16 @@ from groverlm.args import drop_keys, volatile_keys
 from groverlm.config import as_plain, dump_config, load_config
 from groverlm.context import Context, DataFiles, resolve_data
 from groverlm.errors import GroverError
-from groverlm.manifest import MANIFEST, fingerprint, finished, write_json, write_manifest, write_text
+from groverlm.manifest import (
+    MANIFEST,
+    cached,
+    changed_settings,
+    fingerprint,
+    finished,
+    write_cached,
+    write_manifest,
+    write_text,
+)
 from groverlm.metrics import find_metrics, format_table, read_metrics, results_table
 from groverlm.peak import peak_rss, reset_peak
 
@@ -127,8 +136,9 @@ def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
             return f"out of date ({need} is not finished)"
     section, _, shas = stage_key(stage, cfg, run_dir, data)
     m = json.loads(path.read_text())
-    if m.get("config") != section:
-        return "out of date (config changed)"
+    changed = changed_settings(m.get("config"), section)
+    if changed:
+        return f"out of date (config changed: {'; '.join(changed)})"
     if [i.get("sha256") for i in m.get("inputs", [])] != shas:
         return "out of date (inputs changed)"
     return "done"
@@ -167,16 +177,13 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
     out = run_dir / stage.name
     section, inputs, shas = stage_key(stage, cfg, run_dir, data)
     pending = {"config": section, "inputs": shas}
-    old = json.loads((out / PENDING).read_text()) if (out / PENDING).is_file() else None
-    if force or finished(out) or old != pending:
-        if old is not None and not force and not finished(out):
-            log.info("%s: config or inputs changed since the interrupted attempt; starting afresh",
-                     stage.name)
-        _clear(out)
-    elif old is not None:
+    # an interrupted attempt under the same config and inputs is resumed (`cached` logs why not)
+    if not force and not finished(out) and cached(out / PENDING, pending) is not None:
         log.info("%s: resuming an interrupted attempt", stage.name)
+    else:
+        _clear(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / PENDING, pending)
+    write_cached(out / PENDING, pending, {})
     ctx = Context(run_dir, out, cfg, data, progress)
     reset_peak()
     t0, c0 = time.perf_counter(), time.process_time()
