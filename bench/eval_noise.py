@@ -1,0 +1,78 @@
+"""How noisy is one masked-token evaluation? A pretrained model against the context table on slices
+of its held-out samples, under several mask seeds.
+
+Reads a `groverlm pretrain` model folder (its manifest names the corpus and the masking) and scores
+it with the pretraining stage's own evaluation (`pretrain.evaluate_mlm`: the same sample order,
+targets isolated at the evaluation rate, every one shown as [MASK]) on each slice of that order and
+on the whole held-out split. Prints one table: model / context table / difference per slice and
+mask seed. Writes nothing.
+
+    python bench/eval_noise.py --model runs/demo/pretrain/model
+    python bench/eval_noise.py --model M --slices 0:4096,4096:8192 --seeds 0,1,2 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from groverlm.corpus import Corpus
+from groverlm.masking import MLMData
+from groverlm.models import load_model, load_tokenizer
+from groverlm.pretrain import ModelConfig, context_table, evaluate_mlm
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True, help="a `groverlm pretrain` model folder")
+    ap.add_argument("--slices", default="0:512,0:4096,4096:8192,8192:16384,all",
+                    help="comma-separated START:END ranges of the evaluation's sample order, or all")
+    ap.add_argument("--seeds", default="0,1,2", help="mask seeds")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="samples per batch (default: the run's; masks are drawn per batch)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    man = json.loads((args.model / "manifest.json").read_text())["config"]
+    fields = {k: v for k, v in man.items() if k in ModelConfig.__dataclass_fields__}
+    cfg = ModelConfig(**{**fields, "mask_split": tuple(fields["mask_split"])})
+    corpus = Corpus.open(man["corpus"])
+    tok = load_tokenizer(corpus.tokenizer_path)
+    special = set(tok.all_special_ids)
+    random_ids = torch.tensor([int(i) for i in np.flatnonzero(corpus.train_counts > 0)
+                               if int(i) not in special])
+    # as pretrain.build_run builds its evaluation
+    hidden = replace(cfg.masking, rate=cfg.eval_mask_rate, mask_fraction=1.0, random_fraction=0.0)
+    test = MLMData(corpus.test, tok, hidden, random_ids, cfg.pad_multiple)
+    unigram = corpus.most_frequent_token()
+    table = context_table(corpus.train, len(tok), tok.cls_token_id, tok.sep_token_id, unigram,
+                          seed=man["train"]["seed"])
+    order = np.random.default_rng([man["train"]["seed"], 1]).permutation(len(corpus.test))
+    model = load_model(args.model).eval()
+    batch = args.batch_size or man["train"]["batch_size"]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(f"{args.model}: {len(order):,} held-out samples; model / context table / difference, "
+          "in % of targets")
+    print("| samples | " + " | ".join(f"mask seed {s}" for s in seeds) + " |")
+    print("|---|" + "---|" * len(seeds))
+    for item in args.slices.split(","):
+        lo, hi = (0, len(order)) if item == "all" else map(int, item.split(":"))
+        cells = []
+        for seed in seeds:
+            r = evaluate_mlm(model, contextlib.nullcontext, test, order[lo:hi], batch,
+                             seed, unigram, table)
+            m, c = 100 * r["mlm_accuracy"], 100 * r["context_accuracy"]
+            cells.append(f"{m:.2f} / {c:.2f} / {m - c:+.2f} ({r['masked_tokens']:,} targets)")
+        print(f"| {lo:,}-{min(hi, len(order)):,} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
