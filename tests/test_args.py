@@ -49,10 +49,10 @@ SOURCES: dict[str, tuple[list, dict]] = {
     "tasks prom300": ([Prom300Config()], SPLIT),
     "tasks promscan": ([PromScanConfig()], SPLIT),
     "tasks ctcf": ([CTCFConfig()], SPLIT),
-    "baseline tfidf": ([TfidfConfig()], {"k": ("ks", TfidfConfig()),
-                                         "trees": ("n_estimators", TfidfConfig()),
-                                         "jobs": ("n_jobs", TfidfConfig())}),
-    "baseline cnn": ([CnnConfig()], {}),
+    "baselines tfidf": ([TfidfConfig()], {"k": ("ks", TfidfConfig()),
+                                          "trees": ("n_estimators", TfidfConfig()),
+                                          "jobs": ("n_jobs", TfidfConfig())}),
+    "baselines cnn": ([CnnConfig()], {}),
     "finetune": ([ClassifierConfig()], {}),
     "nextkmer": (NEXTKMER, {"k": ("ks", NextKmerSamplesConfig())}),
     "select-vocab": ([SelectPretrainingConfig(), SelectPretrainingConfig().model, *NEXTKMER[:2],
@@ -79,8 +79,11 @@ def commands() -> dict[str, argparse.ArgumentParser]:
         if not subs and prefix:
             out[" ".join(prefix)] = parser
         for a in subs:
+            seen = set()  # an alias (`baseline` for `baselines`) is the same parser again
             for name, p in a.choices.items():
-                walk(p, [*prefix, name])
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    walk(p, [*prefix, name])
 
     walk(build_parser(), [])
     return out

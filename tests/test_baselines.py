@@ -101,15 +101,15 @@ def test_cli_prom300_given_tokens_are_a_perfect_control(tmp_path, capsys):
     assert main(["tasks", "prom300", "--genome", str(genome), "--tss", str(tss), "--vocab",
                  str(tmp_path / "voc"), "--out", str(task)]) == 0
     out = tmp_path / "tfidf"
-    assert main(["baseline", "tfidf", "--task", str(task), "--out", str(out), "--k", "3",
+    assert main(["baselines", "tfidf", "--task", str(task), "--out", str(out), "--k", "3",
                  "--models", "lr", "--vocab", str(tmp_path / "voc")]) == 0
     res = {r["model"]: r for r in read_metrics(out)}
     assert res["tfidf-bpe-lr"]["params"]["given_tokens"] is True
     assert res["tfidf-bpe-lr"]["test"]["mcc"] == 0.0
     man = json.loads((out / "manifest.json").read_text())
-    assert man["stage"] == "baseline-tfidf" and man["sizes"]["train"] > 0
+    assert man["stage"] == "baselines-tfidf" and man["sizes"]["train"] > 0
     assert "test MCC" in capsys.readouterr().out
-    assert main(["baseline", "tfidf", "--task", str(task), "--out", str(out)]) == 2
+    assert main(["baselines", "tfidf", "--task", str(task), "--out", str(out)]) == 2
 
 
 def test_cli_gue_folder_and_compare(tmp_path, capsys):
@@ -120,7 +120,7 @@ def test_cli_gue_folder_and_compare(tmp_path, capsys):
         (folder / f"{split}.csv").write_text(
             "sequence,label\n" + "".join(f"{s},{y}\n" for s, y in zip(seqs, labels, strict=True)))
     out = tmp_path / "runs" / "toy"
-    assert main(["baseline", "tfidf", "--task", str(folder), "--out", str(out), "--k", "4",
+    assert main(["baselines", "tfidf", "--task", str(folder), "--out", str(out), "--k", "4",
                  "--trees", "30", "--seeds", "0,1,2", "--max-train", "150"]) == 0
     res = read_metrics(out)
     assert [r["model"] for r in res] == ["tfidf-rf", "tfidf-lr"]

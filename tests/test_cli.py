@@ -35,8 +35,8 @@ CASES = {
                        "--out", "OUT"],
     "tasks ctcf": ["tasks", "ctcf", "--genome", "MISSING.fa", "--motif", "MISSING.jaspar",
                    "--peaks", "MISSING.bed", "--out", "OUT"],
-    "baseline tfidf": ["baseline", "tfidf", "--task", "MISSING", "--out", "OUT"],
-    "baseline cnn": ["baseline", "cnn", "--task", "MISSING", "--out", "OUT"],
+    "baselines tfidf": ["baselines", "tfidf", "--task", "MISSING", "--out", "OUT"],
+    "baselines cnn": ["baselines", "cnn", "--task", "MISSING", "--out", "OUT"],
     "compare": ["compare", "MISSING"],
     "kmer-vocab": ["kmer-vocab", "--k", "0", "--out", "OUT"],  # a wrong option value
     "finetune": ["finetune", "--model", "MISSING", "--task", "MISSING", "--out", "OUT"],
@@ -95,8 +95,8 @@ WRONG_INPUT = {
                        "OUT"],
     "tasks ctcf": ["tasks", "ctcf", "--genome", "BAD.fa", "--motif", "BAD.jaspar", "--peaks",
                    "BAD.bed", "--out", "OUT"],
-    "baseline tfidf": ["baseline", "tfidf", "--task", "WRONG", "--out", "OUT"],
-    "baseline cnn": ["baseline", "cnn", "--task", "WRONG", "--out", "OUT"],
+    "baselines tfidf": ["baselines", "tfidf", "--task", "WRONG", "--out", "OUT"],
+    "baselines cnn": ["baselines", "cnn", "--task", "WRONG", "--out", "OUT"],
     "finetune": ["finetune", "--model", "WRONG", "--task", "WRONG", "--out", "OUT"],
     "nextkmer": ["nextkmer", "--model", "WRONG", "--genome", "BAD.fa", "--region", "chr1",
                  "--out", "OUT"],
@@ -199,7 +199,7 @@ def test_an_unknown_command_is_one_line_and_exit_2(capsys):
     assert err.count("\n") == 1 and "invalid choice: 'no-such-command'" in err, err
 
 
-@pytest.mark.parametrize("command", ["genome", "baseline"])
+@pytest.mark.parametrize("command", ["genome", "baselines", "baseline"])
 def test_a_command_imports_no_other_stage_module(command):
     # `import groverlm` itself loads its public functions (embed, score) and what they import: the
     # stage modules it leaves out must stay out when the command (here with --help) is another's

@@ -91,7 +91,7 @@ def test_bad_input_is_a_grover_error():
 def test_cli_metrics_json_compare_and_errors(tmp_path, capsys):
     task = write_task(tmp_path / "motif", lengths=(60, 100))  # lengths vary: padded batches
     out = tmp_path / "runs" / "cnn"
-    args = ["baseline", "cnn", "--task", str(task), "--out", str(out), "--channels", "8",
+    args = ["baselines", "cnn", "--task", str(task), "--out", str(out), "--channels", "8",
             "--epochs", "3", "--seeds", "0,1"]
     assert main(args) == 0
     assert "baseline cnn on motif: test MCC" in capsys.readouterr().out
@@ -107,11 +107,11 @@ def test_cli_metrics_json_compare_and_errors(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["schema"] == "groverlm-metrics/1" and metrics["label_map"] == {"0": 0, "1": 1}
     man = json.loads((out / "manifest.json").read_text())
-    assert man["stage"] == "baseline-cnn" and man["config"]["epochs"] == 3
+    assert man["stage"] == "baselines-cnn" and man["config"]["epochs"] == 3
     assert man["sizes"] == {"train": 300, "dev": 80, "test": 80}
 
     # beside TF-IDF in compare's table
-    assert main(["baseline", "tfidf", "--task", str(task), "--out", str(tmp_path / "runs" / "tf"),
+    assert main(["baselines", "tfidf", "--task", str(task), "--out", str(tmp_path / "runs" / "tf"),
                  "--k", "4", "--models", "lr"]) == 0
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "runs")]) == 0
@@ -122,13 +122,13 @@ def test_cli_metrics_json_compare_and_errors(tmp_path, capsys):
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     missing = tmp_path / "nope"
-    assert main(["baseline", "cnn", "--task", str(missing), "--out", str(tmp_path / "x")]) == 2
+    assert main(["baselines", "cnn", "--task", str(missing), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(missing) in err and "not a task folder" in err
     assert not (tmp_path / "x").exists()
-    assert main(["baseline", "cnn", "--task", str(task), "--out", str(tmp_path / "x"),
+    assert main(["baselines", "cnn", "--task", str(task), "--out", str(tmp_path / "x"),
                  "--seeds", "a,b"]) == 2
-    assert main(["baseline", "cnn", "--task", str(task), "--out", str(tmp_path / "x"),
+    assert main(["baselines", "cnn", "--task", str(task), "--out", str(tmp_path / "x"),
                  "--patience", "0"]) == 2
 
 

@@ -1,5 +1,5 @@
 """Baselines stage: TF-IDF over k-mers (or BPE tokens) with a random forest and logistic regression;
-`groverlm baseline tfidf|cnn` (the CNN itself is groverlm.cnn).
+`groverlm baselines tfidf|cnn` (the CNN itself is groverlm.cnn).
 
 Reads a task folder (ours or GUE format, via `tasks.load_task`) and optionally a tokenizer folder;
 writes `metrics.json` (schema in `groverlm.metrics`) and `manifest.json` into the output folder.
@@ -280,7 +280,7 @@ def _use_given_tokens(task, vocab: str | Path) -> bool:
 
 def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
                vocab: str | Path | None = None, overwrite: bool = False) -> list[dict[str, Any]]:
-    """`groverlm baseline tfidf`: k-mer TF-IDF baselines (and BPE ones with a vocabulary) on a task
+    """`groverlm baselines tfidf`: k-mer TF-IDF baselines (and BPE ones with a vocabulary) on a task
     folder; writes metrics.json and manifest.json. Returns the result records."""
     task = load_task(task_dir)
     out = prepare_out(out, overwrite)
@@ -301,7 +301,7 @@ def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
             r["params"]["given_tokens"] = given_tokens
     write_metrics(out, task.name, results, task_dir=str(task_dir), label_map=task.label_map)
     config = {**asdict(cfg), "vocab": str(vocab) if vocab else None, "task_dir": str(task_dir)}
-    write_manifest(out, "baseline-tfidf", config, [task_dir] + ([vocab] if vocab else []),
+    write_manifest(out, "baselines-tfidf", config, [task_dir] + ([vocab] if vocab else []),
                    seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
                    sizes={s: len(task.splits[s]) for s in task.splits})
     return results
@@ -328,7 +328,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     dt = TfidfConfig()
-    t = sub.add_parser("baseline", help="baselines on a task folder")
+    # named as the stage (folder baselines/, YAML section baselines); `baseline`, its old name, stays
+    t = sub.add_parser("baselines", aliases=["baseline"], help="baselines on a task folder")
     tg = t.add_subparsers(dest="baseline_command", metavar="MODEL", required=True)
     f = tg.add_parser("tfidf", help="TF-IDF over k-mers (and BPE tokens) + random forest / LR")
     f.add_argument("--task", required=True, help="task folder (ours or GUE format)")

@@ -34,7 +34,8 @@ COMMANDS = {
     "analyze": "groverlm.analysis.analyze",
     "report": "groverlm.analysis.report",
     "tasks": "groverlm.tasks",
-    "baseline": "groverlm.baselines",
+    "baselines": "groverlm.baselines",
+    "baseline": "groverlm.baselines",  # the old name of `baselines`, an alias
     "compare": "groverlm.metrics",
     "kmer-vocab": "groverlm.kmer_vocab",
     "finetune": "groverlm.finetune",

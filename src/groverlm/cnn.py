@@ -2,7 +2,7 @@
 
 Reads a task folder (ours or GUE format, via `tasks.gue.load_task`); writes `metrics.json` (schema
 in `groverlm.metrics`: model "cnn", one run per seed, mean and std of test MCC over seeds, as
-fine-tuning writes them) and `manifest.json` into the output folder. `groverlm baseline cnn`.
+fine-tuning writes them) and `manifest.json` into the output folder. `groverlm baselines cnn`.
 
 The network is the kind genomic-benchmarks and DeepSEA ship, the supervised model a DNA language
 model has to beat: one-hot A/C/G/T (N: all zeros, (B, 4, L)); `layers` blocks of Conv1d -> ReLU ->
@@ -321,7 +321,7 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
 
 def cnn_task(task_dir: str | Path, out: str | Path, cfg: CnnConfig,
              overwrite: bool = False) -> dict[str, Any]:
-    """`groverlm baseline cnn`: the CNN baseline on a task folder; writes metrics.json and
+    """`groverlm baselines cnn`: the CNN baseline on a task folder; writes metrics.json and
     manifest.json. Returns the result record."""
     task = load_task(task_dir)
     out = prepare_out(out, overwrite)
@@ -331,7 +331,7 @@ def cnn_task(task_dir: str | Path, out: str | Path, cfg: CnnConfig,
                      task.test.sequences, task.test.labels, cfg, task=task.name,
                      labels=sorted(task.label_map.values()))
     write_metrics(out, task.name, [record], task_dir=str(task_dir), label_map=task.label_map)
-    write_manifest(out, "baseline-cnn", {**asdict(cfg), "task_dir": str(task_dir)}, [task_dir],
+    write_manifest(out, "baselines-cnn", {**asdict(cfg), "task_dir": str(task_dir)}, [task_dir],
                    seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
                    sizes={s: len(task.splits[s]) for s in task.splits},
                    summary={"mcc_mean": record["mcc_mean"], "mcc_std": record["mcc_std"]})

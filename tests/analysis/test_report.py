@@ -60,7 +60,7 @@ def run(tmp_path_factory):
     # a language model whose name holds "kmer", and a baseline known only by its stage's manifest
     write_metrics(task / "kmer", "prom300", [make_result("prom300", "bert-kmer6", per[1:])])
     write_metrics(task / "cnn", "prom300", [make_result("prom300", "cnn", per[:1])])
-    write_manifest(task / "cnn", "baseline-cnn", {}, [])
+    write_manifest(task / "cnn", "baselines-cnn", {}, [])
     write_manifest(task / "grover" / "model", "finetune-model", {}, [])  # the saved best seed
     # next-k-mer selection
     sel = root / "select"

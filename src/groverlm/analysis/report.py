@@ -376,7 +376,7 @@ def is_baseline(record: dict, producer: str = "") -> bool:
 
     >>> is_baseline({"model": "cnn", "baseline": True}), is_baseline({"model": "bert-kmer6"})
     (True, False)
-    >>> is_baseline({"model": "tfidf-lr"}, "baseline-tfidf")
+    >>> is_baseline({"model": "tfidf-lr"}, "baselines-tfidf")
     True
     """
     if "baseline" in record:
