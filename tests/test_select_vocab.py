@@ -78,8 +78,15 @@ def test_pretrain_genome_leaves_the_region_out(tmp_path):
     cut = write_pretrain_genome(genome, Region("c1", 1_000, 4_000), tmp_path / "p", 1_500)
     g = Genome.read(cut)
     assert [len(r) for r in g.records.values()] == [1000, 500]
-    with pytest.raises(GroverError, match="not a record"):
-        write_pretrain_genome(genome, Region("c9"), tmp_path / "q", None)
+    # the budget runs out in c1; the region's record comes after it and is still cut out
+    late = write_pretrain_genome(genome, Region("c2", 0, 2_000), tmp_path / "r", 4_000)
+    assert [(n, len(r)) for n, r in Genome.read(late).records.items()] == [("c1:0-4000", 4_000)]
+    for where, region, message in [("q", Region("c9"), "--region c9: no record 'c9' in the genome"),
+                                   ("s", Region("c9"), "--region c9: no record 'c9'"),
+                                   ("t", Region("c2", 0, 9_000), "ends beyond c2 \\(3,000 bp\\)")]:
+        with pytest.raises(GroverError, match=message):
+            write_pretrain_genome(genome, region, tmp_path / where, 100 if where == "s" else None)
+        assert not (tmp_path / where / "genome" / "pretrain.fa").exists()
 
 
 @pytest.fixture(scope="module")

@@ -176,19 +176,17 @@ def write_pretrain_genome(genome: str | Path, region, out: Path, pretrain_bp: in
     if finished(folder):
         return fasta
     left = pretrain_bp if pretrain_bp is not None else float("inf")
-    pieces, found = [], False
+    pieces, lengths = [], {}
     with atomic_path(fasta) as tmp, open(tmp, "w") as fh:
         for rec in iter_records(genome):
-            if left <= 0:
+            # past the budget, read on only until the region's record has been checked
+            if left <= 0 and region.chrom in lengths:
                 break
+            lengths[rec.name] = len(rec)
             spans = [(0, len(rec))]
             if rec.name == region.chrom:
-                found = True
-                end = len(rec) if region.end is None else region.end
-                if end > len(rec):
-                    raise GroverError(f"--region {region} ends beyond {rec.name} "
-                                      f"({len(rec):,} bp)", genome)
-                spans = [(0, region.start), (end, len(rec))]
+                _, start, end = region.bounds(lengths, "--region", genome)
+                spans = [(0, start), (end, len(rec))]
             for s, e in spans:
                 e = int(min(e, s + left))
                 if e <= s:
@@ -200,9 +198,7 @@ def write_pretrain_genome(genome: str | Path, region, out: Path, pretrain_bp: in
                     fh.write(seq[i : i + 80] + "\n")
                 pieces.append({"record": name, "bases": e - s})
                 left -= e - s
-    if not found:
-        raise GroverError(f"--region names {region.chrom!r}, which is not a record of the genome",
-                          genome)
+        region.bounds(lengths, "--region", genome)  # a region on no record of the genome
     if not pieces:
         raise GroverError(f"nothing is left to pretrain on outside {region}", genome)
     write_manifest(folder, "select-vocab-genome", {"region": str(region),
