@@ -17,16 +17,14 @@ import argparse
 import contextlib
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from groverlm.config import build_section
 from groverlm.corpus import Corpus
-from groverlm.masking import MLMData
 from groverlm.models import load_model, load_tokenizer
-from groverlm.pretrain import ModelConfig, context_table, evaluate_mlm
+from groverlm.pretrain import ModelConfig, evaluate_mlm, held_out, random_token_ids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,37 +38,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    man = json.loads((args.model / "manifest.json").read_text())["config"]
+    path = args.model / "manifest.json"
+    man = json.loads(path.read_text())["config"]
     fields = {k: v for k, v in man.items() if k in ModelConfig.__dataclass_fields__}
-    cfg = ModelConfig(**{**fields, "mask_split": tuple(fields["mask_split"])})
+    cfg = build_section(ModelConfig, fields, ("pretrain", "model"), str(path))  # as torchrun ranks
     corpus = Corpus.open(man["corpus"])
     tok = load_tokenizer(corpus.tokenizer_path)
-    special = set(tok.all_special_ids)
-    random_ids = torch.tensor([int(i) for i in np.flatnonzero(corpus.train_counts > 0)
-                               if int(i) not in special])
-    # as pretrain.build_run builds its evaluation
-    hidden = replace(cfg.masking, rate=cfg.eval_mask_rate, mask_fraction=1.0, random_fraction=0.0)
-    test = MLMData(corpus.test, tok, hidden, random_ids, cfg.pad_multiple)
-    unigram = corpus.most_frequent_token()
-    table = context_table(corpus.train, len(tok), tok.cls_token_id, tok.sep_token_id, unigram,
-                          seed=man["train"]["seed"])
-    order = np.random.default_rng([man["train"]["seed"], 1]).permutation(len(corpus.test))
+    seed = man["train"]["seed"]
+    ev = held_out(corpus, tok, cfg, random_token_ids(corpus, tok), seed)  # as pretraining built it
     model = load_model(args.model).eval()
     batch = args.batch_size or man["train"]["batch_size"]
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"{args.model}: {len(order):,} held-out samples; model / context table / difference, "
+    print(f"{args.model}: {len(ev.order):,} held-out samples; model / context table / difference, "
           "in % of targets")
     print("| samples | " + " | ".join(f"mask seed {s}" for s in seeds) + " |")
     print("|---|" + "---|" * len(seeds))
     for item in args.slices.split(","):
-        lo, hi = (0, len(order)) if item == "all" else map(int, item.split(":"))
+        lo, hi = (0, len(ev.order)) if item == "all" else map(int, item.split(":"))
         cells = []
-        for seed in seeds:
-            r = evaluate_mlm(model, contextlib.nullcontext, test, order[lo:hi], batch,
-                             seed, unigram, table)
+        for mask_seed in seeds:
+            r = evaluate_mlm(model, contextlib.nullcontext, ev.data, ev.order[lo:hi], batch,
+                             mask_seed, ev.unigram, ev.table)
             m, c = 100 * r["mlm_accuracy"], 100 * r["context_accuracy"]
             cells.append(f"{m:.2f} / {c:.2f} / {m - c:+.2f} ({r['masked_tokens']:,} targets)")
-        print(f"| {lo:,}-{min(hi, len(order)):,} | " + " | ".join(cells) + " |", flush=True)
+        print(f"| {lo:,}-{min(hi, len(ev.order)):,} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 

@@ -113,12 +113,44 @@ class Run:
     run_config: dict
 
 
+@dataclass
+class HeldOut:
+    """The test split as every masked-token evaluation sees it (`held_out`)."""
+
+    data: Any  # masking.MLMData: targets at the evaluation rate, every one shown as [MASK]
+    order: Any  # np.ndarray: the samples' fixed order; an evaluation of n samples takes order[:n]
+    unigram: int  # the most frequent training token
+    table: Any  # np.ndarray: the context table (`context_table`) of the training split
+
+
+def random_token_ids(corpus, tokenizer):
+    """The ids a target shown as a random token is drawn from: tokens seen in training, no
+    special tokens (a torch int64 tensor)."""
+    import torch
+
+    special = set(tokenizer.all_special_ids)
+    seen = np.flatnonzero(corpus.train_counts > 0)
+    return torch.tensor([int(i) for i in seen if int(i) not in special], dtype=torch.int64)
+
+
+def held_out(corpus, tokenizer, cfg: ModelConfig, random_ids, seed: int) -> HeldOut:
+    """The evaluation's test data, sample order, unigram answer and context table (build_run's, and
+    bench/eval_noise.py's, which rescores a model on other slices and mask seeds)."""
+    from groverlm.masking import MLMData
+
+    # evaluation hides every target behind [MASK]: accuracy measures prediction from context alone
+    # (a target left unchanged, as BERT's 80/10/10 does with 10%, would be copied, not predicted)
+    hidden = replace(cfg.masking, rate=cfg.eval_mask_rate, mask_fraction=1.0, random_fraction=0.0)
+    unigram = corpus.most_frequent_token()
+    return HeldOut(MLMData(corpus.test, tokenizer, hidden, random_ids, cfg.pad_multiple),
+                   np.random.default_rng([seed, 1]).permutation(len(corpus.test)), unigram,
+                   context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
+                                 tokenizer.sep_token_id, unigram, seed=seed))
+
+
 def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_size: int = 32
               ) -> Run:
     """Open the corpus, build a fresh seeded model and the train data and evaluation callback."""
-    import numpy as np
-    import torch
-
     from groverlm.masking import MLMData
 
     corpus = Corpus.open(corpus_path)
@@ -133,28 +165,18 @@ def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_si
     # that (embed.max_window_tokens); the demo's 128-position samples in a 512-position model put
     # PromScan's 250-token windows half on untrained positions (test MCC 0.51 against 0.57, 1 seed)
     tokenizer.model_max_length = int(corpus.train.lengths.max()) + 2
-    special = set(tokenizer.all_special_ids)
-    seen = np.flatnonzero(corpus.train_counts > 0)
-    random_ids = torch.tensor([int(i) for i in seen if int(i) not in special], dtype=torch.int64)
-    masking = cfg.masking
-    data = MLMData(corpus.train, tokenizer, masking, random_ids, cfg.pad_multiple)
-    # evaluation hides every target behind [MASK]: accuracy measures prediction from context alone
-    # (a target left unchanged, as BERT's 80/10/10 does with 10%, would be copied, not predicted)
-    hidden = replace(masking, rate=cfg.eval_mask_rate, mask_fraction=1.0, random_fraction=0.0)
-    test = MLMData(corpus.test, tokenizer, hidden, random_ids, cfg.pad_multiple)
-    order = np.random.default_rng([seed, 1]).permutation(len(corpus.test))
-    unigram = corpus.most_frequent_token()
-    table = context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
-                          tokenizer.sep_token_id, unigram, seed=seed)
+    random_ids = random_token_ids(corpus, tokenizer)
+    data = MLMData(corpus.train, tokenizer, cfg.masking, random_ids, cfg.pad_multiple)
+    ev = held_out(corpus, tokenizer, cfg, random_ids, seed)
 
     def evaluate(model, amp, final: bool) -> dict[str, Any]:
         n = cfg.final_eval_samples if final else cfg.eval_samples
-        return evaluate_mlm(model, amp, test, order[:n] if n else order, batch_size, seed, unigram,
-                            table)
+        return evaluate_mlm(model, amp, ev.data, ev.order[:n] if n else ev.order, batch_size, seed,
+                            ev.unigram, ev.table)
 
     model = new_mlm_model(config, seed)
     if cfg.unigram_bias:
-        set_unigram_bias(model, corpus.train_counts, sorted(special))
+        set_unigram_bias(model, corpus.train_counts, sorted(set(tokenizer.all_special_ids)))
     run_config = json.loads(json.dumps({  # JSON types only: checkpoints compare it on resume
         "corpus": str(corpus.path), "corpus_sha256": _corpus_id(corpus), "pretrain": asdict(cfg),
         "model": model_fields(config)}))

@@ -71,10 +71,10 @@ from groverlm.manifest import (
     MANIFEST,
     SETTINGS,
     atomic_path,
+    changed_settings,
     check_resume,
     finished,
     read_manifest,
-    settings_diff,
     write_json,
     write_manifest,
     write_text,
@@ -545,10 +545,11 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> N
     if old is not None:  # a folder written before its volatile fields were left out of settings
         drop_keys(old, [*(f"pretraining.select.{k}" for k in volatile_keys(SelectPretrainingConfig)),
                         *(f"nextkmer.finetune.{k}" for k in volatile_keys(ClassifierConfig))])
-        if old.get("pretraining") == settings["pretraining"] and old != settings:
+        changed = changed_settings(old, settings)
+        if old.get("pretraining") == settings["pretraining"] and changed:
             if redo_nextkmer:
                 log.info("next-k-mer settings changed (%s): discarding the next-k-mer results",
-                         "; ".join(settings_diff(old, settings)))
+                         "; ".join(changed))
                 shutil.rmtree(out / "nextkmer", ignore_errors=True)
                 write_json(path, settings)
                 return
