@@ -25,6 +25,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from groverlm.errors import GroverError
 
 
@@ -141,8 +143,6 @@ def parse_value(text: str) -> Any:
     >>> parse_value("1e-3"), parse_value("[4, 6]"), parse_value("gelu"), parse_value("")
     (0.001, [4, 6], 'gelu', None)
     """
-    import yaml
-
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as err:

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from groverlm import lazy
 from groverlm.data import fetch_files
 from groverlm.errors import GroverError
 from groverlm.manifest import finished, read_manifest
+
+corpus = lazy.module("groverlm.corpus")  # corpus imports this module
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +109,14 @@ class Context:
     def held_out(self, region: str | None, stage: str):
         """A stage's region (a corpus.Region), by default the corpus's first held-out region
         (unseen in pretraining)."""
-        from groverlm.corpus import Region  # lazy: corpus imports Context
-
         holdout = self.config.stage("corpus").holdout
         if region is None:
             if not holdout:
                 raise GroverError(f"{stage} needs a region pretraining never saw: set "
                                   f"corpus.holdout (or {stage}.region)", self.config.source)
-            return Region.parse(holdout[0])
-        reg = Region.parse(region, f"{stage}.region")
-        if reg not in {Region.parse(h) for h in holdout}:
+            return corpus.Region.parse(holdout[0])
+        reg = corpus.Region.parse(region, f"{stage}.region")
+        if reg not in {corpus.Region.parse(h) for h in holdout}:
             log.warning("%s.region %s is not in corpus.holdout: pretraining may have seen it",
                         stage, reg)
         return reg

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.bpe.tokens import TokenizedGenome
 from groverlm.context import Context
 from groverlm.errors import GroverError
@@ -48,6 +49,8 @@ from groverlm.manifest import (
     write_manifest,
 )
 from groverlm.models import load_tokenizer
+
+tqdm = lazy.module("tqdm")  # progress bars load on first use
 
 log = logging.getLogger(__name__)
 
@@ -418,9 +421,7 @@ def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: Co
         record_index: dict[str, int] = {}
         bar = None
         if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n_contigs, unit="contig", desc="corpus", dynamic_ncols=True)
+            bar = tqdm.tqdm(total=n_contigs, unit="contig", desc="corpus", dynamic_ncols=True)
         for ci, c in enumerate(contigs):
             if c.ids.size and int(c.ids.max()) >= vocab_size:
                 raise GroverError(f"token id {int(c.ids.max())} is outside the vocabulary "

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import gzip
 import hashlib
+import importlib.util
 import io
 import logging
 import os
@@ -39,8 +40,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from groverlm import lazy
 from groverlm.errors import GroverError
 from groverlm.manifest import atomic_path
+
+tqdm = lazy.module("tqdm")  # progress bars load on first use
 
 log = logging.getLogger(__name__)
 
@@ -355,9 +359,7 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 def _run_parquet(src: Path, dst: Path, kind: str, chrom: str) -> None:
     env = dict(os.environ)
-    try:
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("pyarrow") is None:
         wheels = src.parent / ".pyarrow"  # the fetch's scratch folder
         if not (wheels / "site").is_dir():
             _pip_download("pyarrow", wheels, binary=True)
@@ -391,11 +393,9 @@ CONVERTERS: dict[str, Callable[[Path, Path, str], None]] = {
 
 def download_url(url: str, dst: Path) -> None:
     """The original source: plain HTTPS."""
-    from tqdm import tqdm
-
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as resp, open(dst, "wb") as out, \
-                tqdm(total=int(resp.headers.get("Content-Length") or 0) or None, unit="B",
+                tqdm.tqdm(total=int(resp.headers.get("Content-Length") or 0) or None, unit="B",
                      unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False) as bar:
             for block in iter(lambda: resp.read(1 << 20), b""):
                 out.write(block)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from groverlm import __version__  # set before groverlm/__init__ imports anything
 from groverlm.errors import GroverError
 from groverlm.models import is_hub_id
 
@@ -193,8 +194,6 @@ def prepare_out(out: str | Path, overwrite: bool) -> Path:
 def write_manifest(out: str | Path, stage: str, config: dict, inputs: list[str | Path],
                    seed: int | None = None, **extra: Any) -> dict:
     """Write `out/manifest.json`: stage, resolved config, input fingerprints, version, seed."""
-    from groverlm import __version__  # lazy: groverlm/__init__ imports this module
-
     manifest = {
         "stage": stage,
         "groverlm_version": __version__,

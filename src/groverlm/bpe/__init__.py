@@ -12,8 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from groverlm import lazy
 from groverlm.context import Context
 from groverlm.manifest import finished
+
+# The trainer (numba) and the export (tokenizers, transformers) load on first use: config loading
+# and `groverlm bpe --help` import this module for BpeConfig alone.
+bpe_export = lazy.module("groverlm.bpe.export")
+bpe_train = lazy.module("groverlm.bpe.train")
 
 
 @dataclass(frozen=True)
@@ -34,15 +40,12 @@ class BpeConfig:
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Vocabulary stage: BPE on the genome (segmentation saved at `cycles`), then the export."""
-    from groverlm.bpe.export import export_vocab
-    from groverlm.bpe.train import write_training
-
     train, vocab = ctx.out / "train", ctx.out / "vocab"
     if not finished(train):
-        write_training(ctx.genome, train, cfg.merges, cfg.chunk, cfg.cycles,
+        bpe_train.write_training(ctx.genome, train, cfg.merges, cfg.chunk, cfg.cycles,
                        progress=ctx.progress)
     if not finished(vocab):
-        export_vocab(train, cfg.cycles, vocab)
+        bpe_export.export_vocab(train, cfg.cycles, vocab)
     return {"cycles": cfg.cycles, "train": ctx.relative(train), "vocab": ctx.relative(vocab),
             **vocab_summary(vocab)}
 
@@ -80,9 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from groverlm.bpe.train import write_training
-
-    tr = write_training(args.genome, args.out, args.merges, args.chunk, args.save_tokens_at,
+    tr = bpe_train.write_training(args.genome, args.out, args.merges, args.chunk, args.save_tokens_at,
                         args.overwrite, progress=not args.quiet, resume=args.resume,
                         checkpoint_minutes=args.checkpoint_minutes)
     print(f"bpe train: {tr.cycle} cycles over {tr.words.bases:,} bases; {tr.tokens:,} tokens "
@@ -91,9 +92,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from groverlm.bpe.export import export_vocab
-
-    s = export_vocab(args.train_dir, args.cycles, args.out, args.overwrite)
+    s = bpe_export.export_vocab(args.train_dir, args.cycles, args.out, args.overwrite)
     print(f"bpe export: {args.cycles} cycles, {s['tokens']} tokens present, mean length "
           f"{s['mean_length_genome']:.2f} nt in the genome ({s['mean_length_vocab']:.2f} over the "
           f"vocabulary), longest {' '.join(s['longest'])}, CG token: "

@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, models, processors
 
+from groverlm import lazy
 from groverlm.bpe.merges import NUM_SPECIAL, SPECIAL_TOKENS, Merges
 from groverlm.bpe.tokens import merges_fingerprint
 from groverlm.errors import GroverError
 from groverlm.manifest import prepare_out, read_manifest, write_json, write_manifest
+
+transformers = lazy.module("transformers")  # a second to import: only save_tokenizer needs it
 
 MAX_LENGTH = 512  # BERT positions: 510 tokens plus [CLS] and [SEP]
 
@@ -44,9 +47,7 @@ def build_tokenizer(merges: Merges) -> Tokenizer:
 
 def save_tokenizer(tok: Tokenizer, out: Path) -> None:
     """Write the folder AutoTokenizer loads: a PreTrainedTokenizerFast with BERT's special tokens."""
-    from transformers import PreTrainedTokenizerFast
-
-    fast = PreTrainedTokenizerFast(
+    fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
         sep_token="[SEP]", mask_token="[MASK]", model_max_length=MAX_LENGTH)
     fast.save_pretrained(str(out))

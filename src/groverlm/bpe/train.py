@@ -12,7 +12,9 @@ exists reuses that token's id.
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.bpe import core
 from groverlm.bpe.merges import NUM_SPECIAL, Merges
 from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
@@ -34,6 +37,8 @@ from groverlm.manifest import (
     write_manifest,
     write_text,
 )
+
+tqdm = lazy.module("tqdm")  # progress bars load on first use
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +241,6 @@ class Trainer:
 
     @classmethod
     def load_state(cls, folder: Path) -> tuple[Trainer, dict]:
-        import json
-
         meta = json.loads((folder / "state.json").read_text())
         with np.load(folder / "state.npz") as z:
             words = Words(z["tok"], z["word_tok"], z["word_len"], z["word_start"],
@@ -325,9 +328,7 @@ def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | N
         save()
     bar = None
     if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=merges, initial=trainer.cycle, unit="cycle", desc="bpe",
+        bar = tqdm.tqdm(total=merges, initial=trainer.cycle, unit="cycle", desc="bpe",
                    dynamic_ncols=True)
     while trainer.cycle < merges:
         if not trainer.step():
@@ -400,7 +401,5 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
         records=trainer.words.records, base_counts=trainer.base_counts.tolist(),
         seconds=round(seconds, 2))
     if ckpt.exists():
-        import shutil
-
         shutil.rmtree(ckpt)
     return trainer
