@@ -239,6 +239,16 @@ def find_metrics(folders: Sequence[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+def percent(v: Any) -> str:
+    """A fraction as the summaries and the report print it; "-" when it is missing.
+
+    >>> percent(0.08634), percent(1), percent(None), percent("n/a")
+    ('8.63%', '100.00%', '-', '-')
+    """
+    number = isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+    return f"{100 * v:.2f}%" if number else "-"
+
+
 def results_table(records: list[dict[str, Any]]) -> tuple[list[str], list[str], dict]:
     """(tasks, models, cells) with cells[(task, model)] = (mcc_mean, mcc_std, n_seeds). Tasks and
     models are sorted by name; a (task, model) pair found twice is a GroverError (ambiguous)."""

@@ -22,17 +22,14 @@ unchanged, and starts the stage afresh otherwise.
     groverlm run configs/demo.yaml --set bpe.merges=800 --set run.dir=runs/b800
     groverlm demo                                      # configs/demo.yaml on hg19 chr20
 
-Stages: genome, bpe, select_vocab, corpus, pretrain, nextkmer, tasks, finetune, baselines,
-analysis, score, report. A new stage is one module with its config dataclass and a `run(cfg, ctx)`,
-one line in `STAGES` and one line in `groverlm.config.STAGE_SECTIONS` (and its command's line in
-`groverlm.cli.COMMANDS`).
+A new stage is one module with its config dataclass and a `run(cfg, ctx)`, one line in `STAGES`,
+one in `groverlm.config.STAGE_SECTIONS` and its command's line in `groverlm.cli.COMMANDS`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import shutil
 import time
@@ -48,16 +45,16 @@ from groverlm.config import as_plain, dump_config, load_config
 from groverlm.context import Context, DataFiles, resolve_data
 from groverlm.errors import GroverError
 from groverlm.manifest import (
-    MANIFEST,
     cached,
     changed_settings,
     fingerprint,
     finished,
+    read_manifest,
     write_cached,
     write_manifest,
     write_text,
 )
-from groverlm.metrics import find_metrics, format_table, read_metrics, results_table
+from groverlm.metrics import find_metrics, format_table, percent, read_metrics, results_table
 from groverlm.peak import peak_rss, reset_peak
 
 log = logging.getLogger(__name__)
@@ -108,10 +105,9 @@ def stage_names() -> list[str]:
 
 
 def _stage(name: str) -> Stage:
-    for s in STAGES:
-        if s.name == name:
-            return s
-    raise GroverError(f"unknown stage {name!r}; stages: {', '.join(stage_names())}")
+    if name not in stage_names():
+        raise GroverError(f"unknown stage {name!r}; stages: {', '.join(stage_names())}")
+    return STAGES[stage_names().index(name)]
 
 
 # -- bookkeeping -------------------------------------------------------------------------------
@@ -128,14 +124,13 @@ def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
 
 def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
     """'done' (manifest matches), 'missing' (never finished) or why it is out of date."""
-    path = run_dir / stage.name / MANIFEST
-    if not finished(path.parent):
+    if not finished(run_dir / stage.name):
         return "missing"
     for need in stage.needs:
         if not finished(run_dir / need):
             return f"out of date ({need} is not finished)"
     section, _, shas = stage_key(stage, cfg, run_dir, data)
-    m = json.loads(path.read_text())
+    m = read_manifest(run_dir / stage.name)
     changed = changed_settings(m.get("config"), section)
     if changed:
         return f"out of date (config changed: {'; '.join(changed)})"
@@ -219,13 +214,10 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
     write_text(run_dir / CONFIG_COPY, dump_config(cfg))
     data = resolve_data(cfg.data, from_dir=from_dir, report=on_data)
 
-    needed = set()  # every stage a selected stage reads, directly or not
-    todo = [s for s in names if s in selected]
-    while todo:
-        for need in _stage(todo.pop()).needs:
-            if need not in needed:
-                needed.add(need)
-                todo.append(need)
+    needed = set()  # every stage a selected stage reads, directly or not (STAGES is in order)
+    for stage in reversed(STAGES):
+        if stage.name in selected | needed:
+            needed.update(stage.needs)
     results = []
     for stage in STAGES:
         if stage.name not in selected:
@@ -253,8 +245,7 @@ def summarize_run(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
 
     def summary(name: str) -> dict[str, Any] | None:
-        p = run_dir / name / MANIFEST
-        return json.loads(p.read_text()).get("summary") if p.is_file() else None
+        return read_manifest(run_dir / name).get("summary") if finished(run_dir / name) else None
 
     lines = []
     g = summary("genome")
@@ -263,11 +254,10 @@ def summarize_run(run_dir: str | Path) -> str:
                      f"({g['acgt']:,} A/C/G/T in {g['contigs']:,} contigs)")
     v = summary("select_vocab") or summary("bpe")
     if v:
-        how = ("chosen by next-k-mer" if v.get("selected") else "as configured") if (
-            "selected" in v) else "BPE export"
+        how = {True: "chosen by next-k-mer", False: "as configured"}.get(v.get("selected"),
+                                                                          "BPE export")
         lines.append(f"vocabulary:  {v['cycles']} BPE cycles ({how}), {v['tokens']} tokens "
-                     f"present, mean "
-                     f"length {v['mean_length_genome']:.2f} nt in the genome "
+                     f"present, mean length {v['mean_length_genome']:.2f} nt in the genome "
                      f"({v['mean_length_vocab']:.2f} over the vocabulary), longest "
                      f"{v['max_length']} nt, CG token: {'yes' if v['has_CG'] else 'no'}, start "
                      f"with A/T: {100 * v['start_A_or_T']:.0f}%")
@@ -285,9 +275,9 @@ def summarize_run(run_dir: str | Path) -> str:
                      "frequent k-mer; best TF-IDF)")
         for r in k["by_k"]:
             tfidf = [v for key, v in r.items() if key.startswith("tfidf") and v is not None]
-            lines.append(f"  k={r['k']}: {_pct(r.get('accuracy'))} ({_pct(r['chance'])}; "
-                         f"{_pct(r['most_frequent_accuracy'])}; "
-                         f"{_pct(max(tfidf)) if tfidf else 'n/a'})")
+            lines.append(f"  k={r['k']}: {percent(r.get('accuracy'))} ({percent(r['chance'])}; "
+                         f"{percent(r['most_frequent_accuracy'])}; "
+                         f"{percent(max(tfidf)) if tfidf else 'n/a'})")
     z = summary("score")
     if z and "prom300" in z:
         lines.append(f"zero-shot:   Prom300 AUROC {z['prom300']['auroc']:.3f} (per-nt pseudo-log-"
@@ -307,10 +297,6 @@ def summarize_run(run_dir: str | Path) -> str:
     r = summary("report")
     lines.append(f"report:      {run_dir / r['report'] if r else 'not written'}")
     return "\n".join(lines)
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
 
 
 def _num(v: float | None) -> str:

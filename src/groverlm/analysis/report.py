@@ -40,7 +40,7 @@ from groverlm.analysis.plots import COLORS, figure, png_bytes
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import read_jsonl, write_text
-from groverlm.metrics import find_metrics, read_metrics
+from groverlm.metrics import find_metrics, percent, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -526,10 +526,6 @@ def _flatten(d: dict, prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]
 # ----------------------------------------------------------------------------- the answer
 
 
-def _pct(v: Any) -> str:
-    return "-" if not _is_number(v) else f"{100 * v:.2f}%"
-
-
 def _eval_of(st: Stage) -> dict:
     ev = st.folder / "eval.json"
     data = json.loads(ev.read_text()) if ev.exists() else st.manifest.get("eval")
@@ -585,9 +581,9 @@ def render_answer(stages: list[Stage], records: list[dict], root: Path) -> Secti
         if _is_number(ev.get("mlm_accuracy")):
             rows.append({"model": _rel(st.folder, root), "tokens seen": st.manifest.get(
                              "tokens_seen", ev.get("tokens_seen")),
-                         "held-out accuracy": _pct(ev["mlm_accuracy"]),
-                         "context table": _pct(ev.get("context_accuracy")),
-                         "unigram": _pct(ev.get("unigram_accuracy")),
+                         "held-out accuracy": percent(ev["mlm_accuracy"]),
+                         "context table": percent(ev.get("context_accuracy")),
+                         "unigram": percent(ev.get("unigram_accuracy")),
                          "verdict": masked_token_verdict(ev["mlm_accuracy"],
                                                          ev.get("unigram_accuracy"),
                                                          ev.get("context_accuracy"))})
@@ -635,10 +631,10 @@ def render_answer(stages: list[Stage], records: list[dict], root: Path) -> Secti
         for r in json.loads(path.read_text()).get("summary") or []:
             tfidf = [(v, k) for k, v in r.items() if k.startswith("tfidf") and _is_number(v)]
             kmer_rows.append({"model": _rel(st.folder, root), "k": r.get("k"),
-                              "model accuracy": _pct(r.get("accuracy")),
-                              "chance": _pct(r.get("chance")),
-                              "most frequent k-mer": _pct(r.get("most_frequent_accuracy")),
-                              "best TF-IDF": (f"{_pct(max(tfidf)[0])} ({max(tfidf)[1]})"
+                              "model accuracy": percent(r.get("accuracy")),
+                              "chance": percent(r.get("chance")),
+                              "most frequent k-mer": percent(r.get("most_frequent_accuracy")),
+                              "best TF-IDF": (f"{percent(max(tfidf)[0])} ({max(tfidf)[1]})"
                                               if tfidf else "-")})
     if kmer_rows:
         sec.add("<h3>Next-k-mer prediction: test top-1 accuracy</h3>", table(kmer_rows))
