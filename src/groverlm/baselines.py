@@ -21,6 +21,7 @@ RUN_DIR/baselines/TASK and, with baselines.cnn set, the CNN's RUN_DIR/baselines/
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.args import listed
 from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
@@ -47,6 +49,12 @@ from groverlm.metrics import (
 from groverlm.tasks import TASKS
 from groverlm.tasks.common import load_bpe_tokenizer, seeded_subset
 from groverlm.tasks.gue import load_task
+
+# scipy and scikit-learn load on first use, keeping the CLI and config loading light
+sparse = lazy.module("scipy.sparse")
+sklearn_ensemble = lazy.module("sklearn.ensemble")
+sklearn_linear = lazy.module("sklearn.linear_model")
+sklearn_text = lazy.module("sklearn.feature_extraction.text")
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +121,6 @@ class Featurizer:
         (a task's given tokens) instead of a sequence to tokenize."""
         if self.k is not None:
             return kmer_count_matrix(seqs, self.k)
-        from scipy import sparse
-
         if len(seqs) and not isinstance(seqs[0], str):
             vocab = self.tokenizer.get_vocab()
             try:
@@ -132,9 +138,7 @@ class Featurizer:
         return m
 
     def fit_transform(self, seqs: Sequence[str]):
-        from sklearn.feature_extraction.text import TfidfTransformer
-
-        self._tfidf = TfidfTransformer()
+        self._tfidf = sklearn_text.TfidfTransformer()
         return self._tfidf.fit_transform(self.counts(seqs))
 
     def transform(self, seqs: Sequence[str]):
@@ -143,13 +147,11 @@ class Featurizer:
 
 
 def make_model(kind: str, cfg: TfidfConfig, seed: int):
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-
     if kind == "rf":
-        return RandomForestClassifier(n_estimators=cfg.n_estimators, class_weight=cfg.class_weight,
-                                      random_state=seed, n_jobs=cfg.n_jobs)
-    return LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, class_weight=cfg.class_weight)
+        return sklearn_ensemble.RandomForestClassifier(
+            n_estimators=cfg.n_estimators, class_weight=cfg.class_weight, random_state=seed,
+            n_jobs=cfg.n_jobs)
+    return sklearn_linear.LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, class_weight=cfg.class_weight)
 
 
 def _scores(model, X, labels: list[int]) -> np.ndarray:
@@ -264,8 +266,6 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
 def _use_given_tokens(task, vocab: str | Path) -> bool:
     """Whether the task's `tokens` column was made with this vocabulary (then BPE features count
     those tokens: re-tokenizing a token-shuffled string would change its bag of tokens)."""
-    import json
-
     if any(task.splits[s].tokens is None for s in task.splits):
         return False
     path = Path(vocab) / "manifest.json"

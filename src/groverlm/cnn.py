@@ -35,12 +35,20 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.args import stable, volatile
 from groverlm.errors import GroverError
 from groverlm.finetune import torch_threads
 from groverlm.manifest import prepare_out, write_manifest
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
 from groverlm.tasks.gue import load_task
+
+# torch and scikit-learn load on first use, keeping the CLI and config loading light
+torch = lazy.module("torch")
+nn = lazy.module("torch.nn")
+F = lazy.module("torch.nn.functional")
+sklearn_weights = lazy.module("sklearn.utils.class_weight")
+baselines = lazy.module("groverlm.baselines")  # an import cycle: baselines imports CnnConfig
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +124,6 @@ def one_hot_batch(codes: Sequence[np.ndarray]):
     >>> x.shape, n.tolist(), x[1].sum(0).tolist()
     (torch.Size([2, 4, 2]), [2, 1], [1.0, 0.0])
     """
-    import torch
-
     lengths = np.array([len(c) for c in codes], dtype=np.int64)
     padded = np.full((len(codes), int(lengths.max())), N_CODE, dtype=np.int64)  # (B, L)
     for i, c in enumerate(codes):
@@ -128,10 +134,8 @@ def one_hot_batch(codes: Sequence[np.ndarray]):
 
 @functools.cache
 def _network_class():
-    """The `DnaCnn` module class (built lazily: torch is imported inside)."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
+    """The `DnaCnn` module class (defined on first call: a torch.nn.Module subclass at module level
+    would import torch with this module)."""
 
     class DnaCnn(nn.Module):
         """Conv blocks over one-hot DNA, masked global max + mean pooling, a linear head."""
@@ -185,8 +189,6 @@ def build_network(n_classes: int, cfg: CnnConfig):
 
 def predict(model, codes: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
     """(n, n_classes) class probabilities, float64; batches of similar lengths (less padding)."""
-    import torch
-
     order = np.argsort([len(c) for c in codes], kind="stable")
     out = np.zeros((len(codes), model.head.out_features))
     was_training = model.training
@@ -206,11 +208,9 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     >>> class_weights(np.array([0, 0, 0, 1]), 3).tolist()
     [0.6666666666666666, 2.0, 1.0]
     """
-    from sklearn.utils.class_weight import compute_class_weight
-
     present = np.unique(y)
     out = np.ones(n_classes)
-    out[present] = compute_class_weight("balanced", classes=present, y=y)
+    out[present] = sklearn_weights.compute_class_weight("balanced", classes=present, y=y)
     return out
 
 
@@ -222,9 +222,6 @@ def train_seed(train: tuple[list[np.ndarray], np.ndarray], dev: tuple[list[np.nd
     Each split is (codes, y) with y the label ids; `labels` are the class ids in column order.
     Returns {"seed", "dev", "test", "best_epoch", "epochs_run", "dev_curve", "seconds", ...}.
     """
-    import torch
-    from torch import nn
-
     t0 = time.perf_counter()
     col = {c: i for i, c in enumerate(labels)}
     codes, y = train
@@ -289,14 +286,12 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
 
     `labels` fixes the class list the metrics use; default: the labels seen in any split.
     """
-    from groverlm.baselines import check_splits  # lazy: baselines imports CnnConfig
-
     if not (len(dev_seqs) and len(test_seqs)):
         raise GroverError("the dev and test splits must not be empty")
     if any(len(s) == 0 for split in (train_seqs, dev_seqs, test_seqs) for s in split):
         raise GroverError("empty sequence")
     n_available = len(train_seqs)
-    train_seqs, y_tr, y_dev, y_te, labels = check_splits(
+    train_seqs, y_tr, y_dev, y_te, labels = baselines.check_splits(
         train_seqs, train_labels, dev_seqs, dev_labels, test_seqs, test_labels, labels,
         cfg.max_train, cfg.seeds[0])
     train = (encode(train_seqs), y_tr)

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.args import stable, volatile
 from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
@@ -78,6 +79,14 @@ from groverlm.tasks import TASKS
 from groverlm.tasks.common import seeded_subset
 from groverlm.tasks.context import GenomeContextTokenizer
 from groverlm.tasks.gue import load_task
+
+# torch, transformers, scikit-learn and train (torch at its top) load on first use, keeping the CLI
+# and config loading light
+torch = lazy.module("torch")
+F = lazy.module("torch.nn.functional")
+hf_logging = lazy.module("transformers.utils.logging")
+sklearn_weights = lazy.module("sklearn.utils.class_weight")
+training = lazy.module("groverlm.train")
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +181,6 @@ class FinetuneConfig:
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run with n torch CPU threads (None: leave torch's setting). On a shared CPU one thread per
     process can be many times faster than two threads that wait on each other."""
-    import torch
-
     if not n:
         yield
         return
@@ -187,8 +194,6 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 def pool_windows(logits, owner, n: int):
     """Mean of window logits per sequence: logits (W, L), owner (W,) sequence index -> (n, L)."""
-    import torch
-
     sums = torch.zeros((n, logits.shape[-1]), dtype=logits.dtype, device=logits.device)
     sums.index_add_(0, owner, logits)  # (n, L)
     counts = torch.bincount(owner, minlength=n).clamp(min=1).to(logits.dtype)  # (n,)
@@ -220,8 +225,6 @@ class WindowedData:
         return len(self.ids)
 
     def collate(self, indices, generator=None) -> dict[str, Any]:
-        import torch
-
         pieces, owner = [], []
         for row, i in enumerate(indices):
             x = self.ids[int(i)]
@@ -239,14 +242,13 @@ class WindowedData:
 
 
 def _objective():
-    """The `WindowedClassification` class (built lazily: torch is imported inside)."""
-    from torch import nn
-    from torch.nn import functional as F
+    """The `WindowedClassification` class (defined when called: a torch.nn.Module subclass at module
+    level would import torch with this module)."""
 
-    class WindowedClassification(nn.Module):
+    class WindowedClassification(torch.nn.Module):
         """Cross-entropy of the window-pooled logits, per-sample weighted, summed over sequences."""
 
-        def __init__(self, model: nn.Module):
+        def __init__(self, model: torch.nn.Module):
             super().__init__()
             self.model = model
 
@@ -269,10 +271,6 @@ def predict(model, data: WindowedData, batch_size: int, amp=None,
             rc_data: WindowedData | None = None) -> np.ndarray:
     """(N, L) float32 pooled logits of every sequence of `data` (model in eval mode, no grad);
     with `rc_data` (the same sequences' reverse complements) the mean of both strands' logits."""
-    import contextlib
-
-    import torch
-
     device = next(model.parameters()).device
     order = np.argsort(data.lengths, kind="stable")  # similar lengths together: little padding
     out = np.zeros((len(data), model.config.num_labels), dtype=np.float32)
@@ -434,16 +432,12 @@ class Encoded:
 def load_classifier(model_dir: str | Path, num_labels: int, seed: int,
                     label_names: Sequence[str] | None = None):
     """`BertForSequenceClassification` from any BERT folder, its new head initialised from `seed`."""
-    import torch
-
     names = list(label_names) if label_names and len(label_names) == num_labels else None
     kwargs: dict[str, Any] = {"num_labels": num_labels, "ignore_mismatched_sizes": True,
                               "problem_type": "single_label_classification"}
     if names:
         kwargs["id2label"] = dict(enumerate(names))
         kwargs["label2id"] = {n: i for i, n in enumerate(names)}
-    from transformers.utils import logging as hf_logging
-
     verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # "newly initialized head" is expected here
     hf_logging.disable_progress_bar()
@@ -463,8 +457,6 @@ def set_prior_bias(model, labels: np.ndarray, num_labels: int) -> None:
     for tokens). Without it a head over many classes (next-k-mer: 256 at k = 4) spends a short run
     learning the prior and scored below the most frequent k-mer. Unweighted losses only: with
     balanced weights the prior the loss sees is uniform, the zero bias it starts with."""
-    import torch
-
     head = [m for m in model.modules()
             if isinstance(m, torch.nn.Linear) and m.out_features == num_labels][-1]
     counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
@@ -491,11 +483,6 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     Returns {"seed", "dev", "test", "best_epoch", "dev_curve", ...}, also written to out/result.json.
     A finished seed (result.json present) is read back, not rerun.
     """
-    from sklearn.utils.class_weight import compute_sample_weight
-
-    from groverlm.train import CHECKPOINTS, TrainConfig, epoch_batches
-    from groverlm.train import train as run_training
-
     out = Path(out)
     if (out / RESULT).exists():
         return json.loads((out / RESULT).read_text())
@@ -505,21 +492,21 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
     size, stride = window_size(model, tokenizer, cfg)
     weighted = use_class_weights(train.labels, cfg)
     # sklearn's "balanced": n / (classes present * n_class) per sample, mean 1
-    weights = compute_sample_weight("balanced", train.labels) if weighted else None
+    weights = sklearn_weights.compute_sample_weight("balanced", train.labels) if weighted else None
     if not weighted:
         set_prior_bias(model, train.labels, num_labels)
     data = WindowedData(train.ids, train.labels, tokenizer, size, stride, weights)
     dev_data = WindowedData(dev.ids, dev.labels, tokenizer, size, stride)
     dev_rc, test_rc = (WindowedData(reverse_complement_ids(tokenizer, e.ids), e.labels, tokenizer,
                                     size, stride) if cfg.rc else None for e in (dev, test))
-    per_epoch = len(epoch_batches(data.lengths, cfg.batch_size, 0, seed))
+    per_epoch = len(training.epoch_batches(data.lengths, cfg.batch_size, 0, seed))
     steps = cfg.epochs * per_epoch
-    tcfg = TrainConfig(max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                       warmup_steps=int(cfg.warmup_ratio * steps), weight_decay=cfg.weight_decay,
-                       adam_betas=(0.9, 0.999), adam_eps=1e-8, eval_every=per_epoch,
-                       save_every=per_epoch, keep_checkpoints=1, log_every=min(10, per_epoch),
-                       seed=seed, device=cfg.device, precision=cfg.precision,
-                       threads=cfg.threads)
+    tcfg = training.TrainConfig(max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                                warmup_steps=int(cfg.warmup_ratio * steps),
+                                weight_decay=cfg.weight_decay, adam_betas=(0.9, 0.999), adam_eps=1e-8,
+                                eval_every=per_epoch, save_every=per_epoch, keep_checkpoints=1,
+                                log_every=min(10, per_epoch), seed=seed, device=cfg.device,
+                                precision=cfg.precision, threads=cfg.threads)
     best_path = out / "best.json"
     best = None  # the best epoch so far: kept on disk (best.json + best/) for a restart
     if best_path.exists() and (out / BEST / "config.json").exists():
@@ -543,17 +530,15 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
 
     run_config = {"model": str(model_dir), "num_labels": num_labels, "train": train.fingerprint(),
                   "dev": dev.fingerprint(), "window": [size, stride], "class_weights": weighted}
-    res = run_training(model, data, _objective(), tcfg, out, evaluate, tokenizer, resume=True,
-                run_config=run_config, progress=progress)
+    res = training.train(model, data, _objective(), tcfg, out, evaluate, tokenizer, resume=True,
+                         run_config=run_config, progress=progress)
     assert best is not None, "the training loop evaluated no epoch"
     model = load_classifier(out / BEST, num_labels, seed, label_names)
     test_data = WindowedData(test.ids, test.labels, tokenizer, size, stride)
-    from groverlm.train import autocast, resolve_device
-
-    device = resolve_device(tcfg)
+    device = training.resolve_device(tcfg)
     model.to(device)
     test_metrics = score(predict(model, test_data, cfg.eval_batch_size,
-                                 lambda: autocast(device, cfg.precision), test_rc), test.labels,
+                                 lambda: training.autocast(device, cfg.precision), test_rc), test.labels,
                          cfg.threshold, best["dev"].get("threshold"))
     result = {"seed": seed, "dev": best["dev"], "test": test_metrics, "best_epoch": best["epoch"],
               "epochs": cfg.epochs, "steps": res.step, "class_weights": weighted,
@@ -562,16 +547,14 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
               "dev_curve": dev_curve(out),
               "seconds": round(time.perf_counter() - t0, 1)}
     write_json(out / RESULT, result)
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(out / training.CHECKPOINTS, ignore_errors=True)
     return result
 
 
 def dev_curve(run: Path) -> list[dict[str, Any]]:
     """Dev scores after each epoch, from a seed's log.jsonl."""
-    from groverlm.train import read_log
-
     seen: dict[int, dict[str, Any]] = {}
-    for r in read_log(run):
+    for r in training.read_log(run):
         if r.get("kind") == "eval":
             seen[r["epoch"]] = {"epoch": r["epoch"], "step": r["step"],
                                 **{k[4:]: r[k] for k in r if k.startswith("dev_")}}
@@ -580,9 +563,7 @@ def dev_curve(run: Path) -> list[dict[str, Any]]:
 
 def _resumed_epochs(out: Path, per_epoch: int) -> int:
     """Epochs finished by an interrupted run of this seed (from its latest checkpoint)."""
-    from groverlm.train import latest_checkpoint
-
-    ck = latest_checkpoint(out)
+    ck = training.latest_checkpoint(out)
     return 0 if ck is None else int(ck.name.split("-")[1]) // per_epoch
 
 

@@ -27,10 +27,16 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from groverlm import lazy
 from groverlm.bpe.merges import NUM_SPECIAL, SPECIAL_TOKENS
 from groverlm.errors import GroverError
 from groverlm.kmers import all_kmers
 from groverlm.manifest import prepare_out, write_manifest
+
+# tokenizers (and bpe.export, which imports it at its top) load on first use, keeping the CLI and
+# config loading light
+tokenizers = lazy.module("tokenizers")
+bpe_export = lazy.module("groverlm.bpe.export")
 
 MAX_VOCAB_K = 8  # 4**8 = 65,536 k-mers: the largest table that still fits uint16 corpus shards
 SINGLES = ("A", "C", "G", "T", "N")  # remainder and N tokens
@@ -54,15 +60,15 @@ def kmer_vocabulary(k: int) -> dict[str, int]:
 
 def build_kmer_tokenizer(k: int):
     """A `tokenizers.Tokenizer` that splits into non-overlapping k-mers and single-base remainders."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
-
     vocab = kmer_vocabulary(k)
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     # upper case without changing offsets: a..z -> A..Z one letter at a time
+    normalizers = tokenizers.normalizers
     tok.normalizer = normalizers.Sequence([normalizers.Replace(c, c.upper()) for c in "acgtn"])
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(f"[ACGT]{{{k}}}|[ACGTN]"), behavior="isolated")
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex(f"[ACGT]{{{k}}}|[ACGTN]"),
+                                                        behavior="isolated")
     tok.add_special_tokens(SPECIAL_TOKENS)
-    tok.post_processor = processors.TemplateProcessing(
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
     return tok
@@ -70,13 +76,11 @@ def build_kmer_tokenizer(k: int):
 
 def write_kmer_vocab(k: int, out: str | Path, overwrite: bool = False) -> dict:
     """`groverlm kmer-vocab`: write the tokenizer folder and its manifest; returns the manifest."""
-    from groverlm.bpe.export import save_tokenizer
-
     tok = build_kmer_tokenizer(k)
     out = prepare_out(out, overwrite)
     (out / "manifest.json").unlink(missing_ok=True)  # replacing: unfinished until the new one
     with tempfile.TemporaryDirectory(dir=out, prefix=".tokenizer") as tmp:  # build aside, move in
-        save_tokenizer(tok, Path(tmp))
+        bpe_export.save_tokenizer(tok, Path(tmp))
         for f in Path(tmp).iterdir():
             f.replace(out / f.name)
     return write_manifest(out, "kmer-vocab", {"k": k, "tokenization": "non-overlapping",

@@ -11,8 +11,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.errors import GroverError
 from groverlm.fasta import BASES, NON_ACGT, encode
+
+# scipy loads on first use, keeping the CLI and config loading light
+sparse = lazy.module("scipy.sparse")
 
 MAX_K = 15  # 4**15 indices still fit comfortably in int64 arithmetic and memory for a count vector
 
@@ -92,8 +96,6 @@ def count_kmers(seq: str | np.ndarray, k: int) -> np.ndarray:
 
 def kmer_count_matrix(seqs: Sequence[str], k: int):
     """Sparse (len(seqs), 4**k) CSR matrix of k-mer counts, one row per sequence."""
-    from scipy import sparse
-
     rows, cols = [], []
     for i, s in enumerate(seqs):
         ids = kmer_ids(s, k)

@@ -26,8 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.errors import GroverError
 from groverlm.manifest import write_json, write_text
+
+# scikit-learn loads on first use, keeping the CLI and config loading light
+skm = lazy.module("sklearn.metrics")
 
 SCHEMA = "groverlm-metrics/1"
 METRICS = "metrics.json"
@@ -47,8 +51,6 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     >>> round(m["mcc"], 4), m["accuracy"], m["auroc"], m["confusion"]
     (0.5774, 0.75, 1.0, [[2, 0], [1, 1]])
     """
-    from sklearn import metrics as skm
-
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
@@ -154,8 +156,6 @@ def dev_metrics(y_dev: Sequence[int] | np.ndarray, scores: np.ndarray, labels: S
 
 
 def _auroc(y_true: np.ndarray, scores: np.ndarray | None, labels: list[int]) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
     if scores is None:
         return None
     scores = np.asarray(scores, dtype=np.float64)
@@ -164,13 +164,13 @@ def _auroc(y_true: np.ndarray, scores: np.ndarray | None, labels: list[int]) -> 
         return None
     if len(labels) == 2:
         pos = scores[:, 1] if scores.ndim == 2 else scores
-        return float(roc_auc_score(y_true == labels[1], pos))
+        return float(skm.roc_auc_score(y_true == labels[1], pos))
     if scores.ndim != 2 or scores.shape[1] != len(labels):
         raise ValueError(f"scores {scores.shape} must be (n, {len(labels)}) for a multi-class task")
     # one-vs-rest over the classes present in y_true: an absent class has no defined AUROC
     col = {c: i for i, c in enumerate(labels)}
     cols = [col[int(c)] for c in present]
-    aucs = [roc_auc_score(y_true == labels[j], scores[:, j]) for j in cols]
+    aucs = [skm.roc_auc_score(y_true == labels[j], scores[:, j]) for j in cols]
     return float(np.mean(aucs))
 
 

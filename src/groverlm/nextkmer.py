@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -155,8 +157,6 @@ class Samples:
 
     def fingerprint(self) -> str:
         """SHA-256 of the configuration and every sample position."""
-        import hashlib
-
         h = hashlib.sha256(json.dumps([self.chrom, asdict(self.cfg)]).encode())
         for s in SPLITS:
             h.update(np.asarray(self.starts[s], np.int64).tobytes())
@@ -285,8 +285,6 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
     Without a model only the baselines are scored. Each finished k is kept in out/k{k}/k.json, so
     an interrupted run continues where it stopped.
     """
-    from dataclasses import replace
-
     out = Path(out)
     ft = replace(ft, class_weights="off", select="accuracy")
     check_resume(out, {"model": str(model_dir), "samples": samples.fingerprint(),
@@ -339,8 +337,6 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
              name: str | None = None, overwrite: bool = False, progress: bool = True
              ) -> dict[str, Any]:
     """`groverlm nextkmer`: draw the samples, fine-tune per k, write metrics.json and manifest."""
-    import shutil
-
     t0 = time.perf_counter()
     reg = Region.parse(region, "--region")
     out = Path(out)

@@ -51,6 +51,7 @@ import argparse
 import csv
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -58,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.analysis.plots import COLORS, figure, save_png
 from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.bpe import vocab_summary
@@ -93,6 +95,10 @@ from groverlm.nextkmer import (
 )
 from groverlm.pretrain import ModelConfig, add_model_args, model_from_args, pretrain
 from groverlm.tasks.common import load_genome
+
+# bpe.export (tokenizers) and train (torch) load on first use, keeping the CLI and config loading light
+bpe_export = lazy.module("groverlm.bpe.export")
+training = lazy.module("groverlm.train")
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +240,6 @@ def nt_per_token(vocab: Path, fasta: Path, probe_bp: int) -> float:
 def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: SelectPretrainingConfig, samples,
                    ft, bcfg, progress: bool) -> dict[str, Any]:
     """Every sub-run of one vocabulary (each skipped when finished); returns its table row."""
-    from groverlm.bpe.export import export_vocab
-
     kind, size = name.split("-")
     vocab, corpus = out / "vocab" / name, out / "corpus" / name
     model, nk = out / "pretrain" / name, out / "nextkmer" / name
@@ -243,7 +247,7 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
     if not finished(vocab):
         log.info("%s: vocabulary", name)
         if kind == "bpe":
-            export_vocab(bpe_dir, int(size), vocab, overwrite=True)
+            bpe_export.export_vocab(bpe_dir, int(size), vocab, overwrite=True)
         else:
             write_kmer_vocab(int(size), vocab, overwrite=True)
     probe = vocab / PROBE
@@ -286,12 +290,10 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
 
 
 def _pretrain(corpus: Path, model: Path, cfg: SelectPretrainingConfig, progress: bool) -> None:
-    from groverlm.train import TrainConfig
-
     save = max(50, cfg.max_steps // 4)
-    tcfg = TrainConfig(max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                       eval_every=0, save_every=save, keep_checkpoints=1, seed=cfg.seed,
-                       threads=cfg.threads)
+    tcfg = training.TrainConfig(max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                                eval_every=0, save_every=save, keep_checkpoints=1, seed=cfg.seed,
+                                threads=cfg.threads)
     pretrain(corpus, model, cfg.model, tcfg, resume=True, progress=progress)
 
 
@@ -472,8 +474,6 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
                  progress: bool = True, redo_nextkmer: bool = False) -> dict[str, Any]:
     """`groverlm select-vocab`: run (or skip) every sub-run, then write the tables, plot and
     manifest. Returns the selection."""
-    import shutil
-
     t0 = time.perf_counter()
     out, bpe_dir = Path(out), Path(bpe_dir)
     reg = Region.parse(region, "--region")
@@ -537,8 +537,6 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> N
     records the first).
     With `redo_nextkmer`, changed next-k-mer settings discard only the next-k-mer results (the
     vocabularies, corpora and pretrained models do not depend on them)."""
-    import shutil
-
     path = out / SETTINGS
     old = json.loads(path.read_text()) if path.exists() else None
     hint = "pass --overwrite to start again"
