@@ -199,6 +199,35 @@ def test_an_unknown_command_is_one_line_and_exit_2(capsys):
     assert err.count("\n") == 1 and "invalid choice: 'no-such-command'" in err, err
 
 
+# not scipy: numba, which `import groverlm` needs for FASTA reading, imports it
+HEAVY = ("torch", "transformers", "sklearn", "matplotlib", "tokenizers", "tqdm", "pysam")
+
+
+def test_help_and_config_loading_import_no_heavy_library():
+    # every command's parser (every stage module) and a whole run config, as `groverlm run` loads
+    # them before any stage starts: heavy libraries wait for their first use (groverlm.lazy)
+    code = ("import sys; import groverlm; from groverlm.cli import build_parser; build_parser([]); "
+            "from groverlm.config import load_config; load_config(sys.argv[1], []); "
+            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    demo = Path(__file__).parents[1] / "src" / "groverlm" / "configs" / "demo.yaml"
+    out = subprocess.run([sys.executable, "-c", code, str(demo)], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.split() == []
+
+
+def test_no_function_imports_inside_its_body():
+    # imports stay at the top of their module (heavy ones through groverlm.lazy), so a reader sees
+    # a module's dependencies in one place and constants are imported, never copied
+    src = Path(__file__).parents[1] / "src" / "groverlm"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                found += [f"{path.relative_to(src)}:{n.lineno}" for n in ast.walk(node)
+                          if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert not found, found
+
+
 @pytest.mark.parametrize("command", ["genome", "baselines", "baseline"])
 def test_a_command_imports_no_other_stage_module(command):
     # `import groverlm` itself loads its public functions (embed, score) and what they import: the

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from groverlm.embed import embed  # noqa: E402  (light: torch is imported inside)
+from groverlm.embed import embed  # noqa: E402  (light: torch loads on first use, groverlm.lazy)
 from groverlm.errors import GroverError  # noqa: E402
 from groverlm.fasta import Genome, iter_records, summarize  # noqa: E402
 from groverlm.score import score  # noqa: E402  (light too)

@@ -17,8 +17,8 @@ from groverlm.errors import GroverError
 
 # Each top-level command and the module whose `register(subparsers)` adds it, in the order `groverlm
 # --help` lists them. `groverlm CMD ...` imports only CMD's module; help, --version and an unknown
-# command import them all. Keep the modules light to import: heavy libraries (torch, transformers)
-# are imported inside the command functions.
+# command import them all. They stay light to import: heavy libraries (torch, transformers,
+# scikit-learn, matplotlib) are bound at their top through groverlm.lazy and load on first use.
 COMMANDS = {
     "run": "groverlm.runner",
     "demo": "groverlm.runner",

@@ -28,6 +28,8 @@ class _Module(types.ModuleType):
     # ModuleType's own attributes (__name__, __doc__, __spec__, ...) answer from the stand-in;
     # everything else comes from the real module, imported (once: importlib caches it) on first read.
     def __getattr__(self, name: str) -> Any:
+        if name == "__wrapped__":  # inspect.unwrap (doctest's finder) asks every global for it:
+            raise AttributeError(name)  # answering must not import, nor fail on a missing package
         return getattr(importlib.import_module(self.__name__), name)
 
     def __dir__(self) -> list[str]:
