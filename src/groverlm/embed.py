@@ -33,12 +33,18 @@ from typing import Any
 
 import numpy as np
 
+# __version__: groverlm/__init__ sets it before it imports this module
+from groverlm import __version__, lazy
 from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows, wrap
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome, decode, iter_records, reverse_complement, text_lines
 from groverlm.manifest import atomic_path, cached, fingerprint, write_cached, write_text
 from groverlm.models import load_model, load_tokenizer
+
+# torch and tqdm load on first use, keeping the CLI, config loading and `import groverlm` light
+torch = lazy.module("torch")
+tqdm_auto = lazy.module("tqdm.auto")
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +198,6 @@ def _read_csv(path: Path) -> list[Item]:
 def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "cpu"):
     """(model, tokenizer) of a `save_pretrained` folder holding a BERT and its tokenizer; the
     model is a stock `BertForMaskedLM` in eval mode (its `base_model` is the encoder)."""
-    import torch
-
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, "mlm")
     model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
@@ -222,8 +226,6 @@ def iter_batches(windows: Sequence[Sequence[int]], cls_id: int, sep_id: int, pad
                  batch_size: int) -> Iterator[tuple[list[int], Any, Any]]:
     """Batches of windows (token ids without specials), longest first: (window indices, ids,
     attention mask), ids (B, T) long with [CLS] first, [SEP] after the last token, then [PAD]."""
-    import torch
-
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
@@ -240,12 +242,9 @@ def iter_hidden(model, windows: Sequence[Sequence[int]], cls_id: int, sep_id: in
     hidden-state indices (None: the last layer only), `ids` (B, T) the input ids with [CLS] first,
     [SEP] after the last token and [PAD] after it.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     device = next(model.parameters()).device
     encoder = model.base_model
-    bar = tqdm(total=len(windows), desc=desc, unit="win", disable=not progress, leave=False)
+    bar = tqdm_auto.tqdm(total=len(windows), desc=desc, unit="win", disable=not progress, leave=False)
     with torch.inference_mode():
         for idx, ids, mask in iter_batches(windows, cls_id, sep_id, pad_id, batch_size):
             out = encoder(input_ids=ids.to(device), attention_mask=mask.to(device),
@@ -281,8 +280,6 @@ def embed_token_ids(model, tokenizer, token_ids: Sequence[Sequence[int]], cfg: E
     Returns (vectors, tokens, windows): vectors (N, H) float32, or (N, S, H) for layer "all";
     tokens (N,) the pooled token count of each sequence (0 means a NaN row); windows (N,).
     """
-    import torch
-
     layers = _layer_indices(model, cfg.layer)
     max_tokens = max_window_tokens(model, tokenizer, cfg.max_tokens)
     windows, owner = [], []
@@ -376,10 +373,6 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
 
     Sequences go in chunks of `cfg.chunk`; after each chunk the partial array and the count done are
     saved, so a run stopped midway resumes where it stopped (same inputs and settings)."""
-    from tqdm.auto import tqdm
-
-    from groverlm import __version__  # lazy: groverlm/__init__ imports this module
-
     paths = out_paths(out)
     if paths["npy"].exists() and not overwrite:
         raise GroverError("already exists; pass --overwrite to replace it", paths["npy"])
@@ -407,7 +400,7 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
     else:
         arr = np.lib.format.open_memmap(paths["partial"], mode="w+", dtype=np.float32, shape=shape)
     t0 = time.perf_counter()
-    bar = tqdm(total=len(items), initial=done, desc="embed", unit="seq", disable=not progress)
+    bar = tqdm_auto.tqdm(total=len(items), initial=done, desc="embed", unit="seq", disable=not progress)
     for lo in range(done, len(items), cfg.chunk):
         chunk = items[lo : lo + cfg.chunk]
         vecs, tokens, windows = embed_sequences(model, tokenizer, [it.sequence for it in chunk],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from groverlm.batching import wrap
@@ -113,8 +114,6 @@ class MLMData:
 
     def collate(self, indices, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """input_ids, attention_mask, labels: (B, T) int64 each."""
-        import numpy as np
-
         seqs = [np.asarray(self.split[int(i)], dtype=np.int64) for i in indices]
         n = np.array([len(s) for s in seqs])  # (B,)
         ids, attention = wrap(seqs, self.cls, self.sep, self.pad, self.pad_multiple)  # (B, T) each

@@ -14,8 +14,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from groverlm import lazy
 from groverlm.args import parse_override
 from groverlm.errors import GroverError
+
+# torch and transformers load on first use, keeping the CLI and config loading light
+torch = lazy.module("torch")
+transformers = lazy.module("transformers")
+hf_logging = lazy.module("transformers.utils.logging")
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # a Hugging Face Hub model id
 
@@ -88,8 +94,6 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
     class. Unknown fields and values of the wrong type are GroverErrors (a typo must not be silently
     ignored, as transformers configs would do).
     """
-    from transformers import AutoConfig
-
     if preset not in PRESETS:
         raise GroverError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
     overrides = dict(overrides or {})
@@ -99,7 +103,7 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
     fields.pop("model_type", None)
     try:
         defaults = {**OPTIONAL_FIELDS.get(model_type, {}),
-                    **AutoConfig.for_model(model_type).to_dict()}
+                    **transformers.AutoConfig.for_model(model_type).to_dict()}
     except ValueError:
         raise GroverError(f"--set model_type={model_type}: not a transformers model type") from None
     # a preset's fields that another model type lacks (conv_kernel_size for BERT) are dropped
@@ -114,7 +118,7 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
                 isinstance(old, float) and not isinstance(value, int | float)):
             raise GroverError(f"--set {key}={value!r}: expected a {type(old).__name__}")
         fields[key] = value
-    cfg = AutoConfig.for_model(model_type, **fields)
+    cfg = transformers.AutoConfig.for_model(model_type, **fields)
     if cfg.hidden_size % cfg.num_attention_heads:
         raise GroverError(f"hidden_size {cfg.hidden_size} is not a multiple of "
                           f"num_attention_heads {cfg.num_attention_heads}")
@@ -124,12 +128,9 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
 def new_mlm_model(config, seed: int = 0):
     """A randomly initialised stock masked LM for `config` (seeded); attention through PyTorch's
     SDPA where the class has it (BERT), else transformers' own ("eager", DeBERTa-v2)."""
-    import torch
-    from transformers import AutoModelForMaskedLM
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForMaskedLM.from_config(config)
+        model = transformers.AutoModelForMaskedLM.from_config(config)
     # DeBERTa-v2's legacy head with untied embeddings keeps a `cls.predictions.bias` that its
     # forward never reads (the decoder has its own bias); frozen, DistributedDataParallel does not
     # wait for its gradient, and the optimizer skips it
@@ -165,11 +166,9 @@ def _check_folder(path: str | Path, what: str, files: tuple[str, ...]) -> str | 
 
 def load_tokenizer(path: str | Path):
     """The `PreTrainedTokenizerFast` of a tokenizer or model folder (ours or the published GROVER)."""
-    from transformers import AutoTokenizer
-
     path = _check_folder(path, "tokenizer", ("tokenizer.json", "tokenizer_config.json"))
     try:
-        tok = AutoTokenizer.from_pretrained(str(path))
+        tok = transformers.AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as err:
         raise GroverError(f"cannot load the tokenizer: {err}", path) from None
     if not tok.is_fast:
@@ -187,10 +186,9 @@ def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
     follows the folder's `model_type` (BERT, DeBERTa-v2, ...). Extra keyword arguments go to
     `from_pretrained`. transformers picks PyTorch's SDPA attention where the class supports it.
     """
-    from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
-
-    classes = {"mlm": AutoModelForMaskedLM, "classification": AutoModelForSequenceClassification,
-               "base": AutoModel}
+    classes = {"mlm": transformers.AutoModelForMaskedLM,
+               "classification": transformers.AutoModelForSequenceClassification,
+               "base": transformers.AutoModel}
     if task not in classes:
         raise GroverError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     path = _check_folder(path, "model", ("config.json",))
@@ -204,8 +202,6 @@ def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """No transformers progress bars or load reports inside (ours report progress themselves)."""
-    from transformers.utils import logging as hf_logging
-
     bar, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

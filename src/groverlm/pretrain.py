@@ -16,6 +16,8 @@ torchrun (`python -m groverlm.pretrain LAUNCH.json`, one process per rank).
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.args import TrainConfig, add_fields, field_help, listed, volatile
 from groverlm.context import Context
 from groverlm.corpus import Corpus
@@ -44,6 +47,16 @@ from groverlm.models import (
     parse_overrides,
     save_model,
 )
+
+# torch, matplotlib and our torch modules load on first use, keeping the CLI and config loading
+# light; groverlm.config imports every stage module, this one included
+torch = lazy.module("torch")
+F = lazy.module("torch.nn.functional")
+matplotlib = lazy.module("matplotlib")
+plt = lazy.module("matplotlib.pyplot")
+masking = lazy.module("groverlm.masking")
+train = lazy.module("groverlm.train")
+groverlm_config = lazy.module("groverlm.config")
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +91,9 @@ class ModelConfig:
 
     @property
     def masking(self):
-        from groverlm.masking import MaskingConfig
-
         try:
-            return MaskingConfig(self.mask_rate, self.mask_split[0], self.mask_split[1],
-                                 isolated=self.mask_isolated)
+            return masking.MaskingConfig(self.mask_rate, self.mask_split[0], self.mask_split[1],
+                                         isolated=self.mask_isolated)
         except ValueError as err:
             raise GroverError(f"masking: {err}") from None
 
@@ -126,8 +137,6 @@ class HeldOut:
 def random_token_ids(corpus, tokenizer):
     """The ids a target shown as a random token is drawn from: tokens seen in training, no
     special tokens (a torch int64 tensor)."""
-    import torch
-
     special = set(tokenizer.all_special_ids)
     seen = np.flatnonzero(corpus.train_counts > 0)
     return torch.tensor([int(i) for i in seen if int(i) not in special], dtype=torch.int64)
@@ -136,13 +145,11 @@ def random_token_ids(corpus, tokenizer):
 def held_out(corpus, tokenizer, cfg: ModelConfig, random_ids, seed: int) -> HeldOut:
     """The evaluation's test data, sample order, unigram answer and context table (build_run's, and
     bench/eval_noise.py's, which rescores a model on other slices and mask seeds)."""
-    from groverlm.masking import MLMData
-
     # evaluation hides every target behind [MASK]: accuracy measures prediction from context alone
     # (a target left unchanged, as BERT's 80/10/10 does with 10%, would be copied, not predicted)
     hidden = replace(cfg.masking, rate=cfg.eval_mask_rate, mask_fraction=1.0, random_fraction=0.0)
     unigram = corpus.most_frequent_token()
-    return HeldOut(MLMData(corpus.test, tokenizer, hidden, random_ids, cfg.pad_multiple),
+    return HeldOut(masking.MLMData(corpus.test, tokenizer, hidden, random_ids, cfg.pad_multiple),
                    np.random.default_rng([seed, 1]).permutation(len(corpus.test)), unigram,
                    context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
                                  tokenizer.sep_token_id, unigram, seed=seed))
@@ -151,8 +158,6 @@ def held_out(corpus, tokenizer, cfg: ModelConfig, random_ids, seed: int) -> Held
 def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_size: int = 32
               ) -> Run:
     """Open the corpus, build a fresh seeded model and the train data and evaluation callback."""
-    from groverlm.masking import MLMData
-
     corpus = Corpus.open(corpus_path)
     tokenizer = load_tokenizer(corpus.tokenizer_path)
     config = build_config(cfg.preset, len(tokenizer), cfg.overrides, tokenizer.pad_token_id)
@@ -166,7 +171,7 @@ def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_si
     # PromScan's 250-token windows half on untrained positions (test MCC 0.51 against 0.57, 1 seed)
     tokenizer.model_max_length = int(corpus.train.lengths.max()) + 2
     random_ids = random_token_ids(corpus, tokenizer)
-    data = MLMData(corpus.train, tokenizer, cfg.masking, random_ids, cfg.pad_multiple)
+    data = masking.MLMData(corpus.train, tokenizer, cfg.masking, random_ids, cfg.pad_multiple)
     ev = held_out(corpus, tokenizer, cfg, random_ids, seed)
 
     def evaluate(model, amp, final: bool) -> dict[str, Any]:
@@ -192,9 +197,6 @@ def set_unigram_bias(model, counts, special: Sequence[int]) -> None:
     from the unigram distribution (Karpathy's "init well") gives the first steps to context.
     Tokens never seen in training (specials included) get the log of half a count.
     """
-    import numpy as np
-    import torch
-
     freq = np.asarray(counts, dtype=np.float64).copy()
     freq[list(special)] = 0
     freq = np.where(freq > 0, freq, 0.5)
@@ -205,8 +207,6 @@ def set_unigram_bias(model, counts, special: Sequence[int]) -> None:
 
 
 def _corpus_id(corpus) -> str:
-    import hashlib
-
     return hashlib.sha256((corpus.path / "manifest.json").read_bytes()).hexdigest()
 
 
@@ -262,13 +262,6 @@ def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_
     context_accuracy (with `table`, see `context_table`): accuracy of the context table given each
     target's true neighbours: the bar a model of sequence context must clear.
     """
-    import numpy as np
-    import torch
-    from torch.nn import functional as F
-
-    from groverlm.masking import IGNORE
-    from groverlm.train import masked_logits, seed_of
-
     device = next(model.parameters()).device
     indices = np.asarray(indices)
     indices = indices[np.argsort(data.lengths[indices], kind="stable")]  # little padding
@@ -276,19 +269,19 @@ def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_
     lookup = None if table is None else torch.from_numpy(table)
     lookup_v = 0 if table is None else math.isqrt(len(table))
     for k in range(0, len(indices), batch_size):
-        gen = torch.Generator().manual_seed(seed_of(seed, 0xE7A1, k, 1))
+        gen = torch.Generator().manual_seed(train.seed_of(seed, 0xE7A1, k, 1))
         batch = data.collate(indices[k : k + batch_size], gen)
         batch = {key: v.to(device) for key, v in batch.items()}
         with amp(), torch.no_grad():
-            logits, targets = masked_logits(model, **batch)  # (M, V), (M,)
+            logits, targets = train.masked_logits(model, **batch)  # (M, V), (M,)
         logits = logits.float()
         loss += float(F.cross_entropy(logits, targets, reduction="sum"))
         correct += float((logits.argmax(-1) == targets).sum())
         unigram += float((targets == unigram_id).sum())
         if lookup is not None:
             labels = batch["labels"].cpu()
-            where = labels[:, 1:-1] != IGNORE  # (B, T-2): targets never sit at [CLS] or the end
-            truth = torch.where(labels != IGNORE, labels, batch["input_ids"].cpu())  # (B, T)
+            where = labels[:, 1:-1] != masking.IGNORE  # (B, T-2): targets never sit at [CLS] or the end
+            truth = torch.where(labels != masking.IGNORE, labels, batch["input_ids"].cpu())  # (B, T)
             guess = lookup[truth[:, :-2] * lookup_v + truth[:, 2:]]  # (B, T-2)
             context += float((guess[where] == truth[:, 1:-1][where]).sum())
         n += targets.numel()
@@ -307,18 +300,16 @@ def _rank() -> int:
 
 def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber a finished run or an unfinished one that was not asked to resume."""
-    from groverlm.train import CHECKPOINTS, LOG
-
     if _rank() != 0:
         return
     if finished(out) and not overwrite:
         raise GroverError("already holds a finished run; pass --overwrite to replace it", out)
     if overwrite:
-        for name in (CHECKPOINTS, "tb"):
+        for name in (train.CHECKPOINTS, "tb"):
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in (LOG, EVAL_JSON, MANIFEST):
+        for name in (train.LOG, EVAL_JSON, MANIFEST):
             (out / name).unlink(missing_ok=True)
-    elif not resume and (out / CHECKPOINTS).exists():
+    elif not resume and (out / train.CHECKPOINTS).exists():
         raise GroverError("holds checkpoints of an unfinished run; pass --resume to continue it "
                           "or --overwrite to start again", out)
     out.mkdir(parents=True, exist_ok=True)
@@ -329,13 +320,11 @@ def pretrain(corpus_path: str | Path, out: str | Path, cfg: ModelConfig, tcfg,
              ) -> dict[str, Any]:
     """`groverlm pretrain`: train, then write the final model, eval.json and manifest.json (rank 0).
     Returns eval.json's content (on other ranks: the counters only)."""
-    from groverlm.train import MaskedLM, train
-
     out = Path(out)
     prepare_run_folder(out, resume, overwrite)
     run = build_run(corpus_path, cfg, tcfg.seed, tcfg.batch_size)
-    res = train(run.model, run.data, MaskedLM, tcfg, out, run.evaluate, run.tokenizer, resume,
-                run.run_config, progress)
+    res = train.train(run.model, run.data, train.MaskedLM, tcfg, out, run.evaluate, run.tokenizer,
+                      resume, run.run_config, progress)
     summary = {**res.metrics, "steps": res.step, "tokens_seen": res.tokens_seen,
                "samples_seen": res.samples_seen, "train_seconds": round(res.train_seconds, 2),
                "tokens_per_second": round(res.tokens_per_second, 1), "processes": res.world}
@@ -360,15 +349,9 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
     """Masked-token loss (train and test) and test accuracy against the unigram and context-table
     baselines, over
     tokens seen, for one run folder or several side by side (each with a log.jsonl)."""
-    from groverlm.train import read_log
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise GroverError("plotting needs matplotlib (pip install matplotlib)") from None
+    if importlib.util.find_spec("matplotlib") is None:
+        raise GroverError("plotting needs matplotlib (pip install matplotlib)")
+    matplotlib.use("Agg")
     runs = [runs] if isinstance(runs, str | Path) else list(runs)
     labels = list(labels) if labels else [Path(r).name for r in runs]
     if len(labels) != len(runs):
@@ -376,7 +359,7 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for k, (run, label) in enumerate(zip(runs, labels, strict=True)):
         color = f"C{k}"
-        records = read_log(run)
+        records = train.read_log(run)
         tr = [r for r in records if r.get("kind") == "train"]
         ev = [r for r in records if r.get("kind") == "eval" and "mlm_accuracy" in r]
         ax1.plot([r["tokens_seen"] / 1e6 for r in tr], [r["loss"] for r in tr], lw=0.8,
@@ -414,11 +397,9 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Pretraining: BertForMaskedLM on the corpus; resumes from its checkpoints; torchrun when
     `processes` > 1."""
-    from groverlm.train import CHECKPOINTS
-
     out, corpus = ctx.out / "model", ctx.path(ctx.summary("corpus")["corpus"])
     if not finished(out):
-        resume = (out / CHECKPOINTS).is_dir()
+        resume = (out / train.CHECKPOINTS).is_dir()
         if cfg.processes > 1:
             launch_distributed(cfg, corpus, out, resume, ctx)
         else:
@@ -432,12 +413,10 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
 def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Context) -> None:
     """`torchrun --standalone --nproc_per_node N -m groverlm.pretrain LAUNCH.json`: every rank
     rebuilds the configs from the JSON and calls `pretrain` (rank 0 writes the outputs)."""
-    from groverlm.config import as_plain  # lazy: config imports every stage module
-
     launch = ctx.out / "launch.json"
     write_json(launch, {"corpus": str(corpus), "out": str(out), "resume": resume,
-                        "progress": ctx.progress, "model": as_plain(cfg.model),
-                        "train": as_plain(cfg.train)})
+                        "progress": ctx.progress, "model": groverlm_config.as_plain(cfg.model),
+                        "train": groverlm_config.as_plain(cfg.train)})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={cfg.processes}", "-m", "groverlm.pretrain", str(launch)]
     log.info("launching %s", " ".join(cmd))
@@ -447,12 +426,10 @@ def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Con
 
 def launch_main(launch: str) -> int:
     """Entry of each torchrun rank (see launch_distributed)."""
-    from groverlm.config import build_section  # lazy: config imports every stage module
-
     spec = json.loads(Path(launch).read_text())
-    model = build_section(ModelConfig, spec["model"], ("pretrain", "model"), launch)
-    train = build_section(TrainConfig, spec["train"], ("pretrain", "train"), launch)
-    pretrain(spec["corpus"], spec["out"], model, train, resume=spec["resume"],
+    model = groverlm_config.build_section(ModelConfig, spec["model"], ("pretrain", "model"), launch)
+    tcfg = groverlm_config.build_section(TrainConfig, spec["train"], ("pretrain", "train"), launch)
+    pretrain(spec["corpus"], spec["out"], model, tcfg, resume=spec["resume"],
              progress=spec["progress"] and os.environ.get("RANK", "0") == "0")
     return 0
 

@@ -41,12 +41,13 @@ import csv
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.analysis.plots import figure, save_png
 from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
 from groverlm.args import add_fields, volatile
@@ -68,6 +69,14 @@ from groverlm.manifest import (
 )
 from groverlm.tasks.common import seeded_subset
 from groverlm.tasks.gue import load_task
+
+# torch, tqdm, pysam and our torch modules load on first use, keeping the CLI and config loading light
+torch = lazy.module("torch")
+tqdm = lazy.module("tqdm")
+tqdm_auto = lazy.module("tqdm.auto")
+pysam = lazy.module("pysam")
+masking = lazy.module("groverlm.masking")
+train = lazy.module("groverlm.train")
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +132,11 @@ class Scorer:
 
     @classmethod
     def load(cls, model: str | Path, cfg: ScoringConfig = ScoringConfig()) -> Scorer:
-        import dataclasses
-
-        import torch
-
         device = cfg.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and cfg.batch_size == ScoringConfig.batch_size:
-            cfg = dataclasses.replace(cfg, batch_size=16 * cfg.batch_size)  # a GPU takes more
+            cfg = replace(cfg, batch_size=16 * cfg.batch_size)  # a GPU takes more
         m, tok = load_encoder(model, device=device)
         return cls(m, tok, cfg)
 
@@ -147,12 +152,6 @@ class Scorer:
 
         One masked copy per distinct (window, position), `batch_size` copies per forward pass; a
         copy that several jobs share (the REF window of each ALT at one site) runs once."""
-        import torch
-        from tqdm.auto import tqdm
-
-        from groverlm.masking import IGNORE
-        from groverlm.train import masked_logits
-
         rows: dict[tuple[tuple[int, ...], int], int] = {}  # (window ids, position) -> copy
         where = [[rows.setdefault((tuple(ids), int(p)), len(rows)) for p in pos]
                  for ids, pos in jobs]
@@ -160,17 +159,17 @@ class Scorer:
         windows = [[*ids[:p], self.tok.mask_token_id, *ids[p + 1:]] for ids, p in copies]
         lp = np.zeros(len(copies), dtype=np.float64)
         device = next(self.model.parameters()).device
-        bar = tqdm(total=len(copies), desc="masked copies", unit="copy", leave=False,
+        bar = tqdm_auto.tqdm(total=len(copies), desc="masked copies", unit="copy", leave=False,
                    disable=not progress)
         with torch.no_grad():
             for idx, ids, mask in iter_batches(windows, self.tok.cls_token_id,
                                                self.tok.sep_token_id, self.tok.pad_token_id,
                                                self.cfg.batch_size):
-                labels = torch.full_like(ids, IGNORE)  # (B, T): one target per row
+                labels = torch.full_like(ids, masking.IGNORE)  # (B, T): one target per row
                 for b, r in enumerate(idx):
                     labels[b, copies[r][1] + 1] = copies[r][0][copies[r][1]]  # +1: after [CLS]
-                logits, targets = masked_logits(self.model, ids.to(device), mask.to(device),
-                                                labels.to(device))  # (B, V), (B,)
+                logits, targets = train.masked_logits(self.model, ids.to(device), mask.to(device),
+                                                      labels.to(device))  # (B, V), (B,)
                 lp[idx] = torch.log_softmax(logits.double(), -1).gather(
                     1, targets[:, None])[:, 0].cpu().numpy()
                 bar.update(len(idx))
@@ -324,12 +323,10 @@ def check_variant(v: Variant, genome: Any, cfg: ScoringConfig) -> str:
 def score_variants(scorer: Scorer, genome: Any, variants: list[Variant],
                    progress: bool = False) -> list[Variant]:
     """Score every variant whose status is ok (in place); returns the list."""
-    from tqdm import tqdm
-
     cfg = scorer.cfg
     todo = [v for v in variants if v.status == "ok"]
     step = max(1, cfg.batch_size // 8)  # variants per group of forward passes
-    bar = tqdm(total=len(todo), unit="variant", desc="score", disable=not progress)
+    bar = tqdm.tqdm(total=len(todo), unit="variant", desc="score", disable=not progress)
     for g in range(0, len(todo), step):
         group, jobs, counts = todo[g:g + step], [], []
         for v in group:
@@ -361,8 +358,6 @@ def score_variants(scorer: Scorer, genome: Any, variants: list[Variant],
 
 def read_vcf(path: str | Path) -> list[Variant]:
     """One Variant per record and ALT allele, in file order (plain or bgzipped VCF, via pysam)."""
-    import pysam
-
     path = Path(path)
     if not path.is_file():
         raise GroverError("no such VCF file", path)

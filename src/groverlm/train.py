@@ -41,14 +41,22 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.distributed
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
+from groverlm import lazy
 from groverlm.args import TrainConfig, stable  # TrainConfig re-exported: groverlm.train
 from groverlm.errors import GroverError
 from groverlm.manifest import check_resume, read_jsonl, write_json, write_text
 from groverlm.masking import IGNORE
 from groverlm.models import quiet_transformers, save_model
+
+# torch.utils.tensorboard loads on first use (it pulls in tensorboard); None without tensorboard, an
+# optional dependency (a stand-in for a missing module would fail on any read, even doctest's probe)
+torch_tb = lazy.module("torch.utils.tensorboard") if importlib.util.find_spec("tensorboard") else None
 
 log = logging.getLogger(__name__)
 
@@ -202,14 +210,12 @@ def init_distributed(device_type: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    import torch.distributed as dist
-
     created = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
         created = True
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
-                created)
+    return Dist(torch.distributed.get_rank(), torch.distributed.get_world_size(),
+                int(os.environ.get("LOCAL_RANK", "0")), created)
 
 
 def resolve_device(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
@@ -354,10 +360,8 @@ class RunLog:
             write_text(self.path, "".join(line + "\n" for line in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
-        if importlib.util.find_spec("tensorboard") is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tb"), purge_step=resume_step)
+        if torch_tb is not None:
+            self.tb = torch_tb.SummaryWriter(str(out / "tb"), purge_step=resume_step)
 
     def write(self, record: dict) -> None:
         if not self.enabled:
@@ -452,8 +456,6 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
     model.train()
     loss_module: nn.Module = objective(model)
     if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
         loss_module = DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == "cuda" else None)
     step_fn = torch.compile(loss_module) if cfg.compile else loss_module
@@ -512,8 +514,6 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
 
     bar = None
     if progress and dist.main:
-        from tqdm import tqdm
-
         bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
     window_tokens, window_time, loss_acc, loss_n = 0, 0.0, torch.zeros((), device=device), 0
     while step < cfg.max_steps:
