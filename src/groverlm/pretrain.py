@@ -55,7 +55,7 @@ F = lazy.module("torch.nn.functional")
 matplotlib = lazy.module("matplotlib")
 plt = lazy.module("matplotlib.pyplot")
 masking = lazy.module("groverlm.masking")
-train = lazy.module("groverlm.train")
+training = lazy.module("groverlm.train")
 groverlm_config = lazy.module("groverlm.config")
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ EVAL_JSON = "eval.json"
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The model and what is measured; optimisation settings are `train.TrainConfig`."""
+    """The model and what is measured; optimisation settings are `args.TrainConfig`."""
 
     preset: str = "tiny"  # models.PRESETS: tiny, small, grover-base
     overrides: dict[str, Any] = field(default_factory=dict)  # config fields (--set key=value)
@@ -101,7 +101,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class PretrainConfig:
     """Pretraining stage: the model and masking (pretrain.ModelConfig), the optimisation
-    (train.TrainConfig), and how many processes share it."""
+    (args.TrainConfig), and how many processes share it."""
 
     processes: int = volatile(1)  # > 1: launched with torchrun (one process per GPU), else here
     model: ModelConfig = field(default_factory=ModelConfig)  # preset, BertConfig overrides
@@ -269,11 +269,11 @@ def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_
     lookup = None if table is None else torch.from_numpy(table)
     lookup_v = 0 if table is None else math.isqrt(len(table))
     for k in range(0, len(indices), batch_size):
-        gen = torch.Generator().manual_seed(train.seed_of(seed, 0xE7A1, k, 1))
+        gen = torch.Generator().manual_seed(training.seed_of(seed, 0xE7A1, k, 1))
         batch = data.collate(indices[k : k + batch_size], gen)
         batch = {key: v.to(device) for key, v in batch.items()}
         with amp(), torch.no_grad():
-            logits, targets = train.masked_logits(model, **batch)  # (M, V), (M,)
+            logits, targets = training.masked_logits(model, **batch)  # (M, V), (M,)
         logits = logits.float()
         loss += float(F.cross_entropy(logits, targets, reduction="sum"))
         correct += float((logits.argmax(-1) == targets).sum())
@@ -305,11 +305,11 @@ def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if finished(out) and not overwrite:
         raise GroverError("already holds a finished run; pass --overwrite to replace it", out)
     if overwrite:
-        for name in (train.CHECKPOINTS, "tb"):
+        for name in (training.CHECKPOINTS, "tb"):
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in (train.LOG, EVAL_JSON, MANIFEST):
+        for name in (training.LOG, EVAL_JSON, MANIFEST):
             (out / name).unlink(missing_ok=True)
-    elif not resume and (out / train.CHECKPOINTS).exists():
+    elif not resume and (out / training.CHECKPOINTS).exists():
         raise GroverError("holds checkpoints of an unfinished run; pass --resume to continue it "
                           "or --overwrite to start again", out)
     out.mkdir(parents=True, exist_ok=True)
@@ -323,7 +323,7 @@ def pretrain(corpus_path: str | Path, out: str | Path, cfg: ModelConfig, tcfg,
     out = Path(out)
     prepare_run_folder(out, resume, overwrite)
     run = build_run(corpus_path, cfg, tcfg.seed, tcfg.batch_size)
-    res = train.train(run.model, run.data, train.MaskedLM, tcfg, out, run.evaluate, run.tokenizer,
+    res = training.train(run.model, run.data, training.MaskedLM, tcfg, out, run.evaluate, run.tokenizer,
                       resume, run.run_config, progress)
     summary = {**res.metrics, "steps": res.step, "tokens_seen": res.tokens_seen,
                "samples_seen": res.samples_seen, "train_seconds": round(res.train_seconds, 2),
@@ -359,7 +359,7 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for k, (run, label) in enumerate(zip(runs, labels, strict=True)):
         color = f"C{k}"
-        records = train.read_log(run)
+        records = training.read_log(run)
         tr = [r for r in records if r.get("kind") == "train"]
         ev = [r for r in records if r.get("kind") == "eval" and "mlm_accuracy" in r]
         ax1.plot([r["tokens_seen"] / 1e6 for r in tr], [r["loss"] for r in tr], lw=0.8,
@@ -399,7 +399,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     `processes` > 1."""
     out, corpus = ctx.out / "model", ctx.path(ctx.summary("corpus")["corpus"])
     if not finished(out):
-        resume = (out / train.CHECKPOINTS).is_dir()
+        resume = (out / training.CHECKPOINTS).is_dir()
         if cfg.processes > 1:
             launch_distributed(cfg, corpus, out, resume, ctx)
         else:

@@ -76,7 +76,7 @@ tqdm = lazy.module("tqdm")
 tqdm_auto = lazy.module("tqdm.auto")
 pysam = lazy.module("pysam")
 masking = lazy.module("groverlm.masking")
-train = lazy.module("groverlm.train")
+training = lazy.module("groverlm.train")
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class Scorer:
                 labels = torch.full_like(ids, masking.IGNORE)  # (B, T): one target per row
                 for b, r in enumerate(idx):
                     labels[b, copies[r][1] + 1] = copies[r][0][copies[r][1]]  # +1: after [CLS]
-                logits, targets = train.masked_logits(self.model, ids.to(device), mask.to(device),
+                logits, targets = training.masked_logits(self.model, ids.to(device), mask.to(device),
                                                       labels.to(device))  # (B, V), (B,)
                 lp[idx] = torch.log_softmax(logits.double(), -1).gather(
                     1, targets[:, None])[:, 0].cpu().numpy()
