@@ -25,7 +25,9 @@ from groverlm.masking import IGNORE, MaskingConfig, MLMData, mask_tokens
 from groverlm.models import build_config, load_model, load_tokenizer, parse_overrides
 from groverlm.pretrain import ModelConfig, build_run, context_table
 from groverlm.train import (
+    LOG,
     MaskedLM,
+    RunLog,
     TrainConfig,
     epoch_batches,
     latest_checkpoint,
@@ -453,3 +455,12 @@ def test_context_baseline_is_scored_on_the_evaluated_targets(corpus):
             hits += best.get((int(truth[i, j - 1]), int(truth[i, j + 1])), fallback) == truth[i, j]
             n += 1
     assert n == ev["masked_tokens"] > 100 and ev["context_accuracy"] == pytest.approx(hits / n)
+
+
+def test_a_log_cut_short_by_a_kill_resumes(tmp_path):
+    # a process killed while appending leaves half a line; resuming keeps the whole records up to
+    # the checkpoint's step and drops the rest
+    (tmp_path / LOG).write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n'
+                                '{"step": 3, "loss": 1.2}\n{"step": 4, "lo')
+    RunLog(tmp_path, enabled=True, resume_step=2)
+    assert [r["step"] for r in read_log(tmp_path)] == [1, 2]

@@ -355,9 +355,9 @@ class RunLog:
         if not enabled:
             return
         if resume_step is not None and self.path.exists():  # drop what followed the checkpoint
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            write_text(self.path, "".join(line + "\n" for line in kept))
+            # read_jsonl also drops a last line cut short when the run was killed mid-write
+            kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
+            write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         if torch_tb is not None:
