@@ -11,6 +11,7 @@ binary label from the embeddings, and the same probe from k-mer frequencies is t
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,11 +19,23 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.analysis.plots import COLORS, figure, scatter_colored
 from groverlm.embed import EmbedConfig, embed_token_ids
 from groverlm.errors import GroverError
 from groverlm.kmers import kmer_ids
 from groverlm.tasks.annotations import read_bed_intervals, read_tss
+
+# scikit-learn and umap-learn load on first use, keeping the CLI and config loading light
+decomposition = lazy.module("sklearn.decomposition")
+linear_model = lazy.module("sklearn.linear_model")
+model_selection = lazy.module("sklearn.model_selection")
+pipeline = lazy.module("sklearn.pipeline")
+preprocessing = lazy.module("sklearn.preprocessing")
+skm = lazy.module("sklearn.metrics")
+# umap-learn is optional (`project` falls back to PCA alone). None when it is not installed: doctest
+# collection reads every module global (`__wrapped__`), which would import a stand-in's module
+umap = lazy.module("umap") if importlib.util.find_spec("umap") else None
 
 log = logging.getLogger(__name__)
 
@@ -146,40 +159,34 @@ def kmer_features(windows, k: int) -> np.ndarray:
 
 def probe(x: np.ndarray, y: np.ndarray, cfg: AnnotationConfig) -> dict[str, Any]:
     """Stratified k-fold logistic regression: AUROC and MCC mean and std over folds."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import matthews_corrcoef, roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     pos = int(y.sum())
     res: dict[str, Any] = {"n": int(y.size), "positives": pos}
     if min(pos, y.size - pos) < cfg.folds:
         res["skipped"] = f"{min(pos, y.size - pos)} windows in the smaller class (< {cfg.folds})"
         return res
     aucs, mccs = [], []
-    folds = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed)
+    folds = model_selection.StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed)
     for train, test in folds.split(x, y):
-        clf = make_pipeline(StandardScaler(),
-                            LogisticRegression(C=cfg.C, max_iter=2000))
+        clf = pipeline.make_pipeline(preprocessing.StandardScaler(),
+                                     linear_model.LogisticRegression(C=cfg.C, max_iter=2000))
         clf.fit(x[train], y[train])
-        aucs.append(roc_auc_score(y[test], clf.predict_proba(x[test])[:, 1]))
-        mccs.append(matthews_corrcoef(y[test], clf.predict(x[test])))
+        aucs.append(skm.roc_auc_score(y[test], clf.predict_proba(x[test])[:, 1]))
+        mccs.append(skm.matthews_corrcoef(y[test], clf.predict(x[test])))
     return {**res, "auroc_mean": float(np.mean(aucs)), "auroc_std": float(np.std(aucs)),
             "mcc_mean": float(np.mean(mccs)), "mcc_std": float(np.std(mccs))}
 
 
 def project(x: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """2-D projections of the embeddings: PCA always, UMAP when umap-learn is installed."""
-    from sklearn.decomposition import PCA
-
-    out = {"pca": PCA(2, random_state=seed).fit_transform(x)}
+    out = {"pca": decomposition.PCA(2, random_state=seed).fit_transform(x)}
     try:
-        import umap  # optional
-    except ImportError:
+        reducer = None if umap is None else umap.UMAP  # the first read imports umap-learn
+    except ImportError:  # installed but cannot be imported
+        reducer = None
+    if reducer is None:
         log.info("umap-learn not installed: PCA projection only")
         return out
-    out["umap"] = umap.UMAP(random_state=seed).fit_transform(x)
+    out["umap"] = reducer(random_state=seed).fit_transform(x)
     return out
 
 

@@ -17,20 +17,22 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.analysis.plots import COLORS, figure
 from groverlm.embed import iter_hidden, n_hidden_states, special_ids
 from groverlm.errors import GroverError
+
+# torch and transformers load on first use, keeping the CLI and config loading light
+torch = lazy.module("torch")
+transformers = lazy.module("transformers")
 
 log = logging.getLogger(__name__)
 
 
 def random_like(model, seed: int = 0):
     """A model of the same config with fresh random weights (transformers' initialisation)."""
-    import torch
-    from transformers import AutoModelForMaskedLM
-
     torch.manual_seed(seed)
-    ctrl = AutoModelForMaskedLM.from_config(model.config)
+    ctrl = transformers.AutoModelForMaskedLM.from_config(model.config)
     return ctrl.to(next(model.parameters()).device).eval()
 
 

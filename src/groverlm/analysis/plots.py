@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.manifest import atomic_path
+
+# matplotlib loads on first use, keeping the CLI and config loading light
+matplotlib = lazy.module("matplotlib")
+mcolors = lazy.module("matplotlib.colors")
+plt = lazy.module("matplotlib.pyplot")
 
 DPI = 110  # a 6.4 x 4 inch figure is about 700 x 440 px: readable in a report column
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
@@ -21,19 +27,13 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.0):
     """(fig, axes) on the Agg backend; axes is a flat array when there is more than one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    matplotlib.use("Agg")  # before pyplot's first use: off-screen, no display needed
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
     return fig, (axes[0, 0] if ncols * nrows == 1 else axes.ravel())
 
 
 def png_bytes(fig) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -53,15 +53,12 @@ def save_png(fig, path: str | Path) -> Path:
 def scatter_colored(ax, x: np.ndarray, y: np.ndarray, c: np.ndarray, label: str,
                     cmap: str = "viridis", size: float = 8, log: bool = False) -> None:
     """Scatter with a colour bar named `label` (log10 colour scale when `log`)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
     c = np.asarray(c, dtype=np.float64)
     norm = None
     if log:
         positive = c[c > 0]
         if positive.size:
-            norm = LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * 1.0001))
+            norm = mcolors.LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * 1.0001))
             c = np.where(c > 0, c, positive.min())
     sc = ax.scatter(x, y, c=c, cmap=cmap, s=size, norm=norm, linewidths=0)
     plt.colorbar(sc, ax=ax, label=label)

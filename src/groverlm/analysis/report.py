@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import csv
 import html
 import json
 import logging
@@ -292,8 +293,6 @@ def render_select_vocab(st: Stage, root: Path) -> Section:
 
 def read_table(path: Path) -> list[dict]:
     """Rows of a small TSV/CSV with a header, numbers converted (files over 5 MB are skipped)."""
-    import csv
-
     if path.stat().st_size > 5 << 20:
         return []
     with open(path, newline="") as fh:

@@ -19,9 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.analysis.plots import COLORS, figure, scatter_colored
 from groverlm.embed import iter_batches, special_ids
 from groverlm.errors import GroverError
+
+# torch, scipy, tqdm, matplotlib and groverlm.bpe.export (tokenizers) load on first use, keeping the
+# CLI and config loading light
+bpe_export = lazy.module("groverlm.bpe.export")
+stats = lazy.module("scipy.stats")
+ticker = lazy.module("matplotlib.ticker")
+torch = lazy.module("torch")
+tqdm_auto = lazy.module("tqdm.auto")
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +43,7 @@ GROVER_PCA = {"PC1": ("frequency", 0.88), "PC2": ("gc", -0.96), "PC3": ("ag", 0.
 
 def load_rows(vocab: str | Path) -> list[dict]:
     """The present-token rows of a vocabulary's vocab_stats.json (most frequent first)."""
-    from groverlm.bpe.export import load_vocab_stats
-
-    rows = load_vocab_stats(vocab)["tokens"]
+    rows = bpe_export.load_vocab_stats(vocab)["tokens"]
     if not rows:
         raise GroverError("vocab_stats.json lists no tokens", vocab)
     return rows
@@ -57,9 +64,7 @@ def check_tokenizer(tokenizer, rows: list[dict], vocab: str | Path) -> None:
 def vocab_analysis(rows: list[dict], cycles: int | None = None) -> dict[str, Any]:
     """Length, frequency, GC, AG and first-letter distributions of the present tokens, the longest
     and most frequent tokens, and the comparison with GROVER's vocabulary."""
-    from groverlm.bpe.export import summarize_vocab
-
-    s = summarize_vocab(rows)
+    s = bpe_export.summarize_vocab(rows)
     freq = np.array([r["frequency"] for r in rows], dtype=np.float64)
     share = freq / freq.sum()
     lengths = Counter(r["length"] for r in rows)
@@ -99,12 +104,10 @@ def vocab_analysis(rows: list[dict], cycles: int | None = None) -> dict[str, Any
 
 def plot_vocab(rows: list[dict], result: dict):
     """2 x 2 figure: length distribution, frequency by rank, GC/AG histograms, first letters."""
-    from matplotlib.ticker import MaxNLocator
-
     fig, ax = figure(2, 2, width=5.2, height=3.6)
     lens = sorted(int(k) for k in result["length_counts"])
     ax[0].bar(lens, [result["length_counts"][str(k)] for k in lens], color=COLORS[0])
-    ax[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax[0].xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     tw = ax[0].twinx()
     tw.plot(lens, [result["length_genome_share"][str(k)] for k in lens], "o-", color=COLORS[1],
             ms=3, label="share of genome tokens")
@@ -147,8 +150,6 @@ def token_properties(rows: list[dict]) -> dict[str, np.ndarray]:
 def embedding_pca(model, rows: list[dict], n_components: int = 5) -> tuple[dict, np.ndarray]:
     """PCA of the input word embeddings of the present tokens, and the Spearman correlation of
     each component with frequency, GC, AG and length. Returns (result, coords (n_tokens, k))."""
-    from scipy.stats import spearmanr
-
     weight = model.get_input_embeddings().weight.detach().float().cpu().numpy()  # (V, H)
     ids = np.array([r["id"] for r in rows])
     if ids.max() >= weight.shape[0]:
@@ -167,7 +168,7 @@ def embedding_pca(model, rows: list[dict], n_components: int = 5) -> tuple[dict,
     for j in range(k):
         row: dict[str, Any] = {"component": f"PC{j + 1}", "explained": float(var[j])}
         for p in PROPERTIES:
-            rho = spearmanr(coords[:, j], props[p]).statistic
+            rho = stats.spearmanr(coords[:, j], props[p]).statistic
             row[p] = None if np.isnan(rho) else float(rho)
         table.append(row)
     best = {}
@@ -217,10 +218,6 @@ def masked_accuracy(model, tokenizer, windows: Sequence[np.ndarray], rows: list[
     """Mask `rate` of each window's tokens (`passes` disjoint draws per window), predict them with
     the MLM head (special tokens excluded) and score each token: accuracy against its genome
     frequency and length (Spearman over tokens masked at least `min_masked` times)."""
-    import torch
-    from scipy.stats import spearmanr
-    from tqdm.auto import tqdm
-
     if not 0 < rate <= 1 or passes < 1 or passes * rate > 1:
         raise GroverError(f"need 0 < rate <= 1 and passes * rate <= 1 (rate {rate}, passes "
                           f"{passes})")
@@ -243,8 +240,8 @@ def masked_accuracy(model, tokenizer, windows: Sequence[np.ndarray], rows: list[
     n_correct = np.zeros(vsize, dtype=np.int64)
     blocked = torch.tensor(special_ids(tokenizer))
     device = next(model.parameters()).device
-    bar = tqdm(total=len(masked_windows), desc="masked", unit="win", disable=not progress,
-               leave=False)
+    bar = tqdm_auto.tqdm(total=len(masked_windows), desc="masked", unit="win",
+                         disable=not progress, leave=False)
     with torch.inference_mode():
         for idx, ids, mask in iter_batches(masked_windows, tokenizer.cls_token_id,
                                            tokenizer.sep_token_id, tokenizer.pad_token_id,
@@ -272,7 +269,7 @@ def masked_accuracy(model, tokenizer, windows: Sequence[np.ndarray], rows: list[
     if len(scored) >= 3:
         acc = np.array([t["accuracy"] for t in scored])
         for p in corr:
-            rho = spearmanr(acc, [t[p] for t in scored]).statistic
+            rho = stats.spearmanr(acc, [t[p] for t in scored]).statistic
             corr[p] = None if np.isnan(rho) else float(rho)
     by_len: dict[int, list[int]] = {}
     for t in table:
@@ -291,8 +288,6 @@ def masked_accuracy(model, tokenizer, windows: Sequence[np.ndarray], rows: list[
 
 def plot_masked(result: dict):
     """Per-token accuracy against genome frequency (coloured by length), and by token length."""
-    from matplotlib.ticker import MaxNLocator
-
     fig, ax = figure(2, 1, width=5.2, height=3.8)
     t = [r for r in result["per_token"] if r["masked"] >= result["min_masked"]]
     if t:
@@ -305,7 +300,7 @@ def plot_masked(result: dict):
               title=f"Per token (rho freq {freq}, length {length})")
     lens = sorted(int(k) for k in result["accuracy_by_length"])
     ax[1].bar(lens, [result["accuracy_by_length"][str(k)] for k in lens], color=COLORS[0])
-    ax[1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax[1].xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     overall = "n/a" if result["accuracy"] is None else f"{100 * result['accuracy']:.1f}%"
     ax[1].set(xlabel="token length (nt)", ylabel="accuracy",
               title=f"By length (overall {overall}, {result['masked']:,} masked)")

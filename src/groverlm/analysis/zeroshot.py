@@ -26,11 +26,16 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.errors import GroverError
 from groverlm.fasta import BASES, reverse_complement
 from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
 from groverlm.tasks.common import load_genome, seeded_subset
 from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_genome, suppress
+
+# scipy and scikit-learn load on first use, keeping the CLI and config loading light
+skm = lazy.module("sklearn.metrics")
+stats = lazy.module("scipy.stats")
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +132,6 @@ def ctcf_readout(snvs: Sequence[MotifSNV], scores: Sequence[float], ic: np.ndarr
     >>> r["spearman"], r["auroc_informative"]
     (1.0, 1.0)
     """
-    from scipy.stats import spearmanr
-    from sklearn.metrics import roc_auc_score
-
     s = np.asarray(scores, dtype=np.float64)
     ok = np.isfinite(s)
     delta = np.array([v.delta_log_odds for v in snvs])
@@ -139,10 +141,10 @@ def ctcf_readout(snvs: Sequence[MotifSNV], scores: Sequence[float], ic: np.ndarr
     out: dict[str, Any] = {"sites": len({v.site for v in snvs}), "snvs": int(ok.sum()),
                            "informative_positions": sorted(int(i) for i in high),
                            "uninformative_positions": sorted(int(i) for i in low)}
-    out["spearman"] = float(spearmanr(s[ok], delta[ok]).statistic) if ok.sum() > 2 else None
+    out["spearman"] = float(stats.spearmanr(s[ok], delta[ok]).statistic) if ok.sum() > 2 else None
     sel = ok & np.isin(pos, list(high | low))
     y = np.isin(pos[sel], list(high)).astype(int)
-    out["auroc_informative"] = (float(roc_auc_score(y, -s[sel])) if 0 < y.sum() < y.size
+    out["auroc_informative"] = (float(skm.roc_auc_score(y, -s[sel])) if 0 < y.sum() < y.size
                                 else None)
     return out
 
@@ -150,12 +152,10 @@ def ctcf_readout(snvs: Sequence[MotifSNV], scores: Sequence[float], ic: np.ndarr
 def prom300_readout(sequences: Sequence[str], labels: Sequence[int],
                     per_nt_score: Callable[[Sequence[str]], np.ndarray]) -> dict[str, Any]:
     """The AUROC of the per-nucleotide pseudo-log-likelihood, promoter (1) against shuffle (0)."""
-    from sklearn.metrics import roc_auc_score
-
     y = np.asarray(labels, dtype=int)
     if not 0 < y.sum() < y.size:
         raise GroverError("the Prom300 split needs both promoters and shuffles")
     s = np.asarray(per_nt_score(sequences), dtype=np.float64)
-    return {"sequences": int(y.size), "auroc": float(roc_auc_score(y, s)),
+    return {"sequences": int(y.size), "auroc": float(skm.roc_auc_score(y, s)),
             "mean_pll_per_nt_promoter": float(s[y == 1].mean()),
             "mean_pll_per_nt_shuffle": float(s[y == 0].mean())}

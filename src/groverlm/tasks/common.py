@@ -23,9 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from groverlm import lazy
 from groverlm.errors import GroverError
 from groverlm.fasta import NON_ACGT, Genome, iter_records
 from groverlm.manifest import MANIFEST, atomic_path, prepare_out, write_manifest
+
+# tokenizers loads on first use, keeping the CLI and config loading light
+tokenizers = lazy.module("tokenizers")
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +243,10 @@ def load_genome(path: str | Path, chroms: Sequence[str] | None = None) -> Genome
 def load_bpe_tokenizer(vocab: str | Path):
     """The `tokenizers.Tokenizer` of a `bpe export` folder (encode with add_special_tokens=False).
     """
-    from tokenizers import Tokenizer
-
     path = Path(vocab) / "tokenizer.json"
     if not path.exists():
         raise GroverError("no tokenizer.json: not a `groverlm bpe export` folder", vocab)
-    return Tokenizer.from_file(str(path))
+    return tokenizers.Tokenizer.from_file(str(path))
 
 
 def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str, Any],
