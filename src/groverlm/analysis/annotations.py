@@ -11,7 +11,6 @@ binary label from the embeddings, and the same probe from k-mer frequencies is t
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,9 +32,7 @@ model_selection = lazy.module("sklearn.model_selection")
 pipeline = lazy.module("sklearn.pipeline")
 preprocessing = lazy.module("sklearn.preprocessing")
 skm = lazy.module("sklearn.metrics")
-# umap-learn is optional (`project` falls back to PCA alone). None when it is not installed: doctest
-# collection reads every module global (`__wrapped__`), which would import a stand-in's module
-umap = lazy.module("umap") if importlib.util.find_spec("umap") else None
+umap = lazy.module("umap")  # optional: `project` falls back to PCA alone
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +177,8 @@ def project(x: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """2-D projections of the embeddings: PCA always, UMAP when umap-learn is installed."""
     out = {"pca": decomposition.PCA(2, random_state=seed).fit_transform(x)}
     try:
-        reducer = None if umap is None else umap.UMAP  # the first read imports umap-learn
-    except ImportError:  # installed but cannot be imported
-        reducer = None
-    if reducer is None:
+        reducer = umap.UMAP  # the first read imports umap-learn
+    except ImportError:
         log.info("umap-learn not installed: PCA projection only")
         return out
     out["umap"] = reducer(random_state=seed).fit_transform(x)
