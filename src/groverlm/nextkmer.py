@@ -129,8 +129,9 @@ class NextKmerBaselinesConfig:
 
 def kmer_classifier() -> ClassifierConfig:
     """Next-k-mer fine-tuning's defaults, for the command and YAML alike: plain top-1 accuracy over
-    4**k classes (no class weights), one seed, lr 1e-4 (GROVER's BERT; YAML sets its own)."""
-    return ClassifierConfig(class_weights="off", select="accuracy", lr=1e-4, seeds=(0,))
+    4**k classes (no class weights), one seed; the learning rate follows the model's width
+    (finetune.learning_rate) unless set."""
+    return ClassifierConfig(class_weights="off", select="accuracy", seeds=(0,))
 
 
 @dataclass(frozen=True)

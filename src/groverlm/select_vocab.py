@@ -578,7 +578,8 @@ def table_header(cfg: SelectPretrainingConfig, ncfg, ft, selection: dict[str, An
         f"nt per token)); nucleotides read in pretraining: {spread}. Next-k-mer: contexts of "
         f"{ncfg.context} nt, {ncfg.train_samples} train / {ncfg.dev_samples} dev / "
         f"{ncfg.test_samples} test samples from the held-out region, {ft.epochs} epoch(s), "
-        f"lr {ft.lr:g}, batch {ft.batch_size}, {len(ft.seeds)} seed(s); test top-1 accuracy.",
+        f"lr {'by model width' if ft.lr is None else format(ft.lr, 'g')}, batch {ft.batch_size}, "
+        f"{len(ft.seeds)} seed(s); test top-1 accuracy.",
         "",
         f"Selected: {selection['cycles']} cycles (score {selection['score']:.3f}); rule: {RULE}.",
         *warning,
