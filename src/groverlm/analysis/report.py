@@ -142,7 +142,9 @@ def _rel(path: Path, root: Path) -> str:
 
 
 @dataclass(frozen=True)
-class Stage:
+class StageFolder:
+    """A folder with a stage's manifest, as the report finds it (runner.Stage is a pipeline step)."""
+
     folder: Path
     manifest: dict
     manifest_path: Path
@@ -152,7 +154,7 @@ class Stage:
         return str(self.manifest.get("stage", "?"))
 
 
-def find_stages(root: Path) -> tuple[list[Stage], list[str]]:
+def find_stages(root: Path) -> tuple[list[StageFolder], list[str]]:
     """Every stage manifest under `root`, sorted by path; and notes on unreadable ones."""
     stages, notes = [], []
     paths = sorted(set(root.rglob("manifest.json")) | set(root.rglob("*.manifest.json")))
@@ -167,14 +169,14 @@ def find_stages(root: Path) -> tuple[list[Stage], list[str]]:
             continue
         if not isinstance(m, dict) or "stage" not in m:
             continue
-        stages.append(Stage(p.parent, m, p))
+        stages.append(StageFolder(p.parent, m, p))
     return stages, notes
 
 
 # ----------------------------------------------------------------------------- stage renderers
 
 
-def render_bpe_train(st: Stage, root: Path) -> Section:
+def render_bpe_train(st: StageFolder, root: Path) -> Section:
     m = st.manifest
     sec = Section("bpe-train", f"BPE training — {_rel(st.folder, root)}")
     sec.add(table([{"cycles": m.get("cycles"), "bases": m.get("bases"),
@@ -195,7 +197,7 @@ def render_bpe_train(st: Stage, root: Path) -> Section:
     return sec.add(figure_html(fig, "BPE merge count and mean token length by cycle"))
 
 
-def render_bpe_export(st: Stage, root: Path) -> Section:
+def render_bpe_export(st: StageFolder, root: Path) -> Section:
     stats = json.loads((st.folder / "vocab_stats.json").read_text())
     rows = stats["tokens"]
     res = tokens.vocab_analysis(rows, stats.get("cycles"))
@@ -208,7 +210,7 @@ def render_bpe_export(st: Stage, root: Path) -> Section:
     return sec
 
 
-def render_pretrain(st: Stage, root: Path) -> Section:
+def render_pretrain(st: StageFolder, root: Path) -> Section:
     title = "Pretraining" if st.name == "pretrain" else f"Training ({st.name})"
     sec = Section("train", f"{title} — {_rel(st.folder, root)}")
     ev = st.folder / "eval.json"
@@ -263,7 +265,7 @@ def learning_curves(folder: Path) -> str | None:
     return figure_html(fig, "learning curves")
 
 
-def render_select_vocab(st: Stage, root: Path) -> Section:
+def render_select_vocab(st: StageFolder, root: Path) -> Section:
     """Next-k-mer vocabulary selection: its tables, and a curve when the first column is numeric."""
     sec = Section("select-vocab", f"Vocabulary selection ({st.name}) — {_rel(st.folder, root)}")
     found = False
@@ -314,7 +316,7 @@ def _number(v: str | None) -> Any:
     return v
 
 
-def read_results(paths: list[Path], stages: list[Stage], root: Path
+def read_results(paths: list[Path], stages: list[StageFolder], root: Path
                  ) -> tuple[list[dict], list[str]]:
     """The result records of metrics.json files, each with `baseline` and `producer` set; and
     notes on unreadable files."""
@@ -383,7 +385,7 @@ def is_baseline(record: dict, producer: str = "") -> bool:
     return producer.startswith("baseline")
 
 
-def producer_of(path: Path, stages: list[Stage]) -> str:
+def producer_of(path: Path, stages: list[StageFolder]) -> str:
     """The stage name of the nearest manifest at or above a file (its producer), "" if none."""
     best = None
     for st in stages:
@@ -393,7 +395,7 @@ def producer_of(path: Path, stages: list[Stage]) -> str:
     return best.name if best is not None else ""
 
 
-def render_analyze(st: Stage, root: Path) -> Section:
+def render_analyze(st: StageFolder, root: Path) -> Section:
     sec = Section("analyze", f"Analyses — {_rel(st.folder, root)}")
     m = st.manifest
     sec.add(note(f"model: {m.get('model') or '–'}; vocabulary: {m.get('vocab') or '–'}"))
@@ -468,7 +470,7 @@ ANALYSIS_TABLES: dict[str, Callable[[dict], list[str]]] = {
     "context": _context_tables, "annotations": _annotation_tables}
 
 
-def render_embed(stages: list[Stage], root: Path) -> Section:
+def render_embed(stages: list[StageFolder], root: Path) -> Section:
     rows = []
     for st in stages:
         c = st.manifest.get("config", {})
@@ -480,7 +482,7 @@ def render_embed(stages: list[Stage], root: Path) -> Section:
     return Section("embed", "Embeddings").add(table(rows))
 
 
-def render_runner(stages: list[Stage], root: Path) -> Section:
+def render_runner(stages: list[StageFolder], root: Path) -> Section:
     """The `groverlm run` manifests (one per stage folder): what each stage cost. Their outputs
     have manifests of their own, rendered as the other sections."""
     rows = [{"stage": st.name.removeprefix(RUNNER_PREFIX), "folder": _rel(st.folder, root),
@@ -492,7 +494,7 @@ def render_runner(stages: list[Stage], root: Path) -> Section:
              "resident memory while the stage ran."), table(rows))
 
 
-def render_other(st: Stage, root: Path) -> Section:
+def render_other(st: StageFolder, root: Path) -> Section:
     """Any other stage (corpus, task builders, ...): its manifest's scalar figures, nested
     dictionaries flattened to dotted names (e.g. splits.train.samples)."""
     sec = Section(st.name, f"{st.name} — {_rel(st.folder, root)}")
@@ -525,7 +527,7 @@ def _flatten(d: dict, prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]
 # ----------------------------------------------------------------------------- the answer
 
 
-def _eval_of(st: Stage) -> dict:
+def _eval_of(st: StageFolder) -> dict:
     ev = st.folder / "eval.json"
     data = json.loads(ev.read_text()) if ev.exists() else st.manifest.get("eval")
     return data if isinstance(data, dict) else {}
@@ -550,7 +552,8 @@ def masked_token_verdict(acc: float, unigram: float | None, context: float | Non
     return f"{acc / context:.0%} of the context table"
 
 
-def _upstream(st: Stage, name: str, by_folder: dict[Path, Stage], depth: int = 3) -> Stage | None:
+def _upstream(st: StageFolder, name: str, by_folder: dict[Path, StageFolder],
+              depth: int = 3) -> StageFolder | None:
     """The nearest stage named `name` among the inputs of `st`'s manifest, followed upstream
     (a pretrained model -> its corpus -> its vocabulary)."""
     for item in st.manifest.get("inputs") or []:
@@ -565,7 +568,7 @@ def _upstream(st: Stage, name: str, by_folder: dict[Path, Stage], depth: int = 3
     return None
 
 
-def render_answer(stages: list[Stage], records: list[dict], root: Path) -> Section | None:
+def render_answer(stages: list[StageFolder], records: list[dict], root: Path) -> Section | None:
     """The page's first screen: what the model learned, each number beside its baselines
     (masked tokens: unigram and context table; tasks: every baseline; next-k-mer: chance and the
     most frequent k-mer; vocabulary: GROVER's figures)."""
@@ -680,7 +683,7 @@ def readout_rows(res: dict) -> list[dict]:
     return rows
 
 
-def render_readouts(st: Stage, root: Path) -> Section:
+def render_readouts(st: StageFolder, root: Path) -> Section:
     """Zero-shot readouts (`score` stage): the figures and the SNV scatter against JASPAR."""
     res = json.loads((st.folder / "readouts.json").read_text())
     sec = Section("score-readouts", f"Zero-shot readouts — {_rel(st.folder, root)}")
@@ -696,7 +699,7 @@ def render_readouts(st: Stage, root: Path) -> Section:
     return sec
 
 
-def render_ism(st: Stage, root: Path) -> Section:
+def render_ism(st: StageFolder, root: Path) -> Section:
     """`groverlm ism`: its heat map and importance track, and its summary."""
     sec = Section("ism", f"In-silico mutagenesis — {_rel(st.folder, root)}")
     summary = st.manifest.get("summary") or {}
@@ -707,7 +710,7 @@ def render_ism(st: Stage, root: Path) -> Section:
     return sec
 
 
-RENDERERS: dict[str, Callable[[Stage, Path], Section]] = {
+RENDERERS: dict[str, Callable[[StageFolder, Path], Section]] = {
     "bpe-train": render_bpe_train, "bpe-export": render_bpe_export,
     "pretrain": render_pretrain, "select-vocab": render_select_vocab,
     "nextkmer": render_select_vocab, "next-kmer": render_select_vocab,
@@ -736,7 +739,7 @@ img{max-width:100%;display:block;margin:8px 0 14px}.note{color:#666;font-size:13
 """
 
 
-def build_sections(root: Path) -> tuple[list[Section], list[str], list[Stage]]:
+def build_sections(root: Path) -> tuple[list[Section], list[str], list[StageFolder]]:
     stages, notes = find_stages(root)
     sections: list[Section] = []
     embeds, runner = [], []
