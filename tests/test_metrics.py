@@ -12,12 +12,19 @@ from hypothesis import strategies as st
 
 from groverlm.errors import GroverError
 from groverlm.metrics import (
+    _mcc_of_counts,
+    _resampled,
+    best_against_best,
     classification_metrics,
+    comparison_lines,
+    dev_metrics,
     find_metrics,
     format_table,
     make_result,
+    paired_difference,
     read_metrics,
     results_table,
+    scored_metrics,
     write_metrics,
 )
 
@@ -135,3 +142,59 @@ def test_dev_cut_is_applied_unchanged_to_test():
     assert many["threshold"] is None and many["mcc"] == 1.0
     with pytest.raises(GroverError):
         dev_metrics([0, 1], dev_scores[:2], [0, 1], "best")
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_mcc_of_counts_is_sklearns_mcc(pairs):
+    """The bootstrap's vectorised MCC equals the one implementation's on every resample."""
+    y = np.array([t for t, _ in pairs])
+    p = np.array([q for _, q in pairs])
+    idx = np.random.default_rng(len(pairs)).integers(0, len(y), size=(5, len(y)))
+    fast = _resampled(y, p, idx, "mcc")
+    for b in range(5):
+        slow = classification_metrics(y[idx[b]], p[idx[b]])["mcc"]
+        assert fast[b] == pytest.approx(slow, abs=1e-12)
+    assert _resampled(y, p, idx, "accuracy") == pytest.approx((y[idx] == p[idx]).mean(1))
+    assert _mcc_of_counts(np.array([3.0]), np.array([[3.0, 0]]), np.array([[3.0, 0]]), 3)[0] == 0
+
+
+def _scored(task, model, truth, preds, baseline=False):
+    """A result record as a stage writes it: each seed's test metrics from scored_metrics."""
+    runs = []
+    for seed, pred in enumerate(preds):
+        scores = np.eye(2)[pred]
+        runs.append({"seed": seed, "test": scored_metrics(truth, scores, [0, 1]),
+                     "dev": dev_metrics(truth, scores, [0, 1])})
+    return make_result(task, model, runs, **({"baseline": True} if baseline else {}))
+
+
+def test_paired_difference_tells_a_real_gap_from_noise():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 2000)
+    flip = lambda share: np.where(rng.random(truth.size) < share, 1 - truth, truth)  # noqa: E731
+    good = _scored("t", "lm", truth, [flip(0.10), flip(0.10)])
+    bad = _scored("t", "tfidf", truth, [flip(0.30)], baseline=True)
+    twin = _scored("t", "cnn", truth, [flip(0.10)], baseline=True)
+    # test rows are kept, dev rows are not (dev is scored every epoch)
+    assert len(good["test"]["y_pred"]) == 2000 and "y_pred" not in good["dev"]
+
+    d = paired_difference(good, bad)
+    assert d["better"] == "a" and d["low"] < d["difference"] < d["high"]
+    expected = np.mean([r["test"]["mcc"] for r in good["per_seed"]]) - bad["mcc_mean"]
+    assert d["difference"] == pytest.approx(expected)
+    assert paired_difference(bad, good)["better"] == "b"
+    same = paired_difference(good, twin)  # the same error rate: the interval holds 0
+    assert same["better"] is None and same["low"] < 0 < same["high"]
+    # other rows, or rows not kept (files written before), give no interval
+    assert paired_difference(good, _scored("t", "x", truth[::-1].copy(), [truth])) is None
+    old = json.loads(json.dumps(bad))
+    for run in [old, *old["per_seed"]]:
+        del run["test"]["y_pred"]
+    assert paired_difference(good, old) is None
+
+    best = best_against_best([good, bad, twin])["t"]
+    assert (best["model"], best["baseline"]) == ("lm", "cnn")
+    assert best["paired"]["better"] is None
+    line = comparison_lines([good, bad])[0]
+    assert "lm" in line and "clearly above tfidf" in line and "95% interval" in line

@@ -109,6 +109,12 @@ def test_nextkmer_end_to_end(genome, tmp_path):
         assert r["most_frequent_kmer"] == index_to_kmer(label, k)
         assert 0.0 <= r["accuracy"] <= 1.0
         assert {"tfidf-rf", "tfidf-lr"} <= set(r)
+        # the model against the best TF-IDF, paired over the 60 test contexts
+        v = r["vs_tfidf"]
+        best = max(("tfidf-rf", "tfidf-lr"), key=lambda m: r[m])
+        assert v["baseline"] == best and v["rows"] == 60 and v["metric"] == "accuracy"
+        assert v["difference"] == pytest.approx(r["accuracy"] - r[best])
+        assert v["low"] <= v["difference"] <= v["high"]
     records = read_metrics(out)
     assert {(x["task"], x["model"]) for x in records} == {
         (f"nextkmer-k{k}", m) for k in (1, 2) for m in ("bert-model", "tfidf-rf", "tfidf-lr")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -457,6 +458,10 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     text = summarize_run(run)
     assert f"vocabulary:  {sel['cycles']} BPE cycles (chosen by next-k-mer)" in text
     assert "| prom300" in text and name in text and "  k=3: " in text
+    # each task's best language model against its best baseline, paired over the test rows
+    assert "best language model against the best baseline" in text
+    assert re.search(r"  prom300: \S+ [-0-9.]+ .* \(95% interval [-+0-9.]+ to [-+0-9.]+\)", text)
+    assert re.search(r"  k=3: .*model - TF-IDF [-+0-9.]+ points \(95% interval", text)
     assert str(run / "report" / "report.html") in text and "zero-shot:   Prom300 AUROC" in text
     assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
     assert capsys.readouterr().out.count("skipped (up to date)") == len(runner.STAGES)

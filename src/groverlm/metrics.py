@@ -8,7 +8,8 @@ every stage reports the same numbers for the same predictions. MCC is the headli
 metrics.json (schema "groverlm-metrics/1"):
     {"schema": "groverlm-metrics/1", "task": "prom300", "task_dir": "...",
      "results": [{"task": "prom300", "model": "tfidf-lr", "seeds": [0, 1, 2],
-                  "test": {mcc, f1, accuracy, auroc, confusion, n, labels},   # the first seed's run
+                  "test": {mcc, f1, accuracy, auroc, confusion, n, labels,    # the first seed's run
+                           y_true, y_pred},                                   # row by row
                   "dev":  {...},                                              # the first seed's run
                   "per_seed": [{"seed": 0, "test": {...}, "dev": {...}}, ...],
                   "mcc_mean": ..., "mcc_std": ...,                # test MCC over seeds
@@ -141,6 +142,10 @@ def scored_metrics(y_true: Sequence[int] | np.ndarray, scores: np.ndarray, label
 
     out["mcc_argmax"] = mcc(argmax)
     out["mcc_dev_cut"] = None if at_cut is None else mcc(at_cut)
+    # row by row, so that two models scored on the same rows can be compared pairwise
+    # (`paired_difference`): a test set of 700 rows moves an MCC by several hundredths
+    out["y_true"] = np.asarray(y_true, dtype=np.int64).tolist()
+    out["y_pred"] = pred.tolist()
     return out
 
 
@@ -152,7 +157,9 @@ def dev_metrics(y_dev: Sequence[int] | np.ndarray, scores: np.ndarray, labels: S
     labels = [int(x) for x in labels]
     positive = (np.asarray(y_dev) == labels[1]).astype(np.int64) if len(labels) == 2 else None
     cut = mcc_threshold(positive, scores[:, 1]) if positive is not None else None
-    return scored_metrics(y_dev, scores, labels, rule, cut)
+    out = scored_metrics(y_dev, scores, labels, rule, cut)
+    del out["y_true"], out["y_pred"]  # dev is scored every epoch; only test rows are compared
+    return out
 
 
 def _auroc(y_true: np.ndarray, scores: np.ndarray | None, labels: list[int]) -> float | None:
@@ -190,6 +197,130 @@ def make_result(task: str, model: str, per_seed: list[dict[str, Any]],
     return {"task": task, "model": model, "seeds": [r["seed"] for r in per_seed],
             "test": per_seed[0]["test"], "dev": per_seed[0].get("dev"), "per_seed": per_seed,
             **seed_summary(per_seed), "params": params or {}, **extra}
+
+
+RESAMPLES = 1000  # bootstrap resamples of the test rows in a paired comparison
+ALPHA = 0.05  # paired comparisons report the 95% interval
+
+
+def _mcc_of_counts(correct: np.ndarray, true_counts: np.ndarray, pred_counts: np.ndarray,
+                   n: int) -> np.ndarray:
+    """Multi-class MCC (Gorodkin's, as sklearn computes it) from per-resample counts: correct (B,),
+    true_counts and pred_counts (B, classes); 0 where it is undefined."""
+    cov_tp = correct * n - (true_counts * pred_counts).sum(1)
+    cov_pp = n * n - (pred_counts**2).sum(1)
+    cov_tt = n * n - (true_counts**2).sum(1)
+    denom = np.sqrt(cov_pp * cov_tt)
+    return np.where(denom > 0, cov_tp / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def _resampled(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray, metric: str) -> np.ndarray:
+    """`metric` ("mcc" or "accuracy") of y_pred on each bootstrap resample idx (B, n) -> (B,)."""
+    t, p = y_true[idx], y_pred[idx]  # (B, n)
+    correct = (t == p).sum(1).astype(np.float64)
+    n = idx.shape[1]
+    if metric == "accuracy":
+        return correct / n
+    classes = int(max(y_true.max(), y_pred.max())) + 1
+    rows = np.arange(idx.shape[0])[:, None] * classes  # one block of counts per resample
+    size = idx.shape[0] * classes
+    true_counts = np.bincount((rows + t).ravel(), minlength=size).reshape(-1, classes)
+    pred_counts = np.bincount((rows + p).ravel(), minlength=size).reshape(-1, classes)
+    return _mcc_of_counts(correct, true_counts.astype(np.float64), pred_counts.astype(np.float64), n)
+
+
+def _test_rows(record: dict[str, Any]) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """(y_true, [y_pred of each seed]) of a result's test set, None when not kept (older files)."""
+    runs = [r.get("test") or {} for r in record.get("per_seed") or [record]]
+    if not runs or any("y_pred" not in m or "y_true" not in m for m in runs):
+        return None
+    truth = np.asarray(runs[0]["y_true"], dtype=np.int64)
+    if any(m["y_true"] != runs[0]["y_true"] for m in runs[1:]):
+        return None
+    return truth, [np.asarray(m["y_pred"], dtype=np.int64) for m in runs]
+
+
+def paired_difference(a: dict[str, Any], b: dict[str, Any], metric: str = "mcc",
+                      resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any] | None:
+    """Result `a` minus result `b` in test `metric` (mean over each one's seeds), with the 95%
+    interval of a paired bootstrap: the same resamples of the test rows score both, so what the
+    two models share (the rows' difficulty) cancels. None when either lacks its rows or the two
+    were scored on different rows.
+
+    >>> y = [0, 1] * 50
+    >>> a = {"per_seed": [{"test": {"y_true": y, "y_pred": y}}]}
+    >>> b = {"per_seed": [{"test": {"y_true": y, "y_pred": [0] * 100}}]}
+    >>> d = paired_difference(a, b)
+    >>> d["difference"], d["low"] > 0.8, d["better"]
+    (1.0, True, 'a')
+    """
+    ra, rb = _test_rows(a), _test_rows(b)
+    if ra is None or rb is None or not np.array_equal(ra[0], rb[0]) or ra[0].size == 0:
+        return None
+    truth = ra[0]
+    every = np.arange(truth.size)[None, :]
+    idx = np.random.default_rng(seed).integers(0, truth.size, size=(resamples, truth.size))
+
+    def mean_over_seeds(preds: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+        return np.mean([_resampled(truth, p, rows, metric) for p in preds], axis=0)
+
+    point = float(mean_over_seeds(ra[1], every)[0] - mean_over_seeds(rb[1], every)[0])
+    diffs = mean_over_seeds(ra[1], idx) - mean_over_seeds(rb[1], idx)
+    low, high = (float(x) for x in np.quantile(diffs, [ALPHA / 2, 1 - ALPHA / 2]))
+    better = "a" if low > 0 else "b" if high < 0 else None  # None: the interval holds 0
+    return {"metric": metric, "difference": point, "low": low, "high": high, "better": better,
+            "rows": int(truth.size), "resamples": resamples}
+
+
+def best_against_best(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task, the best language model (highest mean test MCC among records not marked
+    `baseline`) against the best baseline: {task: {"model", "baseline", "mcc", "baseline_mcc",
+    "paired": paired_difference or None}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for task in sorted({str(r["task"]) for r in records}):
+        mine = [r for r in records if str(r["task"]) == task and _mcc(r) is not None]
+        lms = [r for r in mine if not r.get("baseline")]
+        bases = [r for r in mine if r.get("baseline")]
+        if lms and bases:
+            lm, base = max(lms, key=_mcc), max(bases, key=_mcc)
+            out[task] = {"model": lm["model"], "baseline": base["model"], "mcc": _mcc(lm),
+                         "baseline_mcc": _mcc(base), "paired": paired_difference(lm, base)}
+    return out
+
+
+def _mcc(r: dict[str, Any]) -> float | None:
+    return r.get("mcc_mean", (r.get("test") or {}).get("mcc"))
+
+
+def difference_text(c: dict[str, Any] | None) -> str:
+    """A paired difference as the summaries print it (an accuracy in percentage points).
+
+    >>> difference_text({"metric": "mcc", "difference": -0.078, "low": -0.14, "high": -0.015})
+    '-0.078 (95% interval -0.140 to -0.015)'
+    >>> difference_text({"metric": "accuracy", "difference": -0.0022, "low": -0.005, "high": 0.001})
+    '-0.22 points (95% interval -0.50 to +0.10)'
+    >>> difference_text(None)
+    'no paired interval (test rows not kept)'
+    """
+    if not c or "difference" not in c:
+        return "no paired interval (test rows not kept)"
+    if c.get("metric") == "accuracy":
+        return (f"{100 * c['difference']:+.2f} points (95% interval {100 * c['low']:+.2f} to "
+                f"{100 * c['high']:+.2f})")
+    return f"{c['difference']:+.3f} (95% interval {c['low']:+.3f} to {c['high']:+.3f})"
+
+
+def comparison_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One line per task: the best language model against the best baseline, paired."""
+    lines = []
+    for task, c in best_against_best(records).items():
+        p = c["paired"]
+        verdict = ("clearly above" if p and p["better"] == "a" else
+                   "clearly below" if p and p["better"] == "b" else
+                   "not told apart from" if p else "beside")
+        lines.append(f"  {task}: {c['model']} {c['mcc']:.3f} {verdict} {c['baseline']} "
+                     f"{c['baseline_mcc']:.3f}: difference {difference_text(p)}")
+    return lines
 
 
 def write_metrics(out: str | Path, task: str, results: list[dict[str, Any]],
@@ -307,6 +438,10 @@ def compare(args: argparse.Namespace) -> int:
     records = [r for f in files for r in read_metrics(f)]
     tasks, models, cells = results_table(records)
     print(format_table(tasks, models, cells, "markdown"), end="")
+    lines = comparison_lines(records)
+    if lines:
+        print("best language model against the best baseline (paired bootstrap over test rows):")
+        print("\n".join(lines))
     if args.out:
         if args.out.endswith(".tsv"):
             write_text(args.out, format_table(tasks, models, cells, "tsv"))

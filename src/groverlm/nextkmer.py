@@ -8,7 +8,8 @@ and a FASTA genome; writes OUT/:
 - `metrics.json` (schema in `groverlm.metrics`): one result record per k and model (task
   `nextkmer-k{k}`; the fine-tuned BERT, TF-IDF baselines), and `summary`, one row per k with the
   model's test top-1 accuracy, chance (1/4**k), the accuracy of always answering the most frequent
-  training k-mer, and the TF-IDF accuracies;
+  training k-mer, the TF-IDF accuracies, and `vs_tfidf`: the model minus the best TF-IDF with the
+  95% interval of a paired bootstrap over the test contexts (`metrics.paired_difference`);
 - `manifest.json`, written last.
 
 Samples. A context of `context` bases (default 50) is labelled by the k bases after it, one of 4**k
@@ -71,7 +72,7 @@ from groverlm.manifest import (
     write_json,
     write_manifest,
 )
-from groverlm.metrics import write_metrics
+from groverlm.metrics import difference_text, paired_difference, write_metrics
 from groverlm.models import load_tokenizer
 from groverlm.tasks.common import load_genome
 
@@ -318,6 +319,11 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
             for r in tfidf_records(samples, k, bcfg, bpe_tok):
                 recs.append(r)
                 row[r["model"]] = r["test"]["accuracy"]
+            tfidf = [r for r in recs if r.get("baseline")]
+            if model_dir is not None and tfidf:  # the model against the best TF-IDF, paired
+                best = max(tfidf, key=lambda r: r["test"]["accuracy"])
+                row["vs_tfidf"] = {"baseline": best["model"],
+                                   **(paired_difference(recs[0], best, "accuracy") or {})}
             row["seconds"] = round(time.perf_counter() - t0, 1)
             part = {"records": recs, "summary": row}
             write_json(done, part)
@@ -437,6 +443,8 @@ def format_summary(summary: list[dict[str, Any]]) -> str:
         parts.append(f"most frequent ({r['most_frequent_kmer']}) "
                      f"{100 * r['most_frequent_accuracy']:.2f}%")
         parts += [f"{key} {100 * v:.2f}%" for key, v in r.items() if key.startswith("tfidf")]
+        if "vs_tfidf" in r:
+            parts.append(f"| model - {r['vs_tfidf']['baseline']}: {difference_text(r['vs_tfidf'])}")
         lines.append(" ".join(parts))
     return "\n".join(lines)
 

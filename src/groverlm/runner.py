@@ -54,7 +54,15 @@ from groverlm.manifest import (
     write_manifest,
     write_text,
 )
-from groverlm.metrics import find_metrics, format_table, percent, read_metrics, results_table
+from groverlm.metrics import (
+    comparison_lines,
+    difference_text,
+    find_metrics,
+    format_table,
+    percent,
+    read_metrics,
+    results_table,
+)
 from groverlm.peak import peak_rss, reset_peak
 
 log = logging.getLogger(__name__)
@@ -275,9 +283,11 @@ def summarize_run(run_dir: str | Path) -> str:
                      "frequent k-mer; best TF-IDF)")
         for r in k["by_k"]:
             tfidf = [v for key, v in r.items() if key.startswith("tfidf") and v is not None]
+            against = (f"; model - TF-IDF {difference_text(r['vs_tfidf'])}"
+                       if "vs_tfidf" in r else "")
             lines.append(f"  k={r['k']}: {percent(r.get('accuracy'))} ({percent(r['chance'])}; "
                          f"{percent(r['most_frequent_accuracy'])}; "
-                         f"{percent(max(tfidf)) if tfidf else 'n/a'})")
+                         f"{percent(max(tfidf)) if tfidf else 'n/a'}){against}")
     z = summary("score")
     if z and "prom300" in z:
         lines.append(f"zero-shot:   Prom300 AUROC {z['prom300']['auroc']:.3f} (per-nt pseudo-log-"
@@ -294,6 +304,11 @@ def summarize_run(run_dir: str | Path) -> str:
         tasks, models, cells = results_table(records)
         lines.append("task test MCC:")
         lines.append(format_table(tasks, models, cells).rstrip())
+        paired = comparison_lines(records)
+        if paired:
+            lines.append("best language model against the best baseline (paired bootstrap over "
+                         "test rows):")
+            lines += paired
     r = summary("report")
     lines.append(f"report:      {run_dir / r['report'] if r else 'not written'}")
     return "\n".join(lines)

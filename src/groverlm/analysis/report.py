@@ -41,7 +41,7 @@ from groverlm.analysis.plots import COLORS, figure, png_bytes
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import read_jsonl, write_text
-from groverlm.metrics import find_metrics, percent, read_metrics
+from groverlm.metrics import best_against_best, difference_text, find_metrics, percent, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -612,18 +612,25 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
                 row[m] = "-" if not _is_number(v) else (
                     f"{v:.3f}" + (f" ± {r['mcc_std']:.3f}" if _is_number(r.get("mcc_std"))
                                   and len(r.get("seeds") or []) > 1 else ""))
-            lms = [(mcc(r), m) for m, r in by.items() if not r["baseline"] and _is_number(mcc(r))]
-            bases = [(mcc(r), m) for m, r in by.items() if r["baseline"] and _is_number(mcc(r))]
-            if lms and bases:
-                (lm, lm_name), (best, best_name) = max(lms), max(bases)
-                row["verdict"] = (f"{lm_name} beats every baseline" if lm > best
-                                  else f"below {best_name} ({best:.3f})")
+            c = best_against_best(list(by.values())).get(task)
+            if c:
+                p = c["paired"]
+                row["verdict"] = (f"{c['model']} beats every baseline"
+                                  if c["mcc"] > c["baseline_mcc"]
+                                  else f"below {c['baseline']} ({c['baseline_mcc']:.3f})")
+                row["against the best baseline"] = (
+                    difference_text(p) + {"a": ": clearly above", "b": ": clearly below",
+                                          None: ": within the noise"}[p["better"]]
+                    if p else difference_text(p))
             pivot.append(row)
         sec.add("<h3>Tasks: test MCC</h3>", note(
             "Language models first, then baselines (marked as such by the stage that produced "
-            "them); mean ± sd over seeds."),
-            table(pivot, ["task", *models] + (["verdict"] if any("verdict" in r for r in pivot)
-                                               else [])))
+            "them); mean ± sd over seeds. Against the best baseline: the best language model's "
+            "MCC minus the best baseline's, with the 95% interval of a paired bootstrap over the "
+            "test rows (both scored on the same resamples): a small test set moves an MCC by "
+            "several hundredths."),
+            table(pivot, ["task", *models] + (["verdict", "against the best baseline"]
+                                               if any("verdict" in r for r in pivot) else [])))
 
     kmer_rows = []
     for st in stages:
@@ -637,7 +644,9 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
                               "chance": percent(r.get("chance")),
                               "most frequent k-mer": percent(r.get("most_frequent_accuracy")),
                               "best TF-IDF": (f"{percent(max(tfidf)[0])} ({max(tfidf)[1]})"
-                                              if tfidf else "-")})
+                                              if tfidf else "-"),
+                              "model - best TF-IDF": (difference_text(r["vs_tfidf"])
+                                                      if "vs_tfidf" in r else "-")})
     if kmer_rows:
         sec.add("<h3>Next-k-mer prediction: test top-1 accuracy</h3>", table(kmer_rows))
 
