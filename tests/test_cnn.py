@@ -98,7 +98,11 @@ def test_cli_metrics_json_compare_and_errors(tmp_path, capsys):
     (r,) = read_metrics(out)
     # the schema fine-tuning writes: first seed's dev/test, per-seed runs, mean and std over seeds
     assert r["model"] == "cnn" and r["task"] == "motif" and r["seeds"] == [0, 1]
-    assert [p["seed"] for p in r["per_seed"]] == [0, 1] and r["test"] == r["per_seed"][0]["test"]
+    first = r["per_seed"][0]["test"]
+    assert [p["seed"] for p in r["per_seed"]] == [0, 1]
+    # the record's test is the first seed's, less its rows (kept once, in per_seed)
+    assert r["test"] == {k: v for k, v in first.items() if k not in ("y_true", "y_pred")}
+    assert len(first["y_pred"]) == len(first["y_true"]) == first["n"]
     assert set(r["test"]) >= {"mcc", "f1", "accuracy", "auroc", "confusion", "n", "labels",
                               "mcc_argmax", "mcc_dev_cut", "threshold"}
     assert r["test"]["n"] == 80 and r["test"]["labels"] == [0, 1]

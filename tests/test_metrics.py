@@ -177,7 +177,8 @@ def test_paired_difference_tells_a_real_gap_from_noise():
     bad = _scored("t", "tfidf", truth, [flip(0.30)], baseline=True)
     twin = _scored("t", "cnn", truth, [flip(0.10)], baseline=True)
     # test rows are kept, dev rows are not (dev is scored every epoch)
-    assert len(good["test"]["y_pred"]) == 2000 and "y_pred" not in good["dev"]
+    assert len(good["per_seed"][1]["test"]["y_pred"]) == 2000 and "y_pred" not in good["dev"]
+    assert "y_pred" not in good["test"]  # the first seed's copy: its rows are in per_seed
 
     d = paired_difference(good, bad)
     assert d["better"] == "a" and d["low"] < d["difference"] < d["high"]
@@ -189,7 +190,7 @@ def test_paired_difference_tells_a_real_gap_from_noise():
     # other rows, or rows not kept (files written before), give no interval
     assert paired_difference(good, _scored("t", "x", truth[::-1].copy(), [truth])) is None
     old = json.loads(json.dumps(bad))
-    for run in [old, *old["per_seed"]]:
+    for run in old["per_seed"]:
         del run["test"]["y_pred"]
     assert paired_difference(good, old) is None
 

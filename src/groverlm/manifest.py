@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -62,8 +63,31 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+# an array holding only numbers, as json.dumps(indent=2) spreads it over one line per element
+_NUMBER_ARRAY = re.compile(r"\[\s+(-?[0-9][-+0-9.eE]*(?:,\s+-?[0-9][-+0-9.eE]*)*)\s+\]")
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """`obj` as indented JSON, atomically; arrays of numbers stay on one line, so that per-row
+    predictions and confusion matrices read as rows (and a 5,000-row test set is not 5,000 lines).
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "x.json"
+    >>> write_json(p, {"m": [[1, 2], [3, -4.5e-06]], "s": ["a", "b"]}); print(p.read_text(), end="")
+    {
+      "m": [
+        [1, 2],
+        [3, -4.5e-06]
+      ],
+      "s": [
+        "a",
+        "b"
+      ]
+    }
+    """
+    text = json.dumps(obj, indent=2, sort_keys=False)
+    text = _NUMBER_ARRAY.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(","))
+                             + "]", text)
+    write_text(path, text + "\n")
 
 
 def fingerprint(path: str | Path) -> dict[str, Any]:

@@ -8,10 +8,10 @@ every stage reports the same numbers for the same predictions. MCC is the headli
 metrics.json (schema "groverlm-metrics/1"):
     {"schema": "groverlm-metrics/1", "task": "prom300", "task_dir": "...",
      "results": [{"task": "prom300", "model": "tfidf-lr", "seeds": [0, 1, 2],
-                  "test": {mcc, f1, accuracy, auroc, confusion, n, labels,    # the first seed's run
-                           y_true, y_pred},                                   # row by row
+                  "test": {mcc, f1, accuracy, auroc, confusion, n, labels},   # the first seed's run
                   "dev":  {...},                                              # the first seed's run
-                  "per_seed": [{"seed": 0, "test": {...}, "dev": {...}}, ...],
+                  "per_seed": [{"seed": 0, "test": {..., y_true, y_pred},     # test rows kept
+                                "dev": {...}}, ...],
                   "mcc_mean": ..., "mcc_std": ...,                # test MCC over seeds
                   "params": {...}}, ...]}
 A file holding one bare result record (with "task" and "model") is read as a one-result file too.
@@ -194,8 +194,10 @@ def make_result(task: str, model: str, per_seed: list[dict[str, Any]],
     """One result record from per-seed runs, each {"seed", "test": metrics, "dev": metrics}."""
     if not per_seed:
         raise ValueError("a result needs at least one run")
+    # the first seed's metrics again, less its rows (per_seed holds them once)
+    first = {k: v for k, v in per_seed[0]["test"].items() if k not in ("y_true", "y_pred")}
     return {"task": task, "model": model, "seeds": [r["seed"] for r in per_seed],
-            "test": per_seed[0]["test"], "dev": per_seed[0].get("dev"), "per_seed": per_seed,
+            "test": first, "dev": per_seed[0].get("dev"), "per_seed": per_seed,
             **seed_summary(per_seed), "params": params or {}, **extra}
 
 
