@@ -321,7 +321,7 @@ def comparison_lines(records: list[dict[str, Any]]) -> list[str]:
                    "clearly below" if p and p["better"] == "b" else
                    "not told apart from" if p else "beside")
         lines.append(f"  {task}: {c['model']} {c['mcc']:.3f} {verdict} {c['baseline']} "
-                     f"{c['baseline_mcc']:.3f}: difference {difference_text(p)}")
+                     f"{c['baseline_mcc']:.3f}: {'difference ' if p else ''}{difference_text(p)}")
     return lines
 
 
