@@ -39,6 +39,7 @@ def test_gpu_check_smoke(tmp_path: Path) -> None:
     # the run without dropout is measured beside, but the target is judged on GROVER's model
     nodrop = thr["runs"]["compile-nodropout"]
     assert nodrop["compile"] is True and nodrop["tokens_per_s"] > 0
+    assert [thr["runs"][k]["mode"] for k in ("eager", "compile")] == [None, "default"]
     assert nodrop["changes"] == {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     assert thr["best"]["run"] in ("eager", "compile")
     assert thr["best"]["tokens_per_s"] == max(thr["runs"][k]["tokens_per_s"]
