@@ -280,17 +280,18 @@ def best_against_best(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]
     "paired": paired_difference or None}}."""
     out: dict[str, dict[str, Any]] = {}
     for task in sorted({str(r["task"]) for r in records}):
-        mine = [r for r in records if str(r["task"]) == task and _mcc(r) is not None]
+        mine = [r for r in records if str(r["task"]) == task and mean_mcc(r) is not None]
         lms = [r for r in mine if not r.get("baseline")]
         bases = [r for r in mine if r.get("baseline")]
         if lms and bases:
-            lm, base = max(lms, key=_mcc), max(bases, key=_mcc)
-            out[task] = {"model": lm["model"], "baseline": base["model"], "mcc": _mcc(lm),
-                         "baseline_mcc": _mcc(base), "paired": paired_difference(lm, base)}
+            lm, base = max(lms, key=mean_mcc), max(bases, key=mean_mcc)
+            out[task] = {"model": lm["model"], "baseline": base["model"], "mcc": mean_mcc(lm),
+                         "baseline_mcc": mean_mcc(base), "paired": paired_difference(lm, base)}
     return out
 
 
-def _mcc(r: dict[str, Any]) -> float | None:
+def mean_mcc(r: dict[str, Any]) -> float | None:
+    """A result's headline test MCC: the mean over seeds, else its one run's."""
     return r.get("mcc_mean", (r.get("test") or {}).get("mcc"))
 
 
@@ -312,8 +313,13 @@ def difference_text(c: dict[str, Any] | None) -> str:
     return f"{c['difference']:+.3f} (95% interval {c['low']:+.3f} to {c['high']:+.3f})"
 
 
+COMPARISON_HEADER = ("best language model against the best baseline (paired bootstrap over "
+                     "test rows):")
+
+
 def comparison_lines(records: list[dict[str, Any]]) -> list[str]:
-    """One line per task: the best language model against the best baseline, paired."""
+    """One line per task (under COMPARISON_HEADER): the best language model against the best
+    baseline, paired."""
     lines = []
     for task, c in best_against_best(records).items():
         p = c["paired"]
@@ -392,8 +398,7 @@ def results_table(records: list[dict[str, Any]]) -> tuple[list[str], list[str], 
         if key in cells:
             raise GroverError(f"task {key[0]!r}, model {key[1]!r} found twice (also in "
                               f"{where[key]}); compare fewer folders", r.get("source"))
-        mean = r.get("mcc_mean", r["test"].get("mcc"))
-        cells[key] = (mean, r.get("mcc_std"), len(r.get("seeds") or [None]))
+        cells[key] = (mean_mcc(r), r.get("mcc_std"), len(r.get("seeds") or [None]))
         where[key] = str(r.get("source"))
     tasks = sorted({t for t, _ in cells})
     models = sorted({m for _, m in cells})
@@ -442,7 +447,7 @@ def compare(args: argparse.Namespace) -> int:
     print(format_table(tasks, models, cells, "markdown"), end="")
     lines = comparison_lines(records)
     if lines:
-        print("best language model against the best baseline (paired bootstrap over test rows):")
+        print(COMPARISON_HEADER)
         print("\n".join(lines))
     if args.out:
         if args.out.endswith(".tsv"):

@@ -306,12 +306,13 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
             row: dict[str, Any] = {"k": k, "classes": 4**k, "chance": 4.0**-k,
                                    "most_frequent_kmer": _kmer(label, k),
                                    "most_frequent_accuracy": mf_acc}
-            recs = []
+            recs, model_rec = [], None
             if model_dir is not None:
                 r = finetune_splits(model_dir, *(Encoded(ids[s], y[s]) for s in SPLITS), 4**k, ft,
                                     out / f"k{k}", f"nextkmer-k{k}", name, save=False,
                                     progress=progress, k=k, context=samples.cfg.context)
-                recs.append(_compact(r))
+                model_rec = _compact(r)
+                recs.append(model_rec)
                 accs = [p["test"]["accuracy"] for p in r["per_seed"]]
                 row.update(accuracy=float(np.mean(accs)), accuracy_std=float(np.std(accs)),
                            mean_tokens=float(np.mean([len(x) for x in ids["train"]])))
@@ -320,10 +321,10 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
                 recs.append(r)
                 row[r["model"]] = r["test"]["accuracy"]
             tfidf = [r for r in recs if r.get("baseline")]
-            if model_dir is not None and tfidf:  # the model against the best TF-IDF, paired
+            if model_rec is not None and tfidf:  # the model against the best TF-IDF, paired
                 best = max(tfidf, key=lambda r: r["test"]["accuracy"])
                 row["vs_tfidf"] = {"baseline": best["model"],
-                                   **(paired_difference(recs[0], best, "accuracy") or {})}
+                                   **(paired_difference(model_rec, best, "accuracy") or {})}
             row["seconds"] = round(time.perf_counter() - t0, 1)
             part = {"records": recs, "summary": row}
             write_json(done, part)

@@ -55,6 +55,7 @@ from groverlm.manifest import (
     write_text,
 )
 from groverlm.metrics import (
+    COMPARISON_HEADER,
     comparison_lines,
     difference_text,
     find_metrics,
@@ -306,9 +307,7 @@ def summarize_run(run_dir: str | Path) -> str:
         lines.append(format_table(tasks, models, cells).rstrip())
         paired = comparison_lines(records)
         if paired:
-            lines.append("best language model against the best baseline (paired bootstrap over "
-                         "test rows):")
-            lines += paired
+            lines += [COMPARISON_HEADER, *paired]
     r = summary("report")
     lines.append(f"report:      {run_dir / r['report'] if r else 'not written'}")
     return "\n".join(lines)

@@ -41,7 +41,14 @@ from groverlm.analysis.plots import COLORS, figure, png_bytes
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import read_jsonl, write_text
-from groverlm.metrics import best_against_best, difference_text, find_metrics, percent, read_metrics
+from groverlm.metrics import (
+    best_against_best,
+    difference_text,
+    find_metrics,
+    mean_mcc,
+    percent,
+    read_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -597,9 +604,6 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
 
     tasks = [r for r in records if not str(r.get("task", "")).startswith("nextkmer")]
     if tasks:
-        def mcc(r: dict) -> Any:
-            return r.get("mcc_mean", (r.get("test") or {}).get("mcc"))
-
         models = sorted({r["model"] for r in tasks if not r["baseline"]}) + sorted(
             {r["model"] for r in tasks if r["baseline"]})
         pivot = []
@@ -608,7 +612,7 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
             row: dict[str, Any] = {"task": task}
             for m in models:
                 r = by.get(m)
-                v = mcc(r) if r else None
+                v = mean_mcc(r) if r else None
                 row[m] = "-" if not _is_number(v) else (
                     f"{v:.3f}" + (f" ± {r['mcc_std']:.3f}" if _is_number(r.get("mcc_std"))
                                   and len(r.get("seeds") or []) > 1 else ""))
