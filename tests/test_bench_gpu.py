@@ -64,3 +64,21 @@ def test_gpu_check_smoke(tmp_path: Path) -> None:
     assert len(r["targets"]) == 5 and all("pass" in t for t in r["targets"])
     assert 0 < r["seconds"] < 120
     assert "MFU" in proc.stdout and "context table" in proc.stdout
+
+
+@pytest.mark.slow  # about 14 s on the 2-core machine: imports and tracing
+def test_gpu_profile_smoke(tmp_path: Path) -> None:
+    """bench/gpu_profile.py --smoke times and profiles a compiled step with the mask and without it."""
+    out = tmp_path / "profile.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_profile.py"), "--smoke",
+                           "--runs", "mask,nomask", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = json.loads(out.read_text())
+    assert list(r["runs"]) == ["mask", "nomask"]
+    for name, run in r["runs"].items():
+        assert "error" not in run, run.get("error")
+        assert run["drop_mask"] is (name == "nomask")
+        assert run["tokens_per_s"] > 0 and run["step_ms"] > 0
+        assert sum(run["kernels"]["share"].values()) == pytest.approx(1, abs=0.01)
+        assert run["kernels"]["top"] and run["kernels"]["ms_per_step"] > 0

@@ -22,7 +22,7 @@ from groverlm.corpus import Corpus
 from groverlm.embed import max_window_tokens
 from groverlm.errors import GroverError
 from groverlm.masking import IGNORE, MaskingConfig, MLMData, mask_tokens
-from groverlm.models import build_config, load_model, load_tokenizer, parse_overrides
+from groverlm.models import build_config, load_model, load_tokenizer, new_mlm_model, parse_overrides
 from groverlm.pretrain import ModelConfig, build_run, context_table
 from groverlm.train import (
     LOG,
@@ -34,6 +34,7 @@ from groverlm.train import (
     read_log,
     seed_of,
     train,
+    without_full_mask,
 )
 
 from .conftest import sigkill_when_exists
@@ -360,6 +361,24 @@ def test_objective_equals_the_stock_loss(corpus):
         ours = MaskedLM(r.model)(**batch) / MaskedLM.count(batch)
         stock = r.model(**batch).loss
     torch.testing.assert_close(ours, stock, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-bert"])
+def test_an_all_ones_mask_is_dropped_and_the_loss_stays(preset):
+    """The loop hands the model None for a batch without padding (so that compiled SDPA can take its
+    maskless kernels), keeps a padded batch's mask, and the loss is the same either way."""
+    model = new_mlm_model(build_config(preset, 40, {}, 0), seed=0).eval()
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 40, (3, 12), generator=gen)
+    labels = torch.where(torch.rand(ids.shape, generator=gen) < 0.3, ids, IGNORE)
+    full = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    dropped = without_full_mask(full)
+    assert dropped["attention_mask"] is None and dropped["input_ids"] is ids
+    padded = {**full, "attention_mask": full["attention_mask"].clone()}
+    padded["attention_mask"][0, -2:] = 0
+    assert without_full_mask(padded) is padded
+    with torch.no_grad():
+        torch.testing.assert_close(MaskedLM(model)(**dropped), MaskedLM(model)(**full))
 
 
 def test_loop_learns_a_copy_task(corpus, tmp_path):

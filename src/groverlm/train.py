@@ -93,13 +93,29 @@ class MaskedLM(nn.Module):
     def count(batch: dict[str, torch.Tensor]) -> int:
         return int((batch["labels"] != IGNORE).sum())
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                labels: torch.Tensor) -> torch.Tensor:
         logits, targets = masked_logits(self.model, input_ids, attention_mask, labels)
         return F.cross_entropy(logits.float(), targets, reduction="sum")
 
 
-def masked_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+def without_full_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
+    """`batch` with an attention mask of all ones replaced by None (no padding: every position
+    attends to every other).
+
+    Why: transformers (>= 5.18) drops such a mask itself in eager runs, but under torch.compile it
+    cannot look at a traced mask's values and passes it on to SDPA, which then cannot use its
+    maskless flash kernels. On an H200 the masked cuDNN kernel was 25% of a compiled grover-base step
+    at 510 tokens (bench/README, GPU). The check runs on the CPU copy, before the batch moves, so it
+    costs the GPU no synchronisation.
+    """
+    mask = batch.get("attention_mask")
+    if mask is None or not bool(mask.all()):
+        return batch
+    return {**batch, "attention_mask": None}
+
+
+def masked_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, V) logits and (M,) targets at the M positions whose label is not IGNORE.
 
@@ -528,7 +544,8 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
             torch.distributed.all_reduce(counts)
         scale = dist.world / max(float(counts[0]), 1.0)  # DDP averages gradients over ranks
         for j, (_, _, batch) in enumerate(micro):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batch = {k: None if v is None else v.to(device, non_blocking=True)
+                     for k, v in without_full_mask(batch).items()}
             sync = dist.world == 1 or j == cfg.grad_accum - 1
             with (contextlib.nullcontext() if sync else loss_module.no_sync()), amp():
                 loss_sum = step_fn(**batch)
