@@ -103,11 +103,12 @@ def without_full_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor 
     """`batch` with an attention mask of all ones replaced by None (no padding: every position
     attends to every other).
 
-    Why: transformers (>= 5.18) drops such a mask itself in eager runs, but under torch.compile it
-    cannot look at a traced mask's values and passes it on to SDPA, which then cannot use its
-    maskless flash kernels. On an H200 the masked cuDNN kernel was 25% of a compiled grover-base step
-    at 510 tokens (bench/README, GPU). The check runs on the CPU copy, before the batch moves, so it
-    costs the GPU no synchronisation.
+    Why: transformers drops such a mask itself in eager runs, but under torch.compile it cannot look
+    at a traced mask's values and passes it on to SDPA, which then cannot use its maskless flash
+    kernels; given None it skips the mask (from 5.18; 5.17 built one from None while compiling). On
+    an H200 the masked cuDNN kernel was 25% of a compiled grover-base step at 510 tokens, the maskless
+    one 19% (bench/README, GPU). The check runs on the CPU copy, before the batch moves, so it costs
+    the GPU no synchronisation.
     """
     mask = batch.get("attention_mask")
     if mask is None or not bool(mask.all()):
