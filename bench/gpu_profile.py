@@ -2,9 +2,10 @@
 
 Reads nothing; writes one JSON (`--out`, default bench/gpu_profile.json). For each run it times
 `--timed` steps after `--warmup` untimed ones (compilation included there) of GROVER's BERT at 510
-tokens (batch 128, bf16 autocast, 2.2% targets, fused AdamW: the objective, optimizer and autocast of
-`groverlm.train`, in a bare loop on batches already on the GPU), then profiles two steps and sums
-kernel time by kind: GEMMs, attention, inductor's fused (Triton) kernels, AdamW, other. Runs:
+tokens (batch 128, bf16 autocast, 2.2% targets, fused AdamW: the masking, objective, optimizer and
+autocast of `groverlm.train`, in a bare loop on batches already on the GPU), then profiles two steps
+and sums kernel time by kind: GEMMs, attention, inductor's fused (Triton) kernels, AdamW, other.
+Runs:
 
 - mask: the all-ones attention mask reaches the model, as the loop passed it before 2026-12-04;
 - nomask: None instead (what `train.without_full_mask` now does for a batch without padding);
@@ -29,14 +30,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from groverlm.masking import IGNORE
+from groverlm.bpe.merges import NUM_SPECIAL
+from groverlm.masking import MaskingConfig, MLMData
 from groverlm.models import build_config, new_mlm_model
 from groverlm.train import MaskedLM, TrainConfig, make_optimizer
-from mlm_common import SPECIAL_IDS, device_peak, flops_per_token
+from mlm_common import SPECIAL_IDS, RandomSplit, device_peak, flops_per_token
 
 RUNS = {  # name -> (drop the mask, SDPA backend or None for its own choice, compile mode)
     "mask": (False, None, "default"),
@@ -91,17 +94,16 @@ def kernel_summary(prof, steps: int, cpu: bool) -> dict[str, Any]:
             "top": [[name[:120], round(t / steps / 1e3, 3), n // steps] for name, t, n in rows[:20]]}
 
 
-def batches(n: int, size: int, seq: int, vocab: int, device: str, seed: int = 0) -> list[dict]:
-    gen = torch.Generator(device=device).manual_seed(seed)
+def batches(n: int, size: int, seq: int, vocab: int, device: str) -> list[dict]:
+    """`n` batches of `size` random samples, `seq` tokens each, masked as pretraining masks them (the
+    throughput data of bench/gpu.py), on `device`; each with its target count, taken on the CPU."""
+    data = MLMData(RandomSplit(n * size, vocab, seq), SPECIAL_IDS, MaskingConfig(rate=0.022),
+                   torch.arange(NUM_SPECIAL, vocab), pad_multiple=8)
+    gen = torch.Generator().manual_seed(0)
     out = []
-    for _ in range(n):
-        ids = torch.randint(5, vocab, (size, seq), device=device, generator=gen)
-        ids[:, 0], ids[:, -1] = SPECIAL_IDS.cls_token_id, SPECIAL_IDS.sep_token_id
-        where = torch.rand((size, seq), device=device, generator=gen) < 0.022
-        where[:, [0, -1]] = False
-        labels = torch.where(where, ids, IGNORE)
-        ids = torch.where(where, SPECIAL_IDS.mask_token_id, ids)
-        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    for i in range(n):
+        b = data.collate(np.arange(i * size, (i + 1) * size), gen)
+        out.append(({k: v.to(device) for k, v in b.items()}, MaskedLM.count(b)))
     return out
 
 
@@ -115,15 +117,15 @@ def run(name: str, args, config, device: str) -> dict[str, Any]:
     opt = make_optimizer(model, TrainConfig(), torch.device(device))
     objective = MaskedLM(model)
     fn = torch.compile(objective, **({"backend": "eager"} if args.smoke else {"mode": mode}))
-    data = batches(4, args.batch_size, args.seq + 2, config.vocab_size, device)
+    data = batches(4, args.batch_size, args.seq, config.vocab_size, device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def step(i: int) -> torch.Tensor:
-        b = data[i % len(data)]
+        b, targets = data[i % len(data)]
         kernel = sdpa_kernel([backend]) if backend is not None else contextlib.nullcontext()
         with kernel, torch.autocast(device, dtype=torch.bfloat16):
             loss = fn(b["input_ids"], None if drop else b["attention_mask"], b["labels"])
-        (loss / max(int((b["labels"] != IGNORE).sum()), 1)).backward()
+        (loss / max(targets, 1)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
