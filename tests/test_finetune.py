@@ -348,3 +348,23 @@ def test_encoded_subset_is_seeded():
     a, b = e.subset(4, 0), e.subset(4, 0)
     assert a.labels.tolist() == b.labels.tolist() and len(a) == 4
     assert e.subset(None, 0) is e and e.fingerprint() != a.fingerprint()
+
+
+def test_from_scratch_discards_the_pretrained_weights_per_seed(kmer_model, tmp_path):
+    pre = load_classifier(kmer_model, 2, seed=0)
+    a, b = (load_classifier(kmer_model, 2, seed=0, from_scratch=True) for _ in range(2))
+    other = load_classifier(kmer_model, 2, seed=1, from_scratch=True)
+    assert type(a) is type(pre) and a.config.num_labels == 2
+    name = "deberta.embeddings.word_embeddings.weight"
+    weights = [dict(m.named_parameters())[name] for m in (pre, a, b, other)]
+    assert not torch.equal(weights[0], weights[1])  # not the pretrained weights
+    assert torch.equal(weights[1], weights[2])  # the seed fixes them
+    assert not torch.equal(weights[1], weights[3])
+    # the command: a baseline named after the model, paired with it by `scratch_of`
+    task = composition_task(tmp_path / "task")
+    out = tmp_path / "ft"
+    assert main(ft_args(kmer_model, task, out, "--seeds", "1", "--epochs", "1",
+                        "--from-scratch")) == 0
+    [r] = read_metrics(out)
+    assert r["model"] == "bert-model-scratch" and r["baseline"] is True
+    assert r["params"]["from_scratch"] and r["params"]["scratch_of"] == "bert-model"

@@ -435,6 +435,12 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     ft = json.loads((run / "finetune" / "prom300" / "metrics.json").read_text())["results"]
     assert [r["model"] for r in ft] == [name] and -1 <= ft[0]["test"]["mcc"] <= 1
     assert not (run / "finetune" / "promscan").exists()  # mini.yaml fine-tunes prom300 only
+    # its from-scratch control: same settings and rows, fresh weights, a baseline paired with it
+    [sc] = json.loads((run / "finetune" / "scratch" / "prom300" / "metrics.json").read_text()
+                      )["results"]
+    assert sc["model"] == name + "-scratch" and sc["baseline"] and sc["params"]["from_scratch"]
+    assert sc["params"]["scratch_of"] == name and sc["test"]["n"] == ft[0]["test"]["n"]
+    assert sc["per_seed"][0]["test"]["y_true"] == ft[0]["per_seed"][0]["test"]["y_true"]
 
     # analyses and the report
     assert (run / "analysis" / "analyses" / "vocab.json").is_file()
@@ -462,6 +468,10 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     assert "best language model against the best baseline" in text
     assert re.search(r"  prom300: \S+ [-0-9.]+ .* \(95% interval [-+0-9.]+ to [-+0-9.]+\)", text)
     assert re.search(r"  k=3: .*model - TF-IDF [-+0-9.]+ points \(95% interval", text)
+    assert "what pretraining adds" in text
+    assert re.search(rf"  prom300: {name} [-0-9.]+ against {name}-scratch [-0-9.]+: difference "
+                     r"[-+0-9.]+ \(95% interval", text)
+    assert "pretraining adds" in page.split("<section")[1]  # the report's first screen
     assert str(run / "report" / "report.html") in text and "zero-shot:   Prom300 AUROC" in text
     assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
     assert capsys.readouterr().out.count("skipped (up to date)") == len(runner.STAGES)

@@ -34,8 +34,14 @@ The loop is `groverlm.train` (one implementation for pretraining, fine-tuning an
 the `WindowedClassification` objective. A run is resumable: a finished seed (result.json) is
 skipped, an unfinished one continues from its last checkpoint.
 
+From scratch (`from_scratch`, `--from-scratch`): the same architecture, tokenizer and settings with
+every weight freshly initialised per seed; the record is named MODEL-scratch, marked a baseline and
+carries `scratch_of`, so that summaries pair it with its pretrained model: the difference is what
+pretraining adds (on the demo's PromScan and CTCF, nothing yet; bench/README.md).
+
 In a run (`run`): reads the pretrained model and the task folders the tasks stage built (those
-finetune.tasks names, else all); writes RUN_DIR/finetune/TASK.
+finetune.tasks names, else all); writes RUN_DIR/finetune/TASK and, with finetune.scratch, the
+from-scratch control RUN_DIR/finetune/scratch/TASK.
 
     groverlm finetune --model runs/demo/pretrain --task tasks/promscan --out ft/promscan
 """
@@ -85,6 +91,7 @@ from groverlm.tasks.gue import load_task
 torch = lazy.module("torch")
 F = lazy.module("torch.nn.functional")
 hf_logging = lazy.module("transformers.utils.logging")
+transformers = lazy.module("transformers")
 sklearn_weights = lazy.module("sklearn.utils.class_weight")
 training = lazy.module("groverlm.train")
 
@@ -94,6 +101,7 @@ CLASS_WEIGHTS = ("auto", "on", "off")
 SELECT = ("mcc", "accuracy", "f1")
 MAX_CONFUSION = 32  # more classes than this: the confusion matrix is left out of metrics.json
 RESULT = "result.json"
+SCRATCH = "-scratch"  # the model name of a from-scratch control: its pretrained model's + this
 BEST = "best"
 
 
@@ -121,6 +129,8 @@ class ClassifierConfig:
     threads: int | None = volatile(None)  # torch CPU threads (None: torch's default)
     rc: bool = False  # evaluation (dev and test) averages the logits of each sequence and of its
     #                   reverse complement (decoded, complemented and tokenized again)
+    from_scratch: bool = False  # the control: the model's architecture and tokenizer, its weights
+    #                             freshly initialised per seed, not pretrained (a baseline record)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
@@ -154,6 +164,8 @@ class FinetuneConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # epochs, lr, seeds, ...
     per_task: dict[str, dict[str, Any]] = field(default_factory=dict)  # a task's own classifier
     #   settings on top of `classifier`, e.g. {ctcf: {max_train: null}}
+    scratch: bool = False  # also each task from scratch (same settings, fresh weights) into
+    #   finetune/scratch/TASK: the control that says what pretraining adds
 
     def __post_init__(self):
         bad = [t for t in (*(self.tasks or ()), *self.per_task) if t not in TASKS]
@@ -430,8 +442,9 @@ class Encoded:
 
 
 def load_classifier(model_dir: str | Path, num_labels: int, seed: int,
-                    label_names: Sequence[str] | None = None):
-    """`BertForSequenceClassification` from any BERT folder, its new head initialised from `seed`."""
+                    label_names: Sequence[str] | None = None, from_scratch: bool = False):
+    """`BertForSequenceClassification` from any BERT folder, its new head initialised from `seed`;
+    `from_scratch`: the folder's architecture with every weight initialised from `seed` instead."""
     names = list(label_names) if label_names and len(label_names) == num_labels else None
     kwargs: dict[str, Any] = {"num_labels": num_labels, "ignore_mismatched_sizes": True,
                               "problem_type": "single_label_classification"}
@@ -444,7 +457,11 @@ def load_classifier(model_dir: str | Path, num_labels: int, seed: int,
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return load_model(model_dir, "classification", **kwargs)
+            model = load_model(model_dir, "classification", **kwargs)
+            if from_scratch:
+                # from_config draws every weight as the class initialises it, under the same seed
+                model = transformers.AutoModelForSequenceClassification.from_config(model.config)
+            return model
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:
@@ -488,7 +505,7 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
         return json.loads((out / RESULT).read_text())
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model = load_classifier(model_dir, num_labels, seed, label_names)
+    model = load_classifier(model_dir, num_labels, seed, label_names, cfg.from_scratch)
     size, stride = window_size(model, tokenizer, cfg)
     weighted = use_class_weights(train.labels, cfg)
     # sklearn's "balanced": n / (classes present * n_class) per sample, mean 1
@@ -621,7 +638,7 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
     record = make_result(task, model_name, per_seed, {
         **{k: v for k, v in stable(cfg).items() if k != "seeds"},  # seeds: in per_seed
         "train_rows": len(sub), "train_rows_available": len(train), "best_seed": best_seed,
-        "source_model": str(model_dir), **params}, baseline=False)
+        "source_model": str(model_dir), **params}, baseline=cfg.from_scratch)
     return record
 
 
@@ -685,6 +702,9 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
     out = prepare_out(out, overwrite)
     enc, info = encode_task(task, model_dir, tokenizer, genome_context)
     name = name or f"bert-{Path(model_dir).resolve().name}"
+    if cfg.from_scratch:  # the control of `name`: paired with it in every summary
+        info["scratch_of"] = name
+        name = f"{name}{SCRATCH}"
     record = finetune_splits(model_dir, enc["train"], enc["dev"], enc["test"], task.num_labels,
                              cfg, out, task.name, name, task.label_names(), progress=progress,
                              **info)
@@ -709,15 +729,19 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Fine-tuning stage: BertForSequenceClassification from the pretrained model, per task."""
 
-    summary = {}
+    summary: dict[str, dict[str, float]] = {}
     name = ctx.model_name()
     for task_dir in ctx.task_dirs("finetune", cfg.tasks):
-        out = ctx.out / task_dir.name
-        if not finished(out):
-            finetune_task(ctx.model, task_dir, out, cfg.classifier_for(task_dir.name), name=name,
-                          progress=ctx.progress)
-        r = json.loads((out / "manifest.json").read_text())["summary"]
-        summary[task_dir.name] = {name: r["mcc_mean"]}
+        task_cfg = cfg.classifier_for(task_dir.name)
+        runs = [(ctx.out / task_dir.name, task_cfg, name)]
+        if cfg.scratch:  # "scratch" is no task name (tasks.TASKS)
+            runs.append((ctx.out / "scratch" / task_dir.name,
+                         replace(task_cfg, from_scratch=True), name + SCRATCH))
+        for out, c, model_name in runs:
+            if not finished(out):
+                finetune_task(ctx.model, task_dir, out, c, name=name, progress=ctx.progress)
+            r = json.loads((out / "manifest.json").read_text())["summary"]
+            summary.setdefault(task_dir.name, {})[model_name] = r["mcc_mean"]
     return summary
 
 
@@ -764,6 +788,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="model name in metrics.json")
     p.add_argument("--rc", action="store_true", help="evaluate with both strands: the mean "
                    "logits of each sequence and its reverse complement")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="the control: the model's architecture and tokenizer with fresh weights "
+                        "(what pretraining adds is the difference; named NAME-scratch, a baseline)")
     add_train_args(p)
     p.set_defaults(func=_cmd)
 
@@ -776,7 +803,7 @@ def _cmd(args: argparse.Namespace) -> int:
                            class_weights=args.class_weights, max_tokens=args.max_tokens,
                            stride=args.stride, max_train=args.max_train, device=args.device,
                            precision=args.precision, threads=args.threads, threshold=args.threshold,
-                           rc=args.rc)
+                           rc=args.rc, from_scratch=args.from_scratch)
     r = finetune_task(args.model, args.task, args.out, cfg, args.genome_context, args.name,
                       args.overwrite, progress=not args.quiet)
     t = r["test"]

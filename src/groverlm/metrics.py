@@ -331,6 +331,55 @@ def comparison_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+PRETRAINING_HEADER = ("what pretraining adds: each language model against itself fine-tuned from "
+                      "scratch (paired bootstrap over test rows):")
+
+
+def scratch_pairs(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(language model, its from-scratch control) for every control whose `scratch_of` names a
+    language model of the same task among the records."""
+    pairs = []
+    for c in records:
+        of = (c.get("params") or {}).get("scratch_of")
+        lm = [r for r in records if of is not None and r["task"] == c["task"]
+              and r["model"] == of and not r.get("baseline")]
+        if lm:
+            pairs.append((lm[0], c))
+    return sorted(pairs, key=lambda p: (str(p[0]["task"]), str(p[0]["model"])))
+
+
+def pretraining_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One line per language model with a from-scratch control (under PRETRAINING_HEADER).
+
+    >>> y = [0, 1] * 50
+    >>> lm = {"task": "t", "model": "lm", "mcc_mean": 1.0,
+    ...       "per_seed": [{"test": {"y_true": y, "y_pred": y}}]}
+    >>> scratch = {"task": "t", "model": "lm-scratch", "mcc_mean": 0.0, "baseline": True,
+    ...            "params": {"scratch_of": "lm"},
+    ...            "per_seed": [{"test": {"y_true": y, "y_pred": [0] * 100}}]}
+    >>> pretraining_lines([scratch, lm])[0].split(":")[:2]
+    ['  t', ' lm 1.000 against lm-scratch 0.000']
+    """
+    lines = []
+    for lm, c in scratch_pairs(records):
+        p = paired_difference(lm, c)
+        verdict = ("pretraining helps" if p and p["better"] == "a" else
+                   "pretraining hurts" if p and p["better"] == "b" else
+                   "no difference shown" if p else "")
+        lines.append(f"  {lm['task']}: {lm['model']} {mean_mcc(lm):.3f} against {c['model']} "
+                     f"{mean_mcc(c):.3f}: difference {difference_text(p)}"
+                     + (f", {verdict}" if verdict else ""))
+    return lines
+
+
+def comparison_block(records: list[dict[str, Any]]) -> list[str]:
+    """The paired comparisons a summary prints under the task table: best language model against
+    best baseline, then what pretraining adds where a from-scratch control ran."""
+    best, scratch = comparison_lines(records), pretraining_lines(records)
+    return ([COMPARISON_HEADER, *best] if best else []) + (
+        [PRETRAINING_HEADER, *scratch] if scratch else [])
+
+
 def write_metrics(out: str | Path, task: str, results: list[dict[str, Any]],
                   **extra: Any) -> Path:
     """Write `out/metrics.json` (atomically) holding one or more result records."""
@@ -445,9 +494,8 @@ def compare(args: argparse.Namespace) -> int:
     records = [r for f in files for r in read_metrics(f)]
     tasks, models, cells = results_table(records)
     print(format_table(tasks, models, cells, "markdown"), end="")
-    lines = comparison_lines(records)
+    lines = comparison_block(records)
     if lines:
-        print(COMPARISON_HEADER)
         print("\n".join(lines))
     if args.out:
         if args.out.endswith(".tsv"):

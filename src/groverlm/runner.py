@@ -55,8 +55,7 @@ from groverlm.manifest import (
     write_text,
 )
 from groverlm.metrics import (
-    COMPARISON_HEADER,
-    comparison_lines,
+    comparison_block,
     difference_text,
     find_metrics,
     format_table,
@@ -305,9 +304,7 @@ def summarize_run(run_dir: str | Path) -> str:
         tasks, models, cells = results_table(records)
         lines.append("task test MCC:")
         lines.append(format_table(tasks, models, cells).rstrip())
-        paired = comparison_lines(records)
-        if paired:
-            lines += [COMPARISON_HEADER, *paired]
+        lines += comparison_block(records)
     r = summary("report")
     lines.append(f"report:      {run_dir / r['report'] if r else 'not written'}")
     return "\n".join(lines)

@@ -46,8 +46,10 @@ from groverlm.metrics import (
     difference_text,
     find_metrics,
     mean_mcc,
+    paired_difference,
     percent,
     read_metrics,
+    scratch_pairs,
 )
 
 log = logging.getLogger(__name__)
@@ -626,6 +628,10 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
                     difference_text(p) + {"a": ": clearly above", "b": ": clearly below",
                                           None: ": within the noise"}[p["better"]]
                     if p else difference_text(p))
+            pairs = sorted(scratch_pairs(list(by.values())), key=lambda pair: -(mean_mcc(pair[0]) or 0))
+            for lm, control in pairs[:1]:  # the best language model that has a control
+                row["pretraining adds"] = (f"{lm['model']} - {control['model']}: "
+                                           + difference_text(paired_difference(lm, control)))
             pivot.append(row)
         sec.add("<h3>Tasks: test MCC</h3>", note(
             "Language models first, then baselines (marked as such by the stage that produced "
@@ -634,7 +640,8 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
             "test rows (both scored on the same resamples): a small test set moves an MCC by "
             "several hundredths."),
             table(pivot, ["task", *models] + (["verdict", "against the best baseline"]
-                                               if any("verdict" in r for r in pivot) else [])))
+                                               if any("verdict" in r for r in pivot) else [])
+                  + (["pretraining adds"] if any("pretraining adds" in r for r in pivot) else [])))
 
     kmer_rows = []
     for st in stages:
