@@ -220,3 +220,28 @@ def test_screenshot_in_headless_chromium(run, tmp_path):
     colored = np.abs(img[..., 0] - img[..., 2]) > 0.3  # the plots' blue and red, not just text
     assert colored.mean() > 0.001
     assert gray[:120].min() < 0.3  # the title sits at the top of the page
+
+
+def test_verdicts_follow_the_paired_interval_and_the_scratch_control_is_paired(tmp_path):
+    y = [0, 1] * 50
+
+    def seeds(pred):
+        return [{"seed": 0, "test": {"mcc": None, "y_true": y, "y_pred": pred}}]
+
+    def result(model, pred, mcc, **params):
+        r = make_result("t", model, seeds(pred), params)
+        r["mcc_mean"] = mcc
+        return r
+
+    near = list(y)
+    near[0] = 1  # one row apart: a difference no interval excludes 0 from
+    write_metrics(tmp_path / "finetune" / "t", "t", [result("lm", y, 0.99)])
+    write_metrics(tmp_path / "finetune" / "scratch" / "t", "t", [
+        {**result("lm-scratch", [0] * 100, 0.0, scratch_of="lm"), "baseline": True}])
+    write_metrics(tmp_path / "baselines" / "t", "t", [
+        {**result("tfidf-lr", near, 0.98), "baseline": True}])
+    assert main(["report", str(tmp_path)]) == 0
+    answer = (tmp_path / "report.html").read_text().split("<section")[1]
+    assert "level with tfidf-lr (0.980)" in answer  # ahead on the point, not on the interval
+    assert "beats every baseline" not in answer
+    assert re.search(r"lm - lm-scratch: \+1\.000 \(95% interval", answer)  # pretraining adds

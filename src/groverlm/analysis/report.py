@@ -621,9 +621,12 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
             c = best_against_best(list(by.values())).get(task)
             if c:
                 p = c["paired"]
-                row["verdict"] = (f"{c['model']} beats every baseline"
-                                  if c["mcc"] > c["baseline_mcc"]
-                                  else f"below {c['baseline']} ({c['baseline_mcc']:.3f})")
+                # the paired interval decides where there is one; the point estimates where not
+                above = p["better"] == "a" if p else c["mcc"] > c["baseline_mcc"]
+                below = p["better"] == "b" if p else not above
+                row["verdict"] = (f"{c['model']} beats every baseline" if above else
+                                  f"below {c['baseline']} ({c['baseline_mcc']:.3f})" if below else
+                                  f"level with {c['baseline']} ({c['baseline_mcc']:.3f})")
                 row["against the best baseline"] = (
                     difference_text(p) + {"a": ": clearly above", "b": ": clearly below",
                                           None: ": within the noise"}[p["better"]]
