@@ -502,7 +502,7 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
         if dist.main:
             log.info("resumed from %s (step %d, %s tokens seen)", ckpt, step, f"{tokens_seen:,}")
     elif resume and dist.main:
-        log.info("no checkpoint in %s: starting from scratch", out / CHECKPOINTS)
+        log.info("no checkpoint in %s: starting at step 0", out / CHECKPOINTS)
     runlog = RunLog(out, dist.main, step if ckpt is not None else None)
     amp = lambda: autocast(device, cfg.precision)  # noqa: E731
 
