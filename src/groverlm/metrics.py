@@ -335,17 +335,21 @@ PRETRAINING_HEADER = ("what pretraining adds: each language model against itself
                       "scratch (paired bootstrap over test rows):")
 
 
-def scratch_pairs(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(language model, its from-scratch control) for every control whose `scratch_of` names a
-    language model of the same task among the records."""
+def scratch_pairs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every language model with a from-scratch control among the records (a control's
+    `scratch_of` names a language model of its task), as best_against_best's entries: {"task",
+    "model", "control", "mcc", "control_mcc", "paired": paired_difference or None}, by task and
+    model."""
     pairs = []
     for c in records:
         of = (c.get("params") or {}).get("scratch_of")
         lm = [r for r in records if of is not None and r["task"] == c["task"]
               and r["model"] == of and not r.get("baseline")]
         if lm:
-            pairs.append((lm[0], c))
-    return sorted(pairs, key=lambda p: (str(p[0]["task"]), str(p[0]["model"])))
+            pairs.append({"task": str(c["task"]), "model": lm[0]["model"], "control": c["model"],
+                          "mcc": mean_mcc(lm[0]), "control_mcc": mean_mcc(c),
+                          "paired": paired_difference(lm[0], c)})
+    return sorted(pairs, key=lambda p: (p["task"], str(p["model"])))
 
 
 def pretraining_lines(records: list[dict[str, Any]]) -> list[str]:
@@ -361,13 +365,13 @@ def pretraining_lines(records: list[dict[str, Any]]) -> list[str]:
     ['  t', ' lm 1.000 against lm-scratch 0.000']
     """
     lines = []
-    for lm, c in scratch_pairs(records):
-        p = paired_difference(lm, c)
+    for c in scratch_pairs(records):
+        p = c["paired"]
         verdict = ("pretraining helps" if p and p["better"] == "a" else
                    "pretraining hurts" if p and p["better"] == "b" else
                    "no difference shown" if p else "")
-        lines.append(f"  {lm['task']}: {lm['model']} {mean_mcc(lm):.3f} against {c['model']} "
-                     f"{mean_mcc(c):.3f}: difference {difference_text(p)}"
+        lines.append(f"  {c['task']}: {c['model']} {c['mcc']:.3f} against {c['control']} "
+                     f"{c['control_mcc']:.3f}: difference {difference_text(p)}"
                      + (f", {verdict}" if verdict else ""))
     return lines
 

@@ -46,7 +46,6 @@ from groverlm.metrics import (
     difference_text,
     find_metrics,
     mean_mcc,
-    paired_difference,
     percent,
     read_metrics,
     scratch_pairs,
@@ -631,10 +630,11 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
                     difference_text(p) + {"a": ": clearly above", "b": ": clearly below",
                                           None: ": within the noise"}[p["better"]]
                     if p else difference_text(p))
-            pairs = sorted(scratch_pairs(list(by.values())), key=lambda pair: -(mean_mcc(pair[0]) or 0))
-            for lm, control in pairs[:1]:  # the best language model that has a control
-                row["pretraining adds"] = (f"{lm['model']} - {control['model']}: "
-                                           + difference_text(paired_difference(lm, control)))
+            pairs = scratch_pairs(list(by.values()))
+            if pairs:  # the best language model that has a control
+                ctl = max(pairs, key=lambda e: e["mcc"] if e["mcc"] is not None else -np.inf)
+                row["pretraining adds"] = (f"{ctl['model']} - {ctl['control']}: "
+                                           + difference_text(ctl["paired"]))
             pivot.append(row)
         sec.add("<h3>Tasks: test MCC</h3>", note(
             "Language models first, then baselines (marked as such by the stage that produced "
