@@ -17,7 +17,15 @@ from groverlm.fasta import Genome
 from groverlm.kmer_vocab import write_kmer_vocab
 from groverlm.kmers import index_to_kmer, kmer_to_index
 from groverlm.metrics import read_metrics
-from groverlm.nextkmer import NextKmerSamplesConfig, draw_samples, most_frequent, valid_starts
+from groverlm.nextkmer import (
+    NextKmerSamplesConfig,
+    draw_samples,
+    genome_counts,
+    most_frequent,
+    table_scores,
+    valid_starts,
+    zero_shot_scores,
+)
 
 from .conftest import random_dna, write_fasta
 from .test_finetune import make_model
@@ -82,6 +90,42 @@ def test_most_frequent():
     assert most_frequent(np.array([3, 1, 1, 3, 2]), np.array([1, 1, 2, 0])) == (1, 0.5)
 
 
+def test_zero_shot_readout_marginalises_over_tokens_that_agree_with_the_context():
+    # vocabulary: two specials, then A C G T AC ACG GT; a context ending in token "A"
+    strings = ["", "", "A", "C", "G", "T", "AC", "ACG", "GT"]
+    train = np.array([kmer_to_index(x) for x in ["CG", "CG", "CT", "TA"]])  # add-one below
+    p_last = np.zeros((1, 9))
+    p_last[0, [2, 6, 7, 4]] = [0.2, 0.3, 0.4, 0.1]  # "G" disagrees with the context's "A"
+    p_after = np.zeros((1, 9))
+    p_after[0, 8] = 1.0  # after the whole context: "GT"
+    s = zero_shot_scores(p_after, p_last, np.array([2]), strings, 2, train)[0]
+    # "ACG" -> next two bases CG; "AC" -> C then the training k-mers starting with C (CG 3, CT 2,
+    # CA 1, CC 1: add-one); "A" itself -> the appended mask's "GT"; weights renormalised over
+    # the agreeing 0.9
+    want = np.zeros(16)
+    want[kmer_to_index("CG")] += 0.4 + 0.3 * 3 / 7
+    want[kmer_to_index("CT")] += 0.3 * 2 / 7
+    want[kmer_to_index("CA")] += 0.3 / 7
+    want[kmer_to_index("CC")] += 0.3 / 7
+    want[kmer_to_index("GT")] += 0.2
+    np.testing.assert_allclose(s, want / 0.9)
+    assert s.sum() == pytest.approx(1.0)
+
+
+def test_context_table_counts_the_genome_outside_the_region(tmp_path):
+    seq = "ACGT" * 125 + "T" * 500  # outside the region: ACGT repeats; inside: a T run
+    fa = write_fasta(tmp_path / "g.fa", {"chr1": seq, "chr2": "GGGG"})
+    counts, bases = genome_counts(fa, Region("chr1", 500, 1000), 6, 10_000)
+    assert bases == 504 and counts.sum() == 495 + 0  # chr2 is shorter than a 6-mer
+    assert counts[kmer_to_index("TTTTTT")] == 0
+    capped, used = genome_counts(fa, Region("chr1", 500, 1000), 6, 100)
+    assert used == 100 and capped.sum() == 95
+    scores = table_scores(counts, 6, 3, 2, ["GGACG", "CCGTA"])
+    assert scores[0].argmax() == kmer_to_index("TA") and scores[1].argmax() == kmer_to_index("CG")
+    # order 3 + k 2 from 6-mer counts: the 5-mers that end 6-mers (one per 6-mer)
+    assert scores.sum() == pytest.approx(2 * 495 / 4, rel=0.05)
+
+
 def nk_args(model: Path, genome: Path, out: Path, *extra: str) -> list[str]:
     return ["nextkmer", "--model", str(model), "--genome", str(genome), "--region",
             "chr1:0-60000", "--out", str(out), "--k", "1,2", "--context", "16",
@@ -117,7 +161,14 @@ def test_nextkmer_end_to_end(genome, tmp_path):
         assert v["low"] <= v["difference"] <= v["high"]
     records = read_metrics(out)
     assert {(x["task"], x["model"]) for x in records} == {
-        (f"nextkmer-k{k}", m) for k in (1, 2) for m in ("bert-model", "tfidf-rf", "tfidf-lr")}
+        (f"nextkmer-k{k}", m) for k in (1, 2)
+        for m in ("bert-model", "bert-model-zeroshot", "tfidf-rf", "tfidf-lr", "context-table")}
+    for k in (1, 2):  # the zero-shot readout and the table, scored on the same 60 contexts
+        mine = {x["model"]: x for x in records if x["task"] == f"nextkmer-k{k}"}
+        assert rows[k]["zero_shot_accuracy"] == mine["bert-model-zeroshot"]["test"]["accuracy"]
+        assert not mine["bert-model-zeroshot"].get("baseline") and mine["context-table"]["baseline"]
+        assert rows[k]["context_table"] == mine["context-table"]["test"]["accuracy"]
+        assert rows[k]["zero_shot_vs_table"]["rows"] == 60
     bert = {x["task"]: x for x in records if x["model"] == "bert-model"}
     assert bert["nextkmer-k2"]["test"]["accuracy"] == pytest.approx(rows[2]["accuracy"])
     assert bert["nextkmer-k2"]["params"]["class_weights"] == "off"

@@ -6,10 +6,13 @@ and a FASTA genome; writes OUT/:
 - `samples.tsv`: every sample (split, chrom, start of the context, context, the bases after it);
 - `k{k}/`: the fine-tuning runs of each k (`finetune` layout: seed-N/log.jsonl, result.json);
 - `metrics.json` (schema in `groverlm.metrics`): one result record per k and model (task
-  `nextkmer-k{k}`; the fine-tuned BERT, TF-IDF baselines), and `summary`, one row per k with the
-  model's test top-1 accuracy, chance (1/4**k), the accuracy of always answering the most frequent
-  training k-mer, the TF-IDF accuracies, and `vs_tfidf`: the model minus the best TF-IDF with the
-  95% interval of a paired bootstrap over the test contexts (`metrics.paired_difference`);
+  `nextkmer-k{k}`; the fine-tuned BERT, its zero-shot readout MODEL-zeroshot, the TF-IDF and
+  context-table baselines), and `summary`, one row per k with the model's test top-1 accuracy
+  (`accuracy`; `zero_shot_accuracy`), chance (1/4**k), the accuracy of always answering the most
+  frequent training k-mer, the TF-IDF accuracies, the context table's (`context_table`, its order
+  `context_table_order`), and `vs_tfidf`, `vs_table`, `zero_shot_vs_tfidf`, `zero_shot_vs_table`:
+  each model minus that baseline with the 95% interval of a paired bootstrap over the test contexts
+  (`metrics.paired_difference`);
 - `manifest.json`, written last.
 
 Samples. A context of `context` bases (default 50) is labelled by the k bases after it, one of 4**k
@@ -24,7 +27,15 @@ Fine-tuning is `finetune.finetune_splits` (the same code as `groverlm finetune`)
 `BertForSequenceClassification` with 4**k outputs, no class weights (the metric is plain top-1
 accuracy), the epoch chosen on dev accuracy. Baselines: TF-IDF over k-mers of the context (k chosen
 on dev) with logistic regression, and with a random forest for k <= `rf_max_k` (a forest over 4**k
-classes costs minutes per k on a CPU); plus TF-IDF over BPE tokens when the model's tokenizer is BPE.
+classes costs minutes per k on a CPU); plus TF-IDF over BPE tokens when the model's tokenizer is BPE;
+and the context table, the bar a model of sequence context must clear (as the masked-token
+evaluation's table is): the most frequent k bases after the context's last m bases, counted on the
+FASTA outside the region (up to `table_bp` bases), m chosen on dev (m + k <= `table_width`).
+
+Zero-shot readout (`zero_shot`, on by default): the pretrained masked LM predicts the next bases
+itself, no fine-tuning (`zero_shot_scores`: the context's last token masked, the candidates that
+agree with it marginalised). On the demo's model it is above TF-IDF at every k where the fine-tuned
+classifier is level with it; both are below the context table (bench/README.md).
 
 In a run (`run`): reads the pretrained model, the genome stage's FASTA and a held-out region
 (nextkmer.region, else corpus.holdout's first); writes RUN_DIR/nextkmer/nextkmer.
@@ -53,6 +64,7 @@ from groverlm.baselines import TfidfConfig, run_tfidf
 from groverlm.context import Context
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
+from groverlm.fasta import iter_records
 from groverlm.finetune import (
     MAX_CONFUSION,
     ClassifierConfig,
@@ -61,7 +73,7 @@ from groverlm.finetune import (
     finetune_splits,
     token_ids,
 )
-from groverlm.kmers import index_to_kmer, kmer_ids, parse_ks
+from groverlm.kmers import index_to_kmer, kmer_ids, kmer_to_index, parse_ks
 from groverlm.manifest import (
     MANIFEST,
     SETTINGS,
@@ -72,8 +84,15 @@ from groverlm.manifest import (
     write_json,
     write_manifest,
 )
-from groverlm.metrics import difference_text, paired_difference, write_metrics
+from groverlm.metrics import (
+    difference_text,
+    make_result,
+    paired_difference,
+    scored_metrics,
+    write_metrics,
+)
 from groverlm.models import load_tokenizer
+from groverlm.score import Scorer, ScoringConfig
 from groverlm.tasks.common import load_genome
 
 log = logging.getLogger(__name__)
@@ -122,6 +141,11 @@ class NextKmerBaselinesConfig:
     ks: tuple[int, ...] = (3, 4)  # k-mer features of the context; the best on dev is kept
     rf_max_k: int = 4  # random forest only for labels of k <= this (cost grows with 4**k classes)
     n_estimators: int = 100
+    # the context table: the most frequent k bases after the context's last m bases, counted on
+    # the genome outside the region (what pretraining could see), m chosen on dev
+    table: bool = True
+    table_width: int = 12  # m + k <= this: 4**12 counts (134 MB) hold every order needed
+    table_bp: int = 100_000_000  # bases counted at most (records in file order)
 
     def __post_init__(self):
         if self.tfidf not in TFIDF:
@@ -144,6 +168,7 @@ class NextKmerConfig:
     classifier: ClassifierConfig = field(default_factory=kmer_classifier)  # epochs, lr, seeds
     # TF-IDF and the most frequent k-mer on the same samples
     baselines: NextKmerBaselinesConfig = field(default_factory=NextKmerBaselinesConfig)
+    zero_shot: bool = True  # also the masked LM's own readout, no fine-tuning (`zero_shot_scores`)
 
 
 @dataclass
@@ -156,6 +181,8 @@ class Samples:
     contexts: dict[str, list[str]]
     following: dict[str, list[str]]
     info: dict[str, Any] = field(default_factory=dict)
+    genome: Path | None = None  # the FASTA drawn from (the context table counts the rest of it)
+    region: Region | None = None
 
     def fingerprint(self) -> str:
         """SHA-256 of the configuration and every sample position."""
@@ -220,7 +247,8 @@ def draw_samples(genome, region, cfg: NextKmerSamplesConfig) -> Samples:
     info = {"region": str(region), "blocks": {s: len(assign[s]) for s in SPLITS},
             "positions_available": available, "block_ids": {s: sorted(int(b) for b in assign[s])
                                                             for s in SPLITS}}
-    return Samples(region.chrom, cfg, starts, contexts, following, info)
+    return Samples(region.chrom, cfg, starts, contexts, following, info,
+                   getattr(genome, "path", None), region)
 
 
 def write_samples(samples: Samples, path: Path) -> None:
@@ -274,26 +302,144 @@ def tfidf_records(samples: Samples, k: int, bcfg: NextKmerBaselinesConfig, token
     return [_compact(r) for r in out]
 
 
+TABLE = "context-table"  # the table baseline's record
+
+
+def genome_counts(genome: str | Path, region: Region, width: int, max_bp: int
+                  ) -> tuple[np.ndarray, int]:
+    """((4**width,) int64 counts of the width-mers of the FASTA outside `region`, bases read):
+    records in file order, until `max_bp` bases have been read."""
+    counts = np.zeros(4**width, dtype=np.int64)
+    used, chunk = 0, 10_000_000
+    for rec in iter_records(genome):
+        end = len(rec) if region.end is None else region.end
+        spans = [(0, region.start), (end, len(rec))] if rec.name == region.chrom else [(0, len(rec))]
+        for a, b in spans:
+            b = min(b, a + max_bp - used)
+            for c in range(a, b, chunk):  # windows overlap by width - 1: every width-mer once
+                ids = kmer_ids(rec.codes[c:min(b, c + chunk + width - 1)], width)
+                counts += np.bincount(ids[ids >= 0], minlength=4**width)
+            used += max(0, b - a)
+        if used >= max_bp:
+            break
+    return counts, used
+
+
+def table_scores(counts: np.ndarray, width: int, m: int, k: int, contexts: list[str]) -> np.ndarray:
+    """(n, 4**k) counts of each k-mer after each context's last m bases (from width-mer counts:
+    the (m + k)-mers are their last m + k bases)."""
+    c = counts.reshape(4 ** (width - m - k), 4 ** (m + k)).sum(0).reshape(4**m, 4**k)
+    return c[[kmer_to_index(x[-m:]) for x in contexts]].astype(np.float64)
+
+
+def table_record(counts: np.ndarray, width: int, samples: Samples, k: int,
+                 y: dict[str, np.ndarray], bases: int) -> dict[str, Any]:
+    """The context table's result for one k: the order m with the best dev accuracy (ties to the
+    shorter), scored on test."""
+    orders = range(1, min(width - k, samples.cfg.context) + 1)
+    dev = [np.mean(table_scores(counts, width, m, k, samples.contexts["dev"]).argmax(1) == y["dev"])
+           for m in orders]
+    m = orders[int(np.argmax(dev))]
+    test = scored_metrics(y["test"], table_scores(counts, width, m, k, samples.contexts["test"]),
+                          range(4**k))
+    return _compact(make_result(f"nextkmer-k{k}", TABLE, [{"seed": 0, "test": test}],
+                                {"order": m, "dev_accuracy": float(max(dev)), "bases": bases},
+                                baseline=True))
+
+
 def is_bpe(tokenizer) -> bool:
     return type(tokenizer.backend_tokenizer.model).__name__ == "BPE"
 
 
+ZERO_SHOT = "zeroshot"  # the zero-shot readout's record is MODEL-zeroshot
+
+
+def zero_shot_scores(p_after: np.ndarray, p_last: np.ndarray, last: np.ndarray,
+                     strings: list[str], k: int, train_labels: np.ndarray) -> np.ndarray:
+    """(n, 4**k) probabilities of the k bases after each context, read from a masked LM.
+
+    A context cut out of the genome ends inside what the genome's segmentation would make one
+    token, so its own last token u is often a fragment. The readout masks that last token and
+    keeps the candidates t that agree with the context (t starts with u): t's bases after u begin
+    the continuation. A candidate that is u itself means the next token starts after the context:
+    the prediction with a [MASK] appended after the whole context is used then. A continuation
+    shorter than k is completed by the training split's k-mer frequencies among those that start
+    with it (add-one counts).
+
+    p_after, p_last: (n, V) probabilities of the vocabulary at the appended [MASK] and at the
+    masked last token; last: (n,) vocabulary index of each context's last token; strings: the bases
+    of each vocabulary entry ("" for special tokens); train_labels: training k-mer indices.
+    """
+    n_kmers = 4**k
+    counts = np.bincount(train_labels, minlength=n_kmers).astype(np.float64) + 1.0
+    expanded: dict[str, np.ndarray] = {}
+
+    def expand(r: str) -> np.ndarray:  # next k bases, given that they start with r
+        if r not in expanded:
+            v = np.zeros(n_kmers)
+            if len(r) >= k:
+                v[kmer_to_index(r[:k])] = 1.0
+            else:  # k-mers starting with r are one run of indices (big-endian base 4)
+                width = 4 ** (k - len(r))
+                first = kmer_to_index(r) * width if r else 0
+                v[first:first + width] = counts[first:first + width]
+                v /= v.sum()
+            expanded[r] = v
+        return expanded[r]
+
+    dna = [i for i, s in enumerate(strings) if s]
+    after = p_after[:, dna] @ np.stack([expand(strings[i]) for i in dna])  # (n, 4**k)
+    out = np.zeros((len(last), n_kmers))
+    for u in np.unique(last):
+        rows = np.flatnonzero(last == u)
+        head = strings[u]
+        agree = [i for i in dna if strings[i].startswith(head) and i != u]
+        p = p_last[rows][:, agree]  # (r, a)
+        z = p.sum(1) + p_last[rows, u]
+        tails = np.stack([expand(strings[i][len(head):]) for i in agree]) if agree else \
+            np.zeros((0, n_kmers))
+        out[rows] = (p @ tails + p_last[rows, u][:, None] * after[rows]) / np.maximum(
+            z, 1e-300)[:, None]
+    return out
+
+
+def zero_shot_inputs(scorer: Scorer, ids: list[np.ndarray], contexts: list[str]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None:
+    """(p_after, p_last, last, strings) of `zero_shot_scores` for tokenized contexts, or None when
+    the tokenizer does not cut a context into consecutive pieces (overlapping k-mers, [UNK])."""
+    tok = scorer.tok
+    strings = [t if t and set(t) <= set("ACGT") else ""
+               for t in tok.convert_ids_to_tokens(list(range(len(tok))))]
+    for x, c in zip(ids, contexts, strict=True):
+        if not len(x) or "".join(strings[i] for i in x) != c:
+            return None
+    keep = scorer.max_tokens - 1  # the tokens nearest the end, with room for an appended [MASK]
+    tails = [[int(i) for i in x[-keep:]] for x in ids]
+    p_after = np.exp(scorer.distributions([(t, len(t)) for t in tails]))
+    p_last = np.exp(scorer.distributions([(t, len(t) - 1) for t in tails]))
+    return p_after, p_last, np.array([t[-1] for t in tails]), strings
+
+
 def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path, ft,
                  bcfg: NextKmerBaselinesConfig = NextKmerBaselinesConfig(), name: str | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, zero_shot: bool = True) -> dict[str, Any]:
     """Fine-tune per k and score the baselines; returns {"records", "summary"}.
 
     ft: a `finetune.ClassifierConfig` (its class_weights and select are overridden: off, accuracy).
-    Without a model only the baselines are scored. Each finished k is kept in out/k{k}/k.json, so
-    an interrupted run continues where it stopped.
+    Without a model only the baselines are scored. With `zero_shot`, the model's masked-LM readout
+    (`zero_shot_scores`) is scored too, as MODEL-zeroshot. Each finished k is kept in
+    out/k{k}/k.json, so an interrupted run continues where it stopped.
     """
     out = Path(out)
     ft = replace(ft, class_weights="off", select="accuracy")
     check_resume(out, {"model": str(model_dir), "samples": samples.fingerprint(),
-                       "finetune": stable(ft), "baselines": asdict(bcfg)})
+                       "finetune": stable(ft), "baselines": asdict(bcfg), "zero_shot": zero_shot})
     tokenizer = load_tokenizer(model_dir) if model_dir is not None else None
     ids = {s: token_ids(tokenizer, samples.contexts[s]) for s in SPLITS} if tokenizer else {}
     name = name or (f"bert-{Path(model_dir).resolve().name}" if model_dir else None)
+    readout: Any = None  # zero_shot_inputs of the test contexts, computed once for every k
+    counts: Any = None  # the context table's genome counts, counted once for every k
+    table = bcfg.table and samples.genome is not None and samples.region is not None
     records, summary = [], []
     for k in samples.cfg.ks:
         done = out / f"k{k}" / "k.json"
@@ -316,15 +462,49 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
                 accs = [p["test"]["accuracy"] for p in r["per_seed"]]
                 row.update(accuracy=float(np.mean(accs)), accuracy_std=float(np.std(accs)),
                            mean_tokens=float(np.mean([len(x) for x in ids["train"]])))
+            zero_rec = None
+            if model_dir is not None and zero_shot:
+                if readout is None:
+                    t1 = time.perf_counter()
+                    scorer = Scorer.load(model_dir, ScoringConfig(device=ft.device))
+                    readout = zero_shot_inputs(scorer, ids["test"], samples.contexts["test"]) \
+                        or ()
+                    readout_s = time.perf_counter() - t1
+                    del scorer
+                    if not readout:
+                        log.info("next-k-mer: no zero-shot readout (the tokenizer does not cut "
+                                 "a context into consecutive pieces)")
+                if readout:
+                    scores = zero_shot_scores(*readout, k, y["train"])
+                    zero_rec = _compact(make_result(
+                        f"nextkmer-k{k}", f"{name}-{ZERO_SHOT}",
+                        [{"seed": 0, "test": scored_metrics(y["test"], scores, range(4**k))}],
+                        {"readout": "masked LM, last token re-masked", "seconds":
+                         round(readout_s, 1)}, zero_shot_of=name))
+                    recs.append(zero_rec)
+                    row["zero_shot_accuracy"] = zero_rec["test"]["accuracy"]
             bpe_tok = tokenizer.backend_tokenizer if tokenizer and is_bpe(tokenizer) else None
-            for r in tfidf_records(samples, k, bcfg, bpe_tok):
+            tfidf = tfidf_records(samples, k, bcfg, bpe_tok)
+            for r in tfidf:
                 recs.append(r)
                 row[r["model"]] = r["test"]["accuracy"]
-            tfidf = [r for r in recs if r.get("baseline")]
-            if model_rec is not None and tfidf:  # the model against the best TF-IDF, paired
-                best = max(tfidf, key=lambda r: r["test"]["accuracy"])
-                row["vs_tfidf"] = {"baseline": best["model"],
-                                   **(paired_difference(model_rec, best, "accuracy") or {})}
+            table_rec = None
+            if table:
+                if counts is None:
+                    counts = genome_counts(samples.genome, samples.region, bcfg.table_width,
+                                           bcfg.table_bp)
+                table_rec = table_record(counts[0], bcfg.table_width, samples, k, y, counts[1])
+                recs.append(table_rec)
+                row.update(context_table=table_rec["test"]["accuracy"],
+                           context_table_order=table_rec["params"]["order"])
+            # the model (fine-tuned; zero-shot) against the best TF-IDF and the table, paired
+            best = max(tfidf, key=lambda r: r["test"]["accuracy"]) if tfidf else None
+            for key, rec in (("", model_rec), ("zero_shot_", zero_rec)):
+                for against, base in (("tfidf", best), ("table", table_rec)):
+                    if rec is not None and base is not None:
+                        row[f"{key}vs_{against}"] = {
+                            "baseline": base["model"],
+                            **(paired_difference(rec, base, "accuracy") or {})}
             row["seconds"] = round(time.perf_counter() - t0, 1)
             part = {"records": recs, "summary": row}
             write_json(done, part)
@@ -342,8 +522,8 @@ def _kmer(index: int, k: int) -> str:
 
 def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, out: str | Path,
              cfg: NextKmerSamplesConfig, ft, bcfg: NextKmerBaselinesConfig = NextKmerBaselinesConfig(),
-             name: str | None = None, overwrite: bool = False, progress: bool = True
-             ) -> dict[str, Any]:
+             name: str | None = None, overwrite: bool = False, progress: bool = True,
+             zero_shot: bool = True) -> dict[str, Any]:
     """`groverlm nextkmer`: draw the samples, fine-tune per k, write metrics.json and manifest."""
     t0 = time.perf_counter()
     reg = Region.parse(region, "--region")
@@ -357,11 +537,11 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
     out = prepare_out(out, overwrite)
     samples = draw_samples(load_genome(genome, [reg.chrom]), reg, cfg)
     write_samples(samples, out / "samples.tsv")
-    res = run_nextkmer(model_dir, samples, out, ft, bcfg, name, progress)
+    res = run_nextkmer(model_dir, samples, out, ft, bcfg, name, progress, zero_shot)
     write_metrics(out, "nextkmer", res["records"], summary=res["summary"], region=str(reg),
                   context=cfg.context, model=res["model"])
     config = {**asdict(cfg), "region": str(reg), "model": str(model_dir), "finetune": asdict(ft),
-              "baselines": asdict(bcfg)}
+              "baselines": asdict(bcfg), "zero_shot": zero_shot}
     write_manifest(out, "nextkmer", config, [model_dir, genome], seed=cfg.seed,
                    samples=samples.info, summary=res["summary"],
                    seconds=round(time.perf_counter() - t0, 1))
@@ -390,6 +570,9 @@ def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesCo
                         f"model), k-mers only, BPE tokens only, none (default {baselines.tfidf})")
     p.add_argument("--rf-max-k", type=int, default=baselines.rf_max_k,
                    help=f"random-forest baseline only up to this k (default {baselines.rf_max_k})")
+    p.add_argument("--no-table", dest="table", action="store_false",
+                   help="skip the context table (the most frequent k bases after the context's "
+                        "last m bases, counted on the genome outside --region)")
     add_train_args(p, kmer_classifier())
 
 
@@ -399,7 +582,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     out = ctx.out / "nextkmer"
     if not finished(out):
         nextkmer(ctx.model, ctx.genome, ctx.held_out(cfg.region, "nextkmer"), out, cfg.samples,
-                 cfg.classifier, cfg.baselines, name=ctx.model_name(), progress=ctx.progress)
+                 cfg.classifier, cfg.baselines, name=ctx.model_name(), progress=ctx.progress,
+                 zero_shot=cfg.zero_shot)
     rows = json.loads((out / "manifest.json").read_text())["summary"]
     return {"nextkmer": ctx.relative(out), "by_k": rows}
 
@@ -412,6 +596,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                    "pretraining")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--name", default=None, help="model name in metrics.json")
+    p.add_argument("--no-zero-shot", dest="zero_shot", action="store_false",
+                   help="skip the masked LM's own readout (MODEL-zeroshot, no fine-tuning)")
     add_nextkmer_args(p, NextKmerBaselinesConfig())
     p.set_defaults(func=_cmd)
 
@@ -429,7 +615,7 @@ def configs_from_args(args: argparse.Namespace):
                         max_tokens=args.max_tokens,
                         stride=args.stride, max_train=args.max_train, device=args.device,
                         precision=args.precision, threads=args.threads)
-    bcfg = NextKmerBaselinesConfig(args.tfidf, rf_max_k=args.rf_max_k)
+    bcfg = NextKmerBaselinesConfig(args.tfidf, rf_max_k=args.rf_max_k, table=args.table)
     return cfg, ft, bcfg
 
 
@@ -440,12 +626,19 @@ def format_summary(summary: list[dict[str, Any]]) -> str:
         parts = [f"k={r['k']}:"]
         if "accuracy" in r:
             parts.append(f"model {100 * r['accuracy']:.2f}%")
+        if "zero_shot_accuracy" in r:
+            parts.append(f"zero-shot {100 * r['zero_shot_accuracy']:.2f}%")
         parts.append(f"chance {100 * r['chance']:.3f}%")
         parts.append(f"most frequent ({r['most_frequent_kmer']}) "
                      f"{100 * r['most_frequent_accuracy']:.2f}%")
         parts += [f"{key} {100 * v:.2f}%" for key, v in r.items() if key.startswith("tfidf")]
-        if "vs_tfidf" in r:
-            parts.append(f"| model - {r['vs_tfidf']['baseline']}: {difference_text(r['vs_tfidf'])}")
+        if "context_table" in r:
+            parts.append(f"context table (last {r['context_table_order']} nt) "
+                         f"{100 * r['context_table']:.2f}%")
+        for key, who in (("", "model"), ("zero_shot_", "zero-shot")):
+            for against in ("tfidf", "table"):
+                if (d := r.get(f"{key}vs_{against}")) is not None:
+                    parts.append(f"| {who} - {d['baseline']}: {difference_text(d)}")
         lines.append(" ".join(parts))
     return "\n".join(lines)
 
@@ -453,7 +646,7 @@ def format_summary(summary: list[dict[str, Any]]) -> str:
 def _cmd(args: argparse.Namespace) -> int:
     cfg, ft, bcfg = configs_from_args(args)
     res = nextkmer(args.model, args.genome, args.region, args.out, cfg, ft, bcfg, args.name,
-                   args.overwrite, progress=not args.quiet)
+                   args.overwrite, progress=not args.quiet, zero_shot=args.zero_shot)
     print(format_summary(res["summary"]))
     print(f"nextkmer: {len(cfg.ks)} k value(s) -> {args.out}/metrics.json")
     return 0

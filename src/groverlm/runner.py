@@ -279,15 +279,19 @@ def summarize_run(run_dir: str | Path) -> str:
                      f"{p['perplexity']:.1f}")
     k = summary("nextkmer")
     if k:
-        lines.append("next-k-mer:  test top-1 accuracy of the fine-tuned model (chance; most "
-                     "frequent k-mer; best TF-IDF)")
+        lines.append("next-k-mer:  test top-1 accuracy, fine-tuned / zero-shot (chance; most "
+                     "frequent k-mer; best TF-IDF; context table of the last m nt)")
         for r in k["by_k"]:
             tfidf = [v for key, v in r.items() if key.startswith("tfidf") and v is not None]
-            against = (f"; model - TF-IDF {difference_text(r['vs_tfidf'])}"
-                       if "vs_tfidf" in r else "")
-            lines.append(f"  k={r['k']}: {percent(r.get('accuracy'))} ({percent(r['chance'])}; "
+            table = (f"; m={r['context_table_order']}: {percent(r['context_table'])}"
+                     if "context_table" in r else "")
+            against = "".join(f"; {who} - {name} {difference_text(r[key])}" for key, who, name in (
+                ("vs_tfidf", "model", "TF-IDF"), ("zero_shot_vs_tfidf", "zero-shot", "TF-IDF"),
+                ("zero_shot_vs_table", "zero-shot", "table")) if key in r)
+            lines.append(f"  k={r['k']}: {percent(r.get('accuracy'))} / "
+                         f"{percent(r.get('zero_shot_accuracy'))} ({percent(r['chance'])}; "
                          f"{percent(r['most_frequent_accuracy'])}; "
-                         f"{percent(max(tfidf)) if tfidf else 'n/a'}){against}")
+                         f"{percent(max(tfidf)) if tfidf else 'n/a'}{table}){against}")
     z = summary("score")
     if z and "prom300" in z:
         lines.append(f"zero-shot:   Prom300 AUROC {z['prom300']['auroc']:.3f} (per-nt pseudo-log-"

@@ -176,6 +176,27 @@ class Scorer:
         bar.close()
         return [lp[w] for w in where]
 
+    def distributions(self, jobs: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+        """(n, V) float64: for each job (window ids, position p), log P(token | window) over the
+        whole vocabulary at p, with the window's token there replaced by [MASK]; p = len(ids)
+        appends the [MASK] (the token after the window). Windows must fit the model."""
+        windows = [[*ids[:p], self.tok.mask_token_id, *ids[p + 1:]] for ids, p in jobs]
+        if any(len(w) > self.max_tokens for w in windows):
+            raise GroverError(f"a window is longer than the model's {self.max_tokens} tokens")
+        out = np.zeros((len(jobs), len(self.tok)), dtype=np.float64)
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            for idx, ids, mask in iter_batches(windows, self.tok.cls_token_id,
+                                               self.tok.sep_token_id, self.tok.pad_token_id,
+                                               self.cfg.batch_size):
+                labels = torch.full_like(ids, masking.IGNORE)  # (B, T): the masked position
+                for b, r in enumerate(idx):
+                    labels[b, jobs[r][1] + 1] = self.tok.mask_token_id  # +1: after [CLS]
+                logits, _ = training.masked_logits(self.model, ids.to(device), mask.to(device),
+                                                   labels.to(device))  # (B, V)
+                out[idx] = torch.log_softmax(logits.double(), -1)[:, :out.shape[1]].cpu().numpy()
+        return out
+
     def token_log_probs(self, sequences: Sequence[str], progress: bool = False
                         ) -> list[np.ndarray]:
         """Per sequence, each token's masked log-probability (NaN for [UNK]), in windows of at

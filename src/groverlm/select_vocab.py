@@ -498,9 +498,10 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     fasta = write_pretrain_genome(genome, reg, out, cfg.pretrain_bp)
     samples = draw_samples(load_genome(genome, [reg.chrom]), reg, ncfg)
     write_samples(samples, out / "nextkmer" / "samples.tsv")
-    # k-mer TF-IDF does not depend on the model: once, in the baselines; BPE-token TF-IDF (asked
-    # with "auto" or "bpe") per BPE model
-    per_model = replace(bcfg, tfidf="bpe" if bcfg.tfidf in ("auto", "bpe") else "none")
+    # k-mer TF-IDF and the context table do not depend on the model: once, in the baselines;
+    # BPE-token TF-IDF (asked with "auto" or "bpe") per BPE model
+    per_model = replace(bcfg, tfidf="bpe" if bcfg.tfidf in ("auto", "bpe") else "none",
+                        table=False)
     rows = []
     for name in vocab_names(cfg):
         rows.append(run_vocabulary(name, bpe_dir, fasta, out, cfg, samples, ft, per_model,

@@ -654,13 +654,19 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
         for r in json.loads(path.read_text()).get("summary") or []:
             tfidf = [(v, k) for k, v in r.items() if k.startswith("tfidf") and _is_number(v)]
             kmer_rows.append({"model": _rel(st.folder, root), "k": r.get("k"),
-                              "model accuracy": percent(r.get("accuracy")),
+                              "fine-tuned": percent(r.get("accuracy")),
+                              "zero-shot": percent(r.get("zero_shot_accuracy")),
                               "chance": percent(r.get("chance")),
                               "most frequent k-mer": percent(r.get("most_frequent_accuracy")),
                               "best TF-IDF": (f"{percent(max(tfidf)[0])} ({max(tfidf)[1]})"
                                               if tfidf else "-"),
-                              "model - best TF-IDF": (difference_text(r["vs_tfidf"])
-                                                      if "vs_tfidf" in r else "-")})
+                              "context table": (f"{percent(r['context_table'])} (last "
+                                                f"{r['context_table_order']} nt)"
+                                                if "context_table" in r else "-"),
+                              "fine-tuned - best TF-IDF": (difference_text(r["vs_tfidf"])
+                                                           if "vs_tfidf" in r else "-"),
+                              "zero-shot - table": (difference_text(r["zero_shot_vs_table"])
+                                                    if "zero_shot_vs_table" in r else "-")})
     if kmer_rows:
         sec.add("<h3>Next-k-mer prediction: test top-1 accuracy</h3>", table(kmer_rows))
 
