@@ -150,6 +150,9 @@ class NextKmerBaselinesConfig:
     def __post_init__(self):
         if self.tfidf not in TFIDF:
             raise GroverError(f"--tfidf must be one of {', '.join(TFIDF)}")
+        if not 2 <= self.table_width <= 13 or self.table_bp < 1:
+            raise GroverError("table_width must be between 2 and 13 (4**13 counts: 0.5 GB), "
+                              "table_bp at least 1")
 
 
 def kmer_classifier() -> ClassifierConfig:
@@ -489,10 +492,13 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
                 recs.append(r)
                 row[r["model"]] = r["test"]["accuracy"]
             table_rec = None
-            if table:
+            if table and k < bcfg.table_width:
                 if counts is None:
                     counts = genome_counts(samples.genome, samples.region, bcfg.table_width,
                                            bcfg.table_bp)
+                    if not counts[1]:
+                        log.info("next-k-mer: no context table (no bases outside the region)")
+            if table and k < bcfg.table_width and counts[1]:
                 table_rec = table_record(counts[0], bcfg.table_width, samples, k, y, counts[1])
                 recs.append(table_rec)
                 row.update(context_table=table_rec["test"]["accuracy"],
