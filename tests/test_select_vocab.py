@@ -129,7 +129,17 @@ def test_select_vocab_end_to_end(inputs, tmp_path, capsys):
     rows = {r["model"]: r for r in read_tsv(out / "table.tsv")}
     assert set(rows) == {"bpe-20", "bpe-60", "kmer-2", "chance", "most-frequent", "tfidf-rf",
                          "tfidf-lr", "tfidf-bpe-rf@bpe-20", "tfidf-bpe-lr@bpe-20",
-                         "tfidf-bpe-rf@bpe-60", "tfidf-bpe-lr@bpe-60"}  # k-mer TF-IDF once
+                         "tfidf-bpe-rf@bpe-60", "tfidf-bpe-lr@bpe-60",  # k-mer TF-IDF once
+                         "context-table",  # once, in the baselines
+                         "bpe-20-zeroshot", "bpe-60-zeroshot", "kmer-2-zeroshot"}
+    for m in ("bpe-20", "bpe-60", "kmer-2"):  # each model's zero-shot readout, from its own run
+        nk = json.loads((out / "nextkmer" / m / "manifest.json").read_text())["summary"]
+        assert rows[f"{m}-zeroshot"]["kind"] == "zero-shot"
+        assert [float(rows[f"{m}-zeroshot"][f"acc_k{r['k']}"]) for r in nk] == pytest.approx(
+            [r["zero_shot_accuracy"] for r in nk], abs=1e-4)
+    base = json.loads((out / "nextkmer" / "baselines" / "manifest.json").read_text())["summary"]
+    assert [float(rows["context-table"][f"acc_k{r['k']}"]) for r in base] == pytest.approx(
+        [r["context_table"] for r in base], abs=1e-4)
     models = [rows[m] for m in ("bpe-20", "bpe-60", "kmer-2")]
     # fairness: same steps and about the same nucleotides, from different token counts
     assert len({int(r["steps"]) for r in models}) == 1

@@ -8,10 +8,13 @@ Reads a FASTA genome and a `bpe train` folder; writes OUT/:
 - for each vocabulary NAME (`bpe-C` for each cycle count C, `kmer-K` for each k-mer length K):
   `vocab/NAME` (`bpe export` or `kmer-vocab`), `corpus/NAME` (`groverlm corpus`, random test split),
   `pretrain/NAME` (`groverlm pretrain`), `nextkmer/NAME` (`groverlm nextkmer` on the region);
-  `nextkmer/baselines`: chance, most frequent k-mer and TF-IDF on the same samples;
+  `nextkmer/baselines`: chance, most frequent k-mer, TF-IDF and the context table on the same
+  samples;
 - `table.tsv`, `table.md` (one row per model: accuracy per k, mean lift over the most frequent k-mer, the
-  nucleotides each model read), `curve.tsv` (BPE rows by cycle count), `plot.png` (accuracy against
-  cycles, log x-axis, one panel per k, k-mer models as horizontal reference lines), and
+  nucleotides each model read; each model's zero-shot readout as NAME-zeroshot, kind "zero-shot",
+  which the selection rule does not read), `curve.tsv` (BPE rows by cycle count), `plot.png`
+  (accuracy against cycles, log x-axis, one panel per k, BPE zero-shot as a dashed curve, k-mer
+  models and baselines as horizontal reference lines), and
   `manifest.json` with the selected cycle count and the rule, written last.
 
 In a run (`run`): reads the genome stage's FASTA and RUN_DIR/bpe/train; writes
@@ -357,17 +360,33 @@ def select_cycles(rows: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
 
 
 def baseline_rows(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows for chance, the most frequent k-mer and each TF-IDF model, from a next-k-mer summary."""
+    """Rows for chance, the most frequent k-mer, each TF-IDF model and the context table, from a
+    next-k-mer summary."""
     names = ["chance", "most-frequent"] + sorted(
-        {key for r in summary for key in r if key.startswith("tfidf")})
+        {key for r in summary for key in r if key.startswith("tfidf")}) + (
+        ["context-table"] if any("context_table" in r for r in summary) else [])
     out = []
     for n in names:
         row: dict[str, Any] = {"model": n, "kind": "baseline"}
         for r in summary:
-            key = {"chance": "chance", "most-frequent": "most_frequent_accuracy"}.get(n, n)
+            key = {"chance": "chance", "most-frequent": "most_frequent_accuracy",
+                   "context-table": "context_table"}.get(n, n)
             row[f"acc_k{r['k']}"] = r.get(key, "")
         out.append(row)
     return out
+
+
+def zero_shot_rows(out: Path, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows "bpe-600-zeroshot" etc.: each model's zero-shot next-k-mer readout (kind "zero-shot",
+    with the model's cycles or k), when its next-k-mer run has one."""
+    rows = []
+    for m in models:
+        summary = read_manifest(out / "nextkmer" / m["model"])["summary"]
+        if any("zero_shot_accuracy" in r for r in summary):
+            rows.append({"model": f"{m['model']}-zeroshot", "kind": "zero-shot",
+                         "cycles": m["cycles"], "kmer": m["kmer"],
+                         **{f"acc_k{r['k']}": r.get("zero_shot_accuracy", "") for r in summary}})
+    return rows
 
 
 def bpe_tfidf_rows(out: Path, names: list[str]) -> list[dict[str, Any]]:
@@ -432,7 +451,10 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
     """Accuracy against BPE cycles (log x), one panel per k plus the mean relative accuracy; k-mer
     models and baselines as horizontal lines."""
     bpe = sorted((r for r in rows if r["kind"] == "bpe"), key=lambda r: r["cycles"])
-    refs = [r for r in rows if r["kind"] != "bpe"]
+    bpe_zero = sorted((r for r in rows if r["kind"] == "zero-shot" and r.get("cycles")),
+                      key=lambda r: r["cycles"])
+    refs = [r for r in rows if r["kind"] != "bpe" and not (r["kind"] == "zero-shot"
+                                                          and r.get("cycles"))]
     panels = [f"acc_k{k}" for k in ks] + [LIFT]
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
@@ -446,6 +468,10 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
         x = [r["cycles"] for r in bpe if r.get(col) not in (None, "")]
         y = [r[col] for r in bpe if r.get(col) not in (None, "")]
         ax.plot(x, y, "o-", color=COLORS[0], ms=4, lw=1.5, label="BPE")
+        zx = [r["cycles"] for r in bpe_zero if r.get(col) not in (None, "")]
+        zy = [r[col] for r in bpe_zero if r.get(col) not in (None, "")]
+        if zx:
+            ax.plot(zx, zy, "s--", color=COLORS[0], ms=3, lw=1, alpha=0.7, label="BPE zero-shot")
         for i, r in enumerate(refs):
             v = r.get(col)
             if v in (None, ""):
@@ -511,6 +537,7 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
         log.info("baselines on the next-k-mer samples")
         once = replace(bcfg, tfidf="kmer" if bcfg.tfidf in ("auto", "kmer") else "none")
         _nextkmer(None, samples, base, ft, once, "baselines", progress)
+    rows += zero_shot_rows(out, list(rows))
     rows += baseline_rows(read_manifest(base)["summary"])
     rows += bpe_tfidf_rows(out, vocab_names(cfg))
     ks = list(ncfg.ks)
