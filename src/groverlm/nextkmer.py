@@ -498,8 +498,9 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
                                            bcfg.table_bp)
                     if not counts[1]:
                         log.info("next-k-mer: no context table (no bases outside the region)")
-            if table and k < bcfg.table_width and counts[1]:
-                table_rec = table_record(counts[0], bcfg.table_width, samples, k, y, counts[1])
+                if counts[1]:
+                    table_rec = table_record(counts[0], bcfg.table_width, samples, k, y,
+                                             counts[1])
                 recs.append(table_rec)
                 row.update(context_table=table_rec["test"]["accuracy"],
                            context_table_order=table_rec["params"]["order"])

@@ -156,23 +156,13 @@ class Scorer:
         where = [[rows.setdefault((tuple(ids), int(p)), len(rows)) for p in pos]
                  for ids, pos in jobs]
         copies = list(rows)
-        windows = [[*ids[:p], self.tok.mask_token_id, *ids[p + 1:]] for ids, p in copies]
         lp = np.zeros(len(copies), dtype=np.float64)
-        device = next(self.model.parameters()).device
         bar = tqdm_auto.tqdm(total=len(copies), desc="masked copies", unit="copy", leave=False,
                    disable=not progress)
-        with torch.no_grad():
-            for idx, ids, mask in iter_batches(windows, self.tok.cls_token_id,
-                                               self.tok.sep_token_id, self.tok.pad_token_id,
-                                               self.cfg.batch_size):
-                labels = torch.full_like(ids, masking.IGNORE)  # (B, T): one target per row
-                for b, r in enumerate(idx):
-                    labels[b, copies[r][1] + 1] = copies[r][0][copies[r][1]]  # +1: after [CLS]
-                logits, targets = training.masked_logits(self.model, ids.to(device), mask.to(device),
-                                                      labels.to(device))  # (B, V), (B,)
-                lp[idx] = torch.log_softmax(logits.double(), -1).gather(
-                    1, targets[:, None])[:, 0].cpu().numpy()
-                bar.update(len(idx))
+        for idx, logp in self._masked(copies):
+            targets = torch.tensor([copies[r][0][copies[r][1]] for r in idx])  # (B,)
+            lp[idx] = logp.gather(1, targets[:, None])[:, 0].numpy()
+            bar.update(len(idx))
         bar.close()
         return [lp[w] for w in where]
 
@@ -180,10 +170,18 @@ class Scorer:
         """(n, V) float64: for each job (window ids, position p), log P(token | window) over the
         whole vocabulary at p, with the window's token there replaced by [MASK]; p = len(ids)
         appends the [MASK] (the token after the window). Windows must fit the model."""
-        windows = [[*ids[:p], self.tok.mask_token_id, *ids[p + 1:]] for ids, p in jobs]
-        if any(len(w) > self.max_tokens for w in windows):
+        if any(len(ids) + (p == len(ids)) > self.max_tokens for ids, p in jobs):
             raise GroverError(f"a window is longer than the model's {self.max_tokens} tokens")
         out = np.zeros((len(jobs), len(self.tok)), dtype=np.float64)
+        for idx, logp in self._masked(jobs):
+            out[idx] = logp[:, :out.shape[1]].numpy()
+        return out
+
+    def _masked(self, jobs: Sequence[tuple[Sequence[int], int]]):
+        """Yields (job indices, (B, V) float64 log-probabilities on the CPU): each job's window
+        (ids, position p) with the token at p replaced by [MASK] (p = len(ids): appended), run
+        `batch_size` at a time, the vocabulary head on the masked position only."""
+        windows = [[*ids[:p], self.tok.mask_token_id, *ids[p + 1:]] for ids, p in jobs]
         device = next(self.model.parameters()).device
         with torch.no_grad():
             for idx, ids, mask in iter_batches(windows, self.tok.cls_token_id,
@@ -194,8 +192,7 @@ class Scorer:
                     labels[b, jobs[r][1] + 1] = self.tok.mask_token_id  # +1: after [CLS]
                 logits, _ = training.masked_logits(self.model, ids.to(device), mask.to(device),
                                                    labels.to(device))  # (B, V)
-                out[idx] = torch.log_softmax(logits.double(), -1)[:, :out.shape[1]].cpu().numpy()
-        return out
+                yield idx, torch.log_softmax(logits.double(), -1).cpu()
 
     def token_log_probs(self, sequences: Sequence[str], progress: bool = False
                         ) -> list[np.ndarray]:
