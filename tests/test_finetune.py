@@ -161,6 +161,9 @@ def test_pool_windows_and_weights():
     assert use_class_weights(y, ClassifierConfig())
     assert not use_class_weights(np.array([0, 1] * 50), ClassifierConfig())
     assert not use_class_weights(y, ClassifierConfig(class_weights="off"))
+    # a config file's bare `off` / `on` arrive as YAML booleans
+    assert ClassifierConfig(class_weights=False).class_weights == "off"
+    assert ClassifierConfig(class_weights=True).class_weights == "on"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -139,6 +139,8 @@ class ClassifierConfig:
             raise GroverError(f"--lr must be positive, got {self.lr}")
         if not self.seeds:
             raise GroverError("--seeds must be at least 1")
+        if isinstance(self.class_weights, bool):  # YAML 1.1 reads a bare on/off as a boolean
+            object.__setattr__(self, "class_weights", "on" if self.class_weights else "off")
         if self.class_weights not in CLASS_WEIGHTS:
             raise GroverError(f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)}")
         if self.select not in SELECT:
