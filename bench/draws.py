@@ -6,8 +6,9 @@ PromScan: 700 windows from six 1-Mb blocks) dev and test MCC can disagree in sig
 and a ranking may be that draw's. This script builds the task once per split seed (`groverlm tasks
 KIND ... --seed S`), then runs each `groverlm finetune` and `groverlm baselines` command line given
 on every draw, and prints dev / test MCC per draw and their means (a language model's MCC is the
-mean over its seeds). Writes OUT/draw-S/{task,ft-N,baseline-N}/ and OUT/draws.json; a step whose
-folder is finished (its manifest is written last) is reused, so a stopped run resumes where it was.
+mean over its seeds). Writes OUT/draw-S/{task,ft-N,baseline-N}/, OUT/commands.json and
+OUT/draws.json; a step whose folder is finished (its manifest is written last) is reused, so a
+stopped run resumes where it was (with the same commands: another one at a position is refused).
 
     python bench/draws.py --out runs/draws --draws 0,1,2,3 \\
         --task "promscan --genome hg19_chr20.fa.gz --tss hg19_refseq_tss.tsv.gz" \\
@@ -20,6 +21,7 @@ folder is finished (its manifest is written last) is reused, so a stopped run re
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import statistics
 import sys
@@ -39,6 +41,21 @@ def step(argv: list[str], out: Path) -> None:
     code = groverlm([*argv, "--out", str(out)])
     if code:
         raise SystemExit(code)
+
+
+def check_commands(path: Path, commands: dict[str, str]) -> None:
+    """Folders are named by position (ft-0, baseline-1): a rerun into the same --out must give each
+    position the command it had, or a finished folder of another command would be reused."""
+    if path.is_file():
+        old = json.loads(path.read_text())
+        changed = [k for k in commands if k in old and old[k] != commands[k]]
+        if changed:
+            print(f"draws.py: error: {path}: {changed[0]} was `{old[changed[0]]}`, now "
+                  f"`{commands[changed[0]]}`; give another --out", file=sys.stderr)
+            raise SystemExit(2)
+        commands = {**old, **commands}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, commands)
 
 
 def scores(folder: Path, label: str) -> dict[str, dict[str, float]]:
@@ -94,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     # (two fine-tunings of one model, TF-IDF twice), each column also names its run's folder
     several = {"ft": len(args.finetune) > 1, "baseline": len(args.baseline) > 1}
     label = {name: name if several[name.split("-")[0]] else "" for name, _ in runs}
+    commands = {"task": args.task, **{name: shlex.join(a) for name, a in runs}}
+    check_commands(args.out / "commands.json", commands)
     per_draw: dict[int, dict[str, dict[str, float]]] = {}
     for seed in draws:
         folder = args.out / f"draw-{seed}"
@@ -104,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             step([*argv_, "--task", str(task)], folder / name)
             per_draw[seed].update(scores(folder / name, label[name]))
     print(table(per_draw))
-    report: dict[str, Any] = {"task": args.task, "draws": draws,
-                              "runs": {name: shlex.join(a) for name, a in runs},
-                              "per_draw": per_draw, "mean": summary(per_draw)}
+    report: dict[str, Any] = {"commands": commands, "draws": draws, "per_draw": per_draw,
+                              "mean": summary(per_draw)}
     write_json(args.out / "draws.json", report)
     return 0
 

@@ -58,3 +58,8 @@ def test_draws_scores_every_run_on_every_split_draw(tmp_path: Path, capsys) -> N
     assert draws.main(argv) == 0
     assert "reusing" in capsys.readouterr().err
     assert json.loads((out / "draws.json").read_text())["per_draw"] == report["per_draw"]
+    # another command at a used position would reuse the other's folders: refused
+    argv[-1] = "tfidf --k 3 --models lr"
+    with pytest.raises(SystemExit) as stop:
+        draws.main(argv)
+    assert stop.value.code == 2 and "baseline-1 was" in capsys.readouterr().err
