@@ -193,3 +193,16 @@ def test_nextkmer_bad_region(genome, tmp_path):
     assert main(args) == 2
     args[args.index("chr1:50-40")] = "chr1:0-99999999"
     assert main(args) == 2
+
+
+def test_nextkmer_without_bases_outside_the_region_skips_the_table(genome, tmp_path):
+    write_kmer_vocab(2, tmp_path / "v2")
+    model = make_model(tmp_path / "model", tmp_path / "v2")
+    only = write_fasta(tmp_path / "chr1.fa", {"chr1": Genome.read(genome)["chr1"].sequence()})
+    out = tmp_path / "nk"
+    args = nk_args(model, only, out, "--no-zero-shot")
+    args[args.index("--k") + 1] = "1"
+    assert main(args) == 0  # the region is the whole FASTA: nothing to count a table on
+    [row] = json.loads((out / "metrics.json").read_text())["summary"]
+    assert "context_table" not in row and "vs_table" not in row and "vs_tfidf" in row
+    assert "context-table" not in {x["model"] for x in read_metrics(out)}

@@ -501,9 +501,9 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
                 if counts[1]:
                     table_rec = table_record(counts[0], bcfg.table_width, samples, k, y,
                                              counts[1])
-                recs.append(table_rec)
-                row.update(context_table=table_rec["test"]["accuracy"],
-                           context_table_order=table_rec["params"]["order"])
+                    recs.append(table_rec)
+                    row.update(context_table=table_rec["test"]["accuracy"],
+                               context_table_order=table_rec["params"]["order"])
             # the model (fine-tuned; zero-shot) against the best TF-IDF and the table, paired
             best = max(tfidf, key=lambda r: r["test"]["accuracy"]) if tfidf else None
             for key, rec in (("", model_rec), ("zero_shot_", zero_rec)):
