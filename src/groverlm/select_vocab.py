@@ -446,15 +446,20 @@ def write_tables(rows: list[dict[str, Any]], ks: list[int], out: Path, header: s
     write_text(out / "table.md", "\n".join(lines) + "\n")
 
 
+def _points(rows: list[dict[str, Any]], col: str) -> tuple[list[int], list[float]]:
+    """(cycles, values) of the rows that have a value in `col`."""
+    kept = [r for r in rows if r.get(col) not in (None, "")]
+    return [r["cycles"] for r in kept], [r[col] for r in kept]
+
+
 def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
                    selected: int | None = None) -> Path:
     """Accuracy against BPE cycles (log x), one panel per k plus the mean relative accuracy; k-mer
     models and baselines as horizontal lines."""
-    bpe = sorted((r for r in rows if r["kind"] == "bpe"), key=lambda r: r["cycles"])
-    bpe_zero = sorted((r for r in rows if r["kind"] == "zero-shot" and r.get("cycles")),
-                      key=lambda r: r["cycles"])
-    refs = [r for r in rows if r["kind"] != "bpe" and not (r["kind"] == "zero-shot"
-                                                          and r.get("cycles"))]
+    # curves over cycles: the BPE models, and their zero-shot readouts (rows with cycles)
+    curves = {kind: sorted((r for r in rows if r["kind"] == kind and r.get("cycles")),
+                           key=lambda r: r["cycles"]) for kind in ("bpe", "zero-shot")}
+    refs = [r for r in rows if not any(r is c for c in (*curves["bpe"], *curves["zero-shot"]))]
     panels = [f"acc_k{k}" for k in ks] + [LIFT]
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
@@ -465,11 +470,9 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
     axes = axes[: len(panels)]
     styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 3))]
     for ax, col in zip(axes, panels, strict=True):
-        x = [r["cycles"] for r in bpe if r.get(col) not in (None, "")]
-        y = [r[col] for r in bpe if r.get(col) not in (None, "")]
+        x, y = _points(curves["bpe"], col)
         ax.plot(x, y, "o-", color=COLORS[0], ms=4, lw=1.5, label="BPE")
-        zx = [r["cycles"] for r in bpe_zero if r.get(col) not in (None, "")]
-        zy = [r[col] for r in bpe_zero if r.get(col) not in (None, "")]
+        zx, zy = _points(curves["zero-shot"], col)
         if zx:
             ax.plot(zx, zy, "s--", color=COLORS[0], ms=3, lw=1, alpha=0.7, label="BPE zero-shot")
         for i, r in enumerate(refs):
