@@ -338,6 +338,7 @@ def test_bad_input_is_one_line_error(kmer_model, tmp_path, capsys):
     assert "not a task folder" in capsys.readouterr().err
     task = composition_task(tmp_path / "task")
     assert main(ft_args(kmer_model, task, tmp_path / "o2", "--seeds", "0")) == 2
+    assert "--seeds is the number of runs" in capsys.readouterr().err  # not a list, as baselines'
     assert main(ft_args(tmp_path / "nomodel", task, tmp_path / "o3")) == 2
     bad = tmp_path / "badtask"
     write_csvs(bad, {"train": [["ACGT", 0], ["ACGX", 1]], "dev": [["ACGT", 0]],

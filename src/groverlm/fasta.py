@@ -23,13 +23,13 @@ from groverlm.errors import GroverError
 BASES = "ACGT"
 NON_ACGT = 4  # code of N and the other IUPAC letters: they split contigs
 _INVALID = 255
-_IUPAC = "NRYSWKMBDHVU"  # U (RNA) is accepted as a non-ACGT letter rather than silently read as T
+IUPAC = "NRYSWKMBDHVU"  # U (RNA) is accepted as a non-ACGT letter rather than silently read as T
 _BLOCK = 1 << 24  # bytes read at a time: keeps memory at one record, not one genome
 
 _CODE = np.full(256, _INVALID, dtype=np.uint8)
 for _i, _b in enumerate(BASES):
     _CODE[ord(_b)] = _CODE[ord(_b.lower())] = _i
-for _b in _IUPAC:
+for _b in IUPAC:
     _CODE[ord(_b)] = _CODE[ord(_b.lower())] = NON_ACGT
 _COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 _HEADER = re.compile(rb"^>", re.M)

@@ -797,11 +797,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd)
 
 
+def seeds_from_args(args: argparse.Namespace) -> tuple[int, ...]:
+    """The seeds of `add_train_args`'s `--seed S --seeds N`: S .. S + N - 1."""
+    if args.seeds < 1:  # `--seeds 0` is easily meant as the baselines' list of seeds: say which
+        raise GroverError(f"--seeds is the number of runs, at least 1 (got {args.seeds}); their "
+                          f"seeds are --seed, --seed + 1, ... (--seed 5 --seeds 1 runs seed 5 alone)")
+    return tuple(range(args.seed, args.seed + args.seeds))
+
+
 def _cmd(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise GroverError("--seeds must be at least 1")
     cfg = ClassifierConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                           seeds=tuple(range(args.seed, args.seed + args.seeds)),
+                           seeds=seeds_from_args(args),
                            class_weights=args.class_weights, max_tokens=args.max_tokens,
                            stride=args.stride, max_train=args.max_train, device=args.device,
                            precision=args.precision, threads=args.threads, threshold=args.threshold,

@@ -71,6 +71,7 @@ from groverlm.finetune import (
     Encoded,
     add_train_args,
     finetune_splits,
+    seeds_from_args,
     token_ids,
 )
 from groverlm.kmers import index_to_kmer, kmer_ids, kmer_to_index, parse_ks
@@ -615,10 +616,8 @@ def configs_from_args(args: argparse.Namespace):
     cfg = NextKmerSamplesConfig(tuple(parse_ks(args.k)), args.context, args.train_samples,
                          args.dev_samples or args.test_samples, args.test_samples, args.block,
                          args.seed)
-    if args.seeds < 1:
-        raise GroverError("--seeds must be at least 1")
     ft = replace(kmer_classifier(), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                        seeds=tuple(range(args.seed, args.seed + args.seeds)),
+                        seeds=seeds_from_args(args),
                         max_tokens=args.max_tokens,
                         stride=args.stride, max_train=args.max_train, device=args.device,
                         precision=args.precision, threads=args.threads)

@@ -18,7 +18,7 @@ def write_task(folder, rows_by_split, header="sequence,label"):
 GUE = {"train": ["ACGT,10", "acgn,2", "TTTT,0"], "dev": ["AAAA,2"], "test": ["CCCC,10"]}
 
 
-def test_gue_folder_and_numeric_label_order(tmp_path):
+def test_gue_folder_and_numeric_label_order(tmp_path, monkeypatch):
     task = load_task(write_task(tmp_path / "gue_tf", GUE))
     assert task.name == "gue_tf"
     assert task.label_map == {"0": 0, "2": 1, "10": 2}  # numeric, not text or file order
@@ -27,6 +27,8 @@ def test_gue_folder_and_numeric_label_order(tmp_path):
     assert task.test.labels.tolist() == [2]
     assert task.train.coords is None and task.train.tokens is None
     assert task.label_names() == ["0", "2", "10"]
+    monkeypatch.chdir(tmp_path / "gue_tf")
+    assert load_task(".").name == "gue_tf"  # `--task .` is named after the folder, not ""
 
 
 def test_text_labels_sorted(tmp_path):
@@ -44,6 +46,14 @@ def test_coordinates_and_tokens(tmp_path):
     assert task.train.coords == {"chrom": ["chr1", "chr1"], "start": [10, 20], "end": [14, 24],
                                  "strand": ["+", "-"]}
     assert task.train.tokens == [["AC", "GT"], ["TTA", "A"]]
+
+
+def test_other_iupac_letters_read_as_n(tmp_path, caplog):
+    # viral sets often carry ambiguity codes; the FASTA reader takes them as N too
+    rows = {**GUE, "train": ["ACRYT,10", "acgt,2", "kmsw,0"]}
+    task = load_task(write_task(tmp_path / "t", rows))
+    assert task.train.sequences == ["ACNNT", "ACGT", "NNNN"]
+    assert "2 sequence(s) with IUPAC letters other than N" in caplog.text
 
 
 @pytest.mark.parametrize("split, rows, header, line, msg", [

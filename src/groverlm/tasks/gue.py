@@ -7,13 +7,16 @@ fine-tuning) loads tasks through `load_task`, so a GUE folder works unchanged.
 
 Labels are mapped to ids by an explicit sorted map built from all three splits (numerically when
 every label is an integer, else lexicographically), never by file order. Sequences are uppercased
-and must hold only A/C/G/T/N; a bad row is a GroverError naming the file and line.
+and must hold only A/C/G/T and IUPAC letters; IUPAC letters other than N are read as N (as the
+FASTA reader does: no model or baseline knows them), with a warning per file that has any. A bad
+row is a GroverError naming the file and line.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +25,13 @@ from typing import Any
 import numpy as np
 
 from groverlm.errors import GroverError
+from groverlm.fasta import IUPAC
 from groverlm.tasks.common import SPLITS
 
-_BAD_LETTER = re.compile(r"[^ACGTN]")
+log = logging.getLogger(__name__)
+
+_BAD_LETTER = re.compile(f"[^ACGT{IUPAC}]")
+_TO_N = str.maketrans({b: "N" for b in IUPAC})
 _COORDS = ("chrom", "start", "end", "strand")
 
 
@@ -92,6 +99,7 @@ def _read_csv(path: Path
     labels: list[str] = []
     coords: dict[str, list] | None = None
     tokens: list[list[str]] | None = None
+    ambiguous = 0  # rows with IUPAC letters other than N, read as N
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
@@ -123,8 +131,12 @@ def _read_csv(path: Path
                     raise GroverError("empty sequence", path, line)
                 bad = _BAD_LETTER.search(seq)
                 if bad:
-                    raise GroverError(f"letter {bad.group()!r} in the sequence (A/C/G/T/N only)",
-                                      path, line)
+                    raise GroverError(f"letter {bad.group()!r} in the sequence (A/C/G/T or IUPAC "
+                                      "letters only)", path, line)
+                read_as_n = seq.translate(_TO_N)
+                if read_as_n != seq:
+                    ambiguous += 1
+                    seq = read_as_n
                 label = row[li].strip()
                 if not label:
                     raise GroverError("empty label", path, line)
@@ -132,7 +144,7 @@ def _read_csv(path: Path
                 labels.append(label)
                 if tokens is not None:
                     toks = row[ti].split()
-                    if "".join(toks).upper() != seq:
+                    if "".join(toks).upper().translate(_TO_N) != seq:
                         raise GroverError("the tokens do not spell the sequence", path, line)
                     tokens.append(toks)
                 if coords is not None:
@@ -156,6 +168,8 @@ def _read_csv(path: Path
         raise GroverError(f"malformed CSV ({err})", path) from None
     if not seqs:
         raise GroverError("no rows after the header", path)
+    if ambiguous:
+        log.warning("%s: %d sequence(s) with IUPAC letters other than N, read as N", path, ambiguous)
     return seqs, labels, coords, tokens
 
 
@@ -185,4 +199,4 @@ def load_task(folder: str | Path) -> Task:
                               f"the CSVs {label_map}", folder / "manifest.json")
     splits = {s: Split(seqs, np.array([label_map[t] for t in labels], dtype=np.int64), coords,
                        tokens) for s, (seqs, labels, coords, tokens) in raw.items()}
-    return Task(manifest.get("task") or folder.name, folder, splits, label_map, manifest)
+    return Task(manifest.get("task") or folder.resolve().name, folder, splits, label_map, manifest)
