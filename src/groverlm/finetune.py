@@ -1,4 +1,4 @@
-"""Fine-tuning stage: a stock `BertForSequenceClassification` trained on a task from any checkpoint.
+"""Fine-tuning stage: a stock sequence classifier (`AutoModelForSequenceClassification`) on a task.
 
 Reads a model folder (ours from `pretrain`, a k-mer model, a fine-tuned model, or a GROVER-format
 folder: `BertForMaskedLM` + `PreTrainedTokenizerFast`) and a task folder (ours or GUE format, via
@@ -445,8 +445,9 @@ class Encoded:
 
 def load_classifier(model_dir: str | Path, num_labels: int, seed: int,
                     label_names: Sequence[str] | None = None, from_scratch: bool = False):
-    """`BertForSequenceClassification` from any BERT folder, its new head initialised from `seed`;
-    `from_scratch`: the folder's architecture with every weight initialised from `seed` instead."""
+    """The folder's stock `AutoModelForSequenceClassification` (BERT, DeBERTa-v2, ...), its new head
+    initialised from `seed`; `from_scratch`: the folder's architecture with every weight initialised
+    from `seed` instead."""
     names = list(label_names) if label_names and len(label_names) == num_labels else None
     kwargs: dict[str, Any] = {"num_labels": num_labels, "ignore_mismatched_sizes": True,
                               "problem_type": "single_label_classification"}
@@ -729,7 +730,7 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
-    """Fine-tuning stage: BertForSequenceClassification from the pretrained model, per task."""
+    """Fine-tuning stage: a sequence classifier from the pretrained model, per task."""
 
     summary: dict[str, dict[str, float]] = {}
     name = ctx.model_name()

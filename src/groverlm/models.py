@@ -181,7 +181,7 @@ def load_tokenizer(path: str | Path):
 def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
     """A model folder as the stock transformers class for `task`.
 
-    task: "mlm" (e.g. BertForMaskedLM), "classification" (BertForSequenceClassification, pass
+    task: "mlm" (e.g. BertForMaskedLM), "classification" (e.g. BertForSequenceClassification, pass
     `num_labels`; the head is new when loading a pretrained MLM), "base" (BertModel); the class
     follows the folder's `model_type` (BERT, DeBERTa-v2, ...). Extra keyword arguments go to
     `from_pretrained`. transformers picks PyTorch's SDPA attention where the class supports it.

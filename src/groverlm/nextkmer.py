@@ -23,14 +23,15 @@ or the following max(ks) bases. The region is cut into blocks (default 100 kbp) 
 and test in proportion to the samples asked of each; a sample lies wholly inside one block, so
 train, dev and test never share a base. Within a split positions are drawn without replacement.
 
-Fine-tuning is `finetune.finetune_splits` (the same code as `groverlm finetune`): a
-`BertForSequenceClassification` with 4**k outputs, no class weights (the metric is plain top-1
-accuracy), the epoch chosen on dev accuracy. Baselines: TF-IDF over k-mers of the context (k chosen
-on dev) with logistic regression, and with a random forest for k <= `rf_max_k` (a forest over 4**k
-classes costs minutes per k on a CPU); plus TF-IDF over BPE tokens when the model's tokenizer is BPE;
-and the context table, the bar a model of sequence context must clear (as the masked-token
-evaluation's table is): the most frequent k bases after the context's last m bases, counted on the
-FASTA outside the region (up to `table_bp` bases), m chosen on dev (m + k <= `table_width`).
+Fine-tuning is `finetune.finetune_splits` (the same code as `groverlm finetune`): a sequence
+classifier (`AutoModelForSequenceClassification`) with 4**k outputs, no class weights (the metric is
+plain top-1 accuracy), the epoch chosen on dev accuracy. Baselines: TF-IDF over k-mers of the
+context (k chosen on dev) with logistic regression, and with a random forest for k <= `rf_max_k` (a
+forest over 4**k classes costs minutes per k on a CPU); plus TF-IDF over BPE tokens when the model's
+tokenizer is BPE; and the context table, the bar a model of sequence context must clear (as the
+masked-token evaluation's table is): the most frequent k bases after the context's last m bases,
+counted on the FASTA outside the region (up to `table_bp` bases), m chosen on dev (m + k <=
+`table_width`).
 
 Zero-shot readout (`zero_shot`, on by default): the pretrained masked LM predicts the next bases
 itself, no fine-tuning (`zero_shot_scores`: the context's last token masked, the candidates that
