@@ -59,6 +59,20 @@ def test_multiclass_and_shuffled_labels():
     assert abs(noise[0]["test"]["mcc"]) < 0.25
 
 
+def test_training_subset_of_one_class_is_an_error():
+    seqs, labels = planted(40, 2, 5)
+    labels = [1] * 36 + [0] * 4  # 4 of 40 rows of class 0: a subset of 3 rows may miss it
+    subset_errors = 0
+    for seed in range(6):
+        cfg = TfidfConfig(ks=(3,), models=("lr",), max_train=3, seeds=(seed,))
+        try:
+            run_tfidf(seqs, labels, seqs, labels, seqs, labels, cfg)
+        except GroverError as err:  # never sklearn's ValueError (a traceback at the command line)
+            assert "--max-train" in str(err)
+            subset_errors += 1
+    assert subset_errors > 0
+
+
 def test_bpe_features_and_given_tokens(tmp_path):
     from groverlm.bpe.export import export_vocab
     from groverlm.bpe.train import write_training

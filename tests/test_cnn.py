@@ -86,6 +86,8 @@ def test_bad_input_is_a_grover_error():
         run_cnn(seqs, labels[:-1], seqs, labels, seqs, labels, TINY)
     with pytest.raises(GroverError, match="patience"):
         CnnConfig(patience=0)
+    with pytest.raises(GroverError, match="batch size must be at least 2"):  # else nothing trains
+        CnnConfig(batch_size=1)
 
 
 def test_cli_metrics_json_compare_and_errors(tmp_path, capsys):

@@ -9,13 +9,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from groverlm.bpe.export import export_vocab
 from groverlm.cli import main
-from groverlm.corpus import Corpus, CorpusConfig, Region, cut_samples, region_runs, write_corpus
+from groverlm.corpus import (
+    Corpus,
+    CorpusConfig,
+    Region,
+    cut_samples,
+    find_segmentation,
+    region_runs,
+    write_corpus,
+)
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
+from groverlm.manifest import read_manifest
 from groverlm.models import load_tokenizer
 
-from .lm_fixtures import bare_tokenizer_copy, make_vocab, read_json
+from .lm_fixtures import CYCLES, bare_tokenizer_copy, make_vocab, read_json
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +67,13 @@ def test_half_of_the_samples_are_full_length():
 
 
 def test_region_runs_split_at_borders():
-    starts = np.arange(0, 100, 10)
-    assert region_runs(starts, [Region("c", 25, 55), Region("c", 80)]) == [
-        (0, 3, False), (3, 6, True), (6, 8, False), (8, 10, True)]
+    starts = np.arange(0, 100, 10)  # token i covers 10 i .. 10 i + 10
+    # the token at 20..30 overlaps 25..55 and is held out with it; 50..60 too; 80.. to the end
+    assert region_runs(starts, 100, [Region("c", 25, 55), Region("c", 80)]) == [
+        (0, 2, False), (2, 6, True), (6, 8, False), (8, 10, True)]
+    assert region_runs(starts, 100, [Region("c", 30, 50)]) == [  # borders on token borders
+        (0, 3, False), (3, 5, True), (5, 10, False)]
+    assert region_runs(starts, 100, [Region("c", 200, 300)]) == [(0, 10, False)]  # beyond the end
 
 
 def test_samples_decode_to_their_genome_interval(built, tmp_path):
@@ -113,12 +127,23 @@ def test_holdout_region_is_exactly_the_test_split(built, tmp_path):
     write_corpus(vocab, genome, tmp_path / "c", cfg)
     corpus = Corpus.open(tmp_path / "c")
     for (chrom, start, end), _ in all_samples(corpus, "test"):
-        assert chrom == "chrB" or (start >= 5000 and end <= 15000 + 40)  # last token may overhang
-    for (chrom, start, end), _ in all_samples(corpus, "train"):
-        assert chrom == "chrA" and (end <= 5000 + 40 or start >= 15000)
+        assert chrom == "chrB" or (start > 5000 - 40 and end <= 15000 + 40)  # border tokens overhang
+    for (chrom, start, end), _ in all_samples(corpus, "train"):  # not one held-out base
+        assert chrom == "chrA" and (end <= 5000 or start >= 15000)
     # both sides of the region are used right up to it
     train = [corpus.train.coordinates(i) for i in range(len(corpus.train))]
-    assert any(4800 < e <= 5040 for _, _, e in train) and any(15000 <= s < 15200 for _, s, _ in train)
+    assert any(4800 < e <= 5000 for _, _, e in train) and any(15000 <= s < 15200 for _, s, _ in train)
+
+
+def test_saved_segmentation_found_from_any_working_directory(built, tmp_path, monkeypatch):
+    """`bpe export` run with relative paths; `corpus` run from elsewhere still reuses `tokens/`."""
+    genome, bpe, _ = built
+    monkeypatch.chdir(bpe.parent)
+    export_vocab(bpe.name, CYCLES, tmp_path / "v")  # train_dir given relative to this directory
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    seg = find_segmentation(tmp_path / "v", genome, None)
+    assert seg is not None and seg.merges_sha256 == read_manifest(tmp_path / "v")["merges_sha256"]
 
 
 def test_kmer_tokenizer_works_through_the_tokenizer_path(built, tmp_path):

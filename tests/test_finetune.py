@@ -164,6 +164,9 @@ def test_pool_windows_and_weights():
     # a config file's bare `off` / `on` arrive as YAML booleans
     assert ClassifierConfig(class_weights=False).class_weights == "off"
     assert ClassifierConfig(class_weights=True).class_weights == "on"
+    assert ClassifierConfig(seeds=[3, 4]).seeds == (3, 4)  # a YAML list
+    with pytest.raises(GroverError, match="list of integers"):  # a YAML `seeds: 3`, meant as a count
+        ClassifierConfig(seeds=3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,6 +348,13 @@ def test_bad_input_is_one_line_error(kmer_model, tmp_path, capsys):
                      "test": [["ACGT", 1]]}, ["sequence", "label"])
     assert main(ft_args(kmer_model, bad, tmp_path / "o4")) == 2
     assert "train.csv:3" in capsys.readouterr().err
+    # a setting only the model can judge fails before the settings are recorded, so the corrected
+    # command is no resume under other settings
+    assert main(ft_args(kmer_model, task, tmp_path / "o5", "--max-tokens", "100000")) == 2
+    assert "exceeds the model's" in capsys.readouterr().err
+    assert not (tmp_path / "o5").exists() or not any((tmp_path / "o5").iterdir())
+    assert main(ft_args(kmer_model, task, tmp_path / "o6", "--precision", "fp16")) == 2
+    assert "--precision must be" in capsys.readouterr().err
 
 
 def test_encoded_subset_is_seeded():

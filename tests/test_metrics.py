@@ -197,6 +197,9 @@ def test_paired_difference_tells_a_real_gap_from_noise():
     best = best_against_best([good, bad, twin])["t"]
     assert (best["model"], best["baseline"]) == ("lm", "cnn")
     assert best["paired"]["better"] is None
+    # a from-scratch control is paired with its own model elsewhere, never the best baseline here
+    control = {**twin, "model": "lm-scratch", "mcc_mean": 1.0, "params": {"scratch_of": "lm"}}
+    assert best_against_best([good, bad, control])["t"]["baseline"] == "tfidf"
     line = comparison_lines([good, bad])[0]
     assert "lm" in line and "clearly above tfidf" in line and "95% interval" in line
     line = comparison_lines([good, old])[0]  # a file written before rows were kept

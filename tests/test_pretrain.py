@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -110,7 +111,7 @@ def test_isolated_targets_keep_the_rate_and_never_touch():
         assert not (target[:, 1:] & target[:, :-1]).any()  # no two side by side
     _, y = mask_tokens(ids, special, MaskingConfig(0.25, 0.8, 0.1), 4, torch.arange(5, 100), g)
     assert (y[:, 1:] != IGNORE).logical_and(y[:, :-1] != IGNORE).any()  # random ones do touch
-    with pytest.raises(ValueError, match="at most 25%"):
+    with pytest.raises(GroverError, match="at most 25%"):
         MaskingConfig(0.3, isolated=True)
 
 
@@ -165,6 +166,11 @@ def test_presets_and_overrides():
         build_config("huge", 100)
     with pytest.raises(GroverError, match="KEY=VALUE"):
         parse_overrides(["layers"])
+    # settings that cannot work fail as one-line errors when the config is made, before any output
+    for kwargs, msg in [({"mask_isolated": True, "eval_mask_rate": 0.3}, "at most 25%"),
+                        ({"pad_multiple": 0}, "--pad-multiple must be at least 1")]:
+        with pytest.raises(GroverError, match=msg):
+            ModelConfig(**kwargs)
 
 
 def test_published_format_folder_loads_in_every_task(tmp_path):
@@ -269,12 +275,40 @@ def test_resume_after_sigkill_gives_the_same_weights(corpus, tmp_path):
     assert not (killed / "manifest.json").exists()
     at = latest_checkpoint(killed).name
     assert at != "step-0000300"
-    assert main(pretrain_args(corpus, killed, *extra, "--resume")) == 0
+    moved = tmp_path / "moved-corpus"  # the same corpus under another name resumes too
+    moved.symlink_to(corpus, target_is_directory=True)
+    assert main(pretrain_args(moved, killed, *extra, "--resume")) == 0
     assert_same_weights(whole, killed)
     assert train_records(whole) == train_records(killed)
     ev_whole, ev_killed = read_json(whole / "eval.json"), read_json(killed / "eval.json")
     for key in ("mlm_loss", "mlm_accuracy", "tokens_seen", "samples_seen", "steps"):
         assert ev_whole[key] == ev_killed[key], key
+
+
+def test_resumed_run_logs_the_same_losses(corpus, tmp_path):
+    """A checkpoint between two train records keeps the loss summed since the last one, so a run
+    stopped and resumed there logs the losses of the uninterrupted run (save_every 3, log_every 5)."""
+    cfg = TrainConfig(max_steps=10, batch_size=4, save_every=3, log_every=5, eval_every=0,
+                      threads=1, seed=1)
+
+    def run(out: Path, cfg: TrainConfig, resume: bool = False, evaluate=None) -> None:
+        r = build_run(corpus, ModelConfig(overrides=TINY, eval_samples=8), cfg.seed, cfg.batch_size)
+        train(r.model, r.data, MaskedLM, cfg, out, evaluate, r.tokenizer, resume, r.run_config,
+              progress=False)
+
+    def stop(model, amp, final):
+        raise RuntimeError("stopped")
+
+    run(tmp_path / "whole", cfg)
+    with pytest.raises(RuntimeError, match="stopped"):  # checkpoint at step 3, stopped at step 4
+        run(tmp_path / "cut", dataclasses.replace(cfg, eval_every=4), evaluate=stop)
+    run(tmp_path / "cut", cfg, resume=True)
+
+    def losses(out: Path) -> list[tuple[int, float]]:
+        return [(r["step"], r["loss"]) for r in read_log(out) if r["kind"] == "train"]
+
+    assert [s for s, _ in losses(tmp_path / "cut")] == [5, 10]
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
 
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
@@ -460,7 +494,10 @@ def test_context_baseline_is_scored_on_the_evaluated_targets(corpus):
     fallback = r.corpus.most_frequent_token()
     best = {k: min(c, key=lambda m: (-c[m], m)) for k, c in counts.items()}
     table = context_table(r.corpus.train, v, tok.cls_token_id, tok.sep_token_id, fallback)
-    assert all(int(table[a * v + b]) == m for (a, b), m in best.items())
+    left, right = np.array(list(best)).T
+    assert table(left, right).tolist() == list(best.values())
+    assert (table(np.array([v - 1]), np.array([v - 1])) == fallback).all()  # a pair never seen
+    assert table.pairs.size == len(best)  # sparse: the pairs seen, not V²
     ev = r.evaluate(r.model, contextlib.nullcontext, True)
     # the evaluation's batches again (same samples, order and mask seeds), scored by the dictionary
     test = MLMData(r.corpus.test, tok, MaskingConfig(0.3, 1.0, 0.0), r.data.random_ids)

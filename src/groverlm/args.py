@@ -12,8 +12,8 @@ next `groverlm run`) without changing any result, such as a device, a thread cou
 batch size, is declared with `volatile(default)`; `volatile_keys` and `stable` read that mark, so
 the runner's skip check and each stage's resume check agree on one list.
 
-`TrainConfig` lives here, not in train.py, because the commands that expose it (pretrain, the
-runner's YAML) must stay importable without torch.
+`TrainConfig` and `MaskingConfig` live here, not in train.py and masking.py, because the commands
+that expose them (pretrain, the runner's YAML) must stay importable without torch.
 """
 
 from __future__ import annotations
@@ -170,6 +170,41 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
         raise GroverError(f"--set {text}: {err}") from None
 
 
+@dataclass(frozen=True)
+class MaskingConfig:
+    """Which tokens become targets and what the model sees in their place."""
+
+    rate: float = 0.022  # share of non-special tokens selected as targets (GROVER 2.2%, BERT 15%)
+    mask_fraction: float = 0.8  # of the targets: shown as [MASK]
+    random_fraction: float = 0.2  # of the targets: shown as a random token; the rest stay unchanged
+    min_per_sample: int = 1  # targets per sample at least (tiny samples would often get none)
+    # no two targets side by side: each is learned from its true neighbours, as the evaluation
+    # (2.2%, nearly always isolated) and the context table predict it; at 25% random targets 44%
+    # lose a neighbour to another target. At most 25% of tokens can be chosen this way.
+    isolated: bool = False
+
+    def __post_init__(self):
+        if not 0.0 < self.rate < 1.0:
+            raise GroverError(f"mask rate must be in (0, 1), got {self.rate}")
+        if self.mask_fraction < 0 or self.random_fraction < 0 or (
+                self.mask_fraction + self.random_fraction > 1.0 + 1e-9):
+            raise GroverError(f"mask split {self.mask_fraction}/{self.random_fraction} must be "
+                             "non-negative and sum to at most 1")
+        if self.min_per_sample < 0:
+            raise GroverError("min_per_sample must be >= 0")
+        if self.isolated and self.rate > 0.25:
+            raise GroverError(f"isolated targets are at most 25% of tokens, got {self.rate}")
+
+
+PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 autocast on cuda, fp32 on cpu
+
+
+def check_precision(precision: str) -> None:
+    """A GroverError unless `precision` is one of PRECISIONS (pretraining's and fine-tuning's)."""
+    if precision not in PRECISIONS:
+        raise GroverError(f"--precision must be {', '.join(PRECISIONS)}, got {precision!r}")
+
+
 def listed(values: Any) -> str:
     """A tuple default as a comma-separated flag value: (2, 3, 4) -> "2,3,4"; None -> ""."""
     return ",".join(str(v) for v in values or ())
@@ -211,8 +246,7 @@ class TrainConfig:
         if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.max_steps:
             raise GroverError(f"--warmup-steps must be between 0 and --max-steps, "
                               f"got {self.warmup_steps}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise GroverError(f"--precision must be auto, bf16 or fp32, got {self.precision!r}")
+        check_precision(self.precision)
         if self.keep_checkpoints < 1:
             raise GroverError("--keep-checkpoints must be at least 1")
 

@@ -203,6 +203,9 @@ def check_splits(train_seqs: Sequence, train_labels: Sequence[int], dev_seqs: Se
         train_seqs = [train_seqs[i] for i in keep]
         y_tr = y_tr[keep]
         log.info("training on a random subset of %d of %d rows", max_train, n_available)
+        if np.unique(y_tr).size < 2:
+            raise GroverError(f"the random subset of {max_train} training rows (--max-train) holds "
+                              "a single class: raise --max-train")
     return train_seqs, y_tr, y_dev, y_te, labels
 
 

@@ -90,6 +90,8 @@ class CnnConfig:
                      "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise GroverError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size < 2:  # BatchNorm cannot train on one sequence: every step would be skipped
+            raise GroverError(f"batch size must be at least 2, got {self.batch_size}")
         if self.patience < 1:
             raise GroverError(f"patience must be at least 1, got {self.patience}")
         if not 0 <= self.dropout < 1:

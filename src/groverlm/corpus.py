@@ -16,7 +16,8 @@ encoded with the tokenizer, in pieces. Writes into CORPUS/:
 Sampling follows GROVER: along each contig, consecutive samples whose length is `max_tokens` with
 probability 1/2, else uniform in [min_tokens, max_tokens]; a contig's tail shorter than `min_tokens`
 is dropped. Samples go to the test split at random (`test_fraction`) or, with `holdout`, exactly when
-they lie in a held-out region (contigs are cut at region borders, so no sample straddles one).
+they lie in a held-out region (a token overlapping a region is held out with it, so no training
+sample holds a held-out base).
 
 In a run (`run`): reads the run's vocabulary and the genome stage's FASTA; writes
 RUN_DIR/corpus/corpus. Also the `groverlm corpus` command.
@@ -42,6 +43,7 @@ from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.fasta import decode, iter_records
 from groverlm.manifest import (
+    MANIFEST,
     fingerprint,
     finished,
     prepare_out,
@@ -171,19 +173,24 @@ def cut_samples(n: int, rng: np.random.Generator, cfg: CorpusConfig) -> np.ndarr
     return np.stack([starts[keep], ends[keep]], axis=1).astype(np.int64)
 
 
-def region_runs(starts: np.ndarray, regions: Sequence[Region]) -> list[tuple[int, int, bool]]:
-    """Split a contig's tokens into runs [lo, hi) that are wholly inside or outside held-out regions
-    (a token belongs where its first base lies).
+def region_runs(starts: np.ndarray, end: int, regions: Sequence[Region]
+                ) -> list[tuple[int, int, bool]]:
+    """Split a contig's tokens (token i covers starts[i] .. starts[i + 1], the last up to `end`) into
+    runs [lo, hi) wholly inside or outside held-out regions. A token that overlaps a region belongs
+    to it: the tokenization runs across region borders, and a training sample must never hold a
+    held-out base.
 
-    >>> region_runs(np.array([0, 4, 8, 12, 16]), [Region("c", 5, 13)])
-    [(0, 2, False), (2, 4, True), (4, 5, False)]
+    >>> region_runs(np.array([0, 4, 8, 12, 16]), 20, [Region("c", 5, 13)])
+    [(0, 1, False), (1, 4, True), (4, 5, False)]
     """
-    n = starts.size
-    inside = np.zeros(n, dtype=bool)
+    ends = np.append(starts[1:], end)
+    inside = np.zeros(starts.size, dtype=bool)
     for r in regions:
-        lo = int(np.searchsorted(starts, r.start, side="left"))
-        hi = n if r.end is None else int(np.searchsorted(starts, r.end, side="left"))
-        inside[lo:hi] = True
+        hit = ends > r.start
+        if r.end is not None:
+            hit &= starts < r.end
+        inside |= hit
+    n = starts.size
     edges = np.flatnonzero(np.diff(inside.astype(np.int8))) + 1
     bounds = np.concatenate(([0], edges, [n])).astype(np.int64)
     return [(int(a), int(b), bool(inside[a])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
@@ -280,8 +287,9 @@ def find_segmentation(vocab: Path, genome: Path, tokens: str | Path | None):
 
     An explicit `tokens` folder must match the vocabulary (same merges_sha256) and the genome (same
     file as `bpe train` read, when recorded); else a GroverError. Without one, `tokens/` beside the
-    `train_dir` recorded in the vocabulary's manifest is used when it matches, silently skipped when
-    it does not.
+    `train_dir` recorded in the vocabulary's manifest (relative to the vocabulary folder; manifests
+    before 2026-12-05 recorded it relative to the working directory of `bpe export`) is used when it
+    matches, silently skipped when it does not.
     """
     try:
         vman = read_manifest(vocab)
@@ -289,10 +297,12 @@ def find_segmentation(vocab: Path, genome: Path, tokens: str | Path | None):
         vman = {}
     want = vman.get("merges_sha256")
     if tokens is None:
-        train_dir = (vman.get("config") or {}).get("train_dir")
-        if not want or not train_dir or not (Path(train_dir) / "tokens" / "meta.json").exists():
+        recorded = (vman.get("config") or {}).get("train_dir")
+        found = [d / "tokens" for d in ((vocab / recorded, Path(recorded)) if recorded else ())
+                 if (d / "tokens" / "meta.json").exists()]
+        if not want or not found:
             return None
-        tokens, explicit = Path(train_dir) / "tokens", False
+        tokens, explicit = found[0], False
     else:
         tokens, explicit = Path(tokens), True
     seg = TokenizedGenome.load(tokens)
@@ -429,7 +439,8 @@ def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: Co
             rec = record_index.setdefault(c.record, len(record_index))
             rng = np.random.default_rng([cfg.seed, ci])
             regions = [r for r in cfg.holdout if r.chrom == c.record]
-            runs = region_runs(c.starts, regions) if cfg.holdout else [(0, c.ids.size, False)]
+            runs = (region_runs(c.starts, c.end, regions) if cfg.holdout
+                    else [(0, c.ids.size, False)])
             bounds = np.append(c.starts, c.end)  # (n + 1,) token i covers bounds[i]:bounds[i + 1]
             for lo, hi, held in runs:
                 ranges = cut_samples(hi - lo, rng, cfg) + lo
@@ -453,10 +464,13 @@ def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: Co
         check_holdout(cfg.holdout, records, genome)
         for s in SPLITS:
             if not len(samples[s]):
+                why = (f"the held-out regions hold {'all' if s == 'train' else 'no'} tokens"
+                       if cfg.holdout else f"--test-fraction {cfg.test_fraction} drew none")
                 raise GroverError(f"the {s} split is empty: the genome is too small for "
-                                  f"--min-tokens {cfg.min_tokens} or the held-out regions hold "
-                                  f"{'all' if s == 'train' else 'no'} tokens", genome)
-        # move the finished parts in place (the manifest, written last, marks the folder done)
+                                  f"--min-tokens {cfg.min_tokens} or {why}", genome)
+        # move the finished parts in place (the manifest, written last, marks the folder done; an
+        # old one goes first, so that a crash in between leaves a folder that says unfinished)
+        (out / MANIFEST).unlink(missing_ok=True)
         for p in tmp.iterdir():
             dest = out / p.name
             if dest.is_dir():

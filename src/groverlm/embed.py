@@ -205,8 +205,9 @@ def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "c
 
 
 def max_window_tokens(model, tokenizer, requested: int | None = None) -> int:
-    """Tokens per window: the model's positions (and the tokenizer's limit) minus [CLS], [SEP]."""
-    limit = int(model.config.max_position_embeddings)
+    """Tokens per window: the model's positions (and the tokenizer's limit) minus [CLS], [SEP].
+    `model`: a model or its config."""
+    limit = int(getattr(model, "config", model).max_position_embeddings)
     if tokenizer.model_max_length and tokenizer.model_max_length < 1_000_000:
         limit = min(limit, int(tokenizer.model_max_length))
     limit -= 2

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import stable, volatile
+from groverlm.args import check_precision, stable, volatile
 from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
 from groverlm.embed import max_window_tokens, tokenize
@@ -137,8 +137,12 @@ class ClassifierConfig:
             raise GroverError("--epochs and --batch-size must be at least 1")
         if self.lr is not None and self.lr <= 0:
             raise GroverError(f"--lr must be positive, got {self.lr}")
-        if not self.seeds:
-            raise GroverError("--seeds must be at least 1")
+        if (not isinstance(self.seeds, (list, tuple)) or not self.seeds
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.seeds)):
+            # a run's YAML lists seeds (seeds: [0, 1, 2]) where the CLI counts them (--seeds 3)
+            raise GroverError(f"seeds must be a non-empty list of integers such as [0, 1, 2], got "
+                              f"{self.seeds!r}")
+        object.__setattr__(self, "seeds", tuple(self.seeds))
         if isinstance(self.class_weights, bool):  # YAML 1.1 reads a bare on/off as a boolean
             object.__setattr__(self, "class_weights", "on" if self.class_weights else "off")
         if self.class_weights not in CLASS_WEIGHTS:
@@ -147,6 +151,7 @@ class ClassifierConfig:
             raise GroverError(f"select must be one of {', '.join(SELECT)}")
         if self.threshold not in THRESHOLDS:
             raise GroverError(f"--threshold must be one of {', '.join(THRESHOLDS)}")
+        check_precision(self.precision)
         if self.max_tokens is not None and self.max_tokens < 1:
             raise GroverError("--max-tokens must be at least 1")
         if self.stride is not None and (self.stride < 1 or (
@@ -536,7 +541,7 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
 
     def evaluate(m, amp, final: bool) -> dict[str, Any]:
         nonlocal best
-        done[0] = min(done[0] + 1, cfg.epochs)  # a finished run resumed re-scores its last epoch
+        done[0] = min(done[0] + 1, cfg.epochs)  # min: never count past the last epoch
         metrics = score(predict(m, dev_data, cfg.eval_batch_size, amp, dev_rc), dev.labels,
                         cfg.threshold, choose_cut=True)
         value = metrics[cfg.select] if metrics[cfg.select] is not None else -np.inf
@@ -617,6 +622,13 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
                           f"{len(dev)}, {len(test)}")
     if int(max(train.labels.max(), dev.labels.max(), test.labels.max())) >= num_labels:
         raise GroverError(f"a label id is not below num_labels={num_labels}")
+    # what only the model can judge fails before check_resume records the settings: a corrected
+    # rerun would otherwise be refused as a resume under other settings
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(model_dir))
+    except (OSError, ValueError) as err:
+        raise GroverError(f"cannot load the model's config: {err}", model_dir) from None
+    max_window_tokens(config, tokenizer, cfg.max_tokens)
     sub = train.subset(cfg.max_train, cfg.seeds[0])
     check_resume(out, {"model": str(model_dir), "num_labels": num_labels, "task": task,
                        "config": stable(cfg),

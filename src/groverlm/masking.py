@@ -8,40 +8,13 @@ All randomness comes from an explicit `torch.Generator`, so a batch's mask is a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
+from groverlm.args import MaskingConfig  # torch-free: configs are read without torch
 from groverlm.batching import wrap
 
 IGNORE = -100  # label of positions without a target (the transformers / cross_entropy convention)
-
-
-@dataclass(frozen=True)
-class MaskingConfig:
-    """Which tokens become targets and what the model sees in their place."""
-
-    rate: float = 0.022  # share of non-special tokens selected as targets (GROVER 2.2%, BERT 15%)
-    mask_fraction: float = 0.8  # of the targets: shown as [MASK]
-    random_fraction: float = 0.2  # of the targets: shown as a random token; the rest stay unchanged
-    min_per_sample: int = 1  # targets per sample at least (tiny samples would often get none)
-    # no two targets side by side: each is learned from its true neighbours, as the evaluation
-    # (2.2%, nearly always isolated) and the context table predict it; at 25% random targets 44%
-    # lose a neighbour to another target. At most 25% of tokens can be chosen this way.
-    isolated: bool = False
-
-    def __post_init__(self):
-        if not 0.0 < self.rate < 1.0:
-            raise ValueError(f"mask rate must be in (0, 1), got {self.rate}")
-        if self.mask_fraction < 0 or self.random_fraction < 0 or (
-                self.mask_fraction + self.random_fraction > 1.0 + 1e-9):
-            raise ValueError(f"mask split {self.mask_fraction}/{self.random_fraction} must be "
-                             "non-negative and sum to at most 1")
-        if self.min_per_sample < 0:
-            raise ValueError("min_per_sample must be >= 0")
-        if self.isolated and self.rate > 0.25:
-            raise ValueError(f"isolated targets are at most 25% of tokens, got {self.rate}")
 
 
 def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, cfg: MaskingConfig, mask_id: int,

@@ -51,6 +51,8 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     >>> m = classification_metrics([0, 1, 1, 0], [0, 1, 0, 0], np.array([0.1, 0.9, 0.4, 0.2]))
     >>> round(m["mcc"], 4), m["accuracy"], m["auroc"], m["confusion"]
     (0.5774, 0.75, 1.0, [[2, 0], [1, 1]])
+    >>> classification_metrics([0, 1, 2], [0, 1, 2], labels=[0, 1, 2, 3])["f1"]  # 3 absent: not 0.75
+    1.0
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
@@ -63,7 +65,11 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     binary = len(labels) == 2
     out: dict[str, Any] = {"n": int(y_true.size), "labels": labels}
     out["mcc"] = float(skm.matthews_corrcoef(y_true, y_pred)) if y_true.size else None
-    out["f1"] = float(skm.f1_score(y_true, y_pred, labels=labels, pos_label=labels[1],
+    # macro F1 over the classes in y_true or y_pred: one absent from both (a rare class missing
+    # from dev, k-mers never seen) would count as F1 0 and hold a perfect classifier below 1
+    seen = set(np.union1d(y_true, y_pred).tolist())
+    f1_labels = labels if binary else ([x for x in labels if x in seen] or labels)
+    out["f1"] = float(skm.f1_score(y_true, y_pred, labels=f1_labels, pos_label=labels[1],
                                    average="binary" if binary else "macro", zero_division=0))
     out["accuracy"] = float(skm.accuracy_score(y_true, y_pred)) if y_true.size else None
     out["auroc"] = _auroc(y_true, scores, labels)
@@ -277,10 +283,13 @@ def paired_difference(a: dict[str, Any], b: dict[str, Any], metric: str = "mcc",
 def best_against_best(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per task, the best language model (highest mean test MCC among records not marked
     `baseline`) against the best baseline: {task: {"model", "baseline", "mcc", "baseline_mcc",
-    "paired": paired_difference or None}}."""
+    "paired": paired_difference or None}}. From-scratch controls are left out: `scratch_pairs`
+    pairs each with its own model, and here they would hide the baselines a user would pick
+    instead (TF-IDF, the CNN)."""
     out: dict[str, dict[str, Any]] = {}
     for task in sorted({str(r["task"]) for r in records}):
-        mine = [r for r in records if str(r["task"]) == task and mean_mcc(r) is not None]
+        mine = [r for r in records if str(r["task"]) == task and mean_mcc(r) is not None
+                and not (r.get("params") or {}).get("scratch_of")]
         lms = [r for r in mine if not r.get("baseline")]
         bases = [r for r in mine if r.get("baseline")]
         if lms and bases:

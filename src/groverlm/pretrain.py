@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import TrainConfig, add_fields, field_help, listed, volatile
+from groverlm.args import MaskingConfig, TrainConfig, add_fields, field_help, listed, volatile
 from groverlm.context import Context
 from groverlm.corpus import Corpus
 from groverlm.errors import GroverError
@@ -84,18 +84,25 @@ class ModelConfig:
     mask_isolated: bool = False
 
     def __post_init__(self):
-        if self.eval_samples < 0 or self.final_eval_samples < 0 or self.pad_multiple < 1:
+        if self.eval_samples < 0 or self.final_eval_samples < 0:
             raise GroverError("--eval-samples, --final-eval-samples must be >= 0")
+        if self.pad_multiple < 1:
+            raise GroverError(f"--pad-multiple must be at least 1, got {self.pad_multiple}")
         if not 0.0 < self.eval_mask_rate < 1.0:
             raise GroverError(f"--eval-mask-rate must be in (0, 1), got {self.eval_mask_rate}")
+        _ = self.masking, self.eval_masking  # impossible settings fail here, before any output
 
     @property
-    def masking(self):
-        try:
-            return masking.MaskingConfig(self.mask_rate, self.mask_split[0], self.mask_split[1],
-                                         isolated=self.mask_isolated)
-        except ValueError as err:
-            raise GroverError(f"masking: {err}") from None
+    def masking(self) -> MaskingConfig:
+        return MaskingConfig(self.mask_rate, self.mask_split[0], self.mask_split[1],
+                             isolated=self.mask_isolated)
+
+    @property
+    def eval_masking(self) -> MaskingConfig:
+        """The evaluation's masking: every target hidden behind [MASK], so accuracy measures
+        prediction from context alone (a target left unchanged, as BERT's 80/10/10 does with 10%,
+        would be copied, not predicted)."""
+        return MaskingConfig(self.eval_mask_rate, 1.0, 0.0, isolated=self.mask_isolated)
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ class HeldOut:
     data: Any  # masking.MLMData: targets at the evaluation rate, every one shown as [MASK]
     order: Any  # np.ndarray: the samples' fixed order; an evaluation of n samples takes order[:n]
     unigram: int  # the most frequent training token
-    table: Any  # np.ndarray: the context table (`context_table`) of the training split
+    table: Any  # ContextTable (`context_table`) of the training split
 
 
 def random_token_ids(corpus, tokenizer):
@@ -145,11 +152,9 @@ def random_token_ids(corpus, tokenizer):
 def held_out(corpus, tokenizer, cfg: ModelConfig, random_ids, seed: int) -> HeldOut:
     """The evaluation's test data, sample order, unigram answer and context table (build_run's, and
     bench/eval_noise.py's, which rescores a model on other slices and mask seeds)."""
-    # evaluation hides every target behind [MASK]: accuracy measures prediction from context alone
-    # (a target left unchanged, as BERT's 80/10/10 does with 10%, would be copied, not predicted)
-    hidden = replace(cfg.masking, rate=cfg.eval_mask_rate, mask_fraction=1.0, random_fraction=0.0)
     unigram = corpus.most_frequent_token()
-    return HeldOut(masking.MLMData(corpus.test, tokenizer, hidden, random_ids, cfg.pad_multiple),
+    return HeldOut(masking.MLMData(corpus.test, tokenizer, cfg.eval_masking, random_ids,
+                                   cfg.pad_multiple),
                    np.random.default_rng([seed, 1]).permutation(len(corpus.test)), unigram,
                    context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
                                  tokenizer.sep_token_id, unigram, seed=seed))
@@ -182,9 +187,10 @@ def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_si
     model = new_mlm_model(config, seed)
     if cfg.unigram_bias:
         set_unigram_bias(model, corpus.train_counts, sorted(set(tokenizer.all_special_ids)))
-    run_config = json.loads(json.dumps({  # JSON types only: checkpoints compare it on resume
-        "corpus": str(corpus.path), "corpus_sha256": _corpus_id(corpus), "pretrain": asdict(cfg),
-        "model": model_fields(config)}))
+    # JSON types only: checkpoints compare it on resume. The corpus by its content, not its path:
+    # a corpus moved, or named relative instead of absolute, is the same corpus
+    run_config = json.loads(json.dumps({"corpus_sha256": _corpus_id(corpus),
+                                        "pretrain": asdict(cfg), "model": model_fields(config)}))
     return Run(corpus, tokenizer, model, data, evaluate, run_config)
 
 
@@ -216,12 +222,31 @@ def model_fields(config) -> dict[str, Any]:
     return d
 
 
+@dataclass(frozen=True)
+class ContextTable:
+    """`context_table`'s answer per (left, right) pair, kept sparse: only the pairs seen, so a large
+    vocabulary (an 8-mer one has 65,546 tokens: V² would be 32 GiB) costs what the corpus holds."""
+
+    vocab_size: int
+    pairs: np.ndarray  # (P,) int64 sorted keys left * V + right of the pairs seen
+    middle: np.ndarray  # (P,) int64 the most frequent middle token of each
+    fallback: int  # the answer for a pair never seen
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """The answers (int64, the shape of `left`) for the pairs left[i], right[i]."""
+        key = np.asarray(left, dtype=np.int64) * self.vocab_size + np.asarray(right, dtype=np.int64)
+        if not self.pairs.size:
+            return np.full(key.shape, self.fallback, dtype=np.int64)
+        i = np.minimum(np.searchsorted(self.pairs, key), self.pairs.size - 1)
+        return np.where(self.pairs[i] == key, self.middle[i], self.fallback)
+
+
 def context_table(split, vocab_size: int, cls_id: int, sep_id: int, fallback: int,
-                  max_tokens: int = 50_000_000, seed: int = 0) -> np.ndarray:
+                  max_tokens: int = 50_000_000, seed: int = 0) -> ContextTable:
     """The context baseline: for each (left, right) neighbour pair, the middle token seen most often
     between them in `split` (samples framed by [CLS] and [SEP], as the model sees them).
 
-    Returns (V * V,) int64 indexed by left * V + right; pairs never seen answer `fallback` (the
+    Returns a `ContextTable`, called with left and right token ids; pairs never seen answer `fallback` (the
     unigram guess). At most `max_tokens` tokens are counted (a seeded subset of samples beyond that,
     so a whole-genome corpus costs seconds, not its size); ties go to the smaller token id.
 
@@ -230,8 +255,8 @@ def context_table(split, vocab_size: int, cls_id: int, sep_id: int, fallback: in
     ...     lengths = np.array([3, 5])
     ...     def __getitem__(self, i): return self.data[i]
     >>> t = context_table(Split(), 10, 2, 3, fallback=5)
-    >>> int(t[7 * 10 + 7]), int(t[2 * 10 + 8]), int(t[9 * 10 + 9])  # 8 twice, 9 once; unseen
-    (8, 7, 5)
+    >>> t(np.array([7, 2, 9]), np.array([7, 8, 9])).tolist()  # 8 twice, 9 once; [CLS] 7 8; unseen
+    [8, 7, 5]
     """
     v = np.int64(vocab_size)
     order = np.random.default_rng([seed, 2]).permutation(len(split.lengths))
@@ -240,20 +265,18 @@ def context_table(split, vocab_size: int, cls_id: int, sep_id: int, fallback: in
     for i in np.sort(take):
         s = np.concatenate([[cls_id], np.asarray(split[int(i)], dtype=np.int64), [sep_id]])
         keys.append((s[:-2] * v + s[2:]) * v + s[1:-1])  # (left, right, middle) as one int64
-    table = np.full(vocab_size * vocab_size, fallback, dtype=np.int64)
     if not keys:
-        return table
+        return ContextTable(vocab_size, np.empty(0, np.int64), np.empty(0, np.int64), fallback)
     uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
     pair, middle = uniq // v, uniq % v
     best = np.lexsort((middle, -counts, pair))  # by pair, then most frequent, then smallest id
     pair, middle = pair[best], middle[best]
-    first = np.r_[True, pair[1:] != pair[:-1]]
-    table[pair[first]] = middle[first]
-    return table
+    first = np.r_[True, pair[1:] != pair[:-1]]  # pairs stay sorted: the keys' order
+    return ContextTable(vocab_size, pair[first], middle[first], fallback)
 
 
 def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_id: int,
-                 table: np.ndarray | None = None) -> dict[str, Any]:
+                 table: ContextTable | None = None) -> dict[str, Any]:
     """Masked-token metrics over test samples `indices`, with masks fixed by `seed` (`data` masks
     with the evaluation rate, every target shown as [MASK]).
 
@@ -266,8 +289,6 @@ def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_
     indices = np.asarray(indices)
     indices = indices[np.argsort(data.lengths[indices], kind="stable")]  # little padding
     loss = correct = unigram = context = n = 0.0
-    lookup = None if table is None else torch.from_numpy(table)
-    lookup_v = 0 if table is None else math.isqrt(len(table))
     for k in range(0, len(indices), batch_size):
         gen = torch.Generator().manual_seed(training.seed_of(seed, 0xE7A1, k, 1))
         batch = data.collate(indices[k : k + batch_size], gen)
@@ -278,18 +299,19 @@ def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_
         loss += float(F.cross_entropy(logits, targets, reduction="sum"))
         correct += float((logits.argmax(-1) == targets).sum())
         unigram += float((targets == unigram_id).sum())
-        if lookup is not None:
+        if table is not None:
             labels = batch["labels"].cpu()
             where = labels[:, 1:-1] != masking.IGNORE  # (B, T-2): targets never sit at [CLS] or the end
             truth = torch.where(labels != masking.IGNORE, labels, batch["input_ids"].cpu())  # (B, T)
-            guess = lookup[truth[:, :-2] * lookup_v + truth[:, 2:]]  # (B, T-2)
-            context += float((guess[where] == truth[:, 1:-1][where]).sum())
+            truth, where = truth.numpy(), where.numpy()
+            guess = table(truth[:, :-2][where], truth[:, 2:][where])  # (M,) for the targets only
+            context += float((guess == truth[:, 1:-1][where]).sum())
         n += targets.numel()
     n = max(n, 1)
     out = {"mlm_loss": loss / n, "mlm_accuracy": correct / n, "unigram_accuracy": unigram / n,
            "perplexity": math.exp(min(loss / n, 700.0)), "masked_tokens": int(n),
            "eval_samples": int(len(indices))}
-    if lookup is not None:
+    if table is not None:
         out["context_accuracy"] = context / n
     return out
 

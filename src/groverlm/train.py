@@ -483,6 +483,7 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
                 "run": run_config, "world_size": dist.world}
     step, tokens_seen, samples_seen, train_seconds = 0, 0, 0, 0.0
     metrics: dict[str, Any] = {}  # the latest evaluation
+    loss_window = (0.0, 0)  # the loss summed over the steps since the last train record, and their count
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         state = torch.load(ckpt / STATE, map_location="cpu", weights_only=False)
@@ -498,6 +499,7 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
         step, tokens_seen = state["step"], state["tokens_seen"]
         samples_seen, train_seconds = state["samples_seen"], state["train_seconds"]
         metrics = state.get("metrics", {})
+        loss_window = tuple(state.get("loss_window", loss_window))  # so the next record is exact
         assert state["micro_batch"] == step * cfg.grad_accum
         if dist.main:
             log.info("resumed from %s (step %d, %s tokens seen)", ckpt, step, f"{tokens_seen:,}")
@@ -523,7 +525,8 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
                      "train_seconds": train_seconds, "micro_batch": step * cfg.grad_accum,
                      "epoch": (step * cfg.grad_accum) // position.per_rank,
                      "settings": json.loads(json.dumps(settings)),
-                     "metrics": metrics, "optimizer": opt.state_dict(),
+                     "metrics": metrics, "loss_window": [float(loss_acc), loss_n],
+                     "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(),
                      "rng": rng_state()}
             save_checkpoint(out, step, model, tokenizer, state, cfg.keep_checkpoints)
@@ -532,7 +535,9 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
     bar = None
     if progress and dist.main:
         bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
-    window_tokens, window_time, loss_acc, loss_n = 0, 0.0, torch.zeros((), device=device), 0
+    window_tokens, window_time = 0, 0.0
+    loss_acc = torch.tensor(float(loss_window[0]), dtype=torch.float32, device=device)
+    loss_n = int(loss_window[1])
     while step < cfg.max_steps:
         t0 = time.perf_counter()
         torch.manual_seed(seed_of(cfg.seed, step, dist.rank))  # dropout: a function of the step

@@ -85,3 +85,16 @@ def test_folder_level_errors(tmp_path):
         load_task(folder)
     with pytest.raises(GroverError, match="not a task folder"):
         load_task(tmp_path / "nothing")
+    folder = write_task(tmp_path / "m", GUE)
+    (folder / "manifest.json").write_text('{"task": "x",\n')
+    with pytest.raises(GroverError, match="not valid JSON") as err:
+        load_task(folder)
+    assert str(err.value).startswith(f"{folder / 'manifest.json'}:")
+
+
+def test_csv_with_a_byte_order_mark(tmp_path):
+    """Excel saves UTF-8 CSVs with a byte-order mark before the header."""
+    folder = write_task(tmp_path / "t", GUE)
+    (folder / "train.csv").write_text("\ufeffsequence,label\nACGT,10\nACGA,2\nTTTT,0\n",
+                                      encoding="utf-8")
+    assert load_task(folder).train.sequences == ["ACGT", "ACGA", "TTTT"]

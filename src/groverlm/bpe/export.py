@@ -14,6 +14,7 @@ intermediate tokens that later merges consumed: the BPE model needs them to repl
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -111,7 +112,10 @@ def export_vocab(train_dir: str | Path, cycles: int, out: str | Path, overwrite:
         for f in Path(tmp).iterdir():
             f.replace(out / f.name)
     write_json(out / "vocab_stats.json", {"cycles": cycles, "summary": summary, "tokens": rows})
-    write_manifest(out, "bpe-export", {"cycles": cycles, "train_dir": str(train_dir)},
+    # train_dir relative to this folder, so that `corpus` finds the saved segmentation from any
+    # working directory and after the two folders move together
+    write_manifest(out, "bpe-export", {"cycles": cycles,
+                                       "train_dir": os.path.relpath(train_dir.resolve(), out.resolve())},
                    [train_dir / "merges.tsv"], summary=summary,
                    merges_sha256=merges_fingerprint(train_dir / "merges.tsv", cycles),
                    vocab_size=len(merges.strings) + NUM_SPECIAL)

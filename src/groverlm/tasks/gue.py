@@ -101,7 +101,7 @@ def _read_csv(path: Path
     tokens: list[list[str]] | None = None
     ambiguous = 0  # rows with IUPAC letters other than N, read as N
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's byte-order mark
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
@@ -192,7 +192,14 @@ def load_task(folder: str | Path) -> Task:
                           folder / "train.csv")
     manifest: dict[str, Any] = {}
     if (folder / "manifest.json").exists():
-        manifest = json.loads((folder / "manifest.json").read_text())
+        path = folder / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise GroverError(f"not valid JSON ({getattr(err, 'msg', err)})", path,
+                              getattr(err, "lineno", None)) from None
+        if not isinstance(manifest, dict):
+            raise GroverError("not a JSON object", path)
         declared = manifest.get("label_map")
         if declared and {str(k): int(v) for k, v in declared.items()} != label_map:
             raise GroverError(f"the manifest's label_map {declared} differs from the labels in "
