@@ -190,6 +190,22 @@ def test_cli_bad_inputs_are_one_line(tiny, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("groverlm: error:"), err
     assert not (tmp_path / "o.tsv").exists()
+    # a record pysam cannot read is named by its line; an existing table is not replaced
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=chrA>", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+             "chrA\t10\t.\tA\tC\t.\t.\t.", "chrA\tx20\t.\tA\tC\t.\t.\t."]
+    bad.write_text("\n".join(lines) + "\n")
+    assert main(["score", "variants", "--model", str(model_dir), "--genome", str(genome), "--vcf",
+                 str(bad), "--out", str(tmp_path / "o.tsv")]) == 2
+    assert f"{bad}:5: not a readable VCF" in capsys.readouterr().err
+    kept = tmp_path / "kept.tsv"
+    kept.write_text("a finished table\n")
+    assert main(["score", "seqs", "--model", str(model_dir), "--input", str(genome), "--out",
+                 str(kept)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and kept.read_text() == "a finished table\n"
+    for device in ("no-such-device", "cuda:0" if not torch.cuda.is_available() else "nope"):
+        assert main(["score", "seqs", "--model", str(model_dir), "--input", str(genome), "--out",
+                     str(tmp_path / "d.tsv"), "--device", device]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_ism_writes_the_table_and_the_picture(tiny, tmp_path):
@@ -210,6 +226,10 @@ def test_ism_writes_the_table_and_the_picture(tiny, tmp_path):
     assert "In-silico mutagenesis" in page and page.count("data:image/png") >= 1
     assert main(["ism", "--model", str(model_dir), "--genome", str(genome), "--region",
                  "chrA:1000-1030", "--out", str(out), "--quiet"]) == 2  # finished: --overwrite
+    n_gap = write_fasta(tmp_path / "gap.fa", {"g": "N" * 50 + random_dna(50, 9)})
+    assert main(["ism", "--model", str(model_dir), "--genome", str(n_gap), "--region", "g:0-20",
+                 "--out", str(tmp_path / "gap"), "--quiet"]) == 2  # nothing to change
+    assert not (tmp_path / "gap").exists()
 
 
 @pytest.mark.slow
@@ -264,6 +284,12 @@ def test_python_api_reads_files_and_strings(tiny, tmp_path):
     for f, g in zip(from_file, from_list, strict=True):
         assert f["pll"] == pytest.approx(g["pll"], abs=1e-5)
         assert sum(map(float, f["log_probs"].split(","))) == pytest.approx(f["pll"], abs=1e-3)
+    long = random_dna(300, 63)  # a string of DNA, however long, is a sequence, not a file name
+    assert groverlm.score(scorer, long)[0]["length_nt"] == 300
+    with pytest.raises(GroverError, match="missing_seqs.fa"):  # a file name that is no file
+        groverlm.score(scorer, str(tmp_path / "missing_seqs.fa"))
+    allN = groverlm.score(scorer, ["NNNNNNNN", "ACGTNNNN"])  # nothing to score: NaN, not 0
+    assert math.isnan(allN[0]["pll"]) and math.isfinite(allN[1]["pll"])
 
 
 # ----------------------------------------------------------------------------- --rc elsewhere

@@ -40,7 +40,7 @@ from groverlm.batching import split_windows, wrap
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome, decode, iter_records, reverse_complement, text_lines
 from groverlm.manifest import atomic_path, cached, fingerprint, write_cached, write_text
-from groverlm.models import load_model, load_tokenizer
+from groverlm.models import load_model, load_tokenizer, named_device
 
 # torch and tqdm load on first use, keeping the CLI, config loading and `import groverlm` light
 torch = lazy.module("torch")
@@ -196,8 +196,10 @@ def _read_csv(path: Path) -> list[Item]:
 
 
 def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "cpu"):
-    """(model, tokenizer) of a `save_pretrained` folder holding a BERT and its tokenizer; the
-    model is a stock `BertForMaskedLM` in eval mode (its `base_model` is the encoder)."""
+    """(model, tokenizer) of a `save_pretrained` folder holding a masked LM and its tokenizer; the
+    model is the stock `AutoModelForMaskedLM` (BERT, DeBERTa-v2, ...) in eval mode (its
+    `base_model` is the encoder), on `device` (`models.named_device`: auto, cpu, cuda, ...)."""
+    device = named_device(device)  # a bad name fails before the model loads
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, "mlm")
     model = model.to(device=device, dtype=getattr(torch, dtype)).eval()

@@ -178,6 +178,26 @@ def load_tokenizer(path: str | Path):
     return tok
 
 
+def named_device(name: str, local_rank: int = 0):
+    """The torch device a `--device` names: auto (the GPU when torch sees one, else the CPU), cpu,
+    cuda (this process's GPU, `local_rank`), cuda:N, ...; a GroverError for a GPU torch cannot
+    see or a name torch does not know."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise GroverError(f"--device {name} asked for, but torch sees no GPU")
+        if name == "cuda":
+            name = f"cuda:{local_rank}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GroverError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
 def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
     """A model folder as the stock transformers class for `task`.
 

@@ -40,6 +40,7 @@ import argparse
 import csv
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -56,7 +57,7 @@ from groverlm.context import Context
 from groverlm.corpus import Region
 from groverlm.embed import iter_batches, load_encoder, max_window_tokens, read_items
 from groverlm.errors import GroverError
-from groverlm.fasta import Genome, reverse_complement
+from groverlm.fasta import IUPAC, Genome, reverse_complement, text_lines
 from groverlm.finetune import given_tokens_apply, token_ids
 from groverlm.manifest import (
     atomic_path,
@@ -67,6 +68,7 @@ from groverlm.manifest import (
     write_manifest,
     write_text,
 )
+from groverlm.models import named_device
 from groverlm.tasks.common import seeded_subset
 from groverlm.tasks.gue import load_task
 
@@ -132,12 +134,10 @@ class Scorer:
 
     @classmethod
     def load(cls, model: str | Path, cfg: ScoringConfig = ScoringConfig()) -> Scorer:
-        device = cfg.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and cfg.batch_size == ScoringConfig.batch_size:
+        device = named_device(cfg.device)
+        if device.type == "cuda" and cfg.batch_size == ScoringConfig.batch_size:
             cfg = replace(cfg, batch_size=16 * cfg.batch_size)  # a GPU takes more
-        m, tok = load_encoder(model, device=device)
+        m, tok = load_encoder(model, device=str(device))
         return cls(m, tok, cfg)
 
     def tokenize(self, seq: str) -> tuple[list[int], list[int]]:
@@ -233,15 +233,23 @@ def score_sequences(scorer: Scorer, names: Sequence[str], sequences: Sequence[st
            else None)
     rows = []
     for k, (name, seq) in enumerate(zip(names, sequences, strict=True)):
-        pll = float(np.nansum(fwd[k]))
+        pll = _pll(fwd[k])
         if rev is not None:
-            pll = (pll + float(np.nansum(rev[k]))) / 2
+            pll = (pll + _pll(rev[k])) / 2
         row = {"name": name, "length_nt": len(seq), "tokens": len(fwd[k]), "pll": pll,
                "pll_per_nt": pll / len(seq) if seq else math.nan}
         if per_token:
             row["log_probs"] = ",".join(f"{x:.5f}" for x in fwd[k])
         rows.append(row)
     return rows
+
+
+def _pll(log_probs: np.ndarray) -> float:
+    """The sum over the scored tokens; NaN when none was ([UNK] only: all N), never a perfect 0."""
+    return float(np.nansum(log_probs)) if np.isfinite(log_probs).any() else math.nan
+
+
+_SEQUENCE = re.compile(f"[ACGT{IUPAC}]+", re.IGNORECASE)
 
 
 def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
@@ -251,7 +259,10 @@ def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path 
     model (a folder, a Hub id or a loaded `Scorer`); one dict per sequence, in input order."""
     cfg = ScoringConfig(batch_size=batch_size, device=device, rc=rc)
     scorer = model if isinstance(model, Scorer) else Scorer.load(model, cfg)
-    if isinstance(sequences, Path) or (isinstance(sequences, str) and Path(sequences).exists()):
+    # a string of DNA letters is a sequence; any other string names a file (a missing one is a
+    # GroverError, not a sequence scored by mistake)
+    if isinstance(sequences, Path) or (isinstance(sequences, str)
+                                       and not _SEQUENCE.fullmatch(sequences)):
         items = read_items(sequences, genome)
         names, seqs = [i.name for i in items], [i.sequence for i in items]
     else:
@@ -300,8 +311,11 @@ def _span_jobs(scorer: Scorer, ref_win: str, alt_win: str, start: int, ref_len: 
     for ids, bounds, a, b in ((ref_ids, ref_b, lo, hi), (alt_ids, alt_b, lo, hi + shift)):
         pos = inside(ids, bounds, a, b)
         if len(ids) > scorer.max_tokens:  # a long window: score the span in a window around it
-            first = max(0, min(min(pos, default=0) - scorer.max_tokens // 2,
-                               len(ids) - scorer.max_tokens))
+            if pos and pos[-1] - pos[0] >= scorer.max_tokens:
+                raise GroverError(f"a variant's scored span holds {pos[-1] - pos[0] + 1} tokens, "
+                                  f"more than the model's {scorer.max_tokens}: lower --margin")
+            centre = (pos[0] + pos[-1]) // 2 if pos else 0
+            first = max(0, min(centre - scorer.max_tokens // 2, len(ids) - scorer.max_tokens))
             ids, pos = ids[first:first + scorer.max_tokens], [p - first for p in pos]
         jobs.append((ids, pos))
     return jobs, len(jobs[0][1]), len(jobs[1][1])
@@ -379,15 +393,31 @@ def read_vcf(path: str | Path) -> list[Variant]:
     path = Path(path)
     if not path.is_file():
         raise GroverError("no such VCF file", path)
-    out = []
+    out, records = [], 0
     try:
         with pysam.VariantFile(str(path)) as vcf:
             for rec in vcf:
+                records += 1
                 for alt in rec.alts or (".",):
                     out.append(Variant(rec.chrom, rec.pos, rec.ref.upper(), alt.upper()))
     except (OSError, ValueError) as err:
-        raise GroverError(f"not a readable VCF ({err})", path) from None
+        raise GroverError(f"not a readable VCF ({err})", path, _failed_line(path, records)
+                          ) from None
     return out
+
+
+def _failed_line(path: Path, records: int) -> int | None:
+    """The line of the record after `records` good ones (pysam does not say), counted on the raw
+    text: the header's lines plus the records; None when the text cannot be read that far."""
+    try:
+        for line, text in text_lines(path):
+            if not text.startswith("#") and text.strip():
+                if records == 0:
+                    return line
+                records -= 1
+    except GroverError:
+        pass
+    return None
 
 
 # ----------------------------------------------------------------------------- mutagenesis
@@ -434,6 +464,8 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
     reg = Region.parse(region, "--region")
     genome = Genome.read(genome_path)
     _, _, end = reg.bounds(genome.lengths, "--region")
+    if not set(genome[reg.chrom].sequence(reg.start, end)) & set(ACGT):
+        raise GroverError(f"{reg} holds no A/C/G/T base to change", genome_path)
     out = prepare_out(out, overwrite)
     scorer = Scorer.load(model, cfg)
     table, ref = mutagenesis(scorer, genome, reg.chrom, reg.start, end, progress)
@@ -451,11 +483,16 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
     summary = {"region": str(reg), "bases": len(ref), "changes": int(np.isfinite(table).sum()),
                "most_important": int(reg.start + np.nanargmax(importance) + 1)}
     write_manifest(out, "ism", {**cfg.__dict__, "model": str(model), "region": str(reg)},
-                   [genome_path], summary=summary)
+                   [genome_path, *_local(model)], summary=summary)
     return summary
 
 
 # ----------------------------------------------------------------------------- output
+
+
+def _local(model: Any) -> list[Path]:
+    """The model as a manifest input: its folder when local (a Hub id or a loaded model: none)."""
+    return [Path(model)] if isinstance(model, (str, Path)) and Path(model).is_dir() else []
 
 
 def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -507,7 +544,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
                                       s.motif_pos] for s, v in zip(snvs, variants, strict=True)]
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "readouts.json", res)
-        write_manifest(out, "score-readouts", asdict(cfg), [ctx.model],
+        write_manifest(out, "score-readouts", asdict(cfg), [ctx.model], seed=cfg.seed,
                        summary={k: {kk: vv for kk, vv in v.items() if kk != "points"}
                                 for k, v in res.items()})
     return {"readouts": ctx.relative(out), **read_manifest(out)["summary"]}
@@ -546,7 +583,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder or Hub id")
     p.add_argument("--out", required=True, help="output TSV")
     add_fields(p, ScoringConfig, "rc", "batch_size", "device")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """An existing --out is kept unless --overwrite: a finished table is never lost by accident
+    (checked before minutes of scoring, not after)."""
+    if Path(args.out).exists() and not args.overwrite:
+        raise GroverError("exists; pass --overwrite to replace it", args.out)
 
 
 def _config(args: argparse.Namespace) -> ScoringConfig:
@@ -556,6 +601,7 @@ def _config(args: argparse.Namespace) -> ScoringConfig:
 
 
 def seqs_command(args: argparse.Namespace) -> int:
+    _check_out(args)
     items = read_items(args.input, args.genome)
     scorer = Scorer.load(args.model, _config(args))
     rows = score_sequences(scorer, [i.name for i in items], [i.sequence for i in items],
@@ -568,6 +614,7 @@ def seqs_command(args: argparse.Namespace) -> int:
 
 
 def variants_command(args: argparse.Namespace) -> int:
+    _check_out(args)
     cfg = _config(args)
     variants = read_vcf(args.vcf)
     genome = Genome.read(args.genome)

@@ -52,7 +52,7 @@ from groverlm.args import TrainConfig, stable  # TrainConfig re-exported: grover
 from groverlm.errors import GroverError
 from groverlm.manifest import check_resume, read_jsonl, write_json, write_text
 from groverlm.masking import IGNORE
-from groverlm.models import quiet_transformers, save_model
+from groverlm.models import named_device, quiet_transformers, save_model
 
 # torch.utils.tensorboard loads on first use (it pulls in tensorboard); None without tensorboard, an
 # optional dependency (a stand-in for a missing module would fail on any read, even doctest's probe)
@@ -236,16 +236,7 @@ def init_distributed(device_type: str) -> Dist:
 
 
 def resolve_device(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
-    name = cfg.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise GroverError("--device cuda asked for, but torch sees no GPU")
-        if name == "cuda":
-            name = f"cuda:{local_rank}"
-        torch.cuda.set_device(torch.device(name))
-    return torch.device(name)
+    return named_device(cfg.device, local_rank)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
