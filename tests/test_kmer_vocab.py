@@ -46,6 +46,8 @@ def test_other_letters_are_unknown_and_specials_are_added():
     tok = build_kmer_tokenizer(2)
     enc = tok.encode("ACRAC")
     assert enc.tokens == ["[CLS]", "AC", "[UNK]", "AC", "[SEP]"]
+    # one [UNK] per letter, as BPE gives: a sequence keeps its length in tokens-to-bases maps
+    assert tok.encode("ACRYAC", add_special_tokens=False).tokens == ["AC", "[UNK]", "[UNK]", "AC"]
 
 
 @settings(max_examples=60, deadline=None)

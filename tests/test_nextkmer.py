@@ -21,7 +21,9 @@ from groverlm.nextkmer import (
     NextKmerSamplesConfig,
     draw_samples,
     genome_counts,
+    kmer_classifier,
     most_frequent,
+    run_nextkmer,
     table_scores,
     valid_starts,
     zero_shot_scores,
@@ -39,6 +41,21 @@ def genome(tmp_path_factory) -> Path:
     seq = random_dna(60_000, 11, alphabet="AAACGTT")
     seq = seq[:21_000] + "N" * 30 + seq[21_030:33_333] + "NNN" + seq[33_336:]
     return write_fasta(root / "g.fa", {"chrX": random_dna(5_000, 1), "chr1": seq})
+
+
+def test_settings_a_resume_or_a_fair_comparison_could_not_survive(genome, tmp_path):
+    import dataclasses
+
+    with pytest.raises(GroverError, match="must differ"):  # a YAML list repeating a k
+        NextKmerSamplesConfig(ks=(2, 2))
+    with pytest.raises(GroverError, match="--train-samples"):  # the model alone on fewer rows
+        run_nextkmer(None, None, tmp_path, dataclasses.replace(kmer_classifier(), max_train=5))
+    # the same positions in another FASTA are other samples: a resume must not reuse results
+    cfg = NextKmerSamplesConfig(ks=(2,), context=20, train_samples=30, dev_samples=10,
+                                test_samples=10, block=2_000)
+    s = draw_samples(Genome.read(genome), Region("chr1", 10_000, 50_000), cfg)
+    other = dataclasses.replace(s, contexts={k: [c[::-1] for c in v] for k, v in s.contexts.items()})
+    assert other.starts is s.starts and other.fingerprint() != s.fingerprint()
 
 
 def test_samples_avoid_n_and_never_share_bases(genome):
@@ -129,8 +146,8 @@ def test_context_table_counts_the_genome_outside_the_region(tmp_path):
 def nk_args(model: Path, genome: Path, out: Path, *extra: str) -> list[str]:
     return ["nextkmer", "--model", str(model), "--genome", str(genome), "--region",
             "chr1:0-60000", "--out", str(out), "--k", "1,2", "--context", "16",
-            "--train-samples", "160", "--test-samples", "60", "--block", "3000", "--epochs", "1",
-            "--lr", "1e-3", "--threads", "1", "--quiet", *extra]
+            "--train-samples", "160", "--dev-samples", "60", "--test-samples", "60", "--block",
+            "3000", "--epochs", "1", "--lr", "1e-3", "--threads", "1", "--quiet", *extra]
 
 
 def test_nextkmer_end_to_end(genome, tmp_path):

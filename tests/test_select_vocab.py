@@ -27,32 +27,37 @@ from .conftest import random_dna, write_fasta
 
 
 def test_selection_rule_and_ties():
-    rows = [{"kind": "bpe", "cycles": 400, "acc_k2": 0.2, "acc_k3": 0.1},  # lifts 2, 2
-            {"kind": "bpe", "cycles": 100, "acc_k2": 0.1, "acc_k3": 0.15},  # 1, 3
-            {"kind": "bpe", "cycles": 800, "acc_k2": 0.15, "acc_k3": 0.05},
-            {"kind": "kmer", "cycles": "", "acc_k2": 0.5, "acc_k3": 0.5},
-            {"kind": "baseline", "model": "most-frequent", "acc_k2": 0.1, "acc_k3": 0.05}]
+    rows = [{"kind": "bpe", "cycles": 400, "dev_k2": 0.2, "dev_k3": 0.1},  # lifts 2, 2
+            {"kind": "bpe", "cycles": 100, "dev_k2": 0.1, "dev_k3": 0.15},  # 1, 3
+            {"kind": "bpe", "cycles": 800, "dev_k2": 0.15, "dev_k3": 0.05},
+            {"kind": "kmer", "cycles": "", "dev_k2": 0.5, "dev_k3": 0.5},
+            {"kind": "baseline", "model": "most-frequent", "dev_k2": 0.1, "dev_k3": 0.05}]
     ref = reference_accuracy(rows, [2, 3])
     assert relative_score(rows[0], [2, 3], ref) == pytest.approx(2.0)
     sel = select_cycles(rows, [2, 3])
     assert sel["cycles"] == 100 and sel["score"] == pytest.approx(2.0)  # tie -> fewer cycles
     assert set(sel["scores"]) == {"100", "400", "800"}  # k-mer models are references only
     assert select_cycles(rows, [2])["cycles"] == 400
-    assert relative_score({"acc_k2": ""}, [2], ref) is None
+    assert relative_score({"dev_k2": ""}, [2], ref) is None
     with pytest.raises(GroverError):
         select_cycles(rows[3:], [2])
+    # chosen on dev; test (acc_k) is only reported, and here it would pick the other
+    split = [{"kind": "bpe", "cycles": 100, "dev_k2": 0.2, "acc_k2": 0.1},
+             {"kind": "bpe", "cycles": 600, "dev_k2": 0.1, "acc_k2": 0.3},
+             {"kind": "baseline", "model": "most-frequent", "dev_k2": 0.1, "acc_k2": 0.1}]
+    assert select_cycles(split, [2])["cycles"] == 100
 
 
 def test_the_rule_does_not_reward_guessing_the_most_frequent_kmer():
     # at k = 6 poly-A alone scores 40x chance: a model that learned the k-mer frequencies and
     # nothing else (5,000 cycles) must not win over one that beats the most frequent k-mer at k = 2
-    rows = [{"kind": "bpe", "cycles": 100, "acc_k2": 0.124, "acc_k6": 0.0098},
-            {"kind": "bpe", "cycles": 5000, "acc_k2": 0.0945, "acc_k6": 0.0100},
-            {"kind": "baseline", "model": "most-frequent", "acc_k2": 0.09, "acc_k6": 0.0100}]
+    rows = [{"kind": "bpe", "cycles": 100, "dev_k2": 0.124, "dev_k6": 0.0098},
+            {"kind": "bpe", "cycles": 5000, "dev_k2": 0.0945, "dev_k6": 0.0100},
+            {"kind": "baseline", "model": "most-frequent", "dev_k2": 0.09, "dev_k6": 0.0100}]
     assert select_cycles(rows, [2, 6])["cycles"] == 100
     assert select_cycles(rows[:2], [2, 6])["cycles"] == 5000  # by chance alone it would win
     # a most frequent k-mer absent from the test samples: chance is the floor
-    assert reference_accuracy([{"model": "most-frequent", "acc_k2": 0.0}], [2]) == {2: 1 / 16}
+    assert reference_accuracy([{"model": "most-frequent", "dev_k2": 0.0}], [2]) == {2: 1 / 16}
 
 
 def test_baseline_rows_take_every_tfidf_model():
@@ -62,9 +67,9 @@ def test_baseline_rows_take_every_tfidf_model():
     rows = {r["model"]: r for r in baseline_rows(summary)}
     assert set(rows) == {"chance", "most-frequent", "tfidf-lr", "tfidf-rf"}
     assert rows["tfidf-rf"]["acc_k5"] == "" and rows["tfidf-lr"]["acc_k5"] == 0.02
-    ref = reference_accuracy(list(rows.values()), [2, 5])
-    assert relative_score(rows["most-frequent"], [2, 5], ref) == pytest.approx(1.0)
-    assert relative_score(rows["chance"], [2, 5], ref) < 1
+    ref = reference_accuracy(list(rows.values()), [2, 5], "acc_k")
+    assert relative_score(rows["most-frequent"], [2, 5], ref, "acc_k") == pytest.approx(1.0)
+    assert relative_score(rows["chance"], [2, 5], ref, "acc_k") < 1
 
 
 def test_pretrain_genome_leaves_the_region_out(tmp_path):
@@ -112,8 +117,8 @@ def sv_args(genome: Path, bpe: Path, out: Path, *extra: str) -> list[str]:
             "c1:80000-120000", "--out", str(out), "--cycles", "60,20", "--kmers", "2",
             *[a for s in tiny for a in ("--set", s)], "--sample-nt", "64",
             "--pretrain-batch-size", "8", "--max-steps", "4", "--k", "1,2", "--train-samples",
-            "120", "--test-samples", "50", "--block", "4000", "--epochs", "1", "--threads", "1",
-            "--rf-max-k", "1", "--quiet", *extra]
+            "120", "--dev-samples", "50", "--test-samples", "50", "--block", "4000", "--epochs", "1",
+            "--threads", "1", "--rf-max-k", "1", "--quiet", *extra]
 
 
 def read_tsv(path: Path) -> list[dict]:
@@ -152,8 +157,10 @@ def test_select_vocab_end_to_end(inputs, tmp_path, capsys):
     # the selection follows the rule on the written table
     man = json.loads((out / "manifest.json").read_text())
     table = [{**r, "kind": r["kind"], "cycles": int(r["cycles"]) if r["cycles"] else "",
-              **{c: float(r[c]) for c in ("acc_k1", "acc_k2") if r[c]}} for r in rows.values()]
-    assert man["selected"]["cycles"] == select_cycles(table, [1, 2])["cycles"]
+              **{c: float(r[c]) for c in ("acc_k1", "acc_k2", "dev_k1", "dev_k2") if r[c]}}
+             for r in rows.values()]
+    assert man["selected"]["cycles"] == select_cycles(table, [1, 2])["cycles"]  # on dev
+    assert all(rows[m]["dev_k2"] for m in ("bpe-20", "bpe-60", "kmer-2", "most-frequent"))
     assert float(rows["chance"]["acc_k2"]) == pytest.approx(1 / 16)
     assert rows["tfidf-rf"]["acc_k2"] == ""  # --rf-max-k 1
     from groverlm.metrics import find_metrics, read_metrics, results_table

@@ -1,7 +1,7 @@
 """Vocabulary stage, fixed k-mers: a tokenizer of non-overlapping k-mers, the baseline vocabularies.
 
 Reads nothing; writes VOCAB/ with the files `bpe export` writes (tokenizer.json,
-tokenizer_config.json, special_tokens_map.json, vocab.txt: a `PreTrainedTokenizerFast` that
+tokenizer_config.json, vocab.txt: a `PreTrainedTokenizerFast` that
 `AutoTokenizer.from_pretrained` loads with no custom code) and `manifest.json`. A k-mer vocabulary
 then goes through the same `corpus` and `pretrain` commands as a BPE one (with no saved segmentation
 to reuse, `corpus` encodes the genome with the tokenizer).
@@ -38,7 +38,7 @@ from groverlm.manifest import prepare_out, write_manifest
 tokenizers = lazy.module("tokenizers")
 bpe_export = lazy.module("groverlm.bpe.export")
 
-MAX_VOCAB_K = 8  # 4**8 = 65,536 k-mers: the largest table that still fits uint16 corpus shards
+MAX_VOCAB_K = 8  # 4**8 = 65,536 k-mers (65,546 tokens: the corpus then stores uint32)
 SINGLES = ("A", "C", "G", "T", "N")  # remainder and N tokens
 
 
@@ -65,8 +65,10 @@ def build_kmer_tokenizer(k: int):
     # upper case without changing offsets: a..z -> A..Z one letter at a time
     normalizers = tokenizers.normalizers
     tok.normalizer = normalizers.Sequence([normalizers.Replace(c, c.upper()) for c in "acgtn"])
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex(f"[ACGT]{{{k}}}|[ACGTN]"),
-                                                        behavior="isolated")
+    # any other letter is a piece of its own ([UNK] each, one per base as in BPE: a run of them as
+    # one [UNK] would change a sequence's length for reverse_complement_ids)
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Split(
+        tokenizers.Regex(f"[ACGT]{{{k}}}|[ACGTN]|[^ACGTN]"), behavior="isolated")
     tok.add_special_tokens(SPECIAL_TOKENS)
     tok.post_processor = tokenizers.processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",

@@ -119,6 +119,8 @@ class NextKmerSamplesConfig:
     def __post_init__(self):
         if not self.ks or min(self.ks) < 1 or max(self.ks) > 8:
             raise GroverError(f"--k values must be between 1 and 8, got {list(self.ks)}")
+        if len(set(self.ks)) != len(self.ks):  # a YAML list may repeat one: each k is one result
+            raise GroverError(f"--k values must differ, got {list(self.ks)}")
         if self.context < 1:
             raise GroverError("--context must be at least 1 base")
         if min(self.train_samples, self.dev_samples, self.test_samples) < 1:
@@ -164,6 +166,12 @@ def kmer_classifier() -> ClassifierConfig:
     return ClassifierConfig(class_weights="off", select="accuracy", seeds=(0,))
 
 
+def as_kmer_classifier(ft: ClassifierConfig) -> ClassifierConfig:
+    """`ft` as next-k-mer fine-tunes it, whatever it says: no class weights (plain top-1 accuracy
+    is the metric), the epoch chosen on dev accuracy. Manifests record this, not `ft`."""
+    return replace(ft, class_weights="off", select="accuracy")
+
+
 @dataclass(frozen=True)
 class NextKmerConfig:
     """Next-k-mer prediction by the run's pretrained model, on a region pretraining never saw."""
@@ -190,10 +198,12 @@ class Samples:
     region: Region | None = None
 
     def fingerprint(self) -> str:
-        """SHA-256 of the configuration and every sample position."""
+        """SHA-256 of the configuration, every sample position and its bases (another FASTA can
+        give the same positions)."""
         h = hashlib.sha256(json.dumps([self.chrom, asdict(self.cfg)]).encode())
         for s in SPLITS:
             h.update(np.asarray(self.starts[s], np.int64).tobytes())
+            h.update("".join(self.contexts[s] + self.following[s]).encode())
         return h.hexdigest()
 
     def labels(self, split: str, k: int) -> np.ndarray:
@@ -436,12 +446,15 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
     out/k{k}/k.json, so an interrupted run continues where it stopped.
     """
     out = Path(out)
-    ft = replace(ft, class_weights="off", select="accuracy")
-    check_resume(out, {"model": str(model_dir), "samples": samples.fingerprint(),
+    if ft.max_train is not None:  # the model alone would train on fewer contexts than the baselines
+        raise GroverError("max_train does not apply to next-k-mer: set --train-samples, which the "
+                          "model and every baseline then share")
+    ft = as_kmer_classifier(ft)
+    name = name or (f"bert-{Path(model_dir).resolve().name}" if model_dir else None)
+    check_resume(out, {"model": str(model_dir), "name": name, "samples": samples.fingerprint(),
                        "finetune": stable(ft), "baselines": asdict(bcfg), "zero_shot": zero_shot})
     tokenizer = load_tokenizer(model_dir) if model_dir is not None else None
     ids = {s: token_ids(tokenizer, samples.contexts[s]) for s in SPLITS} if tokenizer else {}
-    name = name or (f"bert-{Path(model_dir).resolve().name}" if model_dir else None)
     readout: Any = None  # zero_shot_inputs of the test contexts, computed once for every k
     counts: Any = None  # the context table's genome counts, counted once for every k
     table = bcfg.table and samples.genome is not None and samples.region is not None
@@ -456,7 +469,8 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
             label, mf_acc = most_frequent(y["train"], y["test"])
             row: dict[str, Any] = {"k": k, "classes": 4**k, "chance": 4.0**-k,
                                    "most_frequent_kmer": _kmer(label, k),
-                                   "most_frequent_accuracy": mf_acc}
+                                   "most_frequent_accuracy": mf_acc,
+                                   "most_frequent_dev_accuracy": float(np.mean(y["dev"] == label))}
             recs, model_rec = [], None
             if model_dir is not None:
                 r = finetune_splits(model_dir, *(Encoded(ids[s], y[s]) for s in SPLITS), 4**k, ft,
@@ -466,6 +480,7 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
                 recs.append(model_rec)
                 accs = [p["test"]["accuracy"] for p in r["per_seed"]]
                 row.update(accuracy=float(np.mean(accs)), accuracy_std=float(np.std(accs)),
+                           dev_accuracy=float(np.mean([p["dev"]["accuracy"] for p in r["per_seed"]])),
                            mean_tokens=float(np.mean([len(x) for x in ids["train"]])))
             zero_rec = None
             if model_dir is not None and zero_shot:
@@ -549,7 +564,8 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
     res = run_nextkmer(model_dir, samples, out, ft, bcfg, name, progress, zero_shot)
     write_metrics(out, "nextkmer", res["records"], summary=res["summary"], region=str(reg),
                   context=cfg.context, model=res["model"])
-    config = {**asdict(cfg), "region": str(reg), "model": str(model_dir), "finetune": asdict(ft),
+    config = {**asdict(cfg), "region": str(reg), "model": str(model_dir),
+              "finetune": asdict(as_kmer_classifier(ft)),
               "baselines": asdict(bcfg), "zero_shot": zero_shot}
     write_manifest(out, "nextkmer", config, [model_dir, genome], seed=cfg.seed,
                    samples=samples.info, summary=res["summary"],
@@ -570,7 +586,8 @@ def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesCo
     p.add_argument("--context", type=int, default=d.context,
                    help=f"context bases (default {d.context})")
     p.add_argument("--train-samples", type=int, default=d.train_samples)
-    p.add_argument("--dev-samples", type=int, default=None, help="default: --test-samples")
+    p.add_argument("--dev-samples", type=int, default=d.dev_samples,
+                   help=f"(default {d.dev_samples})")
     p.add_argument("--test-samples", type=int, default=d.test_samples)
     p.add_argument("--block", type=int, default=d.block,
                    help=f"region blocks drawn whole to a split (default {d.block:,} bp)")
@@ -615,7 +632,7 @@ def configs_from_args(args: argparse.Namespace):
     """(NextKmerSamplesConfig, ClassifierConfig, NextKmerBaselinesConfig) from `nextkmer` arguments
     (also used by select-vocab, which takes the same options)."""
     cfg = NextKmerSamplesConfig(tuple(parse_ks(args.k)), args.context, args.train_samples,
-                         args.dev_samples or args.test_samples, args.test_samples, args.block,
+                         args.dev_samples, args.test_samples, args.block,
                          args.seed)
     ft = replace(kmer_classifier(), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         seeds=seeds_from_args(args),

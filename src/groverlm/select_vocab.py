@@ -37,11 +37,11 @@ training sample), so any residual difference is visible. Next-k-mer fine-tuning 
 all models: the same samples (contexts of the same bases), epochs, batch size and learning rate.
 
 Selection rule: the cycle count with the best mean over k of the lift over the most frequent k-mer
-(test accuracy / the accuracy of always guessing the train split's most frequent k-mer, on the same
-test samples; chance 1/4**k where that is lower), so each k weighs the same whatever its number of
-classes, and a model that only learned the k-mer frequencies scores 1, not 4**k times chance (at k =
-5-6 the most frequent k-mer, poly-A or poly-T, scores tens of times chance); a tie (within 1e-9)
-goes to fewer cycles.
+(dev accuracy / the accuracy of always guessing the train split's most frequent k-mer, on the same
+dev samples; chance 1/4**k where that is lower; test accuracies are reported, never chosen on), so
+each k weighs the same whatever its number of classes, and a model that only learned the k-mer
+frequencies scores 1, not 4**k times chance (at k = 5-6 the most frequent k-mer, poly-A or poly-T,
+scores tens of times chance); a tie (within 1e-9) goes to fewer cycles.
 
     groverlm select-vocab --genome hg19_chr20.fa.gz --bpe bpe5000 \
         --region chr20:50000000-63025520 --out select/ --cycles 100,400,600,1000,5000 \
@@ -90,6 +90,7 @@ from groverlm.nextkmer import (
     NextKmerBaselinesConfig,
     NextKmerSamplesConfig,
     add_nextkmer_args,
+    as_kmer_classifier,
     configs_from_args,
     draw_samples,
     kmer_classifier,
@@ -108,9 +109,11 @@ log = logging.getLogger(__name__)
 MAX_TOKENS = 510  # BERT positions less [CLS] and [SEP]
 PROBE = "nt_per_token.json"  # written into each vocabulary folder: the measured nt per token
 TIE = 1e-9  # scores closer than this are a tie (then the fewer cycles win)
-RULE = ("best mean over k of test accuracy / the most frequent k-mer's test accuracy (at least "
-        "chance, 1/4**k) among the BPE cycle counts; ties to fewer cycles")
-LIFT = "lift_over_most_frequent"  # the table column holding each row's score by RULE
+RULE = ("best mean over k of dev accuracy / the most frequent k-mer's dev accuracy (at least "
+        "chance, 1/4**k) among the BPE cycle counts; ties to fewer cycles; test accuracies are "
+        "reported, never chosen on")
+DEV, TEST = "dev_k", "acc_k"  # row columns DEV{k} / TEST{k}: a model's dev / test accuracy at k
+LIFT = "lift_over_most_frequent"  # the table column: RULE's score computed on test (reported)
 
 
 def select_model() -> ModelConfig:
@@ -285,7 +288,8 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
         "parameters": pman.get("parameters"),
         "non_embedding_parameters": pman.get("non_embedding_parameters")}
     for r in nman["summary"]:
-        row[f"acc_k{r['k']}"] = r["accuracy"]
+        row[f"{TEST}{r['k']}"] = r["accuracy"]
+        row[f"{DEV}{r['k']}"] = r.get("dev_accuracy", "")  # absent before 2026-12-05
     mccs = [r["mcc_mean"] for r in read_metrics(nk) if r["model"] == name]
     row["mean_mcc"] = float(np.mean(mccs)) if mccs else ""  # 0: a constant guess at every k
     log.info("%s done (%.0fs this session)", name, time.perf_counter() - t0)
@@ -309,7 +313,7 @@ def _nextkmer(model: Path | None, samples, nk: Path, ft, bcfg, name: str, progre
     write_metrics(nk, "nextkmer", res["records"], summary=res["summary"],
                   region=samples.info["region"], context=samples.cfg.context, model=name)
     write_manifest(nk, "nextkmer", {**asdict(samples.cfg), "region": samples.info["region"],
-                                    "model": str(model), "finetune": asdict(ft),
+                                    "model": str(model), "finetune": asdict(as_kmer_classifier(ft)),
                                     "baselines": asdict(bcfg)},
                    [model] if model is not None else [], seed=samples.cfg.seed,
                    samples=samples.info, summary=res["summary"])
@@ -319,21 +323,23 @@ def _nextkmer(model: Path | None, samples, nk: Path, ft, bcfg, name: str, progre
 # Table, plot, selection
 
 
-def reference_accuracy(rows: list[dict[str, Any]], ks: list[int]) -> dict[int, float]:
-    """Per k, the accuracy RULE divides by: the "most-frequent" baseline row's, or chance (1/4**k)
-    where that row is missing or lower (a test set without the train split's most frequent k-mer).
+def reference_accuracy(rows: list[dict[str, Any]], ks: list[int], col: str = DEV
+                       ) -> dict[int, float]:
+    """Per k, the accuracy RULE divides by: the "most-frequent" baseline row's (its column `col`:
+    DEV or TEST), or chance (1/4**k) where that row is missing or lower (a split without the
+    train split's most frequent k-mer).
 
-    >>> reference_accuracy([{"model": "most-frequent", "acc_k2": 0.09, "acc_k3": 0.0}], [2, 3])
+    >>> reference_accuracy([{"model": "most-frequent", "dev_k2": 0.09, "dev_k3": 0.0}], [2, 3])
     {2: 0.09, 3: 0.015625}
     """
     ref = next((r for r in rows if r.get("model") == "most-frequent"), {})
-    return {k: max(float(ref.get(f"acc_k{k}") or 0.0), 4.0**-k) for k in ks}
+    return {k: max(float(ref.get(f"{col}{k}") or 0.0), 4.0**-k) for k in ks}
 
 
-def relative_score(row: dict[str, Any], ks: list[int], reference: dict[int, float]
-                   ) -> float | None:
-    """Mean over k of accuracy / reference[k] (None when a k is missing)."""
-    vals = [row.get(f"acc_k{k}") for k in ks]
+def relative_score(row: dict[str, Any], ks: list[int], reference: dict[int, float],
+                   col: str = DEV) -> float | None:
+    """Mean over k of accuracy (column `col`) / reference[k] (None when a k is missing)."""
+    vals = [row.get(f"{col}{k}") for k in ks]
     if any(v is None or v == "" for v in vals):
         return None
     return float(np.mean([v / reference[k] for v, k in zip(vals, ks, strict=True)]))
@@ -342,9 +348,9 @@ def relative_score(row: dict[str, Any], ks: list[int], reference: dict[int, floa
 def select_cycles(rows: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
     """The selected cycle count by RULE, with the score of every candidate.
 
-    >>> rows = [{"kind": "bpe", "cycles": 600, "acc_k2": 0.1}, {"kind": "bpe", "cycles": 100,
-    ...         "acc_k2": 0.1}, {"kind": "bpe", "cycles": 50, "acc_k2": 0.05},
-    ...         {"kind": "baseline", "model": "most-frequent", "acc_k2": 0.08}]
+    >>> rows = [{"kind": "bpe", "cycles": 600, "dev_k2": 0.1}, {"kind": "bpe", "cycles": 100,
+    ...         "dev_k2": 0.1}, {"kind": "bpe", "cycles": 50, "dev_k2": 0.05},
+    ...         {"kind": "baseline", "model": "most-frequent", "dev_k2": 0.08}]
     >>> sel = select_cycles(rows, [2]); sel["cycles"], sel["score"]
     (100, 1.25)
     """
@@ -352,7 +358,8 @@ def select_cycles(rows: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
     cands = [(r["cycles"], relative_score(r, ks, reference)) for r in rows if r["kind"] == "bpe"]
     cands = [(c, s) for c, s in cands if s is not None]
     if not cands:
-        raise GroverError("no BPE model has next-k-mer results to select from")
+        raise GroverError("no BPE model has next-k-mer dev results to select from (next-k-mer "
+                          "results from before 2026-12-05 have none: rerun with --redo-nextkmer)")
     top = max(s for _, s in cands)
     chosen = min(c for c, s in cands if s >= top - TIE)
     return {"cycles": int(chosen), "score": top, "rule": RULE,
@@ -371,7 +378,9 @@ def baseline_rows(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in summary:
             key = {"chance": "chance", "most-frequent": "most_frequent_accuracy",
                    "context-table": "context_table"}.get(n, n)
-            row[f"acc_k{r['k']}"] = r.get(key, "")
+            row[f"{TEST}{r['k']}"] = r.get(key, "")
+            if n == "most-frequent":  # RULE's reference on dev
+                row[f"{DEV}{r['k']}"] = r.get("most_frequent_dev_accuracy", "")
         out.append(row)
     return out
 
@@ -414,11 +423,11 @@ def _fmt(v: Any) -> str:
 
 
 def write_tables(rows: list[dict[str, Any]], ks: list[int], out: Path, header: str) -> None:
-    acc = [f"acc_k{k}" for k in ks]
-    cols = TABLE_COLUMNS + acc + [LIFT]
-    reference = reference_accuracy(rows, ks)
+    acc = [f"{TEST}{k}" for k in ks]
+    cols = TABLE_COLUMNS + acc + [LIFT] + [f"{DEV}{k}" for k in ks]  # dev: what RULE reads
+    reference = reference_accuracy(rows, ks, TEST)
     for r in rows:
-        s = relative_score(r, ks, reference)
+        s = relative_score(r, ks, reference, TEST)
         r[LIFT] = "" if s is None else s
     with atomic_path(out / "table.tsv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
@@ -546,7 +555,7 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     ks = list(ncfg.ks)
     selection = select_cycles(rows, ks)
     reference = reference_accuracy(rows, ks)
-    kmer_scores = {r["model"]: relative_score(r, ks, reference) for r in rows
+    kmer_scores = {r["model"]: relative_score(r, ks, reference) for r in rows  # on dev, as RULE
                    if r["kind"] == "kmer"}
     selection["beats_kmers"] = {m: selection["score"] > s for m, s in kmer_scores.items()
                                 if s is not None}
@@ -610,7 +619,8 @@ def table_header(cfg: SelectPretrainingConfig, ncfg, ft, selection: dict[str, An
         f"{ncfg.context} nt, {ncfg.train_samples} train / {ncfg.dev_samples} dev / "
         f"{ncfg.test_samples} test samples from the held-out region, {ft.epochs} epoch(s), "
         f"lr {'by model width' if ft.lr is None else format(ft.lr, 'g')}, batch {ft.batch_size}, "
-        f"{len(ft.seeds)} seed(s); test top-1 accuracy.",
+        f"{len(ft.seeds)} seed(s); top-1 accuracy, chosen on dev (dev_k columns), test reported "
+        f"(acc_k).",
         "",
         f"Selected: {selection['cycles']} cycles (score {selection['score']:.3f}); rule: {RULE}.",
         *warning,

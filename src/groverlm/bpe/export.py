@@ -2,7 +2,7 @@
 
 Reads `merges.tsv`, `progress.tsv` and `manifest.json` of a `bpe train` folder; writes a folder that
 `transformers.AutoTokenizer.from_pretrained` and `tokenizers.Tokenizer.from_file` load with no custom
-code (tokenizer.json, tokenizer_config.json, special_tokens_map.json, vocab.txt), plus
+code (tokenizer.json, tokenizer_config.json, vocab.txt), plus
 `vocab_stats.json` (the tokens still present after C cycles with their genome frequency, length, GC
 and AG fraction) and `manifest.json`.
 
