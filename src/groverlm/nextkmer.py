@@ -560,8 +560,8 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
             (out / f).unlink(missing_ok=True)
     out = prepare_out(out, overwrite)
     samples = draw_samples(load_genome(genome, [reg.chrom]), reg, cfg)
-    write_samples(samples, out / "samples.tsv")
     res = run_nextkmer(model_dir, samples, out, ft, bcfg, name, progress, zero_shot)
+    write_samples(samples, out / "samples.tsv")  # after: a refused resume leaves the old samples
     write_metrics(out, "nextkmer", res["records"], summary=res["summary"], region=str(reg),
                   context=cfg.context, model=res["model"])
     config = {**asdict(cfg), "region": str(reg), "model": str(model_dir),
