@@ -245,3 +245,32 @@ def test_verdicts_follow_the_paired_interval_and_the_scratch_control_is_paired(t
     assert "level with tfidf-lr (0.980)" in answer  # ahead on the point, not on the interval
     assert "beats every baseline" not in answer
     assert re.search(r"lm - lm-scratch: \+1\.000 \(95% interval", answer)  # pretraining adds
+
+
+def test_review_fixes_seed_means_nextkmer_section_and_settings(tmp_path):
+    """F1 and AUROC beside a mean MCC are means too; a next-k-mer folder shows its accuracies, not
+    its samples; a one-component PCA and an all-N Prom300 row are handled."""
+    import numpy as np
+    import pytest
+
+    from groverlm.analysis.analyze import AnalyzeConfig
+    from groverlm.analysis.report import StageFolder, _seed_mean, render_nextkmer
+    from groverlm.analysis.zeroshot import prom300_readout
+    from groverlm.errors import GroverError
+
+    rec = {"test": {"auroc": 0.6}, "per_seed": [{"test": {"auroc": 0.6}}, {"test": {"auroc": 0.8}}]}
+    assert _seed_mean(rec, "auroc") == pytest.approx(0.7)
+    folder = tmp_path / "nk"
+    folder.mkdir()
+    (folder / "samples.tsv").write_text("split\tcontext\ntrain\tACGT\n")
+    write_manifest(folder, "nextkmer", {}, [], summary=[{"k": 2, "accuracy": 0.12,
+                                                         "most_frequent_accuracy": 0.07}])
+    st = StageFolder(folder, json.loads((folder / "manifest.json").read_text()),
+                     folder / "manifest.json")
+    page = "".join(render_nextkmer(st, tmp_path).body)
+    assert "0.12" in page and "ACGT" not in page
+    with pytest.raises(GroverError, match="pca_components"):
+        AnalyzeConfig(pca_components=1)
+    res = prom300_readout(["a", "b", "c", "d"], [1, 0, 1, 0],
+                          lambda s: np.array([-1.0, -2.0, np.nan, -3.0]))
+    assert res["sequences"] == 3 and res["auroc"] == 1.0

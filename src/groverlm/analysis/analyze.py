@@ -23,6 +23,7 @@ list and the data section's repeat / CpG files; writes RUN_DIR/analysis/analyses
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -85,6 +86,8 @@ class AnalyzeConfig:
             raise GroverError("need at least 2 windows")
         if not 1 <= self.tokens <= 510:
             raise GroverError(f"tokens per window must be 1-510, got {self.tokens}")
+        if self.pca_components < 2:
+            raise GroverError(f"pca_components must be at least 2, got {self.pca_components}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,11 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
         model, tokenizer = load_encoder(model_dir, device=cfg.device)
         if rows is not None:
             tokens.check_tokenizer(tokenizer, rows, vocab)
+        positions = int(model.config.max_position_embeddings) - 2  # windows go in whole
+        if cfg.tokens > positions:
+            log.info("analyze: windows of %d tokens, the model's positions (not %d)", positions,
+                     cfg.tokens)
+            cfg = dataclasses.replace(cfg, tokens=positions)
     cache: dict[str, Any] = {}
 
     def genome_windows(n: int, seed: int):

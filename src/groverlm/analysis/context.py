@@ -3,7 +3,8 @@
 Reads a model and genome windows; writes nothing itself (`groverlm analyze` saves the JSON and PNG).
 Self-similarity (Ethayarajh 2019, as in GROVER): for each sampled token, the mean cosine similarity
 between its hidden states at different occurrences (in different windows where possible); averaged
-over the sampled tokens, per hidden-state index (0 = word embeddings, where it is exactly 1).
+over the sampled tokens, per hidden-state index (0 = the embedding layer's output: word plus
+position embeddings, normalised).
 A high value means the layer still represents the token rather than its context. Two references:
 the anisotropy baseline (mean cosine between occurrences of *different* tokens in the same layer)
 and a control model, the same config with randomly initialised weights, read on the same windows.
@@ -57,7 +58,7 @@ def choose_occurrences(windows: Sequence[np.ndarray], n_tokens: int, per_token: 
     eligible = sorted((t for t, c in spread.items() if c >= need),
                       key=lambda t: (-spread[t], t))
     if not eligible:
-        raise GroverError("no token occurs in two windows: sample more windows")
+        raise GroverError(f"no token occurs in {need} windows: sample more windows")
     pick = np.unique(np.linspace(0, len(eligible) - 1, min(n_tokens, len(eligible))).round())
     tokens = [eligible[int(i)] for i in pick]
     occ = {}
@@ -156,7 +157,7 @@ def plot_self_similarity(result: dict):
         ax.plot(layers, mean, style, marker="o", color=color, label=f"{label}: self-similarity")
         ax.fill_between(layers, mean - std, mean + std, color=color, alpha=0.15)
         ax.plot(layers, c["baseline"], ":", color=color, label=f"{label}: different tokens")
-    ax.set(xlabel="hidden state (0 = word embeddings)", ylabel="mean cosine similarity",
+    ax.set(xlabel="hidden state (0 = embedding layer)", ylabel="mean cosine similarity",
            title=f"Contextual self-similarity ({len(result['tokens'])} tokens, "
                  f"{result['windows']} windows)", ylim=(min(0, ax.get_ylim()[0]), 1.05))
     ax.set_xticks(layers)

@@ -139,6 +139,13 @@ def note(text: str) -> str:
     return f"<p class=note>{html.escape(text)}</p>"
 
 
+def _seed_mean(record: dict, key: str) -> float | None:
+    """A test metric's mean over a result's seeds (its `test` holds the first seed's alone)."""
+    vals = [(p.get("test") or {}).get(key) for p in record.get("per_seed") or []]
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else (record.get("test") or {}).get(key)
+
+
 def _rel(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root)) or "."
@@ -301,6 +308,16 @@ def render_select_vocab(st: StageFolder, root: Path) -> Section:
     return sec
 
 
+def render_nextkmer(st: StageFolder, root: Path) -> Section:
+    """A next-k-mer run: per k, the accuracies of the model and its baselines (its summary), not
+    its samples."""
+    sec = Section("nextkmer", f"Next-k-mer prediction — {_rel(st.folder, root)}")
+    rows = [{k: v for k, v in r.items() if isinstance(v, int | float | str)}
+            for r in st.manifest.get("summary") or [] if isinstance(r, dict)]
+    sec.add(table(rows) if rows else note("no summary in this folder's manifest"))
+    return sec
+
+
 def read_table(path: Path) -> list[dict]:
     """Rows of a small TSV/CSV with a header, numbers converted (files over 5 MB are skipped)."""
     if path.stat().st_size > 5 << 20:
@@ -349,8 +366,8 @@ def render_tasks(records: list[dict], notes: list[str], root: Path) -> Section |
         test = r.get("test") or {}
         rows.append({"task": r["task"], "model": r["model"],
                      "mcc_mean": r.get("mcc_mean", test.get("mcc")), "mcc_std": r.get("mcc_std"),
-                     "seeds": len(r.get("seeds") or [None]), "f1": test.get("f1"),
-                     "auroc": test.get("auroc"), "baseline": r["baseline"],
+                     "seeds": len(r.get("seeds") or [None]), "f1": _seed_mean(r, "f1"),
+                     "auroc": _seed_mean(r, "auroc"), "baseline": r["baseline"],
                      "source": _rel(Path(r.get("source", "")).parent, root)})
     rows.sort(key=lambda r: (r["task"], -(r["mcc_mean"] if r["mcc_mean"] is not None else -9)))
     tasks = sorted({r["task"] for r in rows})
@@ -372,7 +389,8 @@ def render_tasks(records: list[dict], notes: list[str], root: Path) -> Section |
             a.axvline(0, color="k", lw=0.6)
         sec.add(figure_html(fig, "task results"))
     sec.add(table(rows, ["task", "model", "mcc_mean", "mcc_std", "seeds", "f1", "auroc", "source"],
-                  {"mcc_mean": "test MCC", "mcc_std": "± std", "auroc": "AUROC"}))
+                  {"mcc_mean": "test MCC", "mcc_std": "± std", "f1": "F1",
+                   "auroc": "AUROC"}))  # each a mean over the seeds, as the MCC
     for n in notes:
         sec.add(note(f"could not read {n}"))
     return sec
@@ -433,7 +451,10 @@ def _pca_tables(res: dict) -> list[str]:
     rows = [{"component": c["component"], "explained variance": c["explained"],
              **{p: c[p] for p in ("frequency", "gc", "ag", "length")}} for c in res["components"]]
     return [table(rows), table(res["grover"], ["component", "property", "this_rho", "grover_rho"],
-                               {"this_rho": "this model (Spearman)", "grover_rho": "GROVER"})]
+                               # negating every embedding flips a component and its rho: only
+                               # the magnitudes compare
+                               {"this_rho": "this model (Spearman; a component's sign is "
+                                "arbitrary)", "grover_rho": "GROVER (compare magnitudes)"})]
 
 
 def _masked_tables(res: dict) -> list[str]:
@@ -607,9 +628,11 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
     if tasks:
         models = sorted({r["model"] for r in tasks if not r["baseline"]}) + sorted(
             {r["model"] for r in tasks if r["baseline"]})
-        pivot = []
+        pivot, repeated = [], []
         for task in sorted({r["task"] for r in tasks}):
             by = {r["model"]: r for r in tasks if r["task"] == task}
+            mine = [r["model"] for r in tasks if r["task"] == task]
+            repeated += [f"{task} / {m}" for m in sorted(set(mine)) if mine.count(m) > 1]
             row: dict[str, Any] = {"task": task}
             for m in models:
                 r = by.get(m)
@@ -645,6 +668,9 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
             table(pivot, ["task", *models] + (["verdict", "against the best baseline"]
                                                if any("verdict" in r for r in pivot) else [])
                   + (["pretraining adds"] if any("pretraining adds" in r for r in pivot) else [])))
+        if repeated:  # "Task results" below lists every one, with its folder
+            sec.add(note("more than one result for " + ", ".join(repeated) + ": the last one "
+                         "found is shown here; see Task results for each"))
 
     kmer_rows = []
     for st in stages:
@@ -683,7 +709,8 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
     if exports:
         stats = json.loads((exports[0].folder / "vocab_stats.json").read_text())
         res = tokens.vocab_analysis(stats["tokens"], stats.get("cycles"))
-        sec.add(f"<h3>Vocabulary ({_rel(exports[0].folder, root)}) against GROVER's</h3>",
+        sec.add(f"<h3>Vocabulary ({html.escape(_rel(exports[0].folder, root))}) against "
+                "GROVER's</h3>",
                 table(res["comparison"], ["figure", "this", "grover"],
                       {"this": "this vocabulary", "grover": "GROVER (hg19, 600 cycles)"}))
     return sec if sec.body else None
@@ -742,12 +769,13 @@ def render_ism(st: StageFolder, root: Path) -> Section:
 RENDERERS: dict[str, Callable[[StageFolder, Path], Section]] = {
     "bpe-train": render_bpe_train, "bpe-export": render_bpe_export,
     "pretrain": render_pretrain, "select-vocab": render_select_vocab,
-    "nextkmer": render_select_vocab, "next-kmer": render_select_vocab,
+    "nextkmer": render_nextkmer, "next-kmer": render_nextkmer,
     "analyze": render_analyze, "score-readouts": render_readouts,
     "ism": render_ism}
 RUNNER_PREFIX = "run-"  # `groverlm run` names its per-stage manifests run-<stage>
-ORDER = ["answer", "run", "bpe-train", "bpe-export", "corpus", "pretrain", "train", "select-vocab", "tasks",
-         "analyze", "score-readouts", "ism", "embed"]  # section kinds in page order; others follow, by name
+ORDER = ["answer", "run", "bpe-train", "bpe-export", "corpus", "pretrain", "train", "select-vocab",
+         "nextkmer", "tasks", "analyze", "score-readouts", "ism",
+         "embed"]  # section kinds in page order; others follow, by name
 
 
 # ----------------------------------------------------------------------------- page

@@ -159,7 +159,8 @@ def embedding_pca(model, rows: list[dict], n_components: int = 5) -> tuple[dict,
     k = min(n_components, *x.shape)
     u, sv, vt = np.linalg.svd(x, full_matrices=False)
     coords = u[:, :k] * sv[:k]  # (n, k)
-    # sign convention: each component points towards its largest loading (deterministic)
+    # sign convention: each component points towards its largest loading (deterministic, but
+    # arbitrary: negated embeddings flip every rho, so comparisons with GROVER's read magnitudes)
     signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(1)])
     coords = coords * signs
     var = sv**2 / (sv**2).sum()

@@ -156,6 +156,10 @@ def prom300_readout(sequences: Sequence[str], labels: Sequence[int],
     if not 0 < y.sum() < y.size:
         raise GroverError("the Prom300 split needs both promoters and shuffles")
     s = np.asarray(per_nt_score(sequences), dtype=np.float64)
+    keep = np.isfinite(s)  # a sequence with nothing to score (all N) scores NaN: left out
+    y, s = y[keep], s[keep]
+    if not 0 < y.sum() < y.size:
+        raise GroverError("the Prom300 split needs promoters and shuffles with a score")
     return {"sequences": int(y.size), "auroc": float(skm.roc_auc_score(y, s)),
             "mean_pll_per_nt_promoter": float(s[y == 1].mean()),
             "mean_pll_per_nt_shuffle": float(s[y == 0].mean())}
