@@ -195,6 +195,11 @@ def test_select_vocab_end_to_end(inputs, tmp_path, capsys):
     assert all(after[p] != t for p, t in stamps.items() if p.parts[-3] == "nextkmer")
     rows = {r["model"] for r in read_tsv(out / "table.tsv")}
     assert "tfidf-bpe-lr@bpe-20" not in rows  # --tfidf kmer this time
+    # a finished selection too (its manifest read the old results); nothing changed: refused
+    assert main(sv_args(genome, bpe, out, "--lr", "1e-3", "--redo-nextkmer")) == 0
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    assert config["nextkmer"]["finetune"]["lr"] == 1e-3
+    assert main(sv_args(genome, bpe, out, "--lr", "1e-3", "--redo-nextkmer")) == 2
 
 
 def test_select_vocab_refuses_too_many_cycles(inputs, tmp_path):

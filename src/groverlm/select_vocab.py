@@ -529,10 +529,12 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
             shutil.rmtree(out / sub, ignore_errors=True)
         for f in (MANIFEST, SETTINGS):
             (out / f).unlink(missing_ok=True)
-    if finished(out):
+    if finished(out) and not redo_nextkmer:
         raise GroverError("already holds a finished selection; pass --overwrite to redo it", out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, settings, redo_nextkmer)
+    if not _check_settings(out, settings, redo_nextkmer) and finished(out):
+        raise GroverError("already holds a finished selection with these next-k-mer settings; "
+                          "pass --overwrite to redo it", out)
     fasta = write_pretrain_genome(genome, reg, out, cfg.pretrain_bp)
     samples = draw_samples(load_genome(genome, [reg.chrom]), reg, ncfg)
     write_samples(samples, out / "nextkmer" / "samples.tsv")
@@ -572,11 +574,12 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     return selection
 
 
-def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> None:
+def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> bool:
     """Resuming under other settings would mix runs: refuse (manifest.check_resume; settings.json
     records the first).
-    With `redo_nextkmer`, changed next-k-mer settings discard only the next-k-mer results (the
-    vocabularies, corpora and pretrained models do not depend on them)."""
+    With `redo_nextkmer`, changed next-k-mer settings discard only the next-k-mer results and the
+    selection made from them (the vocabularies, corpora and pretrained models do not depend on
+    them), finished or not; returns whether it did."""
     path = out / SETTINGS
     old = json.loads(path.read_text()) if path.exists() else None
     hint = "pass --overwrite to start again"
@@ -588,11 +591,13 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> N
             if redo_nextkmer:
                 log.info("next-k-mer settings changed (%s): discarding the next-k-mer results",
                          "; ".join(changed))
+                (out / MANIFEST).unlink(missing_ok=True)  # the selection read those results
                 shutil.rmtree(out / "nextkmer", ignore_errors=True)
                 write_json(path, settings)
-                return
+                return True
             hint = "pass --redo-nextkmer to redo only the next-k-mer step, or --overwrite to start again"
     check_resume(out, settings, saved=old, hint=hint)
+    return False
 
 
 def constant_guesses(rows: list[dict[str, Any]]) -> bool:
