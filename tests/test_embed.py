@@ -4,6 +4,7 @@ layers, dtypes, the three input formats, the index file, bad input and resuming.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -146,7 +147,7 @@ def test_cli_fasta_bed_csv(tiny, tmp_path):
     np.testing.assert_allclose(out["fa"][0], direct[0], atol=1e-6)
 
 
-def test_cli_errors(tiny, tmp_path, capsys):
+def test_cli_errors(tiny, tmp_path, capsys, monkeypatch):
     genome, model_dir, _, _ = tiny
     bed = tmp_path / "x.bed"
     bed.write_text("chrA\t10\t20\nchrA\t50\t10\n")
@@ -173,6 +174,20 @@ def test_cli_errors(tiny, tmp_path, capsys):
     assert main(args + ["--input", str(fa), "--out", str(tmp_path / "ok.npy")]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(args + ["--input", str(fa), "--out", str(tmp_path / "ok.npy"), "--overwrite"]) == 0
+    # a replacing run stopped before its end leaves no manifest saying the new vectors are done
+    three = write_fasta(tmp_path / "three.fa", {"a": "ACGTACGT", "b": "AAAACCCC", "c": "GGGG"})
+    real = os.replace
+
+    def stopped(src, dst):
+        if str(dst).endswith("ok.npy"):
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", stopped)
+    assert main(args + ["--input", str(three), "--out", str(tmp_path / "ok.npy"),
+                        "--overwrite"]) == 130  # interrupted
+    monkeypatch.setattr(os, "replace", real)
+    assert not (tmp_path / "ok.manifest.json").exists()
 
 
 def test_resume_after_a_crash(tiny, tmp_path, monkeypatch):

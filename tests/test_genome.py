@@ -9,7 +9,7 @@ import pytest
 
 from groverlm.cli import main
 from groverlm.errors import GroverError
-from groverlm.fasta import Genome, iter_records, summarize
+from groverlm.fasta import Genome, iter_records, summarize, text_lines
 
 from .conftest import random_dna, write_fasta
 
@@ -58,6 +58,9 @@ BAD = {
     "bad letter": (b">r\nACGT\nACGT\nACXT\n", "'X'", 4),
     "duplicate": (b">r\nACGT\n>s\nAC\n>r x\nGG\n", "duplicate record name 'r'", 5),
     "nameless": (b">\nACGT\n", "no record name", 1),
+    "empty record": (b">a\n>b\nACGT\n", "record 'a' has no sequence", 1),
+    "empty last record": (b">a\nACGT\n>b\n", "record 'b' has no sequence", 3),
+    "CR line ends": (b">a\rACGT\rAC\r", "CR alone", 1),
 }
 
 
@@ -71,6 +74,18 @@ def test_bad_input_is_one_line_with_file_and_line(tmp_path, capsys, case):
     assert len(err.splitlines()) == 1 and message in err and str(path) in err
     if line is not None:
         assert f"{path}:{line}:" in err
+
+
+def test_text_lines_skip_a_byte_order_mark_and_name_an_undecodable_line(tmp_path):
+    bom = tmp_path / "bom.bed"
+    bom.write_bytes("\ufeffchr20\t100\t200\n".encode())
+    assert list(text_lines(bom)) == [(1, "chr20\t100\t200")]
+    bad = tmp_path / "bin.bed"
+    lines = [b"chr20\t%d\t%d\n" % (i, i + 10) for i in range(1000)]
+    lines[499] = b"chr20\t\xff\xfe\t1\n"
+    bad.write_bytes(b"".join(lines))
+    with pytest.raises(GroverError, match=r"bin.bed:500: binary data"):
+        list(text_lines(bad))
 
 
 def test_truncated_gzip(tmp_path, capsys):

@@ -9,7 +9,18 @@ import pytest
 
 from groverlm.args import TrainConfig, stable
 from groverlm.errors import GroverError
-from groverlm.manifest import SETTINGS, cached, check_resume, finished, write_cached, write_manifest
+from groverlm.manifest import (
+    SETTINGS,
+    atomic_path,
+    cached,
+    check_resume,
+    fingerprint,
+    finished,
+    prepare_out,
+    read_manifest,
+    write_cached,
+    write_manifest,
+)
 
 
 def test_first_call_records_the_settings_and_the_same_ones_pass(tmp_path):
@@ -66,3 +77,54 @@ def test_a_cached_record_is_reused_under_its_settings_and_recomputed_under_other
     assert cached(path, {"a": 2, "ks": (1, 2), "train": stable(TrainConfig())}) is None  # no error
     path.write_text('{"key": "a record from before settings were kept in it", "x": 5}')
     assert cached(path, {"a": 1}) is None
+    path.write_text('{"settings": {"a": 1}, "x"')  # damaged: recomputed, no traceback
+    assert cached(path, {"a": 1}) is None
+
+
+def test_damaged_records_and_a_file_as_out_are_one_line_errors(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"stage": "bpe-train", ')
+    with pytest.raises(GroverError, match="not valid JSON"):
+        read_manifest(tmp_path)
+    (tmp_path / SETTINGS).write_text("[1, 2]")
+    with pytest.raises(GroverError, match="not a JSON object"):
+        check_resume(tmp_path, {"a": 1})
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(GroverError, match="not a folder"):
+        prepare_out(tmp_path / "afile", overwrite=False)
+
+
+def test_a_folder_without_manifest_is_identified_by_its_contents(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, byte in ((a, b"\x00"), (b, b"\x01")):  # two checkpoints of the same shape
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(byte * 8)
+    assert fingerprint(a)["sha256"] != fingerprint(b)["sha256"]
+
+
+def test_an_interrupted_folder_swap_keeps_the_old_folder(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "model"
+    path.mkdir()
+    (path / "w.bin").write_text("old")
+    real, calls = os.replace, []
+
+    def interrupted(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the new folder's rename
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic_path(path) as tmp:
+        tmp.mkdir()
+        (tmp / "w.bin").write_text("new")
+    monkeypatch.setattr(os, "replace", real)
+    assert (path / "w.bin").read_text() == "old"
+    # a leftover temporary folder of a killed run with the same process id is cleared first
+    stale = tmp_path / f".model.tmp{os.getpid()}"
+    stale.mkdir()
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        (tmp / "w.bin").write_text("new")
+    assert (path / "w.bin").read_text() == "new" and not stale.exists()

@@ -26,6 +26,7 @@ from groverlm.masking import IGNORE, MaskingConfig, MLMData, mask_tokens
 from groverlm.models import build_config, load_model, load_tokenizer, new_mlm_model, parse_overrides
 from groverlm.pretrain import ModelConfig, build_run, context_table
 from groverlm.train import (
+    CHECKPOINTS,
     LOG,
     MaskedLM,
     RunLog,
@@ -33,6 +34,7 @@ from groverlm.train import (
     epoch_batches,
     latest_checkpoint,
     read_log,
+    save_checkpoint,
     seed_of,
     train,
     without_full_mask,
@@ -109,6 +111,13 @@ def test_isolated_targets_keep_the_rate_and_never_touch():
         target = y != IGNORE
         assert abs(target.sum() / (~special).sum() - rate) < 0.005
         assert not (target[:, 1:] & target[:, :-1]).any()  # no two side by side
+        # every position at the rate, the first after [CLS] too (it was at p, twice the rate)
+        _, y = mask_tokens(ids[:, :4].repeat(50, 1), special[:, :4].repeat(50, 1),
+                           MaskingConfig(rate, 0.8, 0.1, 0, isolated=True), 4, torch.arange(5, 100),
+                           g)
+        assert abs((y[:, 1] != IGNORE).float().mean() - rate) < 0.01
+    with pytest.raises(GroverError, match="min_per_sample 0 or 1"):
+        MaskingConfig(0.1, isolated=True, min_per_sample=2)
     _, y = mask_tokens(ids, special, MaskingConfig(0.25, 0.8, 0.1), 4, torch.arange(5, 100), g)
     assert (y[:, 1:] != IGNORE).logical_and(y[:, :-1] != IGNORE).any()  # random ones do touch
     with pytest.raises(GroverError, match="at most 25%"):
@@ -159,7 +168,9 @@ def test_presets_and_overrides():
     for bad, msg in [({"num_hiden_layers": 2}, "not a deberta-v2 config field"),
                      ({"model_type": "no-such-model"}, "not a transformers model type"),
                      ({"num_hidden_layers": "two"}, "expected a int"),
-                     ({"num_attention_heads": 7}, "multiple")]:
+                     ({"num_attention_heads": 7}, "multiple"),
+                     ({"hidden_dropout_prob": True}, "expected a float"),
+                     ({"hidden_act": "foo"}, "not an activation")]:
         with pytest.raises(GroverError, match=msg):
             build_config("tiny", 100, bad)
     with pytest.raises(GroverError, match="unknown preset"):
@@ -204,6 +215,10 @@ def test_published_format_folder_loads_in_every_task(tmp_path):
             load_model(bad)
     with pytest.raises(GroverError, match="unknown task"):
         load_model(tmp_path, "regression")
+    weights = tmp_path / "model.safetensors"  # a damaged copy: one line, not a traceback
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(GroverError, match="cannot load the model"):
+        load_model(tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,6 +354,18 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(corpus, tmp_path, monk
     resumed = run(tmp_path / "crash", resume=True)
     for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+
+def test_pruning_spares_the_checkpoint_latest_names(tmp_path):
+    """A run stopped after writing step-9 but before `latest` named it, resumed from step 6 and
+    saving step 7 with one checkpoint kept: step-7 stays (sorted by name, the orphan came last)."""
+    model = new_mlm_model(build_config("tiny", 20, TINY), seed=0)
+    save_checkpoint(tmp_path, 6, model, None, {"step": 6}, keep=1)
+    (tmp_path / CHECKPOINTS / "step-0000009").mkdir()  # the orphan
+    save_checkpoint(tmp_path, 7, model, None, {"step": 7}, keep=1)
+    assert latest_checkpoint(tmp_path).name == "step-0000007"
+    assert sorted(p.name for p in (tmp_path / CHECKPOINTS).glob("step-*")) == ["step-0000007"]
 
 
 def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, steps: int) -> None:

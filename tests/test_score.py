@@ -202,7 +202,8 @@ def test_cli_bad_inputs_are_one_line(tiny, tmp_path, capsys):
     assert main(["score", "seqs", "--model", str(model_dir), "--input", str(genome), "--out",
                  str(kept)]) == 2
     assert "--overwrite" in capsys.readouterr().err and kept.read_text() == "a finished table\n"
-    for device in ("no-such-device", "cuda:0" if not torch.cuda.is_available() else "nope"):
+    for device in ("no-such-device", "cuda:0" if not torch.cuda.is_available() else "cuda:99",
+                   "meta"):
         assert main(["score", "seqs", "--model", str(model_dir), "--input", str(genome), "--out",
                      str(tmp_path / "d.tsv"), "--device", device]) == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -194,6 +194,8 @@ class MaskingConfig:
             raise GroverError("min_per_sample must be >= 0")
         if self.isolated and self.rate > 0.25:
             raise GroverError(f"isolated targets are at most 25% of tokens, got {self.rate}")
+        if self.isolated and self.min_per_sample > 1:  # forced targets could sit side by side
+            raise GroverError("isolated targets take min_per_sample 0 or 1")
 
 
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 autocast on cuda, fp32 on cpu

@@ -377,7 +377,7 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
     Sequences go in chunks of `cfg.chunk`; after each chunk the partial array and the count done are
     saved, so a run stopped midway resumes where it stopped (same inputs and settings)."""
     paths = out_paths(out)
-    if paths["npy"].exists() and not overwrite:
+    if (paths["npy"].exists() or paths["manifest"].exists()) and not overwrite:
         raise GroverError("already exists; pass --overwrite to replace it", paths["npy"])
     items = read_items(input_path, genome, fmt)
     paths["npy"].parent.mkdir(parents=True, exist_ok=True)
@@ -402,6 +402,9 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
         arr = np.load(paths["partial"], mmap_mode="r+")
     else:
         arr = np.lib.format.open_memmap(paths["partial"], mode="w+", dtype=np.float32, shape=shape)
+    # replacing: the old manifest goes before any new file, so that an interrupted run never leaves
+    # new vectors beside an old index under a manifest that says they are finished
+    paths["manifest"].unlink(missing_ok=True)
     t0 = time.perf_counter()
     bar = tqdm_auto.tqdm(total=len(items), initial=done, desc="embed", unit="seq", disable=not progress)
     for lo in range(done, len(items), cfg.chunk):
@@ -420,13 +423,13 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
     if empty:
         log.warning("%d sequences hold no A/C/G/T token: their rows are NaN", empty)
     del arr
-    os.replace(paths["partial"], paths["npy"])
     lines = ["\t".join(INDEX_COLUMNS)]
     for it, n_tok, n_win in zip(items, meta["tokens"], meta["windows"], strict=True):
         cells = [it.name, it.chrom, "" if it.start is None else it.start,
                  "" if it.end is None else it.end, it.strand, len(it.sequence), n_tok, n_win]
         lines.append("\t".join(str(c) for c in cells))
     write_text(paths["index"], "\n".join(lines) + "\n")
+    os.replace(paths["partial"], paths["npy"])
     manifest = {"stage": "embed", "groverlm_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": None, "config": config,
                 "inputs": inputs, "shape": list(shape), "layers": layers,

@@ -155,15 +155,30 @@ def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
         raise GroverError(err.strerror or str(err), path) from None
     with raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+        # utf-8-sig: a byte-order mark (spreadsheet exports) would become part of the first name
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict")
         n = 0
         try:
             for n, line in enumerate(text, 1):  # noqa: B007 (n is used in the except clauses)
                 yield n, line.rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise GroverError("binary data, not a text file", path, n + 1) from None
+        except UnicodeDecodeError:  # decoded ahead of the lines handed out: find the line itself
+            raise GroverError("binary data, not a text file", path, _undecodable_line(path)) from None
         except (EOFError, OSError, zlib.error) as err:
             raise GroverError(f"corrupt or truncated gzip ({err})", path, n + 1) from None
+
+
+def _undecodable_line(path: Path) -> int | None:
+    """Slow path, only on error: the 1-based line of a text file that is not UTF-8."""
+    try:
+        with _open(path) as fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return n
+    except (EOFError, OSError, zlib.error):
+        pass
+    return None
 
 
 def _blocks(path: Path) -> Iterator[tuple[bytes, int]]:
@@ -194,7 +209,8 @@ def iter_records(path: str | Path) -> Iterator[Record]:
     """Records of a FASTA file, one at a time (memory holds one record).
 
     Errors name the file and line: binary or non-FASTA input, a sequence line before any header, an
-    empty file, a letter that is not IUPAC, duplicate record names, truncated gzip.
+    empty file, a record with no sequence, lines ending in CR alone, a letter that is not IUPAC,
+    duplicate record names, truncated gzip.
     """
     path = Path(path)
     name: str | None = None
@@ -237,7 +253,11 @@ def iter_records(path: str | Path) -> Iterator[Record]:
             at = line + data.count(b"\n", 0, start)
             if name is not None:
                 yield finish()
-            title = data[start + 1 : eol].decode("ascii").strip()
+            title = data[start + 1 : eol].decode("ascii")
+            if "\r" in title.rstrip("\r"):  # the whole record on one "line"
+                raise GroverError("lines end in CR alone (old Mac text); convert them to LF", path,
+                                  at)
+            title = title.strip()
             if not title:
                 raise GroverError("header with no record name", path, at)
             name = title.split()[0]
@@ -254,6 +274,8 @@ def iter_records(path: str | Path) -> Iterator[Record]:
 def _make_record(path: Path, name: str | None, line: int, seq_line: int, parts: list[bytes]) -> Record:
     assert name is not None
     raw = b"".join(parts).translate(None, b"\r\n \t")
+    if not raw:
+        raise GroverError(f"record {name!r} has no sequence", path, line)
     arr = np.frombuffer(raw, dtype=np.uint8)
     codes = _CODE[arr]
     if _INVALID in codes:

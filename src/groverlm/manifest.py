@@ -41,12 +41,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    _remove(tmp)  # a killed run's leftover (a later process may get the same id)
     try:
         yield tmp
         if tmp.is_dir() and path.is_dir():  # a folder cannot be renamed over a folder
             old = path.with_name(f".{path.name}.old{os.getpid()}")
+            _remove(old)
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:  # interrupted between the two renames: the old folder returns
+                os.replace(old, path)
+                raise
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
@@ -56,6 +62,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                 shutil.rmtree(tmp)
             else:
                 tmp.unlink()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object the project wrote (a manifest, settings, a cached record); a one-line error
+    when it is damaged (a hand edit, a disk that filled up) rather than a traceback."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise GroverError(f"not valid JSON ({err})", path) from None
+    if not isinstance(obj, dict):
+        raise GroverError("not a JSON object", path)
+    return obj
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -91,27 +117,33 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def fingerprint(path: str | Path) -> dict[str, Any]:
-    """Size and SHA-256 of an input file (or, for a folder, of its manifest or file listing)."""
+    """Size and SHA-256 of an input file (or, for a folder, of its manifest, else of every file's
+    name and contents)."""
     path = Path(path)
     if path.is_dir():
         inner = path / MANIFEST
         h = hashlib.sha256()
         if inner.exists():
             h.update(inner.read_bytes())
-        else:
+        else:  # every file's name and bytes: another checkpoint of the same shape differs
             for f in sorted(path.rglob("*")):
                 if f.is_file():
-                    h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
+                    h.update(f"{f.relative_to(path)}:{f.stat().st_size}:".encode())
+                    _hash_file(f, h)
         return {"path": str(path), "kind": "folder", "sha256": h.hexdigest()}
     if not path.is_file():
         if is_hub_id(path):  # a model named by its Hub id: the id is its identity
             return {"path": str(path), "kind": "hub"}
         raise GroverError("no such file", path)
     h = hashlib.sha256()
+    _hash_file(path, h)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _hash_file(path: Path, h) -> None:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()}
 
 
 def finished(folder: str | Path) -> bool:
@@ -160,7 +192,7 @@ def check_resume(folder: str | Path, settings: dict[str, Any], *, name: str = SE
         if not path.is_file():
             write_json(path, settings)
             return
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
     diff = changed_settings(saved, settings)
     if diff:
         raise GroverError(f"cannot resume: started with other settings ({'; '.join(diff)}); {hint}",
@@ -192,7 +224,11 @@ def cached(path: str | Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     path = Path(path)
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    try:
+        record = read_json(path)
+    except GroverError as err:  # a damaged cache is only ever recomputed
+        log.info("%s: recomputing it", err)
+        return None
     diff = (changed_settings(record[CACHE_SETTINGS], settings) if CACHE_SETTINGS in record
             else ["none recorded"])
     if diff:
@@ -209,6 +245,8 @@ def write_cached(path: str | Path, settings: dict[str, Any], record: dict[str, A
 def prepare_out(out: str | Path, overwrite: bool) -> Path:
     """Create the stage's output folder; refuse to replace a finished one without --overwrite."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GroverError("exists and is not a folder", out)
     if finished(out) and not overwrite:
         raise GroverError("already holds a finished stage; pass --overwrite to replace it", out)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +273,7 @@ def read_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise GroverError("no manifest.json: not a finished groverlm stage folder", folder)
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

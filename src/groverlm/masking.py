@@ -34,15 +34,17 @@ def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, cfg: MaskingConf
     >>> int((y != IGNORE).sum()), bool((y[sp] == IGNORE).all())  # one target, never a special
     (1, True)
     """
-    u = torch.rand(input_ids.shape, generator=generator)  # (B, T)
-    u = u.masked_fill(special, 2.0)  # never selected
+    raw = torch.rand(input_ids.shape, generator=generator)  # (B, T)
+    u = raw.masked_fill(special, 2.0)  # never selected
     if cfg.isolated:
         # draw at p, then keep only the first of each run of drawn positions: a kept target's left
-        # neighbour was not drawn and its right one, drawn or not, stays visible; p(1 - p) = rate
+        # neighbour was not drawn and its right one, drawn or not, stays visible; p(1 - p) = rate.
+        # The left neighbour's draw is read before specials are excluded, so the token after [CLS]
+        # is kept at p(1 - p) too (else at p, twice the rate at 25%)
         p = (1.0 - (1.0 - 4.0 * cfg.rate) ** 0.5) / 2.0
         drawn = u < p  # (B, T)
         left = torch.zeros_like(drawn)
-        left[:, 1:] = drawn[:, :-1]
+        left[:, 1:] = (raw < p)[:, :-1]
         selected = drawn & ~left
     else:
         selected = u < cfg.rate  # (B, T)

@@ -22,6 +22,9 @@ from groverlm.errors import GroverError
 torch = lazy.module("torch")
 transformers = lazy.module("transformers")
 hf_logging = lazy.module("transformers.utils.logging")
+activations = lazy.module("transformers.activations")
+hf_errors = lazy.module("huggingface_hub.errors")
+safetensors = lazy.module("safetensors")
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # a Hugging Face Hub model id
 
@@ -115,10 +118,17 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
         if isinstance(old, bool) and not isinstance(value, bool) or (
                 isinstance(old, int) and not isinstance(old, bool) and (
                     not isinstance(value, int) or isinstance(value, bool))) or (
-                isinstance(old, float) and not isinstance(value, int | float)):
+                isinstance(old, float) and (not isinstance(value, int | float)
+                                            or isinstance(value, bool))):
             raise GroverError(f"--set {key}={value!r}: expected a {type(old).__name__}")
         fields[key] = value
-    cfg = transformers.AutoConfig.for_model(model_type, **fields)
+    if fields.get("hidden_act", "gelu") not in activations.ACT2FN:
+        raise GroverError(f"--set hidden_act={fields['hidden_act']!r}: not an activation; "
+                          f"transformers has {', '.join(sorted(activations.ACT2FN))}")
+    try:
+        cfg = transformers.AutoConfig.for_model(model_type, **fields)
+    except (TypeError, ValueError, hf_errors.StrictDataclassError) as err:  # the class's own checks
+        raise GroverError(f"--set: {str(err).splitlines()[0]}") from None
     if cfg.hidden_size % cfg.num_attention_heads:
         raise GroverError(f"hidden_size {cfg.hidden_size} is not a multiple of "
                           f"num_attention_heads {cfg.num_attention_heads}")
@@ -192,8 +202,12 @@ def named_device(name: str, local_rank: int = 0):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise GroverError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):  # mps, meta, ...: not supported here
+        raise GroverError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)")
     if device.type == "cuda":
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise GroverError(f"--device {name}: torch sees {torch.cuda.device_count()} GPU(s)")
         torch.cuda.set_device(device)
     return device
 
@@ -215,7 +229,7 @@ def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
     try:
         with quiet_transformers():  # no "Loading weights" bar in a stage's log for a local load
             return classes[task].from_pretrained(str(path), **kwargs)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError, safetensors.SafetensorError) as err:  # unreadable or damaged
         raise GroverError(f"cannot load the model: {err}", path) from None
 
 

@@ -79,6 +79,7 @@ from groverlm.manifest import (
     changed_settings,
     check_resume,
     finished,
+    read_json,
     read_manifest,
     write_json,
     write_manifest,
@@ -581,7 +582,7 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> b
     selection made from them (the vocabularies, corpora and pretrained models do not depend on
     them), finished or not; returns whether it did."""
     path = out / SETTINGS
-    old = json.loads(path.read_text()) if path.exists() else None
+    old = read_json(path) if path.exists() else None
     hint = "pass --overwrite to start again"
     if old is not None:  # a folder written before its volatile fields were left out of settings
         drop_keys(old, [*(f"pretraining.select.{k}" for k in volatile_keys(SelectPretrainingConfig)),

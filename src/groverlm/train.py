@@ -328,7 +328,9 @@ def save_checkpoint(out: Path, step: int, model: nn.Module, tokenizer, state: di
     os.replace(tmp, final)
     write_text(ck / LATEST, name + "\n")
     done = sorted(p for p in ck.glob("step-*") if p.is_dir())
-    for old in done[:-keep]:
+    # a folder after this step is an orphan of a run stopped before `latest` named it: sorted by
+    # name it would outlive this one and the pruning below would drop the folder `latest` names
+    for old in [p for p in done if p.name > name] + [p for p in done if p.name <= name][:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

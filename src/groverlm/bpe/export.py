@@ -13,7 +13,6 @@ intermediate tokens that later merges consumed: the BPE model needs them to repl
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ from groverlm import lazy
 from groverlm.bpe.merges import NUM_SPECIAL, SPECIAL_TOKENS, Merges
 from groverlm.bpe.tokens import merges_fingerprint
 from groverlm.errors import GroverError
-from groverlm.manifest import prepare_out, read_manifest, write_json, write_manifest
+from groverlm.manifest import prepare_out, read_json, read_manifest, write_json, write_manifest
 
 transformers = lazy.module("transformers")  # a second to import: only save_tokenizer needs it
 
@@ -126,4 +125,4 @@ def load_vocab_stats(vocab: str | Path) -> dict:
     path = Path(vocab) / "vocab_stats.json"
     if not path.exists():
         raise GroverError("no vocab_stats.json: not a `bpe export` folder", vocab)
-    return json.loads(path.read_text())
+    return read_json(path)
