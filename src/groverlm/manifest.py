@@ -277,7 +277,8 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Records of a JSONL log; a truncated last line (a run still writing) is skipped."""
+    """Records of a JSONL log; a line that is not a JSON object is skipped (the truncated last line
+    of a run still writing, or of one killed while appending)."""
     out = []
     for line in Path(path).read_text().splitlines():
         if not line.strip():
