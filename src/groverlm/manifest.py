@@ -57,11 +57,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         else:
             os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            if tmp.is_dir():
-                shutil.rmtree(tmp)
-            else:
-                tmp.unlink()
+        _remove(tmp)
 
 
 def _remove(path: Path) -> None:
