@@ -11,6 +11,7 @@ import pytest
 from groverlm.cli import main
 from groverlm.config import (
     STAGE_SECTIONS,
+    WRITTEN,
     RunConfig,
     dump_config,
     load_config,
@@ -192,10 +193,38 @@ def test_invalid_yaml_and_non_mapping(tmp_path):
     assert empty.stages == load_config(None).stages
 
 
+def test_a_key_given_twice_is_an_error(tmp_path):
+    with pytest.raises(GroverError, match=r"run\.yaml:4: bpe\.merges is given twice \(first on line 2"):
+        load_config(write(tmp_path, "bpe:\n  merges: 100\n  cycles: 50\n  merges: 200\n"))
+    with pytest.raises(GroverError, match=r"run\.yaml:3: bpe is given twice"):
+        load_config(write(tmp_path, "bpe: {merges: 100}\ngenome: {}\nbpe: {cycles: 50}\n"))
+
+
+def test_exponent_numbers_in_yaml_are_numbers_where_a_number_is_expected(tmp_path):
+    cfg = load_config(write(tmp_path, "pretrain:\n  train: {lr: 4e-4}\nrun: {dir: 1e5}\n"))
+    assert cfg.stage("pretrain").train.lr == 4e-4 and cfg.run.dir == "1e5"
+
+
+def test_binary_or_non_utf8_config_is_an_error_naming_the_line(tmp_path):
+    p = tmp_path / "run.yaml"
+    p.write_bytes(b"bpe:\n  merges: 100\n  cycles: \xff\xfe\n")
+    with pytest.raises(GroverError, match=r"run\.yaml:3: binary data, not a text file"):
+        load_config(p)
+
+
+def test_bad_tss_format_and_empty_run_dir_are_errors(tmp_path):
+    with pytest.raises(GroverError, match=r"run\.yaml:2: data: tss_format must be one of auto, "
+                                          "refseq, gencode, bed, got 'ucsc'"):
+        load_config(write(tmp_path, "data:\n  tss_format: ucsc\n"))
+    with pytest.raises(GroverError, match="run: dir must name a folder"):
+        load_config(None, ["run.dir=' '"])
+
+
 def test_dump_round_trips(tmp_path):
     cfg = load_config(CONFIGS / "mini.yaml", ["corpus.holdout=['chr20:0-100']"])
     p = tmp_path / "resolved.yaml"
     p.write_text(dump_config(cfg))
+    assert p.read_text().startswith(WRITTEN)  # the mark that lets the runner overwrite it
     again = load_config(p)
     assert again.run == cfg.run and again.data == cfg.data and again.stages == cfg.stages
 

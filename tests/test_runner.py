@@ -18,15 +18,18 @@ import pytest
 
 from groverlm import runner
 from groverlm.cli import main
-from groverlm.config import DataConfig, RunConfig, RunSection, load_config
+from groverlm.config import WRITTEN, DataConfig, RunConfig, RunSection, dump_config, load_config
 from groverlm.context import Context
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
+from groverlm.genome import GenomeConfig
+from groverlm.manifest import write_manifest
 from groverlm.runner import Stage, run_pipeline, summarize_run
 
 from .conftest import DATA, random_dna, sigkill_when_exists, write_fasta
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+GENOME = runner._stage("genome")  # the real stage, before a test swaps in toy ones
 
 
 # -- the runner's bookkeeping, on toy stages ---------------------------------------------------
@@ -63,7 +66,7 @@ def toy(tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, f"toy_{name}", SimpleNamespace(run=adapter(name)))
     monkeypatch.setattr(runner, "STAGES", [
         Stage("a", "toy_a", data=lambda d: [d.genome]),
-        Stage("b", "toy_b", needs=("a",)),
+        Stage("b", "toy_b", needs=("a",), settings=lambda cfg: {"tss": cfg.data.tss_format}),
         Stage("c", "toy_c", needs=("b",)),
     ])
     data_dir = tmp_path / "data"
@@ -71,9 +74,9 @@ def toy(tmp_path, monkeypatch):
     for name in ("g.fa", "t.tsv", "m.jaspar", "p.bed"):
         (data_dir / name).write_text(name)
 
-    def make(a=1, b=1, c=1):
+    def make(a=1, b=1, c=1, tss_format="auto", data=data_dir):
         return RunConfig(RunSection(str(tmp_path / "run")),
-                         DataConfig(dir=str(data_dir), genome="g.fa", tss="t.tsv",
+                         DataConfig(dir=str(data), genome="g.fa", tss="t.tsv", tss_format=tss_format,
                                     ctcf_motif="m.jaspar", ctcf_peaks=("p.bed",), repeats=None,
                                     cpg=None),
                          {"a": Toy(a), "b": Toy(b), "c": Toy(c)})
@@ -96,7 +99,8 @@ def test_skips_what_is_up_to_date(toy):
     assert calls == ["a", "b", "c"]
     assert mtimes == {s: (make.run / s / "manifest.json").stat().st_mtime_ns for s in "abc"}
     m = json.loads((make.run / "b" / "manifest.json").read_text())
-    assert m["stage"] == "run-b" and m["config"] == {"x": 1} and m["summary"] == {"x": 1}
+    assert m["stage"] == "run-b" and m["summary"] == {"x": 1}
+    assert m["config"] == {"x": 1, "other_sections": {"tss": "auto"}}  # b reads data.tss_format
     assert not (make.run / "b" / runner.PENDING).exists()
 
 
@@ -107,6 +111,27 @@ def test_a_changed_setting_reruns_that_stage_and_downstream(toy):
     assert statuses(run_pipeline(make(b=2))) == ["skipped (up to date)", "ran", "ran"]
     assert calls == ["b", "c"]
     assert (make.run / "b" / "out.txt").read_text() == "b 2"
+
+
+def test_a_setting_of_another_section_a_stage_reads_reruns_it(toy):
+    make, calls = toy
+    run_pipeline(make())
+    calls.clear()
+    assert statuses(run_pipeline(make(tss_format="bed"))) == ["skipped (up to date)", "ran", "ran"]
+    assert runner.stage_status(runner._stage("b"), make(), make.run, None) == (
+        "out of date (config changed: other_sections.tss: 'bed' -> 'auto')")
+
+
+@pytest.mark.parametrize("name", ["select_vocab", "nextkmer", "score"])
+def test_a_stage_with_region_null_reads_the_corpus_holdout(name):
+    stage = runner._stage(name)
+    one, two = (load_config(None, [f"corpus.holdout=['{h}']"]) for h in ("chr20:0-9", "chr2"))
+    assert stage.settings(one) != stage.settings(two)  # so the stage reruns when it changes
+    one, two = (load_config(None, [f"corpus.holdout=['{h}']", f"{name}.region=chr1"])
+                for h in ("chr20:0-9", "chr2"))
+    assert stage.settings(one) == stage.settings(two) == {}
+    assert runner._stage("genome").settings(load_config(None, ["data.tss_format=bed"])) == {
+        "data.tss_format": "bed"}
 
 
 def test_a_changed_input_file_reruns_everything_after_it(toy):
@@ -180,6 +205,50 @@ def test_resolved_config_is_saved(toy):
     make, _ = toy
     run_pipeline(make(b=7))
     assert "b: {x: 7}" in (make.run / "config.yaml").read_text()
+    run_pipeline(make(b=8))  # its own copy is rewritten
+    assert "b: {x: 8}" in (make.run / "config.yaml").read_text()
+
+
+def test_a_config_file_a_user_wrote_in_the_run_folder_is_never_overwritten(toy):
+    make, calls = toy
+    make.run.mkdir()
+    mine = "# my settings\nb: {x: 7}  # seven\n"
+    (make.run / "config.yaml").write_text(mine)
+    with pytest.raises(GroverError, match="not written by groverlm: move it out"):
+        run_pipeline(make())
+    assert (make.run / "config.yaml").read_text() == mine and calls == []
+    older = dump_config(make()).removeprefix(WRITTEN)  # a run's record from before the mark
+    assert not older.startswith("#")
+    (make.run / "config.yaml").write_text(older)
+    run_pipeline(make(b=3))
+    assert "b: {x: 3}" in (make.run / "config.yaml").read_text()
+
+
+def test_run_dir_naming_a_file_is_an_error(toy, tmp_path):
+    make, _ = toy
+    make.run.write_text("a file")
+    with pytest.raises(GroverError, match="run.dir exists and is not a folder"):
+        run_pipeline(make())
+
+
+def test_moved_data_folder_later_stages_read_the_files_where_they_are_now(toy, tmp_path,
+                                                                          monkeypatch):
+    make, calls = toy
+    seen = []
+    monkeypatch.setitem(sys.modules, "toy_b", SimpleNamespace(
+        run=lambda cfg, ctx: seen.append((ctx.genome, ctx.tss)) or {}))
+    monkeypatch.setattr(runner, "STAGES", [GENOME,
+                                           Stage("b", "toy_b", needs=("genome",))])
+    write_fasta(make.data / "g.fa", {"chrA": "ACGT" * 50})
+
+    def cfg(data):
+        return RunConfig(make().run, make(data=data).data, {"genome": GenomeConfig(), "b": Toy()})
+
+    assert statuses(run_pipeline(cfg(make.data))) == ["ran", "ran"]
+    moved = make.data.rename(tmp_path / "moved")
+    assert statuses(run_pipeline(cfg(moved))) == ["skipped (up to date)"] * 2  # same contents
+    run_pipeline(cfg(moved), only=["b"], force=True)
+    assert seen[-1] == (moved / "g.fa", (moved / "t.tsv", "auto"))
 
 
 # -- real stages on a synthetic genome: a crash inside the tasks stage -------------------------
@@ -375,6 +444,32 @@ def test_demo_runs_the_packaged_config(tmp_path, monkeypatch, capsys):
     assert seen["cfg"].source == str(runner.demo_config())
     assert seen["cfg"].stage("bpe").cycles == 600 and seen["from_dir"] == "/x"
     assert "report:      not written" in capsys.readouterr().out
+
+
+def test_run_takes_from_dir_and_expands_a_home_run_dir(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake(cfg, **kwargs):  # a finished report stage where run.dir points, ~ expanded
+        seen.update(kwargs)
+        write_manifest(runner.run_folder(cfg) / "report", "run-report", {}, [],
+                       summary={"report": "report/report.html"})
+        return []
+
+    monkeypatch.setattr(runner, "run_pipeline", fake)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "c.yaml"
+    config.write_text("run: {dir: ~/r}\n")
+    assert main(["run", str(config), "--from-dir", "/x"]) == 0
+    out = capsys.readouterr().out
+    assert seen["from_dir"] == "/x" and f"-> {tmp_path / 'r'}" in out
+    assert f"report:      {tmp_path / 'r' / 'report' / 'report.html'}" in out
+
+
+def test_argument_errors_name_the_command_once(capsys):
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("groverlm: error: the following arguments are required: config")
+    assert err.endswith("(see groverlm run --help)") and err.count("groverlm") == 2
 
 
 # -- end to end: configs/mini.yaml on the first 4 Mbp of chr20 ---------------------------------

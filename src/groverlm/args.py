@@ -147,6 +147,16 @@ def parse_value(text: str) -> Any:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as err:
         raise GroverError(f"{text!r} is not a valid YAML value ({err.problem})") from None
+    return exponent_float(value)
+
+
+def exponent_float(value: Any) -> Any:
+    """`value` as a float when it is a string YAML 1.1 failed to read as one (1e-3, 4E+2: no
+    decimal point), else unchanged.
+
+    >>> exponent_float("4e-4"), exponent_float("gelu"), exponent_float(3)
+    (0.0004, 'gelu', 3)
+    """
     if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)[eE][+-]?\d+", value):
         return float(value)
     return value

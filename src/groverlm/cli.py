@@ -50,7 +50,7 @@ class Parser(argparse.ArgumentParser):
     error: argparse would print the whole usage first and exit from inside parse_args."""
 
     def error(self, message: str):
-        raise GroverError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise GroverError(f"{message} (see {self.prog} --help)")  # main adds "groverlm: error:"
 
 
 def command_module(argv: list[str]) -> str | None:

@@ -34,11 +34,12 @@ import yaml
 
 from groverlm.analysis.analyze import AnalysisConfig
 from groverlm.analysis.report import ReportConfig
-from groverlm.args import parse_override
+from groverlm.args import exponent_float, parse_override
 from groverlm.baselines import BaselinesConfig
 from groverlm.bpe import BpeConfig
 from groverlm.corpus import CorpusConfig
 from groverlm.errors import GroverError
+from groverlm.fasta import text_lines
 from groverlm.finetune import FinetuneConfig
 from groverlm.genome import GenomeConfig
 from groverlm.nextkmer import NextKmerConfig
@@ -46,6 +47,7 @@ from groverlm.pretrain import PretrainConfig
 from groverlm.score import ScoreConfig
 from groverlm.select_vocab import SelectVocabConfig
 from groverlm.tasks import TasksConfig
+from groverlm.tasks.annotations import TSS_FORMATS
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class RunSection:
     """Where the run lives."""
 
     dir: str = "runs/demo"  # run folder; stage S writes RUN_DIR/S/ (relative paths: to the cwd)
+
+    def __post_init__(self):
+        if not self.dir.strip():  # Path("") is the current folder: stage folders would land there
+            raise ValueError("dir must name a folder")
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,9 @@ class DataConfig:
     def __post_init__(self):
         if not self.ctcf_peaks:
             raise ValueError("ctcf_peaks needs at least one BED file")
+        if self.tss_format not in TSS_FORMATS:
+            raise ValueError(f"tss_format must be one of {', '.join(TSS_FORMATS)}, "
+                             f"got {self.tss_format!r}")
 
 
 
@@ -148,18 +157,24 @@ class _Where:
         return GroverError(message, self.source)
 
 
-def _key_lines(node: yaml.Node | None, path: tuple[str, ...], out: dict) -> None:
+def _key_lines(node: yaml.Node | None, path: tuple[str, ...], out: dict, source: str | None
+               ) -> None:
+    """The line of every key; a key given twice in one mapping is an error (PyYAML would keep the
+    last one silently, so an edit to the first would do nothing)."""
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             sub = (*path, str(key.value))
+            if sub in out:
+                raise GroverError(f"{'.'.join(sub)} is given twice (first on line {out[sub]})",
+                                  source, key.start_mark.line + 1)
             out[sub] = key.start_mark.line + 1
-            _key_lines(value, sub, out)
+            _key_lines(value, sub, out, source)
 
 
 def _parse_yaml(text: str, source: str | None, where: _Where) -> dict:
     try:
         raw = yaml.safe_load(text)
-        _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), (), where.lines)
+        _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), (), where.lines, source)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
@@ -195,7 +210,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         p = Path(path)
         if not p.is_file():
             raise GroverError("no such config file", p)
-        raw = _parse_yaml(p.read_text(), source, where)
+        # text_lines: a binary or non-UTF-8 file is an error naming its line, not a traceback
+        raw = _parse_yaml("\n".join(line for _, line in text_lines(p)), source, where)
     for text in overrides:
         key, value = parse_override(text)
         for n in range(1, len(key) + 1):  # errors in any enclosing section name this --set too
@@ -303,6 +319,7 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: 
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
+        value = exponent_float(value)  # YAML 1.1 reads 4e-4 as a string; --set reads it as 4e-4
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif tp is str:
@@ -326,6 +343,11 @@ def _type_name(tp: Any) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
+# The first line of every config groverlm writes: the runner may overwrite a file that starts so,
+# never one a user wrote.
+WRITTEN = "# groverlm: the resolved config of this run (every key; rewritten at each run)\n"
+
+
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (what RUN_DIR/config.yaml holds): loading it gives `cfg` back."""
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
+    return WRITTEN + yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)

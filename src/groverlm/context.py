@@ -90,16 +90,20 @@ class Context:
         """The summary an upstream stage's run() returned (from its manifest)."""
         return read_manifest(self.stage_dir(name))["summary"]
 
+    # The genome stage records a FASTA or TSS path only when it wrote a cut of its own; else the
+    # data file is read where the config finds it now (a data folder may move; its contents are
+    # fingerprinted, so a changed file still reruns the stages).
     @property
     def genome(self) -> Path:
         """The FASTA every stage after `genome` reads."""
-        return self.path(self.summary("genome")["fasta"])
+        recorded = self.summary("genome")["fasta"]
+        return self.data.genome if recorded is None else self.path(recorded)
 
     @property
     def tss(self) -> tuple[Path, str]:
         """The TSS list on that FASTA, and its format."""
         g = self.summary("genome")
-        return self.path(g["tss"]), g["tss_format"]
+        return (self.data.tss if g["tss"] is None else self.path(g["tss"])), g["tss_format"]
 
     @property
     def vocab(self) -> Path:

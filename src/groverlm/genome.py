@@ -2,7 +2,8 @@
 
 In a run (`run`): reads the data section's genome and TSS list; writes RUN_DIR/genome/summary.json
 and, with genome.chroms or genome.max_bp, the part of the genome the run uses (genome.fa) and the
-TSSs on it (tss.bed). Its summary hands on the FASTA and TSS list every later stage reads.
+TSSs on it (tss.bed). Its summary hands on those two files, which every later stage reads
+(null when uncut: the data files themselves, groverlm.context.Context.genome).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
         tss, tss_format = ctx.out / "tss.bed", "bed"
         write_text(tss, "".join(f"{c}\t{p}\t{p + 1}\ttss\t0\t{s}\n" for c, p, s in kept))
     total = summary["total"]
-    return {"fasta": ctx.relative(fasta), "tss": ctx.relative(tss), "tss_format": tss_format,
+    # uncut: null, the data files as the config names them then (see Context.genome)
+    return {"fasta": ctx.relative(fasta) if cut else None,
+            "tss": ctx.relative(tss) if cut else None, "tss_format": tss_format,
             "records": total["records"], "length": total["length"],
             "acgt": sum(total[b] for b in "ACGT"), "contigs": total["contigs"]}
 

@@ -1,17 +1,19 @@
 """The main job: `groverlm run CONFIG.yaml` runs the whole pipeline in one run folder, resumably.
 
 Reads a run config (groverlm.config) and the data files it names (fetched into the cache when
-needed, groverlm.data); writes RUN_DIR/config.yaml (the resolved config) and one folder per stage,
-RUN_DIR/<stage>/, holding the stage functions' own output folders and the runner's manifest.json
-(stage "run-<stage>", resolved config section, input fingerprints, the summary the stage's `run`
-returned, wall and CPU seconds).
+needed, groverlm.data); writes RUN_DIR/config.yaml (the resolved config; a config file of the
+user's own found there is refused, never overwritten) and one folder per stage, RUN_DIR/<stage>/,
+holding the stage functions' own output folders and the runner's manifest.json (stage
+"run-<stage>", resolved config section, input fingerprints, the summary the stage's `run` returned,
+wall and CPU seconds).
 
 Stages run in the order of `STAGES`. Each stage is one module (named in `STAGES`) whose
 `run(cfg, ctx) -> summary` turns its config section and a `groverlm.context.Context` into the
 summary recorded in its manifest; the runner imports it only when the stage runs. A stage is
-skipped when its manifest records the same config section and the same input fingerprints (the data
-files it reads and the manifests of the stages it needs), so a changed setting reruns that stage and
-everything downstream, and nothing else. A stage folder being written holds `pending.json` (the
+skipped when its manifest records the same config section (with the settings of other sections it
+reads, `Stage.settings`) and the same input fingerprints (the data files it reads and the manifests
+of the stages it needs), so a changed setting reruns that stage and everything downstream, and
+nothing else. A stage folder being written holds `pending.json` (the
 config and inputs it is being made from): after an interruption the rerun keeps what the stage
 finished (each part that has its own manifest.json, pretraining checkpoints) when the config is
 unchanged, and starts the stage afresh otherwise.
@@ -40,8 +42,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from groverlm.args import drop_keys, volatile_keys
-from groverlm.config import as_plain, dump_config, load_config
+from groverlm.config import WRITTEN, as_plain, dump_config, load_config
 from groverlm.context import Context, DataFiles, resolve_data
 from groverlm.errors import GroverError
 from groverlm.manifest import (
@@ -81,19 +85,34 @@ class Stage:
     module: str  # holds run(cfg, ctx) -> summary; imported when the stage runs, not at start-up
     needs: tuple[str, ...] = ()  # upstream stages whose outputs it reads
     data: Callable[[DataFiles], list[Path]] = lambda d: []  # data files it reads
+    # settings of other config sections it reads ({dotted key: value}), compared as its own
+    settings: Callable[[Any], dict[str, Any]] = lambda cfg: {}
 
     def run(self, cfg: Any, ctx: Context) -> dict[str, Any]:
         return importlib.import_module(self.module).run(cfg, ctx)
 
 
+def _held_out(name: str) -> Callable[[Any], dict[str, Any]]:
+    """A stage whose `region` null means corpus.holdout's first region (Context.held_out) reads
+    that setting too."""
+    def settings(cfg: Any) -> dict[str, Any]:
+        holdout = cfg.stage("corpus").holdout
+        return {"corpus.holdout[0]": str(holdout[0]) if holdout else None} if (
+            cfg.stage(name).region is None) else {}
+    return settings
+
+
 # The pipeline, in order.
 STAGES: list[Stage] = [
-    Stage("genome", "groverlm.genome", data=lambda d: [d.genome, d.tss]),
+    Stage("genome", "groverlm.genome", data=lambda d: [d.genome, d.tss],
+          settings=lambda cfg: {"data.tss_format": cfg.data.tss_format}),
     Stage("bpe", "groverlm.bpe", needs=("genome",)),
-    Stage("select_vocab", "groverlm.select_vocab", needs=("genome", "bpe")),
+    Stage("select_vocab", "groverlm.select_vocab", needs=("genome", "bpe"),
+          settings=_held_out("select_vocab")),
     Stage("corpus", "groverlm.corpus", needs=("genome", "select_vocab")),
     Stage("pretrain", "groverlm.pretrain", needs=("corpus",)),
-    Stage("nextkmer", "groverlm.nextkmer", needs=("genome", "select_vocab", "pretrain")),
+    Stage("nextkmer", "groverlm.nextkmer", needs=("genome", "select_vocab", "pretrain"),
+          settings=_held_out("nextkmer")),
     Stage("tasks", "groverlm.tasks", needs=("genome", "select_vocab"),
           data=lambda d: [d.ctcf_motif, *d.ctcf_peaks]),
     Stage("finetune", "groverlm.finetune", needs=("select_vocab", "pretrain", "tasks")),
@@ -101,7 +120,8 @@ STAGES: list[Stage] = [
     Stage("analysis", "groverlm.analysis.analyze", needs=("genome", "select_vocab", "pretrain"),
           data=lambda d: [p for p in (d.repeats, d.cpg) if p is not None]),
     Stage("score", "groverlm.score", needs=("genome", "select_vocab", "pretrain", "tasks"),
-          data=lambda d: [p for p in (d.ctcf_motif, *d.ctcf_peaks) if p is not None]),
+          data=lambda d: [p for p in (d.ctcf_motif, *d.ctcf_peaks) if p is not None],
+          settings=_held_out("score")),
     Stage("report", "groverlm.analysis.report",
           needs=("genome", "bpe", "select_vocab", "corpus", "pretrain", "nextkmer", "tasks",
                  "finetune", "baselines", "analysis", "score")),
@@ -125,6 +145,9 @@ def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
     """(compared config section, input paths, their SHA-256s) of a stage as the config asks it."""
     # volatile fields (args.volatile: devices, threads, inference batches) may change freely
     section = drop_keys(as_plain(cfg.stage(stage.name)), volatile_keys(type(cfg.stage(stage.name))))
+    other = stage.settings(cfg)
+    if other:
+        section["other_sections"] = other
     inputs = [*stage.data(data), *(run_dir / n for n in stage.needs)]
     shas = [fingerprint(p)["sha256"] for p in inputs]
     return section, inputs, shas
@@ -217,9 +240,15 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
     if only and start:
         raise GroverError("give --only or --from, not both")
     selected = set(only) if only else set(names[names.index(start):]) if start else set(names)
-    run_dir = Path(cfg.run.dir).expanduser().resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / CONFIG_COPY, dump_config(cfg))
+    run_dir = run_folder(cfg)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GroverError("run.dir exists and is not a folder", run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GroverError(f"run.dir: cannot make the folder ({err.strerror or err})",
+                          run_dir) from None
+    _write_config_copy(cfg, run_dir / CONFIG_COPY)
     data = resolve_data(cfg.data, from_dir=from_dir, report=on_data)
 
     needed = set()  # every stage a selected stage reads, directly or not (STAGES is in order)
@@ -244,6 +273,39 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
         if on_stage is not None:
             on_stage(result)
     return results
+
+
+def run_folder(cfg: Any) -> Path:
+    """The run folder cfg.run.dir names (~ expanded, absolute)."""
+    return Path(cfg.run.dir).expanduser().resolve()
+
+
+def _write_config_copy(cfg: Any, path: Path) -> None:
+    """Record the resolved config in the run folder, never over a config file a user wrote there
+    (one without the mark dump_config puts on its first line: comments and layout would be lost)."""
+    if path.is_file():
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as err:
+            raise GroverError(f"cannot read it ({err.strerror})", path) from None
+        if not _written_by_groverlm(text):
+            raise GroverError(f"the run folder's {CONFIG_COPY} is where groverlm records the "
+                              "resolved config, and this one was not written by groverlm: move "
+                              "it out of the run folder (and run it from there)", path)
+    write_text(path, dump_config(cfg))
+
+
+def _written_by_groverlm(text: str) -> bool:
+    """Whether a run folder's config.yaml is the runner's record: marked on its first line, or
+    (runs from before the mark) not one comment and the run and data sections (a file like that
+    loses nothing but its layout when replaced by its resolved form)."""
+    if text.startswith(WRITTEN):
+        return True
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    return "#" not in text and isinstance(raw, dict) and {"run", "data"} <= set(raw)
 
 
 # -- the one-screen summary --------------------------------------------------------------------
@@ -341,8 +403,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="the main job: configs/demo.yaml on hg19 chr20 "
                                     "(data fetched when needed)")
     _common(d)
-    d.add_argument("--from-dir", metavar="DIR", help="a folder holding the data files "
-                                                     "(else $GROVERLM_DATA, then the network)")
     d.set_defaults(func=demo_command)
 
 
@@ -351,18 +411,21 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override a config key, e.g. bpe.merges=800 or run.dir=runs/x "
                         "(repeatable; VALUE is YAML)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--from-dir", metavar="DIR", help="a folder holding the data files the data "
+                   "cache lacks (else $GROVERLM_DATA, then the network)")
 
 
-def _run(config: str | Path, args: argparse.Namespace, only=None, start=None, force=False,
-         from_dir=None) -> int:
+def _run(config: str | Path, args: argparse.Namespace, only=None, start=None, force=False
+         ) -> int:
     cfg = load_config(config, args.overrides)
+    run_dir = run_folder(cfg)
     t0 = time.perf_counter()
-    print(f"groverlm run: {config} -> {cfg.run.dir}", flush=True)
+    print(f"groverlm run: {config} -> {run_dir}", flush=True)
     run_pipeline(cfg, only=only, start=start, force=force, progress=not args.quiet,
-                 from_dir=from_dir, on_stage=lambda r: print(r.line(), flush=True),
+                 from_dir=args.from_dir, on_stage=lambda r: print(r.line(), flush=True),
                  on_data=lambda line: log.info("data: %s", line))
-    print(f"finished in {time.perf_counter() - t0:.0f} s; run folder {cfg.run.dir}")
-    print(summarize_run(cfg.run.dir))
+    print(f"finished in {time.perf_counter() - t0:.0f} s; run folder {run_dir}")
+    print(summarize_run(run_dir))
     return 0
 
 
@@ -371,4 +434,4 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    return _run(demo_config(), args, from_dir=args.from_dir)
+    return _run(demo_config(), args)
