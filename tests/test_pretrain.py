@@ -538,6 +538,12 @@ def test_context_baseline_is_scored_on_the_evaluated_targets(corpus):
             hits += best.get((int(truth[i, j - 1]), int(truth[i, j + 1])), fallback) == truth[i, j]
             n += 1
     assert n == ev["masked_tokens"] > 100 and ev["context_accuracy"] == pytest.approx(hits / n)
+    # the final evaluation pairs the model and the table target by target: each side's accuracy
+    # over the paired rows is its own, so the rows line up (the table's would differ otherwise)
+    d = ev["vs_context_table"]
+    assert d["rows"] == n and d["metric"] == "accuracy" and d["low"] <= d["difference"] <= d["high"]
+    assert d["difference"] == pytest.approx(ev["mlm_accuracy"] - ev["context_accuracy"])
+    assert "vs_context_table" not in r.evaluate(r.model, contextlib.nullcontext, False)
 
 
 def test_a_log_cut_short_by_a_kill_resumes(tmp_path):

@@ -39,6 +39,7 @@ from groverlm.context import Context
 from groverlm.corpus import Corpus
 from groverlm.errors import GroverError
 from groverlm.manifest import MANIFEST, atomic_path, finished, write_json, write_manifest
+from groverlm.metrics import difference_text, paired_difference
 from groverlm.models import (
     build_config,
     count_parameters,
@@ -182,7 +183,7 @@ def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_si
     def evaluate(model, amp, final: bool) -> dict[str, Any]:
         n = cfg.final_eval_samples if final else cfg.eval_samples
         return evaluate_mlm(model, amp, ev.data, ev.order[:n] if n else ev.order, batch_size, seed,
-                            ev.unigram, ev.table)
+                            ev.unigram, ev.table, paired=final)
 
     model = new_mlm_model(config, seed)
     if cfg.unigram_bias:
@@ -276,19 +277,22 @@ def context_table(split, vocab_size: int, cls_id: int, sep_id: int, fallback: in
 
 
 def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_id: int,
-                 table: ContextTable | None = None) -> dict[str, Any]:
+                 table: ContextTable | None = None, paired: bool = False) -> dict[str, Any]:
     """Masked-token metrics over test samples `indices`, with masks fixed by `seed` (`data` masks
     with the evaluation rate, every target shown as [MASK]).
 
     mlm_loss: mean cross-entropy (nats) over targets; perplexity: its exponential; mlm_accuracy:
     top-1 accuracy; unigram_accuracy: accuracy of always answering the most frequent training token;
     context_accuracy (with `table`, see `context_table`): accuracy of the context table given each
-    target's true neighbours: the bar a model of sequence context must clear.
+    target's true neighbours: the bar a model of sequence context must clear; vs_context_table
+    (with `paired`, the final evaluation's): the model's accuracy minus the table's with the 95%
+    interval of a paired bootstrap over the targets (metrics.paired_difference).
     """
     device = next(model.parameters()).device
     indices = np.asarray(indices)
     indices = indices[np.argsort(data.lengths[indices], kind="stable")]  # little padding
     loss = correct = unigram = context = n = 0.0
+    rows: dict[str, list[np.ndarray]] = {"truth": [], "model": [], "table": []}  # with `paired`
     for k in range(0, len(indices), batch_size):
         gen = torch.Generator().manual_seed(training.seed_of(seed, 0xE7A1, k, 1))
         batch = data.collate(indices[k : k + batch_size], gen)
@@ -306,6 +310,10 @@ def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_
             truth, where = truth.numpy(), where.numpy()
             guess = table(truth[:, :-2][where], truth[:, 2:][where])  # (M,) for the targets only
             context += float((guess == truth[:, 1:-1][where]).sum())
+            if paired:  # masked_logits gives the targets row-major too: the orders agree
+                rows["truth"].append(targets.cpu().numpy())
+                rows["model"].append(logits.argmax(-1).cpu().numpy())
+                rows["table"].append(np.asarray(guess))
         n += targets.numel()
     n = max(n, 1)
     out = {"mlm_loss": loss / n, "mlm_accuracy": correct / n, "unigram_accuracy": unigram / n,
@@ -313,6 +321,13 @@ def evaluate_mlm(model, amp, data, indices, batch_size: int, seed: int, unigram_
            "eval_samples": int(len(indices))}
     if table is not None:
         out["context_accuracy"] = context / n
+    if rows["truth"]:
+        truth = np.concatenate(rows["truth"])
+
+        def scored(who: str) -> dict[str, Any]:
+            return {"per_seed": [{"test": {"y_true": truth, "y_pred": np.concatenate(rows[who])}}]}
+
+        out["vs_context_table"] = paired_difference(scored("model"), scored("table"), "accuracy")
     return out
 
 
@@ -428,7 +443,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
             pretrain(corpus, out, cfg.model, cfg.train, resume=resume, progress=ctx.progress)
     ev = json.loads((out / EVAL_JSON).read_text())
     keys = ("steps", "tokens_seen", "mlm_accuracy", "unigram_accuracy", "context_accuracy",
-            "mlm_loss", "perplexity", "tokens_per_second", "train_seconds")
+            "vs_context_table", "mlm_loss", "perplexity", "tokens_per_second", "train_seconds")
     return {"model": ctx.relative(out), **{k: ev[k] for k in keys if k in ev}}
 
 
@@ -540,7 +555,8 @@ def _pretrain_cmd(args: argparse.Namespace) -> int:
         print(f"pretrain: {s['steps']} steps, {s['tokens_seen']:,} tokens "
               f"({s['tokens_per_second']:,.0f}/s); test masked-token accuracy "
               f"{100 * s['mlm_accuracy']:.2f}% (unigram {100 * s['unigram_accuracy']:.2f}%, "
-              f"context table {100 * s['context_accuracy']:.2f}%), "
+              f"context table {100 * s['context_accuracy']:.2f}%; model - table "
+              f"{difference_text(s.get('vs_context_table'))}), "
               f"loss {s['mlm_loss']:.3f}, perplexity {s['perplexity']:.1f} -> {args.out}")
     return 0
 

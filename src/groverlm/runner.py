@@ -335,6 +335,8 @@ def summarize_run(run_dir: str | Path) -> str:
     if p and "mlm_accuracy" in p:
         context = (f", context table {100 * p['context_accuracy']:.2f}%"
                    if "context_accuracy" in p else "")
+        if "vs_context_table" in p:
+            context += f"; model - table {difference_text(p['vs_context_table'])}"
         lines.append(f"pretraining: {p['steps']} steps, {p['tokens_seen']:,} tokens; test "
                      f"masked-token accuracy {100 * p['mlm_accuracy']:.2f}% (unigram "
                      f"{100 * p['unigram_accuracy']:.2f}%{context}), perplexity "

@@ -562,11 +562,15 @@ def _eval_of(st: StageFolder) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def masked_token_verdict(acc: float, unigram: float | None, context: float | None) -> str:
-    """One phrase placing a masked-token accuracy against its two baselines.
+def masked_token_verdict(acc: float, unigram: float | None, context: float | None,
+                         paired: dict[str, Any] | None = None) -> str:
+    """One phrase placing a masked-token accuracy against its two baselines (with `paired`, the
+    model - table interval, whether the gap to the table is told apart from 0).
 
     >>> masked_token_verdict(0.09, 0.012, 0.087)
     'above the context table'
+    >>> masked_token_verdict(0.09, 0.012, 0.087, {"low": -0.001, "high": 0.007})
+    'level with the context table (interval holds 0)'
     >>> masked_token_verdict(0.0785, 0.0121, 0.087)
     '90% of the context table'
     >>> masked_token_verdict(0.0125, 0.0121, 0.087)
@@ -576,6 +580,8 @@ def masked_token_verdict(acc: float, unigram: float | None, context: float | Non
         return "at the unigram: nothing learned"
     if context is None or context <= 0:
         return "above the unigram"
+    if isinstance(paired, dict) and "low" in paired and paired["low"] <= 0 <= paired["high"]:
+        return "level with the context table (interval holds 0)"
     if acc >= context:
         return "above the context table"
     return f"{acc / context:.0%} of the context table"
@@ -615,9 +621,12 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
                          "held-out accuracy": percent(ev["mlm_accuracy"]),
                          "context table": percent(ev.get("context_accuracy")),
                          "unigram": percent(ev.get("unigram_accuracy")),
+                         "model - table": difference_text(ev["vs_context_table"]) if isinstance(
+                             ev.get("vs_context_table"), dict) else "",
                          "verdict": masked_token_verdict(ev["mlm_accuracy"],
                                                          ev.get("unigram_accuracy"),
-                                                         ev.get("context_accuracy"))})
+                                                         ev.get("context_accuracy"),
+                                                         ev.get("vs_context_table"))})
     if rows:
         sec.add("<h3>Masked tokens</h3>", note(
             "Held-out masked-token accuracy against the most frequent token (unigram) and the "
