@@ -224,6 +224,21 @@ def test_a_config_file_a_user_wrote_in_the_run_folder_is_never_overwritten(toy):
     assert "b: {x: 3}" in (make.run / "config.yaml").read_text()
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("pretrain.model.overrides={hiden_size: 8}", "pretrain.model: hiden_size: not a deberta-v2"),
+    ("select_vocab.pretraining.model.preset=huge", "select_vocab.pretraining.model: unknown preset"),
+    ("corpus.holdout=[]", "select_vocab needs a region pretraining never saw"),
+    ("score.region=chr1:9-3", "score.region 'chr1:9-3'"),
+])
+def test_settings_that_would_fail_a_later_stage_fail_before_any_stage_runs(tmp_path, setting,
+                                                                            message):
+    cfg = load_config(None, [f"run.dir={tmp_path / 'run'}", "corpus.holdout=['chr20:0-9']",
+                             "select_vocab.select=true", setting])
+    with pytest.raises(GroverError, match=re.escape(message)):
+        run_pipeline(cfg)  # the data (from the cache) is never reached, nor a folder made
+    assert not (tmp_path / "run").exists()
+
+
 def test_run_dir_naming_a_file_is_an_error(toy, tmp_path):
     make, _ = toy
     make.run.write_text("a file")

@@ -61,6 +61,18 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
     return DataFiles(**out)
 
 
+def held_out_region(config: Any, region: str | None, stage: str):
+    """`region` (a stage's setting) as a corpus.Region; None: corpus.holdout's first region. Also
+    the runner's check, before any stage runs, of the stages that read one (their `preflight`)."""
+    holdout = config.stage("corpus").holdout
+    if region is None:
+        if not holdout:
+            raise GroverError(f"{stage} needs a region pretraining never saw: set "
+                              f"corpus.holdout (or {stage}.region)", config.source)
+        return corpus.Region.parse(holdout[0])
+    return corpus.Region.parse(region, f"{stage}.region")
+
+
 # -- what a stage's run() sees ---------------------------------------------------------------
 
 @dataclass
@@ -113,14 +125,9 @@ class Context:
     def held_out(self, region: str | None, stage: str):
         """A stage's region (a corpus.Region), by default the corpus's first held-out region
         (unseen in pretraining)."""
+        reg = held_out_region(self.config, region, stage)
         holdout = self.config.stage("corpus").holdout
-        if region is None:
-            if not holdout:
-                raise GroverError(f"{stage} needs a region pretraining never saw: set "
-                                  f"corpus.holdout (or {stage}.region)", self.config.source)
-            return corpus.Region.parse(holdout[0])
-        reg = corpus.Region.parse(region, f"{stage}.region")
-        if reg not in {corpus.Region.parse(h) for h in holdout}:
+        if region is not None and reg not in {corpus.Region.parse(h) for h in holdout}:
             log.warning("%s.region %s is not in corpus.holdout: pretraining may have seen it",
                         stage, reg)
         return reg

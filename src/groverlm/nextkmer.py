@@ -62,7 +62,7 @@ import numpy as np
 
 from groverlm.args import listed, stable
 from groverlm.baselines import TfidfConfig, run_tfidf
-from groverlm.context import Context
+from groverlm.context import Context, held_out_region
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.fasta import iter_records
@@ -600,6 +600,12 @@ def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesCo
                    help="skip the context table (the most frequent k bases after the context's "
                         "last m bases, counted on the genome outside --region)")
     add_train_args(p, kmer_classifier())
+
+
+def preflight(cfg: Any, config: Any) -> None:
+    """The runner's check of this stage's section (of the run's whole `config`) before any stage
+    runs: the held-out region, which would otherwise fail only after pretraining."""
+    held_out_region(config, cfg.region, "nextkmer")
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -431,6 +431,22 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
 # The run's pretrain stage
 
 
+def check_model(cfg: ModelConfig, key: str) -> None:
+    """Build the model's config (no weights) so that a bad preset or override is an error naming
+    `key` before a run spends hours on the stages ahead of pretraining (the vocabulary size is a
+    stand-in: no check depends on it)."""
+    try:
+        build_config(cfg.preset, 64, cfg.overrides)
+    except GroverError as err:
+        raise GroverError(f"{key}: {str(err).removeprefix('--set ')}") from None
+
+
+def preflight(cfg: Any, config: Any) -> None:
+    """The runner's check of this stage's section (of the run's whole `config`) before any stage
+    runs."""
+    check_model(cfg.model, "pretrain.model")
+
+
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Pretraining: BertForMaskedLM on the corpus; resumes from its checkpoints; torchrun when
     `processes` > 1."""

@@ -24,6 +24,10 @@ unchanged, and starts the stage afresh otherwise.
     groverlm run configs/demo.yaml --set bpe.merges=800 --set run.dir=runs/b800
     groverlm demo                                      # configs/demo.yaml on hg19 chr20
 
+Before any stage runs, the data files are resolved and each selected stage's module may check its
+section against the whole config (`preflight(section, cfg)`: a model override, a held-out region),
+so a setting that would fail a late stage (after hours of BPE on a whole genome) fails at once.
+
 A new stage is one module with its config dataclass and a `run(cfg, ctx)`, one line in `STAGES`,
 one in `groverlm.config.STAGE_SECTIONS` and its command's line in `groverlm.cli.COMMANDS`.
 """
@@ -90,6 +94,13 @@ class Stage:
 
     def run(self, cfg: Any, ctx: Context) -> dict[str, Any]:
         return importlib.import_module(self.module).run(cfg, ctx)
+
+    def preflight(self, cfg: Any) -> None:
+        """The module's `preflight(section, cfg)`, where it has one: checks that need more than the
+        config's types (a model override, a held-out region), made before any stage runs."""
+        check = getattr(importlib.import_module(self.module), "preflight", None)
+        if check is not None:
+            check(cfg.stage(self.name), cfg)
 
 
 def _held_out(name: str) -> Callable[[Any], dict[str, Any]]:
@@ -240,6 +251,10 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
     if only and start:
         raise GroverError("give --only or --from, not both")
     selected = set(only) if only else set(names[names.index(start):]) if start else set(names)
+    for stage in STAGES:  # a bad model override fails now, not after the stages before it
+        if stage.name in selected:
+            stage.preflight(cfg)
+    data = resolve_data(cfg.data, from_dir=from_dir, report=on_data)  # a missing file: no folder
     run_dir = run_folder(cfg)
     if run_dir.exists() and not run_dir.is_dir():
         raise GroverError("run.dir exists and is not a folder", run_dir)
@@ -249,7 +264,6 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
         raise GroverError(f"run.dir: cannot make the folder ({err.strerror or err})",
                           run_dir) from None
     _write_config_copy(cfg, run_dir / CONFIG_COPY)
-    data = resolve_data(cfg.data, from_dir=from_dir, report=on_data)
 
     needed = set()  # every stage a selected stage reads, directly or not (STAGES is in order)
     for stage in reversed(STAGES):

@@ -53,7 +53,7 @@ from groverlm.analysis.plots import figure, save_png
 from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
 from groverlm.args import add_fields, volatile
 from groverlm.batching import split_windows
-from groverlm.context import Context
+from groverlm.context import Context, held_out_region
 from groverlm.corpus import Region
 from groverlm.embed import iter_batches, load_encoder, max_window_tokens, read_items
 from groverlm.errors import GroverError
@@ -507,6 +507,13 @@ def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[st
 
 
 # ----------------------------------------------------------------------------- the run's score stage
+
+
+def preflight(cfg: Any, config: Any) -> None:
+    """The runner's check of this stage's section (of the run's whole `config`) before any stage
+    runs: the held-out region of the CTCF variants, which would otherwise fail only at the end."""
+    if cfg.ctcf_sites != 0:
+        held_out_region(config, cfg.region, "score")
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -66,7 +66,7 @@ from groverlm import lazy
 from groverlm.analysis.plots import COLORS, figure, save_png
 from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.bpe import vocab_summary
-from groverlm.context import Context
+from groverlm.context import Context, held_out_region
 from groverlm.corpus import CorpusConfig, Region, write_corpus
 from groverlm.errors import GroverError
 from groverlm.fasta import decode, iter_records
@@ -98,7 +98,7 @@ from groverlm.nextkmer import (
     run_nextkmer,
     write_samples,
 )
-from groverlm.pretrain import ModelConfig, add_model_args, model_from_args, pretrain
+from groverlm.pretrain import ModelConfig, add_model_args, check_model, model_from_args, pretrain
 from groverlm.tasks.common import load_genome
 
 # bpe.export (tokenizers) and train (torch) load on first use, keeping the CLI and config loading light
@@ -646,6 +646,14 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
         raise GroverError(f"{option}: empty list")
     return vals
 
+
+
+def preflight(cfg: Any, config: Any) -> None:
+    """The runner's check of this stage's section (of the run's whole `config`) before any stage
+    runs."""
+    if cfg.select:
+        held_out_region(config, cfg.region, "select_vocab")
+        check_model(cfg.pretraining.model, "select_vocab.pretraining.model")
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
