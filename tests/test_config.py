@@ -205,6 +205,17 @@ def test_exponent_numbers_in_yaml_are_numbers_where_a_number_is_expected(tmp_pat
     assert cfg.stage("pretrain").train.lr == 4e-4 and cfg.run.dir == "1e5"
 
 
+def test_exponent_numbers_inside_free_form_settings(tmp_path):
+    p = write(tmp_path, "pretrain:\n  model:\n    overrides: {layer_norm_eps: 1e-7, l: [1e-3, a]}\n")
+    assert load_config(p).stage("pretrain").model.overrides == {"layer_norm_eps": 1e-7,
+                                                                 "l": [1e-3, "a"]}
+
+
+def test_an_alias_inside_what_it_names_is_an_error(tmp_path):
+    with pytest.raises(GroverError, match="a YAML alias refers to a mapping that holds it"):
+        load_config(write(tmp_path, "bpe: &a {x: *a}\n"))
+
+
 def test_binary_or_non_utf8_config_is_an_error_naming_the_line(tmp_path):
     p = tmp_path / "run.yaml"
     p.write_bytes(b"bpe:\n  merges: 100\n  cycles: \xff\xfe\n")

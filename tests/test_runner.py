@@ -264,6 +264,41 @@ def test_moved_data_folder_later_stages_read_the_files_where_they_are_now(toy, t
     assert statuses(run_pipeline(cfg(moved))) == ["skipped (up to date)"] * 2  # same contents
     run_pipeline(cfg(moved), only=["b"], force=True)
     assert seen[-1] == (moved / "g.fa", (moved / "t.tsv", "auto"))
+    # a run folder from before recorded the data files' absolute paths: read where they are now
+    manifest = make.run / "genome" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["summary"].update(fasta=str(make.data / "g.fa"), tss=str(make.data / "t.tsv"))
+    manifest.write_text(json.dumps(m))
+    run_pipeline(cfg(moved), only=["b"], force=True)
+    assert seen[-1] == (moved / "g.fa", (moved / "t.tsv", "auto"))
+
+
+def test_stages_finished_before_other_sections_were_recorded_stay_up_to_date(toy):
+    make, calls = toy
+    run_pipeline(make())
+    manifest = make.run / "b" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    del m["config"]["other_sections"]  # as the runner wrote it before Stage.settings
+    manifest.write_text(json.dumps(m))
+    assert runner.stage_status(runner._stage("b"), make(), make.run, None) == "done"
+    # (what it read then is unknown, so a change of it goes unseen until the stage reruns)
+    assert runner.stage_status(runner._stage("b"), make(tss_format="bed"), make.run, None) == "done"
+
+
+def test_config_record_edge_cases(toy, monkeypatch, tmp_path):
+    make, _ = toy
+    old = RunConfig(RunSection(str(tmp_path / "exp#2")), make().data, make().stages)
+    record = tmp_path / "exp#2" / "config.yaml"
+    record.parent.mkdir()
+    record.write_text(dump_config(old).removeprefix(WRITTEN))  # from before the mark, with a '#'
+    run_pipeline(old)
+    assert record.read_text().startswith(WRITTEN)
+    record.unlink()
+    record.mkdir()
+    with pytest.raises(GroverError, match="exists and is not a file"):
+        run_pipeline(old)
+    with pytest.raises(GroverError, match="run.dir '~nosuchuser_x/r'"):
+        runner.run_folder(RunConfig(RunSection("~nosuchuser_x/r"), make().data, make().stages))
 
 
 # -- real stages on a synthetic genome: a crash inside the tasks stage -------------------------

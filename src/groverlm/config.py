@@ -175,6 +175,9 @@ def _parse_yaml(text: str, source: str | None, where: _Where) -> dict:
     try:
         raw = yaml.safe_load(text)
         _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), (), where.lines, source)
+    except RecursionError:  # an alias inside the mapping it names: `a: &x {b: *x}`
+        raise GroverError("not valid here: a YAML alias refers to a mapping that holds it",
+                          source) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
@@ -275,8 +278,12 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: 
     a mapping for a dataclass is built on `default` (the field's default) where it is one."""
     dotted = ".".join(path)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
+    if tp is Any:  # e.g. model overrides: exponent floats as --set reads them, at any depth
+        if isinstance(value, dict):
+            return {k: _coerce(v, Any, path, where) for k, v in value.items()}
+        if isinstance(value, list):
+            return [_coerce(v, Any, path, where) for v in value]
+        return exponent_float(value)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None

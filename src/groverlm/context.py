@@ -102,20 +102,24 @@ class Context:
         """The summary an upstream stage's run() returned (from its manifest)."""
         return read_manifest(self.stage_dir(name))["summary"]
 
-    # The genome stage records a FASTA or TSS path only when it wrote a cut of its own; else the
-    # data file is read where the config finds it now (a data folder may move; its contents are
-    # fingerprinted, so a changed file still reruns the stages).
+    # The genome stage records a FASTA or TSS path only when it wrote a cut of its own (relative to
+    # the run folder); else the data file is read where the config finds it now (a data folder may
+    # move; its contents are fingerprinted, so a changed file still reruns the stages). Run folders
+    # from before recorded the data file's absolute path: it is read the same way.
+    def _genome_file(self, recorded: str | None, data_file: Path) -> Path:
+        return data_file if recorded is None or Path(recorded).is_absolute() else self.path(
+            recorded)
+
     @property
     def genome(self) -> Path:
         """The FASTA every stage after `genome` reads."""
-        recorded = self.summary("genome")["fasta"]
-        return self.data.genome if recorded is None else self.path(recorded)
+        return self._genome_file(self.summary("genome")["fasta"], self.data.genome)
 
     @property
     def tss(self) -> tuple[Path, str]:
         """The TSS list on that FASTA, and its format."""
         g = self.summary("genome")
-        return (self.data.tss if g["tss"] is None else self.path(g["tss"])), g["tss_format"]
+        return self._genome_file(g["tss"], self.data.tss), g["tss_format"]
 
     @property
     def vocab(self) -> Path:

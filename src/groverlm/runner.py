@@ -173,6 +173,8 @@ def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
             return f"out of date ({need} is not finished)"
     section, _, shas = stage_key(stage, cfg, run_dir, data)
     m = read_manifest(run_dir / stage.name)
+    if isinstance(m.get("config"), dict) and "other_sections" not in m["config"]:
+        section.pop("other_sections", None)  # a stage finished before they were recorded
     changed = changed_settings(m.get("config"), section)
     if changed:
         return f"out of date (config changed: {'; '.join(changed)})"
@@ -291,12 +293,17 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
 
 def run_folder(cfg: Any) -> Path:
     """The run folder cfg.run.dir names (~ expanded, absolute)."""
-    return Path(cfg.run.dir).expanduser().resolve()
+    try:
+        return Path(cfg.run.dir).expanduser().resolve()
+    except RuntimeError as err:  # ~nosuchuser
+        raise GroverError(f"run.dir {cfg.run.dir!r}: {err}") from None
 
 
 def _write_config_copy(cfg: Any, path: Path) -> None:
     """Record the resolved config in the run folder, never over a config file a user wrote there
     (one without the mark dump_config puts on its first line: comments and layout would be lost)."""
+    if path.exists() and not path.is_file():
+        raise GroverError("exists and is not a file", path)
     if path.is_file():
         try:
             text = path.read_text(errors="replace")
@@ -311,15 +318,15 @@ def _write_config_copy(cfg: Any, path: Path) -> None:
 
 def _written_by_groverlm(text: str) -> bool:
     """Whether a run folder's config.yaml is the runner's record: marked on its first line, or
-    (runs from before the mark) not one comment and the run and data sections (a file like that
-    loses nothing but its layout when replaced by its resolved form)."""
+    (runs from before the mark) exactly what dump_config wrote then."""
     if text.startswith(WRITTEN):
         return True
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError:
         return False
-    return "#" not in text and isinstance(raw, dict) and {"run", "data"} <= set(raw)
+    return isinstance(raw, dict) and {"run", "data"} <= set(raw) and text == yaml.safe_dump(
+        raw, sort_keys=False, default_flow_style=None)
 
 
 # -- the one-screen summary --------------------------------------------------------------------
