@@ -9,7 +9,8 @@ wall and CPU seconds).
 
 Stages run in the order of `STAGES`. Each stage is one module (named in `STAGES`) whose
 `run(cfg, ctx) -> summary` turns its config section and a `groverlm.context.Context` into the
-summary recorded in its manifest; the runner imports it only when the stage runs. A stage is
+summary recorded in its manifest; the runner imports it only when the stage is selected (its
+heavy libraries load on first use, groverlm.lazy). A stage is
 skipped when its manifest records the same config section (with the settings of other sections it
 reads, `Stage.settings`) and the same input fingerprints (the data files it reads and the manifests
 of the stages it needs), so a changed setting reruns that stage and everything downstream, and
@@ -86,7 +87,7 @@ class Stage:
     """One pipeline stage: its name (= config section = folder), module and inputs."""
 
     name: str
-    module: str  # holds run(cfg, ctx) -> summary; imported when the stage runs, not at start-up
+    module: str  # holds run(cfg, ctx) -> summary (and any preflight); imported once selected
     needs: tuple[str, ...] = ()  # upstream stages whose outputs it reads
     data: Callable[[DataFiles], list[Path]] = lambda d: []  # data files it reads
     # settings of other config sections it reads ({dotted key: value}), compared as its own
