@@ -174,3 +174,13 @@ def test_reading_a_config_does_not_import_torch():
             "print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_switch_that_turns_something_off_says_so():
+    """A --no-X switch's help says it turns something off (add_fields used the field's comment,
+    what X does, which read as the opposite of what the switch does)."""
+    switches = [(name, a) for name, p in commands().items() for a in p._actions
+                if a.option_strings and a.option_strings[0].startswith("--no-")]
+    assert any(a.dest == "unigram_bias" for _, a in switches)
+    for name, a in switches:
+        assert a.help and a.help.startswith(("switch off", "skip", "do not")), (name, a.help)

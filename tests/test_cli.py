@@ -199,6 +199,34 @@ def test_an_unknown_command_is_one_line_and_exit_2(capsys):
     assert err.count("\n") == 1 and "invalid choice: 'no-such-command'" in err, err
 
 
+@pytest.mark.parametrize("argv, says", [
+    # an unknown option points at the help of the command it was given to, which lists them
+    (["bpe", "export", "DIR", "--cycles", "3", "--out", "O", "--nosuch"],
+     "unrecognized arguments: --nosuch (see groverlm bpe export --help)"),
+    (["pretrain", "--corpus", "C", "--out", "O", "--nosuch"], "(see groverlm pretrain --help)"),
+    # a model's --set names a model config field as its example, not a run config's key
+    (["pretrain", "--corpus", "C", "--out", "O", "--set", "hidden_size"],
+     "expected KEY=VALUE with a KEY such as num_hidden_layers"),
+    # a missing model is called a model folder (it was "no such tokenizer folder")
+    (["embed", "--model", "MISSING", "--input", "IN.fa", "--out", "O.npy"],
+     "MISSING: no such model folder"),
+])
+def test_messages_name_what_the_user_gave(argv, says, tmp_path, capsys):
+    (tmp_path / "IN.fa").write_text(">a\nACGTACGTAAGGTTCCAA\n")
+    argv = [str(tmp_path / a) if a == "IN.fa" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err, err
+
+
+def test_preset_choices_are_every_preset(capsys):
+    from groverlm.models import PRESETS
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    assert f"--preset {{{','.join(PRESETS)}}}" in capsys.readouterr().out
+
+
 # not scipy: numba, which `import groverlm` needs for FASTA reading, imports it
 HEAVY = ("torch", "transformers", "sklearn", "matplotlib", "tokenizers", "tqdm", "pysam")
 

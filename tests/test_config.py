@@ -245,3 +245,19 @@ def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
     assert main(["run", str(p)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{p}:2:" in err and "'bpe.mergess'" in err
+
+
+def test_the_shipped_configs_are_found_from_any_folder(tmp_path, monkeypatch):
+    """`groverlm run configs/mini.yaml` as the README writes it, outside the repo's root (the
+    configs ship in the package); a file of the user's own of that name comes first."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("configs/mini.yaml", "mini.yaml", "mini"):
+        cfg = load_config(name)
+        assert Path(cfg.source).parent.parent.name == "groverlm", name
+        assert cfg.stages == load_config(CONFIGS / "mini.yaml").stages
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "mini.yaml").write_text("bpe:\n  merges: 7\n  cycles: 7\n")
+    assert load_config("configs/mini.yaml").stage("bpe").merges == 7
+    for name in ("configs/nope.yaml", str(tmp_path / "elsewhere" / "mini.yaml")):
+        with pytest.raises(GroverError, match="no such config file.*ships demo.yaml"):
+            load_config(name)

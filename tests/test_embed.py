@@ -165,7 +165,7 @@ def test_cli_errors(tiny, tmp_path, capsys, monkeypatch):
     cases.append((["--input", str(badletter), "--out", str(tmp_path / "d")], "b.csv:3: unknown"))
     fa = write_fasta(tmp_path / "ok.fa", {"a": "ACGTACGT"})
     cases.append((["--input", str(fa), "--out", str(tmp_path / "e"), "--model", str(tmp_path)],
-                  "not a tokenizer folder"))
+                  "not a model folder"))
     for extra, message in cases:
         assert main(args + extra) == 2
         err = capsys.readouterr().err.strip()

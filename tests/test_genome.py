@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 
 import numpy as np
 import pytest
@@ -95,6 +96,9 @@ def test_truncated_gzip(tmp_path, capsys):
     assert main(["genome", "summary", str(tmp_path / "t.fa.gz")]) == 2
     err = capsys.readouterr().err.strip()
     assert "truncated" in err and len(err.splitlines()) == 1
+    # the line named is the last whole one before the damage (not the read block's first)
+    readable = zlib.decompressobj(31).decompress(blob[: len(blob) // 2]).count(b"\n")
+    assert readable > 1000 and f"after line {readable} (" in err, err
 
 
 def test_missing_file(tmp_path, capsys):

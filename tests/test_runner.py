@@ -229,14 +229,36 @@ def test_a_config_file_a_user_wrote_in_the_run_folder_is_never_overwritten(toy):
     ("select_vocab.pretraining.model.preset=huge", "select_vocab.pretraining.model: unknown preset"),
     ("corpus.holdout=[]", "select_vocab needs a region pretraining never saw"),
     ("score.region=chr1:9-3", "score.region 'chr1:9-3'"),
+    # regions beyond the part of the genome the run keeps (they failed after genome and BPE)
+    ("genome.max_bp=5; corpus.holdout=['chr20:3-9']", "corpus.holdout chr20:3-9 ends beyond "
+                                                      "genome.max_bp (5 bp"),
+    ("genome.chroms=[chr20]; nextkmer.region=chr1", "nextkmer.region chr1: 'chr1' is not among "
+                                                    "genome.chroms"),
+    ("genome.max_bp=9; analysis.analyze.region=chr20:5-12", "analysis.analyze.region chr20:5-12"),
 ])
 def test_settings_that_would_fail_a_later_stage_fail_before_any_stage_runs(tmp_path, setting,
                                                                             message):
     cfg = load_config(None, [f"run.dir={tmp_path / 'run'}", "corpus.holdout=['chr20:0-9']",
-                             "select_vocab.select=true", setting])
+                             "select_vocab.select=true", *setting.split("; ")])
     with pytest.raises(GroverError, match=re.escape(message)):
         run_pipeline(cfg)  # the data (from the cache) is never reached, nor a folder made
     assert not (tmp_path / "run").exists()
+
+
+def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(toy, monkeypatch):
+    make, _ = toy
+    ran = []
+    monkeypatch.setitem(sys.modules, "toy_b", SimpleNamespace(
+        run=lambda cfg, ctx: ran.append("b") or {},
+        regions=lambda cfg, config: [("corpus.holdout", Region("chrA", 100, 300))]))
+    monkeypatch.setattr(runner, "STAGES", [GENOME, Stage("b", "toy_b", needs=("genome",))])
+    write_fasta(make.data / "g.fa", {"chrA": "ACGT" * 50})
+    (make.data / "t.tsv").write_text("chrA\t10\t11\tx\t0\t+\n")
+    cfg = RunConfig(make().run, make(tss_format="bed").data, {"genome": GenomeConfig(), "b": Toy()})
+    with pytest.raises(GroverError, match=re.escape("corpus.holdout chrA:100-300 ends beyond chrA "
+                                                    "(200 bp)")):
+        run_pipeline(cfg)
+    assert ran == [] and (make.run / "genome" / "summary.json").is_file()
 
 
 def test_run_dir_naming_a_file_is_an_error(toy, tmp_path):

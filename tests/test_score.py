@@ -176,6 +176,15 @@ def test_variant_statuses_and_order(tiny, tmp_path):
     assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
                  str(vcf) + ".gz", "--out", str(out2), "--quiet"]) == 0
     assert out2.read_text() == out.read_text()
+    # plain gzip (`gzip v.vcf`), which htslib cannot open as a VCF, the same
+    import gzip
+
+    plain = tmp_path / "plain.vcf.gz"
+    plain.write_bytes(gzip.compress(vcf.read_bytes()))
+    out3 = tmp_path / "out3.tsv"
+    assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
+                 str(plain), "--out", str(out3), "--quiet"]) == 0
+    assert out3.read_text() == out.read_text()
 
 
 def test_cli_bad_inputs_are_one_line(tiny, tmp_path, capsys):

@@ -128,8 +128,10 @@ def add_fields(parser: Any, cls: type, *names: str, choices: dict[str, Any] | No
         flag = "--" + name.replace("_", "-")
         text = (helps.get(name) or name.replace("_", " ")).replace("%", "%%")
         if kind is bool:
+            # the comment says what the field does when true: a --no- switch turns that off
             parser.add_argument(flag if not value else f"--no-{flag[2:]}", dest=name,
-                                action="store_false" if value else "store_true", help=text)
+                                action="store_false" if value else "store_true",
+                                help=f"switch off (on by default): {text}" if value else text)
             continue
         types = [t for t in (kind, *typing.get_args(kind)) if t in (int, float, str)]
         parser.add_argument(flag, type=types[0] if types else str, default=value,
@@ -162,8 +164,9 @@ def exponent_float(value: Any) -> Any:
     return value
 
 
-def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
-    """The one KEY=VALUE grammar of every `--set`: `a.b=value` -> (("a", "b"), `parse_value`).
+def parse_override(text: str, example: str = "bpe.merges") -> tuple[tuple[str, ...], Any]:
+    """The one KEY=VALUE grammar of every `--set`: `a.b=value` -> (("a", "b"), `parse_value`);
+    `example` is the KEY an error shows (a run config's, a model config's).
 
     >>> parse_override("baselines.tfidf.ks=[4, 6]")
     (('baselines', 'tfidf', 'ks'), [4, 6])
@@ -173,7 +176,7 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     key, sep, value = text.partition("=")
     path = tuple(key.strip().split("."))
     if not sep or not all(path):
-        raise GroverError(f"--set {text}: expected KEY=VALUE with a KEY such as bpe.merges")
+        raise GroverError(f"--set {text}: expected KEY=VALUE with a KEY such as {example}")
     try:
         return path, parse_value(value)
     except GroverError as err:

@@ -52,6 +52,23 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         raise GroverError(f"{message} (see {self.prog} --help)")  # main adds "groverlm: error:"
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but an unknown option is reported by the (sub)command it was given to,
+        whose --help lists the options (argparse reports it from the top-level parser)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            self._command(args or []).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+    def _command(self, argv: list[str]) -> argparse.ArgumentParser:
+        """The innermost subcommand parser the words of `argv` name (`bpe export`)."""
+        parser: argparse.ArgumentParser = self
+        for word in argv:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if not word.startswith("-") and subs and word in subs[0].choices:
+                parser = subs[0].choices[word]
+        return parser
+
 
 def command_module(argv: list[str]) -> str | None:
     """The module that owns the command `argv` names; None for help, --version, no command or an

@@ -24,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 import types
 import typing
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,8 @@ from groverlm.score import ScoreConfig
 from groverlm.select_vocab import SelectVocabConfig
 from groverlm.tasks import TasksConfig
 from groverlm.tasks.annotations import TSS_FORMATS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -206,13 +210,13 @@ def _apply_override(raw: dict, path: tuple[str, ...], value: Any, text: str) -> 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
                 ) -> RunConfig:
     """Read a YAML run config (None: all defaults) and apply `--set key=value` overrides."""
+    if path is not None and not Path(path).is_file():
+        path = shipped_config(path)  # `groverlm run configs/mini.yaml` outside the repo's root
     source = str(path) if path is not None else None
     where = _Where(source)
     raw: dict = {}
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise GroverError("no such config file", p)
         # text_lines: a binary or non-UTF-8 file is an error naming its line, not a traceback
         raw = _parse_yaml("\n".join(line for _, line in text_lines(p)), source, where)
     for text in overrides:
@@ -226,6 +230,20 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     built = {name: _build(cls, raw.get(name), (name,), where) for name, cls in SECTIONS.items()}
     return RunConfig(run=built["run"], data=built["data"],
                      stages={name: built[name] for name in STAGE_SECTIONS}, source=source)
+
+
+def shipped_config(name: str | Path) -> Path:
+    """A config shipped in the package (configs/ at the repo's root links there), named as the
+    README does, `configs/mini.yaml`, or as `mini.yaml` or `mini`; an error lists them otherwise."""
+    folder = resources.files("groverlm") / "configs"
+    shipped = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
+    p = Path(name)
+    file = p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml"
+    if str(p.parent) in (".", "configs") and file in shipped:
+        log.info("%s is not here: using groverlm's own %s", name, file)
+        return Path(str(folder / file))
+    raise GroverError(f"no such config file (groverlm ships {', '.join(shipped)}: name one as "
+                      f"configs/NAME.yaml from anywhere)", p)
 
 
 def _unknown(key: str, known: typing.Iterable[str]) -> str:

@@ -61,16 +61,36 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
     return DataFiles(**out)
 
 
-def held_out_region(config: Any, region: str | None, stage: str):
-    """`region` (a stage's setting) as a corpus.Region; None: corpus.holdout's first region. Also
-    the runner's check, before any stage runs, of the stages that read one (their `preflight`)."""
+def held_out_setting(config: Any, region: str | None, stage: str) -> tuple[str, Any]:
+    """(the setting that names it, corpus.Region) of a stage's held-out region: `region` (the
+    stage's own setting), or when it is null corpus.holdout's first region."""
     holdout = config.stage("corpus").holdout
     if region is None:
         if not holdout:
             raise GroverError(f"{stage} needs a region pretraining never saw: set "
                               f"corpus.holdout (or {stage}.region)", config.source)
-        return corpus.Region.parse(holdout[0])
-    return corpus.Region.parse(region, f"{stage}.region")
+        return "corpus.holdout", corpus.Region.parse(holdout[0], "corpus.holdout")
+    return f"{stage}.region", corpus.Region.parse(region, f"{stage}.region")
+
+
+def check_regions(config: Any, regions: list[tuple[str, Any]],
+                  lengths: dict[str, int] | None = None) -> None:
+    """The runner's check that each (setting, corpus.Region) lies on the genome the run uses, so
+    that a region beyond it fails before the stages, not after BPE: before the genome stage
+    against genome.chroms and genome.max_bp; after it, with the record `lengths` it found,
+    exactly. Errors name the setting and the config file."""
+    if not regions:
+        return
+    g = config.stage("genome")
+    for setting, r in regions:
+        if lengths is not None:
+            r.bounds(lengths, setting, config.source)
+        elif g.chroms is not None and r.chrom not in g.chroms:
+            raise GroverError(f"{setting} {r}: {r.chrom!r} is not among genome.chroms "
+                              f"({', '.join(g.chroms)})", config.source)
+        elif g.max_bp is not None and max(r.start + 1, r.end or 0) > g.max_bp:
+            raise GroverError(f"{setting} {r} ends beyond genome.max_bp ({g.max_bp:,} bp: the "
+                              f"run keeps the first {g.max_bp:,} bp of each record)", config.source)
 
 
 # -- what a stage's run() sees ---------------------------------------------------------------
@@ -129,7 +149,7 @@ class Context:
     def held_out(self, region: str | None, stage: str):
         """A stage's region (a corpus.Region), by default the corpus's first held-out region
         (unseen in pretraining)."""
-        reg = held_out_region(self.config, region, stage)
+        reg = held_out_setting(self.config, region, stage)[1]
         holdout = self.config.stage("corpus").holdout
         if region is not None and reg not in {corpus.Region.parse(h) for h in holdout}:
             log.warning("%s.region %s is not in corpus.holdout: pretraining may have seen it",

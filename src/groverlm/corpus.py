@@ -102,6 +102,9 @@ class Region:
         if self.chrom not in lengths:
             raise GroverError(f"{option} {self}: no record {self.chrom!r} in the genome", genome)
         end = lengths[self.chrom] if self.end is None else self.end
+        if self.start >= lengths[self.chrom]:
+            raise GroverError(f"{option} {self} starts beyond {self.chrom} "
+                              f"({lengths[self.chrom]:,} bp)", genome)
         if end > lengths[self.chrom]:
             raise GroverError(f"{option} {self} ends beyond {self.chrom} "
                               f"({lengths[self.chrom]:,} bp)", genome)
@@ -575,6 +578,12 @@ def describe(manifest: dict) -> str:
             f"{s['train']['tokens']:,} tokens, test {s['test']['samples']:,} / "
             f"{s['test']['tokens']:,}; most frequent token {mf['token']} "
             f"({100 * mf['train_fraction']:.2f}%); {manifest['dtype']}")
+
+
+def regions(cfg: Any, config: Any) -> list[tuple[str, Region]]:
+    """The held-out regions this section names (runner.Stage.regions: checked against the genome
+    before the stages run)."""
+    return [("corpus.holdout", Region.parse(r, "corpus.holdout")) for r in cfg.holdout]
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -200,7 +200,7 @@ def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "c
     model is the stock `AutoModelForMaskedLM` (BERT, DeBERTa-v2, ...) in eval mode (its
     `base_model` is the encoder), on `device` (`models.named_device`: auto, cpu, cuda, ...)."""
     device = named_device(device)  # a bad name fails before the model loads
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, "model")
     model = load_model(model_dir, "mlm")
     model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
     return model, tokenizer

@@ -167,6 +167,23 @@ def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             raise GroverError(f"corrupt or truncated gzip ({err})", path, n + 1) from None
 
 
+def _readable_lines(path: Path) -> int:
+    """Slow path, only on error: the lines of a corrupt or truncated gzip file before the damage.
+    zlib by hand, in small pieces: gzip's reader drops all it decompressed in a failed read."""
+    lines, member = 0, zlib.decompressobj(31)  # 31: a gzip header
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 12):
+                while chunk:  # bgzip: one gzip member after another
+                    if member.eof:
+                        member = zlib.decompressobj(31)
+                    lines += member.decompress(chunk).count(b"\n")
+                    chunk = member.unused_data if member.eof else b""
+    except (OSError, zlib.error):
+        pass
+    return lines
+
+
 def _undecodable_line(path: Path) -> int | None:
     """Slow path, only on error: the 1-based line of a text file that is not UTF-8."""
     try:
@@ -200,7 +217,9 @@ def _blocks(path: Path) -> Iterator[tuple[bytes, int]]:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
         raise GroverError(err.strerror or str(err), path) from None
     except (EOFError, OSError, zlib.error) as err:  # gzip's truncated / corrupt stream errors
-        raise GroverError(f"corrupt or truncated gzip after line {line} ({err})", path) from None
+        # a failed read drops the block it was decompressing: count the lines it held the slow way
+        raise GroverError(f"corrupt or truncated gzip after line {_readable_lines(path)} ({err})",
+                          path) from None
     if pending:
         yield pending, line
 

@@ -616,7 +616,7 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
     manifest recording the vocabulary's merges). Per-seed folders keep their log and result.
     """
     out = Path(out)
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, "model")
     if len(train) < 2 or len(dev) < 1 or len(test) < 1:
         raise GroverError(f"need at least 2 train, 1 dev and 1 test sequences, got {len(train)}, "
                           f"{len(dev)}, {len(test)}")
@@ -707,7 +707,7 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
     returns the result record."""
     t0 = time.perf_counter()
     task = load_task(task_dir)
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, "model")
     out = Path(out)
     if overwrite and out.exists():
         for p in list(out.glob("seed-*")) + [out / "model"]:
@@ -828,10 +828,12 @@ def _cmd(args: argparse.Namespace) -> int:
     r = finetune_task(args.model, args.task, args.out, cfg, args.genome_context, args.name,
                       args.overwrite, progress=not args.quiet)
     t = r["test"]
+    # both cuts of seed 0's test predictions (the mean above is under the --threshold rule)
     cut = "" if t.get("mcc_dev_cut") is None else (
-        f" (argmax {t['mcc_argmax']:.4f}; at dev's cut {t['threshold']:.3f}: {t['mcc_dev_cut']:.4f})")
+        f"MCC {t['mcc_argmax']:.4f} at argmax, {t['mcc_dev_cut']:.4f} at dev's cut "
+        f"{t['threshold']:.3f}, ")
     print(f"finetune {r['task']}: test MCC {r['mcc_mean']:.4f} ± {r['mcc_std']:.4f} over "
-          f"{len(r['seeds'])} seed(s){cut}; seed {r['seeds'][0]}: F1 {t['f1']:.4f}, accuracy "
+          f"{len(r['seeds'])} seed(s); seed {r['seeds'][0]}: {cut}F1 {t['f1']:.4f}, accuracy "
           f"{t['accuracy']:.4f}, AUROC {t['auroc'] if t['auroc'] is None else round(t['auroc'], 4)}"
           f" -> {args.out}")
     return 0

@@ -82,7 +82,7 @@ def parse_overrides(items: Iterable[str], option: str = "--set") -> dict[str, An
     out: dict[str, Any] = {}
     for item in items:
         try:
-            path, value = parse_override(item)
+            path, value = parse_override(item, "num_hidden_layers")
         except GroverError as err:
             raise GroverError(str(err).replace("--set", option, 1)) from None
         out[".".join(path)] = value
@@ -174,9 +174,10 @@ def _check_folder(path: str | Path, what: str, files: tuple[str, ...]) -> str | 
     return path
 
 
-def load_tokenizer(path: str | Path):
-    """The `PreTrainedTokenizerFast` of a tokenizer or model folder (ours or the published GROVER)."""
-    path = _check_folder(path, "tokenizer", ("tokenizer.json", "tokenizer_config.json"))
+def load_tokenizer(path: str | Path, what: str = "tokenizer"):
+    """The `PreTrainedTokenizerFast` of a tokenizer or model folder (ours or the published GROVER);
+    `what` the folder is called in errors ("model" where a model folder was asked for)."""
+    path = _check_folder(path, what, ("tokenizer.json", "tokenizer_config.json"))
     try:
         tok = transformers.AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as err:

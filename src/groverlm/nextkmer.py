@@ -62,7 +62,7 @@ import numpy as np
 
 from groverlm.args import listed, stable
 from groverlm.baselines import TfidfConfig, run_tfidf
-from groverlm.context import Context, held_out_region
+from groverlm.context import Context, held_out_setting
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.fasta import iter_records
@@ -453,7 +453,7 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
     name = name or (f"bert-{Path(model_dir).resolve().name}" if model_dir else None)
     check_resume(out, {"model": str(model_dir), "name": name, "samples": samples.fingerprint(),
                        "finetune": stable(ft), "baselines": asdict(bcfg), "zero_shot": zero_shot})
-    tokenizer = load_tokenizer(model_dir) if model_dir is not None else None
+    tokenizer = load_tokenizer(model_dir, "model") if model_dir is not None else None
     ids = {s: token_ids(tokenizer, samples.contexts[s]) for s in SPLITS} if tokenizer else {}
     readout: Any = None  # zero_shot_inputs of the test contexts, computed once for every k
     counts: Any = None  # the context table's genome counts, counted once for every k
@@ -602,10 +602,10 @@ def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesCo
     add_train_args(p, kmer_classifier())
 
 
-def preflight(cfg: Any, config: Any) -> None:
-    """The runner's check of this stage's section (of the run's whole `config`) before any stage
-    runs: the held-out region, which would otherwise fail only after pretraining."""
-    held_out_region(config, cfg.region, "nextkmer")
+def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:
+    """The held-out region the contexts come from, with the setting naming it
+    (runner.Stage.regions: checked before any stage runs, not after pretraining)."""
+    return [held_out_setting(config, cfg.region, "nextkmer")]
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from groverlm.errors import GroverError
 from groverlm.manifest import MANIFEST, atomic_path, finished, write_json, write_manifest
 from groverlm.metrics import difference_text, paired_difference
 from groverlm.models import (
+    PRESETS,
     build_config,
     count_parameters,
     load_tokenizer,
@@ -68,7 +69,7 @@ EVAL_JSON = "eval.json"
 class ModelConfig:
     """The model and what is measured; optimisation settings are `args.TrainConfig`."""
 
-    preset: str = "tiny"  # models.PRESETS: tiny, small, grover-base
+    preset: str = "tiny"  # architecture (tiny: the CPU model; grover-base: GROVER's BERT; models.PRESETS)
     overrides: dict[str, Any] = field(default_factory=dict)  # config fields (--set key=value)
     mask_rate: float = 0.022  # GROVER's 2.2% of tokens are targets
     mask_split: tuple[float, float] = (0.8, 0.2)  # of the targets: share shown as [MASK], as a
@@ -76,7 +77,8 @@ class ModelConfig:
     eval_samples: int = 1024  # test samples per periodic evaluation (0: all); fixed masks
     final_eval_samples: int = 8192  # test samples in the final evaluation (0: all)
     pad_multiple: int = 8  # batch length rounded up to this (64 suits torch.compile)
-    unigram_bias: bool = True  # start the output bias at the log token frequencies (see below)
+    unigram_bias: bool = True  # start the output bias at the log token frequencies (so that step 0
+    #                           predicts the unigram)
     # evaluation targets are this share of tokens, each shown as [MASK]. GROVER's 2.2% keeps them
     # isolated: a target is predicted from its true neighbours, as the context table does; at BERT's
     # 15% a quarter of targets lose a neighbour to another [MASK], whatever the training rate
@@ -495,7 +497,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     """The model and masking flags of the commands that pretrain (`pretrain`, `select-vocab`):
     --preset, --set KEY=VALUE, --mask-rate, --mask-isolated and --mask-split, with their
     ModelConfig fields' defaults and comments; `model_from_args` reads them back."""
-    add_fields(p, ModelConfig, "preset")
+    add_fields(p, ModelConfig, "preset", choices={"preset": list(PRESETS)})
     p.add_argument("--set", "--config-override", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a model config field, model_type included "
                                              "(repeatable)")

@@ -26,8 +26,11 @@ unchanged, and starts the stage afresh otherwise.
     groverlm demo                                      # configs/demo.yaml on hg19 chr20
 
 Before any stage runs, the data files are resolved and each selected stage's module may check its
-section against the whole config (`preflight(section, cfg)`: a model override, a held-out region),
-so a setting that would fail a late stage (after hours of BPE on a whole genome) fails at once.
+section against the whole config (`preflight(section, cfg)`: a model override) and name the genome
+regions it reads (`regions(section, cfg)`: held-out regions), which are checked against
+genome.chroms and genome.max_bp then, and against the records' lengths once the genome stage is
+done; so a setting that would fail a late stage (after hours of BPE on a whole genome) fails at
+once.
 
 A new stage is one module with its config dataclass and a `run(cfg, ctx)`, one line in `STAGES`,
 one in `groverlm.config.STAGE_SECTIONS` and its command's line in `groverlm.cli.COMMANDS`.
@@ -37,21 +40,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import shutil
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from groverlm.args import drop_keys, volatile_keys
-from groverlm.config import WRITTEN, as_plain, dump_config, load_config
-from groverlm.context import Context, DataFiles, resolve_data
+from groverlm.config import WRITTEN, as_plain, dump_config, load_config, shipped_config
+from groverlm.context import Context, DataFiles, check_regions, resolve_data
 from groverlm.errors import GroverError
 from groverlm.manifest import (
     cached,
@@ -102,6 +105,13 @@ class Stage:
         check = getattr(importlib.import_module(self.module), "preflight", None)
         if check is not None:
             check(cfg.stage(self.name), cfg)
+
+    def regions(self, cfg: Any) -> list[tuple[str, Any]]:
+        """The genome regions the stage reads ((setting, corpus.Region): held-out regions), from
+        the module's `regions(section, cfg)` where it has one; the runner checks them against the
+        genome (`context.check_regions`)."""
+        named = getattr(importlib.import_module(self.module), "regions", None)
+        return [] if named is None else named(cfg.stage(self.name), cfg)
 
 
 def _held_out(name: str) -> Callable[[Any], dict[str, Any]]:
@@ -254,9 +264,12 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
     if only and start:
         raise GroverError("give --only or --from, not both")
     selected = set(only) if only else set(names[names.index(start):]) if start else set(names)
-    for stage in STAGES:  # a bad model override fails now, not after the stages before it
+    regions = []  # a bad model override or region fails now, not after the stages before it
+    for stage in STAGES:
         if stage.name in selected:
             stage.preflight(cfg)
+            regions += stage.regions(cfg)
+    check_regions(cfg, regions)  # against genome.chroms and genome.max_bp
     data = resolve_data(cfg.data, from_dir=from_dir, report=on_data)  # a missing file: no folder
     run_dir = run_folder(cfg)
     if run_dir.exists() and not run_dir.is_dir():
@@ -289,7 +302,15 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
         results.append(result)
         if on_stage is not None:
             on_stage(result)
+        if stage.name == "genome" and finished(run_dir / "genome"):  # now the records' lengths
+            check_regions(cfg, regions, _record_lengths(run_dir / "genome"))
     return results
+
+
+def _record_lengths(genome_dir: Path) -> dict[str, int]:
+    """{record: length} of the genome the run uses (the genome stage's summary.json)."""
+    summary = json.loads((genome_dir / "summary.json").read_text())
+    return {r["name"]: r["length"] for r in summary["records"]}
 
 
 def run_folder(cfg: Any) -> Path:
@@ -408,7 +429,7 @@ def _num(v: float | None) -> str:
 
 def demo_config() -> Path:
     """The demo config shipped in the package (configs/ at the repo root links to it)."""
-    return Path(str(resources.files("groverlm") / "configs" / "demo.yaml"))
+    return shipped_config("demo.yaml")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

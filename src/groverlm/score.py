@@ -38,9 +38,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import logging
 import math
 import re
+import shutil
+import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -53,7 +57,7 @@ from groverlm.analysis.plots import figure, save_png
 from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
 from groverlm.args import add_fields, volatile
 from groverlm.batching import split_windows
-from groverlm.context import Context, held_out_region
+from groverlm.context import Context, held_out_setting
 from groverlm.corpus import Region
 from groverlm.embed import iter_batches, load_encoder, max_window_tokens, read_items
 from groverlm.errors import GroverError
@@ -389,20 +393,40 @@ def score_variants(scorer: Scorer, genome: Any, variants: list[Variant],
 
 
 def read_vcf(path: str | Path) -> list[Variant]:
-    """One Variant per record and ALT allele, in file order (plain or bgzipped VCF, via pysam)."""
+    """One Variant per record and ALT allele, in file order (plain, bgzipped or gzipped VCF, via
+    pysam)."""
     path = Path(path)
     if not path.is_file():
         raise GroverError("no such VCF file", path)
     out, records = [], 0
-    try:
-        with pysam.VariantFile(str(path)) as vcf:
-            for rec in vcf:
-                records += 1
-                for alt in rec.alts or (".",):
-                    out.append(Variant(rec.chrom, rec.pos, rec.ref.upper(), alt.upper()))
-    except (OSError, ValueError) as err:
-        raise GroverError(f"not a readable VCF ({err})", path, _failed_line(path, records)
-                          ) from None
+    with tempfile.TemporaryDirectory(prefix="groverlm-vcf-") as tmp:
+        try:
+            readable = _gunzipped(path, Path(tmp)) if _plain_gzip(path) else path
+            with pysam.VariantFile(str(readable)) as vcf:
+                for rec in vcf:
+                    records += 1
+                    for alt in rec.alts or (".",):
+                        out.append(Variant(rec.chrom, rec.pos, rec.ref.upper(), alt.upper()))
+        except (OSError, ValueError, EOFError, zlib.error) as err:
+            raise GroverError(f"not a readable VCF ({err})", path, _failed_line(path, records)
+                              ) from None
+    return out
+
+
+def _plain_gzip(path: Path) -> bool:
+    """gzip that is not BGZF (`gzip v.vcf` rather than `bgzip`): htslib cannot open it as a VCF
+    (it wants to seek), so it is read from a gunzipped copy. BGZF is gzip whose header carries
+    the 'BC' extra field (FLG.FEXTRA set)."""
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    return head[:2] == b"\x1f\x8b" and not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC")
+
+
+def _gunzipped(path: Path, folder: Path) -> Path:
+    """A plain-text copy of a gzipped file in `folder` (a temporary one: the caller removes it)."""
+    out = folder / path.name.removesuffix(".gz")
+    with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
     return out
 
 
@@ -509,11 +533,10 @@ def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[st
 # ----------------------------------------------------------------------------- the run's score stage
 
 
-def preflight(cfg: Any, config: Any) -> None:
-    """The runner's check of this stage's section (of the run's whole `config`) before any stage
-    runs: the held-out region of the CTCF variants, which would otherwise fail only at the end."""
-    if cfg.ctcf_sites != 0:
-        held_out_region(config, cfg.region, "score")
+def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:
+    """The held-out region of the CTCF variants, with the setting naming it (runner.Stage.regions:
+    checked before any stage runs, not at the end)."""
+    return [held_out_setting(config, cfg.region, "score")] if cfg.ctcf_sites != 0 else []
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
@@ -571,7 +594,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=seqs_command)
     v = acts.add_parser("variants", help="the effect of each VCF variant (SNVs, short indels)")
     v.add_argument("--genome", required=True, help="FASTA the VCF refers to")
-    v.add_argument("--vcf", required=True, help="VCF, plain or bgzipped")
+    v.add_argument("--vcf", required=True, help="VCF, plain, bgzip or gzip")
     _common(v)
     add_fields(v, ScoringConfig, "flank", "margin", "max_indel")
     v.set_defaults(func=variants_command)

@@ -66,7 +66,7 @@ from groverlm import lazy
 from groverlm.analysis.plots import COLORS, figure, save_png
 from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.bpe import vocab_summary
-from groverlm.context import Context, held_out_region
+from groverlm.context import Context, held_out_setting
 from groverlm.corpus import CorpusConfig, Region, write_corpus
 from groverlm.errors import GroverError
 from groverlm.fasta import decode, iter_records
@@ -652,8 +652,12 @@ def preflight(cfg: Any, config: Any) -> None:
     """The runner's check of this stage's section (of the run's whole `config`) before any stage
     runs."""
     if cfg.select:
-        held_out_region(config, cfg.region, "select_vocab")
         check_model(cfg.pretraining.model, "select_vocab.pretraining.model")
+
+
+def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:
+    """The held-out region selection reads, with the setting naming it (runner.Stage.regions)."""
+    return [held_out_setting(config, cfg.region, "select_vocab")] if cfg.select else []
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

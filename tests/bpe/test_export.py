@@ -108,8 +108,10 @@ def test_refuses_to_overwrite(trained, capsys):
 
 def test_export_more_cycles_than_trained(trained, tmp_path, capsys):
     _, out = trained
-    assert main(["bpe", "export", str(out), "--cycles", "301", "--out", str(tmp_path / "v")]) == 2
-    assert "300" in capsys.readouterr().err
+    for cycles in ("301", "-1"):
+        assert main(["bpe", "export", str(out), "--cycles", cycles, "--out", str(tmp_path / "v")]) == 2
+        assert f"cycles must be between 0 and 300 (the merges the table holds), got {cycles}" in (
+            capsys.readouterr().err)
 
 
 def test_interrupted_training_resumes_to_the_same_table(tmp_path, monkeypatch):

@@ -37,6 +37,7 @@ from groverlm.analysis.plots import save_png
 from groverlm.analysis.windows import sample_windows
 from groverlm.args import add_fields, stable, volatile
 from groverlm.context import Context
+from groverlm.corpus import Region
 from groverlm.embed import load_encoder
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
@@ -199,6 +200,12 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
     return write_manifest(out, "analyze", config, files, seed=cfg.seed, analyses=done,
                           skipped=skipped, model=str(model_dir) if model_dir else None,
                           vocab=str(vocab) if vocab else None)
+
+
+def regions(cfg: Any, config: Any) -> list[tuple[str, Region]]:
+    """The region the windows are drawn from, when one is set (runner.Stage.regions)."""
+    region = cfg.analyze.region
+    return [("analysis.analyze.region", Region.parse(region, "analysis.analyze.region"))] if region else []
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -45,7 +45,8 @@ class Merges:
     def upto(self, cycles: int) -> Merges:
         """The table after `cycles` cycles (any prefix is a valid vocabulary)."""
         if not 0 <= cycles <= len(self):
-            raise GroverError(f"asked for {cycles} cycles but the table has {len(self)}")
+            raise GroverError(f"cycles must be between 0 and {len(self)} (the merges the table "
+                              f"holds), got {cycles}")
         n_ids = len(BASES) + len(set(self.token[:cycles]))
         return Merges(self.left[:cycles], self.right[:cycles], self.token[:cycles],
                       self.counts[:cycles], self.strings[:n_ids])
