@@ -219,6 +219,20 @@ def test_messages_name_what_the_user_gave(argv, says, tmp_path, capsys):
     assert err.count("\n") == 1 and says in err, err
 
 
+def test_an_output_the_system_refuses_is_one_line(tmp_path, capsys):
+    """--out under a file (or anywhere mkdir fails): one line naming the path, exit 2 (was an
+    OSError traceback from the stage's mkdir); -v shows the traceback."""
+    (tmp_path / "g.fa").write_text(">a\n" + "ACGTTGCA" * 50 + "\n")
+    (tmp_path / "afile").write_text("x")
+    argv = ["bpe", "train", str(tmp_path / "g.fa"), "--merges", "3", "--out",
+            str(tmp_path / "afile" / "sub")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"groverlm: error: {tmp_path / 'afile' / 'sub'}: Not a directory\n", err
+    with pytest.raises(NotADirectoryError):
+        main(["-v", *argv])
+
+
 def test_preset_choices_are_every_preset(capsys):
     from groverlm.models import PRESETS
 

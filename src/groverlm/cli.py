@@ -114,10 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     fresh_out = isinstance(out, str) and not os.path.exists(out)
     try:
         return int(args.func(args) or 0)
-    except GroverError as err:
+    except (GroverError, OSError) as err:
+        if args.verbose and not isinstance(err, GroverError):
+            raise  # -v: where the system refused, for a bug report
         if fresh_out and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)  # a stage made its output folder, then found a bad input: leave no trace
-        message = " ".join(str(err).split())  # one line, whatever a library put in it
+        if isinstance(err, GroverError):
+            message = " ".join(str(err).split())  # one line, whatever a library put in it
+        else:  # a path the system refused: an output under a file, no permission, a full disk
+            where = f"{err.filename}: " if err.filename else ""
+            message = f"{where}{err.strerror or err}"
         print(f"groverlm: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
