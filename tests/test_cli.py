@@ -210,6 +210,19 @@ def test_an_unknown_command_is_one_line_and_exit_2(capsys):
     # a missing model is called a model folder (it was "no such tokenizer folder")
     (["embed", "--model", "MISSING", "--input", "IN.fa", "--out", "O.npy"],
      "MISSING: no such model folder"),
+    # a negative seed (numpy's generators take none) was a ValueError traceback, after the
+    # output folder was made
+    (["tasks", "prom300", "--genome", "IN.fa", "--tss", "T", "--out", "O", "--seed", "-1"],
+     "argument --seed: -1 is negative (seeds are 0 or more)"),
+    (["corpus", "--vocab", "V", "--genome", "IN.fa", "--tokens", "T", "--out", "O", "--seed", "-1"],
+     "argument --seed: -1 is negative"),
+    (["pretrain", "--corpus", "C", "--out", "O", "--seed", "-3"], "argument --seed: -3 is negative"),
+    (["finetune", "--model", "M", "--task", "T", "--out", "O", "--seed", "-1"], "is negative"),
+    (["baselines", "tfidf", "--task", "T", "--out", "O", "--seeds", "0,-1"],
+     "--seeds '0,-1': expected integers, 0 or more"),
+    (["run", "mini", "--set", "finetune.classifier.seeds=[0,-1]"],
+     "finetune.classifier.seeds = -1 is negative"),
+    (["compare", "IN.fa", "--out", "table.txt"], "table.txt: --out must end in .md or .tsv"),
 ])
 def test_messages_name_what_the_user_gave(argv, says, tmp_path, capsys):
     (tmp_path / "IN.fa").write_text(">a\nACGTACGTAAGGTTCCAA\n")

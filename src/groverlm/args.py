@@ -18,6 +18,7 @@ that expose them (pretrain, the runner's YAML) must stay importable without torc
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import re
@@ -112,6 +113,24 @@ def field_help(cls: type) -> dict[str, str]:
     return out
 
 
+SEED_FIELDS = ("seed", "seeds")  # config fields and options that hold seeds (0 or more)
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of every --seed: an integer, 0 or more (numpy's generators take no other).
+
+    >>> seed_arg("3")
+    3
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative (seeds are 0 or more)")
+    return value
+
+
 def add_fields(parser: Any, cls: type, *names: str, choices: dict[str, Any] | None = None) -> None:
     """One flag per field of `cls`: `--field-name`, with the field's type, default and comment
     (`field_help`) as its help; a bool field becomes a switch that flips its default.
@@ -134,7 +153,8 @@ def add_fields(parser: Any, cls: type, *names: str, choices: dict[str, Any] | No
                                 help=f"switch off (on by default): {text}" if value else text)
             continue
         types = [t for t in (kind, *typing.get_args(kind)) if t in (int, float, str)]
-        parser.add_argument(flag, type=types[0] if types else str, default=value,
+        convert = seed_arg if name in SEED_FIELDS and types[:1] == [int] else types[0] if types else str
+        parser.add_argument(flag, type=convert, default=value,
                             choices=(choices or {}).get(name), help=f"{text} (default {value})")
 
 

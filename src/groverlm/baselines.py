@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import listed
+from groverlm.args import listed, seed_arg
 from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
 from groverlm.errors import GroverError
@@ -404,9 +404,9 @@ def tfidf(args: argparse.Namespace) -> int:
 
 def _seeds(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(s) for s in text.split(",") if s)
-    except ValueError:
-        raise GroverError(f"--seeds {text!r}: expected integers like 0,1,2") from None
+        return tuple(seed_arg(s) for s in text.split(",") if s)
+    except argparse.ArgumentTypeError:
+        raise GroverError(f"--seeds {text!r}: expected integers, 0 or more, like 0,1,2") from None
 
 
 def cnn(args: argparse.Namespace) -> int:

@@ -36,7 +36,7 @@ import yaml
 
 from groverlm.analysis.analyze import AnalysisConfig
 from groverlm.analysis.report import ReportConfig
-from groverlm.args import exponent_float, parse_override
+from groverlm.args import SEED_FIELDS, exponent_float, parse_override
 from groverlm.baselines import BaselinesConfig
 from groverlm.bpe import BpeConfig
 from groverlm.corpus import CorpusConfig
@@ -353,6 +353,8 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: 
         raise TypeError(f"config field {dotted}: unsupported annotation {tp!r}")
     if not ok:
         raise where.error(path, f"{dotted} = {value!r} is not {_type_name(tp)}")
+    if tp is int and path[-1] in SEED_FIELDS and value < 0:  # numpy's generators take no other
+        raise where.error(path, f"{dotted} = {value} is negative (seeds are 0 or more)")
     return value
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
+from groverlm.args import seed_arg
 from groverlm.bpe.tokens import TokenizedGenome
 from groverlm.context import Context
 from groverlm.errors import GroverError
@@ -616,7 +617,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--holdout", nargs="+", action="extend", default=[], metavar="REGION",
                    help="hold out CHROM or CHROM:START-END (0-based, half-open) as the test split "
                         "instead of a random share")
-    c.add_argument("--seed", type=int, default=dc.seed)
+    c.add_argument("--seed", type=seed_arg, default=dc.seed)
     c.add_argument("--overwrite", action="store_true", help="replace a finished corpus")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_corpus_cmd)

@@ -38,7 +38,15 @@ from groverlm import __version__, lazy
 from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows, wrap
 from groverlm.errors import GroverError
-from groverlm.fasta import Genome, decode, iter_records, reverse_complement, text_lines
+from groverlm.fasta import (
+    Genome,
+    decode,
+    is_header,
+    iter_records,
+    reverse_complement,
+    table_fields,
+    text_lines,
+)
 from groverlm.manifest import atomic_path, cached, fingerprint, write_cached, write_text
 from groverlm.models import load_model, load_tokenizer, named_device
 
@@ -136,7 +144,9 @@ def _read_bed(path: Path, genome) -> list[Item]:
     for n, line in text_lines(path):
         if not line.strip() or line.startswith(("#", "track", "browser")):
             continue
-        f = line.split("\t") if "\t" in line else line.split()
+        f = table_fields(line)
+        if is_header(f):
+            continue
         if len(f) < 3:
             raise GroverError(f"BED needs at least 3 columns, got {len(f)}", path, n)
         try:

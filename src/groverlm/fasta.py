@@ -184,6 +184,27 @@ def _readable_lines(path: Path) -> int:
     return lines
 
 
+def table_fields(line: str) -> list[str]:
+    """The fields of one line of a BED or TSV table: split on tabs when it holds one (an empty
+    field inside stays one), else on whitespace; each stripped, and trailing empty fields dropped
+    (a trailing tab or space is no column).
+
+    >>> table_fields("chr1\t5\t+ \t"), table_fields("chr1 5  +")
+    (['chr1', '5', '+'], ['chr1', '5', '+'])
+    """
+    if "\t" not in line:
+        return line.split()
+    fields = [f.strip() for f in line.split("\t")]
+    while fields and not fields[-1]:
+        fields.pop()
+    return fields
+
+
+def is_header(fields: list[str]) -> bool:
+    """A column-header line of a BED or TSV table (`chrom start end ...`, `#chrom ...`)."""
+    return bool(fields) and fields[0].lower().lstrip("#") in ("chrom", "chr", "chromosome")
+
+
 def _undecodable_line(path: Path) -> int | None:
     """Slow path, only on error: the 1-based line of a text file that is not UTF-8."""
     try:

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import check_precision, stable, volatile
+from groverlm.args import check_precision, seed_arg, stable, volatile
 from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
 from groverlm.embed import max_window_tokens, tokenize
@@ -774,7 +774,7 @@ def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None
         f"{BASE_WIDTH} or more, else {SMALL_LR:g})"))
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help=f"sequences per step (default {d.batch_size})")
-    p.add_argument("--seed", type=int, default=0, help="first seed (then seed+1, ...)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="first seed (then seed+1, ...)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="window length in tokens (default: the model's positions - 2)")
     p.add_argument("--stride", type=int, default=None,

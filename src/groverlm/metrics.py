@@ -319,10 +319,10 @@ def difference_text(c: dict[str, Any] | None) -> str:
     >>> difference_text({"metric": "accuracy", "difference": -0.0022, "low": -0.005, "high": 0.001})
     '-0.22 points (95% interval -0.50 to +0.10)'
     >>> difference_text(None)
-    'no paired interval (test rows not kept)'
+    'no paired interval (test rows not kept, or not the same test rows)'
     """
-    if not c or "difference" not in c:
-        return "no paired interval (test rows not kept)"
+    if not c or "difference" not in c:  # paired_difference's None
+        return "no paired interval (test rows not kept, or not the same test rows)"
     if c.get("metric") == "accuracy":
         return (f"{100 * c['difference']:+.2f} points (95% interval {100 * c['low']:+.2f} to "
                 f"{100 * c['high']:+.2f})")
@@ -508,6 +508,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def compare(args: argparse.Namespace) -> int:
+    if args.out and not args.out.endswith((".tsv", ".md")):  # before the work, not after
+        raise GroverError("--out must end in .md or .tsv", args.out)
     files = find_metrics(args.dirs)
     if not files:
         raise GroverError(f"no metrics.json under {' '.join(args.dirs)}")
@@ -518,12 +520,8 @@ def compare(args: argparse.Namespace) -> int:
     if lines:
         print("\n".join(lines))
     if args.out:
-        if args.out.endswith(".tsv"):
-            write_text(args.out, format_table(tasks, models, cells, "tsv"))
-        elif args.out.endswith(".md"):
-            write_text(args.out, format_table(tasks, models, cells, "markdown"))
-        else:
-            raise GroverError("--out must end in .md or .tsv", args.out)
+        fmt = "tsv" if args.out.endswith(".tsv") else "markdown"
+        write_text(args.out, format_table(tasks, models, cells, fmt))
     print(f"compare: {len(records)} results from {len(files)} files, {len(tasks)} tasks x "
           f"{len(models)} models" + (f" -> {args.out}" if args.out else ""))
     return 0

@@ -67,6 +67,8 @@ def test_filter_counts_and_bounds(tmp_path):
     ("chr1\t5\t6\t+\n", "gencode", 1, "needs the header"),
     ("chrom\tstart\tend\tstrand\nchr1\t0\t1\t+\n", "auto", 2, "1-based"),
     ("chr1\t5\t3\tn\t0\t+\n", "bed", 1, "not after start"),
+    # a gene's span in the one-TSS-per-row format: which end is the TSS is not for us to guess
+    ("chrom\tstart\tend\tstrand\nchr1\t10001\t15000\t-\n", "auto", 2, "span 4999 bp"),
 ])
 def test_errors_name_file_and_line(tmp_path, text, fmt, line, msg):
     path = tmp_path / "t.txt"
@@ -93,6 +95,15 @@ def test_bed_intervals(tmp_path):
     bed.write_text("chr1\t50\n")
     with pytest.raises(GroverError, match=r"p.bed:1: BED needs"):
         read_bed_intervals(bed)
+    bed.write_text("chrom\tstart\tend\nchr1\t10\t20\t\n")  # a header; a trailing tab
+    assert read_bed_intervals(bed)["chr1"].tolist() == [[10, 20]]
+
+
+def test_trailing_whitespace_is_no_column(tmp_path):
+    path = tmp_path / "t.tsv"
+    for end in (" ", "\t", "\t \r"):
+        path.write_text(f"chr1\t5\t+{end}\nchr1\t9\t-{end}\n")
+        assert read_tss(path, "auto") == ([TSS("chr1", 5, "+"), TSS("chr1", 9, "-")], "refseq")
 
 
 def test_merge_intervals_matches_coverage():

@@ -154,3 +154,43 @@ def test_cli_build(tmp_path):
             motif_start = (start + end) // 2 - 5 // 2  # the window is centred on the motif
             assert label == int(motif_start + 5 <= 15000)
     assert 0 < man["hits"]["fraction_bound"] < 1
+
+
+def test_user_inputs_that_used_to_mislead(tmp_path, capsys):
+    """Review findings: peaks named unlike the genome (every hit silently unbound), a frequency
+    matrix read as counts, a BOM before the header, --min-spacing 0 read as the default, and a
+    task with one class written for every consumer to refuse."""
+    m = toy_motif(tmp_path)
+    bom = tmp_path / "bom.jaspar"
+    bom.write_bytes(b"\xef\xbb\xbf" + JASPAR.encode())
+    assert read_jaspar(bom).name == m.name
+    freq = tmp_path / "freq.jaspar"
+    freq.write_text(">f\nA [0.9 0 0]\nC [0.1 1 0]\nG [0 0 0.5]\nT [0 0 0.5]\n")
+    with pytest.raises(GroverError, match="holds frequencies"):
+        read_jaspar(freq)
+    hits = [Hit("c", 100, "+", 5.0), Hit("c", 101, "-", 7.0)]
+    assert len(suppress(hits, 0)) == 2
+    seq = list("C" * 4000)
+    for p in (500, 520, 2500):
+        seq[p:p + 5] = "ACGTA"
+    g = Genome([Record("c", encode("".join(seq)))])
+    ex, stats = ctcf_examples(g, m, {}, CTCFConfig(window=100, min_spacing=0))
+    assert stats["hits_kept"] == 3  # not thinned to one window apart
+    with pytest.raises(GroverError, match="--min-spacing must be 0 or more"):
+        CTCFConfig(min_spacing=-1)
+    seq[1500:1505] = "ACGTA"  # hits in three 1-kb blocks
+    genome = write_fasta(tmp_path / "g.fa", {"chr1": "".join(seq)})
+    motif = tmp_path / "m.jaspar"
+    motif.write_text(JASPAR)
+    nochr = tmp_path / "nochr.bed"
+    nochr.write_text("1\t400\t700\n")
+    base = ["tasks", "ctcf", "--genome", str(genome), "--motif", str(motif), "--window", "100",
+            "--split", "block", "--split-block", "1000"]
+    assert main([*base, "--peaks", str(nochr), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert f"{nochr}: no peak on a record of the genome (peaks on 1; genome records chr1)" in err
+    none_bound = tmp_path / "far.bed"
+    none_bound.write_text("chr1\t3000\t3100\n")
+    assert main([*base, "--peaks", str(none_bound), "--out", str(tmp_path / "b")]) == 2
+    assert "every example of the ctcf task has label 0" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -29,6 +29,22 @@ def test_gue_folder_and_numeric_label_order(tmp_path, monkeypatch):
     assert task.label_names() == ["0", "2", "10"]
     monkeypatch.chdir(tmp_path / "gue_tf")
     assert load_task(".").name == "gue_tf"  # `--task .` is named after the folder, not ""
+    # GUE numbers the sets of a kind: tf/0 and mouse/0 are two tasks, not one "0"
+    names = {load_task(write_task(tmp_path / kind / "0", GUE)).name for kind in ("tf", "mouse")}
+    assert names == {"tf/0", "mouse/0"}
+
+
+def test_manifest_label_map_and_tab_separated_csvs(tmp_path):
+    folder = write_task(tmp_path / "t", GUE)
+    for bad in ('["0", "2", "10"]', '{"0": "zero", "2": 1, "10": 2}'):
+        (folder / "manifest.json").write_text(f'{{"label_map": {bad}}}')
+        with pytest.raises(GroverError, match="label_map is not an object of label -> integer"):
+            load_task(folder)
+    (folder / "manifest.json").unlink()
+    tabs = write_task(tmp_path / "tabs", {s: [r.replace(",", "\t") for r in rows]
+                                          for s, rows in GUE.items()}, header="sequence\tlabel")
+    with pytest.raises(GroverError, match=r"train.csv:1: tab-separated: a task CSV is comma"):
+        load_task(tabs)
 
 
 def test_text_labels_sorted(tmp_path):

@@ -15,6 +15,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
+from groverlm.args import seed_arg
 from groverlm.context import Context
 from groverlm.manifest import finished, read_manifest
 from groverlm.tasks.common import Example, SplitConfig, split_examples, write_task
@@ -71,7 +72,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chrom", action="append", metavar="NAME",
                    help="only these records of the genome (repeat or comma-separate)")
     d = SplitConfig()
-    p.add_argument("--seed", type=int, default=d.seed,
+    p.add_argument("--seed", type=seed_arg, default=d.seed,
                    help="seed for shuffles, splits and row order")
     p.add_argument("--split", choices=["auto", "chrom", "block"], default=d.method,
                    help=f"by chromosome (>= 3 holding examples) or by genomic blocks (default "
@@ -150,7 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--rel-threshold", type=float, default=dc.rel_threshold,
                    help=f"cut-off as a fraction from min to max score (default {dc.rel_threshold})")
     c.add_argument("--min-spacing", type=int, default=dc.min_spacing,
-                   help="suppress weaker hits closer than this (default: --window)")
+                   help="suppress weaker hits closer than this (default: --window; 0: none)")
     c.add_argument("--orient", choices=["motif", "genome"], default=dc.orient,
                    help="read windows on the hit's strand (default) or the + strand")
     c.add_argument("--max-negative-ratio", type=float, default=dc.max_negative_ratio,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.fasta import text_lines
+from groverlm.fasta import is_header, table_fields, text_lines
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,11 @@ def read_tss(path: str | Path, fmt: str = "auto") -> tuple[list[TSS], str]:
     for n, line in text_lines(path):
         if not line.strip() or line.startswith(("track", "browser")):
             continue
-        fields = line.split("\t") if "\t" in line else line.split()
+        fields = table_fields(line)
         if not header_seen and fmt in ("auto", "gencode") and _is_gencode_header(fields):
             fmt, header_seen = "gencode", True
             continue
-        if line.startswith("#") or fields[0].lower() == "chrom":  # comments, other headers
+        if line.startswith("#") or is_header(fields):  # comments, other headers
             continue
         if fmt == "auto":
             fmt = detect_tss_format(fields, path, n)
@@ -100,9 +100,14 @@ def read_tss(path: str | Path, fmt: str = "auto") -> tuple[list[TSS], str]:
         elif fmt == "gencode":
             if len(fields) < 4:
                 raise GroverError(f"expected at least 4 columns, got {len(fields)}", path, n)
-            start = _int(fields[1], "start", path, n)
+            start, end = _int(fields[1], "start", path, n), _int(fields[2], "end", path, n)
             if start < 1:
                 raise GroverError("start 0 in a 1-based GENCODE file", path, n)
+            if end - start > 1:  # a gene's span: which end is the TSS depends on conventions
+                raise GroverError(f"start {start} and end {end} span {end - start} bp: a row of "
+                                  "this format is one TSS (end = start + 1); for gene or "
+                                  "transcript spans give BED6 (the TSS is the strand's 5' end)",
+                                  path, n)
             out.append(TSS(fields[0], start - 1, _strand(fields[3], path, n)))
         else:  # bed
             if len(fields) < 6:
@@ -152,7 +157,9 @@ def read_bed_intervals(path: str | Path) -> dict[str, np.ndarray]:
     for n, line in text_lines(path):
         if not line.strip() or line.startswith(_SKIP):
             continue
-        fields = line.split("\t") if "\t" in line else line.split()
+        fields = table_fields(line)
+        if is_header(fields):
+            continue
         if len(fields) < 3:
             raise GroverError(f"BED needs at least 3 columns, got {len(fields)}", path, n)
         start, end = _int(fields[1], "start", path, n), _int(fields[2], "end", path, n)

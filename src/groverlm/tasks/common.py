@@ -257,6 +257,11 @@ def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str
     The manifest holds `task`, `label_map` (label text -> id, sorted), `label_names`, per-split
     label counts and `split` (how the split was made).
     """
+    classes = {e.label for s in SPLITS for e in result.splits[s]}
+    if len(classes) == 1:  # every consumer would refuse it: say so here, before writing
+        raise GroverError(f"every example of the {task} task has label {classes.pop()} (of "
+                          f"{sum(len(result.splits[s]) for s in SPLITS)}): a task needs two "
+                          f"classes; check the inputs and settings")
     out = prepare_out(out, overwrite)
     (out / MANIFEST).unlink(missing_ok=True)  # replacing: unfinished until the new manifest
     rng = np.random.default_rng(seed)

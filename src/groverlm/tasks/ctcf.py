@@ -72,7 +72,7 @@ def read_jaspar(path: str | Path) -> Motif:
     (the bare four-row .pfm layout, without letters or brackets, is read too)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not a header
     except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
         raise GroverError(err.strerror or str(err), path) from None
     except UnicodeDecodeError:
@@ -109,6 +109,9 @@ def read_jaspar(path: str | Path) -> Motif:
     counts = np.array(rows, dtype=np.float64).T  # (L, 4)
     if (counts.sum(1) <= 0).any():
         raise GroverError("a matrix column has no counts", path)
+    if np.allclose(counts.sum(1), 1.0, atol=0.02):  # the pseudocount would swamp them
+        raise GroverError("the matrix holds frequencies (each column sums to 1), not counts: give "
+                          "the count matrix (JASPAR .jaspar or .pfm)", path)
     return Motif(name, counts)
 
 
@@ -179,7 +182,7 @@ class CTCFConfig:
     threshold: float | None = None  # absolute log-odds cut-off in bits; None: use rel_threshold
     rel_threshold: float = 0.85  # fraction of the way from the minimum to the maximum score
     pseudocount: float = 1.0  # added to each column's counts, spread by the background
-    min_spacing: int | None = None  # suppress weaker hits closer than this (default: window)
+    min_spacing: int | None = None  # suppress weaker hits closer than this (null: the window; 0: none)
     orient: str = "motif"  # motif: sequence on the hit's strand; genome: always the + strand
     max_negative_ratio: float | None = None  # keep at most this many negatives per positive
     seed: int = 0  # negative subsampling, split draw, row order
@@ -194,6 +197,8 @@ class CTCFConfig:
             raise GroverError(f"--orient must be one of {', '.join(ORIENT)}")
         if self.max_negative_ratio is not None and self.max_negative_ratio <= 0:
             raise GroverError("--max-negative-ratio must be positive")
+        if self.min_spacing is not None and self.min_spacing < 0:
+            raise GroverError("--min-spacing must be 0 or more")
 
     def cutoff(self, pwm: np.ndarray) -> float:
         if self.threshold is not None:
@@ -209,7 +214,7 @@ def ctcf_examples(genome: Genome, motif: Motif, peaks: dict[str, np.ndarray], cf
     thr = cfg.cutoff(pwm)
     L = len(motif)
     hits = scan_genome(genome, pwm, thr)
-    kept = suppress(hits, cfg.min_spacing or cfg.window)
+    kept = suppress(hits, cfg.window if cfg.min_spacing is None else cfg.min_spacing)
     stats: dict[str, Any] = {"threshold_bits": thr, "max_score_bits": float(pwm.max(1).sum()),
                              "hits": len(hits), "hits_kept": len(kept), "skipped_edge_or_n": 0}
     out: list[Example] = []
@@ -240,6 +245,11 @@ def ctcf_examples(genome: Genome, motif: Motif, peaks: dict[str, np.ndarray], cf
     return out, stats
 
 
+def _some(names: Any) -> str:
+    names = sorted(names)
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def build_ctcf(genome: str | Path, motif: str | Path, peaks: list[str | Path], out: str | Path,
                cfg: CTCFConfig, chroms: list[str] | None = None, overwrite: bool = False
                ) -> dict[str, Any]:
@@ -255,6 +265,9 @@ def build_ctcf(genome: str | Path, motif: str | Path, peaks: list[str | Path], o
     per_file = {}
     for p, s in zip(peaks, peak_sets, strict=True):
         on = {c: iv for c, iv in s.items() if c in g.records}
+        if not on:  # every hit would be unbound by this file: a naming mismatch, most likely
+            raise GroverError(f"no peak on a record of the genome (peaks on {_some(s)}; genome "
+                              f"records {_some(g.records)}): check chromosome names", p)
         per_file[str(p)] = {"peaks": int(sum(len(v) for v in on.values())),
                             "bp": int(sum(int((v[:, 1] - v[:, 0]).sum()) for v in on.values()))}
     result = split_examples(examples, cfg.split)

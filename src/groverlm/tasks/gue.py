@@ -107,6 +107,9 @@ def _read_csv(path: Path
             if header is None:
                 raise GroverError("empty file: expected a header `sequence,label`", path, 1)
             header = [h.strip().lower() for h in header]
+            if len(header) == 1 and "\t" in header[0]:
+                raise GroverError("tab-separated: a task CSV is comma-separated (header "
+                                  "`sequence,label`)", path, 1)
             for col in ("sequence", "label"):
                 if col not in header:
                     raise GroverError(f"header lacks the column {col!r} (found {','.join(header)})",
@@ -201,9 +204,17 @@ def load_task(folder: str | Path) -> Task:
         if not isinstance(manifest, dict):
             raise GroverError("not a JSON object", path)
         declared = manifest.get("label_map")
-        if declared and {str(k): int(v) for k, v in declared.items()} != label_map:
+        if declared is not None and not (isinstance(declared, dict) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in declared.values())):
+            raise GroverError("label_map is not an object of label -> integer id", path)
+        if declared and {str(k): v for k, v in declared.items()} != label_map:
             raise GroverError(f"the manifest's label_map {declared} differs from the labels in "
                               f"the CSVs {label_map}", folder / "manifest.json")
     splits = {s: Split(seqs, np.array([label_map[t] for t in labels], dtype=np.int64), coords,
                        tokens) for s, (seqs, labels, coords, tokens) in raw.items()}
-    return Task(manifest.get("task") or folder.resolve().name, folder, splits, label_map, manifest)
+    # GUE numbers the sets of a kind (tf/0, mouse/0): a bare number takes its parent's name too,
+    # or `compare` would put different tasks in one row
+    name = folder.resolve().name
+    if name.isdigit():
+        name = f"{folder.resolve().parent.name}/{name}"
+    return Task(manifest.get("task") or name, folder, splits, label_map, manifest)
