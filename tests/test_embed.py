@@ -226,3 +226,24 @@ def test_import_groverlm_stays_light():
     code = "import sys, groverlm; print(callable(groverlm.embed), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
+
+
+def test_bad_max_tokens_touches_no_file_and_names_with_tabs_keep_their_rows(tiny, tmp_path,
+                                                                              capsys):
+    genome, model_dir, model, tok = tiny
+    csv_in = tmp_path / "in.csv"
+    csv_in.write_text('name,sequence\n"a\tb",ACGTAGCTAGGT\n"c\nd",GGGCCCATATTA\ne,ACGTAC\n')
+    out = tmp_path / "e.npy"
+    assert main(["embed", "--model", str(model_dir), "--input", str(csv_in), "--out", str(out),
+                 "--quiet"]) == 0
+    import csv
+
+    with open(tmp_path / "e.index.tsv", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert [r["name"] for r in rows] == ["a\tb", "c\nd", "e"] and len(np.load(out)) == 3
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for target in (out, tmp_path / "n.npy"):  # --max-tokens beyond the model: checked first
+        assert main(["embed", "--model", str(model_dir), "--input", str(csv_in), "--out",
+                     str(target), "--max-tokens", "999", "--overwrite", "--quiet"]) == 2
+        assert "--max-tokens 999 exceeds" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

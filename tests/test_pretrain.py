@@ -553,3 +553,20 @@ def test_a_log_cut_short_by_a_kill_resumes(tmp_path):
                                 '{"step": 3, "loss": 1.2}\n{"step": 4, "lo')
     RunLog(tmp_path, enabled=True, resume_step=2)
     assert [r["step"] for r in read_log(tmp_path)] == [1, 2]
+
+
+def test_plot_log_checks_its_out_and_an_empty_log(tmp_path, capsys):
+    """An unknown --out suffix was a matplotlib traceback after the plotting; an empty log an
+    empty figure."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text("")
+    assert main(["plot-log", str(run), "--out", str(tmp_path / "p.png")]) == 2
+    assert f"{run}: the log holds no training or evaluation record" in capsys.readouterr().err
+    (run / "log.jsonl").write_text('{"kind": "train", "step": 1, "tokens_seen": 100, '
+                                   '"loss": 3.0}\n')
+    assert main(["plot-log", str(run), "--out", str(tmp_path / "p.txt")]) == 2
+    assert "p.txt: --out must end in one of" in capsys.readouterr().err
+    assert main(["plot-log", str(run), "--out", str(tmp_path / "p.svg")]) == 0
+    assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
+    assert not (tmp_path / "p.png").exists() and not (tmp_path / "p.txt").exists()

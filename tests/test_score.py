@@ -342,3 +342,41 @@ def test_finetune_rc_evaluates_both_strands(tiny, tmp_path):
     both = predict(model, data[0], 8, rc_data=data[1])
     assert finetune_metrics(both, t.labels)["auroc"] == pytest.approx(r["test"]["auroc"])
     assert np.abs(both - predict(model, data[0], 8)).max() > 1e-6  # the strands do differ
+
+
+def test_a_folder_without_the_masked_lm_head_is_refused_not_scored_at_random(tiny, tmp_path,
+                                                                              capsys):
+    """A fine-tuned classifier's folder loads as a masked LM with a random head: scoring it gave
+    a different 'PLL' on every call. Embedding reads the encoder alone and still takes it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _, _, model_dir, _ = tiny
+    clf = tmp_path / "clf"
+    AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=2
+                                                       ).save_pretrained(str(clf))
+    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(clf))
+    fa = write_fasta(tmp_path / "s.fa", {"s": random_dna(120, 3)})
+    out = tmp_path / "o.tsv"
+    assert main(["score", "seqs", "--model", str(clf), "--input", str(fa), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no masked-LM head in this folder (saved as BertForSequenceClassification" in err
+    assert not out.exists()
+    assert main(["embed", "--model", str(clf), "--input", str(fa), "--out",
+                 str(tmp_path / "e.npy"), "--quiet"]) == 0
+    # --out naming a folder is said so (it was an error about a temporary file)
+    assert main(["score", "seqs", "--model", str(model_dir), "--input", str(fa), "--out",
+                 str(tmp_path), "--overwrite"]) == 2
+    assert f"{tmp_path}: is a folder: --out names the table" in capsys.readouterr().err
+
+
+def test_the_python_api_reads_one_dna_string_alike(tiny):
+    """embed() took a DNA string for a file name; an empty string or a non-DNA letter in a list
+    is an error, as on the command line (X was read as [UNK])."""
+    _, _, model_dir, scorer = tiny
+    assert groverlm.embed(model_dir, "ACGTACGTAG").shape[0] == 1
+    assert len(groverlm.score(scorer, "ACGTACGTAG")) == 1
+    for bad, msg in (("", "an empty string is neither a sequence nor a file"),
+                     (["ACGT", "AXGT"], r"sequence 1: not DNA \(letters \['X'\]\)")):
+        for call in (lambda s: groverlm.embed(model_dir, s), lambda s: groverlm.score(scorer, s)):
+            with pytest.raises(GroverError, match=msg):
+                call(bad)

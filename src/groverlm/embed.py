@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows, wrap
 from groverlm.errors import GroverError
 from groverlm.fasta import (
+    IUPAC,
     Genome,
     decode,
     is_header,
@@ -47,7 +49,7 @@ from groverlm.fasta import (
     table_fields,
     text_lines,
 )
-from groverlm.manifest import atomic_path, cached, fingerprint, write_cached, write_text
+from groverlm.manifest import atomic_path, cached, fingerprint, write_cached, write_tsv
 from groverlm.models import load_model, load_tokenizer, named_device
 
 # torch and tqdm load on first use, keeping the CLI, config loading and `import groverlm` light
@@ -205,13 +207,16 @@ def _read_csv(path: Path) -> list[Item]:
 # ----------------------------------------------------------------------------- model
 
 
-def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "cpu"):
+def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "cpu",
+                 need_head: bool = True):
     """(model, tokenizer) of a `save_pretrained` folder holding a masked LM and its tokenizer; the
     model is the stock `AutoModelForMaskedLM` (BERT, DeBERTa-v2, ...) in eval mode (its
-    `base_model` is the encoder), on `device` (`models.named_device`: auto, cpu, cuda, ...)."""
+    `base_model` is the encoder), on `device` (`models.named_device`: auto, cpu, cuda, ...).
+    Without `need_head` (embedding reads the encoder alone) any folder of the architecture does,
+    a fine-tuned classifier's too."""
     device = named_device(device)  # a bad name fails before the model loads
     tokenizer = load_tokenizer(model_dir, "model")
-    model = load_model(model_dir, "mlm")
+    model = load_model(model_dir, "mlm", need_head)
     model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
     return model, tokenizer
 
@@ -360,12 +365,34 @@ def embed(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path 
     cfg = EmbedConfig(pooling=pooling, layer=layer, batch_size=batch_size, dtype=dtype,
                       max_tokens=max_tokens, device=device, rc=rc)
     if isinstance(model, str | Path):
-        model, tokenizer = load_encoder(model, dtype, device)
+        model, tokenizer = load_encoder(model, dtype, device, need_head=False)
     elif tokenizer is None:
         raise GroverError("pass `tokenizer` together with a loaded model")
-    if isinstance(sequences, str | Path):
-        sequences = [it.sequence for it in read_items(sequences, genome)]
-    return embed_sequences(model, tokenizer, list(sequences), cfg, progress)[0]
+    _, seqs = named_sequences(sequences, genome)
+    return embed_sequences(model, tokenizer, seqs, cfg, progress)[0]
+
+
+_SEQUENCE = re.compile(f"[ACGT{IUPAC}]+", re.IGNORECASE)
+
+
+def named_sequences(sequences: Sequence[str] | str | Path, genome: str | Path | None = None
+                    ) -> tuple[list[str], list[str]]:
+    """(names, sequences) of what the Python API takes: one DNA string, a list of them (named
+    seq0, seq1, ...), or any other string or a Path naming a FASTA/BED/CSV file (`read_items`; a
+    missing file is an error, never a sequence read by mistake). Letters outside A/C/G/T and the
+    IUPAC codes are an error, as on the command line."""
+    if isinstance(sequences, Path) or (isinstance(sequences, str)
+                                       and not _SEQUENCE.fullmatch(sequences)):
+        if not str(sequences).strip():
+            raise GroverError("an empty string is neither a sequence nor a file")
+        items = read_items(sequences, genome)
+        return [i.name for i in items], [i.sequence for i in items]
+    seqs = [sequences] if isinstance(sequences, str) else list(sequences)
+    for i, s in enumerate(seqs):
+        if not isinstance(s, str) or (s and not _SEQUENCE.fullmatch(s)):
+            bad = sorted(set(str(s).upper()) - set("ACGT" + IUPAC)) if isinstance(s, str) else s
+            raise GroverError(f"sequence {i}: not DNA (letters {bad!r})")
+    return [f"seq{i}" for i in range(len(seqs))], seqs
 
 
 def out_paths(out: str | Path) -> dict[str, Path]:
@@ -391,7 +418,8 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
         raise GroverError("already exists; pass --overwrite to replace it", paths["npy"])
     items = read_items(input_path, genome, fmt)
     paths["npy"].parent.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_encoder(model_dir, cfg.dtype, cfg.device)
+    model, tokenizer = load_encoder(model_dir, cfg.dtype, cfg.device, need_head=False)
+    max_window_tokens(model, tokenizer, cfg.max_tokens)  # a bad --max-tokens before any file
     inputs = [fingerprint(p) for p in [model_dir, input_path] + ([genome] if genome else [])]
     where = {"input": str(input_path), "model": str(model_dir),
              "genome": str(genome) if genome else None, "format": fmt}
@@ -433,12 +461,11 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
     if empty:
         log.warning("%d sequences hold no A/C/G/T token: their rows are NaN", empty)
     del arr
-    lines = ["\t".join(INDEX_COLUMNS)]
-    for it, n_tok, n_win in zip(items, meta["tokens"], meta["windows"], strict=True):
-        cells = [it.name, it.chrom, "" if it.start is None else it.start,
-                 "" if it.end is None else it.end, it.strand, len(it.sequence), n_tok, n_win]
-        lines.append("\t".join(str(c) for c in cells))
-    write_text(paths["index"], "\n".join(lines) + "\n")
+    rows = [dict(zip(INDEX_COLUMNS, [it.name, it.chrom, "" if it.start is None else it.start,
+                                     "" if it.end is None else it.end, it.strand,
+                                     len(it.sequence), int(n_tok), int(n_win)], strict=True))
+            for it, n_tok, n_win in zip(items, meta["tokens"], meta["windows"], strict=True)]
+    write_tsv(paths["index"], rows, INDEX_COLUMNS)  # quoted where a name holds a tab
     os.replace(paths["partial"], paths["npy"])
     manifest = {"stage": "embed", "groverlm_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": None, "config": config,

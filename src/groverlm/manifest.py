@@ -13,14 +13,16 @@ the file back only when they are the current ones (else it is recomputed and rep
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +288,16 @@ def read_jsonl(path: str | Path) -> list[dict]:
         if isinstance(rec, dict):
             out.append(rec)
     return out
+
+
+def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    """A tab-separated file with a header row, written aside then renamed; a cell holding a tab,
+    a line end or a quote is quoted (csv), so rows stay rows; floats to 6 significant digits, NaN
+    empty."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if isinstance(r.get(c), float) and math.isnan(r[c])
+                        else f"{r[c]:.6g}" if isinstance(r.get(c), float) else r.get(c, "")
+                        for c in columns])

@@ -213,13 +213,15 @@ def named_device(name: str, local_rank: int = 0):
     return device
 
 
-def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
+def load_model(path: str | Path, task: str = "mlm", need_head: bool = True, **kwargs: Any):
     """A model folder as the stock transformers class for `task`.
 
     task: "mlm" (e.g. BertForMaskedLM), "classification" (e.g. BertForSequenceClassification, pass
     `num_labels`; the head is new when loading a pretrained MLM), "base" (BertModel); the class
     follows the folder's `model_type` (BERT, DeBERTa-v2, ...). Extra keyword arguments go to
     `from_pretrained`. transformers picks PyTorch's SDPA attention where the class supports it.
+    "mlm" with `need_head`: a folder without the masked-LM head (a fine-tuned classifier, a bare
+    encoder) is an error, not a head of random weights that would score at random.
     """
     classes = {"mlm": transformers.AutoModelForMaskedLM,
                "classification": transformers.AutoModelForSequenceClassification,
@@ -229,9 +231,17 @@ def load_model(path: str | Path, task: str = "mlm", **kwargs: Any):
     path = _check_folder(path, "model", ("config.json",))
     try:
         with quiet_transformers():  # no "Loading weights" bar in a stage's log for a local load
-            return classes[task].from_pretrained(str(path), **kwargs)
+            model, info = classes[task].from_pretrained(str(path), output_loading_info=True,
+                                                        **kwargs)
     except (OSError, ValueError, RuntimeError, safetensors.SafetensorError) as err:  # unreadable or damaged
         raise GroverError(f"cannot load the model: {err}", path) from None
+    missing = sorted(info.get("missing_keys") or [])
+    if task == "mlm" and need_head and missing:
+        made_as = ", ".join(getattr(model.config, "architectures", None) or []) or "unknown"
+        raise GroverError(f"no masked-LM head in this folder (saved as {made_as}; {len(missing)} "
+                          f"weights missing, e.g. {missing[0]}): scoring and masked analyses "
+                          f"need a pretrained masked LM (embed reads the encoder alone)", path)
+    return model
 
 
 @contextlib.contextmanager

@@ -395,10 +395,19 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
     labels = list(labels) if labels else [Path(r).name for r in runs]
     if len(labels) != len(runs):
         raise GroverError(f"{len(labels)} labels for {len(runs)} runs")
+    png = Path(png)
+    fmt = png.suffix.lstrip(".").lower() or "png"
+    formats = plt.gcf().canvas.get_supported_filetypes()
+    plt.close()
+    if fmt not in formats:  # before the work, not a savefig traceback
+        raise GroverError(f"--out must end in one of .{', .'.join(sorted(formats))}", png)
+    logs = [training.read_log(run) for run in runs]
+    for run, records in zip(runs, logs, strict=True):
+        if not any(r.get("kind") in ("train", "eval") for r in records):
+            raise GroverError("the log holds no training or evaluation record", run)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, (run, label) in enumerate(zip(runs, labels, strict=True)):
+    for k, (records, label) in enumerate(zip(logs, labels, strict=True)):
         color = f"C{k}"
-        records = training.read_log(run)
         tr = [r for r in records if r.get("kind") == "train"]
         ev = [r for r in records if r.get("kind") == "eval" and "mlm_accuracy" in r]
         ax1.plot([r["tokens_seen"] / 1e6 for r in tr], [r["loss"] for r in tr], lw=0.8,
@@ -422,9 +431,8 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
     ax2.legend(fontsize=7)
     fig.suptitle(title or ", ".join(labels), fontsize=10)
     fig.tight_layout()
-    png = Path(png)
     with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=120, format=png.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=120, format=fmt)
     plt.close(fig)
     return png
 

@@ -37,11 +37,9 @@ token shuffle differ only in the order of the same tokens.
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import logging
 import math
-import re
 import shutil
 import tempfile
 import zlib
@@ -59,9 +57,9 @@ from groverlm.args import add_fields, volatile
 from groverlm.batching import split_windows
 from groverlm.context import Context, held_out_setting
 from groverlm.corpus import Region
-from groverlm.embed import iter_batches, load_encoder, max_window_tokens, read_items
+from groverlm.embed import iter_batches, load_encoder, max_window_tokens, named_sequences, read_items
 from groverlm.errors import GroverError
-from groverlm.fasta import IUPAC, Genome, reverse_complement, text_lines
+from groverlm.fasta import Genome, reverse_complement, text_lines
 from groverlm.finetune import given_tokens_apply, token_ids
 from groverlm.manifest import (
     atomic_path,
@@ -71,6 +69,7 @@ from groverlm.manifest import (
     write_json,
     write_manifest,
     write_text,
+    write_tsv,
 )
 from groverlm.models import named_device
 from groverlm.tasks.common import seeded_subset
@@ -253,9 +252,6 @@ def _pll(log_probs: np.ndarray) -> float:
     return float(np.nansum(log_probs)) if np.isfinite(log_probs).any() else math.nan
 
 
-_SEQUENCE = re.compile(f"[ACGT{IUPAC}]+", re.IGNORECASE)
-
-
 def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
           rc: bool = False, per_token: bool = False, batch_size: int = ScoringConfig.batch_size,
           device: str = "auto", progress: bool = False) -> list[dict[str, Any]]:
@@ -263,15 +259,7 @@ def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path 
     model (a folder, a Hub id or a loaded `Scorer`); one dict per sequence, in input order."""
     cfg = ScoringConfig(batch_size=batch_size, device=device, rc=rc)
     scorer = model if isinstance(model, Scorer) else Scorer.load(model, cfg)
-    # a string of DNA letters is a sequence; any other string names a file (a missing one is a
-    # GroverError, not a sequence scored by mistake)
-    if isinstance(sequences, Path) or (isinstance(sequences, str)
-                                       and not _SEQUENCE.fullmatch(sequences)):
-        items = read_items(sequences, genome)
-        names, seqs = [i.name for i in items], [i.sequence for i in items]
-    else:
-        seqs = [sequences] if isinstance(sequences, str) else list(sequences)
-        names = [f"seq{i}" for i in range(len(seqs))]
+    names, seqs = named_sequences(sequences, genome)
     return score_sequences(scorer, names, seqs, rc, per_token, progress)
 
 
@@ -519,17 +507,6 @@ def _local(model: Any) -> list[Path]:
     return [Path(model)] if isinstance(model, (str, Path)) and Path(model).is_dir() else []
 
 
-def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    """A tab-separated file with a header row, written aside then renamed."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(columns)
-        for r in rows:
-            w.writerow(["" if isinstance(r.get(c), float) and math.isnan(r[c])
-                        else f"{r[c]:.6g}" if isinstance(r.get(c), float) else r.get(c, "")
-                        for c in columns])
-
-
 # ----------------------------------------------------------------------------- the run's score stage
 
 
@@ -620,6 +597,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _check_out(args: argparse.Namespace) -> None:
     """An existing --out is kept unless --overwrite: a finished table is never lost by accident
     (checked before minutes of scoring, not after)."""
+    if Path(args.out).is_dir():
+        raise GroverError("is a folder: --out names the table (OUT.tsv)", args.out)
     if Path(args.out).exists() and not args.overwrite:
         raise GroverError("exists; pass --overwrite to replace it", args.out)
 

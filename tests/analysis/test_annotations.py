@@ -92,8 +92,13 @@ def tiny(tmp_path_factory):
 def test_annotation_analysis(tiny):
     genome, model, tok, tmp = tiny
     wins = sample_windows(Genome.read(genome), tok, 40, tokens=30, seed=2)
-    tracks = ann.read_annotations(tmp / "rep.bed", tmp / "cpg.bed", tmp / "tss.tsv")
+    tracks = ann.read_annotations(tmp / "rep.bed", tmp / "cpg.bed", tmp / "tss.tsv",
+                                  records={w.chrom for w in wins})
     assert tracks["tss"]["chrA"].tolist() == [39000]
+    # a track named otherwise than the genome (A vs chrA) was a silent column of zeros
+    (tmp / "cpg_nochr.bed").write_text("A\t38300\t41250\n")
+    with pytest.raises(GroverError, match="cpg_nochr.bed: nothing on a record of the genome"):
+        ann.read_annotations(cpg=tmp / "cpg_nochr.bed", records={"chrA", "chrB"})
     cfg = ann.AnnotationConfig(folds=3, tss_near=2000)
     res, proj, values = ann.annotation_analysis(model, tok, wins, tracks, cfg, batch_size=8)
     assert proj["pca"].shape == (len(wins), 2)

@@ -188,7 +188,7 @@ def test_user_inputs_that_used_to_mislead(tmp_path, capsys):
             "--split", "block", "--split-block", "1000"]
     assert main([*base, "--peaks", str(nochr), "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
-    assert f"{nochr}: no peak on a record of the genome (peaks on 1; genome records chr1)" in err
+    assert f"{nochr}: nothing on a record of the genome (the file names 1; the genome chr1)" in err
     none_bound = tmp_path / "far.bed"
     none_bound.write_text("chr1\t3000\t3100\n")
     assert main([*base, "--peaks", str(none_bound), "--out", str(tmp_path / "b")]) == 2

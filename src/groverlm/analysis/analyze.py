@@ -183,7 +183,7 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
             figs["context.png"] = context.plot_self_similarity(result)
         else:
             wins = genome_windows(cfg.annotation_windows, cfg.seed + 1)
-            tracks = ann.read_annotations(repeats, cpg, tss)
+            tracks = ann.read_annotations(repeats, cpg, tss, records={w.chrom for w in wins})
             result, proj, values = ann.annotation_analysis(model, tokenizer, wins, tracks, ann_cfg,
                                                            cfg.batch_size, cfg.layer, progress)
             for kind, coords in proj.items():

@@ -12,6 +12,7 @@ binary label from the embeddings, and the same probe from k-mer frequencies is t
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from groverlm.analysis.plots import COLORS, figure, scatter_colored
 from groverlm.embed import EmbedConfig, embed_token_ids
 from groverlm.errors import GroverError
 from groverlm.kmers import kmer_ids
-from groverlm.tasks.annotations import read_bed_intervals, read_tss
+from groverlm.tasks.annotations import check_on_genome, read_bed_intervals, read_tss
 
 # scikit-learn and umap-learn load on first use, keeping the CLI and config loading light
 decomposition = lazy.module("sklearn.decomposition")
@@ -96,9 +97,12 @@ def tss_distance(positions: dict[str, np.ndarray], chrom: str, start: int, end: 
 
 
 def read_annotations(repeats: str | Path | None = None, cpg: str | Path | None = None,
-                     tss: str | Path | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Merged repeat and CpG intervals and sorted TSS positions per chromosome (those given)."""
+                     tss: str | Path | None = None, records: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, np.ndarray]]:
+    """Merged repeat and CpG intervals and sorted TSS positions per chromosome (those given); with
+    the genome's `records`, a file with nothing on them is an error (`check_on_genome`)."""
     out: dict[str, dict[str, np.ndarray]] = {}
+    paths = {"repeat": repeats, "cpg_island": cpg, "tss": tss}
     if repeats is not None:
         out["repeat"] = read_bed_intervals(repeats)
     if cpg is not None:
@@ -109,6 +113,9 @@ def read_annotations(repeats: str | Path | None = None, cpg: str | Path | None =
         for t in sites:
             pos.setdefault(t.chrom, []).append(t.pos)
         out["tss"] = {c: np.unique(np.array(v, dtype=np.int64)) for c, v in pos.items()}
+    for name, track in out.items():
+        if records is not None:
+            check_on_genome(track, records, paths[name])
     return out
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +170,20 @@ def read_bed_intervals(path: str | Path) -> dict[str, np.ndarray]:
     if not raw:
         raise GroverError("no intervals", path)
     return {c: merge_intervals(np.array(v, dtype=np.int64)) for c, v in raw.items()}
+
+
+def check_on_genome(chroms: Iterable[str], records: Iterable[str], path: str | Path) -> None:
+    """An annotation file (peaks, repeats, TSSs) with nothing on the genome's records is an error,
+    not a track of zeros: most likely its chromosomes are named otherwise (chr20 vs 20)."""
+    chroms, records = set(chroms), set(records)
+    if not chroms & records:
+        raise GroverError(f"nothing on a record of the genome (the file names {_some(chroms)}; "
+                          f"the genome {_some(records)}): check chromosome names", path)
+
+
+def _some(names: set[str]) -> str:
+    names = sorted(names)
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def merge_intervals(iv: np.ndarray) -> np.ndarray:

@@ -26,7 +26,12 @@ import numpy as np
 from groverlm.errors import GroverError
 from groverlm.fasta import BASES, Genome
 from groverlm.manifest import prepare_out
-from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
+from groverlm.tasks.annotations import (
+    check_on_genome,
+    contained,
+    read_bed_intervals,
+    union_intervals,
+)
 from groverlm.tasks.common import (
     Example,
     SplitConfig,
@@ -245,11 +250,6 @@ def ctcf_examples(genome: Genome, motif: Motif, peaks: dict[str, np.ndarray], cf
     return out, stats
 
 
-def _some(names: Any) -> str:
-    names = sorted(names)
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
 def build_ctcf(genome: str | Path, motif: str | Path, peaks: list[str | Path], out: str | Path,
                cfg: CTCFConfig, chroms: list[str] | None = None, overwrite: bool = False
                ) -> dict[str, Any]:
@@ -265,9 +265,7 @@ def build_ctcf(genome: str | Path, motif: str | Path, peaks: list[str | Path], o
     per_file = {}
     for p, s in zip(peaks, peak_sets, strict=True):
         on = {c: iv for c, iv in s.items() if c in g.records}
-        if not on:  # every hit would be unbound by this file: a naming mismatch, most likely
-            raise GroverError(f"no peak on a record of the genome (peaks on {_some(s)}; genome "
-                              f"records {_some(g.records)}): check chromosome names", p)
+        check_on_genome(s, g.records, p)  # else every hit would be unbound by this file
         per_file[str(p)] = {"peaks": int(sum(len(v) for v in on.values())),
                             "bp": int(sum(int((v[:, 1] - v[:, 0]).sum()) for v in on.values()))}
     result = split_examples(examples, cfg.split)
