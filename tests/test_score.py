@@ -143,7 +143,7 @@ def test_snvs_and_their_mirrors_on_the_reverse_complemented_genome_agree(tiny, t
     assert len({round(v.score, 4) for v in a}) > 6  # real, distinct scores
 
 
-def test_variant_statuses_and_order(tiny, tmp_path):
+def test_variant_statuses_and_order(tiny, tmp_path, capsys):
     _, _, model_dir, _ = tiny
     seq = random_dna(800, 51)
     fa = write_fasta(tmp_path / "g.fa", {"c": seq})
@@ -185,6 +185,11 @@ def test_variant_statuses_and_order(tiny, tmp_path):
     assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
                  str(plain), "--out", str(out3), "--quiet"]) == 0
     assert out3.read_text() == out.read_text()
+    # every record on a contig the genome lacks: chromosome names, most likely (all off_contig)
+    vcf.write_text("\n".join(lines[:4] + [f"chr{lines[4]}"]) + "\n")
+    assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
+                 str(vcf), "--out", str(tmp_path / "o4.tsv")]) == 2
+    assert f"{vcf}: nothing on a record of the genome (the file names chrc" in capsys.readouterr().err
 
 
 def test_cli_bad_inputs_are_one_line(tiny, tmp_path, capsys):

@@ -72,6 +72,7 @@ from groverlm.manifest import (
     write_tsv,
 )
 from groverlm.models import named_device
+from groverlm.tasks.annotations import check_on_genome
 from groverlm.tasks.common import seeded_subset
 from groverlm.tasks.gue import load_task
 
@@ -627,6 +628,8 @@ def variants_command(args: argparse.Namespace) -> int:
     cfg = _config(args)
     variants = read_vcf(args.vcf)
     genome = Genome.read(args.genome)
+    if variants:  # all off_contig (chr20 vs 20) is a naming mismatch, not a result
+        check_on_genome({v.chrom for v in variants}, genome.lengths, args.vcf)
     for v in variants:
         v.status = check_variant(v, genome, cfg)
     scorer = Scorer.load(args.model, cfg)
