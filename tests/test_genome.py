@@ -89,6 +89,19 @@ def test_text_lines_skip_a_byte_order_mark_and_name_an_undecodable_line(tmp_path
         list(text_lines(bad))
 
 
+def test_utf8_headers_and_a_byte_order_mark_are_text(tmp_path):
+    """A UTF-8 description or a BOM was 'binary data' at line 1; outside a header, or not UTF-8,
+    a byte beyond ASCII stays an error at its own line."""
+    path = tmp_path / "u.fa"
+    path.write_bytes(b"\xef\xbb\xbf>seq1\nACGT\n>seq2 \xc2\xb5m desc\nACGTT\n")
+    assert [(r.name, len(r)) for r in iter_records(path)] == [("seq1", 4), ("seq2", 5)]
+    for data, line, msg in ((b">a\nAC\n\xc2\xb5GT\n", 3, "binary data"),
+                            (b">a\nACGT\n>b \xff\nAC\n", 3, "not UTF-8")):
+        path.write_bytes(data)
+        with pytest.raises(GroverError, match=f"u.fa:{line}: .*{msg}"):
+            list(iter_records(path))
+
+
 def test_truncated_gzip(tmp_path, capsys):
     text = write_fasta(tmp_path / "g.fa", {"r": random_dna(200000, 1)}).read_bytes()
     blob = gzip.compress(text)

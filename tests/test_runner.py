@@ -235,6 +235,11 @@ def test_a_config_file_a_user_wrote_in_the_run_folder_is_never_overwritten(toy):
     ("genome.chroms=[chr20]; nextkmer.region=chr1", "nextkmer.region chr1: 'chr1' is not among "
                                                     "genome.chroms"),
     ("genome.max_bp=9; analysis.analyze.region=chr20:5-12", "analysis.analyze.region chr20:5-12"),
+    # model overrides that failed in pretraining, after the stages before it (two as tracebacks)
+    ("pretrain.model.overrides={model_type: gpt2}", "transformers has no masked LM of this type"),
+    ("pretrain.model.overrides={vocab_size: 10}", "vocab_size: the tokenizer sets it"),
+    ("pretrain.model.overrides={max_position_embeddings: 64}",
+     "samples of up to corpus.max_tokens 510 tokens with [CLS]/[SEP] exceed the model's 64"),
 ])
 def test_settings_that_would_fail_a_later_stage_fail_before_any_stage_runs(tmp_path, setting,
                                                                             message):

@@ -266,12 +266,11 @@ def iter_records(path: str | Path) -> Iterator[Record]:
     for data, line in _blocks(path):
         if not checked_binary:
             checked_binary = True
-            head = np.frombuffer(data[:65536], dtype=np.uint8)
-            if (head == 0).any() or (head >= 128).any():
+            data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark (Windows editors)
+            if b"\x00" in data[:65536]:
                 raise GroverError("binary data, not a FASTA text file", path, 1)
         if (np.frombuffer(data, dtype=np.uint8) >= 128).any() or b"\x00" in data:
-            bad = next(i for i, b in enumerate(data) if b >= 128 or b == 0)
-            raise GroverError("binary data, not a FASTA text file", path, line + data.count(b"\n", 0, bad))
+            _check_text(data, line, path)
         pos = 0
         starts = [m.start() for m in _HEADER.finditer(data)] + [len(data)]
         for start in starts:
@@ -293,7 +292,7 @@ def iter_records(path: str | Path) -> Iterator[Record]:
             at = line + data.count(b"\n", 0, start)
             if name is not None:
                 yield finish()
-            title = data[start + 1 : eol].decode("ascii")
+            title = data[start + 1 : eol].decode("utf-8")  # _check_text: UTF-8 in headers only
             if "\r" in title.rstrip("\r"):  # the whole record on one "line"
                 raise GroverError("lines end in CR alone (old Mac text); convert them to LF", path,
                                   at)
@@ -309,6 +308,23 @@ def iter_records(path: str | Path) -> Iterator[Record]:
     if name is None:
         raise GroverError("empty FASTA: no '>' record found", path)
     yield finish()
+
+
+def _check_text(data: bytes, line: int, path: Path) -> None:
+    """Slow path, only for a block holding a byte outside ASCII: UTF-8 in a header line (`>seq2 µ
+    desc`) is text; anywhere else, or not UTF-8, is an error naming its line."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    for i in np.flatnonzero((arr >= 128) | (arr == 0)):
+        start = data.rfind(b"\n", 0, int(i)) + 1
+        end = data.find(b"\n", int(i))
+        text = data[start : len(data) if end < 0 else end]
+        at = line + data.count(b"\n", 0, int(i))
+        if not text.startswith(b">") or arr[i] == 0:
+            raise GroverError("binary data, not a FASTA text file", path, at)
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GroverError("a header that is not UTF-8 text", path, at) from None
 
 
 def _make_record(path: Path, name: str | None, line: int, seq_line: int, parts: list[bytes]) -> Record:

@@ -23,6 +23,7 @@ torch = lazy.module("torch")
 transformers = lazy.module("transformers")
 hf_logging = lazy.module("transformers.utils.logging")
 activations = lazy.module("transformers.activations")
+modeling_auto = lazy.module("transformers.models.auto.modeling_auto")
 hf_errors = lazy.module("huggingface_hub.errors")
 safetensors = lazy.module("safetensors")
 
@@ -100,6 +101,9 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
     if preset not in PRESETS:
         raise GroverError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
     overrides = dict(overrides or {})
+    for key in ("vocab_size", "pad_token_id"):
+        if key in overrides:
+            raise GroverError(f"--set {key}: the tokenizer sets it, not an override")
     fields: dict[str, Any] = {**PRESETS[preset], "vocab_size": vocab_size,
                               "pad_token_id": pad_token_id}
     model_type = str(overrides.pop("model_type", fields.pop("model_type", "bert")))
@@ -109,6 +113,9 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
                     **transformers.AutoConfig.for_model(model_type).to_dict()}
     except ValueError:
         raise GroverError(f"--set model_type={model_type}: not a transformers model type") from None
+    if model_type not in modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise GroverError(f"--set model_type={model_type}: transformers has no masked LM of this "
+                          f"type (AutoModelForMaskedLM)")
     # a preset's fields that another model type lacks (conv_kernel_size for BERT) are dropped
     fields = {k: v for k, v in fields.items() if k in defaults}
     for key, value in overrides.items():

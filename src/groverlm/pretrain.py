@@ -441,20 +441,25 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
 # The run's pretrain stage
 
 
-def check_model(cfg: ModelConfig, key: str) -> None:
+def check_model(cfg: ModelConfig, key: str):
     """Build the model's config (no weights) so that a bad preset or override is an error naming
     `key` before a run spends hours on the stages ahead of pretraining (the vocabulary size is a
-    stand-in: no check depends on it)."""
+    stand-in: no check depends on it); returns the config."""
     try:
-        build_config(cfg.preset, 64, cfg.overrides)
+        return build_config(cfg.preset, 64, cfg.overrides)
     except GroverError as err:
         raise GroverError(f"{key}: {str(err).removeprefix('--set ')}") from None
 
 
 def preflight(cfg: Any, config: Any) -> None:
     """The runner's check of this stage's section (of the run's whole `config`) before any stage
-    runs."""
-    check_model(cfg.model, "pretrain.model")
+    runs: the model, and that the corpus's samples fit its positions (build_run's check)."""
+    model = check_model(cfg.model, "pretrain.model")
+    longest = config.stage("corpus").max_tokens + 2
+    if longest > model.max_position_embeddings:
+        raise GroverError(f"pretrain.model: samples of up to corpus.max_tokens "
+                          f"{longest - 2} tokens with [CLS]/[SEP] exceed the model's "
+                          f"{model.max_position_embeddings} positions", config.source)
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

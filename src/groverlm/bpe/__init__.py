@@ -42,8 +42,9 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Vocabulary stage: BPE on the genome (segmentation saved at `cycles`), then the export."""
     train, vocab = ctx.out / "train", ctx.out / "vocab"
     if not finished(train):
+        # resume: the runner has checked that an interrupted attempt had this config and genome
         bpe_train.write_training(ctx.genome, train, cfg.merges, cfg.chunk, cfg.cycles,
-                       progress=ctx.progress)
+                                 progress=ctx.progress, resume=True)
     if not finished(vocab):
         bpe_export.export_vocab(train, cfg.cycles, vocab)
     return {"cycles": cfg.cycles, "train": ctx.relative(train), "vocab": ctx.relative(vocab),

@@ -372,6 +372,10 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
         trainer, saved_meta = Trainer.load_state(ckpt)
         check_resume(ckpt, meta, saved={k: saved_meta.get(k) for k in meta})
         log.info("resuming at cycle %d", trainer.cycle)
+    else:  # a fresh start: an earlier run's segmentation must not pass for this one's
+        for stale in (out / "tokens", ckpt):
+            if stale.exists():
+                shutil.rmtree(stale)
     t0 = time.perf_counter()
     last = [time.monotonic()]
 
@@ -400,6 +404,8 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
         cycles=trainer.cycle, bases=bases, words=int(trainer.words.word_len.size),
         records=trainer.words.records, base_counts=trainer.base_counts.tolist(),
         seconds=round(seconds, 2))
-    if ckpt.exists():
-        shutil.rmtree(ckpt)
+    # the checkpoint, and any copy a kill left half-saved (atomic_path's temporary folders)
+    for left in [ckpt, *out.glob(f".{ckpt.name}.tmp*")]:
+        if left.exists():
+            shutil.rmtree(left)
     return trainer
