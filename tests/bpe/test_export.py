@@ -153,3 +153,16 @@ def test_interrupted_training_resumes_to_the_same_table(tmp_path, monkeypatch):
     # a fresh start over it (--overwrite) without a segmentation leaves none of the old one
     bpe_train.write_training(genome, tmp_path / "cut", 200, overwrite=True)
     assert not (tmp_path / "cut" / "tokens").exists()
+
+
+def test_an_all_n_genome_is_named_and_an_unreached_save_point_is_said(tmp_path, caplog):
+    from groverlm.bpe import train as bpe_train
+    from groverlm.errors import GroverError
+
+    alln = write_fasta(tmp_path / "n.fa", {"a": "N" * 50})
+    with pytest.raises(GroverError, match=f"^{alln}: no A/C/G/T sequence to train on"):
+        bpe_train.write_training(alln, tmp_path / "o", 3)
+    short = write_fasta(tmp_path / "s.fa", {"a": "ACGTACGTAC"})
+    bpe_train.write_training(short, tmp_path / "s", 100, save_tokens_at=50)
+    assert "--save-tokens-at 50 is beyond the" in caplog.text
+    assert not (tmp_path / "s" / "tokens").exists()

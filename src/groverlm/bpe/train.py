@@ -312,7 +312,13 @@ def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | N
     if trainer is None:
         records = iter_records(genome) if isinstance(genome, str | Path) else genome
         t0 = time.perf_counter()
-        trainer = Trainer(layout_words(records, chunk), merges)
+        try:
+            words = layout_words(records, chunk)
+        except GroverError as err:  # name the genome (an all-N FASTA)
+            if err.path is not None or not isinstance(genome, str | Path):
+                raise
+            raise GroverError(str(err), genome) from None
+        trainer = Trainer(words, merges)
         log.info("laid out %s bases in %.1fs", f"{trainer.words.bases:,}",
                  time.perf_counter() - t0)
     saved = None
@@ -333,6 +339,9 @@ def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | N
     while trainer.cycle < merges:
         if not trainer.step():
             log.warning("no pair left after %d cycles", trainer.cycle)
+            if save_tokens_at is not None and trainer.cycle < save_tokens_at:
+                log.warning("--save-tokens-at %d is beyond the %d cycles there are: no "
+                            "segmentation saved", save_tokens_at, trainer.cycle)
             break
         if trainer.cycle == save_tokens_at:
             save()
