@@ -223,6 +223,9 @@ def test_an_unknown_command_is_one_line_and_exit_2(capsys):
     (["run", "mini", "--set", "finetune.classifier.seeds=[0,-1]"],
      "finetune.classifier.seeds = -1 is negative"),
     (["compare", "IN.fa", "--out", "table.txt"], "table.txt: --out must end in .md or .tsv"),
+    # nextkmer has --region, not the task builders' --chrom
+    (["nextkmer", "--model", "M", "--genome", "IN.fa", "--region", "nope", "--out", "O"],
+     "--region nope not in the genome"),
 ])
 def test_messages_name_what_the_user_gave(argv, says, tmp_path, capsys):
     (tmp_path / "IN.fa").write_text(">a\nACGTACGTAAGGTTCCAA\n")

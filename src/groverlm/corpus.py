@@ -469,7 +469,8 @@ def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: Co
         for s in SPLITS:
             if not len(samples[s]):
                 why = (f"the held-out regions hold {'all' if s == 'train' else 'no'} tokens"
-                       if cfg.holdout else f"--test-fraction {cfg.test_fraction} drew none")
+                       if cfg.holdout else f"--test-fraction {cfg.test_fraction} drew "
+                       f"{'every sample' if s == 'train' else 'none'}")
                 raise GroverError(f"the {s} split is empty: the genome is too small for "
                                   f"--min-tokens {cfg.min_tokens} or {why}", genome)
         # move the finished parts in place (the manifest, written last, marks the folder done; an

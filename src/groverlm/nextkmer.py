@@ -559,7 +559,7 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
         for f in (MANIFEST, SETTINGS):
             (out / f).unlink(missing_ok=True)
     out = prepare_out(out, overwrite)
-    samples = draw_samples(load_genome(genome, [reg.chrom]), reg, cfg)
+    samples = draw_samples(load_genome(genome, [reg.chrom], "--region"), reg, cfg)
     res = run_nextkmer(model_dir, samples, out, ft, bcfg, name, progress, zero_shot)
     write_samples(samples, out / "samples.tsv")  # after: a refused resume leaves the old samples
     write_metrics(out, "nextkmer", res["records"], summary=res["summary"], region=str(reg),

@@ -229,14 +229,16 @@ def window_sequence(genome: Genome, chrom: str, start: int, end: int, strand: st
     return rec.sequence(start, end, strand)
 
 
-def load_genome(path: str | Path, chroms: Sequence[str] | None = None) -> Genome:
-    """The genome's records (only `chroms` when given; each must exist)."""
+def load_genome(path: str | Path, chroms: Sequence[str] | None = None,
+                option: str = "--chrom") -> Genome:
+    """The genome's records (only `chroms` when given; each must exist; `option` names them in
+    the error)."""
     wanted = set(chroms) if chroms else None
     records = [r for r in iter_records(path) if wanted is None or r.name in wanted]
     if wanted is not None:
         missing = sorted(wanted - {r.name for r in records})
         if missing:
-            raise GroverError(f"--chrom {', '.join(missing)} not in the genome", path)
+            raise GroverError(f"{option} {', '.join(missing)} not in the genome", path)
     return Genome(records, Path(path))
 
 
