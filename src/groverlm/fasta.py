@@ -314,11 +314,15 @@ def _check_text(data: bytes, line: int, path: Path) -> None:
     """Slow path, only for a block holding a byte outside ASCII: UTF-8 in a header line (`>seq2 µ
     desc`) is text; anywhere else, or not UTF-8, is an error naming its line."""
     arr = np.frombuffer(data, dtype=np.uint8)
-    for i in np.flatnonzero((arr >= 128) | (arr == 0)):
-        start = data.rfind(b"\n", 0, int(i)) + 1
-        end = data.find(b"\n", int(i))
-        text = data[start : len(data) if end < 0 else end]
-        at = line + data.count(b"\n", 0, int(i))
+    checked = -1  # the end of the last line checked: each line once, however many bytes it holds
+    for i in map(int, np.flatnonzero((arr >= 128) | (arr == 0))):
+        if i < checked:
+            continue
+        start = data.rfind(b"\n", 0, i) + 1
+        end = data.find(b"\n", i)
+        checked = len(data) if end < 0 else end
+        text = data[start:checked]
+        at = line + data.count(b"\n", 0, i)
         if not text.startswith(b">") or arr[i] == 0:
             raise GroverError("binary data, not a FASTA text file", path, at)
         try:

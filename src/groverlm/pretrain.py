@@ -56,6 +56,7 @@ torch = lazy.module("torch")
 F = lazy.module("torch.nn.functional")
 matplotlib = lazy.module("matplotlib")
 plt = lazy.module("matplotlib.pyplot")
+backend_bases = lazy.module("matplotlib.backend_bases")
 masking = lazy.module("groverlm.masking")
 training = lazy.module("groverlm.train")
 groverlm_config = lazy.module("groverlm.config")
@@ -169,10 +170,8 @@ def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_si
     corpus = Corpus.open(corpus_path)
     tokenizer = load_tokenizer(corpus.tokenizer_path)
     config = build_config(cfg.preset, len(tokenizer), cfg.overrides, tokenizer.pad_token_id)
-    longest = int(max(corpus.train.lengths.max(), corpus.test.lengths.max())) + 2
-    if longest > config.max_position_embeddings:
-        raise GroverError(f"samples of {longest} tokens with [CLS]/[SEP] exceed the model's "
-                          f"{config.max_position_embeddings} positions", corpus.path)
+    longest = int(max(corpus.train.lengths.max(), corpus.test.lengths.max()))
+    check_positions(longest, config, f"samples of {longest + 2} tokens", corpus.path)
     # the saved tokenizer's limit is the longest sample trained on: positions beyond it keep their
     # random initial embeddings, so fine-tuning, embedding and scoring cut windows no longer than
     # that (embed.max_window_tokens); the demo's 128-position samples in a 512-position model put
@@ -397,8 +396,7 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
         raise GroverError(f"{len(labels)} labels for {len(runs)} runs")
     png = Path(png)
     fmt = png.suffix.lstrip(".").lower() or "png"
-    formats = plt.gcf().canvas.get_supported_filetypes()
-    plt.close()
+    formats = backend_bases.FigureCanvasBase.get_supported_filetypes()  # no figure made to ask
     if fmt not in formats:  # before the work, not a savefig traceback
         raise GroverError(f"--out must end in one of .{', .'.join(sorted(formats))}", png)
     logs = [training.read_log(run) for run in runs]
@@ -454,12 +452,18 @@ def check_model(cfg: ModelConfig, key: str):
 def preflight(cfg: Any, config: Any) -> None:
     """The runner's check of this stage's section (of the run's whole `config`) before any stage
     runs: the model, and that the corpus's samples fit its positions (build_run's check)."""
-    model = check_model(cfg.model, "pretrain.model")
-    longest = config.stage("corpus").max_tokens + 2
-    if longest > model.max_position_embeddings:
-        raise GroverError(f"pretrain.model: samples of up to corpus.max_tokens "
-                          f"{longest - 2} tokens with [CLS]/[SEP] exceed the model's "
-                          f"{model.max_position_embeddings} positions", config.source)
+    longest = config.stage("corpus").max_tokens
+    check_positions(longest, check_model(cfg.model, "pretrain.model"),
+                    f"pretrain.model: samples of up to corpus.max_tokens {longest} tokens",
+                    config.source)
+
+
+def check_positions(tokens: int, config: Any, what: str, where: Any) -> None:
+    """Samples of `tokens` tokens plus [CLS]/[SEP] fit the model's positions (`what` and `where`
+    say whose samples, in the error)."""
+    if tokens + 2 > config.max_position_embeddings:
+        raise GroverError(f"{what} with [CLS]/[SEP] exceed the model's "
+                          f"{config.max_position_embeddings} positions", where)
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

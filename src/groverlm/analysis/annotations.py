@@ -113,8 +113,8 @@ def read_annotations(repeats: str | Path | None = None, cpg: str | Path | None =
         for t in sites:
             pos.setdefault(t.chrom, []).append(t.pos)
         out["tss"] = {c: np.unique(np.array(v, dtype=np.int64)) for c, v in pos.items()}
-    for name, track in out.items():
-        if records is not None:
+    if records is not None:
+        for name, track in out.items():
             check_on_genome(track, records, paths[name])
     return out
 
