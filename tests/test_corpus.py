@@ -246,3 +246,26 @@ def test_docstring_examples():
     import groverlm.corpus
 
     assert doctest.testmod(groverlm.corpus).failed == 0
+
+
+def test_chunk_cut_segmentation_is_not_reused(built, tmp_path):
+    """`bpe train --chunk` cuts the genome where the exported tokenizer does not: the corpus must
+    encode with the tokenizer (what fine-tuning, embed and score will see), not reuse those cuts."""
+    import json
+
+    from groverlm.bpe.train import write_training
+
+    genome = built[0]
+    write_training(genome, tmp_path / "bpe", CYCLES, chunk=997, save_tokens_at=CYCLES)
+    export_vocab(tmp_path / "bpe", CYCLES, tmp_path / "v")
+    cfg = CorpusConfig(max_tokens=40, min_tokens=6, seed=5)
+    man = write_corpus(tmp_path / "v", genome, tmp_path / "auto", cfg)
+    assert man["source"] == "tokenizer"
+    with pytest.raises(GroverError, match="997-bp pieces"):
+        write_corpus(tmp_path / "v", genome, tmp_path / "x", cfg, tmp_path / "bpe" / "tokens")
+    meta = tmp_path / "bpe" / "tokens" / "meta.json"  # a folder from before chunk was recorded
+    m = json.loads(meta.read_text())
+    assert m.pop("chunk") == 997
+    meta.write_text(json.dumps(m))
+    with pytest.raises(GroverError, match="997-bp pieces"):
+        write_corpus(tmp_path / "v", genome, tmp_path / "y", cfg, tmp_path / "bpe" / "tokens")

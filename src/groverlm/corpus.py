@@ -290,7 +290,8 @@ def find_segmentation(vocab: Path, genome: Path, tokens: str | Path | None):
     """The saved segmentation to reuse, or None to encode with the tokenizer.
 
     An explicit `tokens` folder must match the vocabulary (same merges_sha256) and the genome (same
-    file as `bpe train` read, when recorded); else a GroverError. Without one, `tokens/` beside the
+    file as `bpe train` read, when recorded), and not come from a `bpe train --chunk` run (its
+    cuts are not the tokenizer's); else a GroverError. Without one, `tokens/` beside the
     `train_dir` recorded in the vocabulary's manifest (relative to the vocabulary folder; manifests
     before 2026-12-05 recorded it relative to the working directory of `bpe export`) is used when it
     matches, silently skipped when it does not.
@@ -310,17 +311,21 @@ def find_segmentation(vocab: Path, genome: Path, tokens: str | Path | None):
     else:
         tokens, explicit = Path(tokens), True
     seg = TokenizedGenome.load(tokens)
+    try:
+        tman = read_manifest(tokens.parent)
+    except GroverError:
+        tman = {}
+    inputs = tman.get("inputs") or []
+    chunk = seg.chunk or (tman.get("config") or {}).get("chunk")  # older folders: the manifest
     problem = None
     if seg.merges_sha256 != want:
         problem = (f"was made with other merges than the vocabulary {vocab} (merges_sha256 "
                    f"{seg.merges_sha256[:12]} vs {str(want)[:12]})")
-    else:
-        try:
-            inputs = read_manifest(tokens.parent).get("inputs") or []
-        except GroverError:
-            inputs = []
-        if inputs and "sha256" in inputs[0] and inputs[0]["sha256"] != fingerprint(genome)["sha256"]:
-            problem = f"was made from another genome file than {genome} ({inputs[0].get('path')})"
+    elif chunk:  # cut every `chunk` bases, so not what the exported tokenizer gives at embed/score
+        problem = (f"was cut into {chunk:,}-bp pieces (bpe train --chunk), unlike the exported "
+                   "tokenizer's encoding")
+    elif inputs and "sha256" in inputs[0] and inputs[0]["sha256"] != fingerprint(genome)["sha256"]:
+        problem = f"was made from another genome file than {genome} ({inputs[0].get('path')})"
     if problem is None:
         return seg
     if explicit:

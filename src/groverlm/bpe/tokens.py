@@ -2,7 +2,8 @@
 
 Written by `bpe train --save-tokens-at C` into `DIR/tokens/`: `ids.npy` (uint16 tokenizer ids),
 `starts.npy` (uint32 start of each token in its record), `contigs.tsv` (record, start, end, first
-token, token count) and `meta.json` (cycle count, fingerprint of the merges up to it). Later stages
+token, token count) and `meta.json` (cycle count, fingerprint of the merges up to it, the --chunk
+length the genome was cut at, null for whole contigs). Later stages
 memory-map it to build samples, and `covering` finds the tokens over any interval without encoding.
 """
 
@@ -31,8 +32,9 @@ def merges_fingerprint(merges_tsv: str | Path, cycles: int) -> str:
     return h.hexdigest()
 
 
-def write_segmentation(trainer, out: Path, fingerprint: str) -> None:
-    """Stream a trainer's current segmentation into a tokens folder, atomically, batch by batch."""
+def write_segmentation(trainer, out: Path, fingerprint: str, chunk: int | None = None) -> None:
+    """Stream a trainer's current segmentation into a tokens folder, atomically, batch by batch.
+    `chunk` is the --chunk the words were cut at: such a segmentation has cuts the tokenizer lacks."""
     w = trainer.words
     with atomic_path(out) as tmp:
         tmp.mkdir()
@@ -60,7 +62,7 @@ def write_segmentation(trainer, out: Path, fingerprint: str) -> None:
         lines += [f"{w.records[r]}\t{s}\t{e}\t{f}\t{n}" for r, s, e, f, n in rows]
         (tmp / "contigs.tsv").write_text("\n".join(lines) + "\n")
         write_json(tmp / "meta.json", {"cycles": trainer.cycle, "merges_sha256": fingerprint,
-                                       "records": dict(zip(w.records, w.record_lengths,
+                                       "chunk": chunk, "records": dict(zip(w.records, w.record_lengths,
                                                            strict=True))})
 
 
@@ -75,6 +77,7 @@ class TokenizedGenome:
     cycles: int
     merges_sha256: str
     record_lengths: dict[str, int]
+    chunk: int | None = None  # bpe train --chunk; folders written before 2026-12-05 lack it
 
     @classmethod
     def load(cls, folder: str | Path) -> TokenizedGenome:
@@ -91,7 +94,7 @@ class TokenizedGenome:
                 contigs.append((r, int(s), int(e), int(f), int(n)))
         return cls(np.load(folder / "ids.npy", mmap_mode="r"),
                    np.load(folder / "starts.npy", mmap_mode="r"), contigs, meta["cycles"],
-                   meta["merges_sha256"], meta["records"])
+                   meta["merges_sha256"], meta["records"], meta.get("chunk"))
 
     def contig_tokens(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(ids, starts, end) of contig i; token j ends where token j + 1 starts, the last at end."""

@@ -390,7 +390,8 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
 
     def save(tr: Trainer) -> None:  # the fingerprint is fixed once the table reaches this cycle
         tr.merges.write(out / "merges.tsv")
-        write_segmentation(tr, out / "tokens", merges_fingerprint(out / "merges.tsv", tr.cycle))
+        write_segmentation(tr, out / "tokens", merges_fingerprint(out / "merges.tsv", tr.cycle),
+                           chunk)
 
     def checkpoint(tr: Trainer) -> None:
         due = (tr.cycle % checkpoint_cycles == 0 if checkpoint_cycles
