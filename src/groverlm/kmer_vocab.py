@@ -62,9 +62,7 @@ def build_kmer_tokenizer(k: int):
     """A `tokenizers.Tokenizer` that splits into non-overlapping k-mers and single-base remainders."""
     vocab = kmer_vocabulary(k)
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    # upper case without changing offsets: a..z -> A..Z one letter at a time
-    normalizers = tokenizers.normalizers
-    tok.normalizer = normalizers.Sequence([normalizers.Replace(c, c.upper()) for c in "acgtn"])
+    tok.normalizer = bpe_export.upper_case_dna()
     # any other letter is a piece of its own ([UNK] each, one per base as in BPE: a run of them as
     # one [UNK] would change a sequence's length for reverse_complement_ids)
     tok.pre_tokenizer = tokenizers.pre_tokenizers.Split(

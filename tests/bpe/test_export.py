@@ -57,6 +57,12 @@ def test_export_loads_without_custom_code(trained, tmp_path, cycles):
     assert ids[0] == hf.cls_token_id and ids[-1] == hf.sep_token_id
     assert raw.encode("ACGTTGCA").ids == ids
     assert hf.decode(ids, skip_special_tokens=True).replace(" ", "") == "ACGTTGCA"
+    # soft-masked DNA, as users paste it from a UCSC FASTA, encodes as its upper case, same offsets
+    mixed = "acgtTGCAaagg" * 3
+    lo = hf(mixed, return_offsets_mapping=True)
+    up = hf(mixed.upper(), return_offsets_mapping=True)
+    assert lo["input_ids"] == up["input_ids"] and hf.unk_token_id not in lo["input_ids"]
+    assert lo["offset_mapping"] == up["offset_mapping"]
     stats = json.loads((vocab / "vocab_stats.json").read_text())
     assert stats["cycles"] == cycles
     assert stats["summary"]["tokens"] == len(stats["tokens"])

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer, models, processors
+from tokenizers import Tokenizer, models, normalizers, processors
 
 from groverlm import lazy
 from groverlm.bpe.merges import NUM_SPECIAL, SPECIAL_TOKENS, Merges
@@ -31,12 +31,19 @@ transformers = lazy.module("transformers")  # a second to import: only save_toke
 MAX_LENGTH = 512  # BERT positions: 510 tokens plus [CLS] and [SEP]
 
 
+def upper_case_dna() -> normalizers.Normalizer:
+    """Soft-masked (lower-case) DNA as users paste it, upper-cased one letter at a time so offsets
+    stay put; without it AutoTokenizer gives [UNK] for acgt (our own stages upper-case first)."""
+    return normalizers.Sequence([normalizers.Replace(c, c.upper()) for c in "acgtn"])
+
+
 def build_tokenizer(merges: Merges) -> Tokenizer:
     """A `tokenizers.Tokenizer` whose BPE model replays `merges` (any prefix of a trained table)."""
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for i, s in enumerate(merges.strings):
         vocab[s] = i + NUM_SPECIAL
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges.pairs(), unk_token="[UNK]"))
+    tok.normalizer = upper_case_dna()
     tok.add_special_tokens(SPECIAL_TOKENS)
     cls, sep = vocab["[CLS]"], vocab["[SEP]"]
     tok.post_processor = processors.TemplateProcessing(
