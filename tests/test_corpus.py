@@ -269,3 +269,26 @@ def test_chunk_cut_segmentation_is_not_reused(built, tmp_path):
     meta.write_text(json.dumps(m))
     with pytest.raises(GroverError, match="997-bp pieces"):
         write_corpus(tmp_path / "v", genome, tmp_path / "y", cfg, tmp_path / "bpe" / "tokens")
+
+
+def test_record_names_with_colons_can_be_held_out(built, tmp_path):
+    """hg38's alt contigs are named like HLA-A*01:01:01:01: whole or a range, they can be held out;
+    a malformed range names the record it was read as."""
+    from .conftest import random_dna, write_fasta
+
+    vocab = built[2]
+    name = "HLA-A*01:01:01:01"
+    genome = write_fasta(tmp_path / "hla.fa", {"chrA": random_dna(9000, 7),
+                                               name: random_dna(6000, 8)})
+    cfg = CorpusConfig(max_tokens=30, min_tokens=4, holdout=(Region.parse(name),))
+    write_corpus(vocab, genome, tmp_path / "whole", cfg)
+    test = Corpus.open(tmp_path / "whole").split("test")
+    assert {test.coordinates(i)[0] for i in range(len(test))} == {name}
+    cfg = CorpusConfig(max_tokens=30, min_tokens=4, holdout=(Region.parse(f"{name}:1000-3000"),))
+    write_corpus(vocab, genome, tmp_path / "range", cfg)
+    test = Corpus.open(tmp_path / "range").split("test")
+    spans = [test.coordinates(i) for i in range(len(test))]
+    assert spans and all(c == name and s >= 1000 - 40 and e <= 3000 + 40 for c, s, e in spans)
+    with pytest.raises(GroverError, match=r"no record 'chrA:5-' .*CHROM:START-END"):
+        write_corpus(vocab, genome, tmp_path / "bad",
+                     CorpusConfig(max_tokens=30, holdout=(Region.parse("chrA:5-"),)))

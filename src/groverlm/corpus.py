@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "test")
 SAMPLE_FIELDS = ("shard", "offset", "n_tokens", "record", "start", "end")  # samples.npy columns
 ENCODE_BATCH = 64  # pieces encoded at once by the tokenizer's threads (memory: 64 pieces)
-_REGION = re.compile(r"^([^:\s]+)(?::([\d,_]+)-([\d,_]+))?$")
+# a record name may itself hold ':' (hg38's HLA-A*01:01:01:01): only a final ':START-END' is a range
+_REGION = re.compile(r"^(\S+?)(?::([\d,_]+)-([\d,_]+))?$")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Region:
 
         >>> Region.parse("chr20:5,000-6000")
         Region(chrom='chr20', start=5000, end=6000)
+        >>> Region.parse("HLA-A*01:01:01:01:5-10"), Region.parse("HLA-A*01:01:01:01").chrom
+        (Region(chrom='HLA-A*01:01:01:01', start=5, end=10), 'HLA-A*01:01:01:01')
         """
         if isinstance(text, Region):
             return text
@@ -101,7 +104,9 @@ class Region:
         (('chr1', 5, 10), ('chr1', 0, 20))
         """
         if self.chrom not in lengths:
-            raise GroverError(f"{option} {self}: no record {self.chrom!r} in the genome", genome)
+            hint = " (a range is CHROM:START-END)" if ":" in self.chrom else ""
+            raise GroverError(f"{option} {self}: no record {self.chrom!r} in the genome{hint}",
+                              genome)
         end = lengths[self.chrom] if self.end is None else self.end
         if self.start >= lengths[self.chrom]:
             raise GroverError(f"{option} {self} starts beyond {self.chrom} "
