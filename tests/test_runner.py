@@ -71,8 +71,11 @@ def toy(tmp_path, monkeypatch):
     ])
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    for name in ("g.fa", "t.tsv", "m.jaspar", "p.bed"):
+    for name in ("g.fa", "m.jaspar"):
         (data_dir / name).write_text(name)
+    # annotations on chrA, the record of the tests that run the real genome stage (which checks them)
+    (data_dir / "t.tsv").write_text("chrA\t10\t11\tx\t0\t+\n")
+    (data_dir / "p.bed").write_text("chrA\t5\t50\n")
 
     def make(a=1, b=1, c=1, tss_format="auto", data=data_dir):
         return RunConfig(RunSection(str(tmp_path / "run")),
@@ -258,7 +261,6 @@ def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(t
         regions=lambda cfg, config: [("corpus.holdout", Region("chrA", 100, 300))]))
     monkeypatch.setattr(runner, "STAGES", [GENOME, Stage("b", "toy_b", needs=("genome",))])
     write_fasta(make.data / "g.fa", {"chrA": "ACGT" * 50})
-    (make.data / "t.tsv").write_text("chrA\t10\t11\tx\t0\t+\n")
     cfg = RunConfig(make().run, make(tss_format="bed").data, {"genome": GenomeConfig(), "b": Toy()})
     with pytest.raises(GroverError, match=re.escape("corpus.holdout chrA:100-300 ends beyond chrA "
                                                     "(200 bp)")):
@@ -648,3 +650,46 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
     assert capsys.readouterr().out.count("skipped (up to date)") == len(runner.STAGES)
     assert os.listdir(run / "pretrain" / "model")  # the model folder is still there
+
+
+def test_a_genome_without_annotations_runs_without_tasks(tmp_path, monkeypatch, capsys):
+    """A user's own genome (no TSS list, no CTCF data, no repeats): with those set null and no
+    tasks, every stage runs; hg19's default files on it fail at the genome stage, naming the file;
+    a task whose data is null fails before any stage runs."""
+    monkeypatch.setenv("GROVERLM_CACHE", str(tmp_path / "cache"))  # nothing hg19 to fall back on
+    rep = "TTAGGGCCAAT" * 40
+    genome = write_fasta(tmp_path / "own.fa", {
+        "scaffold_1": "".join(random_dna(20000, s) + rep for s in range(25)),
+        "scaffold_2": random_dna(350000, 99)})
+    run = tmp_path / "run"
+    own = ["--set", f"run.dir={run}", "--set", f"data.genome={genome}", "--set", "genome.chroms=null",
+           "--set", "genome.max_bp=null", "--set", "corpus.holdout=[scaffold_2]",
+           "--set", "select_vocab.select=false", "--set", "finetune.tasks=null", "--quiet"]
+    nulls = ["--set", "data.tss=null", "--set", "data.ctcf_motif=null", "--set",
+             "data.ctcf_peaks=[]", "--set", "data.repeats=null", "--set", "data.cpg=null"]
+    mini = str(CONFIGS / "mini.yaml")
+    assert main(["run", mini, *own, *nulls]) == 2  # tasks.build keeps its default: all three
+    err = capsys.readouterr().err
+    assert "tasks.build has prom300, which needs data.tss" in err and "mini.yaml" in err
+    assert not run.exists()
+
+    assert main(["run", mini, *own, *nulls, "--set", "tasks.build=[]"]) == 0
+    out = capsys.readouterr().out
+    for stage in runner.stage_names():
+        assert f"{stage:<10} ran" in out
+    for stage in ("tasks", "finetune", "baselines"):
+        assert json.loads((run / stage / "manifest.json").read_text())["summary"] == {}
+    z = json.loads((run / "score" / "readouts" / "readouts.json").read_text())
+    assert "prom300" not in z and "ctcf" not in z
+    assert (run / "report" / "report.html").is_file()
+    text = summarize_run(run)
+    assert "masked-token accuracy" in text and "tasks:       none built" in text
+
+    # hg19's TSS list on this genome: refused by the genome stage, before BPE
+    tss = tmp_path / "hg19_tss.bed"
+    tss.write_text("chr20\t1000\t1001\tt\t0\t+\n")
+    assert main(["run", mini, *own, *nulls, "--set", f"data.tss={tss}", "--set",
+                 "tasks.build=[prom300]", "--set", f"run.dir={tmp_path / 'run2'}"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing on a record of the genome" in err and "data.tss" in err and str(tss) in err
+    assert not (tmp_path / "run2" / "bpe").exists()

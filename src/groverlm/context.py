@@ -31,8 +31,8 @@ class DataFiles:
     """The resolved input files of a run (absolute paths; None where the config names none)."""
 
     genome: Path
-    tss: Path
-    ctcf_motif: Path
+    tss: Path | None
+    ctcf_motif: Path | None
     ctcf_peaks: tuple[Path, ...]
     repeats: Path | None = None
     cpg: Path | None = None
@@ -41,9 +41,9 @@ class DataFiles:
 def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = None,
                  report: Callable[[str], None] | None = None) -> DataFiles:
     """Paths of the files `data` (a config.DataConfig) names; cached ones are fetched if missing."""
-    names = {"genome": [data.genome], "tss": [data.tss], "ctcf_motif": [data.ctcf_motif],
-             "ctcf_peaks": list(data.ctcf_peaks), "repeats": [data.repeats] if data.repeats else [],
-             "cpg": [data.cpg] if data.cpg else []}
+    names = {"genome": [data.genome], "ctcf_peaks": list(data.ctcf_peaks),
+             **{k: [getattr(data, k)] if getattr(data, k) else []  # null: no such annotation
+                for k in ("tss", "ctcf_motif", "repeats", "cpg")}}
     base = Path(data.dir).expanduser().resolve() if data.dir else None
     cached = sorted({n for ns in names.values() for n in ns
                      if base is None and not Path(n).expanduser().is_absolute()})
@@ -126,7 +126,7 @@ class Context:
     # the run folder); else the data file is read where the config finds it now (a data folder may
     # move; its contents are fingerprinted, so a changed file still reruns the stages). Run folders
     # from before recorded the data file's absolute path: it is read the same way.
-    def _genome_file(self, recorded: str | None, data_file: Path) -> Path:
+    def _genome_file(self, recorded: str | None, data_file: Path | None) -> Path | None:
         return data_file if recorded is None or Path(recorded).is_absolute() else self.path(
             recorded)
 
@@ -136,8 +136,8 @@ class Context:
         return self._genome_file(self.summary("genome")["fasta"], self.data.genome)
 
     @property
-    def tss(self) -> tuple[Path, str]:
-        """The TSS list on that FASTA, and its format."""
+    def tss(self) -> tuple[Path | None, str]:
+        """The TSS list on that FASTA (None when data.tss is null), and its format."""
         g = self.summary("genome")
         return self._genome_file(g["tss"], self.data.tss), g["tss_format"]
 

@@ -3,7 +3,10 @@
 In a run (`run`): reads the data section's genome and TSS list; writes RUN_DIR/genome/summary.json
 and, with genome.chroms or genome.max_bp, the part of the genome the run uses (genome.fa) and the
 TSSs on it (tss.bed). Its summary hands on those two files, which every later stage reads
-(null when uncut: the data files themselves, groverlm.context.Context.genome).
+(null when uncut: the data files themselves, groverlm.context.Context.genome). It also checks that
+every annotation file the data section names (TSSs, CTCF peaks, repeats, CpG islands) has something
+on the genome's records, so that hg19's defaults left on another genome fail here, not after
+pretraining.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.fasta import BASES, decode, iter_records, summarize
 from groverlm.manifest import atomic_path, write_json, write_text
-from groverlm.tasks.annotations import read_tss
+from groverlm.tasks.annotations import bed_chroms, check_on_genome, read_tss
 
 
 @dataclass(frozen=True)
@@ -54,19 +57,36 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
                 fh.write(f">{name}\n")
                 fh.writelines(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60))
     summary = summarize(fasta)
+    lengths = {r["name"]: r["length"] for r in summary["records"]}
+    sites = read_tss(tss, tss_format)[0] if tss is not None else []
+    check_annotations(ctx, sites, lengths)
     write_json(ctx.out / "summary.json", summary)
-    if cut:
-        lengths = {r["name"]: r["length"] for r in summary["records"]}
-        kept = sorted({(t.chrom, t.pos, t.strand) for t in read_tss(tss, tss_format)[0]
+    if cut and tss is not None:
+        kept = sorted({(t.chrom, t.pos, t.strand) for t in sites
                        if t.pos < lengths.get(t.chrom, 0)})
         tss, tss_format = ctx.out / "tss.bed", "bed"
         write_text(tss, "".join(f"{c}\t{p}\t{p + 1}\ttss\t0\t{s}\n" for c, p, s in kept))
     total = summary["total"]
     # uncut: null, the data files as the config names them then (see Context.genome)
     return {"fasta": ctx.relative(fasta) if cut else None,
-            "tss": ctx.relative(tss) if cut else None, "tss_format": tss_format,
+            "tss": ctx.relative(tss) if cut and tss is not None else None, "tss_format": tss_format,
             "records": total["records"], "length": total["length"],
             "acgt": sum(total[b] for b in "ACGT"), "contigs": total["contigs"]}
+
+
+def check_annotations(ctx: Context, sites: list, lengths: dict[str, int]) -> None:
+    """Every annotation file the data section names must lie on the genome's records: the defaults
+    are hg19's, and on another genome they would fail late (tasks, after pretraining) or, worse,
+    label nothing. `sites`: the TSSs read from data.tss."""
+    d = ctx.data
+    named = [("data.tss", d.tss, {t.chrom for t in sites} if d.tss else None)]
+    named += [(key, p, None) for key, p in [*(("data.ctcf_peaks", p) for p in d.ctcf_peaks),
+                                            ("data.repeats", d.repeats), ("data.cpg", d.cpg)]]
+    for key, path, chroms in named:
+        if path is not None:
+            check_on_genome(bed_chroms(path) if chroms is None else chroms, lengths, path,
+                            f"check chromosome names, or name this genome's own file as {key} "
+                            "(null: none; see groverlm.config.DataConfig)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

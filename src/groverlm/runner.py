@@ -126,7 +126,7 @@ def _held_out(name: str) -> Callable[[Any], dict[str, Any]]:
 
 # The pipeline, in order.
 STAGES: list[Stage] = [
-    Stage("genome", "groverlm.genome", data=lambda d: [d.genome, d.tss],
+    Stage("genome", "groverlm.genome", data=lambda d: [p for p in (d.genome, d.tss) if p],
           settings=lambda cfg: {"data.tss_format": cfg.data.tss_format}),
     Stage("bpe", "groverlm.bpe", needs=("genome",)),
     Stage("select_vocab", "groverlm.select_vocab", needs=("genome", "bpe"),
@@ -136,7 +136,7 @@ STAGES: list[Stage] = [
     Stage("nextkmer", "groverlm.nextkmer", needs=("genome", "select_vocab", "pretrain"),
           settings=_held_out("nextkmer")),
     Stage("tasks", "groverlm.tasks", needs=("genome", "select_vocab"),
-          data=lambda d: [d.ctcf_motif, *d.ctcf_peaks]),
+          data=lambda d: [p for p in (d.ctcf_motif, *d.ctcf_peaks) if p is not None]),
     Stage("finetune", "groverlm.finetune", needs=("select_vocab", "pretrain", "tasks")),
     Stage("baselines", "groverlm.baselines", needs=("select_vocab", "tasks")),
     Stage("analysis", "groverlm.analysis.analyze", needs=("genome", "select_vocab", "pretrain"),
@@ -409,6 +409,9 @@ def summarize_run(run_dir: str | Path) -> str:
         lines.append(f"             CTCF motif SNVs ({c['snvs']:,} in {c['sites']} bound sites): "
                      f"Spearman {_num(c.get('spearman'))} with the JASPAR log-odds change, AUROC "
                      f"{_num(c.get('auroc_informative'))} informative vs uninformative positions")
+    if summary("tasks") == {}:  # a genome without annotations of its own (tasks.build: [])
+        lines.append("tasks:       none built (tasks.build is empty): no fine-tuning, baselines "
+                     "or task readouts")
     scored = [run_dir / s for s in ("finetune", "baselines") if (run_dir / s).is_dir()]
     records = [r for q in (find_metrics(scored) if scored else []) for r in read_metrics(q)]
     if records:

@@ -17,6 +17,7 @@ from typing import Any
 
 from groverlm.args import seed_arg
 from groverlm.context import Context
+from groverlm.errors import GroverError
 from groverlm.manifest import finished, read_manifest
 from groverlm.tasks.common import Example, SplitConfig, split_examples, write_task
 from groverlm.tasks.context import GenomeContextTokenizer
@@ -45,8 +46,22 @@ class TasksConfig:
 
     def __post_init__(self):
         bad = [t for t in self.build if t not in TASKS]
-        if bad or not self.build:
+        if bad:  # [] is a run without tasks: a genome with no annotations of its own
             raise ValueError(f"build must be among {', '.join(TASKS)}, got {list(self.build)}")
+
+
+# the data settings each task is built from (a run's data section)
+TASK_DATA = {"prom300": ("tss",), "promscan": ("tss",), "ctcf": ("ctcf_motif", "ctcf_peaks")}
+
+
+def preflight(cfg: TasksConfig, config: Any) -> None:
+    """The runner's check, before any stage runs, that every task in tasks.build has its data."""
+    for name in cfg.build:
+        for key in TASK_DATA[name]:
+            if not getattr(config.data, key):
+                raise GroverError(f"tasks.build has {name}, which needs data.{key} (null here): "
+                                  f"name the file, or drop {name} from tasks.build",
+                                  config.source)
 
 
 def _chroms(values: list[str] | None) -> list[str] | None:

@@ -172,13 +172,26 @@ def read_bed_intervals(path: str | Path) -> dict[str, np.ndarray]:
     return {c: merge_intervals(np.array(v, dtype=np.int64)) for c, v in raw.items()}
 
 
-def check_on_genome(chroms: Iterable[str], records: Iterable[str], path: str | Path) -> None:
+def bed_chroms(path: str | Path) -> set[str]:
+    """The chromosome names of a BED file's data lines, without parsing the rest of each line."""
+    names = set()
+    for _, line in text_lines(path):
+        if line.strip() and not line.startswith(_SKIP):
+            fields = table_fields(line)
+            if not is_header(fields):
+                names.add(fields[0])
+    return names
+
+
+def check_on_genome(chroms: Iterable[str], records: Iterable[str], path: str | Path,
+                    hint: str = "check chromosome names") -> None:
     """An annotation file (peaks, repeats, TSSs) with nothing on the genome's records is an error,
-    not a track of zeros: most likely its chromosomes are named otherwise (chr20 vs 20)."""
+    not a track of zeros: most likely its chromosomes are named otherwise (chr20 vs 20), or it is
+    another genome's (`hint` says what to do)."""
     chroms, records = set(chroms), set(records)
     if not chroms & records:
         raise GroverError(f"nothing on a record of the genome (the file names {_some(chroms)}; "
-                          f"the genome {_some(records)}): check chromosome names", path)
+                          f"the genome {_some(records)}): {hint}", path)
 
 
 def _some(names: set[str]) -> str:
