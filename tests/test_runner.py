@@ -684,6 +684,12 @@ def test_a_genome_without_annotations_runs_without_tasks(tmp_path, monkeypatch, 
     assert (run / "report" / "report.html").is_file()
     text = summarize_run(run)
     assert "masked-token accuracy" in text and "tasks:       none built" in text
+    # a region too small for next-k-mer's blocks: the error names the run's settings, not flags
+    assert main(["run", mini, *own, *nulls, "--set", "tasks.build=[]", "--only", "nextkmer",
+                 "--set", "nextkmer.region=scaffold_2:0-150000"]) == 2
+    err = capsys.readouterr().err
+    assert "nextkmer.region scaffold_2:0-150000 holds 2 usable block(s)" in err
+    assert "smaller nextkmer.samples.block" in err and "--" not in err
 
     # hg19's TSS list on this genome: refused by the genome stage, before BPE
     tss = tmp_path / "hg19_tss.bed"

@@ -156,6 +156,10 @@ class Context:
                         stage, reg)
         return reg
 
+    def region_options(self, region: str | None, stage: str) -> tuple[str, str]:
+        """How a next-k-mer stage's errors name its region's and its sample block's settings."""
+        return held_out_setting(self.config, region, stage)[0], f"{stage}.samples.block"
+
     @property
     def model(self) -> Path:
         """The pretrained model folder (pretrain's summary)."""

@@ -229,18 +229,20 @@ def valid_starts(record, start: int, end: int, span: int, block: int) -> np.ndar
     return ok
 
 
-def draw_samples(genome, region, cfg: NextKmerSamplesConfig) -> Samples:
-    """Draw the samples of every split from `region` of a `fasta.Genome`."""
-    _, start, end = region.bounds(genome.lengths, "--region")
+def draw_samples(genome, region, cfg: NextKmerSamplesConfig,
+                 options: tuple[str, str] = ("--region", "--block")) -> Samples:
+    """Draw the samples of every split from `region` of a `fasta.Genome`; errors name the region's
+    and the block's settings as `options` says (a run's YAML keys, or the command's flags)."""
+    _, start, end = region.bounds(genome.lengths, options[0])
     rec = genome[region.chrom]
     ok = valid_starts(rec, start, end, cfg.span, cfg.block)
     block_of = (np.arange(start, end, dtype=np.int64) // cfg.block)
     blocks = np.unique(block_of[ok])
     wanted = cfg.wanted()
     if len(blocks) < 3:
-        raise GroverError(f"--region {region} holds {len(blocks)} usable block(s) of "
-                          f"{cfg.block:,} bp; need 3 (train, dev, test): use a smaller --block "
-                          "or a larger region")
+        raise GroverError(f"{options[0]} {region} holds {len(blocks)} usable block(s) of "
+                          f"{cfg.block:,} bp; need 3 (train, dev, test): use a smaller "
+                          f"{options[1]} or a larger region")
     rng = np.random.default_rng([cfg.seed, 0x4E4B])
     order = blocks[rng.permutation(len(blocks))]
     total = sum(wanted.values())
@@ -547,10 +549,12 @@ def _kmer(index: int, k: int) -> str:
 def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, out: str | Path,
              cfg: NextKmerSamplesConfig, ft, bcfg: NextKmerBaselinesConfig = NextKmerBaselinesConfig(),
              name: str | None = None, overwrite: bool = False, progress: bool = True,
-             zero_shot: bool = True) -> dict[str, Any]:
-    """`groverlm nextkmer`: draw the samples, fine-tune per k, write metrics.json and manifest."""
+             zero_shot: bool = True, options: tuple[str, str] = ("--region", "--block")
+             ) -> dict[str, Any]:
+    """`groverlm nextkmer`: draw the samples, fine-tune per k, write metrics.json and manifest.
+    `options`: the names of the region's and the block's settings in errors (draw_samples)."""
     t0 = time.perf_counter()
-    reg = Region.parse(region, "--region")
+    reg = Region.parse(region, options[0])
     out = Path(out)
     if overwrite and out.exists():
         for p in out.glob("k*"):
@@ -559,7 +563,7 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
         for f in (MANIFEST, SETTINGS):
             (out / f).unlink(missing_ok=True)
     out = prepare_out(out, overwrite)
-    samples = draw_samples(load_genome(genome, [reg.chrom], "--region"), reg, cfg)
+    samples = draw_samples(load_genome(genome, [reg.chrom], options[0]), reg, cfg, options)
     res = run_nextkmer(model_dir, samples, out, ft, bcfg, name, progress, zero_shot)
     write_samples(samples, out / "samples.tsv")  # after: a refused resume leaves the old samples
     write_metrics(out, "nextkmer", res["records"], summary=res["summary"], region=str(reg),
@@ -615,7 +619,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     if not finished(out):
         nextkmer(ctx.model, ctx.genome, ctx.held_out(cfg.region, "nextkmer"), out, cfg.samples,
                  cfg.classifier, cfg.baselines, name=ctx.model_name(), progress=ctx.progress,
-                 zero_shot=cfg.zero_shot)
+                 zero_shot=cfg.zero_shot, options=ctx.region_options(cfg.region, "nextkmer"))
     rows = json.loads((out / "manifest.json").read_text())["summary"]
     return {"nextkmer": ctx.relative(out), "by_k": rows}
 

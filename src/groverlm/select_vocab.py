@@ -510,12 +510,13 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
 
 def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str | Path,
                  cfg: SelectPretrainingConfig, ncfg, ft, bcfg, overwrite: bool = False,
-                 progress: bool = True, redo_nextkmer: bool = False) -> dict[str, Any]:
+                 progress: bool = True, redo_nextkmer: bool = False,
+                 options: tuple[str, str] = ("--region", "--block")) -> dict[str, Any]:
     """`groverlm select-vocab`: run (or skip) every sub-run, then write the tables, plot and
-    manifest. Returns the selection."""
+    manifest. Returns the selection. `options`: the region's and block's settings in errors."""
     t0 = time.perf_counter()
     out, bpe_dir = Path(out), Path(bpe_dir)
-    reg = Region.parse(region, "--region")
+    reg = Region.parse(region, options[0])
     merges = read_manifest(bpe_dir).get("cycles")
     if merges is not None and max(cfg.cycles) > int(merges):
         raise GroverError(f"--cycles asks for {max(cfg.cycles)} but the BPE run has {merges} "
@@ -537,7 +538,7 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
         raise GroverError("already holds a finished selection with these next-k-mer settings; "
                           "pass --overwrite to redo it", out)
     fasta = write_pretrain_genome(genome, reg, out, cfg.pretrain_bp)
-    samples = draw_samples(load_genome(genome, [reg.chrom]), reg, ncfg)
+    samples = draw_samples(load_genome(genome, [reg.chrom], options[0]), reg, ncfg, options)
     write_samples(samples, out / "nextkmer" / "samples.tsv")
     # k-mer TF-IDF and the context table do not depend on the model: once, in the baselines;
     # BPE-token TF-IDF (asked with "auto" or "bpe") per BPE model
@@ -671,7 +672,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     if not finished(out):
         select_vocab(ctx.genome, ctx.path(ctx.summary("bpe")["train"]),
                      ctx.held_out(cfg.region, "select_vocab"), out, cfg.pretraining, cfg.samples,
-                     cfg.classifier, cfg.baselines, progress=ctx.progress)
+                     cfg.classifier, cfg.baselines, progress=ctx.progress,
+                     options=ctx.region_options(cfg.region, "select_vocab"))
     m = read_manifest(out)
     cycles = m["selected"]["cycles"]
     vocab = out / "vocab" / f"bpe-{cycles}"
