@@ -280,7 +280,7 @@ def test_finetune_end_to_end(kmer_model, tmp_path):
     assert main(ft_args(kmer_model, task, out, "--seeds", "2", "--epochs", "3", "--lr",
                         "2e-3")) == 0
     [r] = read_metrics(out)
-    assert r["task"] == "task" and r["model"] == "bert-model" and r["seeds"] == [0, 1]
+    assert r["task"] == "task" and r["model"] == "deberta-v2-model" and r["seeds"] == [0, 1]
     mccs = [p["test"]["mcc"] for p in r["per_seed"]]
     assert r["mcc_mean"] == pytest.approx(np.mean(mccs))
     assert r["mcc_std"] == pytest.approx(np.std(mccs))
@@ -380,5 +380,5 @@ def test_from_scratch_discards_the_pretrained_weights_per_seed(kmer_model, tmp_p
     assert main(ft_args(kmer_model, task, out, "--seeds", "1", "--epochs", "1",
                         "--from-scratch")) == 0
     [r] = read_metrics(out)
-    assert r["model"] == "bert-model-scratch" and r["baseline"] is True
-    assert r["params"]["from_scratch"] and r["params"]["scratch_of"] == "bert-model"
+    assert r["model"] == "deberta-v2-model-scratch" and r["baseline"] is True
+    assert r["params"]["from_scratch"] and r["params"]["scratch_of"] == "deberta-v2-model"

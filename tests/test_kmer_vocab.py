@@ -104,3 +104,21 @@ def test_corpus_encodes_with_the_kmer_tokenizer(tmp_path):
     ids = np.concatenate([corpus.train[i] for i in range(len(corpus.train))]
                          + [corpus.test[i] for i in range(len(corpus.test))])
     assert set(np.unique(ids).tolist()) <= set(range(5, 5 + 64 + 5))
+
+
+def test_a_folder_groverlm_did_not_write_is_not_written_into(tmp_path, capsys):
+    """kmer-vocab (and bpe export) replaced a downloaded model's tokenizer files in a folder
+    without manifest.json; over a BPE export, --overwrite left its vocab_stats.json behind."""
+    hf = tmp_path / "hfmodel"
+    hf.mkdir()
+    (hf / "tokenizer.json").write_text('{"my": "tokenizer"}')
+    assert main(["kmer-vocab", "--k", "3", "--out", str(hf)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    assert (hf / "tokenizer.json").read_text() == '{"my": "tokenizer"}'
+    bpe = tmp_path / "bpe"
+    bpe.mkdir()
+    (bpe / "vocab_stats.json").write_text("{}")
+    (bpe / "manifest.json").write_text('{"stage": "bpe-export"}')
+    assert main(["kmer-vocab", "--k", "3", "--out", str(bpe), "--overwrite"]) == 0
+    assert not (bpe / "vocab_stats.json").exists()
+    assert json.loads((bpe / "manifest.json").read_text())["stage"] == "kmer-vocab"

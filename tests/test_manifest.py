@@ -128,3 +128,13 @@ def test_an_interrupted_folder_swap_keeps_the_old_folder(tmp_path, monkeypatch):
         tmp.mkdir()
         (tmp / "w.bin").write_text("new")
     assert (path / "w.bin").read_text() == "new" and not stale.exists()
+
+
+def test_a_file_written_over_a_folder_names_the_folder(tmp_path):
+    """It was an IsADirectoryError naming the temporary file (.x.tmpPID), not the user's path."""
+    from groverlm.manifest import write_text
+
+    (tmp_path / "out" / "inner").mkdir(parents=True)
+    with pytest.raises(GroverError, match=r"out: is a folder"):
+        write_text(tmp_path / "out", "text")
+    assert (tmp_path / "out" / "inner").is_dir() and not list(tmp_path.glob(".out.tmp*"))

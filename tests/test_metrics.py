@@ -100,6 +100,25 @@ def test_bad_metrics_files(tmp_path):
     bad.write_text('{"something": 1}')
     with pytest.raises(GroverError, match="not a groverlm metrics file"):
         read_metrics(tmp_path)
+    # were UnicodeDecodeError and (in compare's table) a format-code ValueError tracebacks
+    bad.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(GroverError, match="binary data"):
+        read_metrics(bad)
+    bad.write_text('{"model": "x", "test": {"mcc": "abc"}}')
+    with pytest.raises(GroverError, match="x: test.mcc 'abc' is not a number"):
+        read_metrics(bad)
+
+
+def test_compare_keeps_an_existing_out(tmp_path, capsys):
+    from groverlm.cli import main
+
+    write_metrics(tmp_path / "a", "prom300", [_result("prom300", "tfidf-lr", [0.4])])
+    notes = tmp_path / "notes.md"
+    notes.write_text("mine")
+    assert main(["compare", str(tmp_path / "a"), "--out", str(notes)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err and notes.read_text() == "mine"
+    assert main(["compare", str(tmp_path / "a"), "--out", str(notes), "--overwrite"]) == 0
+    assert "tfidf-lr" in notes.read_text()
 
 
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 12)), min_size=2, max_size=40))

@@ -179,14 +179,14 @@ def test_nextkmer_end_to_end(genome, tmp_path):
     records = read_metrics(out)
     assert {(x["task"], x["model"]) for x in records} == {
         (f"nextkmer-k{k}", m) for k in (1, 2)
-        for m in ("bert-model", "bert-model-zeroshot", "tfidf-rf", "tfidf-lr", "context-table")}
+        for m in ("deberta-v2-model", "deberta-v2-model-zeroshot", "tfidf-rf", "tfidf-lr", "context-table")}
     for k in (1, 2):  # the zero-shot readout and the table, scored on the same 60 contexts
         mine = {x["model"]: x for x in records if x["task"] == f"nextkmer-k{k}"}
-        assert rows[k]["zero_shot_accuracy"] == mine["bert-model-zeroshot"]["test"]["accuracy"]
-        assert not mine["bert-model-zeroshot"].get("baseline") and mine["context-table"]["baseline"]
+        assert rows[k]["zero_shot_accuracy"] == mine["deberta-v2-model-zeroshot"]["test"]["accuracy"]
+        assert not mine["deberta-v2-model-zeroshot"].get("baseline") and mine["context-table"]["baseline"]
         assert rows[k]["context_table"] == mine["context-table"]["test"]["accuracy"]
         assert rows[k]["zero_shot_vs_table"]["rows"] == 60
-    bert = {x["task"]: x for x in records if x["model"] == "bert-model"}
+    bert = {x["task"]: x for x in records if x["model"] == "deberta-v2-model"}
     assert bert["nextkmer-k2"]["test"]["accuracy"] == pytest.approx(rows[2]["accuracy"])
     assert bert["nextkmer-k2"]["params"]["class_weights"] == "off"
     assert bert["nextkmer-k2"]["test"]["labels"] == list(range(16))

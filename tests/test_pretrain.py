@@ -570,3 +570,35 @@ def test_plot_log_checks_its_out_and_an_empty_log(tmp_path, capsys):
     assert main(["plot-log", str(run), "--out", str(tmp_path / "p.svg")]) == 0
     assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "p.txt").exists()
+
+
+def test_plot_log_refuses_other_logs_and_keeps_an_existing_out(tmp_path, capsys):
+    """A fine-tuning log was drawn as masked-token curves; records without the plotted fields, or
+    a binary log, were KeyError/UnicodeDecodeError tracebacks; an existing image was replaced."""
+    run = tmp_path / "run"
+    run.mkdir()
+    log = run / "log.jsonl"
+    train = '{"kind": "train", "step": 1, "tokens_seen": 100, "loss": 3.0}\n'
+    cases = [
+        (train + '{"kind": "eval", "step": 1, "tokens_seen": 100, "dev_mcc": 0.3}\n',
+         "not masked-token ones (a fine-tuning log?)"),
+        ('{"kind": "train", "step": 1, "loss": 3.0}\n', "lacks tokens_seen"),
+        (train + '{"kind": "eval", "step": 1, "tokens_seen": 100, "mlm_loss": 2.0, '
+                 '"mlm_accuracy": 0.1}\n', "lacks unigram_accuracy"),
+    ]
+    for text, message in cases:
+        log.write_text(text)
+        assert main(["plot-log", str(run), "--out", str(tmp_path / "p.png")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+    log.write_bytes(b"\xff\xfe\x00bad")
+    assert main(["plot-log", str(run), "--out", str(tmp_path / "p.png")]) == 2
+    assert "binary data" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
+    log.write_text(train)
+    keep = tmp_path / "keep.png"
+    keep.write_text("mine")
+    assert main(["plot-log", str(run), "--out", str(keep)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err and keep.read_text() == "mine"
+    assert main(["plot-log", str(run), "--out", str(keep), "--overwrite"]) == 0
+    assert keep.read_bytes().startswith(b"\x89PNG")

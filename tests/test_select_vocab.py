@@ -206,3 +206,38 @@ def test_select_vocab_refuses_too_many_cycles(inputs, tmp_path):
     genome, bpe = inputs
     assert main(sv_args(genome, bpe, tmp_path / "o", "--cycles", "20,100")) == 2
     assert main(sv_args(genome, bpe, tmp_path / "o", "--cycles", "a,b")) == 2
+
+
+def test_select_vocab_checks_its_inputs_before_touching_out(inputs, tmp_path, capsys,
+                                                            monkeypatch):
+    """Nothing is deleted or recorded for a command that cannot run; a folder that is not a
+    selection is never written into; the same genome named another way resumes."""
+    genome, bpe = inputs
+    run = tmp_path / "run"  # e.g. a run folder given as --out by mistake
+    (run / "pretrain" / "model").mkdir(parents=True)
+    (run / "pretrain" / "model" / "w").write_text("weights")
+    assert main(sv_args(tmp_path / "nothere.fa", bpe, run, "--overwrite")) == 2
+    assert "nothere.fa" in capsys.readouterr().err
+    assert main(sv_args(genome, bpe, run, "--overwrite")) == 2
+    assert "is not a select-vocab folder" in capsys.readouterr().err
+    assert (run / "pretrain" / "model" / "w").read_text() == "weights"
+    out = tmp_path / "sel"
+    for bad, message in ((sv_args(genome, tmp_path, out), "no merges.tsv"),
+                         (sv_args(genome, bpe, out, "--kmers", "9"), "--kmers must be between")):
+        assert main(bad) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists() or not any(out.iterdir())
+    # started as ./g.fa from its folder (settings recorded), resumed with the absolute path
+    import groverlm.select_vocab as sv
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sv, "write_pretrain_genome", stop)
+    monkeypatch.chdir(genome.parent)
+    assert main(sv_args(Path("./g.fa"), bpe, out)) == 130
+    assert (out / "settings.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sv, "write_pretrain_genome", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("reached")))
+    with pytest.raises(RuntimeError, match="reached"):  # past the settings check: resumed
+        main(sv_args(genome, bpe, out))

@@ -80,7 +80,7 @@ from groverlm.manifest import (
     write_manifest,
 )
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
-from groverlm.models import load_model, load_tokenizer, save_model
+from groverlm.models import default_name, load_model, load_tokenizer, save_model
 from groverlm.tasks import TASKS
 from groverlm.tasks.common import seeded_subset
 from groverlm.tasks.context import GenomeContextTokenizer
@@ -716,7 +716,7 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
             (out / f).unlink(missing_ok=True)
     out = prepare_out(out, overwrite)
     enc, info = encode_task(task, model_dir, tokenizer, genome_context)
-    name = name or f"bert-{Path(model_dir).resolve().name}"
+    name = name or default_name(model_dir)
     if cfg.from_scratch:  # the control of `name`: paired with it in every summary
         info["scratch_of"] = name
         name = f"{name}{SCRATCH}"

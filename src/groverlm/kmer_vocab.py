@@ -77,8 +77,10 @@ def build_kmer_tokenizer(k: int):
 def write_kmer_vocab(k: int, out: str | Path, overwrite: bool = False) -> dict:
     """`groverlm kmer-vocab`: write the tokenizer folder and its manifest; returns the manifest."""
     tok = build_kmer_tokenizer(k)
-    out = prepare_out(out, overwrite)
-    (out / "manifest.json").unlink(missing_ok=True)  # replacing: unfinished until the new one
+    out = prepare_out(out, overwrite, resumable=False)
+    # replacing: unfinished until the new manifest; a BPE export's statistics are not this one's
+    for old in ("manifest.json", "vocab_stats.json"):
+        (out / old).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".tokenizer") as tmp:  # build aside, move in
         bpe_export.save_tokenizer(tok, Path(tmp))
         for f in Path(tmp).iterdir():

@@ -56,6 +56,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                 os.replace(old, path)
                 raise
             shutil.rmtree(old)
+        elif path.is_dir():  # else an IsADirectoryError naming the temporary file
+            raise GroverError("is a folder: cannot write a file over it", path)
         else:
             os.replace(tmp, path)
     finally:
@@ -240,13 +242,18 @@ def write_cached(path: str | Path, settings: dict[str, Any], record: dict[str, A
     write_json(path, {CACHE_SETTINGS: settings, **record})
 
 
-def prepare_out(out: str | Path, overwrite: bool) -> Path:
-    """Create the stage's output folder; refuse to replace a finished one without --overwrite."""
+def prepare_out(out: str | Path, overwrite: bool, resumable: bool = True) -> Path:
+    """Create the stage's output folder; refuse to replace a finished one without --overwrite.
+    A stage that never resumes (`resumable` False: a tokenizer export) also refuses a folder with
+    files but no manifest.json: someone else's (a downloaded model, `--out .`), not an attempt."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GroverError("exists and is not a folder", out)
     if finished(out) and not overwrite:
         raise GroverError("already holds a finished stage; pass --overwrite to replace it", out)
+    if not resumable and not overwrite and out.is_dir() and any(out.iterdir()):
+        raise GroverError("holds files but no manifest.json (not a folder groverlm wrote); pass "
+                          "--overwrite to write into it anyway", out)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -278,7 +285,11 @@ def read_jsonl(path: str | Path) -> list[dict]:
     """Records of a JSONL log; a line that is not a JSON object is skipped (the truncated last line
     of a run still writing, or of one killed while appending)."""
     out = []
-    for line in Path(path).read_text().splitlines():
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise GroverError("binary data, not a JSONL log", path) from None
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:

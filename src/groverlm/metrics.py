@@ -419,6 +419,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         raise GroverError("no such metrics file", path) from None
     except json.JSONDecodeError as err:
         raise GroverError(f"not valid JSON ({err.msg})", path, err.lineno) from None
+    except UnicodeDecodeError:
+        raise GroverError("binary data, not a JSON file", path) from None
     if isinstance(obj, dict) and isinstance(obj.get("results"), list):
         records = obj["results"]
     elif isinstance(obj, dict) and "model" in obj:
@@ -426,8 +428,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     else:
         raise GroverError("not a groverlm metrics file (no 'results' list)", path)
     for r in records:
-        if not isinstance(r, dict) or "model" not in r or "test" not in r:
+        if not isinstance(r, dict) or "model" not in r or not isinstance(r.get("test"), dict):
             raise GroverError("a result lacks 'model' or 'test'", path)
+        for key, v in (("test.mcc", r["test"].get("mcc")), ("mcc_mean", r.get("mcc_mean"))):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise GroverError(f"{r['model']}: {key} {v!r} is not a number", path)
         r.setdefault("task", obj.get("task", path.parent.name))
         r.setdefault("source", str(path))
     return records
@@ -466,7 +471,8 @@ def results_table(records: list[dict[str, Any]]) -> tuple[list[str], list[str], 
         key = (str(r["task"]), str(r["model"]))
         if key in cells:
             raise GroverError(f"task {key[0]!r}, model {key[1]!r} found twice (also in "
-                              f"{where[key]}); compare fewer folders", r.get("source"))
+                              f"{where[key]}); compare fewer folders, or name the models apart "
+                              "(finetune --name)", r.get("source"))
         cells[key] = (mean_mcc(r), r.get("mcc_std"), len(r.get("seeds") or [None]))
         where[key] = str(r.get("source"))
     tasks = sorted({t for t, _ in cells})
@@ -504,12 +510,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("compare", help="table of test MCC (task x model) from metrics.json files")
     m.add_argument("dirs", nargs="+", help="folders searched for metrics.json (or the files)")
     m.add_argument("--out", help="write the table: .md for markdown, .tsv for TSV")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     m.set_defaults(func=compare)
 
 
 def compare(args: argparse.Namespace) -> int:
     if args.out and not args.out.endswith((".tsv", ".md")):  # before the work, not after
         raise GroverError("--out must end in .md or .tsv", args.out)
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise GroverError("already exists; pass --overwrite to replace it", args.out)
     files = find_metrics(args.dirs)
     if not files:
         raise GroverError(f"no metrics.json under {' '.join(args.dirs)}")

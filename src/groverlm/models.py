@@ -9,6 +9,7 @@ holding a masked LM and a `PreTrainedTokenizerFast` (ours, or the published GROV
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -194,6 +195,17 @@ def load_tokenizer(path: str | Path, what: str = "tokenizer"):
     if tok.mask_token_id is None or tok.pad_token_id is None:
         raise GroverError("the tokenizer has no [MASK] or [PAD] token", path)
     return tok
+
+
+def default_name(model_dir: str | Path) -> str:
+    """A model's name in metrics.json when none is given: its class (config.json's model_type,
+    "bert" when unreadable) and its folder, e.g. deberta-v2-model."""
+    path = Path(model_dir)
+    try:
+        kind = json.loads((path / "config.json").read_text()).get("model_type") or "bert"
+    except (OSError, ValueError, AttributeError):
+        kind = "bert"
+    return f"{kind}-{path.resolve().name}"
 
 
 def named_device(name: str, local_rank: int = 0):

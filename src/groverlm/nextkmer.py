@@ -93,7 +93,7 @@ from groverlm.metrics import (
     scored_metrics,
     write_metrics,
 )
-from groverlm.models import load_tokenizer
+from groverlm.models import default_name, load_tokenizer
 from groverlm.score import Scorer, ScoringConfig
 from groverlm.tasks.common import load_genome
 
@@ -452,7 +452,7 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
         raise GroverError("max_train does not apply to next-k-mer: set --train-samples, which the "
                           "model and every baseline then share")
     ft = as_kmer_classifier(ft)
-    name = name or (f"bert-{Path(model_dir).resolve().name}" if model_dir else None)
+    name = name or (default_name(model_dir) if model_dir else None)
     check_resume(out, {"model": str(model_dir), "name": name, "samples": samples.fingerprint(),
                        "finetune": stable(ft), "baselines": asdict(bcfg), "zero_shot": zero_shot})
     tokenizer = load_tokenizer(model_dir, "model") if model_dir is not None else None

@@ -382,11 +382,17 @@ def pretrain(corpus_path: str | Path, out: str | Path, cfg: ModelConfig, tcfg,
 
 
 
+# the fields plot-log reads from each kind of pretraining log record
+PLOTTED = {"train": ("tokens_seen", "loss"),
+           "eval": ("tokens_seen", "mlm_loss", "mlm_accuracy", "unigram_accuracy")}
+
+
 def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path,
-                        title: str | None = None, labels: Sequence[str] | None = None) -> Path:
+                        title: str | None = None, labels: Sequence[str] | None = None,
+                        overwrite: bool = False) -> Path:
     """Masked-token loss (train and test) and test accuracy against the unigram and context-table
-    baselines, over
-    tokens seen, for one run folder or several side by side (each with a log.jsonl)."""
+    baselines, over tokens seen, for one run folder or several side by side (each with a
+    pretraining log.jsonl); an existing `png` is replaced only with `overwrite`."""
     if importlib.util.find_spec("matplotlib") is None:
         raise GroverError("plotting needs matplotlib (pip install matplotlib)")
     matplotlib.use("Agg")
@@ -399,10 +405,21 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
     formats = backend_bases.FigureCanvasBase.get_supported_filetypes()  # no figure made to ask
     if fmt not in formats:  # before the work, not a savefig traceback
         raise GroverError(f"--out must end in one of .{', .'.join(sorted(formats))}", png)
+    if png.exists() and not overwrite:
+        raise GroverError("already exists; pass --overwrite to replace it", png)
     logs = [training.read_log(run) for run in runs]
     for run, records in zip(runs, logs, strict=True):
         if not any(r.get("kind") in ("train", "eval") for r in records):
             raise GroverError("the log holds no training or evaluation record", run)
+        evals = [r for r in records if r.get("kind") == "eval"]
+        if evals and not any("mlm_accuracy" in r for r in evals):  # drawn as masked-LM curves
+            raise GroverError("its evaluations are not masked-token ones (a fine-tuning log?): "
+                              "plot-log draws pretraining runs", run)
+        for r in records:
+            missing = [k for k in PLOTTED.get(r.get("kind"), ()) if k not in r]
+            if missing and (r.get("kind") == "train" or "mlm_accuracy" in r):
+                raise GroverError(f"a {r['kind']} record (step {r.get('step', '?')}) lacks "
+                                  f"{', '.join(missing)}: not a groverlm pretraining log", run)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for k, (records, label) in enumerate(zip(logs, labels, strict=True)):
         color = f"C{k}"
@@ -553,6 +570,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", required=True, help="image to write (.png)")
     g.add_argument("--title", default=None)
     g.add_argument("--labels", nargs="+", default=None, help="a name per run")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     g.set_defaults(func=_plot_cmd)
 
 
@@ -597,7 +615,7 @@ def _pretrain_cmd(args: argparse.Namespace) -> int:
 
 
 def _plot_cmd(args: argparse.Namespace) -> int:
-    png = plot_learning_curve(args.runs, args.out, args.title, args.labels)
+    png = plot_learning_curve(args.runs, args.out, args.title, args.labels, args.overwrite)
     print(f"plot-log: {png}")
     return 0
 

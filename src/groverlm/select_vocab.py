@@ -71,7 +71,7 @@ from groverlm.corpus import CorpusConfig, Region, write_corpus
 from groverlm.errors import GroverError
 from groverlm.fasta import decode, iter_records
 from groverlm.finetune import ClassifierConfig
-from groverlm.kmer_vocab import write_kmer_vocab
+from groverlm.kmer_vocab import MAX_VOCAB_K, write_kmer_vocab
 from groverlm.manifest import (
     MANIFEST,
     SETTINGS,
@@ -152,6 +152,9 @@ class SelectPretrainingConfig:
             raise GroverError("--sample-nt >= 8, --batch-size and --max-steps >= 1 are needed")
         if self.pretrain_bp is not None and self.pretrain_bp < 10 * self.sample_nt:
             raise GroverError("--pretrain-bp must hold at least 10 samples of --sample-nt bases")
+        bad = [k for k in self.kmers if not 1 <= k <= MAX_VOCAB_K]
+        if bad:  # else found only after every BPE candidate was pretrained
+            raise GroverError(f"--kmers must be between 1 and {MAX_VOCAB_K}, got {bad[0]}")
 
 
 def select_baselines() -> NextKmerBaselinesConfig:
@@ -517,12 +520,23 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     t0 = time.perf_counter()
     out, bpe_dir = Path(out), Path(bpe_dir)
     reg = Region.parse(region, options[0])
+    # the inputs first: nothing in `out` is deleted or recorded for a command that cannot run
+    if not Path(genome).is_file():
+        raise GroverError("no such genome file", genome)
+    if not (bpe_dir / "merges.tsv").is_file():
+        raise GroverError("no merges.tsv: not a `groverlm bpe train` folder", bpe_dir)
     merges = read_manifest(bpe_dir).get("cycles")
     if merges is not None and max(cfg.cycles) > int(merges):
         raise GroverError(f"--cycles asks for {max(cfg.cycles)} but the BPE run has {merges} "
                           "merges", bpe_dir)
+    if out.is_dir() and any(out.iterdir()) and not (
+            (out / SETTINGS).is_file() or (out / MANIFEST).is_file()):
+        raise GroverError("exists and is not a select-vocab folder (no settings.json); refusing "
+                          "to write or delete in it", out)
+    # absolute: the same files named from another folder, or as ./x, are the same settings
     settings = {"pretraining": {"select": stable(cfg), "region": str(reg),
-                                "genome": str(genome), "bpe": str(bpe_dir)},
+                                "genome": str(Path(genome).resolve()),
+                                "bpe": str(bpe_dir.resolve())},
                 "nextkmer": {"samples": asdict(ncfg), "finetune": stable(ft),
                              "baselines": asdict(bcfg)}}
     settings = json.loads(json.dumps(settings))
@@ -588,6 +602,10 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> b
     if old is not None:  # a folder written before its volatile fields were left out of settings
         drop_keys(old, [*(f"pretraining.select.{k}" for k in volatile_keys(SelectPretrainingConfig)),
                         *(f"nextkmer.finetune.{k}" for k in volatile_keys(ClassifierConfig))])
+        for key in ("genome", "bpe"):  # recorded as typed before 2026-12-05 (relative: to here)
+            was = (old.get("pretraining") or {}).get(key)
+            if isinstance(was, str) and str(Path(was).resolve()) == settings["pretraining"][key]:
+                old["pretraining"][key] = settings["pretraining"][key]
         changed = changed_settings(old, settings)
         if old.get("pretraining") == settings["pretraining"] and changed:
             if redo_nextkmer:

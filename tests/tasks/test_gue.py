@@ -15,7 +15,8 @@ def write_task(folder, rows_by_split, header="sequence,label"):
     return folder
 
 
-GUE = {"train": ["ACGT,10", "acgn,2", "TTTT,0"], "dev": ["AAAA,2"], "test": ["CCCC,10"]}
+GUE = {"train": ["ACGT,10", "acgn,2", "TTTT,0"], "dev": ["AAAA,2", "GGGG,0"],
+       "test": ["CCCC,10", "CCCA,0"]}
 
 
 def test_gue_folder_and_numeric_label_order(tmp_path, monkeypatch):
@@ -24,7 +25,7 @@ def test_gue_folder_and_numeric_label_order(tmp_path, monkeypatch):
     assert task.label_map == {"0": 0, "2": 1, "10": 2}  # numeric, not text or file order
     assert task.train.sequences == ["ACGT", "ACGN", "TTTT"]
     assert task.train.labels.tolist() == [2, 1, 0]
-    assert task.test.labels.tolist() == [2]
+    assert task.test.labels.tolist() == [2, 0]
     assert task.train.coords is None and task.train.tokens is None
     assert task.label_names() == ["0", "2", "10"]
     monkeypatch.chdir(tmp_path / "gue_tf")
@@ -49,15 +50,16 @@ def test_manifest_label_map_and_tab_separated_csvs(tmp_path):
 
 def test_text_labels_sorted(tmp_path):
     task = load_task(write_task(tmp_path / "t", {
-        "train": ["ACGT,enhancer", "ACGT,background"], "dev": ["AC,enhancer"],
-        "test": ["AC,background"]}))
+        "train": ["ACGT,enhancer", "ACGT,background"], "dev": ["AC,enhancer", "GG,background"],
+        "test": ["AC,background", "TT,enhancer"]}))
     assert task.label_map == {"background": 0, "enhancer": 1}
 
 
 def test_coordinates_and_tokens(tmp_path):
     header = "sequence,label,chrom,start,end,strand,tokens"
     rows = {"train": ["ACGT,1,chr1,10,14,+,AC GT", "TTAA,0,chr1,20,24,-,TTA A"],
-            "dev": ["AC,0,chr2,0,2,+,AC"], "test": ["GG,1,chr3,5,7,+,G G"]}
+            "dev": ["AC,0,chr2,0,2,+,AC", "CC,1,chr2,4,6,+,CC"],
+            "test": ["GG,1,chr3,5,7,+,G G", "TT,0,chr3,9,11,+,TT"]}
     task = load_task(write_task(tmp_path / "t", rows, header))
     assert task.train.coords == {"chrom": ["chr1", "chr1"], "start": [10, 20], "end": [14, 24],
                                  "strand": ["+", "-"]}
@@ -98,6 +100,11 @@ def test_folder_level_errors(tmp_path):
         load_task(folder)
     write_task(folder, {"test": ["ACGT,0"]})
     with pytest.raises(GroverError, match="only one label"):
+        load_task(folder)
+    # a split of one class scored MCC 0.000, which compare and the report tabulated as a result
+    write_task(folder, {"train": ["ACGT,0", "ACGA,1"], "dev": ["ACGT,0", "ACGA,1"],
+                        "test": ["ACGT,0", "TTTT,0"]})
+    with pytest.raises(GroverError, match=r"test.csv: only one label \(0\) in the test split"):
         load_task(folder)
     with pytest.raises(GroverError, match="not a task folder"):
         load_task(tmp_path / "nothing")

@@ -63,10 +63,15 @@ def test_cli_build(tmp_path, genome3, tss_refseq):
     assert task.label_map == {"0": 0, "1": 1}
 
 
-def test_chrom_filter(tmp_path, genome3, tss_refseq):
+def test_chrom_filter(tmp_path, genome3, tss_refseq, capsys):
     out = tmp_path / "ps"
-    assert main(["tasks", "promscan", "--genome", str(genome3), "--tss", str(tss_refseq),
-                 "--out", str(out), "--chrom", "chr1,chr3", "--split-block", "5000"]) == 0
+    args = ["tasks", "promscan", "--genome", str(genome3), "--tss", str(tss_refseq), "--out",
+            str(out), "--chrom", "chr1,chr3", "--split-block", "5000"]
+    # seed 0's blocks leave the test split without a TSS window: refused, not an MCC of 0 later
+    assert main(args) == 2
+    assert "the test split of the promscan task holds only label 0" in capsys.readouterr().err
+    assert not (out / "manifest.json").exists()
+    assert main([*args, "--seed", "1"]) == 0
     man = json.loads((out / "manifest.json").read_text())
     assert man["chroms"] == ["chr1", "chr3"] and man["split"]["method"] == "block"
     assert man["tss"]["absent_chrom"] == 5  # chr2 (4) and chrX (1)

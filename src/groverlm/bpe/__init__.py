@@ -45,8 +45,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
         # resume: the runner has checked that an interrupted attempt had this config and genome
         bpe_train.write_training(ctx.genome, train, cfg.merges, cfg.chunk, cfg.cycles,
                                  progress=ctx.progress, resume=True)
-    if not finished(vocab):
-        bpe_export.export_vocab(train, cfg.cycles, vocab)
+    if not finished(vocab):  # a half-made export (the runner's own folder) is made again
+        bpe_export.export_vocab(train, cfg.cycles, vocab, overwrite=True)
     return {"cycles": cfg.cycles, "train": ctx.relative(train), "vocab": ctx.relative(vocab),
             **vocab_summary(vocab)}
 

@@ -112,7 +112,8 @@ def export_vocab(train_dir: str | Path, cycles: int, out: str | Path, overwrite:
                                     cycles)
     rows = token_stats(merges, freq)
     summary = summarize_vocab(rows)
-    out = prepare_out(out, overwrite)
+    out = prepare_out(out, overwrite, resumable=False)
+    (out / "manifest.json").unlink(missing_ok=True)  # replacing: unfinished until the new one
     with tempfile.TemporaryDirectory(dir=out, prefix=".tokenizer") as tmp:  # build aside, move in
         save_tokenizer(build_tokenizer(merges), Path(tmp))
         for f in Path(tmp).iterdir():

@@ -264,6 +264,13 @@ def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str
         raise GroverError(f"every example of the {task} task has label {classes.pop()} (of "
                           f"{sum(len(result.splits[s]) for s in SPLITS)}): a task needs two "
                           f"classes; check the inputs and settings")
+    for s in SPLITS:  # likewise a split of one class (its MCC would read 0, its AUROC none)
+        labels = {e.label for e in result.splits[s]}
+        if len(labels) < 2:
+            raise GroverError(f"the {s} split of the {task} task holds "
+                              f"{'only label ' + str(labels.pop()) if labels else 'no example'}"
+                              f" ({len(result.splits[s])} examples): try another seed or split "
+                              "block, or more of the genome or annotations")
     out = prepare_out(out, overwrite)
     (out / MANIFEST).unlink(missing_ok=True)  # replacing: unfinished until the new manifest
     rng = np.random.default_rng(seed)

@@ -193,6 +193,10 @@ def load_task(folder: str | Path) -> Task:
     if missing:
         raise GroverError(f"label(s) {', '.join(sorted(missing))} in dev/test but not in train",
                           folder / "train.csv")
+    for s, r in raw.items():  # one class: MCC 0 and no AUROC, read as a result downstream
+        if len(set(r[1])) < 2:
+            raise GroverError(f"only one label ({r[1][0]}) in the {s} split: MCC and AUROC need "
+                              "two classes", folder / f"{s}.csv")
     manifest: dict[str, Any] = {}
     if (folder / "manifest.json").exists():
         path = folder / "manifest.json"
