@@ -336,6 +336,30 @@ def test_finetune_resumes_and_weights_unbalanced_classes(kmer_model, tmp_path):
     assert (out / "model" / "model.safetensors").exists()
 
 
+def test_a_model_replaced_in_place_is_no_resume(tmp_path, capsys):
+    """Settings named the model by its path only: a folder retrained between an interrupted run
+    and its rerun kept the old model's finished seeds and trained the rest on the new one."""
+    write_kmer_vocab(2, tmp_path / "v2")
+    tok = load_tokenizer(tmp_path / "v2")
+    cfg = build_config("tiny", len(tok), {**TINY, "max_position_embeddings": 24})
+    model = tmp_path / "model"
+    save_model(new_mlm_model(cfg, 0), tok, model)
+    task = composition_task(tmp_path / "task", n=(60, 30, 30))
+    out = tmp_path / "ft"
+    args = ft_args(model, task, out, "--seeds", "2", "--epochs", "1")
+    assert main(args) == 0
+    for f in ("manifest.json", "metrics.json", "seed-1/result.json"):  # interrupted in seed 1
+        (out / f).unlink()
+    save_model(new_mlm_model(cfg, 1), tok, model)  # retrained in place
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "model_sha256" in err
+    settings = json.loads((out / "settings.json").read_text())  # a folder from before the key
+    del settings["model_sha256"]
+    (out / "settings.json").write_text(json.dumps(settings))
+    assert main(args) == 0
+
+
 def test_bad_input_is_one_line_error(kmer_model, tmp_path, capsys):
     assert main(ft_args(kmer_model, tmp_path / "missing", tmp_path / "o")) == 2
     assert "not a task folder" in capsys.readouterr().err

@@ -75,6 +75,7 @@ from groverlm.manifest import (
     atomic_path,
     check_resume,
     finished,
+    model_sha256,
     prepare_out,
     write_json,
     write_manifest,
@@ -630,9 +631,10 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
         raise GroverError(f"cannot load the model's config: {err}", model_dir) from None
     max_window_tokens(config, tokenizer, cfg.max_tokens)
     sub = train.subset(cfg.max_train, cfg.seeds[0])
-    check_resume(out, {"model": str(model_dir), "num_labels": num_labels, "task": task,
-                       "config": stable(cfg),
-                       "data": [sub.fingerprint(), dev.fingerprint(), test.fingerprint()]})
+    check_resume(out, {"model": str(model_dir), "model_sha256": model_sha256(model_dir),
+                       "num_labels": num_labels, "task": task, "config": stable(cfg),
+                       "data": [sub.fingerprint(), dev.fingerprint(), test.fingerprint()]},
+                 added=("model_sha256",))
     if len(sub) < len(train):
         log.info("training on a seeded subset of %d of %d sequences", len(sub), len(train))
     per_seed = []

@@ -140,6 +140,12 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()}
 
 
+def model_sha256(model_dir: str | Path) -> str | None:
+    """What identifies a model folder's weights in resume settings (its path does not: a folder
+    retrained in place would mix two models' results); None for a Hub id."""
+    return fingerprint(model_dir).get("sha256")
+
+
 def _hash_file(path: Path, h) -> None:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
@@ -176,7 +182,8 @@ def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def check_resume(folder: str | Path, settings: dict[str, Any], *, name: str = SETTINGS,
                  saved: dict[str, Any] | None = None,
-                 hint: str = "pass --overwrite to start again") -> None:
+                 hint: str = "pass --overwrite to start again", added: tuple[str, ...] = ()
+                 ) -> None:
     """The one resume guard: refuse to continue `folder` under settings other than its first ones
     (finished parts made under the old ones would be mixed with new ones).
 
@@ -184,7 +191,8 @@ def check_resume(folder: str | Path, settings: dict[str, Any], *, name: str = SE
     them with the record and raises a one-line GroverError naming the folder and each changed
     dotted key. `saved`: settings recorded elsewhere (a checkpoint's state) to compare with
     instead; nothing is written then. Pass `args.stable(cfg)`, not `asdict(cfg)`, so that the
-    fields marked `args.volatile` (devices, threads, ...) may change between calls.
+    fields marked `args.volatile` (devices, threads, ...) may change between calls. `added`: keys
+    recorded since a later version, not compared with a record that lacks them.
     """
     folder = Path(folder)
     if saved is None:
@@ -193,6 +201,7 @@ def check_resume(folder: str | Path, settings: dict[str, Any], *, name: str = SE
             write_json(path, settings)
             return
         saved = read_json(path)
+    settings = {k: v for k, v in settings.items() if k not in added or k in saved}
     diff = changed_settings(saved, settings)
     if diff:
         raise GroverError(f"cannot resume: started with other settings ({'; '.join(diff)}); {hint}",

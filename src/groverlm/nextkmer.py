@@ -82,6 +82,7 @@ from groverlm.manifest import (
     atomic_path,
     check_resume,
     finished,
+    model_sha256,
     prepare_out,
     write_json,
     write_manifest,
@@ -454,7 +455,9 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
     ft = as_kmer_classifier(ft)
     name = name or (default_name(model_dir) if model_dir else None)
     check_resume(out, {"model": str(model_dir), "name": name, "samples": samples.fingerprint(),
-                       "finetune": stable(ft), "baselines": asdict(bcfg), "zero_shot": zero_shot})
+                       "finetune": stable(ft), "baselines": asdict(bcfg), "zero_shot": zero_shot,
+                       "model_sha256": model_sha256(model_dir) if model_dir else None},
+                 added=("model_sha256",))
     tokenizer = load_tokenizer(model_dir, "model") if model_dir is not None else None
     ids = {s: token_ids(tokenizer, samples.contexts[s]) for s in SPLITS} if tokenizer else {}
     readout: Any = None  # zero_shot_inputs of the test contexts, computed once for every k

@@ -159,6 +159,17 @@ def test_interrupted_training_resumes_to_the_same_table(tmp_path, monkeypatch):
     # a fresh start over it (--overwrite) without a segmentation leaves none of the old one
     bpe_train.write_training(genome, tmp_path / "cut", 200, overwrite=True)
     assert not (tmp_path / "cut" / "tokens").exists()
+    # such a fresh start killed before its end is unfinished and resumable, not the finished old
+    # run beside the new run's merges (which `bpe export` read as finished)
+    monkeypatch.setattr(bpe_train.Trainer, "step", crash_at_130)
+    with pytest.raises(KeyboardInterrupt):
+        bpe_train.write_training(genome, tmp_path / "cut", 300, save_tokens_at=150,
+                                 checkpoint_cycles=50, overwrite=True)
+    monkeypatch.setattr(bpe_train.Trainer, "step", step)
+    assert not (tmp_path / "cut" / "manifest.json").exists()
+    assert not (tmp_path / "cut" / "progress.tsv").exists()
+    bpe_train.write_training(genome, tmp_path / "cut", 300, save_tokens_at=150, resume=True)
+    assert json.loads((tmp_path / "cut" / "manifest.json").read_text())["cycles"] == 300
 
 
 def test_an_all_n_genome_is_named_and_an_unreached_save_point_is_said(tmp_path, caplog):
@@ -172,3 +183,20 @@ def test_an_all_n_genome_is_named_and_an_unreached_save_point_is_said(tmp_path, 
     bpe_train.write_training(short, tmp_path / "s", 100, save_tokens_at=50)
     assert "--save-tokens-at 50 is beyond the" in caplog.text
     assert not (tmp_path / "s" / "tokens").exists()
+
+
+def test_an_interrupted_export_over_a_finished_one_is_unfinished(trained, tmp_path, monkeypatch):
+    """The old manifest stayed beside the new tokenizer: a folder 'finished' at 50 cycles holding
+    150 cycles' merges, which corpus then used."""
+    from groverlm.bpe import export as bpe_export
+
+    _, out = trained
+    vocab = tmp_path / "v"
+    bpe_export.export_vocab(out, 50, vocab)
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bpe_export, "write_json", killed)  # the statistics, before the manifest
+    with pytest.raises(KeyboardInterrupt):
+        bpe_export.export_vocab(out, 150, vocab, overwrite=True)
+    assert not (vocab / "manifest.json").exists()

@@ -29,6 +29,7 @@ from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
 from groverlm.errors import GroverError
 from groverlm.fasta import BASES, Record, iter_records
 from groverlm.manifest import (
+    MANIFEST,
     atomic_path,
     check_resume,
     fingerprint,
@@ -381,7 +382,10 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
         trainer, saved_meta = Trainer.load_state(ckpt)
         check_resume(ckpt, meta, saved={k: saved_meta.get(k) for k in meta})
         log.info("resuming at cycle %d", trainer.cycle)
-    else:  # a fresh start: an earlier run's segmentation must not pass for this one's
+    else:  # a fresh start: an earlier run's files must not pass for this one's; its manifest
+        # first, so that a run killed before its own is unfinished (resumable), not the old one
+        for stale in (MANIFEST, "merges.tsv", "progress.tsv"):
+            (out / stale).unlink(missing_ok=True)
         for stale in (out / "tokens", ckpt):
             if stale.exists():
                 shutil.rmtree(stale)
