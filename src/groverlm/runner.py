@@ -124,9 +124,14 @@ def _held_out(name: str) -> Callable[[Any], dict[str, Any]]:
     return settings
 
 
+def _given(*paths: Path | None) -> list[Path]:
+    """The data files a stage reads, less those the config sets null."""
+    return [p for p in paths if p is not None]
+
+
 # The pipeline, in order.
 STAGES: list[Stage] = [
-    Stage("genome", "groverlm.genome", data=lambda d: [p for p in (d.genome, d.tss) if p],
+    Stage("genome", "groverlm.genome", data=lambda d: _given(d.genome, d.tss),
           settings=lambda cfg: {"data.tss_format": cfg.data.tss_format}),
     Stage("bpe", "groverlm.bpe", needs=("genome",)),
     Stage("select_vocab", "groverlm.select_vocab", needs=("genome", "bpe"),
@@ -136,13 +141,13 @@ STAGES: list[Stage] = [
     Stage("nextkmer", "groverlm.nextkmer", needs=("genome", "select_vocab", "pretrain"),
           settings=_held_out("nextkmer")),
     Stage("tasks", "groverlm.tasks", needs=("genome", "select_vocab"),
-          data=lambda d: [p for p in (d.ctcf_motif, *d.ctcf_peaks) if p is not None]),
+          data=lambda d: _given(d.ctcf_motif, *d.ctcf_peaks)),
     Stage("finetune", "groverlm.finetune", needs=("select_vocab", "pretrain", "tasks")),
     Stage("baselines", "groverlm.baselines", needs=("select_vocab", "tasks")),
     Stage("analysis", "groverlm.analysis.analyze", needs=("genome", "select_vocab", "pretrain"),
-          data=lambda d: [p for p in (d.repeats, d.cpg) if p is not None]),
+          data=lambda d: _given(d.repeats, d.cpg)),
     Stage("score", "groverlm.score", needs=("genome", "select_vocab", "pretrain", "tasks"),
-          data=lambda d: [p for p in (d.ctcf_motif, *d.ctcf_peaks) if p is not None],
+          data=lambda d: _given(d.ctcf_motif, *d.ctcf_peaks),
           settings=_held_out("score")),
     Stage("report", "groverlm.analysis.report",
           needs=("genome", "bpe", "select_vocab", "corpus", "pretrain", "nextkmer", "tasks",
