@@ -138,6 +138,32 @@ def test_cli_metrics_json_compare_and_errors(tmp_path, capsys):
                  "--patience", "0"]) == 2
 
 
+def test_an_interrupted_run_resumes_at_its_first_unfinished_seed(tmp_path, capsys, caplog):
+    task = write_task(tmp_path / "motif")
+    out = tmp_path / "cnn"
+    args = ["baselines", "cnn", "--task", str(task), "--out", str(out), "--channels", "16",
+            "--epochs", "6", "--lr", "3e-3", "--batch-size", "32", "--seeds", "0,1",
+            "--threads", "1"]
+    assert main(args) == 0
+    (first,) = read_metrics(out)
+    # killed in seed 1: seed 0's result is on disk, the stage's outputs are not
+    for f in ("manifest.json", "metrics.json", "seed-1.json"):
+        (out / f).unlink()
+    seed0 = (out / "seed-0.json").stat().st_mtime_ns
+    assert main([*args, "--lr", "1e-3"]) == 2  # other settings would mix with seed 0's run
+    assert "cannot resume" in capsys.readouterr().err
+    caplog.set_level("INFO", logger="groverlm.cnn")
+    assert main(args) == 0
+    assert "seed 0: finished by an earlier run" in caplog.text
+    assert (out / "seed-0.json").stat().st_mtime_ns == seed0  # reused, not retrained
+    (again,) = read_metrics(out)
+    assert [p["test"] for p in again["per_seed"]] == [p["test"] for p in first["per_seed"]]
+    # --overwrite starts afresh under new settings: no earlier seed is reused
+    assert main([*args, "--lr", "1e-3", "--overwrite"]) == 0
+    assert (out / "seed-0.json").stat().st_mtime_ns != seed0
+    assert read_metrics(out)[0]["params"]["lr"] == 1e-3
+
+
 def test_runner_baselines_stage_adds_the_cnn_to_the_task_table(tmp_path):
     from groverlm.baselines import run as run_baselines
     from groverlm.config import load_config

@@ -42,11 +42,11 @@ from .conftest import random_dna
 from .lm_fixtures import TINY, make_vocab
 
 
-def make_model(folder: Path, vocab: Path, max_positions: int = 512) -> Path:
+def make_model(folder: Path, vocab: Path, max_positions: int = 512, seed: int = 0) -> Path:
     """A random tiny BertForMaskedLM with the vocabulary's tokenizer (a pretrained-model folder)."""
     tok = load_tokenizer(vocab)
     cfg = build_config("tiny", len(tok), {**TINY, "max_position_embeddings": max_positions})
-    save_model(new_mlm_model(cfg, 0), tok, folder)
+    save_model(new_mlm_model(cfg, seed), tok, folder)
     return folder
 
 

@@ -107,6 +107,9 @@ def test_bad_metrics_files(tmp_path):
     bad.write_text('{"model": "x", "test": {"mcc": "abc"}}')
     with pytest.raises(GroverError, match="x: test.mcc 'abc' is not a number"):
         read_metrics(bad)
+    bad.write_text('{"task": "x", "results": []}')  # compare printed an empty table, exit 0
+    with pytest.raises(GroverError, match="holds no results"):
+        read_metrics(bad)
 
 
 def test_compare_keeps_an_existing_out(tmp_path, capsys):

@@ -150,7 +150,7 @@ def nk_args(model: Path, genome: Path, out: Path, *extra: str) -> list[str]:
             "3000", "--epochs", "1", "--lr", "1e-3", "--threads", "1", "--quiet", *extra]
 
 
-def test_nextkmer_end_to_end(genome, tmp_path):
+def test_nextkmer_end_to_end(genome, tmp_path, capsys):
     write_kmer_vocab(2, tmp_path / "v2")
     model = make_model(tmp_path / "model", tmp_path / "v2")
     out = tmp_path / "nk"
@@ -198,6 +198,14 @@ def test_nextkmer_end_to_end(genome, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["summary"] == meta["summary"]
     assert main(nk_args(model, genome, out)) == 2  # finished: refuses without --overwrite
     (out / "manifest.json").unlink()
+    # a model retrained in place between the interruption and the rerun: its finished k's came
+    # from the other model, so the rerun is refused (the settings named the model by path only)
+    saved = {f.name: f.read_bytes() for f in model.iterdir() if f.is_file()}
+    make_model(model, tmp_path / "v2", seed=1)
+    assert main(nk_args(model, genome, out)) == 2
+    assert "model_sha256" in capsys.readouterr().err
+    for name, data in saved.items():
+        (model / name).write_bytes(data)
     assert main([*nk_args(model, genome, out), "--seed", "3"]) == 2  # other samples: refused
     assert main([*nk_args(model, genome, out), "--seed", "3", "--overwrite"]) == 0
 

@@ -385,3 +385,42 @@ def test_the_python_api_reads_one_dna_string_alike(tiny):
         for call in (lambda s: groverlm.embed(model_dir, s), lambda s: groverlm.score(scorer, s)):
             with pytest.raises(GroverError, match=msg):
                 call(bad)
+
+
+def test_threads_hold_while_the_model_runs_and_are_restored(tiny, tmp_path, monkeypatch):
+    """embed, score and ism take --threads (a shared machine's share) for their forward passes
+    only: the process's own setting comes back after."""
+    import importlib
+
+    embed_module = importlib.import_module("groverlm.embed")  # groverlm.embed: the function
+    train_module = importlib.import_module("groverlm.train")
+    _, genome, model_dir, _ = tiny
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2  # unlike the process's setting, so that a no-op fails
+    seen = []
+
+    def spy(real):
+        def wrapped(*a, **k):
+            seen.append(torch.get_num_threads())
+            return real(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(train_module, "masked_logits", spy(train_module.masked_logits))
+    monkeypatch.setattr(embed_module, "embed_sequences", spy(embed_module.embed_sequences))
+    fa = write_fasta(tmp_path / "s.fa", {"s": random_dna(150, 3)})
+    runs = {}
+    for label, extra in (("default", []), ("threads", ["--threads", str(want)])):
+        seen.clear()
+        for cmd in (["embed", "--input", str(fa), "--out", str(tmp_path / f"{label}.npy")],
+                    ["score", "seqs", "--input", str(fa), "--out", str(tmp_path / f"{label}.tsv")],
+                    ["ism", "--genome", str(genome), "--region", "chrA:100-104",
+                     "--out", str(tmp_path / f"ism-{label}")]):
+            assert main([*cmd, "--model", str(model_dir), "--quiet", *extra]) == 0
+            assert torch.get_num_threads() == before
+        runs[label] = list(seen)
+    assert len(runs["threads"]) >= 3 and set(runs["threads"]) == {want}
+    assert set(runs["default"]) == {before}
+    np.testing.assert_allclose(np.load(tmp_path / "threads.npy"),
+                               np.load(tmp_path / "default.npy"), atol=1e-5)
+    assert main(["score", "seqs", "--input", str(fa), "--out", str(tmp_path / "x.tsv"),
+                 "--model", str(model_dir), "--threads", "0"]) == 2

@@ -2,7 +2,9 @@
 
 Reads a task folder (ours or GUE format, via `tasks.gue.load_task`); writes `metrics.json` (schema
 in `groverlm.metrics`: model "cnn", one run per seed, mean and std of test MCC over seeds, as
-fine-tuning writes them) and `manifest.json` into the output folder. `groverlm baselines cnn`.
+fine-tuning writes them) and `manifest.json` into the output folder, and while it runs each finished
+seed's result (`seed-N.json`) and the settings they were made under (`settings.json`): an
+interrupted run, rerun alike, resumes at the first unfinished seed. `groverlm baselines cnn`.
 
 The network is the kind genomic-benchmarks and DeepSEA ship, the supervised model a DNA language
 model has to beat: one-hot A/C/G/T (N: all zeros, (B, 4, L)); `layers` blocks of Conv1d -> ReLU ->
@@ -38,9 +40,17 @@ import numpy as np
 from groverlm import lazy
 from groverlm.args import stable, volatile
 from groverlm.errors import GroverError
-from groverlm.finetune import torch_threads
-from groverlm.manifest import prepare_out, write_manifest
+from groverlm.manifest import (
+    SETTINGS,
+    check_resume,
+    fingerprint,
+    prepare_out,
+    read_json,
+    write_json,
+    write_manifest,
+)
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
+from groverlm.models import torch_threads
 from groverlm.tasks.gue import load_task
 
 # torch and scikit-learn load on first use, keeping the CLI and config loading light
@@ -283,10 +293,12 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
             dev_seqs: Sequence[str], dev_labels: Sequence[int],
             test_seqs: Sequence[str], test_labels: Sequence[int],
             cfg: CnnConfig = CnnConfig(), task: str = "task",
-            labels: Sequence[int] | None = None) -> dict[str, Any]:
+            labels: Sequence[int] | None = None, out: Path | None = None) -> dict[str, Any]:
     """The CNN baseline on plain lists; one result record (metrics schema, model "cnn").
 
     `labels` fixes the class list the metrics use; default: the labels seen in any split.
+    `out`: a folder that keeps each finished seed's result (seed-N.json), so that a rerun after an
+    interruption skips the seeds already trained (the caller guards the settings: cnn_task).
     """
     if not (len(dev_seqs) and len(test_seqs)):
         raise GroverError("the dev and test splits must not be empty")
@@ -302,7 +314,14 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
     per_seed = []
     with torch_threads(cfg.threads):
         for seed in cfg.seeds:
+            done = None if out is None else out / f"seed-{seed}.json"
+            if done is not None and done.is_file():
+                per_seed.append(read_json(done))
+                log.info("cnn seed %d: finished by an earlier run (%s)", seed, done)
+                continue
             r = train_seed(train, dev, test, labels, cfg, seed)
+            if done is not None:
+                write_json(done, r)
             log.info("cnn seed %d: best epoch %d of %d, dev MCC %.4f, test MCC %.4f (%.1fs)",
                      seed, r["best_epoch"], r["epochs_run"], r["dev"]["mcc"] or 0.0,
                      r["test"]["mcc"] or 0.0, r["seconds"])
@@ -323,10 +342,15 @@ def cnn_task(task_dir: str | Path, out: str | Path, cfg: CnnConfig,
     task = load_task(task_dir)
     out = prepare_out(out, overwrite)
     (out / "manifest.json").unlink(missing_ok=True)  # replacing: unfinished until the new one
+    if overwrite:  # a fresh start: no earlier seed is reused
+        for p in [*out.glob("seed-*.json"), out / SETTINGS]:
+            p.unlink(missing_ok=True)
+    # finished seeds are reused only under the same task files and settings (threads aside)
+    check_resume(out, {"task": fingerprint(task_dir)["sha256"], "config": stable(cfg)})
     t0 = time.perf_counter()
     record = run_cnn(task.train.sequences, task.train.labels, task.dev.sequences, task.dev.labels,
                      task.test.sequences, task.test.labels, cfg, task=task.name,
-                     labels=sorted(task.label_map.values()))
+                     labels=sorted(task.label_map.values()), out=out)
     write_metrics(out, task.name, [record], task_dir=str(task_dir), label_map=task.label_map)
     write_manifest(out, "baselines-cnn", {**asdict(cfg), "task_dir": str(task_dir)}, [task_dir],
                    seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),

@@ -50,7 +50,7 @@ from groverlm.fasta import (
     text_lines,
 )
 from groverlm.manifest import atomic_path, cached, fingerprint, write_cached, write_tsv
-from groverlm.models import load_model, load_tokenizer, named_device
+from groverlm.models import load_model, load_tokenizer, named_device, torch_threads
 
 # torch and tqdm load on first use, keeping the CLI, config loading and `import groverlm` light
 torch = lazy.module("torch")
@@ -77,6 +77,7 @@ class EmbedConfig:
     device: str = volatile("cpu")  # torch device string
     chunk: int = volatile(1024)  # sequences per resumable chunk: the partial output is flushed after each
     rc: bool = False  # both strands: the mean of a sequence's vector and its reverse complement's
+    threads: int | None = volatile(None)  # torch CPU threads (None: torch's choice, one per core)
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -87,6 +88,8 @@ class EmbedConfig:
             raise GroverError(f"layer must be an integer or 'all', got {self.layer!r}")
         if self.batch_size < 1 or self.chunk < 1:
             raise GroverError("batch size and chunk must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise GroverError(f"threads must be at least 1, got {self.threads}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise GroverError(f"max tokens must be at least 1, got {self.max_tokens}")
 
@@ -447,8 +450,9 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
     bar = tqdm_auto.tqdm(total=len(items), initial=done, desc="embed", unit="seq", disable=not progress)
     for lo in range(done, len(items), cfg.chunk):
         chunk = items[lo : lo + cfg.chunk]
-        vecs, tokens, windows = embed_sequences(model, tokenizer, [it.sequence for it in chunk],
-                                                cfg)
+        with torch_threads(cfg.threads):
+            vecs, tokens, windows = embed_sequences(model, tokenizer,
+                                                    [it.sequence for it in chunk], cfg)
         arr[lo : lo + len(chunk)] = vecs
         arr.flush()
         meta["tokens"] += tokens.tolist()
@@ -505,7 +509,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_fields(p, EmbedConfig, "batch_size", "dtype", choices={"dtype": DTYPES})
     p.add_argument("--max-tokens", type=int, default=EmbedConfig.max_tokens,
                    help="window length in tokens (default: the model's maximum minus 2)")
-    add_fields(p, EmbedConfig, "device", "rc")
+    add_fields(p, EmbedConfig, "device", "threads", "rc")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.npy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_embed)
@@ -514,7 +518,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_embed(args: argparse.Namespace) -> int:
     cfg = EmbedConfig(pooling=args.pooling, layer=args.layer, batch_size=args.batch_size,
                       dtype=args.dtype, max_tokens=args.max_tokens, device=args.device,
-                      rc=args.rc)
+                      rc=args.rc, threads=args.threads)
     m = write_embeddings(args.model, args.input, args.out, cfg, args.genome, args.format,
                          args.overwrite, progress=not args.quiet)
     print(f"embed: {m['shape'][0]} sequences -> {m['outputs']['npy']} {tuple(m['shape'])} "

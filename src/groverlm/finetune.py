@@ -55,7 +55,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,7 @@ from groverlm.manifest import (
     write_manifest,
 )
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
-from groverlm.models import default_name, load_model, load_tokenizer, save_model
+from groverlm.models import default_name, load_model, load_tokenizer, save_model, torch_threads
 from groverlm.tasks import TASKS
 from groverlm.tasks.common import seeded_subset
 from groverlm.tasks.context import GenomeContextTokenizer
@@ -195,21 +195,6 @@ class FinetuneConfig:
 
 # ----------------------------------------------------------------------------------------------
 # Windows and batches
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with n torch CPU threads (None: leave torch's setting). On a shared CPU one thread per
-    process can be many times faster than two threads that wait on each other."""
-    if not n:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def pool_windows(logits, owner, n: int):

@@ -427,6 +427,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         records = [obj]
     else:
         raise GroverError("not a groverlm metrics file (no 'results' list)", path)
+    if not records:  # no stage writes one: a table of nothing would read as a finished comparison
+        raise GroverError("holds no results (an empty 'results' list)", path)
     for r in records:
         if not isinstance(r, dict) or "model" not in r or not isinstance(r.get("test"), dict):
             raise GroverError("a result lacks 'model' or 'test'", path)

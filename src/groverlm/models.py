@@ -304,3 +304,18 @@ def count_parameters(model, embeddings: bool = True) -> int:
         seen.add(id(p))
         n += p.numel()
     return n
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with n torch CPU threads (None: leave torch's setting). On a shared CPU one thread per
+    process can be many times faster than two threads that wait on each other."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

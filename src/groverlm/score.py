@@ -71,7 +71,7 @@ from groverlm.manifest import (
     write_text,
     write_tsv,
 )
-from groverlm.models import named_device
+from groverlm.models import named_device, torch_threads
 from groverlm.tasks.annotations import check_on_genome
 from groverlm.tasks.common import seeded_subset
 from groverlm.tasks.gue import load_task
@@ -100,11 +100,14 @@ class ScoringConfig:
     batch_size: int = volatile(256)  # masked copies per forward pass on a CPU (x16 on a GPU)
     max_indel: int = 50  # longer REF or ALT alleles get status too_long
     device: str = volatile("auto")  # auto: the GPU when there is one
+    threads: int | None = volatile(None)  # torch CPU threads (None: torch's choice, one per core)
 
     def __post_init__(self):
         if self.flank < 1 or self.margin < 0 or self.batch_size < 1 or self.max_indel < 1:
             raise GroverError("--flank, --batch-size and --max-indel must be positive, "
                               "--margin at least 0")
+        if self.threads is not None and self.threads < 1:
+            raise GroverError(f"--threads must be at least 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,8 @@ class Scorer:
         `batch_size` at a time, the vocabulary head on the masked position only."""
         windows = [[*ids[:p], self.tok.mask_token_id, *ids[p + 1:]] for ids, p in jobs]
         device = next(self.model.parameters()).device
-        with torch.no_grad():
+        # the thread count holds while the caller consumes a batch too: cheap next to a pass
+        with torch.no_grad(), torch_threads(self.cfg.threads):
             for idx, ids, mask in iter_batches(windows, self.tok.cls_token_id,
                                                self.tok.sep_token_id, self.tok.pad_token_id,
                                                self.cfg.batch_size):
@@ -581,7 +585,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--genome", required=True)
     m.add_argument("--region", required=True, help="CHROM:START-END (0-based, half-open)")
     m.add_argument("--out", required=True, help="output folder")
-    add_fields(m, ScoringConfig, "rc", "batch_size", "device", "flank", "margin", "max_indel")
+    add_fields(m, ScoringConfig, "rc", "batch_size", "device", "threads", "flank", "margin",
+               "max_indel")
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=ism_command)
@@ -590,7 +595,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder or Hub id")
     p.add_argument("--out", required=True, help="output TSV")
-    add_fields(p, ScoringConfig, "rc", "batch_size", "device")
+    add_fields(p, ScoringConfig, "rc", "batch_size", "device", "threads")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -607,7 +612,7 @@ def _check_out(args: argparse.Namespace) -> None:
 def _config(args: argparse.Namespace) -> ScoringConfig:
     return ScoringConfig(**{k: getattr(args, k) for k in ("flank", "margin", "max_indel")
                             if hasattr(args, k)}, rc=args.rc, batch_size=args.batch_size,
-                         device=args.device)
+                         device=args.device, threads=args.threads)
 
 
 def seqs_command(args: argparse.Namespace) -> int:
