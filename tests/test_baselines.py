@@ -30,6 +30,16 @@ def planted(n, n_classes, seed, length=120):
     return seqs, labels
 
 
+def planted_task(folder, sizes):
+    """A GUE-format folder of `planted` binary splits: {split: (rows, seed)}."""
+    folder.mkdir()
+    for split, (n, seed) in sizes.items():
+        seqs, labels = planted(n, 2, seed)
+        (folder / f"{split}.csv").write_text(
+            "sequence,label\n" + "".join(f"{s},{y}\n" for s, y in zip(seqs, labels, strict=True)))
+    return folder
+
+
 def test_binary_planted_signal():
     data = [*planted(300, 2, 0), *planted(100, 2, 1), *planted(100, 2, 2)]
     res = run_tfidf(*data, TfidfConfig(ks=(3, 5), seeds=(0, 1), n_estimators=50), task="toy")
@@ -71,6 +81,26 @@ def test_training_subset_of_one_class_is_an_error():
             assert "--max-train" in str(err)
             subset_errors += 1
     assert subset_errors > 0
+    # three classes, a subset of two of them: class 1 was never learnt and scored as if it were
+    seqs, labels = planted(40, 2, 5)
+    labels = [0] * 18 + [1] * 2 + [2] * 20
+    cfg = TfidfConfig(ks=(3,), models=("lr",), max_train=10, seeds=(0,))
+    with pytest.raises(GroverError, match=r"lacks class id\(s\) 1 of the training split"):
+        run_tfidf(seqs, labels, seqs, labels, seqs, labels, cfg)
+
+
+@pytest.mark.parametrize("flags, msg", [
+    (["--trees", "0"], "--trees must be at least 1"),
+    (["--jobs", "0"], "--jobs must be a positive core count"),
+    (["--seeds", "0,0"], "seed 0 is listed twice"),
+])
+def test_bad_forest_flags_are_one_line_and_touch_no_folder(tmp_path, capsys, flags, msg):
+    """Were scikit-learn tracebacks (exit 1) after the output folder was made."""
+    folder = planted_task(tmp_path / "toy", {"train": (40, 0), "dev": (20, 1), "test": (20, 2)})
+    out = tmp_path / "out"
+    assert main(["baselines", "tfidf", "--task", str(folder), "--out", str(out), "--k", "3",
+                 *flags]) == 2
+    assert msg in capsys.readouterr().err and not out.exists()
 
 
 def test_bpe_features_and_given_tokens(tmp_path):
@@ -127,12 +157,7 @@ def test_cli_prom300_given_tokens_are_a_perfect_control(tmp_path, capsys):
 
 
 def test_cli_gue_folder_and_compare(tmp_path, capsys):
-    folder = tmp_path / "toy"
-    folder.mkdir()
-    for split, (n, seed) in {"train": (200, 0), "dev": (60, 1), "test": (60, 2)}.items():
-        seqs, labels = planted(n, 2, seed)
-        (folder / f"{split}.csv").write_text(
-            "sequence,label\n" + "".join(f"{s},{y}\n" for s, y in zip(seqs, labels, strict=True)))
+    folder = planted_task(tmp_path / "toy", {"train": (200, 0), "dev": (60, 1), "test": (60, 2)})
     out = tmp_path / "runs" / "toy"
     assert main(["baselines", "tfidf", "--task", str(folder), "--out", str(out), "--k", "4",
                  "--trees", "30", "--seeds", "0,1,2", "--max-train", "150"]) == 0

@@ -379,6 +379,18 @@ def test_bad_input_is_one_line_error(kmer_model, tmp_path, capsys):
     assert not (tmp_path / "o5").exists() or not any((tmp_path / "o5").iterdir())
     assert main(ft_args(kmer_model, task, tmp_path / "o6", "--precision", "fp16")) == 2
     assert "--precision must be" in capsys.readouterr().err
+    # were a torch traceback during training, after settings.json was written
+    assert main([*ft_args(kmer_model, task, tmp_path / "o7"), "--threads", "-1"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "o7" / "settings.json").exists()
+    # a --max-train subset that lost a class trained without it and scored MCC 0 as a result
+    rare = write_csvs(tmp_path / "rare", {
+        "train": [[random_dna(30, i), int(i < 2)] for i in range(40)],
+        "dev": [["ACGTACGT", 0], ["TTTTAAAA", 1]], "test": [["ACGTACGA", 0], ["TTTTAAAT", 1]]},
+        ["sequence", "label"])
+    assert main(ft_args(kmer_model, rare, tmp_path / "o8", "--max-train", "3")) == 2
+    assert "lacks class id(s) 1 of the training split: raise --max-train" in (
+        capsys.readouterr().err)
 
 
 def test_encoded_subset_is_seeded():

@@ -131,6 +131,15 @@ def seed_arg(text: str) -> int:
     return value
 
 
+def check_unique_seeds(seeds: typing.Sequence[int]) -> None:
+    """Each listed seed is one more run: a repeat would count one run twice in a mean over seeds
+    and shrink its spread."""
+    twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if twice:
+        raise GroverError(f"seed {twice[0]} is listed twice (each seed is one run): list "
+                          "distinct seeds")
+
+
 def add_fields(parser: Any, cls: type, *names: str, choices: dict[str, Any] | None = None) -> None:
     """One flag per field of `cls`: `--field-name`, with the field's type, default and comment
     (`field_help`) as its help; a bool field becomes a switch that flips its default.

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import listed, seed_arg
+from groverlm.args import check_unique_seeds, listed, seed_arg
 from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
 from groverlm.errors import GroverError
@@ -47,7 +47,7 @@ from groverlm.metrics import (
     write_metrics,
 )
 from groverlm.tasks import TASKS
-from groverlm.tasks.common import load_bpe_tokenizer, seeded_subset
+from groverlm.tasks.common import check_subset_classes, load_bpe_tokenizer, seeded_subset
 from groverlm.tasks.gue import load_task
 
 # scipy and scikit-learn load on first use, keeping the CLI and config loading light
@@ -86,6 +86,11 @@ class TfidfConfig:
             raise GroverError("max_train must be at least 2")
         if self.threshold not in THRESHOLDS:
             raise GroverError(f"threshold must be one of {', '.join(THRESHOLDS)}")
+        if self.n_estimators < 1:
+            raise GroverError(f"--trees must be at least 1, got {self.n_estimators}")
+        if self.n_jobs == 0:  # scikit-learn: -1 is every core, -2 all but one, 0 means nothing
+            raise GroverError("--jobs must be a positive core count, or negative (-1: every core)")
+        check_unique_seeds(self.seeds)
 
 
 @dataclass(frozen=True)
@@ -203,9 +208,7 @@ def check_splits(train_seqs: Sequence, train_labels: Sequence[int], dev_seqs: Se
         train_seqs = [train_seqs[i] for i in keep]
         y_tr = y_tr[keep]
         log.info("training on a random subset of %d of %d rows", max_train, n_available)
-        if np.unique(y_tr).size < 2:
-            raise GroverError(f"the random subset of {max_train} training rows (--max-train) holds "
-                              "a single class: raise --max-train")
+        check_subset_classes(np.asarray(train_labels, dtype=np.int64), y_tr, max_train)
     return train_seqs, y_tr, y_dev, y_te, labels
 
 

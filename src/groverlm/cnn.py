@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import stable, volatile
+from groverlm.args import check_unique_seeds, stable, volatile
 from groverlm.errors import GroverError
 from groverlm.manifest import (
     SETTINGS,
@@ -112,6 +112,7 @@ class CnnConfig:
             raise GroverError("max_train must be at least 2")
         if not self.seeds:
             raise GroverError("at least one seed is needed")
+        check_unique_seeds(self.seeds)
         if self.class_weight not in (None, "balanced"):
             raise GroverError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
         if self.threshold not in THRESHOLDS:

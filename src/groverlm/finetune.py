@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import check_precision, seed_arg, stable, volatile
+from groverlm.args import check_precision, check_unique_seeds, seed_arg, stable, volatile
 from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
 from groverlm.embed import max_window_tokens, tokenize
@@ -83,7 +83,7 @@ from groverlm.manifest import (
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
 from groverlm.models import default_name, load_model, load_tokenizer, save_model, torch_threads
 from groverlm.tasks import TASKS
-from groverlm.tasks.common import seeded_subset
+from groverlm.tasks.common import check_subset_classes, seeded_subset
 from groverlm.tasks.context import GenomeContextTokenizer
 from groverlm.tasks.gue import load_task
 
@@ -144,6 +144,7 @@ class ClassifierConfig:
             raise GroverError(f"seeds must be a non-empty list of integers such as [0, 1, 2], got "
                               f"{self.seeds!r}")
         object.__setattr__(self, "seeds", tuple(self.seeds))
+        check_unique_seeds(self.seeds)
         if isinstance(self.class_weights, bool):  # YAML 1.1 reads a bare on/off as a boolean
             object.__setattr__(self, "class_weights", "on" if self.class_weights else "off")
         if self.class_weights not in CLASS_WEIGHTS:
@@ -162,6 +163,8 @@ class ClassifierConfig:
             raise GroverError("--max-train must be at least 2")
         if not 0 <= self.warmup_ratio < 1:
             raise GroverError("warmup_ratio must be in [0, 1)")
+        if self.threads is not None and self.threads < 1:
+            raise GroverError(f"--threads must be at least 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -616,6 +619,8 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
         raise GroverError(f"cannot load the model's config: {err}", model_dir) from None
     max_window_tokens(config, tokenizer, cfg.max_tokens)
     sub = train.subset(cfg.max_train, cfg.seeds[0])
+    if len(sub) < len(train):
+        check_subset_classes(train.labels, sub.labels, cfg.max_train)
     check_resume(out, {"model": str(model_dir), "model_sha256": model_sha256(model_dir),
                        "num_labels": num_labels, "task": task, "config": stable(cfg),
                        "data": [sub.fingerprint(), dev.fingerprint(), test.fingerprint()]},

@@ -95,8 +95,8 @@ def test_folder_level_errors(tmp_path):
     folder = write_task(tmp_path / "t", {"train": ["ACGT,0"], "dev": ["ACGT,0"]})
     with pytest.raises(GroverError, match="missing split file"):
         load_task(folder)
-    write_task(folder, {"test": ["ACGT,1"]})
-    with pytest.raises(GroverError, match="in dev/test but not in train"):
+    write_task(folder, {"test": ["ACGT,0", "ACGA,0", "ACGC,1"]})  # named at its line, not train.csv
+    with pytest.raises(GroverError, match=r"test.csv:4: label '1' is not in train.csv"):
         load_task(folder)
     write_task(folder, {"test": ["ACGT,0"]})
     with pytest.raises(GroverError, match="only one label"):
@@ -121,3 +121,37 @@ def test_csv_with_a_byte_order_mark(tmp_path):
     (folder / "train.csv").write_text("\ufeffsequence,label\nACGT,10\nACGA,2\nTTTT,0\n",
                                       encoding="utf-8")
     assert load_task(folder).train.sequences == ["ACGT", "ACGA", "TTTT"]
+
+
+def test_one_number_written_two_ways_is_one_label(tmp_path):
+    """GUE-format files from other tools write 1 or 1.0 (a pandas float column) or 01: they
+    became separate classes, a binary task silently scored as three."""
+    rows = {"train": ["ACGT,0", "ACGA,1", "ACGC,1.0", "AAAA,0.0", "CCCC,01"],
+            "dev": ["AAAT,1.0", "GGGG,0"], "test": ["CCCA,1", "CCCT,+0"]}
+    task = load_task(write_task(tmp_path / "t", rows))
+    assert task.label_map == {"0": 0, "1": 1}
+    assert task.train.labels.tolist() == [0, 1, 1, 0, 1] and task.test.labels.tolist() == [1, 0]
+    # decimals stay labels of their own, in numeric order
+    rows = {"train": ["ACGT,10", "ACGA,2.5", "ACGC,1"], "dev": ["AAAT,1", "GGGG,2.5"],
+            "test": ["CCCA,10", "CCCT,1"]}
+    assert load_task(write_task(tmp_path / "d", rows)).label_map == {"1": 0, "2.5": 1, "10": 2}
+
+
+def test_long_sequences_spreadsheet_rows_duplicate_columns_and_shared_rows(tmp_path, caplog):
+    long = "ACGT" * 40_000  # 160 kb: over csv's default field limit of 131,072 characters
+    rows = {**GUE, "train": [f"{long},10", "acgn,2", "TTTT,0", ",", ",,"]}
+    task = load_task(write_task(tmp_path / "t", rows))
+    assert task.train.sequences[0] == long and len(task.train) == 3  # ",": a row of nothing
+    assert "also in train.csv" not in caplog.text
+    write_task(tmp_path / "t", {"test": ["TTTT,0", "CCCC,10"]})  # a training row scored again
+    load_task(tmp_path / "t")
+    assert "test.csv: 1 of 2 sequences are also in train.csv" in caplog.text
+    write_task(tmp_path / "t", {"dev": ["AAAA,2,2", "GGGG,0,0"]}, header="sequence,label,label")
+    with pytest.raises(GroverError, match=r"dev.csv:1: the header names the column 'label' twice"):
+        load_task(tmp_path / "t")
+    # BED's '.' for no strand reads as the genome does (was an error blocking the whole task)
+    header = "sequence,label,chrom,start,end,strand"
+    rows = {"train": ["ACGT,1,chr1,10,14,.", "TTAA,0,chr1,20,24,-"],
+            "dev": ["AC,0,chr2,0,2,+", "CC,1,chr2,4,6,+"],
+            "test": ["GG,1,chr3,5,7,+", "TT,0,chr3,9,11,+"]}
+    assert load_task(write_task(tmp_path / "c", rows, header)).train.coords["strand"] == ["+", "-"]

@@ -64,6 +64,16 @@ def seeded_subset(n: int, limit: int | None, seed: Any) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
 
 
+def check_subset_classes(full: np.ndarray, subset: np.ndarray, limit: int) -> None:
+    """A seeded training subset (--max-train) must keep every class of the training split: a
+    class it lost is never learnt, and the scores would read as the method's."""
+    lost = sorted(set(np.unique(full).tolist()) - set(np.unique(subset).tolist()))
+    if lost:
+        raise GroverError(f"the random subset of {limit} training rows (--max-train) lacks class "
+                          f"id(s) {', '.join(map(str, lost))} of the training split: raise "
+                          "--max-train")
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """How examples are split into train/dev/test without sharing genomic intervals."""

@@ -6,10 +6,12 @@ present; writes nothing. Every consuming command (baselines,
 fine-tuning) loads tasks through `load_task`, so a GUE folder works unchanged.
 
 Labels are mapped to ids by an explicit sorted map built from all three splits (numerically when
-every label is an integer, else lexicographically), never by file order. Sequences are uppercased
-and must hold only A/C/G/T and IUPAC letters; IUPAC letters other than N are read as N (as the
-FASTA reader does: no model or baseline knows them), with a warning per file that has any. A bad
-row is a GroverError naming the file and line.
+every label is a number, else lexicographically), never by file order; an integer however written
+(1, 1.0, 01) is one label, and a dev or test label that train lacks is an error at its line. A
+sequence of dev or test that is also in train is counted in a warning. A strand of `.` reads as
+`+`. Sequences are uppercased and must hold only A/C/G/T and IUPAC letters; IUPAC letters other
+than N are read as N (as the FASTA reader does: no model or baseline knows them), with a warning per
+file that has any. A bad row is a GroverError naming the file and line.
 """
 
 from __future__ import annotations
@@ -79,15 +81,30 @@ class Task:
 
 
 def label_order(labels: set[str]) -> list[str]:
-    """Labels sorted numerically when all are integers, else as text.
+    """Labels sorted numerically when all are numbers, else as text.
 
-    >>> label_order({"10", "2", "0"}), label_order({"b", "a"})
-    (['0', '2', '10'], ['a', 'b'])
+    >>> label_order({"10", "2", "0"}), label_order({"b", "a"}), label_order({"10", "2.5", "1"})
+    (['0', '2', '10'], ['a', 'b'], ['1', '2.5', '10'])
     """
     try:
-        return sorted(labels, key=int)
+        return sorted(labels, key=float)
     except ValueError:
         return sorted(labels)
+
+
+def label_text(text: str) -> str:
+    """A label as the label map keys it: an integer however written (1, 1.0, 01, +1) as its
+    decimal digits, so that one class is never split in two by how a tool wrote it; the rest as
+    given.
+
+    >>> [label_text(t) for t in ("1.0", "01", "-0", "2.5", "enhancer")]
+    ['1', '1', '0', '2.5', 'enhancer']
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return str(int(value)) if value.is_integer() else text
 
 
 def _read_csv(path: Path
@@ -97,9 +114,12 @@ def _read_csv(path: Path
                           path)
     seqs: list[str] = []
     labels: list[str] = []
+    lines: list[int] = []  # each row's line in the file, for errors about its label
     coords: dict[str, list] | None = None
     tokens: list[list[str]] | None = None
     ambiguous = 0  # rows with IUPAC letters other than N, read as N
+    # a long sequence (a 200-kb locus) is one field: csv's default limit is 131,072 characters
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's byte-order mark
             reader = csv.reader(fh)
@@ -107,6 +127,9 @@ def _read_csv(path: Path
             if header is None:
                 raise GroverError("empty file: expected a header `sequence,label`", path, 1)
             header = [h.strip().lower() for h in header]
+            twice = sorted({h for h in header if h and header.count(h) > 1})
+            if twice:
+                raise GroverError(f"the header names the column {twice[0]!r} twice", path, 1)
             if len(header) == 1 and "\t" in header[0]:
                 raise GroverError("tab-separated: a task CSV is comma-separated (header "
                                   "`sequence,label`)", path, 1)
@@ -125,7 +148,7 @@ def _read_csv(path: Path
             width = len(header)
             for row in reader:
                 line = reader.line_num
-                if not row or (len(row) == 1 and not row[0].strip()):
+                if not any(f.strip() for f in row):  # blank, or a spreadsheet's row of commas
                     continue
                 if len(row) != width:
                     raise GroverError(f"{len(row)} fields, the header has {width}", path, line)
@@ -140,11 +163,12 @@ def _read_csv(path: Path
                 if read_as_n != seq:
                     ambiguous += 1
                     seq = read_as_n
-                label = row[li].strip()
+                label = label_text(row[li].strip())
                 if not label:
                     raise GroverError("empty label", path, line)
                 seqs.append(seq)
                 labels.append(label)
+                lines.append(line)
                 if tokens is not None:
                     toks = row[ti].split()
                     if "".join(toks).upper().translate(_TO_N) != seq:
@@ -159,8 +183,10 @@ def _read_csv(path: Path
                                           path, line) from None
                     if not 0 <= s < e:
                         raise GroverError(f"bad interval {start}-{end}", path, line)
+                    if strand == ".":  # BED's no strand: the sequence reads as the genome does
+                        strand = "+"
                     if strand not in ("+", "-"):
-                        raise GroverError(f"strand {strand!r} is not '+' or '-'", path, line)
+                        raise GroverError(f"strand {strand!r} is not '+', '-' or '.'", path, line)
                     coords["chrom"].append(chrom)
                     coords["start"].append(s)
                     coords["end"].append(e)
@@ -173,7 +199,7 @@ def _read_csv(path: Path
         raise GroverError("no rows after the header", path)
     if ambiguous:
         log.warning("%s: %d sequence(s) with IUPAC letters other than N, read as N", path, ambiguous)
-    return seqs, labels, coords, tokens
+    return seqs, labels, coords, tokens, lines
 
 
 def load_task(folder: str | Path) -> Task:
@@ -189,10 +215,13 @@ def load_task(folder: str | Path) -> Task:
     if len(texts) < 2:
         raise GroverError(f"only one label ({', '.join(texts)}) in the whole task", folder)
     label_map = {t: i for i, t in enumerate(label_order(texts))}
-    missing = set(texts) - set(raw["train"][1])
-    if missing:
-        raise GroverError(f"label(s) {', '.join(sorted(missing))} in dev/test but not in train",
-                          folder / "train.csv")
+    trained = set(raw["train"][1])
+    for s in SPLITS[1:]:  # the first row whose class the model never sees in training
+        labels, lines = raw[s][1], raw[s][4]
+        for label, line in zip(labels, lines, strict=True):
+            if label not in trained:
+                raise GroverError(f"label {label!r} is not in train.csv (a class the model "
+                                  "would never be trained on)", folder / f"{s}.csv", line)
     for s, r in raw.items():  # one class: MCC 0 and no AUROC, read as a result downstream
         if len(set(r[1])) < 2:
             raise GroverError(f"only one label ({r[1][0]}) in the {s} split: MCC and AUROC need "
@@ -215,7 +244,13 @@ def load_task(folder: str | Path) -> Task:
             raise GroverError(f"the manifest's label_map {declared} differs from the labels in "
                               f"the CSVs {label_map}", folder / "manifest.json")
     splits = {s: Split(seqs, np.array([label_map[t] for t in labels], dtype=np.int64), coords,
-                       tokens) for s, (seqs, labels, coords, tokens) in raw.items()}
+                       tokens) for s, (seqs, labels, coords, tokens, _) in raw.items()}
+    seen = set(raw["train"][0])
+    for s in SPLITS[1:]:  # a sequence trained on and then scored inflates the score
+        shared = sum(q in seen for q in raw[s][0])
+        if shared:
+            log.warning("%s: %d of %d sequences are also in train.csv: the %s scores are partly "
+                        "on training data", folder / f"{s}.csv", shared, len(raw[s][0]), s)
     # GUE numbers the sets of a kind (tf/0, mouse/0): a bare number takes its parent's name too,
     # or `compare` would put different tasks in one row
     name = folder.resolve().name
