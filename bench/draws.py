@@ -91,7 +91,7 @@ def table(per_draw: dict[int, dict[str, dict[str, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--out", type=Path, required=True, help="folder for every draw's runs")
     ap.add_argument("--task", required=True,
                     help="`groverlm tasks` arguments, without --seed and --out")

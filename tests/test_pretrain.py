@@ -178,7 +178,8 @@ def test_presets_and_overrides():
     with pytest.raises(GroverError, match="KEY=VALUE"):
         parse_overrides(["layers"])
     # settings that cannot work fail as one-line errors when the config is made, before any output
-    for kwargs, msg in [({"mask_isolated": True, "eval_mask_rate": 0.3}, "at most 25%"),
+    for kwargs, msg in [({"eval_mask_rate": 0.3}, r"must be in \(0, 0.25\]"),
+                        ({"mask_isolated": True, "mask_rate": 0.3}, "at most 25%"),
                         ({"pad_multiple": 0}, "--pad-multiple must be at least 1")]:
         with pytest.raises(GroverError, match=msg):
             ModelConfig(**kwargs)
@@ -511,7 +512,7 @@ def test_docstring_examples(module):
 def test_context_baseline_is_scored_on_the_evaluated_targets(corpus):
     """context_accuracy is the table's accuracy on exactly the targets evaluated: recomputed here
     from the same batches with a plain dictionary of (left, right) -> commonest middle token."""
-    r = build_run(corpus, ModelConfig(overrides=TINY, eval_mask_rate=0.3), 0, 4)
+    r = build_run(corpus, ModelConfig(overrides=TINY, eval_mask_rate=0.25), 0, 4)
     tok, v = r.tokenizer, len(r.tokenizer)
     counts: dict[tuple[int, int], Counter] = defaultdict(Counter)
     for i in range(len(r.corpus.train)):
@@ -527,7 +528,10 @@ def test_context_baseline_is_scored_on_the_evaluated_targets(corpus):
     assert table.pairs.size == len(best)  # sparse: the pairs seen, not V²
     ev = r.evaluate(r.model, contextlib.nullcontext, True)
     # the evaluation's batches again (same samples, order and mask seeds), scored by the dictionary
-    test = MLMData(r.corpus.test, tok, MaskingConfig(0.3, 1.0, 0.0), r.data.random_ids)
+    # isolated although the model trained on random targets (mask_isolated off): none of them has
+    # a masked neighbour that the table, reading true neighbours, would see through
+    test = MLMData(r.corpus.test, tok, MaskingConfig(0.25, 1.0, 0.0, isolated=True),
+                   r.data.random_ids)
     order = np.random.default_rng([0, 1]).permutation(len(r.corpus.test))
     order = order[np.argsort(test.lengths[order], kind="stable")]
     hits = n = 0

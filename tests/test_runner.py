@@ -699,3 +699,13 @@ def test_a_genome_without_annotations_runs_without_tasks(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "nothing on a record of the genome" in err and "data.tss" in err and str(tss) in err
     assert not (tmp_path / "run2" / "bpe").exists()
+
+
+def test_selection_candidates_beyond_the_bpe_merges_fail_before_any_stage(tmp_path, capsys):
+    """They failed in select_vocab, after genome and BPE had run, naming the flag --cycles."""
+    run = tmp_path / "run"
+    assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--set",
+                 "select_vocab.pretraining.cycles=[100,300]", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "select_vocab.pretraining.cycles asks for 300 cycles but bpe.merges is 200" in err
+    assert "mini.yaml" in err and not run.exists()

@@ -160,6 +160,14 @@ def test_select_vocab_end_to_end(inputs, tmp_path, capsys):
               **{c: float(r[c]) for c in ("acc_k1", "acc_k2", "dev_k1", "dev_k2") if r[c]}}
              for r in rows.values()]
     assert man["selected"]["cycles"] == select_cycles(table, [1, 2])["cycles"]  # on dev
+    # the score the selection compared is in both tables (table.md named dev columns it lacked)
+    chosen = f"bpe-{man['selected']['cycles']}"
+    assert float(rows[chosen]["dev_lift"]) == pytest.approx(man["selected"]["score"], abs=1e-4)
+    md = (out / "table.md").read_text().splitlines()
+    head = next(line for line in md if line.startswith("| model"))
+    cells = next(line for line in md if line.startswith(f"| {chosen} |")).split("|")
+    dev_cell = cells[head.split("|").index(" dev_lift ")]
+    assert float(dev_cell) == pytest.approx(man["selected"]["score"], abs=1e-4)
     assert all(rows[m]["dev_k2"] for m in ("bpe-20", "bpe-60", "kmer-2", "most-frequent"))
     assert float(rows["chance"]["acc_k2"]) == pytest.approx(1 / 16)
     assert rows["tfidf-rf"]["acc_k2"] == ""  # --rf-max-k 1

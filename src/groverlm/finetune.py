@@ -8,6 +8,7 @@ folder: `BertForMaskedLM` + `PreTrainedTokenizerFast`) and a task folder (ours o
   F1, accuracy, AUROC and the confusion matrix of each seed at its best epoch;
 - `model/`: the best seed's fine-tuned model and tokenizer (`save_pretrained`) and a manifest;
 - `seed-N/`: each seed's run (`log.jsonl`, `result.json`; `checkpoints/` and `best/` while it runs);
+- `settings.json`: the settings the run started with (a rerun resumes only under the same);
 - `manifest.json`, written last.
 
 Rules:
@@ -43,7 +44,7 @@ In a run (`run`): reads the pretrained model and the task folders the tasks stag
 finetune.tasks names, else all); writes RUN_DIR/finetune/TASK and, with finetune.scratch, the
 from-scratch control RUN_DIR/finetune/scratch/TASK.
 
-    groverlm finetune --model runs/demo/pretrain --task tasks/promscan --out ft/promscan
+    groverlm finetune --model runs/demo/pretrain/model --task tasks/promscan --out ft/promscan
 """
 
 from __future__ import annotations

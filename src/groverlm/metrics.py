@@ -7,8 +7,14 @@ every stage reports the same numbers for the same predictions. MCC is the headli
 
 metrics.json (schema "groverlm-metrics/1"):
     {"schema": "groverlm-metrics/1", "task": "prom300", "task_dir": "...",
+     "label_map": {"0": 0, "1": 1},                   # label text in the task's CSVs -> class id
+     "rc": false,                                     # fine-tuning: both strands at evaluation
      "results": [{"task": "prom300", "model": "tfidf-lr", "seeds": [0, 1, 2],
-                  "test": {mcc, f1, accuracy, auroc, confusion, n, labels},   # the first seed's run
+                  "test": {mcc, f1, accuracy, auroc, confusion, n, labels,    # the first seed's run
+                           mcc_argmax, mcc_dev_cut,   # binary: MCC by argmax / at dev's cut
+                           threshold},                # binary: that dev cut on P(class 1); mcc is
+                  #                                     mcc_argmax unless the method's threshold
+                  #                                     setting is "dev"
                   "dev":  {...},                                              # the first seed's run
                   "per_seed": [{"seed": 0, "test": {..., y_true, y_pred},     # test rows kept
                                 "dev": {...}}, ...],

@@ -1,6 +1,6 @@
 """Next-k-mer stage: how well a pretrained model's representation predicts the k bases that follow.
 
-GROVER's vocabulary-selection task. Reads a model folder (any BERT checkpoint with its tokenizer)
+GROVER's vocabulary-selection task. Reads a model folder (any masked-LM checkpoint with its tokenizer)
 and a FASTA genome; writes OUT/:
 
 - `samples.tsv`: every sample (split, chrom, start of the context, context, the bases after it);
@@ -13,6 +13,7 @@ and a FASTA genome; writes OUT/:
   `context_table_order`), and `vs_tfidf`, `vs_table`, `zero_shot_vs_tfidf`, `zero_shot_vs_table`:
   each model minus that baseline with the 95% interval of a paired bootstrap over the test contexts
   (`metrics.paired_difference`);
+- `settings.json`: the settings the run started with (a rerun resumes only under the same);
 - `manifest.json`, written last.
 
 Samples. A context of `context` bases (default 50) is labelled by the k bases after it, one of 4**k
@@ -41,7 +42,7 @@ classifier is level with it; both are below the context table (bench/README.md).
 In a run (`run`): reads the pretrained model, the genome stage's FASTA and a held-out region
 (nextkmer.region, else corpus.holdout's first); writes RUN_DIR/nextkmer/nextkmer.
 
-    groverlm nextkmer --model runs/demo/pretrain --genome hg19_chr20.fa.gz \
+    groverlm nextkmer --model runs/demo/pretrain/model --genome hg19_chr20.fa.gz \
         --region chr20:50000000-63025520 --out nextkmer/
 """
 
@@ -629,7 +630,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("nextkmer", help="next-k-mer prediction from a held-out region")
-    p.add_argument("--model", required=True, help="model folder (any BERT checkpoint)")
+    p.add_argument("--model", required=True, help="model folder (any masked-LM checkpoint)")
     p.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
     p.add_argument("--region", required=True, help="CHROM or CHROM:START-END, held out from "
                                                    "pretraining")

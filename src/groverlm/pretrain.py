@@ -80,9 +80,9 @@ class ModelConfig:
     pad_multiple: int = 8  # batch length rounded up to this (64 suits torch.compile)
     unigram_bias: bool = True  # start the output bias at the log token frequencies (so that step 0
     #                           predicts the unigram)
-    # evaluation targets are this share of tokens, each shown as [MASK]. GROVER's 2.2% keeps them
-    # isolated: a target is predicted from its true neighbours, as the context table does; at BERT's
-    # 15% a quarter of targets lose a neighbour to another [MASK], whatever the training rate
+    # evaluation targets are this share of tokens (at most 25%), each shown as [MASK] and never
+    # side by side, whatever the training masking: each is predicted from its true neighbours, as
+    # the context table does, and recipes that train otherwise are scored on the same targets
     eval_mask_rate: float = 0.022
     # training targets never side by side (masking.MaskingConfig.isolated; mask_rate <= 0.25)
     mask_isolated: bool = False
@@ -92,8 +92,8 @@ class ModelConfig:
             raise GroverError("--eval-samples, --final-eval-samples must be >= 0")
         if self.pad_multiple < 1:
             raise GroverError(f"--pad-multiple must be at least 1, got {self.pad_multiple}")
-        if not 0.0 < self.eval_mask_rate < 1.0:
-            raise GroverError(f"--eval-mask-rate must be in (0, 1), got {self.eval_mask_rate}")
+        if not 0.0 < self.eval_mask_rate <= 0.25:  # isolated targets: at most every other token
+            raise GroverError(f"--eval-mask-rate must be in (0, 0.25], got {self.eval_mask_rate}")
         _ = self.masking, self.eval_masking  # impossible settings fail here, before any output
 
     @property
@@ -105,8 +105,9 @@ class ModelConfig:
     def eval_masking(self) -> MaskingConfig:
         """The evaluation's masking: every target hidden behind [MASK], so accuracy measures
         prediction from context alone (a target left unchanged, as BERT's 80/10/10 does with 10%,
-        would be copied, not predicted)."""
-        return MaskingConfig(self.eval_mask_rate, 1.0, 0.0, isolated=self.mask_isolated)
+        would be copied, not predicted), and no two side by side (with random targets about 5% of
+        them would lose a neighbour the context table still reads)."""
+        return MaskingConfig(self.eval_mask_rate, 1.0, 0.0, isolated=True)
 
 
 @dataclass(frozen=True)
@@ -549,7 +550,7 @@ def model_from_args(args: argparse.Namespace, base: ModelConfig) -> ModelConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pretrain", help="masked-language-model pretraining of a BERT")
+    p = sub.add_parser("pretrain", help="masked-language-model pretraining (BERT, DeBERTa-v2, ...)")
     p.add_argument("--corpus", required=True, help="a `groverlm corpus` folder")
     p.add_argument("--out", required=True, help="model folder to write")
     add_model_args(p)

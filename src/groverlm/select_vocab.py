@@ -14,8 +14,9 @@ Reads a FASTA genome and a `bpe train` folder; writes OUT/:
   nucleotides each model read; each model's zero-shot readout as NAME-zeroshot, kind "zero-shot",
   which the selection rule does not read), `curve.tsv` (BPE rows by cycle count), `plot.png`
   (accuracy against cycles, log x-axis, one panel per k, BPE zero-shot as a dashed curve, k-mer
-  models and baselines as horizontal reference lines), and
-  `manifest.json` with the selected cycle count and the rule, written last.
+  models and baselines as horizontal reference lines), `settings.json` (the settings the run
+  started with: a rerun resumes only under the same), and `manifest.json` with the selected cycle
+  count and the rule, written last.
 
 In a run (`run`): reads the genome stage's FASTA and RUN_DIR/bpe/train; writes
 RUN_DIR/select_vocab/selection (the OUT above); with `select: false` it writes nothing and hands on
@@ -115,6 +116,7 @@ RULE = ("best mean over k of dev accuracy / the most frequent k-mer's dev accura
         "reported, never chosen on")
 DEV, TEST = "dev_k", "acc_k"  # row columns DEV{k} / TEST{k}: a model's dev / test accuracy at k
 LIFT = "lift_over_most_frequent"  # the table column: RULE's score computed on test (reported)
+DEV_LIFT = "dev_lift"  # RULE's score itself (on dev): what the selection compared
 
 
 def select_model() -> ModelConfig:
@@ -428,11 +430,12 @@ def _fmt(v: Any) -> str:
 
 def write_tables(rows: list[dict[str, Any]], ks: list[int], out: Path, header: str) -> None:
     acc = [f"{TEST}{k}" for k in ks]
-    cols = TABLE_COLUMNS + acc + [LIFT] + [f"{DEV}{k}" for k in ks]  # dev: what RULE reads
-    reference = reference_accuracy(rows, ks, TEST)
-    for r in rows:
-        s = relative_score(r, ks, reference, TEST)
-        r[LIFT] = "" if s is None else s
+    cols = TABLE_COLUMNS + acc + [LIFT] + [f"{DEV}{k}" for k in ks] + [DEV_LIFT]  # dev: RULE's
+    for col, name in ((TEST, LIFT), (DEV, DEV_LIFT)):
+        reference = reference_accuracy(rows, ks, col)
+        for r in rows:
+            s = relative_score(r, ks, reference, col)
+            r[name] = "" if s is None else s
     with atomic_path(out / "table.tsv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         w.writerow(cols)
@@ -446,7 +449,7 @@ def write_tables(rows: list[dict[str, Any]], ks: list[int], out: Path, header: s
             w.writerow([r["cycles"], *(_fmt(r.get(c, "")) for c in acc),
                         _fmt(r[LIFT])])
     short = ["model", "vocab_size", "tokens_per_sample", "nt_per_sample", "nt_seen",
-             "mlm_accuracy", *acc, LIFT, "mean_mcc"]
+             "mlm_accuracy", *acc, LIFT, DEV_LIFT, "mean_mcc"]
     lines = [header, "", "| " + " | ".join(short) + " |",
              "|" + "|".join("---" for _ in short) + "|"]
     for r in rows:
@@ -644,8 +647,8 @@ def table_header(cfg: SelectPretrainingConfig, ncfg, ft, selection: dict[str, An
         f"{ncfg.context} nt, {ncfg.train_samples} train / {ncfg.dev_samples} dev / "
         f"{ncfg.test_samples} test samples from the held-out region, {ft.epochs} epoch(s), "
         f"lr {'by model width' if ft.lr is None else format(ft.lr, 'g')}, batch {ft.batch_size}, "
-        f"{len(ft.seeds)} seed(s); top-1 accuracy, chosen on dev (dev_k columns), test reported "
-        f"(acc_k).",
+        f"{len(ft.seeds)} seed(s); top-1 accuracy on test (acc_k) and its mean lift over the most "
+        f"frequent k-mer ({LIFT}); chosen on dev ({DEV_LIFT}; dev accuracy per k in table.tsv).",
         "",
         f"Selected: {selection['cycles']} cycles (score {selection['score']:.3f}); rule: {RULE}.",
         *warning,
@@ -672,6 +675,11 @@ def preflight(cfg: Any, config: Any) -> None:
     runs."""
     if cfg.select:
         check_model(cfg.pretraining.model, "select_vocab.pretraining.model")
+        merges = config.stage("bpe").merges
+        over = [c for c in cfg.pretraining.cycles if c > merges]
+        if over:  # else it fails after the BPE stage, naming --cycles
+            raise GroverError(f"select_vocab.pretraining.cycles asks for {over[0]} cycles but "
+                              f"bpe.merges is {merges}: list counts up to bpe.merges", config.source)
 
 
 def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:

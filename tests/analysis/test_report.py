@@ -115,6 +115,16 @@ def test_analyze_refuses_resumes_and_checks_inputs(run, tmp_path, capsys):
     assert "needs --model and --genome" in capsys.readouterr().err
     assert main(["analyze", "--vocab", str(run / "vocab"), "--out", str(tmp_path / "y"),
                  "--only", "nonsense"]) == 2
+    # few windows: the occurrences each token needs can be lowered from the command line
+    made = {Path(i["path"]).name: i["path"] for i in json.loads(
+        (out / "manifest.json").read_text())["inputs"]}  # the fixture's model and genome
+    ctx = ["analyze", "--model", made["model"], "--genome", made["genome.fa"], "--only", "context",
+           "--windows", "3", "--context-tokens", "4", "--quiet"]
+    assert main([*ctx, "--out", str(tmp_path / "c1")]) == 2
+    assert "--context-occurrences" in capsys.readouterr().err
+    assert main([*ctx, "--out", str(tmp_path / "c2"), "--context-occurrences", "2"]) == 0
+    assert json.loads((tmp_path / "c2" / "manifest.json").read_text())["config"][
+        "context_occurrences"] == 2
 
 
 def sections(page: str) -> list[str]:

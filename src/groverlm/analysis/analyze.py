@@ -234,7 +234,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", help=f"comma-separated subset of {','.join(ANALYSES)}")
     p.add_argument("--region", help="draw windows from CHROM or CHROM:START-END only")
     add_fields(p, AnalyzeConfig, "windows", "annotation_windows", "tokens", "mask_passes",
-               "context_tokens", "layer", "batch_size", "seed", "device")
+               "context_tokens", "context_occurrences", "layer", "batch_size", "seed", "device")
     add_fields(p, ann.AnnotationConfig, "tss_near")
     p.add_argument("--overwrite", action="store_true", help="replace a finished output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -245,7 +245,8 @@ def analyze(args: argparse.Namespace) -> int:
     only = tuple(s.strip() for s in args.only.split(",") if s.strip()) if args.only else None
     cfg = AnalyzeConfig(only=only, windows=args.windows, annotation_windows=args.annotation_windows,
                         tokens=args.tokens, region=args.region, mask_passes=args.mask_passes,
-                        context_tokens=args.context_tokens, layer=args.layer,
+                        context_tokens=args.context_tokens,
+                        context_occurrences=args.context_occurrences, layer=args.layer,
                         batch_size=args.batch_size, seed=args.seed, device=args.device)
     acfg = AnnotationConfig(tss_near=args.tss_near, seed=args.seed)
     m = run_analyses(args.out, cfg, args.vocab, args.model, args.genome, args.repeats, args.cpg,

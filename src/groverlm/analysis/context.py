@@ -58,7 +58,8 @@ def choose_occurrences(windows: Sequence[np.ndarray], n_tokens: int, per_token: 
     eligible = sorted((t for t, c in spread.items() if c >= need),
                       key=lambda t: (-spread[t], t))
     if not eligible:
-        raise GroverError(f"no token occurs in {need} windows: sample more windows")
+        raise GroverError(f"no token occurs in {need} windows: sample more windows (--windows) "
+                          "or ask for fewer occurrences per token (--context-occurrences)")
     pick = np.unique(np.linspace(0, len(eligible) - 1, min(n_tokens, len(eligible))).round())
     tokens = [eligible[int(i)] for i in pick]
     occ = {}
