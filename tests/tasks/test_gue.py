@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from groverlm.errors import GroverError
-from groverlm.tasks.gue import load_task
+from groverlm.tasks.gue import label_order, load_task
 
 
 def write_task(folder, rows_by_split, header="sequence,label"):
@@ -135,6 +135,9 @@ def test_one_number_written_two_ways_is_one_label(tmp_path):
     rows = {"train": ["ACGT,10", "ACGA,2.5", "ACGC,1"], "dev": ["AAAT,1", "GGGG,2.5"],
             "test": ["CCCA,10", "CCCT,1"]}
     assert load_task(write_task(tmp_path / "d", rows)).label_map == {"1": 0, "2.5": 1, "10": 2}
+    # a label that is no finite number sorts all of them as text: NaN has no place in an order, and
+    # the map would follow the set's hash order from one process to the next
+    assert label_order({"nan", "1", "0"}) == ["0", "1", "nan"]
 
 
 def test_long_sequences_spreadsheet_rows_duplicate_columns_and_shared_rows(tmp_path, caplog):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,9 +88,12 @@ def label_order(labels: set[str]) -> list[str]:
     (['0', '2', '10'], ['a', 'b'], ['1', '2.5', '10'])
     """
     try:
-        return sorted(labels, key=float)
+        values = {t: float(t) for t in labels}
     except ValueError:
         return sorted(labels)
+    if not all(math.isfinite(v) for v in values.values()):  # nan sorts by the set's hash order
+        return sorted(labels)
+    return sorted(labels, key=lambda t: (values[t], t))
 
 
 def label_text(text: str) -> str:
