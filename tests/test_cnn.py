@@ -184,7 +184,7 @@ def test_runner_baselines_stage_adds_the_cnn_to_the_task_table(tmp_path):
     summary = run_baselines(cfg.stage("baselines"), ctx)
     assert set(summary["prom300"]) == {"tfidf-lr", "cnn"}
     assert (run / "baselines" / "cnn" / "prom300" / "manifest.json").is_file()
-    table = summarize_run(run).split("task test MCC:\n")[1].splitlines()
+    table = summarize_run(run).split("task test MCC")[1].splitlines()[1:]
     assert [c.strip() for c in table[0].strip("|").split("|")] == ["task", "cnn", "tfidf-lr"]
     # without baselines.cnn (the default) the stage runs TF-IDF alone
     assert load_config(None).stage("baselines").cnn is None

@@ -647,6 +647,11 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
                      r"[-+0-9.]+ \(95% interval", text)
     assert "pretraining adds" in page.split("<section")[1]  # the report's first screen
     assert str(run / "report" / "report.html") in text and "zero-shot:   Prom300 AUROC" in text
+    # the readout counts sequences, promoters and shuffles together (it said "N promoters")
+    assert f"over {z['prom300']['sequences']} sequences, promoters and their token shuffles" in text
+    assert "tfidf-bpe on prom300: 0 by construction" in text  # a reader took it for a failure
+    assert "from-scratch controls aside" in text  # the best baseline leaves the control out
+    assert "mean ± sd over its seeds, population sd" in text
     assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
     assert capsys.readouterr().out.count("skipped (up to date)") == len(runner.STAGES)
     assert os.listdir(run / "pretrain" / "model")  # the model folder is still there

@@ -335,8 +335,8 @@ def difference_text(c: dict[str, Any] | None) -> str:
     return f"{c['difference']:+.3f} (95% interval {c['low']:+.3f} to {c['high']:+.3f})"
 
 
-COMPARISON_HEADER = ("best language model against the best baseline (paired bootstrap over "
-                     "test rows):")
+COMPARISON_HEADER = ("best language model against the best baseline, from-scratch controls aside "
+                     "(paired bootstrap over test rows):")
 
 
 def comparison_lines(records: list[dict[str, Any]]) -> list[str]:

@@ -407,8 +407,8 @@ def summarize_run(run_dir: str | Path) -> str:
     z = summary("score")
     if z and "prom300" in z:
         lines.append(f"zero-shot:   Prom300 AUROC {z['prom300']['auroc']:.3f} (per-nt pseudo-log-"
-                     f"likelihood over {z['prom300']['sequences']} promoters and their token "
-                     "shuffles; chance 0.5)")
+                     f"likelihood over {z['prom300']['sequences']} sequences, promoters and their "
+                     "token shuffles; chance 0.5)")
     if z and "ctcf" in z:
         c = z["ctcf"]
         lines.append(f"             CTCF motif SNVs ({c['snvs']:,} in {c['sites']} bound sites): "
@@ -421,8 +421,11 @@ def summarize_run(run_dir: str | Path) -> str:
     records = [r for q in (find_metrics(scored) if scored else []) for r in read_metrics(q)]
     if records:
         tasks, models, cells = results_table(records)
-        lines.append("task test MCC:")
+        lines.append("task test MCC (a language model's: mean ± sd over its seeds, population sd):")
         lines.append(format_table(tasks, models, cells).rstrip())
+        if "prom300" in tasks and any(m.startswith("tfidf-bpe") for m in models):
+            lines.append("  (tfidf-bpe on prom300: 0 by construction; a negative is its promoter's "
+                         "tokens shuffled, the same bag of tokens)")
         lines += comparison_block(records)
     r = summary("report")
     lines.append(f"report:      {run_dir / r['report'] if r else 'not written'}")

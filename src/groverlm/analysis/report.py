@@ -245,20 +245,32 @@ def render_pretrain(st: StageFolder, root: Path) -> Section:
     return sec
 
 
-def learning_curves(folder: Path) -> str | None:
-    """Loss, accuracy and learning-rate panels from every JSONL log in `folder`."""
-    records = [r for p in sorted(folder.glob("*.jsonl")) for r in read_jsonl(p)]
-    records = [r for r in records if isinstance(r.get("step"), int | float)]
-    if not records:
-        return None
+def curve_series(records: list[dict]) -> dict[tuple[str, str], tuple[list, list]]:
+    """(kind, field) -> (steps, values) of every numeric field of the log records with a step.
+    Evaluations on different sample counts are different series: the final one reads the whole
+    test split, the periodic ones a sample, and one line through both would draw the change of
+    sample (the context table's accuracy jumps) as learning."""
     series: dict[tuple[str, str], tuple[list, list]] = {}
     for r in records:
+        if not isinstance(r.get("step"), int | float):
+            continue
         kind = str(r.get("kind", "train"))
+        if isinstance(r.get("eval_samples"), int):
+            kind = f"{kind} on {r['eval_samples']:,} samples"
         for k, v in r.items():
             if k not in ("step", "kind") and isinstance(v, int | float) and not isinstance(v, bool):
                 xs, ys = series.setdefault((kind, k), ([], []))
                 xs.append(r["step"])
                 ys.append(v)
+    return series
+
+
+def learning_curves(folder: Path) -> str | None:
+    """Loss, accuracy and learning-rate panels from every JSONL log in `folder`."""
+    records = [r for p in sorted(folder.glob("*.jsonl")) for r in read_jsonl(p)]
+    series = curve_series(records)
+    if not series:
+        return None
     panels = {"loss": [s for s in series if "loss" in s[1]],
               "accuracy": [s for s in series if "acc" in s[1]],
               "learning rate": [s for s in series if s[1] in ("lr", "learning_rate")]}
@@ -388,9 +400,12 @@ def render_tasks(records: list[dict], notes: list[str], root: Path) -> Section |
             a.set(xlabel="test MCC (mean ± std over seeds)", title=f"{t} (grey: baselines)")
             a.axvline(0, color="k", lw=0.6)
         sec.add(figure_html(fig, "task results"))
-    sec.add(table(rows, ["task", "model", "mcc_mean", "mcc_std", "seeds", "f1", "auroc", "source"],
-                  {"mcc_mean": "test MCC", "mcc_std": "± std", "f1": "F1",
-                   "auroc": "AUROC"}))  # each a mean over the seeds, as the MCC
+    for r in rows:
+        r["kind"] = "baseline" if r["baseline"] else "language model"
+    sec.add(table(rows, ["task", "model", "kind", "mcc_mean", "mcc_std", "seeds", "f1", "auroc",
+                         "source"],
+                  {"mcc_mean": "test MCC (seed mean)", "mcc_std": "± sd (population)",
+                   "f1": "F1 (seed mean)", "auroc": "AUROC (seed mean)"}))
     for n in notes:
         sec.add(note(f"could not read {n}"))
     return sec
@@ -670,10 +685,11 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
             pivot.append(row)
         sec.add("<h3>Tasks: test MCC</h3>", note(
             "Language models first, then baselines (marked as such by the stage that produced "
-            "them); mean ± sd over seeds. Against the best baseline: the best language model's "
-            "MCC minus the best baseline's, with the 95% interval of a paired bootstrap over the "
-            "test rows (both scored on the same resamples): a small test set moves an MCC by "
-            "several hundredths."),
+            "them); mean ± sd over seeds (population sd). Against the best baseline: the best "
+            "language model's MCC minus the best baseline's (TF-IDF, the CNN: the from-scratch "
+            "control is paired with its own model under 'pretraining adds'), with the 95% "
+            "interval of a paired bootstrap over the test rows (both scored on the same "
+            "resamples): a small test set moves an MCC by several hundredths."),
             table(pivot, ["task", *models] + (["verdict", "against the best baseline"]
                                                if any("verdict" in r for r in pivot) else [])
                   + (["pretraining adds"] if any("pretraining adds" in r for r in pivot) else [])))
