@@ -210,7 +210,27 @@ def test_cli_bad_inputs_are_one_line(tiny, tmp_path, capsys):
     bad.write_text("\n".join(lines) + "\n")
     assert main(["score", "variants", "--model", str(model_dir), "--genome", str(genome), "--vcf",
                  str(bad), "--out", str(tmp_path / "o.tsv")]) == 2
-    assert f"{bad}:5: not a readable VCF" in capsys.readouterr().err
+    assert f"{bad}:5: cannot read this record" in capsys.readouterr().err
+    # blank lines: at the end ignored (they failed the whole file, with no line named), amid the
+    # records named at their own line (the next record's was named); a byte-order mark, a missing
+    # ##fileformat and an empty VCF say so
+    good = lines[:4] + ["chrA\t20\t.\tA\tC\t.\t.\t."]
+    args = ["score", "variants", "--model", str(model_dir), "--genome", str(genome), "--vcf",
+            str(bad), "--out", str(tmp_path / "v.tsv"), "--overwrite", "--quiet"]
+    for text, expect in (("\n".join(good) + "\n\n\r\n", None),
+                         ("\n".join(good[:4] + [""] + good[4:]) + "\n", ":5: an empty line"),
+                         ("\ufeff" + "\n".join(good) + "\n", ":1: starts with a byte-order mark"),
+                         ("\n".join(good[2:]) + "\n", ":1: not a VCF: the first line must be")):
+        bad.write_text(text, encoding="utf-8")
+        if expect is None:
+            assert main(args) == 0
+            assert len((tmp_path / "v.tsv").read_text().splitlines()) == 3  # header and 2 rows
+        else:
+            assert main(args) == 2
+            assert f"{bad}{expect}" in capsys.readouterr().err
+    bad.write_text("\n".join(lines[:3]) + "\n")
+    capsys.readouterr()
+    assert main(args) == 0 and "no variants in the VCF" in capsys.readouterr().out
     kept = tmp_path / "kept.tsv"
     kept.write_text("a finished table\n")
     assert main(["score", "seqs", "--model", str(model_dir), "--input", str(genome), "--out",
@@ -424,3 +444,16 @@ def test_threads_hold_while_the_model_runs_and_are_restored(tiny, tmp_path, monk
                                np.load(tmp_path / "default.npy"), atol=1e-5)
     assert main(["score", "seqs", "--input", str(fa), "--out", str(tmp_path / "x.tsv"),
                  "--model", str(model_dir), "--threads", "0"]) == 2
+
+
+def test_ism_importance_of_an_unscored_base_is_nan_without_a_warning():
+    """An N in an ism region (no change scored) printed numpy's 'Mean of empty slice' twice."""
+    import warnings
+
+    from groverlm.score import ism_importance
+
+    table = np.array([[np.nan, 1.0], [np.nan, np.nan], [np.nan, 3.0], [np.nan, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        imp = ism_importance(table)
+    assert np.isnan(imp[0]) and imp[1] == -2.0

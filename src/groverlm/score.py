@@ -42,6 +42,7 @@ import logging
 import math
 import shutil
 import tempfile
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -391,18 +392,35 @@ def read_vcf(path: str | Path) -> list[Variant]:
     path = Path(path)
     if not path.is_file():
         raise GroverError("no such VCF file", path)
+    with open(path, "rb") as fh:
+        if fh.read(3) == b"\xef\xbb\xbf":  # htslib reads it as part of ##fileformat
+            raise GroverError("starts with a byte-order mark: save the VCF without it", path, 1)
     out, records = [], 0
-    with tempfile.TemporaryDirectory(prefix="groverlm-vcf-") as tmp:
-        try:
-            readable = _gunzipped(path, Path(tmp)) if _plain_gzip(path) else path
-            with pysam.VariantFile(str(readable)) as vcf:
-                for rec in vcf:
-                    records += 1
-                    for alt in rec.alts or (".",):
-                        out.append(Variant(rec.chrom, rec.pos, rec.ref.upper(), alt.upper()))
-        except (OSError, ValueError, EOFError, zlib.error) as err:
-            raise GroverError(f"not a readable VCF ({err})", path, _failed_line(path, records)
-                              ) from None
+    verbosity = pysam.set_verbosity(0)  # htslib's own lines ("no index file") are noise here
+    try:
+        with tempfile.TemporaryDirectory(prefix="groverlm-vcf-") as tmp:
+            try:
+                readable = _gunzipped(path, Path(tmp)) if _plain_gzip(path) else path
+                with pysam.VariantFile(str(readable)) as vcf:
+                    for rec in vcf:
+                        records += 1
+                        for alt in rec.alts or (".",):
+                            out.append(Variant(rec.chrom, rec.pos, rec.ref.upper(), alt.upper()))
+            except (OSError, ValueError, EOFError, zlib.error) as err:
+                for _ in text_lines(path):  # a damaged gzip or binary file: its own error, at its line
+                    pass
+                if records == 0 and not _first_line(path).startswith("##fileformat=VCF"):
+                    raise GroverError("not a VCF: the first line must be ##fileformat=VCFv4.x",
+                                      path, 1) from None
+                line, blank, rest_blank = _failed_line(path, records)
+                if rest_blank:  # blank lines at the end (a hand-written file): the records are read
+                    return out
+                why = ("an empty line amid the records" if blank else
+                       f"cannot read this record (htslib: {err})" if records else
+                       f"not a readable VCF ({err})")
+                raise GroverError(why, path, line) from None
+    finally:
+        pysam.set_verbosity(verbosity)
     return out
 
 
@@ -423,18 +441,31 @@ def _gunzipped(path: Path, folder: Path) -> Path:
     return out
 
 
-def _failed_line(path: Path, records: int) -> int | None:
-    """The line of the record after `records` good ones (pysam does not say), counted on the raw
-    text: the header's lines plus the records; None when the text cannot be read that far."""
+def _first_line(path: Path) -> str:
+    """The first line of a text file that reads to its end (read_vcf checked), "" when empty."""
+    return next((text for _, text in text_lines(path)), "")
+
+
+def _failed_line(path: Path, records: int) -> tuple[int | None, bool, bool]:
+    """(line, blank, rest blank) of the record after `records` good ones (pysam does not say),
+    counted on the raw text as htslib counts: every line after the header, blank ones too; whether
+    that line is blank, and whether every line from it to the end is; line None when the text
+    cannot be read that far."""
+    found, blank = None, False
     try:
         for line, text in text_lines(path):
-            if not text.startswith("#") and text.strip():
+            if found is not None:
+                if text.strip():
+                    return found, blank, False
+            elif not text.startswith("#"):
                 if records == 0:
-                    return line
+                    found, blank = line, not text.strip()
+                    if not blank:
+                        return found, False, False
                 records -= 1
     except GroverError:
-        pass
-    return None
+        return found, blank, False
+    return found, blank, found is not None and blank
 
 
 # ----------------------------------------------------------------------------- mutagenesis
@@ -456,9 +487,17 @@ def mutagenesis(scorer: Scorer, genome: Any, chrom: str, start: int, end: int,
     return table, ref
 
 
+def ism_importance(table: np.ndarray) -> np.ndarray:
+    """(L,) per base, minus the mean score of its three changes; NaN where none was scored (an N)
+    without numpy's "mean of empty slice" warning, which would read as a fault."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return -np.nanmean(table, axis=0)
+
+
 def plot_ism(table: np.ndarray, ref: str, chrom: str, start: int):
     """Heat map (4 x L) with the per-base importance (mean of -score over the 3 changes) above."""
-    importance = -np.nanmean(table, axis=0)
+    importance = ism_importance(table)
     fig, ax = figure(1, 2, width=min(16.0, 3 + 0.14 * len(ref)), height=1.9)  # stacked
     ax[0].bar(np.arange(len(ref)), importance, color="#1f77b4", width=1.0)
     ax[0].set(xlim=(-0.5, len(ref) - 0.5), ylabel="importance", xticks=[],
@@ -492,7 +531,7 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
             if alt != b and b in ACGT:
                 lines.append(f"{reg.chrom}\t{reg.start + i + 1}\t{b}\t{alt}\t{table[k, i]:.6g}")
     write_text(out / "ism.tsv", "\n".join(lines) + "\n")
-    importance = -np.nanmean(table, axis=0).astype(np.float32)
+    importance = ism_importance(table).astype(np.float32)
     for name, arr in (("ism.npy", table), ("importance.npy", importance)):
         with atomic_path(out / name) as tmp, open(tmp, "wb") as fh:
             np.save(fh, arr)
@@ -643,7 +682,8 @@ def variants_command(args: argparse.Namespace) -> int:
               ["chrom", "pos", "ref", "alt", "score", "ref_tokens", "alt_tokens", "status"])
     counts = {s: sum(v.status == s for v in variants) for s in STATUSES}
     clipped = sum(v.clipped for v in variants)
-    print("score variants: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    print("score variants: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                                or "no variants in the VCF")
           + (f" ({clipped} with a flank cut by the contig end)" if clipped else "")
           + f" -> {args.out}")
     return 0
