@@ -156,7 +156,8 @@ def test_variant_statuses_and_order(tiny, tmp_path, capsys):
              f"c\t300\t.\t{seq[299:302]}\t{seq[299]}\t.\t.\t.",  # a 2-nt deletion
              "z\t5\t.\tA\tC\t.\t.\t.",  # unknown contig... in the genome
              f"c\t400\t.\t{seq[399]}\t<DEL>\t.\t.\t.",  # symbolic
-             f"c\t500\t.\t{seq[499]}\t{seq[499]}TTG,{'ACGT'.replace(seq[499], '')[1]}\t.\t.\t."]
+             f"c\t500\t.\t{seq[499]}\t{seq[499]}TTG,{'ACGT'.replace(seq[499], '')[1]}\t.\t.\t.",
+             f"c\t600\t.\t{seq[599]}\t{seq[599]}[chrq:12[\t.\t.\t."]  # a breakend, kept as written
     vcf.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out.tsv"
     assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
@@ -165,7 +166,8 @@ def test_variant_statuses_and_order(tiny, tmp_path, capsys):
     assert rows[0] == ["chrom", "pos", "ref", "alt", "score", "ref_tokens", "alt_tokens", "status"]
     got = [(r[1], r[7]) for r in rows[1:]]
     assert got == [("100", "ok"), ("200", "ref_mismatch"), ("300", "ok"), ("5", "off_contig"),
-                   ("400", "not_acgt"), ("500", "ok"), ("500", "ok")]
+                   ("400", "not_acgt"), ("500", "ok"), ("500", "ok"), ("600", "not_acgt")]
+    assert rows[-1][3] == f"{seq[599]}[chrq:12["  # its contig name was upper-cased
     for r in rows[1:]:
         assert (r[4] != "") == (r[7] == "ok") and (r[7] != "ok" or math.isfinite(float(r[4])))
     # bgzipped, the same
@@ -243,7 +245,7 @@ def test_cli_bad_inputs_are_one_line(tiny, tmp_path, capsys):
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-def test_ism_writes_the_table_and_the_picture(tiny, tmp_path):
+def test_ism_writes_the_table_and_the_picture(tiny, tmp_path, capsys):
     _, genome, model_dir, _ = tiny
     out = tmp_path / "ism"
     assert main(["ism", "--model", str(model_dir), "--genome", str(genome), "--region",
@@ -265,6 +267,16 @@ def test_ism_writes_the_table_and_the_picture(tiny, tmp_path):
     assert main(["ism", "--model", str(model_dir), "--genome", str(n_gap), "--region", "g:0-20",
                  "--out", str(tmp_path / "gap"), "--quiet"]) == 2  # nothing to change
     assert not (tmp_path / "gap").exists()
+
+    # a whole chromosome would hold hundreds of millions of changes; a region's errors name the
+    # genome file
+    big = write_fasta(tmp_path / "big.fa", {"c": random_dna(100_001, 4)})
+    assert main(["ism", "--model", str(model_dir), "--genome", str(big), "--region", "c",
+                 "--out", str(tmp_path / "big"), "--quiet"]) == 2
+    assert "spans 100,001 bp" in capsys.readouterr().err and not (tmp_path / "big").exists()
+    assert main(["ism", "--model", str(model_dir), "--genome", str(genome), "--region",
+                 "chrA:10-99999999", "--out", str(tmp_path / "far"), "--quiet"]) == 2
+    assert f"{genome}: --region chrA:10-99999999 ends beyond" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -405,7 +405,8 @@ def read_vcf(path: str | Path) -> list[Variant]:
                     for rec in vcf:
                         records += 1
                         for alt in rec.alts or (".",):
-                            out.append(Variant(rec.chrom, rec.pos, rec.ref.upper(), alt.upper()))
+                            out.append(Variant(rec.chrom, rec.pos, rec.ref.upper(),
+                                                   alt.upper() if alt.isalpha() else alt))
             except (OSError, ValueError, EOFError, zlib.error) as err:
                 for _ in text_lines(path):  # a damaged gzip or binary file: its own error, at its line
                     pass
@@ -487,6 +488,9 @@ def mutagenesis(scorer: Scorer, genome: Any, chrom: str, start: int, end: int,
     return table, ref
 
 
+MAX_ISM_BP = 100_000  # 300,000 changes: a whole chromosome would be hundreds of millions
+
+
 def ism_importance(table: np.ndarray) -> np.ndarray:
     """(L,) per base, minus the mean score of its three changes; NaN where none was scored (an N)
     without numpy's "mean of empty slice" warning, which would read as a fault."""
@@ -519,7 +523,10 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
     """`groverlm ism`: ism.tsv, ism.npy, importance.npy, ism.png and manifest.json in `out`."""
     reg = Region.parse(region, "--region")
     genome = Genome.read(genome_path)
-    _, _, end = reg.bounds(genome.lengths, "--region")
+    _, _, end = reg.bounds(genome.lengths, "--region", genome_path)
+    if end - reg.start > MAX_ISM_BP:  # every base's 3 changes are held at once, then scored
+        raise GroverError(f"--region {reg} spans {end - reg.start:,} bp: ism scores 3 changes per "
+                          f"base, at most {MAX_ISM_BP:,} bp a run (split the region)")
     if not set(genome[reg.chrom].sequence(reg.start, end)) & set(ACGT):
         raise GroverError(f"{reg} holds no A/C/G/T base to change", genome_path)
     out = prepare_out(out, overwrite)
