@@ -174,3 +174,21 @@ def test_cli_gue_folder_and_compare(tmp_path, capsys):
     assert rows[0].startswith("task\tmodel") and len(rows) == 3
     assert main(["compare", str(tmp_path / "runs"), "--out", str(tmp_path / "t.txt")]) == 2
     assert main(["compare", str(tmp_path / "empty_nothing")]) == 2
+
+
+def test_printed_f1_names_its_class_when_labels_are_words(tmp_path, capsys):
+    """F1 is class 1's, the label that sorts second: with words for labels the printout named
+    none, so 'F1 0.8' read as the other class's."""
+    folder = tmp_path / "words"
+    folder.mkdir()
+    for split, (n, seed) in {"train": (60, 0), "dev": (20, 1), "test": (20, 2)}.items():
+        seqs, labels = planted(n, 2, seed)
+        (folder / f"{split}.csv").write_text("sequence,label\n" + "".join(
+            f"{s},{'unbound' if y else 'bound'}\n" for s, y in zip(seqs, labels, strict=True)))
+    assert main(["baselines", "tfidf", "--task", str(folder), "--out", str(tmp_path / "o"),
+                 "--k", "3", "--models", "lr"]) == 0
+    assert "F1 of 'unbound' " in capsys.readouterr().out
+    numbers = planted_task(tmp_path / "numbers", {"train": (60, 0), "dev": (20, 1), "test": (20, 2)})
+    assert main(["baselines", "tfidf", "--task", str(numbers), "--out", str(tmp_path / "n"),
+                 "--k", "3", "--models", "lr"]) == 0
+    assert ", F1 0." in capsys.readouterr().out  # 0/1 labels: nothing to name

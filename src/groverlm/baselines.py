@@ -41,6 +41,7 @@ from groverlm.manifest import finished, prepare_out, write_manifest
 from groverlm.metrics import (
     THRESHOLDS,
     dev_metrics,
+    f1_of,
     make_result,
     read_metrics,
     scored_metrics,
@@ -400,8 +401,8 @@ def tfidf(args: argparse.Namespace) -> int:
         t = r["test"]
         auroc = "-" if t["auroc"] is None else f"{t['auroc']:.3f}"
         print(f"baseline {r['model']} on {r['task']} ({r['params']['features']}): test MCC "
-              f"{r['mcc_mean']:.3f} ± {r['mcc_std']:.3f}, F1 {t['f1']:.3f}, accuracy "
-              f"{t['accuracy']:.3f}, AUROC {auroc} -> {args.out}/metrics.json")
+              f"{r['mcc_mean']:.3f} ± {r['mcc_std']:.3f}, F1{f1_of(args.out)} {t['f1']:.3f}, "
+              f"accuracy {t['accuracy']:.3f}, AUROC {auroc} -> {args.out}/metrics.json")
     return 0
 
 
@@ -428,6 +429,7 @@ def cnn(args: argparse.Namespace) -> int:
     auroc = "-" if t["auroc"] is None else f"{t['auroc']:.3f}"
     epochs = ", ".join(str(p["best_epoch"]) for p in r["per_seed"])
     print(f"baseline {r['model']} on {r['task']}: test MCC {r['mcc_mean']:.3f} ± {r['mcc_std']:.3f}"
-          f" over {len(r['seeds'])} seed(s) (best epoch {epochs}); seed {r['seeds'][0]}: F1 "
-          f"{t['f1']:.3f}, accuracy {t['accuracy']:.3f}, AUROC {auroc} -> {args.out}/metrics.json")
+          f" over {len(r['seeds'])} seed(s) (best epoch {epochs}); seed {r['seeds'][0]}: "
+          f"F1{f1_of(args.out)} {t['f1']:.3f}, accuracy {t['accuracy']:.3f}, AUROC {auroc} -> "
+          f"{args.out}/metrics.json")
     return 0

@@ -81,7 +81,14 @@ from groverlm.manifest import (
     write_json,
     write_manifest,
 )
-from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
+from groverlm.metrics import (
+    THRESHOLDS,
+    dev_metrics,
+    f1_of,
+    make_result,
+    scored_metrics,
+    write_metrics,
+)
 from groverlm.models import default_name, load_model, load_tokenizer, save_model, torch_threads
 from groverlm.tasks import TASKS
 from groverlm.tasks.common import check_subset_classes, seeded_subset
@@ -826,7 +833,8 @@ def _cmd(args: argparse.Namespace) -> int:
         f"MCC {t['mcc_argmax']:.4f} at argmax, {t['mcc_dev_cut']:.4f} at dev's cut "
         f"{t['threshold']:.3f}, ")
     print(f"finetune {r['task']}: test MCC {r['mcc_mean']:.4f} ± {r['mcc_std']:.4f} over "
-          f"{len(r['seeds'])} seed(s); seed {r['seeds'][0]}: {cut}F1 {t['f1']:.4f}, accuracy "
+          f"{len(r['seeds'])} seed(s); seed {r['seeds'][0]}: {cut}F1{f1_of(args.out)} "
+          f"{t['f1']:.4f}, accuracy "
           f"{t['accuracy']:.4f}, AUROC {t['auroc'] if t['auroc'] is None else round(t['auroc'], 4)}"
           f" -> {args.out}")
     return 0

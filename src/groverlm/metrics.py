@@ -414,6 +414,17 @@ def write_metrics(out: str | Path, task: str, results: list[dict[str, Any]],
     return path
 
 
+def f1_of(out: str | Path) -> str:
+    """" of 'LABEL'" for the printed F1 of a binary task whose labels are not 0/1 (F1 is class 1's,
+    the label that sorts second: 'unbound' of bound/unbound), else ""."""
+    try:
+        label_map = json.loads((Path(out) / METRICS).read_text()).get("label_map") or {}
+        names = [t for t, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return ""
+    return f" of {names[1]!r}" if len(names) == 2 and names != ["0", "1"] else ""
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """Result records of a metrics.json file (or of `path/metrics.json` for a folder)."""
     path = Path(path)
