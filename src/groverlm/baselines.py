@@ -207,9 +207,9 @@ def check_splits(train_seqs: Sequence, train_labels: Sequence[int], dev_seqs: Se
     if max_train is not None and n_available > max_train:
         keep = seeded_subset(n_available, max_train, seed)
         train_seqs = [train_seqs[i] for i in keep]
-        y_tr = y_tr[keep]
         log.info("training on a random subset of %d of %d rows", max_train, n_available)
-        check_subset_classes(np.asarray(train_labels, dtype=np.int64), y_tr, max_train)
+        check_subset_classes(y_tr, y_tr[keep], max_train)
+        y_tr = y_tr[keep]
     return train_seqs, y_tr, y_dev, y_te, labels
 
 

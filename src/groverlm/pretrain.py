@@ -388,6 +388,16 @@ PLOTTED = {"train": ("tokens_seen", "loss"),
            "eval": ("tokens_seen", "mlm_loss", "mlm_accuracy", "unigram_accuracy")}
 
 
+def eval_groups(evals: list[dict]) -> list[tuple[int | None, list[dict]]]:
+    """Evaluation records by their sample count (`eval_samples`), the periodic ones (the most
+    records) first: the final evaluation reads the whole test split, the periodic ones a sample,
+    so their accuracies (and the context table's) are not one curve."""
+    groups: dict[int | None, list[dict]] = {}
+    for r in evals:
+        groups.setdefault(r.get("eval_samples"), []).append(r)
+    return sorted(groups.items(), key=lambda kv: -len(kv[1]))
+
+
 def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path,
                         title: str | None = None, labels: Sequence[str] | None = None,
                         overwrite: bool = False) -> Path:
@@ -428,17 +438,21 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
         ev = [r for r in records if r.get("kind") == "eval" and "mlm_accuracy" in r]
         ax1.plot([r["tokens_seen"] / 1e6 for r in tr], [r["loss"] for r in tr], lw=0.8,
                  alpha=0.5, color=color)
-        if ev:
-            x = [r["tokens_seen"] / 1e6 for r in ev]
-            ax1.plot(x, [r["mlm_loss"] for r in ev], "o-", ms=3, color=color,
-                     label=f"{label}: test (line: train)")
-            ax2.plot(x, [100 * r["mlm_accuracy"] for r in ev], "o-", ms=3, color=color,
-                     label=f"{label}: model")
-            ax2.plot(x, [100 * r["unigram_accuracy"] for r in ev], ":", color=color, lw=1,
-                     label=f"{label}: unigram baseline")
-            if all("context_accuracy" in r for r in ev):
-                ax2.plot(x, [100 * r["context_accuracy"] for r in ev], "--", color=color, lw=1,
-                         label=f"{label}: context table")
+        for j, (n, group) in enumerate(eval_groups(ev)):
+            # the periodic evaluations as lines; another sample count (the final one, on the
+            # whole test split) as points of its own: joined, its change of sample reads as learning
+            x = [r["tokens_seen"] / 1e6 for r in group]
+            lines = ("o-", ":", "--") if j == 0 else ("D", "v", "s")
+            tag = "" if j == 0 else f" ({n:,} samples)" if n else " (other samples)"
+            ax1.plot(x, [r["mlm_loss"] for r in group], lines[0], ms=3, color=color,
+                     label=f"{label}: test{tag}" + ("" if j else " (line: train)"))
+            ax2.plot(x, [100 * r["mlm_accuracy"] for r in group], lines[0], ms=3, color=color,
+                     label=f"{label}: model{tag}")
+            ax2.plot(x, [100 * r["unigram_accuracy"] for r in group], lines[1], ms=3,
+                     color=color, lw=1, label=f"{label}: unigram baseline{tag}")
+            if all("context_accuracy" in r for r in group):
+                ax2.plot(x, [100 * r["context_accuracy"] for r in group], lines[2], ms=3,
+                         color=color, lw=1, label=f"{label}: context table{tag}")
     ax1.set_xlabel("tokens seen (millions)")
     ax1.set_ylabel("masked-token loss (nats)")
     ax1.legend(fontsize=7)
