@@ -469,3 +469,74 @@ def test_ism_importance_of_an_unscored_base_is_nan_without_a_warning():
         warnings.simplefilter("error")
         imp = ism_importance(table)
     assert np.isnan(imp[0]) and imp[1] == -2.0
+
+
+
+def test_score_and_ism_resume_after_an_interruption(tiny, tmp_path, monkeypatch, capsys):
+    """A stopped `score seqs`, `score variants` or `ism` continues after its last saved chunk and
+    writes the same table (and prints the same counts) as a run that was never stopped."""
+    _, genome, model_dir, _ = tiny
+    module = sys.modules["groverlm.score"]
+    seq = Genome.read(genome).sequence("chrA", 0, 1200)
+    fa = write_fasta(tmp_path / "in.fa", {f"s{i}": seq[100 * i: 100 * i + 90] for i in range(7)})
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text("\n".join(["##fileformat=VCFv4.2", "##contig=<ID=chrA>",
+                              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"] + [
+        f"chrA\t{p}\t.\t{seq[p - 1]}\t{'ACGT'.replace(seq[p - 1], '')[0]}\t.\t.\t."
+        for p in (3, 150, 300, 450, 600, 750, 900)]) + "\n")  # the first: a clipped flank
+    commands = {  # command, the table's path in --out, the function scoring a chunk, its calls
+        "seqs": (["score", "seqs", "--input", str(fa)], "", "score_sequences", [3, 1]),
+        "variants": (["score", "variants", "--vcf", str(vcf), "--genome", str(genome)], "",
+                     "score_variants", [3, 1]),
+        "ism": (["ism", "--genome", str(genome), "--region", "chrA:500-504"], "ism.tsv",
+                "score_variants", [3, 3, 3]),  # 12 changes
+    }
+    for name, (cmd, inner, func, rest) in commands.items():
+        base = [*cmd, "--model", str(model_dir), "--chunk", "3", "--quiet", "--out"]
+        ref, out = tmp_path / f"ref-{name}", tmp_path / f"run-{name}"
+        assert main([*base, str(ref)]) == 0
+        printed = capsys.readouterr().out
+        real, calls = getattr(module, func), []
+
+        def counted(*a, real=real, calls=calls, crash=None, **k):
+            calls.append(len(a[2]))
+            if len(calls) == crash:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+
+        monkeypatch.setattr(module, func, lambda *a, **k: counted(*a, crash=2, **k))
+        assert main([*base, str(out)]) == 130
+        table = out / inner if inner else out
+        partial = table.with_name(table.name + ".partial")
+        assert partial.exists() and not table.exists()
+        calls.clear()
+        monkeypatch.setattr(module, func, counted)
+        # resumed with another batch size (volatile: it changes no score)
+        assert main([*base, str(out), "--batch-size", "5"]) == 0
+        assert calls == rest, name  # the first chunk was not scored again
+        assert table.read_text() == ((ref / inner) if inner else ref).read_text(), name
+        assert capsys.readouterr().out.replace(str(out), str(ref)) == printed
+        assert not partial.exists() and not partial.with_suffix(".partial.json").exists()
+        monkeypatch.setattr(module, func, real)
+        if name == "variants":  # its total came from the chunk before the interruption
+            assert "(1 with a flank cut by the contig end)" in printed
+    np.testing.assert_array_equal(np.load(tmp_path / "run-ism/ism.npy"),
+                                  np.load(tmp_path / "ref-ism/ism.npy"))
+
+
+def test_a_partial_table_drops_a_half_written_chunk_and_restarts_under_other_settings(tmp_path):
+    from groverlm.manifest import PartialTable
+
+    out = tmp_path / "t.tsv"
+    t = PartialTable(out, ["a", "b"], {"x": 1})
+    t.add([{"a": "r1", "b": 1.5}, {"a": "r2", "b": math.nan}], 2, total=4)
+    with open(t.path, "a") as fh:  # killed in mid-append: half a chunk, not yet counted
+        fh.write("r3\t2.5\nr4")
+    again = PartialTable(out, ["a", "b"], {"x": 1})
+    assert (again.done, again.extra) == (2, {"total": 4})
+    assert again.path.read_text() == "a\tb\nr1\t1.5\nr2\t\n"
+    other = PartialTable(out, ["a", "b"], {"x": 2})  # other settings: from the start
+    assert other.done == 0 and other.path.read_text() == "a\tb\n"
+    other.add([{"a": "z", "b": 0.25}], 1)
+    other.finish()
+    assert out.read_text() == "a\tb\nz\t0.25\n" and not other.path.exists()

@@ -315,9 +315,58 @@ def write_tsv(path: str | Path, rows: list[dict[str, Any]], columns: Sequence[st
     a line end or a quote is quoted (csv), so rows stay rows; floats to 6 significant digits, NaN
     empty."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(columns)
-        for r in rows:
-            w.writerow(["" if isinstance(r.get(c), float) and math.isnan(r[c])
-                        else f"{r[c]:.6g}" if isinstance(r.get(c), float) else r.get(c, "")
-                        for c in columns])
+        _write_rows(fh, [columns], None)
+        _write_rows(fh, rows, columns)
+
+
+def _write_rows(fh: Any, rows: Sequence[Any], columns: Sequence[str] | None) -> None:
+    """TSV rows (`write_tsv`'s cells) to an open text file; `columns` None: rows of cells as given."""
+    w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+    for r in rows:
+        w.writerow(r if columns is None else
+                   ["" if isinstance(r.get(c), float) and math.isnan(r[c])
+                    else f"{r[c]:.6g}" if isinstance(r.get(c), float) else r.get(c, "")
+                    for c in columns])
+
+
+class PartialTable:
+    """A TSV (as `write_tsv` writes it) that a long run writes a chunk of rows at a time, so that a
+    run stopped midway resumes where it stopped: the rows go to OUT.partial, and OUT.partial.json
+    records the settings they were made under, the items done and the file's length after them (a
+    kill in mid-append is cut back to that length); `finish` renames the file to OUT. A partial
+    file made under other settings starts again (OUT itself is only ever replaced by `finish`).
+    `extra` carries running totals across a resume (what the rows do not hold)."""
+
+    def __init__(self, out: str | Path, columns: Sequence[str], settings: dict[str, Any]):
+        self.out, self.columns, self.settings = Path(out), list(columns), settings
+        self.path = self.out.with_name(self.out.name + ".partial")
+        self.progress = self.out.with_name(self.out.name + ".partial.json")
+        saved = cached(self.progress, settings) if self.path.is_file() else None
+        if saved is not None and self.path.stat().st_size >= saved.get("bytes", math.inf):
+            os.truncate(self.path, saved["bytes"])
+            self.done, self.extra = int(saved["done"]), dict(saved.get("extra") or {})
+            log.info("resuming %s after %d items", self.path, self.done)
+        else:
+            self.done, self.extra = 0, {}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w", newline="") as fh:
+                _write_rows(fh, [self.columns], None)
+            self._record()
+
+    def add(self, rows: Sequence[dict[str, Any]], done: int, **extra: Any) -> None:
+        """Append `rows`; `done`: the items finished with them (the next run starts there)."""
+        with open(self.path, "a", newline="") as fh:
+            _write_rows(fh, rows, self.columns)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the record that counts them
+        self.done = done
+        self.extra.update(extra)
+        self._record()
+
+    def _record(self) -> None:
+        write_cached(self.progress, self.settings, {"done": self.done, "extra": self.extra,
+                                                    "bytes": self.path.stat().st_size})
+
+    def finish(self) -> None:
+        os.replace(self.path, self.out)
+        self.progress.unlink(missing_ok=True)

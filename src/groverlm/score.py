@@ -25,6 +25,10 @@ log-probabilities of the ALT tokens inside the span minus the same over the REF 
 the model finds the change less natural. With `rc`, the same is computed on the reverse
 complement of both windows (their own segmentations and spans) and the two strands averaged.
 
+A long run resumes: the commands write their table `chunk` items at a time (OUT.partial, and
+OUT.partial.json with the settings, the items done and the file's length; manifest.PartialTable)
+and rename it to OUT at the end; stopped, the same command continues after the last chunk saved.
+
 In Python: `groverlm.score(model, sequences)` returns the per-sequence table.
 
 In a run (`run`), the zero-shot readouts: reads the pretrained model, the tasks stage's Prom300 test
@@ -37,6 +41,7 @@ token shuffle differ only in the order of the same tokens.
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import logging
 import math
@@ -54,7 +59,7 @@ import numpy as np
 from groverlm import lazy
 from groverlm.analysis.plots import figure, save_png
 from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
-from groverlm.args import add_fields, volatile
+from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows
 from groverlm.context import Context, held_out_setting
 from groverlm.corpus import Region
@@ -63,14 +68,15 @@ from groverlm.errors import GroverError
 from groverlm.fasta import Genome, reverse_complement, text_lines
 from groverlm.finetune import given_tokens_apply, token_ids
 from groverlm.manifest import (
+    MANIFEST,
+    PartialTable,
     atomic_path,
+    fingerprint,
     finished,
     prepare_out,
     read_manifest,
     write_json,
     write_manifest,
-    write_text,
-    write_tsv,
 )
 from groverlm.models import named_device, torch_threads
 from groverlm.tasks.annotations import check_on_genome
@@ -102,10 +108,13 @@ class ScoringConfig:
     max_indel: int = 50  # longer REF or ALT alleles get status too_long
     device: str = volatile("auto")  # auto: the GPU when there is one
     threads: int | None = volatile(None)  # torch CPU threads (None: torch's choice, one per core)
+    chunk: int = volatile(1024)  # sequences or variants per resumable chunk: the table so far is
+    #   saved after each, and a stopped run continues after the last one saved
 
     def __post_init__(self):
-        if self.flank < 1 or self.margin < 0 or self.batch_size < 1 or self.max_indel < 1:
-            raise GroverError("--flank, --batch-size and --max-indel must be positive, "
+        if (self.flank < 1 or self.margin < 0 or self.batch_size < 1 or self.max_indel < 1
+                or self.chunk < 1):
+            raise GroverError("--flank, --batch-size, --max-indel and --chunk must be positive, "
                               "--margin at least 0")
         if self.threads is not None and self.threads < 1:
             raise GroverError(f"--threads must be at least 1, got {self.threads}")
@@ -472,20 +481,29 @@ def _failed_line(path: Path, records: int) -> tuple[int | None, bool, bool]:
 # ----------------------------------------------------------------------------- mutagenesis
 
 
-def mutagenesis(scorer: Scorer, genome: Any, chrom: str, start: int, end: int,
-                progress: bool = False) -> tuple[np.ndarray, str]:
-    """(4, L) scores of every base of [start, end) changed to A, C, G, T (NaN at the reference
-    and at non-ACGT bases), and the reference sequence."""
+def ism_variants(genome: Any, chrom: str, start: int, end: int, cfg: ScoringConfig
+                 ) -> list[Variant]:
+    """Every base of [start, end) changed to each of the 3 other bases (N and other letters
+    left out), in order, with their statuses."""
     ref = genome[chrom].sequence(start, end)
     variants = [Variant(chrom, start + i + 1, b, alt) for i, b in enumerate(ref) if b in ACGT
                 for alt in "ACGT" if alt != b]
     for v in variants:
-        v.status = check_variant(v, genome, scorer.cfg)
-    score_variants(scorer, genome, variants, progress)
-    table = np.full((4, end - start), np.nan, dtype=np.float32)
-    for v in variants:
-        table["ACGT".index(v.alt), v.pos - 1 - start] = v.score
-    return table, ref
+        v.status = check_variant(v, genome, cfg)
+    return variants
+
+
+def ism_table(path: Path, start: int, length: int) -> np.ndarray:
+    """(4, L) float32 scores of ism.tsv's changes, rows A, C, G, T; NaN at the reference base and
+    where nothing was scored. Read from the table, so that the two files agree to the digit
+    whether the run was resumed or not."""
+    table = np.full((4, length), np.nan, dtype=np.float32)
+    with open(path, newline="") as fh:
+        rows = csv.reader(fh, delimiter="\t")
+        next(rows)  # the header
+        for _, pos, _, alt, value in rows:
+            table["ACGT".index(alt), int(pos) - 1 - start] = float(value) if value else np.nan
+    return table
 
 
 MAX_ISM_BP = 100_000  # 300,000 changes: a whole chromosome would be hundreds of millions
@@ -531,13 +549,14 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
         raise GroverError(f"{reg} holds no A/C/G/T base to change", genome_path)
     out = prepare_out(out, overwrite)
     scorer = Scorer.load(model, cfg)
-    table, ref = mutagenesis(scorer, genome, reg.chrom, reg.start, end, progress)
-    lines = ["chrom\tpos\tref\talt\tscore"]
-    for i, b in enumerate(ref):
-        for k, alt in enumerate("ACGT"):
-            if alt != b and b in ACGT:
-                lines.append(f"{reg.chrom}\t{reg.start + i + 1}\t{b}\t{alt}\t{table[k, i]:.6g}")
-    write_text(out / "ism.tsv", "\n".join(lines) + "\n")
+    variants = ism_variants(genome, reg.chrom, reg.start, end, cfg)
+    part = PartialTable(out / "ism.tsv", ISM_COLUMNS, resume_settings(
+        "ism", cfg, model, [genome_path], region=str(reg)))
+    (out / MANIFEST).unlink(missing_ok=True)  # replacing: no old manifest over new files
+    score_chunks(part, len(variants), cfg.chunk, lambda lo, hi: variant_rows(
+        scorer, genome, variants[lo:hi], part), progress, "change")
+    ref = genome[reg.chrom].sequence(reg.start, end)
+    table = ism_table(out / "ism.tsv", reg.start, end - reg.start)
     importance = ism_importance(table).astype(np.float32)
     for name, arr in (("ism.npy", table), ("importance.npy", importance)):
         with atomic_path(out / name) as tmp, open(tmp, "wb") as fh:
@@ -548,6 +567,44 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
     write_manifest(out, "ism", {**cfg.__dict__, "model": str(model), "region": str(reg)},
                    [genome_path, *_local(model)], summary=summary)
     return summary
+
+
+# ----------------------------------------------------------------------------- resumable tables
+
+
+ISM_COLUMNS = ["chrom", "pos", "ref", "alt", "score"]
+VARIANT_COLUMNS = ["chrom", "pos", "ref", "alt", "score", "ref_tokens", "alt_tokens", "status"]
+
+
+def resume_settings(command: str, cfg: ScoringConfig, model: Any, files: Sequence[Any],
+                    **more: Any) -> dict[str, Any]:
+    """What a partial table must have been made under to be continued: the command, the settings
+    that change a score (not batch size, device, threads or chunk), and the model's and input
+    files' fingerprints."""
+    return {"command": command, "config": stable(cfg), **more,
+            "inputs": [fingerprint(p) for p in [model, *files] if p is not None]}
+
+
+def score_chunks(table: PartialTable, n: int, chunk: int, work: Any, progress: bool,
+                 unit: str) -> None:
+    """Items [table.done, n) a chunk at a time: `work(lo, hi)` gives the rows of items [lo, hi)
+    and running totals, saved in `table` before the next chunk; then the table is finished."""
+    bar = tqdm.tqdm(total=n, initial=table.done, unit=unit, desc="score", disable=not progress)
+    for lo in range(table.done, n, chunk):
+        hi = min(n, lo + chunk)
+        rows, extra = work(lo, hi)
+        table.add(rows, hi, **extra)
+        bar.update(hi - lo)
+    bar.close()
+    table.finish()
+
+
+def variant_rows(scorer: Scorer, genome: Any, variants: list[Variant], table: PartialTable
+                 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """`score_chunks` work for variants: their rows and the running count of clipped flanks."""
+    score_variants(scorer, genome, variants)
+    return [vars(v) for v in variants], {
+        "clipped": table.extra.get("clipped", 0) + sum(v.clipped for v in variants)}
 
 
 # ----------------------------------------------------------------------------- output
@@ -632,7 +689,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--region", required=True, help="CHROM:START-END (0-based, half-open)")
     m.add_argument("--out", required=True, help="output folder")
     add_fields(m, ScoringConfig, "rc", "batch_size", "device", "threads", "flank", "margin",
-               "max_indel")
+               "max_indel", "chunk")
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=ism_command)
@@ -641,7 +698,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder or Hub id")
     p.add_argument("--out", required=True, help="output TSV")
-    add_fields(p, ScoringConfig, "rc", "batch_size", "device", "threads")
+    add_fields(p, ScoringConfig, "rc", "batch_size", "device", "threads", "chunk")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -658,19 +715,22 @@ def _check_out(args: argparse.Namespace) -> None:
 def _config(args: argparse.Namespace) -> ScoringConfig:
     return ScoringConfig(**{k: getattr(args, k) for k in ("flank", "margin", "max_indel")
                             if hasattr(args, k)}, rc=args.rc, batch_size=args.batch_size,
-                         device=args.device, threads=args.threads)
+                         device=args.device, threads=args.threads, chunk=args.chunk)
 
 
 def seqs_command(args: argparse.Namespace) -> int:
     _check_out(args)
     items = read_items(args.input, args.genome)
-    scorer = Scorer.load(args.model, _config(args))
-    rows = score_sequences(scorer, [i.name for i in items], [i.sequence for i in items],
-                           args.rc, args.per_token, progress=not args.quiet)
+    cfg = _config(args)
+    scorer = Scorer.load(args.model, cfg)
     cols = ["name", "length_nt", "tokens", "pll", "pll_per_nt"] + (
         ["log_probs"] if args.per_token else [])
-    write_tsv(args.out, rows, cols)
-    print(f"score seqs: {len(rows)} sequences -> {args.out}")
+    table = PartialTable(args.out, cols, resume_settings(
+        "score seqs", cfg, args.model, [args.input, args.genome], per_token=args.per_token))
+    score_chunks(table, len(items), cfg.chunk, lambda lo, hi: (score_sequences(
+        scorer, [i.name for i in items[lo:hi]], [i.sequence for i in items[lo:hi]], cfg.rc,
+        args.per_token), {}), not args.quiet, "seq")
+    print(f"score seqs: {len(items)} sequences -> {args.out}")
     return 0
 
 
@@ -684,11 +744,12 @@ def variants_command(args: argparse.Namespace) -> int:
     for v in variants:
         v.status = check_variant(v, genome, cfg)
     scorer = Scorer.load(args.model, cfg)
-    score_variants(scorer, genome, variants, progress=not args.quiet)
-    write_tsv(args.out, [vars(v) for v in variants],
-              ["chrom", "pos", "ref", "alt", "score", "ref_tokens", "alt_tokens", "status"])
+    table = PartialTable(args.out, VARIANT_COLUMNS, resume_settings(
+        "score variants", cfg, args.model, [args.vcf, args.genome]))
+    score_chunks(table, len(variants), cfg.chunk, lambda lo, hi: variant_rows(
+        scorer, genome, variants[lo:hi], table), not args.quiet, "variant")
     counts = {s: sum(v.status == s for v in variants) for s in STATUSES}
-    clipped = sum(v.clipped for v in variants)
+    clipped = table.extra.get("clipped", 0)
     print("score variants: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n)
                                 or "no variants in the VCF")
           + (f" ({clipped} with a flank cut by the contig end)" if clipped else "")
