@@ -369,12 +369,18 @@ def test_pruning_spares_the_checkpoint_latest_names(tmp_path):
     assert sorted(p.name for p in (tmp_path / CHECKPOINTS).glob("step-*")) == ["step-0000007"]
 
 
+# dropout draws its masks per rank: one process accumulating two batches draws others
+NO_DROPOUT = {**TINY, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+DDP_BATCH = 7  # the test corpus's 361 samples make 52 batches whether over 1 rank or 2
+
+
 def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, steps: int) -> None:
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
                        "LOCAL_WORLD_SIZE": str(world)})
-    cfg = TrainConfig(max_steps=steps, batch_size=4, eval_every=0, save_every=0, threads=1)
-    r = build_run(corpus, ModelConfig(overrides=TINY, eval_samples=8), 0, 4)
+    cfg = TrainConfig(max_steps=steps, batch_size=DDP_BATCH, eval_every=0, save_every=0,
+                      threads=1, log_every=1)
+    r = build_run(corpus, ModelConfig(overrides=NO_DROPOUT, eval_samples=8), 0, 4)
     seen: list[list[int]] = []
     collate = r.data.collate
 
@@ -391,13 +397,16 @@ def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, steps: 
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes(corpus, tmp_path):
-    """Two CPU ranks: identical weights at the end, every sample once per epoch over both."""
+    """Two CPU ranks: identical weights at the end, every sample once per epoch over both; the
+    same weights and logged losses as one process that accumulates the two ranks' batches (the
+    log's loss is the mean over every rank's targets, not rank 0's)."""
     import torch.multiprocessing as mp
 
     from groverlm.corpus import Corpus
 
     n = len(Corpus.open(corpus).train)
-    batches = len(epoch_batches(np.zeros(n), 4, 0, 0, world=2))
+    batches = len(epoch_batches(np.zeros(n), DDP_BATCH, 0, 0, world=2))
+    assert batches == len(epoch_batches(np.zeros(n), DDP_BATCH, 0, 0, world=1))
     per_rank = batches // 2
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -412,6 +421,19 @@ def test_ddp_two_gloo_processes(corpus, tmp_path):
         seen = [i for r in (r0, r1) for b in r["seen"][part] for i in b]
         assert sorted(seen) == list(range(n))
     assert r0["seen"][0] != r1["seen"][0]
+    one = tmp_path / "one"
+    one.mkdir()
+    r = build_run(corpus, ModelConfig(overrides=NO_DROPOUT, eval_samples=8), 0, 4)
+    train(r.model, r.data, MaskedLM, TrainConfig(max_steps=2 * per_rank, batch_size=DDP_BATCH,
+                                                  grad_accum=2, eval_every=0, save_every=0,
+                                                  threads=1, log_every=1),
+          one, r.evaluate, r.tokenizer, run_config={}, progress=False)
+    for k, v in r.model.state_dict().items():
+        torch.testing.assert_close(v, r0["state"][k], rtol=0, atol=1e-6, msg=k)
+    losses = [[x["loss"] for x in read_log(d) if x["kind"] == "train"]
+              for d in (tmp_path, one)]
+    assert len(losses[0]) == 2 * per_rank
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
 
 
 def test_objective_equals_the_stock_loss(corpus):

@@ -19,7 +19,7 @@ import pytest
 from groverlm import runner
 from groverlm.cli import main
 from groverlm.config import WRITTEN, DataConfig, RunConfig, RunSection, dump_config, load_config
-from groverlm.context import Context
+from groverlm.context import Context, resolve_data
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.genome import GenomeConfig
@@ -438,6 +438,23 @@ pretrain:
     assert ev["steps"] == 3 and ev["processes"] == 2
     summary = json.loads((tmp_path / "run" / "pretrain" / "manifest.json").read_text())["summary"]
     assert summary["steps"] == 3 and summary["model"] == "pretrain/model"
+    # another process count is another global batch, so another model: the stage is out of date
+    stage, files = runner._stage("pretrain"), resolve_data(cfg.data)
+    one = load_config(cfg_path, [f"run.dir={tmp_path / 'run'}", "pretrain.processes=1"])
+    assert runner.stage_status(stage, cfg, tmp_path / "run", files) == "done"
+    assert "processes: 2 -> 1" in runner.stage_status(stage, one, tmp_path / "run", files)
+    # a stage finished before the setting was recorded ran with its default (one process)
+    manifest = tmp_path / "run" / "pretrain" / "manifest.json"
+    record = json.loads(manifest.read_text())
+    del record["config"]["processes"]
+    manifest.write_text(json.dumps(record))
+    assert runner.stage_status(stage, one, tmp_path / "run", files) == "done"
+    assert runner.stage_status(stage, cfg, tmp_path / "run", files) != "done"
+    # a rank's error is the stage's one line, naming the file (torchrun's summary names neither)
+    (tmp_path / "run" / "corpus" / "corpus" / "train_counts.npy").unlink()
+    with pytest.raises(GroverError, match=r"train_counts.npy: No such file.*\(distributed "
+                                          r"pretraining, rank [01]\)"):
+        run_pipeline(cfg, only=["pretrain"], force=True, progress=False)
 
 
 def test_held_out_region_defaults_to_the_corpus_holdout(tmp_path, caplog):

@@ -13,7 +13,7 @@ import os
 import sys
 
 from groverlm import __version__
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, one_line
 
 # Each top-level command and the module whose `register(subparsers)` adds it, in the order `groverlm
 # --help` lists them. `groverlm CMD ...` imports only CMD's module; help, --version and an unknown
@@ -119,12 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             raise  # -v: where the system refused, for a bug report
         if fresh_out and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)  # a stage made its output folder, then found a bad input: leave no trace
-        if isinstance(err, GroverError):
-            message = " ".join(str(err).split())  # one line, whatever a library put in it
-        else:  # a path the system refused: an output under a file, no permission, a full disk
-            where = f"{err.filename}: " if err.filename else ""
-            message = f"{where}{err.strerror or err}"
-        print(f"groverlm: error: {message}", file=sys.stderr)
+        print(f"groverlm: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("groverlm: interrupted", file=sys.stderr)

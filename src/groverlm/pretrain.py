@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import MaskingConfig, TrainConfig, add_fields, field_help, listed, volatile
+from groverlm.args import MaskingConfig, TrainConfig, add_fields, field_help, listed
 from groverlm.context import Context
 from groverlm.corpus import Corpus
-from groverlm.errors import GroverError
-from groverlm.manifest import MANIFEST, atomic_path, finished, write_json, write_manifest
+from groverlm.errors import GroverError, one_line
+from groverlm.manifest import MANIFEST, atomic_path, finished, write_json, write_manifest, write_text
 from groverlm.metrics import difference_text, paired_difference
 from groverlm.models import (
     PRESETS,
@@ -115,7 +115,9 @@ class PretrainConfig:
     """Pretraining stage: the model and masking (pretrain.ModelConfig), the optimisation
     (args.TrainConfig), and how many processes share it."""
 
-    processes: int = volatile(1)  # > 1: launched with torchrun (one process per GPU), else here
+    processes: int = 1  # > 1: launched with torchrun (one process per GPU), else here; each
+    #   takes its own batches (the global batch is processes x batch_size x grad_accum), so another
+    #   count is another model: the stage runs again
     model: ModelConfig = field(default_factory=ModelConfig)  # preset, BertConfig overrides
     train: TrainConfig = field(default_factory=TrainConfig)  # steps, batch, learning rate, device
 
@@ -518,6 +520,8 @@ def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Con
     """`torchrun --standalone --nproc_per_node N -m groverlm.pretrain LAUNCH.json`: every rank
     rebuilds the configs from the JSON and calls `pretrain` (rank 0 writes the outputs)."""
     launch = ctx.out / "launch.json"
+    for old in ctx.out.glob("rank-*.error"):
+        old.unlink()
     write_json(launch, {"corpus": str(corpus), "out": str(out), "resume": resume,
                         "progress": ctx.progress, "model": groverlm_config.as_plain(cfg.model),
                         "train": groverlm_config.as_plain(cfg.train)})
@@ -525,16 +529,32 @@ def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Con
            f"--nproc_per_node={cfg.processes}", "-m", "groverlm.pretrain", str(launch)]
     log.info("launching %s", " ".join(cmd))
     if subprocess.run(cmd).returncode != 0:
+        # the ranks' own one-line errors (torchrun's summary names neither file nor cause)
+        errors = sorted(ctx.out.glob("rank-*.error"))
+        if errors:
+            raise GroverError(f"{errors[0].read_text().strip()} (distributed pretraining, "
+                              f"{errors[0].stem.replace('-', ' ')})")
         raise GroverError(f"distributed pretraining failed ({' '.join(cmd)})", out)
 
 
 def launch_main(launch: str) -> int:
-    """Entry of each torchrun rank (see launch_distributed)."""
-    spec = json.loads(Path(launch).read_text())
-    model = groverlm_config.build_section(ModelConfig, spec["model"], ("pretrain", "model"), launch)
-    tcfg = groverlm_config.build_section(TrainConfig, spec["train"], ("pretrain", "train"), launch)
-    pretrain(spec["corpus"], spec["out"], model, tcfg, resume=spec["resume"],
-             progress=spec["progress"] and os.environ.get("RANK", "0") == "0")
+    """Entry of each torchrun rank (see launch_distributed): a user error is printed as one line
+    and left in rank-N.error beside the launch file for the launching process to report."""
+    rank = os.environ.get("RANK", "0")
+    try:
+        spec = json.loads(Path(launch).read_text())
+        model = groverlm_config.build_section(ModelConfig, spec["model"], ("pretrain", "model"),
+                                              launch)
+        tcfg = groverlm_config.build_section(TrainConfig, spec["train"], ("pretrain", "train"),
+                                             launch)
+        pretrain(spec["corpus"], spec["out"], model, tcfg, resume=spec["resume"],
+                 progress=spec["progress"] and rank == "0")
+    except (GroverError, OSError) as err:
+        print(f"groverlm: error: {one_line(err)}", file=sys.stderr)
+        write_text(Path(launch).with_name(f"rank-{rank}.error"), one_line(err) + "\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
@@ -641,8 +661,4 @@ if __name__ == "__main__":  # a torchrun rank (launch_distributed)
     from groverlm.pretrain import launch_main
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        sys.exit(launch_main(sys.argv[1]))
-    except GroverError as err:
-        print(f"groverlm: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(launch_main(sys.argv[1]))

@@ -189,8 +189,15 @@ def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
             return f"out of date ({need} is not finished)"
     section, _, shas = stage_key(stage, cfg, run_dir, data)
     m = read_manifest(run_dir / stage.name)
-    if isinstance(m.get("config"), dict) and "other_sections" not in m["config"]:
-        section.pop("other_sections", None)  # a stage finished before they were recorded
+    if isinstance(m.get("config"), dict):
+        if "other_sections" not in m["config"]:
+            section.pop("other_sections", None)  # a stage finished before they were recorded
+        added = [k for k in section if k not in m["config"]]
+        if added:  # a setting added since the stage finished, at its default: what it ran with
+            defaults = as_plain(type(cfg.stage(stage.name))())
+            for k in added:
+                if k in defaults and section[k] == defaults[k]:
+                    section.pop(k)
     changed = changed_settings(m.get("config"), section)
     if changed:
         return f"out of date (config changed: {'; '.join(changed)})"

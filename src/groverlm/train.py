@@ -512,13 +512,27 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
         dist.barrier()
         return metrics
 
+    def summed(x: torch.Tensor) -> torch.Tensor:
+        """x summed over the ranks (every rank calls it at the same step)."""
+        if dist.world == 1:
+            return x
+        x = x.clone()
+        torch.distributed.all_reduce(x)
+        return x
+
     def checkpoint() -> None:
+        windows = [torch.zeros_like(loss_acc) for _ in range(dist.world)]
+        if dist.world > 1:  # every rank's loss window, each taken back by its rank on resume
+            torch.distributed.all_gather(windows, loss_acc)
+        else:
+            windows = [loss_acc]
         if dist.main:
             state = {"step": step, "tokens_seen": tokens_seen, "samples_seen": samples_seen,
                      "train_seconds": train_seconds, "micro_batch": step * cfg.grad_accum,
                      "epoch": (step * cfg.grad_accum) // position.per_rank,
                      "settings": json.loads(json.dumps(settings)),
-                     "metrics": metrics, "loss_window": [float(loss_acc), loss_n],
+                     "metrics": metrics,
+                     "loss_window": [[float(w) for w in windows], loss_n],
                      "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(),
                      "rng": rng_state()}
@@ -529,7 +543,9 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
     if progress and dist.main:
         bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
     window_tokens, window_time = 0, 0.0
-    loss_acc = torch.tensor(float(loss_window[0]), dtype=torch.float32, device=device)
+    window = loss_window[0]  # per rank (a single number: a checkpoint from before, one rank's)
+    window = window[dist.rank] if isinstance(window, list) else window if dist.main else 0.0
+    loss_acc = torch.tensor(float(window), dtype=torch.float32, device=device)
     loss_n = int(loss_window[1])
     while step < cfg.max_steps:
         t0 = time.perf_counter()
@@ -538,10 +554,12 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
         counts = torch.tensor([sum(objective.count(b) for _, _, b in micro),
                                sum(batch_tokens(b) for _, _, b in micro),
                                sum(len(idx) for _, idx, _ in micro)], dtype=torch.float64)
-        local_targets = float(counts[0])
-        if dist.world > 1:
+        if dist.world > 1:  # on the device: NCCL reduces CUDA tensors only
+            counts = counts.to(device)
             torch.distributed.all_reduce(counts)
-        scale = dist.world / max(float(counts[0]), 1.0)  # DDP averages gradients over ranks
+            counts = counts.cpu()
+        targets = max(float(counts[0]), 1.0)  # every rank's
+        scale = dist.world / targets  # DDP averages gradients over ranks
         for j, (_, _, batch) in enumerate(micro):
             batch = {k: None if v is None else v.to(device, non_blocking=True)
                      for k, v in without_full_mask(batch).items()}
@@ -549,7 +567,7 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
             with (contextlib.nullcontext() if sync else loss_module.no_sync()), amp():
                 loss_sum = step_fn(**batch)
             (loss_sum * scale).backward()
-            loss_acc += loss_sum.detach() / max(local_targets, 1.0)
+            loss_acc += loss_sum.detach() / targets  # this rank's share of the step's mean
         loss_n += 1
         grad_norm = torch.nn.utils.clip_grad_norm_(
             model.parameters(), cfg.clip_norm if cfg.clip_norm > 0 else float("inf"))
@@ -570,7 +588,8 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
             bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             record = {"kind": "train", "step": step, "epoch": micro[-1][0],
-                      "loss": float(loss_acc) / loss_n, "lr": lr, "grad_norm": float(grad_norm),
+                      "loss": float(summed(loss_acc)) / loss_n, "lr": lr,
+                      "grad_norm": float(grad_norm),
                       "tokens_seen": tokens_seen, "tokens_per_s": window_tokens / window_time,
                       "elapsed_s": round(train_seconds, 3)}
             runlog.write(record)
