@@ -540,3 +540,20 @@ def test_a_partial_table_drops_a_half_written_chunk_and_restarts_under_other_set
     other.add([{"a": "z", "b": 0.25}], 1)
     other.finish()
     assert out.read_text() == "a\tb\nz\t0.25\n" and not other.path.exists()
+
+
+def test_variants_near_an_n_run_are_scored_and_counted(tiny, tmp_path, capsys):
+    _, _, model_dir, _ = tiny
+    seq = random_dna(300, 61) + "N" * 20 + random_dna(580, 62)
+    fa = write_fasta(tmp_path / "g.fa", {"c": seq})
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text("\n".join(["##fileformat=VCFv4.2", "##contig=<ID=c>",
+                              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"] + [
+        f"c\t{p}\t.\t{seq[p - 1]}\t{'ACGT'.replace(seq[p - 1], '')[0]}\t.\t.\t."
+        for p in (330, 700)]) + "\n")  # 330: the N run lies within its 100-nt flank
+    out = tmp_path / "o.tsv"
+    assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
+                 str(vcf), "--out", str(out), "--quiet"]) == 0
+    assert "2 ok (1 with N in a flank, read as [UNK])" in capsys.readouterr().out
+    scores = [r.split("\t")[4] for r in out.read_text().splitlines()[1:]]
+    assert all(math.isfinite(float(x)) for x in scores)

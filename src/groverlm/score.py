@@ -341,6 +341,7 @@ class Variant:
     ref_tokens: int | str = ""
     alt_tokens: int | str = ""
     clipped: bool = False  # a flank was cut short by the contig's end (still scored)
+    unknown: bool = False  # a flank holds N or another letter, read as [UNK] (still scored)
 
 
 def check_variant(v: Variant, genome: Any, cfg: ScoringConfig) -> str:
@@ -374,6 +375,7 @@ def score_variants(scorer: Scorer, genome: Any, variants: list[Variant],
             a, b = max(0, s - cfg.flank), min(len(rec), s + len(v.ref) + cfg.flank)
             v.clipped = b - a < len(v.ref) + 2 * cfg.flank
             left, right = rec.sequence(a, s), rec.sequence(s + len(v.ref), b)
+            v.unknown = not set(left + right) <= ACGT
             ref_win, alt_win = left + v.ref + right, left + v.alt + right
             strands = [(ref_win, alt_win, len(left))]
             if cfg.rc:
@@ -601,10 +603,12 @@ def score_chunks(table: PartialTable, n: int, chunk: int, work: Any, progress: b
 
 def variant_rows(scorer: Scorer, genome: Any, variants: list[Variant], table: PartialTable
                  ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """`score_chunks` work for variants: their rows and the running count of clipped flanks."""
+    """`score_chunks` work for variants: their rows and the running counts of flanks cut by a
+    contig's end and of flanks holding N."""
     score_variants(scorer, genome, variants)
     return [vars(v) for v in variants], {
-        "clipped": table.extra.get("clipped", 0) + sum(v.clipped for v in variants)}
+        key: table.extra.get(key, 0) + sum(getattr(v, key) for v in variants)
+        for key in ("clipped", "unknown")}
 
 
 # ----------------------------------------------------------------------------- output
@@ -749,11 +753,12 @@ def variants_command(args: argparse.Namespace) -> int:
     score_chunks(table, len(variants), cfg.chunk, lambda lo, hi: variant_rows(
         scorer, genome, variants[lo:hi], table), not args.quiet, "variant")
     counts = {s: sum(v.status == s for v in variants) for s in STATUSES}
-    clipped = table.extra.get("clipped", 0)
+    notes = [f"{n} {what}" for n, what in (
+        (table.extra.get("clipped", 0), "with a flank cut by the contig end"),
+        (table.extra.get("unknown", 0), "with N in a flank, read as [UNK]")) if n]
     print("score variants: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n)
                                 or "no variants in the VCF")
-          + (f" ({clipped} with a flank cut by the contig end)" if clipped else "")
-          + f" -> {args.out}")
+          + (f" ({'; '.join(notes)})" if notes else "") + f" -> {args.out}")
     return 0
 
 

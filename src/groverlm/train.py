@@ -26,6 +26,7 @@ step, rank) at every step, so a run killed and resumed ends with the weights of 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import importlib.util
 import json
@@ -229,7 +230,11 @@ def init_distributed(device_type: str) -> Dist:
         return Dist()
     created = False
     if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        # the other ranks wait at a barrier while rank 0 evaluates and checkpoints: a final
+        # evaluation of tens of thousands of samples and its paired bootstrap can outlast NCCL's
+        # 10-minute default, which would end the run at its last step
+        torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
+                                             timeout=datetime.timedelta(hours=2))
         created = True
     return Dist(torch.distributed.get_rank(), torch.distributed.get_world_size(),
                 int(os.environ.get("LOCAL_RANK", "0")), created)
