@@ -398,12 +398,44 @@ def pretraining_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+ROWS_HEADER = "training rows, where a task's models trained on different numbers of them:"
+
+
+def rows_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One line per task whose models trained on different numbers of rows (`params.train_rows`;
+    a subset by --max-train), under ROWS_HEADER: a comparison a reader should weigh with them.
+
+    >>> rec = lambda m, n: {"task": "t", "model": m, "params": {"train_rows": n,
+    ...                                                          "train_rows_available": 6467}}
+    >>> rows_lines([rec("lm", 1500), rec("cnn", 3000), rec("tfidf-lr", 5000), rec("rf", 5000)])
+    ['  t: lm 1,500; cnn 3,000; rf, tfidf-lr 5,000 (of 6,467)']
+    >>> rows_lines([rec("lm", 1500), rec("cnn", 1500)])
+    []
+    """
+    lines = []
+    for task in sorted({str(r["task"]) for r in records}):
+        params = [(r["model"], r.get("params") or {}) for r in records if str(r["task"]) == task]
+        by_rows: dict[int, list[str]] = {}
+        for model, p in params:
+            if isinstance(p.get("train_rows"), int):
+                by_rows.setdefault(p["train_rows"], []).append(str(model))
+        if len(by_rows) > 1:
+            whole = max((p.get("train_rows_available") or 0 for _, p in params), default=0)
+            lines.append(f"  {task}: " + "; ".join(f"{', '.join(sorted(ms))} {n:,}"
+                                                   for n, ms in sorted(by_rows.items()))
+                         + (f" (of {whole:,})" if whole else ""))
+    return lines
+
+
 def comparison_block(records: list[dict[str, Any]]) -> list[str]:
     """The paired comparisons a summary prints under the task table: best language model against
-    best baseline, then what pretraining adds where a from-scratch control ran."""
-    best, scratch = comparison_lines(records), pretraining_lines(records)
-    return ([COMPARISON_HEADER, *best] if best else []) + (
-        [PRETRAINING_HEADER, *scratch] if scratch else [])
+    best baseline, then what pretraining adds where a from-scratch control ran, then the training
+    rows where they differ."""
+    best, scratch, rows = (comparison_lines(records), pretraining_lines(records),
+                           rows_lines(records))
+    return (([COMPARISON_HEADER, *best] if best else [])
+            + ([PRETRAINING_HEADER, *scratch] if scratch else [])
+            + ([ROWS_HEADER, *rows] if rows else []))
 
 
 def write_metrics(out: str | Path, task: str, results: list[dict[str, Any]],

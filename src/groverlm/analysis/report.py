@@ -48,6 +48,7 @@ from groverlm.metrics import (
     mean_mcc,
     percent,
     read_metrics,
+    rows_lines,
     scratch_pairs,
 )
 
@@ -696,6 +697,10 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
         if repeated:  # "Task results" below lists every one, with its folder
             sec.add(note("more than one result for " + ", ".join(repeated) + ": the last one "
                          "found is shown here; see Task results for each"))
+        rows_differ = rows_lines(tasks)
+        if rows_differ:
+            sec.add(note("Training rows differ between the models of a task: "
+                         + "; ".join(line.strip() for line in rows_differ) + "."))
 
     kmer_rows = []
     for st in stages:
