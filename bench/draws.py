@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from groverlm.args import comma_list, seed_arg
+from groverlm.cli import guarded
 from groverlm.cli import main as groverlm
 from groverlm.manifest import finished, write_json
 from groverlm.metrics import read_metrics
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for every draw's runs")
     ap.add_argument("--task", required=True,
                     help="`groverlm tasks` arguments, without --seed and --out")
-    ap.add_argument("--draws", default="0,1,2,3", help="split seeds, comma-separated")
+    ap.add_argument("--draws", type=comma_list(seed_arg, "seeds"), default="0,1,2,3",
+                    help="split seeds, comma-separated")
     ap.add_argument("--finetune", action="append", default=[],
                     help="`groverlm finetune` arguments, without --task and --out (repeatable)")
     ap.add_argument("--baseline", action="append", default=[],
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.finetune and not args.baseline:
         ap.error("give at least one --finetune or --baseline")
-    draws = [int(s) for s in args.draws.split(",")]
+    draws = args.draws
     runs = [(f"ft-{i}", ["finetune", *shlex.split(a)]) for i, a in enumerate(args.finetune)]
     runs += [(f"baseline-{i}", ["baselines", *shlex.split(a)]) for i, a in enumerate(args.baseline)]
     # a column per run and record; where several runs of a kind may name their records alike
@@ -130,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

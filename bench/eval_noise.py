@@ -21,22 +21,46 @@ from pathlib import Path
 
 import torch
 
+from groverlm.args import comma_list, seed_arg
+from groverlm.cli import guarded
 from groverlm.config import build_section
 from groverlm.corpus import Corpus
+from groverlm.errors import GroverError
 from groverlm.models import load_model, load_tokenizer
 from groverlm.pretrain import ModelConfig, evaluate_mlm, held_out, random_token_ids
+
+
+def slice_arg(text: str) -> tuple[int, int | None]:
+    """argparse type of a --slices item: START:END of the evaluation's sample order, or all.
+
+    >>> slice_arg("0:512"), slice_arg("all")
+    ((0, 512), (0, None))
+    """
+    if text == "all":
+        return 0, None
+    try:
+        lo, hi = map(int, text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:END or all") from None
+    if not 0 <= lo < hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= START < END")
+    return lo, hi
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True, help="a `groverlm pretrain` model folder")
-    ap.add_argument("--slices", default="0:512,0:4096,4096:8192,8192:16384,all",
+    ap.add_argument("--slices", type=comma_list(slice_arg, "START:END ranges or all"),
+                    default="0:512,0:4096,4096:8192,8192:16384,all",
                     help="comma-separated START:END ranges of the evaluation's sample order, or all")
-    ap.add_argument("--seeds", default="0,1,2", help="mask seeds")
+    ap.add_argument("--seeds", type=comma_list(seed_arg, "seeds"), default="0,1,2",
+                    help="mask seeds")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="samples per batch (default: the run's; masks are drawn per batch)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        ap.error(f"--batch-size {args.batch_size}: need 1 or more")
     torch.set_num_threads(args.threads)
     path = args.model / "manifest.json"
     man = json.loads(path.read_text())["config"]
@@ -48,15 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     ev = held_out(corpus, tok, cfg, random_token_ids(corpus, tok), seed)  # as pretraining built it
     model = load_model(args.model).eval()
     batch = args.batch_size or man["train"]["batch_size"]
-    seeds = [int(s) for s in args.seeds.split(",")]
+    beyond = [lo for lo, _ in args.slices if lo >= len(ev.order)]
+    if beyond:
+        raise GroverError(f"--slices: the held-out split has {len(ev.order):,} samples, none from "
+                          f"{beyond[0]:,} on", man["corpus"])
     print(f"{args.model}: {len(ev.order):,} held-out samples; model / context table / difference, "
           "in % of targets")
-    print("| samples | " + " | ".join(f"mask seed {s}" for s in seeds) + " |")
-    print("|---|" + "---|" * len(seeds))
-    for item in args.slices.split(","):
-        lo, hi = (0, len(ev.order)) if item == "all" else map(int, item.split(":"))
+    print("| samples | " + " | ".join(f"mask seed {s}" for s in args.seeds) + " |")
+    print("|---|" + "---|" * len(args.seeds))
+    for lo, hi in args.slices:
+        hi = len(ev.order) if hi is None else hi
         cells = []
-        for mask_seed in seeds:
+        for mask_seed in args.seeds:
             r = evaluate_mlm(model, contextlib.nullcontext, ev.data, ev.order[lo:hi], batch,
                              mask_seed, ev.unigram, ev.table)
             m, c = 100 * r["mlm_accuracy"], 100 * r["context_accuracy"]
@@ -66,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -23,7 +23,9 @@ repository, else the `groverlm data fetch` cache). Writes the BPE, vocabulary, c
 --work (default runs/gpu_check; finished stages are reused by later runs) and every result into one
 JSON (--out, default bench/gpu.json), rewritten after each part so that a run cut short keeps what
 it measured, then prints a short table. A part that fails is recorded in the JSON with its error and
-the others still run; the exit status is then 1 (a missed target does not change it).
+the others still run; the exit status is then 1 (a missed target does not change it). A bad option,
+and for the pretrain part a chr20 not found or a --holdout outside it, stops the check before any
+part runs (exit status 2).
 
 `--smoke` runs every part on the CPU at toy sizes (the same presets cut to 2 layers of 64, a few
 steps, a synthetic 60 kbp genome, `torch.compile` with its tracing-only "eager" backend) in seconds,
@@ -59,13 +61,17 @@ import torch
 
 from groverlm import __version__
 from groverlm.bpe.merges import NUM_SPECIAL
+from groverlm.cli import guarded
+from groverlm.corpus import CorpusConfig, Region, write_corpus
 from groverlm.errors import GroverError
+from groverlm.fasta import iter_records
 from groverlm.manifest import MANIFEST, write_text
 from groverlm.masking import MaskingConfig, MLMData
 from groverlm.models import (
     build_config,
     count_parameters,
     load_model,
+    named_device,
     new_mlm_model,
     parse_overrides,
     quiet_transformers,
@@ -155,6 +161,10 @@ class Check:
             raise ValueError(f"throughput runs {unknown or 'none'}: choose from {list(THROUGHPUT_RUNS)}")
         if self.pretrain_seconds <= 0 or not 0 < self.tolerance < 1:
             raise ValueError("pretrain_seconds must be positive and tolerance in (0, 1)")
+        sizes = ("seq", "batch_size", "cycles", "max_tokens", "min_tokens", "pretrain_batch_size")
+        small = [n for n in sizes if getattr(self, n) < 1]
+        if small:
+            raise ValueError(f"{small[0]} must be 1 or more, got {getattr(self, small[0])}")
 
 
 # --smoke keeps the GPU check's presets (so the same model classes and attention run) shrunk to
@@ -176,7 +186,7 @@ class Context:
     cfg: Check
     device: torch.device
     work: Path
-    data: str | None  # --data
+    genome: Path | None  # chr20 or --smoke's genome, before any part runs; None without pretrain
     smoke: bool
     fresh: bool  # rebuild the BPE, vocabulary and corpus even when finished ones are in `work`
     peak: float | None  # FLOP/s
@@ -410,7 +420,6 @@ def prepare_corpus(ctx: Context, genome: Path) -> tuple[Path, dict[str, Any]]:
     `corpus` would make them; finished stages with the same settings in --work are reused."""
     from groverlm.bpe.export import export_vocab
     from groverlm.bpe.train import write_training
-    from groverlm.corpus import CorpusConfig, Region, write_corpus
 
     cfg = ctx.cfg
     bpe, vocab, corpus = (ctx.work / f"bpe{cfg.cycles}", ctx.work / f"vocab{cfg.cycles}",
@@ -448,8 +457,7 @@ def run_pretrain(ctx: Context) -> dict[str, Any]:
     from groverlm.pretrain import ModelConfig, build_run, pretrain
 
     cfg = ctx.cfg
-    genome = synthetic_genome(ctx.work / "smoke_genome.fa") if ctx.smoke else find_chr20(ctx.data)
-    corpus, corpus_info = prepare_corpus(ctx, genome)
+    corpus, corpus_info = prepare_corpus(ctx, ctx.genome)
     pcfg = ModelConfig(preset=cfg.pretrain_preset, overrides=dict(cfg.pretrain_overrides),
                         mask_rate=cfg.pretrain_mask_rate, mask_split=(0.8, 0.1),
                         mask_isolated=cfg.pretrain_mask_isolated,
@@ -685,34 +693,38 @@ def resolve(args: argparse.Namespace) -> Check:
     given["overrides"] = {**base.overrides, **parse_overrides(args.overrides)}
     given["pretrain_overrides"] = {**base.pretrain_overrides,
                                    **parse_overrides(args.pretrain_overrides, "--pretrain-set")}
-    return replace(base, **given)
+    try:
+        cfg = replace(base, **given)
+    except ValueError as err:  # Check's own checks of a value given
+        raise GroverError(str(err)) from None
+    for preset, overrides in ((cfg.preset, cfg.overrides),
+                              (cfg.pretrain_preset, cfg.pretrain_overrides)):
+        build_config(preset, cfg.vocab_size, overrides, SPECIAL_IDS.pad_token_id)  # or GroverError
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
+    # every bad value is found here, before a part spends GPU time (GroverError: exit status 2)
     args = parse_args(argv)
-    try:
-        cfg = resolve(args)
-    except (ValueError, GroverError) as err:
-        print(f"gpu.py: error: {err}", file=sys.stderr)
-        return 2
+    cfg = resolve(args)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
-        print(f"gpu.py: error: unknown sections {unknown}; they are {', '.join(SECTIONS)}",
-              file=sys.stderr)
-        return 2
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("gpu.py: error: torch sees no GPU; `--smoke` runs every part on the CPU at toy sizes",
-              file=sys.stderr)
-        return 2
-    if device.type == "cuda" and device.index is not None:  # plain "cuda" is the current one
-        torch.cuda.set_device(device)
+        raise GroverError(f"unknown sections {unknown}; they are {', '.join(SECTIONS)}")
+    pretraining = "pretrain" in sections
+    genome = find_chr20(args.data) if pretraining and not args.smoke else None
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise GroverError("torch sees no GPU; `--smoke` runs every part on the CPU at toy sizes")
+    device = named_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     work = Path(args.work) if args.work else REPO / "runs" / (
         "gpu_check_smoke" if args.smoke else "gpu_check")
     work.mkdir(parents=True, exist_ok=True)
+    if pretraining:
+        genome = genome or synthetic_genome(work / "smoke_genome.fa")
+        lengths = {r.name: len(r) for r in iter_records(genome)}  # a few seconds for chr20
+        Region.parse(cfg.holdout).bounds(lengths, "--holdout", genome)
     out = Path(args.out) if args.out else (work / "gpu_smoke.json" if args.smoke
                                            else REPO / "bench" / "gpu.json")
     env = environment(device)
@@ -721,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         peak = device_peak(env["device_name"]) if device.type == "cuda" else None
         source = "device name" if peak else "unknown: pass --peak-tflops"
-    ctx = Context(cfg, device, work, args.data, args.smoke, args.fresh, peak, source)
+    ctx = Context(cfg, device, work, genome, args.smoke, args.fresh, peak, source)
     report: dict[str, Any] = {"script": "bench/gpu.py", "smoke": args.smoke, "environment": env,
                               "settings": asdict(cfg), "sections": sections, "errors": []}
     start = time.perf_counter()
@@ -746,4 +758,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

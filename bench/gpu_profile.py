@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -36,6 +37,8 @@ import transformers
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from groverlm.bpe.merges import NUM_SPECIAL
+from groverlm.cli import guarded
+from groverlm.errors import GroverError
 from groverlm.masking import MaskingConfig, MLMData
 from groverlm.models import build_config, new_mlm_model
 from groverlm.train import MaskedLM, TrainConfig, make_optimizer
@@ -165,7 +168,7 @@ def run(name: str, args, config, device: str) -> dict[str, Any]:
     return r
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="mask,nomask", help=f"comma-separated, from {list(RUNS)}")
     ap.add_argument("--batch-size", type=int, default=128)
@@ -177,6 +180,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = [r for r in args.runs.split(",") if r]
     if not runs or set(runs) - set(RUNS):
         ap.error(f"--runs: choose from {list(RUNS)}")
+    if min(args.batch_size, args.timed) < 1 or args.warmup < 0:
+        ap.error("--batch-size and --timed must be 1 or more, --warmup 0 or more")
+    if not args.smoke and not torch.cuda.is_available():
+        raise GroverError("torch sees no GPU; `--smoke` runs the code on the CPU at toy sizes")
     args.seq = 62 if args.smoke else 510
     if args.smoke:
         args.batch_size, args.warmup, args.timed = 2, 1, 1
@@ -198,8 +205,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         path.write_text(json.dumps(out, indent=1))  # after every run: a killed command keeps the rest
         shown = {k: v for k, v in r.items() if k in ("tokens_per_s", "mfu", "step_ms", "error")}
         print(name, shown, r.get("kernels", {}).get("share", ""), flush=True)
-    return out
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded(main))

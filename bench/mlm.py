@@ -1,7 +1,7 @@
 """Benchmark: tokens per second of groverlm's training loop against a bare transformers loop.
 
-Both loops train the same freshly initialised `BertForMaskedLM` on the same batches, in the same
-process, alternately (each step's time is its median over `--repeats`): the bare loop is
+Both loops train the same freshly initialised masked LM (the preset's class) on the same batches,
+in the same process, alternately (each step's time is its median over `--repeats`): the bare loop is
 `model(**batch).loss.backward()`, gradient clipping, `AdamW.step()`, scheduler step. Ours is
 `groverlm.train.train` with its data position, masking, bucketing and logging, once with its
 default objective (vocabulary head on the masked positions only) and once with a full-logits
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import tempfile
 import time
 
@@ -31,8 +32,15 @@ import torch
 from torch.nn import functional as F
 
 from groverlm.bpe.merges import NUM_SPECIAL
+from groverlm.cli import guarded
 from groverlm.masking import IGNORE, MaskingConfig, MLMData
-from groverlm.models import build_config, count_parameters, new_mlm_model, parse_overrides
+from groverlm.models import (
+    build_config,
+    count_parameters,
+    named_device,
+    new_mlm_model,
+    parse_overrides,
+)
 from groverlm.train import (
     DataPosition,
     MaskedLM,
@@ -93,7 +101,7 @@ def ours(model, data, objective, cfg: TrainConfig) -> list[float]:
     return list(np.diff([0.0, *elapsed]))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--preset", default=None, help="default: tiny on cpu, grover-base on cuda")
@@ -109,17 +117,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=None, help="override the bf16 peak")
-    args = ap.parse_args()
-    cuda = args.device.startswith("cuda")
+    args = ap.parse_args(argv)
+    device = named_device(args.device)  # a GroverError names a bad one
+    cuda = device.type == "cuda"
     preset = args.preset or ("grover-base" if cuda else "tiny")
     seq = args.seq if args.seq is not None else (510 if cuda else None)
-    batch_size = args.batch_size or (64 if cuda else 8)
-    steps = args.steps or (30 if cuda else 12)
+    batch_size = args.batch_size if args.batch_size is not None else (64 if cuda else 8)
+    steps = args.steps if args.steps is not None else (30 if cuda else 12)
+    if steps < 2:  # the first step pays one-time costs and is left out of every figure
+        ap.error(f"--steps {steps}: need 2 or more")
+    if args.repeats < 1 or batch_size < 1 or (seq is not None and seq < 1):
+        ap.error("--repeats, --batch-size and --seq must be 1 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
-    device = torch.device(args.device)
 
     masking = MaskingConfig(rate=args.mask_rate)
     tok = SPECIAL_IDS
@@ -135,7 +147,7 @@ def main() -> None:
     data = MLMData(split, tok, masking, torch.arange(NUM_SPECIAL, vocab), pad_multiple=8)
     config = build_config(preset, vocab, parse_overrides(args.set), tok.pad_token_id)
     cfg = TrainConfig(max_steps=steps, batch_size=batch_size, eval_every=0, save_every=0,
-                      log_every=1, device=args.device, precision=args.precision,
+                      log_every=1, device=str(device), precision=args.precision,
                       compile=args.compile, warmup_steps=1)
     pos = DataPosition(data, cfg, 0, 1)
     batches = [pos.batch(i)[2] for i in range(steps)]
@@ -190,7 +202,8 @@ def main() -> None:
         print(f"model FLOPs per token {f_tok / 1e9:.2f} GFLOP; peak {peak and peak / 1e12} TFLOP/s; "
               f"max memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
     print(f"(perplexity sanity: ln(vocab) = {math.log(vocab):.2f})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded(main))

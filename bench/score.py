@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from groverlm.cli import guarded
 from groverlm.fasta import Genome
 from groverlm.score import Scorer, ScoringConfig, Variant, score_variants
 
@@ -54,12 +56,14 @@ def random_tiny_model(genome: Genome, folder: Path) -> Path:
     return folder / "model"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a model folder (e.g. the demo's); default: a random tiny one")
     ap.add_argument("--data", type=Path, default=DATA, help="folder holding hg19_chr20.fa.gz")
     ap.add_argument("--n", type=int, default=2000, help="SNVs per measurement")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.n < 1:
+        ap.error(f"--n {args.n}: need 1 or more")
     genome = Genome.read(args.data / "hg19_chr20.fa.gz")
     snvs = random_snvs(genome, "chr20", 55_000_000, 63_000_000, args.n)
     tmp = tempfile.TemporaryDirectory()
@@ -85,7 +89,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for device, batch, rc, vps in rows:
         print(f"| {device} | {batch} | {2 if rc else 1} | {vps:,.0f} | {vps / ref:.2f}x |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded(main))

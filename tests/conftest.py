@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,21 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 DATA = Path(os.environ.get("GROVERLM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CHR20 = DATA / "hg19_chr20.fa.gz"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench(name: str):
+    """bench/NAME.py as a module, to call its functions in-process (bench/ is no package)."""
+    saved = list(sys.path)
+    sys.path.append(str(BENCH))  # its scripts import their siblings (mlm_common) by name
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
 
 
 def random_dna(n: int, seed: int = 0, alphabet: str = "ACGT") -> str:

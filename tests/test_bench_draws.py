@@ -3,7 +3,6 @@ cells are the runs' own metrics, the means are over the draws, a finished step i
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,20 +10,11 @@ import pytest
 
 from groverlm.metrics import read_metrics
 
-from .conftest import random_dna, write_fasta
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_draws():
-    spec = importlib.util.spec_from_file_location("draws", REPO / "bench" / "draws.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_bench, random_dna, write_fasta
 
 
 def test_draws_scores_every_run_on_every_split_draw(tmp_path: Path, capsys) -> None:
-    draws = load_draws()
+    draws = load_bench("draws")
     genome = write_fasta(tmp_path / "g.fa", {f"chr{i}": random_dna(40000, i) for i in (1, 2, 3)})
     tss = tmp_path / "tss.tsv"
     tss.write_text("".join(f"chr{c}\t{p}\t{'+-'[p % 2]}\n"

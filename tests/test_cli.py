@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from groverlm.cli import COMMANDS, MODULES, build_parser, main
+from groverlm.cli import COMMANDS, MODULES, build_parser, guarded, main
+from groverlm.errors import GroverError
 
 # each command with its required inputs pointing at MISSING (a path that does not exist)
 CASES = {
@@ -247,6 +248,24 @@ def test_an_output_the_system_refuses_is_one_line(tmp_path, capsys):
     assert err == f"groverlm: error: {tmp_path / 'afile' / 'sub'}: Not a directory\n", err
     with pytest.raises(NotADirectoryError):
         main(["-v", *argv])
+
+
+def test_guarded_turns_user_errors_into_one_line(capsys):
+    """What bench scripts run their main under: a user error or a refused path is one line and
+    exit 2, Ctrl-C 130, and a bug keeps its traceback."""
+    def raising(err):
+        def script():
+            raise err
+        return script
+
+    assert guarded(raising(GroverError("bad value", "g.fa")), "s.py") == 2
+    assert guarded(raising(FileNotFoundError(2, "No such file or directory", "m")), "s.py") == 2
+    assert capsys.readouterr().err == ("s.py: error: g.fa: bad value\n"
+                                       "s.py: error: m: No such file or directory\n")
+    assert guarded(raising(KeyboardInterrupt()), "s.py") == 130
+    with pytest.raises(ZeroDivisionError):
+        guarded(raising(ZeroDivisionError()), "s.py")
+    assert guarded(lambda: None) == 0
 
 
 def test_preset_choices_are_every_preset(capsys):

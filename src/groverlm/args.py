@@ -131,6 +131,22 @@ def seed_arg(text: str) -> int:
     return value
 
 
+def comma_list(kind: typing.Callable[[str], Any], what: str) -> typing.Callable[[str], list]:
+    """argparse type of a comma-separated list, each item read by `kind` (int, float, seed_arg);
+    a bad item is argparse's one-line error: `kind`'s own message, or that the list is not `what`.
+
+    >>> comma_list(float, "minutes")("4,6.5"), comma_list(seed_arg, "seeds")("0,1")
+    ([4.0, 6.5], [0, 1])
+    """
+    def convert(text: str) -> list:
+        try:
+            return [kind(item) for item in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated {what}") from None
+
+    return convert
+
+
 def check_unique_seeds(seeds: typing.Sequence[int]) -> None:
     """Each listed seed is one more run: a repeat would count one run twice in a mean over seeds
     and shrink its spread."""

@@ -2,6 +2,7 @@
 
 `main(argv=None)` returns an exit code, so tests call it in-process. A user error (GroverError) is
 printed as one line and exits 2; nothing else is caught, so a bug still shows its traceback.
+`guarded` does the same for the scripts in bench/.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from groverlm import __version__
 from groverlm.errors import GroverError, one_line
@@ -112,17 +114,32 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     out = getattr(args, "out", None)
     fresh_out = isinstance(out, str) and not os.path.exists(out)
-    try:
-        return int(args.func(args) or 0)
-    except (GroverError, OSError) as err:
+
+    def on_error(err: Exception) -> None:
         if args.verbose and not isinstance(err, GroverError):
-            raise  # -v: where the system refused, for a bug report
+            raise err  # -v: where the system refused, for a bug report
         if fresh_out and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)  # a stage made its output folder, then found a bad input: leave no trace
-        print(f"groverlm: error: {one_line(err)}", file=sys.stderr)
+
+    return guarded(lambda: args.func(args), "groverlm", on_error)
+
+
+def guarded(main: Callable[[], int | None], prog: str | None = None,
+            on_error: Callable[[Exception], None] | None = None) -> int:
+    """`main()`'s exit status, with a GroverError or OSError printed as `PROG: error: ...` in one
+    line and exit status 2, and Ctrl-C as 130; anything else is a bug and keeps its traceback.
+    `prog` defaults to the script's file name, as argparse's does; `on_error` sees the error first.
+    A bench script ends `sys.exit(guarded(main))`."""
+    prog = prog or os.path.basename(sys.argv[0])
+    try:
+        return int(main() or 0)
+    except (GroverError, OSError) as err:
+        if on_error:
+            on_error(err)
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("groverlm: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 
