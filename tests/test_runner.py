@@ -639,13 +639,17 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     assert page.startswith("<!DOCTYPE html>") or "<html" in page[:200]
     assert "prom300" in page
 
-    # zero-shot readouts: up to 30 Prom300 test rows, every SNV of 3 bound CTCF sites (19 nt x 3), in the
+    # zero-shot readouts: up to 30 held-out Prom300 rows, every SNV of 3 bound CTCF sites (19 nt x 3), in the
     # summary and the report's first section
     z = json.loads((run / "score" / "readouts" / "readouts.json").read_text())
+    from groverlm.analysis.zeroshot import held_out_split
+    from groverlm.corpus import Region
     from groverlm.tasks.gue import load_task
 
-    n_test = len(load_task(run / "tasks" / "prom300").test)
-    assert z["prom300"]["sequences"] == min(30, n_test) and 0 <= z["prom300"]["auroc"] <= 1
+    rows, source = held_out_split(load_task(run / "tasks" / "prom300"),
+                                  [Region.parse("chr20:3000000-4000000")])  # mini's holdout
+    assert z["prom300"]["rows"] == source  # promoters pretraining never read, when there are
+    assert z["prom300"]["sequences"] == min(30, len(rows)) and 0 <= z["prom300"]["auroc"] <= 1
     assert z["prom300"]["given_tokens"]  # the shuffles' own tokens, not their re-tokenization
     assert z["ctcf"]["sites"] == 3 and z["ctcf"]["snvs"] == 3 * 19 * 3
     assert len(z["ctcf"]["points"]) == z["ctcf"]["snvs"] and -1 <= z["ctcf"]["spearman"] <= 1
@@ -665,7 +669,8 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     assert "pretraining adds" in page.split("<section")[1]  # the report's first screen
     assert str(run / "report" / "report.html") in text and "zero-shot:   Prom300 AUROC" in text
     # the readout counts sequences, promoters and shuffles together (it said "N promoters")
-    assert f"over {z['prom300']['sequences']} sequences, promoters and their token shuffles" in text
+    assert (f"over {z['prom300']['sequences']} sequences, promoters and their token shuffles, "
+            f"of the {source}") in text
     assert "tfidf-bpe on prom300: 0 by construction" in text  # a reader took it for a failure
     assert "from-scratch controls aside" in text  # the best baseline leaves the control out
     assert "mean ± sd over its seeds, population sd" in text

@@ -415,7 +415,8 @@ def summarize_run(run_dir: str | Path) -> str:
     if z and "prom300" in z:
         lines.append(f"zero-shot:   Prom300 AUROC {z['prom300']['auroc']:.3f} (per-nt pseudo-log-"
                      f"likelihood over {z['prom300']['sequences']} sequences, promoters and their "
-                     "token shuffles; chance 0.5)")
+                     f"token shuffles, of the {z['prom300'].get('rows', 'test split')}; chance "
+                     "0.5)")
     if z and "ctcf" in z:
         c = z["ctcf"]
         lines.append(f"             CTCF motif SNVs ({c['snvs']:,} in {c['sites']} bound sites): "

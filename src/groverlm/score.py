@@ -58,7 +58,12 @@ import numpy as np
 
 from groverlm import lazy
 from groverlm.analysis.plots import figure, save_png
-from groverlm.analysis.zeroshot import bound_ctcf_snvs, ctcf_readout, prom300_readout
+from groverlm.analysis.zeroshot import (
+    bound_ctcf_snvs,
+    ctcf_readout,
+    held_out_split,
+    prom300_readout,
+)
 from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows
 from groverlm.context import Context, held_out_setting
@@ -126,7 +131,8 @@ class ScoreConfig:
     pseudo-log-likelihood, and every SNV of bound CTCF motif sites against the JASPAR matrix."""
 
     scoring: ScoringConfig = field(default_factory=ScoringConfig)  # flank, margin, strands, batch
-    prom300_rows: int | None = 1000  # Prom300 test rows scored (seeded subset; None all, 0 none)
+    prom300_rows: int | None = 1000  # Prom300 rows scored (seeded subset; None all, 0 none):
+    #   those inside the held-out regions, of every split, else the test split
     ctcf_sites: int | None = 100  # bound CTCF sites in the region (seeded draw; None all, 0 none)
     region: str | None = None  # where the CTCF sites come from; default corpus.holdout's first
     seed: int = 0
@@ -638,18 +644,20 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
         prom = ctx.task_dir("prom300")
         if cfg.prom300_rows != 0 and prom is not None:
             task = load_task(prom)
-            test = task.test
-            keep = seeded_subset(len(test), cfg.prom300_rows, cfg.seed)
-            seqs = [test.sequences[i] for i in keep]
+            # promoters pretraining never read: a likelihood may reward what the model has seen
+            rows, source = held_out_split(task, [Region.parse(h) for h in
+                                                 ctx.config.stage("corpus").holdout])
+            keep = seeded_subset(len(rows), cfg.prom300_rows, cfg.seed)
+            seqs = [rows.sequences[i] for i in keep]
             # a shuffle's own tokens, as fine-tuning feeds them: tokenized again, its junctions
             # merge into other (longer, rarer) tokens, and the score then weighs that
             # segmentation against the promoter's instead of the order of the same tokens
-            ids = (token_ids(scorer.tok, tokens=[test.tokens[i] for i in keep])
-                   if given_tokens_apply(task, ctx.model) else None)
-            res["prom300"] = prom300_readout(seqs, test.labels[keep], lambda s: [
+            ids = (token_ids(scorer.tok, tokens=[rows.tokens[i] for i in keep])
+                   if rows.tokens is not None and given_tokens_apply(task, ctx.model) else None)
+            res["prom300"] = prom300_readout(seqs, rows.labels[keep], lambda s: [
                 r["pll_per_nt"] for r in score_sequences(scorer, [""] * len(s), s,
                                                          cfg.scoring.rc, ids=ids)])
-            res["prom300"]["given_tokens"] = ids is not None
+            res["prom300"].update(given_tokens=ids is not None, rows=source)
         d = ctx.data
         if cfg.ctcf_sites != 0 and d.ctcf_motif is not None and d.ctcf_peaks:
             region = ctx.held_out(cfg.region, "score")

@@ -309,3 +309,28 @@ def test_evaluations_on_other_sample_counts_are_other_curves(tmp_path):
     page = "".join(render_tasks([rec, {**rec, "model": "b", "baseline": True}], [], tmp_path).body)
     assert "F1 (seed mean)" in page and "AUROC (seed mean)" in page and "0.7" in page
     assert "language model" in page and "baseline" in page
+
+
+def test_the_prom300_readout_scores_promoters_pretraining_never_read():
+    """Rows of every split inside a held-out region (the demo's test split had none there: its
+    AUROC rated promoters the model was pretrained on); the test split when none of both
+    classes is."""
+    import numpy as np
+
+    from groverlm.analysis.zeroshot import held_out_split
+    from groverlm.corpus import Region
+    from groverlm.tasks.gue import Split, Task
+
+    def split(starts, labels):
+        return Split([f"s{s}" for s in starts], np.array(labels),
+                     {"chrom": ["c"] * len(starts), "start": starts,
+                      "end": [s + 300 for s in starts]}, [[f"t{s}"] for s in starts])
+
+    task = Task("prom300", None, {"train": split([100, 5_000, 5_000, 9_800], [1, 1, 0, 0]),
+                                  "dev": split([6_000], [0]), "test": split([200, 200], [1, 0])},
+                {"0": 0, "1": 1})
+    rows, source = held_out_split(task, [Region("c", 4_000, 10_000)])  # 9,800-10,100 crosses out
+    assert rows.sequences == ["s5000", "s5000", "s6000"] and rows.labels.tolist() == [1, 0, 0]
+    assert rows.tokens == [["t5000"], ["t5000"], ["t6000"]] and source.startswith("held-out")
+    assert held_out_split(task, [Region("c", 9_000)])[0] is task.test  # no promoter in it
+    assert held_out_split(task, [])[1] == "test split (pretraining may have read it)"

@@ -756,7 +756,8 @@ def readout_rows(res: dict) -> list[dict]:
     if "prom300" in res:
         p = res["prom300"]
         rows.append({"readout": f"Prom300: promoter vs its token shuffle ({p['sequences']} "
-                                "sequences), AUROC of the per-nt pseudo-log-likelihood",
+                                f"sequences of the {p.get('rows', 'test split')}), AUROC of the "
+                                "per-nt pseudo-log-likelihood",
                      "value": round(p["auroc"], 3), "chance": 0.5})
     if "ctcf" in res:
         c = res["ctcf"]

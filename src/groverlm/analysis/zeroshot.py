@@ -3,8 +3,9 @@
 Two figures, for the demo's summary and report (issue: "score with the language model"):
 
 - **Prom300 zero-shot**: the AUROC of the per-nucleotide pseudo-log-likelihood for telling a
-  promoter (label 1) from its own token shuffle (label 0) in a Prom300 task split. A model of
-  sequence context should find the shuffles unnatural (AUROC above 0.5).
+  promoter (label 1) from its own token shuffle (label 0), on the Prom300 rows inside the held-out
+  regions (`held_out_split`: promoters pretraining never read). A model of sequence context
+  should find the shuffles unnatural (AUROC above 0.5).
 - **CTCF motif SNVs**: every single-nucleotide change of every bound CTCF motif site (a motif hit
   inside a ChIP-seq peak, as the CTCF task finds them) in a held-out region, scored by the model
   (`groverlm.score`'s variant rule) and by the JASPAR matrix (the change of the site's log-odds).
@@ -147,6 +148,33 @@ def ctcf_readout(snvs: Sequence[MotifSNV], scores: Sequence[float], ic: np.ndarr
     out["auroc_informative"] = (float(skm.roc_auc_score(y, -s[sel])) if 0 < y.sum() < y.size
                                 else None)
     return out
+
+
+def held_out_split(task: Any, regions: Sequence[Any]) -> tuple[Any, str]:
+    """The Prom300 rows a zero-shot readout may score, and where they come from: those of every
+    split lying wholly inside a held-out region (`corpus.Region`s), which pretraining never read;
+    else (no such rows of both classes, no regions, no coordinates) the test split, whose
+    promoters a pretraining on the whole genome has read."""
+    from groverlm.tasks.gue import Split
+
+    picked: dict[str, list] = {"sequences": [], "labels": [], "tokens": []}
+    for split in task.splits.values():
+        c = split.coords
+        if not regions or not c or not all(k in c for k in ("chrom", "start", "end")):
+            continue
+        for i, (chrom, start, end) in enumerate(zip(c["chrom"], c["start"], c["end"],
+                                                    strict=True)):
+            if any(chrom == r.chrom and int(start) >= r.start
+                   and (r.end is None or int(end) <= r.end) for r in regions):
+                picked["sequences"].append(split.sequences[i])
+                picked["labels"].append(int(split.labels[i]))
+                picked["tokens"].append(split.tokens[i] if split.tokens else None)
+    labels = np.asarray(picked["labels"], dtype=np.int64)
+    if 0 < labels.sum() < labels.size:
+        tokens = picked["tokens"] if all(t is not None for t in picked["tokens"]) else None
+        return (Split(picked["sequences"], labels, tokens=tokens),
+                "held-out region (every split)")
+    return task.test, "test split (pretraining may have read it)"
 
 
 def prom300_readout(sequences: Sequence[str], labels: Sequence[int],
