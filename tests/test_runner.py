@@ -7,8 +7,10 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -450,6 +452,23 @@ pretrain:
     manifest.write_text(json.dumps(record))
     assert runner.stage_status(stage, one, tmp_path / "run", files) == "done"
     assert runner.stage_status(stage, cfg, tmp_path / "run", files) != "done"
+    # SIGTERM to the runner (a scheduler's preemption) stops torchrun and its ranks, which run in
+    # a session of their own: left running, they trained on into the folder a rerun resumes
+    shutil.rmtree(model)  # its checkpoints are the finished run's
+    child = subprocess.Popen([sys.executable, "-m", "groverlm", "run", str(cfg_path), "--quiet",
+                              "--set", f"run.dir={tmp_path / 'run'}", "--only", "pretrain",
+                              "--force", "--set", "pretrain.train.max_steps=100000"],
+                             stderr=subprocess.PIPE, text=True)
+    latest = model / "checkpoints" / "latest"
+    deadline = time.monotonic() + 120
+    while not latest.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert latest.exists(), child.communicate()[1][-2000:] if child.poll() is not None else ""
+    child.terminate()
+    assert child.wait(timeout=90) == 130
+    launch = str(tmp_path / "run" / "pretrain" / "launch.json")
+    ranks = subprocess.run(["pgrep", "-f", launch], capture_output=True, text=True).stdout.split()
+    assert ranks == [], "torchrun or a rank still runs"
     # a rank's error is the stage's one line, naming the file (torchrun's summary names neither)
     (tmp_path / "run" / "corpus" / "corpus" / "train_counts.npy").unlink()
     with pytest.raises(GroverError, match=r"train_counts.npy: No such file.*\(distributed "
@@ -736,3 +755,24 @@ def test_selection_candidates_beyond_the_bpe_merges_fail_before_any_stage(tmp_pa
     err = capsys.readouterr().err
     assert "select_vocab.pretraining.cycles asks for 300 cycles but bpe.merges is 200" in err
     assert "mini.yaml" in err and not run.exists()
+
+
+def test_devices_are_checked_before_any_stage(tmp_path, monkeypatch, caplog):
+    """A GPU no one has, or more processes than GPUs, fails before the first stage (a cuda device
+    in the analysis failed hours into a full-scale run); CPU processes are said to be CPU ones."""
+    import torch
+
+    run = tmp_path / "run"
+    cfg = load_config(CONFIGS / "grover-hg19.yaml", [f"run.dir={run}"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(GroverError, match=r"analysis.analyze.device: cuda, but torch sees 0 GPU"):
+        run_pipeline(cfg, only=["analysis"], progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(GroverError, match=r"pretrain.processes: 8, one GPU each, but torch sees 2"):
+        run_pipeline(cfg, only=["pretrain"], progress=False)
+    assert not run.exists()  # nothing ran, nothing was made
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu = load_config(CONFIGS / "grover-hg19.yaml", [f"run.dir={run}", "pretrain.processes=2"])
+    runner.check_devices(cpu, {"pretrain"})
+    assert "pretrain.processes 2 on the CPU" in caplog.text

@@ -23,9 +23,11 @@ import logging
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -528,13 +530,39 @@ def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Con
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={cfg.processes}", "-m", "groverlm.pretrain", str(launch)]
     log.info("launching %s", " ".join(cmd))
-    if subprocess.run(cmd).returncode != 0:
+    if run_to_end(cmd) != 0:
         # the ranks' own one-line errors (torchrun's summary names neither file nor cause)
         errors = sorted(ctx.out.glob("rank-*.error"))
         if errors:
             raise GroverError(f"{errors[0].read_text().strip()} (distributed pretraining, "
                               f"{errors[0].stem.replace('-', ' ')})")
         raise GroverError(f"distributed pretraining failed ({' '.join(cmd)})", out)
+
+
+def run_to_end(cmd: list[str]) -> int:
+    """Run `cmd` (torchrun) and return its exit status. Stopped meanwhile (Ctrl-C, or SIGTERM
+    from a scheduler), it stops torchrun too, which stops its ranks: they run in a session of
+    their own, so a runner that just died would leave them training into the folder, and its
+    rerun would start a second run beside them."""
+    proc = subprocess.Popen(cmd)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        return proc.wait()
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()  # torchrun passes it on to every rank
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # the CLI's "interrupted", exit status 130
 
 
 def launch_main(launch: str) -> int:

@@ -261,6 +261,39 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
     return StageResult(stage.name, "ran", seconds, summary, cpu, peak)
 
 
+def check_devices(cfg: Any, selected: set[str]) -> None:
+    """Every device a selected stage names, against the GPUs torch sees, before any stage runs
+    (a `cuda` in the analysis failed hours into a full-scale run, after fine-tuning), and
+    `pretrain.processes` against them: one GPU per process, or CPU processes (gloo) on a machine
+    without one, which is said, since `auto` would otherwise train on the CPU unannounced."""
+    asked: list[tuple[str, str]] = []
+    pending = [(name, as_plain(cfg.stage(name))) for name in sorted(selected)]
+    while pending:
+        key, value = pending.pop()
+        if isinstance(value, dict):
+            pending += [(f"{key}.{k}", v) for k, v in value.items()]
+        elif key.endswith(".device") and isinstance(value, str) and value.startswith("cuda"):
+            asked.append((key, value))
+    processes = cfg.stage("pretrain").processes if "pretrain" in selected else 1
+    if not asked and processes == 1:
+        return  # torch stays unloaded
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for key, device in sorted(asked):
+        index = device.partition(":")[2]
+        if gpus == 0 or (index.isdigit() and int(index) >= gpus):
+            raise GroverError(f"{key}: {device}, but torch sees {gpus} GPU(s)", cfg.source)
+    if processes > 1:
+        device = cfg.stage("pretrain").train.device
+        if gpus and device != "cpu" and processes > gpus:
+            raise GroverError(f"pretrain.processes: {processes}, one GPU each, but torch sees "
+                              f"{gpus}", cfg.source)
+        if not gpus or device == "cpu":
+            log.warning("pretrain.processes %d on the CPU (torch sees no GPU, or device cpu): %d "
+                        "processes share this machine's cores (gloo)", processes, processes)
+
+
 def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = None,
                  force: bool = False, progress: bool = True, from_dir: str | Path | None = None,
                  on_stage: Callable[[StageResult], None] | None = None,
@@ -282,6 +315,7 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
             stage.preflight(cfg)
             regions += stage.regions(cfg)
     check_regions(cfg, regions)  # against genome.chroms and genome.max_bp
+    check_devices(cfg, selected)
     data = resolve_data(cfg.data, from_dir=from_dir, report=on_data)  # a missing file: no folder
     run_dir = run_folder(cfg)
     if run_dir.exists() and not run_dir.is_dir():
