@@ -334,3 +334,17 @@ def test_the_prom300_readout_scores_promoters_pretraining_never_read():
     assert rows.tokens == [["t5000"], ["t5000"], ["t6000"]] and source.startswith("held-out")
     assert held_out_split(task, [Region("c", 9_000)])[0] is task.test  # no promoter in it
     assert held_out_split(task, [])[1] == "test split (pretraining may have read it)"
+
+
+def test_repeated_section_titles_keep_their_folder_in_the_contents(tmp_path):
+    """A selection's candidates give a dozen sections of one kind: their links name the folder."""
+    from groverlm.analysis.report import render_report
+
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "samples.tsv").write_text("split\tcontext\ntrain\tACGT\n")
+        write_manifest(folder, "nextkmer", {}, [], summary=[{"k": 2, "accuracy": 0.12,
+                                                             "most_frequent_accuracy": 0.07}])
+    nav = render_report(tmp_path).split("<nav>")[1].split("</nav>")[0]
+    assert ">Next-k-mer prediction — a<" in nav and ">Next-k-mer prediction — b<" in nav

@@ -896,8 +896,11 @@ def render_report(run_dir: str | Path) -> str:
              f"<p class=meta>groverlm {__version__}, {time.strftime('%Y-%m-%d %H:%M')}; "
              f"{len(stages)} stage folders found</p>"]
     if sections:
-        links = "".join(f'<a href="#s{i}">{html.escape(s.title.split(" — ")[0])}</a>'
-                        for i, s in enumerate(sections))
+        short = [s.title.split(" — ")[0] for s in sections]
+        # a title that repeats (a selection's candidate pretrainings) keeps its folder, so that
+        # twelve links do not all read "Pretraining"
+        links = "".join(f'<a href="#s{i}">{html.escape(t if short.count(t) == 1 else s.title)}</a>'
+                        for i, (s, t) in enumerate(zip(sections, short, strict=True)))
         parts.append(f"<nav>{links}</nav>")
         parts.append(f"<details><summary>{len(stages)} stage folders</summary>"
                      + table([{"stage": st.name, "folder": _rel(st.folder, root),
