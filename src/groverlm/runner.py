@@ -52,6 +52,7 @@ from typing import Any
 
 import yaml
 
+from groverlm import lazy
 from groverlm.args import drop_keys, volatile_keys
 from groverlm.config import WRITTEN, as_plain, dump_config, load_config, shipped_config
 from groverlm.context import Context, DataFiles, check_regions, resolve_data
@@ -76,6 +77,8 @@ from groverlm.metrics import (
     results_table,
 )
 from groverlm.peak import peak_rss, reset_peak
+
+torch = lazy.module("torch")  # for the device check alone, loaded when a stage asks for a GPU
 
 log = logging.getLogger(__name__)
 
@@ -277,8 +280,6 @@ def check_devices(cfg: Any, selected: set[str]) -> None:
     processes = cfg.stage("pretrain").processes if "pretrain" in selected else 1
     if not asked and processes == 1:
         return  # torch stays unloaded
-    import torch
-
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     for key, device in sorted(asked):
         index = device.partition(":")[2]

@@ -33,6 +33,7 @@ from groverlm.fasta import BASES, reverse_complement
 from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
 from groverlm.tasks.common import load_genome, seeded_subset
 from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_genome, suppress
+from groverlm.tasks.gue import Split
 
 # scipy and scikit-learn load on first use, keeping the CLI and config loading light
 skm = lazy.module("sklearn.metrics")
@@ -155,8 +156,6 @@ def held_out_split(task: Any, regions: Sequence[Any]) -> tuple[Any, str]:
     split lying wholly inside a held-out region (`corpus.Region`s), which pretraining never read;
     else (no such rows of both classes, no regions, no coordinates) the test split, whose
     promoters a pretraining on the whole genome has read."""
-    from groverlm.tasks.gue import Split
-
     picked: dict[str, list] = {"sequences": [], "labels": [], "tokens": []}
     for split in task.splits.values():
         c = split.coords
