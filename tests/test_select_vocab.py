@@ -249,3 +249,39 @@ def test_select_vocab_checks_its_inputs_before_touching_out(inputs, tmp_path, ca
         RuntimeError("reached")))
     with pytest.raises(RuntimeError, match="reached"):  # past the settings check: resumed
         main(sv_args(genome, bpe, out))
+
+
+@pytest.mark.slow
+def test_a_sample_too_long_for_one_vocabulary_is_shortened_for_every_one(inputs, tmp_path,
+                                                                        monkeypatch, caplog, capsys):
+    """Samples were cut at the token cap for short-token vocabularies only (bpe-100 read 1,539 nt
+    where the others read 2,000 and the table said about 2000); here 2-mers hit a cap of 24."""
+    import groverlm.select_vocab as sv
+
+    monkeypatch.setattr(sv, "MAX_TOKENS", 24)  # 64 nt: 32 2-mers; about 10 bpe-60 tokens
+    genome, bpe = inputs
+    out = tmp_path / "sv"
+    args = sv_args(genome, bpe, out, "--cycles", "60", "--k", "1")
+    assert main(args) == 0
+    rows = {r["model"]: r for r in read_tsv(out / "table.tsv")}
+    assert int(rows["kmer-2"]["tokens_per_sample"]) == 24
+    nts = [float(rows[m]["nt_per_sample"]) for m in ("bpe-60", "kmer-2")]
+    assert max(nts) / min(nts) < 1.1 and max(nts) < 52  # both about 48 nt, none 64
+    sample = json.loads((out / "manifest.json").read_text())["sample_nt"]
+    assert sample == {"asked": 64, "used": 48, "limited_by": "kmer-2"}
+    assert "about 48 nt" in (out / "table.md").read_text()
+    assert any("kmer-2" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    # resumed under the same settings: nothing is redone
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/manifest.json")}
+    (out / "manifest.json").unlink()
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/manifest.json")} == stamps
+    # a selection whose candidates read different lengths (cut at the cap) is not resumed
+    man = out / "corpus" / "bpe-60" / "manifest.json"
+    old = json.loads(man.read_text())
+    old["config"]["max_tokens"] = 15
+    man.write_text(json.dumps(old))
+    (out / "manifest.json").unlink()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "holds samples of 15 tokens, these settings give" in capsys.readouterr().err

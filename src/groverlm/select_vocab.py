@@ -31,8 +31,12 @@ vocabulary size), seed, optimizer, learning rate, masking rate per token, batch 
 steps, and reads the same number of nucleotides: pretraining samples hold a fixed number of tokens
 per vocabulary, T_v = round(sample_nt / nt_per_token_v) (corpus min_tokens = max_tokens = T_v),
 where nt_per_token_v is measured by tokenizing the first `probe_bp` bases of the pretraining genome
-with that vocabulary. So each step reads batch x ~sample_nt nucleotides whatever the vocabulary
-(a 6-mer model sees fewer, longer tokens per sample than a 100-cycle BPE model, not fewer bases).
+with that vocabulary before any model is pretrained. Where T_v would exceed MAX_TOKENS for some
+vocabulary (2000 nt are about 660 tokens of 100-cycle BPE), sample_nt is lowered for every one to
+what MAX_TOKENS tokens of the shortest-token vocabulary hold, with a warning naming it; table.md's
+header and the manifest (`sample_nt`) give the length used. So each step reads batch x ~sample_nt
+nucleotides whatever the vocabulary (a 6-mer model sees fewer, longer tokens per sample than a
+100-cycle BPE model, not fewer bases).
 The table reports the measured nucleotides per sample and in total (samples seen x nucleotides per
 training sample), so any residual difference is visible. Next-k-mer fine-tuning is identical for
 all models: the same samples (contexts of the same bases), epochs, batch size and learning rate.
@@ -99,7 +103,14 @@ from groverlm.nextkmer import (
     run_nextkmer,
     write_samples,
 )
-from groverlm.pretrain import ModelConfig, add_model_args, check_model, model_from_args, pretrain
+from groverlm.pretrain import (
+    ModelConfig,
+    add_model_args,
+    check_model,
+    check_positions,
+    model_from_args,
+    pretrain,
+)
 from groverlm.tasks.common import load_genome
 
 # bpe.export (tokenizers) and train (torch) load on first use, keeping the CLI and config loading light
@@ -135,7 +146,9 @@ class SelectPretrainingConfig:
     # every candidate's preset, BertConfig overrides and masking (as `pretrain.model`); the CPU
     # recipe (README) needs BERT's mask_split 0.8,0.1
     model: ModelConfig = field(default_factory=select_model)
-    sample_nt: int = 512  # nucleotides per pretraining sample, the same for every vocabulary
+    # nucleotides per pretraining sample, the same for every vocabulary (lowered for all where one
+    # would need more than MAX_TOKENS tokens)
+    sample_nt: int = 512
     batch_size: int = 32  # pretraining samples per step
     max_steps: int = 1000  # pretraining steps
     lr: float = 4e-4  # pretraining peak learning rate
@@ -249,13 +262,11 @@ def nt_per_token(vocab: Path, fasta: Path, probe_bp: int) -> float:
 # One vocabulary: export, corpus, pretrain, next-k-mer
 
 
-def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: SelectPretrainingConfig, samples,
-                   ft, bcfg, progress: bool) -> dict[str, Any]:
-    """Every sub-run of one vocabulary (each skipped when finished); returns its table row."""
+def write_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path,
+                     cfg: SelectPretrainingConfig) -> float:
+    """A candidate's vocabulary (skipped when finished); returns its nt per token (PROBE)."""
     kind, size = name.split("-")
-    vocab, corpus = out / "vocab" / name, out / "corpus" / name
-    model, nk = out / "pretrain" / name, out / "nextkmer" / name
-    t0 = time.perf_counter()
+    vocab = out / "vocab" / name
     if not finished(vocab):
         log.info("%s: vocabulary", name)
         if kind == "bpe":
@@ -266,13 +277,47 @@ def run_vocabulary(name: str, bpe_dir: Path, fasta: Path, out: Path, cfg: Select
     if not probe.exists():
         write_json(probe, {"nt_per_token": nt_per_token(vocab, fasta, cfg.probe_bp),
                            "probe_bp": cfg.probe_bp, "genome": str(fasta)})
-    npt = json.loads(probe.read_text())["nt_per_token"]
+    return json.loads(probe.read_text())["nt_per_token"]
+
+
+def sample_length(sample_nt: int, npt: dict[str, float]) -> dict[str, Any]:
+    """The nucleotides per pretraining sample of every candidate (`npt`: name -> nt per token):
+    `sample_nt`, or where the vocabulary of the shortest tokens would need more than MAX_TOKENS
+    tokens for it, what that many of its tokens hold, so that every candidate still reads the same.
+
+    >>> sample_length(2000, {"bpe-100": 3.01, "kmer-4": 4.0})
+    {'asked': 2000, 'used': 1535, 'limited_by': 'bpe-100'}
+    >>> sample_length(1000, {"bpe-100": 3.01, "kmer-4": 4.0})["used"]
+    1000
+    """
+    name = min(npt, key=npt.__getitem__)
+    fits = int(MAX_TOKENS * npt[name])
+    if sample_nt <= fits:
+        return {"asked": sample_nt, "used": sample_nt, "limited_by": None}
+    return {"asked": sample_nt, "used": fits, "limited_by": name}
+
+
+def run_vocabulary(name: str, npt: float, sample_nt: int, fasta: Path, out: Path,
+                   cfg: SelectPretrainingConfig, samples, ft, bcfg, progress: bool
+                   ) -> dict[str, Any]:
+    """Every sub-run of one vocabulary after write_vocabulary (each skipped when finished), with
+    samples of about `sample_nt` nucleotides; returns its table row."""
+    kind, size = name.split("-")
+    vocab, corpus = out / "vocab" / name, out / "corpus" / name
+    model, nk = out / "pretrain" / name, out / "nextkmer" / name
+    t0 = time.perf_counter()
+    tokens = max(1, round(sample_nt / npt))
+    assert tokens <= MAX_TOKENS, (name, tokens)  # sample_length's
     if not finished(corpus):
-        tokens = int(min(MAX_TOKENS, max(1, round(cfg.sample_nt / npt))))
         log.info("%s: corpus of %d-token samples (%.2f nt per token)", name, tokens, npt)
         write_corpus(vocab, fasta, corpus, CorpusConfig(
             max_tokens=tokens, min_tokens=tokens, test_fraction=cfg.test_fraction, seed=cfg.seed),
             overwrite=True, progress=progress)
+    written = read_manifest(corpus)["config"]["max_tokens"]
+    if written != tokens:  # a selection started before sample_length: candidates read other lengths
+        raise GroverError(f"holds samples of {written} tokens, these settings give {tokens} (a "
+                          "selection whose candidates read different lengths); pass --overwrite "
+                          "to start again", corpus)
     if not finished(model):
         log.info("%s: pretraining", name)
         _pretrain(corpus, model, cfg, progress)
@@ -561,10 +606,15 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     # BPE-token TF-IDF (asked with "auto" or "bpe") per BPE model
     per_model = replace(bcfg, tfidf="bpe" if bcfg.tfidf in ("auto", "bpe") else "none",
                         table=False)
-    rows = []
-    for name in vocab_names(cfg):
-        rows.append(run_vocabulary(name, bpe_dir, fasta, out, cfg, samples, ft, per_model,
-                                   progress))
+    # every vocabulary's nt per token before any pretraining: the sample length all can read
+    npt = {name: write_vocabulary(name, bpe_dir, fasta, out, cfg) for name in vocab_names(cfg)}
+    sample = sample_length(cfg.sample_nt, npt)
+    if sample["limited_by"]:
+        log.warning("samples of %d nt are more than %d tokens of %s (%.2f nt per token): every "
+                    "candidate reads %d nt per sample", cfg.sample_nt, MAX_TOKENS,
+                    sample["limited_by"], npt[sample["limited_by"]], sample["used"])
+    rows = [run_vocabulary(name, npt[name], sample["used"], fasta, out, cfg, samples, ft,
+                           per_model, progress) for name in vocab_names(cfg)]
     base = out / "nextkmer" / "baselines"
     if not finished(base):
         log.info("baselines on the next-k-mer samples")
@@ -581,11 +631,11 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     selection["beats_kmers"] = {m: selection["score"] > s for m, s in kmer_scores.items()
                                 if s is not None}
     selection["constant_guesses"] = constant_guesses(rows)
-    header = table_header(cfg, ncfg, ft, selection, rows)
+    header = table_header(cfg, ncfg, ft, selection, rows, sample)
     write_tables(rows, ks, out, header)
     plot_selection(rows, ks, out / "plot.png", selection["cycles"])
     write_manifest(out, "select-vocab", settings, [genome, bpe_dir / "merges.tsv"],
-                   seed=cfg.seed, selected=selection, rule=RULE,
+                   seed=cfg.seed, selected=selection, rule=RULE, sample_nt=sample,
                    summary={"selected_cycles": selection["cycles"],
                             "score": selection["score"], **{f"{m}_score": s for m, s in
                                                             kmer_scores.items()}},
@@ -630,9 +680,12 @@ def constant_guesses(rows: list[dict[str, Any]]) -> bool:
 
 
 def table_header(cfg: SelectPretrainingConfig, ncfg, ft, selection: dict[str, Any],
-                 rows: list[dict[str, Any]]) -> str:
+                 rows: list[dict[str, Any]], sample: dict[str, Any]) -> str:
     seen = [r["nt_seen"] for r in rows if r["kind"] in ("bpe", "kmer")]
     spread = (f"{min(seen):,} to {max(seen):,}" if seen else "n/a")
+    nt = sample["used"]
+    lowered = (f"; {sample['asked']} nt asked, lowered so that {sample['limited_by']}'s samples "
+               f"fit {MAX_TOKENS} tokens" if sample["limited_by"] else "")
     warning = ["", "Warning: every model's test MCC is about 0 at every k: each predicts (almost) "
                "a single k-mer, so the accuracies compare constant guesses, not vocabularies; "
                "the budget is too small to select."] if selection["constant_guesses"] else []
@@ -642,8 +695,8 @@ def table_header(cfg: SelectPretrainingConfig, ncfg, ft, selection: dict[str, An
         f"Fair comparison: every model has the `{cfg.model.preset}` preset, seed {cfg.seed}, "
         f"{cfg.max_steps} steps of {cfg.batch_size} samples, lr {cfg.lr:g}, mask rate "
         f"{cfg.model.mask_rate:g} per token, and samples of a fixed token count chosen per vocabulary "
-        f"so that each holds about {cfg.sample_nt} nt (tokens = round({cfg.sample_nt} / measured "
-        f"nt per token)); nucleotides read in pretraining: {spread}. Next-k-mer: contexts of "
+        f"so that each holds about {nt} nt (tokens = round({nt} / measured nt per token){lowered}); "
+        f"nucleotides read in pretraining: {spread}. Next-k-mer: contexts of "
         f"{ncfg.context} nt, {ncfg.train_samples} train / {ncfg.dev_samples} dev / "
         f"{ncfg.test_samples} test samples from the held-out region, {ft.epochs} epoch(s), "
         f"lr {'by model width' if ft.lr is None else format(ft.lr, 'g')}, batch {ft.batch_size}, "
@@ -674,7 +727,11 @@ def preflight(cfg: Any, config: Any) -> None:
     """The runner's check of this stage's section (of the run's whole `config`) before any stage
     runs."""
     if cfg.select:
-        check_model(cfg.pretraining.model, "select_vocab.pretraining.model")
+        key, nt = "select_vocab.pretraining.model", cfg.pretraining.sample_nt
+        longest = min(MAX_TOKENS, nt)  # a token holds at least one nucleotide
+        check_positions(longest, check_model(cfg.pretraining.model, key),
+                        f"{key}: samples of up to {longest} tokens (sample_nt {nt}, at most "
+                        f"{MAX_TOKENS} tokens)", config.source)
         merges = config.stage("bpe").merges
         over = [c for c in cfg.pretraining.cycles if c > merges]
         if over:  # else it fails after the BPE stage, naming --cycles
@@ -720,8 +777,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"k-mer vocabularies to compare, '' for none (default {listed(d.kmers)})")
     add_model_args(p)  # as `groverlm pretrain`, for every model
     p.add_argument("--sample-nt", type=int, default=d.sample_nt,
-                   help=f"nucleotides per pretraining sample, every vocabulary (default "
-                        f"{d.sample_nt})")
+                   help=f"nucleotides per pretraining sample, every vocabulary (lowered for all "
+                        f"where one needs more than {MAX_TOKENS} tokens; default {d.sample_nt})")
     p.add_argument("--pretrain-batch-size", type=int, default=d.batch_size)
     p.add_argument("--max-steps", type=int, default=d.max_steps,
                    help=f"pretraining steps per model (default {d.max_steps})")
