@@ -31,8 +31,9 @@ and rename it to OUT at the end; stopped, the same command continues after the l
 
 In Python: `groverlm.score(model, sequences)` returns the per-sequence table.
 
-In a run (`run`), the zero-shot readouts: reads the pretrained model, the tasks stage's Prom300 test
-split and the CTCF motif and peaks (bound sites in the held-out region); writes
+In a run (`run`), the zero-shot readouts: reads the pretrained model, the tasks stage's Prom300 rows
+inside the held-out regions (every split; else the test split: `rows` in readouts.json says which)
+and the CTCF motif and peaks (bound sites in the held-out region); writes
 RUN_DIR/score/readouts (readouts.json, manifest.json). Prom300 scores each row's given tokens when
 the task has them in the model's vocabulary (`given_tokens: true`), so that a promoter and its
 token shuffle differ only in the order of the same tokens.
