@@ -16,7 +16,7 @@ class GroverError(Exception):
 def one_line(err: Exception) -> str:
     """What the CLI prints for a GroverError or an OSError (a path the system refused: an output
     under a file, no permission, a full disk): one line, whatever a library put in it."""
-    if isinstance(err, OSError) and not isinstance(err, GroverError):
+    if isinstance(err, OSError):
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""
         return f"{where}{err.strerror or err}"
     return " ".join(str(err).split())

@@ -490,11 +490,10 @@ def _failed_line(path: Path, records: int) -> tuple[int | None, bool, bool]:
 # ----------------------------------------------------------------------------- mutagenesis
 
 
-def ism_variants(genome: Any, chrom: str, start: int, end: int, cfg: ScoringConfig
+def ism_variants(genome: Any, chrom: str, start: int, ref: str, cfg: ScoringConfig
                  ) -> list[Variant]:
-    """Every base of [start, end) changed to each of the 3 other bases (N and other letters
-    left out), in order, with their statuses."""
-    ref = genome[chrom].sequence(start, end)
+    """Every base of `ref` (the genome's bases from `start`) changed to each of the 3 other bases
+    (N and other letters left out), in order, with their statuses."""
     variants = [Variant(chrom, start + i + 1, b, alt) for i, b in enumerate(ref) if b in ACGT
                 for alt in "ACGT" if alt != b]
     for v in variants:
@@ -554,17 +553,17 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
     if end - reg.start > MAX_ISM_BP:  # every base's 3 changes are held at once, then scored
         raise GroverError(f"--region {reg} spans {end - reg.start:,} bp: ism scores 3 changes per "
                           f"base, at most {MAX_ISM_BP:,} bp a run (split the region)")
-    if not set(genome[reg.chrom].sequence(reg.start, end)) & set(ACGT):
+    ref = genome[reg.chrom].sequence(reg.start, end)
+    if not set(ref) & set(ACGT):
         raise GroverError(f"{reg} holds no A/C/G/T base to change", genome_path)
     out = prepare_out(out, overwrite)
     scorer = Scorer.load(model, cfg)
-    variants = ism_variants(genome, reg.chrom, reg.start, end, cfg)
+    variants = ism_variants(genome, reg.chrom, reg.start, ref, cfg)
     part = PartialTable(out / "ism.tsv", ISM_COLUMNS, resume_settings(
         "ism", cfg, model, [genome_path], region=str(reg)))
     (out / MANIFEST).unlink(missing_ok=True)  # replacing: no old manifest over new files
     score_chunks(part, len(variants), cfg.chunk, lambda lo, hi: variant_rows(
         scorer, genome, variants[lo:hi], part), progress, "change")
-    ref = genome[reg.chrom].sequence(reg.start, end)
     table = ism_table(out / "ism.tsv", reg.start, end - reg.start)
     importance = ism_importance(table).astype(np.float32)
     for name, arr in (("ism.npy", table), ("importance.npy", importance)):

@@ -156,15 +156,17 @@ def held_out_split(task: Any, regions: Sequence[Any]) -> tuple[Any, str]:
     split lying wholly inside a held-out region (`corpus.Region`s), which pretraining never read;
     else (no such rows of both classes, no regions, no coordinates) the test split, whose
     promoters a pretraining on the whole genome has read."""
+    # a region without an end runs to its record's end
+    held = union_intervals([{r.chrom: np.array([[r.start, np.iinfo(np.int64).max if r.end is None
+                                                 else r.end]])} for r in regions])
     picked: dict[str, list] = {"sequences": [], "labels": [], "tokens": []}
     for split in task.splits.values():
         c = split.coords
-        if not regions or not c or not all(k in c for k in ("chrom", "start", "end")):
+        if not c or not all(k in c for k in ("chrom", "start", "end")):
             continue
         for i, (chrom, start, end) in enumerate(zip(c["chrom"], c["start"], c["end"],
                                                     strict=True)):
-            if any(chrom == r.chrom and int(start) >= r.start
-                   and (r.end is None or int(end) <= r.end) for r in regions):
+            if contained(held, chrom, int(start), int(end)):
                 picked["sequences"].append(split.sequences[i])
                 picked["labels"].append(int(split.labels[i]))
                 picked["tokens"].append(split.tokens[i] if split.tokens else None)
