@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -38,6 +39,24 @@ def load_bench(name: str):
 def random_dna(n: int, seed: int = 0, alphabet: str = "ACGT") -> str:
     rng = np.random.default_rng(seed)
     return "".join(rng.choice(list(alphabet), size=n))
+
+
+HOLD = ("import sys, time; from groverlm.manifest import locked\n"
+        "with locked(sys.argv[1], sys.argv[2]):\n    print('held', flush=True); time.sleep(120)")
+
+
+@contextlib.contextmanager
+def held_elsewhere(lock_file: Path, what: Path):
+    """Another process holding a groverlm output lock (as a run still writing there would) for
+    the block; yields its pid. It is killed at the end: the system drops its lock, the file stays."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(lock_file), str(what)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def sigkill_when_exists(proc: subprocess.Popen, path: Path, timeout: float) -> None:

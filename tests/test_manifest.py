@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
 
 from groverlm.args import TrainConfig, stable
+from groverlm.cli import main
 from groverlm.errors import GroverError
 from groverlm.manifest import (
+    LOCK,
     SETTINGS,
     atomic_path,
     cached,
     check_resume,
     fingerprint,
     finished,
+    folder_lock,
     prepare_out,
     read_manifest,
     write_cached,
     write_manifest,
+    writes_folder,
 )
+
+from .conftest import held_elsewhere
 
 
 def test_first_call_records_the_settings_and_the_same_ones_pass(tmp_path):
@@ -138,3 +145,39 @@ def test_a_file_written_over_a_folder_names_the_folder(tmp_path):
     with pytest.raises(GroverError, match=r"out: is a folder"):
         write_text(tmp_path / "out", "text")
     assert (tmp_path / "out" / "inner").is_dir() and not list(tmp_path.glob(".out.tmp*"))
+
+
+
+def test_a_folder_another_process_writes_is_refused_in_one_line_and_free_once_it_dies(
+        tmp_path, capsys):
+    out = tmp_path / "vocab"
+    out.mkdir()
+    with held_elsewhere(out / LOCK, out) as pid:
+        with pytest.raises(GroverError, match=rf"^{re.escape(str(out))}: in use by another "
+                                              rf"groverlm process \(pid {pid}\)"):
+            with folder_lock(out):
+                pass
+        assert main(["kmer-vocab", "--k", "3", "--out", str(out)]) == 2  # a stage command too
+        err = capsys.readouterr().err.strip()
+        assert f"pid {pid}" in err and "\n" not in err
+        assert not finished(out)
+    assert (out / LOCK).exists()  # killed, the holder leaves the file but not the lock
+    assert main(["kmer-vocab", "--k", "3", "--out", str(out)]) == 0
+    assert finished(out) and not (out / LOCK).exists()
+
+
+def test_a_process_reenters_a_folder_it_holds_and_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "run"
+    with folder_lock(out):
+        with folder_lock(out / "."):  # a stage inside the run, each seed of a fine-tuning
+            assert (out / LOCK).read_text().strip() == str(os.getpid())
+        assert (out / LOCK).exists()  # the outer hold continues
+    assert not out.exists()  # made by the lock, left empty: removed (nothing half-made stays)
+
+    @writes_folder
+    def stage(genome, out, overwrite=False):
+        prepare_out(out, overwrite)
+        (out / "table.tsv").write_text("x\n")
+
+    stage("g.fa", out=tmp_path / "s")
+    assert [p.name for p in (tmp_path / "s").iterdir()] == ["table.tsv"]

@@ -22,6 +22,7 @@ from groverlm.cli import main
 from groverlm.corpus import Corpus
 from groverlm.embed import max_window_tokens
 from groverlm.errors import GroverError
+from groverlm.manifest import LOCK, finished
 from groverlm.masking import IGNORE, MaskingConfig, MLMData, mask_tokens
 from groverlm.models import build_config, load_model, load_tokenizer, new_mlm_model, parse_overrides
 from groverlm.pretrain import ModelConfig, build_run, context_table
@@ -40,7 +41,7 @@ from groverlm.train import (
     without_full_mask,
 )
 
-from .conftest import sigkill_when_exists
+from .conftest import held_elsewhere, sigkill_when_exists
 from .lm_fixtures import TINY, TINY_SET, make_corpus, read_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -275,6 +276,11 @@ def test_pretrain_cli_writes_a_loadable_model(corpus, tmp_path, capsys):
     before = read_log(out)
     assert main(pretrain_args(corpus, out, *again)) == 0
     assert read_json(out / "eval.json") == ev and read_log(out) == before
+    # a run still writing the folder (another process) is not overwritten under it
+    with held_elsewhere(out / LOCK, out) as pid:
+        assert main(pretrain_args(corpus, out, "--max-steps", "6", "--overwrite")) == 2
+        assert f"in use by another groverlm process (pid {pid})" in capsys.readouterr().err
+    assert finished(out) and latest_checkpoint(out).name == "step-0000006"
 
 
 @pytest.mark.slow

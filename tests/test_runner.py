@@ -25,10 +25,10 @@ from groverlm.context import Context, resolve_data
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.genome import GenomeConfig
-from groverlm.manifest import write_manifest
+from groverlm.manifest import LOCK, write_manifest
 from groverlm.runner import Stage, run_pipeline, summarize_run
 
-from .conftest import DATA, random_dna, sigkill_when_exists, write_fasta
+from .conftest import DATA, held_elsewhere, random_dna, sigkill_when_exists, write_fasta
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GENOME = runner._stage("genome")  # the real stage, before a test swaps in toy ones
@@ -780,3 +780,14 @@ def test_devices_are_checked_before_any_stage(tmp_path, monkeypatch, caplog):
     cpu = load_config(CONFIGS / "grover-hg19.yaml", [f"run.dir={run}", "pretrain.processes=2"])
     runner.check_devices(cpu, {"pretrain"})
     assert "pretrain.processes 2 on the CPU" in caplog.text
+
+
+def test_a_second_run_into_a_folder_in_use_stops_before_any_stage(toy):
+    make, calls = toy
+    make.run.mkdir()
+    with held_elsewhere(make.run / LOCK, make.run) as pid:
+        with pytest.raises(GroverError, match=f"in use by another groverlm process .pid {pid}"):
+            run_pipeline(make())
+        assert calls == [] and not (make.run / "a").exists()
+    assert statuses(run_pipeline(make())) == ["ran"] * 3  # the holder gone, the run goes on
+    assert not (make.run / LOCK).exists()

@@ -36,7 +36,7 @@ from groverlm.score import (
 from groverlm.tasks.gue import load_task
 
 from .analysis.fixtures import make_model, make_vocab
-from .conftest import random_dna, write_fasta
+from .conftest import held_elsewhere, random_dna, write_fasta
 from .test_finetune import composition_task
 
 
@@ -557,3 +557,17 @@ def test_variants_near_an_n_run_are_scored_and_counted(tiny, tmp_path, capsys):
     assert "2 ok (1 with N in a flank, read as [UNK])" in capsys.readouterr().out
     scores = [r.split("\t")[4] for r in out.read_text().splitlines()[1:]]
     assert all(math.isfinite(float(x)) for x in scores)
+
+
+def test_two_runs_into_one_table_are_refused_while_the_first_scores(tiny, tmp_path, capsys):
+    """The second would append its chunks to the first's OUT.partial."""
+    _, _, model_dir, _ = tiny
+    fa = write_fasta(tmp_path / "s.fa", {"s": random_dna(80, 3)})
+    out = tmp_path / "new" / "t.tsv"  # in a folder the command makes
+    args = ["score", "seqs", "--model", str(model_dir), "--input", str(fa), "--out", str(out)]
+    with held_elsewhere(out.parent / ".t.tsv.lock", out) as pid:
+        assert main(args) == 2
+        assert f"{out}: in use by another groverlm process (pid {pid})" in capsys.readouterr().err
+        assert not out.exists() and not (out.parent / "t.tsv.partial").exists()
+    assert main(args) == 0 and out.exists() and not (out.parent / ".t.tsv.lock").exists()
+    assert main([*args[:-1], str(tmp_path / "other" / "u.tsv")]) == 0  # a folder not yet made

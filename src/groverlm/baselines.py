@@ -37,7 +37,7 @@ from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.kmers import kmer_count_matrix, parse_ks
-from groverlm.manifest import finished, prepare_out, write_manifest
+from groverlm.manifest import finished, prepare_out, write_manifest, writes_folder
 from groverlm.metrics import (
     THRESHOLDS,
     dev_metrics,
@@ -285,6 +285,7 @@ def _use_given_tokens(task, vocab: str | Path) -> bool:
     return False
 
 
+@writes_folder
 def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
                vocab: str | Path | None = None, overwrite: bool = False) -> list[dict[str, Any]]:
     """`groverlm baselines tfidf`: k-mer TF-IDF baselines (and BPE ones with a vocabulary) on a task

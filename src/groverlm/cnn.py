@@ -48,6 +48,7 @@ from groverlm.manifest import (
     read_json,
     write_json,
     write_manifest,
+    writes_folder,
 )
 from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
 from groverlm.models import torch_threads
@@ -336,6 +337,7 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
     return record
 
 
+@writes_folder
 def cnn_task(task_dir: str | Path, out: str | Path, cfg: CnnConfig,
              overwrite: bool = False) -> dict[str, Any]:
     """`groverlm baselines cnn`: the CNN baseline on a task folder; writes metrics.json and

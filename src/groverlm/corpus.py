@@ -50,6 +50,7 @@ from groverlm.manifest import (
     prepare_out,
     read_manifest,
     write_manifest,
+    writes_folder,
 )
 from groverlm.models import load_tokenizer
 
@@ -408,6 +409,7 @@ def check_holdout(holdout: Sequence[Region], records: dict[str, int], genome: Pa
         r.bounds(records, "--holdout", genome)
 
 
+@writes_folder
 def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: CorpusConfig,
                  tokens: str | Path | None = None, overwrite: bool = False,
                  progress: bool = False) -> dict:

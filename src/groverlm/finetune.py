@@ -80,6 +80,7 @@ from groverlm.manifest import (
     prepare_out,
     write_json,
     write_manifest,
+    writes_folder,
 )
 from groverlm.metrics import (
     THRESHOLDS,
@@ -699,6 +700,7 @@ def encode_task(task, model_dir: str | Path, tokenizer, genome_context: str | Pa
     return enc, info
 
 
+@writes_folder
 def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
                   cfg: ClassifierConfig, genome_context: str | Path | None = None,
                   name: str | None = None, overwrite: bool = False, progress: bool = True

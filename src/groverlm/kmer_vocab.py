@@ -31,7 +31,7 @@ from groverlm import lazy
 from groverlm.bpe.merges import NUM_SPECIAL, SPECIAL_TOKENS
 from groverlm.errors import GroverError
 from groverlm.kmers import all_kmers
-from groverlm.manifest import prepare_out, write_manifest
+from groverlm.manifest import prepare_out, write_manifest, writes_folder
 
 # tokenizers (and bpe.export, which imports it at its top) load on first use, keeping the CLI and
 # config loading light
@@ -74,6 +74,7 @@ def build_kmer_tokenizer(k: int):
     return tok
 
 
+@writes_folder
 def write_kmer_vocab(k: int, out: str | Path, overwrite: bool = False) -> dict:
     """`groverlm kmer-vocab`: write the tokenizer folder and its manifest; returns the manifest."""
     tok = build_kmer_tokenizer(k)

@@ -7,14 +7,19 @@ one. A stage that continues an interrupted folder first calls `check_resume`, wh
 settings it started with (`settings.json`) and refuses to go on under others. A cached result (one
 file a stage may recompute, such as one analysis of `groverlm analyze`) goes through the same
 comparison in its cache form: `write_cached` records the settings inside the file, `cached` hands
-the file back only when they are the current ones (else it is recomputed and replaced).
+the file back only when they are the current ones (else it is recomputed and replaced). While a
+process writes a folder (a run, a stage function marked `writes_folder`) it holds FOLDER/.groverlm.lock
+(`folder_lock`), so a second writer stops before touching it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -26,6 +31,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: folders go unlocked there
+    fcntl = None
+
 from groverlm import __version__  # set before groverlm/__init__ imports anything
 from groverlm.errors import GroverError
 from groverlm.models import is_hub_id
@@ -35,6 +45,11 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 SETTINGS = "settings.json"  # the settings an unfinished folder was started with (check_resume)
 CACHE_SETTINGS = "settings"  # the key of a cached record (`write_cached`) holding its settings
+LOCK = ".groverlm.lock"  # held (flock) by the process writing a folder; gone when it is done
+
+# lock file -> [open file, depth]: a process re-entering a folder it holds (a run's stages inside its
+# run folder, a task's build and its write, each seed of a fine-tuning) takes it once
+_held: dict[Path, list[Any]] = {}
 
 
 @contextlib.contextmanager
@@ -69,6 +84,89 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
+
+
+@contextlib.contextmanager
+def locked(lock_file: str | Path, what: str | Path) -> Iterator[None]:
+    """Hold `lock_file` (flock, exclusive) while writing `what`: a second groverlm process
+    writing the same output (a rerun in another terminal while the first still runs) stops with
+    one line instead of interleaving its checkpoints or rows with the first's. The system drops
+    the lock when its process dies, however it dies, so a killed run never blocks its resume; the
+    file itself is removed on the way out. Where the file system has no flock (some network
+    mounts) the output goes unlocked."""
+    lock_file = Path(lock_file).resolve()
+    if lock_file in _held:
+        _held[lock_file][1] += 1
+        try:
+            yield
+        finally:
+            _held[lock_file][1] -= 1
+        return
+    lock_file.parent.mkdir(parents=True, exist_ok=True)  # a table's new folder (score --out)
+    fh = _acquire(lock_file, what) if fcntl is not None else None
+    _held[lock_file] = [fh, 1]
+    try:
+        yield
+    finally:
+        del _held[lock_file]
+        if fh is not None:
+            lock_file.unlink(missing_ok=True)  # while still held: no one waits on this inode
+            fh.close()
+
+
+def _acquire(lock_file: Path, what: str | Path) -> Any:
+    while True:
+        fh = open(lock_file, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            fh.seek(0)
+            holder = fh.read().strip()
+            fh.close()
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                log.info("%s: no lock on this file system (%s); writing unlocked", what, err)
+                return None
+            raise GroverError(f"in use by another groverlm process (pid {holder or '?'}); wait "
+                              f"for it to end (or stop it) before writing here", what) from None
+        try:  # the holder before removed the file between our open and flock: take a new one
+            same = os.stat(lock_file).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            fh.truncate(0)
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+            return fh
+        fh.close()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path) -> Iterator[Path]:
+    """`locked` for an output folder (FOLDER/.groverlm.lock), made if missing; a folder this call
+    made and left empty (a refusal before any output) is removed again."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise GroverError("exists and is not a folder", folder)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with locked(folder / LOCK, folder):
+            yield folder
+    finally:
+        if made and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def writes_folder(fn):
+    """Decorate a stage function whose parameter `out` is the folder it writes: the call holds
+    that folder's lock (`folder_lock`), whether the runner or a command calls it."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with folder_lock(signature.bind(*args, **kwargs).arguments["out"]):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -260,7 +358,8 @@ def prepare_out(out: str | Path, overwrite: bool, resumable: bool = True) -> Pat
         raise GroverError("exists and is not a folder", out)
     if finished(out) and not overwrite:
         raise GroverError("already holds a finished stage; pass --overwrite to replace it", out)
-    if not resumable and not overwrite and out.is_dir() and any(out.iterdir()):
+    if not resumable and not overwrite and out.is_dir() and any(
+            f.name != LOCK for f in out.iterdir()):
         raise GroverError("holds files but no manifest.json (not a folder groverlm wrote); pass "
                           "--overwrite to write into it anyway", out)
     out.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,7 @@ from groverlm.manifest import (
     prepare_out,
     write_json,
     write_manifest,
+    writes_folder,
 )
 from groverlm.metrics import (
     difference_text,
@@ -550,6 +551,7 @@ def _kmer(index: int, k: int) -> str:
     return index_to_kmer(index, k)
 
 
+@writes_folder
 def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, out: str | Path,
              cfg: NextKmerSamplesConfig, ft, bcfg: NextKmerBaselinesConfig = NextKmerBaselinesConfig(),
              name: str | None = None, overwrite: bool = False, progress: bool = True,

@@ -16,6 +16,7 @@ torchrun (`python -m groverlm.pretrain LAUNCH.json`, one process per rank).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -40,7 +41,15 @@ from groverlm.args import MaskingConfig, TrainConfig, add_fields, field_help, li
 from groverlm.context import Context
 from groverlm.corpus import Corpus
 from groverlm.errors import GroverError, one_line
-from groverlm.manifest import MANIFEST, atomic_path, finished, write_json, write_manifest, write_text
+from groverlm.manifest import (
+    MANIFEST,
+    atomic_path,
+    finished,
+    folder_lock,
+    write_json,
+    write_manifest,
+    write_text,
+)
 from groverlm.metrics import difference_text, paired_difference
 from groverlm.models import (
     PRESETS,
@@ -364,6 +373,12 @@ def pretrain(corpus_path: str | Path, out: str | Path, cfg: ModelConfig, tcfg,
     """`groverlm pretrain`: train, then write the final model, eval.json and manifest.json (rank 0).
     Returns eval.json's content (on other ranks: the counters only)."""
     out = Path(out)
+    with folder_lock(out) if _rank() == 0 else contextlib.nullcontext():  # rank 0 writes
+        return _pretrain(corpus_path, out, cfg, tcfg, resume, overwrite, progress)
+
+
+def _pretrain(corpus_path: str | Path, out: Path, cfg: ModelConfig, tcfg, resume: bool,
+              overwrite: bool, progress: bool) -> dict[str, Any]:
     prepare_run_folder(out, resume, overwrite)
     run = build_run(corpus_path, cfg, tcfg.seed, tcfg.batch_size)
     res = training.train(run.model, run.data, training.MaskedLM, tcfg, out, run.evaluate, run.tokenizer,

@@ -62,6 +62,7 @@ from groverlm.manifest import (
     changed_settings,
     fingerprint,
     finished,
+    folder_lock,
     read_manifest,
     write_cached,
     write_manifest,
@@ -326,8 +327,14 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
     except OSError as err:
         raise GroverError(f"run.dir: cannot make the folder ({err.strerror or err})",
                           run_dir) from None
-    _write_config_copy(cfg, run_dir / CONFIG_COPY)
+    with folder_lock(run_dir):  # a second run into the folder stops here, not amid our stages
+        return _run_stages(cfg, run_dir, data, selected, regions, force, progress, on_stage)
 
+
+def _run_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], regions: list,
+                force: bool, progress: bool, on_stage: Callable[[StageResult], None] | None
+                ) -> list[StageResult]:
+    _write_config_copy(cfg, run_dir / CONFIG_COPY)
     needed = set()  # every stage a selected stage reads, directly or not (STAGES is in order)
     for stage in reversed(STAGES):
         if stage.name in selected | needed:

@@ -79,10 +79,12 @@ from groverlm.manifest import (
     atomic_path,
     fingerprint,
     finished,
+    locked,
     prepare_out,
     read_manifest,
     write_json,
     write_manifest,
+    writes_folder,
 )
 from groverlm.models import named_device, torch_threads
 from groverlm.tasks.annotations import check_on_genome
@@ -543,6 +545,7 @@ def plot_ism(table: np.ndarray, ref: str, chrom: str, start: int):
     return fig
 
 
+@writes_folder
 def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, out: str | Path,
               cfg: ScoringConfig = ScoringConfig(), overwrite: bool = False,
               progress: bool = False) -> dict[str, Any]:
@@ -724,6 +727,13 @@ def _check_out(args: argparse.Namespace) -> None:
         raise GroverError("exists; pass --overwrite to replace it", args.out)
 
 
+def _lock_file(out: str | Path) -> Path:
+    """Held while a table is scored (`manifest.locked`): two runs into one OUT would interleave
+    their chunks in OUT.partial."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.lock")
+
+
 def _config(args: argparse.Namespace) -> ScoringConfig:
     return ScoringConfig(**{k: getattr(args, k) for k in ("flank", "margin", "max_indel")
                             if hasattr(args, k)}, rc=args.rc, batch_size=args.batch_size,
@@ -732,6 +742,12 @@ def _config(args: argparse.Namespace) -> ScoringConfig:
 
 def seqs_command(args: argparse.Namespace) -> int:
     _check_out(args)
+    with locked(_lock_file(args.out), args.out):
+        _score_seqs(args)
+    return 0
+
+
+def _score_seqs(args: argparse.Namespace) -> None:
     items = read_items(args.input, args.genome)
     cfg = _config(args)
     scorer = Scorer.load(args.model, cfg)
@@ -743,11 +759,16 @@ def seqs_command(args: argparse.Namespace) -> int:
         scorer, [i.name for i in items[lo:hi]], [i.sequence for i in items[lo:hi]], cfg.rc,
         args.per_token), {}), not args.quiet, "seq")
     print(f"score seqs: {len(items)} sequences -> {args.out}")
-    return 0
 
 
 def variants_command(args: argparse.Namespace) -> int:
     _check_out(args)
+    with locked(_lock_file(args.out), args.out):
+        _score_variants(args)
+    return 0
+
+
+def _score_variants(args: argparse.Namespace) -> None:
     cfg = _config(args)
     variants = read_vcf(args.vcf)
     genome = Genome.read(args.genome)
@@ -767,7 +788,6 @@ def variants_command(args: argparse.Namespace) -> int:
     print("score variants: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n)
                                 or "no variants in the VCF")
           + (f" ({'; '.join(notes)})" if notes else "") + f" -> {args.out}")
-    return 0
 
 
 def ism_command(args: argparse.Namespace) -> int:

@@ -49,6 +49,7 @@ from groverlm.manifest import (
     read_manifest,
     write_cached,
     write_manifest,
+    writes_folder,
 )
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class AnalysisConfig:
     annotations: AnnotationConfig = field(default_factory=AnnotationConfig)  # window labels, probes
 
 
+@writes_folder
 def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None = None,
                  model_dir: str | Path | None = None, genome: str | Path | None = None,
                  repeats: str | Path | None = None, cpg: str | Path | None = None,

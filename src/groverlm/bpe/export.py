@@ -24,7 +24,7 @@ from groverlm import lazy
 from groverlm.bpe.merges import NUM_SPECIAL, SPECIAL_TOKENS, Merges
 from groverlm.bpe.tokens import merges_fingerprint
 from groverlm.errors import GroverError
-from groverlm.manifest import prepare_out, read_json, read_manifest, write_json, write_manifest
+from groverlm.manifest import prepare_out, read_json, read_manifest, write_json, write_manifest, writes_folder
 
 transformers = lazy.module("transformers")  # a second to import: only save_tokenizer needs it
 
@@ -102,6 +102,7 @@ def read_progress(train_dir: Path) -> np.ndarray:
     return np.loadtxt(path, delimiter="\t", skiprows=1, usecols=1, dtype=np.int64, ndmin=1)
 
 
+@writes_folder
 def export_vocab(train_dir: str | Path, cycles: int, out: str | Path, overwrite: bool = False
                  ) -> dict:
     """Write the tokenizer folder for `cycles` cycles of a `bpe train` folder; returns its summary."""

@@ -37,6 +37,7 @@ from groverlm.manifest import (
     write_json,
     write_manifest,
     write_text,
+    writes_folder,
 )
 
 tqdm = lazy.module("tqdm")  # progress bars load on first use
@@ -357,6 +358,7 @@ def train_bpe(genome: str | Path | Iterable[Record], merges: int, chunk: int | N
     return trainer, saved
 
 
+@writes_folder
 def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int | None = None,
                    save_tokens_at: int | None = None, overwrite: bool = False,
                    progress: bool = False, resume: bool = False,

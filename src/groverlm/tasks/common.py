@@ -26,7 +26,7 @@ import numpy as np
 from groverlm import lazy
 from groverlm.errors import GroverError
 from groverlm.fasta import NON_ACGT, Genome, iter_records
-from groverlm.manifest import MANIFEST, atomic_path, prepare_out, write_manifest
+from groverlm.manifest import MANIFEST, atomic_path, prepare_out, write_manifest, writes_folder
 
 # tokenizers loads on first use, keeping the CLI and config loading light
 tokenizers = lazy.module("tokenizers")
@@ -261,6 +261,7 @@ def load_bpe_tokenizer(vocab: str | Path):
     return tokenizers.Tokenizer.from_file(str(path))
 
 
+@writes_folder
 def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str, Any],
                inputs: list[str | Path], seed: int, overwrite: bool = False,
                label_names: dict[int, str] | None = None, **extra: Any) -> dict[str, Any]:

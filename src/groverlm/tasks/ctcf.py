@@ -25,7 +25,7 @@ import numpy as np
 
 from groverlm.errors import GroverError
 from groverlm.fasta import BASES, Genome
-from groverlm.manifest import prepare_out
+from groverlm.manifest import prepare_out, writes_folder
 from groverlm.tasks.annotations import (
     check_on_genome,
     contained,
@@ -250,6 +250,7 @@ def ctcf_examples(genome: Genome, motif: Motif, peaks: dict[str, np.ndarray], cf
     return out, stats
 
 
+@writes_folder
 def build_ctcf(genome: str | Path, motif: str | Path, peaks: list[str | Path], out: str | Path,
                cfg: CTCFConfig, chroms: list[str] | None = None, overwrite: bool = False
                ) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
-from groverlm.manifest import prepare_out
+from groverlm.manifest import prepare_out, writes_folder
 from groverlm.tasks.annotations import TSS, filter_tss, read_tss
 from groverlm.tasks.common import (
     Example,
@@ -226,6 +226,7 @@ def prom300_examples(genome: Genome, tss: list[TSS], cfg: Prom300Config, tokeniz
     return out, stats
 
 
+@writes_folder
 def build_prom300(genome: str | Path, tss: str | Path, out: str | Path, cfg: Prom300Config,
                   vocab: str | Path | None = None, chroms: list[str] | None = None,
                   tss_format: str = "auto", overwrite: bool = False) -> dict[str, Any]:

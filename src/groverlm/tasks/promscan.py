@@ -23,7 +23,7 @@ import numpy as np
 
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
-from groverlm.manifest import prepare_out
+from groverlm.manifest import prepare_out, writes_folder
 from groverlm.tasks.annotations import TSS, filter_tss, read_tss
 from groverlm.tasks.common import (
     Example,
@@ -102,6 +102,7 @@ def promscan_examples(genome: Genome, tss: list[TSS], cfg: PromScanConfig
     return out, stats
 
 
+@writes_folder
 def build_promscan(genome: str | Path, tss: str | Path, out: str | Path, cfg: PromScanConfig,
                    chroms: list[str] | None = None, tss_format: str = "auto",
                    overwrite: bool = False) -> dict[str, Any]:
