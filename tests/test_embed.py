@@ -15,7 +15,14 @@ import torch
 
 import groverlm
 from groverlm.cli import main
-from groverlm.embed import EmbedConfig, embed_token_ids, load_encoder, tokenize, write_embeddings
+from groverlm.embed import (
+    EmbedConfig,
+    embed_token_ids,
+    load_encoder,
+    named_sequences,
+    tokenize,
+    write_embeddings,
+)
 
 from .analysis.fixtures import make_model, make_vocab
 from .conftest import random_dna, write_fasta
@@ -220,6 +227,20 @@ def test_resume_after_a_crash(tiny, tmp_path, monkeypatch):
                                atol=1e-5)
     assert (tmp_path / "run.index.tsv").read_text() == (tmp_path / "ref.index.tsv").read_text()
     assert ref["shape"] == [7, 32]
+
+
+def test_a_dna_string_that_names_a_file_is_an_error(tmp_path, monkeypatch):
+    """`data` (D, A, T, A: IUPAC letters) naming a FASTA file was read as the 4-nt sequence DATA:
+    embed and score gave one row for a file of three. Path(...) reads the file, [...] the sequence."""
+    monkeypatch.chdir(tmp_path)
+    write_fasta(tmp_path / "data", {"a": "ACGTAC", "b": "GGTTAA", "c": "TTTACG"})
+    both = r"'data' is both a DNA sequence and a file here: pass Path\('data'\) to read the file"
+    with pytest.raises(groverlm.GroverError, match=both):
+        named_sequences("data")
+    assert named_sequences(tmp_path / "data")[0] == ["a", "b", "c"]
+    assert named_sequences(["data"]) == (["seq0"], ["data"])
+    assert named_sequences("dna") == (["seq0"], ["dna"])  # no such file: a sequence
+    assert named_sequences("A" * 100_000)[1] == ["A" * 100_000]  # too long for a file name
 
 
 def test_import_groverlm_stays_light():

@@ -382,14 +382,19 @@ def named_sequences(sequences: Sequence[str] | str | Path, genome: str | Path | 
                     ) -> tuple[list[str], list[str]]:
     """(names, sequences) of what the Python API takes: one DNA string, a list of them (named
     seq0, seq1, ...), or any other string or a Path naming a FASTA/BED/CSV file (`read_items`; a
-    missing file is an error, never a sequence read by mistake). Letters outside A/C/G/T and the
-    IUPAC codes are an error, as on the command line."""
+    missing file is an error, never a sequence read by mistake; a DNA string that also names a
+    file, `data`, is an error, not a guess). Letters outside A/C/G/T and the IUPAC codes are an
+    error, as on the command line."""
     if isinstance(sequences, Path) or (isinstance(sequences, str)
                                        and not _SEQUENCE.fullmatch(sequences)):
         if not str(sequences).strip():
             raise GroverError("an empty string is neither a sequence nor a file")
         items = read_items(sequences, genome)
         return [i.name for i in items], [i.sequence for i in items]
+    # os.path: a long sequence is no file name (Path.exists raises "File name too long")
+    if isinstance(sequences, str) and os.path.exists(sequences):  # `data`, `dna`: IUPAC letters
+        raise GroverError(f"{sequences!r} is both a DNA sequence and a file here: pass "
+                          f"Path({sequences!r}) to read the file, [{sequences!r}] for the sequence")
     seqs = [sequences] if isinstance(sequences, str) else list(sequences)
     for i, s in enumerate(seqs):
         if not isinstance(s, str) or (s and not _SEQUENCE.fullmatch(s)):
