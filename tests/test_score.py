@@ -337,6 +337,11 @@ def test_python_api_reads_files_and_strings(tiny, tmp_path):
         groverlm.score(scorer, str(tmp_path / "missing_seqs.fa"))
     allN = groverlm.score(scorer, ["NNNNNNNN", "ACGTNNNN"])  # nothing to score: NaN, not 0
     assert math.isnan(allN[0]["pll"]) and math.isfinite(allN[1]["pll"])
+    # a loaded transformers model with its tokenizer, as embed takes it
+    loaded = groverlm.score(scorer.model, list(seqs.values()), tokenizer=scorer.tok)
+    assert [r["pll"] for r in loaded] == pytest.approx([r["pll"] for r in from_list], abs=1e-5)
+    with pytest.raises(GroverError, match="pass `tokenizer`"):
+        groverlm.score(scorer.model, list(seqs.values()))
 
 
 # ----------------------------------------------------------------------------- --rc elsewhere

@@ -278,11 +278,20 @@ def _pll(log_probs: np.ndarray) -> float:
 
 def score(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
           rc: bool = False, per_token: bool = False, batch_size: int = ScoringConfig.batch_size,
-          device: str = "auto", progress: bool = False) -> list[dict[str, Any]]:
+          device: str = "auto", progress: bool = False, tokenizer: Any = None
+          ) -> list[dict[str, Any]]:
     """Pseudo-log-likelihoods of sequences (a list of strings, or a FASTA/BED/CSV path) under a
-    model (a folder, a Hub id or a loaded `Scorer`); one dict per sequence, in input order."""
+    model (a folder, a Hub id, a loaded `Scorer`, or a loaded transformers masked LM with its
+    `tokenizer`, as `embed` takes); one dict per sequence, in input order."""
     cfg = ScoringConfig(batch_size=batch_size, device=device, rc=rc)
-    scorer = model if isinstance(model, Scorer) else Scorer.load(model, cfg)
+    if isinstance(model, Scorer):
+        scorer = model
+    elif isinstance(model, str | Path):
+        scorer = Scorer.load(model, cfg)
+    elif tokenizer is None:
+        raise GroverError("pass `tokenizer` together with a loaded model")
+    else:
+        scorer = Scorer(model.eval(), tokenizer, cfg)
     names, seqs = named_sequences(sequences, genome)
     return score_sequences(scorer, names, seqs, rc, per_token, progress)
 
