@@ -331,6 +331,10 @@ def genome_counts(genome: str | Path, region: Region, width: int, max_bp: int
     records in file order, until `max_bp` bases have been read."""
     counts = np.zeros(4**width, dtype=np.int64)
     used, chunk = 0, 10_000_000
+    # ids wait here until `chunk` of them are counted at once: a bincount costs a 4**width array
+    # (134 MB at width 12), which one per record made minutes on an assembly of many scaffolds
+    batch: list[np.ndarray] = []
+    held = 0
     for rec in iter_records(genome):
         end = len(rec) if region.end is None else region.end
         spans = [(0, region.start), (end, len(rec))] if rec.name == region.chrom else [(0, len(rec))]
@@ -338,10 +342,16 @@ def genome_counts(genome: str | Path, region: Region, width: int, max_bp: int
             b = min(b, a + max_bp - used)
             for c in range(a, b, chunk):  # windows overlap by width - 1: every width-mer once
                 ids = kmer_ids(rec.codes[c:min(b, c + chunk + width - 1)], width)
-                counts += np.bincount(ids[ids >= 0], minlength=4**width)
+                batch.append(ids[ids >= 0])
+                held += batch[-1].size
+                if held >= chunk:
+                    counts += np.bincount(np.concatenate(batch), minlength=4**width)
+                    batch, held = [], 0
             used += max(0, b - a)
         if used >= max_bp:
             break
+    if batch:
+        counts += np.bincount(np.concatenate(batch), minlength=4**width)
     return counts, used
 
 
