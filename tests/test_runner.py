@@ -751,6 +751,20 @@ def test_a_genome_without_annotations_runs_without_tasks(tmp_path, monkeypatch, 
     assert not (tmp_path / "run2" / "bpe").exists()
 
 
+@pytest.mark.parametrize("stage", ["finetune", "baselines"])
+def test_a_task_named_but_not_built_fails_before_any_stage(tmp_path, capsys, stage):
+    """configs/mini.yaml fine-tunes prom300: run on a genome with tasks.build [] (README's
+    recipe), it failed at the finetune stage, after BPE, pretraining and next-k-mer."""
+    run = tmp_path / "run"
+    assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--set",
+                 "tasks.build=[ctcf]", "--set", "finetune.tasks=null", "--set",
+                 f"{stage}.tasks=[prom300]", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{stage}.tasks names 'prom300', which tasks.build does not list (ctcf)" in err
+    assert "mini.yaml" in err and len(err.strip().splitlines()) == 1
+    assert not run.exists()
+
+
 def test_selection_candidates_beyond_the_bpe_merges_fail_before_any_stage(tmp_path, capsys):
     """They failed in select_vocab, after genome and BPE had run, naming the flag --cycles."""
     run = tmp_path / "run"

@@ -47,7 +47,7 @@ from groverlm.metrics import (
     scored_metrics,
     write_metrics,
 )
-from groverlm.tasks import TASKS
+from groverlm.tasks import TASKS, check_built
 from groverlm.tasks.common import check_subset_classes, load_bpe_tokenizer, seeded_subset
 from groverlm.tasks.gue import load_task
 
@@ -313,6 +313,11 @@ def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
                    seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
                    sizes={s: len(task.splits[s]) for s in task.splits})
     return results
+
+
+def preflight(cfg: Any, config: Any) -> None:
+    """The runner's check, before any stage runs, that the tasks named are among those built."""
+    check_built("baselines", cfg.tasks, config)
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -91,7 +91,7 @@ from groverlm.metrics import (
     write_metrics,
 )
 from groverlm.models import default_name, load_model, load_tokenizer, save_model, torch_threads
-from groverlm.tasks import TASKS
+from groverlm.tasks import TASKS, check_built
 from groverlm.tasks.common import check_subset_classes, seeded_subset
 from groverlm.tasks.context import GenomeContextTokenizer
 from groverlm.tasks.gue import load_task
@@ -741,6 +741,11 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
 
 # ----------------------------------------------------------------------------------------------
 # CLI
+
+
+def preflight(cfg: Any, config: Any) -> None:
+    """The runner's check, before any stage runs, that the tasks named are among those built."""
+    check_built("finetune", cfg.tasks, config)
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -64,6 +64,19 @@ def preflight(cfg: TasksConfig, config: Any) -> None:
                                   config.source)
 
 
+def check_built(stage: str, wanted: tuple[str, ...] | None, config: Any) -> None:
+    """The runner's check, before any stage runs, that the tasks a stage names (`wanted`; null:
+    every task built) are in tasks.build: else that stage fails after pretraining (a config made
+    for hg19, `finetune.tasks: [prom300]`, run on a genome with `tasks.build: []`)."""
+    built = config.stage("tasks").build
+    for name in wanted or ():
+        if name not in built:
+            raise GroverError(f"{stage}.tasks names {name!r}, which tasks.build does not list "
+                              f"({', '.join(built) or 'empty'}): add it there, or set "
+                              f"{stage}.tasks to the tasks built (null: all of them)",
+                              config.source)
+
+
 def _chroms(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
