@@ -25,7 +25,7 @@ from groverlm.context import Context, resolve_data
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.genome import GenomeConfig
-from groverlm.manifest import LOCK, write_manifest
+from groverlm.manifest import LOCK, finished, write_manifest
 from groverlm.runner import Stage, run_pipeline, summarize_run
 
 from .conftest import DATA, held_elsewhere, random_dna, sigkill_when_exists, write_fasta
@@ -763,6 +763,27 @@ def test_a_task_named_but_not_built_fails_before_any_stage(tmp_path, capsys, sta
     assert f"{stage}.tasks names 'prom300', which tasks.build does not list (ctcf)" in err
     assert "mini.yaml" in err and len(err.strip().splitlines()) == 1
     assert not run.exists()
+
+
+@pytest.mark.parametrize("select, stage", [("true", "select_vocab"), ("false", "nextkmer")])
+def test_a_held_out_scaffold_too_small_for_the_blocks_fails_before_bpe(tmp_path, capsys, select,
+                                                                       stage):
+    """README's recipe holds out scaffold_9. One shorter than three 100 kb blocks failed in
+    select_vocab after BPE, or in nextkmer after pretraining; the genome stage's record lengths
+    tell it before BPE."""
+    genome = write_fasta(tmp_path / "own.fa", {"scaffold_1": random_dna(40000, 1),
+                                               "scaffold_9": random_dna(15000, 9)})
+    run = tmp_path / "run"
+    sets = [f"run.dir={run}", f"data.genome={genome}", "genome.chroms=null", "genome.max_bp=null",
+            "data.tss=null", "data.ctcf_motif=null", "data.ctcf_peaks=[]", "data.repeats=null",
+            "data.cpg=null", "tasks.build=[]", "finetune.tasks=null", "corpus.holdout=[scaffold_9]",
+            f"select_vocab.select={select}"]
+    assert main(["run", str(CONFIGS / "mini.yaml"), *(a for kv in sets for a in ("--set", kv)),
+                 "--quiet"]) == 2
+    assert finished(run / "genome") and not (run / "bpe").exists()
+    err = capsys.readouterr().err
+    assert "corpus.holdout scaffold_9 holds 1 usable block(s) of 100,000 bp" in err
+    assert f"smaller {stage}.samples.block" in err and "mini.yaml" in err
 
 
 def test_selection_candidates_beyond_the_bpe_merges_fail_before_any_stage(tmp_path, capsys):

@@ -232,6 +232,33 @@ def valid_starts(record, start: int, end: int, span: int, block: int) -> np.ndar
     return ok
 
 
+def _too_few_blocks(region: Region, n: int, cfg: NextKmerSamplesConfig,
+                    options: tuple[str, str]) -> str:
+    return (f"{options[0]} {region} holds {n} usable block(s) of {cfg.block:,} bp; need 3 "
+            f"(train, dev, test): use a smaller {options[1]} or a larger region")
+
+
+def check_blocks(region: Region, lengths: dict[str, int], cfg: NextKmerSamplesConfig,
+                 options: tuple[str, str], where: Any = None) -> None:
+    """The 3 blocks (train, dev, test) `draw_samples` needs, counted from the records' lengths
+    alone: the blocks that hold one sample's span of the region (N runs may still leave fewer,
+    which `draw_samples` finds). `where`: the file errors name.
+
+    >>> cfg = NextKmerSamplesConfig(ks=(2,), context=8, block=100)  # a sample reads 10 bases
+    >>> check_blocks(Region("r", 0, 210), {"r": 500}, cfg, ("region", "block"))
+    >>> check_blocks(Region("r", 0, 209), {"r": 500}, cfg, ("region", "block"))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    groverlm.errors.GroverError: region r:0-209 holds 2 usable block(s) of 100 bp; need 3 ...
+    """
+    _, start, end = region.bounds(lengths, options[0], where)
+    first = np.arange(start // cfg.block, (end - 1) // cfg.block + 1) * cfg.block
+    held = np.minimum(end, first + cfg.block) - np.maximum(start, first)  # the region's bases
+    n = int((held >= cfg.span).sum())
+    if n < 3:
+        raise GroverError(_too_few_blocks(region, n, cfg, options), where)
+
+
 def draw_samples(genome, region, cfg: NextKmerSamplesConfig,
                  options: tuple[str, str] = ("--region", "--block")) -> Samples:
     """Draw the samples of every split from `region` of a `fasta.Genome`; errors name the region's
@@ -243,9 +270,7 @@ def draw_samples(genome, region, cfg: NextKmerSamplesConfig,
     blocks = np.unique(block_of[ok])
     wanted = cfg.wanted()
     if len(blocks) < 3:
-        raise GroverError(f"{options[0]} {region} holds {len(blocks)} usable block(s) of "
-                          f"{cfg.block:,} bp; need 3 (train, dev, test): use a smaller "
-                          f"{options[1]} or a larger region")
+        raise GroverError(_too_few_blocks(region, len(blocks), cfg, options))
     rng = np.random.default_rng([cfg.seed, 0x4E4B])
     order = blocks[rng.permutation(len(blocks))]
     total = sum(wanted.values())
@@ -258,7 +283,7 @@ def draw_samples(genome, region, cfg: NextKmerSamplesConfig,
         cand = start + np.flatnonzero(ok & np.isin(block_of, assign[split]))
         available[split] = int(cand.size)
         if cand.size < wanted[split]:
-            raise GroverError(f"the {split} blocks of --region {region} hold {cand.size:,} "
+            raise GroverError(f"the {split} blocks of {options[0]} {region} hold {cand.size:,} "
                               f"usable positions, fewer than the {wanted[split]:,} samples asked")
         pos = np.sort(rng.choice(cand, wanted[split], replace=False))
         starts[split] = pos
@@ -626,6 +651,13 @@ def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:
     """The held-out region the contexts come from, with the setting naming it
     (runner.Stage.regions: checked before any stage runs, not after pretraining)."""
     return [held_out_setting(config, cfg.region, "nextkmer")]
+
+
+def check_lengths(cfg: Any, config: Any, lengths: dict[str, int]) -> None:
+    """The runner's check once the genome stage has run (`lengths`: its records'): the held-out
+    region holds the 3 blocks the samples need; else this stage fails after pretraining."""
+    setting, region = held_out_setting(config, cfg.region, "nextkmer")
+    check_blocks(region, lengths, cfg.samples, (setting, "nextkmer.samples.block"), config.source)
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -110,6 +110,14 @@ class Stage:
         if check is not None:
             check(cfg.stage(self.name), cfg)
 
+    def check_lengths(self, cfg: Any, lengths: dict[str, int]) -> None:
+        """The module's `check_lengths(section, cfg, lengths)`, where it has one: checks that need
+        the genome's record lengths (a held-out region big enough for its blocks), made once the
+        genome stage has run, not after the stages before this one."""
+        check = getattr(importlib.import_module(self.module), "check_lengths", None)
+        if check is not None:
+            check(cfg.stage(self.name), cfg, lengths)
+
     def regions(self, cfg: Any) -> list[tuple[str, Any]]:
         """The genome regions the stage reads ((setting, corpus.Region): held-out regions), from
         the module's `regions(section, cfg)` where it has one; the runner checks them against the
@@ -357,7 +365,11 @@ def _run_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], re
         if on_stage is not None:
             on_stage(result)
         if stage.name == "genome" and finished(run_dir / "genome"):  # now the records' lengths
-            check_regions(cfg, regions, _record_lengths(run_dir / "genome"))
+            lengths = _record_lengths(run_dir / "genome")
+            check_regions(cfg, regions, lengths)
+            for later in STAGES:
+                if later.name in selected:
+                    later.check_lengths(cfg, lengths)
     return results
 
 

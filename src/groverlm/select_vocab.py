@@ -97,6 +97,7 @@ from groverlm.nextkmer import (
     NextKmerSamplesConfig,
     add_nextkmer_args,
     as_kmer_classifier,
+    check_blocks,
     configs_from_args,
     draw_samples,
     kmer_classifier,
@@ -742,6 +743,15 @@ def preflight(cfg: Any, config: Any) -> None:
 def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:
     """The held-out region selection reads, with the setting naming it (runner.Stage.regions)."""
     return [held_out_setting(config, cfg.region, "select_vocab")] if cfg.select else []
+
+
+def check_lengths(cfg: Any, config: Any, lengths: dict[str, int]) -> None:
+    """The runner's check once the genome stage has run (`lengths`: its records'): the held-out
+    region holds the 3 blocks the next-k-mer samples need; else selection fails after BPE."""
+    if cfg.select:
+        setting, region = held_out_setting(config, cfg.region, "select_vocab")
+        check_blocks(region, lengths, cfg.samples, (setting, "select_vocab.samples.block"),
+                     config.source)
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
