@@ -113,6 +113,8 @@ def test_annotation_analysis(tiny):
         assert p["embedding"]["n"] == len(wins)
         assert "skipped" in p["embedding"] or 0 <= p["embedding"]["auroc_mean"] <= 1
     ann.plot_projection(proj["pca"], values, "PCA")
+    # GC alone (a genome with no annotation files): one panel, not one beside a blank one
+    assert all(a.axison for a in ann.plot_projection(proj["pca"], {"gc": values["gc"]}, "PCA").axes)
     ann.plot_probes(res)
     with pytest.raises(GroverError, match="too few"):
         ann.annotation_analysis(model, tok, wins[:4], tracks, cfg)

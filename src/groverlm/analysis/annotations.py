@@ -225,7 +225,8 @@ def annotation_analysis(model, tokenizer, windows, tracks: dict[str, dict[str, n
 def plot_projection(coords: np.ndarray, values: dict[str, np.ndarray], title: str):
     """The 2-D projection coloured by each annotation (one panel per annotation)."""
     panels = [k for k in ("repeat", "cpg_island", "tss", "gc") if k in values]
-    fig, ax = figure(2, (len(panels) + 1) // 2, width=5.0, height=3.8)
+    # one column when GC is the only annotation (a genome with no annotation files): not half blank
+    fig, ax = figure(min(2, len(panels)), (len(panels) + 1) // 2, width=5.0, height=3.8)
     ax = np.atleast_1d(ax)
     names = {"repeat": "repeat fraction", "cpg_island": "CpG-island fraction",
              "tss": "log10(TSS distance + 1 bp)", "gc": "GC fraction"}
