@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 from groverlm import runner
 from groverlm.cli import main
 from groverlm.config import WRITTEN, DataConfig, RunConfig, RunSection, dump_config, load_config
-from groverlm.context import Context, resolve_data
+from groverlm.context import Context, check_regions, resolve_data
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.genome import GenomeConfig
@@ -784,6 +785,22 @@ def test_a_held_out_scaffold_too_small_for_the_blocks_fails_before_bpe(tmp_path,
     err = capsys.readouterr().err
     assert "corpus.holdout scaffold_9 holds 1 usable block(s) of 100,000 bp" in err
     assert f"smaller {stage}.samples.block" in err and "mini.yaml" in err
+
+
+def test_the_readme_recipe_for_another_genome_passes_every_check_on_it():
+    """README's command for another genome, on a genome of scaffolds: every stage's check before
+    and after the genome stage passes (the demo's analysis.analyze.region, on chr20, was left and
+    failed it)."""
+    readme = (CONFIGS.parent / "README.md").read_text()
+    recipe = readme.split("On another genome (any species)")[1].split("```bash")[1].split("```")[0]
+    args = shlex.split(recipe.replace("\\\n", " "))
+    cfg = load_config(CONFIGS / Path(args[args.index("run") + 1]).name,
+                      [args[i + 1] for i, a in enumerate(args) if a == "--set"])
+    lengths = {f"scaffold_{i}": 400_000 for i in range(1, 12)}
+    for stage in runner.STAGES:
+        stage.preflight(cfg)
+        check_regions(cfg, stage.regions(cfg), lengths)
+        stage.check_lengths(cfg, lengths)
 
 
 def test_selection_candidates_beyond_the_bpe_merges_fail_before_any_stage(tmp_path, capsys):
