@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 import zlib
 
 import numpy as np
@@ -78,17 +77,16 @@ def test_bad_input_is_one_line_with_file_and_line(tmp_path, capsys, case):
         assert f"{path}:{line}:" in err
 
 
-def test_many_short_records_are_read_in_linear_time(tmp_path):
-    """A fragmented assembly: each header's line is counted on from the last header's, not from
-    the block's start (60,000 records took 15 s on the development machine, now half a second)."""
+def test_many_short_records_keep_their_line_numbers(tmp_path):
+    """A fragmented assembly: each header's line is counted on from the last header's
+    (fasta._LineCounter; 60,000 records took 15 s when every count started at the block's start,
+    half a second since, on the development machine), and still names the right line."""
     n = 60_000
     path = tmp_path / "scaffolds.fa"
     path.write_text("".join(f">s{i}\nACGT\n" for i in range(n)) + ">last\nACXT\n")
-    start = time.perf_counter()
     with pytest.raises(GroverError, match=f"{path}:{2 * n + 2}: unknown nucleotide letter 'X'"):
         for _ in iter_records(path):
             pass
-    assert time.perf_counter() - start < 5
 
 
 def test_text_lines_skip_a_byte_order_mark_and_name_an_undecodable_line(tmp_path):
