@@ -27,7 +27,7 @@ from groverlm.manifest import (
     writes_folder,
 )
 
-from .conftest import held_elsewhere
+from .conftest import held_elsewhere, write_fasta
 
 
 def test_first_call_records_the_settings_and_the_same_ones_pass(tmp_path):
@@ -181,3 +181,20 @@ def test_a_process_reenters_a_folder_it_holds_and_leaves_nothing_behind(tmp_path
 
     stage("g.fa", out=tmp_path / "s")
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["table.tsv"]
+
+
+def test_a_refused_call_leaves_no_folder_it_made_behind(tmp_path, capsys):
+    """A bad input found once the output's lock is taken: neither the output's folder nor the
+    parents made for it stay (a stage command's --out, a score table's new folder)."""
+    out = tmp_path / "new" / "deeper" / "kv"
+    assert main(["kmer-vocab", "--k", "99", "--out", str(out)]) == 2
+    assert "--k must be between 1 and 8" in capsys.readouterr().err
+    fa = write_fasta(tmp_path / "s.fa", {"s": "ACGTACGTAAGG"})
+    table = tmp_path / "scores" / "deeper" / "t.tsv"
+    assert main(["score", "seqs", "--input", str(fa), "--model", str(tmp_path / "no-model"),
+                 "--out", str(table)]) == 2
+    assert "no-model: no such model folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.fa"]
+    with folder_lock(tmp_path / "kept" / "run") as run:  # a folder given output stays
+        (run / "config.yaml").write_text("x\n")
+    assert [p.name for p in (tmp_path / "kept" / "run").iterdir()] == ["config.yaml"]

@@ -20,6 +20,7 @@ import errno
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -102,16 +103,25 @@ def locked(lock_file: str | Path, what: str | Path) -> Iterator[None]:
         finally:
             _held[lock_file][1] -= 1
         return
-    lock_file.parent.mkdir(parents=True, exist_ok=True)  # a table's new folder (score --out)
-    fh = _acquire(lock_file, what) if fcntl is not None else None
-    _held[lock_file] = [fh, 1]
+    # the folders made here (a table's new folder, score --out a/b/t.tsv), deepest first: a call
+    # refused before any output (another holder, a bad input) leaves none of them behind
+    made = list(itertools.takewhile(lambda p: not p.exists(),
+                                    (lock_file.parent, *lock_file.parent.parents)))
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        yield
+        fh = _acquire(lock_file, what) if fcntl is not None else None
+        _held[lock_file] = [fh, 1]
+        try:
+            yield
+        finally:
+            del _held[lock_file]
+            if fh is not None:
+                lock_file.unlink(missing_ok=True)  # while still held: no one waits on this inode
+                fh.close()
     finally:
-        del _held[lock_file]
-        if fh is not None:
-            lock_file.unlink(missing_ok=True)  # while still held: no one waits on this inode
-            fh.close()
+        for folder in made:
+            with contextlib.suppress(OSError):  # it holds output: kept
+                folder.rmdir()
 
 
 def _acquire(lock_file: Path, what: str | Path) -> Any:
@@ -142,19 +152,13 @@ def _acquire(lock_file: Path, what: str | Path) -> Any:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path) -> Iterator[Path]:
-    """`locked` for an output folder (FOLDER/.groverlm.lock), made if missing; a folder this call
-    made and left empty (a refusal before any output) is removed again."""
+    """`locked` for an output folder (FOLDER/.groverlm.lock), made if missing; the folders this
+    call made and left empty (a refusal before any output) are removed again."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise GroverError("exists and is not a folder", folder)
-    made = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with locked(folder / LOCK, folder):
-            yield folder
-    finally:
-        if made and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+    with locked(folder / LOCK, folder):
+        yield folder
 
 
 def writes_folder(fn):
