@@ -843,3 +843,17 @@ def test_a_second_run_into_a_folder_in_use_stops_before_any_stage(toy):
         assert calls == [] and not (make.run / "a").exists()
     assert statuses(run_pipeline(make())) == ["ran"] * 3  # the holder gone, the run goes on
     assert not (make.run / LOCK).exists()
+
+
+def test_a_stage_folder_another_process_writes_in_is_not_deleted_under_it(toy):
+    """`groverlm pretrain --out RUN/pretrain/model` still running, then `groverlm run --force`
+    (or a changed config): the stage folder is not cleared under it, and not taken over."""
+    make, calls = toy
+    assert statuses(run_pipeline(make())) == ["ran"] * 3
+    part = make.run / "a" / "part"
+    with held_elsewhere(part / LOCK, part) as pid:
+        with pytest.raises(GroverError, match=f"part: in use by another groverlm process .pid {pid}"):
+            run_pipeline(make(), force=True)
+        assert (make.run / "a" / "out.txt").is_file() and (part / "manifest.json").is_file()
+    assert statuses(run_pipeline(make(), force=True)) == ["ran"] * 3  # a killed holder: cleared
+    assert not list(make.run.rglob(LOCK))

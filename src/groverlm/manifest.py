@@ -161,6 +161,17 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
         yield folder
 
 
+def remove_folder(folder: str | Path) -> None:
+    """`shutil.rmtree`, holding every groverlm lock inside the folder meanwhile: a part another
+    process still writes (a stage command's --out inside a run's stage folder) stops the removal
+    with one line before anything is deleted, and no one takes it again halfway."""
+    folder = Path(folder)
+    with contextlib.ExitStack() as held:
+        for lock_file in sorted(folder.rglob(LOCK)):
+            held.enter_context(locked(lock_file, lock_file.parent))
+        shutil.rmtree(folder)
+
+
 def writes_folder(fn):
     """Decorate a stage function whose parameter `out` is the folder it writes: the call holds
     that folder's lock (`folder_lock`), whether the runner or a command calls it."""

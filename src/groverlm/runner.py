@@ -42,7 +42,6 @@ import argparse
 import importlib
 import json
 import logging
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -64,6 +63,7 @@ from groverlm.manifest import (
     finished,
     folder_lock,
     read_manifest,
+    remove_folder,
     write_cached,
     write_manifest,
     write_text,
@@ -226,7 +226,7 @@ def _clear(folder: Path) -> None:
     if not any(p.is_file() for p in marks) and any(folder.iterdir()):
         raise GroverError("exists and is not a groverlm run stage (no pending.json or "
                           "manifest.json); refusing to delete it", folder)
-    shutil.rmtree(folder)
+    remove_folder(folder)  # not while another process writes in it (a stage command's --out)
 
 
 @dataclass
