@@ -15,6 +15,7 @@ from groverlm.cli import main
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
+from groverlm.manifest import LOCK, SETTINGS
 from groverlm.select_vocab import (
     baseline_rows,
     reference_accuracy,
@@ -23,7 +24,7 @@ from groverlm.select_vocab import (
     write_pretrain_genome,
 )
 
-from .conftest import random_dna, write_fasta
+from .conftest import held_elsewhere, random_dna, write_fasta
 
 
 def test_selection_rule_and_ties():
@@ -250,6 +251,22 @@ def test_select_vocab_checks_its_inputs_before_touching_out(inputs, tmp_path, ca
     with pytest.raises(RuntimeError, match="reached"):  # past the settings check: resumed
         main(sv_args(genome, bpe, out))
 
+
+
+def test_a_selection_another_process_writes_is_not_deleted_under_it(inputs, tmp_path, capsys):
+    """A second `select-vocab --overwrite` into a selection still running stops in one line; it
+    used to delete the first's pretraining folders (lock and all) and train beside it."""
+    genome, bpe = inputs
+    out = tmp_path / "sel"
+    log = out / "pretrain" / "bpe-20" / "log.jsonl"  # the first process's sub-run, mid-way
+    log.parent.mkdir(parents=True)
+    log.write_text("{}\n")
+    (out / SETTINGS).write_text("{}\n")
+    with held_elsewhere(out / LOCK, out) as pid:
+        assert main(sv_args(genome, bpe, out, "--overwrite")) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"in use by another groverlm process (pid {pid})" in err and "\n" not in err
+        assert log.read_text() == "{}\n" and (out / SETTINGS).is_file()
 
 @pytest.mark.slow
 def test_a_sample_too_long_for_one_vocabulary_is_shortened_for_every_one(inputs, tmp_path,

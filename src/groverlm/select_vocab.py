@@ -78,6 +78,7 @@ from groverlm.fasta import decode, iter_records
 from groverlm.finetune import ClassifierConfig
 from groverlm.kmer_vocab import MAX_VOCAB_K, write_kmer_vocab
 from groverlm.manifest import (
+    LOCK,
     MANIFEST,
     SETTINGS,
     atomic_path,
@@ -89,6 +90,7 @@ from groverlm.manifest import (
     write_json,
     write_manifest,
     write_text,
+    writes_folder,
 )
 from groverlm.metrics import read_metrics, write_metrics
 from groverlm.models import load_tokenizer
@@ -560,6 +562,7 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
 # The stage
 
 
+@writes_folder
 def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str | Path,
                  cfg: SelectPretrainingConfig, ncfg, ft, bcfg, overwrite: bool = False,
                  progress: bool = True, redo_nextkmer: bool = False,
@@ -578,7 +581,7 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     if merges is not None and max(cfg.cycles) > int(merges):
         raise GroverError(f"--cycles asks for {max(cfg.cycles)} but the BPE run has {merges} "
                           "merges", bpe_dir)
-    if out.is_dir() and any(out.iterdir()) and not (
+    if out.is_dir() and any(f.name != LOCK for f in out.iterdir()) and not (
             (out / SETTINGS).is_file() or (out / MANIFEST).is_file()):
         raise GroverError("exists and is not a select-vocab folder (no settings.json); refusing "
                           "to write or delete in it", out)
