@@ -25,7 +25,7 @@ from groverlm.embed import (
 )
 
 from .analysis.fixtures import make_model, make_vocab
-from .conftest import random_dna, write_fasta
+from .conftest import held_elsewhere, random_dna, write_fasta
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +228,23 @@ def test_resume_after_a_crash(tiny, tmp_path, monkeypatch):
     assert (tmp_path / "run.index.tsv").read_text() == (tmp_path / "ref.index.tsv").read_text()
     assert ref["shape"] == [7, 32]
 
+
+
+def test_a_second_embed_into_an_output_being_written_stops_in_one_line(tiny, tmp_path, capsys):
+    """It truncated the first's OUT.partial.npy under its memory map: the first died of a bus
+    error (or, same settings, both appended rows). OUT and OUT.npy are one output."""
+    _, model_dir, _, _ = tiny
+    fa = write_fasta(tmp_path / "in.fa", {"s": random_dna(60, 1)})
+    out = tmp_path / "new" / "e.npy"
+    args = ["embed", "--model", str(model_dir), "--input", str(fa), "--quiet", "--out"]
+    with held_elsewhere(out.with_name(".e.npy.lock"), out) as pid:
+        for name in (out, out.with_suffix("")):
+            assert main([*args, str(name)]) == 2
+            err = capsys.readouterr().err.strip()
+            assert f"{out}: in use by another groverlm process (pid {pid})" in err
+            assert "\n" not in err and not list(out.parent.glob("e.*"))
+    assert main([*args, str(out)]) == 0 and out.is_file()
+    assert not out.with_name(".e.npy.lock").exists()
 
 def test_a_dna_string_that_names_a_file_is_an_error(tmp_path, monkeypatch):
     """`data` (D, A, T, A: IUPAC letters) naming a FASTA file was read as the 4-nt sequence DATA:
