@@ -125,6 +125,8 @@ def locked(lock_file: str | Path, what: str | Path) -> Iterator[None]:
 
 
 def _acquire(lock_file: Path, what: str | Path) -> Any:
+    """The open, flocked `lock_file` with our pid in it; a GroverError naming the holder's pid
+    when another process holds it; None where the file system cannot lock."""
     while True:
         fh = open(lock_file, "a+")
         try:
