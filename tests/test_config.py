@@ -86,6 +86,14 @@ def test_unknown_key_from_set_names_the_override():
         load_config(None, ["nosuch.x=1"])
 
 
+def test_an_error_names_the_set_that_gave_the_value():
+    # the later --set replaces the earlier one's value, so the error is the later one's
+    with pytest.raises(GroverError, match=r"^--set run\.dir=null: run\.dir = None is not"):
+        load_config(None, ["run.dir=runs/a", "run.dir=null"])
+    with pytest.raises(GroverError, match=r"^--set bpe=5: bpe must be a mapping"):
+        load_config(None, ["bpe.merges=300", "bpe=5"])
+
+
 def test_wrong_types_are_errors_naming_key_and_line(tmp_path):
     with pytest.raises(GroverError, match=r":2: bpe\.merges = 'many' is not an integer"):
         load_config(write(tmp_path, "bpe:\n  merges: many\n"))

@@ -211,8 +211,10 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raw = _parse_yaml("\n".join(line for _, line in text_lines(p)), source, where)
     for text in overrides:
         key, value = parse_override(text)
-        for n in range(1, len(key) + 1):  # errors in any enclosing section name this --set too
-            where.overrides.setdefault(key[:n], text)
+        # errors in the key or an enclosing section name the last --set that gave it: an earlier
+        # --set of the same key no longer holds the value that failed
+        for n in range(1, len(key) + 1):
+            where.overrides[key[:n]] = text
         _apply_override(raw, key, value, text)
     for name in raw:
         if name not in SECTIONS:
