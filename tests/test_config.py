@@ -94,6 +94,13 @@ def test_an_error_names_the_set_that_gave_the_value():
         load_config(None, ["bpe.merges=300", "bpe=5"])
 
 
+@pytest.mark.parametrize("value", [".nan", ".inf", "1e400"])
+def test_a_number_setting_is_finite(value):
+    # a NaN learning rate passed `lr <= 0` and trained on; 1e400 reads as inf
+    with pytest.raises(GroverError, match=rf"^--set pretrain\.train\.lr={value}: .* finite"):
+        load_config(None, [f"pretrain.train.lr={value}"])
+
+
 def test_wrong_types_are_errors_naming_key_and_line(tmp_path):
     with pytest.raises(GroverError, match=r":2: bpe\.merges = 'many' is not an integer"):
         load_config(write(tmp_path, "bpe:\n  merges: many\n"))

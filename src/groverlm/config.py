@@ -25,6 +25,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -345,6 +346,8 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: 
         raise TypeError(f"config field {dotted}: unsupported annotation {tp!r}")
     if not ok:
         raise where.error(path, f"{dotted} = {value!r} is not {_type_name(tp)}")
+    if tp is float and not math.isfinite(value):  # .nan passes every `x <= 0` check
+        raise where.error(path, f"{dotted} = {value} is not a finite number")
     if tp is int and path[-1] in SEED_FIELDS and value < 0:  # numpy's generators take no other
         raise where.error(path, f"{dotted} = {value} is negative (seeds are 0 or more)")
     return value
