@@ -49,7 +49,7 @@ from groverlm.fasta import (
     table_fields,
     text_lines,
 )
-from groverlm.manifest import atomic_path, cached, fingerprint, locked, write_cached, write_tsv
+from groverlm.manifest import atomic_path, cached, file_lock, fingerprint, write_cached, write_tsv
 from groverlm.models import load_model, load_tokenizer, named_device, torch_threads
 
 # torch and tqdm load on first use, keeping the CLI, config loading and `import groverlm` light
@@ -421,10 +421,9 @@ def write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | P
 
     Sequences go in chunks of `cfg.chunk`; after each chunk the partial array and the count done are
     saved, so a run stopped midway resumes where it stopped (same inputs and settings). A second
-    process into the same OUT stops in one line while this one runs (`manifest.locked`): it would
+    process into the same OUT stops in one line while this one runs (`manifest.file_lock`): it would
     truncate the partial array under this one's memory map (a bus error) or append its rows."""
-    npy = out_paths(out)["npy"]
-    with locked(npy.with_name(f".{npy.name}.lock"), npy):
+    with file_lock(out_paths(out)["npy"]):
         return _write_embeddings(model_dir, input_path, out, cfg, genome, fmt, overwrite, progress)
 
 

@@ -163,6 +163,13 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
         yield folder
 
 
+def file_lock(out: str | Path) -> contextlib.AbstractContextManager[None]:
+    """`locked` for an output file written in steps (a score table's OUT.partial, embed's partial
+    array): .OUT.lock beside it, so two runs into one OUT cannot interleave their chunks."""
+    out = Path(out)
+    return locked(out.with_name(f".{out.name}.lock"), out)
+
+
 def remove_folder(folder: str | Path) -> None:
     """`shutil.rmtree`, holding every groverlm lock inside the folder meanwhile: a part another
     process still writes (a stage command's --out inside a run's stage folder) stops the removal

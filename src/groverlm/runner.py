@@ -103,10 +103,14 @@ class Stage:
     def run(self, cfg: Any, ctx: Context) -> dict[str, Any]:
         return importlib.import_module(self.module).run(cfg, ctx)
 
+    def _hook(self, name: str) -> Callable[..., Any] | None:
+        """The module's optional function `name` (preflight, check_lengths, regions), or None."""
+        return getattr(importlib.import_module(self.module), name, None)
+
     def preflight(self, cfg: Any) -> None:
         """The module's `preflight(section, cfg)`, where it has one: checks that need more than the
         config's types (a model override, a held-out region), made before any stage runs."""
-        check = getattr(importlib.import_module(self.module), "preflight", None)
+        check = self._hook("preflight")
         if check is not None:
             check(cfg.stage(self.name), cfg)
 
@@ -114,7 +118,7 @@ class Stage:
         """The module's `check_lengths(section, cfg, lengths)`, where it has one: checks that need
         the genome's record lengths (a held-out region big enough for its blocks), made once the
         genome stage has run, not after the stages before this one."""
-        check = getattr(importlib.import_module(self.module), "check_lengths", None)
+        check = self._hook("check_lengths")
         if check is not None:
             check(cfg.stage(self.name), cfg, lengths)
 
@@ -122,7 +126,7 @@ class Stage:
         """The genome regions the stage reads ((setting, corpus.Region): held-out regions), from
         the module's `regions(section, cfg)` where it has one; the runner checks them against the
         genome (`context.check_regions`)."""
-        named = getattr(importlib.import_module(self.module), "regions", None)
+        named = self._hook("regions")
         return [] if named is None else named(cfg.stage(self.name), cfg)
 
 

@@ -77,9 +77,9 @@ from groverlm.manifest import (
     MANIFEST,
     PartialTable,
     atomic_path,
+    file_lock,
     fingerprint,
     finished,
-    locked,
     prepare_out,
     read_manifest,
     write_json,
@@ -736,13 +736,6 @@ def _check_out(args: argparse.Namespace) -> None:
         raise GroverError("exists; pass --overwrite to replace it", args.out)
 
 
-def _lock_file(out: str | Path) -> Path:
-    """Held while a table is scored (`manifest.locked`): two runs into one OUT would interleave
-    their chunks in OUT.partial."""
-    out = Path(out)
-    return out.with_name(f".{out.name}.lock")
-
-
 def _config(args: argparse.Namespace) -> ScoringConfig:
     return ScoringConfig(**{k: getattr(args, k) for k in ("flank", "margin", "max_indel")
                             if hasattr(args, k)}, rc=args.rc, batch_size=args.batch_size,
@@ -751,7 +744,7 @@ def _config(args: argparse.Namespace) -> ScoringConfig:
 
 def seqs_command(args: argparse.Namespace) -> int:
     _check_out(args)
-    with locked(_lock_file(args.out), args.out):
+    with file_lock(args.out):
         _score_seqs(args)
     return 0
 
@@ -772,7 +765,7 @@ def _score_seqs(args: argparse.Namespace) -> None:
 
 def variants_command(args: argparse.Namespace) -> int:
     _check_out(args)
-    with locked(_lock_file(args.out), args.out):
+    with file_lock(args.out):
         _score_variants(args)
     return 0
 
