@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -13,13 +15,16 @@ from groverlm.cli import main
 from groverlm.errors import GroverError
 from groverlm.manifest import (
     LOCK,
+    PASSED_LOCKS,
     SETTINGS,
     atomic_path,
     cached,
     check_resume,
+    file_lock,
     fingerprint,
     finished,
     folder_lock,
+    passed_locks,
     prepare_out,
     read_manifest,
     write_cached,
@@ -164,6 +169,64 @@ def test_a_folder_another_process_writes_is_refused_in_one_line_and_free_once_it
     assert (out / LOCK).exists()  # killed, the holder leaves the file but not the lock
     assert main(["kmer-vocab", "--k", "3", "--out", str(out)]) == 0
     assert finished(out) and not (out / LOCK).exists()
+
+
+def test_nothing_inside_a_folder_another_process_writes_is_written_until_it_dies(
+        tmp_path, capsys):
+    """`groverlm run` in its fine-tuning stage holds only RUN: `groverlm pretrain --out
+    RUN/pretrain/model --overwrite` (or a task, a score table) in another terminal deleted what
+    the run still reads. The lock file a killed holder leaves behind refuses nothing."""
+    run = tmp_path / "run"
+    run.mkdir()
+    sub = run / "sub"
+    with held_elsewhere(run / LOCK, run) as pid:
+        refusal = rf"^{re.escape(str(run))}: in use by another groverlm process \(pid {pid}\)"
+        with pytest.raises(GroverError, match=refusal + rf".* before writing {re.escape(str(sub))} "):
+            with folder_lock(sub):
+                pass
+        with pytest.raises(GroverError, match=refusal):
+            with file_lock(sub / "x.tsv"):
+                pass
+        assert main(["kmer-vocab", "--k", "3", "--out", str(sub), "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"{run}: in use by another groverlm process (pid {pid})" in err and "\n" not in err
+        assert sorted(p.name for p in run.iterdir()) == [LOCK]  # nothing made inside
+    assert (run / LOCK).exists()  # killed, the holder leaves the file but not the lock
+    with folder_lock(sub), file_lock(sub / "x.tsv"):
+        pass
+    assert main(["kmer-vocab", "--k", "3", "--out", str(sub)]) == 0 and finished(sub)
+
+
+# a process that tries to write in each folder of its arguments, and prints what became of it
+TRY_FOLDERS = ("import sys\nfrom groverlm.errors import GroverError\n"
+               "from groverlm.manifest import folder_lock\nfor f in sys.argv[1:]:\n    try:\n"
+               "        with folder_lock(f): print('ok')\n"
+               "    except GroverError as err: print(err)")
+
+
+def test_a_process_the_holder_starts_writes_inside_only_the_folders_passed_on(tmp_path):
+    """torchrun's rank 0 takes RUN/pretrain/model while the run that launched it holds RUN: the
+    launcher passes its locks on in the environment (pretrain.launch_env), for the folders
+    inside them only, and only while that launcher holds them."""
+    run, other = tmp_path / "run", tmp_path / "other"
+
+    def started(env: dict[str, str], *folders: object) -> list[str]:
+        return subprocess.run([sys.executable, "-c", TRY_FOLDERS, *map(str, folders)], env=env,
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+
+    with folder_lock(run):
+        env = {**os.environ, **passed_locks()}
+        with folder_lock(other):  # held too, but not passed on
+            got = started(env, run / "pretrain" / "model", run, other / "x")
+        forged = json.dumps({"pid": 1, "locks": json.loads(env[PASSED_LOCKS])["locks"]})
+        refused = [started({**os.environ, PASSED_LOCKS: ""}, run / "inner"),
+                   started({**env, PASSED_LOCKS: forged}, run / "inner")]
+    mine = f"in use by another groverlm process (pid {os.getpid()})"
+    assert got[0] == "ok"
+    assert got[1].startswith(f"{run}: {mine}")  # the folder itself stays ours
+    assert got[2].startswith(f"{other}: {mine}")
+    assert all(r[0].startswith(f"{run}: {mine}") for r in refused)
+    assert not run.exists() and not other.exists()
 
 
 def test_a_process_reenters_a_folder_it_holds_and_leaves_nothing_behind(tmp_path):

@@ -22,10 +22,10 @@ from groverlm.cli import main
 from groverlm.corpus import Corpus
 from groverlm.embed import max_window_tokens
 from groverlm.errors import GroverError
-from groverlm.manifest import LOCK, finished
+from groverlm.manifest import LOCK, PASSED_LOCKS, finished, folder_lock
 from groverlm.masking import IGNORE, MaskingConfig, MLMData, mask_tokens
 from groverlm.models import build_config, load_model, load_tokenizer, new_mlm_model, parse_overrides
-from groverlm.pretrain import ModelConfig, build_run, context_table
+from groverlm.pretrain import ModelConfig, PretrainConfig, build_run, context_table, launch_env
 from groverlm.train import (
     CHECKPOINTS,
     LOG,
@@ -399,6 +399,14 @@ def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, steps: 
                 progress=False)
     torch.save({"state": r.model.state_dict(), "seen": seen, "world": res.world},
                Path(out) / f"rank{rank}.pt")
+
+
+def test_torchruns_ranks_get_the_run_folders_lock(tmp_path):
+    """Rank 0 writes RUN/pretrain/model inside the run folder this process holds."""
+    with folder_lock(tmp_path / "run"):
+        env = launch_env(PretrainConfig(processes=2))
+    assert json.loads(env[PASSED_LOCKS]) == {"pid": os.getpid(),
+                                             "locks": [str(tmp_path / "run" / LOCK)]}
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ file a stage may recompute, such as one analysis of `groverlm analyze`) goes thr
 comparison in its cache form: `write_cached` records the settings inside the file, `cached` hands
 the file back only when they are the current ones (else it is recomputed and replaced). While a
 process writes a folder (a run, a stage function marked `writes_folder`) it holds FOLDER/.groverlm.lock
-(`folder_lock`), so a second writer stops before touching it.
+(`folder_lock`), so a second writer stops before touching it, or anything inside it.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ LOCK = ".groverlm.lock"  # held (flock) by the process writing a folder; gone wh
 # lock file -> [open file, depth]: a process re-entering a folder it holds (a run's stages inside its
 # run folder, a task's build and its write, each seed of a fine-tuning) takes it once
 _held: dict[Path, list[Any]] = {}
+# set by our launcher for the processes it starts (torchrun's ranks) to the JSON of `passed_locks`:
+# the lock files its process holds, inside which they may write (rank 0 into RUN/pretrain/model)
+PASSED_LOCKS = "GROVERLM_PASSED_LOCKS"
 
 
 @contextlib.contextmanager
@@ -103,6 +106,8 @@ def locked(lock_file: str | Path, what: str | Path) -> Iterator[None]:
         finally:
             _held[lock_file][1] -= 1
         return
+    if fcntl is not None:
+        _check_enclosing(lock_file, what)
     # the folders made here (a table's new folder, score --out a/b/t.tsv), deepest first: a call
     # refused before any output (another holder, a bad input) leaves none of them behind
     made = list(itertools.takewhile(lambda p: not p.exists(),
@@ -122,6 +127,52 @@ def locked(lock_file: str | Path, what: str | Path) -> Iterator[None]:
         for folder in made:
             with contextlib.suppress(OSError):  # it holds output: kept
                 folder.rmdir()
+
+
+def _check_enclosing(lock_file: Path, what: str | Path) -> None:
+    """Refuse `what` while another process holds a folder around it (`groverlm run` still reading
+    RUN/pretrain/model in its fine-tuning stage, and `groverlm pretrain --out RUN/pretrain/model
+    --overwrite` would delete it under the run). Each enclosing folder's existing lock file is
+    probed, none made: a shared lock, non-blocking, dropped at once (two probes do not refuse each
+    other); a file no one holds is a killed run's leftover. Exempt: the folders this process holds,
+    and those its launcher holds and passed on to it (`passed_locks`)."""
+    for folder in lock_file.parents:  # the resolved path: each enclosing folder once, up to /
+        enclosing = folder / LOCK
+        if enclosing == lock_file or enclosing in _held:
+            continue
+        try:
+            fh = open(enclosing)
+        except OSError:  # none (nearly always), or a folder we may not read
+            continue
+        with fh:  # closing it drops the probe's lock
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                continue
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):  # no flock on this file system
+                    continue
+            holder = fh.read().strip()
+        if holder and enclosing in _passed_on(holder):
+            continue
+        raise GroverError(f"in use by another groverlm process (pid {holder or '?'}); wait for it "
+                          f"to end (or stop it) before writing {what} inside it", folder)
+
+
+def passed_locks() -> dict[str, str]:
+    """The environment entry our launcher adds for the processes it starts (torchrun's ranks): the
+    lock files this process holds, with its pid, so that they may write inside those folders while
+    it holds them (they still may not take those locks themselves, nor write inside others')."""
+    return {PASSED_LOCKS: json.dumps({"pid": os.getpid(), "locks": [str(p) for p in _held]})}
+
+
+def _passed_on(holder: str) -> set[Path]:
+    """The lock files the launcher that started this process passed on (`passed_locks`), while
+    that launcher (pid `holder`) still holds them; none for any other holder or a bad entry."""
+    try:
+        passed = json.loads(os.environ.get(PASSED_LOCKS) or "{}")
+        return {Path(p) for p in passed["locks"]} if str(passed["pid"]) == holder else set()
+    except (ValueError, KeyError, TypeError):
+        return set()
 
 
 def _acquire(lock_file: Path, what: str | Path) -> Any:

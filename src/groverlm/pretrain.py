@@ -46,6 +46,7 @@ from groverlm.manifest import (
     atomic_path,
     finished,
     folder_lock,
+    passed_locks,
     write_json,
     write_manifest,
     write_text,
@@ -545,7 +546,7 @@ def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Con
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={cfg.processes}", "-m", "groverlm.pretrain", str(launch)]
     log.info("launching %s", " ".join(cmd))
-    if run_to_end(cmd) != 0:
+    if run_to_end(cmd, launch_env(cfg)) != 0:
         # the ranks' own one-line errors (torchrun's summary names neither file nor cause)
         errors = sorted(ctx.out.glob("rank-*.error"))
         if errors:
@@ -554,12 +555,18 @@ def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Con
         raise GroverError(f"distributed pretraining failed ({' '.join(cmd)})", out)
 
 
-def run_to_end(cmd: list[str]) -> int:
-    """Run `cmd` (torchrun) and return its exit status. Stopped meanwhile (Ctrl-C, or SIGTERM
-    from a scheduler), it stops torchrun too, which stops its ranks: they run in a session of
-    their own, so a runner that just died would leave them training into the folder, and its
+def launch_env(cfg: Any) -> dict[str, str]:
+    """The environment of torchrun's ranks: ours, with the folder locks this process holds passed
+    on (rank 0 writes RUN/pretrain/model inside the run folder we hold: `manifest.passed_locks`)."""
+    return {**os.environ, **passed_locks()}
+
+
+def run_to_end(cmd: list[str], env: dict[str, str]) -> int:
+    """Run `cmd` (torchrun) in `env` and return its exit status. Stopped meanwhile (Ctrl-C, or
+    SIGTERM from a scheduler), it stops torchrun too, which stops its ranks: they run in a session
+    of their own, so a runner that just died would leave them training into the folder, and its
     rerun would start a second run beside them."""
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=env)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
