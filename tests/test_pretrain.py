@@ -29,6 +29,7 @@ from groverlm.pretrain import ModelConfig, PretrainConfig, build_run, context_ta
 from groverlm.train import (
     CHECKPOINTS,
     LOG,
+    Dist,
     MaskedLM,
     RunLog,
     TrainConfig,
@@ -401,12 +402,45 @@ def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, steps: 
                Path(out) / f"rank{rank}.pt")
 
 
-def test_torchruns_ranks_get_the_run_folders_lock(tmp_path):
-    """Rank 0 writes RUN/pretrain/model inside the run folder this process holds."""
+def test_torchruns_ranks_get_the_run_folders_lock_and_cpu_ranks_a_share_of_the_cores(
+        tmp_path, monkeypatch):
+    """Rank 0 writes RUN/pretrain/model inside the run folder this process holds, so the lock is
+    passed on; and torchrun gave each CPU rank one thread (2 ranks on 16 cores: 14 idle)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    cpu = PretrainConfig(processes=3, train=TrainConfig(device="cpu"))
     with folder_lock(tmp_path / "run"):
-        env = launch_env(PretrainConfig(processes=2))
+        env = launch_env(cpu)
     assert json.loads(env[PASSED_LOCKS]) == {"pid": os.getpid(),
                                              "locks": [str(tmp_path / "run" / LOCK)]}
+    assert env["OMP_NUM_THREADS"] == "5"
+    gpu = dataclasses.replace(cpu, train=TrainConfig(device="cuda"))
+    assert "OMP_NUM_THREADS" not in launch_env(gpu)  # torchrun's default
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert launch_env(cpu)["OMP_NUM_THREADS"] == "2"  # the user's
+
+
+def test_a_cpu_rank_keeps_the_threads_omp_num_threads_gives_it(tmp_path, monkeypatch):
+    """OMP_NUM_THREADS is per rank (torchrun's, or launch_env's share of the cores): it was divided
+    among the ranks a second time. Unset, torch's default (every core) is shared."""
+    import groverlm.train as training
+
+    seen = []
+    monkeypatch.setattr(training, "init_distributed", lambda device: Dist(0, 2, 0, False))
+    monkeypatch.setattr(training, "_train", lambda *a: seen.append(torch.get_num_threads()))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)  # as OMP_NUM_THREADS=4 makes it at start
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")
+        train(None, None, MaskedLM, TrainConfig(device="cpu"), tmp_path)
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        train(None, None, MaskedLM, TrainConfig(device="cpu"), tmp_path)
+        assert torch.get_num_threads() == 4  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [4, 2]
 
 
 @pytest.mark.slow

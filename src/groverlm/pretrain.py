@@ -557,8 +557,17 @@ def launch_distributed(cfg: Any, corpus: Path, out: Path, resume: bool, ctx: Con
 
 def launch_env(cfg: Any) -> dict[str, str]:
     """The environment of torchrun's ranks: ours, with the folder locks this process holds passed
-    on (rank 0 writes RUN/pretrain/model inside the run folder we hold: `manifest.passed_locks`)."""
-    return {**os.environ, **passed_locks()}
+    on (rank 0 writes RUN/pretrain/model inside the run folder we hold: `manifest.passed_locks`),
+    and, for CPU ranks with no OMP_NUM_THREADS of the user's, a share of the cores each (torchrun
+    would give each rank one thread, leaving all but `processes` cores idle)."""
+    env = {**os.environ, **passed_locks()}
+    device = cfg.train.device
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if cpu and "OMP_NUM_THREADS" not in env:
+        # the cores this process may use (a scheduler's share of the machine), else them all
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // cfg.processes))
+    return env
 
 
 def run_to_end(cmd: list[str], env: dict[str, str]) -> int:

@@ -449,7 +449,9 @@ def train(model: nn.Module, data: TrainData, objective: type[nn.Module], cfg: Tr
     device = resolve_device(cfg, dist.local_rank)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    elif dist.world > 1 and device.type == "cpu":
+    elif dist.world > 1 and device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # torch's default, every core, shared by this machine's ranks; OMP_NUM_THREADS is per rank
+        # (torchrun sets 1 unless told, `groverlm run` a share of the cores: pretrain.launch_env)
         local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world))
         torch.set_num_threads(max(1, threads_before // local))
     try:
