@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -576,3 +577,38 @@ def test_two_runs_into_one_table_are_refused_while_the_first_scores(tiny, tmp_pa
         assert not out.exists() and not (out.parent / "t.tsv.partial").exists()
     assert main(args) == 0 and out.exists() and not (out.parent / ".t.tsv.lock").exists()
     assert main([*args[:-1], str(tmp_path / "other" / "u.tsv")]) == 0  # a folder not yet made
+
+
+def test_variants_are_read_a_chunk_at_a_time(tiny, tmp_path, monkeypatch, capsys):
+    """A whole-chromosome VCF holds millions of records: no more than a chunk of them is held while
+    the model scores, and the table and its counts are those of the whole file."""
+    _, genome, model_dir, _ = tiny
+    module = sys.modules["groverlm.score"]
+    seq = Genome.read(genome).sequence("chrA", 0, 1200)
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text("\n".join(["##fileformat=VCFv4.2", "##contig=<ID=chrA>",
+                              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"] + [
+        f"chrA\t{p}\t.\t{seq[p - 1]}\t{'ACGT'.replace(seq[p - 1], '')[p % 3]}\t.\t.\t."
+        for p in range(101, 1101, 25)]) + "\n")  # 40 SNVs
+    alive, most = [0], []
+
+    class Counted(Variant):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            alive[0] += 1
+            weakref.finalize(self, lambda: alive.__setitem__(0, alive[0] - 1))
+
+    real = module.score_variants
+
+    def spy(*a, **k):
+        most.append(alive[0])
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, "Variant", Counted)
+    monkeypatch.setattr(module, "score_variants", spy)
+    out = tmp_path / "o.tsv"
+    assert main(["score", "variants", "--model", str(model_dir), "--genome", str(genome), "--vcf",
+                 str(vcf), "--out", str(out), "--chunk", "4", "--quiet"]) == 0
+    assert len(most) == 10 and max(most) <= 4, most
+    assert len(out.read_text().splitlines()) == 41
+    assert "score variants: 40 ok" in capsys.readouterr().out

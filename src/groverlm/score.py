@@ -42,15 +42,18 @@ token shuffle differ only in the order of the same tokens.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gzip
+import itertools
 import logging
 import math
 import shutil
 import tempfile
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -415,16 +418,18 @@ def score_variants(scorer: Scorer, genome: Any, variants: list[Variant],
     return variants
 
 
-def read_vcf(path: str | Path) -> list[Variant]:
-    """One Variant per record and ALT allele, in file order (plain, bgzipped or gzipped VCF, via
-    pysam)."""
+def iter_vcf(path: str | Path) -> Iterator[Variant]:
+    """One Variant per record and ALT allele, in file order, read lazily (plain, bgzipped or
+    gzipped VCF, via pysam): a whole-chromosome VCF holds millions of records. Use it in
+    `contextlib.closing` when it may be left unfinished, so the file and htslib's verbosity are
+    given back at once."""
     path = Path(path)
     if not path.is_file():
         raise GroverError("no such VCF file", path)
     with open(path, "rb") as fh:
         if fh.read(3) == b"\xef\xbb\xbf":  # htslib reads it as part of ##fileformat
             raise GroverError("starts with a byte-order mark: save the VCF without it", path, 1)
-    out, records = [], 0
+    records = 0
     verbosity = pysam.set_verbosity(0)  # htslib's own lines ("no index file") are noise here
     try:
         with tempfile.TemporaryDirectory(prefix="groverlm-vcf-") as tmp:
@@ -434,8 +439,8 @@ def read_vcf(path: str | Path) -> list[Variant]:
                     for rec in vcf:
                         records += 1
                         for alt in rec.alts or (".",):
-                            out.append(Variant(rec.chrom, rec.pos, rec.ref.upper(),
-                                                   alt.upper() if alt.isalpha() else alt))
+                            yield Variant(rec.chrom, rec.pos, rec.ref.upper(),
+                                          alt.upper() if alt.isalpha() else alt)
             except (OSError, ValueError, EOFError, zlib.error) as err:
                 for _ in text_lines(path):  # a damaged gzip or binary file: its own error, at its line
                     pass
@@ -444,14 +449,24 @@ def read_vcf(path: str | Path) -> list[Variant]:
                                       path, 1) from None
                 line, blank, rest_blank = _failed_line(path, records)
                 if rest_blank:  # blank lines at the end (a hand-written file): the records are read
-                    return out
+                    return
                 why = ("an empty line amid the records" if blank else
                        f"cannot read this record (htslib: {err})" if records else
                        f"not a readable VCF ({err})")
                 raise GroverError(why, path, line) from None
     finally:
         pysam.set_verbosity(verbosity)
-    return out
+
+
+def vcf_contents(path: str | Path) -> tuple[set[str], int]:
+    """(chromosome names, variants) of a VCF in one pass that keeps nothing else: the names to
+    check against the genome and the count for the progress bar before any scoring, and every
+    record's error raised before the model loads."""
+    chroms, n = set(), 0
+    for v in iter_vcf(path):
+        chroms.add(v.chrom)
+        n += 1
+    return chroms, n
 
 
 def _plain_gzip(path: Path) -> bool:
@@ -772,24 +787,43 @@ def variants_command(args: argparse.Namespace) -> int:
 
 def _score_variants(args: argparse.Namespace) -> None:
     cfg = _config(args)
-    variants = read_vcf(args.vcf)
+    chroms, total = vcf_contents(args.vcf)  # a first pass: the records are read again a chunk at a time
     genome = Genome.read(args.genome)
-    if variants:  # all off_contig (chr20 vs 20) is a naming mismatch, not a result
-        check_on_genome({v.chrom for v in variants}, genome.lengths, args.vcf)
-    for v in variants:
-        v.status = check_variant(v, genome, cfg)
+    if total:  # all off_contig (chr20 vs 20) is a naming mismatch, not a result
+        check_on_genome(chroms, genome.lengths, args.vcf)
     scorer = Scorer.load(args.model, cfg)
     table = PartialTable(args.out, VARIANT_COLUMNS, resume_settings(
         "score variants", cfg, args.model, [args.vcf, args.genome]))
-    score_chunks(table, len(variants), cfg.chunk, lambda lo, hi: variant_rows(
-        scorer, genome, variants[lo:hi], table), not args.quiet, "variant")
-    counts = {s: sum(v.status == s for v in variants) for s in STATUSES}
+    with contextlib.closing(iter_vcf(args.vcf)) as records:
+        rest = itertools.islice(records, table.done, None)  # after the chunks a stopped run saved
+
+        def work(lo: int, hi: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+            variants = list(itertools.islice(rest, hi - lo))
+            if len(variants) != hi - lo:
+                raise GroverError(f"changed while it was scored: {total} variants at first, "
+                                  f"{lo + len(variants)} now", args.vcf)
+            for v in variants:
+                v.status = check_variant(v, genome, cfg)
+            return variant_rows(scorer, genome, variants, table)
+
+        score_chunks(table, total, cfg.chunk, work, not args.quiet, "variant")
+    counts = _status_counts(Path(args.out))
     notes = [f"{n} {what}" for n, what in (
         (table.extra.get("clipped", 0), "with a flank cut by the contig end"),
         (table.extra.get("unknown", 0), "with N in a flank, read as [UNK]")) if n]
     print("score variants: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n)
                                 or "no variants in the VCF")
           + (f" ({'; '.join(notes)})" if notes else "") + f" -> {args.out}")
+
+
+def _status_counts(path: Path) -> dict[str, int]:
+    """How many rows of a variant table have each status, counted in the table: a resumed run
+    holds only its own chunks' variants."""
+    with open(path, newline="") as fh:
+        rows = csv.reader(fh, delimiter="\t")
+        col = next(rows).index("status")
+        counts = Counter(r[col] for r in rows)
+    return {s: counts[s] for s in STATUSES}
 
 
 def ism_command(args: argparse.Namespace) -> int:
