@@ -95,6 +95,27 @@ def test_pretrain_genome_leaves_the_region_out(tmp_path):
         assert not (tmp_path / where / "genome" / "pretrain.fa").exists()
 
 
+def test_the_pretraining_budget_counts_acgt_bases_not_n(tmp_path):
+    """--pretrain-bp is bases pretrained on, which tokens cover: A/C/G/T, not the N of a gap (hg19's
+    chr20 starts with 60 kbp of N; a budget counting them would hold fewer real bases)."""
+    a, b = random_dna(2_000, 3), random_dna(1_000, 4)
+    genome = write_fasta(tmp_path / "g.fa", {"c1": "N" * 700 + a[:800] + "N" * 300 + a[800:],
+                                             "c2": b, "c3": "N" * 50})
+    fasta = write_pretrain_genome(genome, Region("c2", 0, 100), tmp_path / "o", 1_500)
+    g = Genome.read(fasta)
+    assert list(g.records) == ["c1:0-2500"]  # 700 N, 800 bases, 300 N, 700 bases
+    assert g["c1:0-2500"].sequence().replace("N", "") == a[:1_500]
+    manifest = json.loads((tmp_path / "o" / "genome" / "manifest.json").read_text())
+    assert manifest["bases"] == 1_500 and manifest["records"][0]["bases"] == 1_500
+    # past c1, the budget reaches into the region's record; a record of N alone adds nothing
+    for where, bp, kept, total in (("p", 2_500, [("c1", 3_000), ("c2:100-600", 500)], 2_500),
+                                   ("q", 5_000, [("c1", 3_000), ("c2:100-1000", 900)], 2_900)):
+        g = Genome.read(write_pretrain_genome(genome, Region("c2", 0, 100), tmp_path / where, bp))
+        assert [(n, len(r)) for n, r in g.records.items()] == kept
+        manifest = json.loads((tmp_path / where / "genome" / "manifest.json").read_text())
+        assert manifest["bases"] == total
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> tuple[Path, Path]:
     """A genome with learnable structure (motifs) and its BPE training (60 merges)."""

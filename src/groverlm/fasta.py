@@ -56,6 +56,24 @@ class Record:
         """
         return _runs_between(self.codes, 0, NON_ACGT, min_length)
 
+    def acgt_prefix(self, start: int, end: int, bases: float) -> tuple[int, int]:
+        """(stop, n): [start, stop) holds the first `bases` A/C/G/T bases of [start, end) and the N
+        among them (stop is end where it holds fewer); n: its A/C/G/T bases. A budget in bases of
+        sequence counts these, not N, which no token covers.
+
+        >>> Record("r", encode("ACNNGTA")).acgt_prefix(0, 7, 3)
+        (5, 3)
+        >>> Record("r", encode("ACNNGTA")).acgt_prefix(1, 7, 9)
+        (7, 4)
+        """
+        found = _runs_between(self.codes[start:end], 0, NON_ACGT, 1)
+        held = np.cumsum(found[:, 1] - found[:, 0])  # A/C/G/T bases up to each run's end
+        if not held.size or held[-1] <= bases:
+            return end, int(held[-1]) if held.size else 0
+        k = int(np.searchsorted(held, bases))  # the run where the budget runs out
+        before = int(held[k - 1]) if k else 0
+        return start + int(found[k, 0] + bases - before), int(bases)
+
     def sequence(self, start: int = 0, end: int | None = None, strand: str = "+") -> str:
         """Uppercase sequence of [start, end); reverse complement when strand is '-'.
 

@@ -3,8 +3,8 @@
 Reads a FASTA genome and a `bpe train` folder; writes OUT/:
 
 - `genome/pretrain.fa`: the pretraining genome: every record with the held-out region cut out (the
-  pieces before and after it become records `CHROM:START-END`), optionally only its first
-  `pretrain_bp` bases; the region itself is never seen in pretraining;
+  pieces before and after it become records `CHROM:START-END`), optionally only as far as its
+  first `pretrain_bp` A/C/G/T bases (N not counted); the region itself is never seen in pretraining;
 - for each vocabulary NAME (`bpe-C` for each cycle count C, `kmer-K` for each k-mer length K):
   `vocab/NAME` (`bpe export` or `kmer-vocab`), `corpus/NAME` (`groverlm corpus`, random test split),
   `pretrain/NAME` (`groverlm pretrain`), `nextkmer/NAME` (`groverlm nextkmer` on the region);
@@ -155,7 +155,8 @@ class SelectPretrainingConfig:
     batch_size: int = 32  # pretraining samples per step
     max_steps: int = 1000  # pretraining steps
     lr: float = 4e-4  # pretraining peak learning rate
-    pretrain_bp: int | None = None  # pretrain on the first this many bases outside the region
+    pretrain_bp: int | None = None  # pretrain on the first this many A/C/G/T bases outside the
+    #   region (N, which no token covers, not counted: hg19's chr1 starts with 10 kbp of it)
     probe_bp: int = 1_000_000  # bases tokenized to measure each vocabulary's nt per token
     test_fraction: float = 0.05  # pretraining samples kept aside for the masked-token evaluation
     seed: int = 0
@@ -204,7 +205,8 @@ def vocab_names(cfg: SelectPretrainingConfig) -> list[str]:
 
 
 def write_pretrain_genome(genome: str | Path, region, out: Path, pretrain_bp: int | None) -> Path:
-    """FASTA of the genome without `region` (and cut to `pretrain_bp` bases); returns its path."""
+    """FASTA of the genome without `region` (and cut to `pretrain_bp` A/C/G/T bases, N not
+    counted); returns its path."""
     folder = out / "genome"
     fasta = folder / "pretrain.fa"
     if finished(folder):
@@ -222,16 +224,18 @@ def write_pretrain_genome(genome: str | Path, region, out: Path, pretrain_bp: in
                 _, start, end = region.bounds(lengths, "--region", genome)
                 spans = [(0, start), (end, len(rec))]
             for s, e in spans:
-                e = int(min(e, s + left))
-                if e <= s:
+                if left <= 0 or e <= s:
+                    continue
+                e, acgt = rec.acgt_prefix(s, e, left)  # the budget counts A/C/G/T, never N
+                if not acgt:
                     continue
                 name = rec.name if (s, e) == (0, len(rec)) else f"{rec.name}:{s}-{e}"
                 seq = decode(rec.codes[s:e])
                 fh.write(f">{name}\n")
                 for i in range(0, len(seq), 80):
                     fh.write(seq[i : i + 80] + "\n")
-                pieces.append({"record": name, "bases": e - s})
-                left -= e - s
+                pieces.append({"record": name, "bases": acgt})
+                left -= acgt
         region.bounds(lengths, "--region", genome)  # a region on no record of the genome
     if not pieces:
         raise GroverError(f"nothing is left to pretrain on outside {region}", genome)
@@ -797,7 +801,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"pretraining steps per model (default {d.max_steps})")
     p.add_argument("--pretrain-lr", type=float, default=d.lr)
     p.add_argument("--pretrain-bp", type=int, default=d.pretrain_bp,
-                   help="pretrain on only the first BP bases outside the region (speed)")
+                   help="pretrain on only the first BP A/C/G/T bases outside the region (speed)")
     add_nextkmer_args(p, select_baselines())  # as `groverlm nextkmer`
     p.add_argument("--redo-nextkmer", action="store_true",
                    help="after changing next-k-mer settings: redo that step only, keeping the "
