@@ -247,9 +247,9 @@ def test_a_config_file_a_user_wrote_in_the_run_folder_is_never_overwritten(toy):
     ("pretrain.model.overrides={max_position_embeddings: 64}",
      "samples of up to corpus.max_tokens 510 tokens with [CLS]/[SEP] exceed the model's 64"),
     # the selection's candidates (they failed in select_vocab, after genome and BPE)
-    ("select_vocab.pretraining.model.overrides={max_position_embeddings: 256}",
-     "select_vocab.pretraining.model: samples of up to 510 tokens (sample_nt 512, at most 510 "
-     "tokens) with [CLS]/[SEP] exceed the model's 256 positions"),
+    ("select_vocab.pretraining.model.overrides={max_position_embeddings: 64}",
+     "select_vocab.pretraining.model: samples of at least 128 tokens (sample_nt 512 in kmer-4's "
+     "tokens) with [CLS]/[SEP] exceed the model's 64 positions"),
 ])
 def test_settings_that_would_fail_a_later_stage_fail_before_any_stage_runs(tmp_path, setting,
                                                                             message):

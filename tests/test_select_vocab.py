@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,14 @@ import pytest
 
 from groverlm.bpe.train import write_training
 from groverlm.cli import main
+from groverlm.config import load_config
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
 from groverlm.manifest import LOCK, SETTINGS
 from groverlm.select_vocab import (
     baseline_rows,
+    preflight,
     reference_accuracy,
     relative_score,
     select_cycles,
@@ -323,3 +326,38 @@ def test_a_sample_too_long_for_one_vocabulary_is_shortened_for_every_one(inputs,
     capsys.readouterr()
     assert main(args) == 2
     assert "holds samples of 15 tokens, these settings give" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sets, message", [
+    # 512 nt are 128 4-mers (and some 170 tokens of 100-cycle BPE): 256 positions hold them; at
+    # one nt per token the check took them for 510 tokens and refused the run
+    (["overrides={max_position_embeddings: 256}"], None),
+    (["overrides={max_position_embeddings: 64}"],
+     "samples of at least 128 tokens (sample_nt 512 in kmer-4's tokens) with [CLS]/[SEP] exceed "
+     "the model's 64 positions"),
+    # BPE alone: its nt per token is measured after BPE, and checked then (below)
+    (["overrides={max_position_embeddings: 64}", "kmers=[]"], None),
+])
+def test_the_preflight_counts_a_sample_in_its_candidates_tokens(sets, message):
+    keys = [f"select_vocab.pretraining.{'model.' if s.startswith('over') else ''}{s}" for s in sets]
+    cfg = load_config(None, ["select_vocab.select=true", *keys])
+    if message is None:
+        preflight(cfg.stage("select_vocab"), cfg)
+    else:
+        with pytest.raises(GroverError, match=re.escape(message)):
+            preflight(cfg.stage("select_vocab"), cfg)
+
+
+def test_samples_longer_than_the_model_fail_once_measured_before_any_corpus(inputs, tmp_path,
+                                                                            capsys):
+    """Each candidate's tokens per sample are known once its nt per token is measured: samples the
+    model cannot hold fail there, not in the first candidate's pretraining after its corpus."""
+    genome, bpe = inputs
+    out = tmp_path / "sel"
+    assert main(sv_args(genome, bpe, out, "--set", "max_position_embeddings=20")) == 2
+    err = capsys.readouterr().err
+    npt = {p.parent.name: json.loads(p.read_text())["nt_per_token"]
+           for p in (out / "vocab").glob("*/nt_per_token.json")}
+    name = min(npt, key=npt.get)
+    assert f"{out}: {name}'s samples of {round(64 / npt[name])} tokens (64 nt at" in err
+    assert "exceed the model's 20 positions" in err and not (out / "corpus").exists()

@@ -34,7 +34,8 @@ where nt_per_token_v is measured by tokenizing the first `probe_bp` bases of the
 with that vocabulary before any model is pretrained. Where T_v would exceed MAX_TOKENS for some
 vocabulary (2000 nt are about 660 tokens of 100-cycle BPE), sample_nt is lowered for every one to
 what MAX_TOKENS tokens of the shortest-token vocabulary hold, with a warning naming it; table.md's
-header and the manifest (`sample_nt`) give the length used. So each step reads batch x ~sample_nt
+header and the manifest (`sample_nt`) give the length used. Samples the model's positions cannot
+hold fail then, before any candidate is pretrained. So each step reads batch x ~sample_nt
 nucleotides whatever the vocabulary (a 6-mer model sees fewer, longer tokens per sample than a
 100-cycle BPE model, not fewer bases).
 The table reports the measured nucleotides per sample and in total (samples seen x nucleotides per
@@ -304,6 +305,28 @@ def sample_length(sample_nt: int, npt: dict[str, float]) -> dict[str, Any]:
     return {"asked": sample_nt, "used": fits, "limited_by": name}
 
 
+def sample_tokens(sample_nt: int, npt: float) -> int:
+    """Tokens per pretraining sample of a vocabulary of `npt` nt per token (its corpus's
+    min_tokens and max_tokens).
+
+    >>> sample_tokens(512, 4.0), sample_tokens(512, 3.01)
+    (128, 170)
+    """
+    return max(1, round(sample_nt / npt))
+
+
+def check_sample_positions(sample_nt: int, npt: dict[str, float], model: ModelConfig,
+                           where: Any) -> None:
+    """Every candidate's samples (`sample_nt` nt, at its measured nt per token `npt`) with
+    [CLS]/[SEP] fit the model's positions: checked before any candidate is pretrained, since
+    pretraining the first would otherwise fail only after its corpus (`where`: the folder)."""
+    name = min(npt, key=npt.__getitem__)  # the shortest tokens: the most per sample
+    tokens = sample_tokens(sample_nt, npt[name])
+    check_positions(tokens, check_model(model, "model"),
+                    f"{name}'s samples of {tokens} tokens ({sample_nt} nt at {npt[name]:.2f} nt "
+                    "per token)", where)
+
+
 def run_vocabulary(name: str, npt: float, sample_nt: int, fasta: Path, out: Path,
                    cfg: SelectPretrainingConfig, samples, ft, bcfg, progress: bool
                    ) -> dict[str, Any]:
@@ -313,7 +336,7 @@ def run_vocabulary(name: str, npt: float, sample_nt: int, fasta: Path, out: Path
     vocab, corpus = out / "vocab" / name, out / "corpus" / name
     model, nk = out / "pretrain" / name, out / "nextkmer" / name
     t0 = time.perf_counter()
-    tokens = max(1, round(sample_nt / npt))
+    tokens = sample_tokens(sample_nt, npt)
     assert tokens <= MAX_TOKENS, (name, tokens)  # sample_length's
     if not finished(corpus):
         log.info("%s: corpus of %d-token samples (%.2f nt per token)", name, tokens, npt)
@@ -621,6 +644,7 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
         log.warning("samples of %d nt are more than %d tokens of %s (%.2f nt per token): every "
                     "candidate reads %d nt per sample", cfg.sample_nt, MAX_TOKENS,
                     sample["limited_by"], npt[sample["limited_by"]], sample["used"])
+    check_sample_positions(sample["used"], npt, cfg.model, out)
     rows = [run_vocabulary(name, npt[name], sample["used"], fasta, out, cfg, samples, ft,
                            per_model, progress) for name in vocab_names(cfg)]
     base = out / "nextkmer" / "baselines"
@@ -735,11 +759,19 @@ def preflight(cfg: Any, config: Any) -> None:
     """The runner's check of this stage's section (of the run's whole `config`) before any stage
     runs."""
     if cfg.select:
-        key, nt = "select_vocab.pretraining.model", cfg.pretraining.sample_nt
-        longest = min(MAX_TOKENS, nt)  # a token holds at least one nucleotide
-        check_positions(longest, check_model(cfg.pretraining.model, key),
-                        f"{key}: samples of up to {longest} tokens (sample_nt {nt}, at most "
-                        f"{MAX_TOKENS} tokens)", config.source)
+        key, p = "select_vocab.pretraining.model", cfg.pretraining
+        model = check_model(p.model, key)
+        # A sample's tokens follow from each vocabulary's nt per token, measured after BPE
+        # (select_vocab checks them then, before any pretraining). Refused here only what no
+        # measurement can rescue: a k-mer's tokens hold at most k nt, so the shortest-token
+        # candidate's samples hold at least sample_nt / k tokens (or, cut to fit MAX_TOKENS, 509).
+        # One nt per token (BPE's bound) would refuse a model that fits: 512 nt of 100-cycle BPE
+        # are 170 tokens, not 510.
+        if p.kmers:
+            k = min(p.kmers)
+            least = min(sample_tokens(p.sample_nt, k), MAX_TOKENS - 1)
+            check_positions(least, model, f"{key}: samples of at least {least} tokens (sample_nt "
+                            f"{p.sample_nt} in kmer-{k}'s tokens)", config.source)
         merges = config.stage("bpe").merges
         over = [c for c in cfg.pretraining.cycles if c > merges]
         if over:  # else it fails after the BPE stage, naming --cycles
