@@ -130,6 +130,9 @@ def test_pooled_logits_are_the_mean_of_window_logits(kmer_model):
     loss = _objective()(model)(**batch)
     ce = torch.nn.functional.cross_entropy(torch.from_numpy(got), batch["labels"], reduction="sum")
     torch.testing.assert_close(loss, ce, rtol=1e-4, atol=1e-4)
+    # padding rounds up to 8 but never past a window and its specials (the model's positions)
+    odd = WindowedData(ids, np.array([0, 1, 2, 1]), tok, size=21, stride=21)
+    assert odd.collate(np.arange(4))["input_ids"].shape[1] == 23
 
 
 def test_prior_bias_makes_the_untrained_head_predict_the_class_frequencies(kmer_model):

@@ -695,3 +695,21 @@ def test_plot_log_refuses_other_logs_and_keeps_an_existing_out(tmp_path, capsys)
     assert "pass --overwrite" in capsys.readouterr().err and keep.read_text() == "mine"
     assert main(["plot-log", str(run), "--out", str(keep), "--overwrite"]) == 0
     assert keep.read_bytes().startswith(b"\x89PNG")
+
+
+def test_padding_stays_within_the_models_positions(corpus):
+    """Batches are padded up to a multiple of pad_multiple but never past the model's positions: a
+    model of exactly longest + 2 positions (a count the rounding overshoots) trains and evaluates on
+    its longest samples (an index error in the position embeddings before)."""
+    longest = int(Corpus.open(corpus).train.lengths.max())
+    positions = longest + 2
+    cfg = ModelConfig(overrides={**TINY, "max_position_embeddings": positions},
+                      pad_multiple=positions + 1, eval_samples=8)
+    r = build_run(corpus, cfg, 0, 4)
+    split = Corpus.open(corpus).train
+    order = np.argsort(-split.lengths)[:4]  # the longest samples in one batch
+    batch = r.data.collate(order, torch.Generator().manual_seed(0))
+    assert batch["input_ids"].shape[1] == positions
+    with torch.no_grad():
+        out = r.model(**batch)
+    assert torch.isfinite(out.loss)

@@ -39,19 +39,24 @@ def split_windows(ids: Sequence[int], max_tokens: int) -> list[list[int]]:
 
 
 def wrap(pieces: Sequence[Sequence[int]], cls_id: int, sep_id: int, pad_id: int,
-         pad_multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+         pad_multiple: int = 1, max_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Token-id pieces (no special tokens) as one batch: ids (W, T) int64 with [CLS] first, [SEP]
     after the last token, then [PAD], and the attention mask (W, T) int64; T is the longest piece
-    plus 2, rounded up to a multiple of `pad_multiple`.
+    plus 2, rounded up to a multiple of `pad_multiple` but not past `max_width` (the model's
+    positions: a model of 130 positions has no 136th for the padding to sit on).
 
     >>> ids, mask = wrap([[7, 8, 9], [5]], cls_id=2, sep_id=3, pad_id=0, pad_multiple=4)
     >>> ids.tolist()
     [[2, 7, 8, 9, 3, 0, 0, 0], [2, 5, 3, 0, 0, 0, 0, 0]]
     >>> mask.tolist()
     [[1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0]]
+    >>> wrap([[7, 8, 9], [5]], cls_id=2, sep_id=3, pad_id=0, pad_multiple=4, max_width=6)[0].shape
+    (2, 6)
     """
-    width = max(len(p) for p in pieces) + 2
-    width = -(-width // pad_multiple) * pad_multiple
+    need = max(len(p) for p in pieces) + 2
+    width = -(-need // pad_multiple) * pad_multiple
+    if max_width is not None:
+        width = max(need, min(width, max_width))  # a piece too long for the model is not cut here
     ids = np.full((len(pieces), width), pad_id, dtype=np.int64)  # (W, T)
     mask = np.zeros((len(pieces), width), dtype=np.int64)  # (W, T)
     for row, p in enumerate(pieces):

@@ -235,6 +235,7 @@ class WindowedData:
         self.cls, self.sep, self.pad = (tokenizer.cls_token_id, tokenizer.sep_token_id,
                                         tokenizer.pad_token_id)
         self.pad_multiple = pad_multiple
+        self.max_width = size + 2  # a window and its specials fill the model's positions at most
         # (N,) tokens through the model per sequence: batches group similar lengths
         self.lengths = np.array([sum(b - a + 2 for a, b in w) for w in self.windows], np.int64)
 
@@ -248,7 +249,8 @@ class WindowedData:
             for a, b in self.windows[int(i)]:
                 pieces.append(x[a:b])
                 owner.append(row)
-        ids, mask = wrap(pieces, self.cls, self.sep, self.pad, self.pad_multiple)  # (W, T) each
+        ids, mask = wrap(pieces, self.cls, self.sep, self.pad, self.pad_multiple,
+                         self.max_width)  # (W, T) each
         idx = np.asarray(indices, dtype=np.int64)
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
                  "owner": torch.tensor(owner, dtype=torch.int64),

@@ -68,14 +68,15 @@ def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, cfg: MaskingConf
 
 class MLMData:
     """Masked-LM batches over a corpus split (a `train.TrainData`): [CLS] tokens [SEP], padded to the
-    longest sample of the batch (rounded up to `pad_multiple`), then masked.
+    longest sample of the batch (rounded up to `pad_multiple`, but not past `max_width`, the
+    model's positions), then masked.
 
     split: anything with `lengths` (N,) and `split[i]` -> token ids (a `corpus.CorpusSplit`).
     random_ids: (R,) ids a random replacement draws from (the non-special tokens seen in training).
     """
 
     def __init__(self, split, tokenizer, cfg: MaskingConfig, random_ids: torch.Tensor,
-                 pad_multiple: int = 8):
+                 pad_multiple: int = 8, max_width: int | None = None):
         self.split = split
         self.cfg = cfg
         self.lengths = split.lengths + 2  # (N,) with [CLS] and [SEP]
@@ -83,6 +84,7 @@ class MLMData:
         self.pad, self.mask = tokenizer.pad_token_id, tokenizer.mask_token_id
         self.random_ids = random_ids
         self.pad_multiple = pad_multiple
+        self.max_width = max_width
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -91,7 +93,8 @@ class MLMData:
         """input_ids, attention_mask, labels: (B, T) int64 each."""
         seqs = [np.asarray(self.split[int(i)], dtype=np.int64) for i in indices]
         n = np.array([len(s) for s in seqs])  # (B,)
-        ids, attention = wrap(seqs, self.cls, self.sep, self.pad, self.pad_multiple)  # (B, T) each
+        ids, attention = wrap(seqs, self.cls, self.sep, self.pad, self.pad_multiple,
+                           self.max_width)  # (B, T) each
         pos = np.arange(ids.shape[1])[None, :]
         content = (pos >= 1) & (pos <= n[:, None])  # (B, T): the sample's own tokens
         input_ids = torch.from_numpy(ids)

@@ -168,12 +168,14 @@ def random_token_ids(corpus, tokenizer):
     return torch.tensor([int(i) for i in seen if int(i) not in special], dtype=torch.int64)
 
 
-def held_out(corpus, tokenizer, cfg: ModelConfig, random_ids, seed: int) -> HeldOut:
+def held_out(corpus, tokenizer, cfg: ModelConfig, random_ids, seed: int,
+             max_width: int | None = None) -> HeldOut:
     """The evaluation's test data, sample order, unigram answer and context table (build_run's, and
-    bench/eval_noise.py's, which rescores a model on other slices and mask seeds)."""
+    bench/eval_noise.py's, which rescores a model on other slices and mask seeds); `max_width`: the
+    model's positions, which padded batches stay within."""
     unigram = corpus.most_frequent_token()
     return HeldOut(masking.MLMData(corpus.test, tokenizer, cfg.eval_masking, random_ids,
-                                   cfg.pad_multiple),
+                                   cfg.pad_multiple, max_width),
                    np.random.default_rng([seed, 1]).permutation(len(corpus.test)), unigram,
                    context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
                                  tokenizer.sep_token_id, unigram, seed=seed))
@@ -193,8 +195,10 @@ def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_si
     # PromScan's 250-token windows half on untrained positions (test MCC 0.51 against 0.57, 1 seed)
     tokenizer.model_max_length = int(corpus.train.lengths.max()) + 2
     random_ids = random_token_ids(corpus, tokenizer)
-    data = masking.MLMData(corpus.train, tokenizer, cfg.masking, random_ids, cfg.pad_multiple)
-    ev = held_out(corpus, tokenizer, cfg, random_ids, seed)
+    positions = int(config.max_position_embeddings)
+    data = masking.MLMData(corpus.train, tokenizer, cfg.masking, random_ids, cfg.pad_multiple,
+                           positions)
+    ev = held_out(corpus, tokenizer, cfg, random_ids, seed, positions)
 
     def evaluate(model, amp, final: bool) -> dict[str, Any]:
         n = cfg.final_eval_samples if final else cfg.eval_samples
