@@ -141,6 +141,11 @@ def test_context_table_counts_the_genome_outside_the_region(tmp_path):
     assert scores[0].argmax() == kmer_to_index("TA") and scores[1].argmax() == kmer_to_index("CG")
     # order 3 + k 2 from 6-mer counts: the 5-mers that end 6-mers (one per 6-mer)
     assert scores.sum() == pytest.approx(2 * 495 / 4, rel=0.05)
+    # N is no base of the budget nor of the count: 200 N first, then the same 100 bases are read
+    fa = write_fasta(tmp_path / "n.fa", {"chr1": "N" * 200 + seq, "chr2": "GGGG"})
+    capped_n, used_n = genome_counts(fa, Region("chr1", 700, 1200), 6, 100)
+    assert used_n == 100 and np.array_equal(capped_n, capped)
+    assert genome_counts(fa, Region("chr1", 700, 1200), 6, 10_000)[1] == 504
 
 
 def test_context_table_counts_many_scaffolds_at_once(tmp_path, monkeypatch):

@@ -352,8 +352,9 @@ TABLE = "context-table"  # the table baseline's record
 
 def genome_counts(genome: str | Path, region: Region, width: int, max_bp: int
                   ) -> tuple[np.ndarray, int]:
-    """((4**width,) int64 counts of the width-mers of the FASTA outside `region`, bases read):
-    records in file order, until `max_bp` bases have been read."""
+    """((4**width,) int64 counts of the width-mers of the FASTA outside `region`, A/C/G/T bases
+    read): records in file order, until `max_bp` A/C/G/T bases have been read (N counts toward
+    neither: hg19's chromosomes start with runs of it)."""
     counts = np.zeros(4**width, dtype=np.int64)
     used, chunk = 0, 10_000_000
     # ids wait here until `chunk` of them are counted at once: a bincount costs a 4**width array
@@ -364,7 +365,7 @@ def genome_counts(genome: str | Path, region: Region, width: int, max_bp: int
         end = len(rec) if region.end is None else region.end
         spans = [(0, region.start), (end, len(rec))] if rec.name == region.chrom else [(0, len(rec))]
         for a, b in spans:
-            b = min(b, a + max_bp - used)
+            b, bases = rec.acgt_prefix(a, b, max_bp - used) if b > a else (a, 0)
             for c in range(a, b, chunk):  # windows overlap by width - 1: every width-mer once
                 ids = kmer_ids(rec.codes[c:min(b, c + chunk + width - 1)], width)
                 batch.append(ids[ids >= 0])
@@ -372,7 +373,7 @@ def genome_counts(genome: str | Path, region: Region, width: int, max_bp: int
                 if held >= chunk:
                     counts += np.bincount(np.concatenate(batch), minlength=4**width)
                     batch, held = [], 0
-            used += max(0, b - a)
+            used += bases
         if used >= max_bp:
             break
     if batch:
