@@ -231,7 +231,8 @@ def test_a_config_file_a_user_wrote_in_the_run_folder_is_never_overwritten(toy):
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("pretrain.model.overrides={hiden_size: 8}", "pretrain.model: hiden_size: not a deberta-v2"),
+    ("pretrain.model.overrides={hiden_size: 8}",
+     "pretrain.model.overrides.hiden_size: not a deberta-v2"),
     ("select_vocab.pretraining.model.preset=huge", "select_vocab.pretraining.model: unknown preset"),
     ("corpus.holdout=[]", "select_vocab needs a region pretraining never saw"),
     ("score.region=chr1:9-3", "score.region 'chr1:9-3'"),
@@ -258,6 +259,38 @@ def test_settings_that_would_fail_a_later_stage_fail_before_any_stage_runs(tmp_p
     with pytest.raises(GroverError, match=re.escape(message)):
         run_pipeline(cfg)  # the data (from the cache) is never reached, nor a folder made
     assert not (tmp_path / "run").exists()
+
+
+def test_errors_found_after_loading_name_where_the_setting_was_given(tmp_path, monkeypatch):
+    """A model override, a data file or a region found wrong after the config is loaded named a
+    command-line flag or no file: now the config's file and line, or the --set that gave it."""
+    monkeypatch.setenv("GROVERLM_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "my.yaml"
+    config.write_text(f"run:\n  dir: {tmp_path / 'run'}\ncorpus:\n  holdout: ['chr20:3-9']\n"
+                      "data:\n  genome: nosuch.fa\n"
+                      "pretrain:\n  model:\n    overrides: {hiden_size: 8}\n")
+    cases = [
+        ([], f"{config}:9: pretrain.model.overrides.hiden_size: not a deberta-v2 config field"),
+        (["pretrain.model.overrides={}"], f"{config}:6: data.genome: 'nosuch.fa' is not a file "
+                                          "groverlm can fetch"),
+        (["pretrain.model.overrides={}", f"data.dir={tmp_path}"],
+         f"{config}:6: data.genome: {tmp_path / 'nosuch.fa'}: no such file"),
+        (["pretrain.model.overrides={}", "data.genome=x.fa"],
+         "--set data.genome=x.fa: data.genome: 'x.fa' is not a file groverlm can fetch"),
+        (["pretrain.model.overrides={}", "genome.max_bp=5"],
+         f"{config}:4: corpus.holdout chr20:3-9 ends beyond genome.max_bp"),
+        (["pretrain.train.max_steps=4", "pretrain.model.overrides={max_position_embeddings: 64}"],
+         "--set pretrain.model.overrides={max_position_embeddings: 64}: pretrain.model: samples "
+         "of up to corpus.max_tokens 510 tokens"),
+    ]
+    for sets, message in cases:
+        with pytest.raises(GroverError) as err:
+            run_pipeline(load_config(config, sets))
+        assert str(err.value).startswith(message), str(err.value)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(GroverError) as err, load_config(config).naming_sources():
+        raise GroverError("genome.fa: truncated")  # a file's name, not a setting
+    assert str(err.value) == "genome.fa: truncated"
 
 
 def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(toy, monkeypatch):
@@ -739,8 +772,9 @@ def test_a_genome_without_annotations_runs_without_tasks(tmp_path, monkeypatch, 
     assert main(["run", mini, *own, *nulls, "--set", "tasks.build=[]", "--only", "nextkmer",
                  "--set", "nextkmer.region=scaffold_2:0-150000"]) == 2
     err = capsys.readouterr().err
-    assert "nextkmer.region scaffold_2:0-150000 holds 2 usable block(s)" in err
-    assert "smaller nextkmer.samples.block" in err and "--" not in err
+    given = "groverlm: error: --set nextkmer.region=scaffold_2:0-150000: "  # where it was set
+    assert err.startswith(given + "nextkmer.region scaffold_2:0-150000 holds 2 usable block(s)")
+    assert "smaller nextkmer.samples.block" in err and "--" not in err.removeprefix(given)
 
     # hg19's TSS list on this genome: refused by the genome stage, before BPE
     tss = tmp_path / "hg19_tss.bed"
@@ -761,8 +795,8 @@ def test_a_task_named_but_not_built_fails_before_any_stage(tmp_path, capsys, sta
                  "tasks.build=[ctcf]", "--set", "finetune.tasks=null", "--set",
                  f"{stage}.tasks=[prom300]", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"{stage}.tasks names 'prom300', which tasks.build does not list (ctcf)" in err
-    assert "mini.yaml" in err and len(err.strip().splitlines()) == 1
+    assert (f"--set {stage}.tasks=[prom300]: {stage}.tasks names 'prom300', which tasks.build "
+            "does not list (ctcf)") in err and len(err.strip().splitlines()) == 1
     assert not run.exists()
 
 
@@ -783,8 +817,8 @@ def test_a_held_out_scaffold_too_small_for_the_blocks_fails_before_bpe(tmp_path,
                  "--quiet"]) == 2
     assert finished(run / "genome") and not (run / "bpe").exists()
     err = capsys.readouterr().err
-    assert "corpus.holdout scaffold_9 holds 1 usable block(s) of 100,000 bp" in err
-    assert f"smaller {stage}.samples.block" in err and "mini.yaml" in err
+    assert ("--set corpus.holdout=[scaffold_9]: corpus.holdout scaffold_9 holds 1 usable "
+            "block(s) of 100,000 bp") in err and f"smaller {stage}.samples.block" in err
 
 
 def test_the_readme_recipe_for_another_genome_passes_every_check_on_it():
@@ -809,8 +843,8 @@ def test_selection_candidates_beyond_the_bpe_merges_fail_before_any_stage(tmp_pa
     assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--set",
                  "select_vocab.pretraining.cycles=[100,300]", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "select_vocab.pretraining.cycles asks for 300 cycles but bpe.merges is 200" in err
-    assert "mini.yaml" in err and not run.exists()
+    assert ("--set select_vocab.pretraining.cycles=[100,300]: select_vocab.pretraining.cycles "
+            "asks for 300 cycles but bpe.merges is 200") in err and not run.exists()
 
 
 def test_devices_are_checked_before_any_stage(tmp_path, monkeypatch, caplog):

@@ -7,7 +7,8 @@ Reads a YAML file (parsed with `yaml.safe_load` rules; values are never evaluate
 The file holds one mapping per section: `run` and `data` (where the run writes and what it reads),
 then one section per stage, named as the stage (`genome`, `bpe`, `tasks`, `baselines`, ...). A
 missing section or key takes its dataclass's default. An unknown key, a value of the wrong
-type or a value a stage's own `__post_init__` rejects is a GroverError naming the file, line and key.
+type or a value a stage's own `__post_init__` rejects is a GroverError naming the file, line and key;
+so is a setting the runner's checks or a stage find wrong later (`RunConfig.naming_sources`).
 
 A stage's section is the config dataclass in the stage's own module (`STAGE_SECTIONS`, e.g.
 `groverlm.pretrain.PretrainConfig`), and the dataclasses nested in it (tasks' `Prom300Config`,
@@ -21,14 +22,17 @@ the stage's own command.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
 import logging
 import math
+import re
 import types
 import typing
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -109,6 +113,8 @@ STAGE_SECTIONS: dict[str, type] = {
     "report": ReportConfig,
 }
 SECTIONS: dict[str, type] = {"run": RunSection, "data": DataConfig, **STAGE_SECTIONS}
+# a dotted setting at the start of an error message (`corpus.holdout chr20:0-9 ...`, `a.b: ...`)
+_SETTING = re.compile(r"([A-Za-z_]\w*(?:\.\w+)+)(?=[\s:=\[]|$)")
 
 
 @dataclass(frozen=True)
@@ -119,9 +125,34 @@ class RunConfig:
     data: DataConfig
     stages: dict[str, Any]  # stage name -> its frozen config dataclass
     source: str | None = None  # the YAML file it came from
+    # where each key was set (file line, --set), for errors found after loading
+    where: _Where | None = field(default=None, compare=False, repr=False)
 
     def stage(self, name: str) -> Any:
         return self.stages[name]
+
+    def error(self, key: str, message: str) -> GroverError:
+        """A GroverError about the setting `key` (dotted), naming where it was set: the file and
+        line, or its --set; the file alone for a key left at its default."""
+        return (self.where or _Where(self.source)).error(tuple(key.split(".")), message)
+
+    @contextlib.contextmanager
+    def naming_sources(self) -> Iterator[None]:
+        """Errors raised inside whose message starts with a setting (`corpus.holdout chr20:...`,
+        `pretrain.model.overrides.x: ...`) and that name no file but this config, as the checks
+        and stages after loading raise them, are raised again naming where that setting was set
+        (`my.yaml:12: corpus.holdout ...`, `--set corpus.holdout=[...]: ...`): one place for
+        every check, not each message."""
+        try:
+            yield
+        except GroverError as err:
+            key = _SETTING.match(err.message)
+            section, name = key.group(1).split(".")[:2] if key else (None, None)
+            if (err.line is not None or err.path not in (None, self.source) or section
+                    not in SECTIONS or name not in {f.name for f in dataclasses.fields(
+                        SECTIONS[section])}):  # a file named genome.fa is no setting
+                raise
+            raise self.error(key.group(1), err.message) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Every section, resolved (defaults filled in), as plain JSON/YAML types."""
@@ -222,7 +253,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             raise where.error((str(name),), _unknown(str(name), SECTIONS))
     built = {name: _build(cls, raw.get(name), (name,), where) for name, cls in SECTIONS.items()}
     return RunConfig(run=built["run"], data=built["data"],
-                     stages={name: built[name] for name in STAGE_SECTIONS}, source=source)
+                     stages={name: built[name] for name in STAGE_SECTIONS}, source=source,
+                     where=where)
 
 
 def shipped_config(name: str | Path) -> Path:

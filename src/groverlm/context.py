@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from groverlm import lazy
-from groverlm.data import fetch_files
+from groverlm.data import fetch_files, table_entry
 from groverlm.errors import GroverError
 from groverlm.manifest import finished, read_manifest
 
@@ -47,6 +47,12 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
     base = Path(data.dir).expanduser().resolve() if data.dir else None
     cached = sorted({n for ns in names.values() for n in ns
                      if base is None and not Path(n).expanduser().is_absolute()})
+    for key, ns in names.items():  # a name the cache cannot hold: the error names its setting
+        for n in (n for n in ns if n in cached):
+            try:
+                table_entry(n)
+            except GroverError as err:
+                raise GroverError(f"data.{key}: {err.message}") from None
     fetched = fetch_files(cached, from_dir=from_dir, network=fetch, report=report) if cached else {}
     out: dict[str, Any] = {}
     for key, ns in names.items():
@@ -55,7 +61,7 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
             p = Path(n).expanduser()
             p = p if p.is_absolute() else (fetched[n] if base is None else base / n)
             if not p.is_file():
-                raise GroverError(f"data.{key}: no such file", p)
+                raise GroverError(f"data.{key}: {p}: no such file")
             paths.append(p.resolve())
         out[key] = tuple(paths) if key == "ctcf_peaks" else (paths[0] if paths else None)
     return DataFiles(**out)

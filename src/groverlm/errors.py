@@ -9,6 +9,7 @@ class GroverError(Exception):
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
+        self.message = message  # without the file and line, for a caller that names them anew
         self.path = path
         self.line = line
 

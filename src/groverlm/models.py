@@ -92,19 +92,20 @@ def parse_overrides(items: Iterable[str], option: str = "--set") -> dict[str, An
 
 
 def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | None = None,
-                 pad_token_id: int = 0):
+                 pad_token_id: int = 0, option: str = "--set "):
     """A transformers config from a preset, the tokenizer's vocabulary size and field overrides.
 
     The preset's `model_type` (default "bert"; `--set model_type=...` changes it) picks the config
     class. Unknown fields and values of the wrong type are GroverErrors (a typo must not be silently
-    ignored, as transformers configs would do).
+    ignored, as transformers configs would do); an error names an override as `option` + its key
+    (`--set hidden_size`; a run config's `pretrain.model.overrides.hidden_size`).
     """
     if preset not in PRESETS:
         raise GroverError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
     overrides = dict(overrides or {})
     for key in ("vocab_size", "pad_token_id"):
         if key in overrides:
-            raise GroverError(f"--set {key}: the tokenizer sets it, not an override")
+            raise GroverError(f"{option}{key}: the tokenizer sets it, not an override")
     fields: dict[str, Any] = {**PRESETS[preset], "vocab_size": vocab_size,
                               "pad_token_id": pad_token_id}
     model_type = str(overrides.pop("model_type", fields.pop("model_type", "bert")))
@@ -113,30 +114,31 @@ def build_config(preset: str, vocab_size: int, overrides: Mapping[str, Any] | No
         defaults = {**OPTIONAL_FIELDS.get(model_type, {}),
                     **transformers.AutoConfig.for_model(model_type).to_dict()}
     except ValueError:
-        raise GroverError(f"--set model_type={model_type}: not a transformers model type") from None
+        raise GroverError(f"{option}model_type={model_type}: not a transformers model type"
+                          ) from None
     if model_type not in modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        raise GroverError(f"--set model_type={model_type}: transformers has no masked LM of this "
+        raise GroverError(f"{option}model_type={model_type}: transformers has no masked LM of this "
                           f"type (AutoModelForMaskedLM)")
     # a preset's fields that another model type lacks (conv_kernel_size for BERT) are dropped
     fields = {k: v for k, v in fields.items() if k in defaults}
     for key, value in overrides.items():
         if key not in defaults:
-            raise GroverError(f"--set {key}: not a {model_type} config field")
+            raise GroverError(f"{option}{key}: not a {model_type} config field")
         old = defaults[key]
         if isinstance(old, bool) and not isinstance(value, bool) or (
                 isinstance(old, int) and not isinstance(old, bool) and (
                     not isinstance(value, int) or isinstance(value, bool))) or (
                 isinstance(old, float) and (not isinstance(value, int | float)
                                             or isinstance(value, bool))):
-            raise GroverError(f"--set {key}={value!r}: expected a {type(old).__name__}")
+            raise GroverError(f"{option}{key}={value!r}: expected a {type(old).__name__}")
         fields[key] = value
     if fields.get("hidden_act", "gelu") not in activations.ACT2FN:
-        raise GroverError(f"--set hidden_act={fields['hidden_act']!r}: not an activation; "
+        raise GroverError(f"{option}hidden_act={fields['hidden_act']!r}: not an activation; "
                           f"transformers has {', '.join(sorted(activations.ACT2FN))}")
     try:
         cfg = transformers.AutoConfig.for_model(model_type, **fields)
     except (TypeError, ValueError, hf_errors.StrictDataclassError) as err:  # the class's own checks
-        raise GroverError(f"--set: {str(err).splitlines()[0]}") from None
+        raise GroverError(f"{option.rstrip(' .')}: {str(err).splitlines()[0]}") from None
     if cfg.hidden_size % cfg.num_attention_heads:
         raise GroverError(f"hidden_size {cfg.hidden_size} is not a multiple of "
                           f"num_attention_heads {cfg.num_attention_heads}")

@@ -499,10 +499,11 @@ def check_model(cfg: ModelConfig, key: str):
     """Build the model's config (no weights) so that a bad preset or override is an error naming
     `key` before a run spends hours on the stages ahead of pretraining (the vocabulary size is a
     stand-in: no check depends on it); returns the config."""
-    try:
-        return build_config(cfg.preset, 64, cfg.overrides)
+    try:  # an override's error names it in full (pretrain.model.overrides.hidden_size)
+        return build_config(cfg.preset, 64, cfg.overrides, option=f"{key}.overrides.")
     except GroverError as err:
-        raise GroverError(f"{key}: {str(err).removeprefix('--set ')}") from None
+        raise GroverError(err.message if err.message.startswith(f"{key}.") else
+                          f"{key}: {err.message}") from None
 
 
 def preflight(cfg: Any, config: Any) -> None:

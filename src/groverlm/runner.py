@@ -317,6 +317,13 @@ def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = No
     `only`: run just these stages; `start`: this stage and every later one. The stages they need
     must be finished and up to date. `force`: redo the selected stages even when up to date.
     """
+    with cfg.naming_sources():  # an error about a setting names its line or --set
+        return _pipeline(cfg, only, start, force, progress, from_dir, on_stage, on_data)
+
+
+def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, progress: bool,
+              from_dir: str | Path | None, on_stage: Callable[[StageResult], None] | None,
+              on_data: Callable[[str], None] | None) -> list[StageResult]:
     names = stage_names()
     for n in [*(only or []), *([start] if start else [])]:
         _stage(n)
@@ -388,7 +395,7 @@ def run_folder(cfg: Any) -> Path:
     try:
         return Path(cfg.run.dir).expanduser().resolve()
     except RuntimeError as err:  # ~nosuchuser
-        raise GroverError(f"run.dir {cfg.run.dir!r}: {err}") from None
+        raise cfg.error("run.dir", f"run.dir {cfg.run.dir!r}: {err}") from None
 
 
 def _write_config_copy(cfg: Any, path: Path) -> None:
