@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
+import typing
 from pathlib import Path
 
 import pytest
 
 from groverlm.cli import main
 from groverlm.config import (
+    SECTIONS,
     STAGE_SECTIONS,
     WRITTEN,
     RunConfig,
@@ -121,6 +125,48 @@ def test_stage_validation_is_reported_at_the_section(tmp_path):
     assert str(err.value).startswith(f"{p}:3: bpe: cycles must be between 1 and merges (100)")
     with pytest.raises(GroverError, match=r"--set tasks\.prom300\.negatives=x: .*negatives"):
         load_config(None, ["tasks.prom300.negatives=x"])
+
+
+def test_a_stage_check_names_the_run_keys_not_the_commands_flags(tmp_path):
+    """Settings checks written for a stage command named its flags in a run's errors too
+    (`need 1 <= --min-tokens`, `--holdout 'chr20:9-3'`, `--trees`)."""
+    p = write(tmp_path, "corpus:\n  max_tokens: 100\n  min_tokens: 0\n")
+    with pytest.raises(GroverError) as err:
+        load_config(p)
+    assert str(err.value) == f"{p}:3: need 1 <= corpus.min_tokens (0) <= corpus.max_tokens (100)"
+    p = write(tmp_path, "corpus:\n  holdout: ['chr20:9-3']\n")
+    with pytest.raises(GroverError) as err:
+        load_config(p)
+    assert str(err.value) == f"{p}:2: corpus.holdout 'chr20:9-3': start must be below end"
+    for setting, message in [
+            ("baselines.tfidf.n_estimators=0", "baselines.tfidf.n_estimators must be at least 1"),
+            ("nextkmer.samples.ks=[9]", "nextkmer.samples.ks values must be between 1 and 8"),
+            ("pretrain.train.warmup_steps=5000", "pretrain.train.warmup_steps must be between 0 "
+                                                 "and pretrain.train.max_steps")]:
+        with pytest.raises(GroverError) as err:
+            load_config(None, [setting])
+        assert str(err.value).startswith(f"--set {setting}: {message}"), str(err.value)
+
+
+def test_every_flag_a_settings_check_names_is_a_field_of_its_section():
+    """_flags_as_keys turns a section's flags into its keys: a flag named otherwise than its field
+    must be in the class's FLAGS, or a run's error would name the command's flag."""
+    pending, seen = list(SECTIONS.values()), set()
+    while pending:
+        cls = pending.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            pending += [t for t in (hints[f.name], *typing.get_args(hints[f.name]))
+                        if dataclasses.is_dataclass(t)]
+        if "__post_init__" in vars(cls):
+            flags = {getattr(cls, "FLAGS", {}).get(f.name, "--" + f.name.replace("_", "-"))
+                     for f in dataclasses.fields(cls)}
+            named = set(re.findall(r"(?<![\w-])--\w[\w-]*", inspect.getsource(cls.__post_init__)))
+            assert named <= flags, (cls.__name__, named - flags)
+    assert len(seen) > 20
 
 
 def test_finetune_per_task_settings_change_one_task(tmp_path):

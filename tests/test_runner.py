@@ -247,6 +247,12 @@ def test_a_config_file_a_user_wrote_in_the_run_folder_is_never_overwritten(toy):
     ("pretrain.model.overrides={vocab_size: 10}", "vocab_size: the tokenizer sets it"),
     ("pretrain.model.overrides={max_position_embeddings: 64}",
      "samples of up to corpus.max_tokens 510 tokens with [CLS]/[SEP] exceed the model's 64"),
+    # a device name and fine-tuning windows (they failed in the stage, naming --device, --stride)
+    ("analysis.analyze.device=gpu", "analysis.analyze.device 'gpu' is not a device"),
+    ("finetune.per_task.prom300.stride=600", "finetune.per_task.prom300.stride 600 exceeds the "
+                                             "window of 510 tokens"),
+    ("finetune.classifier.max_tokens=600", "finetune.classifier.max_tokens 600 exceeds the "
+                                           "pretrained model's 510 tokens"),
     # the selection's candidates (they failed in select_vocab, after genome and BPE)
     ("select_vocab.pretraining.model.overrides={max_position_embeddings: 64}",
      "select_vocab.pretraining.model: samples of at least 128 tokens (sample_nt 512 in kmer-4's "

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -74,6 +74,8 @@ class TfidfConfig:
     max_train: int | None = None  # train on a seeded random subset of this many rows (speed)
     n_jobs: int = 1  # cores for the forest (the CPU is shared)
     threshold: str = "argmax"  # binary tasks: argmax or dev's MCC-best cut (as fine-tuning)
+    # the command's flags named otherwise than their field (a run's errors name the field)
+    FLAGS: ClassVar[dict[str, str]] = {"n_estimators": "--trees", "n_jobs": "--jobs"}
 
     def __post_init__(self):
         bad = [m for m in self.models if m not in MODELS]

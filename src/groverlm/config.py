@@ -311,9 +311,28 @@ def _build(cls: type, raw: Any, path: tuple[str, ...], where: _Where, base: Any 
     try:
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except (GroverError, ValueError, TypeError) as err:
-        named = sorted((str(err).find(k), k) for k in kwargs if k in str(err))
+        message = _flags_as_keys(str(err), cls, dotted)
+        named = sorted((message.find(k), k) for k in kwargs if k in message)
         key = (named[0][1],) if named else ()  # the key the message names first, if any
-        raise where.error((*path, *key), f"{dotted}: {err}") from None
+        raise where.error((*path, *key), message if message.startswith(f"{dotted}.") or (
+            f" {dotted}." in message) else f"{dotted}: {message}") from None
+
+
+def _flags_as_keys(message: str, cls: type, dotted: str) -> str:
+    """A settings check's message as a run config's user reads it: the stage command's flags it
+    names (`need 1 <= --min-tokens`) become the keys they set (`corpus.min_tokens`). Each
+    `__post_init__` is written once, for its command, and says the right name in both places; a
+    flag named otherwise than its field is listed in the class's `FLAGS` ({field: flag}).
+
+    >>> from groverlm.corpus import CorpusConfig
+    >>> _flags_as_keys("need 1 <= --min-tokens (0) <= --max-tokens (510)", CorpusConfig, "corpus")
+    'need 1 <= corpus.min_tokens (0) <= corpus.max_tokens (510)'
+    """
+    named = getattr(cls, "FLAGS", {})
+    flags = {named.get(f.name, "--" + f.name.replace("_", "-")): f.name
+             for f in dataclasses.fields(cls)}
+    return re.sub(r"(?<![\w-])--\w[\w-]*", lambda m: f"{dotted}.{flags[m[0]]}" if m[0] in flags
+                  else m[0], message)
 
 
 def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: Any = None) -> Any:
@@ -343,9 +362,10 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: 
     if dataclasses.is_dataclass(tp):
         if isinstance(value, str) and hasattr(tp, "parse"):  # e.g. corpus.Region "chr20:0-1000"
             try:
-                return tp.parse(value)
+                return tp.parse(value, dotted)  # errors name the key, not the command's flag
             except (GroverError, ValueError) as err:
-                raise where.error(path, f"{dotted}: {err}") from None
+                raise where.error(path, str(err) if str(err).startswith(dotted) else
+                                  f"{dotted}: {err}") from None
         return _build(tp, value, path, where, default if isinstance(default, tp) else None)
     if origin is dict:
         if not isinstance(value, dict):

@@ -104,6 +104,7 @@ hf_logging = lazy.module("transformers.utils.logging")
 transformers = lazy.module("transformers")
 sklearn_weights = lazy.module("sklearn.utils.class_weight")
 training = lazy.module("groverlm.train")
+pretrain = lazy.module("groverlm.pretrain")  # the model check of preflight (a stage module)
 
 log = logging.getLogger(__name__)
 
@@ -746,8 +747,31 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
 
 
 def preflight(cfg: Any, config: Any) -> None:
-    """The runner's check, before any stage runs, that the tasks named are among those built."""
+    """The runner's check, before any stage runs, that the tasks named are among those built and
+    that each task's windows fit the pretrained model (else they failed after pretraining, naming
+    --max-tokens or --stride)."""
     check_built("finetune", cfg.tasks, config)
+    tasks = cfg.tasks or config.stage("tasks").build
+    if all(cfg.classifier_for(t).max_tokens is None and cfg.classifier_for(t).stride is None
+           for t in tasks):
+        return  # the model's own window: nothing to check (and transformers stays unloaded)
+    # the model's positions, and pretraining's longest sample (its tokenizer's model_max_length)
+    model = config.stage("pretrain").model
+    positions = pretrain.check_model(model, "pretrain.model").max_position_embeddings
+    limit = min(positions, config.stage("corpus").max_tokens + 2) - 2
+    for task in tasks:
+        c = cfg.classifier_for(task)
+
+        def key(name: str, task: str = task) -> str:
+            given = name in cfg.per_task.get(task, {})
+            return f"finetune.per_task.{task}.{name}" if given else f"finetune.classifier.{name}"
+
+        if c.max_tokens is not None and c.max_tokens > limit:
+            raise GroverError(f"{key('max_tokens')} {c.max_tokens} exceeds the pretrained model's "
+                              f"{limit} tokens (its positions and corpus.max_tokens)")
+        if c.stride is not None and c.stride > (c.max_tokens or limit):
+            raise GroverError(f"{key('stride')} {c.stride} exceeds the window of "
+                              f"{c.max_tokens or limit} tokens")
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

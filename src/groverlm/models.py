@@ -210,10 +210,24 @@ def default_name(model_dir: str | Path) -> str:
     return f"{kind}-{path.resolve().name}"
 
 
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")  # the device names named_device takes
+
+
+def check_device_name(name: str, option: str = "--device") -> None:
+    """A GroverError naming `option` unless `name` is a device named_device takes (a run checks
+    every device setting so before any stage runs, without loading torch).
+
+    >>> check_device_name("cuda:1")
+    """
+    if not DEVICE.fullmatch(name):
+        raise GroverError(f"{option} {name!r} is not a device (auto, cpu, cuda, cuda:N)")
+
+
 def named_device(name: str, local_rank: int = 0):
     """The torch device a `--device` names: auto (the GPU when torch sees one, else the CPU), cpu,
-    cuda (this process's GPU, `local_rank`), cuda:N, ...; a GroverError for a GPU torch cannot
-    see or a name torch does not know."""
+    cuda (this process's GPU, `local_rank`), cuda:N; a GroverError for a GPU torch cannot see or
+    any other name."""
+    check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
@@ -221,12 +235,7 @@ def named_device(name: str, local_rank: int = 0):
             raise GroverError(f"--device {name} asked for, but torch sees no GPU")
         if name == "cuda":
             name = f"cuda:{local_rank}"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):  # mps, meta, ...: not supported here
-        raise GroverError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)")
+    device = torch.device(name)
     if device.type == "cuda":
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise GroverError(f"--device {name}: torch sees {torch.cuda.device_count()} GPU(s)")

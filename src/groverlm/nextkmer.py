@@ -57,7 +57,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -118,6 +118,8 @@ class NextKmerSamplesConfig:
     test_samples: int = 2_000
     block: int = 100_000  # region blocks drawn whole to one split (no shared bases)
     seed: int = 0  # block draw and positions
+    # the command's flag named otherwise than its field (a run's errors name the field)
+    FLAGS: ClassVar[dict[str, str]] = {"ks": "--k"}
 
     def __post_init__(self):
         if not self.ks or min(self.ks) < 1 or max(self.ks) > 8:

@@ -77,6 +77,7 @@ from groverlm.metrics import (
     read_metrics,
     results_table,
 )
+from groverlm.models import check_device_name
 from groverlm.peak import peak_rss, reset_peak
 
 torch = lazy.module("torch")  # for the device check alone, loaded when a stage asks for a GPU
@@ -278,7 +279,8 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
 
 
 def check_devices(cfg: Any, selected: set[str]) -> None:
-    """Every device a selected stage names, against the GPUs torch sees, before any stage runs
+    """Every device a selected stage names, a name `models.named_device` takes, against the GPUs
+    torch sees, before any stage runs
     (a `cuda` in the analysis failed hours into a full-scale run, after fine-tuning), and
     `pretrain.processes` against them: one GPU per process, or CPU processes (gloo) on a machine
     without one, which is said, since `auto` would otherwise train on the CPU unannounced."""
@@ -288,8 +290,10 @@ def check_devices(cfg: Any, selected: set[str]) -> None:
         key, value = pending.pop()
         if isinstance(value, dict):
             pending += [(f"{key}.{k}", v) for k, v in value.items()]
-        elif key.endswith(".device") and isinstance(value, str) and value.startswith("cuda"):
-            asked.append((key, value))
+        elif key.endswith(".device") and isinstance(value, str):
+            check_device_name(value, key)  # `gpu` failed in the stage, naming --device
+            if value.startswith("cuda"):
+                asked.append((key, value))
     processes = cfg.stage("pretrain").processes if "pretrain" in selected else 1
     if not asked and processes == 1:
         return  # torch stays unloaded
