@@ -175,10 +175,12 @@ def test_finetune_per_task_settings_change_one_task(tmp_path):
     ft = load_config(p).stage("finetune")
     assert ft.classifier_for("ctcf").max_train is None and ft.classifier_for("ctcf").seeds == (3,)
     assert ft.classifier_for("ctcf").epochs == 4 and ft.classifier_for("promscan").max_train == 1500
-    with pytest.raises(GroverError, match=r":3: finetune: per_task.ctcf: maxtrain not a classifier"):
+    with pytest.raises(GroverError, match=r":4: unknown config key 'finetune.per_task.ctcf."
+                                          r"maxtrain' \(did you mean 'max_train'\?\)"):
         load_config(write(tmp_path, "finetune:\n  classifier: {}\n  per_task:\n"
                                     "    ctcf: {maxtrain: 3}\n"))
-    with pytest.raises(GroverError, match="--max-train must be at least 2"):
+    with pytest.raises(GroverError, match="^--set finetune.per_task.ctcf.max_train=1: finetune."
+                                          "per_task.ctcf.max_train must be at least 2$"):
         load_config(None, ["finetune.per_task.ctcf.max_train=1"])
     with pytest.raises(GroverError, match="tasks must be among"):
         load_config(None, ["finetune.per_task.nope.max_train=100"])
@@ -275,6 +277,55 @@ def test_exponent_numbers_inside_free_form_settings(tmp_path):
     p = write(tmp_path, "pretrain:\n  model:\n    overrides: {layer_norm_eps: 1e-7, l: [1e-3, a]}\n")
     assert load_config(p).stage("pretrain").model.overrides == {"layer_norm_eps": 1e-7,
                                                                  "l": [1e-3, "a"]}
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    # YAML 1.1 reads these as another type where text is meant: quotes keep the text
+    ("genome.chroms", "[chrX, 1:00]", "genome.chroms = 1:00 is not a string: YAML reads 1:00 as "
+                                      "the number 60; write '1:00' in quotes"),
+    ("corpus.holdout", "[no]", "corpus.holdout = no is not a region: YAML reads no as false; "
+                               "write 'no' in quotes"),
+    ("analysis.analyze.region", "1:00", "analysis.analyze.region = 1:00 is not a string"),
+    ("data.genome", "0x10", "data.genome = 0x10 is not a string: YAML reads 0x10 as the number 16"),
+    ("data.tss", "2001-12-14", "data.tss = 2001-12-14 is not a string: YAML reads 2001-12-14 as a "
+                               "date"),
+    # and as another number than its digits say, where a number is meant (silently, before)
+    ("bpe.merges", "1:00", "bpe.merges = 1:00 is read as 60 (YAML 1.1, base 60): write the number "
+                           "in plain digits"),
+    ("pretrain.train.seed", "010", "pretrain.train.seed = 010 is read as 8 (YAML 1.1, octal)"),
+    ("pretrain.model.overrides.num_hidden_layers", "010",
+     "pretrain.model.overrides.num_hidden_layers = 010 is read as 8"),
+    ("bpe.merges", "1e3", "bpe.merges = 1e3 is not an integer: write 1000"),
+    # a task's own classifier settings are typed as the classifier's (1e3 became 1000.0)
+    ("finetune.per_task.ctcf.max_train", "1e3", "finetune.per_task.ctcf.max_train = 1e3 is not an "
+                                                "integer: write 1000"),
+    ("finetune.per_task.ctcf.threshold", "off", "finetune.per_task.ctcf.threshold = off is not a "
+                                                "string: YAML reads off as false"),
+])
+def test_yaml_1_1_readings_are_errors_that_say_how_to_write_the_value(tmp_path, setting, value,
+                                                                      message):
+    *sections, key = setting.split(".")
+    text = "".join(f"{'  ' * i}{s}:\n" for i, s in enumerate(sections))
+    p = write(tmp_path, f"{text}{'  ' * len(sections)}{key}: {value}\n")
+    with pytest.raises(GroverError) as err:
+        load_config(p)
+    assert str(err.value).startswith(f"{p}:{len(sections) + 1}: {message}"), str(err.value)
+    with pytest.raises(GroverError) as err:
+        load_config(None, [f"{setting}={value}"])
+    assert str(err.value).startswith(f"--set {setting}={value}: {message}"), str(err.value)
+
+
+def test_yaml_1_1_values_that_mean_what_they_say_are_kept(tmp_path):
+    """on/off for the fine-tuning class weights (auto, on, off; configs/demo.yaml writes `off`),
+    yes/no for a switch, hex for a number, quoted text, and a setting's --set over the file's."""
+    p = write(tmp_path, "finetune:\n  classifier: {class_weights: off}\n  per_task:\n"
+                        "    ctcf: {class_weights: on}\nbaselines: {bpe: no}\n"
+                        "bpe: {merges: 0x100, cycles: 010}\ngenome: {chroms: ['1:00', '2']}\n")
+    cfg = load_config(p, ["bpe.cycles=8"])
+    ft = cfg.stage("finetune")
+    assert ft.classifier.class_weights == "off" and ft.classifier_for("ctcf").class_weights == "on"
+    assert cfg.stage("baselines").bpe is False and cfg.stage("bpe").merges == 256
+    assert cfg.stage("bpe").cycles == 8 and cfg.stage("genome").chroms == ("1:00", "2")
 
 
 def test_an_alias_inside_what_it_names_is_an_error(tmp_path):

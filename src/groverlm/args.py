@@ -55,6 +55,16 @@ def volatile(default: Any) -> Any:
     return dataclasses.field(default=default, metadata={VOLATILE: True})
 
 
+CHANGES_TO = "changes_to"  # field metadata key
+
+
+def changes_to(name: str) -> Any:
+    """A dataclass field {name: {setting: value}} whose entries change the sibling config field
+    `name` (finetune's per_task changes `classifier` per task): a run config checks each setting's
+    type and value as that field's own, and names it (`finetune.per_task.ctcf.max_train`)."""
+    return dataclasses.field(default_factory=dict, metadata={CHANGES_TO: name})
+
+
 def volatile_keys(cls: type) -> tuple[str, ...]:
     """Dotted names of the volatile fields of `cls` and of the config dataclasses nested in it
     (an optional one, `CnnConfig | None`, included).

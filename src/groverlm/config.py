@@ -3,6 +3,10 @@
 Reads a YAML file (parsed with `yaml.safe_load` rules; values are never evaluated) and
 `--set key=value` overrides (the value parsed as YAML: `--set bpe.merges=800`,
 `--set baselines.tfidf.ks=[4,6]`); writes nothing. `groverlm run` (runner.py) consumes the result.
+YAML 1.1 (PyYAML) reads a bare yes/no/on/off as a boolean, `1:30` as 90 (base 60), `010` as 8
+(octal), `0x10` as 16 and `2001-12-14` as a date: each such value where a string is expected, and
+`1:30` or `010` where a number is, is an error naming the key that says to quote it or write plain
+digits, never a different value (an exponent such as 1e-3, a string to YAML 1.1, is a number).
 
 The file holds one mapping per section: `run` and `data` (where the run writes and what it reads),
 then one section per stage, named as the stage (`genome`, `bpe`, `tasks`, `baselines`, ...). A
@@ -41,7 +45,7 @@ import yaml
 
 from groverlm.analysis.analyze import AnalysisConfig
 from groverlm.analysis.report import ReportConfig
-from groverlm.args import SEED_FIELDS, exponent_float, parse_override
+from groverlm.args import CHANGES_TO, SEED_FIELDS, exponent_float, parse_override
 from groverlm.baselines import BaselinesConfig
 from groverlm.bpe import BpeConfig
 from groverlm.corpus import CorpusConfig
@@ -173,6 +177,9 @@ class _Where:
         self.source = source
         self.lines: dict[tuple[str, ...], int] = {}
         self.overrides: dict[tuple[str, ...], str] = {}
+        # the text of each plain (unquoted) scalar, by key path ((*path, i): a list's i-th item),
+        # to tell where YAML 1.1 read it as something else (`1:30` is 90, `off` is false)
+        self.texts: dict[tuple, str] = {}
 
     def error(self, path: tuple[str, ...], message: str) -> GroverError:
         for n in range(len(path), 0, -1):
@@ -197,10 +204,24 @@ def _key_lines(node: yaml.Node | None, path: tuple[str, ...], out: dict, source:
             _key_lines(value, sub, out, source)
 
 
+def _plain_texts(node: yaml.Node | None, path: tuple, out: dict) -> None:
+    """The source text of every plain (unquoted) scalar under `node`, by key path."""
+    if isinstance(node, yaml.ScalarNode) and node.style is None:
+        out[path] = node.value
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _plain_texts(value, (*path, str(key.value)), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _plain_texts(item, (*path, i), out)
+
+
 def _parse_yaml(text: str, source: str | None, where: _Where) -> dict:
     try:
         raw = yaml.safe_load(text)
-        _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), (), where.lines, source)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _key_lines(node, (), where.lines, source)
+        _plain_texts(node, (), where.texts)
     except RecursionError:  # an alias inside the mapping it names: `a: &x {b: *x}`
         raise GroverError("not valid here: a YAML alias refers to a mapping that holds it",
                           source) from None
@@ -247,6 +268,11 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         # --set of the same key no longer holds the value that failed
         for n in range(1, len(key) + 1):
             where.overrides[key[:n]] = text
+        for old in [p for p in where.texts if p[:len(key)] == key]:  # the file's, now replaced
+            del where.texts[old]
+        given = text.partition("=")[2]
+        _plain_texts(yaml.compose(given, Loader=yaml.SafeLoader) if given.strip() else None, key,
+                     where.texts)
         _apply_override(raw, key, value, text)
     for name in raw:
         if name not in SECTIONS:
@@ -294,6 +320,11 @@ def _build(cls: type, raw: Any, path: tuple[str, ...], where: _Where, base: Any 
     left out keep `base`'s values: a nested section starts from its parent field's default (a
     default_factory may differ from the class defaults, as select-vocab's pretraining model does),
     so YAML and the dataclasses agree on every default."""
+    return _construct(cls, _kwargs(cls, raw, path, where, base), path, where, base)
+
+
+def _kwargs(cls: type, raw: Any, path: tuple[str, ...], where: _Where, base: Any) -> dict:
+    """The typed values of a mapping of `cls`'s settings."""
     dotted = ".".join(path)
     if raw is None:
         raw = {}
@@ -306,8 +337,37 @@ def _build(cls: type, raw: Any, path: tuple[str, ...], where: _Where, base: Any 
     for key, value in raw.items():
         if key not in names:
             raise where.error((*path, str(key)), _unknown(f"{dotted}.{key}", names))
-        default = getattr(base, key) if base is not None else _field_default(fields[key])
-        kwargs[key] = _coerce(value, hints[key], (*path, key), where, default)
+        if CHANGES_TO not in fields[key].metadata:  # those once the field they change is built
+            default = getattr(base, key) if base is not None else _field_default(fields[key])
+            kwargs[key] = _coerce(value, hints[key], (*path, key), where, default)
+    for key in raw:
+        if CHANGES_TO in fields[key].metadata:
+            of = fields[key].metadata[CHANGES_TO]
+            built = kwargs[of] if of in kwargs else (
+                getattr(base, of) if base is not None else _field_default(fields[of]))
+            kwargs[key] = _changes(raw[key], (*path, key), where, built)
+    return kwargs
+
+
+def _changes(raw: Any, path: tuple[str, ...], where: _Where, of: Any) -> dict[str, dict]:
+    """An `args.changes_to` field ({name: {key: value}}, finetune.per_task): each name's keys
+    checked as the settings of `of` (the config dataclass they change) are, their values typed, and
+    `of` with them valid; errors name the key (finetune.per_task.ctcf.max_train)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise where.error(path, f"{'.'.join(path)} must be a mapping, got {raw!r}")
+    out = {}
+    for name, changes in raw.items():
+        sub = (*path, str(name))
+        out[name] = _kwargs(type(of), changes, sub, where, of)
+        _construct(type(of), out[name], sub, where, of)  # `of` with these changes is valid
+    return out
+
+
+def _construct(cls: type, kwargs: dict, path: tuple[str, ...], where: _Where, base: Any) -> Any:
+    """`cls(**kwargs)` (on `base` where given); its own checks' errors name the key and its line."""
+    dotted = ".".join(path)
     try:
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except (GroverError, ValueError, TypeError) as err:
@@ -335,17 +395,22 @@ def _flags_as_keys(message: str, cls: type, dotted: str) -> str:
                   else m[0], message)
 
 
-def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: Any = None) -> Any:
+def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: Any = None,
+            text: str | None = None) -> Any:
     """Check `value` against the annotation `tp`; lists become tuples where a tuple is declared;
-    a mapping for a dataclass is built on `default` (the field's default) where it is one."""
+    a mapping for a dataclass is built on `default` (the field's default) where it is one. `text`:
+    the value's plain YAML text (default: the key's, where.texts), to tell a value YAML 1.1 read
+    as something else than its text (`1:30`, `010`, `off`) from one the user wrote."""
     dotted = ".".join(path)
+    text = text if text is not None else where.texts.get(path)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:  # e.g. model overrides: exponent floats as --set reads them, at any depth
         if isinstance(value, dict):
-            return {k: _coerce(v, Any, path, where) for k, v in value.items()}
+            return {k: _coerce(v, Any, (*path, str(k)), where) for k, v in value.items()}
         if isinstance(value, list):
-            return [_coerce(v, Any, path, where) for v in value]
-        return exponent_float(value)
+            return [_coerce(v, Any, path, where, text=where.texts.get((*path, i)))
+                    for i, v in enumerate(value)]
+        return _number(exponent_float(value), text, dotted, where, path)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -354,7 +419,7 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: 
             if a is type(None):
                 continue
             try:
-                return _coerce(value, a, path, where, default)
+                return _coerce(value, a, path, where, default, text)
             except GroverError as err:
                 errors.append(err)
         raise errors[0] if len(errors) == 1 else where.error(
@@ -366,6 +431,8 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: 
             except (GroverError, ValueError) as err:
                 raise where.error(path, str(err) if str(err).startswith(dotted) else
                                   f"{dotted}: {err}") from None
+        if hasattr(tp, "parse") and text is not None:  # `1:00` or `no` where a region was meant
+            raise where.error(path, _not_text(dotted, value, text, "a region"))
         return _build(tp, value, path, where, default if isinstance(default, tp) else None)
     if origin is dict:
         if not isinstance(value, dict):
@@ -377,32 +444,64 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: 
         if not isinstance(value, list | tuple):
             raise where.error(path, f"{dotted} must be a list ({_type_name(tp)}), got {value!r}; "
                                     f"write [{value}] for one item")
+        texts = [where.texts.get((*path, i)) for i in range(len(value))]
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
                 raise where.error(path, f"{dotted} must hold {len(args)} items, got {len(value)}")
-            return tuple(_coerce(v, a, path, where) for v, a in zip(value, args, strict=True))
+            return tuple(_coerce(v, a, path, where, text=t)
+                         for v, a, t in zip(value, args, texts, strict=True))
         item = args[0] if args else Any
-        items = [_coerce(v, item, path, where) for v in value]
+        items = [_coerce(v, item, path, where, text=t) for v, t in zip(value, texts, strict=True)]
         return tuple(items) if origin is tuple else items
     if tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        whole = exponent_float(value)
+        if isinstance(whole, float) and whole.is_integer():  # 1e3: a float to YAML and to Python
+            raise where.error(path, f"{dotted} = {text or value} is not an integer: write "
+                                    f"{int(whole)}")
     elif tp is float:
         value = exponent_float(value)  # YAML 1.1 reads 4e-4 as a string; --set reads it as 4e-4
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
     elif tp is str:
         ok = isinstance(value, str)
+        if not ok and text is not None and value is not None:  # YAML read the text as another
+            #                                                      type: quotes keep it text
+            raise where.error(path, _not_text(dotted, value, text, "a string"))
     else:
         raise TypeError(f"config field {dotted}: unsupported annotation {tp!r}")
     if not ok:
         raise where.error(path, f"{dotted} = {value!r} is not {_type_name(tp)}")
-    if tp is float and not math.isfinite(value):  # .nan passes every `x <= 0` check
-        raise where.error(path, f"{dotted} = {value} is not a finite number")
+    value = _number(value, text, dotted, where, path)
+    if tp is float:
+        value = float(value)
+        if not math.isfinite(value):  # .nan passes every `x <= 0` check
+            raise where.error(path, f"{dotted} = {value} is not a finite number")
     if tp is int and path[-1] in SEED_FIELDS and value < 0:  # numpy's generators take no other
         raise where.error(path, f"{dotted} = {value} is negative (seeds are 0 or more)")
     return value
+
+
+def _number(value: Any, text: str | None, dotted: str, where: _Where, path: tuple) -> Any:
+    """`value`, unless YAML 1.1 read its plain text as a number other than the digits say: `1:30`
+    (90, base 60) or `010` (8, octal), which a reader takes for 130 or 10 (0x10 is 16 to both)."""
+    if text is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    kind = "base 60" if ":" in text else "octal" if re.fullmatch(r"[-+]?0[0-7_]+", text) else None
+    if kind is not None:
+        raise where.error(path, f"{dotted} = {text} is read as {value} (YAML 1.1, {kind}): write "
+                                "the number in plain digits")
+    return value
+
+
+def _not_text(dotted: str, value: Any, text: str, what: str) -> str:
+    """The error for a plain YAML scalar read as a boolean, number, null or date where text was
+    meant (`chroms: [1:00]`, `genome: yes`): quotes keep it text."""
+    read = ("true" if value else "false") if isinstance(value, bool) else (
+        "null" if value is None else f"the number {value}" if isinstance(value, int | float)
+        else f"a {type(value).__name__}")
+    return f"{dotted} = {text} is not {what}: YAML reads {text} as {read}; write '{text}' in quotes"
 
 
 def _type_name(tp: Any) -> str:

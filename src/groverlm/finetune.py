@@ -64,7 +64,14 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import check_precision, check_unique_seeds, seed_arg, stable, volatile
+from groverlm.args import (
+    changes_to,
+    check_precision,
+    check_unique_seeds,
+    seed_arg,
+    stable,
+    volatile,
+)
 from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
 from groverlm.embed import max_window_tokens, tokenize
@@ -124,7 +131,9 @@ class ClassifierConfig:
     lr: float | None = None  # peak learning rate; None: by the model's width (`learning_rate`)
     batch_size: int = 32  # sequences per step (their windows run together)
     seeds: tuple[int, ...] = (0, 1, 2)  # head initialisation, data order and dropout per run
-    class_weights: str = "auto"  # auto | on | off: balanced per-sample loss weights
+    # auto | on | off: balanced per-sample loss weights (YAML 1.1 reads a bare on/off, or yes/no,
+    # as true/false: taken as on/off, what it says)
+    class_weights: str | bool = "auto"
     imbalance: float = 1.5  # auto: weights on when largest / smallest class count exceeds this
     select: str = "mcc"  # dev metric that picks the epoch and the saved seed
     threshold: str = "argmax"  # binary tasks: "argmax" predicts the larger logit (GROVER, GUE);
@@ -183,7 +192,7 @@ class FinetuneConfig:
 
     tasks: tuple[str, ...] | None = None  # tasks fine-tuned (null: every task the tasks stage built)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # epochs, lr, seeds, ...
-    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)  # a task's own classifier
+    per_task: dict[str, dict[str, Any]] = changes_to("classifier")  # a task's own classifier
     #   settings on top of `classifier`, e.g. {ctcf: {max_train: null}}
     scratch: bool = False  # also each task from scratch (same settings, fresh weights) into
     #   finetune/scratch/TASK: the control that says what pretraining adds
