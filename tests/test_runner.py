@@ -22,7 +22,7 @@ import pytest
 from groverlm import runner
 from groverlm.cli import main
 from groverlm.config import WRITTEN, DataConfig, RunConfig, RunSection, dump_config, load_config
-from groverlm.context import Context, check_regions, resolve_data
+from groverlm.context import Context, DataFiles, check_regions, resolve_data
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.genome import GenomeConfig
@@ -297,6 +297,27 @@ def test_errors_found_after_loading_name_where_the_setting_was_given(tmp_path, m
     with pytest.raises(GroverError) as err, load_config(config).naming_sources():
         raise GroverError("genome.fa: truncated")  # a file's name, not a setting
     assert str(err.value) == "genome.fa: truncated"
+
+
+def test_stages_with_nothing_to_do_say_why(tmp_path, caplog):
+    """With tasks.build [] fine-tuning, baselines and (without CTCF data) the zero-shot readouts
+    printed `ran 0.0 s` and nothing else; each now logs one line saying why."""
+    cfg = load_config(None, ["tasks.build=[]", "finetune.tasks=null", "data.ctcf_motif=null"])
+    for stage, summary in [("tasks", {}), ("select_vocab", {"cycles": 5}),
+                           ("pretrain", {"model": "pretrain/model"})]:
+        write_manifest(tmp_path / stage, f"run-{stage}", {}, [], summary=summary)
+    (tmp_path / "pretrain" / "model").mkdir()  # never loaded: a readout would need it
+    data = DataFiles(genome=tmp_path / "g.fa", tss=None, ctcf_motif=None, ctcf_peaks=())
+    caplog.set_level("INFO")
+    for stage in ("finetune", "baselines", "score"):
+        ctx = Context(tmp_path, tmp_path / stage, cfg, data, progress=False)
+        summary = runner._stage(stage).run(cfg.stage(stage), ctx)
+        assert summary == ({"readouts": "score/readouts"} if stage == "score" else {})
+    assert [r.getMessage() for r in caplog.records] == [
+        "finetune: nothing to do: no tasks built (tasks.build is empty)",
+        "baselines: nothing to do: no tasks built (tasks.build is empty)",
+        "score: nothing to do: no Prom300 readout (tasks.build has no prom300), no CTCF readout "
+        "(data.ctcf_motif or data.ctcf_peaks is null)"]
 
 
 def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(toy, monkeypatch):

@@ -183,7 +183,10 @@ class Context:
         return folder if folder is not None and finished(folder) else None
 
     def task_dirs(self, stage: str, wanted: tuple[str, ...] | None) -> list[Path]:
-        """The task folders `stage` reads: those it names (`wanted`), else every one tasks built."""
+        """The task folders `stage` reads: those it names (`wanted`), else every one tasks built
+        (none logs that the stage has nothing to do, which its runner line alone did not say)."""
+        if not (wanted or self.config.stage("tasks").build):
+            log.info("%s: nothing to do: no tasks built (tasks.build is empty)", stage)
         dirs = []
         for name in wanted or self.config.stage("tasks").build:
             folder = self.task_dir(name)

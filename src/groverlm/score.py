@@ -666,10 +666,20 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     pseudo-log-likelihood, CTCF motif SNVs by the variant rule against JASPAR log-odds."""
     out = ctx.out / "readouts"
     if not finished(out):
-        scorer = Scorer.load(ctx.model, cfg.scoring)
+        d, prom = ctx.data, ctx.task_dir("prom300")
+        skipped = {"Prom300": "score.prom300_rows is 0" if cfg.prom300_rows == 0 else
+                   "tasks.build has no prom300" if prom is None else None,
+                   "CTCF": "score.ctcf_sites is 0" if cfg.ctcf_sites == 0 else
+                   "data.ctcf_motif or data.ctcf_peaks is null" if (
+                       d.ctcf_motif is None or not d.ctcf_peaks) else None}
+        why = [f"no {name} readout ({reason})" for name, reason in skipped.items() if reason]
+        if why:  # else the runner's line alone said the stage ran
+            log.info("score: %s%s", "nothing to do: " if len(why) == len(skipped) else "",
+                     ", ".join(why))
+        # the model loads only for a readout
+        scorer = Scorer.load(ctx.model, cfg.scoring) if len(why) < len(skipped) else None
         res: dict[str, Any] = {}
-        prom = ctx.task_dir("prom300")
-        if cfg.prom300_rows != 0 and prom is not None:
+        if not skipped["Prom300"]:
             task = load_task(prom)
             # promoters pretraining never read: a likelihood may reward what the model has seen
             rows, source = held_out_split(task, [Region.parse(h) for h in
@@ -685,8 +695,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
                 r["pll_per_nt"] for r in score_sequences(scorer, [""] * len(s), s,
                                                          cfg.scoring.rc, ids=ids)])
             res["prom300"].update(given_tokens=ids is not None, rows=source)
-        d = ctx.data
-        if cfg.ctcf_sites != 0 and d.ctcf_motif is not None and d.ctcf_peaks:
+        if not skipped["CTCF"]:
             region = ctx.held_out(cfg.region, "score")
             snvs, ic = bound_ctcf_snvs(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), region,
                                        cfg.ctcf_sites, cfg.seed)
