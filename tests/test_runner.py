@@ -277,12 +277,12 @@ def test_errors_found_after_loading_name_where_the_setting_was_given(tmp_path, m
                       "pretrain:\n  model:\n    overrides: {hiden_size: 8}\n")
     cases = [
         ([], f"{config}:9: pretrain.model.overrides.hiden_size: not a deberta-v2 config field"),
-        (["pretrain.model.overrides={}"], f"{config}:6: data.genome: 'nosuch.fa' is not a file "
-                                          "groverlm can fetch"),
+        (["pretrain.model.overrides={}"], f"{config}:6: data.genome: nosuch.fa: no such file in "
+                                          "the current folder"),
         (["pretrain.model.overrides={}", f"data.dir={tmp_path}"],
          f"{config}:6: data.genome: {tmp_path / 'nosuch.fa'}: no such file"),
         (["pretrain.model.overrides={}", "data.genome=x.fa"],
-         "--set data.genome=x.fa: data.genome: 'x.fa' is not a file groverlm can fetch"),
+         "--set data.genome=x.fa: data.genome: x.fa: no such file in the current folder"),
         (["pretrain.model.overrides={}", "genome.max_bp=5"],
          f"{config}:4: corpus.holdout chr20:3-9 ends beyond genome.max_bp"),
         (["pretrain.train.max_steps=4", "pretrain.model.overrides={max_position_embeddings: 64}"],
@@ -318,6 +318,38 @@ def test_stages_with_nothing_to_do_say_why(tmp_path, caplog):
         "baselines: nothing to do: no tasks built (tasks.build is empty)",
         "score: nothing to do: no Prom300 readout (tasks.build has no prom300), no CTCF readout "
         "(data.ctcf_motif or data.ctcf_peaks is null)"]
+
+
+def test_a_relative_data_path_is_a_file_in_the_current_folder_else_the_cache(tmp_path,
+                                                                           monkeypatch, caplog):
+    """With data.dir null, a relative data file was looked up only in the data cache: a user's
+    `data.genome: sub/my.fa`, beside them, failed as 'not a file groverlm can fetch'."""
+    monkeypatch.setenv("GROVERLM_CACHE", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "data"
+    cache.mkdir(parents=True)
+    (cache / "own.bed").write_text("chrA\t5\t50\n")  # put in the cache by hand: found there
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    write_fasta(work / "sub" / "my.fa", {"chrA": "ACGT" * 30})
+    monkeypatch.chdir(work)
+    caplog.set_level("INFO")
+    nulls = ["data.tss=null", "data.ctcf_motif=null", "data.ctcf_peaks=[own.bed]",
+             "data.repeats=null", "data.cpg=null", f"run.dir={tmp_path / 'run'}"]
+    files = resolve_data(load_config(None, ["data.genome=sub/my.fa", *nulls]).data, fetch=False)
+    assert files.genome == work / "sub" / "my.fa" and files.ctcf_peaks == (cache / "own.bed",)
+    assert "data.genome: sub/my.fa is in the current folder (not the data cache)" in caplog.text
+    # a name relative to the config's folder, run from another: the error names where it looked
+    config = work / "sub" / "c.yaml"
+    config.write_text("data:\n  genome: my.fa\n")
+    with pytest.raises(GroverError) as err:
+        run_pipeline(load_config(config, nulls), only=["genome"])
+    assert str(err.value) == (
+        f"{config}:2: data.genome: my.fa: no such file in the current folder ({work}) or the data "
+        f"cache ({cache}), and not one groverlm can fetch; there is one beside the config, "
+        f"{work / 'sub' / 'my.fa'}: relative paths are from the current folder")
+    with pytest.raises(GroverError, match=r"can fetch \(did you mean 'hg19_chr20.fa.gz'\?\)$"):
+        resolve_data(load_config(None, ["data.genome=hg19_chr20.fa", *nulls]).data)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(toy, monkeypatch):

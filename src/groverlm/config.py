@@ -76,13 +76,17 @@ class RunSection:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The input files. A relative name is looked up in `dir`, or, when `dir` is null, in the data
-    cache (~/.cache/groverlm/data or $GROVERLM_CACHE/data), where a missing file named in
-    groverlm.data's table is fetched first (`groverlm data fetch`). An absolute path is used as is.
+    """The input files. A relative name is looked up in `dir`, or, when `dir` is null, is the file
+    at that path from the current folder when there is one (as `dir` and `run.dir` are relative to
+    the current folder), else the data cache's (~/.cache/groverlm/data or $GROVERLM_CACHE/data),
+    where a missing file named in groverlm.data's table is fetched first (`groverlm data fetch`);
+    found in neither, an error names both. An absolute path is used as is.
     The defaults are hg19's: on another genome, name its own annotation files or null (no TSS list:
     no Prom300/PromScan; no CTCF motif or peaks: no CTCF task; tasks.build lists what is left)."""
 
-    dir: str | None = None  # folder holding the files below; null: the data cache (fetched)
+    # folder holding the files below (relative: to the current folder); null: a file at the path
+    # given from the current folder, else the data cache (fetched)
+    dir: str | None = None
     genome: str = "hg19_chr20.fa.gz"  # FASTA (plain, gzip or bgzip) the whole pipeline runs on
     # TSS list for Prom300, PromScan and the analyses (RefSeq/GENCODE/BED6); null: none
     tss: str | None = "hg19_refseq_tss.tsv.gz"

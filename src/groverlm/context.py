@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 from groverlm import lazy
-from groverlm.data import fetch_files, table_entry
+from groverlm.data import FILES, cache_dir, fetch_files
 from groverlm.errors import GroverError
 from groverlm.manifest import finished, read_manifest
 
@@ -39,27 +40,47 @@ class DataFiles:
 
 
 def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = None,
-                 report: Callable[[str], None] | None = None) -> DataFiles:
-    """Paths of the files `data` (a config.DataConfig) names; cached ones are fetched if missing."""
+                 report: Callable[[str], None] | None = None, config_dir: Path | None = None
+                 ) -> DataFiles:
+    """Paths of the files `data` (a config.DataConfig) names. An absolute path is used as it is; a
+    relative one is looked up in data.dir when set (itself relative to the current folder), else
+    it is the file at that path from the current folder when there is one (what a user who typed
+    it beside their files means), else the data cache's, fetched first when groverlm's table has it
+    (groverlm.data). A name found nowhere is an error naming the places looked (and the config's
+    own folder, `config_dir`, when the file is there instead)."""
     names = {"genome": [data.genome], "ctcf_peaks": list(data.ctcf_peaks),
              **{k: [getattr(data, k)] if getattr(data, k) else []  # null: no such annotation
                 for k in ("tss", "ctcf_motif", "repeats", "cpg")}}
     base = Path(data.dir).expanduser().resolve() if data.dir else None
+    cache = cache_dir()
+    found: dict[str, Path] = {}  # relative names with data.dir null: the current folder's files
+    for key, ns in names.items():
+        for n in ns:
+            p = Path(n).expanduser()
+            if base is not None or p.is_absolute() or n in found:
+                continue
+            if p.is_file():
+                log.info("data.%s: %s is in the current folder (not the data cache)", key, n)
+                found[n] = p
+            elif not (cache / n).is_file() and n not in FILES:
+                here = config_dir / n if config_dir is not None else None
+                hint = (f"; there is one beside the config, {here}: relative paths are from the "
+                        "current folder" if here is not None and here.is_file() else
+                        "".join(f" (did you mean {c!r}?)" for c in get_close_matches(n, FILES, 1)))
+                raise GroverError(f"data.{key}: {n}: no such file in the current folder "
+                                  f"({Path.cwd()}) or the data cache ({cache}), and not one "
+                                  f"groverlm can fetch{hint}")
     cached = sorted({n for ns in names.values() for n in ns
-                     if base is None and not Path(n).expanduser().is_absolute()})
-    for key, ns in names.items():  # a name the cache cannot hold: the error names its setting
-        for n in (n for n in ns if n in cached):
-            try:
-                table_entry(n)
-            except GroverError as err:
-                raise GroverError(f"data.{key}: {err.message}") from None
+                     if base is None and not Path(n).expanduser().is_absolute() and n not in found
+                     and n in FILES})
     fetched = fetch_files(cached, from_dir=from_dir, network=fetch, report=report) if cached else {}
     out: dict[str, Any] = {}
     for key, ns in names.items():
         paths = []
         for n in ns:
             p = Path(n).expanduser()
-            p = p if p.is_absolute() else (fetched[n] if base is None else base / n)
+            p = p if p.is_absolute() else base / n if base is not None else found.get(
+                n, fetched.get(n, cache / n))
             if not p.is_file():
                 raise GroverError(f"data.{key}: {p}: no such file")
             paths.append(p.resolve())

@@ -207,8 +207,7 @@ def mismatch(path: Path, entry: DataFile) -> str | None:
     return f"SHA-256 {got[:12]}... does not match {entry.sha256[:12]}..."
 
 
-def table_entry(name: str, files: Mapping[str, DataFile] = FILES) -> DataFile:
-    """The table's entry of a file groverlm can fetch; a GroverError for any other name."""
+def _entry(name: str, files: Mapping[str, DataFile]) -> DataFile:
     if name not in files:
         raise GroverError(f"{name!r} is not a file groverlm can fetch (known: "
                           f"{', '.join(files)}); give its folder as data.dir or an absolute path")
@@ -514,7 +513,7 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
     out = cache_dir(cache)
     paths: dict[str, Path] = {}
     failed: list[str] = []
-    entries = [table_entry(name, files) for name in names]
+    entries = [_entry(name, files) for name in names]
     with tempfile.TemporaryDirectory(prefix="groverlm-fetch-") as tmp:
         for entry in entries:
             dst = out / entry.name

@@ -341,7 +341,8 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
             regions += stage.regions(cfg)
     check_regions(cfg, regions)  # against genome.chroms and genome.max_bp
     check_devices(cfg, selected)
-    data = resolve_data(cfg.data, from_dir=from_dir, report=on_data)  # a missing file: no folder
+    data = resolve_data(cfg.data, from_dir=from_dir, report=on_data,  # a missing file: no folder
+                        config_dir=Path(cfg.source).parent if cfg.source else None)
     run_dir = run_folder(cfg)
     if run_dir.exists() and not run_dir.is_dir():
         raise GroverError("run.dir exists and is not a folder", run_dir)
