@@ -352,6 +352,41 @@ def test_a_relative_data_path_is_a_file_in_the_current_folder_else_the_cache(tmp
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_folders_own_config_runs_in_that_folder_from_anywhere(tmp_path, monkeypatch,
+                                                                    capsys, caplog):
+    """`groverlm run RUN/config.yaml` from another folder, or after the run folder moved, took its
+    recorded run.dir (runs/x: relative, as given, so that the folder can move) from the current
+    folder: a new run folder there, and every stage ran again."""
+    genome = write_fasta(tmp_path / "g.fa", {"chrA": random_dna(3000, 1)})
+    sets = ["run.dir=runs/x", f"data.genome={genome}", "data.tss=null", "data.ctcf_motif=null",
+            "data.ctcf_peaks=[]", "data.repeats=null", "data.cpg=null", "genome.chroms=null",
+            "genome.max_bp=null", "tasks.build=[]"]
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    first.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(first)
+    args = ["--only", "genome", "--quiet"]
+    assert main(["run", str(CONFIGS / "mini.yaml"), *args, *(a for kv in sets
+                                                            for a in ("--set", kv))]) == 0
+    moved = tmp_path / "moved"
+    shutil.move(first / "runs" / "x", moved)
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    caplog.set_level("INFO")
+    assert main(["run", str(moved / "config.yaml"), *args]) == 0
+    out = capsys.readouterr().out
+    assert f"-> {moved}\n" in out and "genome     skipped (up to date)" in out
+    assert f"so the run is {moved}, not runs/x" in caplog.text
+    assert not os.listdir(elsewhere)
+    assert "run: {dir: runs/x}" in (moved / "config.yaml").read_text()  # still movable
+    # a --set run.dir is another run, as asked; so is a copy of the config outside a run folder
+    assert main(["run", str(moved / "config.yaml"), *args, "--set", "run.dir=runs/y"]) == 0
+    shutil.copy(moved / "config.yaml", elsewhere / "config.yaml")
+    assert main(["run", "config.yaml", *args]) == 0
+    assert finished(elsewhere / "runs" / "y" / "genome") and finished(
+        elsewhere / "runs" / "x" / "genome")
+
+
 def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(toy, monkeypatch):
     make, _ = toy
     ran = []
@@ -793,6 +828,14 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
     assert capsys.readouterr().out.count("skipped (up to date)") == len(runner.STAGES)
     assert os.listdir(run / "pretrain" / "model")  # the model folder is still there
+    # the run folder moved, its own config.yaml run from another folder: the same run, done
+    moved, elsewhere = tmp_path / "moved", tmp_path / "elsewhere"
+    shutil.move(run, moved)
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["run", str(moved / "config.yaml"), "--quiet"]) == 0
+    assert capsys.readouterr().out.count("skipped (up to date)") == len(runner.STAGES)
+    assert not run.exists() and not os.listdir(elsewhere)
 
 
 def test_a_genome_without_annotations_runs_without_tasks(tmp_path, monkeypatch, capsys):

@@ -139,6 +139,12 @@ class RunConfig:
     def stage(self, name: str) -> Any:
         return self.stages[name]
 
+    def given_by_set(self, key: str) -> bool:
+        """Whether a --set gave the setting `key` (dotted), itself or with a section holding it."""
+        path = tuple(key.split("."))
+        return self.where is not None and any(path[:n] in self.where.overrides
+                                              for n in range(1, len(path) + 1))
+
     def error(self, key: str, message: str) -> GroverError:
         """A GroverError about the setting `key` (dotted), naming where it was set: the file and
         line, or its --set; the file alone for a key left at its default."""

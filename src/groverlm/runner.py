@@ -2,7 +2,8 @@
 
 Reads a run config (groverlm.config) and the data files it names (fetched into the cache when
 needed, groverlm.data); writes RUN_DIR/config.yaml (the resolved config; a config file of the
-user's own found there is refused, never overwritten) and one folder per stage, RUN_DIR/<stage>/,
+user's own found there is refused, never overwritten; run itself, that copy's run folder is the
+one it sits in, `run_folder`) and one folder per stage, RUN_DIR/<stage>/,
 holding the stage functions' own output folders and the runner's manifest.json (stage
 "run-<stage>", resolved config section, input fingerprints, the summary the stage's `run` returned,
 wall and CPU seconds).
@@ -343,7 +344,10 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
     check_devices(cfg, selected)
     data = resolve_data(cfg.data, from_dir=from_dir, report=on_data,  # a missing file: no folder
                         config_dir=Path(cfg.source).parent if cfg.source else None)
-    run_dir = run_folder(cfg)
+    own, run_dir = _own_folder(cfg), run_folder(cfg)
+    if own is not None and own != _named_folder(cfg):
+        log.info("run.dir: %s is this run folder's own config, so the run is %s, not %s "
+                 "(--set run.dir=DIR for another)", cfg.source, run_dir, cfg.run.dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise GroverError("run.dir exists and is not a folder", run_dir)
     try:
@@ -396,11 +400,35 @@ def _record_lengths(genome_dir: Path) -> dict[str, int]:
 
 
 def run_folder(cfg: Any) -> Path:
-    """The run folder cfg.run.dir names (~ expanded, absolute)."""
+    """The run folder: the one cfg.run.dir names (~ expanded, absolute), unless the config is the
+    copy a run folder holds (`_own_folder`): then that folder, wherever it is now."""
+    return _own_folder(cfg) or _named_folder(cfg)
+
+
+def _named_folder(cfg: Any) -> Path:
     try:
         return Path(cfg.run.dir).expanduser().resolve()
     except RuntimeError as err:  # ~nosuchuser
         raise cfg.error("run.dir", f"run.dir {cfg.run.dir!r}: {err}") from None
+
+
+def _own_folder(cfg: Any) -> Path | None:
+    """The folder of the config file when it is the runner's copy in a run folder (RUN_DIR/
+    config.yaml, marked as written by groverlm, beside stage folders the runner made) and no --set
+    gave run.dir; else None. The copy records run.dir as given (often relative: runs/mini), since
+    a run folder may be moved; run from another folder, or after a move, that run.dir named
+    another folder, and every stage ran again there."""
+    if cfg.source is None or cfg.given_by_set("run.dir"):
+        return None
+    path = Path(cfg.source).resolve()
+    folder = path.parent
+    if path.name != CONFIG_COPY or not any(
+            finished(folder / s.name) or (folder / s.name / PENDING).is_file() for s in STAGES):
+        return None
+    try:
+        return folder if _written_by_groverlm(path.read_text(errors="replace")) else None
+    except OSError:
+        return None
 
 
 def _write_config_copy(cfg: Any, path: Path) -> None:
