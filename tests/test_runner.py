@@ -786,6 +786,9 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
 
     # analyses and the report
     assert (run / "analysis" / "analyses" / "vocab.json").is_file()
+    # masked accuracy beside the baselines of the corpus pretraining counted
+    masked = json.loads((run / "analysis" / "analyses" / "masked.json").read_text())["result"]
+    assert 0 <= masked["context_accuracy"] <= 1 and 0 <= masked["unigram_accuracy"] <= 1
     page = (run / "report" / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") or "<html" in page[:200]
     assert "prom300" in page

@@ -106,6 +106,51 @@ def test_masked_accuracy_scores_the_right_positions(tiny):
     assert res2["accuracy"] == 0.0
 
 
+def test_masked_accuracy_has_the_unigram_and_context_table_beside_it(tiny):
+    """masked.png showed the model's accuracy alone: 5.6% in the demo, below the 6.9% the context
+    table gets on the same targets. Both baselines are scored on the model's targets and drawn."""
+    from groverlm.pretrain import context_table
+
+    _, model, tok, rows = tiny
+    a, b = rows[0]["id"], rows[1]["id"]
+    windows = [np.array([a, b] * 20), np.array([a, b] * 13 + [a])]
+
+    class Split:  # the training split: the same alternation, framed by [CLS] and [SEP]
+        data = windows
+        lengths = np.array([w.size for w in windows])
+
+        def __getitem__(self, i):
+            return self.data[i]
+
+    table = context_table(Split(), model.config.vocab_size, tok.cls_token_id, tok.sep_token_id,
+                          fallback=a)
+    oracle = AlternatingOracle(model.config.vocab_size, b, a)  # shifted: always wrong
+    res = tokens.masked_accuracy(oracle, tok, windows, rows, rate=0.25, passes=4, seed=1,
+                                 min_masked=1, table=table)
+    assert res["accuracy"] == 0.0 and res["context_accuracy"] == 1.0
+    assert res["unigram_token"] == rows[0]["token"] and res["unigram_accuracy"] == 34 / 67
+    la, lb = str(rows[0]["length"]), str(rows[1]["length"])
+    assert res["context_by_length"][la] == 1.0
+    if la != lb:
+        assert res["unigram_by_length"] == {la: 1.0, lb: 0.0}
+    json.dumps(res)
+    fig = tokens.plot_masked(res)
+    bars = fig.axes[1]
+    labels = [t.get_text() for t in bars.get_legend().get_texts()]
+    assert labels == ["model: 0.0% overall", "context table: 100.0% overall",
+                      f"unigram ({rows[0]['token']}): 50.7% overall"]
+    heights = [[p.get_height() for p in c] for c in bars.containers]
+    lens = sorted(int(k) for k in res["masked_by_length"])
+    assert heights[1] == [100.0] * len(lens)  # the table, at every length
+    # each length's tick names its targets
+    assert [t.get_text() for t in bars.get_xticklabels()] == [
+        f"{k}\n{res['masked_by_length'][str(k)]}" for k in lens]
+    # without a table (no corpus given): the unigram still stands beside the model
+    res = tokens.masked_accuracy(oracle, tok, windows, rows, rate=0.25, passes=4, seed=1)
+    assert res["context_accuracy"] is None and res["context_by_length"] is None
+    assert len(tokens.plot_masked(res).axes[1].containers) == 2
+
+
 def test_masked_accuracy_real_model_and_correlations(tiny):
     _, model, tok, rows = tiny
     rng = np.random.default_rng(0)

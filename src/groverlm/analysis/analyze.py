@@ -6,7 +6,8 @@ analysis, then `manifest.json` (stage "analyze", listing each analysis' files) f
 
     vocab        vocab.json, vocab.png          needs --vocab
     pca          pca.json, pca.png              needs --vocab and --model
-    masked       masked.json, masked.png        needs --vocab, --model and --genome
+    masked       masked.json, masked.png        needs --vocab, --model and --genome (+ --corpus:
+                                                the context-table baseline)
     context      context.json, context.png      needs --model and --genome
     annotations  annotations.json, annotations_pca.png (+ _umap.png), annotations_probes.png
                                                 needs --model and --genome (+ annotation files)
@@ -16,8 +17,8 @@ an error). Resumable: an analysis whose JSON was made with the same settings and
 rerun (manifest.cached; the volatile ones, batch size and device, may change), one made with others
 is recomputed.
 
-In a run (`run`): reads the run's vocabulary, the pretrained model, the genome stage's FASTA and TSS
-list and the data section's repeat / CpG files; writes RUN_DIR/analysis/analyses.
+In a run (`run`): reads the run's vocabulary, the pretrained model and its corpus, the genome stage's
+FASTA and TSS list and the data section's repeat / CpG files; writes RUN_DIR/analysis/analyses.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from groverlm import lazy
 from groverlm.analysis import annotations as ann
 from groverlm.analysis import context, tokens
 from groverlm.analysis.annotations import AnnotationConfig
@@ -37,7 +39,7 @@ from groverlm.analysis.plots import save_png
 from groverlm.analysis.windows import sample_windows
 from groverlm.args import add_fields, stable, volatile
 from groverlm.context import Context
-from groverlm.corpus import Region
+from groverlm.corpus import Corpus, Region
 from groverlm.embed import load_encoder
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
@@ -51,6 +53,10 @@ from groverlm.manifest import (
     write_manifest,
     writes_folder,
 )
+
+# groverlm.pretrain (the context table) loads torch's helpers on first use; the runner imports this
+# module at start-up
+pretrain = lazy.module("groverlm.pretrain")
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +111,10 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
                  model_dir: str | Path | None = None, genome: str | Path | None = None,
                  repeats: str | Path | None = None, cpg: str | Path | None = None,
                  tss: str | Path | None = None, ann_cfg: Any = None, overwrite: bool = False,
-                 progress: bool = True) -> dict:
-    """Run the analyses into `out`; returns the manifest."""
+                 progress: bool = True, corpus: str | Path | None = None) -> dict:
+    """Run the analyses into `out`; returns the manifest. `corpus` (the model's pretraining
+    corpus) gives masked accuracy its unigram and context-table baselines as pretraining's
+    evaluation counts them (without it: the vocabulary's most frequent token, and no table)."""
     ann_cfg = ann_cfg or ann.AnnotationConfig(seed=cfg.seed)
     given = {"vocab": vocab, "model": model_dir, "genome": genome}
     wanted = list(cfg.only or ANALYSES)
@@ -123,7 +131,7 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
         raise GroverError("nothing to analyse: give --vocab, --model and/or --genome")
     out = prepare_out(out, overwrite)
     named = {"vocab": vocab, "model": model_dir, "genome": genome, "repeats": repeats,
-             "cpg": cpg, "tss": tss}
+             "cpg": cpg, "tss": tss, "corpus": corpus}
     files = [p for p in named.values() if p is not None]
     prints = {k: fingerprint(p) for k, p in named.items() if p is not None}
 
@@ -151,7 +159,8 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
 
     done: dict[str, dict] = {}
     for name in run:
-        used = NEEDS[name] + (("repeats", "cpg", "tss") if name == "annotations" else ())
+        used = NEEDS[name] + {"annotations": ("repeats", "cpg", "tss"),
+                              "masked": ("corpus",)}.get(name, ())
         settings = {"analysis": name, "config": {k: v for k, v in stable(cfg).items() if k != "only"},
                     "inputs": [prints.get(k) for k in used]}
         if name == "annotations":
@@ -172,9 +181,11 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
             figs["pca.png"] = tokens.plot_pca(rows, coords, result)
         elif name == "masked":
             wins = genome_windows(cfg.windows, cfg.seed)
+            unigram, table = baselines_of(corpus, tokenizer, cfg.seed) if corpus else (None, None)
             result = tokens.masked_accuracy(model, tokenizer, [w.ids for w in wins], rows,
                                             cfg.mask_rate, cfg.mask_passes, cfg.seed,
-                                            cfg.batch_size, progress=progress)
+                                            cfg.batch_size, progress=progress, unigram=unigram,
+                                            table=table)
             figs["masked.png"] = tokens.plot_masked(result)
         elif name == "context":
             wins = genome_windows(cfg.windows, cfg.seed)
@@ -204,6 +215,19 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
                           vocab=str(vocab) if vocab else None)
 
 
+def baselines_of(corpus_path: str | Path, tokenizer, seed: int) -> tuple[int, Any]:
+    """The unigram answer and context table of a model's pretraining corpus (its training split),
+    as pretraining's evaluation builds them (pretrain.held_out)."""
+    corpus = Corpus.open(corpus_path)
+    if corpus.vocab_size != len(tokenizer):
+        raise GroverError(f"the corpus has {corpus.vocab_size} token ids, the model's tokenizer "
+                          f"{len(tokenizer)}: not the corpus this model was pretrained on",
+                          corpus_path)
+    unigram = corpus.most_frequent_token()
+    return unigram, pretrain.context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
+                                           tokenizer.sep_token_id, unigram, seed=seed)
+
+
 def regions(cfg: Any, config: Any) -> list[tuple[str, Region]]:
     """The region the windows are drawn from, when one is set (runner.Stage.regions)."""
     region = cfg.analyze.region
@@ -218,7 +242,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
         d = ctx.data
         run_analyses(out, cfg.analyze, vocab=ctx.vocab, model_dir=ctx.model, genome=ctx.genome,
                      repeats=d.repeats, cpg=d.cpg, tss=ctx.tss[0], ann_cfg=cfg.annotations,
-                     progress=ctx.progress)
+                     progress=ctx.progress, corpus=ctx.path(ctx.summary("corpus")["corpus"]))
     m = read_manifest(out)
     return {"analyses": ctx.relative(out), "ran": sorted(m.get("analyses") or m.get("files") or [])}
 
@@ -233,6 +257,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", help="repeat intervals (BED, may be gzipped)")
     p.add_argument("--cpg", help="CpG islands (BED)")
     p.add_argument("--tss", help="TSS list (RefSeq `chrom pos strand`, GENCODE or BED6)")
+    p.add_argument("--corpus", help="the model's pretraining corpus (`groverlm corpus` folder): "
+                   "masked accuracy's unigram and context-table baselines")
     p.add_argument("--only", help=f"comma-separated subset of {','.join(ANALYSES)}")
     p.add_argument("--region", help="draw windows from CHROM or CHROM:START-END only")
     add_fields(p, AnalyzeConfig, "windows", "annotation_windows", "tokens", "mask_passes",
@@ -252,7 +278,7 @@ def analyze(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, seed=args.seed, device=args.device)
     acfg = AnnotationConfig(tss_near=args.tss_near, seed=args.seed)
     m = run_analyses(args.out, cfg, args.vocab, args.model, args.genome, args.repeats, args.cpg,
-                     args.tss, acfg, args.overwrite, progress=not args.quiet)
+                     args.tss, acfg, args.overwrite, progress=not args.quiet, corpus=args.corpus)
     ran = ", ".join(f"{k} ({v['seconds']:.0f} s)" for k, v in m["analyses"].items())
     skip = "; skipped " + ", ".join(f"{k} ({v})" for k, v in m["skipped"].items()) \
         if m["skipped"] else ""

@@ -23,6 +23,9 @@ plt = lazy.module("matplotlib.pyplot")
 
 DPI = 110  # a 6.4 x 4 inch figure is about 700 x 440 px: readable in a report column
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+# every figure draws a model in COLORS[0] and the baselines beside it in grey: COLORS[7] for the
+# strongest (the context table, a TF-IDF or k-mer model), this lighter one for a second (the unigram)
+BASELINE_LIGHT = "#c7c7c7"
 
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.0):

@@ -475,8 +475,14 @@ def _pca_tables(res: dict) -> list[str]:
 
 def _masked_tables(res: dict) -> list[str]:
     rho = res["spearman_accuracy"]
-    return [table([{"windows": res["windows"], "masked tokens": res["masked"],
-                    "accuracy": res["accuracy"], "tokens scored": res["tokens_scored"],
+    return [note("The analysis' own windows and masking rate, not pretraining's evaluation "
+                 "samples: its accuracy is not the held-out accuracy above; the context table and "
+                 "the unigram are scored on the same targets as the model."),
+            table([{"windows": res["windows"], "masked tokens": res["masked"],
+                    "model": percent(res["accuracy"]),
+                    "context table": percent(res.get("context_accuracy")),
+                    "unigram": percent(res.get("unigram_accuracy")),
+                    "tokens scored": res["tokens_scored"],
                     "rho(accuracy, frequency)": rho["frequency"],
                     "rho(accuracy, length)": rho["length"]}])]
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.analysis.plots import COLORS, figure, scatter_colored
+from groverlm.analysis.plots import BASELINE_LIGHT, COLORS, figure, scatter_colored
 from groverlm.embed import iter_batches, special_ids
 from groverlm.errors import GroverError
 
@@ -215,17 +215,26 @@ def plot_pca(rows: list[dict], coords: np.ndarray, result: dict):
 
 def masked_accuracy(model, tokenizer, windows: Sequence[np.ndarray], rows: list[dict],
                     rate: float = 0.15, passes: int = 1, seed: int = 0, batch_size: int = 16,
-                    min_masked: int = 5, progress: bool = False) -> dict[str, Any]:
+                    min_masked: int = 5, progress: bool = False, unigram: int | None = None,
+                    table: Any = None) -> dict[str, Any]:
     """Mask `rate` of each window's tokens (`passes` disjoint draws per window), predict them with
     the MLM head (special tokens excluded) and score each token: accuracy against its genome
-    frequency and length (Spearman over tokens masked at least `min_masked` times)."""
+    frequency and length (Spearman over tokens masked at least `min_masked` times).
+
+    Beside the model, on the same targets (overall and by token length), the baselines pretraining's
+    evaluation reports: the unigram (always `unigram`, by default the vocabulary's most frequent
+    token) and, with `table` (a `pretrain.ContextTable` of the training split), the context table
+    given each target's true neighbours."""
     if not 0 < rate <= 1 or passes < 1 or passes * rate > 1:
         raise GroverError(f"need 0 < rate <= 1 and passes * rate <= 1 (rate {rate}, passes "
                           f"{passes})")
+    unigram = rows[0]["id"] if unigram is None else int(unigram)  # rows: most frequent first
     rng = np.random.default_rng(seed)
     masked_windows, targets = [], []  # per masked copy: ids with [MASK]s; (positions, true ids)
+    guesses = []  # per masked copy: the context table's answers for its targets
     for w in windows:
         w = np.asarray(w, dtype=np.int64)
+        framed = np.concatenate([[tokenizer.cls_token_id], w, [tokenizer.sep_token_id]])  # as seen
         k = max(1, int(round(rate * w.size)))
         perm = rng.permutation(w.size)
         for p in range(passes):
@@ -236,9 +245,15 @@ def masked_accuracy(model, tokenizer, windows: Sequence[np.ndarray], rows: list[
             m[pos] = tokenizer.mask_token_id
             masked_windows.append(m)
             targets.append((pos, w[pos]))
+            if table is not None:  # framed[pos] and framed[pos + 2]: the true neighbours
+                guesses.append(table(framed[pos], framed[pos + 2]))
     vsize = int(model.config.vocab_size)
     n_masked = np.zeros(vsize, dtype=np.int64)
     n_correct = np.zeros(vsize, dtype=np.int64)
+    n_table = np.zeros(vsize, dtype=np.int64)  # targets of each token the table gets right
+    if table is not None:
+        for (_, true), guess in zip(targets, guesses, strict=True):
+            np.add.at(n_table, true, (guess == true).astype(np.int64))
     blocked = torch.tensor(special_ids(tokenizer))
     device = next(model.parameters()).device
     bar = tqdm_auto.tqdm(total=len(masked_windows), desc="masked", unit="win",
@@ -258,51 +273,87 @@ def masked_accuracy(model, tokenizer, windows: Sequence[np.ndarray], rows: list[
                 np.add.at(n_correct, true, hit.astype(np.int64))
             bar.update(len(idx))
     bar.close()
-    table = []
+    per_token = []
     for r in rows:
         m = int(n_masked[r["id"]])
         if m:
-            table.append({"token": r["token"], "id": r["id"], "frequency": r["frequency"],
+            per_token.append({"token": r["token"], "id": r["id"], "frequency": r["frequency"],
                           "length": r["length"], "masked": m, "correct": int(n_correct[r["id"]]),
                           "accuracy": n_correct[r["id"]] / m})
-    scored = [t for t in table if t["masked"] >= min_masked]
+    scored = [t for t in per_token if t["masked"] >= min_masked]
     corr: dict[str, float | None] = {"frequency": None, "length": None}
     if len(scored) >= 3:
         acc = np.array([t["accuracy"] for t in scored])
         for p in corr:
             rho = stats.spearmanr(acc, [t[p] for t in scored]).statistic
             corr[p] = None if np.isnan(rho) else float(rho)
-    by_len: dict[int, list[int]] = {}
-    for t in table:
-        by_len.setdefault(t["length"], [0, 0])
-        by_len[t["length"]][0] += t["masked"]
-        by_len[t["length"]][1] += t["correct"]
+    by_len: dict[int, list[int]] = {}  # length -> [masked, model right, table right, unigram right]
+    for t in per_token:
+        c = by_len.setdefault(t["length"], [0, 0, 0, 0])
+        c[0] += t["masked"]
+        c[1] += t["correct"]
+        c[2] += int(n_table[t["id"]])
+        c[3] += t["masked"] if t["id"] == unigram else 0
     total = int(n_masked.sum())
+
+    def share(right: float) -> float | None:
+        return float(right / total) if total else None
+
+    lens = sorted(by_len.items())
     return {"windows": len(windows), "rate": rate, "passes": passes, "masked": total,
-            "accuracy": float(n_correct.sum() / total) if total else None,
+            "accuracy": share(n_correct.sum()),
+            "unigram_token": next((r["token"] for r in rows if r["id"] == unigram), None),
+            "unigram_accuracy": share(n_masked[unigram]),
+            "context_accuracy": share(n_table.sum()) if table is not None else None,
             "tokens_scored": len(scored), "min_masked": min_masked,
             "spearman_accuracy": corr,
-            "accuracy_by_length": {str(k): v[1] / v[0] for k, v in sorted(by_len.items())},
-            "masked_by_length": {str(k): v[0] for k, v in sorted(by_len.items())},
-            "per_token": table}
+            "accuracy_by_length": {str(k): v[1] / v[0] for k, v in lens},
+            "context_by_length": ({str(k): v[2] / v[0] for k, v in lens} if table is not None
+                                  else None),
+            "unigram_by_length": {str(k): v[3] / v[0] for k, v in lens},
+            "masked_by_length": {str(k): v[0] for k, v in lens},
+            "per_token": per_token}
 
 
 def plot_masked(result: dict):
-    """Per-token accuracy against genome frequency (coloured by length), and by token length."""
+    """Per-token accuracy against genome frequency (coloured by length), and by token length beside
+    the context table and the unigram on the same targets, with the targets per length."""
     fig, ax = figure(2, 1, width=5.2, height=3.8)
     t = [r for r in result["per_token"] if r["masked"] >= result["min_masked"]]
     if t:
         scatter_colored(ax[0], np.array([r["frequency"] for r in t]),
-                        np.array([r["accuracy"] for r in t]),
+                        100 * np.array([r["accuracy"] for r in t]),
                         np.array([r["length"] for r in t]), "length (nt)", size=10)
     rho = result["spearman_accuracy"]
     freq, length = (("n/a" if rho[k] is None else f"{rho[k]:.2f}") for k in ("frequency", "length"))
-    ax[0].set(xscale="log", xlabel="occurrences in the genome", ylabel="masked-token accuracy",
-              title=f"Per token (rho freq {freq}, length {length})")
-    lens = sorted(int(k) for k in result["accuracy_by_length"])
-    ax[1].bar(lens, [result["accuracy_by_length"][str(k)] for k in lens], color=COLORS[0])
-    ax[1].xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-    overall = "n/a" if result["accuracy"] is None else f"{100 * result['accuracy']:.1f}%"
-    ax[1].set(xlabel="token length (nt)", ylabel="accuracy",
-              title=f"By length (overall {overall}, {result['masked']:,} masked)")
+    ax[0].set(xscale="log", xlabel="occurrences in the genome", ylabel="masked-token accuracy (%)",
+              title=f"Tokens masked {result['min_masked']}+ times (Spearman rho: frequency "
+                    f"{freq}, length {length})")
+    ax[0].title.set_fontsize(9)
+    # a length with fewer targets than a token needs to be scored is left out (one target of a
+    # 16-nt token read as 0% or 100%, and stretched the axis over the lengths that have data)
+    lens = [int(k) for k, n in result["masked_by_length"].items() if n >= result["min_masked"]]
+    lens.sort()
+    few = sum(n for n in result["masked_by_length"].values() if n < result["min_masked"])
+    x = np.arange(len(lens), dtype=np.float64)
+    # results written before the baselines were added lack them: the model's bars alone
+    series = [("model", "accuracy", "accuracy_by_length", COLORS[0]),
+              ("context table", "context_accuracy", "context_by_length", COLORS[7]),
+              (f"unigram ({result.get('unigram_token') or '?'})", "unigram_accuracy",
+               "unigram_by_length", BASELINE_LIGHT)]
+    series = [s for s in series if result.get(s[2]) is not None]
+    width = 0.8 / len(series)
+    for j, (name, overall, by, color) in enumerate(series):
+        pct = "n/a" if result.get(overall) is None else f"{100 * result[overall]:.1f}%"
+        ax[1].bar(x + (j - (len(series) - 1) / 2) * width,
+                  [100 * result[by][str(k)] for k in lens], width, color=color,
+                  label=f"{name}: {pct} overall")
+    # under each length, the targets its bars rest on
+    ax[1].set_xticks(x, [f"{k}\n{result['masked_by_length'][str(k)]:,}" for k in lens], fontsize=8)
+    ax[1].legend(frameon=False, fontsize=8)
+    left_out = (f"; {few:,} at lengths with under {result['min_masked']} not drawn" if few
+                else "")
+    ax[1].set(xlabel="token length (nt) / targets", ylabel="masked-token accuracy (%)",
+              title=f"By token length: {result['masked']:,} targets{left_out}")
+    ax[1].title.set_fontsize(9)
     return fig
