@@ -289,7 +289,8 @@ def test_review_fixes_seed_means_nextkmer_section_and_settings(tmp_path):
 def test_evaluations_on_other_sample_counts_are_other_curves(tmp_path):
     """The final evaluation reads the whole test split, the periodic ones a sample: one line
     through both drew the context table's jump (6.6% to 8.5% in the demo) as learning."""
-    from groverlm.analysis.report import curve_series, render_tasks
+    from groverlm.analysis.plots import COLORS
+    from groverlm.analysis.report import curve_series, plot_learning_curves, render_tasks
 
     log = [{"kind": "train", "step": 10, "loss": 5.0},
            {"kind": "eval", "step": 10, "mlm_accuracy": 0.05, "context_accuracy": 0.066,
@@ -302,6 +303,24 @@ def test_evaluations_on_other_sample_counts_are_other_curves(tmp_path):
     assert series[("eval on 512 samples", "context_accuracy")] == ([10, 20], [0.066, 0.066])
     assert series[("eval on 19,634 samples", "mlm_accuracy")] == ([20], [0.087])
     assert series[("train", "loss")] == ([10], [5.0])
+    # drawn in percent, each field in one colour whatever its sample count: the model blue, its
+    # baselines grey (the report drew each series in the next colour: the model's final accuracy
+    # red beside a purple curve, the unigram brown), the other sample count as markers alone
+    log[1]["unigram_accuracy"] = log[2]["unigram_accuracy"] = log[3]["unigram_accuracy"] = 0.01
+    fig = plot_learning_curves(log)
+    acc = next(a for a in fig.axes if a.get_title() == "accuracy")
+    assert acc.get_ylabel() == "accuracy (%)"
+    lines = {ln.get_label(): ln for ln in acc.get_lines()}
+    assert list(lines)[:3] == ["model (512 samples)", "context table (512 samples)",
+                               "unigram (512 samples)"]
+    model = lines["model (512 samples)"]
+    assert list(model.get_ydata()) == pytest.approx([5.0, 6.0])
+    final = [ln for ln in acc.get_lines() if list(ln.get_xdata()) == [20]]
+    assert len(final) == 3 and all(ln.get_linestyle() == "None" for ln in final)
+    assert final[0].get_label() == "19,634 samples (hollow: baselines)"
+    assert final[0].get_ydata()[0] == pytest.approx(8.7)
+    assert model.get_color() == final[0].get_color() == COLORS[0]
+    assert {lines["context table (512 samples)"].get_color(), final[1].get_color()} == {COLORS[7]}
     # the task table says what its F1 and AUROC are, and which rows are baselines
     rec = {"task": "t", "model": "m", "baseline": False, "mcc_mean": 0.5, "mcc_std": 0.1,
            "seeds": [0, 1], "test": {"f1": 0.6, "auroc": 0.7},

@@ -266,9 +266,26 @@ def curve_series(records: list[dict]) -> dict[tuple[str, str], tuple[list, list]
     return series
 
 
+# how learning-curve fields are drawn: (legend name, colour, line style); the model's own numbers in
+# the model colour, its baselines in grey (as masked.png and the task figure draw them)
+CURVE_STYLE = {"loss": ("loss", COLORS[0], "-"), "mlm_loss": ("loss", COLORS[0], "-"),
+               "mlm_accuracy": ("model", COLORS[0], "-"), "accuracy": ("model", COLORS[0], "-"),
+               "context_accuracy": ("context table", COLORS[7], "--"),
+               "unigram_accuracy": ("unigram", COLORS[7], ":"),
+               "lr": ("learning rate", COLORS[0], "-"),
+               "learning_rate": ("learning rate", COLORS[0], "-")}
+
+
 def learning_curves(folder: Path) -> str | None:
-    """Loss, accuracy and learning-rate panels from every JSONL log in `folder`."""
-    records = [r for p in sorted(folder.glob("*.jsonl")) for r in read_jsonl(p)]
+    """The learning-curve figure of every JSONL log in `folder` (`plot_learning_curves`)."""
+    fig = plot_learning_curves([r for p in sorted(folder.glob("*.jsonl")) for r in read_jsonl(p)])
+    return None if fig is None else figure_html(fig, "learning curves")
+
+
+def plot_learning_curves(records: list[dict]):
+    """Loss, accuracy (%) and learning-rate panels of log records (None: nothing to draw): a field
+    keeps one colour across its series (training, the periodic evaluations as lines, an evaluation
+    on another sample count, the final one on the whole test split, as markers of its own)."""
     series = curve_series(records)
     if not series:
         return None
@@ -278,19 +295,44 @@ def learning_curves(folder: Path) -> str | None:
     panels = {k: v for k, v in panels.items() if v}
     if not panels:
         return None
+    # per kind of record (train, eval), its series with the most points is the curve; the others
+    # (another sample count) are points
+    points = {kind: len(xs) for (kind, _), (xs, _) in series.items()}
+    base = {kind: kind.split(" on ")[0] for kind in points}
+    main = {b: max((k for k in points if base[k] == b), key=lambda k: (points[k], k))
+            for b in set(base.values())}
+    others = iter(COLORS[1:7] * 3)  # fields without a style of their own
+    style = {k: CURVE_STYLE.get(k) or (k, next(others), "-") for k in sorted({f for _, f in series})}
     fig, ax = figure(len(panels), 1, width=4.6, height=3.4)
     ax = np.atleast_1d(ax)
     for a, (title, keys) in zip(ax, panels.items(), strict=True):
-        for (kind, k), color in zip(sorted(keys), COLORS * 3, strict=False):
+        scale = 100 if title == "accuracy" else 1
+        named = set()  # one legend entry for the markers of each other sample count
+        order = list(CURVE_STYLE)  # the model before its baselines, in the legend too
+        for kind, k in sorted(keys, key=lambda s: (s[0] != main[base[s[0]]],
+                                                   order.index(s[1]) if s[1] in order else 99, s)):
             xs, ys = series[(kind, k)]
-            dashed = k in ("unigram_accuracy", "context_accuracy") or "baseline" in k
-            a.plot(xs, ys, ls="--" if dashed else "-", marker=None if len(xs) > 30 else "o",
-                   ms=3, lw=1, color=color, label=f"{kind}: {k}")
-        a.set(xlabel="step", title=title)
+            name, color, ls = style[k]
+            if title == "loss":  # training and test loss share the field's colour
+                name = "train loss" if base[kind] == "train" else "test loss"
+            if kind != main[base[kind]]:  # another sample count: markers, not joined to the curve
+                a.plot(xs, [scale * y for y in ys], "D", ms=5, mfc="none" if ls != "-" else color,
+                       color=color, label="_" if kind in named else
+                       f"{kind.split(' on ')[-1]} (hollow: baselines)" if title == "accuracy"
+                       else kind.split(" on ")[-1])
+                named.add(kind)
+                continue
+            many = len(xs) > 30
+            a.plot(xs, [scale * y for y in ys], ls=ls, marker=None if many else "o", ms=3,
+                   lw=0.8 if many and base[kind] == "train" else 1.2, color=color,
+                   alpha=0.6 if many and base[kind] == "train" and title == "loss" else 1.0,
+                   label=name + (f" ({kind.split(' on ')[-1]})" if " on " in kind else ""))
+        a.set(xlabel="step", title=title,
+              ylabel={"loss": "loss (nats)", "accuracy": "accuracy (%)"}.get(title, ""))
         if title == "learning rate":
             a.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         a.legend(frameon=False, fontsize=7)
-    return figure_html(fig, "learning curves")
+    return fig
 
 
 def render_select_vocab(st: StageFolder, root: Path) -> Section:
