@@ -330,6 +330,49 @@ def test_evaluations_on_other_sample_counts_are_other_curves(tmp_path):
     assert "language model" in page and "baseline" in page
 
 
+def test_the_task_figure_draws_next_kmer_accuracy_beside_chance_and_the_most_frequent(tmp_path):
+    """The task figure drew next-k-mer results as MCC on the 0-1 axis of the classification tasks:
+    every bar within 0.1 of zero, and neither chance nor the most frequent k-mer that the report's
+    first table sets them against. Now their top-1 accuracy (%), with both as lines."""
+    import matplotlib.colors
+    import numpy as np
+
+    from groverlm.analysis.plots import COLORS
+    from groverlm.analysis.report import plot_tasks
+
+    src = tmp_path / "metrics.json"
+    write_json(src, {"summary": [{"k": 2, "chance": 0.0625, "most_frequent_accuracy": 0.0732}]})
+
+    def rec(task, model, baseline, accs, mccs):
+        return {"task": task, "model": model, "baseline": baseline, "source": str(src),
+                "mcc_mean": float(np.mean(mccs)), "mcc_std": float(np.std(mccs)),
+                "seeds": list(range(len(mccs))), "test": {"accuracy": accs[0], "mcc": mccs[0]},
+                "per_seed": [{"test": {"accuracy": a, "mcc": m}}
+                             for a, m in zip(accs, mccs, strict=True)]}
+
+    fig = plot_tasks([rec("nextkmer-k2", "lm", False, [0.12], [0.05]),
+                      rec("nextkmer-k2", "tfidf-lr", True, [0.11], [0.04]),
+                      rec("ctcf", "lm", False, [0.7, 0.8], [0.2, 0.3]),
+                      rec("ctcf", "cnn", True, [0.6], [0.13])])
+    ctcf, kmer = fig.axes
+    assert kmer.get_title() == "nextkmer-k2 (grey: baselines)"
+    assert kmer.get_xlabel().startswith("test top-1 accuracy (%")
+    widths = {t.get_text(): p.get_width()
+              for t, p in zip(kmer.get_yticklabels(), kmer.patches, strict=True)}
+    assert widths == pytest.approx({"lm": 12.0, "tfidf-lr": 11.0})
+    assert [p.get_facecolor()[:3] for p in kmer.patches] == [
+        pytest.approx(matplotlib.colors.to_rgb(c)) for c in (COLORS[7], COLORS[0])]
+    lines = {ln.get_label(): ln.get_xdata()[0] for ln in kmer.get_lines()}
+    assert lines["chance: 6.2%"] == pytest.approx(6.25)
+    assert lines["most frequent k-mer: 7.3%"] == pytest.approx(7.32)
+    assert {t.get_text() for t in kmer.texts} == {"12.0%", "11.0%"}
+    # classification tasks keep MCC on one 0-1 scale, an error bar only where seeds spread
+    assert ctcf.get_xlabel().startswith("test MCC") and ctcf.get_xlim()[1] == 1.0
+    assert [p.get_width() for p in ctcf.patches] == pytest.approx([0.13, 0.25])
+    assert len(ctcf.containers) == 2  # the bars, and one error bar (the lm's two seeds)
+    assert list(ctcf.containers[1].lines[2][0].get_segments()[0][:, 0]) == pytest.approx([0.2, 0.3])
+
+
 def test_the_prom300_readout_scores_promoters_pretraining_never_read():
     """Rows of every split inside a held-out region (the demo's test split had none there: its
     AUROC rated promoters the model was pretrained on); the test split when none of both

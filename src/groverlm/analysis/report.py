@@ -9,7 +9,8 @@ Reads every `manifest.json` under RUN_DIR (and `*.manifest.json` of `groverlm em
     corpus           its manifest's figures
     pretrain, any folder with log.jsonl: learning curves and eval.json
     select-vocab     (next-k-mer selection) its tables, and a curve of the first numeric column
-    metrics.json     task results: test MCC per model, baselines beside the models
+    metrics.json     task results: test MCC per model, baselines beside the models (next-k-mer:
+                     top-1 accuracy, against chance and the most frequent k-mer too)
     analyze          the analyses' tables and figures (`groverlm analyze`)
     embed            shape and settings of each embedding file
 
@@ -412,7 +413,7 @@ def read_results(paths: list[Path], stages: list[StageFolder], root: Path
 
 
 def render_tasks(records: list[dict], notes: list[str], root: Path) -> Section | None:
-    """Test MCC (mean ± std over seeds) of every model on every task, baselines in grey."""
+    """Every model on every task, baselines in grey (`plot_tasks`), and their table."""
     if not records and not notes:
         return None
     sec = Section("tasks", "Task results")
@@ -422,36 +423,103 @@ def render_tasks(records: list[dict], notes: list[str], root: Path) -> Section |
         rows.append({"task": r["task"], "model": r["model"],
                      "mcc_mean": r.get("mcc_mean", test.get("mcc")), "mcc_std": r.get("mcc_std"),
                      "seeds": len(r.get("seeds") or [None]), "f1": _seed_mean(r, "f1"),
-                     "auroc": _seed_mean(r, "auroc"), "baseline": r["baseline"],
+                     "auroc": _seed_mean(r, "auroc"), "accuracy": _seed_mean(r, "accuracy"),
+                     "baseline": r["baseline"],
                      "source": _rel(Path(r.get("source", "")).parent, root)})
     rows.sort(key=lambda r: (r["task"], -(r["mcc_mean"] if r["mcc_mean"] is not None else -9)))
-    tasks = sorted({r["task"] for r in rows})
     if rows:
-        fig, ax = figure(1, len(tasks), width=7.0,
-                         height=max(1.6, 0.32 * max(sum(r["task"] == t for r in rows)
-                                                    for t in tasks) + 1.0))
-        ax = np.atleast_1d(ax)
-        scored = [r["mcc_mean"] for r in rows if r["mcc_mean"] is not None]
-        lo = min(0.0, min(scored, default=0.0) - 0.05)  # one MCC scale for every task
-        for a, t in zip(ax, tasks, strict=True):
-            a.set_xlim(lo, 1.0)
-            sub = [r for r in rows if r["task"] == t and r["mcc_mean"] is not None][::-1]
-            colors = [COLORS[7] if r["baseline"] else COLORS[0] for r in sub]
-            a.barh(range(len(sub)), [r["mcc_mean"] for r in sub],
-                   xerr=[r["mcc_std"] or 0 for r in sub], color=colors, capsize=3)
-            a.set_yticks(range(len(sub)), [r["model"] for r in sub], fontsize=8)
-            a.set(xlabel="test MCC (mean ± std over seeds)", title=f"{t} (grey: baselines)")
-            a.axvline(0, color="k", lw=0.6)
-        sec.add(figure_html(fig, "task results"))
+        sec.add(figure_html(plot_tasks(records), "task results"))
     for r in rows:
         r["kind"] = "baseline" if r["baseline"] else "language model"
     sec.add(table(rows, ["task", "model", "kind", "mcc_mean", "mcc_std", "seeds", "f1", "auroc",
-                         "source"],
+                         "accuracy", "source"],
                   {"mcc_mean": "test MCC (seed mean)", "mcc_std": "± sd (population)",
-                   "f1": "F1 (seed mean)", "auroc": "AUROC (seed mean)"}))
+                   "f1": "F1 (seed mean)", "auroc": "AUROC (seed mean)",
+                   "accuracy": "accuracy (seed mean)"}))
     for n in notes:
         sec.add(note(f"could not read {n}"))
     return sec
+
+
+def _accuracy(record: dict) -> tuple[float | None, float | None]:
+    """Test accuracy: mean and population sd over a result's seeds (sd None for one seed)."""
+    vals = [(p.get("test") or {}).get("accuracy") for p in record.get("per_seed") or []]
+    vals = [v for v in vals if _is_number(v)]
+    if not vals:
+        v = (record.get("test") or {}).get("accuracy")
+        return (v if _is_number(v) else None), None
+    return float(np.mean(vals)), (float(np.std(vals)) if len(vals) > 1 else None)
+
+
+def kmer_references(records: list[dict]) -> dict[str, dict[str, float]]:
+    """Per next-k-mer task (nextkmer-kK), the accuracy of chance and of always answering the most
+    frequent k-mer, from the summary of the metrics.json its results came from."""
+    refs: dict[str, dict[str, float]] = {}
+    for src in sorted({str(r["source"]) for r in records
+                       if str(r.get("task", "")).startswith("nextkmer") and r.get("source")}):
+        try:
+            summary = json.loads(Path(src).read_text()).get("summary") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        for row in summary:
+            if isinstance(row, dict) and "k" in row:
+                refs[f"nextkmer-k{row['k']}"] = {
+                    name: row[key] for name, key in (("chance", "chance"), (
+                        "most frequent k-mer", "most_frequent_accuracy")) if _is_number(row.get(key))}
+    return refs
+
+
+def plot_tasks(records: list[dict]):
+    """One panel per task, the models' bars (mean ± sd over seeds) blue and the baselines' grey,
+    each bar's value written beside it. Classification tasks: test MCC on one scale for every
+    task. Next-k-mer tasks: test top-1 accuracy (%), as the report's first table gives it (MCC
+    over 4^k classes put every bar within 0.1 of a 0-1 axis), on an axis of its own with chance
+    and the most frequent k-mer drawn as lines."""
+    refs = kmer_references(records)
+    tasks = sorted({r["task"] for r in records})
+    per_task = {t: [r for r in records if r["task"] == t] for t in tasks}
+    fig, ax = figure(1, len(tasks), width=7.0,
+                     height=max(1.6, 0.32 * max(len(v) for v in per_task.values()) + 1.0))
+    ax = np.atleast_1d(ax)
+    scored = [mean_mcc(r) for r in records if not r["task"].startswith("nextkmer")]
+    lo = min(0.0, min((v for v in scored if _is_number(v)), default=0.0) - 0.05)
+    for a, t in zip(ax, tasks, strict=True):
+        kmer = t.startswith("nextkmer")
+        bars = []
+        for r in per_task[t]:
+            if kmer:
+                v, sd = _accuracy(r)
+                v, sd = (None, None) if v is None else (100 * v, None if sd is None else 100 * sd)
+            else:
+                v, sd = mean_mcc(r), r.get("mcc_std")
+            if _is_number(v):
+                bars.append((v, sd if _is_number(sd) else 0.0, r))
+        bars.sort(key=lambda b: b[0])  # the best at the top
+        y = np.arange(len(bars))
+        a.barh(y, [b[0] for b in bars],
+               color=[COLORS[7] if b[2]["baseline"] else COLORS[0] for b in bars])
+        spread = [i for i, b in enumerate(bars) if b[1] > 0]  # one seed: no error bar drawn
+        a.errorbar([bars[i][0] for i in spread], spread, xerr=[bars[i][1] for i in spread],
+                   fmt="none", ecolor="k", capsize=3, lw=1)
+        a.set_yticks(y, [b[2]["model"] for b in bars], fontsize=8)
+        top = max([b[0] + b[1] for b in bars] + [0.0]
+                  + ([100 * v for v in refs.get(t, {}).values()] if kmer else []))
+        for yi, (v, sd, _) in zip(y, bars, strict=True):
+            a.text(max(v, 0) + sd + (0.01 * top if kmer else 0.01), yi, f"{v:.1f}%" if kmer
+                   else f"{v:.3f}", va="center", fontsize=7)
+        if kmer:
+            for (name, v), ls in zip(refs.get(t, {}).items(), (":", "--"), strict=False):
+                a.axvline(100 * v, color="k", ls=ls, lw=0.9, label=f"{name}: {100 * v:.1f}%")
+            a.set_xlim(0, 1.15 * top if top > 0 else 1)
+            a.set(xlabel="test top-1 accuracy (%, mean ± sd over seeds)")
+            if refs.get(t):
+                a.legend(frameon=False, fontsize=7, loc="lower right")
+        else:
+            a.set_xlim(lo, 1.0)
+            a.set(xlabel="test MCC (mean ± sd over seeds)")
+        a.set_title(f"{t} (grey: baselines)")
+        a.axvline(0, color="k", lw=0.6)
+    return fig
 
 
 def is_baseline(record: dict, producer: str = "") -> bool:
