@@ -19,7 +19,9 @@ from groverlm.errors import GroverError
 from groverlm.fasta import Genome
 from groverlm.manifest import LOCK, SETTINGS
 from groverlm.select_vocab import (
+    LIFT,
     baseline_rows,
+    draw_selection,
     preflight,
     reference_accuracy,
     relative_score,
@@ -361,3 +363,33 @@ def test_samples_longer_than_the_model_fail_once_measured_before_any_corpus(inpu
     name = min(npt, key=npt.get)
     assert f"{out}: {name}'s samples of {round(64 / npt[name])} tokens (64 nt at" in err
     assert "exceed the model's 20 positions" in err and not (out / "corpus").exists()
+
+
+def test_the_selection_figure_names_every_line_in_a_panel_of_its_own():
+    """The legend sat in the first data panel at 6 pt over the BPE curve, the most frequent k-mer
+    and a TF-IDF model were both dotted greys, and the selected cycles' line was unnamed."""
+    def row(model, kind, accs, lift, **kw):
+        return {"model": model, "kind": kind, LIFT: lift, "acc_k2": accs[0], "acc_k3": accs[1],
+                **kw}
+
+    rows = [row("bpe-100", "bpe", [0.0985, 0.0415], 3.2, cycles=100),
+            row("bpe-600", "bpe", [0.078, 0.0335], 1.2, cycles=600),
+            row("kmer-4", "kmer", [0.087, 0.035], 2.1),
+            row("chance", "baseline", [0.0625, 0.0156], 1.0),
+            row("most-frequent", "baseline", [0.075, 0.0325], 5.1),
+            row("tfidf-rf", "baseline", [0.0915, ""], 2.9)]
+    fig = draw_selection(rows, [2, 3], selected=100)
+    k2, k3, lift, legend = fig.axes
+    assert all(a.get_legend() is None for a in (k2, k3, lift))
+    assert [t.get_text() for t in legend.get_legend().get_texts()] == [
+        "BPE", "kmer-4", "chance", "most-frequent", "tfidf-rf", "selected: 100 cycles"]
+    lines = {ln.get_label(): ln for ln in k2.get_lines()}
+    assert list(lines["BPE"].get_ydata()) == pytest.approx([9.85, 7.8])  # percent
+    assert k2.get_ylabel() == "test top-1 accuracy (%)"
+    assert (lines["chance"].get_color(), lines["chance"].get_linestyle()) == ("k", ":")
+    assert (lines["most-frequent"].get_color(), lines["most-frequent"].get_linestyle()) == (
+        "k", "--")
+    assert "tfidf-rf" not in {ln.get_label() for ln in k3.get_lines()}  # no k=3 result
+    assert lines["tfidf-rf"].get_ydata()[0] == pytest.approx(9.15)
+    assert {ln.get_label() for ln in lift.get_lines()} >= {"BPE", "chance"}
+    assert lift.get_lines()[0].get_ydata()[0] == pytest.approx(3.2)  # a ratio, not scaled

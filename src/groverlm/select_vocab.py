@@ -545,44 +545,66 @@ def _points(rows: list[dict[str, Any]], col: str) -> tuple[list[int], list[float
 
 def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
                    selected: int | None = None) -> Path:
+    """`draw_selection`'s figure written to `path`."""
+    return save_png(draw_selection(rows, ks, selected), path)
+
+
+# chance and the most frequent k-mer as the task figure of the report draws them
+REFERENCE_STYLE = {"chance": ("k", ":"), "most-frequent": ("k", "--")}
+
+
+def draw_selection(rows: list[dict[str, Any]], ks: list[int], selected: int | None = None):
     """Accuracy against BPE cycles (log x), one panel per k plus the mean relative accuracy; k-mer
-    models and baselines as horizontal lines."""
+    models and baselines as horizontal lines (chance and the most frequent k-mer in black), named
+    in a legend panel of its own (in a data panel it covered the curves)."""
     # curves over cycles: the BPE models, and their zero-shot readouts (rows with cycles)
     curves = {kind: sorted((r for r in rows if r["kind"] == kind and r.get("cycles")),
                            key=lambda r: r["cycles"]) for kind in ("bpe", "zero-shot")}
     refs = [r for r in rows if not any(r is c for c in (*curves["bpe"], *curves["zero-shot"]))]
     panels = [f"acc_k{k}" for k in ks] + [LIFT]
-    ncols = min(3, len(panels))
-    nrows = -(-len(panels) // ncols)
+    ncols = min(4, len(panels) + 1)  # + 1: the legend's
+    nrows = -(-(len(panels) + 1) // ncols)
     fig, axes = figure(ncols, nrows, width=3.6, height=3.0)
     axes = np.atleast_1d(axes)
     for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    axes = axes[: len(panels)]
-    styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 3))]
+        ax.axis("off")
+    legend_ax, axes = axes[len(panels)], axes[: len(panels)]
+    styles = ["--", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
+    colors = iter(COLORS[1:7] * 4)
+    ref_style = {r["model"]: REFERENCE_STYLE.get(r["model"])
+                 or (next(colors), styles[i % len(styles)]) for i, r in enumerate(refs)}
     for ax, col in zip(axes, panels, strict=True):
+        scale = 1 if col == LIFT else 100  # accuracies in percent, as table.md gives them
         x, y = _points(curves["bpe"], col)
-        ax.plot(x, y, "o-", color=COLORS[0], ms=4, lw=1.5, label="BPE")
+        ax.plot(x, [scale * v for v in y], "o-", color=COLORS[0], ms=4, lw=1.5, label="BPE")
         zx, zy = _points(curves["zero-shot"], col)
         if zx:
-            ax.plot(zx, zy, "s--", color=COLORS[0], ms=3, lw=1, alpha=0.7, label="BPE zero-shot")
-        for i, r in enumerate(refs):
+            ax.plot(zx, [scale * v for v in zy], "s--", color=COLORS[0], ms=3, lw=1, alpha=0.7,
+                    label="BPE zero-shot")
+        for r in refs:
             v = r.get(col)
             if v in (None, ""):
                 continue
-            color = COLORS[1 + i % (len(COLORS) - 1)]
-            ax.axhline(v, color=color, ls=styles[i % len(styles)], lw=1, label=r["model"])
+            color, ls = ref_style[r["model"]]
+            ax.axhline(scale * v, color=color, ls=ls, lw=1, label=r["model"])
         if selected is not None:
-            ax.axvline(selected, color="0.6", lw=0.8)
+            ax.axvline(selected, color="0.6", lw=0.8, label=f"selected: {selected} cycles")
         ax.set_xscale("log")
         if x:
             ax.set_xticks(x, [str(c) for c in x], fontsize=7)
             ax.minorticks_off()
         ax.set_xlabel("BPE cycles")
-        ax.set_title("mean accuracy / most frequent k-mer's" if col == LIFT
+        ax.set_ylabel("mean accuracy / most frequent k-mer's" if col == LIFT
+                      else "test top-1 accuracy (%)", fontsize=8)
+        ax.set_title("all k: accuracy relative to the most frequent k-mer" if col == LIFT
                      else f"next-{col[5:]}-mer accuracy", fontsize=9)
-    axes[0].legend(frameon=False, fontsize=6)
-    return save_png(fig, path)
+    # every line of every panel, once (a reference missing from the first panel is still named)
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    legend_ax.legend(list(seen.values()), list(seen), loc="center", frameon=False, fontsize=8)
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
