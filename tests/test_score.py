@@ -464,6 +464,20 @@ def test_threads_hold_while_the_model_runs_and_are_restored(tiny, tmp_path, monk
                  "--model", str(model_dir), "--threads", "0"]) == 2
 
 
+def test_the_ism_colour_bar_and_the_snv_scatter_say_what_they_show():
+    """ism.png's colour bar had no label, and the report's SNV scatter left out the Spearman
+    correlation its table reports beside it."""
+    from groverlm.analysis.report import plot_snv_readout
+    from groverlm.score import plot_ism
+
+    table = np.array([[np.nan, 1.0, -2.0], [0.5, np.nan, 1.0], [1.0, -1.0, np.nan],
+                      [0.0, 2.0, 0.5]])
+    heat = plot_ism(table, "ACG", "chr1", 10).axes[1]
+    assert heat.child_axes[0].get_ylabel() == "ALT - REF log-likelihood"
+    fig = plot_snv_readout({"points": [[-1.0, -0.5], [0.5, 0.2], [2.0, 1.0]], "spearman": 0.81})
+    assert fig.axes[0].get_title() == "CTCF motif SNVs in bound sites\n3 SNVs, Spearman 0.81"
+
+
 def test_ism_importance_of_an_unscored_base_is_nan_without_a_warning():
     """An N in an ism region (no change scored) printed numpy's 'Mean of empty slice' twice."""
     import warnings

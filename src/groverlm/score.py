@@ -565,7 +565,8 @@ def plot_ism(table: np.ndarray, ref: str, chrom: str, start: int):
     if len(ref) <= 120:
         ax[1].set_xticks(range(len(ref)), list(ref), fontsize=6)
     ax[1].set_xlabel("reference base (score: ALT minus REF log-likelihood)")
-    fig.colorbar(im, cax=ax[1].inset_axes([1.005, 0.0, 0.008, 1.0]))  # tracks keep one width
+    fig.colorbar(im, cax=ax[1].inset_axes([1.005, 0.0, 0.008, 1.0]),  # tracks keep one width
+                 label="ALT - REF log-likelihood")
     return fig
 
 

@@ -115,6 +115,8 @@ def test_annotation_analysis(tiny):
     ann.plot_projection(proj["pca"], values, "PCA")
     # GC alone (a genome with no annotation files): one panel, not one beside a blank one
     assert all(a.axison for a in ann.plot_projection(proj["pca"], {"gc": values["gc"]}, "PCA").axes)
-    ann.plot_probes(res)
+    probes = ann.plot_probes(res).axes[0]  # error bars over the folds, chance named
+    assert probes.get_ylabel() == f"AUROC (mean ± sd over {cfg.folds} folds)"
+    assert "chance" in [t.get_text() for t in probes.get_legend().get_texts()]
     with pytest.raises(GroverError, match="too few"):
         ann.annotation_analysis(model, tok, wins[:4], tracks, cfg)

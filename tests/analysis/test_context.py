@@ -101,3 +101,8 @@ def test_control_is_a_different_seeded_model(tiny):
     assert all(-1 <= v <= 1 for v in m["self_similarity"] + m["baseline"])
     fig = context.plot_self_similarity(a)
     assert len(fig.axes[0].lines) == 4
+    # the bands say what they are (± 1 sd over the tokens), in their curve's legend entry
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "trained model: self-similarity (± 1 sd over tokens)", "trained model: different tokens",
+        "random-init control: self-similarity (± 1 sd over tokens)",
+        "random-init control: different tokens"]

@@ -254,10 +254,10 @@ def plot_probes(result: dict):
                                     f"{result['config']['kmer_k']}-mer frequencies")):
         ax.bar(x + off, [p[key]["auroc_mean"] for p in rows], 0.4,
                yerr=[p[key]["auroc_std"] for p in rows], color=color, label=label, capsize=3)
-    ax.axhline(0.5, color="k", lw=0.8, ls=":")
+    ax.axhline(0.5, color="k", lw=0.8, ls=":", label="chance")
     ax.set_xticks(x, [p["annotation"] for p in rows])
-    ax.set(ylim=(0, 1.22), ylabel="AUROC (cross-validated)",
+    ax.set(ylim=(0, 1.22), ylabel=f"AUROC (mean ± sd over {result['config']['folds']} folds)",
            title=f"Linear probes on {result['windows']} windows")
     ax.set_yticks(np.linspace(0, 1, 6))
-    ax.legend(frameon=False, loc="upper center", ncol=2)
+    ax.legend(frameon=False, loc="upper center", ncol=3)
     return fig

@@ -148,19 +148,24 @@ def self_similarity(model, tokenizer, windows: Sequence[np.ndarray], n_tokens: i
 
 
 def plot_self_similarity(result: dict):
-    """Self-similarity by layer: trained (solid) and random-init control (dashed), baselines dotted."""
+    """Self-similarity by layer: trained (solid) and random-init control (dashed), each with its
+    spread over the sampled tokens (a band, ± 1 sd), baselines dotted."""
     fig, ax = figure(1, 1, width=6.4, height=4.0)
     layers = result["layers"]
+    handles, labels = [], []
     for (name, c), color in zip(result["curves"].items(), COLORS, strict=False):
         style = "-" if name == "model" else "--"
         label = "trained model" if name == "model" else "random-init control"
         mean, std = np.array(c["self_similarity"]), np.array(c["self_similarity_std"])
-        ax.plot(layers, mean, style, marker="o", color=color, label=f"{label}: self-similarity")
-        ax.fill_between(layers, mean - std, mean + std, color=color, alpha=0.15)
-        ax.plot(layers, c["baseline"], ":", color=color, label=f"{label}: different tokens")
+        (line,) = ax.plot(layers, mean, style, marker="o", color=color)
+        band = ax.fill_between(layers, mean - std, mean + std, color=color, alpha=0.15)
+        (base,) = ax.plot(layers, c["baseline"], ":", color=color)
+        # the band shares its curve's legend entry: six entries covered the curves
+        handles += [(band, line), base]
+        labels += [f"{label}: self-similarity (± 1 sd over tokens)", f"{label}: different tokens"]
     ax.set(xlabel="hidden state (0 = embedding layer)", ylabel="mean cosine similarity",
            title=f"Contextual self-similarity ({len(result['tokens'])} tokens, "
                  f"{result['windows']} windows)", ylim=(min(0, ax.get_ylim()[0]), 1.05))
     ax.set_xticks(layers)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(handles, labels, frameon=False, fontsize=8, loc="upper right")
     return fig

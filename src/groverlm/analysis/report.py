@@ -891,15 +891,24 @@ def render_readouts(st: StageFolder, root: Path) -> Section:
     res = json.loads((st.folder / "readouts.json").read_text())
     sec = Section("score-readouts", f"Zero-shot readouts — {_rel(st.folder, root)}")
     sec.add(table(readout_rows(res)) if res else note("no readout ran"))
-    pts = np.array((res.get("ctcf") or {}).get("points") or [], dtype=np.float64)
-    if pts.size:
-        fig, ax = figure(1, 1, width=5.0, height=3.6)
-        ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.4, color=COLORS[0], lw=0)
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set(xlabel="JASPAR log-odds change (bits)", ylabel="model score (ALT - REF)",
-               title="CTCF motif SNVs in bound sites")
-        sec.add(figure_html(fig, "CTCF SNV scores against JASPAR"))
+    if (res.get("ctcf") or {}).get("points"):
+        sec.add(figure_html(plot_snv_readout(res["ctcf"]), "CTCF SNV scores against JASPAR"))
     return sec
+
+
+def plot_snv_readout(ctcf: dict):
+    """The CTCF SNV readout: each SNV's model score against its JASPAR log-odds change, the
+    Spearman correlation the readout table reports in the title."""
+    pts = np.array(ctcf["points"], dtype=np.float64)  # (n, 2): JASPAR change, model score
+    fig, ax = figure(1, 1, width=5.0, height=3.6)
+    ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.4, color=COLORS[0], lw=0)
+    ax.axhline(0, color="k", lw=0.5)
+    rho = ctcf.get("spearman")
+    ax.set(xlabel="JASPAR log-odds change (bits)", ylabel="model score (ALT - REF)",
+           title=f"CTCF motif SNVs in bound sites\n{len(pts):,} SNVs, Spearman "
+                 + ("n/a" if not _is_number(rho) else f"{rho:.2f}"))
+    ax.title.set_fontsize(10)
+    return fig
 
 
 def render_ism(st: StageFolder, root: Path) -> Section:
