@@ -665,6 +665,27 @@ def test_plot_log_keeps_the_final_evaluation_apart(tmp_path):
     assert "19,634 samples" in (tmp_path / "p.svg").read_text()  # its own legend entry
 
 
+def test_plot_log_of_one_run_names_its_lines_plainly_and_greys_the_baselines():
+    """One run drew "model: model", "model: unigram baseline" (its folder is named model) with
+    the baselines in the model's blue, and a legend box over the accuracy curve."""
+    from groverlm.pretrain import draw_learning_curves
+
+    log = [{"kind": "train", "step": 5, "tokens_seen": 500, "loss": 5.5}] + [
+        {"kind": "eval", "step": s, "tokens_seen": 100 * s, "mlm_loss": 5.0,
+         "mlm_accuracy": 0.05, "unigram_accuracy": 0.01, "context_accuracy": 0.066,
+         "eval_samples": 512} for s in (10, 20)]
+    acc = draw_learning_curves([log], ["model"]).axes[1]
+    lines = {ln.get_label(): ln for ln in acc.get_lines()}
+    assert list(lines) == ["model", "unigram baseline", "context table"]
+    assert lines["model"].get_color() == "C0"
+    assert lines["unigram baseline"].get_color() == lines["context table"].get_color() == "C7"
+    assert acc.get_legend().get_bbox_to_anchor().y0 < acc.bbox.y0  # below: clear of the curves
+    # several runs: each run's colour, and its name before each line
+    acc = draw_learning_curves([log, log], ["a", "b"]).axes[1]
+    lines = {ln.get_label(): ln for ln in acc.get_lines()}
+    assert lines["b: unigram baseline"].get_color() == lines["b: model"].get_color() == "C1"
+
+
 def test_plot_log_refuses_other_logs_and_keeps_an_existing_out(tmp_path, capsys):
     """A fine-tuning log was drawn as masked-token curves; records without the plotted fields, or
     a binary log, were KeyError/UnicodeDecodeError tracebacks; an existing image was replaced."""

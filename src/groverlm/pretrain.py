@@ -455,9 +455,27 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
             if missing and (r.get("kind") == "train" or "mlm_accuracy" in r):
                 raise GroverError(f"a {r['kind']} record (step {r.get('step', '?')}) lacks "
                                   f"{', '.join(missing)}: not a groverlm pretraining log", run)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = draw_learning_curves(logs, labels, title)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=120, format=fmt)
+    plt.close(fig)
+    return png
+
+
+def draw_learning_curves(logs: Sequence[list[dict]], labels: Sequence[str],
+                         title: str | None = None):
+    """`plot_learning_curve`'s figure of checked pretraining logs (one per run, named by
+    `labels`): loss, and accuracy beside the unigram and context-table baselines."""
+    matplotlib.use("Agg")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2 + 0.25 * len(logs)))
+    single = len(logs) == 1
     for k, (records, label) in enumerate(zip(logs, labels, strict=True)):
         color = f"C{k}"
+        # one run: its baselines grey, as the report draws them, and no run name before each
+        # entry (a run's folder is "model": "model: model"); several: a colour per run
+        ref_color = "C7" if single else color
+        prefix = "" if single else f"{label}: "
         tr = [r for r in records if r.get("kind") == "train"]
         ev = [r for r in records if r.get("kind") == "eval" and "mlm_accuracy" in r]
         ax1.plot([r["tokens_seen"] / 1e6 for r in tr], [r["loss"] for r in tr], lw=0.8,
@@ -469,26 +487,23 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
             lines = ("o-", ":", "--") if j == 0 else ("D", "v", "s")
             tag = "" if j == 0 else f" ({n:,} samples)" if n else " (other samples)"
             ax1.plot(x, [r["mlm_loss"] for r in group], lines[0], ms=3, color=color,
-                     label=f"{label}: test{tag}" + ("" if j else " (line: train)"))
+                     label=f"{prefix}test{tag}" + ("" if j else " (line: train)"))
             ax2.plot(x, [100 * r["mlm_accuracy"] for r in group], lines[0], ms=3, color=color,
-                     label=f"{label}: model{tag}")
+                     label=f"{prefix}model{tag}")
             ax2.plot(x, [100 * r["unigram_accuracy"] for r in group], lines[1], ms=3,
-                     color=color, lw=1, label=f"{label}: unigram baseline{tag}")
+                     color=ref_color, lw=1, label=f"{prefix}unigram baseline{tag}")
             if all("context_accuracy" in r for r in group):
                 ax2.plot(x, [100 * r["context_accuracy"] for r in group], lines[2], ms=3,
-                         color=color, lw=1, label=f"{label}: context table{tag}")
+                         color=ref_color, lw=1, label=f"{prefix}context table{tag}")
     ax1.set_xlabel("tokens seen (millions)")
     ax1.set_ylabel("masked-token loss (nats)")
-    ax1.legend(fontsize=7)
     ax2.set_xlabel("tokens seen (millions)")
     ax2.set_ylabel("test masked-token accuracy (%)")
-    ax2.legend(fontsize=7)
+    for ax in (ax1, ax2):  # below the panels: inside, six entries covered the curves
+        ax.legend(fontsize=7, ncol=2, frameon=False, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.14))
     fig.suptitle(title or ", ".join(labels), fontsize=10)
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=120, format=fmt)
-    plt.close(fig)
-    return png
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
