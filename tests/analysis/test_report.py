@@ -373,6 +373,22 @@ def test_the_task_figure_draws_next_kmer_accuracy_beside_chance_and_the_most_fre
     assert list(ctcf.containers[1].lines[2][0].get_segments()[0][:, 0]) == pytest.approx([0.2, 0.3])
 
 
+def test_a_selection_section_shows_the_stage_figure_with_its_baselines(tmp_path):
+    """The report drew select-vocab's curve.tsv generically: accuracies and the lift over the most
+    frequent k-mer (a ratio of 1 to 6) on one axis, no baseline; the stage's plot.png has them."""
+    from groverlm.analysis.report import StageFolder, render_select_vocab
+
+    (tmp_path / "curve.tsv").write_text("cycles\tacc_k2\tlift_over_most_frequent\n"
+                                        "100\t0.098\t3.2\n600\t0.078\t1.2\n")
+    png = b"\x89PNG\r\n\x1a\n" + b"stage figure"
+    (tmp_path / "plot.png").write_bytes(png)
+    st = StageFolder(tmp_path, {"stage": "select-vocab"}, tmp_path / "manifest.json")
+    page = "".join(render_select_vocab(st, tmp_path).body)
+    srcs = re.findall(r'src="data:image/png;base64,([^"]*)"', page)
+    assert [base64.b64decode(s) for s in srcs] == [png]
+    assert "curve.tsv" in page  # the table is still shown
+
+
 def test_the_prom300_readout_scores_promoters_pretraining_never_read():
     """Rows of every split inside a held-out region (the demo's test split had none there: its
     AUROC rated promoters the model was pretrained on); the test split when none of both

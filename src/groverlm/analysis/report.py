@@ -8,7 +8,8 @@ Reads every `manifest.json` under RUN_DIR (and `*.manifest.json` of `groverlm em
     bpe-export       the vocabulary's statistics against GROVER's (vocab_stats.json)
     corpus           its manifest's figures
     pretrain, any folder with log.jsonl: learning curves and eval.json
-    select-vocab     (next-k-mer selection) its tables, and a curve of the first numeric column
+    select-vocab     (next-k-mer selection) its plot.png and tables (no plot.png: a curve of each
+                     table whose first column is numeric)
     metrics.json     task results: test MCC per model, baselines beside the models (next-k-mer:
                      top-1 accuracy, against chance and the most frequent k-mer too)
     analyze          the analyses' tables and figures (`groverlm analyze`)
@@ -337,9 +338,16 @@ def plot_learning_curves(records: list[dict]):
 
 
 def render_select_vocab(st: StageFolder, root: Path) -> Section:
-    """Next-k-mer vocabulary selection: its tables, and a curve when the first column is numeric."""
+    """Next-k-mer vocabulary selection: its figure (plot.png: each k's accuracy beside the k-mer
+    models, chance, the most frequent k-mer and TF-IDF) and its tables; without one, a curve of
+    each table whose first column is numeric."""
     sec = Section("select-vocab", f"Vocabulary selection ({st.name}) — {_rel(st.folder, root)}")
     found = False
+    plot = st.folder / "plot.png"
+    if plot.is_file():
+        # the stage's own figure: the generic curve put accuracies and the lift over the most
+        # frequent k-mer (a ratio near 1-6) on one axis, with no baseline beside them
+        sec.add(image(plot.read_bytes(), "next-k-mer accuracy against BPE cycles"))
     for p in sorted(st.folder.glob("*.tsv")) + sorted(st.folder.glob("*.csv")):
         rows = read_table(p)
         if not rows:
@@ -348,7 +356,8 @@ def render_select_vocab(st: StageFolder, root: Path) -> Section:
         sec.add(f"<h4>{html.escape(p.name)}</h4>")
         cols = list(rows[0])
         numeric = [c for c in cols if all(isinstance(r.get(c), int | float) for r in rows)]
-        if len(rows) > 1 and numeric and cols[0] in numeric and len(numeric) > 1:
+        if (len(rows) > 1 and numeric and cols[0] in numeric and len(numeric) > 1
+                and not plot.is_file()):
             fig, ax = figure(1, 1, width=6.4, height=3.6)
             for c, color in zip(numeric[1:6], COLORS, strict=False):
                 ax.plot([r[cols[0]] for r in rows], [r[c] for r in rows], "o-", ms=3,
