@@ -91,6 +91,27 @@ def test_analyze_outputs_and_manifest(run):
     assert [p["annotation"] for p in ann["probes"]] == ["repeat", "tss", "gc"]  # no CpG file
 
 
+def test_analyze_windows_stay_within_the_pretrained_positions(run, tmp_path):
+    """A model pretrained on short samples (its tokenizer's limit, as `groverlm pretrain` saves it)
+    is read in windows no longer than those: the demo's 256-token windows in a model trained on
+    128 positions put half of each on untrained position embeddings (masked accuracy 6.8% against
+    8.3%)."""
+    from transformers import AutoTokenizer
+
+    made = {Path(i["path"]).name: i["path"] for i in json.loads(
+        (run / "analysis" / "manifest.json").read_text())["inputs"]}
+    model = tmp_path / "model"
+    shutil.copytree(made["model"], model)
+    tok = AutoTokenizer.from_pretrained(str(model))
+    tok.model_max_length = 22  # pretrained on samples of 20 tokens, in a 64-position model
+    tok.save_pretrained(str(model))
+    assert main(["analyze", "--model", str(model), "--genome", made["genome.fa"], "--only",
+                 "masked", "--vocab", str(run / "vocab"), "--windows", "4", "--tokens", "30",
+                 "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    masked = json.loads((tmp_path / "a" / "masked.json").read_text())
+    assert masked["settings"]["config"]["tokens"] == 20
+
+
 def test_analyze_refuses_resumes_and_checks_inputs(run, tmp_path, capsys):
     out = run / "analysis"
     args = ["analyze", "--vocab", str(run / "vocab"), "--out", str(out), "--only", "vocab"]

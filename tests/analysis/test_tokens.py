@@ -97,9 +97,9 @@ def test_masked_accuracy_scores_the_right_positions(tiny):
                                  min_masked=1)
     per = {t["id"]: t for t in res["per_token"]}
     assert res["accuracy"] == 1.0 and per[a]["accuracy"] == per[b]["accuracy"] == 1.0
-    # four disjoint 25% passes mask every position exactly once
-    assert per[a]["masked"] == 20 + 14 and per[b]["masked"] == 20 + 13
-    assert res["masked"] == 67
+    # four disjoint 25% passes draw every position once; a drawn token right of another drawn in
+    # the same pass is not a target (isolated targets), so fewer than the 67 positions are scored
+    assert per[a]["masked"] + per[b]["masked"] == res["masked"] and 40 < res["masked"] < 67
     # the same oracle shifted by one position gets everything wrong
     res2 = tokens.masked_accuracy(AlternatingOracle(model.config.vocab_size, b, a), tok, windows,
                                   rows, rate=0.25, passes=4, seed=1, min_masked=1)
@@ -128,7 +128,9 @@ def test_masked_accuracy_has_the_unigram_and_context_table_beside_it(tiny):
     res = tokens.masked_accuracy(oracle, tok, windows, rows, rate=0.25, passes=4, seed=1,
                                  min_masked=1, table=table)
     assert res["accuracy"] == 0.0 and res["context_accuracy"] == 1.0
-    assert res["unigram_token"] == rows[0]["token"] and res["unigram_accuracy"] == 34 / 67
+    per = {t["id"]: t for t in res["per_token"]}
+    assert res["unigram_token"] == rows[0]["token"]
+    assert res["unigram_accuracy"] == per[a]["masked"] / res["masked"]
     la, lb = str(rows[0]["length"]), str(rows[1]["length"])
     assert res["context_by_length"][la] == 1.0
     if la != lb:
@@ -138,7 +140,7 @@ def test_masked_accuracy_has_the_unigram_and_context_table_beside_it(tiny):
     bars = fig.axes[1]
     labels = [t.get_text() for t in bars.get_legend().get_texts()]
     assert labels == ["model: 0.0% overall", "context table: 100.0% overall",
-                      f"unigram ({rows[0]['token']}): 50.7% overall"]
+                      f"unigram ({rows[0]['token']}): {100 * res['unigram_accuracy']:.1f}% overall"]
     heights = [[p.get_height() for p in c] for c in bars.containers]
     lens = sorted(int(k) for k in res["masked_by_length"])
     assert heights[1] == [100.0] * len(lens)  # the table, at every length
@@ -151,13 +153,37 @@ def test_masked_accuracy_has_the_unigram_and_context_table_beside_it(tiny):
     assert len(tokens.plot_masked(res).axes[1].containers) == 2
 
 
+class MaskRecorder(AlternatingOracle):
+    """The alternating oracle, keeping every input it is given."""
+
+    seen: list[torch.Tensor]
+
+    def forward(self, input_ids, attention_mask):
+        self.seen = [*getattr(self, "seen", []), input_ids.clone()]
+        return super().forward(input_ids, attention_mask)
+
+
+def test_masked_accuracy_masks_isolated_targets(tiny):
+    """Each target is seen between its true neighbours, as pretraining's evaluation and the context
+    table see it: with 15% of random targets a third of the demo's were guessed beside a [MASK]
+    (its model 7.6% against 8.3% isolated; the table, given true neighbours, 7.1%)."""
+    _, model, tok, rows = tiny
+    rng = np.random.default_rng(0)
+    windows = [rng.choice([r["id"] for r in rows[:10]], size=n) for n in (40, 61, 90)]
+    rec = MaskRecorder(model.config.vocab_size, rows[0]["id"], rows[1]["id"])
+    res = tokens.masked_accuracy(rec, tok, windows, rows, rate=0.5, passes=2, seed=3, min_masked=1)
+    masks = torch.cat([(x == tok.mask_token_id) for x in rec.seen])  # (copies, T)
+    assert int(masks.sum()) == res["masked"] > 0
+    assert not (masks[:, 1:] & masks[:, :-1]).any()  # never two targets side by side
+
+
 def test_masked_accuracy_real_model_and_correlations(tiny):
     _, model, tok, rows = tiny
     rng = np.random.default_rng(0)
     ids = np.array([r["id"] for r in rows])
     windows = [rng.choice(ids, size=40) for _ in range(30)]
     res = tokens.masked_accuracy(model, tok, windows, rows, rate=0.15, seed=0, min_masked=2)
-    assert res["masked"] == 30 * 6
+    assert 30 * 4 < res["masked"] <= 30 * 6  # 6 drawn per window, those beside another left out
     assert 0 <= res["accuracy"] <= 1
     assert sum(t["masked"] for t in res["per_token"]) == res["masked"]
     assert sum(res["masked_by_length"].values()) == res["masked"]
