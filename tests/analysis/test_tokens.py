@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import LogNorm
 
 from groverlm.analysis import tokens
 from groverlm.bpe.export import summarize_vocab
@@ -67,6 +68,10 @@ def test_pca_recovers_planted_directions(tiny):
     assert sum(c["explained"] for c in res["components"]) <= 1 + 1e-9
     assert pcs["PC1"]["explained"] > pcs["PC2"]["explained"] > pcs["PC3"]["explained"]
     assert [g["component"] for g in res["grover"]] == ["PC1", "PC2", "PC3"]
+    # the frequency panel's colour bar names its unit as masked.png's x-axis does, on a log scale
+    bar = tokens.plot_pca(rows, coords, res).axes[0].collections[0].colorbar
+    assert bar.ax.get_ylabel() == "occurrences in the genome"
+    assert isinstance(bar.norm, LogNorm)
 
 
 class AlternatingOracle(torch.nn.Module):

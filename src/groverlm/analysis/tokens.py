@@ -189,7 +189,8 @@ def plot_pca(rows: list[dict], coords: np.ndarray, result: dict):
     props = token_properties(rows)
     fig, ax = figure(2, 2, width=5.2, height=4.0)
     pc3 = coords[:, 2] if coords.shape[1] > 2 else np.zeros(len(coords))
-    scatter_colored(ax[0], coords[:, 0], coords[:, 1], props["frequency"], "frequency", log=True)
+    scatter_colored(ax[0], coords[:, 0], coords[:, 1], props["frequency"],
+                    "occurrences in the genome", log=True)  # masked.png's frequency axis
     ax[0].set(xlabel="PC1", ylabel="PC2", title="Token embeddings: frequency")
     scatter_colored(ax[1], coords[:, 0], coords[:, 1], props["gc"], "GC fraction", cmap="coolwarm")
     ax[1].set(xlabel="PC1", ylabel="PC2", title="Token embeddings: GC")
