@@ -168,14 +168,24 @@ def test_report_holds_every_stage(run, tmp_path):
     assert "<script" not in page and "<link" not in page
     analysis = json.loads((run / "analysis" / "manifest.json").read_text())["analyses"]
     n_analysis_figs = sum(len(e["figures"]) for e in analysis.values())
-    # bpe-train, bpe-export, learning curves, selection curve, task results: one figure each
-    assert len(srcs) == 5 + n_analysis_figs
+    # bpe-train, bpe-export, learning curves, selection curve, task results: one figure each;
+    # the analyses' vocab.png is bpe-export's figure of the same vocabulary, shown there alone
+    assert len(srcs) == 5 + n_analysis_figs - 1
+    assert page.count('alt="vocabulary statistics"') == 1 and 'alt="vocab.png"' not in page
+    assert "Shown in “Vocabulary at 120 cycles”." in page
     assert "tfidf-lr" in page and "grover-600" in page and "0.605" in page  # mean of 0.60, 0.61
     assert "broken" in page and "unreadable manifest" in page
     assert "halfexport (bpe-export): not rendered" in page
     assert "widgets" in page  # an unknown stage shows its manifest's figures
     assert "GROVER (hg19, 600 cycles)" in page
     assert not any(t.startswith("finetune-model") for t in titles)  # its results: Task results
+
+
+def test_an_analysis_of_a_vocabulary_the_page_does_not_show_keeps_its_figure(run, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(run / "analysis"), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert 'alt="vocab.png"' in page and "Shown in" not in page
 
 
 def test_report_opens_with_the_answer(run, tmp_path):

@@ -12,7 +12,8 @@ Reads every `manifest.json` under RUN_DIR (and `*.manifest.json` of `groverlm em
                      table whose first column is numeric)
     metrics.json     task results: test MCC per model, baselines beside the models (next-k-mer:
                      top-1 accuracy, against chance and the most frequent k-mer too)
-    analyze          the analyses' tables and figures (`groverlm analyze`)
+    analyze          the analyses' tables and figures (`groverlm analyze`; the vocabulary's once,
+                     in its bpe-export section, where the page has one)
     embed            shape and settings of each embedding file
 
 A stage that is absent is absent from the page; one that cannot be read shows a one-line note.
@@ -42,7 +43,7 @@ from groverlm.analysis import tokens
 from groverlm.analysis.plots import COLORS, figure, png_bytes
 from groverlm.context import Context
 from groverlm.errors import GroverError
-from groverlm.manifest import read_jsonl, write_text
+from groverlm.manifest import fingerprint, read_jsonl, write_text
 from groverlm.metrics import (
     best_against_best,
     difference_text,
@@ -556,16 +557,35 @@ def producer_of(path: Path, stages: list[StageFolder]) -> str:
     return best.name if best is not None else ""
 
 
+def vocab_section_of(analysis: dict, root: Path) -> str | None:
+    """The title of the section that already shows the analysed vocabulary (a bpe-export folder
+    under `root` whose manifest the analysis fingerprinted as its vocabulary), else None."""
+    vocab = next((i for i in analysis.get("inputs") or []
+                  if i.get("path") == analysis.get("vocab")), None)
+    if vocab is None:
+        return None
+    for st in find_stages(root)[0]:
+        if (st.name == "bpe-export" and (st.folder / "vocab_stats.json").exists()
+                and fingerprint(st.folder)["sha256"] == vocab.get("sha256")):
+            return f"Vocabulary at {st.manifest['config'].get('cycles')} cycles"
+    return None
+
+
 def render_analyze(st: StageFolder, root: Path) -> Section:
     sec = Section("analyze", f"Analyses — {_rel(st.folder, root)}")
     m = st.manifest
     sec.add(note(f"model: {m.get('model') or '–'}; vocabulary: {m.get('vocab') or '–'}"))
+    shown = vocab_section_of(m, root)
     for name, entry in (m.get("analyses") or {}).items():
         path = st.folder / entry["json"]
         if not path.exists():
             continue
-        res = json.loads(path.read_text())["result"]
         sec.add(f"<h3>{html.escape(ANALYSIS_TITLES.get(name, name))}</h3>")
+        if name == "vocab" and shown is not None:
+            # the same vocabulary's figure and table, drawn twice on one page
+            sec.add(note(f"Shown in “{shown}”."))
+            continue
+        res = json.loads(path.read_text())["result"]
         summarize = ANALYSIS_TABLES.get(name)
         if summarize is not None:
             sec.add(*summarize(res))
