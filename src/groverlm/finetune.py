@@ -56,7 +56,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -755,32 +755,35 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
 # CLI
 
 
-def preflight(cfg: Any, config: Any) -> None:
-    """The runner's check, before any stage runs, that the tasks named are among those built and
-    that each task's windows fit the pretrained model (else they failed after pretraining, naming
-    --max-tokens or --stride)."""
-    check_built("finetune", cfg.tasks, config)
-    tasks = cfg.tasks or config.stage("tasks").build
-    if all(cfg.classifier_for(t).max_tokens is None and cfg.classifier_for(t).stride is None
-           for t in tasks):
+def check_window_settings(c: ClassifierConfig, config: Any, key: Callable[[str], str]) -> None:
+    """A run's check, before any stage runs, that a classifier's windows (`c.max_tokens`,
+    `c.stride`; `key(field)`: the config key that set it) fit the run's pretrained model: its
+    positions and pretraining's longest sample (its tokenizer's model_max_length). Else they fail
+    after pretraining, naming --max-tokens or --stride."""
+    if c.max_tokens is None and c.stride is None:
         return  # the model's own window: nothing to check (and transformers stays unloaded)
-    # the model's positions, and pretraining's longest sample (its tokenizer's model_max_length)
     model = config.stage("pretrain").model
     positions = pretrain.check_model(model, "pretrain.model").max_position_embeddings
     limit = min(positions, config.stage("corpus").max_tokens + 2) - 2
-    for task in tasks:
-        c = cfg.classifier_for(task)
+    if c.max_tokens is not None and c.max_tokens > limit:
+        raise GroverError(f"{key('max_tokens')} {c.max_tokens} exceeds the pretrained model's "
+                          f"{limit} tokens (its positions and corpus.max_tokens)")
+    if c.stride is not None and c.stride > (c.max_tokens or limit):
+        raise GroverError(f"{key('stride')} {c.stride} exceeds the window of "
+                          f"{c.max_tokens or limit} tokens")
+
+
+def preflight(cfg: Any, config: Any) -> None:
+    """The runner's check, before any stage runs, that the tasks named are among those built and
+    that each task's windows fit the pretrained model (`check_window_settings`)."""
+    check_built("finetune", cfg.tasks, config)
+    for task in cfg.tasks or config.stage("tasks").build:
 
         def key(name: str, task: str = task) -> str:
             given = name in cfg.per_task.get(task, {})
             return f"finetune.per_task.{task}.{name}" if given else f"finetune.classifier.{name}"
 
-        if c.max_tokens is not None and c.max_tokens > limit:
-            raise GroverError(f"{key('max_tokens')} {c.max_tokens} exceeds the pretrained model's "
-                              f"{limit} tokens (its positions and corpus.max_tokens)")
-        if c.stride is not None and c.stride > (c.max_tokens or limit):
-            raise GroverError(f"{key('stride')} {c.stride} exceeds the window of "
-                              f"{c.max_tokens or limit} tokens")
+        check_window_settings(cfg.classifier_for(task), config, key)
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

@@ -72,6 +72,7 @@ from groverlm.finetune import (
     ClassifierConfig,
     Encoded,
     add_train_args,
+    check_window_settings,
     finetune_splits,
     seeds_from_args,
     token_ids,
@@ -654,6 +655,12 @@ def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:
     """The held-out region the contexts come from, with the setting naming it
     (runner.Stage.regions: checked before any stage runs, not after pretraining)."""
     return [held_out_setting(config, cfg.region, "nextkmer")]
+
+
+def preflight(cfg: Any, config: Any) -> None:
+    """The runner's check, before any stage runs, that the classifier's windows fit the pretrained
+    model (else they fail after pretraining, naming --max-tokens or --stride)."""
+    check_window_settings(cfg.classifier, config, lambda name: f"nextkmer.classifier.{name}")
 
 
 def check_lengths(cfg: Any, config: Any, lengths: dict[str, int]) -> None:
