@@ -257,6 +257,12 @@ def test_a_config_file_a_user_wrote_in_the_run_folder_is_never_overwritten(toy):
                                        "510 tokens"),
     ("nextkmer.classifier.max_tokens=600", "nextkmer.classifier.max_tokens 600 exceeds the "
                                            "pretrained model's 510 tokens"),
+    # the selection's candidates: their positions (their samples' tokens are measured after BPE)
+    ("select_vocab.classifier.max_tokens=600", "select_vocab.classifier.max_tokens 600 exceeds "
+                                               "the pretrained model's 510 tokens (its positions)"),
+    ("select_vocab.pretraining.model.overrides={max_position_embeddings: 200}; "
+     "select_vocab.classifier.stride=300", "select_vocab.classifier.stride 300 exceeds the window "
+                                           "of 198 tokens"),
     # the selection's candidates (they failed in select_vocab, after genome and BPE)
     ("select_vocab.pretraining.model.overrides={max_position_embeddings: 64}",
      "select_vocab.pretraining.model: samples of at least 128 tokens (sample_nt 512 in kmer-4's "

@@ -755,27 +755,37 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
 # CLI
 
 
-def check_window_settings(c: ClassifierConfig, config: Any, key: Callable[[str], str]) -> None:
+def check_window_settings(c: ClassifierConfig, key: Callable[[str], str], model: Any,
+                          model_key: str, sample_tokens: int | None) -> None:
     """A run's check, before any stage runs, that a classifier's windows (`c.max_tokens`,
-    `c.stride`; `key(field)`: the config key that set it) fit the run's pretrained model: its
-    positions and pretraining's longest sample (its tokenizer's model_max_length). Else they fail
-    after pretraining, naming --max-tokens or --stride."""
+    `c.stride`; `key(field)`: the config key that set it) fit the model it fine-tunes: `model`
+    (a pretrain.ModelConfig, set at `model_key`)'s positions and, where known, pretraining's
+    longest sample, `sample_tokens` (its tokenizer's model_max_length less [CLS]/[SEP]). Else they
+    fail after pretraining, naming --max-tokens or --stride."""
     if c.max_tokens is None and c.stride is None:
         return  # the model's own window: nothing to check (and transformers stays unloaded)
-    model = config.stage("pretrain").model
-    positions = pretrain.check_model(model, "pretrain.model").max_position_embeddings
-    limit = min(positions, config.stage("corpus").max_tokens + 2) - 2
+    limit = pretrain.check_model(model, model_key).max_position_embeddings - 2
+    what = "its positions"
+    if sample_tokens is not None and sample_tokens < limit:
+        limit, what = sample_tokens, "its positions and corpus.max_tokens"
     if c.max_tokens is not None and c.max_tokens > limit:
         raise GroverError(f"{key('max_tokens')} {c.max_tokens} exceeds the pretrained model's "
-                          f"{limit} tokens (its positions and corpus.max_tokens)")
+                          f"{limit} tokens ({what})")
     if c.stride is not None and c.stride > (c.max_tokens or limit):
         raise GroverError(f"{key('stride')} {c.stride} exceeds the window of "
                           f"{c.max_tokens or limit} tokens")
 
 
+def check_pretrained_window(c: ClassifierConfig, config: Any, key: Callable[[str], str]) -> None:
+    """`check_window_settings` against the run's pretrained model (pretrain.model, samples of up
+    to corpus.max_tokens)."""
+    check_window_settings(c, key, config.stage("pretrain").model, "pretrain.model",
+                          config.stage("corpus").max_tokens)
+
+
 def preflight(cfg: Any, config: Any) -> None:
     """The runner's check, before any stage runs, that the tasks named are among those built and
-    that each task's windows fit the pretrained model (`check_window_settings`)."""
+    that each task's windows fit the pretrained model (`check_pretrained_window`)."""
     check_built("finetune", cfg.tasks, config)
     for task in cfg.tasks or config.stage("tasks").build:
 
@@ -783,7 +793,7 @@ def preflight(cfg: Any, config: Any) -> None:
             given = name in cfg.per_task.get(task, {})
             return f"finetune.per_task.{task}.{name}" if given else f"finetune.classifier.{name}"
 
-        check_window_settings(cfg.classifier_for(task), config, key)
+        check_pretrained_window(cfg.classifier_for(task), config, key)
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:

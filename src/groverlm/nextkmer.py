@@ -72,7 +72,7 @@ from groverlm.finetune import (
     ClassifierConfig,
     Encoded,
     add_train_args,
-    check_window_settings,
+    check_pretrained_window,
     finetune_splits,
     seeds_from_args,
     token_ids,
@@ -660,7 +660,7 @@ def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:
 def preflight(cfg: Any, config: Any) -> None:
     """The runner's check, before any stage runs, that the classifier's windows fit the pretrained
     model (else they fail after pretraining, naming --max-tokens or --stride)."""
-    check_window_settings(cfg.classifier, config, lambda name: f"nextkmer.classifier.{name}")
+    check_pretrained_window(cfg.classifier, config, lambda name: f"nextkmer.classifier.{name}")
 
 
 def check_lengths(cfg: Any, config: Any, lengths: dict[str, int]) -> None:

@@ -76,7 +76,7 @@ from groverlm.context import Context, held_out_setting
 from groverlm.corpus import CorpusConfig, Region, write_corpus
 from groverlm.errors import GroverError
 from groverlm.fasta import decode, iter_records
-from groverlm.finetune import ClassifierConfig
+from groverlm.finetune import ClassifierConfig, check_window_settings
 from groverlm.kmer_vocab import MAX_VOCAB_K, write_kmer_vocab
 from groverlm.manifest import (
     LOCK,
@@ -783,6 +783,9 @@ def preflight(cfg: Any, config: Any) -> None:
     if cfg.select:
         key, p = "select_vocab.pretraining.model", cfg.pretraining
         model = check_model(p.model, key)
+        # the candidates' samples are measured after BPE: their positions alone bound the windows
+        check_window_settings(cfg.classifier, lambda name: f"select_vocab.classifier.{name}",
+                              p.model, key, None)
         # A sample's tokens follow from each vocabulary's nt per token, measured after BPE
         # (select_vocab checks them then, before any pretraining). Refused here only what no
         # measurement can rescue: a k-mer's tokens hold at most k nt, so the shortest-token
