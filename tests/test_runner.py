@@ -257,6 +257,8 @@ def test_a_config_file_a_user_wrote_in_the_run_folder_is_never_overwritten(toy):
                                        "510 tokens"),
     ("nextkmer.classifier.max_tokens=600", "nextkmer.classifier.max_tokens 600 exceeds the "
                                            "pretrained model's 510 tokens"),
+    ("nextkmer.classifier.max_train=100", "nextkmer.classifier.max_train 100: does not apply to "
+                                          "next-k-mer"),
     # the selection's candidates: their positions (their samples' tokens are measured after BPE)
     ("select_vocab.classifier.max_tokens=600", "select_vocab.classifier.max_tokens 600 exceeds "
                                                "the pretrained model's 510 tokens (its positions)"),

@@ -659,7 +659,12 @@ def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:
 
 def preflight(cfg: Any, config: Any) -> None:
     """The runner's check, before any stage runs, that the classifier's windows fit the pretrained
-    model (else they fail after pretraining, naming --max-tokens or --stride)."""
+    model and that it sets no max_train (else they fail after pretraining, naming --max-tokens,
+    --stride or max_train)."""
+    if cfg.classifier.max_train is not None:
+        raise GroverError(f"nextkmer.classifier.max_train {cfg.classifier.max_train}: does not "
+                          "apply to next-k-mer; set nextkmer.samples.train_samples, which the "
+                          "model and every baseline then share")
     check_pretrained_window(cfg.classifier, config, lambda name: f"nextkmer.classifier.{name}")
 
 
