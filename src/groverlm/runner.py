@@ -345,8 +345,9 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
     check_devices(cfg, selected)
     data = resolve_data(cfg.data, from_dir=from_dir, report=on_data,  # a missing file: no folder
                         config_dir=Path(cfg.source).parent if cfg.source else None)
-    own, run_dir = _own_folder(cfg), run_folder(cfg)
-    if own is not None and own != _named_folder(cfg):
+    own, named = _own_folder(cfg), _named_folder(cfg)  # run_folder's two, each found once
+    run_dir = own or named
+    if own is not None and own != named:
         log.info("run.dir: %s is this run folder's own config, so the run is %s, not %s "
                  "(--set run.dir=DIR for another)", cfg.source, run_dir, cfg.run.dir)
     if run_dir.exists() and not run_dir.is_dir():
