@@ -173,12 +173,19 @@ def held_out(corpus, tokenizer, cfg: ModelConfig, random_ids, seed: int,
     """The evaluation's test data, sample order, unigram answer and context table (build_run's, and
     bench/eval_noise.py's, which rescores a model on other slices and mask seeds); `max_width`: the
     model's positions, which padded batches stay within."""
-    unigram = corpus.most_frequent_token()
     return HeldOut(masking.MLMData(corpus.test, tokenizer, cfg.eval_masking, random_ids,
                                    cfg.pad_multiple, max_width),
-                   np.random.default_rng([seed, 1]).permutation(len(corpus.test)), unigram,
-                   context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
-                                 tokenizer.sep_token_id, unigram, seed=seed))
+                   np.random.default_rng([seed, 1]).permutation(len(corpus.test)),
+                   *corpus_baselines(corpus, tokenizer, seed))
+
+
+def corpus_baselines(corpus, tokenizer, seed: int) -> tuple[int, ContextTable]:
+    """The two answers a masked LM is measured against, from its corpus's training split: the
+    unigram (its most frequent token) and the context table (`context_table`); the evaluation's
+    and the masked-token analysis' (analysis.analyze)."""
+    unigram = corpus.most_frequent_token()
+    return unigram, context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
+                                  tokenizer.sep_token_id, unigram, seed=seed)
 
 
 def build_run(corpus_path: str | Path, cfg: ModelConfig, seed: int = 0, batch_size: int = 32

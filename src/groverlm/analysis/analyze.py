@@ -220,15 +220,13 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
 
 def baselines_of(corpus_path: str | Path, tokenizer, seed: int) -> tuple[int, Any]:
     """The unigram answer and context table of a model's pretraining corpus (its training split),
-    as pretraining's evaluation builds them (pretrain.held_out)."""
+    as pretraining's evaluation builds them (`pretrain.corpus_baselines`)."""
     corpus = Corpus.open(corpus_path)
     if corpus.vocab_size != len(tokenizer):
         raise GroverError(f"the corpus has {corpus.vocab_size} token ids, the model's tokenizer "
                           f"{len(tokenizer)}: not the corpus this model was pretrained on",
                           corpus_path)
-    unigram = corpus.most_frequent_token()
-    return unigram, pretrain.context_table(corpus.train, len(tokenizer), tokenizer.cls_token_id,
-                                           tokenizer.sep_token_id, unigram, seed=seed)
+    return pretrain.corpus_baselines(corpus, tokenizer, seed)
 
 
 def regions(cfg: Any, config: Any) -> list[tuple[str, Region]]:
