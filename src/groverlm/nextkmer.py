@@ -479,6 +479,15 @@ def zero_shot_inputs(scorer: Scorer, ids: list[np.ndarray], contexts: list[str]
     return p_after, p_last, np.array([t[-1] for t in tails]), strings
 
 
+def check_no_max_train(ft, key: str = "max_train", samples: str = "--train-samples") -> None:
+    """Refuse a classifier's max_train (set at `key`): the model alone would train on fewer
+    contexts than the baselines; `samples` (the setting that says how many all of them share)
+    is what to set instead."""
+    if ft.max_train is not None:
+        raise GroverError(f"{key} {ft.max_train}: does not apply to next-k-mer; set {samples}, "
+                          "which the model and every baseline then share")
+
+
 def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path, ft,
                  bcfg: NextKmerBaselinesConfig = NextKmerBaselinesConfig(), name: str | None = None,
                  progress: bool = True, zero_shot: bool = True) -> dict[str, Any]:
@@ -490,9 +499,7 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
     out/k{k}/k.json, so an interrupted run continues where it stopped.
     """
     out = Path(out)
-    if ft.max_train is not None:  # the model alone would train on fewer contexts than the baselines
-        raise GroverError("max_train does not apply to next-k-mer: set --train-samples, which the "
-                          "model and every baseline then share")
+    check_no_max_train(ft)
     ft = as_kmer_classifier(ft)
     name = name or (default_name(model_dir) if model_dir else None)
     check_resume(out, {"model": str(model_dir), "name": name, "samples": samples.fingerprint(),
@@ -661,10 +668,8 @@ def preflight(cfg: Any, config: Any) -> None:
     """The runner's check, before any stage runs, that the classifier's windows fit the pretrained
     model and that it sets no max_train (else they fail after pretraining, naming --max-tokens,
     --stride or max_train)."""
-    if cfg.classifier.max_train is not None:
-        raise GroverError(f"nextkmer.classifier.max_train {cfg.classifier.max_train}: does not "
-                          "apply to next-k-mer; set nextkmer.samples.train_samples, which the "
-                          "model and every baseline then share")
+    check_no_max_train(cfg.classifier, "nextkmer.classifier.max_train",
+                       "nextkmer.samples.train_samples")
     check_pretrained_window(cfg.classifier, config, lambda name: f"nextkmer.classifier.{name}")
 
 
