@@ -143,11 +143,19 @@ def note(text: str) -> str:
     return f"<p class=note>{html.escape(text)}</p>"
 
 
-def _seed_mean(record: dict, key: str) -> float | None:
-    """A test metric's mean over a result's seeds (its `test` holds the first seed's alone)."""
+def _seed_stats(record: dict, key: str) -> tuple[float | None, float | None]:
+    """A test metric's mean and population sd over a result's seeds (its `test` holds the first
+    seed's alone; sd None for one seed)."""
     vals = [(p.get("test") or {}).get(key) for p in record.get("per_seed") or []]
-    vals = [v for v in vals if v is not None]
-    return float(np.mean(vals)) if vals else (record.get("test") or {}).get(key)
+    vals = [v for v in vals if _is_number(v)]
+    if not vals:
+        v = (record.get("test") or {}).get(key)
+        return (v if _is_number(v) else None), None
+    return float(np.mean(vals)), (float(np.std(vals)) if len(vals) > 1 else None)
+
+
+def _seed_mean(record: dict, key: str) -> float | None:
+    return _seed_stats(record, key)[0]
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -451,16 +459,6 @@ def render_tasks(records: list[dict], notes: list[str], root: Path) -> Section |
     return sec
 
 
-def _accuracy(record: dict) -> tuple[float | None, float | None]:
-    """Test accuracy: mean and population sd over a result's seeds (sd None for one seed)."""
-    vals = [(p.get("test") or {}).get("accuracy") for p in record.get("per_seed") or []]
-    vals = [v for v in vals if _is_number(v)]
-    if not vals:
-        v = (record.get("test") or {}).get("accuracy")
-        return (v if _is_number(v) else None), None
-    return float(np.mean(vals)), (float(np.std(vals)) if len(vals) > 1 else None)
-
-
 def kmer_references(records: list[dict]) -> dict[str, dict[str, float]]:
     """Per next-k-mer task (nextkmer-kK), the accuracy of chance and of always answering the most
     frequent k-mer, from the summary of the metrics.json its results came from."""
@@ -498,7 +496,7 @@ def plot_tasks(records: list[dict]):
         bars = []
         for r in per_task[t]:
             if kmer:
-                v, sd = _accuracy(r)
+                v, sd = _seed_stats(r, "accuracy")
                 v, sd = (None, None) if v is None else (100 * v, None if sd is None else 100 * sd)
             else:
                 v, sd = mean_mcc(r), r.get("mcc_std")
