@@ -27,6 +27,7 @@ from groverlm.manifest import (
     passed_locks,
     prepare_out,
     read_manifest,
+    remove_folder,
     write_cached,
     write_manifest,
     writes_folder,
@@ -195,6 +196,36 @@ def test_nothing_inside_a_folder_another_process_writes_is_written_until_it_dies
     with folder_lock(sub), file_lock(sub / "x.tsv"):
         pass
     assert main(["kmer-vocab", "--k", "3", "--out", str(sub)]) == 0 and finished(sub)
+
+
+def test_a_folder_around_one_another_process_writes_is_refused_until_it_dies(tmp_path, capsys):
+    """`groverlm pretrain --out RUN/pretrain/model` (or `score --out RUN/score/t.tsv`) running: a
+    stage command's --overwrite of RUN (or a new run into RUN) was let in, to delete or rewrite
+    what the writer still writes. Only a folder's lock looks below: a file's has nothing there."""
+    run = tmp_path / "run"
+    model, table = run / "pretrain" / "model", run / "score" / "t.tsv"
+    model.mkdir(parents=True)
+    table.parent.mkdir()
+    (table.parent / "t.tsv.partial").write_text("rows\n")
+    for lock_file, what in ((model / LOCK, model), (table.with_name(".t.tsv.lock"), table)):
+        with held_elsewhere(lock_file, what) as pid:
+            refusal = (rf"^{re.escape(str(lock_file.parent))}: in use by another groverlm process "
+                       rf"\(pid {pid}\).* before writing {re.escape(str(run))} around it")
+            with pytest.raises(GroverError, match=refusal):
+                with folder_lock(run):
+                    pass
+            with pytest.raises(GroverError, match=rf"in use .*\(pid {pid}\)"):
+                remove_folder(run)  # as the runner clears a stage folder
+            assert main(["kmer-vocab", "--k", "3", "--out", str(run), "--overwrite"]) == 2
+            err = capsys.readouterr().err.strip()
+            assert f"{lock_file.parent}: in use by another groverlm process (pid {pid})" in err
+            assert "\n" not in err
+            assert sorted(p.name for p in run.iterdir()) == ["pretrain", "score"]  # nothing made
+            assert (table.parent / "t.tsv.partial").is_file()  # nor deleted
+            with file_lock(run / "beside.tsv"):  # nothing below a file: not refused, not walked
+                pass
+    assert main(["kmer-vocab", "--k", "3", "--out", str(run), "--overwrite"]) == 0
+    assert finished(run)
 
 
 # a process that tries to write in each folder of its arguments, and prints what became of it

@@ -1008,3 +1008,23 @@ def test_a_stage_folder_another_process_writes_in_is_not_deleted_under_it(toy):
         assert (make.run / "a" / "out.txt").is_file() and (part / "manifest.json").is_file()
     assert statuses(run_pipeline(make(), force=True)) == ["ran"] * 3  # a killed holder: cleared
     assert not list(make.run.rglob(LOCK))
+
+
+def test_a_run_around_a_folder_another_process_writes_stops_before_any_stage(toy):
+    """`groverlm pretrain --out RUN/pretrain/model` (or a score table RUN/score/t.tsv) still
+    running, then a new `groverlm run` into RUN: it ran the stages before that one first (hours at
+    scale), and a table's partial rows were deleted under their writer when the stage was cleared."""
+    make, calls = toy
+    assert statuses(run_pipeline(make())) == ["ran"] * 3
+    calls.clear()
+    model, table = make.run / "c" / "model", make.run / "c" / "t.tsv"
+    model.mkdir()
+    (make.run / "c" / "t.tsv.partial").write_text("rows\n")
+    for lock_file, what in ((model / LOCK, model), (table.with_name(".t.tsv.lock"), table)):
+        with held_elsewhere(lock_file, what) as pid:
+            with pytest.raises(GroverError, match=rf"^{re.escape(str(lock_file.parent))}: in use "
+                                                  rf"by another groverlm process \(pid {pid}\)"):
+                run_pipeline(make(a=2))  # a changed: a, b and c rerun
+            assert calls == [] and (make.run / "a" / "out.txt").read_text() == "a 1"
+            assert (make.run / "c" / "t.tsv.partial").is_file()
+    assert statuses(run_pipeline(make(a=2))) == ["ran"] * 3  # the holders gone, the run goes on

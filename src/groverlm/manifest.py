@@ -9,7 +9,8 @@ file a stage may recompute, such as one analysis of `groverlm analyze`) goes thr
 comparison in its cache form: `write_cached` records the settings inside the file, `cached` hands
 the file back only when they are the current ones (else it is recomputed and replaced). While a
 process writes a folder (a run, a stage function marked `writes_folder`) it holds FOLDER/.groverlm.lock
-(`folder_lock`), so a second writer stops before touching it, or anything inside it.
+(`folder_lock`), so a second writer stops before touching it, anything inside it, or a folder
+around it.
 """
 
 from __future__ import annotations
@@ -91,13 +92,15 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def locked(lock_file: str | Path, what: str | Path) -> Iterator[None]:
+def locked(lock_file: str | Path, what: str | Path, inside: str | Path | None = None
+           ) -> Iterator[None]:
     """Hold `lock_file` (flock, exclusive) while writing `what`: a second groverlm process
     writing the same output (a rerun in another terminal while the first still runs) stops with
     one line instead of interleaving its checkpoints or rows with the first's. The system drops
     the lock when its process dies, however it dies, so a killed run never blocks its resume; the
     file itself is removed on the way out. Where the file system has no flock (some network
-    mounts) the output goes unlocked."""
+    mounts) the output goes unlocked. `inside`: the folder `what` is (`folder_lock`), whose lock
+    files below are probed too (`_check_inside`)."""
     lock_file = Path(lock_file).resolve()
     if lock_file in _held:
         _held[lock_file][1] += 1
@@ -108,6 +111,8 @@ def locked(lock_file: str | Path, what: str | Path) -> Iterator[None]:
         return
     if fcntl is not None:
         _check_enclosing(lock_file, what)
+        if inside is not None:
+            _check_inside(Path(inside).resolve(), lock_file, what)
     # the folders made here (a table's new folder, score --out a/b/t.tsv), deepest first: a call
     # refused before any output (another holder, a bad input) leaves none of them behind
     made = list(itertools.takewhile(lambda p: not p.exists(),
@@ -133,29 +138,60 @@ def _check_enclosing(lock_file: Path, what: str | Path) -> None:
     """Refuse `what` while another process holds a folder around it (`groverlm run` still reading
     RUN/pretrain/model in its fine-tuning stage, and `groverlm pretrain --out RUN/pretrain/model
     --overwrite` would delete it under the run). Each enclosing folder's existing lock file is
-    probed, none made: a shared lock, non-blocking, dropped at once (two probes do not refuse each
-    other); a file no one holds is a killed run's leftover. Exempt: the folders this process holds,
-    and those its launcher holds and passed on to it (`passed_locks`)."""
+    probed (`_holder`), none made; a file no one holds is a killed run's leftover. Exempt: the
+    folders this process holds, and those its launcher holds and passed on to it
+    (`passed_locks`)."""
     for folder in lock_file.parents:  # the resolved path: each enclosing folder once, up to /
         enclosing = folder / LOCK
-        if enclosing == lock_file or enclosing in _held:
+        if enclosing == lock_file:
             continue
+        holder = _holder(enclosing)
+        if holder is not None and enclosing not in _passed_on(holder):
+            raise GroverError(f"in use by another groverlm process (pid {holder or '?'}); wait for "
+                              f"it to end (or stop it) before writing {what} inside it", folder)
+
+
+def _check_inside(folder: Path, lock_file: Path, what: str | Path) -> None:
+    """Refuse to write `folder` while another process writes something inside it (`groverlm
+    pretrain --out RUN/pretrain/model`, `groverlm score --out RUN/score/t.tsv`): a new `groverlm
+    run` into RUN, or a stage command's --overwrite of RUN, would otherwise run its stages for
+    hours before meeting it, or delete it under the writer. Each lock file below is probed
+    (`_holder`). Only output folders are walked (`folder_lock`; a file's lock has nothing below
+    it), so a score table written beside a genome cache never walks the cache."""
+    for inner in _locks_inside(folder):
+        holder = _holder(inner) if inner != lock_file else None
+        if holder is not None:
+            raise GroverError(f"in use by another groverlm process (pid {holder or '?'}); wait for "
+                              f"it to end (or stop it) before writing {what} around it",
+                              inner.parent)
+
+
+def _locks_inside(folder: Path) -> list[Path]:
+    """The lock files below `folder`, at any depth, sorted: folders' (LOCK) and files' (`file_lock`:
+    .NAME.lock); linked folders are not followed (what they hold is not inside)."""
+    return sorted(Path(root) / name for root, _, names in os.walk(folder) for name in names
+                  if name.startswith(".") and name.endswith(".lock"))
+
+
+def _holder(lock_file: Path) -> str | None:
+    """The pid (as the file holds it; '' when unreadable) of the other process holding
+    `lock_file`; None when no one else does: no such file, one no one holds (a killed run's
+    leftover), no flock on this file system, or one this process holds. The probe is a shared,
+    non-blocking flock dropped at once, so two probes do not refuse each other."""
+    if lock_file in _held:
+        return None
+    try:
+        fh = open(lock_file)
+    except OSError:  # none (nearly always), or a folder we may not read
+        return None
+    with fh:  # closing it drops the probe's lock
         try:
-            fh = open(enclosing)
-        except OSError:  # none (nearly always), or a folder we may not read
-            continue
-        with fh:  # closing it drops the probe's lock
-            try:
-                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                continue
-            except OSError as err:
-                if err.errno not in (errno.EAGAIN, errno.EACCES):  # no flock on this file system
-                    continue
-            holder = fh.read().strip()
-        if holder and enclosing in _passed_on(holder):
-            continue
-        raise GroverError(f"in use by another groverlm process (pid {holder or '?'}); wait for it "
-                          f"to end (or stop it) before writing {what} inside it", folder)
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):  # no flock on this file system
+                return None
+        return fh.read().strip()
 
 
 def passed_locks() -> dict[str, str]:
@@ -210,7 +246,7 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise GroverError("exists and is not a folder", folder)
-    with locked(folder / LOCK, folder):
+    with locked(folder / LOCK, folder, inside=folder):
         yield folder
 
 
@@ -223,11 +259,12 @@ def file_lock(out: str | Path) -> contextlib.AbstractContextManager[None]:
 
 def remove_folder(folder: str | Path) -> None:
     """`shutil.rmtree`, holding every groverlm lock inside the folder meanwhile: a part another
-    process still writes (a stage command's --out inside a run's stage folder) stops the removal
-    with one line before anything is deleted, and no one takes it again halfway."""
+    process still writes (a stage command's --out inside a run's stage folder, a score table
+    there) stops the removal with one line before anything is deleted, and no one takes it again
+    halfway."""
     folder = Path(folder)
     with contextlib.ExitStack() as held:
-        for lock_file in sorted(folder.rglob(LOCK)):
+        for lock_file in _locks_inside(folder):
             held.enter_context(locked(lock_file, lock_file.parent))
         shutil.rmtree(folder)
 
