@@ -98,6 +98,34 @@ def test_an_error_names_the_set_that_gave_the_value():
         load_config(None, ["bpe.merges=300", "bpe=5"])
 
 
+def test_an_error_names_where_the_offending_value_came_from(tmp_path):
+    """A --set of one key blamed itself for what the file gave its section (`bpe: 5`, or a key
+    left at its default there), and the file's line for what a --set had replaced."""
+    p = write(tmp_path, "run:\n  dir: r\nbpe: 5\n")
+    with pytest.raises(GroverError, match=rf"^{re.escape(str(p))}:3: bpe must be a mapping of "
+                                          r"keys, got 5 \(--set bpe\.merges=800 sets a key"):
+        load_config(p, ["bpe.merges=800"])
+    p = write(tmp_path, "tasks:\n  prom300: [1]\n")
+    with pytest.raises(GroverError, match=rf"^{re.escape(str(p))}:2: tasks\.prom300 must be a "):
+        load_config(p, ["tasks.prom300.split.block=5"])
+    with pytest.raises(GroverError, match=r"^--set bpe=5: bpe must be a mapping of keys, got 5 "
+                                          r"\(--set bpe\.merges=1 sets a key"):
+        load_config(None, ["bpe.cycles=9", "bpe=5", "bpe.merges=1"])
+    p = write(tmp_path, "bpe:\n  merges: 800\ncorpus:\n  max_tokens: 126\n")
+    with pytest.raises(GroverError, match=r"^--set bpe=\{merges: -1\}: bpe: merges must be"):
+        load_config(p, ["bpe={merges: -1}"])
+    cfg = load_config(p, ["corpus.min_tokens=2", "genome.max_bp=100"])
+    with pytest.raises(GroverError, match=rf"^{re.escape(str(p))}:3: corpus\.holdout chr9"):
+        with cfg.naming_sources():  # a later check about a key left at its default
+            raise GroverError("corpus.holdout chr9:0-10: no such record", cfg.source)
+    assert str(cfg.error("corpus.min_tokens", "x")) == "--set corpus.min_tokens=2: x"
+    assert str(cfg.error("genome.chroms", "x")) == f"{p}: x"  # left at its default
+    assert str(cfg.error("corpus", "x")) == "--set corpus.min_tokens=2: x"  # the section as a whole
+    assert cfg.given_by_set("genome.max_bp") and not cfg.given_by_set("genome.chroms")
+    assert cfg.given_by_set("bpe.merges") is False
+    assert load_config(p, ["run={dir: x}"]).given_by_set("run.dir")
+
+
 @pytest.mark.parametrize("value", [".nan", ".inf", "1e400"])
 def test_a_number_setting_is_finite(value):
     # a NaN learning rate passed `lr <= 0` and trained on; 1e400 reads as inf
@@ -241,7 +269,7 @@ def test_bad_override_syntax():
     for text in ("bpe.merges", "=3", "bpe..merges=3"):
         with pytest.raises(GroverError, match="expected KEY=VALUE"):
             parse_override(text)
-    with pytest.raises(GroverError, match="is not a section"):
+    with pytest.raises(GroverError, match=r"^--set bpe.merges.x=1: bpe.merges is not a section"):
         load_config(None, ["bpe.merges=3", "bpe.merges.x=1"])
 
 

@@ -140,7 +140,9 @@ class RunConfig:
         return self.stages[name]
 
     def given_by_set(self, key: str) -> bool:
-        """Whether a --set gave the setting `key` (dotted), itself or with a section holding it."""
+        """Whether a --set gave the setting `key` (dotted), itself or with a section holding it
+        (`--set run={dir: x}`); a --set of another key in its section (`--set bpe.cycles=1`, for
+        bpe.merges) did not."""
         path = tuple(key.split("."))
         return self.where is not None and any(path[:n] in self.where.overrides
                                               for n in range(1, len(path) + 1))
@@ -186,12 +188,29 @@ class _Where:
     def __init__(self, source: str | None):
         self.source = source
         self.lines: dict[tuple[str, ...], int] = {}
-        self.overrides: dict[tuple[str, ...], str] = {}
+        self.overrides: dict[tuple[str, ...], str] = {}  # the last --set of each key it gave
+        # the last --set that went into each section (`--set bpe.merges=1`: bpe): an error about
+        # the section as a whole names it (its value may be what fails), one about another key
+        # in the section does not (the file's line, or the file for a key left at its default)
+        self.entered: dict[tuple[str, ...], str] = {}
         # the text of each plain (unquoted) scalar, by key path ((*path, i): a list's i-th item),
         # to tell where YAML 1.1 read it as something else (`1:30` is 90, `off` is false)
         self.texts: dict[tuple, str] = {}
 
+    def set(self, key: tuple[str, ...], text: str) -> None:
+        """Record `--set text`, which gave `key` a value: what the file or an earlier --set gave
+        at or below `key` is replaced, so errors there name this --set."""
+        for table in (self.lines, self.overrides, self.entered, self.texts):
+            for old in [p for p in table if p[:len(key)] == key]:
+                del table[old]
+        self.overrides[key] = text
+        given = text.partition("=")[2]
+        _plain_texts(yaml.compose(given, Loader=yaml.SafeLoader) if given.strip() else None, key,
+                     self.texts)
+
     def error(self, path: tuple[str, ...], message: str) -> GroverError:
+        if path in self.entered:
+            return GroverError(f"--set {self.entered[path]}: {message}")
         for n in range(len(path), 0, -1):
             if path[:n] in self.overrides:
                 return GroverError(f"--set {self.overrides[path[:n]]}: {message}")
@@ -248,16 +267,48 @@ def _parse_yaml(text: str, source: str | None, where: _Where) -> dict:
     return raw
 
 
-def _apply_override(raw: dict, path: tuple[str, ...], value: Any, text: str) -> None:
+def _apply_override(raw: dict, path: tuple[str, ...], value: Any, text: str, where: _Where
+                    ) -> None:
+    """Set `path` to `value` in `raw` for `--set text`, making the sections it needs. Where its
+    path meets a value that is no mapping, the error names the culprit: for a section (`bpe: 5`
+    in the file) where that value came from (the file's line, an earlier --set); for a setting
+    that holds no keys (`--set bpe.merges.x=1`) this --set."""
     node = raw
     for i, key in enumerate(path[:-1]):
         nxt = node.setdefault(key, {})
-        if nxt is None:
+        if nxt is None:  # `bpe:` with nothing under it: an empty section
             nxt = node[key] = {}
         if not isinstance(nxt, dict):
-            raise GroverError(f"--set {text}: {'.'.join(path[: i + 1])} is not a section")
+            dotted = ".".join(path[:i + 1])
+            if not _holds_mapping(path[:i + 1]):
+                raise GroverError(f"--set {text}: {dotted} is not a section")
+            raise where.error(path[:i + 1], f"{dotted} must be a mapping of keys, got {nxt!r} "
+                                            f"(--set {text} sets a key inside it)")
+        where.entered[path[:i + 1]] = text
         node = nxt
     node[path[-1]] = value
+    where.set(path, text)
+
+
+def _holds_mapping(path: tuple[str, ...]) -> bool:
+    """Whether the setting at `path` is a mapping by the config's dataclasses: a section, a nested
+    settings dataclass, a dict field (pretrain.model.overrides); not a value, nor a key unknown.
+
+    >>> _holds_mapping(("tasks", "prom300", "split")), _holds_mapping(("bpe", "merges"))
+    (True, False)
+    """
+    tp: Any = SECTIONS.get(path[0])
+    for key in path[1:]:
+        if dataclasses.is_dataclass(tp):
+            tp = typing.get_type_hints(tp).get(key)
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1] if typing.get_args(tp) else Any
+        else:
+            return False
+        optional = [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(optional) == 1:
+            tp = optional[0]  # `CnnConfig | None`
+    return dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
@@ -274,16 +325,9 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         raw = _parse_yaml("\n".join(line for _, line in text_lines(p)), source, where)
     for text in overrides:
         key, value = parse_override(text)
-        # errors in the key or an enclosing section name the last --set that gave it: an earlier
-        # --set of the same key no longer holds the value that failed
-        for n in range(1, len(key) + 1):
-            where.overrides[key[:n]] = text
-        for old in [p for p in where.texts if p[:len(key)] == key]:  # the file's, now replaced
-            del where.texts[old]
-        given = text.partition("=")[2]
-        _plain_texts(yaml.compose(given, Loader=yaml.SafeLoader) if given.strip() else None, key,
-                     where.texts)
-        _apply_override(raw, key, value, text)
+        # errors in the key name the last --set that gave it: an earlier --set of the same key,
+        # or the file, no longer holds the value that failed
+        _apply_override(raw, key, value, text, where)
     for name in raw:
         if name not in SECTIONS:
             raise where.error((str(name),), _unknown(str(name), SECTIONS))
