@@ -278,6 +278,26 @@ def test_region_strings_and_mappings(tmp_path):
     assert load_config(p).stage("corpus").holdout == (Region("chr20", 1000, 2000), Region("chr1"))
 
 
+@pytest.mark.parametrize("region, message", [
+    ("{}", "corpus.holdout needs chrom (got {})"),
+    ("{start: 5, end: 9}", "corpus.holdout needs chrom (got {'start': 5, 'end': 9})"),
+    ("{chrom: chr20, start: 9, end: 3}", "corpus.holdout: start must be below end"),
+    ("{chrom: chr20, start: -5}", "corpus.holdout: start must be 0 or more"),
+    ("{chrom: ''}", "corpus.holdout: chrom must name a record"),
+])
+def test_a_region_mapping_in_a_list_is_checked_as_a_region_string_is(tmp_path, region, message):
+    """A mapping with no chrom was a Python TypeError's text (`Region.__init__() missing 1
+    required positional argument`); one with start past end, or below 0, was taken (the string
+    form refuses both)."""
+    p = write(tmp_path, f"corpus:\n  max_tokens: 100\n  holdout: ['chr20:0-9', {region}]\n")
+    with pytest.raises(GroverError) as err:
+        load_config(p)
+    assert str(err.value) == f"{p}:3: {message}"
+    with pytest.raises(GroverError) as err:
+        load_config(None, [f"corpus.holdout=[{region}]"])
+    assert str(err.value) == f"--set corpus.holdout=[{region}]: {message}"
+
+
 def test_invalid_yaml_and_non_mapping(tmp_path):
     with pytest.raises(GroverError, match=r"run\.yaml:3: not valid YAML"):
         load_config(write(tmp_path, "bpe:\n  merges: 1\n   cycles: [\n"))

@@ -394,6 +394,11 @@ def _kwargs(cls: type, raw: Any, path: tuple[str, ...], where: _Where, base: Any
         if CHANGES_TO not in fields[key].metadata:  # those once the field they change is built
             default = getattr(base, key) if base is not None else _field_default(fields[key])
             kwargs[key] = _coerce(value, hints[key], (*path, key), where, default)
+    if base is None:  # a dataclass with a field of no default (a region's chrom)
+        missing = [k for k, f in fields.items() if k not in raw and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise where.error(path, f"{dotted} needs {' and '.join(missing)} (got {raw!r})")
     for key in raw:
         if CHANGES_TO in fields[key].metadata:
             of = fields[key].metadata[CHANGES_TO]

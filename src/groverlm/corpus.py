@@ -73,6 +73,16 @@ class Region:
     start: int = 0
     end: int | None = None
 
+    def __post_init__(self):
+        # checked here, not in `parse` alone: a run config may give a region as a mapping
+        # ({chrom: chr20, start: 5, end: 10}), as the run folder's config.yaml records it
+        if not self.chrom:
+            raise ValueError("chrom must name a record")
+        if self.start < 0:
+            raise ValueError("start must be 0 or more")
+        if self.end is not None and self.start >= self.end:
+            raise ValueError("start must be below end")
+
     @classmethod
     def parse(cls, text: str | Region, option: str = "--holdout") -> Region:
         """'chr20' (whole record) or 'chr20:50000000-63025520' (0-based, half-open); a Region is
@@ -92,9 +102,10 @@ class Region:
         if start is None:
             return cls(chrom)
         s, e = int(start.replace(",", "").replace("_", "")), int(end.replace(",", "").replace("_", ""))
-        if s >= e:
-            raise GroverError(f"{option} {text!r}: start must be below end")
-        return cls(chrom, s, e)
+        try:
+            return cls(chrom, s, e)
+        except ValueError as err:
+            raise GroverError(f"{option} {text!r}: {err}") from None
 
     def bounds(self, lengths: dict[str, int], option: str = "region",
                genome: str | Path | None = None) -> tuple[str, int, int]:
