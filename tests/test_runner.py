@@ -399,6 +399,48 @@ def test_a_run_folders_own_config_runs_in_that_folder_from_anywhere(tmp_path, mo
         elsewhere / "runs" / "x" / "genome")
 
 
+def test_a_run_folders_config_records_data_files_found_in_the_current_folder_absolute(
+        tmp_path, monkeypatch, capsys):
+    """`data.genome: my.fa`, a file where the run started, was recorded as written: `groverlm run
+    RUN/config.yaml` from another folder (it runs in its own folder from anywhere) looked for
+    my.fa there and failed. A cache name stays a name; no finished stage reruns for the change."""
+    monkeypatch.setenv("GROVERLM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "data").mkdir(parents=True)
+    (tmp_path / "cache" / "data" / "own.bed").write_text("chrA\t5\t50\n")
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    first.mkdir()
+    write_fasta(first / "my.fa", {"chrA": random_dna(3000, 1)})
+    sets = ["run.dir=runs/x", "data.genome=my.fa", "data.ctcf_peaks=[own.bed]", "data.tss=null",
+            "data.ctcf_motif=null", "data.repeats=null", "data.cpg=null", "genome.chroms=null",
+            "genome.max_bp=null", "tasks.build=[]"]
+    args = ["--only", "genome", "--quiet"]
+    monkeypatch.chdir(first)
+    assert main(["run", str(CONFIGS / "mini.yaml"), *args, *(a for kv in sets
+                                                            for a in ("--set", kv))]) == 0
+    copy = first / "runs" / "x" / "config.yaml"
+    data = load_config(copy).data
+    assert data.genome == str(first / "my.fa") and data.ctcf_peaks == ("own.bed",)
+    made = json.loads((first / "runs" / "x" / "genome" / "manifest.json").read_text())["made"]
+    # a run folder written before: its copy holds the name as given; rerun, nothing reruns
+    copy.write_text(copy.read_text().replace(str(first / "my.fa"), "my.fa"))
+    capsys.readouterr()
+    assert main(["run", str(copy), *args]) == 0
+    assert "genome     skipped (up to date)" in capsys.readouterr().out
+    assert load_config(copy).data.genome == str(first / "my.fa")
+    monkeypatch.chdir(elsewhere)
+    assert main(["run", str(copy), *args]) == 0
+    assert "genome     skipped (up to date)" in capsys.readouterr().out
+    assert json.loads((first / "runs" / "x" / "genome" / "manifest.json").read_text())[
+        "made"] == made and not os.listdir(elsewhere)
+    # a relative data.dir is from the current folder too
+    sets = [*sets, "run.dir=runs/y", "data.dir=../first", "data.ctcf_peaks=[]"]
+    assert main(["run", str(CONFIGS / "mini.yaml"), *args, *(a for kv in sets
+                                                            for a in ("--set", kv))]) == 0
+    data = load_config(elsewhere / "runs" / "y" / "config.yaml").data
+    assert data.dir == str(first) and data.genome == "my.fa"
+
+
 def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(toy, monkeypatch):
     make, _ = toy
     ran = []

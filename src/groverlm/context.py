@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -48,20 +48,17 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
     it beside their files means), else the data cache's, fetched first when groverlm's table has it
     (groverlm.data). A name found nowhere is an error naming the places looked (and the config's
     own folder, `config_dir`, when the file is there instead)."""
-    names = {"genome": [data.genome], "ctcf_peaks": list(data.ctcf_peaks),
-             **{k: [getattr(data, k)] if getattr(data, k) else []  # null: no such annotation
-                for k in ("tss", "ctcf_motif", "repeats", "cpg")}}
+    names = _data_names(data)
     base = Path(data.dir).expanduser().resolve() if data.dir else None
     cache = cache_dir()
-    found: dict[str, Path] = {}  # relative names with data.dir null: the current folder's files
+    found = cwd_files(data)  # relative names with data.dir null: the current folder's files
     for key, ns in names.items():
         for n in ns:
             p = Path(n).expanduser()
-            if base is not None or p.is_absolute() or n in found:
+            if base is not None or p.is_absolute():
                 continue
-            if p.is_file():
+            if n in found:
                 log.info("data.%s: %s is in the current folder (not the data cache)", key, n)
-                found[n] = p
             elif not (cache / n).is_file() and n not in FILES:
                 here = config_dir / n if config_dir is not None else None
                 hint = (f"; there is one beside the config, {here}: relative paths are from the "
@@ -86,6 +83,39 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
             paths.append(p.resolve())
         out[key] = tuple(paths) if key == "ctcf_peaks" else (paths[0] if paths else None)
     return DataFiles(**out)
+
+
+def _data_names(data: Any) -> dict[str, list[str]]:
+    """{data key: the file names it gives} of a DataConfig (none for a null annotation)."""
+    return {"genome": [data.genome], "ctcf_peaks": list(data.ctcf_peaks),
+            **{k: [getattr(data, k)] if getattr(data, k) else []  # null: no such annotation
+               for k in ("tss", "ctcf_motif", "repeats", "cpg")}}
+
+
+def cwd_files(data: Any) -> dict[str, Path]:
+    """{name: its absolute path} of each relative data name that `resolve_data` reads as a file
+    from the current folder (data.dir null, and a file there); the others are the cache's."""
+    if data.dir:
+        return {}
+    return {n: Path(n).resolve() for ns in _data_names(data).values() for n in ns
+            if not Path(n).expanduser().is_absolute() and Path(n).is_file()}
+
+
+def data_as_found(data: Any) -> Any:
+    """`data` (a DataConfig) with what is relative to the current folder made absolute: a
+    relative data.dir, and each name read as a file from the current folder (`cwd_files`); cache
+    names stay names. A run folder's config.yaml records this, so that `groverlm run
+    RUN/config.yaml` from another folder reads the same files (stages fingerprint the files'
+    contents, never these names, so none of them reruns for it)."""
+    if data.dir:  # ~/data stays as it is: not from the current folder
+        folder = Path(data.dir)
+        return data if folder.expanduser().is_absolute() else replace(data, dir=str(folder.resolve()))
+    here = {n: str(p) for n, p in cwd_files(data).items()}
+    if not here:
+        return data
+    changes = {k: tuple(here.get(n, n) for n in ns) if k == "ctcf_peaks" else here.get(ns[0], ns[0])
+               for k, ns in _data_names(data).items() if ns}
+    return replace(data, **changes)
 
 
 def held_out_setting(config: Any, region: str | None, stage: str) -> tuple[str, Any]:

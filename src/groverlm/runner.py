@@ -46,7 +46,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ import yaml
 from groverlm import lazy
 from groverlm.args import drop_keys, volatile_keys
 from groverlm.config import WRITTEN, as_plain, dump_config, load_config, shipped_config
-from groverlm.context import Context, DataFiles, check_regions, resolve_data
+from groverlm.context import Context, DataFiles, check_regions, data_as_found, resolve_data
 from groverlm.errors import GroverError
 from groverlm.manifest import (
     cached,
@@ -435,7 +435,9 @@ def _own_folder(cfg: Any) -> Path | None:
 
 def _write_config_copy(cfg: Any, path: Path) -> None:
     """Record the resolved config in the run folder, never over a config file a user wrote there
-    (one without the mark dump_config puts on its first line: comments and layout would be lost)."""
+    (one without the mark dump_config puts on its first line: comments and layout would be lost).
+    Data files found from the current folder are recorded by their absolute paths (`data_as_found`):
+    the copy runs in its own folder from anywhere, and a name like my.fa would be looked for there."""
     if path.exists() and not path.is_file():
         raise GroverError("exists and is not a file", path)
     if path.is_file():
@@ -447,7 +449,7 @@ def _write_config_copy(cfg: Any, path: Path) -> None:
             raise GroverError(f"the run folder's {CONFIG_COPY} is where groverlm records the "
                               "resolved config, and this one was not written by groverlm: move "
                               "it out of the run folder (and run it from there)", path)
-    write_text(path, dump_config(cfg))
+    write_text(path, dump_config(replace(cfg, data=data_as_found(cfg.data))))
 
 
 def _written_by_groverlm(text: str) -> bool:
