@@ -198,6 +198,30 @@ def test_interrupted_stage_with_a_new_config_starts_afresh(toy):
     assert calls == ["b", "c"]  # no "kept part": the old attempt was cleared
 
 
+def test_a_removal_cut_short_never_leaves_a_stage_that_looks_finished(toy, monkeypatch):
+    """A changed setting (or --force) removes the stage folder before the stage runs again. Killed
+    midway through that removal (a big pretraining folder takes seconds), the folder kept its
+    manifest.json beside a part of its output, and a rerun under the first settings skipped the
+    stage as done; now the folder is whole or gone, and what was left aside goes with the rerun."""
+    make, calls = toy
+    run_pipeline(make())
+    rmtree = shutil.rmtree
+
+    def killed_midway(path, *args, **kwargs):
+        rmtree(Path(path) / "part")  # the bulk of the folder went first
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(make(b=2))
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    calls.clear()
+    assert statuses(run_pipeline(make())) == ["skipped (up to date)", "ran", "ran"]
+    assert calls == ["b", "c"]
+    assert (make.run / "b" / "part" / "manifest.json").is_file()
+    assert sorted(p.name for p in make.run.iterdir()) == ["a", "b", "c", "config.yaml"]
+
+
 def test_refuses_to_delete_a_folder_it_did_not_make(toy):
     make, _ = toy
     (make.run / "a").mkdir(parents=True)

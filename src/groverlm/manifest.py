@@ -261,12 +261,22 @@ def remove_folder(folder: str | Path) -> None:
     """`shutil.rmtree`, holding every groverlm lock inside the folder meanwhile: a part another
     process still writes (a stage command's --out inside a run's stage folder, a score table
     there) stops the removal with one line before anything is deleted, and no one takes it again
-    halfway."""
+    halfway.
+
+    The folder is first renamed aside (.NAME.removing) in one step, then deleted: a removal
+    killed midway (a pretraining folder takes seconds) left the folder's manifest.json beside a
+    part of its output, a finished stage to the next run. What a killed call left aside goes with
+    the next call for the same folder, whether the folder exists then or not."""
     folder = Path(folder)
+    aside = folder.with_name(f".{folder.name}.removing")
+    _remove(aside)
+    if not folder.exists():
+        return
     with contextlib.ExitStack() as held:
         for lock_file in _locks_inside(folder):
             held.enter_context(locked(lock_file, lock_file.parent))
-        shutil.rmtree(folder)
+        os.replace(folder, aside)
+        shutil.rmtree(aside)
 
 
 def writes_folder(fn):

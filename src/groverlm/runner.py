@@ -226,11 +226,10 @@ def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
 
 
 def _clear(folder: Path) -> None:
-    """Remove a stage folder, only if it is one the runner made."""
-    if not folder.exists():
-        return
+    """Remove a stage folder, only if it is one the runner made (and, folder or none, what a
+    killed removal of it left aside: `remove_folder`)."""
     marks = [folder / PENDING, folder / "manifest.json"]
-    if not any(p.is_file() for p in marks) and any(folder.iterdir()):
+    if folder.exists() and not any(p.is_file() for p in marks) and any(folder.iterdir()):
         raise GroverError("exists and is not a groverlm run stage (no pending.json or "
                           "manifest.json); refusing to delete it", folder)
     remove_folder(folder)  # not while another process writes in it (a stage command's --out)
