@@ -231,6 +231,20 @@ def test_runner_manifests_make_one_timing_section(tmp_path):
     assert ">0.75<" in body and ">12<" in body  # genome's peak and seconds
 
 
+def test_stages_finished_in_one_second_are_listed_in_pipeline_order(tmp_path):
+    """`created` counts whole seconds: stages that finished within one second (the genome and BPE
+    of a small run) were listed in folder order, bpe before genome, and two runs of one config
+    gave two pages."""
+    for stage in ["bpe", "genome", "select_vocab"]:  # folder order is not run order
+        write_manifest(tmp_path / stage, f"run-{stage}", {}, [], seconds=1.0)
+        m = json.loads((tmp_path / stage / "manifest.json").read_text())
+        m["created"] = "2026-01-01T00:00:00+0000"
+        (tmp_path / stage / "manifest.json").write_text(json.dumps(m))
+    assert main(["report", str(tmp_path)]) == 0
+    body = (tmp_path / "report.html").read_text().split("Pipeline run")[-1]
+    assert body.index(">genome<") < body.index(">bpe<") < body.index(">select_vocab<")
+
+
 def test_report_of_nothing_and_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 0

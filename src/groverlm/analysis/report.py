@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from groverlm import __version__
+from groverlm import __version__, lazy
 from groverlm.analysis import tokens
 from groverlm.analysis.plots import COLORS, figure, png_bytes
 from groverlm.context import Context
@@ -54,6 +54,8 @@ from groverlm.metrics import (
     rows_lines,
     scratch_pairs,
 )
+
+config = lazy.module("groverlm.config")  # config imports this module (ReportConfig)
 
 log = logging.getLogger(__name__)
 
@@ -676,10 +678,18 @@ def render_runner(stages: list[StageFolder], root: Path) -> Section:
     rows = [{"stage": st.name.removeprefix(RUNNER_PREFIX), "folder": _rel(st.folder, root),
              "seconds": st.manifest.get("seconds"), "CPU seconds": st.manifest.get("cpu_seconds"),
              "peak GB": st.manifest.get("peak_rss_gb"), "finished": st.manifest.get("created")}
-            for st in sorted(stages, key=lambda st: str(st.manifest.get("created", "")))]
+            for st in sorted(stages, key=_run_order)]
     return Section("run", "Pipeline run: time and memory per stage").add(
         note("Wall and CPU time of each stage's process (torchrun's workers not included); peak "
              "resident memory while the stage ran."), table(rows))
+
+
+def _run_order(st: StageFolder) -> tuple[str, int]:
+    """When a runner manifest was written (whole seconds), then the pipeline's order: stages that
+    finished within one second (a small run's genome and BPE) are not listed in folder order."""
+    order = list(config.STAGE_SECTIONS)
+    name = st.name.removeprefix(RUNNER_PREFIX)
+    return str(st.manifest.get("created", "")), order.index(name) if name in order else len(order)
 
 
 def render_other(st: StageFolder, root: Path) -> Section:
