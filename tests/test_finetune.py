@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import types
 from pathlib import Path
 
@@ -275,7 +276,7 @@ def ft_args(model: Path, task: Path, out: Path, *extra: str) -> list[str]:
             "--threads", "1", "--quiet", "--batch-size", "16", *extra]
 
 
-def test_finetune_end_to_end(kmer_model, tmp_path):
+def test_finetune_end_to_end(kmer_model, tmp_path, monkeypatch):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     task = composition_task(tmp_path / "task")
@@ -316,6 +317,18 @@ def test_finetune_end_to_end(kmer_model, tmp_path):
         expected["mcc_dev_cut"])
     assert not any((out / f"seed-{s}" / "checkpoints").exists() for s in (0, 1))
     assert main(ft_args(kmer_model, task, out)) == 2  # finished: refuses without --overwrite
+    # --overwrite stopped while it deletes the old outputs (Ctrl-C during rmtree): the folder
+    # reads as unfinished, never as a finished stage whose model is gone
+    real_rmtree = shutil.rmtree
+
+    def interrupted(path, *args, **kwargs):
+        if Path(path).name == "model":
+            raise KeyboardInterrupt
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", interrupted)
+    assert main([*ft_args(kmer_model, task, out), "--overwrite"]) == 130
+    assert (out / "model").exists() and not (out / "manifest.json").exists()
 
 
 def test_finetune_resumes_and_weights_unbalanced_classes(kmer_model, tmp_path):

@@ -78,10 +78,10 @@ from groverlm.embed import max_window_tokens, tokenize
 from groverlm.errors import GroverError
 from groverlm.fasta import reverse_complement
 from groverlm.manifest import (
-    MANIFEST,
     SETTINGS,
     atomic_path,
     check_resume,
+    clear_outputs,
     finished,
     model_sha256,
     prepare_out,
@@ -724,10 +724,7 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
     tokenizer = load_tokenizer(model_dir, "model")
     out = Path(out)
     if overwrite and out.exists():
-        for p in list(out.glob("seed-*")) + [out / "model"]:
-            shutil.rmtree(p, ignore_errors=True)
-        for f in (MANIFEST, SETTINGS):
-            (out / f).unlink(missing_ok=True)
+        clear_outputs(out, [*out.glob("seed-*"), out / "model", out / SETTINGS])
     out = prepare_out(out, overwrite)
     enc, info = encode_task(task, model_dir, tokenizer, genome_context)
     name = name or default_name(model_dir)

@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,15 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
+
+
+def clear_outputs(out: str | Path, parts: Iterable[Path]) -> None:
+    """Forget a finished stage's outputs before it is redone (`--overwrite`): its manifest.json
+    goes first, then each part (file or folder). In the other order a removal cut short (Ctrl-C
+    while a model folder is deleted) left a folder that reads as finished with parts missing."""
+    (Path(out) / MANIFEST).unlink(missing_ok=True)
+    for part in parts:
+        _remove(Path(part))
 
 
 @contextlib.contextmanager

@@ -53,7 +53,6 @@ import csv
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -79,10 +78,10 @@ from groverlm.finetune import (
 )
 from groverlm.kmers import index_to_kmer, kmer_ids, kmer_to_index, parse_ks
 from groverlm.manifest import (
-    MANIFEST,
     SETTINGS,
     atomic_path,
     check_resume,
+    clear_outputs,
     finished,
     model_sha256,
     prepare_out,
@@ -609,11 +608,7 @@ def nextkmer(model_dir: str | Path, genome: str | Path, region: str | Region, ou
     reg = Region.parse(region, options[0])
     out = Path(out)
     if overwrite and out.exists():
-        for p in out.glob("k*"):
-            if p.is_dir():
-                shutil.rmtree(p)
-        for f in (MANIFEST, SETTINGS):
-            (out / f).unlink(missing_ok=True)
+        clear_outputs(out, [*(p for p in out.glob("k*") if p.is_dir()), out / SETTINGS])
     out = prepare_out(out, overwrite)
     samples = draw_samples(load_genome(genome, [reg.chrom], options[0]), reg, cfg, options)
     res = run_nextkmer(model_dir, samples, out, ft, bcfg, name, progress, zero_shot)

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,8 +41,8 @@ from groverlm.context import Context
 from groverlm.corpus import Corpus
 from groverlm.errors import GroverError, one_line
 from groverlm.manifest import (
-    MANIFEST,
     atomic_path,
+    clear_outputs,
     finished,
     folder_lock,
     passed_locks,
@@ -369,10 +368,8 @@ def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if finished(out) and not overwrite:
         raise GroverError("already holds a finished run; pass --overwrite to replace it", out)
     if overwrite:
-        for name in (training.CHECKPOINTS, "tb"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in (training.LOG, EVAL_JSON, MANIFEST):
-            (out / name).unlink(missing_ok=True)
+        clear_outputs(out, [out / name for name in (training.CHECKPOINTS, "tb", training.LOG,
+                                                    EVAL_JSON)])
     elif not resume and (out / training.CHECKPOINTS).exists():
         raise GroverError("holds checkpoints of an unfinished run; pass --resume to continue it "
                           "or --overwrite to start again", out)

@@ -85,6 +85,7 @@ from groverlm.manifest import (
     atomic_path,
     changed_settings,
     check_resume,
+    clear_outputs,
     finished,
     read_json,
     read_manifest,
@@ -642,10 +643,8 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
                              "baselines": asdict(bcfg)}}
     settings = json.loads(json.dumps(settings))
     if overwrite and out.exists():
-        for sub in ("genome", "vocab", "corpus", "pretrain", "nextkmer"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        for f in (MANIFEST, SETTINGS):
-            (out / f).unlink(missing_ok=True)
+        clear_outputs(out, [out / sub for sub in ("genome", "vocab", "corpus", "pretrain",
+                                                  "nextkmer", SETTINGS)])
     if finished(out) and not redo_nextkmer:
         raise GroverError("already holds a finished selection; pass --overwrite to redo it", out)
     out.mkdir(parents=True, exist_ok=True)
