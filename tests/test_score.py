@@ -49,11 +49,15 @@ def tiny(tmp_path_factory):
     return tmp, genome, model_dir, Scorer.load(model_dir, ScoringConfig(batch_size=7))
 
 
-def by_hand(scorer, seq: str) -> float:
-    """The PLL one masked copy at a time, through the stock MaskedLM forward."""
-    ids, _ = scorer.tokenize(seq)
+def by_hand(scorer, seq: str, a: int = 0, b: int | None = None) -> float:
+    """The PLL one masked copy at a time, through the stock MaskedLM forward; with `a`, `b` only
+    over the tokens lying inside [a, b)."""
+    ids, bounds = scorer.tokenize(seq)
+    b = len(seq) if b is None else b
     tok, total = scorer.tok, 0.0
     for p in range(len(ids)):
+        if not a <= bounds[p] < bounds[p + 1] <= b:
+            continue
         x = [tok.cls_token_id] + ids + [tok.sep_token_id]
         x[p + 1] = tok.mask_token_id
         with torch.no_grad():
@@ -118,6 +122,38 @@ def test_variant_span_covers_the_change_in_both_segmentations(tiny):
         lo, hi = variant_span(rb, ab, 60, len(ref), len(alt), 0)
         assert lo <= 60 and hi >= 60 + len(ref)
         assert lo in rb and lo in ab and hi in rb and hi + len(alt) - len(ref) in ab
+
+
+def variant_by_hand(scorer, left: str, ref: str, alt: str, right: str) -> float:
+    """ALT's tokens inside the span minus REF's, each window tokenized on its own; the span's
+    right end moved by the length difference in the ALT window."""
+    ref_win, alt_win = left + ref + right, left + alt + right
+    lo, hi = variant_span(scorer.tokenize(ref_win)[1], scorer.tokenize(alt_win)[1], len(left),
+                          len(ref), len(alt), scorer.cfg.margin)
+    return by_hand(scorer, alt_win, lo, hi + len(alt) - len(ref)) - by_hand(scorer, ref_win, lo, hi)
+
+
+def test_variant_scores_match_masking_by_hand(tiny, tmp_path):
+    """score = masked log P of the ALT tokens in the span minus the REF tokens' (negative: the
+    model finds the change less natural); with rc the mean with the same on the reverse strand,
+    where the change sits after the right flank (here a clipped left flank makes them differ)."""
+    _, _, model_dir, _ = tiny
+    seq = random_dna(400, 61)
+    genome = Genome.read(write_fasta(tmp_path / "g.fa", {"c": seq}))
+    alt = {p: "ACGT".replace(seq[p], "")[p % 3] for p in (12, 200)}
+    cases = [(200, seq[200], alt[200]), (150, seq[150:153], seq[150]),  # an SNV, a deletion
+             (250, seq[250], seq[250] + "GTA"), (12, seq[12], alt[12])]  # an insertion, an SNV
+    for rc in (False, True):
+        scorer = Scorer.load(model_dir, ScoringConfig(flank=30, margin=1, rc=rc))
+        done = score_variants(scorer, genome, [Variant("c", p + 1, r, a) for p, r, a in cases])
+        for v, (p, r, a) in zip(done, cases, strict=True):
+            left, right = seq[max(0, p - 30) : p], seq[p + len(r) : p + len(r) + 30]
+            want = variant_by_hand(scorer, left, r, a, right)
+            if rc:
+                want = (want + variant_by_hand(scorer, reverse_complement(right),
+                                               reverse_complement(r), reverse_complement(a),
+                                               reverse_complement(left))) / 2
+            assert v.status == "ok" and v.score == pytest.approx(want, abs=1e-5), (rc, v)
 
 
 def mirror(v: Variant, length: int) -> Variant:
