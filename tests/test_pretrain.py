@@ -138,6 +138,30 @@ def test_every_sample_gets_a_target_and_masks_follow_the_generator():
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
     x3, _ = mask_tokens(ids, special, cfg, 4, torch.arange(5, 50), torch.Generator().manual_seed(4))
     assert not torch.equal(x1, x3)
+    # more targets asked than a sample holds: its tokens, never [CLS] or the padding
+    _, y = mask_tokens(ids, special, MaskingConfig(rate=0.01, min_per_sample=6), 4,
+                       torch.arange(5, 50), torch.Generator().manual_seed(5))
+    assert not (y[special] != IGNORE).any()
+    assert ((y[:32] != IGNORE).sum(1) == 4).all()  # all 4 tokens of each short sample
+
+
+def test_batch_targets_are_the_samples_tokens_first_to_last():
+    """MLMData frames each sample as [CLS] tokens [SEP] [PAD]...: every token of the sample, the
+    last included, can be a target; [CLS], [SEP] and the padding never are."""
+    samples = [np.arange(10, 10 + n) for n in (3, 7, 12)]
+    split = type("Split", (), {"lengths": np.array([len(s) for s in samples]),
+                               "__getitem__": lambda self, i: samples[i]})()
+    tok = type("Tok", (), {"cls_token_id": 2, "sep_token_id": 3, "pad_token_id": 0,
+                           "mask_token_id": 4})()
+    data = MLMData(split, tok, MaskingConfig(rate=0.25, mask_fraction=1.0, random_fraction=0.0),
+                   torch.arange(10, 30))
+    hit = Counter()
+    for seed in range(200):
+        b = data.collate([0, 1, 2], torch.Generator().manual_seed(seed))
+        for row, col in zip(*torch.nonzero(b["labels"] != IGNORE, as_tuple=True), strict=True):
+            hit[int(row), int(col)] += 1
+            assert b["labels"][row, col] == samples[row][col - 1]  # the sample's own token
+    assert set(hit) == {(i, j) for i, s in enumerate(samples) for j in range(1, len(s) + 1)}
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
@@ -604,14 +628,16 @@ def test_context_baseline_is_scored_on_the_evaluated_targets(corpus):
                    r.data.random_ids)
     order = np.random.default_rng([0, 1]).permutation(len(r.corpus.test))
     order = order[np.argsort(test.lengths[order], kind="stable")]
-    hits = n = 0
+    hits = unigram_hits = n = 0
     for k in range(0, len(order), 4):
         b = test.collate(order[k : k + 4], torch.Generator().manual_seed(seed_of(0, 0xE7A1, k, 1)))
         truth = torch.where(b["labels"] != IGNORE, b["labels"], b["input_ids"])
         for i, j in zip(*torch.nonzero(b["labels"] != IGNORE, as_tuple=True), strict=True):
             hits += best.get((int(truth[i, j - 1]), int(truth[i, j + 1])), fallback) == truth[i, j]
+            unigram_hits += int(truth[i, j]) == fallback  # the most frequent training token
             n += 1
     assert n == ev["masked_tokens"] > 100 and ev["context_accuracy"] == pytest.approx(hits / n)
+    assert 0 < unigram_hits < n and ev["unigram_accuracy"] == pytest.approx(unigram_hits / n)
     # the final evaluation pairs the model and the table target by target: each side's accuracy
     # over the paired rows is its own, so the rows line up (the table's would differ otherwise)
     d = ev["vs_context_table"]
