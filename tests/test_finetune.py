@@ -16,6 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from groverlm import finetune
 from groverlm.batching import window_starts
 from groverlm.cli import main
 from groverlm.errors import GroverError
@@ -25,6 +26,7 @@ from groverlm.finetune import (
     WindowedData,
     _objective,
     encode_task,
+    finetune_splits,
     learning_rate,
     load_classifier,
     merges_sha256_of,
@@ -131,6 +133,14 @@ def test_pooled_logits_are_the_mean_of_window_logits(kmer_model):
     loss = _objective()(model)(**batch)
     ce = torch.nn.functional.cross_entropy(torch.from_numpy(got), batch["labels"], reduction="sum")
     torch.testing.assert_close(loss, ce, rtol=1e-4, atol=1e-4)
+    # with class weights each sequence's loss is multiplied by its own weight
+    weighted = WindowedData(ids, np.array([0, 1, 2, 1]), tok, 22, 22, weights=np.arange(1.0, 5.0))
+    rows = np.array([3, 0, 2])
+    loss = _objective()(model)(**weighted.collate(rows))
+    each = torch.nn.functional.cross_entropy(torch.from_numpy(got[rows]),
+                                             torch.tensor([1, 0, 2]), reduction="none")
+    torch.testing.assert_close(loss, (each * torch.tensor([4.0, 1.0, 3.0])).sum(), rtol=1e-4,
+                               atol=1e-4)
     # padding rounds up to 8 but never past a window and its specials (the model's positions)
     odd = WindowedData(ids, np.array([0, 1, 2, 1]), tok, size=21, stride=21)
     assert odd.collate(np.arange(4))["input_ids"].shape[1] == 23
@@ -434,3 +444,57 @@ def test_from_scratch_discards_the_pretrained_weights_per_seed(kmer_model, tmp_p
     [r] = read_metrics(out)
     assert r["model"] == "deberta-v2-model-scratch" and r["baseline"] is True
     assert r["params"]["from_scratch"] and r["params"]["scratch_of"] == "deberta-v2-model"
+
+
+def test_the_saved_model_is_the_seed_with_the_best_dev_score(kmer_model, tmp_path, monkeypatch):
+    """Seeds are compared on dev, not on test nor by their order: the best one's weights go to
+    out/model and its seed to params.best_seed."""
+    dev_mcc = {0: 0.2, 1: 0.7, 2: 0.4}
+
+    def one_seed(model_dir, tokenizer, train, dev, test, num_labels, cfg, seed, out, *rest):
+        (out / "best").mkdir(parents=True)
+        (out / "best" / "seed.txt").write_text(str(seed))
+        return {"seed": seed, "dev": {"mcc": dev_mcc[seed]}, "best_epoch": 1,
+                "test": {"mcc": 1 - dev_mcc[seed], "accuracy": 0.5}}  # test would pick seed 0
+
+    monkeypatch.setattr(finetune, "finetune_seed", one_seed)
+    enc = Encoded([np.arange(5, 9)] * 4, np.array([0, 1, 0, 1]))
+    r = finetune_splits(kmer_model, enc, enc, enc, 2, ClassifierConfig(seeds=(0, 1, 2)),
+                        tmp_path / "ft", "task", "model", progress=False)
+    assert r["params"]["best_seed"] == 1
+    assert (tmp_path / "ft" / "model" / "seed.txt").read_text() == "1"
+
+
+def test_an_epoch_that_only_ties_the_best_dev_score_is_not_kept(kmer_model, tmp_path):
+    """Ties go to the earlier epoch: at a learning rate too small to change a prediction every
+    epoch scores the same on dev, and the first is the one kept and scored on test."""
+    task = composition_task(tmp_path / "task")
+    out = tmp_path / "ft"
+    assert main(ft_args(kmer_model, task, out, "--seeds", "1", "--epochs", "3", "--lr",
+                        "1e-12")) == 0
+    [run] = read_metrics(out)[0]["per_seed"]
+    assert len({c["mcc"] for c in run["dev_curve"]}) == 1 and len(run["dev_curve"]) == 3
+    assert run["best_epoch"] == 1
+
+
+def test_a_seed_stopped_after_an_epoch_resumes_counting_epochs_from_its_checkpoint(
+        kmer_model, tmp_path, monkeypatch):
+    task = composition_task(tmp_path / "task")
+    out = tmp_path / "ft"
+    args = ft_args(kmer_model, task, out, "--seeds", "1", "--epochs", "3", "--lr", "2e-3")
+    scored, calls = finetune.score, []
+
+    def stopping(*a, **k):  # the second dev evaluation never returns: epoch 1's checkpoint stays
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("stopped")
+        return scored(*a, **k)
+
+    monkeypatch.setattr(finetune, "score", stopping)
+    with pytest.raises(RuntimeError, match="stopped"):
+        main(args)
+    monkeypatch.setattr(finetune, "score", scored)
+    assert main(args) == 0
+    [run] = read_metrics(out)[0]["per_seed"]
+    assert [c["epoch"] for c in run["dev_curve"]] == [1, 2, 3]
+    assert run["best_epoch"] == 1 + int(np.argmax([c["mcc"] for c in run["dev_curve"]]))
