@@ -51,6 +51,9 @@ def test_binary_planted_signal():
         assert set(r["params"]["dev_mcc_by_features"]) == {"k=3", "k=5"}
         assert r["test"]["n"] == 100 and len(r["test"]["confusion"]) == 2
         assert r["test"]["auroc"] > 0.8
+        for run in r["per_seed"]:  # test applies the cut each seed chose on dev, its rows kept
+            assert run["test"]["threshold"] == run["dev"]["threshold"] is not None
+            assert len(run["test"]["y_pred"]) == 100
     assert by["tfidf-rf"]["seeds"] == [0, 1] and by["tfidf-lr"]["seeds"] == [0]
     # k=5 sees 5-mers of the 9 bp motif that k=3 drowns in background: chosen on dev
     assert by["tfidf-lr"]["params"]["k"] == 5

@@ -65,6 +65,19 @@ def test_learns_a_motif_and_one_seed_gives_the_same_metrics():
         e["train_loss"] for e in first["dev_curve"]]
 
 
+def test_test_is_scored_with_the_best_dev_epochs_weights():
+    """Early stopping keeps the best dev epoch's weights: with test the same rows as dev, test
+    scores what dev scored at the best epoch, not at the last one; training stops `patience`
+    epochs after it."""
+    data = [*motif_split(200, 0), *motif_split(100, 1)]
+    run = run_cnn(*data, *data[2:], replace(TINY, epochs=12, lr=3e-2))["per_seed"][0]
+    curve = [e["dev_mcc"] for e in run["dev_curve"]]
+    assert run["stopped_early"] and curve[-1] < max(curve)  # the last epoch is not the best
+    assert run["epochs_run"] == run["best_epoch"] + TINY.patience
+    assert run["best_epoch"] == 1 + int(np.argmax(curve))
+    assert run["test"]["mcc"] == run["dev"]["mcc"] == max(curve)
+
+
 def test_padding_does_not_change_a_sequences_scores():
     import torch
 
