@@ -227,3 +227,22 @@ def test_paired_difference_tells_a_real_gap_from_noise():
     line = comparison_lines([good, old])[0]  # a file written before rows were kept
     assert " beside tfidf " in line and "difference" not in line
     assert line.endswith(": no paired interval (test rows not kept, or not the same test rows)")
+
+
+def test_paired_difference_cancels_the_errors_two_models_share():
+    """Two models wrong on the same hard rows, one wrong on 2% more: the rows' difficulty is
+    shared, so the paired interval is narrow and excludes 0, where resampling each model's rows
+    on their own would give an interval about five times as wide, holding 0."""
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 2, 2000)
+    hard = rng.random(truth.size) < 0.2
+    extra = ~hard & (rng.random(truth.size) < 0.025)
+    a = np.where(hard, 1 - truth, truth)
+    b = np.where(hard | extra, 1 - truth, truth)
+    b2 = np.where(hard | (extra & (np.arange(truth.size) % 2 == 0)), 1 - truth, truth)
+    d = paired_difference(_scored("t", "a", truth, [a]), _scored("t", "b", truth, [b, b2]),
+                          "accuracy")
+    # b's accuracy is the mean over its two seeds
+    assert d["difference"] == pytest.approx((a == truth).mean() - np.mean(
+        [(b == truth).mean(), (b2 == truth).mean()]))
+    assert d["better"] == "a" and 0 < d["low"] and d["high"] - d["low"] < 0.02
