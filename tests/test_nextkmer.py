@@ -19,11 +19,13 @@ from groverlm.kmers import index_to_kmer, kmer_to_index
 from groverlm.metrics import read_metrics
 from groverlm.nextkmer import (
     NextKmerSamplesConfig,
+    Samples,
     draw_samples,
     genome_counts,
     kmer_classifier,
     most_frequent,
     run_nextkmer,
+    table_record,
     table_scores,
     valid_starts,
     zero_shot_scores,
@@ -93,6 +95,13 @@ def test_valid_starts_and_errors(genome):
     pos = 20_000 + np.flatnonzero(ok)
     assert not ((pos + 10 > 21_000) & (pos < 21_030)).any()  # never reads the N run
     assert ((pos % 1_000) <= 990).all()
+    # exactly the starts whose 10 bases are A/C/G/T, in range, and inside one block
+    seq = g["chr1"].sequence()
+    for a, b in ((20_500, 23_000), (32_800, 33_950)):  # the N runs at 21,000 and 33,333
+        ok = valid_starts(g["chr1"], a, b, 10, 1_000)
+        assert (a + np.flatnonzero(ok)).tolist() == [
+            p for p in range(a, b - 9) if p // 1_000 == (p + 9) // 1_000
+            and "N" not in seq[p : p + 10]]
     cfg = NextKmerSamplesConfig(ks=(2,), context=20, train_samples=10_000, dev_samples=10,
                          test_samples=10, block=1_000)
     with pytest.raises(GroverError, match="fewer than"):
@@ -146,6 +155,25 @@ def test_context_table_counts_the_genome_outside_the_region(tmp_path):
     capped_n, used_n = genome_counts(fa, Region("chr1", 700, 1200), 6, 100)
     assert used_n == 100 and np.array_equal(capped_n, capped)
     assert genome_counts(fa, Region("chr1", 700, 1200), 6, 10_000)[1] == 504
+
+
+def test_context_table_keeps_the_order_best_on_dev(tmp_path):
+    """Outside the region AACCGGTT repeats: one base before does not tell the next (A is followed
+    by A or C), two always do, so order 2 is kept (longer ones tie: the shorter wins)."""
+    fa = write_fasta(tmp_path / "g.fa", {"chr1": "AACCGGTT" * 200 + random_dna(1000, 3)})
+    counts, bases = genome_counts(fa, Region("chr1", 1600, 2600), 6, 10**6)
+    unit = "AACCGGTT" * 3
+    contexts = [unit[i : i + 8] for i in range(8)]
+    following = [unit[i + 8] for i in range(8)]
+    cfg = NextKmerSamplesConfig(ks=(1,), context=8, train_samples=8, dev_samples=8,
+                                test_samples=8, block=100)
+    samples = Samples("chr1", cfg, {s: np.arange(8) for s in ("train", "dev", "test")},
+                      {s: contexts for s in ("train", "dev", "test")},
+                      {s: following for s in ("train", "dev", "test")})
+    y = {s: samples.labels(s, 1) for s in ("dev", "test")}
+    r = table_record(counts, 6, samples, 1, y, bases)
+    assert r["params"]["order"] == 2 and r["params"]["dev_accuracy"] == 1.0
+    assert r["test"]["accuracy"] == 1.0
 
 
 def test_context_table_counts_many_scaffolds_at_once(tmp_path, monkeypatch):

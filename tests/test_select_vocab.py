@@ -64,13 +64,17 @@ def test_the_rule_does_not_reward_guessing_the_most_frequent_kmer():
     assert select_cycles(rows[:2], [2, 6])["cycles"] == 5000  # by chance alone it would win
     # a most frequent k-mer absent from the test samples: chance is the floor
     assert reference_accuracy([{"model": "most-frequent", "dev_k2": 0.0}], [2]) == {2: 1 / 16}
+    assert reference_accuracy([{"model": "most-frequent", "dev_k2": 0.05}], [2]) == {2: 1 / 16}
 
 
 def test_baseline_rows_take_every_tfidf_model():
     summary = [{"k": 2, "chance": 1 / 16, "most_frequent_accuracy": 0.1, "tfidf-rf": 0.2,
-                "tfidf-lr": 0.3}, {"k": 5, "chance": 4.0**-5, "most_frequent_accuracy": 0.01,
-                                   "tfidf-lr": 0.02}]
+                "tfidf-lr": 0.3, "most_frequent_dev_accuracy": 0.12},
+               {"k": 5, "chance": 4.0**-5, "most_frequent_accuracy": 0.01, "tfidf-lr": 0.02,
+                "most_frequent_dev_accuracy": 0.03}]
     rows = {r["model"]: r for r in baseline_rows(summary)}
+    # the rule's reference is the most frequent k-mer's dev accuracy: test is only reported
+    assert reference_accuracy(list(rows.values()), [2, 5]) == {2: 0.12, 5: 0.03}
     assert set(rows) == {"chance", "most-frequent", "tfidf-lr", "tfidf-rf"}
     assert rows["tfidf-rf"]["acc_k5"] == "" and rows["tfidf-lr"]["acc_k5"] == 0.02
     ref = reference_accuracy(list(rows.values()), [2, 5], "acc_k")
