@@ -64,6 +64,8 @@ def test_half_of_the_samples_are_full_length():
     assert abs((lengths == 510).mean() - 0.5) < 0.01  # 1/2 plus the 1/491 uniform draws of 510
     rest = lengths[lengths < 510]  # uniform on 20..509
     assert rest.min() == 20 and abs(rest.mean() - (20 + 509) / 2) < 4 * 141 / len(rest) ** 0.5
+    r = cut_samples(600_000, np.random.default_rng(2), CorpusConfig(full_fraction=0.2))
+    assert abs((r[:, 1] - r[:, 0] == 510).mean() - 0.2) < 0.03  # ~1,900 samples: 3 sd
 
 
 def test_region_runs_split_at_borders():

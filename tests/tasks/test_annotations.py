@@ -92,6 +92,7 @@ def test_bed_intervals(tmp_path):
     assert iv["chr1"].tolist() == [[10, 30], [50, 60]]
     assert contained(iv, "chr1", 12, 30) and not contained(iv, "chr1", 25, 35)
     assert not contained(iv, "chr3", 0, 1) and not contained(iv, "chr1", 0, 5)
+    assert contained(iv, "chr1", 50, 60) and not contained(iv, "chr1", 49, 55)  # a peak's edges
     bed.write_text("chr1\t50\n")
     with pytest.raises(GroverError, match=r"p.bed:1: BED needs"):
         read_bed_intervals(bed)

@@ -122,6 +122,16 @@ def test_labels_from_peaks(tmp_path):
     assert all(e.sequence[48:53] == "ACGTA" for e in ex)  # motif centred
     ex, _ = ctcf_examples(g, m, peaks, CTCFConfig(window=100, max_negative_ratio=1.0))
     assert sorted(e.label for e in ex) == [0, 1]
+    # a hit on the - strand is read on its strand (the motif reads forward), or with orient
+    # "genome" on the + strand
+    seq[2500:2505] = reverse_complement("ACGTA")
+    g = Genome([Record("c", encode("".join(seq)))])
+    for orient in ("motif", "genome"):
+        ex, _ = ctcf_examples(g, m, peaks, CTCFConfig(window=100, orient=orient))
+        minus = ex[-1]
+        plain = g["c"].sequence(minus.start, minus.end)
+        assert (minus.start, minus.strand) == (2452, "-" if orient == "motif" else "+")
+        assert minus.sequence == (reverse_complement(plain) if orient == "motif" else plain)
 
 
 def test_cli_build(tmp_path):

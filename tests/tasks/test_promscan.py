@@ -48,6 +48,11 @@ def test_neighbours_and_ambiguity(genome3_records):
     assert (16500, 17500) not in plus  # holds the - TSS only
     assert stats["ambiguous"] >= 1
     assert len({(e.chrom, e.start, e.end, e.strand) for e in ex}) == len(ex)  # no duplicates
+    # windows are half-open: a TSS at a window's end is outside it, at its start inside
+    ex, _ = promscan_examples(genome3_records, [TSS("chr2", 20000, "+"), TSS("chr2", 23500, "+")],
+                              PromScanConfig())
+    plus = {(e.start, e.end): e.label for e in ex}
+    assert plus[(22500, 23500)] == 0 and plus[(23500, 24500)] == 1
 
 
 def test_cli_build(tmp_path, genome3, tss_refseq):
