@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 
 from groverlm.bpe.train import write_training
 from groverlm.cli import main
@@ -24,6 +25,7 @@ from groverlm.select_vocab import (
     draw_selection,
     preflight,
     reference_accuracy,
+    reference_styles,
     relative_score,
     select_cycles,
     write_pretrain_genome,
@@ -397,3 +399,27 @@ def test_the_selection_figure_names_every_line_in_a_panel_of_its_own():
     assert lines["tfidf-rf"].get_ydata()[0] == pytest.approx(9.15)
     assert {ln.get_label() for ln in lift.get_lines()} >= {"BPE", "chance"}
     assert lift.get_lines()[0].get_ydata()[0] == pytest.approx(3.2)  # a ratio, not scaled
+
+
+
+def test_no_two_lines_of_the_selection_figure_look_alike():
+    """Six colours and four dashes cycled over every reference line gave kmer-6 and the context
+    table one orange dash, kmer-4 and TF-IDF + LR one red dash (the chr20 selection's figure)."""
+    names = [("kmer-4", "kmer"), ("kmer-5", "kmer"), ("kmer-6", "kmer"),
+             ("kmer-4-zeroshot", "zero-shot"), ("kmer-5-zeroshot", "zero-shot"),
+             ("kmer-6-zeroshot", "zero-shot"), ("chance", "baseline"),
+             ("most-frequent", "baseline"), ("tfidf-lr", "baseline"), ("tfidf-rf", "baseline"),
+             ("tfidf-bpe-lr", "baseline"), ("context-table", "baseline")]
+    refs = [{"model": n, "kind": kind, LIFT: 1 + i / 20, "acc_k2": 0.1 + i / 200}
+            for i, (n, kind) in enumerate(names)]
+    styles = reference_styles(refs)
+    looks = {n: (to_hex(c), str(ls)) for n, (c, ls) in styles.items()}
+    assert set(looks) == {n for n, _ in names} and len(set(looks.values())) == len(looks)
+    # a k-mer model and its zero-shot readout share a colour, as BPE's curves do
+    assert looks["kmer-5"][0] == looks["kmer-5-zeroshot"][0] != looks["kmer-4"][0]
+    # and the figure draws each line so
+    bpe = [{"model": f"bpe-{c}", "kind": "bpe", "cycles": c, LIFT: 1.0, "acc_k2": 0.1}
+           for c in (100, 600)]
+    k2 = draw_selection(bpe + refs, [2], selected=600).axes[0]
+    drawn = {ln.get_label(): to_hex(ln.get_color()) for ln in k2.get_lines()}
+    assert all(drawn[n] == looks[n][0] for n in looks)

@@ -550,8 +550,35 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
     return save_png(draw_selection(rows, ks, selected), path)
 
 
-# chance and the most frequent k-mer as the task figure of the report draws them
-REFERENCE_STYLE = {"chance": ("k", ":"), "most-frequent": ("k", "--")}
+# chance and the most frequent k-mer as the task figure of the report draws them; the context
+# table, the bar no model reaches here, a solid grey line
+REFERENCE_STYLE = {"chance": ("k", ":"), "most-frequent": ("k", "--"), "context-table": ("0.4", "-")}
+
+
+def reference_styles(refs: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+    """(colour, line style) of each horizontal line of the selection figure, one meaning per
+    look: chance, the most frequent k-mer and the context table as REFERENCE_STYLE draws them;
+    each k-mer model a colour of its own, dashed fine-tuned and dash-dotted zero-shot (as the BPE
+    curve is solid and its zero-shot dashed); other baselines (TF-IDF) a grey and a dash pattern
+    each (12 looks before one repeats). Six colours and four dashes cycled over every line gave
+    kmer-6 and the context table one orange dash, kmer-4 and TF-IDF + LR one red dash."""
+    kmers = [r["model"] for r in refs if r["kind"] == "kmer"]
+    colors = dict(zip(kmers, COLORS[1:] * len(kmers), strict=False))  # COLORS[0]: BPE
+    dashes = [(0, (6, 2)), "-.", (0, (3, 1, 1, 1, 1, 1)), (0, (8, 2, 2, 2))]
+    greys = ["0.25", "0.45", "0.65"]
+    styles: dict[str, tuple[Any, Any]] = {}
+    others = 0
+    for r in refs:
+        name = r["model"]
+        fine_tuned = name.removesuffix("-zeroshot")
+        if name in REFERENCE_STYLE:
+            styles[name] = REFERENCE_STYLE[name]
+        elif fine_tuned in colors:
+            styles[name] = (colors[fine_tuned], "--" if name == fine_tuned else "-.")
+        else:
+            styles[name] = (greys[others % len(greys)], dashes[others % len(dashes)])
+            others += 1
+    return styles
 
 
 def draw_selection(rows: list[dict[str, Any]], ks: list[int], selected: int | None = None):
@@ -570,10 +597,7 @@ def draw_selection(rows: list[dict[str, Any]], ks: list[int], selected: int | No
     for ax in axes[len(panels):]:
         ax.axis("off")
     legend_ax, axes = axes[len(panels)], axes[: len(panels)]
-    styles = ["--", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
-    colors = iter(COLORS[1:7] * 4)
-    ref_style = {r["model"]: REFERENCE_STYLE.get(r["model"])
-                 or (next(colors), styles[i % len(styles)]) for i, r in enumerate(refs)}
+    ref_style = reference_styles(refs)
     for ax, col in zip(axes, panels, strict=True):
         scale = 1 if col == LIFT else 100  # accuracies in percent, as table.md gives them
         x, y = _points(curves["bpe"], col)
