@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import logging
 import os
 import pkgutil
 import subprocess
@@ -76,6 +77,24 @@ def test_progress_bars_off_a_terminal_redraw_every_few_seconds(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert float(out.stdout.split()[-1]) >= 2
+
+
+def test_verbose_shows_our_debug_lines_not_every_library_s(tmp_path):
+    # a fresh process: under pytest the root logger has handlers and basicConfig does nothing.
+    # The levels are read while the command runs (cli.guarded runs it)
+    (tmp_path / "g.fa").write_text(">c\nACGT\n")
+    code = ("import logging, sys; from groverlm import cli; real = cli.guarded\n"
+            "def probe(*a):\n"
+            "    print([logging.getLogger(n).isEnabledFor(logging.DEBUG) "
+            "for n in ('groverlm.genome', 'matplotlib.font_manager')])\n"
+            "    return real(*a)\n"
+            "cli.guarded = probe; cli.main(['-v', 'genome', 'summary', sys.argv[1]])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "g.fa")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.splitlines()[0] == "[True, False]", out.stdout + out.stderr
+    level = logging.getLogger("groverlm").level
+    assert main(["-v", "genome", "summary", str(tmp_path / "g.fa")]) == 0
+    assert logging.getLogger("groverlm").level == level  # as it was for the caller (tests)
 
 
 # each command with its inputs pointing at the wrong thing: WRONG a folder that is no stage of

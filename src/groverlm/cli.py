@@ -91,7 +91,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="groverlm", description="GROVER DNA language model: genome-scale BPE vocabulary, BERT "
         "pretraining, vocabulary selection, genome-biology tasks, baselines and analyses.")
     parser.add_argument("--version", action="version", version=f"groverlm {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="groverlm's debug log lines (and a system error's traceback)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in MODULES if owner is None else [owner]:
         importlib.import_module(name).register(sub)
@@ -110,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except GroverError as err:
         print(f"groverlm: error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = getattr(args, "out", None)
     fresh_out = isinstance(out, str) and not os.path.exists(out)
 
@@ -121,7 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         if fresh_out and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)  # a stage made its output folder, then found a bad input: leave no trace
 
-    return guarded(lambda: args.func(args), "groverlm", on_error)
+    # -v: our own debug lines only; the root at DEBUG let every library's through (matplotlib's
+    # font search alone is 150 lines before a plot). Reset after: tests call main in-process
+    ours = logging.getLogger("groverlm")
+    level = ours.level
+    if args.verbose:
+        ours.setLevel(logging.DEBUG)
+    try:
+        return guarded(lambda: args.func(args), "groverlm", on_error)
+    finally:
+        ours.setLevel(level)
 
 
 def guarded(main: Callable[[], int | None], prog: str | None = None,
