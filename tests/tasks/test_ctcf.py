@@ -134,7 +134,7 @@ def test_labels_from_peaks(tmp_path):
         assert minus.sequence == (reverse_complement(plain) if orient == "motif" else plain)
 
 
-def test_cli_build(tmp_path):
+def test_cli_build(tmp_path, capsys, caplog):
     rng = np.random.default_rng(1)
     chroms = {}
     for c in ("chr1", "chr2", "chr3"):
@@ -150,9 +150,12 @@ def test_cli_build(tmp_path):
     peaks[0].write_text("chr1\t0\t15000\nchr3\t0\t15000\n")
     peaks[1].write_text("chr2\t0\t15000\nchr9\t0\t100\n")
     out = tmp_path / "ctcf"
+    caplog.set_level("INFO", logger="groverlm.tasks.ctcf")
     assert main(["tasks", "ctcf", "--genome", str(genome), "--motif", str(motif), "--peaks",
                  *map(str, peaks), "--out", str(out), "--window", "200",
                  "--threshold", "8"]) == 0
+    said = capsys.readouterr().out + caplog.text
+    assert said.count("threshold 8.00 bits") == 1, said  # once, not in the log and again on stdout
     man = json.loads((out / "manifest.json").read_text())
     assert man["hits"]["threshold_bits"] == 8.0
     assert man["motif"]["consensus"] == "ACGTA"

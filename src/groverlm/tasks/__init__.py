@@ -211,10 +211,7 @@ def ctcf_command(args: argparse.Namespace) -> int:
                      split=_split(args))
     man = build_ctcf(args.genome, args.motif, args.peaks, args.out, cfg, _chroms(args.chrom),
                      args.overwrite)
-    h = man["hits"]
-    print(f"ctcf: threshold {h['threshold_bits']:.2f} bits, {h['hits']:,} hits, "
-          f"{h['hits_kept']:,} kept, {100 * h['fraction_bound']:.1f}% bound")
-    _summary("ctcf", man, args.out)
+    _summary("ctcf", man, args.out)  # the hit counts are build_ctcf's log line
     return 0
 
 
