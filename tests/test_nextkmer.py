@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from groverlm.cli import main
+from groverlm.cli import build_parser, main
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
@@ -43,6 +43,21 @@ def genome(tmp_path_factory) -> Path:
     seq = random_dna(60_000, 11, alphabet="AAACGTT")
     seq = seq[:21_000] + "N" * 30 + seq[21_030:33_333] + "NNN" + seq[33_336:]
     return write_fasta(root / "g.fa", {"chrX": random_dna(5_000, 1), "chr1": seq})
+
+
+@pytest.mark.parametrize("command", ["nextkmer", "select-vocab"])
+def test_max_train_is_not_offered_where_it_is_refused(command, capsys):
+    """--max-train always fails in next-k-mer (the model alone would train on fewer contexts:
+    check_no_max_train), so --help does not list it; given anyway, as to finetune, it is still
+    parsed, for that error naming --train-samples rather than argparse's 'unrecognized'."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--max-train" not in capsys.readouterr().out
+    assert "--max-train" in build_parser(["finetune"])._command(["finetune"]).format_help()
+    inputs = {"nextkmer": ["--model", "m"], "select-vocab": ["--bpe", "b"]}[command]
+    argv = [command, *inputs, "--genome", "g", "--region", "chr1", "--out", "o", "--max-train",
+            "50"]
+    assert build_parser(argv).parse_args(argv).max_train == 50
 
 
 def test_settings_a_resume_or_a_fair_comparison_could_not_survive(genome, tmp_path):

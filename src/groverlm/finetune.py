@@ -812,10 +812,13 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     return summary
 
 
-def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None) -> None:
+def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None,
+                   max_train: bool = True) -> None:
     """Fine-tuning options shared by `finetune`, `nextkmer` and `select-vocab`, their defaults those
     of `d` (default: ClassifierConfig()), so that the flags and YAML agree; `--seeds N` runs seeds
-    --seed .. --seed + N - 1."""
+    --seed .. --seed + N - 1. With `max_train` False, --max-train is left out of --help (next-k-mer
+    refuses it: nextkmer.check_no_max_train) but still parsed, so that one given as to `finetune`
+    gets the message naming the setting to use instead."""
     d = d or ClassifierConfig()
     p.add_argument("--seeds", type=int, default=len(d.seeds),
                    help=f"runs with different seeds (default {len(d.seeds)})")
@@ -832,7 +835,8 @@ def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None
     p.add_argument("--stride", type=int, default=None,
                    help="tokens between window starts (default: the window length)")
     p.add_argument("--max-train", type=int, default=None, metavar="N",
-                   help="train on a seeded random subset of N sequences")
+                   help="train on a seeded random subset of N sequences" if max_train
+                   else argparse.SUPPRESS)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default=d.precision, help="auto (bf16 on GPU), bf16 or fp32")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")

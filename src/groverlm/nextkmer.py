@@ -650,7 +650,7 @@ def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesCo
     p.add_argument("--no-table", dest="table", action="store_false",
                    help="skip the context table (the most frequent k bases after the context's "
                         "last m bases, counted on the genome outside --region)")
-    add_train_args(p, kmer_classifier())
+    add_train_args(p, kmer_classifier(), max_train=False)
 
 
 def regions(cfg: Any, config: Any) -> list[tuple[str, Any]]:
