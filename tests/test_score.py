@@ -18,7 +18,7 @@ import torch
 
 import groverlm
 from groverlm.analysis.report import render_report
-from groverlm.cli import main
+from groverlm.cli import build_parser, main
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome, reverse_complement
 from groverlm.finetune import WindowedData, predict, reverse_complement_ids, token_ids
@@ -315,6 +315,14 @@ def test_ism_writes_the_table_and_the_picture(tiny, tmp_path, capsys):
                  "chrA:10-99999999", "--out", str(tmp_path / "far"), "--quiet"]) == 2
     assert f"{genome}: --region chrA:10-99999999 ends beyond" in capsys.readouterr().err
 
+
+
+def test_ism_offers_no_option_it_ignores():
+    """--max-indel (score variants': longer alleles get status too_long) changed nothing in ism,
+    whose changes are all single bases; argparse now refuses it."""
+    argv = ["ism", "--model", "m", "--genome", "g", "--region", "c:0-9", "--out", "o"]
+    with pytest.raises(GroverError, match="unrecognized arguments: --max-indel"):
+        build_parser(argv).parse_args([*argv, "--max-indel", "5"])
 
 @pytest.mark.slow
 def test_a_hub_id_loads_from_a_local_cache_offline(tiny, tmp_path):

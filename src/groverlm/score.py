@@ -734,12 +734,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=variants_command)
     m = sub.add_parser("ism", help="in-silico mutagenesis of a region: every base, 3 changes")
     m.add_argument("--model", required=True, help="model folder or Hub id")
-    m.add_argument("--genome", required=True)
+    m.add_argument("--genome", required=True, help="FASTA the region is read from")
     m.add_argument("--region", required=True, help="CHROM:START-END (0-based, half-open)")
     m.add_argument("--out", required=True, help="output folder")
+    # no --max-indel: every change is a single-base substitution, never too long
     add_fields(m, ScoringConfig, "rc", "batch_size", "device", "threads", "flank", "margin",
-               "max_indel", "chunk")
-    m.add_argument("--overwrite", action="store_true")
+               "chunk")
+    m.add_argument("--overwrite", action="store_true", help="replace a finished output folder")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=ism_command)
 
