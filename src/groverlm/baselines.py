@@ -359,14 +359,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--trees", type=int, default=dt.n_estimators,
                    help=f"random forest size (default {dt.n_estimators})")
     f.add_argument("--max-train", type=int, default=dt.max_train,
-                   help="train on a seeded random subset of this many rows")
+                   help="train on a seeded random subset of this many rows (default: all)")
     f.add_argument("--no-class-weight", action="store_true",
                    help="do not reweight classes (default: balanced weights)")
     f.add_argument("--jobs", type=int, default=dt.n_jobs,
                    help=f"cores for the forest (default {dt.n_jobs})")
     f.add_argument("--threshold", choices=("argmax", "dev"), default=dt.threshold,
                    help="binary tasks: argmax (default) or the cut with the best dev MCC")
-    f.add_argument("--overwrite", action="store_true")
+    f.add_argument("--overwrite", action="store_true", help="replace a finished output folder")
     f.set_defaults(func=tfidf)
 
     # the CNN's defaults live on CnnConfig only: a flag left out keeps the dataclass's value
@@ -394,7 +394,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"binary tasks: argmax or the cut with the best dev MCC (default "
                         f"{d.threshold})")
     c.add_argument("--threads", type=int, help=f"torch CPU threads (default {d.threads})")
-    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--overwrite", action="store_true", help="replace a finished output folder")
     c.set_defaults(func=cnn)
 
 

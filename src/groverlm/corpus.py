@@ -633,15 +633,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="saved segmentation to reuse (bpe train --save-tokens-at); by default the "
                         "one beside the vocabulary's train folder when it matches")
     c.add_argument("--max-tokens", type=int, default=dc.max_tokens,
-                   help=f"longest sample (default {dc.max_tokens})")
+                   help=f"longest sample, in tokens (default {dc.max_tokens})")
     c.add_argument("--min-tokens", type=int, default=dc.min_tokens,
-                   help=f"shortest sample (default {dc.min_tokens})")
+                   help=f"shortest sample, in tokens (default {dc.min_tokens})")
     c.add_argument("--test-fraction", type=float, default=None,
                    help=f"share of samples held out at random (default {dc.test_fraction})")
     c.add_argument("--holdout", nargs="+", action="extend", default=[], metavar="REGION",
                    help="hold out CHROM or CHROM:START-END (0-based, half-open) as the test split "
                         "instead of a random share")
-    c.add_argument("--seed", type=seed_arg, default=dc.seed)
+    c.add_argument("--seed", type=seed_arg, default=dc.seed,
+                   help=f"sample lengths and the random test split (default {dc.seed})")
     c.add_argument("--overwrite", action="store_true", help="replace a finished corpus")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_corpus_cmd)

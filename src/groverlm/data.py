@@ -582,7 +582,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="fetch the hg19 files of the default run into a cache")
     g = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     f = g.add_parser("fetch", help="fetch a dataset (checksums verified)")
-    f.add_argument("dataset", choices=sorted(DATASETS), help="demo: what `groverlm demo` reads")
+    f.add_argument("dataset", choices=sorted(DATASETS), help="demo: what `groverlm demo` reads; "
+                   "all: every file groverlm knows (demo's, other TSS lists, CTCF peaks, matrices)")
     f.add_argument("--from-dir", metavar="DIR", help=f"a folder holding the files (else ${DATA_ENV})")
     f.add_argument("--cache", metavar="DIR", help=f"cache root (else ${CACHE_ENV} or "
                                                   "~/.cache/groverlm)")

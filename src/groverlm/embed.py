@@ -74,7 +74,7 @@ class EmbedConfig:
     batch_size: int = volatile(16)  # windows per forward pass; windows are sorted by length to pad little
     dtype: str = "float32"  # compute dtype; bfloat16 halves memory, the output stays float32
     max_tokens: int | None = None  # window length in tokens; None: the model's positions minus 2
-    device: str = volatile("cpu")  # torch device string
+    device: str = volatile("cpu")  # auto (the GPU when torch sees one), cpu, cuda or cuda:N
     chunk: int = volatile(1024)  # sequences per resumable chunk: the partial output is flushed after each
     rc: bool = False  # both strands: the mean of a sequence's vector and its reverse complement's
     threads: int | None = volatile(None)  # torch CPU threads (None: torch's choice, one per core)

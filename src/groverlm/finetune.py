@@ -65,6 +65,7 @@ import numpy as np
 
 from groverlm import lazy
 from groverlm.args import (
+    PRECISIONS,
     changes_to,
     check_precision,
     check_unique_seeds,
@@ -829,7 +830,8 @@ def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None
         f"{BASE_WIDTH} or more, else {SMALL_LR:g})"))
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help=f"sequences per step (default {d.batch_size})")
-    p.add_argument("--seed", type=seed_arg, default=0, help="first seed (then seed+1, ...)")
+    p.add_argument("--seed", type=seed_arg, default=d.seeds[0],
+                   help=f"first seed (then seed+1, ...; default {d.seeds[0]})")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="window length in tokens (default: the model's positions - 2)")
     p.add_argument("--stride", type=int, default=None,
@@ -837,9 +839,12 @@ def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None
     p.add_argument("--max-train", type=int, default=None, metavar="N",
                    help="train on a seeded random subset of N sequences" if max_train
                    else argparse.SUPPRESS)
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default=d.precision, help="auto (bf16 on GPU), bf16 or fp32")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument("--device", default=d.device, help=f"auto (the GPU when torch sees one), cpu, "
+                   f"cuda or cuda:N (default {d.device})")
+    p.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help=f"auto: bf16 on a GPU, fp32 on the CPU (default {d.precision})")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--overwrite", action="store_true", help="discard a previous run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

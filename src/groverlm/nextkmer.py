@@ -60,7 +60,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from groverlm.args import listed, stable
+from groverlm.args import add_fields, listed, stable
 from groverlm.baselines import TfidfConfig, run_tfidf
 from groverlm.context import Context, held_out_setting
 from groverlm.corpus import Region
@@ -113,9 +113,9 @@ class NextKmerSamplesConfig:
 
     ks: tuple[int, ...] = (2, 3, 4, 5, 6)  # label lengths; 4**k classes each
     context: int = 50  # bases the model sees (GROVER: 50)
-    train_samples: int = 10_000
-    dev_samples: int = 2_000  # choose the epoch (and TF-IDF's k) on these
-    test_samples: int = 2_000
+    train_samples: int = 10_000  # contexts the model and every baseline train on
+    dev_samples: int = 2_000  # contexts that choose the epoch (and TF-IDF's k)
+    test_samples: int = 2_000  # contexts the reported accuracies are measured on
     block: int = 100_000  # region blocks drawn whole to one split (no shared bases)
     seed: int = 0  # block draw and positions
     # the command's flag named otherwise than its field (a run's errors name the field)
@@ -636,10 +636,7 @@ def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesCo
                                                      f"{listed(d.ks)})")
     p.add_argument("--context", type=int, default=d.context,
                    help=f"context bases (default {d.context})")
-    p.add_argument("--train-samples", type=int, default=d.train_samples)
-    p.add_argument("--dev-samples", type=int, default=d.dev_samples,
-                   help=f"(default {d.dev_samples})")
-    p.add_argument("--test-samples", type=int, default=d.test_samples)
+    add_fields(p, NextKmerSamplesConfig, "train_samples", "dev_samples", "test_samples")
     p.add_argument("--block", type=int, default=d.block,
                    help=f"region blocks drawn whole to a split (default {d.block:,} bp)")
     p.add_argument("--tfidf", choices=TFIDF, default=baselines.tfidf,

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import MaskingConfig, TrainConfig, add_fields, field_help, listed
+from groverlm.args import PRECISIONS, MaskingConfig, TrainConfig, add_fields, field_help, listed
 from groverlm.context import Context
 from groverlm.corpus import Corpus
 from groverlm.errors import GroverError, one_line
@@ -83,7 +83,7 @@ class ModelConfig:
 
     preset: str = "tiny"  # architecture (tiny: the CPU model; grover-base: GROVER's BERT; models.PRESETS)
     overrides: dict[str, Any] = field(default_factory=dict)  # config fields (--set key=value)
-    mask_rate: float = 0.022  # GROVER's 2.2% of tokens are targets
+    mask_rate: float = 0.022  # share of tokens chosen as training targets (GROVER: 2.2%)
     mask_split: tuple[float, float] = (0.8, 0.2)  # of the targets: share shown as [MASK], as a
     #                                               random token (the rest kept; BERT: 0.8,0.1)
     eval_samples: int = 1024  # test samples per periodic evaluation (0: all); fixed masks
@@ -675,7 +675,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "weight_decay", "clip_norm")
     add_fields(p, ModelConfig, "eval_mask_rate")
     add_fields(p, TrainConfig, "bucket", "eval_every", "save_every", "keep_checkpoints",
-               "log_every", "seed", "device", "precision", "compile", "threads")
+               "log_every", "seed", "device", "precision", "compile", "threads",
+               choices={"precision": PRECISIONS})
     add_fields(p, ModelConfig, "eval_samples", "final_eval_samples", "pad_multiple",
                "unigram_bias")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
@@ -686,7 +687,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("plot-log", help="plot training runs' learning curves (PNG)")
     g.add_argument("runs", nargs="+", metavar="RUN", help="run folders holding log.jsonl")
     g.add_argument("--out", required=True, help="image to write (.png)")
-    g.add_argument("--title", default=None)
+    g.add_argument("--title", default=None, help="the plot's title (default: none)")
     g.add_argument("--labels", nargs="+", default=None, help="a name per run")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     g.set_defaults(func=_plot_cmd)

@@ -876,10 +876,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-nt", type=int, default=d.sample_nt,
                    help=f"nucleotides per pretraining sample, every vocabulary (lowered for all "
                         f"where one needs more than {MAX_TOKENS} tokens; default {d.sample_nt})")
-    p.add_argument("--pretrain-batch-size", type=int, default=d.batch_size)
+    p.add_argument("--pretrain-batch-size", type=int, default=d.batch_size,
+                   help=f"pretraining samples per step (default {d.batch_size})")
     p.add_argument("--max-steps", type=int, default=d.max_steps,
                    help=f"pretraining steps per model (default {d.max_steps})")
-    p.add_argument("--pretrain-lr", type=float, default=d.lr)
+    p.add_argument("--pretrain-lr", type=float, default=d.lr,
+                   help=f"pretraining peak learning rate (default {d.lr:g})")
     p.add_argument("--pretrain-bp", type=int, default=d.pretrain_bp,
                    help="pretrain on only the first BP A/C/G/T bases outside the region (speed)")
     add_nextkmer_args(p, select_baselines())  # as `groverlm nextkmer`

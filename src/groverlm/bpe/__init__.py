@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("train_dir", help="a `bpe train` output folder")
     e.add_argument("--cycles", type=int, required=True, help="cycle count C")
     e.add_argument("--out", required=True, help="tokenizer folder to write")
-    e.add_argument("--overwrite", action="store_true")
+    e.add_argument("--overwrite", action="store_true", help="replace a finished tokenizer folder")
     e.set_defaults(func=export_command)
 
 

@@ -143,7 +143,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = g.add_parser("prom300", help="300 bp promoters against shuffled copies (GROVER)")
     _common(a)
     a.add_argument("--tss", required=True, help="TSS list: RefSeq, GENCODE or BED6 (detected)")
-    a.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto")
+    a.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto",
+                   help="the TSS list's layout (default auto: detected)")
     a.add_argument("--vocab", help="tokenizer folder (needed by --negatives token)")
     a.add_argument("--negatives", choices=["token", "dinucleotide", "deepromoter"],
                    default=dp.negatives,
@@ -159,13 +160,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = g.add_parser("promscan", help="1 kb windows tiled around TSSs, label the TSS window")
     _common(b)
     b.add_argument("--tss", required=True, help="TSS list: RefSeq, GENCODE or BED6 (detected)")
-    b.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto")
+    b.add_argument("--tss-format", choices=["auto", "refseq", "gencode", "bed"], default="auto",
+                   help="the TSS list's layout (default auto: detected)")
     b.add_argument("--window", type=int, default=ds.window,
-                   help=f"window length (default {ds.window})")
+                   help=f"window length in bp (default {ds.window})")
     b.add_argument("--region", type=int, default=ds.region,
-                   help=f"span tiled per TSS (default {ds.region})")
+                   help=f"bp tiled around each TSS (default {ds.region})")
     b.add_argument("--stride", type=int, default=ds.stride,
-                   help=f"window shift (default {ds.stride})")
+                   help=f"bp between window starts (default {ds.stride})")
     b.set_defaults(func=promscan_command)
 
     c = g.add_parser("ctcf", help="CTCF motif hits, bound (in a ChIP-seq peak) or not")
@@ -173,13 +175,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--motif", required=True, help="JASPAR count matrix (one motif)")
     c.add_argument("--peaks", required=True, nargs="+", help="ChIP-seq peak BED file(s)")
     c.add_argument("--window", type=int, default=dc.window,
-                   help=f"window centred on a hit (default {dc.window})")
+                   help=f"window centred on a hit, in bp (default {dc.window})")
     c.add_argument("--threshold", type=float, default=dc.threshold,
                    help="log-odds cut-off in bits (default: from --rel-threshold)")
     c.add_argument("--rel-threshold", type=float, default=dc.rel_threshold,
                    help=f"cut-off as a fraction from min to max score (default {dc.rel_threshold})")
     c.add_argument("--min-spacing", type=int, default=dc.min_spacing,
-                   help="suppress weaker hits closer than this (default: --window; 0: none)")
+                   help="suppress weaker hits closer than this many bp (default: --window; 0: "
+                        "none)")
     c.add_argument("--orient", choices=["motif", "genome"], default=dc.orient,
                    help="read windows on the hit's strand (default) or the + strand")
     c.add_argument("--max-negative-ratio", type=float, default=dc.max_negative_ratio,
