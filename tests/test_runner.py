@@ -750,11 +750,15 @@ def test_sigkill_mid_stage_then_rerun_resumes_without_redoing_finished_stages(tm
 
 # -- command line ------------------------------------------------------------------------------
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
-    assert main(["run", str(CONFIGS / "mini.yaml"), "--only", "nosuch",
+@pytest.mark.parametrize("option", ["--only", "--from"])
+def test_cli_errors_are_one_line(option, tmp_path, capsys):
+    """A stage name that is none (select-vocab: the command's spelling) is refused as argparse
+    refuses any bad choice, naming the stages, before the config is read or anything printed."""
+    assert main(["run", str(CONFIGS / "mini.yaml"), option, "select-vocab",
                  "--set", f"run.dir={tmp_path}", "--set", f"data.dir={tmp_path}"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "unknown stage 'nosuch'" in err
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "invalid choice: 'select-vocab'" in err and "'select_vocab'" in err
+    assert out == ""  # not 'groverlm run: mini.yaml -> ...' first
 
 
 def test_demo_runs_the_packaged_config(tmp_path, monkeypatch, capsys):

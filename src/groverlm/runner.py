@@ -556,9 +556,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the whole pipeline from one YAML config (resumable)")
     p.add_argument("config", help="a YAML run config (see configs/)")
     sel = p.add_mutually_exclusive_group()
-    sel.add_argument("--only", action="append", metavar="STAGE",
-                     help="run just this stage (repeatable); the stages it reads must be done")
-    sel.add_argument("--from", dest="start", metavar="STAGE",
+    # choices: a misspelt stage is argparse's error before the config is read, and --help names them
+    names = stage_names()
+    sel.add_argument("--only", action="append", metavar="STAGE", choices=names,
+                     help="run just this stage (repeatable); the stages it reads must be done. "
+                          f"Stages, in order: {', '.join(names)}")
+    sel.add_argument("--from", dest="start", metavar="STAGE", choices=names,
                      help="run this stage and every later one")
     _common(p)
     p.add_argument("--force", action="store_true",
