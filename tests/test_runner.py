@@ -411,7 +411,7 @@ def test_a_run_folders_own_config_runs_in_that_folder_from_anywhere(tmp_path, mo
     caplog.set_level("INFO")
     assert main(["run", str(moved / "config.yaml"), *args]) == 0
     out = capsys.readouterr().out
-    assert f"-> {moved}\n" in out and "genome     skipped (up to date)" in out
+    assert f"-> {moved}\n" in out and f"{'genome':<{runner.NAME_WIDTH}} skipped (up to date)" in out
     assert f"so the run is {moved}, not runs/x" in caplog.text
     assert not os.listdir(elsewhere)
     assert "run: {dir: runs/x}" in (moved / "config.yaml").read_text()  # still movable
@@ -450,11 +450,11 @@ def test_a_run_folders_config_records_data_files_found_in_the_current_folder_abs
     copy.write_text(copy.read_text().replace(str(first / "my.fa"), "my.fa"))
     capsys.readouterr()
     assert main(["run", str(copy), *args]) == 0
-    assert "genome     skipped (up to date)" in capsys.readouterr().out
+    assert f"{'genome':<{runner.NAME_WIDTH}} skipped (up to date)" in capsys.readouterr().out
     assert load_config(copy).data.genome == str(first / "my.fa")
     monkeypatch.chdir(elsewhere)
     assert main(["run", str(copy), *args]) == 0
-    assert "genome     skipped (up to date)" in capsys.readouterr().out
+    assert f"{'genome':<{runner.NAME_WIDTH}} skipped (up to date)" in capsys.readouterr().out
     assert json.loads((first / "runs" / "x" / "genome" / "manifest.json").read_text())[
         "made"] == made and not os.listdir(elsewhere)
     # a relative data.dir is from the current folder too
@@ -741,12 +741,18 @@ def test_sigkill_mid_stage_then_rerun_resumes_without_redoing_finished_stages(tm
                            capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     for stage in earlier:
-        assert f"{stage:<10} skipped (up to date)" in rerun.stdout
-    assert f"{'pretrain':<10} ran" in rerun.stdout
+        assert f"{stage:<{runner.NAME_WIDTH}} skipped (up to date)" in rerun.stdout
+    assert f"{'pretrain':<{runner.NAME_WIDTH}} ran" in rerun.stdout
     assert f"resumed from {latest.parent / killed_at}" in rerun.stderr
     assert done == {p: p.stat().st_mtime_ns for p in done}  # finished stages untouched
     assert json.loads((run / "pretrain" / "model" / "eval.json").read_text())["steps"] == 30
 
+
+
+def test_stage_lines_keep_one_column_for_every_stage_name():
+    """select_vocab, 12 letters, pushed its 'ran' two columns right of the others' (width 10)."""
+    lines = [runner.StageResult(name, "ran", 1.0).line() for name in runner.stage_names()]
+    assert len({line.index(" ran ") for line in lines}) == 1, lines
 
 # -- command line ------------------------------------------------------------------------------
 
@@ -811,7 +817,7 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={run}", "--quiet"]) == 0
     out = capsys.readouterr().out
     for stage in runner.stage_names():
-        assert f"{stage:<10} ran" in out
+        assert f"{stage:<{runner.NAME_WIDTH}} ran" in out
         m = json.loads((run / stage / "manifest.json").read_text())
         assert m["stage"] == f"run-{stage}" and not (run / stage / runner.PENDING).exists()
 
@@ -947,7 +953,7 @@ def test_a_genome_without_annotations_runs_without_tasks(tmp_path, monkeypatch, 
     assert main(["run", mini, *own, *nulls, "--set", "tasks.build=[]"]) == 0
     out = capsys.readouterr().out
     for stage in runner.stage_names():
-        assert f"{stage:<10} ran" in out
+        assert f"{stage:<{runner.NAME_WIDTH}} ran" in out
     for stage in ("tasks", "finetune", "baselines"):
         assert json.loads((run / stage / "manifest.json").read_text())["summary"] == {}
     z = json.loads((run / "score" / "readouts" / "readouts.json").read_text())

@@ -178,6 +178,9 @@ def stage_names() -> list[str]:
     return [s.name for s in STAGES]
 
 
+NAME_WIDTH = max(len(s.name) for s in STAGES)  # the stage lines' first column (select_vocab)
+
+
 def _stage(name: str) -> Stage:
     if name not in stage_names():
         raise GroverError(f"unknown stage {name!r}; stages: {', '.join(stage_names())}")
@@ -246,9 +249,9 @@ class StageResult:
 
     def line(self) -> str:
         if self.status == "ran":
-            return (f"{self.name:<10} ran      {self.seconds:8.1f} s  (CPU {self.cpu_seconds:.1f} s, "
-                    f"peak {self.peak_gb:.1f} GB)")
-        return f"{self.name:<10} {self.status}"
+            return (f"{self.name:<{NAME_WIDTH}} ran      {self.seconds:8.1f} s  (CPU "
+                    f"{self.cpu_seconds:.1f} s, peak {self.peak_gb:.1f} GB)")
+        return f"{self.name:<{NAME_WIDTH}} {self.status}"
 
 
 def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force: bool,
