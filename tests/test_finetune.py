@@ -341,11 +341,13 @@ def test_finetune_end_to_end(kmer_model, tmp_path, monkeypatch):
     assert (out / "model").exists() and not (out / "manifest.json").exists()
 
 
-def test_finetune_resumes_and_weights_unbalanced_classes(kmer_model, tmp_path):
+def test_finetune_resumes_and_weights_unbalanced_classes(kmer_model, tmp_path, caplog):
     task = composition_task(tmp_path / "task", seed=1, n=(120, 40, 40), positive=0.2)
     out = tmp_path / "ft"
     args = ft_args(kmer_model, task, out, "--seeds", "2", "--epochs", "2", "--lr", "2e-3")
+    caplog.set_level("INFO", logger="groverlm.train")
     assert main(args) == 0
+    assert "no checkpoint" not in caplog.text  # each fresh seed said so in an INFO line
     first = json.loads((out / "metrics.json").read_text())["results"][0]
     assert all(p["class_weights"] for p in first["per_seed"])  # 1:4 classes: auto turns them on
     # an interrupted run: seed 1 never finished, the stage never wrote its outputs

@@ -504,7 +504,11 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
         if dist.main:
             log.info("resumed from %s (step %d, %s tokens seen)", ckpt, step, f"{tokens_seen:,}")
     elif resume and dist.main:
-        log.info("no checkpoint in %s: starting at step 0", out / CHECKPOINTS)
+        # no folder yet is the usual start (fine-tuning resumes each seed's folder): no INFO line
+        # per seed; a checkpoints folder without a finished checkpoint is worth one
+        fresh = not (out / CHECKPOINTS).exists()
+        log.log(logging.DEBUG if fresh else logging.INFO, "no checkpoint in %s: starting at step 0",
+                out / CHECKPOINTS)
     runlog = RunLog(out, dist.main, step if ckpt is not None else None)
     amp = lambda: autocast(device, cfg.precision)  # noqa: E731
 
