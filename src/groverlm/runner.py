@@ -346,7 +346,8 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
     check_regions(cfg, regions)  # against genome.chroms and genome.max_bp
     check_devices(cfg, selected)
     data = resolve_data(cfg.data, from_dir=from_dir, report=on_data,  # a missing file: no folder
-                        config_dir=Path(cfg.source).parent if cfg.source else None)
+                        config_dir=Path(cfg.source).parent if cfg.source else None,
+                        progress=progress)
     own, named = _own_folder(cfg), _named_folder(cfg)  # run_folder's two, each found once
     run_dir = own or named
     if own is not None and own != named:
