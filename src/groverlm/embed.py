@@ -508,7 +508,8 @@ def _layer_arg(text: str) -> int | str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="one vector per sequence (FASTA, BED + genome, CSV)")
-    p.add_argument("--model", required=True, help="model folder (save_pretrained, tokenizer inside)")
+    p.add_argument("--model", required=True,
+                   help="model folder or Hub id (save_pretrained, tokenizer inside)")
     p.add_argument("--input", required=True, help="FASTA, BED (with --genome) or CSV/TSV with a "
                    "'sequence' column")
     p.add_argument("--out", required=True, help="OUT.npy (also writes OUT.index.tsv, "

@@ -851,7 +851,7 @@ def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a BERT classifier on a task folder")
-    p.add_argument("--model", required=True, help="model folder (ours, k-mer, GROVER format)")
+    p.add_argument("--model", required=True, help="model folder or Hub id (ours, k-mer, GROVER)")
     p.add_argument("--task", required=True, help="task folder (train/dev/test.csv; GUE works)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--class-weights", choices=CLASS_WEIGHTS, default=ClassifierConfig.class_weights,

@@ -686,7 +686,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("nextkmer", help="next-k-mer prediction from a held-out region")
-    p.add_argument("--model", required=True, help="model folder (any masked-LM checkpoint)")
+    p.add_argument("--model", required=True, help="model folder or Hub id (any masked-LM checkpoint)")
     p.add_argument("--genome", required=True, help="FASTA, gzip or bgzip")
     p.add_argument("--region", required=True, help="CHROM or CHROM:START-END, held out from "
                                                    "pretraining")

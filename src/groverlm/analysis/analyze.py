@@ -253,7 +253,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "analyses (JSON + PNG) for `groverlm report`")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--vocab", help="`bpe export` folder (vocab_stats.json)")
-    p.add_argument("--model", help="model folder (save_pretrained, tokenizer inside)")
+    p.add_argument("--model", help="model folder or Hub id (save_pretrained, tokenizer inside)")
     p.add_argument("--genome", help="genome FASTA the windows are drawn from")
     p.add_argument("--repeats", help="repeat intervals (BED, may be gzipped)")
     p.add_argument("--cpg", help="CpG islands (BED)")
