@@ -196,3 +196,12 @@ def test_every_option_says_what_it_is(command):
             continue
         text = (a.help or "").strip()
         assert text and not text.startswith("(default"), (command, a.option_strings or a.dest)
+
+
+def test_every_device_option_defaults_to_the_gpu_when_there_is_one():
+    """embed and analyze defaulted to cpu while pretrain, score, ism, finetune and nextkmer took
+    auto: a user with a GPU embedded on the CPU unless told."""
+    defaults = {name: a.default for name, p in commands().items() for a in p._actions
+                if a.dest == "device"}
+    assert {"embed", "analyze", "score seqs", "pretrain"} <= set(defaults)
+    assert set(defaults.values()) == {"auto"}, defaults

@@ -266,6 +266,20 @@ def test_import_groverlm_stays_light():
     assert out.stdout.split() == ["True", "False"]
 
 
+def test_cli_chunk_sets_the_resumable_chunk(tiny, tmp_path, monkeypatch):
+    """embed resumes chunk by chunk as score and ism do, but only they took --chunk."""
+    module = sys.modules["groverlm.embed"]
+    _, model_dir, _, _ = tiny
+    fa = write_fasta(tmp_path / "in.fa", {f"s{i}": random_dna(50, i) for i in range(5)})
+    calls = []
+    real = module.embed_token_ids
+    monkeypatch.setattr(module, "embed_token_ids", lambda *a, **k: (calls.append(len(a[2])),
+                                                                     real(*a, **k))[1])
+    assert main(["embed", "--model", str(model_dir), "--input", str(fa), "--out",
+                 str(tmp_path / "e.npy"), "--chunk", "2", "--quiet"]) == 0
+    assert calls == [2, 2, 1]
+
+
 def test_bad_max_tokens_touches_no_file_and_names_with_tabs_keep_their_rows(tiny, tmp_path,
                                                                               capsys):
     genome, model_dir, model, tok = tiny

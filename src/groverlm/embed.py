@@ -74,7 +74,7 @@ class EmbedConfig:
     batch_size: int = volatile(16)  # windows per forward pass; windows are sorted by length to pad little
     dtype: str = "float32"  # compute dtype; bfloat16 halves memory, the output stays float32
     max_tokens: int | None = None  # window length in tokens; None: the model's positions minus 2
-    device: str = volatile("cpu")  # auto (the GPU when torch sees one), cpu, cuda or cuda:N
+    device: str = volatile("auto")  # auto (the GPU when torch sees one), cpu, cuda or cuda:N
     chunk: int = volatile(1024)  # sequences per resumable chunk: the partial output is flushed after each
     rc: bool = False  # both strands: the mean of a sequence's vector and its reverse complement's
     threads: int | None = volatile(None)  # torch CPU threads (None: torch's choice, one per core)
@@ -210,7 +210,7 @@ def _read_csv(path: Path) -> list[Item]:
 # ----------------------------------------------------------------------------- model
 
 
-def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "cpu",
+def load_encoder(model_dir: str | Path, dtype: str = "float32", device: str = "auto",
                  need_head: bool = True):
     """(model, tokenizer) of a `save_pretrained` folder holding a masked LM and its tokenizer; the
     model is the stock `AutoModelForMaskedLM` (BERT, DeBERTa-v2, ...) in eval mode (its
@@ -357,7 +357,7 @@ def embed_sequences(model, tokenizer, sequences: Sequence[str], cfg: EmbedConfig
 
 def embed(model: Any, sequences: Sequence[str] | str | Path, genome: str | Path | None = None,
           pooling: str = "mean", layer: int | str = -1, batch_size: int = 16,
-          dtype: str = "float32", max_tokens: int | None = None, device: str = "cpu",
+          dtype: str = "float32", max_tokens: int | None = None, device: str = "auto",
           tokenizer: Any = None, progress: bool = False, rc: bool = False) -> np.ndarray:
     """Embed DNA sequences: (N, H) float32, or (N, L + 1, H) with `layer="all"`.
 
@@ -524,7 +524,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_fields(p, EmbedConfig, "batch_size", "dtype", choices={"dtype": DTYPES})
     p.add_argument("--max-tokens", type=int, default=EmbedConfig.max_tokens,
                    help="window length in tokens (default: the model's maximum minus 2)")
-    add_fields(p, EmbedConfig, "device", "threads", "rc")
+    add_fields(p, EmbedConfig, "device", "threads", "rc", "chunk")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.npy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_embed)
@@ -533,7 +533,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_embed(args: argparse.Namespace) -> int:
     cfg = EmbedConfig(pooling=args.pooling, layer=args.layer, batch_size=args.batch_size,
                       dtype=args.dtype, max_tokens=args.max_tokens, device=args.device,
-                      rc=args.rc, threads=args.threads)
+                      rc=args.rc, threads=args.threads, chunk=args.chunk)
     m = write_embeddings(args.model, args.input, args.out, cfg, args.genome, args.format,
                          args.overwrite, progress=not args.quiet)
     print(f"embed: {m['shape'][0]} sequences -> {m['outputs']['npy']} {tuple(m['shape'])} "

@@ -82,7 +82,7 @@ class AnalyzeConfig:
     pca_components: int = 5  # token-embedding components reported
     batch_size: int = volatile(16)  # windows per forward pass
     seed: int = 0  # window draws, masking, control model, probe folds
-    device: str = volatile("cpu")  # auto (the GPU when torch sees one), cpu, cuda or cuda:N
+    device: str = volatile("auto")  # auto (the GPU when torch sees one), cpu, cuda or cuda:N
 
     def __post_init__(self):
         if self.only is not None:
