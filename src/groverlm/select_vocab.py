@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.analysis.plots import COLORS, figure, save_png
+from groverlm.analysis.plots import CHANCE_LINE, COLORS, MOST_FREQUENT_LINE, figure, save_png
 from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.bpe import vocab_summary
 from groverlm.context import Context, held_out_setting
@@ -550,9 +550,10 @@ def plot_selection(rows: list[dict[str, Any]], ks: list[int], path: Path,
     return save_png(draw_selection(rows, ks, selected), path)
 
 
-# chance and the most frequent k-mer as the task figure of the report draws them; the context
-# table, the bar no model reaches here, a solid grey line
-REFERENCE_STYLE = {"chance": ("k", ":"), "most-frequent": ("k", "--"), "context-table": ("0.4", "-")}
+# chance and the most frequent k-mer as the report's task figure draws them; the context table,
+# the bar no model reaches here, solid in the strongest baseline's grey (plots.COLORS)
+REFERENCE_STYLE = {"chance": CHANCE_LINE, "most-frequent": MOST_FREQUENT_LINE,
+                   "context-table": (COLORS[7], "-")}
 
 
 def reference_styles(refs: list[dict[str, Any]]) -> dict[str, tuple[Any, Any]]:

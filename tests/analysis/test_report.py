@@ -471,3 +471,20 @@ def test_repeated_section_titles_keep_their_folder_in_the_contents(tmp_path):
                                                              "most_frequent_accuracy": 0.07}])
     nav = render_report(tmp_path).split("<nav>")[1].split("</nav>")[0]
     assert ">Next-k-mer prediction — a<" in nav and ">Next-k-mer prediction — b<" in nav
+
+
+def test_the_most_frequent_k_mer_keeps_its_dashes_when_chance_is_missing(tmp_path):
+    """The reference lines took their styles in order (dots, then dashes): a summary without
+    chance drew the most frequent k-mer dotted, as chance."""
+    from groverlm.analysis.plots import MOST_FREQUENT_LINE
+    from groverlm.analysis.report import plot_tasks
+
+    src = tmp_path / "metrics.json"
+    write_json(src, {"summary": [{"k": 2, "most_frequent_accuracy": 0.0732}]})
+    rec = {"task": "nextkmer-k2", "model": "lm", "baseline": False, "source": str(src),
+           "mcc_mean": 0.05, "mcc_std": 0.0, "seeds": [0], "test": {"accuracy": 0.12, "mcc": 0.05},
+           "per_seed": [{"test": {"accuracy": 0.12, "mcc": 0.05}}]}
+    (kmer,) = plot_tasks([rec]).axes
+    (line,) = [ln for ln in kmer.get_lines() if not ln.get_label().startswith("_")]
+    assert line.get_label() == "most frequent k-mer: 7.3%"
+    assert (line.get_color(), line.get_linestyle()) == MOST_FREQUENT_LINE

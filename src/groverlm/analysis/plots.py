@@ -26,6 +26,10 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 # every figure draws a model in COLORS[0] and the baselines beside it in grey: COLORS[7] for the
 # strongest (the context table, a TF-IDF or k-mer model), this lighter one for a second (the unigram)
 BASELINE_LIGHT = "#c7c7c7"
+# (colour, line style) of the reference lines figures share: chance dotted and the most frequent
+# class (k-mer) dashed, both black, wherever they are drawn
+CHANCE_LINE = ("k", ":")
+MOST_FREQUENT_LINE = ("k", "--")
 
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.0):

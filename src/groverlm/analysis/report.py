@@ -40,7 +40,7 @@ import numpy as np
 
 from groverlm import __version__, lazy
 from groverlm.analysis import tokens
-from groverlm.analysis.plots import COLORS, figure, png_bytes
+from groverlm.analysis.plots import CHANCE_LINE, COLORS, MOST_FREQUENT_LINE, figure, png_bytes
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.manifest import fingerprint, read_jsonl, write_text
@@ -461,6 +461,11 @@ def render_tasks(records: list[dict], notes: list[str], root: Path) -> Section |
     return sec
 
 
+# kmer_references's lines by name (paired with the styles in order, a missing chance gave the most
+# frequent k-mer its dots)
+REFERENCE_LINES = {"chance": CHANCE_LINE, "most frequent k-mer": MOST_FREQUENT_LINE}
+
+
 def kmer_references(records: list[dict]) -> dict[str, dict[str, float]]:
     """Per next-k-mer task (nextkmer-kK), the accuracy of chance and of always answering the most
     frequent k-mer, from the summary of the metrics.json its results came from."""
@@ -518,8 +523,9 @@ def plot_tasks(records: list[dict]):
             a.text(max(v, 0) + sd + (0.01 * top if kmer else 0.01), yi, f"{v:.1f}%" if kmer
                    else f"{v:.3f}", va="center", fontsize=7)
         if kmer:
-            for (name, v), ls in zip(refs.get(t, {}).items(), (":", "--"), strict=False):
-                a.axvline(100 * v, color="k", ls=ls, lw=0.9, label=f"{name}: {100 * v:.1f}%")
+            for name, v in refs.get(t, {}).items():
+                color, ls = REFERENCE_LINES[name]
+                a.axvline(100 * v, color=color, ls=ls, lw=0.9, label=f"{name}: {100 * v:.1f}%")
             a.set_xlim(0, 1.15 * top if top > 0 else 1)
             a.set(xlabel="test top-1 accuracy (%, mean ± sd over seeds)")
             if refs.get(t):
