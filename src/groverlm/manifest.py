@@ -101,15 +101,14 @@ def clear_outputs(out: str | Path, parts: Iterable[Path]) -> None:
 
 
 @contextlib.contextmanager
-def locked(lock_file: str | Path, what: str | Path, inside: str | Path | None = None
-           ) -> Iterator[None]:
+def locked(lock_file: str | Path, what: str | Path, walk: bool = False) -> Iterator[None]:
     """Hold `lock_file` (flock, exclusive) while writing `what`: a second groverlm process
     writing the same output (a rerun in another terminal while the first still runs) stops with
     one line instead of interleaving its checkpoints or rows with the first's. The system drops
     the lock when its process dies, however it dies, so a killed run never blocks its resume; the
     file itself is removed on the way out. Where the file system has no flock (some network
-    mounts) the output goes unlocked. `inside`: the folder `what` is (`folder_lock`), whose lock
-    files below are probed too (`_check_inside`)."""
+    mounts) the output goes unlocked. `walk`: `what` is the lock file's folder (`folder_lock`),
+    whose lock files below are probed too (`_check_inside`)."""
     lock_file = Path(lock_file).resolve()
     if lock_file in _held:
         _held[lock_file][1] += 1
@@ -120,8 +119,8 @@ def locked(lock_file: str | Path, what: str | Path, inside: str | Path | None = 
         return
     if fcntl is not None:
         _check_enclosing(lock_file, what)
-        if inside is not None:
-            _check_inside(Path(inside).resolve(), lock_file, what)
+        if walk:
+            _check_inside(lock_file, what)
     # the folders made here (a table's new folder, score --out a/b/t.tsv), deepest first: a call
     # refused before any output (another holder, a bad input) leaves none of them behind
     made = list(itertools.takewhile(lambda p: not p.exists(),
@@ -160,14 +159,14 @@ def _check_enclosing(lock_file: Path, what: str | Path) -> None:
                               f"it to end (or stop it) before writing {what} inside it", folder)
 
 
-def _check_inside(folder: Path, lock_file: Path, what: str | Path) -> None:
-    """Refuse to write `folder` while another process writes something inside it (`groverlm
-    pretrain --out RUN/pretrain/model`, `groverlm score --out RUN/score/t.tsv`): a new `groverlm
-    run` into RUN, or a stage command's --overwrite of RUN, would otherwise run its stages for
-    hours before meeting it, or delete it under the writer. Each lock file below is probed
+def _check_inside(lock_file: Path, what: str | Path) -> None:
+    """Refuse to write the folder of `lock_file` while another process writes something inside it
+    (`groverlm pretrain --out RUN/pretrain/model`, `groverlm score --out RUN/score/t.tsv`): a new
+    `groverlm run` into RUN, or a stage command's --overwrite of RUN, would otherwise run its
+    stages for hours before meeting it, or delete it under the writer. Each lock file below is probed
     (`_holder`). Only output folders are walked (`folder_lock`; a file's lock has nothing below
     it), so a score table written beside a genome cache never walks the cache."""
-    for inner in _locks_inside(folder):
+    for inner in _locks_inside(lock_file.parent):
         holder = _holder(inner) if inner != lock_file else None
         if holder is not None:
             raise GroverError(f"in use by another groverlm process (pid {holder or '?'}); wait for "
@@ -255,7 +254,7 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise GroverError("exists and is not a folder", folder)
-    with locked(folder / LOCK, folder, inside=folder):
+    with locked(folder / LOCK, folder, walk=True):
         yield folder
 
 
