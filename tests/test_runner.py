@@ -51,6 +51,7 @@ def toy(tmp_path, monkeypatch):
     def adapter(name):
         def run(cfg, ctx):
             calls.append(name)
+            assert not finished(ctx.out)  # a kept or resumed folder is unfinished meanwhile
             for need in runner._stage(name).needs:  # upstream outputs are there
                 assert (ctx.stage_dir(need) / "out.txt").is_file()
             part = ctx.out / "part"
@@ -196,6 +197,38 @@ def test_interrupted_stage_with_a_new_config_starts_afresh(toy):
     calls.clear()
     run_pipeline(make(b=3))
     assert calls == ["b", "c"]  # no "kept part": the old attempt was cleared
+
+
+def test_a_stage_that_keeps_parts_gets_its_folder_under_new_settings_not_new_inputs(
+        toy, monkeypatch):
+    """A stage module with `keeps_parts` (select_vocab: its pretrained candidates) is handed its
+    folder, made from the same inputs, when only its settings changed: its own records tell what
+    those feed. Other inputs, --force, or the hook saying no remove the folder as before."""
+    make, calls = toy
+    say = {"keep": True}
+    monkeypatch.setattr(sys.modules["toy_b"], "keeps_parts",
+                        lambda section, cfg: say["keep"], raising=False)
+    run_pipeline(make())
+    calls.clear()
+    assert statuses(run_pipeline(make(b=2))) == ["skipped (up to date)", "ran", "ran"]
+    assert calls == ["b", "b:kept part", "c"]
+    assert (make.run / "b" / "out.txt").read_text() == "b 2"
+    # interrupted under new settings, then rerun under others: kept again (pending.json's inputs)
+    make.fail.add("b")
+    with pytest.raises(RuntimeError):
+        run_pipeline(make(b=3))
+    make.fail.clear()
+    calls.clear()
+    run_pipeline(make(b=4))
+    assert calls == ["b", "b:kept part", "c"]
+    # a's output changed (b's input), --force, a hook saying no: the folder is removed
+    for settings, only, keep, expected in (({"a": 2, "b": 5}, None, True, ["a", "b", "c"]),
+                                           ({"a": 2, "b": 5}, ["b"], True, ["b"]),  # --force
+                                           ({"a": 2, "b": 6}, None, False, ["b", "c"])):
+        say["keep"] = keep
+        calls.clear()
+        run_pipeline(make(**settings), only=only, force=only is not None)
+        assert calls == expected
 
 
 def test_a_removal_cut_short_never_leaves_a_stage_that_looks_finished(toy, monkeypatch):

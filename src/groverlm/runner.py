@@ -18,7 +18,11 @@ of the stages it needs), so a changed setting reruns that stage and everything d
 nothing else. A stage folder being written holds `pending.json` (the
 config and inputs it is being made from): after an interruption the rerun keeps what the stage
 finished (each part that has its own manifest.json, pretraining checkpoints) when the config is
-unchanged, and starts the stage afresh otherwise.
+unchanged, and starts the stage afresh otherwise. A stage whose module says it keeps parts
+(`keeps_parts(section, cfg)`: true) is not started afresh when only its config changed, the
+input fingerprints being the ones its folder records: the folder loses its manifest.json and is
+handed to the stage, whose own records of its parts tell which of them the changed settings feed
+(select_vocab keeps its pretrained candidates when only the next-k-mer settings changed).
 
     groverlm run configs/demo.yaml                     # everything, skipping what is done
     groverlm run configs/demo.yaml --from tasks        # tasks and after (earlier stages must be done)
@@ -58,11 +62,14 @@ from groverlm.config import WRITTEN, as_plain, dump_config, load_config, shipped
 from groverlm.context import Context, DataFiles, check_regions, data_as_found, resolve_data
 from groverlm.errors import GroverError
 from groverlm.manifest import (
+    CACHE_SETTINGS,
     cached,
     changed_settings,
+    clear_outputs,
     fingerprint,
     finished,
     folder_lock,
+    read_json,
     read_manifest,
     remove_folder,
     write_cached,
@@ -123,6 +130,13 @@ class Stage:
         check = self._hook("check_lengths")
         if check is not None:
             check(cfg.stage(self.name), cfg, lengths)
+
+    def keeps_parts(self, cfg: Any) -> bool:
+        """The module's `keeps_parts(section, cfg)`, where it has one: whether its folder, made
+        from the same inputs under other settings, is handed to `run` to keep the parts those
+        settings do not feed (else it is removed, as for any stage)."""
+        keeps = self._hook("keeps_parts")
+        return keeps is not None and bool(keeps(cfg.stage(self.name), cfg))
 
     def regions(self, cfg: Any) -> list[tuple[str, Any]]:
         """The genome regions the stage reads ((setting, corpus.Region): held-out regions), from
@@ -223,9 +237,23 @@ def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
     changed = changed_settings(m.get("config"), section)
     if changed:
         return f"out of date (config changed: {'; '.join(changed)})"
-    if [i.get("sha256") for i in m.get("inputs", [])] != shas:
+    if recorded_inputs(run_dir / stage.name) != shas:
         return "out of date (inputs changed)"
     return "done"
+
+
+def recorded_inputs(out: Path) -> list[str] | None:
+    """The input fingerprints (SHA-256s, as `stage_key` gives them) a stage folder's last attempt
+    was made from: its manifest's when finished, else its pending.json's; None when it records
+    none (no folder, or a damaged record)."""
+    try:
+        if finished(out):
+            return [i.get("sha256") for i in read_manifest(out).get("inputs", [])]
+        if (out / PENDING).is_file():
+            return read_json(out / PENDING)[CACHE_SETTINGS]["inputs"]
+    except (GroverError, KeyError, TypeError):
+        return None
+    return None
 
 
 def _clear(folder: Path) -> None:
@@ -263,6 +291,11 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
     # an interrupted attempt under the same config and inputs is resumed (`cached` logs why not)
     if not force and not finished(out) and cached(out / PENDING, pending) is not None:
         log.info("%s: resuming an interrupted attempt", stage.name)
+    elif not force and stage.keeps_parts(cfg) and recorded_inputs(out) == shas:
+        # the same inputs under other settings: the stage's records of its parts tell what they
+        # feed; unfinished (no manifest.json) until it has redone that
+        log.info("%s: settings changed; keeping the parts they do not feed", stage.name)
+        clear_outputs(out, [])
     else:
         _clear(out)
     out.mkdir(parents=True, exist_ok=True)
