@@ -19,6 +19,7 @@ from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
 from groverlm.manifest import LOCK, SETTINGS
+from groverlm.runner import run_pipeline
 from groverlm.select_vocab import (
     LIFT,
     baseline_rows,
@@ -423,3 +424,89 @@ def test_no_two_lines_of_the_selection_figure_look_alike():
     k2 = draw_selection(bpe + refs, [2], selected=600).axes[0]
     drawn = {ln.get_label(): to_hex(ln.get_color()) for ln in k2.get_lines()}
     assert all(drawn[n] == looks[n][0] for n in looks)
+
+
+# the `inputs` genome as a run: its BPE stage and a selection of sv_args' size
+RUN_SETS = ["data.tss=null", "data.ctcf_motif=null", "data.ctcf_peaks=[]", "data.repeats=null",
+            "data.cpg=null", "tasks.build=[]", "bpe.merges=60", "bpe.cycles=60",
+            "corpus.holdout=[c1:80000-120000]", "select_vocab.select=true",
+            "select_vocab.pretraining={cycles: [20, 60], kmers: [2], sample_nt: 64, batch_size: 8, "
+            "max_steps: 4, threads: 1, model: {overrides: {num_hidden_layers: 1, hidden_size: 32, "
+            "num_attention_heads: 2, intermediate_size: 64}, final_eval_samples: 16}}",
+            "select_vocab.samples={ks: [1, 2], train_samples: 120, dev_samples: 50, "
+            "test_samples: 50, block: 4000}",
+            "select_vocab.classifier={epochs: 1, threads: 1}",
+            "select_vocab.baselines={rf_max_k: 1, n_estimators: 10, table_bp: 100000}"]
+
+
+@pytest.mark.slow
+def test_a_run_retrains_the_candidates_only_when_their_settings_change(inputs, tmp_path,
+                                                                         monkeypatch):
+    """`--set select_vocab.classifier.lr=...` in a run removed the stage folder and pretrained
+    every candidate again (most of the stage's time); now only the next-k-mer step, the tables and
+    the selection are redone, also when stopped midway, with the result of a fresh run. A changed
+    pretraining setting or candidate list still pretrains them again."""
+    import groverlm.select_vocab as sv
+
+    genome = inputs[0]
+    pretrained: list[str] = []  # each candidate pretrained, by name
+    real_pretrain, real_nextkmer = sv.pretrain, sv.run_nextkmer
+    monkeypatch.setattr(sv, "pretrain", lambda corpus, model, *a, **k: pretrained.append(
+        Path(model).name) or real_pretrain(corpus, model, *a, **k))
+
+    def run(folder: str, *sets: str) -> Path:
+        cfg = load_config(None, [f"run.dir={tmp_path / folder}", f"data.genome={genome}",
+                                 *RUN_SETS, *sets])
+        results = run_pipeline(cfg, only=["genome", "bpe", "select_vocab"], progress=False)
+        assert results[2].status == "ran"
+        return tmp_path / folder / "select_vocab" / "selection"
+
+    def weights(sel: Path) -> dict[Path, tuple[int, int]]:
+        files = [p for p in sel.glob("pretrain/*/*") if p.is_file()]
+        assert {p.parent.name for p in files} == {"bpe-20", "bpe-60", "kmer-2"}
+        return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in files}
+
+    sel = run("run")
+    assert sorted(pretrained) == ["bpe-20", "bpe-60", "kmer-2"]
+    models, results = weights(sel), {p: p.stat().st_mtime_ns
+                                     for p in sel.glob("nextkmer/*/manifest.json")}
+    # another classifier lr, stopped in the second model's next-k-mer fine-tuning, then resumed
+    pretrained.clear()
+    calls = []
+
+    def stopped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_nextkmer(*args, **kwargs)
+    monkeypatch.setattr(sv, "run_nextkmer", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run("run", "select_vocab.classifier.lr=2e-3")
+    monkeypatch.setattr(sv, "run_nextkmer", real_nextkmer)
+    run("run", "select_vocab.classifier.lr=2e-3")
+    assert pretrained == [] and weights(sel) == models
+    redone = {p: p.stat().st_mtime_ns for p in sel.glob("nextkmer/*/manifest.json")}
+    assert set(redone) == set(results) and all(redone[p] != t for p, t in results.items())
+    for p in redone:
+        if p.parent.name != "baselines":
+            assert json.loads(p.read_text())["config"]["finetune"]["lr"] == 2e-3
+    # the same tables and selection as a fresh run under the new lr
+    fresh = run("fresh", "select_vocab.classifier.lr=2e-3")
+    assert (sel / "table.tsv").read_text() == (fresh / "table.tsv").read_text()
+    assert (json.loads((sel / "manifest.json").read_text())["selected"]
+            == json.loads((fresh / "manifest.json").read_text())["selected"])
+    # a pretraining setting: every candidate pretrained again
+    pretrained.clear()
+    run("run", "select_vocab.classifier.lr=2e-3", "select_vocab.pretraining.lr=1e-3")
+    assert sorted(pretrained) == ["bpe-20", "bpe-60", "kmer-2"]
+    assert not set(weights(sel).items()) & set(models.items())
+    # a candidate removed: gone, not kept as if compared (the list sets every sample's length)
+    pretrained.clear()
+    run("run", "select_vocab.classifier.lr=2e-3", "select_vocab.pretraining.lr=1e-3",
+        "select_vocab.pretraining.cycles=[20]")
+    assert sorted(pretrained) == ["bpe-20", "kmer-2"]
+    assert not (sel / "pretrain" / "bpe-60").exists()
+    assert "bpe-60" not in {r["model"] for r in read_tsv(sel / "table.tsv")}
+    # no selection asked: none is left to be read as this run's
+    run("run", "select_vocab.select=false")
+    assert not sel.exists()

@@ -25,6 +25,20 @@ the bpe stage's vocabulary.
 Every sub-run is one of the project's stages called as a function, and is skipped when its
 manifest exists (pretraining also resumes from its checkpoints), so the stage is resumable.
 
+What a changed setting keeps. settings.json holds two parts: `pretraining` (the candidate list,
+their model, sample length, batch, steps, lr, pretrain_bp, probe_bp, test_fraction and seed; the
+held-out region; the genome's and BPE folder's paths) and `nextkmer` (`samples`, `classifier`,
+`baselines`). When only `nextkmer` changed, every candidate's vocabulary, corpus and pretrained
+model is kept, and what those settings feed is redone: `nextkmer/` (the samples, each model's
+fine-tuning and zero-shot readout, the baselines), then the tables, plot and selection. In a run
+that happens by itself whenever the genome and bpe stages are unchanged too (`keeps_parts`: the
+runner compares their fingerprints, since the paths recorded here stay the same when they are
+redone); on the command line it takes `--redo-nextkmer`. Any change of `pretraining` pretrains
+every candidate again: in a run the selection starts afresh, a removed candidate's folders gone (a
+candidate added or removed changes the list, which sets every candidate's sample length,
+`sample_length`); on the command line it is refused without `--overwrite`. `groverlm run --force`
+and `select: false` remove the selection.
+
 Fair comparison (the rule, also printed in table.md's header). Every model has the same
 architecture preset (the same encoder; only the embedding table and the output bias follow the
 vocabulary size), seed, optimizer, learning rate, masking rate per token, batch size and number of
@@ -60,7 +74,6 @@ import argparse
 import csv
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -641,9 +654,13 @@ def draw_selection(rows: list[dict[str, Any]], ks: list[int], selected: int | No
 def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str | Path,
                  cfg: SelectPretrainingConfig, ncfg, ft, bcfg, overwrite: bool = False,
                  progress: bool = True, redo_nextkmer: bool = False,
-                 options: tuple[str, str] = ("--region", "--block")) -> dict[str, Any]:
+                 options: tuple[str, str] = ("--region", "--block"), keep: bool = False
+                 ) -> dict[str, Any]:
     """`groverlm select-vocab`: run (or skip) every sub-run, then write the tables, plot and
-    manifest. Returns the selection. `options`: the region's and block's settings in errors."""
+    manifest. Returns the selection. `options`: the region's and block's settings in errors.
+    `keep` (a run's): what `out` holds is never refused; it is kept as far as its settings.json
+    shows these settings leave it valid (`_check_settings`), and a selection finished under these
+    very settings is returned as it is."""
     t0 = time.perf_counter()
     out, bpe_dir = Path(out), Path(bpe_dir)
     reg = Region.parse(region, options[0])
@@ -668,12 +685,13 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
                              "baselines": asdict(bcfg)}}
     settings = json.loads(json.dumps(settings))
     if overwrite and out.exists():
-        clear_outputs(out, [out / sub for sub in ("genome", "vocab", "corpus", "pretrain",
-                                                  "nextkmer", SETTINGS)])
-    if finished(out) and not redo_nextkmer:
+        _clear_selection(out)
+    if finished(out) and not (redo_nextkmer or keep):
         raise GroverError("already holds a finished selection; pass --overwrite to redo it", out)
     out.mkdir(parents=True, exist_ok=True)
-    if not _check_settings(out, settings, redo_nextkmer) and finished(out):
+    if not _check_settings(out, settings, redo_nextkmer, keep) and finished(out):
+        if keep:  # made under these very settings
+            return read_manifest(out)["selected"]
         raise GroverError("already holds a finished selection with these next-k-mer settings; "
                           "pass --overwrite to redo it", out)
     fasta = write_pretrain_genome(genome, reg, out, cfg.pretrain_bp)
@@ -721,12 +739,22 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
     return selection
 
 
-def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> bool:
+def _clear_selection(out: Path) -> None:
+    """Forget everything a selection folder holds (`manifest.clear_outputs`): its tables and plot
+    stay until the new selection replaces them, unread without a manifest."""
+    clear_outputs(out, [out / sub for sub in ("genome", "vocab", "corpus", "pretrain", "nextkmer",
+                                              SETTINGS)])
+
+
+def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False,
+                    keep: bool = False) -> bool:
     """Resuming under other settings would mix runs: refuse (manifest.check_resume; settings.json
     records the first).
-    With `redo_nextkmer`, changed next-k-mer settings discard only the next-k-mer results and the
-    selection made from them (the vocabularies, corpora and pretrained models do not depend on
-    them), finished or not; returns whether it did."""
+    With `redo_nextkmer` or `keep`, changed next-k-mer settings discard only the next-k-mer results
+    and the selection made from them (the vocabularies, corpora and pretrained models do not
+    depend on them), finished or not. With `keep`, changed pretraining settings (`pretraining`:
+    the candidates, their pretraining, seed, region, genome and BPE paths) discard everything
+    instead of being refused. Returns whether anything was discarded."""
     path = out / SETTINGS
     old = read_json(path) if path.exists() else None
     hint = "pass --overwrite to start again"
@@ -739,14 +767,20 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False) -> b
                 old["pretraining"][key] = settings["pretraining"][key]
         changed = changed_settings(old, settings)
         if old.get("pretraining") == settings["pretraining"] and changed:
-            if redo_nextkmer:
+            if redo_nextkmer or keep:
                 log.info("next-k-mer settings changed (%s): discarding the next-k-mer results",
                          "; ".join(changed))
-                (out / MANIFEST).unlink(missing_ok=True)  # the selection read those results
-                shutil.rmtree(out / "nextkmer", ignore_errors=True)
+                # the selection read those results
+                clear_outputs(out, [out / "nextkmer"])
                 write_json(path, settings)
                 return True
             hint = "pass --redo-nextkmer to redo only the next-k-mer step, or --overwrite to start again"
+        elif changed and keep:
+            log.info("pretraining settings changed (%s): every candidate is pretrained again",
+                     "; ".join(changed))
+            _clear_selection(out)
+            write_json(path, settings)
+            return True
     check_resume(out, settings, saved=old, hint=hint)
     return False
 
@@ -842,6 +876,15 @@ def check_lengths(cfg: Any, config: Any, lengths: dict[str, int]) -> None:
                      config.source)
 
 
+def keeps_parts(cfg: Any, config: Any) -> bool:
+    """The runner hands this stage its folder, made from the same genome and BPE under other
+    settings, rather than removing it (runner.Stage.keeps_parts): a selection keeps its pretrained
+    candidates when only the next-k-mer settings changed (`select_vocab(keep=True)`). Not with
+    `select: false`, which writes no selection (an old one left there would be read as this run's
+    by the report)."""
+    return bool(cfg.select)
+
+
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Vocabulary selection: next-k-mer accuracy of a small model per candidate cycle count
     (groverlm.select_vocab); with `select: false`, bpe.cycles is the run's vocabulary."""
@@ -850,11 +893,10 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
         return {"selected": False, "cycles": bpe["cycles"], "vocab": bpe["vocab"],
                 **vocab_summary(ctx.path(bpe["vocab"]))}
     out = ctx.out / "selection"
-    if not finished(out):
-        select_vocab(ctx.genome, ctx.path(ctx.summary("bpe")["train"]),
-                     ctx.held_out(cfg.region, "select_vocab"), out, cfg.pretraining, cfg.samples,
-                     cfg.classifier, cfg.baselines, progress=ctx.progress,
-                     options=ctx.region_options(cfg.region, "select_vocab"))
+    select_vocab(ctx.genome, ctx.path(ctx.summary("bpe")["train"]),
+                 ctx.held_out(cfg.region, "select_vocab"), out, cfg.pretraining, cfg.samples,
+                 cfg.classifier, cfg.baselines, progress=ctx.progress,
+                 options=ctx.region_options(cfg.region, "select_vocab"), keep=True)
     m = read_manifest(out)
     cycles = m["selected"]["cycles"]
     vocab = out / "vocab" / f"bpe-{cycles}"
