@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import sys
 
 import pytest
 
+from groverlm import manifest
 from groverlm.args import TrainConfig, stable
 from groverlm.cli import main
 from groverlm.errors import GroverError
@@ -226,6 +228,31 @@ def test_a_folder_around_one_another_process_writes_is_refused_until_it_dies(tmp
                 pass
     assert main(["kmer-vocab", "--k", "3", "--out", str(run), "--overwrite"]) == 0
     assert finished(run)
+
+
+def test_two_processes_starting_together_in_nested_folders_do_not_both_go_on(
+        tmp_path, monkeypatch):
+    """The other holders were looked for before our lock was taken: a second process taking a
+    folder inside (or around) ours between the look and the take left both writing. The race is
+    made deterministic: the other process takes its lock as ours is being taken."""
+    run = tmp_path / "run"
+    model = run / "pretrain" / "model"
+    model.mkdir(parents=True)
+    acquire = manifest._acquire
+    for mine, theirs in ((run, model), (model, run)):
+        with contextlib.ExitStack() as others:
+            def racing(lock_file, what, theirs=theirs, others=others):
+                others.enter_context(held_elsewhere(theirs / LOCK, theirs))
+                return acquire(lock_file, what)
+
+            monkeypatch.setattr(manifest, "_acquire", racing)
+            with pytest.raises(GroverError, match=rf"^{re.escape(str(theirs))}: in use by another"):
+                with folder_lock(mine):
+                    pass
+            assert not (mine / LOCK).exists()  # ours is given back
+        monkeypatch.setattr(manifest, "_acquire", acquire)
+        with folder_lock(mine):  # its holder gone, the file it left refuses nothing
+            pass
 
 
 # a process that tries to write in each folder of its arguments, and prints what became of it

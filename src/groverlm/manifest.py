@@ -117,10 +117,6 @@ def locked(lock_file: str | Path, what: str | Path, walk: bool = False) -> Itera
         finally:
             _held[lock_file][1] -= 1
         return
-    if fcntl is not None:
-        _check_enclosing(lock_file, what)
-        if walk:
-            _check_inside(lock_file, what)
     # the folders made here (a table's new folder, score --out a/b/t.tsv), deepest first: a call
     # refused before any output (another holder, a bad input) leaves none of them behind
     made = list(itertools.takewhile(lambda p: not p.exists(),
@@ -128,11 +124,19 @@ def locked(lock_file: str | Path, what: str | Path, walk: bool = False) -> Itera
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         fh = _acquire(lock_file, what) if fcntl is not None else None
-        _held[lock_file] = [fh, 1]
         try:
+            # ours first, then the others': checked before taking it, two processes starting
+            # together (a run into RUN, pretrain --out RUN/pretrain/model) could each find the
+            # other's lock not yet taken and both go on. Taken first, at least one of them sees
+            # the other's and stops
+            if fcntl is not None:
+                _check_enclosing(lock_file, what)
+                if walk:
+                    _check_inside(lock_file, what)
+            _held[lock_file] = [fh, 1]
             yield
         finally:
-            del _held[lock_file]
+            _held.pop(lock_file, None)
             if fh is not None:
                 lock_file.unlink(missing_ok=True)  # while still held: no one waits on this inode
                 fh.close()
