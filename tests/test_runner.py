@@ -456,6 +456,15 @@ def test_a_run_folders_own_config_runs_in_that_folder_from_anywhere(tmp_path, mo
         elsewhere / "runs" / "x" / "genome")
 
 
+def genome_only(*sets: str) -> list[str]:
+    """`groverlm run` arguments after the config for its genome stage alone into runs/x, every
+    record of data.genome and no annotations, then `sets` (each KEY=VALUE, a later one wins)."""
+    base = ["run.dir=runs/x", "data.ctcf_peaks=[]", "data.tss=null", "data.ctcf_motif=null",
+            "data.repeats=null", "data.cpg=null", "genome.chroms=null", "genome.max_bp=null",
+            "tasks.build=[]", *sets]
+    return ["--only", "genome", "--quiet", *(a for kv in base for a in ("--set", kv))]
+
+
 def test_a_run_folders_config_records_data_files_found_in_the_current_folder_absolute(
         tmp_path, monkeypatch, capsys):
     """`data.genome: my.fa`, a file where the run started, was recorded as written: `groverlm run
@@ -468,13 +477,10 @@ def test_a_run_folders_config_records_data_files_found_in_the_current_folder_abs
     elsewhere.mkdir()
     first.mkdir()
     write_fasta(first / "my.fa", {"chrA": random_dna(3000, 1)})
-    sets = ["run.dir=runs/x", "data.genome=my.fa", "data.ctcf_peaks=[own.bed]", "data.tss=null",
-            "data.ctcf_motif=null", "data.repeats=null", "data.cpg=null", "genome.chroms=null",
-            "genome.max_bp=null", "tasks.build=[]"]
+    sets = ["data.genome=my.fa", "data.ctcf_peaks=[own.bed]"]
     args = ["--only", "genome", "--quiet"]
     monkeypatch.chdir(first)
-    assert main(["run", str(CONFIGS / "mini.yaml"), *args, *(a for kv in sets
-                                                            for a in ("--set", kv))]) == 0
+    assert main(["run", str(CONFIGS / "mini.yaml"), *genome_only(*sets)]) == 0
     copy = first / "runs" / "x" / "config.yaml"
     data = load_config(copy).data
     assert data.genome == str(first / "my.fa") and data.ctcf_peaks == ("own.bed",)
@@ -492,10 +498,42 @@ def test_a_run_folders_config_records_data_files_found_in_the_current_folder_abs
         "made"] == made and not os.listdir(elsewhere)
     # a relative data.dir is from the current folder too
     sets = [*sets, "run.dir=runs/y", "data.dir=../first", "data.ctcf_peaks=[]"]
-    assert main(["run", str(CONFIGS / "mini.yaml"), *args, *(a for kv in sets
-                                                            for a in ("--set", kv))]) == 0
+    assert main(["run", str(CONFIGS / "mini.yaml"), *genome_only(*sets)]) == 0
     data = load_config(elsewhere / "runs" / "y" / "config.yaml").data
     assert data.dir == str(first) and data.genome == "my.fa"
+
+
+def test_a_run_folders_old_config_run_from_another_folder_never_reads_that_folders_file(
+        tmp_path, monkeypatch, capsys):
+    """A run folder's config.yaml from before data files were recorded absolute holds `genome:
+    my.fa`, from the folder the run started in. Run from another folder holding another my.fa, the
+    run read that one: its genome stage was cleared and every stage ran again on the wrong genome.
+    Now one line names the config's line and the file; from the folder it started in, or with the
+    path given, it goes on, nothing rerun."""
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    first.mkdir()
+    elsewhere.mkdir()
+    write_fasta(first / "my.fa", {"chrA": random_dna(3000, 1)})
+    write_fasta(elsewhere / "my.fa", {"chrA": random_dna(3000, 2)})
+    args = ["--only", "genome", "--quiet"]
+    monkeypatch.chdir(first)
+    assert main(["run", str(CONFIGS / "mini.yaml"), *genome_only("data.genome=my.fa")]) == 0
+    copy = first / "runs" / "x" / "config.yaml"
+    copy.write_text(copy.read_text().replace(str(first / "my.fa"), "my.fa"))  # as written before
+    old = copy.read_text()
+    made = json.loads((first / "runs" / "x" / "genome" / "manifest.json").read_text())["made"]
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["run", str(copy), *args]) == 2
+    err = capsys.readouterr().err
+    line = next(i for i, t in enumerate(old.splitlines(), 1) if t.strip() == "genome: my.fa")
+    assert err.startswith(f"groverlm: error: {copy}:{line}: data.genome: my.fa: the run read no "
+                          f"{elsewhere / 'my.fa'} ") and err.count("\n") == 1
+    assert copy.read_text() == old
+    assert main(["run", str(copy), *args, "--set", f"data.genome={first / 'my.fa'}"]) == 0
+    assert f"{'genome':<{runner.NAME_WIDTH}} skipped (up to date)" in capsys.readouterr().out
+    assert json.loads((first / "runs" / "x" / "genome" / "manifest.json").read_text())[
+        "made"] == made and load_config(copy).data.genome == str(first / "my.fa")
 
 
 def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(toy, monkeypatch):

@@ -48,7 +48,7 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
     it beside their files means), else the data cache's, fetched first when groverlm's table has it
     (groverlm.data). A name found nowhere is an error naming the places looked (and the config's
     own folder, `config_dir`, when the file is there instead)."""
-    names = _data_names(data)
+    names = data_names(data)
     base = Path(data.dir).expanduser().resolve() if data.dir else None
     cache = cache_dir()
     found = cwd_files(data)  # relative names with data.dir null: the current folder's files
@@ -86,7 +86,7 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
     return DataFiles(**out)
 
 
-def _data_names(data: Any) -> dict[str, list[str]]:
+def data_names(data: Any) -> dict[str, list[str]]:
     """{data key: the file names it gives} of a DataConfig (none for a null annotation)."""
     return {"genome": [data.genome], "ctcf_peaks": list(data.ctcf_peaks),
             **{k: [getattr(data, k)] if getattr(data, k) else []  # null: no such annotation
@@ -98,7 +98,7 @@ def cwd_files(data: Any) -> dict[str, Path]:
     from the current folder (data.dir null, and a file there); the others are the cache's."""
     if data.dir:
         return {}
-    return {n: Path(n).resolve() for ns in _data_names(data).values() for n in ns
+    return {n: Path(n).resolve() for ns in data_names(data).values() for n in ns
             if not Path(n).expanduser().is_absolute() and Path(n).is_file()}
 
 
@@ -115,7 +115,7 @@ def data_as_found(data: Any) -> Any:
     if not here:
         return data
     changes = {k: tuple(here.get(n, n) for n in ns) if k == "ctcf_peaks" else here.get(ns[0], ns[0])
-               for k, ns in _data_names(data).items() if ns}
+               for k, ns in data_names(data).items() if ns}
     return replace(data, **changes)
 
 

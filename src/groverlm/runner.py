@@ -59,7 +59,15 @@ import yaml
 from groverlm import lazy
 from groverlm.args import drop_keys, volatile_keys
 from groverlm.config import WRITTEN, as_plain, dump_config, load_config, shipped_config
-from groverlm.context import Context, DataFiles, check_regions, data_as_found, resolve_data
+from groverlm.context import (
+    Context,
+    DataFiles,
+    check_regions,
+    cwd_files,
+    data_as_found,
+    data_names,
+    resolve_data,
+)
 from groverlm.errors import GroverError
 from groverlm.manifest import (
     CACHE_SETTINGS,
@@ -378,10 +386,12 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
             regions += stage.regions(cfg)
     check_regions(cfg, regions)  # against genome.chroms and genome.max_bp
     check_devices(cfg, selected)
+    own, named = _own_folder(cfg), _named_folder(cfg)  # run_folder's two, each found once
+    if own is not None:
+        _check_names_from_here(cfg, own)
     data = resolve_data(cfg.data, from_dir=from_dir, report=on_data,  # a missing file: no folder
                         config_dir=Path(cfg.source).parent if cfg.source else None,
                         progress=progress)
-    own, named = _own_folder(cfg), _named_folder(cfg)  # run_folder's two, each found once
     run_dir = own or named
     if own is not None and own != named:
         log.info("run.dir: %s is this run folder's own config, so the run is %s, not %s "
@@ -467,6 +477,30 @@ def _own_folder(cfg: Any) -> Path | None:
         return folder if _written_by_groverlm(path.read_text(errors="replace")) else None
     except OSError:
         return None
+
+
+def _check_names_from_here(cfg: Any, run_dir: Path) -> None:
+    """A run folder's own config.yaml runs from anywhere, so a relative data name in it that is a
+    file in the current folder may not be the file the run read: a copy written before
+    `data_as_found` holds my.fa as given, relative to the folder the run started in, and run from
+    another folder that held another my.fa, the run read that one, cleared its finished stages and
+    ran them all again on it. Such a name is read from here only when the run's finished stages
+    read a file from here (their manifests' inputs: this is where the run started); else one line
+    asks for the file's path. A name given by --set is the user's, from here."""
+    here = cwd_files(cfg.data)
+    if not here:
+        return
+    read = {Path(i["path"]) for s in STAGES if finished(run_dir / s.name)
+            for i in read_manifest(run_dir / s.name).get("inputs", []) if "path" in i}
+    if not read.isdisjoint(here.values()):
+        return
+    for key, names in data_names(cfg.data).items():
+        for n in names:
+            if n in here and not cfg.given_by_set(f"data.{key}"):
+                raise GroverError(f"data.{key}: {n}: the run read no {here[n]} (a relative name "
+                                  "in a run folder's config is from the folder the run started "
+                                  f"in): run from there, or give the file's path (--set "
+                                  f"data.{key}=PATH)")
 
 
 def _write_config_copy(cfg: Any, path: Path) -> None:
