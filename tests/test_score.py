@@ -180,7 +180,7 @@ def test_snvs_and_their_mirrors_on_the_reverse_complemented_genome_agree(tiny, t
     assert len({round(v.score, 4) for v in a}) > 6  # real, distinct scores
 
 
-def test_variant_statuses_and_order(tiny, tmp_path, capsys):
+def test_variant_statuses_and_order(tiny, tmp_path, capsys, monkeypatch):
     _, _, model_dir, _ = tiny
     seq = random_dna(800, 51)
     fa = write_fasta(tmp_path / "g.fa", {"c": seq})
@@ -215,15 +215,20 @@ def test_variant_statuses_and_order(tiny, tmp_path, capsys):
     assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
                  str(vcf) + ".gz", "--out", str(out2), "--quiet"]) == 0
     assert out2.read_text() == out.read_text()
-    # plain gzip (`gzip v.vcf`), which htslib cannot open as a VCF, the same
+    # plain gzip (`gzip v.vcf`), which htslib cannot open as a VCF, the same; gunzipped once for
+    # the count and the scoring (a whole-genome VCF was decompressed twice)
     import gzip
 
     plain = tmp_path / "plain.vcf.gz"
     plain.write_bytes(gzip.compress(vcf.read_bytes()))
     out3 = tmp_path / "out3.tsv"
+    module, copies = sys.modules["groverlm.score"], []
+    gunzipped = module._gunzipped
+    monkeypatch.setattr(module, "_gunzipped", lambda *a: copies.append(a) or gunzipped(*a))
     assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
                  str(plain), "--out", str(out3), "--quiet"]) == 0
-    assert out3.read_text() == out.read_text()
+    assert out3.read_text() == out.read_text() and len(copies) == 1
+    assert not copies[0][1].exists()  # the copy's folder is removed
     # every record on a contig the genome lacks: chromosome names, most likely (all off_contig)
     vcf.write_text("\n".join(lines[:4] + [f"chr{lines[4]}"]) + "\n")
     assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",

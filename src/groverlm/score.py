@@ -418,52 +418,73 @@ def score_variants(scorer: Scorer, genome: Any, variants: list[Variant],
     return variants
 
 
-def iter_vcf(path: str | Path) -> Iterator[Variant]:
+def iter_vcf(path: str | Path, readable: Path | None = None) -> Iterator[Variant]:
     """One Variant per record and ALT allele, in file order, read lazily (plain, bgzipped or
     gzipped VCF, via pysam): a whole-chromosome VCF holds millions of records. Use it in
     `contextlib.closing` when it may be left unfinished, so the file and htslib's verbosity are
-    given back at once."""
+    given back at once. `readable`: what `readable_vcf` made of `path`, for a caller reading it
+    more than once; else it is made here."""
+    path = Path(path)
+    with contextlib.ExitStack() as stack:
+        if readable is None:
+            readable = stack.enter_context(readable_vcf(path))
+        with open(path, "rb") as fh:
+            if fh.read(3) == b"\xef\xbb\xbf":  # htslib reads it as part of ##fileformat
+                raise GroverError("starts with a byte-order mark: save the VCF without it", path, 1)
+        records = 0
+        verbosity = pysam.set_verbosity(0)  # htslib's own lines ("no index file") are noise here
+        try:
+            with pysam.VariantFile(str(readable)) as vcf:
+                for rec in vcf:
+                    records += 1
+                    for alt in rec.alts or (".",):
+                        yield Variant(rec.chrom, rec.pos, rec.ref.upper(),
+                                      alt.upper() if alt.isalpha() else alt)
+        except (OSError, ValueError, EOFError, zlib.error) as err:
+            for _ in text_lines(path):  # a damaged gzip or binary file: its own error, at its line
+                pass
+            if records == 0 and not _first_line(path).startswith("##fileformat=VCF"):
+                raise GroverError("not a VCF: the first line must be ##fileformat=VCFv4.x",
+                                  path, 1) from None
+            line, blank, rest_blank = _failed_line(path, records)
+            if rest_blank:  # blank lines at the end (a hand-written file): the records are read
+                return
+            why = ("an empty line amid the records" if blank else
+                   f"cannot read this record (htslib: {err})" if records else
+                   f"not a readable VCF ({err})")
+            raise GroverError(why, path, line) from None
+        finally:
+            pysam.set_verbosity(verbosity)
+
+
+@contextlib.contextmanager
+def readable_vcf(path: str | Path) -> Iterator[Path]:
+    """The file htslib reads for the VCF `path`: the file itself, or for plain gzip (`_plain_gzip`)
+    a gunzipped copy in a temporary folder, removed on the way out. `score variants` reads the
+    VCF twice (`vcf_contents`, then a chunk at a time) from one copy: a copy each time
+    decompressed a whole-genome VCF twice."""
     path = Path(path)
     if not path.is_file():
         raise GroverError("no such VCF file", path)
-    with open(path, "rb") as fh:
-        if fh.read(3) == b"\xef\xbb\xbf":  # htslib reads it as part of ##fileformat
-            raise GroverError("starts with a byte-order mark: save the VCF without it", path, 1)
-    records = 0
-    verbosity = pysam.set_verbosity(0)  # htslib's own lines ("no index file") are noise here
-    try:
-        with tempfile.TemporaryDirectory(prefix="groverlm-vcf-") as tmp:
-            try:
-                readable = _gunzipped(path, Path(tmp)) if _plain_gzip(path) else path
-                with pysam.VariantFile(str(readable)) as vcf:
-                    for rec in vcf:
-                        records += 1
-                        for alt in rec.alts or (".",):
-                            yield Variant(rec.chrom, rec.pos, rec.ref.upper(),
-                                          alt.upper() if alt.isalpha() else alt)
-            except (OSError, ValueError, EOFError, zlib.error) as err:
-                for _ in text_lines(path):  # a damaged gzip or binary file: its own error, at its line
-                    pass
-                if records == 0 and not _first_line(path).startswith("##fileformat=VCF"):
-                    raise GroverError("not a VCF: the first line must be ##fileformat=VCFv4.x",
-                                      path, 1) from None
-                line, blank, rest_blank = _failed_line(path, records)
-                if rest_blank:  # blank lines at the end (a hand-written file): the records are read
-                    return
-                why = ("an empty line amid the records" if blank else
-                       f"cannot read this record (htslib: {err})" if records else
-                       f"not a readable VCF ({err})")
-                raise GroverError(why, path, line) from None
-    finally:
-        pysam.set_verbosity(verbosity)
+    if not _plain_gzip(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="groverlm-vcf-") as tmp:
+        try:
+            copy = _gunzipped(path, Path(tmp))
+        except (OSError, EOFError, zlib.error):
+            for _ in text_lines(path):  # a damaged gzip: its own error, at its line
+                pass
+            raise
+        yield copy
 
 
-def vcf_contents(path: str | Path) -> tuple[set[str], int]:
+def vcf_contents(path: str | Path, readable: Path | None = None) -> tuple[set[str], int]:
     """(chromosome names, variants) of a VCF in one pass that keeps nothing else: the names to
     check against the genome and the count for the progress bar before any scoring, and every
-    record's error raised before the model loads."""
+    record's error raised before the model loads. `readable` as for `iter_vcf`."""
     chroms, n = set(), 0
-    for v in iter_vcf(path):
+    for v in iter_vcf(path, readable):
         chroms.add(v.chrom)
         n += 1
     return chroms, n
@@ -798,26 +819,29 @@ def variants_command(args: argparse.Namespace) -> int:
 
 def _score_variants(args: argparse.Namespace) -> None:
     cfg = _config(args)
-    chroms, total = vcf_contents(args.vcf)  # a first pass: the records are read again a chunk at a time
-    genome = Genome.read(args.genome)
-    if total:  # all off_contig (chr20 vs 20) is a naming mismatch, not a result
-        check_on_genome(chroms, genome.lengths, args.vcf)
-    scorer = Scorer.load(args.model, cfg)
-    table = PartialTable(args.out, VARIANT_COLUMNS, resume_settings(
-        "score variants", cfg, args.model, [args.vcf, args.genome]))
-    with contextlib.closing(iter_vcf(args.vcf)) as records:
-        rest = itertools.islice(records, table.done, None)  # after the chunks a stopped run saved
+    # two passes, the count first (the records are not kept: a whole-genome VCF holds millions),
+    # over one gunzipped copy of a plain-gzip VCF
+    with readable_vcf(args.vcf) as readable:
+        chroms, total = vcf_contents(args.vcf, readable)
+        genome = Genome.read(args.genome)
+        if total:  # all off_contig (chr20 vs 20) is a naming mismatch, not a result
+            check_on_genome(chroms, genome.lengths, args.vcf)
+        scorer = Scorer.load(args.model, cfg)
+        table = PartialTable(args.out, VARIANT_COLUMNS, resume_settings(
+            "score variants", cfg, args.model, [args.vcf, args.genome]))
+        with contextlib.closing(iter_vcf(args.vcf, readable)) as records:
+            rest = itertools.islice(records, table.done, None)  # after the chunks a stopped run saved
 
-        def work(lo: int, hi: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
-            variants = list(itertools.islice(rest, hi - lo))
-            if len(variants) != hi - lo:
-                raise GroverError(f"changed while it was scored: {total} variants at first, "
-                                  f"{lo + len(variants)} now", args.vcf)
-            for v in variants:
-                v.status = check_variant(v, genome, cfg)
-            return variant_rows(scorer, genome, variants, table)
+            def work(lo: int, hi: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                variants = list(itertools.islice(rest, hi - lo))
+                if len(variants) != hi - lo:
+                    raise GroverError(f"changed while it was scored: {total} variants at first, "
+                                      f"{lo + len(variants)} now", args.vcf)
+                for v in variants:
+                    v.status = check_variant(v, genome, cfg)
+                return variant_rows(scorer, genome, variants, table)
 
-        score_chunks(table, total, cfg.chunk, work, not args.quiet, "variant")
+            score_chunks(table, total, cfg.chunk, work, not args.quiet, "variant")
     counts = _status_counts(Path(args.out))
     notes = [f"{n} {what}" for n, what in (
         (table.extra.get("clipped", 0), "with a flank cut by the contig end"),
