@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
+from groverlm import pretrain
 from groverlm.bpe.train import write_training
 from groverlm.cli import main
 from groverlm.config import load_config
@@ -355,6 +356,21 @@ def test_the_preflight_counts_a_sample_in_its_candidates_tokens(sets, message):
     else:
         with pytest.raises(GroverError, match=re.escape(message)):
             preflight(cfg.stage("select_vocab"), cfg)
+
+
+def test_the_preflight_builds_the_candidates_model_config_once(monkeypatch):
+    """The model's config was built for the model check, then again for the classifier's window
+    check (transformers' config classes, twice per run); now once, the window checked against it."""
+    built = []
+    real = pretrain.build_config
+    monkeypatch.setattr(pretrain, "build_config", lambda *a, **k: built.append(a) or real(*a, **k))
+    cfg = load_config(None, ["select_vocab.select=true", "select_vocab.classifier.max_tokens=40",
+                             "select_vocab.pretraining.model.overrides="
+                             "{max_position_embeddings: 40}"])
+    with pytest.raises(GroverError, match=r"^select_vocab.classifier.max_tokens 40 exceeds the "
+                                          r"pretrained model's 38 tokens"):
+        preflight(cfg.stage("select_vocab"), cfg)
+    assert len(built) == 1
 
 
 def test_samples_longer_than_the_model_fail_once_measured_before_any_corpus(inputs, tmp_path,

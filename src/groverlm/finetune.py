@@ -753,16 +753,14 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
 # CLI
 
 
-def check_window_settings(c: ClassifierConfig, key: Callable[[str], str], model: Any,
-                          model_key: str, sample_tokens: int | None) -> None:
+def check_window_settings(c: ClassifierConfig, key: Callable[[str], str], model_config: Any,
+                          sample_tokens: int | None) -> None:
     """A run's check, before any stage runs, that a classifier's windows (`c.max_tokens`,
-    `c.stride`; `key(field)`: the config key that set it) fit the model it fine-tunes: `model`
-    (a pretrain.ModelConfig, set at `model_key`)'s positions and, where known, pretraining's
-    longest sample, `sample_tokens` (its tokenizer's model_max_length less [CLS]/[SEP]). Else they
-    fail after pretraining, naming --max-tokens or --stride."""
-    if c.max_tokens is None and c.stride is None:
-        return  # the model's own window: nothing to check (and transformers stays unloaded)
-    limit = pretrain.check_model(model, model_key).max_position_embeddings - 2
+    `c.stride`; `key(field)`: the config key that set it) fit the model it fine-tunes:
+    `model_config` (its built config, `pretrain.check_model`)'s positions and, where known,
+    pretraining's longest sample, `sample_tokens` (its tokenizer's model_max_length less
+    [CLS]/[SEP]). Else they fail after pretraining, naming --max-tokens or --stride."""
+    limit = model_config.max_position_embeddings - 2
     what = "its positions"
     if sample_tokens is not None and sample_tokens < limit:
         limit, what = sample_tokens, "its positions and corpus.max_tokens"
@@ -777,7 +775,10 @@ def check_window_settings(c: ClassifierConfig, key: Callable[[str], str], model:
 def check_pretrained_window(c: ClassifierConfig, config: Any, key: Callable[[str], str]) -> None:
     """`check_window_settings` against the run's pretrained model (pretrain.model, samples of up
     to corpus.max_tokens)."""
-    check_window_settings(c, key, config.stage("pretrain").model, "pretrain.model",
+    if c.max_tokens is None and c.stride is None:
+        return  # the model's own window: nothing to check (and transformers stays unloaded)
+    check_window_settings(c, key, pretrain.check_model(config.stage("pretrain").model,
+                                                       "pretrain.model"),
                           config.stage("corpus").max_tokens)
 
 

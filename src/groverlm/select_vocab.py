@@ -843,7 +843,7 @@ def preflight(cfg: Any, config: Any) -> None:
         model = check_model(p.model, key)
         # the candidates' samples are measured after BPE: their positions alone bound the windows
         check_window_settings(cfg.classifier, lambda name: f"select_vocab.classifier.{name}",
-                              p.model, key, None)
+                              model, None)
         # A sample's tokens follow from each vocabulary's nt per token, measured after BPE
         # (select_vocab checks them then, before any pretraining). Refused here only what no
         # measurement can rescue: a k-mer's tokens hold at most k nt, so the shortest-token
