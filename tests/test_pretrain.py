@@ -24,7 +24,15 @@ from groverlm.embed import max_window_tokens
 from groverlm.errors import GroverError
 from groverlm.manifest import LOCK, PASSED_LOCKS, finished, folder_lock
 from groverlm.masking import IGNORE, MaskingConfig, MLMData, mask_tokens
-from groverlm.models import build_config, load_model, load_tokenizer, new_mlm_model, parse_overrides
+from groverlm.models import (
+    build_config,
+    device_type,
+    load_model,
+    load_tokenizer,
+    named_device,
+    new_mlm_model,
+    parse_overrides,
+)
 from groverlm.pretrain import ModelConfig, PretrainConfig, build_run, context_table, launch_env
 from groverlm.train import (
     CHECKPOINTS,
@@ -443,6 +451,35 @@ def test_torchruns_ranks_get_the_run_folders_lock_and_cpu_ranks_a_share_of_the_c
     assert "OMP_NUM_THREADS" not in launch_env(gpu)  # torchrun's default
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert launch_env(cpu)["OMP_NUM_THREADS"] == "2"  # the user's
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_the_launcher_and_its_ranks_read_device_auto_as_every_command_does(gpu, monkeypatch,
+                                                                          tmp_path):
+    """--device auto was read three times (named_device, the launcher's thread share, the ranks'
+    process group), each with its own rule; now models.device_type, which named_device uses too.
+    The launcher must not take a device itself: its GPU 0 would hold a context for the whole run."""
+    import groverlm.train as training
+
+    class Joined(Exception):
+        pass
+
+    def joined(device):
+        groups.append(device)
+        raise Joined
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: taken.append(d))
+    monkeypatch.setattr(training, "init_distributed", joined)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    groups, taken = [], []
+    auto = PretrainConfig(processes=2, train=TrainConfig(device="auto"))
+    with pytest.raises(Joined):
+        train(None, None, MaskedLM, auto.train, tmp_path)
+    assert groups == [device_type("auto")] == [("cuda" if gpu else "cpu")]
+    assert ("OMP_NUM_THREADS" in launch_env(auto)) == (not gpu) and not taken
+    if not gpu:
+        assert named_device("auto").type == "cpu"
 
 
 def test_a_cpu_rank_keeps_the_threads_omp_num_threads_gives_it(tmp_path, monkeypatch):

@@ -223,13 +223,22 @@ def check_device_name(name: str, option: str = "--device") -> None:
         raise GroverError(f"{option} {name!r} is not a device (auto, cpu, cuda, cuda:N)")
 
 
+def device_type(name: str) -> str:
+    """'cuda' or 'cpu': the kind of device a `--device` names, auto read as `named_device` reads it
+    (the GPU when torch sees one), with no device taken: for a launcher whose ranks take theirs
+    (pretrain.launch_env) and for the process group joined before a rank takes its own."""
+    check_device_name(name)
+    return "cuda" if name.startswith("cuda") or (name == "auto" and torch.cuda.is_available()) \
+        else "cpu"
+
+
 def named_device(name: str, local_rank: int = 0):
     """The torch device a `--device` names: auto (the GPU when torch sees one, else the CPU), cpu,
     cuda (this process's GPU, `local_rank`), cuda:N; a GroverError for a GPU torch cannot see or
     any other name."""
     check_device_name(name)
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = device_type(name)
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise GroverError(f"--device {name} asked for, but torch sees no GPU")

@@ -55,6 +55,7 @@ from groverlm.models import (
     PRESETS,
     build_config,
     count_parameters,
+    device_type,
     load_tokenizer,
     new_mlm_model,
     parse_overrides,
@@ -585,9 +586,7 @@ def launch_env(cfg: Any) -> dict[str, str]:
     and, for CPU ranks with no OMP_NUM_THREADS of the user's, a share of the cores each (torchrun
     would give each rank one thread, leaving all but `processes` cores idle)."""
     env = {**os.environ, **passed_locks()}
-    device = cfg.train.device
-    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    if cpu and "OMP_NUM_THREADS" not in env:
+    if device_type(cfg.train.device) == "cpu" and "OMP_NUM_THREADS" not in env:
         # the cores this process may use (a scheduler's share of the machine), else them all
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // cfg.processes))

@@ -53,7 +53,7 @@ from groverlm.args import TrainConfig, stable  # TrainConfig re-exported: grover
 from groverlm.errors import GroverError
 from groverlm.manifest import check_resume, read_jsonl, write_json, write_text
 from groverlm.masking import IGNORE
-from groverlm.models import named_device, quiet_transformers, save_model
+from groverlm.models import device_type, named_device, quiet_transformers, save_model
 
 # torch.utils.tensorboard loads on first use (it pulls in tensorboard); None without tensorboard, an
 # optional dependency (a stand-in for a missing module would fail on any read, even doctest's probe)
@@ -443,9 +443,7 @@ def train(model: nn.Module, data: TrainData, objective: type[nn.Module], cfg: Tr
     """
     out = Path(out)
     threads_before = torch.get_num_threads()
-    probe_device = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) or \
-        cfg.device.startswith("cuda") else "cpu"
-    dist = init_distributed(probe_device)
+    dist = init_distributed(device_type(cfg.device))  # nccl or gloo, before the rank's device
     device = resolve_device(cfg, dist.local_rank)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
