@@ -255,6 +255,32 @@ def test_messages_name_what_the_user_gave(argv, says, tmp_path, capsys):
     assert err.count("\n") == 1 and says in err, err
 
 
+@pytest.mark.parametrize("argv", [
+    ["finetune", "--model", "M", "--task", "T", "--out", "O", "--max-tr", "5"],
+    ["baselines", "tfidf", "--task", "T", "--out", "O", "--max-tr", "5"],
+    ["pretrain", "--corpus", "C", "--out", "O", "--max-st", "5"],
+])
+def test_an_abbreviated_option_is_refused(argv, capsys):
+    """argparse read `--max-tr 5` as --max-train: a script using it would break, or change
+    meaning, once an option sharing the prefix came. Now it is an unknown option, exit 2."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {' '.join(argv[-2:])} (see groverlm {argv[0]}" in err, err
+    assert err.count("\n") == 1, err
+
+
+def test_no_parser_takes_abbreviations():
+    """Every command's parser, subcommands' included, refuses abbreviated long options."""
+    def walk(parser):
+        yield parser
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    yield from walk(sub)
+
+    assert [p.prog for p in walk(build_parser()) if p.allow_abbrev] == []
+
+
 def test_an_output_the_system_refuses_is_one_line(tmp_path, capsys):
     """--out under a file (or anywhere mkdir fails): one line naming the path, exit 2 (was an
     OSError traceback from the stage's mkdir); -v shows the traceback."""

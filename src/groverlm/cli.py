@@ -49,7 +49,14 @@ MODULES = list(dict.fromkeys(COMMANDS.values()))  # each once, in listing order
 
 class Parser(argparse.ArgumentParser):
     """argparse with its errors (a missing or wrong option value) as one line, as every other user
-    error: argparse would print the whole usage first and exit from inside parse_args."""
+    error: argparse would print the whole usage first and exit from inside parse_args.
+
+    Long options are never abbreviated: argparse would read `--max-tr 5` as --max-train, and the
+    same script would stop working, or mean another option, the day an option sharing that prefix
+    is added. Every subcommand's parser is this class (add_subparsers makes its parent's kind)."""
+
+    def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
 
     def error(self, message: str):
         raise GroverError(f"{message} (see {self.prog} --help)")  # main adds "groverlm: error:"
