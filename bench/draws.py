@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from groverlm.args import comma_list, seed_arg
+from groverlm.args import seed_list
 from groverlm.cli import guarded
 from groverlm.cli import main as groverlm
 from groverlm.manifest import finished, write_json
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for every draw's runs")
     ap.add_argument("--task", required=True,
                     help="`groverlm tasks` arguments, without --seed and --out")
-    ap.add_argument("--draws", type=comma_list(seed_arg, "seeds"), default="0,1,2,3",
+    ap.add_argument("--draws", type=seed_list, default="0,1,2,3",
                     help="split seeds, comma-separated")
     ap.add_argument("--finetune", action="append", default=[],
                     help="`groverlm finetune` arguments, without --task and --out (repeatable)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from groverlm.args import comma_list, seed_arg
+from groverlm.args import comma_list, seed_list
 from groverlm.cli import guarded
 from groverlm.config import build_section
 from groverlm.corpus import Corpus
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slices", type=comma_list(slice_arg, "START:END ranges or all"),
                     default="0:512,0:4096,4096:8192,8192:16384,all",
                     help="comma-separated START:END ranges of the evaluation's sample order, or all")
-    ap.add_argument("--seeds", type=comma_list(seed_arg, "seeds"), default="0,1,2",
+    ap.add_argument("--seeds", type=seed_list, default="0,1,2",
                     help="mask seeds")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="samples per batch (default: the run's; masks are drawn per batch)")

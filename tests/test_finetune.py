@@ -291,7 +291,7 @@ def test_finetune_end_to_end(kmer_model, tmp_path, monkeypatch):
 
     task = composition_task(tmp_path / "task")
     out = tmp_path / "ft"
-    assert main(ft_args(kmer_model, task, out, "--seeds", "2", "--epochs", "3", "--lr",
+    assert main(ft_args(kmer_model, task, out, "--seeds", "0,1", "--epochs", "3", "--lr",
                         "2e-3")) == 0
     [r] = read_metrics(out)
     assert r["task"] == "task" and r["model"] == "deberta-v2-model" and r["seeds"] == [0, 1]
@@ -344,7 +344,7 @@ def test_finetune_end_to_end(kmer_model, tmp_path, monkeypatch):
 def test_finetune_resumes_and_weights_unbalanced_classes(kmer_model, tmp_path, caplog):
     task = composition_task(tmp_path / "task", seed=1, n=(120, 40, 40), positive=0.2)
     out = tmp_path / "ft"
-    args = ft_args(kmer_model, task, out, "--seeds", "2", "--epochs", "2", "--lr", "2e-3")
+    args = ft_args(kmer_model, task, out, "--seeds", "0,1", "--epochs", "2", "--lr", "2e-3")
     caplog.set_level("INFO", logger="groverlm.train")
     assert main(args) == 0
     assert "no checkpoint" not in caplog.text  # each fresh seed said so in an INFO line
@@ -374,7 +374,7 @@ def test_a_model_replaced_in_place_is_no_resume(tmp_path, capsys):
     save_model(new_mlm_model(cfg, 0), tok, model)
     task = composition_task(tmp_path / "task", n=(60, 30, 30))
     out = tmp_path / "ft"
-    args = ft_args(model, task, out, "--seeds", "2", "--epochs", "1")
+    args = ft_args(model, task, out, "--seeds", "0,1", "--epochs", "1")
     assert main(args) == 0
     for f in ("manifest.json", "metrics.json", "seed-1/result.json"):  # interrupted in seed 1
         (out / f).unlink()
@@ -392,8 +392,8 @@ def test_bad_input_is_one_line_error(kmer_model, tmp_path, capsys):
     assert main(ft_args(kmer_model, tmp_path / "missing", tmp_path / "o")) == 2
     assert "not a task folder" in capsys.readouterr().err
     task = composition_task(tmp_path / "task")
-    assert main(ft_args(kmer_model, task, tmp_path / "o2", "--seeds", "0")) == 2
-    assert "--seeds is the number of runs" in capsys.readouterr().err  # not a list, as baselines'
+    assert main(ft_args(kmer_model, task, tmp_path / "o2", "--seeds", "0,1,0")) == 2
+    assert "seed 0 is listed twice" in capsys.readouterr().err
     assert main(ft_args(tmp_path / "nomodel", task, tmp_path / "o3")) == 2
     bad = tmp_path / "badtask"
     write_csvs(bad, {"train": [["ACGT", 0], ["ACGX", 1]], "dev": [["ACGT", 0]],
@@ -441,9 +441,10 @@ def test_from_scratch_discards_the_pretrained_weights_per_seed(kmer_model, tmp_p
     # the command: a baseline named after the model, paired with it by `scratch_of`
     task = composition_task(tmp_path / "task")
     out = tmp_path / "ft"
-    assert main(ft_args(kmer_model, task, out, "--seeds", "1", "--epochs", "1",
+    assert main(ft_args(kmer_model, task, out, "--seeds", "3", "--epochs", "1",
                         "--from-scratch")) == 0
     [r] = read_metrics(out)
+    assert r["seeds"] == [3]  # a list of seeds, as YAML's: not three runs
     assert r["model"] == "deberta-v2-model-scratch" and r["baseline"] is True
     assert r["params"]["from_scratch"] and r["params"]["scratch_of"] == "deberta-v2-model"
 
@@ -472,7 +473,7 @@ def test_an_epoch_that_only_ties_the_best_dev_score_is_not_kept(kmer_model, tmp_
     epoch scores the same on dev, and the first is the one kept and scored on test."""
     task = composition_task(tmp_path / "task")
     out = tmp_path / "ft"
-    assert main(ft_args(kmer_model, task, out, "--seeds", "1", "--epochs", "3", "--lr",
+    assert main(ft_args(kmer_model, task, out, "--seeds", "0", "--epochs", "3", "--lr",
                         "1e-12")) == 0
     [run] = read_metrics(out)[0]["per_seed"]
     assert len({c["mcc"] for c in run["dev_curve"]}) == 1 and len(run["dev_curve"]) == 3
@@ -483,7 +484,7 @@ def test_a_seed_stopped_after_an_epoch_resumes_counting_epochs_from_its_checkpoi
         kmer_model, tmp_path, monkeypatch):
     task = composition_task(tmp_path / "task")
     out = tmp_path / "ft"
-    args = ft_args(kmer_model, task, out, "--seeds", "1", "--epochs", "3", "--lr", "2e-3")
+    args = ft_args(kmer_model, task, out, "--seeds", "0", "--epochs", "3", "--lr", "2e-3")
     scored, calls = finetune.score, []
 
     def stopping(*a, **k):  # the second dev evaluation never returns: epoch 1's checkpoint stays

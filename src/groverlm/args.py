@@ -157,6 +157,24 @@ def comma_list(kind: typing.Callable[[str], Any], what: str) -> typing.Callable[
     return convert
 
 
+def seed_list(text: str) -> list[int]:
+    """argparse type of every --seeds: comma-separated seeds, each 0 or more, as a run config lists
+    them (`seeds: [0, 1, 2]`); `3` is the one seed 3, never a count of runs.
+
+    >>> seed_list("0,1,2"), seed_list("3")
+    ([0, 1, 2], [3])
+    """
+    return comma_list(seed_arg, "seeds")(text)
+
+
+def add_seeds(parser: Any, default: typing.Sequence[int], what: str) -> None:
+    """The --seeds option of a command that runs once per seed, its default the config field's
+    (`default`), read by `seed_list`; `what` says what each seed is."""
+    parser.add_argument("--seeds", type=seed_list, default=list(default), metavar="SEEDS",
+                        help=f"comma-separated seeds, e.g. 0,1,2: {what} (default "
+                             f"{listed(default)})")
+
+
 def check_unique_seeds(seeds: typing.Sequence[int]) -> None:
     """Each listed seed is one more run: a repeat would count one run twice in a mean over seeds
     and shrink its spread."""

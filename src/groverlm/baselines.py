@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import check_unique_seeds, listed, seed_arg
+from groverlm.args import add_seeds, check_unique_seeds, listed
 from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
 from groverlm.errors import GroverError
@@ -354,8 +354,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--vocab", help="tokenizer folder: also TF-IDF over its BPE tokens")
     f.add_argument("--models", default=",".join(dt.models),
                    help=f"rf and/or lr (default {','.join(dt.models)})")
-    f.add_argument("--seeds", default=listed(dt.seeds),
-                   help=f"forest seeds, comma-separated (default {listed(dt.seeds)})")
+    add_seeds(f, dt.seeds, "one random forest per seed, test MCC mean ± std over them")
     f.add_argument("--trees", type=int, default=dt.n_estimators,
                    help=f"random forest size (default {dt.n_estimators})")
     f.add_argument("--max-train", type=int, default=dt.max_train,
@@ -375,8 +374,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   "stopping on dev MCC)")
     c.add_argument("--task", required=True, help="task folder (ours or GUE format)")
     c.add_argument("--out", required=True, help="output folder (metrics.json, manifest.json)")
-    c.add_argument("--seeds", help=f"one run per seed, comma-separated; test MCC mean ± std over "
-                                   f"them (default {','.join(map(str, d.seeds))})")
+    add_seeds(c, d.seeds, "one run per seed, test MCC mean ± std over them")
     c.add_argument("--epochs", type=int, help=f"most passes over train (default {d.epochs})")
     c.add_argument("--patience", type=int,
                    help=f"stop after N epochs without a better dev MCC (default {d.patience})")
@@ -401,7 +399,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def tfidf(args: argparse.Namespace) -> int:
     cfg = TfidfConfig(ks=tuple(parse_ks(args.k)), models=tuple(m for m in args.models.split(",")
                                                                 if m),
-                      seeds=_seeds(args.seeds), class_weight=None if args.no_class_weight else "balanced",
+                      seeds=tuple(args.seeds), class_weight=None if args.no_class_weight else "balanced",
                       n_estimators=args.trees, max_train=args.max_train, n_jobs=args.jobs,
                       threshold=args.threshold)
     results = tfidf_task(args.task, args.out, cfg, args.vocab, args.overwrite)
@@ -414,18 +412,11 @@ def tfidf(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(seed_arg(s) for s in text.split(",") if s)
-    except argparse.ArgumentTypeError:
-        raise GroverError(f"--seeds {text!r}: expected integers, 0 or more, like 0,1,2") from None
-
-
 def cnn(args: argparse.Namespace) -> int:
     flags = {"epochs": args.epochs, "patience": args.patience, "lr": args.lr,
              "batch_size": args.batch_size, "channels": args.channels, "kernel": args.kernel,
              "layers": args.layers, "threshold": args.threshold, "threads": args.threads,
-             "seeds": None if args.seeds is None else _seeds(args.seeds)}
+             "seeds": tuple(args.seeds)}
     given = {k: v for k, v in flags.items() if v is not None}  # the rest: CnnConfig's defaults
     if args.max_train is not None:
         given["max_train"] = args.max_train or None  # 0: the whole training split

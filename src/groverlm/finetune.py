@@ -66,10 +66,10 @@ import numpy as np
 from groverlm import lazy
 from groverlm.args import (
     PRECISIONS,
+    add_seeds,
     changes_to,
     check_precision,
     check_unique_seeds,
-    seed_arg,
     stable,
     volatile,
 )
@@ -160,7 +160,7 @@ class ClassifierConfig:
             raise GroverError(f"--lr must be positive, got {self.lr}")
         if (not isinstance(self.seeds, (list, tuple)) or not self.seeds
                 or not all(isinstance(x, int) and not isinstance(x, bool) for x in self.seeds)):
-            # a run's YAML lists seeds (seeds: [0, 1, 2]) where the CLI counts them (--seeds 3)
+            # a run's YAML lists seeds (seeds: [0, 1, 2]), as every --seeds does (0,1,2)
             raise GroverError(f"seeds must be a non-empty list of integers such as [0, 1, 2], got "
                               f"{self.seeds!r}")
         object.__setattr__(self, "seeds", tuple(self.seeds))
@@ -817,13 +817,12 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
 def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None,
                    max_train: bool = True) -> None:
     """Fine-tuning options shared by `finetune`, `nextkmer` and `select-vocab`, their defaults those
-    of `d` (default: ClassifierConfig()), so that the flags and YAML agree; `--seeds N` runs seeds
-    --seed .. --seed + N - 1. With `max_train` False, --max-train is left out of --help (next-k-mer
+    of `d` (default: ClassifierConfig()), so that the flags and YAML agree; `--seeds 0,1,2` lists
+    the seeds, as YAML does. With `max_train` False, --max-train is left out of --help (next-k-mer
     refuses it: nextkmer.check_no_max_train) but still parsed, so that one given as to `finetune`
     gets the message naming the setting to use instead."""
     d = d or ClassifierConfig()
-    p.add_argument("--seeds", type=int, default=len(d.seeds),
-                   help=f"runs with different seeds (default {len(d.seeds)})")
+    add_seeds(p, d.seeds, "one fine-tuning per seed, test MCC mean ± std over them")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over train (default "
                                                                  f"{d.epochs})")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default " + (
@@ -831,8 +830,6 @@ def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None
         f"{BASE_WIDTH} or more, else {SMALL_LR:g})"))
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help=f"sequences per step (default {d.batch_size})")
-    p.add_argument("--seed", type=seed_arg, default=d.seeds[0],
-                   help=f"first seed (then seed+1, ...; default {d.seeds[0]})")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="window length in tokens (default: the model's positions - 2)")
     p.add_argument("--stride", type=int, default=None,
@@ -872,17 +869,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd)
 
 
-def seeds_from_args(args: argparse.Namespace) -> tuple[int, ...]:
-    """The seeds of `add_train_args`'s `--seed S --seeds N`: S .. S + N - 1."""
-    if args.seeds < 1:  # `--seeds 0` is easily meant as the baselines' list of seeds: say which
-        raise GroverError(f"--seeds is the number of runs, at least 1 (got {args.seeds}); their "
-                          f"seeds are --seed, --seed + 1, ... (--seed 5 --seeds 1 runs seed 5 alone)")
-    return tuple(range(args.seed, args.seed + args.seeds))
-
-
 def _cmd(args: argparse.Namespace) -> int:
     cfg = ClassifierConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                           seeds=seeds_from_args(args),
+                           seeds=tuple(args.seeds),
                            class_weights=args.class_weights, max_tokens=args.max_tokens,
                            stride=args.stride, max_train=args.max_train, device=args.device,
                            precision=args.precision, threads=args.threads, threshold=args.threshold,

@@ -60,7 +60,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from groverlm.args import add_fields, listed, stable
+from groverlm.args import add_fields, listed, seed_arg, stable
 from groverlm.baselines import TfidfConfig, run_tfidf
 from groverlm.context import Context, held_out_setting
 from groverlm.corpus import Region
@@ -73,7 +73,6 @@ from groverlm.finetune import (
     add_train_args,
     check_pretrained_window,
     finetune_splits,
-    seeds_from_args,
     token_ids,
 )
 from groverlm.kmers import index_to_kmer, kmer_ids, kmer_to_index, parse_ks
@@ -639,6 +638,9 @@ def add_nextkmer_args(p: argparse.ArgumentParser, baselines: NextKmerBaselinesCo
     add_fields(p, NextKmerSamplesConfig, "train_samples", "dev_samples", "test_samples")
     p.add_argument("--block", type=int, default=d.block,
                    help=f"region blocks drawn whole to a split (default {d.block:,} bp)")
+    p.add_argument("--seed", type=seed_arg, default=d.seed,
+                   help=f"seed of the block draw and the contexts (select-vocab: and of "
+                        f"pretraining; the fine-tuning's are --seeds; default {d.seed})")
     p.add_argument("--tfidf", choices=TFIDF, default=baselines.tfidf,
                    help=f"TF-IDF baselines: k-mers and BPE tokens (auto, the latter for a BPE "
                         f"model), k-mers only, BPE tokens only, none (default {baselines.tfidf})")
@@ -705,7 +707,7 @@ def configs_from_args(args: argparse.Namespace):
                          args.dev_samples, args.test_samples, args.block,
                          args.seed)
     ft = replace(kmer_classifier(), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                        seeds=seeds_from_args(args),
+                        seeds=tuple(args.seeds),
                         max_tokens=args.max_tokens,
                         stride=args.stride, max_train=args.max_train, device=args.device,
                         precision=args.precision, threads=args.threads)
