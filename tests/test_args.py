@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import replace
 
 import pytest
 
@@ -21,6 +22,7 @@ from groverlm.cnn import CnnConfig
 from groverlm.config import load_config
 from groverlm.corpus import CorpusConfig
 from groverlm.embed import EmbedConfig
+from groverlm.errors import GroverError
 from groverlm.finetune import ClassifierConfig
 from groverlm.models import parse_overrides
 from groverlm.nextkmer import NextKmerBaselinesConfig, NextKmerSamplesConfig, kmer_classifier
@@ -148,6 +150,18 @@ def test_every_seeds_option_lists_seeds_as_yaml_does(command):
 def test_seeds_lists_every_command_with_a_seeds_option():
     assert sorted(c for c, p in commands().items()
                   if any("--seeds" in a.option_strings for a in p._actions)) == sorted(SEEDS)
+
+
+@pytest.mark.parametrize("cls", [ClassifierConfig, TfidfConfig, CnnConfig])
+def test_max_train_0_is_every_row_everywhere(cls):
+    """`baselines cnn --max-train 0` trained on every row while finetune and baselines tfidf
+    refused 0; every max_train now reads 0 as null (all rows) and refuses a negative one."""
+    assert cls(max_train=0).max_train is None and cls(max_train=0) == replace(cls(), max_train=None)
+    assert cls(max_train=2).max_train == 2
+    for bad in (-1, 1):
+        with pytest.raises(GroverError, match=f"^--max-train must be 0 \\(every training row\\) "
+                                              f"or at least 2, got {bad}$"):
+            cls(max_train=bad)
 
 
 def test_yaml_sections_default_to_the_command_line_defaults():

@@ -287,6 +287,21 @@ def test_no_parser_takes_abbreviations():
     assert [p.prog for p in walk(build_parser()) if p.allow_abbrev] == []
 
 
+@pytest.mark.parametrize("command", [["finetune", "--model", "M"], ["baselines", "tfidf"],
+                                     ["baselines", "cnn"]])
+def test_max_train_0_is_every_row_and_a_negative_one_is_refused(command, tmp_path, capsys):
+    """--max-train 0 trained on every row in baselines cnn and was refused by finetune and
+    baselines tfidf; now 0 is every row in each (the task folder is the next thing read) and a
+    negative one is one line, exit 2, in each."""
+    argv = [*command, "--task", str(tmp_path / "MISSING"), "--out", str(tmp_path / "O")]
+    assert main([*argv, "--max-train", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("--max-train must be 0 (every training row) or at least 2, got -1\n"), err
+    assert main([*argv, "--max-train", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "MISSING: not a task folder" in err and err.count("\n") == 1, err
+
+
 def test_an_output_the_system_refuses_is_one_line(tmp_path, capsys):
     """--out under a file (or anywhere mkdir fails): one line naming the path, exit 2 (was an
     OSError traceback from the stage's mkdir); -v shows the traceback."""

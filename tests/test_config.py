@@ -208,7 +208,8 @@ def test_finetune_per_task_settings_change_one_task(tmp_path):
         load_config(write(tmp_path, "finetune:\n  classifier: {}\n  per_task:\n"
                                     "    ctcf: {maxtrain: 3}\n"))
     with pytest.raises(GroverError, match="^--set finetune.per_task.ctcf.max_train=1: finetune."
-                                          "per_task.ctcf.max_train must be at least 2$"):
+                                          "per_task.ctcf.max_train must be 0 \\(every training row\\) or "
+                                          "at least 2, got 1$"):
         load_config(None, ["finetune.per_task.ctcf.max_train=1"])
     with pytest.raises(GroverError, match="tasks must be among"):
         load_config(None, ["finetune.per_task.nope.max_train=100"])

@@ -175,6 +175,22 @@ def add_seeds(parser: Any, default: typing.Sequence[int], what: str) -> None:
                              f"{listed(default)})")
 
 
+def every_row_as_none(max_train: int | None) -> int | None:
+    """A training subset size (every command's --max-train, YAML's max_train) as the stages use
+    it: 0, as null, means every training row (None); a GroverError below 0 or at 1 (a subset of
+    one row holds one class). The CNN's default is a subset, so 0 is how a command asks for all.
+
+    >>> every_row_as_none(0), every_row_as_none(None), every_row_as_none(1500)
+    (None, None, 1500)
+    """
+    if not max_train:
+        return None
+    if max_train < 2:
+        raise GroverError(f"--max-train must be 0 (every training row) or at least 2, got "
+                          f"{max_train}")
+    return max_train
+
+
 def check_unique_seeds(seeds: typing.Sequence[int]) -> None:
     """Each listed seed is one more run: a repeat would count one run twice in a mean over seeds
     and shrink its spread."""

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import add_seeds, check_unique_seeds, listed
+from groverlm.args import add_seeds, check_unique_seeds, every_row_as_none, listed
 from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
 from groverlm.errors import GroverError
@@ -71,7 +71,7 @@ class TfidfConfig:
     n_estimators: int = 200  # trees in the forest
     max_iter: int = 2000  # logistic regression solver iterations
     C: float = 1.0  # inverse L2 strength of logistic regression
-    max_train: int | None = None  # train on a seeded random subset of this many rows (speed)
+    max_train: int | None = None  # train on a seeded random subset of this many rows (speed; 0: all)
     n_jobs: int = 1  # cores for the forest (the CPU is shared)
     threshold: str = "argmax"  # binary tasks: argmax or dev's MCC-best cut (as fine-tuning)
     # the command's flags named otherwise than their field (a run's errors name the field)
@@ -85,8 +85,7 @@ class TfidfConfig:
             raise GroverError("at least one seed is needed")
         if self.class_weight not in (None, "balanced"):
             raise GroverError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
-        if self.max_train is not None and self.max_train < 2:
-            raise GroverError("max_train must be at least 2")
+        object.__setattr__(self, "max_train", every_row_as_none(self.max_train))
         if self.threshold not in THRESHOLDS:
             raise GroverError(f"threshold must be one of {', '.join(THRESHOLDS)}")
         if self.n_estimators < 1:
@@ -357,8 +356,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_seeds(f, dt.seeds, "one random forest per seed, test MCC mean ± std over them")
     f.add_argument("--trees", type=int, default=dt.n_estimators,
                    help=f"random forest size (default {dt.n_estimators})")
-    f.add_argument("--max-train", type=int, default=dt.max_train,
-                   help="train on a seeded random subset of this many rows (default: all)")
+    f.add_argument("--max-train", type=int, default=dt.max_train, metavar="N",
+                   help="train on a seeded random subset of N rows; 0: all (default: all)")
     f.add_argument("--no-class-weight", action="store_true",
                    help="do not reweight classes (default: balanced weights)")
     f.add_argument("--jobs", type=int, default=dt.n_jobs,
@@ -383,7 +382,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--channels", type=int, help=f"filters per convolution (default {d.channels})")
     c.add_argument("--kernel", type=int, help=f"filter width in bases (default {d.kernel})")
     c.add_argument("--layers", type=int, help=f"convolution blocks (default {d.layers})")
-    c.add_argument("--max-train", type=int,
+    c.add_argument("--max-train", type=int, metavar="N",
                    help=f"train on a seeded random subset of N rows; 0: all (default "
                         f"{d.max_train})")
     c.add_argument("--no-class-weight", action="store_true",
@@ -419,7 +418,7 @@ def cnn(args: argparse.Namespace) -> int:
              "seeds": tuple(args.seeds)}
     given = {k: v for k, v in flags.items() if v is not None}  # the rest: CnnConfig's defaults
     if args.max_train is not None:
-        given["max_train"] = args.max_train or None  # 0: the whole training split
+        given["max_train"] = args.max_train  # 0: the whole training split (every_row_as_none)
     if args.no_class_weight:
         given["class_weight"] = None
     cfg = replace(CnnConfig(), **given)

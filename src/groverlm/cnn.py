@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import check_unique_seeds, stable, volatile
+from groverlm.args import check_unique_seeds, every_row_as_none, stable, volatile
 from groverlm.errors import GroverError
 from groverlm.manifest import (
     SETTINGS,
@@ -89,7 +89,7 @@ class CnnConfig:
     weight_decay: float = 0.0  # Adam's L2 penalty
     batch_size: int = 64  # sequences per step
     max_train: int | None = 3000  # train on a seeded random subset of this many rows (speed;
-    #                               None: all of train)
+    #                               None or 0: all of train)
     seeds: tuple[int, ...] = (0,)  # one run per seed (mean and std of test MCC over them)
     class_weight: str | None = "balanced"  # "balanced" reweights classes 1/frequency; None: off
     threshold: str = "argmax"  # binary tasks: argmax or dev's MCC-best cut (as fine-tuning)
@@ -109,8 +109,7 @@ class CnnConfig:
             raise GroverError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise GroverError("lr must be positive and weight_decay not negative")
-        if self.max_train is not None and self.max_train < 2:
-            raise GroverError("max_train must be at least 2")
+        object.__setattr__(self, "max_train", every_row_as_none(self.max_train))
         if not self.seeds:
             raise GroverError("at least one seed is needed")
         check_unique_seeds(self.seeds)

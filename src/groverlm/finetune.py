@@ -70,6 +70,7 @@ from groverlm.args import (
     changes_to,
     check_precision,
     check_unique_seeds,
+    every_row_as_none,
     stable,
     volatile,
 )
@@ -141,7 +142,7 @@ class ClassifierConfig:
     #                            "dev" the MCC-best cut on dev's P(class 1) (metrics.mcc_threshold)
     max_tokens: int | None = None  # window length in tokens; None: the model's positions - 2
     stride: int | None = None  # tokens between window starts; None: max_tokens (no overlap)
-    max_train: int | None = None  # train on a seeded subset of this many sequences (speed)
+    max_train: int | None = None  # train on a seeded subset of this many sequences (speed; 0: all)
     warmup_ratio: float = 0.06  # linear warmup share of the steps
     weight_decay: float = 0.01
     eval_batch_size: int = volatile(64)  # sequences per evaluation batch
@@ -179,8 +180,7 @@ class ClassifierConfig:
         if self.stride is not None and (self.stride < 1 or (
                 self.max_tokens is not None and self.stride > self.max_tokens)):
             raise GroverError("--stride must be between 1 and the window length")
-        if self.max_train is not None and self.max_train < 2:
-            raise GroverError("--max-train must be at least 2")
+        object.__setattr__(self, "max_train", every_row_as_none(self.max_train))
         if not 0 <= self.warmup_ratio < 1:
             raise GroverError("warmup_ratio must be in [0, 1)")
         if self.threads is not None and self.threads < 1:
@@ -835,7 +835,8 @@ def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None
     p.add_argument("--stride", type=int, default=None,
                    help="tokens between window starts (default: the window length)")
     p.add_argument("--max-train", type=int, default=None, metavar="N",
-                   help="train on a seeded random subset of N sequences" if max_train
+                   help="train on a seeded random subset of N sequences; 0: all (default: all)"
+                   if max_train
                    else argparse.SUPPRESS)
     p.add_argument("--device", default=d.device, help=f"auto (the GPU when torch sees one), cpu, "
                    f"cuda or cuda:N (default {d.device})")
