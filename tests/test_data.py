@@ -244,7 +244,7 @@ def test_no_source_answers(tmp_path, monkeypatch):
     with pytest.raises(GroverError) as err:
         fetch_files(["a.bed", "b"], files=files, from_dir=folder)
     msg = str(err.value)
-    assert "\n" not in msg and msg.startswith("could not fetch 1 file(s): a.bed (")
+    assert "\n" not in msg and msg.startswith("could not fetch 1 file: a.bed (")
     assert "Name or service not known" in msg and "unable to locate package" in msg
     assert (tmp_path / "cache" / "data" / "b").exists()  # the others are still fetched
     with pytest.raises(GroverError, match="network sources not tried"):

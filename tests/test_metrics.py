@@ -124,6 +124,19 @@ def test_compare_keeps_an_existing_out(tmp_path, capsys):
     assert "tfidf-lr" in notes.read_text()
 
 
+def test_compare_counts_in_the_singular_for_one(tmp_path, capsys):
+    """compare printed '1 results from 1 files, 1 tasks x 1 models'."""
+    from groverlm.cli import main
+
+    write_metrics(tmp_path / "a", "prom300", [_result("prom300", "tfidf-lr", [0.4])])
+    assert main(["compare", str(tmp_path / "a")]) == 0
+    assert "compare: 1 result from 1 file, 1 task x 1 model" in capsys.readouterr().out
+    write_metrics(tmp_path / "b", "ctcf", [_result("ctcf", "tfidf-lr", [0.4]),
+                                          _result("ctcf", "tfidf-rf", [0.5])])
+    assert main(["compare", str(tmp_path)]) == 0
+    assert "compare: 3 results from 2 files, 2 tasks x 2 models" in capsys.readouterr().out
+
+
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 12)), min_size=2, max_size=40))
 @settings(max_examples=200, deadline=None)
 def test_mcc_threshold_is_the_best_cut(pairs):

@@ -1037,7 +1037,7 @@ def test_a_genome_without_annotations_runs_without_tasks(tmp_path, monkeypatch, 
                  "--set", "nextkmer.region=scaffold_2:0-150000"]) == 2
     err = capsys.readouterr().err
     given = "groverlm: error: --set nextkmer.region=scaffold_2:0-150000: "  # where it was set
-    assert err.startswith(given + "nextkmer.region scaffold_2:0-150000 holds 2 usable block(s)")
+    assert err.startswith(given + "nextkmer.region scaffold_2:0-150000 holds 2 usable blocks")
     assert "smaller nextkmer.samples.block" in err and "--" not in err.removeprefix(given)
 
     # hg19's TSS list on this genome: refused by the genome stage, before BPE
@@ -1082,7 +1082,7 @@ def test_a_held_out_scaffold_too_small_for_the_blocks_fails_before_bpe(tmp_path,
     assert finished(run / "genome") and not (run / "bpe").exists()
     err = capsys.readouterr().err
     assert ("--set corpus.holdout=[scaffold_9]: corpus.holdout scaffold_9 holds 1 usable "
-            "block(s) of 100,000 bp") in err and f"smaller {stage}.samples.block" in err
+            "block of 100,000 bp") in err and f"smaller {stage}.samples.block" in err
 
 
 def test_the_readme_recipe_for_another_genome_passes_every_check_on_it():

@@ -35,7 +35,7 @@ from groverlm import lazy
 from groverlm.args import add_seeds, check_unique_seeds, every_row_as_none, listed
 from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.kmers import kmer_count_matrix, parse_ks
 from groverlm.manifest import finished, prepare_out, write_manifest, writes_folder
 from groverlm.metrics import (
@@ -427,7 +427,7 @@ def cnn(args: argparse.Namespace) -> int:
     auroc = "-" if t["auroc"] is None else f"{t['auroc']:.3f}"
     epochs = ", ".join(str(p["best_epoch"]) for p in r["per_seed"])
     print(f"baseline {r['model']} on {r['task']}: test MCC {r['mcc_mean']:.3f} ± {r['mcc_std']:.3f}"
-          f" over {len(r['seeds'])} seed(s) (best epoch {epochs}); seed {r['seeds'][0]}: "
+          f" over {counted(len(r['seeds']), 'seed')} (best epoch {epochs}); seed {r['seeds'][0]}: "
           f"F1{f1_of(args.out)} {t['f1']:.3f}, accuracy {t['accuracy']:.3f}, AUROC {auroc} -> "
           f"{args.out}/metrics.json")
     return 0

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from groverlm import lazy
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.manifest import atomic_path
 
 tqdm = lazy.module("tqdm")  # progress bars load on first use
@@ -530,7 +530,7 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
             if report is not None:
                 report(f"{entry.name:<38} {how}")
     if failed:
-        raise GroverError(f"could not fetch {len(failed)} file(s): {'; '.join(failed)}. Put them "
+        raise GroverError(f"could not fetch {counted(len(failed), 'file')}: {'; '.join(failed)}. Put them "
                           f"in a folder and pass --from-dir (or set {DATA_ENV})")
     return paths
 
@@ -595,5 +595,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def fetch_command(args: argparse.Namespace) -> int:
     paths = fetch(args.dataset, args.cache, args.from_dir, report=print, progress=not args.quiet)
-    print(f"data fetch: {len(paths)} files of {args.dataset!r} verified in {cache_dir(args.cache)}")
+    print(f"data fetch: {counted(len(paths), 'file')} of {args.dataset!r} verified in "
+          f"{cache_dir(args.cache)}")
     return 0

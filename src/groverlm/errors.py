@@ -1,4 +1,5 @@
-"""Project exception: a user error that the CLI prints as one line and exits 2 for."""
+"""Project exception: a user error that the CLI prints as one line and exits 2 for; and `counted`,
+the count and noun of those lines and of the commands' summary lines."""
 
 
 class GroverError(Exception):
@@ -12,6 +13,16 @@ class GroverError(Exception):
         self.message = message  # without the file and line, for a caller that names them anew
         self.path = path
         self.line = line
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`n` and `noun`, in the plural (`plural`, default noun + "s") unless n is 1: "1 task", never
+    "1 tasks" nor "1 task(s)".
+
+    >>> counted(1, "task"), counted(0, "k value"), counted(12000, "entry", "entries")
+    ('1 task', '0 k values', '12,000 entries')
+    """
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def one_line(err: Exception) -> str:

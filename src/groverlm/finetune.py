@@ -77,7 +77,7 @@ from groverlm.args import (
 from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
 from groverlm.embed import max_window_tokens, tokenize
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.fasta import reverse_complement
 from groverlm.manifest import (
     SETTINGS,
@@ -885,7 +885,7 @@ def _cmd(args: argparse.Namespace) -> int:
         f"MCC {t['mcc_argmax']:.4f} at argmax, {t['mcc_dev_cut']:.4f} at dev's cut "
         f"{t['threshold']:.3f}, ")
     print(f"finetune {r['task']}: test MCC {r['mcc_mean']:.4f} ± {r['mcc_std']:.4f} over "
-          f"{len(r['seeds'])} seed(s); seed {r['seeds'][0]}: {cut}F1{f1_of(args.out)} "
+          f"{counted(len(r['seeds']), 'seed')}; seed {r['seeds'][0]}: {cut}F1{f1_of(args.out)} "
           f"{t['f1']:.4f}, accuracy "
           f"{t['accuracy']:.4f}, AUROC {t['auroc'] if t['auroc'] is None else round(t['auroc'], 4)}"
           f" -> {args.out}")

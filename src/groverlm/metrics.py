@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.manifest import write_json, write_text
 
 # scikit-learn loads on first use, keeping the CLI and config loading light
@@ -582,6 +582,7 @@ def compare(args: argparse.Namespace) -> int:
     if args.out:
         fmt = "tsv" if args.out.endswith(".tsv") else "markdown"
         write_text(args.out, format_table(tasks, models, cells, fmt))
-    print(f"compare: {len(records)} results from {len(files)} files, {len(tasks)} tasks x "
-          f"{len(models)} models" + (f" -> {args.out}" if args.out else ""))
+    print(f"compare: {counted(len(records), 'result')} from {counted(len(files), 'file')}, "
+          f"{counted(len(tasks), 'task')} x {counted(len(models), 'model')}"
+          + (f" -> {args.out}" if args.out else ""))
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 
 from groverlm import lazy
 from groverlm.args import parse_override
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 
 # torch and transformers load on first use, keeping the CLI and config loading light
 torch = lazy.module("torch")
@@ -247,7 +247,7 @@ def named_device(name: str, local_rank: int = 0):
     device = torch.device(name)
     if device.type == "cuda":
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise GroverError(f"--device {name}: torch sees {torch.cuda.device_count()} GPU(s)")
+            raise GroverError(f"--device {name}: torch sees {counted(torch.cuda.device_count(), 'GPU')}")
         torch.cuda.set_device(device)
     return device
 

@@ -64,7 +64,7 @@ from groverlm.args import add_fields, listed, seed_arg, stable
 from groverlm.baselines import TfidfConfig, run_tfidf
 from groverlm.context import Context, held_out_setting
 from groverlm.corpus import Region
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.fasta import iter_records
 from groverlm.finetune import (
     MAX_CONFUSION,
@@ -235,7 +235,7 @@ def valid_starts(record, start: int, end: int, span: int, block: int) -> np.ndar
 
 def _too_few_blocks(region: Region, n: int, cfg: NextKmerSamplesConfig,
                     options: tuple[str, str]) -> str:
-    return (f"{options[0]} {region} holds {n} usable block(s) of {cfg.block:,} bp; need 3 "
+    return (f"{options[0]} {region} holds {counted(n, 'usable block')} of {cfg.block:,} bp; need 3 "
             f"(train, dev, test): use a smaller {options[1]} or a larger region")
 
 
@@ -250,7 +250,7 @@ def check_blocks(region: Region, lengths: dict[str, int], cfg: NextKmerSamplesCo
     >>> check_blocks(Region("r", 0, 209), {"r": 500}, cfg, ("region", "block"))
     ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    groverlm.errors.GroverError: region r:0-209 holds 2 usable block(s) of 100 bp; need 3 ...
+    groverlm.errors.GroverError: region r:0-209 holds 2 usable blocks of 100 bp; need 3 ...
     """
     _, start, end = region.bounds(lengths, options[0], where)
     first = np.arange(start // cfg.block, (end - 1) // cfg.block + 1) * cfg.block
@@ -744,5 +744,5 @@ def _cmd(args: argparse.Namespace) -> int:
     res = nextkmer(args.model, args.genome, args.region, args.out, cfg, ft, bcfg, args.name,
                    args.overwrite, progress=not args.quiet, zero_shot=args.zero_shot)
     print(format_summary(res["summary"]))
-    print(f"nextkmer: {len(cfg.ks)} k value(s) -> {args.out}/metrics.json")
+    print(f"nextkmer: {counted(len(cfg.ks), 'k value')} -> {args.out}/metrics.json")
     return 0

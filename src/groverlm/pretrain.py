@@ -39,7 +39,7 @@ from groverlm import lazy
 from groverlm.args import PRECISIONS, MaskingConfig, TrainConfig, add_fields, field_help, listed
 from groverlm.context import Context
 from groverlm.corpus import Corpus
-from groverlm.errors import GroverError, one_line
+from groverlm.errors import GroverError, counted, one_line
 from groverlm.manifest import (
     atomic_path,
     clear_outputs,
@@ -439,7 +439,7 @@ def plot_learning_curve(runs: str | Path | Sequence[str | Path], png: str | Path
     runs = [runs] if isinstance(runs, str | Path) else list(runs)
     labels = list(labels) if labels else [Path(r).name for r in runs]
     if len(labels) != len(runs):
-        raise GroverError(f"{len(labels)} labels for {len(runs)} runs")
+        raise GroverError(f"{counted(len(labels), 'label')} for {counted(len(runs), 'run')}")
     png = Path(png)
     fmt = png.suffix.lstrip(".").lower() or "png"
     formats = backend_bases.FigureCanvasBase.get_supported_filetypes()  # no figure made to ask

@@ -68,7 +68,7 @@ from groverlm.context import (
     data_names,
     resolve_data,
 )
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.manifest import (
     CACHE_SETTINGS,
     cached,
@@ -346,7 +346,7 @@ def check_devices(cfg: Any, selected: set[str]) -> None:
     for key, device in sorted(asked):
         index = device.partition(":")[2]
         if gpus == 0 or (index.isdigit() and int(index) >= gpus):
-            raise GroverError(f"{key}: {device}, but torch sees {gpus} GPU(s)", cfg.source)
+            raise GroverError(f"{key}: {device}, but torch sees {counted(gpus, 'GPU')}", cfg.source)
     if processes > 1:
         device = cfg.stage("pretrain").train.device
         if gpus and device != "cpu" and processes > gpus:
@@ -547,7 +547,7 @@ def summarize_run(run_dir: str | Path) -> str:
     lines = []
     g = summary("genome")
     if g:
-        lines.append(f"genome:      {g['records']} record(s), {g['length']:,} bp "
+        lines.append(f"genome:      {counted(g['records'], 'record')}, {g['length']:,} bp "
                      f"({g['acgt']:,} A/C/G/T in {g['contigs']:,} contigs)")
     v = summary("select_vocab") or summary("bpe")
     if v:

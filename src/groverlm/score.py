@@ -73,7 +73,7 @@ from groverlm.batching import split_windows
 from groverlm.context import Context, held_out_setting
 from groverlm.corpus import Region
 from groverlm.embed import iter_batches, load_encoder, max_window_tokens, named_sequences, read_items
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.fasta import Genome, reverse_complement, text_lines
 from groverlm.finetune import given_tokens_apply, token_ids
 from groverlm.manifest import (
@@ -807,7 +807,7 @@ def _score_seqs(args: argparse.Namespace) -> None:
     score_chunks(table, len(items), cfg.chunk, lambda lo, hi: (score_sequences(
         scorer, [i.name for i in items[lo:hi]], [i.sequence for i in items[lo:hi]], cfg.rc,
         args.per_token), {}), not args.quiet, "seq")
-    print(f"score seqs: {len(items)} sequences -> {args.out}")
+    print(f"score seqs: {counted(len(items), 'sequence')} -> {args.out}")
 
 
 def variants_command(args: argparse.Namespace) -> int:

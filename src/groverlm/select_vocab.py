@@ -87,7 +87,7 @@ from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.bpe import vocab_summary
 from groverlm.context import Context, held_out_setting
 from groverlm.corpus import CorpusConfig, Region, write_corpus
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.fasta import decode, iter_records
 from groverlm.finetune import ClassifierConfig, check_window_settings
 from groverlm.kmer_vocab import MAX_VOCAB_K, write_kmer_vocab
@@ -810,9 +810,9 @@ def table_header(cfg: SelectPretrainingConfig, ncfg, ft, selection: dict[str, An
         f"so that each holds about {nt} nt (tokens = round({nt} / measured nt per token){lowered}); "
         f"nucleotides read in pretraining: {spread}. Next-k-mer: contexts of "
         f"{ncfg.context} nt, {ncfg.train_samples} train / {ncfg.dev_samples} dev / "
-        f"{ncfg.test_samples} test samples from the held-out region, {ft.epochs} epoch(s), "
+        f"{ncfg.test_samples} test samples from the held-out region, {counted(ft.epochs, 'epoch')}, "
         f"lr {'by model width' if ft.lr is None else format(ft.lr, 'g')}, batch {ft.batch_size}, "
-        f"{len(ft.seeds)} seed(s); top-1 accuracy on test (acc_k) and its mean lift over the most "
+        f"{counted(len(ft.seeds), 'seed')}; top-1 accuracy on test (acc_k) and its mean lift over the most "
         f"frequent k-mer ({LIFT}); chosen on dev ({DEV_LIFT}; dev accuracy per k in table.tsv).",
         "",
         f"Selected: {selection['cycles']} cycles (score {selection['score']:.3f}); rule: {RULE}.",

@@ -22,7 +22,7 @@ import numpy as np
 from groverlm import lazy
 from groverlm.analysis.plots import COLORS, figure, scatter_colored
 from groverlm.embed import EmbedConfig, embed_token_ids
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.kmers import kmer_ids
 from groverlm.tasks.annotations import check_on_genome, read_bed_intervals, read_tss
 
@@ -198,7 +198,7 @@ def annotation_analysis(model, tokenizer, windows, tracks: dict[str, dict[str, n
                                                          dict[str, np.ndarray]]:
     """Embed the windows, annotate, project and probe. Returns (result, projections, values)."""
     if len(windows) < 2 * cfg.folds:
-        raise GroverError(f"{len(windows)} windows are too few for {cfg.folds}-fold probes")
+        raise GroverError(f"{counted(len(windows), 'window')}: too few for {cfg.folds}-fold probes")
     ecfg = EmbedConfig(layer=layer, batch_size=batch_size)
     emb, _, _ = embed_token_ids(model, tokenizer, [w.ids for w in windows], ecfg, progress)
     values = annotate_windows(windows, tracks)

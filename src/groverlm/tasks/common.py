@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from groverlm import lazy
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.fasta import NON_ACGT, Genome, iter_records
 from groverlm.manifest import MANIFEST, atomic_path, prepare_out, write_manifest, writes_folder
 
@@ -124,8 +124,8 @@ def split_examples(examples: Sequence[Example], cfg: SplitConfig) -> SplitResult
         splits, info = _split_blocks(examples, cfg)
     for s in SPLITS:
         if not splits[s]:
-            raise GroverError(f"the {s} split is empty ({len(examples)} examples, method "
-                              f"{method}); use more data, a smaller --split-block or other "
+            raise GroverError(f"the {s} split is empty ({counted(len(examples), 'example')}, "
+                              f"method {method}); use more data, a smaller --split-block or other "
                               "--split-fractions")
     info["counts"] = {s: len(splits[s]) for s in SPLITS}
     return SplitResult(splits, info)
@@ -159,7 +159,7 @@ def _split_blocks(examples: Sequence[Example], cfg: SplitConfig
     b = cfg.block
     used = sorted({(e.chrom, e.start // b) for e in examples})  # blocks where an example starts
     if len(used) < 3:
-        raise GroverError(f"only {len(used)} genomic block(s) of {b:,} bp hold examples; "
+        raise GroverError(f"only {counted(len(used), 'genomic block')} of {b:,} bp hold examples; "
                           "use a smaller --split-block")
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(used))
@@ -280,8 +280,8 @@ def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str
         if len(labels) < 2:
             raise GroverError(f"the {s} split of the {task} task holds "
                               f"{'only label ' + str(labels.pop()) if labels else 'no example'}"
-                              f" ({len(result.splits[s])} examples): try another seed or split "
-                              "block, or more of the genome or annotations")
+                              f" ({counted(len(result.splits[s]), 'example')}): try another seed "
+                              "or split block, or more of the genome or annotations")
     out = prepare_out(out, overwrite)
     (out / MANIFEST).unlink(missing_ok=True)  # replacing: unfinished until the new manifest
     rng = np.random.default_rng(seed)
