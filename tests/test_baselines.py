@@ -195,3 +195,16 @@ def test_printed_f1_names_its_class_when_labels_are_words(tmp_path, capsys):
     assert main(["baselines", "tfidf", "--task", str(numbers), "--out", str(tmp_path / "n"),
                  "--k", "3", "--models", "lr"]) == 0
     assert ", F1 0." in capsys.readouterr().out  # 0/1 labels: nothing to name
+
+
+def test_tfidf_draws_a_full_bar_unless_quiet(tmp_path, capsys):
+    """baselines tfidf showed nothing for the minute or two its forests take on a demo task; its
+    bar counts each feature set and each fit (here 2 k + rf on 2 k and 1 more seed + lr on 2 k)."""
+    folder = planted_task(tmp_path / "toy", {"train": (60, 0), "dev": (20, 1), "test": (20, 2)})
+    argv = ["baselines", "tfidf", "--task", str(folder), "--k", "3,4", "--trees", "5",
+            "--seeds", "0,1"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "tfidf toy: 100%" in err and "7/7" in err, err
+    assert main([*argv, "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert "tfidf toy" not in capsys.readouterr().err

@@ -51,11 +51,12 @@ from groverlm.tasks import TASKS, check_built
 from groverlm.tasks.common import check_subset_classes, load_bpe_tokenizer, seeded_subset
 from groverlm.tasks.gue import load_task
 
-# scipy and scikit-learn load on first use, keeping the CLI and config loading light
+# scipy, scikit-learn and tqdm load on first use, keeping the CLI and config loading light
 sparse = lazy.module("scipy.sparse")
 sklearn_ensemble = lazy.module("sklearn.ensemble")
 sklearn_linear = lazy.module("sklearn.linear_model")
 sklearn_text = lazy.module("sklearn.feature_extraction.text")
+tqdm = lazy.module("tqdm")
 
 log = logging.getLogger(__name__)
 
@@ -218,34 +219,42 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
               dev_seqs: Sequence[str], dev_labels: Sequence[int],
               test_seqs: Sequence[str], test_labels: Sequence[int],
               cfg: TfidfConfig = TfidfConfig(), tokenizer=None, task: str = "task",
-              labels: Sequence[int] | None = None) -> list[dict[str, Any]]:
+              labels: Sequence[int] | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """TF-IDF baselines on plain lists; one result record (metrics schema) per model.
 
     With `tokenizer` (a `tokenizers.Tokenizer`) the features are BPE-token TF-IDF (models named
     tfidf-bpe-rf/-lr) and `cfg.ks` is ignored; the "sequences" may then be lists of token strings
     (given tokens). Else k-mer TF-IDF (tfidf-rf/-lr), k chosen on dev. `labels` fixes the class
     list the metrics use (e.g. all 4**k k-mers); default: the labels seen in any split.
+    `progress`: a bar over the steps, each feature set and each fit (a forest: most of a
+    minute on a demo task).
     """
     train_seqs, y_tr, y_dev, y_te, labels = check_splits(
         train_seqs, train_labels, dev_seqs, dev_labels, test_seqs, test_labels, labels,
         cfg.max_train, cfg.seeds[0])
     feats = [Featurizer(tokenizer=tokenizer)] if tokenizer is not None else [
         Featurizer(k=k) for k in sorted(cfg.ks)]
+    prefix = "tfidf-bpe" if tokenizer is not None else "tfidf"
+    seeds_of = {kind: list(cfg.seeds) if kind == "rf" else [cfg.seeds[0]] for kind in cfg.models}
+    # each feature set, then per model a fit per feature set and one per further seed
+    steps = len(feats) + sum(len(feats) + len(s) - 1 for s in seeds_of.values())
+    bar = tqdm.tqdm(total=steps, unit="step", desc=f"{prefix} {task}", disable=not progress,
+                    dynamic_ncols=True)
     mats = []
     for f in feats:
         t0 = time.perf_counter()
         mats.append((f, f.fit_transform(train_seqs), f.transform(dev_seqs), f.transform(test_seqs)))
         log.debug("features %s in %.1fs", f.name, time.perf_counter() - t0)
-    prefix = "tfidf-bpe" if tokenizer is not None else "tfidf"
+        bar.update(1)
     results = []
-    for kind in cfg.models:
-        seeds = list(cfg.seeds) if kind == "rf" else [cfg.seeds[0]]
+    for kind, seeds in seeds_of.items():
         # choose the features on dev with the first seed
         best = None
         selection = {}
         for f, X_tr, X_dev, X_te in mats:
             t0 = time.perf_counter()
             model = make_model(kind, cfg, seeds[0]).fit(X_tr, y_tr)
+            bar.update(1)
             dev = _evaluate(model, X_dev, y_dev, labels, cfg.threshold, choose_cut=True)
             selection[f.name] = dev["mcc"]
             log.info("%s-%s %s: dev MCC %.4f (%.1fs)", prefix, kind, f.name, dev["mcc"],
@@ -257,6 +266,8 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
         per_seed = []
         for s in seeds:
             model = model0 if s == seeds[0] else make_model(kind, cfg, s).fit(X_tr, y_tr)
+            if s != seeds[0]:
+                bar.update(1)
             dev = dev0 if s == seeds[0] else _evaluate(model, X_dev, y_dev, labels, cfg.threshold,
                                                        choose_cut=True)
             test = _evaluate(model, X_te, y_te, labels, cfg.threshold, dev["threshold"])
@@ -268,6 +279,7 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
                                        baseline=True))
         r = results[-1]
         log.info("%s: %s, test MCC %.4f ± %.4f", r["model"], f.name, r["mcc_mean"], r["mcc_std"])
+    bar.close()
     return results
 
 
@@ -288,7 +300,8 @@ def _use_given_tokens(task, vocab: str | Path) -> bool:
 
 @writes_folder
 def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
-               vocab: str | Path | None = None, overwrite: bool = False) -> list[dict[str, Any]]:
+               vocab: str | Path | None = None, overwrite: bool = False,
+               progress: bool = False) -> list[dict[str, Any]]:
     """`groverlm baselines tfidf`: k-mer TF-IDF baselines (and BPE ones with a vocabulary) on a task
     folder; writes metrics.json and manifest.json. Returns the result records."""
     task = load_task(task_dir)
@@ -297,7 +310,7 @@ def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
     t0 = time.perf_counter()
     splits = (task.train.sequences, task.train.labels, task.dev.sequences, task.dev.labels,
               task.test.sequences, task.test.labels)
-    results = run_tfidf(*splits, cfg, task=task.name)
+    results = run_tfidf(*splits, cfg, task=task.name, progress=progress)
     given_tokens = False
     if vocab is not None:
         tokenizer = load_bpe_tokenizer(vocab)
@@ -305,7 +318,8 @@ def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
         if given_tokens:
             splits = (task.train.tokens, task.train.labels, task.dev.tokens, task.dev.labels,
                       task.test.tokens, task.test.labels)
-        results += run_tfidf(*splits, cfg, tokenizer=tokenizer, task=task.name)
+        results += run_tfidf(*splits, cfg, tokenizer=tokenizer, task=task.name,
+                             progress=progress)
         for r in results[-len(cfg.models):]:
             r["params"]["given_tokens"] = given_tokens
     write_metrics(out, task.name, results, task_dir=str(task_dir), label_map=task.label_map)
@@ -329,7 +343,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
         name = task_dir.name
         out = ctx.out / name
         if not finished(out):
-            tfidf_task(task_dir, out, cfg.tfidf, vocab=ctx.vocab if cfg.bpe else None)
+            tfidf_task(task_dir, out, cfg.tfidf, vocab=ctx.vocab if cfg.bpe else None,
+                       progress=ctx.progress)
         outs = [out]
         if cfg.cnn is not None:
             outs.append(ctx.out / "cnn" / name)  # "cnn" is no task name (tasks.TASKS)
@@ -365,6 +380,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--threshold", choices=("argmax", "dev"), default=dt.threshold,
                    help="binary tasks: argmax (default) or the cut with the best dev MCC")
     f.add_argument("--overwrite", action="store_true", help="replace a finished output folder")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=tfidf)
 
     # the CNN's defaults live on CnnConfig only: a flag left out keeps the dataclass's value
@@ -401,7 +417,8 @@ def tfidf(args: argparse.Namespace) -> int:
                       seeds=tuple(args.seeds), class_weight=None if args.no_class_weight else "balanced",
                       n_estimators=args.trees, max_train=args.max_train, n_jobs=args.jobs,
                       threshold=args.threshold)
-    results = tfidf_task(args.task, args.out, cfg, args.vocab, args.overwrite)
+    results = tfidf_task(args.task, args.out, cfg, args.vocab, args.overwrite,
+                         progress=not args.quiet)
     for r in results:
         t = r["test"]
         auroc = "-" if t["auroc"] is None else f"{t['auroc']:.3f}"
