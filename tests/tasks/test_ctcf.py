@@ -10,6 +10,7 @@ import pytest
 from groverlm.cli import main
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome, Record, encode, reverse_complement
+from groverlm.tasks import ctcf
 from groverlm.tasks.ctcf import (
     CTCFConfig,
     Hit,
@@ -99,6 +100,28 @@ def test_planted_hits_found_on_both_strands(tmp_path):
     assert perfect[0].score == pytest.approx(perfect[1].score)
     loose = scan_genome(g, pwm, CTCFConfig().cutoff(pwm))  # also ACGTC, one mismatch, at 1201
     assert {(h.start, h.strand) for h in perfect} < {(h.start, h.strand) for h in loose}
+
+
+def test_the_scan_by_chunks_finds_the_hits_of_one_pass(tmp_path, monkeypatch, capsys):
+    """scan_genome scores a record chunk by chunk (for its bar over the genome's bases): motifs
+    across a chunk's end are found, none twice, and the bar's total is the genome's length."""
+    m = toy_motif(tmp_path)
+    pwm = m.log_odds()
+    seq = list(random_dna(3000, 5))
+    for at in (997, 1200, 1996):  # two across the 1,000-base chunks' ends
+        seq[at:at + 5] = "ACGTA"
+    seq[2997:] = "ACG"  # the motif's start, cut by the record's end
+    g = Genome([Record("c", encode("".join(seq))), Record("d", encode("ACGTA"))])
+    thr = CTCFConfig().cutoff(pwm)
+    whole = {r.name: score_strands(r.codes, pwm) for r in g.records.values()}
+    want = sorted((name, int(i), strand) for name, (f, r) in whole.items()
+                  for strand, s in (("+", f), ("-", r)) for i in np.flatnonzero(s >= thr))
+    monkeypatch.setattr(ctcf, "_CHUNK", 1000)
+    hits = scan_genome(g, pwm, thr, progress=True)
+    assert [(h.chrom, h.start, h.strand) for h in hits] == want
+    assert {("c", 997, "+"), ("c", 1200, "+"), ("c", 1996, "+"), ("d", 0, "+")} <= set(want)
+    last = capsys.readouterr().err.split("\r")[-1]
+    assert last.startswith("ctcf scan: 100%") and "3.00k/3.00k" in last  # 3,005 bases, each once
 
 
 def test_suppress_keeps_best():

@@ -130,7 +130,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
             elif name == "promscan":
                 build_promscan(ctx.genome, tss, out, cfg.promscan, tss_format=fmt)
             else:
-                build_ctcf(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), out, cfg.ctcf)
+                build_ctcf(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), out, cfg.ctcf,
+                           progress=ctx.progress)
         summary[name] = {"dir": ctx.relative(out), **read_manifest(out)["counts"]}
     return summary
 
@@ -187,6 +188,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="read windows on the hit's strand (default) or the + strand")
     c.add_argument("--max-negative-ratio", type=float, default=dc.max_negative_ratio,
                    help="keep at most this many unbound hits per bound one (default all)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar (the motif scan's)")
     c.set_defaults(func=ctcf_command)
 
 
@@ -213,7 +215,7 @@ def ctcf_command(args: argparse.Namespace) -> int:
                      max_negative_ratio=args.max_negative_ratio, seed=args.seed,
                      split=_split(args))
     man = build_ctcf(args.genome, args.motif, args.peaks, args.out, cfg, _chroms(args.chrom),
-                     args.overwrite)
+                     args.overwrite, progress=not args.quiet)
     _summary("ctcf", man, args.out)  # the hit counts are build_ctcf's log line
     return 0
 
