@@ -122,6 +122,20 @@ def test_tokenizer_path_equals_saved_segmentation(built, tmp_path):
             assert xa == xb and (ia == ib).all()
 
 
+def test_the_bar_has_a_total_while_encoding(built, tmp_path, capsys):
+    """Encoding with the tokenizer, the bar counted contigs with no total ('3contig'): each
+    record's contigs now join its total once the record is read, before they are encoded."""
+    genome, _, vocab = built
+    bare = bare_tokenizer_copy(vocab, tmp_path / "bare")
+    cfg = CorpusConfig(max_tokens=40, min_tokens=6)
+    assert write_corpus(bare, genome, tmp_path / "c", cfg, progress=True)["source"] == "tokenizer"
+    draws = capsys.readouterr().err.split("\r")
+    # chrA's 3 contigs before the first is encoded, then chrB's
+    assert any("| 0/3 " in d for d in draws) and "| 4/4 " in draws[-1], draws
+    write_corpus(bare, genome, tmp_path / "q", cfg)
+    assert capsys.readouterr().err == ""
+
+
 def test_holdout_region_is_exactly_the_test_split(built, tmp_path):
     genome, _, vocab = built
     region = Region.parse("chrA:5,000-15000")

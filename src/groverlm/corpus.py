@@ -30,7 +30,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,13 +284,17 @@ def encode_contig(tokenizer, seq: str, offset: int, cfg: CorpusConfig) -> tuple[
     return np.concatenate(out_ids), offset + np.concatenate(out_st)
 
 
-def iter_encoded(genome: Path, tokenizer, cfg: CorpusConfig, records: dict[str, int]
-                 ) -> Iterator[ContigTokens]:
+def iter_encoded(genome: Path, tokenizer, cfg: CorpusConfig, records: dict[str, int],
+                 read: Callable[[int], None] | None = None) -> Iterator[ContigTokens]:
     """Contigs of a FASTA file encoded with a `tokenizers.Tokenizer`, one record in memory at a time.
-    Fills `records` (name -> length) as it goes."""
+    Fills `records` (name -> length) as it goes; `read(n)` hears of each record's n contigs once it
+    is read, before they are encoded."""
     for rec in iter_records(genome):
         records[rec.name] = len(rec)
-        for start, end in rec.contigs():
+        spans = rec.contigs()
+        if read is not None:
+            read(len(spans))
+        for start, end in spans:
             seq = decode(rec.codes[start:end])
             ids, starts = encode_contig(tokenizer, seq, int(start), cfg)
             yield ContigTokens(rec.name, ids, starts, int(end))
@@ -441,8 +445,15 @@ def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: Co
         log.info("reusing the saved segmentation %s (%s tokens)", tokens or "of the vocabulary",
                  f"{seg.ids.size:,}")
     else:
+        def read(n: int) -> None:
+            # the bar's total grows as each record is read (a FASTA tells its contigs only then),
+            # before they are encoded: exact for a one-record genome, as chr20, and from the last
+            # record on
+            bar.total = (bar.total or 0) + n
+            bar.refresh()
+
         source, contigs, n_contigs = "tokenizer", iter_encoded(genome, tok.backend_tokenizer, cfg,
-                                                               records), None
+                                                               records, read), None
     if seg is not None:
         check_holdout(cfg.holdout, records, genome)
     out = prepare_out(out, overwrite)
@@ -456,9 +467,8 @@ def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: Co
                    for s in SPLITS}
         writers["train"].counts = np.zeros(vocab_size, np.int64)
         record_index: dict[str, int] = {}
-        bar = None
-        if progress:
-            bar = tqdm.tqdm(total=n_contigs, unit="contig", desc="corpus", dynamic_ncols=True)
+        bar = tqdm.tqdm(total=n_contigs, unit="contig", desc="corpus", dynamic_ncols=True,
+                        disable=not progress)
         for ci, c in enumerate(contigs):
             if c.ids.size and int(c.ids.max()) >= vocab_size:
                 raise GroverError(f"token id {int(c.ids.max())} is outside the vocabulary "
@@ -480,11 +490,9 @@ def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: Co
                     to_test = rng.random(len(ranges)) < cfg.test_fraction
                 for split, sel in (("train", ~to_test), ("test", to_test)):
                     writers[split].add(c.ids, ranges[sel], rec, coords[sel])
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(record=c.record, refresh=False)
-        if bar is not None:
-            bar.close()
+            bar.update(1)
+            bar.set_postfix(record=c.record, refresh=False)
+        bar.close()
         samples = {s: w.close() for s, w in writers.items()}
         np.save(tmp / "train_counts.npy", writers["train"].counts)
         tok.save_pretrained(str(tmp / "tokenizer"))
