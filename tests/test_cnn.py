@@ -4,6 +4,7 @@ metrics.json that `compare`, the runner's summary and the report read."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -201,3 +202,28 @@ def test_runner_baselines_stage_adds_the_cnn_to_the_task_table(tmp_path):
     assert [c.strip() for c in table[0].strip("|").split("|")] == ["task", "cnn", "tfidf-lr"]
     # without baselines.cnn (the default) the stage runs TF-IDF alone
     assert load_config(None).stage("baselines").cnn is None
+
+
+def test_cli_draws_a_bar_over_the_epochs_unless_quiet(tmp_path, capsys):
+    """baselines cnn showed nothing for the minute a demo task takes; its bar counts the epochs of
+    every seed, less those a seed's early stop leaves unrun, so it ends at its total."""
+    task = write_task(tmp_path / "motif")
+    args = ["baselines", "cnn", "--task", str(task), "--channels", "8", "--epochs", "3",
+            "--seeds", "0,1"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "cnn motif: 100%" in err, err
+    # 6 epochs at most: both seeds' runs, early stops taken off (patience 3: none here)
+    assert re.search(r"\| 6/6 \[", err), err
+    assert main([*args, "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert "cnn motif" not in capsys.readouterr().err
+
+
+def test_early_stopped_epochs_leave_the_bar_total(capsys):
+    """A seed that stops early takes its unrun epochs off the bar's total: it ends full."""
+    data = (*motif_split(120, 0), *motif_split(40, 1), *motif_split(40, 2))
+    r = run_cnn(*data, replace(TINY, epochs=8, patience=1, lr=3e-2), task="motif", progress=True)
+    run = r["per_seed"][0]["epochs_run"]
+    assert run < 8  # stopped early (patience 1 on a noisy dev)
+    err = capsys.readouterr().err
+    assert f"| {run}/{run} [" in err and "cnn motif: 100%" in err, err

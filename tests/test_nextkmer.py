@@ -18,6 +18,7 @@ from groverlm.kmer_vocab import write_kmer_vocab
 from groverlm.kmers import index_to_kmer, kmer_to_index
 from groverlm.metrics import read_metrics
 from groverlm.nextkmer import (
+    NextKmerBaselinesConfig,
     NextKmerSamplesConfig,
     Samples,
     draw_samples,
@@ -290,3 +291,23 @@ def test_nextkmer_without_bases_outside_the_region_skips_the_table(genome, tmp_p
     [row] = json.loads((out / "metrics.json").read_text())["summary"]
     assert "context_table" not in row and "vs_table" not in row and "vs_tfidf" in row
     assert "context-table" not in {x["model"] for x in read_metrics(out)}
+
+
+def test_tfidf_baselines_draw_their_bar_when_asked(tmp_path, capsys):
+    """next-k-mer's (and select-vocab's) TF-IDF baselines drew no bar, whatever the progress
+    setting: their forests were the only silent fits of a run."""
+    rng = np.random.default_rng(0)
+    contexts = ["".join(rng.choice(list("ACGT"), 8)) for _ in range(30)]
+    following = ["".join(rng.choice(list("ACGT"), 1)) for _ in range(30)]
+    cfg = NextKmerSamplesConfig(ks=(1,), context=8, train_samples=10, dev_samples=10,
+                                test_samples=10, block=100)
+    samples = Samples("chr1", cfg, {s: np.arange(10) for s in ("train", "dev", "test")},
+                      {s: contexts[i * 10:(i + 1) * 10] for i, s in enumerate(("train", "dev", "test"))},
+                      {s: following[i * 10:(i + 1) * 10] for i, s in enumerate(("train", "dev", "test"))})
+    bcfg = NextKmerBaselinesConfig(tfidf="kmer", ks=(2,), n_estimators=5, table=False)
+    run_nextkmer(None, samples, tmp_path / "on", kmer_classifier(), bcfg, progress=True)
+    err = capsys.readouterr().err
+    assert "tfidf nextkmer-k1: 100%" in err, err  # 1 feature set, a forest and an LR fit
+    assert "3/3" in err, err
+    run_nextkmer(None, samples, tmp_path / "off", kmer_classifier(), bcfg, progress=False)
+    assert "tfidf nextkmer-k1" not in capsys.readouterr().err

@@ -349,7 +349,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
         if cfg.cnn is not None:
             outs.append(ctx.out / "cnn" / name)  # "cnn" is no task name (tasks.TASKS)
             if not finished(outs[-1]):
-                cnn_task(task_dir, outs[-1], cfg.cnn)
+                cnn_task(task_dir, outs[-1], cfg.cnn, progress=ctx.progress)
         summary[name] = {r["model"]: r.get("mcc_mean", r["test"]["mcc"])
                          for o in outs for r in read_metrics(o / "metrics.json")}
     return summary
@@ -408,6 +408,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"{d.threshold})")
     c.add_argument("--threads", type=int, help=f"torch CPU threads (default {d.threads})")
     c.add_argument("--overwrite", action="store_true", help="replace a finished output folder")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cnn)
 
 
@@ -439,7 +440,7 @@ def cnn(args: argparse.Namespace) -> int:
     if args.no_class_weight:
         given["class_weight"] = None
     cfg = replace(CnnConfig(), **given)
-    r = cnn_task(args.task, args.out, cfg, args.overwrite)
+    r = cnn_task(args.task, args.out, cfg, args.overwrite, progress=not args.quiet)
     t = r["test"]
     auroc = "-" if t["auroc"] is None else f"{t['auroc']:.3f}"
     epochs = ", ".join(str(p["best_epoch"]) for p in r["per_seed"])

@@ -30,7 +30,7 @@ import copy
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,12 +54,13 @@ from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metric
 from groverlm.models import torch_threads
 from groverlm.tasks.gue import load_task
 
-# torch and scikit-learn load on first use, keeping the CLI and config loading light
+# torch, scikit-learn and tqdm load on first use, keeping the CLI and config loading light
 torch = lazy.module("torch")
 nn = lazy.module("torch.nn")
 F = lazy.module("torch.nn.functional")
 sklearn_weights = lazy.module("sklearn.utils.class_weight")
 baselines = lazy.module("groverlm.baselines")  # an import cycle: baselines imports CnnConfig
+tqdm = lazy.module("tqdm")
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +230,12 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 def train_seed(train: tuple[list[np.ndarray], np.ndarray], dev: tuple[list[np.ndarray], np.ndarray],
                test: tuple[list[np.ndarray], np.ndarray], labels: list[int], cfg: CnnConfig,
-               seed: int) -> dict[str, Any]:
+               seed: int, on_epoch: Callable[[dict[str, Any]], None] | None = None
+               ) -> dict[str, Any]:
     """One seed: train with early stopping on dev MCC, score the best epoch on dev and test.
 
     Each split is (codes, y) with y the label ids; `labels` are the class ids in column order.
+    `on_epoch` is called with each epoch's dev curve entry (run_cnn's progress bar).
     Returns {"seed", "dev", "test", "best_epoch", "epochs_run", "dev_curve", "seconds", ...}.
     """
     t0 = time.perf_counter()
@@ -274,6 +277,8 @@ def train_seed(train: tuple[list[np.ndarray], np.ndarray], dev: tuple[list[np.nd
         log.info("cnn seed %d epoch %d: train loss %.4f, dev MCC %.4f%s (%.1fs)", seed, epoch,
                  curve[-1]["train_loss"] or 0.0, m["mcc"] or 0.0, " (best)" if improved else "",
                  curve[-1]["seconds"])
+        if on_epoch is not None:
+            on_epoch(curve[-1])
         if improved:
             # a copy: the optimizer keeps changing the live tensors
             best = {"epoch": epoch, "value": value, "dev": m,
@@ -294,12 +299,15 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
             dev_seqs: Sequence[str], dev_labels: Sequence[int],
             test_seqs: Sequence[str], test_labels: Sequence[int],
             cfg: CnnConfig = CnnConfig(), task: str = "task",
-            labels: Sequence[int] | None = None, out: Path | None = None) -> dict[str, Any]:
+            labels: Sequence[int] | None = None, out: Path | None = None,
+            progress: bool = False) -> dict[str, Any]:
     """The CNN baseline on plain lists; one result record (metrics schema, model "cnn").
 
     `labels` fixes the class list the metrics use; default: the labels seen in any split.
     `out`: a folder that keeps each finished seed's result (seed-N.json), so that a rerun after an
     interruption skips the seeds already trained (the caller guards the settings: cnn_task).
+    `progress`: a bar over the epochs of the seeds still to train (a demo task's whole run takes
+    about a minute); a seed that stops early takes its unrun epochs off the total.
     """
     if not (len(dev_seqs) and len(test_seqs)):
         raise GroverError("the dev and test splits must not be empty")
@@ -313,20 +321,32 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
     dev = (encode(dev_seqs), y_dev)
     test = (encode(test_seqs), y_te)
     per_seed = []
+    done_of = {seed: None if out is None else out / f"seed-{seed}.json" for seed in cfg.seeds}
+    todo = sum(1 for done in done_of.values() if done is None or not done.is_file())
+    bar = tqdm.tqdm(total=todo * cfg.epochs, unit="epoch", desc=f"{MODEL} {task}",
+                    disable=not progress, dynamic_ncols=True)
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        bar.update(1)
+        bar.set_postfix(dev_mcc=f"{entry['dev_mcc'] or 0.0:.3f}", refresh=False)
+
     with torch_threads(cfg.threads):
-        for seed in cfg.seeds:
-            done = None if out is None else out / f"seed-{seed}.json"
+        for seed, done in done_of.items():
             if done is not None and done.is_file():
                 per_seed.append(read_json(done))
                 log.info("cnn seed %d: finished by an earlier run (%s)", seed, done)
                 continue
-            r = train_seed(train, dev, test, labels, cfg, seed)
+            r = train_seed(train, dev, test, labels, cfg, seed, on_epoch)
+            if r["epochs_run"] < cfg.epochs:  # stopped early: its other epochs never come
+                bar.total -= cfg.epochs - r["epochs_run"]
+                bar.refresh()
             if done is not None:
                 write_json(done, r)
             log.info("cnn seed %d: best epoch %d of %d, dev MCC %.4f, test MCC %.4f (%.1fs)",
                      seed, r["best_epoch"], r["epochs_run"], r["dev"]["mcc"] or 0.0,
                      r["test"]["mcc"] or 0.0, r["seconds"])
             per_seed.append(r)
+    bar.close()
     params = {**{k: v for k, v in stable(cfg).items() if k != "seeds"},  # seeds: in per_seed
               "train_rows": len(train_seqs), "train_rows_available": n_available,
               "parameters": sum(p.numel() for p in build_network(len(labels), cfg).parameters())}
@@ -338,9 +358,9 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
 
 @writes_folder
 def cnn_task(task_dir: str | Path, out: str | Path, cfg: CnnConfig,
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """`groverlm baselines cnn`: the CNN baseline on a task folder; writes metrics.json and
-    manifest.json. Returns the result record."""
+    manifest.json. Returns the result record. `progress`: run_cnn's bar over the epochs."""
     task = load_task(task_dir)
     out = prepare_out(out, overwrite)
     (out / "manifest.json").unlink(missing_ok=True)  # replacing: unfinished until the new one
@@ -352,7 +372,7 @@ def cnn_task(task_dir: str | Path, out: str | Path, cfg: CnnConfig,
     t0 = time.perf_counter()
     record = run_cnn(task.train.sequences, task.train.labels, task.dev.sequences, task.dev.labels,
                      task.test.sequences, task.test.labels, cfg, task=task.name,
-                     labels=sorted(task.label_map.values()), out=out)
+                     labels=sorted(task.label_map.values()), out=out, progress=progress)
     write_metrics(out, task.name, [record], task_dir=str(task_dir), label_map=task.label_map)
     write_manifest(out, "baselines-cnn", {**asdict(cfg), "task_dir": str(task_dir)}, [task_dir],
                    seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),

@@ -328,9 +328,10 @@ def _compact(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def tfidf_records(samples: Samples, k: int, bcfg: NextKmerBaselinesConfig, tokenizer=None
-                  ) -> list[dict[str, Any]]:
-    """TF-IDF baselines for one k (k-mer features; BPE-token features with `tokenizer`)."""
+def tfidf_records(samples: Samples, k: int, bcfg: NextKmerBaselinesConfig, tokenizer=None,
+                  progress: bool = False) -> list[dict[str, Any]]:
+    """TF-IDF baselines for one k (k-mer features; BPE-token features with `tokenizer`);
+    `progress`: run_tfidf's bar over its feature sets and fits."""
     if bcfg.tfidf == "none":
         return []
     models = ("rf", "lr") if k <= bcfg.rf_max_k else ("lr",)
@@ -342,9 +343,10 @@ def tfidf_records(samples: Samples, k: int, bcfg: NextKmerBaselinesConfig, token
     labels = list(range(4**k))
     out = []
     if bcfg.tfidf in ("auto", "kmer"):
-        out += run_tfidf(*args, cfg, task=f"nextkmer-k{k}", labels=labels)
+        out += run_tfidf(*args, cfg, task=f"nextkmer-k{k}", labels=labels, progress=progress)
     if tokenizer is not None and bcfg.tfidf in ("auto", "bpe"):
-        out += run_tfidf(*args, cfg, tokenizer=tokenizer, task=f"nextkmer-k{k}", labels=labels)
+        out += run_tfidf(*args, cfg, tokenizer=tokenizer, task=f"nextkmer-k{k}", labels=labels,
+                         progress=progress)
     return [_compact(r) for r in out]
 
 
@@ -555,7 +557,7 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
                     recs.append(zero_rec)
                     row["zero_shot_accuracy"] = zero_rec["test"]["accuracy"]
             bpe_tok = tokenizer.backend_tokenizer if tokenizer and is_bpe(tokenizer) else None
-            tfidf = tfidf_records(samples, k, bcfg, bpe_tok)
+            tfidf = tfidf_records(samples, k, bcfg, bpe_tok, progress)
             for r in tfidf:
                 recs.append(r)
                 row[r["model"]] = r["test"]["accuracy"]
