@@ -199,7 +199,7 @@ def section_genome(records, rows, total: float = 3e9):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--genome", type=Path, default=DEFAULT_GENOME)
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--json", type=Path, help="also write the table here")

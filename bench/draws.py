@@ -93,7 +93,7 @@ def table(per_draw: dict[int, dict[str, dict[str, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "), allow_abbrev=False)
     ap.add_argument("--out", type=Path, required=True, help="folder for every draw's runs")
     ap.add_argument("--task", required=True,
                     help="`groverlm tasks` arguments, without --seed and --out")

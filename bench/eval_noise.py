@@ -48,7 +48,7 @@ def slice_arg(text: str) -> tuple[int, int | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--model", type=Path, required=True, help="a `groverlm pretrain` model folder")
     ap.add_argument("--slices", type=comma_list(slice_arg, "START:END ranges or all"),
                     default="0:512,0:4096,4096:8192,8192:16384,all",

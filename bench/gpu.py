@@ -659,7 +659,7 @@ FLAGS = {  # flag -> (Check field, type, help)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--smoke", action="store_true",
                     help="every part on the CPU at toy sizes, in seconds (tests the code)")
     ap.add_argument("--sections", default=",".join(SECTIONS),

@@ -183,7 +183,7 @@ def table(recipes: dict[str, Any], marks: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     ap.add_argument("--corpus", type=Path, default=None, help="a corpus folder (default: the demo's)")
     ap.add_argument("--data", type=Path,
                     default=Path(os.environ.get("GROVERLM_DATA", HERE.parent.parent / "shared/data")),

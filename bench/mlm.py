@@ -102,7 +102,7 @@ def ours(model, data, objective, cfg: TrainConfig) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--preset", default=None, help="default: tiny on cpu, grover-base on cuda")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -57,7 +57,7 @@ def random_tiny_model(genome: Genome, folder: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--model", help="a model folder (e.g. the demo's); default: a random tiny one")
     ap.add_argument("--data", type=Path, default=DATA, help="folder holding hg19_chr20.fa.gz")
     ap.add_argument("--n", type=int, default=2000, help="SNVs per measurement")

@@ -3,12 +3,14 @@ status 2 before any work, as `groverlm` does (argparse's error line follows its 
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 
 from groverlm.cli import guarded
 
-from .conftest import load_bench
+from .conftest import BENCH, load_bench
 
 NO_GPU = not torch.cuda.is_available()
 
@@ -52,3 +54,36 @@ def test_a_bad_option_is_one_line_and_exit_2(script, argv, says, tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err and ": error: " in err.splitlines()[-1] and says in err, err
+
+
+class _Parsed(Exception):
+    """Raised in place of parsing: the parser was built, nothing after it runs."""
+
+
+def test_no_bench_parser_takes_abbreviations(monkeypatch):
+    """The bench scripts' argparse read `--sect x` as --sections x while groverlm refused
+    abbreviations; every script with a main now refuses them too (its parser, taken as it
+    parses: the scripts build it inside main)."""
+    built = []
+
+    def parse(self, args=None, namespace=None):
+        built.append(self)
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse)
+    scripts = [p.stem for p in sorted(BENCH.glob("*.py"))]
+    mains = {s: m.main for s in scripts if hasattr(m := load_bench(s), "main")}
+    assert {"bpe", "draws", "gpu", "mlm"} <= set(mains)  # the loop sees the scripts
+    for script, main in mains.items():
+        built.clear()
+        with pytest.raises(_Parsed):
+            main([])
+        assert [p.allow_abbrev for p in built] == [False], script
+
+
+def test_a_bench_abbreviation_is_an_unknown_option(capsys):
+    """--repea 0 was read as --repeats 0; now argparse's unknown option line, exit 2."""
+    with pytest.raises(SystemExit) as stop:
+        load_bench("mlm").main(["--repea", "0"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --repea 0" in capsys.readouterr().err
