@@ -88,7 +88,8 @@ def test_training_subset_of_one_class_is_an_error():
     seqs, labels = planted(40, 2, 5)
     labels = [0] * 18 + [1] * 2 + [2] * 20
     cfg = TfidfConfig(ks=(3,), models=("lr",), max_train=10, seeds=(0,))
-    with pytest.raises(GroverError, match=r"lacks class id\(s\) 1 of the training split"):
+    with pytest.raises(GroverError, match=r"subset of 10 training rows \(--max-train\) lacks "
+                                          r"class id 1 of the training split"):
         run_tfidf(seqs, labels, seqs, labels, seqs, labels, cfg)
 
 

@@ -219,11 +219,13 @@ def test_cli_draws_a_bar_over_the_epochs_unless_quiet(tmp_path, capsys):
     assert "cnn motif" not in capsys.readouterr().err
 
 
-def test_early_stopped_epochs_leave_the_bar_total(capsys):
+def test_early_stopped_epochs_leave_the_bar_total(capsys, caplog):
     """A seed that stops early takes its unrun epochs off the bar's total: it ends full."""
     data = (*motif_split(120, 0), *motif_split(40, 1), *motif_split(40, 2))
+    caplog.set_level("INFO", logger="groverlm.cnn")
     r = run_cnn(*data, replace(TINY, epochs=8, patience=1, lr=3e-2), task="motif", progress=True)
     run = r["per_seed"][0]["epochs_run"]
     assert run < 8  # stopped early (patience 1 on a noisy dev)
     err = capsys.readouterr().err
     assert f"| {run}/{run} [" in err and "cnn motif: 100%" in err, err
+    assert " over 1 seed\n" in caplog.text + "\n"  # not "1 seed(s)"

@@ -245,6 +245,7 @@ def test_no_source_answers(tmp_path, monkeypatch):
         fetch_files(["a.bed", "b"], files=files, from_dir=folder)
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("could not fetch 1 file: a.bed (")
+    assert msg.endswith(". Put it in a folder and pass --from-dir (or set GROVERLM_DATA)"), msg
     assert "Name or service not known" in msg and "unable to locate package" in msg
     assert (tmp_path / "cache" / "data" / "b").exists()  # the others are still fetched
     with pytest.raises(GroverError, match="network sources not tried"):

@@ -417,7 +417,7 @@ def test_bad_input_is_one_line_error(kmer_model, tmp_path, capsys):
         "dev": [["ACGTACGT", 0], ["TTTTAAAA", 1]], "test": [["ACGTACGA", 0], ["TTTTAAAT", 1]]},
         ["sequence", "label"])
     assert main(ft_args(kmer_model, rare, tmp_path / "o8", "--max-train", "3")) == 2
-    assert "lacks class id(s) 1 of the training split: raise --max-train" in (
+    assert "lacks class id 1 of the training split: raise --max-train" in (
         capsys.readouterr().err)
 
 

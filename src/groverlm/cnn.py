@@ -39,7 +39,7 @@ import numpy as np
 
 from groverlm import lazy
 from groverlm.args import check_unique_seeds, every_row_as_none, stable, volatile
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.manifest import (
     SETTINGS,
     check_resume,
@@ -351,8 +351,8 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
               "train_rows": len(train_seqs), "train_rows_available": n_available,
               "parameters": sum(p.numel() for p in build_network(len(labels), cfg).parameters())}
     record = make_result(task, MODEL, per_seed, params, baseline=True)
-    log.info("cnn: test MCC %.4f ± %.4f over %d seed(s)", record["mcc_mean"] or 0.0,
-             record["mcc_std"] or 0.0, len(per_seed))
+    log.info("cnn: test MCC %.4f ± %.4f over %s", record["mcc_mean"] or 0.0,
+             record["mcc_std"] or 0.0, counted(len(per_seed), "seed"))
     return record
 
 

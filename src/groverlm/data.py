@@ -530,8 +530,9 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
             if report is not None:
                 report(f"{entry.name:<38} {how}")
     if failed:
-        raise GroverError(f"could not fetch {counted(len(failed), 'file')}: {'; '.join(failed)}. Put them "
-                          f"in a folder and pass --from-dir (or set {DATA_ENV})")
+        them = "it" if len(failed) == 1 else "them"
+        raise GroverError(f"could not fetch {counted(len(failed), 'file')}: {'; '.join(failed)}. "
+                          f"Put {them} in a folder and pass --from-dir (or set {DATA_ENV})")
     return paths
 
 

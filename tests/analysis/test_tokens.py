@@ -204,5 +204,8 @@ def test_tokenizer_mismatch_is_refused(tiny):
     vocab, _, tok, rows = tiny
     tokens.check_tokenizer(tok, rows, vocab)
     moved = [dict(r, id=r["id"] + 1) if i == 3 else r for i, r in enumerate(rows)]
-    with pytest.raises(GroverError, match="differs from this vocabulary"):
+    with pytest.raises(GroverError, match=rf"vocabulary \(1 of {len(rows)} tokens has another id"):
+        tokens.check_tokenizer(tok, moved, vocab)  # not "1 of N tokens have"
+    moved[4] = dict(rows[4], id=rows[4]["id"] + 1)
+    with pytest.raises(GroverError, match=rf"\(2 of {len(rows)} tokens have another id"):
         tokens.check_tokenizer(tok, moved, vocab)

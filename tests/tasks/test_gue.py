@@ -71,7 +71,10 @@ def test_other_iupac_letters_read_as_n(tmp_path, caplog):
     rows = {**GUE, "train": ["ACRYT,10", "acgt,2", "kmsw,0"]}
     task = load_task(write_task(tmp_path / "t", rows))
     assert task.train.sequences == ["ACNNT", "ACGT", "NNNN"]
-    assert "2 sequence(s) with IUPAC letters other than N" in caplog.text
+    assert "2 sequences with IUPAC letters other than N" in caplog.text
+    caplog.clear()
+    load_task(write_task(tmp_path / "one", {**GUE, "train": ["ACRYT,10", "acgt,2", "TTTT,0"]}))
+    assert ": 1 sequence with IUPAC letters" in caplog.text  # not "1 sequence(s)"
 
 
 @pytest.mark.parametrize("split, rows, header, line, msg", [

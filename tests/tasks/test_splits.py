@@ -11,8 +11,10 @@ from groverlm.tasks.common import (
     SPLITS,
     Example,
     SplitConfig,
+    SplitResult,
     overlapping_pairs,
     split_examples,
+    write_task,
 )
 
 
@@ -87,3 +89,18 @@ def test_refusals():
         split_examples([ex("c1", s) for s in range(0, 5000, 500)], SplitConfig("block"))
     with pytest.raises(GroverError, match="sum to 1"):
         SplitConfig(fractions=(0.5, 0.1, 0.1))
+
+
+def test_a_split_without_a_label_is_named_in_one_warning(tmp_path, caplog):
+    """'holds no example of label(s) [2]': now the label, or labels, listed as words are."""
+    rows = {"train": [0, 1, 2, 3], "dev": [0, 1, 2, 3], "test": [0, 1]}
+    result = SplitResult({s: [ex("c1", 1000 * i, 10, label) for i, label in enumerate(labels)]
+                          for s, labels in rows.items()})
+    write_task(tmp_path / "t", "toy", result, {}, [], seed=0)
+    assert "the test split holds no example of labels 2, 3" in caplog.text, caplog.text
+    rows["test"] = [0, 1, 2]
+    result = SplitResult({s: [ex("c1", 1000 * i, 10, label) for i, label in enumerate(labels)]
+                          for s, labels in rows.items()})
+    caplog.clear()
+    write_task(tmp_path / "u", "toy", result, {}, [], seed=0)
+    assert "the test split holds no example of label 3" in caplog.text, caplog.text

@@ -22,7 +22,7 @@ import numpy as np
 from groverlm import lazy
 from groverlm.analysis.plots import BASELINE_LIGHT, COLORS, figure, scatter_colored
 from groverlm.embed import iter_batches, special_ids
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 
 # torch, scipy, tqdm, matplotlib and groverlm.bpe.export (tokenizers) load on first use, keeping the
 # CLI and config loading light
@@ -54,8 +54,9 @@ def check_tokenizer(tokenizer, rows: list[dict], vocab: str | Path) -> None:
     ids = tokenizer.convert_tokens_to_ids([r["token"] for r in rows])
     bad = [r["token"] for r, i in zip(rows, ids, strict=True) if i != r["id"]]
     if bad:
-        raise GroverError(f"the model's tokenizer differs from this vocabulary ({len(bad)} of "
-                          f"{len(rows)} tokens have another id, e.g. {bad[0]!r})", vocab)
+        raise GroverError(f"the model's tokenizer differs from this vocabulary ({len(bad):,} of "
+                          f"{counted(len(rows), 'token')} {'has' if len(bad) == 1 else 'have'} "
+                          f"another id, e.g. {bad[0]!r})", vocab)
 
 
 # ----------------------------------------------------------------------------- vocabulary

@@ -174,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = g.add_parser("ctcf", help="CTCF motif hits, bound (in a ChIP-seq peak) or not")
     _common(c)
     c.add_argument("--motif", required=True, help="JASPAR count matrix (one motif)")
-    c.add_argument("--peaks", required=True, nargs="+", help="ChIP-seq peak BED file(s)")
+    c.add_argument("--peaks", required=True, nargs="+", help="ChIP-seq peak BED files, one or more")
     c.add_argument("--window", type=int, default=dc.window,
                    help=f"window centred on a hit, in bp (default {dc.window})")
     c.add_argument("--threshold", type=float, default=dc.threshold,

@@ -69,8 +69,9 @@ def check_subset_classes(full: np.ndarray, subset: np.ndarray, limit: int) -> No
     class it lost is never learnt, and the scores would read as the method's."""
     lost = sorted(set(np.unique(full).tolist()) - set(np.unique(subset).tolist()))
     if lost:
-        raise GroverError(f"the random subset of {limit} training rows (--max-train) lacks class "
-                          f"id(s) {', '.join(map(str, lost))} of the training split: raise "
+        ids = "class id" if len(lost) == 1 else "class ids"
+        raise GroverError(f"the random subset of {counted(limit, 'training row')} (--max-train) "
+                          f"lacks {ids} {', '.join(map(str, lost))} of the training split: raise "
                           "--max-train")
 
 
@@ -306,7 +307,8 @@ def write_task(out: str | Path, task: str, result: SplitResult, config: dict[str
     for s in SPLITS:
         absent = [k for k in labels if str(k) not in counts[s]]
         if absent:
-            log.warning("the %s split holds no example of label(s) %s", s, absent)
+            log.warning("the %s split holds no example of %s %s", s,
+                        "label" if len(absent) == 1 else "labels", ", ".join(map(str, absent)))
     return write_manifest(
         out, f"tasks-{task}", config, inputs, seed=seed, task=task,
         label_map={str(k): k for k in labels},

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.fasta import IUPAC
 from groverlm.tasks.common import SPLITS
 
@@ -202,7 +202,8 @@ def _read_csv(path: Path
     if not seqs:
         raise GroverError("no rows after the header", path)
     if ambiguous:
-        log.warning("%s: %d sequence(s) with IUPAC letters other than N, read as N", path, ambiguous)
+        log.warning("%s: %s with IUPAC letters other than N, read as N", path,
+                    counted(ambiguous, "sequence"))
     return seqs, labels, coords, tokens, lines
 
 
