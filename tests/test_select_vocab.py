@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -285,6 +286,59 @@ def test_select_vocab_checks_its_inputs_before_touching_out(inputs, tmp_path, ca
     with pytest.raises(RuntimeError, match="reached"):  # past the settings check: resumed
         main(sv_args(genome, bpe, out))
 
+
+
+def test_another_genome_or_bpe_at_the_same_path_is_a_changed_pretraining_setting(
+        inputs, tmp_path, capsys, monkeypatch):
+    """--redo-nextkmer kept the pretrained candidates whenever the genome's and BPE folder's paths
+    were unchanged, so another file written to the same path was silently reused. Their contents
+    are now pretraining settings (refused on the command line, as any); a settings.json from
+    before, with paths alone, still resumes and is brought up to date."""
+    import groverlm.select_vocab as sv
+
+    genome, bpe = tmp_path / "g.fa", tmp_path / "bpe"
+    shutil.copyfile(inputs[0], genome)
+    shutil.copytree(inputs[1], bpe)
+    out = tmp_path / "sel"
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sv, "write_pretrain_genome", stop)
+    assert main(sv_args(genome, bpe, out)) == 130  # settings recorded, then stopped
+    saved = json.loads((out / SETTINGS).read_text())
+    monkeypatch.setattr(sv, "write_pretrain_genome", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("reached")))
+    capsys.readouterr()
+    # another genome at the same path: refused, as any other pretraining setting
+    original = genome.read_bytes()
+    genome.write_bytes(original.replace(b"ACGTTGCA", b"ACGTTGCT", 1))
+    assert main(sv_args(genome, bpe, out, "--lr", "2e-3", "--redo-nextkmer")) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "pretraining.genome_sha256" in err, err
+    genome.write_bytes(original)
+    # a BPE run retrained in place with other merges among those the candidates read: refused
+    merges = bpe / "merges.tsv"
+    lines = merges.read_text().splitlines(keepends=True)
+    merges.write_text("".join([lines[0], lines[2], lines[1], *lines[3:]]))
+    assert main(sv_args(genome, bpe, out, "--lr", "2e-3", "--redo-nextkmer")) == 2
+    assert "pretraining.merges_sha256" in capsys.readouterr().err
+    merges.write_text("".join(lines))
+    # a settings.json from before the hashes were recorded: paths alone, accepted as they match
+    old = json.loads(json.dumps(saved))
+    for key in ("genome_sha256", "merges_sha256"):
+        del old["pretraining"][key]
+    (out / SETTINGS).write_text(json.dumps(old))
+    with pytest.raises(RuntimeError, match="reached"):  # past the settings check: resumed
+        main(sv_args(genome, bpe, out, "--lr", "2e-3", "--redo-nextkmer"))
+    now = json.loads((out / SETTINGS).read_text())
+    assert now["pretraining"] == saved["pretraining"]  # the hashes recorded from now on
+    assert now["nextkmer"]["finetune"]["lr"] == 2e-3
+    # and with nothing changed (no --redo-nextkmer needed), brought up to date too
+    old["nextkmer"] = now["nextkmer"]
+    (out / SETTINGS).write_text(json.dumps(old))
+    with pytest.raises(RuntimeError, match="reached"):
+        main(sv_args(genome, bpe, out, "--lr", "2e-3"))
+    assert json.loads((out / SETTINGS).read_text()) == now
 
 
 def test_a_selection_another_process_writes_is_not_deleted_under_it(inputs, tmp_path, capsys):

@@ -27,10 +27,12 @@ manifest exists (pretraining also resumes from its checkpoints), so the stage is
 
 What a changed setting keeps. settings.json holds two parts: `pretraining` (the candidate list,
 their model, sample length, batch, steps, lr, pretrain_bp, probe_bp, test_fraction and seed; the
-held-out region; the genome's and BPE folder's paths) and `nextkmer` (`samples`, `classifier`,
-`baselines`). When only `nextkmer` changed, every candidate's vocabulary, corpus and pretrained
-model is kept, and what those settings feed is redone: `nextkmer/` (the samples, each model's
-fine-tuning and zero-shot readout, the baselines), then the tables, plot and selection. In a run
+held-out region; the genome's and BPE folder's paths, and what their contents are: the genome
+file's SHA-256 and that of the merges the candidates read, so another file at the same path is a
+changed setting) and `nextkmer` (`samples`, `classifier`, `baselines`). When only `nextkmer`
+changed, every candidate's vocabulary, corpus and pretrained model is kept, and what those
+settings feed is redone: `nextkmer/` (the samples, each model's fine-tuning and zero-shot
+readout, the baselines), then the tables, plot and selection. In a run
 that happens by itself whenever the genome and bpe stages are unchanged too (`keeps_parts`: the
 runner compares their fingerprints, since the paths recorded here stay the same when they are
 redone); on the command line it takes `--redo-nextkmer`. Any change of `pretraining` pretrains
@@ -85,6 +87,7 @@ from groverlm import lazy
 from groverlm.analysis.plots import CHANCE_LINE, COLORS, MOST_FREQUENT_LINE, figure, save_png
 from groverlm.args import drop_keys, listed, stable, volatile, volatile_keys
 from groverlm.bpe import vocab_summary
+from groverlm.bpe.tokens import merges_fingerprint
 from groverlm.context import Context, held_out_setting
 from groverlm.corpus import CorpusConfig, Region, write_corpus
 from groverlm.errors import GroverError, counted
@@ -99,6 +102,7 @@ from groverlm.manifest import (
     changed_settings,
     check_resume,
     clear_outputs,
+    fingerprint,
     finished,
     read_json,
     read_manifest,
@@ -677,10 +681,15 @@ def select_vocab(genome: str | Path, bpe_dir: str | Path, region: str, out: str 
             (out / SETTINGS).is_file() or (out / MANIFEST).is_file()):
         raise GroverError("exists and is not a select-vocab folder (no settings.json); refusing "
                           "to write or delete in it", out)
-    # absolute: the same files named from another folder, or as ./x, are the same settings
+    # absolute: the same files named from another folder, or as ./x, are the same settings; their
+    # contents too: another genome or BPE run written to the same path is other candidates
+    # (the first max(cycles) merges are all any candidate reads: a BPE trained further keeps them)
     settings = {"pretraining": {"select": stable(cfg), "region": str(reg),
                                 "genome": str(Path(genome).resolve()),
-                                "bpe": str(bpe_dir.resolve())},
+                                "bpe": str(bpe_dir.resolve()),
+                                "genome_sha256": fingerprint(genome)["sha256"],
+                                "merges_sha256": merges_fingerprint(bpe_dir / "merges.tsv",
+                                                                    max(cfg.cycles))},
                 "nextkmer": {"samples": asdict(ncfg), "finetune": stable(ft),
                              "baselines": asdict(bcfg)}}
     settings = json.loads(json.dumps(settings))
@@ -753,11 +762,12 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False,
     With `redo_nextkmer` or `keep`, changed next-k-mer settings discard only the next-k-mer results
     and the selection made from them (the vocabularies, corpora and pretrained models do not
     depend on them), finished or not. With `keep`, changed pretraining settings (`pretraining`:
-    the candidates, their pretraining, seed, region, genome and BPE paths) discard everything
-    instead of being refused. Returns whether anything was discarded."""
+    the candidates, their pretraining, seed, region, genome and BPE paths and contents) discard
+    everything instead of being refused. Returns whether anything was discarded."""
     path = out / SETTINGS
     old = read_json(path) if path.exists() else None
     hint = "pass --overwrite to start again"
+    unhashed: list[str] = []
     if old is not None:  # a folder written before its volatile fields were left out of settings
         drop_keys(old, [*(f"pretraining.select.{k}" for k in volatile_keys(SelectPretrainingConfig)),
                         *(f"nextkmer.finetune.{k}" for k in volatile_keys(ClassifierConfig))])
@@ -765,6 +775,14 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False,
             was = (old.get("pretraining") or {}).get(key)
             if isinstance(was, str) and str(Path(was).resolve()) == settings["pretraining"][key]:
                 old["pretraining"][key] = settings["pretraining"][key]
+        # the files' hashes, recorded since 2026-12-06: a folder from before holds its paths
+        # alone. What its candidates read then is unknown; it is accepted as the files there now
+        # (the paths compared as before), so that such a folder still resumes, and its
+        # settings.json is brought up to date below: from then on a changed file is seen
+        unhashed = [key for key in ("genome_sha256", "merges_sha256")
+                    if isinstance(old.get("pretraining"), dict) and key not in old["pretraining"]]
+        for key in unhashed:
+            old["pretraining"][key] = settings["pretraining"][key]
         changed = changed_settings(old, settings)
         if old.get("pretraining") == settings["pretraining"] and changed:
             if redo_nextkmer or keep:
@@ -782,6 +800,8 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False,
             write_json(path, settings)
             return True
     check_resume(out, settings, saved=old, hint=hint)
+    if unhashed:  # the same settings: recorded with the hashes from now on
+        write_json(path, settings)
     return False
 
 
