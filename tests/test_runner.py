@@ -528,12 +528,46 @@ def test_a_run_folders_old_config_run_from_another_folder_never_reads_that_folde
     err = capsys.readouterr().err
     line = next(i for i, t in enumerate(old.splitlines(), 1) if t.strip() == "genome: my.fa")
     assert err.startswith(f"groverlm: error: {copy}:{line}: data.genome: my.fa: the run read no "
-                          f"{elsewhere / 'my.fa'} ") and err.count("\n") == 1
+                          f"{elsewhere / 'my.fa'}; a relative name in a run folder's config is "
+                          "from the folder the run started in") and err.count("\n") == 1
     assert copy.read_text() == old
     assert main(["run", str(copy), *args, "--set", f"data.genome={first / 'my.fa'}"]) == 0
     assert f"{'genome':<{runner.NAME_WIDTH}} skipped (up to date)" in capsys.readouterr().out
     assert json.loads((first / "runs" / "x" / "genome" / "manifest.json").read_text())[
         "made"] == made and load_config(copy).data.genome == str(first / "my.fa")
+
+
+def test_a_run_folders_old_config_missing_its_file_here_says_where_names_are_from(
+        tmp_path, monkeypatch, capsys):
+    """The same old config run from a folder without my.fa said only 'no such file in the current
+    folder (...) or the data cache': not that the name is from the folder the run started in."""
+    first, empty = tmp_path / "first", tmp_path / "empty"
+    first.mkdir()
+    empty.mkdir()
+    write_fasta(first / "my.fa", {"chrA": random_dna(3000, 1)})
+    monkeypatch.chdir(first)
+    assert main(["run", str(CONFIGS / "mini.yaml"), *genome_only("data.genome=my.fa")]) == 0
+    copy = first / "runs" / "x" / "config.yaml"
+    copy.write_text(copy.read_text().replace(str(first / "my.fa"), "my.fa"))  # as written before
+    monkeypatch.chdir(empty)
+    capsys.readouterr()
+    assert main(["run", str(copy), "--only", "genome", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "data.genome: my.fa: no such file in the current folder" in err
+    assert err.endswith("; a relative name in a run folder's config is from the folder the run "
+                        "started in: run from there, or give the file's path (--set "
+                        "data.genome=PATH)\n"), err
+    # a name given by --set is the user's, from here: no such hint
+    assert main(["run", str(copy), "--only", "genome", "--quiet", "--set",
+                 "data.genome=other.fa"]) == 2
+    err = capsys.readouterr().err
+    assert "data.genome: other.fa: no such file" in err and "run started in" not in err, err
+    # nor for a config that is no run folder's (the same text, as a user's own file)
+    mine = empty / "mine.yaml"
+    mine.write_text(copy.read_text())
+    assert main(["run", str(mine), "--only", "genome", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "data.genome: my.fa: no such file" in err and "run started in" not in err, err
 
 
 def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(toy, monkeypatch):

@@ -9,7 +9,7 @@ and light, so stage modules and the runner import it at start-up.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from difflib import get_close_matches
 from pathlib import Path
@@ -41,13 +41,15 @@ class DataFiles:
 
 def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = None,
                  report: Callable[[str], None] | None = None, config_dir: Path | None = None,
-                 progress: bool = True) -> DataFiles:
+                 progress: bool = True, run_keys: Collection[str] = ()) -> DataFiles:
     """Paths of the files `data` (a config.DataConfig) names. An absolute path is used as it is; a
     relative one is looked up in data.dir when set (itself relative to the current folder), else
     it is the file at that path from the current folder when there is one (what a user who typed
     it beside their files means), else the data cache's, fetched first when groverlm's table has it
     (groverlm.data). A name found nowhere is an error naming the places looked (and the config's
-    own folder, `config_dir`, when the file is there instead)."""
+    own folder, `config_dir`, when the file is there instead). `run_keys`: the data keys whose
+    names a run folder's own config.yaml gives (not --set): a missing one's error says where such
+    a name was written from (`started_in`)."""
     names = data_names(data)
     base = Path(data.dir).expanduser().resolve() if data.dir else None
     cache = cache_dir()
@@ -63,6 +65,7 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
                 here = config_dir / n if config_dir is not None else None
                 hint = (f"; there is one beside the config, {here}: relative paths are from the "
                         "current folder" if here is not None and here.is_file() else
+                        f"; {started_in(key)}" if key in run_keys else
                         "".join(f" (did you mean {c!r}?)" for c in get_close_matches(n, FILES, 1)))
                 raise GroverError(f"data.{key}: {n}: no such file in the current folder "
                                   f"({Path.cwd()}) or the data cache ({cache}), and not one "
@@ -84,6 +87,14 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
             paths.append(p.resolve())
         out[key] = tuple(paths) if key == "ctcf_peaks" else (paths[0] if paths else None)
     return DataFiles(**out)
+
+
+def started_in(key: str) -> str:
+    """Where a relative data name in a run folder's own config.yaml is from, and what to do when it
+    is not here: a copy written before `data_as_found` holds the names as given, from the folder
+    the run started in, and the copy runs from anywhere."""
+    return ("a relative name in a run folder's config is from the folder the run started in: run "
+            f"from there, or give the file's path (--set data.{key}=PATH)")
 
 
 def data_names(data: Any) -> dict[str, list[str]]:

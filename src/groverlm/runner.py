@@ -67,6 +67,7 @@ from groverlm.context import (
     data_as_found,
     data_names,
     resolve_data,
+    started_in,
 )
 from groverlm.errors import GroverError, counted
 from groverlm.manifest import (
@@ -389,9 +390,12 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
     own, named = _own_folder(cfg), _named_folder(cfg)  # run_folder's two, each found once
     if own is not None:
         _check_names_from_here(cfg, own)
+    # a name --set gives is the user's, from here; the others in a run folder's own config are not
+    run_keys = [] if own is None else [k for k in data_names(cfg.data)
+                                       if not cfg.given_by_set(f"data.{k}")]
     data = resolve_data(cfg.data, from_dir=from_dir, report=on_data,  # a missing file: no folder
                         config_dir=Path(cfg.source).parent if cfg.source else None,
-                        progress=progress)
+                        progress=progress, run_keys=run_keys)
     run_dir = own or named
     if own is not None and own != named:
         log.info("run.dir: %s is this run folder's own config, so the run is %s, not %s "
@@ -497,10 +501,7 @@ def _check_names_from_here(cfg: Any, run_dir: Path) -> None:
     for key, names in data_names(cfg.data).items():
         for n in names:
             if n in here and not cfg.given_by_set(f"data.{key}"):
-                raise GroverError(f"data.{key}: {n}: the run read no {here[n]} (a relative name "
-                                  "in a run folder's config is from the folder the run started "
-                                  f"in): run from there, or give the file's path (--set "
-                                  f"data.{key}=PATH)")
+                raise GroverError(f"data.{key}: {n}: the run read no {here[n]}; {started_in(key)}")
 
 
 def _write_config_copy(cfg: Any, path: Path) -> None:
