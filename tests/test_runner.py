@@ -1209,3 +1209,18 @@ def test_a_run_around_a_folder_another_process_writes_stops_before_any_stage(toy
             assert calls == [] and (make.run / "a" / "out.txt").read_text() == "a 1"
             assert (make.run / "c" / "t.tsv.partial").is_file()
     assert statuses(run_pipeline(make(a=2))) == ["ran"] * 3  # the holders gone, the run goes on
+
+
+def test_summary_says_when_pretraining_learned_nothing(tmp_path):
+    """A small run's summary printed 'test masked-token accuracy 2.80% (unigram 3.12%, ...)' and
+    left it to the reader that the model was below always guessing the most frequent token (only
+    the report said 'nothing learned'); the line now says it, and only then."""
+    for acc, said in ((0.028, True), (0.112, False)):
+        run = tmp_path / str(acc)
+        (run / "pretrain").mkdir(parents=True)
+        write_manifest(run / "pretrain", "run-pretrain", {}, [], summary={
+            "steps": 400, "tokens_seen": 326026, "mlm_accuracy": acc, "unigram_accuracy": 0.0312,
+            "context_accuracy": 0.1464, "perplexity": 68.6})
+        [line] = [x for x in summarize_run(run).splitlines() if x.startswith("pretraining:")]
+        assert ("at the unigram: nothing learned" in line) == said
+        assert f"test masked-token accuracy {100 * acc:.2f}%" in line and "unigram 3.12%" in line

@@ -335,6 +335,64 @@ def difference_text(c: dict[str, Any] | None) -> str:
     return f"{c['difference']:+.3f} (95% interval {c['low']:+.3f} to {c['high']:+.3f})"
 
 
+AT_UNIGRAM = "at the unigram: nothing learned"
+
+
+def at_unigram(acc: float, unigram: float | None) -> bool:
+    """Whether a masked-token accuracy is no better than always guessing the most frequent token
+    (within 10% of it, or below it): the model learned nothing a summary should let pass.
+
+    >>> at_unigram(0.028, 0.031), at_unigram(0.0125, 0.0121), at_unigram(0.09, 0.012)
+    (True, True, False)
+    """
+    return unigram is not None and acc <= 1.1 * unigram
+
+
+def masked_accuracy_text(ev: dict[str, Any]) -> str:
+    """A pretraining evaluation (`eval.json`, pretrain's summary) as the summaries print it: the
+    held-out accuracy beside the unigram and the context table, saying so when it is at the
+    unigram.
+
+    >>> masked_accuracy_text({"mlm_accuracy": 0.028, "unigram_accuracy": 0.0312})
+    'test masked-token accuracy 2.80%, at the unigram: nothing learned (unigram 3.12%)'
+    >>> masked_accuracy_text({"mlm_accuracy": 0.0876, "unigram_accuracy": 0.0125,
+    ...                       "context_accuracy": 0.0855})
+    'test masked-token accuracy 8.76% (unigram 1.25%, context table 8.55%)'
+    """
+    verdict = f", {AT_UNIGRAM}" if at_unigram(ev["mlm_accuracy"], ev["unigram_accuracy"]) else ""
+    context = (f", context table {100 * ev['context_accuracy']:.2f}%"
+               if "context_accuracy" in ev else "")
+    if "vs_context_table" in ev:
+        context += f"; model - table {difference_text(ev['vs_context_table'])}"
+    return (f"test masked-token accuracy {100 * ev['mlm_accuracy']:.2f}%{verdict} (unigram "
+            f"{100 * ev['unigram_accuracy']:.2f}%{context})")
+
+
+def masked_token_verdict(acc: float, unigram: float | None, context: float | None,
+                         paired: dict[str, Any] | None = None) -> str:
+    """One phrase placing a masked-token accuracy against its two baselines (with `paired`, the
+    model - table interval, whether the gap to the table is told apart from 0).
+
+    >>> masked_token_verdict(0.09, 0.012, 0.087)
+    'above the context table'
+    >>> masked_token_verdict(0.09, 0.012, 0.087, {"low": -0.001, "high": 0.007})
+    'level with the context table (interval holds 0)'
+    >>> masked_token_verdict(0.0785, 0.0121, 0.087)
+    '90% of the context table'
+    >>> masked_token_verdict(0.0125, 0.0121, 0.087)
+    'at the unigram: nothing learned'
+    """
+    if at_unigram(acc, unigram):
+        return AT_UNIGRAM
+    if context is None or context <= 0:
+        return "above the unigram"
+    if isinstance(paired, dict) and "low" in paired and paired["low"] <= 0 <= paired["high"]:
+        return "level with the context table (interval holds 0)"
+    if acc >= context:
+        return "above the context table"
+    return f"{acc / context:.0%} of the context table"
+
+
 COMPARISON_HEADER = ("best language model against the best baseline, from-scratch controls aside "
                      "(paired bootstrap over test rows):")
 

@@ -50,7 +50,7 @@ from groverlm.manifest import (
     write_manifest,
     write_text,
 )
-from groverlm.metrics import difference_text, paired_difference
+from groverlm.metrics import masked_accuracy_text, paired_difference
 from groverlm.models import (
     PRESETS,
     build_config,
@@ -724,10 +724,7 @@ def _pretrain_cmd(args: argparse.Namespace) -> int:
                  progress=not args.quiet)
     if _rank() == 0:
         print(f"pretrain: {s['steps']} steps, {s['tokens_seen']:,} tokens "
-              f"({s['tokens_per_second']:,.0f}/s); test masked-token accuracy "
-              f"{100 * s['mlm_accuracy']:.2f}% (unigram {100 * s['unigram_accuracy']:.2f}%, "
-              f"context table {100 * s['context_accuracy']:.2f}%; model - table "
-              f"{difference_text(s.get('vs_context_table'))}), "
+              f"({s['tokens_per_second']:,.0f}/s); {masked_accuracy_text(s)}, "
               f"loss {s['mlm_loss']:.3f}, perplexity {s['perplexity']:.1f} -> {args.out}")
     return 0
 

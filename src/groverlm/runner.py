@@ -90,6 +90,7 @@ from groverlm.metrics import (
     difference_text,
     find_metrics,
     format_table,
+    masked_accuracy_text,
     percent,
     read_metrics,
     results_table,
@@ -561,14 +562,8 @@ def summarize_run(run_dir: str | Path) -> str:
                      f"with A/T: {100 * v['start_A_or_T']:.0f}%")
     p = summary("pretrain")
     if p and "mlm_accuracy" in p:
-        context = (f", context table {100 * p['context_accuracy']:.2f}%"
-                   if "context_accuracy" in p else "")
-        if "vs_context_table" in p:
-            context += f"; model - table {difference_text(p['vs_context_table'])}"
-        lines.append(f"pretraining: {p['steps']} steps, {p['tokens_seen']:,} tokens; test "
-                     f"masked-token accuracy {100 * p['mlm_accuracy']:.2f}% (unigram "
-                     f"{100 * p['unigram_accuracy']:.2f}%{context}), perplexity "
-                     f"{p['perplexity']:.1f}")
+        lines.append(f"pretraining: {p['steps']} steps, {p['tokens_seen']:,} tokens; "
+                     f"{masked_accuracy_text(p)}, perplexity {p['perplexity']:.1f}")
     k = summary("nextkmer")
     if k:
         lines.append("next-k-mer:  test top-1 accuracy, fine-tuned / zero-shot (chance; most "

@@ -48,6 +48,7 @@ from groverlm.metrics import (
     best_against_best,
     difference_text,
     find_metrics,
+    masked_token_verdict,
     mean_mcc,
     percent,
     read_metrics,
@@ -735,31 +736,6 @@ def _eval_of(st: StageFolder) -> dict:
     ev = st.folder / "eval.json"
     data = json.loads(ev.read_text()) if ev.exists() else st.manifest.get("eval")
     return data if isinstance(data, dict) else {}
-
-
-def masked_token_verdict(acc: float, unigram: float | None, context: float | None,
-                         paired: dict[str, Any] | None = None) -> str:
-    """One phrase placing a masked-token accuracy against its two baselines (with `paired`, the
-    model - table interval, whether the gap to the table is told apart from 0).
-
-    >>> masked_token_verdict(0.09, 0.012, 0.087)
-    'above the context table'
-    >>> masked_token_verdict(0.09, 0.012, 0.087, {"low": -0.001, "high": 0.007})
-    'level with the context table (interval holds 0)'
-    >>> masked_token_verdict(0.0785, 0.0121, 0.087)
-    '90% of the context table'
-    >>> masked_token_verdict(0.0125, 0.0121, 0.087)
-    'at the unigram: nothing learned'
-    """
-    if unigram is not None and acc <= 1.1 * unigram:
-        return "at the unigram: nothing learned"
-    if context is None or context <= 0:
-        return "above the unigram"
-    if isinstance(paired, dict) and "low" in paired and paired["low"] <= 0 <= paired["high"]:
-        return "level with the context table (interval holds 0)"
-    if acc >= context:
-        return "above the context table"
-    return f"{acc / context:.0%} of the context table"
 
 
 def _upstream(st: StageFolder, name: str, by_folder: dict[Path, StageFolder],
