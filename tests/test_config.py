@@ -138,8 +138,14 @@ def test_wrong_types_are_errors_naming_key_and_line(tmp_path):
         load_config(write(tmp_path, "bpe:\n  merges: many\n"))
     with pytest.raises(GroverError, match=r"baselines\.bpe = 1 is not true/false"):
         load_config(None, ["baselines.bpe=1"])
-    with pytest.raises(GroverError, match=r"must be a list"):
+    with pytest.raises(GroverError, match=r"must be a list \(a string each\), got 'a.bed'; write "
+                                          r"\[a.bed\] for one item$"):
         load_config(None, ["data.ctcf_peaks=a.bed"])
+    # the commands' --seeds 0,1 written as a setting: it said 'must be a list (a list (an
+    # integer each)), got '0,1'; write [0,1] for one item', two items
+    with pytest.raises(GroverError, match=r"seeds must be a list \(an integer each\), got '0,1'; "
+                                          r"write \[0,1\] in brackets$"):
+        load_config(None, ["finetune.classifier.seeds=0,1"])
     with pytest.raises(GroverError, match=r"must hold 3 items"):
         load_config(None, ["tasks.ctcf.split.fractions=[0.5,0.5]"])
     with pytest.raises(GroverError, match=r"bpe must be a mapping"):

@@ -501,8 +501,10 @@ def _coerce(value: Any, tp: Any, path: tuple[str, ...], where: _Where, default: 
                 for k, v in value.items()}
     if origin in (tuple, list):
         if not isinstance(value, list | tuple):
-            raise where.error(path, f"{dotted} must be a list ({_type_name(tp)}), got {value!r}; "
-                                    f"write [{value}] for one item")
+            # `0,1`, a command's --seeds 0,1, is one text to YAML: brackets make it the list
+            several = isinstance(value, str) and "," in value
+            raise where.error(path, f"{dotted} must be {_type_name(tp)}, got {value!r}; write "
+                                    f"[{value}]{' in brackets' if several else ' for one item'}")
         texts = [where.texts.get((*path, i)) for i in range(len(value))]
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
