@@ -38,7 +38,7 @@ import numpy as np
 from groverlm import __version__, lazy
 from groverlm.args import add_fields, stable, volatile
 from groverlm.batching import split_windows, wrap
-from groverlm.errors import GroverError
+from groverlm.errors import GroverError, counted
 from groverlm.fasta import (
     IUPAC,
     Genome,
@@ -477,7 +477,7 @@ def _write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | 
     tokens = np.asarray(meta["tokens"], dtype=np.int64)
     empty = int((tokens == 0).sum())
     if empty:
-        log.warning("%d sequences hold no A/C/G/T token: their rows are NaN", empty)
+        log.warning("no A/C/G/T token in %s: NaN rows", counted(empty, "sequence"))
     del arr
     rows = [dict(zip(INDEX_COLUMNS, [it.name, it.chrom, "" if it.start is None else it.start,
                                      "" if it.end is None else it.end, it.strand,

@@ -74,6 +74,8 @@ def test_probe_separable_random_and_too_few():
     assert 0.3 < noise["auroc_mean"] < 0.7
     few = ann.probe(x, np.r_[np.zeros(97, int), np.ones(3, int)], cfg)
     assert "skipped" in few and "auroc_mean" not in few
+    one = ann.probe(x, np.r_[np.zeros(99, int), np.ones(1, int)], cfg)  # the report said '1 windows'
+    assert one["skipped"] == f"1 window in the smaller class (< {cfg.folds})"
     with pytest.raises(GroverError):
         ann.AnnotationConfig(folds=1)
 

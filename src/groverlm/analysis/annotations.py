@@ -166,7 +166,8 @@ def probe(x: np.ndarray, y: np.ndarray, cfg: AnnotationConfig) -> dict[str, Any]
     pos = int(y.sum())
     res: dict[str, Any] = {"n": int(y.size), "positives": pos}
     if min(pos, y.size - pos) < cfg.folds:
-        res["skipped"] = f"{min(pos, y.size - pos)} windows in the smaller class (< {cfg.folds})"
+        res["skipped"] = (f"{counted(min(pos, y.size - pos), 'window')} in the smaller class "
+                          f"(< {cfg.folds})")
         return res
     aucs, mccs = [], []
     folds = model_selection.StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed)

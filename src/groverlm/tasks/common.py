@@ -183,7 +183,8 @@ def _split_blocks(examples: Sequence[Example], cfg: SplitConfig
         else:
             dropped += 1
     if dropped:
-        log.info("dropped %d examples crossing the edge of blocks in different splits", dropped)
+        log.info("dropped %s crossing the edge of blocks in different splits",
+                 counted(dropped, "example"))
     blocks: dict[str, list[list[Any]]] = {}
     for (chrom, k), s in sorted(block_split.items()):
         blocks.setdefault(chrom, []).append([k * b, (k + 1) * b, s])
