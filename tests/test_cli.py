@@ -385,3 +385,12 @@ def test_a_command_imports_no_other_stage_module(command):
     assert COMMANDS[command] in imported
     assert "groverlm.runner" in others and "groverlm.pretrain" in others  # the check is not empty
     assert not imported & others, sorted(imported & others)
+
+
+def test_next_kmer_seeds_help_does_not_promise_mcc():
+    """nextkmer and select-vocab share finetune's training options but select and report on
+    accuracy: their --seeds help said 'test MCC mean ± std'."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("nextkmer", "select-vocab", "finetune"):
+        seeds = next(a for a in sub.choices[command]._actions if a.dest == "seeds")
+        assert "MCC" not in seeds.help and "mean ± std" in seeds.help, (command, seeds.help)

@@ -655,7 +655,8 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
             r = finetune_seed(model_dir, tokenizer, sub, dev, test, num_labels, cfg, seed,
                               out / f"seed-{seed}", label_names, progress)
         log.info("%s seed %d: best epoch %d, dev %s %.4f, test MCC %.4f, accuracy %.4f",
-                 task, seed, r["best_epoch"], cfg.select, r["dev"][cfg.select] or 0.0,
+                 task, seed, r["best_epoch"], "MCC" if cfg.select == "mcc" else cfg.select,
+                 r["dev"][cfg.select] or 0.0,
                  r["test"]["mcc"] or 0.0, r["test"]["accuracy"] or 0.0)
         per_seed.append(r)
     best_seed = max(per_seed, key=lambda r: (r["dev"][cfg.select] or -np.inf))["seed"]
@@ -822,7 +823,8 @@ def add_train_args(p: argparse.ArgumentParser, d: ClassifierConfig | None = None
     refuses it: nextkmer.check_no_max_train) but still parsed, so that one given as to `finetune`
     gets the message naming the setting to use instead."""
     d = d or ClassifierConfig()
-    add_seeds(p, d.seeds, "one fine-tuning per seed, test MCC mean ± std over them")
+    # finetune selects and summarises on MCC, next-k-mer on accuracy: the help names neither
+    add_seeds(p, d.seeds, "one fine-tuning per seed, the test figures' mean ± std over them")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over train (default "
                                                                  f"{d.epochs})")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default " + (
