@@ -104,3 +104,25 @@ def test_a_split_without_a_label_is_named_in_one_warning(tmp_path, caplog):
     caplog.clear()
     write_task(tmp_path / "u", "toy", result, {}, [], seed=0)
     assert "the test split holds no example of label 3" in caplog.text, caplog.text
+
+
+def test_a_tiny_dev_or_test_split_is_warned_about(caplog):
+    """Three records split by chromosome gave Prom300 a test split of 8 rows, without a word."""
+    sizes = {"c1": 200, "c2": 40, "c3": 8}
+    examples = [ex(c, 1000 * i, label=i % 2) for c, n in sizes.items() for i in range(n)]
+    res = split_examples(examples, SplitConfig("auto"))
+    small = min(("dev", "test"), key=lambda s: len(res.splits[s]))
+    assert len(res.splits[small]) == 8
+    assert f"the {small} split holds only 8 rows" in caplog.text, caplog.text
+    assert "--split block" in caplog.text
+    caplog.clear()
+    # enough rows, but one class nearly absent from dev/test
+    examples = [ex(c, 1000 * i, label=int(i < 3)) for c, n in
+                {"c1": 400, "c2": 60, "c3": 60}.items() for i in range(n)]
+    split_examples(examples, SplitConfig("chrom"))
+    assert "fewer than 5 rows of label 1 (3 rows)" in caplog.text, caplog.text
+    caplog.clear()
+    examples = [ex(c, 1000 * i, label=i % 2) for c, n in
+                {"c1": 400, "c2": 60, "c3": 60}.items() for i in range(n)]
+    split_examples(examples, SplitConfig("chrom"))
+    assert "split holds" not in caplog.text, caplog.text

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
 COLUMNS = ("sequence", "label", "chrom", "start", "end", "strand")  # then `tokens` when present
 SPLIT_METHODS = ("auto", "chrom", "block")
+# below these a dev or test split's scores are mostly noise (an MCC on 8 rows moves by a quarter
+# with one row): warned about, not refused, since a toy genome may mean it
+MIN_SPLIT_ROWS = 30
+MIN_CLASS_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,31 @@ def split_examples(examples: Sequence[Example], cfg: SplitConfig) -> SplitResult
                               f"method {method}); use more data, a smaller --split-block or other "
                               "--split-fractions")
     info["counts"] = {s: len(splits[s]) for s in SPLITS}
+    _warn_small_splits(splits, method, cfg.method)
     return SplitResult(splits, info)
+
+
+def _warn_small_splits(splits: dict[str, list[Example]], method: str, asked: str) -> None:
+    """Log one warning per dev/test split too small to score on (fewer than MIN_SPLIT_ROWS rows,
+    or a class with fewer than MIN_CLASS_ROWS): whole chromosomes of a genome of few records can
+    leave a split a handful of rows, silently, where blocks give every split its share."""
+    if method == "chrom":
+        how = ("split by chromosome" + (" (--split auto)" if asked == "auto" else "")
+               + "; --split block cuts the genome into blocks, nearer the target shares")
+    else:
+        how = "split by blocks; a smaller --split-block or more data gives it more rows"
+    for s in ("dev", "test"):
+        rows = splits[s]
+        per_class = Counter(e.label for e in rows)
+        few = sorted(k for k, n in per_class.items() if n < MIN_CLASS_ROWS)
+        if len(rows) < MIN_SPLIT_ROWS:
+            log.warning("the %s split holds only %s: its scores will be noisy (%s)", s,
+                        counted(len(rows), "row"), how)
+        elif few:
+            log.warning("the %s split holds fewer than %d rows of %s %s (%s rows): its scores "
+                        "will be noisy (%s)", s, MIN_CLASS_ROWS, "label" if len(few) == 1
+                        else "labels", ", ".join(map(str, few)),
+                        ", ".join(str(per_class[k]) for k in few), how)
 
 
 def _assign_chroms(counts: Counter, cfg: SplitConfig) -> dict[str, str]:
