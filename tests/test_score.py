@@ -19,6 +19,7 @@ import torch
 import groverlm
 from groverlm.analysis.report import render_report
 from groverlm.cli import build_parser, main
+from groverlm.embed import EmbedConfig, embed_sequences
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome, reverse_complement
 from groverlm.finetune import WindowedData, predict, reverse_complement_ids, token_ids
@@ -387,6 +388,13 @@ def test_python_api_reads_files_and_strings(tiny, tmp_path):
         groverlm.score(scorer, str(tmp_path / "missing_seqs.fa"))
     allN = groverlm.score(scorer, ["NNNNNNNN", "ACGTNNNN"])  # nothing to score: NaN, not 0
     assert math.isnan(allN[0]["pll"]) and math.isfinite(allN[1]["pll"])
+    # tokens counts what was scored ([UNK] left out), as embed counts what it pooled
+    n_unk = scorer.tokenize("ACGTNNNN")[0].count(scorer.unk)
+    assert n_unk > 0
+    assert [r["tokens"] for r in allN] == [0, len(scorer.tokenize("ACGTNNNN")[0]) - n_unk]
+    _, pooled, _ = embed_sequences(scorer.model, scorer.tok, ["NNNNNNNN", "ACGTNNNN"],
+                                   EmbedConfig())
+    assert [r["tokens"] for r in allN] == pooled.tolist()
     # a loaded transformers model with its tokenizer, as embed takes it
     loaded = groverlm.score(scorer.model, list(seqs.values()), tokenizer=scorer.tok)
     assert [r["pll"] for r in loaded] == pytest.approx([r["pll"] for r in from_list], abs=1e-5)

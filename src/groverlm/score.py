@@ -253,10 +253,12 @@ class Scorer:
 def score_sequences(scorer: Scorer, names: Sequence[str], sequences: Sequence[str],
                     rc: bool = False, per_token: bool = False, progress: bool = False,
                     ids: Sequence[Sequence[int]] | None = None) -> list[dict[str, Any]]:
-    """One row per sequence: name, length_nt, tokens, pll, pll_per_nt (and with `per_token`,
-    log_probs: the given strand's per-token values, comma-separated); `rc`: the pll is the mean
-    of the sequence's and its reverse complement's. `ids`: each sequence's given token ids,
-    scored instead of its tokenization (the reverse strand, when `rc`, is tokenized)."""
+    """One row per sequence: name, length_nt, tokens (the given strand's tokens scored: [UNK]
+    left out, so 0 for an all-N sequence, as embed counts them), pll, pll_per_nt (and with
+    `per_token`, log_probs: the given strand's per-token values, comma-separated, nan for [UNK]);
+    `rc`: the pll is the mean of the sequence's and its reverse complement's. `ids`: each
+    sequence's given token ids, scored instead of its tokenization (the reverse strand, when
+    `rc`, is tokenized)."""
     fwd = (scorer.token_log_probs(sequences, progress) if ids is None else
            scorer.ids_log_probs(ids, progress))
     rev = (scorer.token_log_probs([reverse_complement(s) for s in sequences], progress) if rc
@@ -266,7 +268,9 @@ def score_sequences(scorer: Scorer, names: Sequence[str], sequences: Sequence[st
         pll = _pll(fwd[k])
         if rev is not None:
             pll = (pll + _pll(rev[k])) / 2
-        row = {"name": name, "length_nt": len(seq), "tokens": len(fwd[k]), "pll": pll,
+        # tokens: those scored, [UNK] (N runs) left out, as embed's count of pooled tokens
+        row = {"name": name, "length_nt": len(seq), "tokens": int(np.isfinite(fwd[k]).sum()),
+               "pll": pll,
                "pll_per_nt": pll / len(seq) if seq else math.nan}
         if per_token:
             row["log_probs"] = ",".join(f"{x:.5f}" for x in fwd[k])
