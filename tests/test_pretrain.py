@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from tqdm import tqdm
 
 from groverlm.cli import main
 from groverlm.corpus import Corpus
@@ -40,6 +41,7 @@ from groverlm.train import (
     Dist,
     MaskedLM,
     RunLog,
+    Throughput,
     TrainConfig,
     epoch_batches,
     latest_checkpoint,
@@ -364,6 +366,45 @@ def test_resumed_run_logs_the_same_losses(corpus, tmp_path):
 
     assert [s for s, _ in losses(tmp_path / "cut")] == [5, 10]
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+
+
+def test_throughput_counts_step_time_only_and_the_whole_run():
+    """The bar's tok_s read 3,915 mid-run and 39,236 at the end (rates of the last log window)
+    while the summary said 16,448/s: the run's rate is tokens over step time, so far."""
+    now = [100.0]
+    speed = Throughput(tokens=1000, seconds=10.0, clock=lambda: now[0])  # resumed: 100/s before
+    for dt, tokens in ((1.0, 300), (3.0, 100)):
+        speed.start()
+        now[0] += dt
+        speed.stop(tokens)
+        now[0] += 50.0  # an evaluation or a checkpoint: not training time
+    assert (speed.tokens, speed.seconds) == (1400, 14.0)
+    assert speed.rate == 100.0  # 1400 tokens / 14 s of steps, the 100 s between left out
+    assert speed.take_window() == 100.0  # 400 tokens in 4 s since the start of this run
+    speed.start()
+    now[0] += 2.0
+    speed.stop(500)
+    assert speed.take_window() == 250.0 and speed.rate == 1900 / 16
+
+
+def test_the_bars_rate_is_the_summarys(corpus, tmp_path, monkeypatch):
+    postfixes: list[dict] = []
+
+    class Bar(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+        def set_postfix(self, **kwargs):
+            postfixes.append(kwargs)
+
+    monkeypatch.setattr("groverlm.train.tqdm", Bar)
+    cfg = TrainConfig(max_steps=6, batch_size=4, log_every=4, eval_every=0, save_every=0,
+                      threads=1)
+    r = build_run(corpus, ModelConfig(overrides=TINY, eval_samples=8), 0, cfg.batch_size)
+    res = train(r.model, r.data, MaskedLM, cfg, tmp_path, None, r.tokenizer,
+                run_config=r.run_config, progress=True)
+    assert len(postfixes) == 2
+    assert postfixes[-1]["tok_s"] == f"{res.tokens_per_second:,.0f}"
 
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
