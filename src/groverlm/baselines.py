@@ -433,10 +433,9 @@ def cnn(args: argparse.Namespace) -> int:
     flags = {"epochs": args.epochs, "patience": args.patience, "lr": args.lr,
              "batch_size": args.batch_size, "channels": args.channels, "kernel": args.kernel,
              "layers": args.layers, "threshold": args.threshold, "threads": args.threads,
-             "seeds": tuple(args.seeds)}
+             "seeds": tuple(args.seeds),
+             "max_train": args.max_train}  # 0: the whole training split (every_row_as_none)
     given = {k: v for k, v in flags.items() if v is not None}  # the rest: CnnConfig's defaults
-    if args.max_train is not None:
-        given["max_train"] = args.max_train  # 0: the whole training split (every_row_as_none)
     if args.no_class_weight:
         given["class_weight"] = None
     cfg = replace(CnnConfig(), **given)
