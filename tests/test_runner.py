@@ -231,6 +231,40 @@ def test_a_stage_that_keeps_parts_gets_its_folder_under_new_settings_not_new_inp
         assert calls == expected
 
 
+def test_a_stage_redone_to_the_same_effect_leaves_the_stages_after_it_done(toy, monkeypatch):
+    """A stage module with `handed_on` (select_vocab: the chosen vocabulary) is known to the stages
+    after it by that digest: redone under other settings that hand on the same, they stay done;
+    handing on something else reruns them; a stage reading whole folders (the report) reruns."""
+    make, calls = toy
+    monkeypatch.setattr(sys.modules["toy_b"], "handed_on",
+                        lambda summary, ctx: f"x is {summary['x'] % 2 == 1}", raising=False)
+    monkeypatch.setitem(sys.modules, "toy_d", SimpleNamespace(
+        run=lambda cfg, ctx: calls.append("d") or {}))
+    monkeypatch.setattr(runner, "STAGES", [*runner.STAGES,
+                                           Stage("d", "toy_d", needs=("b",), reads_all=True)])
+
+    def config(b):
+        cfg = make(b=b)
+        cfg.stages["d"] = Toy()
+        return cfg
+
+    run_pipeline(config(1))
+    calls.clear()
+    assert statuses(run_pipeline(config(3))) == ["skipped (up to date)", "ran",
+                                                 "skipped (up to date)", "ran"]
+    assert calls == ["b", "d"]
+    data = resolve_data(config(3).data)
+    assert runner.stage_status(runner._stage("c"), config(3), make.run, data) == "done"
+    calls.clear()
+    assert statuses(run_pipeline(config(3))) == ["skipped (up to date)"] * 4
+    assert statuses(run_pipeline(config(4))) == ["skipped (up to date)", "ran", "ran", "ran"]
+    # --force on b, the same settings: c is done still
+    calls.clear()
+    run_pipeline(config(4), only=["b"], force=True)
+    assert statuses(run_pipeline(config(4))) == ["skipped (up to date)"] * 3 + ["ran"]
+    assert calls == ["b", "d"]
+
+
 def test_a_removal_cut_short_never_leaves_a_stage_that_looks_finished(toy, monkeypatch):
     """A changed setting (or --force) removes the stage folder before the stage runs again. Killed
     midway through that removal (a big pretraining folder takes seconds), the folder kept its

@@ -536,8 +536,14 @@ def test_a_run_retrains_the_candidates_only_when_their_settings_change(inputs, t
         assert {p.parent.name for p in files} == {"bpe-20", "bpe-60", "kmer-2"}
         return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in files}
 
+    def handed_on() -> tuple[int, str]:
+        """The selected cycle count, and what the stage hands on to the corpus and later stages."""
+        m = json.loads((tmp_path / "run" / "select_vocab" / "manifest.json").read_text())
+        return m["summary"]["cycles"], m["handed_on"]
+
     sel = run("run")
     assert sorted(pretrained) == ["bpe-20", "bpe-60", "kmer-2"]
+    first = handed_on()
     models, results = weights(sel), {p: p.stat().st_mtime_ns
                                      for p in sel.glob("nextkmer/*/manifest.json")}
     # another classifier lr, stopped in the second model's next-k-mer fine-tuning, then resumed
@@ -555,6 +561,8 @@ def test_a_run_retrains_the_candidates_only_when_their_settings_change(inputs, t
     monkeypatch.setattr(sv, "run_nextkmer", real_nextkmer)
     run("run", "select_vocab.classifier.lr=2e-3")
     assert pretrained == [] and weights(sel) == models
+    # the corpus and the stages after it read the chosen vocabulary alone: the same choice, done
+    assert (handed_on()[1] == first[1]) == (handed_on()[0] == first[0])
     redone = {p: p.stat().st_mtime_ns for p in sel.glob("nextkmer/*/manifest.json")}
     assert set(redone) == set(results) and all(redone[p] != t for p, t in results.items())
     for p in redone:
@@ -580,3 +588,4 @@ def test_a_run_retrains_the_candidates_only_when_their_settings_change(inputs, t
     # no selection asked: none is left to be read as this run's
     run("run", "select_vocab.select=false")
     assert not sel.exists()
+    assert handed_on()[1] != first[1]  # bpe/vocab, not the selection's copy

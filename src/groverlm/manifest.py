@@ -357,12 +357,10 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
         h = hashlib.sha256()
         if inner.exists():
             h.update(inner.read_bytes())
+            sha = h.hexdigest()
         else:  # every file's name and bytes: another checkpoint of the same shape differs
-            for f in sorted(path.rglob("*")):
-                if f.is_file():
-                    h.update(f"{f.relative_to(path)}:{f.stat().st_size}:".encode())
-                    _hash_file(f, h)
-        return {"path": str(path), "kind": "folder", "sha256": h.hexdigest()}
+            sha = contents_sha256(path)
+        return {"path": str(path), "kind": "folder", "sha256": sha}
     if not path.is_file():
         if is_hub_id(path):  # a model named by its Hub id: the id is its identity
             return {"path": str(path), "kind": "hub"}
@@ -370,6 +368,17 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
     h = hashlib.sha256()
     _hash_file(path, h)
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def contents_sha256(folder: str | Path, skip: tuple[str, ...] = ()) -> str:
+    """SHA-256 of every file's name, size and bytes under a folder, less the top-level files
+    named in `skip`."""
+    folder, h = Path(folder), hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and str(f.relative_to(folder)) not in skip:
+            h.update(f"{f.relative_to(folder)}:{f.stat().st_size}:".encode())
+            _hash_file(f, h)
+    return h.hexdigest()
 
 
 def model_sha256(model_dir: str | Path) -> str | None:
@@ -500,16 +509,18 @@ def prepare_out(out: str | Path, overwrite: bool, resumable: bool = True) -> Pat
     return out
 
 
-def write_manifest(out: str | Path, stage: str, config: dict, inputs: list[str | Path],
-                   seed: int | None = None, **extra: Any) -> dict:
-    """Write `out/manifest.json`: stage, resolved config, input fingerprints, version, seed."""
+def write_manifest(out: str | Path, stage: str, config: dict,
+                   inputs: list[str | Path | dict[str, Any]], seed: int | None = None,
+                   **extra: Any) -> dict:
+    """Write `out/manifest.json`: stage, resolved config, input fingerprints (of the paths given;
+    a dict is a fingerprint record already made), version, seed."""
     manifest = {
         "stage": stage,
         "groverlm_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": seed,
         "config": config,
-        "inputs": [fingerprint(p) for p in inputs],
+        "inputs": [p if isinstance(p, dict) else fingerprint(p) for p in inputs],
         **extra,
     }
     write_json(Path(out) / MANIFEST, manifest)

@@ -22,7 +22,10 @@ unchanged, and starts the stage afresh otherwise. A stage whose module says it k
 (`keeps_parts(section, cfg)`: true) is not started afresh when only its config changed, the
 input fingerprints being the ones its folder records: the folder loses its manifest.json and is
 handed to the stage, whose own records of its parts tell which of them the changed settings feed
-(select_vocab keeps its pretrained candidates when only the next-k-mer settings changed).
+(select_vocab keeps its pretrained candidates when only the next-k-mer settings changed). A stage
+that says what it hands on (`handed_on(summary, ctx)`: select_vocab, its chosen vocabulary) is
+known to the stages after it by that digest, not by its whole manifest, so it may be redone to
+the same effect without them (the report reads whole folders: `Stage.reads_all`).
 
     groverlm run configs/demo.yaml                     # everything, skipping what is done
     groverlm run configs/demo.yaml --from tasks        # tasks and after (earlier stages must be done)
@@ -103,6 +106,7 @@ torch = lazy.module("torch")  # for the device check alone, loaded when a stage 
 log = logging.getLogger(__name__)
 
 PENDING = "pending.json"
+HANDED_ON = "handed_on"  # manifest key: Stage.handed_on's digest
 CONFIG_COPY = "config.yaml"
 
 
@@ -118,6 +122,9 @@ class Stage:
     data: Callable[[DataFiles], list[Path]] = lambda d: []  # data files it reads
     # settings of other config sections it reads ({dotted key: value}), compared as its own
     settings: Callable[[Any], dict[str, Any]] = lambda cfg: {}
+    # reads its needs' whole folders (the report: every table and figure), not only what each
+    # hands on (`handed_on`)
+    reads_all: bool = False
 
     def run(self, cfg: Any, ctx: Context) -> dict[str, Any]:
         return importlib.import_module(self.module).run(cfg, ctx)
@@ -147,6 +154,15 @@ class Stage:
         settings do not feed (else it is removed, as for any stage)."""
         keeps = self._hook("keeps_parts")
         return keeps is not None and bool(keeps(cfg.stage(self.name), cfg))
+
+    def handed_on(self, summary: dict[str, Any], ctx: Context) -> str | None:
+        """The module's `handed_on(summary, ctx)`, where it has one: a digest of what the stages
+        after it read of its folder (select_vocab: the chosen vocabulary, not the selection's
+        tables). Recorded in its manifest, it stands for the folder among their inputs, so a stage
+        redone to the same effect (a selection under other next-k-mer settings choosing the same
+        vocabulary) leaves them done; None: the whole manifest stands for it, as for any stage."""
+        digest = self._hook("handed_on")
+        return None if digest is None else digest(summary, ctx)
 
     def regions(self, cfg: Any) -> list[tuple[str, Any]]:
         """The genome regions the stage reads ((setting, corpus.Region): held-out regions), from
@@ -194,7 +210,7 @@ STAGES: list[Stage] = [
           settings=_held_out("score")),
     Stage("report", "groverlm.analysis.report",
           needs=("genome", "bpe", "select_vocab", "corpus", "pretrain", "nextkmer", "tasks",
-                 "finetune", "baselines", "analysis", "score")),
+                 "finetune", "baselines", "analysis", "score"), reads_all=True),
 ]
 
 
@@ -214,16 +230,28 @@ def _stage(name: str) -> Stage:
 # -- bookkeeping -------------------------------------------------------------------------------
 
 def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
-              ) -> tuple[dict[str, Any], list[Path], list[str]]:
-    """(compared config section, input paths, their SHA-256s) of a stage as the config asks it."""
+              ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """(compared config section, input fingerprint records, their SHA-256s) of a stage as the
+    config asks it."""
     # volatile fields (args.volatile: devices, threads, inference batches) may change freely
     section = drop_keys(as_plain(cfg.stage(stage.name)), volatile_keys(type(cfg.stage(stage.name))))
     other = stage.settings(cfg)
     if other:
         section["other_sections"] = other
-    inputs = [*stage.data(data), *(run_dir / n for n in stage.needs)]
-    shas = [fingerprint(p)["sha256"] for p in inputs]
-    return section, inputs, shas
+    inputs = [fingerprint(p) for p in stage.data(data)]
+    inputs += [_need_record(run_dir / n, stage.reads_all) for n in stage.needs]
+    return section, inputs, [i["sha256"] for i in inputs]
+
+
+def _need_record(folder: Path, whole: bool) -> dict[str, Any]:
+    """The fingerprint record of an upstream stage's folder for a stage reading it: the digest of
+    what it hands on (`Stage.handed_on`) where its manifest records one and the reader does not
+    read it all, else its manifest's fingerprint (a redone stage's differs: `made`)."""
+    if not whole and finished(folder):
+        handed = read_manifest(folder).get(HANDED_ON)
+        if isinstance(handed, str):
+            return {"path": str(folder), "kind": HANDED_ON, "sha256": handed}
+    return fingerprint(folder)
 
 
 def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
@@ -317,10 +345,12 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = peak_rss() / 1e9
     seed = getattr(cfg.stage(stage.name), "seed", None)
-    # `made` differs at every execution, so stages downstream of a redone stage see new inputs
+    handed = stage.handed_on(summary, ctx)
+    # `made` differs at every execution, so stages downstream of a redone stage see new inputs,
+    # unless it records what it hands on
     write_manifest(out, f"run-{stage.name}", section, inputs, seed=seed, summary=summary,
                    seconds=round(seconds, 2), cpu_seconds=round(cpu, 2), peak_rss_gb=round(peak, 3),
-                   made=uuid.uuid4().hex)
+                   made=uuid.uuid4().hex, **({HANDED_ON: handed} if handed else {}))
     (out / PENDING).unlink()
     return StageResult(stage.name, "ran", seconds, summary, cpu, peak)
 
@@ -550,7 +580,7 @@ def summarize_run(run_dir: str | Path) -> str:
     g = summary("genome")
     if g:
         lines.append(f"genome:      {counted(g['records'], 'record')}, {g['length']:,} bp "
-                     f"({g['acgt']:,} A/C/G/T in {g['contigs']:,} contigs)")
+                     f"({g['acgt']:,} A/C/G/T in {counted(g['contigs'], 'contig')})")
     v = summary("select_vocab") or summary("bpe")
     if v:
         how = {True: "chosen by next-k-mer", False: "as configured"}.get(v.get("selected"),

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import logging
 import time
@@ -102,6 +103,7 @@ from groverlm.manifest import (
     changed_settings,
     check_resume,
     clear_outputs,
+    contents_sha256,
     fingerprint,
     finished,
     read_json,
@@ -903,6 +905,18 @@ def keeps_parts(cfg: Any, config: Any) -> bool:
     `select: false`, which writes no selection (an old one left there would be read as this run's
     by the report)."""
     return bool(cfg.select)
+
+
+def handed_on(summary: dict[str, Any], ctx: Context) -> str:
+    """What the stages after selection read of it (runner.Stage.handed_on): the chosen
+    vocabulary, by cycle count, place and files (not its export's manifest.json, whose times
+    differ at every export). Not the selection's tables and figure, which only the report reads,
+    so a selection redone under other next-k-mer settings that chooses the same vocabulary, or
+    redone after BPE was redone to the same merges, leaves the corpus, pretraining and the stages
+    after them done."""
+    h = hashlib.sha256(json.dumps([summary["cycles"], summary["vocab"]]).encode())
+    h.update(contents_sha256(ctx.path(summary["vocab"]), skip=(MANIFEST,)).encode())
+    return h.hexdigest()
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
