@@ -265,6 +265,56 @@ def test_a_stage_redone_to_the_same_effect_leaves_the_stages_after_it_done(toy, 
     assert calls == ["b", "d"]
 
 
+def test_a_plan_says_what_a_run_would_redo_and_writes_nothing(toy, monkeypatch, capsys):
+    """`groverlm run --plan`: each stage's line says whether a run would redo it and why, after
+    the run's own checks; nothing is run or written, and no data file is fetched."""
+    make, calls = toy
+
+    def plan(cfg, **kw):
+        return [(r.name, r.status) for r in run_pipeline(cfg, plan=True, **kw)]
+
+    def listing():
+        return sorted((str(p), p.stat().st_mtime_ns) for p in make.run.rglob("*"))
+
+    assert plan(make()) == [("a", "would run: missing"), ("b", "would run: missing"),
+                            ("c", "would run: missing")]
+    assert not make.run.exists() and calls == []
+    run_pipeline(make())
+    before, calls[:] = listing(), []
+    assert plan(make()) == [("a", "up to date"), ("b", "up to date"), ("c", "up to date")]
+    assert plan(make(b=2)) == [("a", "up to date"), ("b", "would run: out of date (config "
+                               "changed: x: 1 -> 2)"), ("c", "would run: after b")]
+    (make.data / "g.fa").write_text("another genome")
+    assert [t for _, t in plan(make())] == ["would run: out of date (inputs changed)",
+                                           "would run: after a", "would run: after b"]
+    assert plan(make(), only=["c"]) == [  # as the run checks every stage c reads, not only b
+        ("a", "not selected, and out of date (inputs changed): the stages asked for need it, so "
+              "a run would stop"), ("b", "not selected"), ("c", "up to date")]
+    with pytest.raises(GroverError, match="stage 'a' is out of date"):
+        run_pipeline(make(), only=["c"])  # (which wrote its config copy)
+    (make.data / "g.fa").write_text("g.fa")
+    before = listing()
+    assert plan(make(), only=["b"], force=True)[1:] == [("b", "would run: --force"),
+                                                        ("c", "not selected")]
+    # b says what it hands on: c may not need redoing
+    monkeypatch.setattr(sys.modules["toy_b"], "handed_on", lambda summary, ctx: "same",
+                        raising=False)
+    assert plan(make(b=2))[2] == ("c", "may run: only if the redone b changes what the stages "
+                                       "after it read")
+    monkeypatch.setattr(sys.modules["toy_a"], "handed_on", lambda summary, ctx: "same",
+                        raising=False)  # a stage after one that may run: on the same condition
+    assert [t for _, t in plan(make(a=2))][1:] == [
+        "may run: only if the redone a changes what the stages after it read"] * 2
+    assert listing() == before and calls == []
+    # the command: the same lines, exit 0
+    monkeypatch.setattr(runner, "load_config", lambda path, sets: make(b=2))  # toy stages
+    assert main(["run", "toy.yaml", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "(plan: nothing is run or written)" in out
+    assert re.search(r"^b +would run: out of date \(config changed: x: 1 -> 2\)$", out, re.M)
+    assert listing() == before and calls == []
+
+
 def test_a_removal_cut_short_never_leaves_a_stage_that_looks_finished(toy, monkeypatch):
     """A changed setting (or --force) removes the stage folder before the stage runs again. Killed
     midway through that removal (a big pretraining folder takes seconds), the folder kept its

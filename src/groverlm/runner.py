@@ -31,6 +31,7 @@ the same effect without them (the report reads whole folders: `Stage.reads_all`)
     groverlm run configs/demo.yaml --from tasks        # tasks and after (earlier stages must be done)
     groverlm run configs/demo.yaml --only bpe --force  # redo one stage
     groverlm run configs/demo.yaml --set bpe.merges=800 --set run.dir=runs/b800
+    groverlm run configs/demo.yaml --set pretrain.lr=1e-3 --plan  # what it would redo, and why
     groverlm demo                                      # configs/demo.yaml on hg19 chr20
 
 Before any stage runs, the data files are resolved and each selected stage's module may check its
@@ -392,19 +393,22 @@ def check_devices(cfg: Any, selected: set[str]) -> None:
 def run_pipeline(cfg: Any, only: list[str] | None = None, start: str | None = None,
                  force: bool = False, progress: bool = True, from_dir: str | Path | None = None,
                  on_stage: Callable[[StageResult], None] | None = None,
-                 on_data: Callable[[str], None] | None = None) -> list[StageResult]:
+                 on_data: Callable[[str], None] | None = None, plan: bool = False
+                 ) -> list[StageResult]:
     """Run the stages of `cfg` into cfg.run.dir; returns one result per stage.
 
     `only`: run just these stages; `start`: this stage and every later one. The stages they need
     must be finished and up to date. `force`: redo the selected stages even when up to date.
+    `plan`: run nothing and write nothing; each result's status says what a run would do
+    (`plan_stages`), after the same checks of the config.
     """
     with cfg.naming_sources():  # an error about a setting names its line or --set
-        return _pipeline(cfg, only, start, force, progress, from_dir, on_stage, on_data)
+        return _pipeline(cfg, only, start, force, progress, from_dir, on_stage, on_data, plan)
 
 
 def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, progress: bool,
               from_dir: str | Path | None, on_stage: Callable[[StageResult], None] | None,
-              on_data: Callable[[str], None] | None) -> list[StageResult]:
+              on_data: Callable[[str], None] | None, plan: bool = False) -> list[StageResult]:
     names = stage_names()
     for n in [*(only or []), *([start] if start else [])]:
         _stage(n)
@@ -424,10 +428,15 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
     # a name --set gives is the user's, from here; the others in a run folder's own config are not
     run_keys = [] if own is None else [k for k in data_names(cfg.data)
                                        if not cfg.given_by_set(f"data.{k}")]
-    data = resolve_data(cfg.data, from_dir=from_dir, report=on_data,  # a missing file: no folder
-                        config_dir=Path(cfg.source).parent if cfg.source else None,
-                        progress=progress, run_keys=run_keys)
     run_dir = own or named
+    if plan and not any(finished(run_dir / s.name) for s in STAGES):
+        # nothing done: every selected stage would run, and no data file need be fetched to say so
+        return plan_stages(cfg, run_dir, None, selected, force, on_stage)
+    data = resolve_data(cfg.data, fetch=not plan, from_dir=from_dir, report=on_data,
+                        config_dir=Path(cfg.source).parent if cfg.source else None,
+                        progress=progress, run_keys=run_keys)  # a missing file: no folder made
+    if plan:
+        return plan_stages(cfg, run_dir, data, selected, force, on_stage)
     if own is not None and own != named:
         log.info("run.dir: %s is this run folder's own config, so the run is %s, not %s "
                  "(--set run.dir=DIR for another)", cfg.source, run_dir, cfg.run.dir)
@@ -446,10 +455,7 @@ def _run_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], re
                 force: bool, progress: bool, on_stage: Callable[[StageResult], None] | None
                 ) -> list[StageResult]:
     _write_config_copy(cfg, run_dir / CONFIG_COPY)
-    needed = set()  # every stage a selected stage reads, directly or not (STAGES is in order)
-    for stage in reversed(STAGES):
-        if stage.name in selected | needed:
-            needed.update(stage.needs)
+    needed = _needed(selected)
     results = []
     for stage in STAGES:
         if stage.name not in selected:
@@ -474,6 +480,56 @@ def _run_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], re
                 if later.name in selected:
                     later.check_lengths(cfg, lengths)
     return results
+
+
+def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[str],
+                force: bool, on_stage: Callable[[StageResult], None] | None = None
+                ) -> list[StageResult]:
+    """What a run would do, stage by stage, as StageResults whose status says it ("would run:
+    config changed: ...", "would run: after corpus", "up to date"), running and writing nothing.
+    A stage whose upstream stage would be redone runs again after it, unless that stage says what
+    it hands on (`Stage.handed_on`): then it may not, and the plan says so. `data`: None when no
+    stage is finished (every selected stage would run)."""
+    def status(stage: Stage) -> str:
+        return "missing" if data is None else stage_status(stage, cfg, run_dir, data)
+
+    runs: set[str] = set()  # stages a run would redo
+    # those it may redo -> the redone stages that say what they hand on, on which that depends
+    maybe: dict[str, set[str]] = {}
+    needed = _needed(selected)
+    results = []
+    for stage in STAGES:
+        why = status(stage) if stage.name in selected | needed else "done"
+        if stage.name not in selected:
+            text = "not selected"
+            if stage.name in needed and why != "done":
+                text += f", and {why}: the stages asked for need it, so a run would stop"
+        elif force or why != "done":
+            text = f"would run: {'--force' if force else why}"
+            runs.add(stage.name)
+        elif after := [n for n in stage.needs if n in runs
+                       and (stage.reads_all or _stage(n)._hook("handed_on") is None)]:
+            text = f"would run: after {', '.join(after)}"
+            runs.add(stage.name)
+        elif perhaps := {r for n in stage.needs for r in ({n} if n in runs else maybe.get(n, ()))}:
+            maybe[stage.name] = perhaps
+            text = (f"may run: only if the redone {' or '.join(sorted(perhaps))} changes what the "
+                    "stages after it read")
+        else:
+            text = "up to date"
+        results.append(StageResult(stage.name, text))
+        if on_stage is not None:
+            on_stage(results[-1])
+    return results
+
+
+def _needed(selected: set[str]) -> set[str]:
+    """Every stage a selected stage reads, directly or not."""
+    needed: set[str] = set()
+    for stage in reversed(STAGES):  # STAGES is in order
+        if stage.name in selected | needed:
+            needed.update(stage.needs)
+    return needed
 
 
 def _record_lengths(genome_dir: Path) -> dict[str, int]:
@@ -672,6 +728,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plan", action="store_true",
+                   help="run nothing and write nothing: say which stages a run would redo, and "
+                        "why (a changed setting, an upstream stage redone, a missing stage)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. bpe.merges=800 or run.dir=runs/x "
                         "(repeatable; VALUE is YAML)")
@@ -684,6 +743,12 @@ def _run(config: str | Path, args: argparse.Namespace, only=None, start=None, fo
          ) -> int:
     cfg = load_config(config, args.overrides)
     run_dir = run_folder(cfg)
+    if args.plan:
+        print(f"groverlm run: {config} -> {run_dir} (plan: nothing is run or written)")
+        run_pipeline(cfg, only=only, start=start, force=force, progress=not args.quiet,
+                     from_dir=args.from_dir, on_stage=lambda r: print(r.line(), flush=True),
+                     on_data=lambda line: log.info("data: %s", line), plan=True)
+        return 0
     t0 = time.perf_counter()
     print(f"groverlm run: {config} -> {run_dir}", flush=True)
     run_pipeline(cfg, only=only, start=start, force=force, progress=not args.quiet,
