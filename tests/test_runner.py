@@ -945,15 +945,26 @@ def test_stage_lines_keep_one_column_for_every_stage_name():
 
 # -- command line ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("option", ["--only", "--from"])
-def test_cli_errors_are_one_line(option, tmp_path, capsys):
+@pytest.mark.parametrize("option,value", [("--only", "select-vocab"), ("--from", "select-vocab"),
+                                          ("--only", "genome,select-vocab")])
+def test_cli_errors_are_one_line(option, value, tmp_path, capsys):
     """A stage name that is none (select-vocab: the command's spelling) is refused as argparse
     refuses any bad choice, naming the stages, before the config is read or anything printed."""
-    assert main(["run", str(CONFIGS / "mini.yaml"), option, "select-vocab",
+    assert main(["run", str(CONFIGS / "mini.yaml"), option, value,
                  "--set", f"run.dir={tmp_path}", "--set", f"data.dir={tmp_path}"]) == 2
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "invalid choice: 'select-vocab'" in err and "'select_vocab'" in err
     assert out == ""  # not 'groverlm run: mini.yaml -> ...' first
+
+
+def test_only_takes_stages_comma_separated_or_repeated(monkeypatch):
+    """--only genome,bpe as other list options are given (--seeds 0,1,2), or repeated."""
+    seen = []
+    monkeypatch.setattr(runner, "_run", lambda config, args, only=None, **kw: seen.append(only)
+                        or 0)
+    assert main(["run", "x.yaml", "--only", "genome,bpe", "--only", "corpus"]) == 0
+    assert main(["run", "x.yaml", "--only", "tasks"]) == 0
+    assert seen == [["genome", "bpe", "corpus"], ["tasks"]]
 
 
 def test_demo_runs_the_packaged_config(tmp_path, monkeypatch, capsys):

@@ -61,7 +61,7 @@ from typing import Any
 import yaml
 
 from groverlm import lazy
-from groverlm.args import drop_keys, volatile_keys
+from groverlm.args import comma_list, drop_keys, volatile_keys
 from groverlm.config import WRITTEN, as_plain, dump_config, load_config, shipped_config
 from groverlm.context import (
     Context,
@@ -711,9 +711,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     sel = p.add_mutually_exclusive_group()
     # choices: a misspelt stage is argparse's error before the config is read, and --help names them
     names = stage_names()
-    sel.add_argument("--only", action="append", metavar="STAGE", choices=names,
-                     help="run just this stage (repeatable); the stages it reads must be done. "
-                          f"Stages, in order: {', '.join(names)}")
+    sel.add_argument("--only", action="extend", metavar="STAGES",
+                     type=comma_list(_stage_choice, "stages"),
+                     help="run just these stages, comma-separated (e.g. genome,bpe) or the option "
+                          "repeated; the stages they read must be done. Stages, in order: "
+                          f"{', '.join(names)}")
     sel.add_argument("--from", dest="start", metavar="STAGE", choices=names,
                      help="run this stage and every later one")
     _common(p)
@@ -725,6 +727,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "(data fetched when needed)")
     _common(d)
     d.set_defaults(func=demo_command)
+
+
+def _stage_choice(text: str) -> str:
+    """One stage name of --only's list, refused as argparse refuses --from's bad choice."""
+    if text not in stage_names():
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(map(repr, stage_names()))})")
+    return text
 
 
 def _common(p: argparse.ArgumentParser) -> None:
