@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -232,37 +232,41 @@ def test_a_stage_that_keeps_parts_gets_its_folder_under_new_settings_not_new_inp
 
 
 def test_a_stage_redone_to_the_same_effect_leaves_the_stages_after_it_done(toy, monkeypatch):
-    """A stage module with `handed_on` (select_vocab: the chosen vocabulary) is known to the stages
-    after it by that digest: redone under other settings that hand on the same, they stay done;
-    handing on something else reruns them; a stage reading whole folders (the report) reruns."""
+    """A stage module with `handed_on` (genome: the sequence and the TSS list; select_vocab: the
+    chosen vocabulary) is known to the stages after it by the digests of the parts they read:
+    redone under other settings that hand on the same, they stay done; a changed part reruns the
+    stages that read it (c reads part "odd" alone, d every part); a stage reading whole folders
+    (the report) reruns."""
     make, calls = toy
-    monkeypatch.setattr(sys.modules["toy_b"], "handed_on",
-                        lambda summary, ctx: f"x is {summary['x'] % 2 == 1}", raising=False)
-    monkeypatch.setitem(sys.modules, "toy_d", SimpleNamespace(
-        run=lambda cfg, ctx: calls.append("d") or {}))
-    monkeypatch.setattr(runner, "STAGES", [*runner.STAGES,
-                                           Stage("d", "toy_d", needs=("b",), reads_all=True)])
+    monkeypatch.setattr(sys.modules["toy_b"], "handed_on", raising=False,
+                        value=lambda summary, ctx: {"odd": str(summary["x"] % 2),
+                                                    "big": str(summary["x"] > 3)})
+    for name in "de":
+        monkeypatch.setitem(sys.modules, f"toy_{name}", SimpleNamespace(
+            run=lambda cfg, ctx, name=name: calls.append(name) or {}))
+    a, b, c = runner.STAGES
+    monkeypatch.setattr(runner, "STAGES", [a, b, replace(c, reads={"b": ("odd",)}),
+                                           Stage("d", "toy_d", needs=("b",)),
+                                           Stage("e", "toy_e", needs=("b",), reads_all=True)])
 
     def config(b):
         cfg = make(b=b)
-        cfg.stages["d"] = Toy()
+        cfg.stages.update(d=Toy(), e=Toy())
         return cfg
 
     run_pipeline(config(1))
-    calls.clear()
-    assert statuses(run_pipeline(config(3))) == ["skipped (up to date)", "ran",
-                                                 "skipped (up to date)", "ran"]
-    assert calls == ["b", "d"]
-    data = resolve_data(config(3).data)
-    assert runner.stage_status(runner._stage("c"), config(3), make.run, data) == "done"
-    calls.clear()
-    assert statuses(run_pipeline(config(3))) == ["skipped (up to date)"] * 4
-    assert statuses(run_pipeline(config(4))) == ["skipped (up to date)", "ran", "ran", "ran"]
-    # --force on b, the same settings: c is done still
+    for x, redone in ((3, "be"), (3, ""), (5, "bde"), (4, "bcde")):
+        calls.clear()
+        run_pipeline(config(x))
+        assert "".join(calls) == redone, x
+        data = resolve_data(config(x).data)
+        assert {runner.stage_status(s, config(x), make.run, data) for s in runner.STAGES} == {
+            "done"}
+    # --force on b, the same settings: c and d are done still
     calls.clear()
     run_pipeline(config(4), only=["b"], force=True)
-    assert statuses(run_pipeline(config(4))) == ["skipped (up to date)"] * 3 + ["ran"]
-    assert calls == ["b", "d"]
+    run_pipeline(config(4))
+    assert calls == ["b", "e"]
 
 
 def test_a_plan_says_what_a_run_would_redo_and_writes_nothing(toy, monkeypatch, capsys):
@@ -297,11 +301,11 @@ def test_a_plan_says_what_a_run_would_redo_and_writes_nothing(toy, monkeypatch, 
     assert plan(make(), only=["b"], force=True)[1:] == [("b", "would run: --force"),
                                                         ("c", "not selected")]
     # b says what it hands on: c may not need redoing
-    monkeypatch.setattr(sys.modules["toy_b"], "handed_on", lambda summary, ctx: "same",
+    monkeypatch.setattr(sys.modules["toy_b"], "handed_on", lambda summary, ctx: {"all": "same"},
                         raising=False)
     assert plan(make(b=2))[2] == ("c", "may run: only if the redone b changes what the stages "
                                        "after it read")
-    monkeypatch.setattr(sys.modules["toy_a"], "handed_on", lambda summary, ctx: "same",
+    monkeypatch.setattr(sys.modules["toy_a"], "handed_on", lambda summary, ctx: {"all": "same"},
                         raising=False)  # a stage after one that may run: on the same condition
     assert [t for _, t in plan(make(a=2))][1:] == [
         "may run: only if the redone a changes what the stages after it read"] * 2
@@ -547,6 +551,27 @@ def genome_only(*sets: str) -> list[str]:
             "data.repeats=null", "data.cpg=null", "genome.chroms=null", "genome.max_bp=null",
             "tasks.build=[]", *sets]
     return ["--only", "genome", "--quiet", *(a for kv in base for a in ("--set", kv))]
+
+
+def test_a_new_tss_list_redoes_the_genome_stage_not_bpe(tmp_path, monkeypatch, capsys):
+    """BPE reads the genome's sequence, not its TSS list: a new TSS list redid BPE and every stage
+    after it (on hg19, BPE and pretraining); now the genome stage hands on the two apart
+    (genome.handed_on), and a new sequence still redoes BPE."""
+    monkeypatch.chdir(tmp_path)
+    write_fasta(tmp_path / "g.fa", {"chrA": random_dna(20_000, 3)})
+    for name, pos in (("one.bed", 100), ("two.bed", 900)):
+        (tmp_path / name).write_text(f"chrA\t{pos}\t{pos + 1}\ttss\t0\t+\n")
+    run = [str(CONFIGS / "mini.yaml"), "--only", "genome,bpe", "--quiet", "--set",
+           "bpe={merges: 20, cycles: 20}", *genome_only("data.genome=g.fa")[3:]]
+
+    def stages(*sets: str) -> list[str]:
+        capsys.readouterr()
+        assert main(["run", *run, *(a for kv in sets for a in ("--set", kv))]) == 0
+        return re.findall(r"^(genome|bpe) +(ran|skipped)", capsys.readouterr().out, re.M)
+
+    assert stages("data.tss=one.bed") == [("genome", "ran"), ("bpe", "ran")]
+    assert stages("data.tss=two.bed") == [("genome", "ran"), ("bpe", "skipped")]
+    assert stages("data.tss=two.bed", "genome.max_bp=15000") == [("genome", "ran"), ("bpe", "ran")]
 
 
 def test_a_run_folders_config_records_data_files_found_in_the_current_folder_absolute(

@@ -195,20 +195,22 @@ class Context:
     # the run folder); else the data file is read where the config finds it now (a data folder may
     # move; its contents are fingerprinted, so a changed file still reruns the stages). Run folders
     # from before recorded the data file's absolute path: it is read the same way.
-    def _genome_file(self, recorded: str | None, data_file: Path | None) -> Path | None:
+    def genome_file(self, recorded: str | None, data_file: Path | None) -> Path | None:
+        """A file the genome stage's summary hands on (`recorded`), else the data file itself
+        (null: the stage cut nothing, and the later stages read the data files)."""
         return data_file if recorded is None or Path(recorded).is_absolute() else self.path(
             recorded)
 
     @property
     def genome(self) -> Path:
         """The FASTA every stage after `genome` reads."""
-        return self._genome_file(self.summary("genome")["fasta"], self.data.genome)
+        return self.genome_file(self.summary("genome")["fasta"], self.data.genome)
 
     @property
     def tss(self) -> tuple[Path | None, str]:
         """The TSS list on that FASTA (None when data.tss is null), and its format."""
         g = self.summary("genome")
-        return self._genome_file(g["tss"], self.data.tss), g["tss_format"]
+        return self.genome_file(g["tss"], self.data.tss), g["tss_format"]
 
     @property
     def vocab(self) -> Path:

@@ -3,7 +3,9 @@
 In a run (`run`): reads the data section's genome and TSS list; writes RUN_DIR/genome/summary.json
 and, with genome.chroms or genome.max_bp, the part of the genome the run uses (genome.fa) and the
 TSSs on it (tss.bed). Its summary hands on those two files, which every later stage reads
-(null when uncut: the data files themselves, groverlm.context.Context.genome). It also checks that
+(null when uncut: the data files themselves, groverlm.context.Context.genome); the runner knows
+them by their contents (`handed_on`), so a stage that reads only the sequence is not redone for a
+new TSS list. It also checks that
 every annotation file the data section names (TSSs, CTCF peaks, repeats, CpG islands) has something
 on the genome's records, so that hg19's defaults left on another genome fail here, not after
 pretraining.
@@ -19,7 +21,7 @@ from typing import Any
 from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.fasta import BASES, decode, iter_records, summarize
-from groverlm.manifest import atomic_path, write_json, write_text
+from groverlm.manifest import atomic_path, fingerprint, write_json, write_text
 from groverlm.tasks.annotations import bed_chroms, check_on_genome, read_tss
 
 
@@ -72,6 +74,17 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
             "tss": ctx.relative(tss) if cut and tss is not None else None, "tss_format": tss_format,
             "records": total["records"], "length": total["length"],
             "acgt": sum(total[b] for b in "ACGT"), "contigs": total["contigs"]}
+
+
+def handed_on(summary: dict[str, Any], ctx: Context) -> dict[str, str]:
+    """What the later stages read of this stage (runner.Stage.handed_on), in two parts: the
+    sequence (the FASTA's bytes), which every later stage reads, and the TSS list (its bytes and
+    format), which only the tasks and the analyses read. So a new TSS list redoes those, not BPE,
+    the corpus and pretraining, on an unchanged genome."""
+    fasta = ctx.genome_file(summary["fasta"], ctx.data.genome)
+    tss = ctx.genome_file(summary["tss"], ctx.data.tss)
+    return {"sequence": fingerprint(fasta)["sha256"],
+            "tss": "none" if tss is None else f"{fingerprint(tss)['sha256']} {summary['tss_format']}"}
 
 
 def check_annotations(ctx: Context, sites: list, lengths: dict[str, int]) -> None:

@@ -23,9 +23,11 @@ unchanged, and starts the stage afresh otherwise. A stage whose module says it k
 input fingerprints being the ones its folder records: the folder loses its manifest.json and is
 handed to the stage, whose own records of its parts tell which of them the changed settings feed
 (select_vocab keeps its pretrained candidates when only the next-k-mer settings changed). A stage
-that says what it hands on (`handed_on(summary, ctx)`: select_vocab, its chosen vocabulary) is
-known to the stages after it by that digest, not by its whole manifest, so it may be redone to
-the same effect without them (the report reads whole folders: `Stage.reads_all`).
+that says what it hands on (`handed_on(summary, ctx)`: the genome stage, its sequence and its TSS
+list; select_vocab, its chosen vocabulary) is known to the stages after it by the digests of the
+parts they read (`Stage.reads`), not by its whole manifest, so it may be redone to the same effect
+without them: a new TSS list redoes the tasks, not BPE and pretraining (the report reads whole
+folders: `Stage.reads_all`).
 
     groverlm run configs/demo.yaml                     # everything, skipping what is done
     groverlm run configs/demo.yaml --from tasks        # tasks and after (earlier stages must be done)
@@ -48,6 +50,7 @@ one in `groverlm.config.STAGE_SECTIONS` and its command's line in `groverlm.cli.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import logging
@@ -107,7 +110,7 @@ torch = lazy.module("torch")  # for the device check alone, loaded when a stage 
 log = logging.getLogger(__name__)
 
 PENDING = "pending.json"
-HANDED_ON = "handed_on"  # manifest key: Stage.handed_on's digest
+HANDED_ON = "handed_on"  # manifest key: Stage.handed_on's digests, by part
 CONFIG_COPY = "config.yaml"
 
 
@@ -123,8 +126,11 @@ class Stage:
     data: Callable[[DataFiles], list[Path]] = lambda d: []  # data files it reads
     # settings of other config sections it reads ({dotted key: value}), compared as its own
     settings: Callable[[Any], dict[str, Any]] = lambda cfg: {}
+    # the parts of what a need hands on (`handed_on`) that it reads, by need; a need not named
+    # here: every part
+    reads: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # reads its needs' whole folders (the report: every table and figure), not only what each
-    # hands on (`handed_on`)
+    # hands on
     reads_all: bool = False
 
     def run(self, cfg: Any, ctx: Context) -> dict[str, Any]:
@@ -156,12 +162,13 @@ class Stage:
         keeps = self._hook("keeps_parts")
         return keeps is not None and bool(keeps(cfg.stage(self.name), cfg))
 
-    def handed_on(self, summary: dict[str, Any], ctx: Context) -> str | None:
-        """The module's `handed_on(summary, ctx)`, where it has one: a digest of what the stages
-        after it read of its folder (select_vocab: the chosen vocabulary, not the selection's
-        tables). Recorded in its manifest, it stands for the folder among their inputs, so a stage
-        redone to the same effect (a selection under other next-k-mer settings choosing the same
-        vocabulary) leaves them done; None: the whole manifest stands for it, as for any stage."""
+    def handed_on(self, summary: dict[str, Any], ctx: Context) -> dict[str, str] | None:
+        """The module's `handed_on(summary, ctx)`, where it has one: {part: digest} of what the
+        stages after it read of its folder (genome: the sequence, the TSS list; select_vocab: the
+        chosen vocabulary, not the selection's tables). Recorded in its manifest, the parts a
+        stage reads (`reads`) stand for the folder among its inputs, so a stage redone to the same
+        effect for it (a new TSS list, for BPE) leaves it done; None: the whole manifest stands
+        for the folder, as for any stage."""
         digest = self._hook("handed_on")
         return None if digest is None else digest(summary, ctx)
 
@@ -188,17 +195,20 @@ def _given(*paths: Path | None) -> list[Path]:
     return [p for p in paths if p is not None]
 
 
+# Stages that read the genome's sequence, not its TSS list (genome.handed_on's parts)
+SEQUENCE = {"genome": ("sequence",)}
+
 # The pipeline, in order.
 STAGES: list[Stage] = [
     Stage("genome", "groverlm.genome", data=lambda d: _given(d.genome, d.tss),
           settings=lambda cfg: {"data.tss_format": cfg.data.tss_format}),
-    Stage("bpe", "groverlm.bpe", needs=("genome",)),
-    Stage("select_vocab", "groverlm.select_vocab", needs=("genome", "bpe"),
+    Stage("bpe", "groverlm.bpe", needs=("genome",), reads=SEQUENCE),
+    Stage("select_vocab", "groverlm.select_vocab", needs=("genome", "bpe"), reads=SEQUENCE,
           settings=_held_out("select_vocab")),
-    Stage("corpus", "groverlm.corpus", needs=("genome", "select_vocab")),
+    Stage("corpus", "groverlm.corpus", needs=("genome", "select_vocab"), reads=SEQUENCE),
     Stage("pretrain", "groverlm.pretrain", needs=("corpus",)),
     Stage("nextkmer", "groverlm.nextkmer", needs=("genome", "select_vocab", "pretrain"),
-          settings=_held_out("nextkmer")),
+          reads=SEQUENCE, settings=_held_out("nextkmer")),
     Stage("tasks", "groverlm.tasks", needs=("genome", "select_vocab"),
           data=lambda d: _given(d.ctcf_motif, *d.ctcf_peaks)),
     Stage("finetune", "groverlm.finetune", needs=("select_vocab", "pretrain", "tasks")),
@@ -207,7 +217,7 @@ STAGES: list[Stage] = [
           needs=("genome", "select_vocab", "corpus", "pretrain"),
           data=lambda d: _given(d.repeats, d.cpg)),
     Stage("score", "groverlm.score", needs=("genome", "select_vocab", "pretrain", "tasks"),
-          data=lambda d: _given(d.ctcf_motif, *d.ctcf_peaks),
+          data=lambda d: _given(d.ctcf_motif, *d.ctcf_peaks), reads=SEQUENCE,
           settings=_held_out("score")),
     Stage("report", "groverlm.analysis.report",
           needs=("genome", "bpe", "select_vocab", "corpus", "pretrain", "nextkmer", "tasks",
@@ -240,18 +250,21 @@ def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
     if other:
         section["other_sections"] = other
     inputs = [fingerprint(p) for p in stage.data(data)]
-    inputs += [_need_record(run_dir / n, stage.reads_all) for n in stage.needs]
+    inputs += [_need_record(run_dir / n, None if stage.reads_all else stage.reads.get(n, ()))
+               for n in stage.needs]
     return section, inputs, [i["sha256"] for i in inputs]
 
 
-def _need_record(folder: Path, whole: bool) -> dict[str, Any]:
-    """The fingerprint record of an upstream stage's folder for a stage reading it: the digest of
-    what it hands on (`Stage.handed_on`) where its manifest records one and the reader does not
-    read it all, else its manifest's fingerprint (a redone stage's differs: `made`)."""
-    if not whole and finished(folder):
+def _need_record(folder: Path, parts: tuple[str, ...] | None) -> dict[str, Any]:
+    """The fingerprint record of an upstream stage's folder for a stage reading `parts` of what it
+    hands on (`Stage.handed_on`; () every part; None the whole folder): their digests where its
+    manifest records them, else its manifest's fingerprint (a redone stage's differs: `made`)."""
+    if parts is not None and finished(folder):
         handed = read_manifest(folder).get(HANDED_ON)
-        if isinstance(handed, str):
-            return {"path": str(folder), "kind": HANDED_ON, "sha256": handed}
+        if isinstance(handed, dict) and set(parts) <= set(handed):
+            read = {k: v for k, v in handed.items() if not parts or k in parts}
+            sha = hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
+            return {"path": str(folder), "kind": HANDED_ON, "parts": sorted(read), "sha256": sha}
     return fingerprint(folder)
 
 

@@ -907,7 +907,7 @@ def keeps_parts(cfg: Any, config: Any) -> bool:
     return bool(cfg.select)
 
 
-def handed_on(summary: dict[str, Any], ctx: Context) -> str:
+def handed_on(summary: dict[str, Any], ctx: Context) -> dict[str, str]:
     """What the stages after selection read of it (runner.Stage.handed_on): the chosen
     vocabulary, by cycle count, place and files (not its export's manifest.json, whose times
     differ at every export). Not the selection's tables and figure, which only the report reads,
@@ -916,7 +916,7 @@ def handed_on(summary: dict[str, Any], ctx: Context) -> str:
     after them done."""
     h = hashlib.sha256(json.dumps([summary["cycles"], summary["vocab"]]).encode())
     h.update(contents_sha256(ctx.path(summary["vocab"]), skip=(MANIFEST,)).encode())
-    return h.hexdigest()
+    return {"vocab": h.hexdigest()}
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
