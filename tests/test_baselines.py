@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from groverlm.args import stable as volatile_free
 from groverlm.baselines import Featurizer, TfidfConfig, run_tfidf
 from groverlm.cli import main
 from groverlm.errors import GroverError
@@ -57,6 +58,16 @@ def test_binary_planted_signal():
     assert by["tfidf-rf"]["seeds"] == [0, 1] and by["tfidf-lr"]["seeds"] == [0]
     # k=5 sees 5-mers of the 9 bp motif that k=3 drowns in background: chosen on dev
     assert by["tfidf-lr"]["params"]["k"] == 5
+
+
+def test_the_forest_is_the_same_on_any_core_count():
+    """n_jobs is volatile (a run does not redo its baselines for it): only the time may change."""
+    data = [*planted(200, 2, 3), *planted(60, 2, 4), *planted(60, 2, 5)]
+    runs = [run_tfidf(*data, TfidfConfig(ks=(3,), models=("rf",), n_estimators=20, n_jobs=jobs),
+                      task="toy")[0] for jobs in (1, 2, -1)]
+    for r in runs[1:]:
+        assert r["per_seed"][0]["test"] == runs[0]["per_seed"][0]["test"]  # AUROC: the scores
+    assert "n_jobs" not in volatile_free(TfidfConfig())
 
 
 def test_multiclass_and_shuffled_labels():

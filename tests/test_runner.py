@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from groverlm import runner
+from groverlm.args import volatile
 from groverlm.cli import main
 from groverlm.config import WRITTEN, DataConfig, RunConfig, RunSection, dump_config, load_config
 from groverlm.context import Context, DataFiles, check_regions, resolve_data
@@ -738,6 +739,26 @@ def test_stages_finished_before_other_sections_were_recorded_stay_up_to_date(toy
     assert runner.stage_status(runner._stage("b"), make(), make.run, None) == "done"
     # (what it read then is unknown, so a change of it goes unseen until the stage reruns)
     assert runner.stage_status(runner._stage("b"), make(tss_format="bed"), make.run, None) == "done"
+
+
+@dataclass(frozen=True)
+class ToyThreads:
+    x: int = 1
+    threads: int = volatile(1)
+
+
+def test_a_setting_made_volatile_since_a_stage_finished_changes_nothing(toy):
+    """A stage's manifest records a setting that a later release marks volatile (it never changes
+    results: baselines.tfidf.n_jobs): the stage stays done, under any value of it."""
+    make, calls = toy
+    run_pipeline(make())
+    manifest = make.run / "b" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["config"]["threads"] = 1  # as written while it was an ordinary setting
+    manifest.write_text(json.dumps(m))
+    cfg = make()
+    cfg.stages["b"] = ToyThreads(threads=4)
+    assert runner.stage_status(runner._stage("b"), cfg, make.run, resolve_data(cfg.data)) == "done"
 
 
 def test_config_record_edge_cases(toy, monkeypatch, tmp_path):

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import add_seeds, check_unique_seeds, every_row_as_none, listed
+from groverlm.args import add_seeds, check_unique_seeds, every_row_as_none, listed, volatile
 from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.context import Context
 from groverlm.errors import GroverError, counted
@@ -73,7 +73,9 @@ class TfidfConfig:
     max_iter: int = 2000  # logistic regression solver iterations
     C: float = 1.0  # inverse L2 strength of logistic regression
     max_train: int | None = None  # train on a seeded random subset of this many rows (speed; 0: all)
-    n_jobs: int = 1  # cores for the forest (the CPU is shared)
+    # cores for the forest (-1: every core); the same forest on any count (its trees' seeds are
+    # drawn first), so only the time changes
+    n_jobs: int = volatile(-1)
     threshold: str = "argmax"  # binary tasks: argmax or dev's MCC-best cut (as fine-tuning)
     # the command's flags named otherwise than their field (a run's errors name the field)
     FLAGS: ClassVar[dict[str, str]] = {"n_estimators": "--trees", "n_jobs": "--jobs"}
@@ -376,7 +378,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--no-class-weight", action="store_true",
                    help="do not reweight classes (default: balanced weights)")
     f.add_argument("--jobs", type=int, default=dt.n_jobs,
-                   help=f"cores for the forest (default {dt.n_jobs})")
+                   help=f"cores for the forest, -1 every core (default {dt.n_jobs}; the same "
+                        "forest on any count)")
     f.add_argument("--threshold", choices=("argmax", "dev"), default=dt.threshold,
                    help="binary tasks: argmax (default) or the cut with the best dev MCC")
     f.add_argument("--overwrite", action="store_true", help="replace a finished output folder")

@@ -278,6 +278,8 @@ def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
     section, _, shas = stage_key(stage, cfg, run_dir, data)
     m = read_manifest(run_dir / stage.name)
     if isinstance(m.get("config"), dict):
+        # a field made volatile since the stage finished (baselines.tfidf.n_jobs) changes nothing
+        drop_keys(m["config"], volatile_keys(type(cfg.stage(stage.name))))
         if "other_sections" not in m["config"]:
             section.pop("other_sections", None)  # a stage finished before they were recorded
         added = [k for k in section if k not in m["config"]]
