@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from groverlm.cli import COMMANDS, MODULES, build_parser, guarded, main
+from groverlm.cli import CARRY_ON, COMMANDS, MODULES, build_parser, guarded, main
 from groverlm.errors import GroverError
+
+from .test_args import commands
 
 # each command with its required inputs pointing at MISSING (a path that does not exist)
 CASES = {
@@ -332,6 +334,40 @@ def test_guarded_turns_user_errors_into_one_line(capsys):
     with pytest.raises(ZeroDivisionError):
         guarded(raising(ZeroDivisionError()), "s.py")
     assert guarded(lambda: None) == 0
+
+
+def test_every_command_says_how_to_carry_on_after_ctrl_c():
+    assert sorted(CARRY_ON) == sorted(commands())
+
+
+@pytest.mark.parametrize("module, name, argv, hint", [
+    ("groverlm.runner", "load_config", ["run", "c.yaml"],
+     "rerun the same command (finished stages and parts are kept)"),
+    # a rerun with --force would redo the stages it finished
+    ("groverlm.runner", "load_config", ["run", "c.yaml", "--only", "bpe", "--force"],
+     "rerun the same command without --force (finished stages and parts are kept)"),
+    ("groverlm.pretrain", "pretrain", ["pretrain", "--corpus", "C", "--out", "O"],
+     "rerun the same command with --resume (it goes on from its last checkpoint)"),
+    ("groverlm.pretrain", "pretrain", ["pretrain", "--corpus", "C", "--out", "O", "--overwrite"],
+     "rerun the same command with --resume, without --overwrite (it goes on from its last "
+     "checkpoint)"),
+    ("groverlm.bpe.train", "write_training", ["bpe", "train", "g.fa", "--merges", "3", "--out",
+                                              "O"],
+     "rerun the same command with --resume (it goes on from its last checkpoint)"),
+    ("groverlm.baselines", "cnn_task", ["baseline", "cnn", "--task", "T", "--out", "O",
+                                        "--overwrite"],
+     "rerun the same command without --overwrite (finished seeds are kept)"),
+    ("groverlm.data", "fetch", ["data", "fetch", "demo"],
+     "rerun the same command (files already fetched are kept)"),
+])
+def test_ctrl_c_says_how_to_carry_on(module, name, argv, hint, monkeypatch, capsys):
+    """Ctrl-C printed "interrupted" alone; the line now says what to run to carry on."""
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(module), name, stopped)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == f"groverlm: interrupted; to carry on, {hint}\n"
 
 
 def test_preset_choices_are_every_preset(capsys):

@@ -46,6 +46,39 @@ COMMANDS = {
 }
 MODULES = list(dict.fromkeys(COMMANDS.values()))  # each once, in listing order
 
+# What carries each command on after Ctrl-C, as its code does it: (a flag the rerun adds, a flag it
+# leaves out, what it keeps). The flag left out is named only when the stopped command had it: a
+# rerun with it starts again (--overwrite discards finished seeds and checkpoints, --force redoes
+# finished stages). tests/test_cli.py checks that every (sub)command has its line.
+STARTS_OVER = ("", "", "it starts over")
+CARRY_ON: dict[str, tuple[str, str, str]] = {
+    "run": ("", "--force", "finished stages and parts are kept"),
+    "demo": ("", "", "finished stages and parts are kept"),
+    "data fetch": ("", "", "files already fetched are kept"),
+    "genome summary": STARTS_OVER,
+    "bpe train": ("--resume", "--overwrite", "it goes on from its last checkpoint"),
+    "bpe export": ("--overwrite", "", "it starts over"),  # its half-written folder is refused else
+    "corpus": STARTS_OVER,
+    "pretrain": ("--resume", "--overwrite", "it goes on from its last checkpoint"),
+    "plot-log": STARTS_OVER,
+    "embed": ("", "", "it goes on after the last chunk saved"),
+    "score seqs": ("", "", "it goes on after the last chunk saved"),
+    "score variants": ("", "", "it goes on after the last chunk saved"),
+    "ism": ("", "", "it goes on after the last chunk saved"),
+    "analyze": ("", "", "finished analyses are kept"),
+    "report": STARTS_OVER,
+    "tasks prom300": STARTS_OVER,
+    "tasks promscan": STARTS_OVER,
+    "tasks ctcf": STARTS_OVER,
+    "baselines tfidf": STARTS_OVER,
+    "baselines cnn": ("", "--overwrite", "finished seeds are kept"),
+    "compare": STARTS_OVER,
+    "kmer-vocab": ("--overwrite", "", "it starts over"),  # as bpe export
+    "finetune": ("", "--overwrite", "finished seeds and checkpoints are kept"),
+    "nextkmer": ("", "--overwrite", "finished k and seeds are kept"),
+    "select-vocab": ("", "--overwrite", "finished candidates and steps are kept"),
+}
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with its errors (a missing or wrong option value) as one line, as every other user
@@ -135,17 +168,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         ours.setLevel(logging.DEBUG)
     try:
-        return guarded(lambda: args.func(args), "groverlm", on_error)
+        return guarded(lambda: args.func(args), "groverlm", on_error,
+                       carry_on(parser._command(argv).prog.removeprefix(f"{parser.prog} "), args))
     finally:
         ours.setLevel(level)
 
 
+def carry_on(command: str, args: argparse.Namespace) -> str | None:
+    """What to run to carry on `command` (`bpe train`) after Ctrl-C (`CARRY_ON`); None for a
+    command the table lacks.
+
+    >>> carry_on("pretrain", argparse.Namespace(overwrite=True))
+    'rerun the same command with --resume, without --overwrite (it goes on from its last checkpoint)'
+    """
+    if command not in CARRY_ON:
+        return None
+    add, drop, kept = CARRY_ON[command]
+    given = bool(drop) and bool(getattr(args, drop.removeprefix("--").replace("-", "_"), False))
+    flags = [f"with {add}"] * bool(add) + [f"without {drop}"] * given
+    return f"rerun the same command{' ' if flags else ''}{', '.join(flags)} ({kept})"
+
+
 def guarded(main: Callable[[], int | None], prog: str | None = None,
-            on_error: Callable[[Exception], None] | None = None) -> int:
+            on_error: Callable[[Exception], None] | None = None, resume: str | None = None
+            ) -> int:
     """`main()`'s exit status, with a GroverError or OSError printed as `PROG: error: ...` in one
-    line and exit status 2, and Ctrl-C as 130; anything else is a bug and keeps its traceback.
-    `prog` defaults to the script's file name, as argparse's does; `on_error` sees the error first.
-    A bench script ends `sys.exit(guarded(main))`."""
+    line and exit status 2, and Ctrl-C as 130 (`resume`: what to run to carry on, on the same
+    line); anything else is a bug and keeps its traceback. `prog` defaults to the script's file
+    name, as argparse's does; `on_error` sees the error first. A bench script ends
+    `sys.exit(guarded(main))`."""
     prog = prog or os.path.basename(sys.argv[0])
     try:
         return int(main() or 0)
@@ -155,7 +206,8 @@ def guarded(main: Callable[[], int | None], prog: str | None = None,
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted" + (f"; to carry on, {resume}" if resume else ""),
+              file=sys.stderr)
         return 130
 
 
