@@ -83,6 +83,17 @@ def write_fasta(path: Path, records: dict[str, str], width: int = 60, newline: s
     return path
 
 
+
+def one_sequence_task(folder: Path, rows: int = 8) -> Path:
+    """A GUE-format task whose every row, in every split and of both labels, is the same sequence:
+    any model predicts one class for every test row (a tiny task's MCC 0, made certain)."""
+    folder.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.csv").write_text(
+            "sequence,label\n" + "".join(f"{'ACGTTGCA' * 5},{i % 2}\n" for i in range(rows)))
+    return folder
+
+
 @pytest.fixture
 def chr20() -> Path:
     if not CHR20.exists():

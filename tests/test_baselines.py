@@ -13,6 +13,8 @@ from groverlm.cli import main
 from groverlm.errors import GroverError
 from groverlm.metrics import read_metrics
 
+from .conftest import one_sequence_task
+
 MOTIFS = ["GGGCGGGGC", "TATAAAAGG", "CACGTGACC"]
 
 
@@ -220,3 +222,14 @@ def test_tfidf_draws_a_full_bar_unless_quiet(tmp_path, capsys):
     assert "tfidf toy: 100%" in err and "7/7" in err, err
     assert main([*argv, "--out", str(tmp_path / "q"), "--quiet"]) == 0
     assert "tfidf toy" not in capsys.readouterr().err
+
+
+def test_a_model_predicting_one_class_for_every_test_row_is_warned(tmp_path, caplog):
+    task = one_sequence_task(tmp_path / "same")
+    assert main(["baselines", "tfidf", "--task", str(task), "--out", str(tmp_path / "tfidf"),
+                 "--k", "3", "--trees", "5", "--seeds", "0,1", "--quiet"]) == 0
+    said = [r.getMessage() for r in caplog.records if "one class" in r.getMessage()]
+    assert said == ["tfidf-rf on same predicts one class for every test row (every seed): MCC 0; "
+                    "too little training data?",
+                    "tfidf-lr on same predicts one class for every test row (seed 0): MCC 0; "
+                    "too little training data?"]

@@ -15,6 +15,8 @@ from groverlm.cnn import CnnConfig, build_network, encode, one_hot_batch, run_cn
 from groverlm.errors import GroverError
 from groverlm.metrics import read_metrics
 
+from .conftest import one_sequence_task
+
 MOTIF = "GGGCGG"  # an SP1 site: the label is whether a sequence holds it
 TINY = CnnConfig(channels=16, epochs=6, patience=2, lr=3e-3, batch_size=32, threads=1)
 
@@ -229,3 +231,14 @@ def test_early_stopped_epochs_leave_the_bar_total(capsys, caplog):
     err = capsys.readouterr().err
     assert f"| {run}/{run} [" in err and "cnn motif: 100%" in err, err
     assert " over 1 seed\n" in caplog.text + "\n"  # not "1 seed(s)"
+
+
+def test_a_model_predicting_one_class_for_every_test_row_is_warned(tmp_path, caplog):
+    """On tiny data the CNN can predict one class for every test row: MCC 0, logged as any other
+    result. It is now one warning line."""
+    task = one_sequence_task(tmp_path / "same")
+    assert main(["baselines", "cnn", "--task", str(task), "--out", str(tmp_path / "cnn"),
+                 "--epochs", "1", "--channels", "8", "--seeds", "0", "--threads", "1",
+                 "--quiet"]) == 0
+    assert "cnn on same predicts one class for every test row (seed 0): MCC 0; too little " \
+           "training data?" in caplog.text

@@ -41,7 +41,7 @@ from groverlm.metrics import classification_metrics, read_metrics
 from groverlm.models import build_config, load_tokenizer, new_mlm_model, save_model
 from groverlm.tasks.gue import load_task
 
-from .conftest import random_dna
+from .conftest import one_sequence_task, random_dna
 from .lm_fixtures import TINY, make_vocab
 
 
@@ -501,3 +501,10 @@ def test_a_seed_stopped_after_an_epoch_resumes_counting_epochs_from_its_checkpoi
     [run] = read_metrics(out)[0]["per_seed"]
     assert [c["epoch"] for c in run["dev_curve"]] == [1, 2, 3]
     assert run["best_epoch"] == 1 + int(np.argmax([c["mcc"] for c in run["dev_curve"]]))
+
+
+def test_a_model_predicting_one_class_for_every_test_row_is_warned(kmer_model, tmp_path, caplog):
+    task = one_sequence_task(tmp_path / "same")
+    assert main(ft_args(kmer_model, task, tmp_path / "ft", "--epochs", "1", "--seeds", "0")) == 0
+    assert "predicts one class for every test row (seed 0): MCC 0; too little training data?" \
+        in caplog.text

@@ -45,6 +45,7 @@ from groverlm.metrics import (
     make_result,
     read_metrics,
     scored_metrics,
+    warn_one_class,
     write_metrics,
 )
 from groverlm.tasks import TASKS, check_built
@@ -324,6 +325,8 @@ def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
                              progress=progress)
         for r in results[-len(cfg.models):]:
             r["params"]["given_tokens"] = given_tokens
+    for r in results:
+        warn_one_class(r)
     write_metrics(out, task.name, results, task_dir=str(task_dir), label_map=task.label_map)
     config = {**asdict(cfg), "vocab": str(vocab) if vocab else None, "task_dir": str(task_dir)}
     write_manifest(out, "baselines-tfidf", config, [task_dir] + ([vocab] if vocab else []),

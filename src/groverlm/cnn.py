@@ -50,7 +50,14 @@ from groverlm.manifest import (
     write_manifest,
     writes_folder,
 )
-from groverlm.metrics import THRESHOLDS, dev_metrics, make_result, scored_metrics, write_metrics
+from groverlm.metrics import (
+    THRESHOLDS,
+    dev_metrics,
+    make_result,
+    scored_metrics,
+    warn_one_class,
+    write_metrics,
+)
 from groverlm.models import torch_threads
 from groverlm.tasks.gue import load_task
 
@@ -353,6 +360,7 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
     record = make_result(task, MODEL, per_seed, params, baseline=True)
     log.info("cnn: test MCC %.4f ± %.4f over %s", record["mcc_mean"] or 0.0,
              record["mcc_std"] or 0.0, counted(len(per_seed), "seed"))
+    warn_one_class(record)
     return record
 
 

@@ -97,6 +97,7 @@ from groverlm.metrics import (
     f1_of,
     make_result,
     scored_metrics,
+    warn_one_class,
     write_metrics,
 )
 from groverlm.models import default_name, load_model, load_tokenizer, save_model, torch_threads
@@ -736,6 +737,7 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
     record = finetune_splits(model_dir, enc["train"], enc["dev"], enc["test"], task.num_labels,
                              cfg, out, task.name, name, task.label_names(), progress=progress,
                              **info)
+    warn_one_class(record)
     write_metrics(out, task.name, [record], task_dir=str(task_dir), label_map=task.label_map,
                   rc=cfg.rc)
     inputs: list[str | Path] = [model_dir, task_dir] + ([genome_context] if genome_context else [])

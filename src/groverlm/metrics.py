@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ import numpy as np
 from groverlm import lazy
 from groverlm.errors import GroverError, counted
 from groverlm.manifest import write_json, write_text
+
+log = logging.getLogger(__name__)
 
 # scikit-learn loads on first use, keeping the CLI and config loading light
 skm = lazy.module("sklearn.metrics")
@@ -211,6 +214,27 @@ def make_result(task: str, model: str, per_seed: list[dict[str, Any]],
     return {"task": task, "model": model, "seeds": [r["seed"] for r in per_seed],
             "test": first, "dev": per_seed[0].get("dev"), "per_seed": per_seed,
             **seed_summary(per_seed), "params": params or {}, **extra}
+
+
+def warn_one_class(record: dict[str, Any]) -> list[int]:
+    """Log one warning when a result's model predicted one class for every test row (of a test
+    split holding several) in any seed, as a tiny training split or a short run does: its MCC of 0
+    says nothing about the model, yet reads as a result. Returns those seeds.
+
+    >>> warn_one_class({"model": "cnn", "task": "t", "per_seed": [
+    ...     {"seed": 0, "test": {"y_true": [0, 1, 1], "y_pred": [1, 1, 1]}},
+    ...     {"seed": 1, "test": {"y_true": [0, 1, 1], "y_pred": [0, 1, 1]}}]})
+    [0]
+    """
+    seeds = [r["seed"] for r in record["per_seed"]
+             if len(set(r["test"].get("y_pred") or ())) == 1 < len(set(r["test"].get("y_true") or ()))]
+    if seeds:
+        n = len(record["per_seed"])
+        which = (f"seed {seeds[0]}" if n == 1 else "every seed" if len(seeds) == n else
+                 f"{counted(len(seeds), 'seed')} of {n}: {', '.join(map(str, seeds))}")
+        log.warning("%s on %s predicts one class for every test row (%s): MCC 0; too little "
+                    "training data?", record["model"], record["task"], which)
+    return seeds
 
 
 RESAMPLES = 1000  # bootstrap resamples of the test rows in a paired comparison
