@@ -523,6 +523,20 @@ def test_the_launcher_and_its_ranks_read_device_auto_as_every_command_does(gpu, 
         assert named_device("auto").type == "cpu"
 
 
+def test_named_device_checks_the_name_once(monkeypatch):
+    """named_device checked the name, then device_type checked it again for auto."""
+    import groverlm.models as models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    calls = []
+    real = models.check_device_name
+    monkeypatch.setattr(models, "check_device_name", lambda *a: calls.append(a) or real(*a))
+    assert named_device("cpu").type == named_device("auto").type == "cpu"  # torch sees no GPU
+    assert calls == [("cpu",), ("auto",)]
+    with pytest.raises(GroverError, match="--device 'gpu' is not a device"):
+        named_device("gpu")
+
+
 def test_a_cpu_rank_keeps_the_threads_omp_num_threads_gives_it(tmp_path, monkeypatch):
     """OMP_NUM_THREADS is per rank (torchrun's, or launch_env's share of the cores): it was divided
     among the ranks a second time. Unset, torch's default (every core) is shared."""

@@ -236,9 +236,9 @@ def named_device(name: str, local_rank: int = 0):
     """The torch device a `--device` names: auto (the GPU when torch sees one, else the CPU), cpu,
     cuda (this process's GPU, `local_rank`), cuda:N; a GroverError for a GPU torch cannot see or
     any other name."""
-    check_device_name(name)
+    kind = device_type(name)  # checks the name
     if name == "auto":
-        name = device_type(name)
+        name = kind
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise GroverError(f"--device {name} asked for, but torch sees no GPU")
