@@ -18,23 +18,25 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from groverlm.bpe.train import Trainer, layout_words, train_bpe
 from groverlm.cli import guarded
+from groverlm.fasta import Record, decode, iter_records
 from groverlm.peak import peak_rss
+from hf_ref import hf_merges
+from markov import markov_chain
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 DEFAULT_GENOME = HERE.parent.parent / "shared" / "data" / "hg19_chr20.fa.gz"
 SECTIONS = ("parity", "speed", "memory", "linear", "genome")  # in the order they run
 
 
 def load(genome: Path):
-    from groverlm.fasta import iter_records
-
     return list(iter_records(genome))
 
 
@@ -50,8 +52,6 @@ def words(records, chunk: int) -> list[str]:
 def ours(records, merges: int, chunk: int | None, cpu: bool = False):
     """Train; returns (trainer, wall seconds) or, with cpu=True, (trainer, wall, CPU seconds).
     Our trainer runs on one thread, so its CPU time is its cost even when the machine is shared."""
-    from groverlm.bpe.train import train_bpe
-
     t, c = time.perf_counter(), time.process_time()
     tr, _ = train_bpe(records, merges, chunk)
     wall, used = time.perf_counter() - t, time.process_time() - c
@@ -60,15 +60,11 @@ def ours(records, merges: int, chunk: int | None, cpu: bool = False):
 
 def head(genome: Path, fraction: float):
     """Stream the first `fraction` of every record (real sequence: HF would dedupe a tiling)."""
-    from groverlm.fasta import Record, iter_records
-
     for r in iter_records(genome):
         yield Record(r.name, r.codes[: int(len(r) * fraction)])
 
 
 def hf(word_list: list[str], merges: int):
-    from hf_ref import hf_merges
-
     t = time.perf_counter()
     m = hf_merges(word_list, merges)
     return m, time.perf_counter() - t
@@ -76,8 +72,6 @@ def hf(word_list: list[str], merges: int):
 
 def tiled(records, times: int):
     """The records repeated `times` times under new names (same statistics, `times` the size)."""
-    from groverlm.fasta import Record
-
     return [Record(f"{r.name}_{i}", r.codes) for i in range(times) for r in records]
 
 
@@ -123,10 +117,6 @@ def _peak_child(code: str) -> float:
 def section_memory(genome: Path, rows):
     """Peak RSS of a fresh process training on a FASTA holding the first half of every record, and
     on the whole input: the growth per base excludes the interpreter and libraries."""
-    import tempfile
-
-    from groverlm.fasta import decode, iter_records
-
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / "half.fa"
         with open(half, "w") as fh:
@@ -165,10 +155,6 @@ def section_linear(records, rows):
 
 
 def section_genome(records, rows, total: float = 3e9):
-    from groverlm.bpe.train import Trainer, layout_words
-    from groverlm.fasta import Record
-    from markov import markov_chain
-
     bases = sum(int((r.codes < 4).sum()) for r in records)
     copies = int(total / 2 // bases)
     synth = int(total - copies * bases)

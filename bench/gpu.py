@@ -59,10 +59,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from groverlm import __version__
+from groverlm import __version__, lazy
+from groverlm.bpe.export import export_vocab
 from groverlm.bpe.merges import NUM_SPECIAL
+from groverlm.bpe.train import write_training
 from groverlm.cli import guarded
 from groverlm.corpus import CorpusConfig, Region, write_corpus
+from groverlm.data import cache_dir
 from groverlm.errors import GroverError
 from groverlm.fasta import iter_records
 from groverlm.manifest import MANIFEST, write_text
@@ -76,8 +79,11 @@ from groverlm.models import (
     parse_overrides,
     quiet_transformers,
 )
+from groverlm.pretrain import ModelConfig, build_run, pretrain
 from groverlm.train import MaskedLM, TrainConfig, autocast, read_log, train
 from mlm_common import FLOPS_FORMULA, SPECIAL_IDS, RandomSplit, device_peak, flops_per_token
+
+transformers = lazy.module("transformers")  # loaded on first use (--help needs none of it)
 
 REPO = Path(__file__).resolve().parents[1]
 CHR20 = "hg19_chr20.fa.gz"
@@ -379,8 +385,6 @@ def run_precision(ctx: Context) -> dict[str, Any]:
 
 
 def find_chr20(data: str | None) -> Path:
-    from groverlm.data import cache_dir
-
     env = os.environ.get("GROVERLM_DATA")
     folders = [Path(data)] if data else [
         *([Path(env)] if env else []), REPO.parent / "shared" / "data", REPO / "shared" / "data",
@@ -418,9 +422,6 @@ def finished(folder: Path, inputs: list[Path], **config: Any) -> bool:
 def prepare_corpus(ctx: Context, genome: Path) -> tuple[Path, dict[str, Any]]:
     """BPE training, vocabulary export and corpus, as `groverlm bpe train`, `bpe export` and
     `corpus` would make them; finished stages with the same settings in --work are reused."""
-    from groverlm.bpe.export import export_vocab
-    from groverlm.bpe.train import write_training
-
     cfg = ctx.cfg
     bpe, vocab, corpus = (ctx.work / f"bpe{cfg.cycles}", ctx.work / f"vocab{cfg.cycles}",
                           ctx.work / f"corpus{cfg.max_tokens}")
@@ -454,8 +455,6 @@ def prepare_corpus(ctx: Context, genome: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def run_pretrain(ctx: Context) -> dict[str, Any]:
-    from groverlm.pretrain import ModelConfig, build_run, pretrain
-
     cfg = ctx.cfg
     corpus, corpus_info = prepare_corpus(ctx, ctx.genome)
     pcfg = ModelConfig(preset=cfg.pretrain_preset, overrides=dict(cfg.pretrain_overrides),
@@ -527,8 +526,6 @@ PARTS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    import transformers
-
     env = {"groverlm": __version__, "python": platform.python_version(), "torch": torch.__version__,
            "cuda": torch.version.cuda, "transformers": transformers.__version__,
            "device": str(device), "cpus": os.cpu_count(), "host": platform.node(),

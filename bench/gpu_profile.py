@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import transformers
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import ProfilerActivity, profile
 
 from groverlm.bpe.merges import NUM_SPECIAL
 from groverlm.cli import guarded
@@ -64,7 +65,11 @@ def skip_none_masks_when_compiling() -> bool:
     major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
     if (major, minor) >= (5, 18):
         return False
+    # imported here: only a transformers before 5.18 needs it, and it costs about a second
+    # (torch._dynamo) that --help and every run on a newer one would pay (a groverlm.lazy stand-in
+    # would not do: the patch below must set the real module's attribute)
     import transformers.masking_utils as mu
+
     real = mu._ignore_bidirectional_mask_sdpa
 
     def patched(padding_mask, kv_length, local_attention_size=None):
@@ -152,7 +157,6 @@ def run(name: str, args, config, device: str) -> dict[str, Any]:
             "mfu": round(tokens * flops_per_token(config, args.seq + 2, 0.022) / peak, 4) if peak else None,
             "warmup_s": round(warm, 1),
             "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if cuda else None}
-        from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
             step(0)
             step(1)

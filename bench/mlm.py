@@ -33,10 +33,12 @@ from torch.nn import functional as F
 
 from groverlm.bpe.merges import NUM_SPECIAL
 from groverlm.cli import guarded
+from groverlm.corpus import Corpus
 from groverlm.masking import IGNORE, MaskingConfig, MLMData
 from groverlm.models import (
     build_config,
     count_parameters,
+    load_tokenizer,
     named_device,
     new_mlm_model,
     parse_overrides,
@@ -136,9 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     masking = MaskingConfig(rate=args.mask_rate)
     tok = SPECIAL_IDS
     if args.corpus:
-        from groverlm.corpus import Corpus
-        from groverlm.models import load_tokenizer
-
         corpus = Corpus.open(args.corpus)
         tok, split, vocab = load_tokenizer(corpus.tokenizer_path), corpus.train, corpus.vocab_size
     else:

@@ -21,9 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from groverlm import lazy
+from groverlm.bpe.export import export_vocab
+from groverlm.bpe.train import write_training
 from groverlm.cli import guarded
 from groverlm.fasta import Genome
+from groverlm.models import build_config, load_tokenizer, new_mlm_model, save_model
 from groverlm.score import Scorer, ScoringConfig, Variant, score_variants
+
+torch = lazy.module("torch")  # loaded on first use: --help and a bad option need no torch
 
 DATA = Path(os.environ.get("GROVERLM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -43,10 +49,6 @@ def random_snvs(genome: Genome, chrom: str, start: int, end: int, n: int, seed: 
 def random_tiny_model(genome: Genome, folder: Path) -> Path:
     """A randomly initialised `tiny` masked LM over a 600-cycle BPE vocabulary of chr20:55-57 Mb,
     saved in `folder` as `bpe train`, `bpe export` and `pretrain` would leave it."""
-    from groverlm.bpe.export import export_vocab
-    from groverlm.bpe.train import write_training
-    from groverlm.models import build_config, load_tokenizer, new_mlm_model, save_model
-
     fa = folder / "slice.fa"
     fa.write_text(">chr20_55M\n" + genome["chr20"].sequence(55_000_000, 57_000_000) + "\n")
     write_training(fa, folder / "bpe", 600)
@@ -68,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     snvs = random_snvs(genome, "chr20", 55_000_000, 63_000_000, args.n)
     tmp = tempfile.TemporaryDirectory()
     model = args.model or random_tiny_model(genome, Path(tmp.name))
-    import torch
-
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
