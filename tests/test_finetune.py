@@ -428,7 +428,7 @@ def test_encoded_subset_is_seeded():
     assert e.subset(None, 0) is e and e.fingerprint() != a.fingerprint()
 
 
-def test_from_scratch_discards_the_pretrained_weights_per_seed(kmer_model, tmp_path):
+def test_from_scratch_discards_the_pretrained_weights_per_seed(kmer_model, tmp_path, caplog):
     pre = load_classifier(kmer_model, 2, seed=0)
     a, b = (load_classifier(kmer_model, 2, seed=0, from_scratch=True) for _ in range(2))
     other = load_classifier(kmer_model, 2, seed=1, from_scratch=True)
@@ -441,12 +441,15 @@ def test_from_scratch_discards_the_pretrained_weights_per_seed(kmer_model, tmp_p
     # the command: a baseline named after the model, paired with it by `scratch_of`
     task = composition_task(tmp_path / "task")
     out = tmp_path / "ft"
+    caplog.set_level("INFO", logger="groverlm.finetune")
     assert main(ft_args(kmer_model, task, out, "--seeds", "3", "--epochs", "1",
                         "--from-scratch")) == 0
     [r] = read_metrics(out)
     assert r["seeds"] == [3]  # a list of seeds, as YAML's: not three runs
     assert r["model"] == "deberta-v2-model-scratch" and r["baseline"] is True
     assert r["params"]["from_scratch"] and r["params"]["scratch_of"] == "deberta-v2-model"
+    # its log line names it: a run logs each task's pretrained and from-scratch seeds alike
+    assert "deberta-v2-model-scratch on task, seed 3: best epoch" in caplog.text
 
 
 def test_the_saved_model_is_the_seed_with_the_best_dev_score(kmer_model, tmp_path, monkeypatch):

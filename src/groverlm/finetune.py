@@ -655,8 +655,9 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
         with torch_threads(cfg.threads):
             r = finetune_seed(model_dir, tokenizer, sub, dev, test, num_labels, cfg, seed,
                               out / f"seed-{seed}", label_names, progress)
-        log.info("%s seed %d: best epoch %d, dev %s %.4f, test MCC %.4f, accuracy %.4f",
-                 task, seed, r["best_epoch"], "MCC" if cfg.select == "mcc" else cfg.select,
+        # the model named: a run logs each task twice, pretrained and from scratch
+        log.info("%s on %s, seed %d: best epoch %d, dev %s %.4f, test MCC %.4f, accuracy %.4f",
+                 model_name, task, seed, r["best_epoch"], "MCC" if cfg.select == "mcc" else cfg.select,
                  r["dev"][cfg.select] or 0.0,
                  r["test"]["mcc"] or 0.0, r["test"]["accuracy"] or 0.0)
         per_seed.append(r)
