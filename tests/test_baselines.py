@@ -62,6 +62,20 @@ def test_binary_planted_signal():
     assert by["tfidf-lr"]["params"]["k"] == 5
 
 
+def test_features_are_chosen_on_the_dev_metric_asked():
+    """next-k-mer reports accuracy and chooses its model's epochs on it: its TF-IDF baselines now
+    choose their k-mer length on dev accuracy too (they chose on dev MCC)."""
+    data = [*planted(240, 4, 6), *planted(80, 4, 7), *planted(80, 4, 8)]
+    for select in ("accuracy", "mcc"):
+        [r] = run_tfidf(*data, TfidfConfig(ks=(2, 3, 5), models=("lr",), select=select),
+                        task="toy")
+        by = r["params"][f"dev_{select}_by_features"]
+        assert by[r["params"]["features"]] == max(by.values())
+        assert by[r["params"]["features"]] == r["per_seed"][0]["dev"][select]
+    with pytest.raises(GroverError, match="select must be one of"):
+        TfidfConfig(select="auroc")
+
+
 def test_the_forest_is_the_same_on_any_core_count():
     """n_jobs is volatile (a run does not redo its baselines for it): only the time may change."""
     data = [*planted(200, 2, 3), *planted(60, 2, 4), *planted(60, 2, 5)]

@@ -246,6 +246,9 @@ def test_nextkmer_end_to_end(genome, tmp_path, capsys):
         assert not mine["deberta-v2-model-zeroshot"].get("baseline") and mine["context-table"]["baseline"]
         assert rows[k]["context_table"] == mine["context-table"]["test"]["accuracy"]
         assert rows[k]["zero_shot_vs_table"]["rows"] == 60
+    for x in records:  # TF-IDF's features chosen on the figure reported, as the model's epochs
+        if x["model"].startswith("tfidf"):
+            assert "dev_accuracy_by_features" in x["params"], x["params"]
     bert = {x["task"]: x for x in records if x["model"] == "deberta-v2-model"}
     assert bert["nextkmer-k2"]["test"]["accuracy"] == pytest.approx(rows[2]["accuracy"])
     assert bert["nextkmer-k2"]["params"]["class_weights"] == "off"

@@ -39,6 +39,7 @@ from groverlm.errors import GroverError, counted
 from groverlm.kmers import kmer_count_matrix, parse_ks
 from groverlm.manifest import finished, prepare_out, write_manifest, writes_folder
 from groverlm.metrics import (
+    SELECT,
     THRESHOLDS,
     dev_metrics,
     f1_of,
@@ -78,6 +79,8 @@ class TfidfConfig:
     # drawn first), so only the time changes
     n_jobs: int = volatile(-1)
     threshold: str = "argmax"  # binary tasks: argmax or dev's MCC-best cut (as fine-tuning)
+    # dev metric that picks the features (next-k-mer: accuracy, the figure it reports)
+    select: str = "mcc"
     # the command's flags named otherwise than their field (a run's errors name the field)
     FLAGS: ClassVar[dict[str, str]] = {"n_estimators": "--trees", "n_jobs": "--jobs"}
 
@@ -92,6 +95,8 @@ class TfidfConfig:
         object.__setattr__(self, "max_train", every_row_as_none(self.max_train))
         if self.threshold not in THRESHOLDS:
             raise GroverError(f"threshold must be one of {', '.join(THRESHOLDS)}")
+        if self.select not in SELECT:
+            raise GroverError(f"select must be one of {', '.join(SELECT)}")
         if self.n_estimators < 1:
             raise GroverError(f"--trees must be at least 1, got {self.n_estimators}")
         if self.n_jobs == 0:  # scikit-learn: -1 is every core, -2 all but one, 0 means nothing
@@ -251,18 +256,19 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
         bar.update(1)
     results = []
     for kind, seeds in seeds_of.items():
-        # choose the features on dev with the first seed
+        # choose the features on dev with the first seed, by the metric `select` names
         best = None
         selection = {}
+        by = cfg.select
         for f, X_tr, X_dev, X_te in mats:
             t0 = time.perf_counter()
             model = make_model(kind, cfg, seeds[0]).fit(X_tr, y_tr)
             bar.update(1)
             dev = _evaluate(model, X_dev, y_dev, labels, cfg.threshold, choose_cut=True)
-            selection[f.name] = dev["mcc"]
-            log.info("%s-%s %s: dev MCC %.4f (%.1fs)", prefix, kind, f.name, dev["mcc"],
-                     time.perf_counter() - t0)
-            if best is None or dev["mcc"] > best[0]["mcc"]:
+            selection[f.name] = dev[by]
+            log.info("%s-%s %s: dev %s %.4f (%.1fs)", prefix, kind, f.name,
+                     "MCC" if by == "mcc" else by, dev[by] or 0.0, time.perf_counter() - t0)
+            if best is None or (dev[by] or -np.inf) > (best[0][by] or -np.inf):
                 best = (dev, model, f, X_tr, X_dev, X_te)
         assert best is not None
         dev0, model0, f, X_tr, X_dev, X_te = best
@@ -275,7 +281,7 @@ def run_tfidf(train_seqs: Sequence[str], train_labels: Sequence[int],
                                                        choose_cut=True)
             test = _evaluate(model, X_te, y_te, labels, cfg.threshold, dev["threshold"])
             per_seed.append({"seed": s, "dev": dev, "test": test})
-        params = {"features": f.name, "k": f.k, "dev_mcc_by_features": selection,
+        params = {"features": f.name, "k": f.k, f"dev_{by}_by_features": selection,
                   "train_rows": len(train_seqs), **{k: v for k, v in asdict(cfg).items()
                                                     if k not in ("seeds", "ks", "models")}}
         results.append(make_result(task, f"{prefix}-{kind}", per_seed, params,

@@ -92,6 +92,7 @@ from groverlm.manifest import (
     writes_folder,
 )
 from groverlm.metrics import (
+    SELECT,
     THRESHOLDS,
     dev_metrics,
     f1_of,
@@ -119,7 +120,6 @@ pretrain = lazy.module("groverlm.pretrain")  # the model check of preflight (a s
 log = logging.getLogger(__name__)
 
 CLASS_WEIGHTS = ("auto", "on", "off")
-SELECT = ("mcc", "accuracy", "f1")
 MAX_CONFUSION = 32  # more classes than this: the confusion matrix is left out of metrics.json
 RESULT = "result.json"
 SCRATCH = "-scratch"  # the model name of a from-scratch control: its pretrained model's + this

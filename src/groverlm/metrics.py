@@ -87,6 +87,7 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
 
 
 THRESHOLDS = ("argmax", "dev")  # how a binary classifier's scores become predictions
+SELECT = ("mcc", "accuracy", "f1")  # dev metrics a classifier's epoch or features are chosen by
 
 
 def mcc_threshold(y_true: Sequence[int] | np.ndarray, pos_scores: np.ndarray) -> float:

@@ -335,8 +335,9 @@ def tfidf_records(samples: Samples, k: int, bcfg: NextKmerBaselinesConfig, token
     if bcfg.tfidf == "none":
         return []
     models = ("rf", "lr") if k <= bcfg.rf_max_k else ("lr",)
+    # features chosen on dev accuracy, as the model's epochs are and as next-k-mer is reported
     cfg = TfidfConfig(ks=bcfg.ks, models=models, class_weight=None,
-                      n_estimators=bcfg.n_estimators)
+                      n_estimators=bcfg.n_estimators, select="accuracy")
     args = []
     for s in SPLITS:
         args += [samples.contexts[s], samples.labels(s, k)]
