@@ -26,7 +26,7 @@ import numpy as np
 
 from groverlm.bpe.train import Trainer, layout_words, train_bpe
 from groverlm.cli import guarded
-from groverlm.fasta import Record, decode, iter_records
+from groverlm.fasta import Record, iter_records, write_record
 from groverlm.peak import peak_rss
 from hf_ref import hf_merges
 from markov import markov_chain
@@ -121,9 +121,7 @@ def section_memory(genome: Path, rows):
         half = Path(tmp) / "half.fa"
         with open(half, "w") as fh:
             for r in iter_records(genome):
-                seq = decode(r.codes[: len(r) // 2])
-                fh.write(f">{r.name}\n")
-                fh.writelines(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60))
+                write_record(fh, r.name, r.codes[: len(r) // 2])
         bases = {p: sum(int((r.codes < 4).sum()) for r in iter_records(p)) for p in (half, genome)}
         probe = ("import sys; sys.path.insert(0, '.'); import bpe as b; g = b.Path({path!r}); "
                  "{run}; print(b.peak_rss())")

@@ -1,16 +1,24 @@
-"""FASTA reading: formats, soft-mask, contigs, and one-line errors for bad input."""
+"""FASTA reading: formats, soft-mask, contigs, and one-line errors for bad input; the genome stage's
+part of a FASTA (genome.chroms, genome.max_bp), one record in memory at a time."""
 
 from __future__ import annotations
 
+import gc
 import gzip
+import tracemalloc
+import weakref
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from groverlm import genome as genome_stage
 from groverlm.cli import main
+from groverlm.context import Context, DataFiles
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome, iter_records, summarize, text_lines
+from groverlm.genome import GenomeConfig, write_part
 
 from .conftest import random_dna, write_fasta
 
@@ -137,6 +145,25 @@ def test_summary_of_real_chr20(chr20):
     assert t["A"] + t["C"] + t["G"] + t["T"] == 59_505_520
 
 
+def test_summary_holds_no_per_base_copy_beyond_reading(tmp_path, monkeypatch):
+    """np.bincount made an int64 copy of each record (8 bytes a base: 2 GB on hg19's chr1),
+    more than reading it takes (about 5 bytes a base, at peak)."""
+    import groverlm.fasta as fasta
+
+    monkeypatch.setattr(fasta, "_BLOCK", 1 << 16)  # blocks much shorter than the record, as on hg19
+    n = 2_000_000
+    path = write_fasta(tmp_path / "g.fa", {"r": random_dna(n, 1) + "NN"})
+    summarize(path)  # numba compiles first
+    tracemalloc.start()
+    try:
+        t = summarize(path)["total"]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(t[b] for b in "ACGT") == n and t["other"] == 2
+    assert peak < 8 * n
+
+
 def test_large_record_streams_in_blocks(tmp_path, monkeypatch):
     import groverlm.fasta as fasta
 
@@ -146,3 +173,50 @@ def test_large_record_streams_in_blocks(tmp_path, monkeypatch):
     got = {r.name: r.sequence() for r in iter_records(path)}
     assert got == seqs
     assert np.array_equal(next(iter_records(path)).codes, fasta.encode(seqs["r0"]))
+
+
+# -- the genome stage's part of the genome (genome.chroms, genome.max_bp) ----------------------
+
+def test_the_part_holds_the_chroms_in_their_order_each_cut_to_max_bp(tmp_path):
+    seqs = {f"chr{i}": random_dna(300 + 10 * i, i) for i in range(5)}
+    path = write_fasta(tmp_path / "g.fa", seqs, width=17)
+    out = tmp_path / "part.fa"
+    write_part(path, out, ["chr3", "chr0", "chr4", "chr1"], 250)  # not the file's order
+    got = {r.name: r.sequence() for r in iter_records(out)}
+    assert list(got) == ["chr3", "chr0", "chr4", "chr1"]
+    assert got == {c: seqs[c][:250] for c in got}
+    write_part(path, out, None, None)  # every record, whole
+    assert {r.name: r.sequence() for r in iter_records(out)} == seqs
+    assert not list(tmp_path.glob(".genome-part*"))  # the records that waited their turn
+
+
+def test_the_genome_stage_holds_one_record_in_memory_at_a_time(tmp_path, monkeypatch):
+    """With genome.chroms, hg19's 24 chromosomes were all held until written (3 GB more than the
+    largest)."""
+    seqs = {f"chr{i}": random_dna(200, i) for i in range(6)}
+    path = write_fasta(tmp_path / "g.fa", seqs)
+    alive: list[weakref.ref] = []
+
+    def records(p):
+        for rec in iter_records(p):
+            gc.collect()
+            assert sum(r() is not None for r in alive) == 0, "an earlier record is still held"
+            alive.append(weakref.ref(rec))
+            yield rec
+
+    monkeypatch.setattr(genome_stage, "iter_records", records)
+    config = SimpleNamespace(data=SimpleNamespace(tss_format="auto"))  # all run() reads of it
+    ctx = Context(tmp_path, tmp_path / "genome", config, DataFiles(path, None, None, ()),
+                  progress=False)
+    ctx.out.mkdir()
+    summary = genome_stage.run(GenomeConfig(chroms=("chr1", "chr2", "chr4")), ctx)
+    assert [r.name for r in iter_records(ctx.out / "genome.fa")] == ["chr1", "chr2", "chr4"]
+    assert summary["fasta"] == "genome/genome.fa" and summary["records"] == 3
+
+
+def test_the_part_names_the_chroms_the_genome_lacks(tmp_path):
+    path = write_fasta(tmp_path / "g.fa", {"chr1": random_dna(100), "chr2": random_dna(100, 1)})
+    with pytest.raises(GroverError, match=r"genome.chroms: chr9, chr7 not in the genome"):
+        write_part(path, tmp_path / "part.fa", ["chr2", "chr9", "chr1", "chr7"], None)
+    with pytest.raises(ValueError, match="chroms names chr1 more than once"):
+        GenomeConfig(chroms=("chr1", "chr2", "chr1"))

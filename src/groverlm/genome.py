@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from groverlm.context import Context
 from groverlm.errors import GroverError
-from groverlm.fasta import BASES, decode, iter_records, summarize
+from groverlm.fasta import BASES, iter_records, summarize, write_record
 from groverlm.manifest import atomic_path, fingerprint, write_json, write_text
 from groverlm.tasks.annotations import bed_chroms, check_on_genome, read_tss
 
@@ -39,6 +43,9 @@ class GenomeConfig:
             raise ValueError(f"max_bp must be at least 1, got {self.max_bp}")
         if self.chroms is not None and not self.chroms:
             raise ValueError("chroms is empty; use null for every record")
+        if self.chroms is not None and len(set(self.chroms)) < len(self.chroms):
+            twice = sorted({c for c in self.chroms if self.chroms.count(c) > 1})
+            raise ValueError(f"chroms names {', '.join(twice)} more than once")
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
@@ -47,17 +54,9 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     fasta, tss, tss_format = ctx.data.genome, ctx.data.tss, ctx.config.data.tss_format
     cut = cfg.chroms is not None or cfg.max_bp is not None
     if cut:
-        records = {r.name: r for r in iter_records(fasta)
-                   if cfg.chroms is None or r.name in cfg.chroms}
-        missing = [c for c in cfg.chroms or () if c not in records]
-        if missing:
-            raise GroverError(f"genome.chroms: {', '.join(missing)} not in the genome", fasta)
+        with atomic_path(ctx.out / "genome.fa") as tmp:
+            write_part(fasta, tmp, cfg.chroms, cfg.max_bp)
         fasta = ctx.out / "genome.fa"
-        with atomic_path(fasta) as tmp, open(tmp, "w") as fh:
-            for name in cfg.chroms or records:
-                seq = decode(records[name].codes[: cfg.max_bp])
-                fh.write(f">{name}\n")
-                fh.writelines(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60))
     summary = summarize(fasta)
     lengths = {r["name"]: r["length"] for r in summary["records"]}
     sites = read_tss(tss, tss_format)[0] if tss is not None else []
@@ -85,6 +84,36 @@ def handed_on(summary: dict[str, Any], ctx: Context) -> dict[str, str]:
     tss = ctx.genome_file(summary["tss"], ctx.data.tss)
     return {"sequence": fingerprint(fasta)["sha256"],
             "tss": "none" if tss is None else f"{fingerprint(tss)['sha256']} {summary['tss_format']}"}
+
+
+def write_part(fasta: Path, out: Path, chroms: Sequence[str] | None, max_bp: int | None) -> None:
+    """Write the records `chroms` of `fasta` (null: all), in that order, each cut to its first
+    `max_bp` bases (null: whole), as FASTA into `out`. One record is in memory at a time (hg19's
+    24 chromosomes held until written took 3 GB more than its largest): one read before the one due
+    next (the file lists them in another order) waits in a file beside `out` until it is."""
+    order = list(chroms) if chroms is not None else None
+    parked: dict[str, Path] = {}  # records read before their turn, as FASTA text
+    done = 0  # records of `order` written
+    with open(out, "w") as fh, tempfile.TemporaryDirectory(dir=out.parent,
+                                                           prefix=".genome-part") as park:
+        for rec in iter_records(fasta):
+            if order is None or rec.name == order[done]:
+                write_record(fh, rec.name, rec.codes[:max_bp])
+                done += 1
+            elif rec.name in order:
+                parked[rec.name] = Path(park) / f"{len(parked)}.fa"
+                with open(parked[rec.name], "w") as part:
+                    write_record(part, rec.name, rec.codes[:max_bp])
+            del rec  # before the next one is read
+            while order is not None and done < len(order) and order[done] in parked:
+                with open(parked.pop(order[done])) as part:
+                    shutil.copyfileobj(part, fh, 1 << 24)
+                done += 1
+            if order is not None and done == len(order):
+                break  # the rest of the file holds none of them
+    if order is not None and done < len(order):
+        missing = [c for c in order[done:] if c not in parked]
+        raise GroverError(f"genome.chroms: {', '.join(missing)} not in the genome", fasta)
 
 
 def check_annotations(ctx: Context, sites: list, lengths: dict[str, int]) -> None:
