@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import weakref
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ import torch
 import groverlm
 from groverlm.analysis.report import render_report
 from groverlm.cli import build_parser, main
+from groverlm.corpus import Region
+from groverlm.data import format_jaspar
 from groverlm.embed import EmbedConfig, embed_sequences
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome, reverse_complement
@@ -683,3 +686,62 @@ def test_variants_are_read_a_chunk_at_a_time(tiny, tmp_path, monkeypatch, capsys
     assert len(most) == 10 and max(most) <= 4, most
     assert len(out.read_text().splitlines()) == 41
     assert "score variants: 40 ok" in capsys.readouterr().out
+
+
+@pytest.fixture
+def genomes_held(monkeypatch):
+    """The record names of every fasta.Genome built meanwhile (what was held in memory)."""
+    held: list[list[str]] = []
+    init = Genome.__init__
+
+    def spy(self, records, path=None):
+        held.append([r.name for r in records])
+        init(self, records, path)
+
+    monkeypatch.setattr(Genome, "__init__", spy)
+    return held
+
+
+def test_ism_holds_only_the_regions_record(tiny, tmp_path, genomes_held):
+    """`groverlm ism` read the whole genome into memory for a region of at most MAX_ISM_BP."""
+    _, genome, model_dir, _ = tiny
+    two = write_fasta(tmp_path / "two.fa", {"chrZ": random_dna(3000, 5),
+                                            "chrA": Genome.read(genome)["chrA"].sequence()})
+    genomes_held.clear()
+    assert main(["ism", "--model", str(model_dir), "--genome", str(two), "--region",
+                 "chrA:1000-1010", "--out", str(tmp_path / "ism"), "--flank", "20", "--quiet"]) == 0
+    assert genomes_held == [["chrA"]]
+
+
+def test_the_score_stage_holds_only_the_held_out_record(tmp_path, monkeypatch, genomes_held):
+    """The CTCF readout's variants all lie in the held-out region, yet the stage read the whole
+    genome into memory to score them (hg19: 3 GB, one byte a base)."""
+    site = "CCGCGNGGNGGCAG".replace("N", "A")
+    seq = list(random_dna(6000, 3))
+    for p in (1000, 2500, 4000):  # three sites in the region, bound (in a peak)
+        seq[p : p + len(site)] = site
+    genome = write_fasta(tmp_path / "g.fa", {"chr1": random_dna(6000, 4), "chr2": "".join(seq)})
+    motif = tmp_path / "m.jaspar"
+    motif.write_text(format_jaspar("MA1", "X", {b: [20 if c == b else 0 for c in site]
+                                                for b in "ACGT"}))
+    peaks = tmp_path / "peaks.bed"
+    peaks.write_text("".join(f"chr2\t{p - 50}\t{p + 50}\n" for p in (1000, 2500, 4000)))
+    model = tmp_path / "model"
+    model.mkdir()
+
+    def scored(scorer, g, variants, progress=False):
+        assert list(g.records) == ["chr2"]
+        for i, v in enumerate(variants):
+            v.score = float(i % 7)
+        return variants
+
+    score_module = sys.modules[Scorer.__module__]  # groverlm.score is also a function's name
+    monkeypatch.setattr(Scorer, "load", lambda *a: None)
+    monkeypatch.setattr(score_module, "score_variants", scored)
+    ctx = SimpleNamespace(out=tmp_path / "score", data=SimpleNamespace(
+        ctcf_motif=motif, ctcf_peaks=(peaks,)), task_dir=lambda name: None, model=model,
+        held_out=lambda region, stage: Region("chr2", 0, 5000), genome=genome, progress=False,
+        relative=str)
+    summary = score_module.run(score_module.ScoreConfig(prom300_rows=0), ctx)
+    assert summary["ctcf"]["region"] == "chr2:0-5000" and summary["ctcf"]["snvs"] == 3 * 3 * 14
+    assert genomes_held == [["chr2"], ["chr2"]]  # loaded, then its one record for the scan

@@ -91,7 +91,7 @@ from groverlm.manifest import (
 )
 from groverlm.models import named_device, torch_threads
 from groverlm.tasks.annotations import check_on_genome
-from groverlm.tasks.common import seeded_subset
+from groverlm.tasks.common import load_genome, seeded_subset
 from groverlm.tasks.gue import load_task
 
 # torch, tqdm, pysam and our torch modules load on first use, keeping the CLI and config loading light
@@ -601,7 +601,7 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
               progress: bool = False) -> dict[str, Any]:
     """`groverlm ism`: ism.tsv, ism.npy, importance.npy, ism.png and manifest.json in `out`."""
     reg = Region.parse(region, "--region")
-    genome = Genome.read(genome_path)
+    genome = load_genome(genome_path, [reg.chrom], "--region")  # its record alone, not the genome
     _, _, end = reg.bounds(genome.lengths, "--region", genome_path)
     if end - reg.start > MAX_ISM_BP:  # every base's 3 changes are held at once, then scored
         raise GroverError(f"--region {reg} spans {end - reg.start:,} bp: ism scores 3 changes per "
@@ -723,10 +723,12 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
             res["prom300"].update(given_tokens=ids is not None, rows=source)
         if not skipped["CTCF"]:
             region = ctx.held_out(cfg.region, "score")
-            snvs, ic = bound_ctcf_snvs(ctx.genome, d.ctcf_motif, list(d.ctcf_peaks), region,
+            # the region's record alone: the whole genome held for it took 1 byte a base (hg19: 3 GB)
+            genome = load_genome(ctx.genome, [region.chrom])
+            snvs, ic = bound_ctcf_snvs(genome, d.ctcf_motif, list(d.ctcf_peaks), region,
                                        cfg.ctcf_sites, cfg.seed)
             variants = [Variant(s.chrom, s.pos + 1, s.ref, s.alt) for s in snvs]
-            score_variants(scorer, Genome.read(ctx.genome), variants, ctx.progress)
+            score_variants(scorer, genome, variants, ctx.progress)
             res["ctcf"] = {"region": str(region), **ctcf_readout(
                 snvs, [v.score for v in variants], ic)}
             res["ctcf"]["points"] = [[round(s.delta_log_odds, 4), round(v.score, 4),

@@ -29,9 +29,9 @@ import numpy as np
 
 from groverlm import lazy
 from groverlm.errors import GroverError
-from groverlm.fasta import BASES, reverse_complement
+from groverlm.fasta import BASES, Genome, reverse_complement
 from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
-from groverlm.tasks.common import load_genome, seeded_subset
+from groverlm.tasks.common import seeded_subset
 from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_genome, suppress
 from groverlm.tasks.gue import Split
 
@@ -96,18 +96,18 @@ def site_snvs(seq_plus: str, chrom: str, start: int, strand: str, pwm: np.ndarra
     return out
 
 
-def bound_ctcf_snvs(genome: str | Path, motif: str | Path, peaks: Sequence[str | Path],
+def bound_ctcf_snvs(g: Genome, motif: str | Path, peaks: Sequence[str | Path],
                     region: Any, max_sites: int | None = 100, seed: int = 0
                     ) -> tuple[list[MotifSNV], np.ndarray]:
-    """Every SNV of the bound CTCF motif sites inside `region` (a corpus.Region); with the
-    motif's information content per position. Sites are found as the CTCF task finds them
-    (tasks.ctcf defaults: relative threshold, spacing); at most `max_sites`, a seeded draw."""
+    """Every SNV of the bound CTCF motif sites inside `region` (a corpus.Region) of `g` (a
+    fasta.Genome holding region.chrom: `tasks.common.load_genome(path, [region.chrom])`, not the
+    whole genome); with the motif's information content per position. Sites are found as the CTCF
+    task finds them (tasks.ctcf defaults: relative threshold, spacing), on region.chrom alone; at
+    most `max_sites`, a seeded draw."""
     mot = read_jaspar(motif)
     cfg = CTCFConfig()
     pwm = mot.log_odds(cfg.pseudocount)
-    g = load_genome(genome, [region.chrom])
-    if region.chrom not in g.records:
-        raise GroverError(f"no record {region.chrom!r} in the genome", genome)
+    g = Genome([g[region.chrom]], g.path)  # the scan reads every record it is given
     bound = union_intervals([read_bed_intervals(p) for p in peaks])
     L = len(mot)
     end = region.end if region.end is not None else len(g.records[region.chrom].codes)
