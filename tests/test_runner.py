@@ -320,6 +320,34 @@ def test_a_plan_says_what_a_run_would_redo_and_writes_nothing(toy, monkeypatch, 
     assert listing() == before and calls == []
 
 
+def test_a_plan_says_when_a_run_would_stop_at_a_stage_it_puts_out_of_date(toy, monkeypatch):
+    """--only a,c after a setting of a changed: the plan said a would run, b (which c reads) not
+    selected and c up to date, and the run redid a, then stopped at b, out of date after a. The
+    plan now says b stops the run, or may, when a says what it hands on."""
+    make, calls = toy
+
+    def plan(cfg, **kw):
+        return [(r.name, r.status) for r in run_pipeline(cfg, plan=True, **kw)]
+
+    run_pipeline(make())
+    stop = "the stages asked for need it, so a run would stop"
+    assert plan(make(a=2), only=["a", "c"]) == [
+        ("a", "would run: out of date (config changed: x: 1 -> 2)"),
+        ("b", f"not selected, and out of date once a is redone: {stop}"), ("c", "up to date")]
+    calls.clear()
+    with pytest.raises(GroverError, match="stage 'b' is out of date"):
+        run_pipeline(make(a=2), only=["a", "c"])
+    assert calls == ["a"]
+    # a says what it hands on, the same after a redo: b may stay up to date, and here it does
+    monkeypatch.setattr(sys.modules["toy_a"], "handed_on", lambda summary, ctx: {"all": "same"},
+                        raising=False)
+    run_pipeline(make(), force=True)
+    assert plan(make(a=3), only=["a", "c"])[1] == (
+        "b", f"not selected, and out of date if the redone a changes what it reads: {stop} then")
+    calls.clear()
+    assert statuses(run_pipeline(make(a=3), only=["a", "c"])) == [
+        "ran", "not selected", "skipped (up to date)"]
+
 def test_a_removal_cut_short_never_leaves_a_stage_that_looks_finished(toy, monkeypatch):
     """A changed setting (or --force) removes the stage folder before the stage runs again. Killed
     midway through that removal (a big pretraining folder takes seconds), the folder kept its

@@ -515,18 +515,28 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[s
     results = []
     for stage in STAGES:
         why = status(stage) if stage.name in selected | needed else "done"
+        # its needs a run would redo first: changing what it reads (`after`), or perhaps
+        after = [n for n in stage.needs if n in runs
+                 and (stage.reads_all or _stage(n)._hook("handed_on") is None)]
+        perhaps = {r for n in stage.needs for r in ({n} if n in runs else maybe.get(n, ()))}
         if stage.name not in selected:
             text = "not selected"
+            stop = "the stages asked for need it, so a run would stop"
+            # a run checks it when it gets there, after the selected stages before it ran
             if stage.name in needed and why != "done":
-                text += f", and {why}: the stages asked for need it, so a run would stop"
+                text += f", and {why}: {stop}"
+            elif stage.name in needed and after:
+                text += f", and out of date once {', '.join(after)} is redone: {stop}"
+            elif stage.name in needed and perhaps:
+                text += (f", and out of date if the redone {' or '.join(sorted(perhaps))} changes "
+                         f"what it reads: {stop} then")
         elif force or why != "done":
             text = f"would run: {'--force' if force else why}"
             runs.add(stage.name)
-        elif after := [n for n in stage.needs if n in runs
-                       and (stage.reads_all or _stage(n)._hook("handed_on") is None)]:
+        elif after:
             text = f"would run: after {', '.join(after)}"
             runs.add(stage.name)
-        elif perhaps := {r for n in stage.needs for r in ({n} if n in runs else maybe.get(n, ()))}:
+        elif perhaps:
             maybe[stage.name] = perhaps
             text = (f"may run: only if the redone {' or '.join(sorted(perhaps))} changes what the "
                     "stages after it read")
