@@ -301,13 +301,16 @@ def test_a_plan_says_what_a_run_would_redo_and_writes_nothing(toy, monkeypatch, 
     before = listing()
     assert plan(make(), only=["b"], force=True)[1:] == [("b", "would run: --force"),
                                                         ("c", "not selected")]
-    # b says what it hands on: c may not need redoing
-    monkeypatch.setattr(sys.modules["toy_b"], "handed_on", lambda summary, ctx: {"all": "same"},
-                        raising=False)
+    # a and b say what they hand on (and did when the stages after them ran)
+    for name in "ab":
+        monkeypatch.setattr(sys.modules[f"toy_{name}"], "handed_on",
+                            lambda summary, ctx: {"all": "same"}, raising=False)
+    run_pipeline(make(), force=True)
+    before, calls[:] = listing(), []
+    # c may not need redoing
     assert plan(make(b=2))[2] == ("c", "may run: only if the redone b changes what the stages "
                                        "after it read")
-    monkeypatch.setattr(sys.modules["toy_a"], "handed_on", lambda summary, ctx: {"all": "same"},
-                        raising=False)  # a stage after one that may run: on the same condition
+    # a stage after one that may run: on the same condition
     assert [t for _, t in plan(make(a=2))][1:] == [
         "may run: only if the redone a changes what the stages after it read"] * 2
     assert listing() == before and calls == []
@@ -347,6 +350,29 @@ def test_a_plan_says_when_a_run_would_stop_at_a_stage_it_puts_out_of_date(toy, m
     calls.clear()
     assert statuses(run_pipeline(make(a=3), only=["a", "c"])) == [
         "ran", "not selected", "skipped (up to date)"]
+
+def test_a_plan_knows_a_stage_recorded_before_its_need_said_what_it_hands_on(toy, monkeypatch):
+    """In a run folder made before the genome stage said what it hands on, a new TSS list redid
+    BPE, the corpus and pretraining (their manifests knew the genome by its whole manifest, which
+    the redo changes), while the plan said each 'may run: only if the redone genome changes what
+    the stages after it read'. Such a stage's line now says it would run, as it does; once it
+    has run since, it may."""
+    make, calls = toy
+
+    def plan(cfg):
+        return [(r.name, r.status) for r in run_pipeline(cfg, plan=True)]
+
+    run_pipeline(make())  # a says nothing of what it hands on, as before
+    monkeypatch.setattr(sys.modules["toy_a"], "handed_on", lambda summary, ctx: {"all": "same"},
+                        raising=False)
+    assert plan(make(a=2))[1:] == [("b", "would run: after a"), ("c", "would run: after b")]
+    calls.clear()
+    run_pipeline(make(a=2))
+    assert calls == ["a", "b", "c"]
+    assert plan(make(a=3))[1][1].startswith("may run: only if the redone a changes")
+    calls.clear()
+    run_pipeline(make(a=3))
+    assert calls == ["a"]
 
 def test_a_removal_cut_short_never_leaves_a_stage_that_looks_finished(toy, monkeypatch):
     """A changed setting (or --force) removes the stage folder before the stage runs again. Killed

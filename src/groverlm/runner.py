@@ -516,8 +516,9 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[s
     for stage in STAGES:
         why = status(stage) if stage.name in selected | needed else "done"
         # its needs a run would redo first: changing what it reads (`after`), or perhaps
-        after = [n for n in stage.needs if n in runs
-                 and (stage.reads_all or _stage(n)._hook("handed_on") is None)]
+        known = set() if data is None else _known_by_handed_on(stage, run_dir)
+        after = [n for n in stage.needs if n in runs and (
+            stage.reads_all or n not in known or _stage(n)._hook("handed_on") is None)]
         perhaps = {r for n in stage.needs for r in ({n} if n in runs else maybe.get(n, ()))}
         if stage.name not in selected:
             text = "not selected"
@@ -546,6 +547,21 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[s
         if on_stage is not None:
             on_stage(results[-1])
     return results
+
+
+def _known_by_handed_on(stage: Stage, run_dir: Path) -> set[str]:
+    """The needs a finished stage's manifest records by the digest of what they hand on
+    (`_need_record`). It knows the others by their whole manifest (a stage finished before its
+    need said what it hands on), which any redo of them changes."""
+    try:
+        inputs = read_manifest(run_dir / stage.name).get("inputs") or []
+    except GroverError:  # not finished: it runs anyway
+        return set()
+    if len(inputs) < len(stage.needs):
+        return set()
+    # the needs' records come last, in order (`stage_key`)
+    return {n for n, r in zip(stage.needs, inputs[len(inputs) - len(stage.needs):], strict=True)
+            if isinstance(r, dict) and r.get("kind") == HANDED_ON}
 
 
 def _needed(selected: set[str]) -> set[str]:
