@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from groverlm.analysis import analyze
 from groverlm.cli import main
+from groverlm.config import load_config
+from groverlm.context import Context, DataFiles
 from groverlm.manifest import write_json, write_manifest
 from groverlm.metrics import make_result, write_metrics
 
@@ -90,6 +93,30 @@ def test_analyze_outputs_and_manifest(run):
     ann = json.loads((run / "analysis" / "annotations.json").read_text())["result"]
     assert [p["annotation"] for p in ann["probes"]] == ["repeat", "tss", "gc"]  # no CpG file
 
+
+
+def test_the_analysis_stage_reads_the_tss_list_in_the_run_s_format(run, tmp_path):
+    """A TSS list only data.tss_format tells apart (RefSeq's three columns and a fourth, the gene's
+    name) on a whole genome: the genome stage and the tasks read it in that format, and the
+    analysis stage, which read it as `auto`, failed 'unrecognized TSS format' after pretraining."""
+    made = json.loads((run / "analysis" / "manifest.json").read_text())
+    genome = next(Path(i["path"]) for i in made["inputs"] if i["path"].endswith("genome.fa"))
+    tss = tmp_path / "tss.tsv"
+    tss.write_text("chrA\t39000\t+\tgeneA\nchrB\t100\t-\tgeneB\n")
+    (tmp_path / "corpus" / "corpus").mkdir(parents=True)  # read by masked accuracy alone
+    for stage, summary in [("genome", {"fasta": None, "tss": None, "tss_format": "refseq"}),
+                           ("select_vocab", {"cycles": 120, "vocab": str(run / "vocab")}),
+                           ("pretrain", {"model": made["model"]}),
+                           ("corpus", {"corpus": "corpus/corpus"})]:
+        write_manifest(tmp_path / stage, f"run-{stage}", {}, [], summary=summary)
+    cfg = load_config(None, ["data.tss_format=refseq", "analysis.analyze.only=[annotations]",
+                             "analysis.analyze.annotation_windows=30",
+                             "analysis.analyze.tokens=30"])
+    data = DataFiles(genome=genome, tss=tss, ctcf_motif=None, ctcf_peaks=())
+    ctx = Context(tmp_path, tmp_path / "analysis", cfg, data, progress=False)
+    assert analyze.run(cfg.stage("analysis"), ctx)["ran"] == ["annotations"]
+    result = json.loads((tmp_path / "analysis" / "analyses" / "annotations.json").read_text())
+    assert [p["annotation"] for p in result["result"]["probes"]] == ["tss", "gc"]
 
 def test_analyze_windows_stay_within_the_pretrained_positions(run, tmp_path):
     """A model pretrained on short samples (its tokenizer's limit, as `groverlm pretrain` saves it)

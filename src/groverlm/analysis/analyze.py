@@ -111,10 +111,12 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
                  model_dir: str | Path | None = None, genome: str | Path | None = None,
                  repeats: str | Path | None = None, cpg: str | Path | None = None,
                  tss: str | Path | None = None, ann_cfg: Any = None, overwrite: bool = False,
-                 progress: bool = True, corpus: str | Path | None = None) -> dict:
+                 progress: bool = True, corpus: str | Path | None = None,
+                 tss_format: str = "auto") -> dict:
     """Run the analyses into `out`; returns the manifest. `corpus` (the model's pretraining
     corpus) gives masked accuracy its unigram and context-table baselines as pretraining's
-    evaluation counts them (without it: the vocabulary's most frequent token, and no table)."""
+    evaluation counts them (without it: the vocabulary's most frequent token, and no table).
+    `tss_format`: how the TSS list reads (a run's data.tss_format; the command detects it)."""
     ann_cfg = ann_cfg or ann.AnnotationConfig(seed=cfg.seed)
     given = {"vocab": vocab, "model": model_dir, "genome": genome}
     wanted = list(cfg.only or ANALYSES)
@@ -168,6 +170,8 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
                     "inputs": [prints.get(k) for k in used]}
         if name == "annotations":
             settings["config"]["annotation"] = stable(ann_cfg)
+            if tss_format != "auto":  # recorded only when given: results kept before read `auto`
+                settings["config"]["tss_format"] = tss_format
         path = out / f"{name}.json"
         kept = cached(path, settings)
         if kept is not None:
@@ -199,7 +203,8 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
             figs["context.png"] = context.plot_self_similarity(result)
         else:
             wins = genome_windows(cfg.annotation_windows, cfg.seed + 1)
-            tracks = ann.read_annotations(repeats, cpg, tss, records={w.chrom for w in wins})
+            tracks = ann.read_annotations(repeats, cpg, tss, records={w.chrom for w in wins},
+                                          tss_format=tss_format)
             result, proj, values = ann.annotation_analysis(model, tokenizer, wins, tracks, ann_cfg,
                                                            cfg.batch_size, cfg.layer, progress)
             for kind, coords in proj.items():
@@ -240,10 +245,11 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     window embeddings against annotations (groverlm.analysis.analyze)."""
     out = ctx.out / "analyses"
     if not finished(out):
-        d = ctx.data
+        d, (tss, tss_format) = ctx.data, ctx.tss
         run_analyses(out, cfg.analyze, vocab=ctx.vocab, model_dir=ctx.model, genome=ctx.genome,
-                     repeats=d.repeats, cpg=d.cpg, tss=ctx.tss[0], ann_cfg=cfg.annotations,
-                     progress=ctx.progress, corpus=ctx.path(ctx.summary("corpus")["corpus"]))
+                     repeats=d.repeats, cpg=d.cpg, tss=tss, ann_cfg=cfg.annotations,
+                     progress=ctx.progress, corpus=ctx.path(ctx.summary("corpus")["corpus"]),
+                     tss_format=tss_format)
     m = read_manifest(out)
     return {"analyses": ctx.relative(out), "ran": sorted(m.get("analyses") or m.get("files") or [])}
 

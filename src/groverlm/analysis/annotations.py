@@ -97,10 +97,11 @@ def tss_distance(positions: dict[str, np.ndarray], chrom: str, start: int, end: 
 
 
 def read_annotations(repeats: str | Path | None = None, cpg: str | Path | None = None,
-                     tss: str | Path | None = None, records: Iterable[str] | None = None
-                     ) -> dict[str, dict[str, np.ndarray]]:
-    """Merged repeat and CpG intervals and sorted TSS positions per chromosome (those given); with
-    the genome's `records`, a file with nothing on them is an error (`check_on_genome`)."""
+                     tss: str | Path | None = None, records: Iterable[str] | None = None,
+                     tss_format: str = "auto") -> dict[str, dict[str, np.ndarray]]:
+    """Merged repeat and CpG intervals and sorted TSS positions per chromosome (those given; the
+    TSS list in `tss_format`, a run's data.tss_format); with the genome's `records`, a file with
+    nothing on them is an error (`check_on_genome`)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     paths = {"repeat": repeats, "cpg_island": cpg, "tss": tss}
     if repeats is not None:
@@ -108,7 +109,7 @@ def read_annotations(repeats: str | Path | None = None, cpg: str | Path | None =
     if cpg is not None:
         out["cpg_island"] = read_bed_intervals(cpg)
     if tss is not None:
-        sites, _ = read_tss(tss)
+        sites, _ = read_tss(tss, tss_format)
         pos: dict[str, list[int]] = {}
         for t in sites:
             pos.setdefault(t.chrom, []).append(t.pos)
