@@ -17,15 +17,18 @@ from groverlm import pretrain
 from groverlm.bpe.train import write_training
 from groverlm.cli import main
 from groverlm.config import load_config
+from groverlm.context import Context
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
-from groverlm.manifest import LOCK, SETTINGS
+from groverlm.manifest import LOCK, SETTINGS, write_json, write_manifest
 from groverlm.runner import run_pipeline
 from groverlm.select_vocab import (
     LIFT,
+    PROBE,
     baseline_rows,
     draw_selection,
+    handed_on,
     preflight,
     reference_accuracy,
     reference_styles,
@@ -494,6 +497,29 @@ def test_no_two_lines_of_the_selection_figure_look_alike():
     k2 = draw_selection(bpe + refs, [2], selected=600).axes[0]
     drawn = {ln.get_label(): to_hex(ln.get_color()) for ln in k2.get_lines()}
     assert all(drawn[n] == looks[n][0] for n in looks)
+
+
+def test_what_the_selection_hands_on_holds_no_path_of_the_run_folder(tmp_path):
+    """A selection redone to the same vocabulary in a run folder that had been moved (or under
+    another probe_bp) redid the corpus, pretraining and every stage after them: the digest it hands
+    on covered the vocabulary folder's nt_per_token.json, which records the probed genome's
+    absolute path (and probe_bp), and which only the selection reads. It covers the files that the
+    later stages read, and those alone."""
+    summary = {"cycles": 20, "vocab": "select_vocab/selection/vocab/bpe-20"}
+
+    def digest(run: str, tokenizer: str = "{}", probe_bp: int = 100) -> dict[str, str]:
+        vocab = tmp_path / run / summary["vocab"]
+        vocab.mkdir(parents=True, exist_ok=True)
+        (vocab / "tokenizer.json").write_text(tokenizer)
+        write_json(vocab / PROBE, {"nt_per_token": 3.0, "probe_bp": probe_bp, "genome": str(
+            tmp_path / run / "select_vocab" / "selection" / "genome" / "pretrain.fa")})
+        write_manifest(vocab, "bpe-export", {"cycles": 20}, [])
+        return handed_on(summary, Context(tmp_path / run, tmp_path / run / "select_vocab", None,
+                                          None))
+
+    first = digest("run")
+    assert digest("moved") == first and digest("run", probe_bp=200) == first
+    assert digest("run", tokenizer='{"model": 1}') != first
 
 
 # the `inputs` genome as a run: its BPE stage and a selection of sv_args' size

@@ -910,12 +910,13 @@ def keeps_parts(cfg: Any, config: Any) -> bool:
 def handed_on(summary: dict[str, Any], ctx: Context) -> dict[str, str]:
     """What the stages after selection read of it (runner.Stage.handed_on): the chosen
     vocabulary, by cycle count, place and files (not its export's manifest.json, whose times
-    differ at every export). Not the selection's tables and figure, which only the report reads,
+    differ at every export, nor the selection's own PROBE, which records the probed genome's
+    absolute path). Not the selection's tables and figure, which only the report reads,
     so a selection redone under other next-k-mer settings that chooses the same vocabulary, or
     redone after BPE was redone to the same merges, leaves the corpus, pretraining and the stages
     after them done."""
     h = hashlib.sha256(json.dumps([summary["cycles"], summary["vocab"]]).encode())
-    h.update(contents_sha256(ctx.path(summary["vocab"]), skip=(MANIFEST,)).encode())
+    h.update(contents_sha256(ctx.path(summary["vocab"]), skip=(MANIFEST, PROBE)).encode())
     return {"vocab": h.hexdigest()}
 
 
