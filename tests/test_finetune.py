@@ -29,14 +29,13 @@ from groverlm.finetune import (
     finetune_splits,
     learning_rate,
     load_classifier,
-    merges_sha256_of,
     pool_windows,
     predict,
     set_prior_bias,
     use_class_weights,
 )
 from groverlm.kmer_vocab import write_kmer_vocab
-from groverlm.manifest import write_json
+from groverlm.manifest import merges_sha256_of, write_json
 from groverlm.metrics import classification_metrics, read_metrics
 from groverlm.models import build_config, load_tokenizer, new_mlm_model, save_model
 from groverlm.tasks.gue import load_task

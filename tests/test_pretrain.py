@@ -296,6 +296,11 @@ def test_pretrain_cli_writes_a_loadable_model(corpus, tmp_path, capsys):
     assert ck.config.vocab_size == len(AutoTokenizer.from_pretrained(latest_checkpoint(out)))
     man = read_json(out / "manifest.json")
     assert man["stage"] == "pretrain" and man["config"]["mask_rate"] == 0.15
+    # the vocabulary's merges, recorded by the corpus and the model themselves: finetune and score
+    # found them through the absolute paths of their inputs, lost when a run folder is moved
+    vocab = Path(read_json(corpus / "manifest.json")["inputs"][0]["path"])
+    assert man["merges_sha256"] == read_json(corpus / "manifest.json")["merges_sha256"] == (
+        read_json(vocab / "manifest.json")["merges_sha256"]) is not None
     # a finished run is not replaced, an unfinished one is not restarted by accident
     assert main(pretrain_args(corpus, out, "--max-steps", "6")) == 2
     (out / "manifest.json").unlink()

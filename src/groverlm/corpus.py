@@ -47,6 +47,7 @@ from groverlm.manifest import (
     MANIFEST,
     fingerprint,
     finished,
+    merges_sha256_of,
     prepare_out,
     read_manifest,
     write_manifest,
@@ -525,6 +526,8 @@ def write_corpus(vocab: str | Path, genome: str | Path, out: str | Path, cfg: Co
                   "shards": int(samples[s][:, 0].max()) + 1} for s in SPLITS}
     return write_manifest(
         out, "corpus", config, inputs, seed=cfg.seed, source=source,
+        # its own record: finetune and score look it up here, and paths break when a run moves
+        merges_sha256=merges_sha256_of(vocab),
         records=[{"name": n, "length": records[n]} for n in record_index],
         dtype=dtype.name, vocab_size=vocab_size, sample_fields=list(SAMPLE_FIELDS), splits=splits,
         most_frequent_token={"id": order[0], "token": tok.convert_ids_to_tokens(order[0]),

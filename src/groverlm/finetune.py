@@ -85,6 +85,7 @@ from groverlm.manifest import (
     check_resume,
     clear_outputs,
     finished,
+    merges_sha256_of,
     model_sha256,
     prepare_out,
     write_json,
@@ -351,27 +352,6 @@ def use_class_weights(labels: np.ndarray, cfg: ClassifierConfig) -> bool:
 
 # ----------------------------------------------------------------------------------------------
 # Vocabulary identity and tokenization
-
-
-def merges_sha256_of(folder: str | Path, _depth: int = 0) -> str | None:
-    """The BPE merges fingerprint of a vocabulary or model folder, when its manifests say it: a `bpe
-    export` folder records it; a pretrained model through its corpus's vocabulary; our fine-tuned
-    models record it. None when unknown (a k-mer vocabulary, a folder without manifest)."""
-    path = Path(folder) / "manifest.json"
-    if _depth > 4 or not path.exists():
-        return None
-    try:
-        m = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    if m.get("merges_sha256"):
-        return m["merges_sha256"]
-    stage, config = m.get("stage"), m.get("config") or {}
-    if stage == "pretrain" and config.get("corpus"):
-        return merges_sha256_of(config["corpus"], _depth + 1)
-    if stage == "corpus" and m.get("inputs"):
-        return merges_sha256_of(m["inputs"][0]["path"], _depth + 1)
-    return None
 
 
 def given_tokens_apply(task, model_dir: str | Path) -> bool:

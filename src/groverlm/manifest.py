@@ -387,6 +387,28 @@ def model_sha256(model_dir: str | Path) -> str | None:
     return fingerprint(model_dir).get("sha256")
 
 
+def merges_sha256_of(folder: str | Path, _depth: int = 0) -> str | None:
+    """The BPE merges fingerprint of a vocabulary or model folder, when its manifests say it: a `bpe
+    export` folder records it, and so do the corpus and the model made from it and our fine-tuned
+    models; older corpora and models through the paths of their inputs (absolute: not found in a
+    run folder moved since). None when unknown (a k-mer vocabulary, a folder without manifest)."""
+    path = Path(folder) / MANIFEST
+    if _depth > 4 or not path.exists():
+        return None
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if m.get("merges_sha256"):
+        return m["merges_sha256"]
+    stage, config = m.get("stage"), m.get("config") or {}
+    if stage == "pretrain" and config.get("corpus"):
+        return merges_sha256_of(config["corpus"], _depth + 1)
+    if stage == "corpus" and m.get("inputs"):
+        return merges_sha256_of(m["inputs"][0]["path"], _depth + 1)
+    return None
+
+
 def _hash_file(path: Path, h) -> None:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):

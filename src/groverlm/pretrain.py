@@ -45,6 +45,7 @@ from groverlm.manifest import (
     clear_outputs,
     finished,
     folder_lock,
+    merges_sha256_of,
     passed_locks,
     write_json,
     write_manifest,
@@ -406,6 +407,7 @@ def _pretrain(corpus_path: str | Path, out: Path, cfg: ModelConfig, tcfg, resume
     config = {"corpus": str(corpus_path), **asdict(cfg), "train": asdict(tcfg),
               "model": model_fields(run.model.config)}
     write_manifest(out, "pretrain", config, [corpus_path], seed=tcfg.seed, eval=summary,
+                   merges_sha256=merges_sha256_of(corpus_path),  # as the corpus records it
                    parameters=count_parameters(run.model),
                    non_embedding_parameters=count_parameters(run.model, embeddings=False))
     return summary
