@@ -242,3 +242,50 @@ def test_a_model_predicting_one_class_for_every_test_row_is_warned(tmp_path, cap
                  "--quiet"]) == 0
     assert "cnn on same predicts one class for every test row (seed 0): MCC 0; too little " \
            "training data?" in caplog.text
+
+
+def test_a_run_keeps_a_baseline_only_if_made_from_the_same_task_and_settings(tmp_path,
+                                                                              monkeypatch):
+    """The runner hands the baselines stage its folder whatever changed (Stage.checks_parts): a
+    finished TF-IDF or CNN part is kept only when its manifest records the task folder (and
+    vocabulary) and the settings it would be made from now; else it is made again. A part no
+    longer asked for is removed (the report reads every metrics.json under the stage)."""
+    from groverlm import baselines
+    from groverlm.config import load_config
+    from groverlm.context import Context
+    from groverlm.manifest import write_manifest
+
+    run = tmp_path / "run"
+    for name in ("prom300", "ctcf"):
+        write_task(run / "tasks" / name)
+        write_manifest(run / "tasks" / name, f"tasks-{name}", {}, [], task=name)
+    write_manifest(run / "tasks", "run-tasks", {}, [],
+                   summary={n: {"dir": f"tasks/{n}"} for n in ("prom300", "ctcf")})
+    made: list[str] = []
+
+    def counted(real):
+        def make(task_dir, out, *args, **kwargs):
+            made.append(str(out.relative_to(run / "baselines")))
+            return real(task_dir, out, *args, **kwargs)
+        return make
+
+    for fn in ("tfidf_task", "cnn_task"):
+        monkeypatch.setattr(baselines, fn, counted(getattr(baselines, fn)))
+
+    def score(*sets: str) -> list[str]:
+        cfg = load_config(None, ["tasks.build=[prom300,ctcf]", "baselines.bpe=false",
+                                 "baselines.tfidf.ks=[4]", "baselines.tfidf.models=[lr]",
+                                 "baselines.cnn.channels=8", "baselines.cnn.epochs=2", *sets])
+        made.clear()
+        baselines.run(cfg.stage("baselines"), Context(run, run / "baselines", cfg, None, False))
+        return sorted(made)
+
+    assert score() == ["cnn/ctcf", "cnn/prom300", "ctcf", "prom300"]
+    assert score("baselines.tfidf.n_jobs=1", "baselines.cnn.threads=2") == []  # volatile
+    kept = (run / "baselines" / "prom300" / "metrics.json").stat().st_mtime_ns
+    write_manifest(run / "tasks" / "ctcf", "tasks-ctcf", {"window": 50}, [], task="ctcf")
+    assert score() == ["cnn/ctcf", "ctcf"]
+    assert (run / "baselines" / "prom300" / "metrics.json").stat().st_mtime_ns == kept
+    assert score("baselines.cnn.epochs=1") == ["cnn/ctcf", "cnn/prom300"]
+    assert score("baselines.cnn=null", "baselines.tasks=[prom300]") == []
+    assert sorted(p.name for p in (run / "baselines").iterdir()) == ["prom300"]

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from groverlm import finetune
 from groverlm.batching import window_starts
 from groverlm.cli import main
+from groverlm.config import load_config
+from groverlm.context import Context
 from groverlm.errors import GroverError
 from groverlm.finetune import (
     ClassifierConfig,
@@ -35,7 +37,7 @@ from groverlm.finetune import (
     use_class_weights,
 )
 from groverlm.kmer_vocab import write_kmer_vocab
-from groverlm.manifest import merges_sha256_of, write_json
+from groverlm.manifest import merges_sha256_of, write_json, write_manifest
 from groverlm.metrics import classification_metrics, read_metrics
 from groverlm.models import build_config, load_tokenizer, new_mlm_model, save_model
 from groverlm.tasks.gue import load_task
@@ -510,3 +512,58 @@ def test_a_model_predicting_one_class_for_every_test_row_is_warned(kmer_model, t
     assert main(ft_args(kmer_model, task, tmp_path / "ft", "--epochs", "1", "--seeds", "0")) == 0
     assert "predicts one class for every test row (seed 0): MCC 0; too little training data?" \
         in caplog.text
+
+
+def run_folder_with_tasks(run: Path, model: Path | None, names: dict[str, int]) -> Path:
+    """A run folder as the stages before fine-tuning and baselines leave it: a pretrained model
+    (`model` copied), the vocabulary's cycle count and composition tasks (name: seed) built."""
+    if model is not None:
+        shutil.copytree(model, run / "pretrain" / "model")
+        write_manifest(run / "pretrain", "run-pretrain", {}, [], summary={"model": "pretrain/model"})
+    write_manifest(run / "select_vocab", "run-select_vocab", {}, [], summary={"cycles": 16})
+    for name, seed in names.items():
+        composition_task(run / "tasks" / name, seed=seed, n=(40, 20, 20))
+        write_manifest(run / "tasks" / name, f"tasks-{name}", {}, [], task=name)
+    write_manifest(run / "tasks", "run-tasks", {}, [],
+                   summary={name: {"dir": f"tasks/{name}"} for name in names})
+    return run
+
+
+def test_a_run_keeps_a_fine_tuning_only_if_made_from_the_same_model_task_and_settings(
+        kmer_model, tmp_path, monkeypatch):
+    """The runner hands the fine-tuning stage its folder whatever changed (Stage.checks_parts):
+    a finished part is kept only when its manifest records the model, the task folder and the
+    settings it would be made from now; else it is made again (a rebuilt CTCF task was read from
+    its old fine-tuning). A part no longer asked for is removed (the report reads every one)."""
+    run = run_folder_with_tasks(tmp_path / "run", kmer_model, {"prom300": 0, "ctcf": 1})
+    made: list[str] = []
+    real = finetune.finetune_task
+
+    def counted(model_dir, task_dir, out, *args, **kwargs):
+        made.append(str(Path(out).relative_to(run / "finetune")))
+        return real(model_dir, task_dir, out, *args, **kwargs)
+
+    monkeypatch.setattr(finetune, "finetune_task", counted)
+
+    def fine_tune(*sets: str) -> list[str]:
+        cfg = load_config(None, ["finetune.classifier.epochs=1", "finetune.classifier.seeds=[0]",
+                                 "finetune.classifier.threads=1", "finetune.scratch=true",
+                                 "tasks.build=[prom300,ctcf]", *sets])
+        made.clear()
+        finetune.run(cfg.stage("finetune"), Context(run, run / "finetune", cfg, None, False))
+        return sorted(made)
+
+    everything = ["ctcf", "prom300", "scratch/ctcf", "scratch/prom300"]
+    assert fine_tune() == everything
+    assert fine_tune("finetune.classifier.device=cpu") == []  # volatile: no result changes
+    kept = (run / "finetune" / "prom300" / "metrics.json").stat().st_mtime_ns
+    write_manifest(run / "tasks" / "ctcf", "tasks-ctcf", {"window": 50}, [], task="ctcf")
+    assert fine_tune() == ["ctcf", "scratch/ctcf"]
+    assert (run / "finetune" / "prom300" / "metrics.json").stat().st_mtime_ns == kept
+    assert fine_tune("finetune.per_task={ctcf: {lr: 0.001}}") == ["ctcf", "scratch/ctcf"]
+    model = run / "pretrain" / "model"
+    write_manifest(model, "pretrain-model", {"steps": 7}, [])  # another pretraining
+    assert fine_tune("finetune.per_task={ctcf: {lr: 0.001}}") == everything
+    assert fine_tune("finetune.per_task={ctcf: {lr: 0.001}}", "finetune.scratch=false",
+                     "finetune.tasks=[ctcf]") == []
+    assert sorted(p.name for p in (run / "finetune").iterdir()) == ["ctcf"]

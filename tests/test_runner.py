@@ -232,6 +232,39 @@ def test_a_stage_that_keeps_parts_gets_its_folder_under_new_settings_not_new_inp
         assert calls == expected
 
 
+def test_a_stage_that_checks_its_parts_gets_its_finished_folder_whatever_changed(
+        toy, monkeypatch):
+    """A stage whose run checks every part it keeps against what it would make it from now
+    (Stage.checks_parts: the tasks, fine-tuning, baselines) is handed its finished folder under new
+    settings and new inputs alike, and the plan says so; not with --force, nor after an attempt
+    interrupted under other settings (its unfinished part would be resumed under the new ones)."""
+    make, calls = toy
+    a, b, c = runner.STAGES
+    monkeypatch.setattr(runner, "STAGES", [a, replace(b, checks_parts=True), c])
+    run_pipeline(make())
+    keeps = "; keeps the parts made from unchanged settings and inputs"
+    for settings, why, redone in (({"b": 2}, "out of date (config changed: x: 1 -> 2)", "b"),
+                                  ({"a": 2, "b": 2}, "after a", "ab")):
+        assert run_pipeline(make(**settings), plan=True)[1].status == f"would run: {why}{keeps}"
+        calls.clear()
+        run_pipeline(make(**settings))
+        assert calls == [*redone[:-1], "b", "b:kept part", "c"]
+    calls.clear()
+    assert run_pipeline(make(a=2, b=2), only=["b"], force=True, plan=True)[1].status == (
+        "would run: --force")
+    run_pipeline(make(a=2, b=2), only=["b"], force=True)
+    assert calls == ["b"]  # removed first
+    make.fail.add("b")
+    with pytest.raises(RuntimeError):
+        run_pipeline(make(a=2, b=3))
+    make.fail.clear()
+    calls.clear()
+    assert run_pipeline(make(a=2, b=4), plan=True)[1].status == (
+        "would run: missing")  # no finished folder to hand back
+    run_pipeline(make(a=2, b=4))
+    assert calls == ["b", "c"]
+
+
 def test_a_stage_redone_to_the_same_effect_leaves_the_stages_after_it_done(toy, monkeypatch):
     """A stage module with `handed_on` (genome: the sequence and the TSS list; select_vocab: the
     chosen vocabulary) is known to the stages after it by the digests of the parts they read:

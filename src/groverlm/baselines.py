@@ -32,12 +32,26 @@ from typing import Any, ClassVar
 import numpy as np
 
 from groverlm import lazy
-from groverlm.args import add_seeds, check_unique_seeds, every_row_as_none, listed, volatile
+from groverlm.args import (
+    add_seeds,
+    check_unique_seeds,
+    every_row_as_none,
+    listed,
+    volatile,
+    volatile_keys,
+)
 from groverlm.cnn import CnnConfig, cnn_task
+from groverlm.cnn import made_from as cnn_made_from
 from groverlm.context import Context
 from groverlm.errors import GroverError, counted
 from groverlm.kmers import kmer_count_matrix, parse_ks
-from groverlm.manifest import finished, prepare_out, write_manifest, writes_folder
+from groverlm.manifest import (
+    keep_part,
+    prepare_out,
+    remove_other_parts,
+    write_manifest,
+    writes_folder,
+)
 from groverlm.metrics import (
     SELECT,
     THRESHOLDS,
@@ -307,6 +321,13 @@ def _use_given_tokens(task, vocab: str | Path) -> bool:
     return False
 
 
+def tfidf_made_from(cfg: TfidfConfig, task_dir: str | Path, vocab: str | Path | None
+                    ) -> dict[str, Any]:
+    """The config a TF-IDF baseline's manifest records, against which a run checks a finished one
+    before keeping it (`run`)."""
+    return {**asdict(cfg), "vocab": str(vocab) if vocab else None, "task_dir": str(task_dir)}
+
+
 @writes_folder
 def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
                vocab: str | Path | None = None, overwrite: bool = False,
@@ -334,8 +355,8 @@ def tfidf_task(task_dir: str | Path, out: str | Path, cfg: TfidfConfig,
     for r in results:
         warn_one_class(r)
     write_metrics(out, task.name, results, task_dir=str(task_dir), label_map=task.label_map)
-    config = {**asdict(cfg), "vocab": str(vocab) if vocab else None, "task_dir": str(task_dir)}
-    write_manifest(out, "baselines-tfidf", config, [task_dir] + ([vocab] if vocab else []),
+    write_manifest(out, "baselines-tfidf", tfidf_made_from(cfg, task_dir, vocab),
+                   [task_dir, *([vocab] if vocab else [])],
                    seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
                    sizes={s: len(task.splits[s]) for s in task.splits})
     return results
@@ -348,21 +369,28 @@ def preflight(cfg: Any, config: Any) -> None:
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     """Baselines stage: TF-IDF + random forest / logistic regression on every task (into
-    baselines/TASK/) and, when `baselines.cnn` is set, the CNN (into baselines/cnn/TASK/)."""
+    baselines/TASK/) and, when `baselines.cnn` is set, the CNN (into baselines/cnn/TASK/). A
+    finished one made from the same task folder, vocabulary and settings is kept (the runner
+    hands this stage its folder whatever changed: runner.Stage.checks_parts); one no longer asked
+    for is removed."""
+    tasks = ctx.task_dirs("baselines", cfg.tasks)
+    # "cnn" is no task name (tasks.TASKS)
+    cnns = {t.name: ctx.out / "cnn" / t.name for t in tasks} if cfg.cnn is not None else {}
+    remove_other_parts(ctx.out, [*(ctx.out / t.name for t in tasks), *cnns.values()])
     summary = {}
-    for task_dir in ctx.task_dirs("baselines", cfg.tasks):
-        name = task_dir.name
-        out = ctx.out / name
-        if not finished(out):
-            tfidf_task(task_dir, out, cfg.tfidf, vocab=ctx.vocab if cfg.bpe else None,
-                       progress=ctx.progress)
+    for task_dir in tasks:
+        out, vocab = ctx.out / task_dir.name, ctx.vocab if cfg.bpe else None
+        if not keep_part(out, tfidf_made_from(cfg.tfidf, task_dir, vocab),
+                         [task_dir, *([vocab] if vocab else [])], volatile_keys(TfidfConfig)):
+            tfidf_task(task_dir, out, cfg.tfidf, vocab=vocab, progress=ctx.progress)
         outs = [out]
         if cfg.cnn is not None:
-            outs.append(ctx.out / "cnn" / name)  # "cnn" is no task name (tasks.TASKS)
-            if not finished(outs[-1]):
+            outs.append(cnns[task_dir.name])
+            if not keep_part(outs[-1], cnn_made_from(cfg.cnn, task_dir), [task_dir],
+                             volatile_keys(CnnConfig)):
                 cnn_task(task_dir, outs[-1], cfg.cnn, progress=ctx.progress)
-        summary[name] = {r["model"]: r.get("mcc_mean", r["test"]["mcc"])
-                         for o in outs for r in read_metrics(o / "metrics.json")}
+        summary[task_dir.name] = {r["model"]: r.get("mcc_mean", r["test"]["mcc"])
+                                  for o in outs for r in read_metrics(o / "metrics.json")}
     return summary
 
 

@@ -364,6 +364,12 @@ def run_cnn(train_seqs: Sequence[str], train_labels: Sequence[int],
     return record
 
 
+def made_from(cfg: CnnConfig, task_dir: str | Path) -> dict[str, Any]:
+    """The config a CNN baseline's manifest records, against which a run checks a finished one
+    before keeping it (baselines.run)."""
+    return {**asdict(cfg), "task_dir": str(task_dir)}
+
+
 @writes_folder
 def cnn_task(task_dir: str | Path, out: str | Path, cfg: CnnConfig,
              overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
@@ -382,7 +388,7 @@ def cnn_task(task_dir: str | Path, out: str | Path, cfg: CnnConfig,
                      task.test.sequences, task.test.labels, cfg, task=task.name,
                      labels=sorted(task.label_map.values()), out=out, progress=progress)
     write_metrics(out, task.name, [record], task_dir=str(task_dir), label_map=task.label_map)
-    write_manifest(out, "baselines-cnn", {**asdict(cfg), "task_dir": str(task_dir)}, [task_dir],
+    write_manifest(out, "baselines-cnn", made_from(cfg, task_dir), [task_dir],
                    seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
                    sizes={s: len(task.splits[s]) for s in task.splits},
                    summary={"mcc_mean": record["mcc_mean"], "mcc_std": record["mcc_std"]})

@@ -73,6 +73,7 @@ from groverlm.args import (
     every_row_as_none,
     stable,
     volatile,
+    volatile_keys,
 )
 from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
@@ -85,9 +86,11 @@ from groverlm.manifest import (
     check_resume,
     clear_outputs,
     finished,
+    keep_part,
     merges_sha256_of,
     model_sha256,
     prepare_out,
+    remove_other_parts,
     write_json,
     write_manifest,
     writes_folder,
@@ -696,6 +699,14 @@ def encode_task(task, model_dir: str | Path, tokenizer, genome_context: str | Pa
     return enc, info
 
 
+def made_from(cfg: ClassifierConfig, model_dir: str | Path, task_dir: str | Path, name: str,
+              genome_context: str | Path | None = None) -> dict[str, Any]:
+    """The config a fine-tuning's manifest records (`name`: the record's model name, -scratch
+    included), against which a run checks a finished one before keeping it (`run`)."""
+    return {**asdict(cfg), "model": str(model_dir), "task_dir": str(task_dir), "name": name,
+            "genome_context": str(genome_context) if genome_context else None}
+
+
 @writes_folder
 def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
                   cfg: ClassifierConfig, genome_context: str | Path | None = None,
@@ -721,12 +732,9 @@ def finetune_task(model_dir: str | Path, task_dir: str | Path, out: str | Path,
     warn_one_class(record)
     write_metrics(out, task.name, [record], task_dir=str(task_dir), label_map=task.label_map,
                   rc=cfg.rc)
-    inputs: list[str | Path] = [model_dir, task_dir] + ([genome_context] if genome_context else [])
-    write_manifest(out, "finetune", {**asdict(cfg), "model": str(model_dir),
-                                     "task_dir": str(task_dir), "name": name,
-                                     "genome_context": str(genome_context) if genome_context
-                                     else None},
-                   inputs, seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
+    write_manifest(out, "finetune", made_from(cfg, model_dir, task_dir, name, genome_context),
+                   [model_dir, task_dir, *([genome_context] if genome_context else [])],
+                   seed=cfg.seeds[0], seconds=round(time.perf_counter() - t0, 1),
                    sizes={s: len(task.splits[s]) for s in task.splits},
                    merges_sha256=merges_sha256_of(model_dir), **info,
                    summary={"mcc_mean": record["mcc_mean"], "mcc_std": record["mcc_std"]})
@@ -780,21 +788,25 @@ def preflight(cfg: Any, config: Any) -> None:
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
-    """Fine-tuning stage: a sequence classifier from the pretrained model, per task."""
-
+    """Fine-tuning stage: a sequence classifier from the pretrained model, per task. A finished
+    one made from the same model, task folder and settings is kept (the runner hands this stage
+    its folder whatever changed: runner.Stage.checks_parts); one no longer asked for is removed."""
     summary: dict[str, dict[str, float]] = {}
     name = ctx.model_name()
+    runs = []
     for task_dir in ctx.task_dirs("finetune", cfg.tasks):
         task_cfg = cfg.classifier_for(task_dir.name)
-        runs = [(ctx.out / task_dir.name, task_cfg, name)]
+        runs.append((task_dir, ctx.out / task_dir.name, task_cfg, name))
         if cfg.scratch:  # "scratch" is no task name (tasks.TASKS)
-            runs.append((ctx.out / "scratch" / task_dir.name,
+            runs.append((task_dir, ctx.out / "scratch" / task_dir.name,
                          replace(task_cfg, from_scratch=True), name + SCRATCH))
-        for out, c, model_name in runs:
-            if not finished(out):
-                finetune_task(ctx.model, task_dir, out, c, name=name, progress=ctx.progress)
-            r = json.loads((out / "manifest.json").read_text())["summary"]
-            summary.setdefault(task_dir.name, {})[model_name] = r["mcc_mean"]
+    remove_other_parts(ctx.out, [out for _, out, _, _ in runs])
+    for task_dir, out, c, model_name in runs:
+        if not keep_part(out, made_from(c, ctx.model, task_dir, model_name),
+                         [ctx.model, task_dir], volatile_keys(ClassifierConfig)):
+            finetune_task(ctx.model, task_dir, out, c, name=name, progress=ctx.progress)
+        r = json.loads((out / "manifest.json").read_text())["summary"]
+        summary.setdefault(task_dir.name, {})[model_name] = r["mcc_mean"]
     return summary
 
 

@@ -39,6 +39,7 @@ except ImportError:  # Windows has no flock: folders go unlocked there
     fcntl = None
 
 from groverlm import __version__  # set before groverlm/__init__ imports anything
+from groverlm.args import drop_keys
 from groverlm.errors import GroverError
 from groverlm.models import is_hub_id
 
@@ -512,6 +513,52 @@ def cached(path: str | Path, settings: dict[str, Any]) -> dict[str, Any] | None:
 def write_cached(path: str | Path, settings: dict[str, Any], record: dict[str, Any]) -> None:
     """Write `record` to `path` (atomically) with the settings it was made under, for `cached`."""
     write_json(path, {CACHE_SETTINGS: settings, **record})
+
+
+def keep_part(folder: str | Path, config: dict[str, Any],
+              inputs: Sequence[str | Path | dict[str, Any]], volatile: Iterable[str] = (),
+              **recorded: Any) -> bool:
+    """Whether a finished part of a run's stage folder (a task, a fine-tuning) was made as it
+    would be made now, to be kept: its manifest's config equal to `config` (both less the dotted
+    `volatile` keys, which change no result), the SHA-256s of its inputs to those of `inputs`
+    (paths, or fingerprint records already made: a genome is hashed once for every task) and each
+    `recorded` manifest field to its value. A finished part made otherwise is removed (the changes
+    logged), to be made again; an unfinished one is left to its maker (False). The runner hands
+    a stage whose parts are checked so its folder whatever changed (runner.Stage.checks_parts):
+    a part kept unchecked would be a stale result reported as this run's."""
+    folder = Path(folder)
+    if not finished(folder):
+        return False
+    made = read_manifest(folder)
+    keys = list(volatile)
+    then = {"config": drop_keys(made.get("config") or {}, keys),
+            "inputs": [i.get("sha256") for i in made.get("inputs", [])],
+            **{k: made.get(k) for k in recorded}}
+    now = {"config": drop_keys(json.loads(json.dumps(config)), keys),
+           "inputs": [(i if isinstance(i, dict) else fingerprint(i)).get("sha256") for i in inputs],
+           **recorded}
+    changed = changed_settings(then, now)
+    if not changed:
+        return True
+    log.info("%s was made from other settings or inputs (%s): making it again", folder,
+             "; ".join(changed))
+    remove_folder(folder)
+    return False
+
+
+def remove_other_parts(out: str | Path, parts: Iterable[str | Path]) -> None:
+    """Remove every folder in a run's stage folder `out` that is neither one of its `parts` nor
+    holds one (finetune/scratch): a part no longer asked for (a task no longer built, a control
+    no longer run), which the report and `groverlm compare` would read as this run's (they read
+    every metrics.json under a stage folder). Files (the runner's records) stay."""
+    out, keep = Path(out), {Path(p) for p in parts}
+    holders = {a for p in keep for a in p.parents}
+    for d in sorted(out.iterdir()) if out.is_dir() else []:
+        if d.is_dir() and d not in keep:
+            if d in holders:
+                remove_other_parts(d, keep)
+            else:
+                remove_folder(d)
 
 
 def prepare_out(out: str | Path, overwrite: bool, resumable: bool = True) -> Path:

@@ -23,11 +23,14 @@ unchanged, and starts the stage afresh otherwise. A stage whose module says it k
 input fingerprints being the ones its folder records: the folder loses its manifest.json and is
 handed to the stage, whose own records of its parts tell which of them the changed settings feed
 (select_vocab keeps its pretrained candidates when only the next-k-mer settings changed). A stage
-that says what it hands on (`handed_on(summary, ctx)`: the genome stage, its sequence and its TSS
-list; select_vocab, its chosen vocabulary) is known to the stages after it by the digests of the
-parts they read (`Stage.reads`), not by its whole manifest, so it may be redone to the same effect
-without them: a new TSS list redoes the tasks, not BPE and pretraining (the report reads whole
-folders: `Stage.reads_all`).
+that checks its parts (`Stage.checks_parts`: the tasks, fine-tuning and baselines, each part's
+manifest recording the settings and inputs it was made from) is handed its finished folder
+whatever changed, and redoes only the parts made otherwise (`manifest.keep_part`), removing those
+no longer asked for. A stage that says what it hands on (`handed_on(summary, ctx)`: the genome
+stage, its sequence and its TSS list; select_vocab, its chosen vocabulary) is known to the stages
+after it by the digests of the parts they read (`Stage.reads`), not by its whole manifest, so it
+may be redone to the same effect without them: a new TSS list redoes the tasks, not BPE and
+pretraining (the report reads whole folders: `Stage.reads_all`).
 
     groverlm run configs/demo.yaml                     # everything, skipping what is done
     groverlm run configs/demo.yaml --from tasks        # tasks and after (earlier stages must be done)
@@ -132,6 +135,11 @@ class Stage:
     # reads its needs' whole folders (the report: every table and figure), not only what each
     # hands on
     reads_all: bool = False
+    # its run checks every finished part it finds against what it would make it from now
+    # (manifest.keep_part: each part's manifest records its settings and inputs) and removes the
+    # parts no longer asked for, so its finished folder is handed back to it whatever changed:
+    # a new CTCF setting redoes the CTCF task and what was made from it, not the other tasks'
+    checks_parts: bool = False
 
     def run(self, cfg: Any, ctx: Context) -> dict[str, Any]:
         return importlib.import_module(self.module).run(cfg, ctx)
@@ -210,9 +218,10 @@ STAGES: list[Stage] = [
     Stage("nextkmer", "groverlm.nextkmer", needs=("genome", "select_vocab", "pretrain"),
           reads=SEQUENCE, settings=_held_out("nextkmer")),
     Stage("tasks", "groverlm.tasks", needs=("genome", "select_vocab"),
-          data=lambda d: _given(d.ctcf_motif, *d.ctcf_peaks)),
-    Stage("finetune", "groverlm.finetune", needs=("select_vocab", "pretrain", "tasks")),
-    Stage("baselines", "groverlm.baselines", needs=("select_vocab", "tasks")),
+          data=lambda d: _given(d.ctcf_motif, *d.ctcf_peaks), checks_parts=True),
+    Stage("finetune", "groverlm.finetune", needs=("select_vocab", "pretrain", "tasks"),
+          checks_parts=True),
+    Stage("baselines", "groverlm.baselines", needs=("select_vocab", "tasks"), checks_parts=True),
     Stage("analysis", "groverlm.analysis.analyze",
           needs=("genome", "select_vocab", "corpus", "pretrain"),
           data=lambda d: _given(d.repeats, d.cpg)),
@@ -345,6 +354,12 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
     # an interrupted attempt under the same config and inputs is resumed (`cached` logs why not)
     if not force and not finished(out) and cached(out / PENDING, pending) is not None:
         log.info("%s: resuming an interrupted attempt", stage.name)
+    elif not force and stage.checks_parts and finished(out):
+        # every part whole: each is checked against what it would be made from now. Not an
+        # attempt interrupted under other settings, whose unfinished part would be resumed
+        # under the new ones (refused by its own resume guard)
+        log.info("%s: keeping the parts made from unchanged settings and inputs", stage.name)
+        clear_outputs(out, [])
     elif not force and stage.keeps_parts(cfg) and recorded_inputs(out) == shas:
         # the same inputs under other settings: the stage's records of its parts tell what they
         # feed; unfinished (no manifest.json) until it has redone that
@@ -503,8 +518,10 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[s
     """What a run would do, stage by stage, as StageResults whose status says it ("would run:
     config changed: ...", "would run: after corpus", "up to date"), running and writing nothing.
     A stage whose upstream stage would be redone runs again after it, unless that stage says what
-    it hands on (`Stage.handed_on`): then it may not, and the plan says so. `data`: None when no
-    stage is finished (every selected stage would run)."""
+    it hands on (`Stage.handed_on`): then it may not, and the plan says so. A stage that checks
+    its parts (`Stage.checks_parts`) keeps those made from unchanged settings and inputs, and the
+    plan says that too. `data`: None when no stage is finished (every selected stage would
+    run)."""
     def status(stage: Stage) -> str:
         return "missing" if data is None else stage_status(stage, cfg, run_dir, data)
 
@@ -543,6 +560,9 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[s
                     "stages after it read")
         else:
             text = "up to date"
+        if (stage.name in runs | set(maybe) and not force and stage.checks_parts
+                and finished(run_dir / stage.name)):
+            text += "; keeps the parts made from unchanged settings and inputs"
         results.append(StageResult(stage.name, text))
         if on_stage is not None:
             on_stage(results[-1])

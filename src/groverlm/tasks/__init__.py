@@ -12,13 +12,14 @@ consumer reads a folder (ours or a GUE one) with `load_task`.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from groverlm.args import seed_arg
 from groverlm.context import Context
 from groverlm.errors import GroverError
-from groverlm.manifest import finished, read_manifest
+from groverlm.manifest import fingerprint, keep_part, read_manifest, remove_other_parts
+from groverlm.tasks.annotations import read_tss
 from groverlm.tasks.common import Example, SplitConfig, split_examples, write_task
 from groverlm.tasks.context import GenomeContextTokenizer
 from groverlm.tasks.ctcf import CTCFConfig, build_ctcf, read_jaspar
@@ -117,14 +118,27 @@ def _split(args: argparse.Namespace):
 
 
 def run(cfg: Any, ctx: Context) -> dict[str, Any]:
-    """Tasks stage: Prom300, PromScan and CTCF folders (train/dev/test.csv) from the genome."""
+    """Tasks stage: Prom300, PromScan and CTCF folders (train/dev/test.csv) from the genome. A
+    task folder made from the same settings and inputs is kept as it is (the runner hands this
+    stage its folder whatever changed: runner.Stage.checks_parts); a task no longer built loses
+    its folder."""
     # the builders are looked up in this package's namespace at call time: tests replace them here
     d = ctx.data
     tss, fmt = ctx.tss
+    remove_other_parts(ctx.out, [ctx.out / name for name in cfg.build])
+    genome = fingerprint(ctx.genome)  # every task reads it: hashed once
+    # each task's inputs and the fields beside them, as its builder records them in its manifest
+    made_from: dict[str, tuple[list[Any], dict[str, Any]]] = {
+        "ctcf": ([genome, d.ctcf_motif, *d.ctcf_peaks], {})}
+    if tss is not None and {"prom300", "promscan"} & set(cfg.build):
+        read = {"tss_format": read_tss(tss, fmt)[1]}  # the format read, not the one asked (auto)
+        vocab = [ctx.vocab] if cfg.prom300.negatives == "token" else []
+        made_from.update(prom300=([genome, tss, *vocab], read), promscan=([genome, tss], read))
     summary = {}
     for name in cfg.build:
         out = ctx.out / name
-        if not finished(out):
+        inputs, recorded = made_from[name]
+        if not keep_part(out, asdict(getattr(cfg, name)), inputs, **recorded):
             if name == "prom300":
                 build_prom300(ctx.genome, tss, out, cfg.prom300, vocab=ctx.vocab, tss_format=fmt)
             elif name == "promscan":
