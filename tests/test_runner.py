@@ -1262,6 +1262,59 @@ def test_mini_config_end_to_end(tmp_path, chr20, monkeypatch, capsys):
     assert not run.exists() and not os.listdir(elsewhere)
 
 
+def made_without_times(path: Path, run: Path) -> object:
+    """A JSON record of a run's part, its run folder's path and its times (`seconds`, `created`)
+    left out: what two runs of the same settings agree on."""
+    def strip(o):
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k not in ("seconds", "created")}
+        return [strip(v) for v in o] if isinstance(o, list) else o
+    return strip(json.loads(path.read_text().replace(str(run), "RUN")))
+
+
+@pytest.mark.slow
+def test_a_new_ctcf_setting_redoes_only_what_is_made_from_the_ctcf_task(tmp_path, chr20,
+                                                                         monkeypatch, capsys):
+    """configs/mini.yaml, then a CTCF-only setting: only the CTCF task, its fine-tunings and its
+    baselines are made again (the runner cleared the whole tasks, finetune and baselines folders
+    and the score stage: hours of fine-tuning at grover-base scale), the other parts' files are
+    untouched, and every result equals a fresh run's under the new setting."""
+    monkeypatch.setenv("GROVERLM_DATA", str(DATA))
+    monkeypatch.setenv("GROVERLM_CACHE", str(tmp_path / "cache"))
+    run, fresh = tmp_path / "run", tmp_path / "fresh"
+    sets = ["--set", "finetune.tasks=[prom300,ctcf]"]  # mini.yaml fine-tunes Prom300 alone
+    new = ["--set", "tasks.ctcf.max_negative_ratio=1.0"]
+
+    def run_mini(folder: Path, *more: str) -> str:
+        capsys.readouterr()
+        assert main(["run", str(CONFIGS / "mini.yaml"), "--set", f"run.dir={folder}", "--quiet",
+                     *sets, *more]) == 0
+        return capsys.readouterr().out
+
+    run_mini(run)
+    others = [run / "tasks" / "prom300", run / "tasks" / "promscan",
+              run / "finetune" / "prom300", run / "finetune" / "scratch" / "prom300",
+              run / "baselines" / "prom300", run / "baselines" / "promscan", run / "score"]
+    before = {f: f.stat().st_mtime_ns for d in others for f in d.rglob("*") if f.is_file()}
+    out = run_mini(run, *new)
+    redone = {s for s in runner.stage_names() if f"{s:<{runner.NAME_WIDTH}} ran" in out}
+    assert redone == {"tasks", "finetune", "baselines", "report"}, out
+    assert before == {f: f.stat().st_mtime_ns for d in others for f in d.rglob("*")
+                      if f.is_file()}
+    ctcf = json.loads((run / "tasks" / "ctcf" / "manifest.json").read_text())
+    assert ctcf["config"]["max_negative_ratio"] == 1.0
+    run_mini(fresh, *new)
+    parts = sorted(str(p.relative_to(fresh)) for p in fresh.glob("*/**/metrics.json"))
+    assert parts == sorted(str(p.relative_to(run)) for p in run.glob("*/**/metrics.json"))
+    assert {"finetune/ctcf/metrics.json", "finetune/scratch/ctcf/metrics.json",
+            "baselines/ctcf/metrics.json"} <= set(parts)
+    for part in [*parts, "score/readouts/readouts.json"]:
+        assert made_without_times(run / part, run) == made_without_times(fresh / part, fresh), part
+    for split in ("train", "dev", "test"):
+        assert (run / "tasks" / "ctcf" / f"{split}.csv").read_bytes() == (
+            fresh / "tasks" / "ctcf" / f"{split}.csv").read_bytes()
+
+
 def test_a_genome_without_annotations_runs_without_tasks(tmp_path, monkeypatch, capsys):
     """A user's own genome (no TSS list, no CTCF data, no repeats): with those set null and no
     tasks, every stage runs; hg19's default files on it fail at the genome stage, naming the file;

@@ -27,10 +27,12 @@ that checks its parts (`Stage.checks_parts`: the tasks, fine-tuning and baseline
 manifest recording the settings and inputs it was made from) is handed its finished folder
 whatever changed, and redoes only the parts made otherwise (`manifest.keep_part`), removing those
 no longer asked for. A stage that says what it hands on (`handed_on(summary, ctx)`: the genome
-stage, its sequence and its TSS list; select_vocab, its chosen vocabulary) is known to the stages
-after it by the digests of the parts they read (`Stage.reads`), not by its whole manifest, so it
-may be redone to the same effect without them: a new TSS list redoes the tasks, not BPE and
-pretraining (the report reads whole folders: `Stage.reads_all`).
+stage, its sequence and its TSS list; select_vocab, its chosen vocabulary; the tasks stage, each
+task) is known to the stages after it by the digests of the parts they read (`Stage.reads`), not
+by its whole manifest, so it may be redone to the same effect without them: a new TSS list redoes
+the tasks, not BPE and pretraining; a new CTCF setting redoes the CTCF task, its fine-tuning and
+its baselines, not the score stage, which reads the Prom300 task alone (the report reads whole
+folders: `Stage.reads_all`).
 
     groverlm run configs/demo.yaml                     # everything, skipping what is done
     groverlm run configs/demo.yaml --from tasks        # tasks and after (earlier stages must be done)
@@ -226,8 +228,8 @@ STAGES: list[Stage] = [
           needs=("genome", "select_vocab", "corpus", "pretrain"),
           data=lambda d: _given(d.repeats, d.cpg)),
     Stage("score", "groverlm.score", needs=("genome", "select_vocab", "pretrain", "tasks"),
-          data=lambda d: _given(d.ctcf_motif, *d.ctcf_peaks), reads=SEQUENCE,
-          settings=_held_out("score")),
+          data=lambda d: _given(d.ctcf_motif, *d.ctcf_peaks),
+          reads={**SEQUENCE, "tasks": ("prom300",)}, settings=_held_out("score")),
     Stage("report", "groverlm.analysis.report",
           needs=("genome", "bpe", "select_vocab", "corpus", "pretrain", "nextkmer", "tasks",
                  "finetune", "baselines", "analysis", "score"), reads_all=True),

@@ -150,6 +150,13 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     return summary
 
 
+def handed_on(summary: dict[str, Any], ctx: Context) -> dict[str, str]:
+    """What the stages after the tasks read of them (runner.Stage.handed_on), task by task: each
+    folder by its manifest, as a fine-tuning or baseline made from it records it. So the score
+    stage, which reads Prom300 alone, is not redone for a new CTCF setting."""
+    return {name: fingerprint(ctx.path(task["dir"]))["sha256"] for name, task in summary.items()}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     dp, ds, dc = Prom300Config(), PromScanConfig(), CTCFConfig()
     p = sub.add_parser("tasks", help="build genome-biology tasks (Prom300, PromScan, CTCF)")
