@@ -156,7 +156,7 @@ def test_bpe_features_and_given_tokens(tmp_path):
         f.counts([["ACGTX"]])
 
 
-def test_cli_prom300_given_tokens_are_a_perfect_control(tmp_path, capsys):
+def test_cli_prom300_given_tokens_are_a_perfect_control(tmp_path, capsys, caplog):
     """On token-shuffled Prom300, a bag of the given tokens cannot tell the classes apart (each
     pair has identical features): MCC exactly 0. Re-tokenizing the strings can."""
     from groverlm.bpe.export import export_vocab
@@ -176,8 +176,11 @@ def test_cli_prom300_given_tokens_are_a_perfect_control(tmp_path, capsys):
     assert main(["tasks", "prom300", "--genome", str(genome), "--tss", str(tss), "--vocab",
                  str(tmp_path / "voc"), "--out", str(task)]) == 0
     out = tmp_path / "tfidf"
+    caplog.set_level("INFO", logger="groverlm.baselines")
     assert main(["baselines", "tfidf", "--task", str(task), "--out", str(out), "--k", "3",
                  "--models", "lr", "--vocab", str(tmp_path / "voc")]) == 0
+    # the control working, said as such: not 'predicts one class ...; too little training data?'
+    assert "MCC 0 by construction" in caplog.text and "too little" not in caplog.text
     res = {r["model"]: r for r in read_metrics(out)}
     assert res["tfidf-bpe-lr"]["params"]["given_tokens"] is True
     assert res["tfidf-bpe-lr"]["test"]["mcc"] == 0.0
