@@ -371,6 +371,12 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()}
 
 
+def input_record(item: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A manifest's record of one input: the fingerprint of a path, or a record already made (a
+    genome hashed once for several parts, the digest of what a stage hands on)."""
+    return item if isinstance(item, dict) else fingerprint(item)
+
+
 def contents_sha256(folder: str | Path, skip: tuple[str, ...] = ()) -> str:
     """SHA-256 of every file's name, size and bytes under a folder, less the top-level files
     named in `skip`."""
@@ -535,7 +541,7 @@ def keep_part(folder: str | Path, config: dict[str, Any],
             "inputs": [i.get("sha256") for i in made.get("inputs", [])],
             **{k: made.get(k) for k in recorded}}
     now = {"config": drop_keys(json.loads(json.dumps(config)), keys),
-           "inputs": [(i if isinstance(i, dict) else fingerprint(i)).get("sha256") for i in inputs],
+           "inputs": [input_record(i).get("sha256") for i in inputs],
            **recorded}
     changed = changed_settings(then, now)
     if not changed:
@@ -589,7 +595,7 @@ def write_manifest(out: str | Path, stage: str, config: dict,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": seed,
         "config": config,
-        "inputs": [p if isinstance(p, dict) else fingerprint(p) for p in inputs],
+        "inputs": [input_record(p) for p in inputs],
         **extra,
     }
     write_json(Path(out) / MANIFEST, manifest)
