@@ -187,6 +187,8 @@ def test_volatile_fields_are_marked_once_and_read_everywhere():
     assert "pretraining.threads" in volatile_keys(STAGE_SECTIONS["select_vocab"])  # the runner's
     assert "train.threads" in volatile_keys(STAGE_SECTIONS["pretrain"])
     assert "cnn.threads" in volatile_keys(STAGE_SECTIONS["baselines"])  # through `CnnConfig | None`
+    # each task's changes to the classifier (finetune.per_task.ctcf.eval_batch_size)
+    assert "per_task.*.eval_batch_size" in volatile_keys(STAGE_SECTIONS["finetune"])
 
 
 def test_reading_a_config_does_not_import_torch():

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from groverlm import runner
-from groverlm.args import volatile
+from groverlm.args import changes_to, volatile
 from groverlm.cli import main
 from groverlm.config import WRITTEN, DataConfig, RunConfig, RunSection, dump_config, load_config
 from groverlm.context import Context, DataFiles, check_regions, resolve_data
@@ -828,6 +828,13 @@ def test_stages_finished_before_other_sections_were_recorded_stay_up_to_date(toy
     assert runner.stage_status(runner._stage("b"), make(tss_format="bed"), make.run, None) == "done"
 
 
+def b_status(make, section) -> str:
+    """The status of toy stage b under config section `section`."""
+    cfg = make()
+    cfg.stages["b"] = section
+    return runner.stage_status(runner._stage("b"), cfg, make.run, resolve_data(cfg.data))
+
+
 @dataclass(frozen=True)
 class ToyThreads:
     x: int = 1
@@ -849,6 +856,29 @@ def test_a_setting_made_volatile_since_a_stage_finished_changes_nothing(toy):
 
 
 @dataclass(frozen=True)
+class ToyPerTask:
+    x: int = 1
+    classifier: ToyThreads = field(default_factory=ToyThreads)
+    per_task: dict = changes_to("classifier")
+
+
+def test_a_volatile_setting_of_one_task_changes_nothing(toy):
+    """finetune.per_task.<task> changes the classifier's settings for one task: a volatile one
+    there (a device, threads, an evaluation batch) changes no result, as in `classifier`, and
+    the stage stays done; any other redoes it."""
+    make, calls = toy
+
+    cfg = make()
+    cfg.stages["b"] = ToyPerTask(per_task={"ctcf": {"x": 2}})
+    run_pipeline(cfg)
+    assert b_status(make, ToyPerTask(per_task={"ctcf": {"x": 2, "threads": 4}})) == "done"
+    assert b_status(make, ToyPerTask(per_task={"ctcf": {"x": 2}, "prom300": {"threads": 4}})) == "done"
+    assert b_status(make, ToyPerTask(per_task={"ctcf": {"x": 3, "threads": 4}})) == (
+        "out of date (config changed: per_task.ctcf.x: 2 -> 3)")
+    assert b_status(make, ToyPerTask(per_task={})).startswith("out of date")
+
+
+@dataclass(frozen=True)
 class ToyInner:
     a: int = 1
     select: str = "mcc"
@@ -866,11 +896,6 @@ def test_a_setting_added_since_a_stage_finished_at_its_default_changes_nothing(t
     the setting at another value redoes it."""
     make, calls = toy
 
-    def status(section):
-        cfg = make()
-        cfg.stages["b"] = section
-        return runner.stage_status(runner._stage("b"), cfg, make.run, resolve_data(cfg.data))
-
     cfg = make()
     cfg.stages["b"] = ToyNested()
     run_pipeline(cfg)
@@ -878,10 +903,10 @@ def test_a_setting_added_since_a_stage_finished_at_its_default_changes_nothing(t
     m = json.loads(manifest.read_text())
     del m["config"]["inner"]["select"]  # as written before the setting existed
     manifest.write_text(json.dumps(m))
-    assert status(ToyNested()) == "done"
-    assert status(ToyNested(inner=ToyInner(select="accuracy"))) == (
+    assert b_status(make, ToyNested()) == "done"
+    assert b_status(make, ToyNested(inner=ToyInner(select="accuracy"))) == (
         "out of date (config changed: inner.select: None -> 'accuracy')")
-    assert status(ToyNested(inner=ToyInner(a=2))).startswith("out of date")
+    assert b_status(make, ToyNested(inner=ToyInner(a=2))).startswith("out of date")
 
 
 def test_config_record_edge_cases(toy, monkeypatch, tmp_path):

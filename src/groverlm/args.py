@@ -67,7 +67,8 @@ def changes_to(name: str) -> Any:
 
 def volatile_keys(cls: type) -> tuple[str, ...]:
     """Dotted names of the volatile fields of `cls` and of the config dataclasses nested in it
-    (an optional one, `CnnConfig | None`, included).
+    (an optional one, `CnnConfig | None`, included); those of a field of changes to another
+    (`changes_to`: finetune.per_task) as `per_task.*.device`, every entry's (`drop_keys`).
 
     >>> volatile_keys(TrainConfig)
     ('eval_every', 'save_every', 'keep_checkpoints', 'log_every', 'device', 'compile', 'threads')
@@ -78,6 +79,9 @@ def volatile_keys(cls: type) -> tuple[str, ...]:
         if f.metadata.get(VOLATILE):
             out.append(f.name)
             continue
+        if CHANGES_TO in f.metadata:  # each entry's changes: per_task.*.device as classifier.device
+            out += [f"{f.name}.*.{k}" for k in volatile_keys(hints[f.metadata[CHANGES_TO]])]
+            continue
         for t in (hints[f.name], *typing.get_args(hints[f.name])):
             if dataclasses.is_dataclass(t):
                 out += [f"{f.name}.{k}" for k in volatile_keys(t)]
@@ -86,14 +90,32 @@ def volatile_keys(cls: type) -> tuple[str, ...]:
 
 
 def drop_keys(d: dict[str, Any], keys: typing.Iterable[str]) -> dict[str, Any]:
-    """`d` (nested dicts) without the dotted `keys`, in place; returns it."""
+    """`d` (nested dicts) without the dotted `keys`, in place; returns it. A `*` stands for every
+    entry of the dict there, and an entry that the drop leaves empty goes too (a task's changes
+    that were all volatile are no changes).
+
+    >>> drop_keys({"a": {"b": 1, "c": 2}, "t": {"x": {"d": 1}, "y": {"d": 2, "e": 3}}},
+    ...           ["a.b", "t.*.d"])
+    {'a': {'c': 2}, 't': {'y': {'e': 3}}}
+    """
     for key in keys:
-        node, *path, last = [d, *key.split(".")]
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
+        _drop_key(d, key.split("."))
     return d
+
+
+def _drop_key(node: Any, path: list[str]) -> None:
+    if not isinstance(node, dict):
+        return
+    first, *rest = path
+    if not rest:
+        node.pop(first, None)
+    elif first == "*":
+        for k in list(node):
+            _drop_key(node[k], rest)
+            if node[k] == {}:
+                del node[k]
+    else:
+        _drop_key(node.get(first), rest)
 
 
 def stable(cfg: Any) -> dict[str, Any]:
