@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -12,7 +13,7 @@ import sys
 import pytest
 
 from groverlm import manifest
-from groverlm.args import TrainConfig, stable
+from groverlm.args import TrainConfig, stable, volatile
 from groverlm.cli import main
 from groverlm.errors import GroverError
 from groverlm.manifest import (
@@ -26,6 +27,7 @@ from groverlm.manifest import (
     fingerprint,
     finished,
     folder_lock,
+    keep_part,
     passed_locks,
     prepare_out,
     read_manifest,
@@ -319,3 +321,36 @@ def test_a_refused_call_leaves_no_folder_it_made_behind(tmp_path, capsys):
     with folder_lock(tmp_path / "kept" / "run") as run:  # a folder given output stays
         (run / "config.yaml").write_text("x\n")
     assert [p.name for p in (tmp_path / "kept" / "run").iterdir()] == ["config.yaml"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PartSettings:
+    lr: float = 0.1
+    threads: int = volatile(1)
+    select: str = "mcc"  # added by a later release
+
+
+def make_part(out, task_dir, settings=PartSettings(), drop=()):
+    """A part as a stage's `made_from` records it: its settings and the path of the task folder
+    it read, that folder among its inputs. `drop`: settings left out, as written before they
+    existed."""
+    config = {k: v for k, v in dataclasses.asdict(settings).items() if k not in drop}
+    write_manifest(out, "part", {**config, "task_dir": str(task_dir)}, [task_dir])
+
+
+def kept(out, task_dir, settings=PartSettings()):
+    return keep_part(out, {**dataclasses.asdict(settings), "task_dir": str(task_dir)}, [task_dir],
+                     settings)
+
+
+def test_a_part_keeps_under_volatile_settings_and_settings_added_at_their_default(tmp_path):
+    """Volatile settings change no result; a setting added since a part was made, at its default,
+    is what the part was made with (the demo's TF-IDF parts were made again for the new
+    tfidf.select). The added setting at another value, or a changed setting, makes it again."""
+    task = tmp_path / "task"
+    write_manifest(task, "tasks-x", {}, [])
+    part = tmp_path / "part"
+    for now, keep in [(PartSettings(threads=4), True), (PartSettings(), True),
+                      (PartSettings(select="auc"), False), (PartSettings(lr=0.2), False)]:
+        make_part(part, task, drop=("select",))
+        assert kept(part, task, now) == keep, now

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import re
 import typing
 from dataclasses import dataclass
@@ -116,6 +117,39 @@ def _drop_key(node: Any, path: list[str]) -> None:
                 del node[k]
     else:
         _drop_key(node.get(first), rest)
+
+
+def as_plain(cfg: Any) -> Any:
+    """A config dataclass as nested dicts and lists (tuples become lists), as JSON would store it."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def drop_added_defaults(now: dict[str, Any], saved: dict[str, Any], cfg: Any) -> dict[str, Any]:
+    """Drop from `now` (the settings of config dataclass `cfg` as compared, plain: `as_plain`)
+    each one that a finished record of them, `saved`, lacks and that holds its default in `cfg`'s
+    class: added since the record was made, at the value it was made with (a release's new
+    baselines.tfidf.select, default mcc, left every finished stage and part as it was). Nested
+    sections too. In place; returns `now`.
+
+    >>> @dataclass
+    ... class C:
+    ...     a: int = 1
+    ...     new: str = "mcc"
+    >>> drop_added_defaults({"a": 1, "new": "mcc"}, {"a": 1}, C())
+    {'a': 1}
+    >>> drop_added_defaults({"a": 1, "new": "auc"}, {"a": 1}, C(new="auc"))
+    {'a': 1, 'new': 'auc'}
+    """
+    if not dataclasses.is_dataclass(cfg):
+        return now
+    defaults = as_plain(type(cfg)())
+    for k in [k for k in now if k not in saved]:
+        if k in defaults and now[k] == defaults[k]:
+            now.pop(k)
+    for k, v in now.items():
+        if isinstance(v, dict) and isinstance(saved.get(k), dict):
+            drop_added_defaults(v, saved[k], getattr(cfg, k, None))
+    return now
 
 
 def stable(cfg: Any) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from groverlm.args import (
     every_row_as_none,
     listed,
     volatile,
-    volatile_keys,
 )
 from groverlm.cnn import CnnConfig, cnn_task
 from groverlm.cnn import made_from as cnn_made_from
@@ -389,13 +388,12 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     for task_dir in tasks:
         out, vocab = ctx.out / task_dir.name, ctx.vocab if cfg.bpe else None
         if not keep_part(out, tfidf_made_from(cfg.tfidf, task_dir, vocab),
-                         [task_dir, *([vocab] if vocab else [])], volatile_keys(TfidfConfig)):
+                         [task_dir, *([vocab] if vocab else [])], cfg.tfidf):
             tfidf_task(task_dir, out, cfg.tfidf, vocab=vocab, progress=ctx.progress)
         outs = [out]
         if cfg.cnn is not None:
             outs.append(cnns[task_dir.name])
-            if not keep_part(outs[-1], cnn_made_from(cfg.cnn, task_dir), [task_dir],
-                             volatile_keys(CnnConfig)):
+            if not keep_part(outs[-1], cnn_made_from(cfg.cnn, task_dir), [task_dir], cfg.cnn):
                 cnn_task(task_dir, outs[-1], cfg.cnn, progress=ctx.progress)
         summary[task_dir.name] = {r["model"]: r.get("mcc_mean", r["test"]["mcc"])
                                   for o in outs for r in read_metrics(o / "metrics.json")}

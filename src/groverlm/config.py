@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import json
 import logging
 import math
 import re
@@ -45,7 +44,7 @@ import yaml
 
 from groverlm.analysis.analyze import AnalysisConfig
 from groverlm.analysis.report import ReportConfig
-from groverlm.args import CHANGES_TO, SEED_FIELDS, exponent_float, parse_override
+from groverlm.args import CHANGES_TO, SEED_FIELDS, as_plain, exponent_float, parse_override
 from groverlm.baselines import BaselinesConfig
 from groverlm.bpe import BpeConfig
 from groverlm.corpus import CorpusConfig
@@ -175,11 +174,6 @@ class RunConfig:
         out = {"run": as_plain(self.run), "data": as_plain(self.data)}
         out.update({name: as_plain(cfg) for name, cfg in self.stages.items()})
         return out
-
-
-def as_plain(cfg: Any) -> Any:
-    """A config dataclass as nested dicts and lists (tuples become lists), as JSON would store it."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 class _Where:

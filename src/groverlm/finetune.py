@@ -73,7 +73,6 @@ from groverlm.args import (
     every_row_as_none,
     stable,
     volatile,
-    volatile_keys,
 )
 from groverlm.batching import window_starts, wrap
 from groverlm.context import Context
@@ -803,7 +802,7 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     remove_other_parts(ctx.out, [out for _, out, _, _ in runs])
     for task_dir, out, c, model_name in runs:
         if not keep_part(out, made_from(c, ctx.model, task_dir, model_name),
-                         [ctx.model, task_dir], volatile_keys(ClassifierConfig)):
+                         [ctx.model, task_dir], c):
             finetune_task(ctx.model, task_dir, out, c, name=name, progress=ctx.progress)
         r = json.loads((out / "manifest.json").read_text())["summary"]
         summary.setdefault(task_dir.name, {})[model_name] = r["mcc_mean"]

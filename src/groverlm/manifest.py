@@ -39,7 +39,7 @@ except ImportError:  # Windows has no flock: folders go unlocked there
     fcntl = None
 
 from groverlm import __version__  # set before groverlm/__init__ imports anything
-from groverlm.args import drop_keys
+from groverlm.args import drop_added_defaults, drop_keys, volatile_keys
 from groverlm.errors import GroverError
 from groverlm.models import is_hub_id
 
@@ -522,27 +522,29 @@ def write_cached(path: str | Path, settings: dict[str, Any], record: dict[str, A
 
 
 def keep_part(folder: str | Path, config: dict[str, Any],
-              inputs: Sequence[str | Path | dict[str, Any]], volatile: Iterable[str] = (),
+              inputs: Sequence[str | Path | dict[str, Any]], settings: Any = None,
               **recorded: Any) -> bool:
     """Whether a finished part of a run's stage folder (a task, a fine-tuning) was made as it
-    would be made now, to be kept: its manifest's config equal to `config` (both less the dotted
-    `volatile` keys, which change no result), the SHA-256s of its inputs to those of `inputs`
-    (paths, or fingerprint records already made: a genome is hashed once for every task) and each
-    `recorded` manifest field to its value. A finished part made otherwise is removed (the changes
-    logged), to be made again; an unfinished one is left to its maker (False). The runner hands
-    a stage whose parts are checked so its folder whatever changed (runner.Stage.checks_parts):
-    a part kept unchecked would be a stale result reported as this run's."""
+    would be made now, to be kept: its manifest's config equal to `config`, the SHA-256s of its
+    inputs to those of `inputs` (paths, or fingerprint records already made: a genome is hashed
+    once for every task) and each `recorded` manifest field to its value. `settings`: the config
+    dataclass whose fields `config` holds (a ClassifierConfig): its volatile fields, which change
+    no result, are not compared, nor a field added to it since the part was made, at its default
+    (`args.drop_added_defaults`: what the part was made with). A finished part made otherwise is
+    removed (the changes logged), to be made again; an unfinished one is left to its maker
+    (False). The runner hands a stage whose parts are checked so its folder whatever changed
+    (runner.Stage.checks_parts): a part kept unchecked would be a stale result reported as this
+    run's."""
     folder = Path(folder)
     if not finished(folder):
         return False
     made = read_manifest(folder)
-    keys = list(volatile)
-    then = {"config": drop_keys(made.get("config") or {}, keys),
-            "inputs": [i.get("sha256") for i in made.get("inputs", [])],
+    keys = volatile_keys(type(settings)) if settings is not None else ()
+    old = drop_keys(made.get("config") or {}, keys)
+    new = drop_added_defaults(drop_keys(json.loads(json.dumps(config)), keys), old, settings)
+    then = {"config": old, "inputs": [i.get("sha256") for i in made.get("inputs", [])],
             **{k: made.get(k) for k in recorded}}
-    now = {"config": drop_keys(json.loads(json.dumps(config)), keys),
-           "inputs": [input_record(i).get("sha256") for i in inputs],
-           **recorded}
+    now = {"config": new, "inputs": [input_record(i).get("sha256") for i in inputs], **recorded}
     changed = changed_settings(then, now)
     if not changed:
         return True

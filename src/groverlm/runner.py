@@ -62,15 +62,15 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from groverlm import lazy
-from groverlm.args import comma_list, drop_keys, volatile_keys
-from groverlm.config import WRITTEN, as_plain, dump_config, load_config, shipped_config
+from groverlm.args import as_plain, comma_list, drop_added_defaults, drop_keys, volatile_keys
+from groverlm.config import WRITTEN, dump_config, load_config, shipped_config
 from groverlm.context import (
     Context,
     DataFiles,
@@ -293,29 +293,14 @@ def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
         drop_keys(m["config"], volatile_keys(type(cfg.stage(stage.name))))
         if "other_sections" not in m["config"]:
             section.pop("other_sections", None)  # a stage finished before they were recorded
-        _drop_added_defaults(section, m["config"], cfg.stage(stage.name))
+        # a setting added since the stage finished, at its default: what it ran with
+        drop_added_defaults(section, m["config"], cfg.stage(stage.name))
     changed = changed_settings(m.get("config"), section)
     if changed:
         return f"out of date (config changed: {'; '.join(changed)})"
     if recorded_inputs(run_dir / stage.name) != shas:
         return "out of date (inputs changed)"
     return "done"
-
-
-def _drop_added_defaults(now: dict[str, Any], saved: dict[str, Any], section: Any) -> None:
-    """Drop from `now` (a stage's config section as compared) each setting that the config a
-    finished stage recorded, `saved`, lacks and that holds its default in `section`'s dataclass:
-    added since the stage finished, at the value it ran with. Nested sections too
-    (baselines.tfidf.select)."""
-    if not is_dataclass(section):
-        return
-    defaults = as_plain(type(section)())
-    for k in [k for k in now if k not in saved]:
-        if k in defaults and now[k] == defaults[k]:
-            now.pop(k)
-    for k, v in now.items():
-        if isinstance(v, dict) and isinstance(saved.get(k), dict):
-            _drop_added_defaults(v, saved[k], getattr(section, k, None))
 
 
 def recorded_inputs(out: Path) -> list[str] | None:

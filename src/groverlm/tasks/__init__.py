@@ -138,7 +138,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     for name in cfg.build:
         out = ctx.out / name
         inputs, recorded = made_from[name]
-        if not keep_part(out, asdict(getattr(cfg, name)), inputs, **recorded):
+        task_cfg = getattr(cfg, name)
+        if not keep_part(out, asdict(task_cfg), inputs, task_cfg, **recorded):
             if name == "prom300":
                 build_prom300(ctx.genome, tss, out, cfg.prom300, vocab=ctx.vocab, tss_format=fmt)
             elif name == "promscan":
