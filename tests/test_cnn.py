@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -289,3 +290,8 @@ def test_a_run_keeps_a_baseline_only_if_made_from_the_same_task_and_settings(tmp
     assert score("baselines.cnn.epochs=1") == ["cnn/ctcf", "cnn/prom300"]
     assert score("baselines.cnn=null", "baselines.tasks=[prom300]") == []
     assert sorted(p.name for p in (run / "baselines").iterdir()) == ["prom300"]
+    # the run folder moved: its parts record the task's old path, and are kept
+    assert score("baselines.tasks=[prom300]") == ["cnn/prom300"]
+    shutil.move(run, tmp_path / "moved")
+    run = tmp_path / "moved"
+    assert score("baselines.tasks=[prom300]") == []

@@ -567,3 +567,15 @@ def test_a_run_keeps_a_fine_tuning_only_if_made_from_the_same_model_task_and_set
     assert fine_tune("finetune.per_task={ctcf: {lr: 0.001}}", "finetune.scratch=false",
                      "finetune.tasks=[ctcf]") == []
     assert sorted(p.name for p in (run / "finetune").iterdir()) == ["ctcf"]
+    # the run folder moved (rsync from a cluster): its parts record the model's and the task's
+    # old paths, and are kept, the same model and task at the new place; another model is not
+    last = ("finetune.per_task={ctcf: {lr: 0.001, eval_batch_size: 4}}", "finetune.scratch=false",
+            "finetune.tasks=[ctcf]")
+    shutil.move(run, tmp_path / "moved")
+    run = tmp_path / "moved"
+    assert fine_tune(*last) == []
+    shutil.copytree(run / "pretrain" / "model", run / "pretrain" / "other")
+    write_manifest(run / "pretrain", "run-pretrain", {}, [], summary={"model": "pretrain/other"})
+    assert fine_tune(*last) == []  # a copy: the same model
+    write_manifest(run / "pretrain" / "other", "pretrain-model", {"steps": 8}, [])
+    assert fine_tune(*last) == ["ctcf"]

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -341,6 +342,26 @@ def make_part(out, task_dir, settings=PartSettings(), drop=()):
 def kept(out, task_dir, settings=PartSettings()):
     return keep_part(out, {**dataclasses.asdict(settings), "task_dir": str(task_dir)}, [task_dir],
                      settings)
+
+
+def test_a_part_of_a_moved_run_folder_is_kept_and_another_input_is_not(tmp_path):
+    """A part's config records the path of the folder it read (finetune's model and task_dir):
+    a run folder moved or copied elsewhere (rsync from a cluster) holds the same inputs at
+    another path, and its parts are kept; another task folder, here or elsewhere, is another
+    input."""
+    task = tmp_path / "run" / "tasks" / "ctcf"
+    write_manifest(task, "tasks-ctcf", {"window": 60}, [])
+    make_part(tmp_path / "run" / "finetune" / "ctcf", task)
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    moved_task, part = tmp_path / "moved" / "tasks" / "ctcf", tmp_path / "moved" / "finetune" / "ctcf"
+    assert kept(part, moved_task)
+    shutil.copytree(moved_task, tmp_path / "other")  # the same folder elsewhere: the same input
+    assert kept(part, tmp_path / "other")
+    write_manifest(tmp_path / "other", "tasks-ctcf", {"window": 50}, [])  # another task
+    assert not kept(part, tmp_path / "other") and not part.exists()
+    make_part(part, moved_task)
+    write_manifest(moved_task, "tasks-ctcf", {"window": 50}, [])  # remade in place
+    assert not kept(part, moved_task) and not part.exists()
 
 
 def test_a_part_keeps_under_volatile_settings_and_settings_added_at_their_default(tmp_path):

@@ -27,7 +27,7 @@ from groverlm.context import Context, DataFiles, check_regions, resolve_data
 from groverlm.corpus import Region
 from groverlm.errors import GroverError
 from groverlm.genome import GenomeConfig
-from groverlm.manifest import LOCK, finished, write_manifest
+from groverlm.manifest import LOCK, finished, keep_part, write_manifest
 from groverlm.runner import Stage, run_pipeline, summarize_run
 
 from .conftest import DATA, held_elsewhere, random_dna, sigkill_when_exists, write_fasta
@@ -263,6 +263,47 @@ def test_a_stage_that_checks_its_parts_gets_its_finished_folder_whatever_changed
         "would run: missing")  # no finished folder to hand back
     run_pipeline(make(a=2, b=4))
     assert calls == ["b", "c"]
+
+
+def test_a_moved_run_folder_keeps_its_stages_and_parts(toy, monkeypatch, tmp_path):
+    """A finished run moved (or copied from a cluster) and run again there: nothing is redone.
+    A stage that checks its parts records in each the path of the folder it read (finetune's
+    model and task folder, the baselines' task folder): at the new place a change that redoes the
+    stage for one part keeps the others, the moved folders being the same inputs; a part's input
+    made again is still another input."""
+    make, calls = toy
+
+    def run_b(cfg, ctx):  # two parts, as a stage's `made_from` records them
+        calls.append("b")
+        parts = {"from_a": ({"a": str(ctx.stage_dir("a"))}, [ctx.stage_dir("a")]),
+                 "from_x": ({"x": cfg.x}, [])}
+        for name, (config, inputs) in parts.items():
+            if not keep_part(ctx.out / name, config, inputs, cfg):
+                calls.append(f"b:made {name}")
+                write_manifest(ctx.out / name, "part", config, inputs)
+        (ctx.out / "out.txt").write_text(f"b {cfg.x}")
+        return {"x": cfg.x}
+
+    monkeypatch.setitem(sys.modules, "toy_b", SimpleNamespace(run=run_b))
+    a, b, c = runner.STAGES
+    monkeypatch.setattr(runner, "STAGES", [a, replace(b, checks_parts=True), c])
+    run_pipeline(make())
+    moved = tmp_path / "moved"
+    shutil.move(make.run, moved)
+
+    def there(**settings):
+        return replace(make(**settings), run=RunSection(str(moved)))
+
+    calls.clear()
+    assert statuses(run_pipeline(there(), plan=True)) == ["up to date"] * 3
+    assert statuses(run_pipeline(there())) == ["skipped (up to date)"] * 3
+    assert calls == []
+    assert run_pipeline(there(b=2), plan=True)[1].status.startswith("would run: out of date")
+    run_pipeline(there(b=2))
+    assert calls == ["b", "b:made from_x", "c"]  # not from_a: the same folder a, moved
+    calls.clear()
+    run_pipeline(there(a=2, b=2))  # a made again: what part from_a read is another folder
+    assert calls == ["a", "b", "b:made from_a", "c"]
 
 
 def test_a_stage_redone_to_the_same_effect_leaves_the_stages_after_it_done(toy, monkeypatch):

@@ -530,7 +530,10 @@ def keep_part(folder: str | Path, config: dict[str, Any],
     once for every task) and each `recorded` manifest field to its value. `settings`: the config
     dataclass whose fields `config` holds (a ClassifierConfig): its volatile fields, which change
     no result, are not compared, nor a field added to it since the part was made, at its default
-    (`args.drop_added_defaults`: what the part was made with). A finished part made otherwise is
+    (`args.drop_added_defaults`: what the part was made with). A setting that names one of the
+    inputs (a model or task folder, as a stage's `made_from` records its path) is compared as
+    that input, by its SHA-256: a run folder moved or copied elsewhere keeps its parts, and
+    another model or task folder is still another input. A finished part made otherwise is
     removed (the changes logged), to be made again; an unfinished one is left to its maker
     (False). The runner hands a stage whose parts are checked so its folder whatever changed
     (runner.Stage.checks_parts): a part kept unchecked would be a stale result reported as this
@@ -542,9 +545,14 @@ def keep_part(folder: str | Path, config: dict[str, Any],
     keys = volatile_keys(type(settings)) if settings is not None else ()
     old = drop_keys(made.get("config") or {}, keys)
     new = drop_added_defaults(drop_keys(json.loads(json.dumps(config)), keys), old, settings)
-    then = {"config": old, "inputs": [i.get("sha256") for i in made.get("inputs", [])],
+    old_inputs = [i for i in made.get("inputs", []) if isinstance(i, dict)]
+    new_inputs = [input_record(i) for i in inputs]
+    then = {"config": _inputs_named(old, old_inputs),
+            "inputs": [_input_identity(i) for i in old_inputs],
             **{k: made.get(k) for k in recorded}}
-    now = {"config": new, "inputs": [input_record(i).get("sha256") for i in inputs], **recorded}
+    now = {"config": _inputs_named(new, new_inputs),
+           "inputs": [_input_identity(i) for i in new_inputs],
+           **recorded}
     changed = changed_settings(then, now)
     if not changed:
         return True
@@ -552,6 +560,25 @@ def keep_part(folder: str | Path, config: dict[str, Any],
              "; ".join(changed))
     remove_folder(folder)
     return False
+
+
+def _input_identity(record: dict[str, Any]) -> str | None:
+    """What identifies an input in `keep_part`: its SHA-256; a model named by its Hub id has none,
+    the id is its identity (`fingerprint`)."""
+    return record.get("sha256") or (record.get("path") if record.get("kind") == "hub" else None)
+
+
+def _inputs_named(config: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """`config` with each top-level setting that is the path of one of `inputs` (their fingerprint
+    records) as that input's place among them (`input 1`), for `keep_part` to compare it by the
+    input's identity, not by where the input was then.
+
+    >>> _inputs_named({"task_dir": "/r/tasks/ctcf", "lr": 0.1}, [{"path": "/r/tasks/ctcf"}])
+    {'task_dir': 'input 0', 'lr': 0.1}
+    """
+    place = {i["path"]: n for n, i in reversed(list(enumerate(inputs))) if "path" in i}
+    return {k: f"input {place[v]}" if isinstance(v, str) and v in place else v
+            for k, v in config.items()}
 
 
 def remove_other_parts(out: str | Path, parts: Iterable[str | Path]) -> None:
