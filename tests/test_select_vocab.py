@@ -599,6 +599,13 @@ def test_a_run_retrains_the_candidates_only_when_their_settings_change(inputs, t
     assert (sel / "table.tsv").read_text() == (fresh / "table.tsv").read_text()
     assert (json.loads((sel / "manifest.json").read_text())["selected"]
             == json.loads((fresh / "manifest.json").read_text())["selected"])
+    # the run folder moved (an rsync from a cluster): the same genome and BPE at another path,
+    # whose candidates are kept there
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    pretrained.clear()
+    run("moved", "select_vocab.classifier.lr=3e-3")
+    assert pretrained == []
+    shutil.move(tmp_path / "moved", tmp_path / "run")
     # a pretraining setting: every candidate pretrained again
     pretrained.clear()
     run("run", "select_vocab.classifier.lr=2e-3", "select_vocab.pretraining.lr=1e-3")

@@ -764,8 +764,9 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False,
     With `redo_nextkmer` or `keep`, changed next-k-mer settings discard only the next-k-mer results
     and the selection made from them (the vocabularies, corpora and pretrained models do not
     depend on them), finished or not. With `keep`, changed pretraining settings (`pretraining`:
-    the candidates, their pretraining, seed, region, genome and BPE paths and contents) discard
-    everything instead of being refused. Returns whether anything was discarded."""
+    the candidates, their pretraining, seed, region, genome and BPE contents; their paths only in
+    a record from before the contents) discard everything instead of being refused. Returns
+    whether anything was discarded."""
     path = out / SETTINGS
     old = read_json(path) if path.exists() else None
     hint = "pass --overwrite to start again"
@@ -785,6 +786,12 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False,
                     if isinstance(old.get("pretraining"), dict) and key not in old["pretraining"]]
         for key in unhashed:
             old["pretraining"][key] = settings["pretraining"][key]
+        # the genome and BPE run by their hashes where recorded, not their paths: a run folder
+        # moved since (its bpe/train, its genome cut) holds the same files elsewhere, and every
+        # candidate was pretrained again there
+        for key, digest in (("genome", "genome_sha256"), ("bpe", "merges_sha256")):
+            if isinstance(old.get("pretraining"), dict) and digest not in unhashed:
+                old["pretraining"][key] = settings["pretraining"][key]
         changed = changed_settings(old, settings)
         if old.get("pretraining") == settings["pretraining"] and changed:
             if redo_nextkmer or keep:
