@@ -515,3 +515,27 @@ def test_the_most_frequent_k_mer_keeps_its_dashes_when_chance_is_missing(tmp_pat
     (line,) = [ln for ln in kmer.get_lines() if not ln.get_label().startswith("_")]
     assert line.get_label() == "most frequent k-mer: 7.3%"
     assert (line.get_color(), line.get_linestyle()) == MOST_FREQUENT_LINE
+
+
+def test_the_answer_shows_the_models_own_vocabulary_in_a_moved_run_folder(tmp_path):
+    """The first screen's vocabulary is the one the pretrained model read (its corpus's), found
+    through the inputs its manifests record. They record absolute paths: in a run folder moved
+    since, they were found nowhere, and the page showed the BPE stage's own export instead of
+    the vocabulary selection chose. Inputs are found by their fingerprints."""
+    from groverlm.bpe.export import export_vocab
+    from groverlm.bpe.train import write_training
+
+    run = tmp_path / "run"
+    write_training(make_genome(tmp_path / "genome.fa"), run / "bpe" / "train", 120, None, None,
+                   False, progress=False)
+    export_vocab(run / "bpe" / "train", 120, run / "bpe" / "export")  # bpe.cycles
+    selection = run / "select_vocab" / "selection"
+    chosen = selection / "vocab" / "bpe-60"
+    export_vocab(run / "bpe" / "train", 60, chosen)
+    write_manifest(selection, "select-vocab", {}, [])
+    write_manifest(run / "corpus" / "corpus", "corpus", {}, [chosen])
+    write_manifest(run / "pretrain" / "model", "pretrain", {}, [run / "corpus" / "corpus"])
+    shutil.move(run, tmp_path / "moved")
+    assert main(["report", str(tmp_path / "moved")]) == 0
+    answer = (tmp_path / "moved" / "report.html").read_text().split("<section")[1]
+    assert "<h3>Vocabulary (select_vocab/selection/vocab/bpe-60) against GROVER" in answer

@@ -738,18 +738,19 @@ def _eval_of(st: StageFolder) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _upstream(st: StageFolder, name: str, by_folder: dict[Path, StageFolder],
+def _upstream(st: StageFolder, name: str, by_digest: dict[str, StageFolder],
               depth: int = 3) -> StageFolder | None:
     """The nearest stage named `name` among the inputs of `st`'s manifest, followed upstream
-    (a pretrained model -> its corpus -> its vocabulary)."""
+    (a pretrained model -> its corpus -> its vocabulary). `by_digest`: the stage folders by their
+    fingerprints, by which the inputs are found: their recorded paths are absolute, no longer
+    there in a run folder moved since."""
     for item in st.manifest.get("inputs") or []:
-        up = by_folder.get(Path(str(item.get("path", ""))).resolve()) if isinstance(item, dict) \
-            else None
+        up = by_digest.get(item.get("sha256")) if isinstance(item, dict) else None
         if up is None:
             continue
         if up.name == name:
             return up
-        if depth > 1 and (found := _upstream(up, name, by_folder, depth - 1)) is not None:
+        if depth > 1 and (found := _upstream(up, name, by_digest, depth - 1)) is not None:
             return found
     return None
 
@@ -866,9 +867,11 @@ def render_answer(stages: list[StageFolder], records: list[dict], root: Path) ->
     if zero and (rows := readout_rows(json.loads((zero[0].folder / "readouts.json").read_text()))):
         sec.add("<h3>Zero-shot: the model's own likelihoods, no fine-tuning</h3>", table(rows))
 
-    by_folder = {st.folder.resolve(): st for st in all_stages}
+    # a folder's fingerprint is its manifest.json's (manifest.fingerprint), as its users record it
+    by_digest = {fingerprint(st.folder)["sha256"]: st for st in all_stages
+                 if st.manifest_path == st.folder / "manifest.json"}
     models = [st for st in stages if st.name == "pretrain"]
-    exports = [e for e in (_upstream(m, "bpe-export", by_folder) for m in models) if e] or [
+    exports = [e for e in (_upstream(m, "bpe-export", by_digest) for m in models) if e] or [
         st for st in stages if st.name == "bpe-export"]
     exports = [e for e in exports if (e.folder / "vocab_stats.json").exists()]
     if exports:
