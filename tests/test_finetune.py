@@ -8,7 +8,9 @@ import csv
 import json
 import shutil
 import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -485,26 +487,33 @@ def test_an_epoch_that_only_ties_the_best_dev_score_is_not_kept(kmer_model, tmp_
 
 
 def test_a_seed_stopped_after_an_epoch_resumes_counting_epochs_from_its_checkpoint(
-        kmer_model, tmp_path, monkeypatch):
+        kmer_model, tmp_path):
     task = composition_task(tmp_path / "task")
     out = tmp_path / "ft"
     args = ft_args(kmer_model, task, out, "--seeds", "0", "--epochs", "3", "--lr", "2e-3")
-    scored, calls = finetune.score, []
-
-    def stopping(*a, **k):  # the second dev evaluation never returns: epoch 1's checkpoint stays
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("stopped")
-        return scored(*a, **k)
-
-    monkeypatch.setattr(finetune, "score", stopping)
-    with pytest.raises(RuntimeError, match="stopped"):
-        main(args)
-    monkeypatch.setattr(finetune, "score", scored)
+    cut_short(lambda: main(args), 2)  # the second dev evaluation: epoch 1's checkpoint stays
     assert main(args) == 0
     [run] = read_metrics(out)[0]["per_seed"]
     assert [c["epoch"] for c in run["dev_curve"]] == [1, 2, 3]
     assert run["best_epoch"] == 1 + int(np.argmax([c["mcc"] for c in run["dev_curve"]]))
+
+
+def cut_short(run: Callable[[], Any], call: int) -> None:
+    """`run()` stopped at the `call`-th call of finetune.score (each seed's dev evaluations, one per
+    epoch, then its test), as a kill there would stop it: the checkpoint of the epoch before
+    stays."""
+    scored, calls = finetune.score, []
+
+    def stopping(*a, **k):
+        calls.append(1)
+        if len(calls) == call:
+            raise RuntimeError("stopped")
+        return scored(*a, **k)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(finetune, "score", stopping)
+        with pytest.raises(RuntimeError, match="stopped"):
+            run()
 
 
 def test_a_model_predicting_one_class_for_every_test_row_is_warned(kmer_model, tmp_path, caplog):
@@ -579,3 +588,42 @@ def test_a_run_keeps_a_fine_tuning_only_if_made_from_the_same_model_task_and_set
     assert fine_tune(*last) == []  # a copy: the same model
     write_manifest(run / "pretrain" / "other", "pretrain-model", {"steps": 8}, [])
     assert fine_tune(*last) == ["ctcf"]
+
+
+def test_a_moved_run_folder_resumes_an_interrupted_fine_tuning_where_it_stopped(
+        kmer_model, tmp_path, caplog):
+    """`mv runs/a runs/b` (or an rsync from a cluster) while the fine-tuning stage was cut short:
+    its settings.json and each seed's checkpoint named the model by its old path, so the rerun
+    stopped with 'cannot resume ... model: old -> new'. The model is compared by its hash: the
+    finished seed is kept, the cut one goes on from its checkpoint, and the result is an
+    uninterrupted run's; another model at the new path is still refused."""
+    cfg = load_config(None, ["finetune.classifier.epochs=2", "finetune.classifier.seeds=[0,1]",
+                             "finetune.classifier.threads=1", "finetune.classifier.lr=0.002",
+                             "tasks.build=[ctcf]"])
+
+    def fine_tune(run: Path) -> dict:
+        finetune.run(cfg.stage("finetune"), Context(run, run / "finetune", cfg, None, False))
+        return read_metrics(run / "finetune" / "ctcf")[0]
+
+    whole = fine_tune(run_folder_with_tasks(tmp_path / "whole", kmer_model, {"ctcf": 1}))
+    run = run_folder_with_tasks(tmp_path / "run", kmer_model, {"ctcf": 1})
+    cut_short(lambda: fine_tune(run), 5)  # seed 0: 2 dev epochs, its test; seed 1: 1 dev epoch
+    part = run / "finetune" / "ctcf"
+    assert (part / "seed-0" / "result.json").exists() and not (part / "manifest.json").exists()
+    assert list((part / "seed-1" / "checkpoints").glob("step-*"))
+    shutil.copytree(run, tmp_path / "other")  # kept for the other model below
+    shutil.move(run, tmp_path / "moved")
+    run, part = tmp_path / "moved", tmp_path / "moved" / "finetune" / "ctcf"
+    seed0 = (part / "seed-0" / "result.json").stat().st_mtime_ns
+    caplog.set_level("INFO", logger="groverlm.train")
+    again = fine_tune(run)
+    assert (part / "seed-0" / "result.json").stat().st_mtime_ns == seed0  # kept, not redone
+    assert "resumed from" in caplog.text and "seed-1" in caplog.text  # seed 1 from its epoch 1
+    for a, b in zip(whole["per_seed"], again["per_seed"], strict=True):
+        assert (a["seed"], a["dev_curve"], a["test"], a["best_epoch"]) == (
+            b["seed"], b["dev_curve"], b["test"], b["best_epoch"])
+    # the same folder with another model at its path: seed 0 came from the first one
+    write_kmer_vocab(2, tmp_path / "v2")
+    make_model(tmp_path / "other" / "pretrain" / "model", tmp_path / "v2", max_positions=24, seed=1)
+    with pytest.raises(GroverError, match="cannot resume.*model_sha256"):
+        fine_tune(tmp_path / "other")

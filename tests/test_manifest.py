@@ -72,6 +72,33 @@ def test_settings_recorded_elsewhere_are_compared_and_nothing_is_written(tmp_pat
     assert not (tmp_path / SETTINGS).exists()
 
 
+def test_a_path_recorded_beside_its_hash_is_compared_by_the_hash(tmp_path):
+    """A resume guard's `by_hash`: a model (as a checkpoint records it, under `run`) at another
+    path with the same hash resumes; another hash is refused, naming both paths; a record from
+    before the hash compares the path alone; a Hub id (no hash) compares the id."""
+    by_hash = {"run.model": "model_sha256"}
+
+    def run(model: str, sha: str | None) -> dict:
+        return {"run": {"model": model, "model_sha256": sha, "lr": 0.1}}
+
+    saved = run("/a/model", "s1")
+    check_resume(tmp_path, run("/b/model", "s1"), saved=saved, by_hash=by_hash)  # moved
+    with pytest.raises(GroverError, match=r"run\.model: '/a/model' -> '/b/model'; "
+                                          r"run\.model_sha256: 's1' -> 's2'"):
+        check_resume(tmp_path, run("/b/model", "s2"), saved=saved, by_hash=by_hash)
+    with pytest.raises(GroverError, match=r"run\.model: '/a/model' -> '/a/model2'"):
+        check_resume(tmp_path, run("/a/model2", "s1"), saved=saved)  # only where asked
+    before = {"run": {"model": "/a/model", "lr": 0.1}}  # recorded before the hash
+    check_resume(tmp_path, run("/a/model", "s1"), saved=before, by_hash=by_hash)
+    with pytest.raises(GroverError, match=r"run\.model: '/a/model' -> '/b/model'"):
+        check_resume(tmp_path, run("/b/model", "s1"), saved=before, by_hash=by_hash)
+    hub = run("org/model", None)
+    check_resume(tmp_path, run("org/model", None), saved=hub, by_hash=by_hash)
+    with pytest.raises(GroverError, match="org/other"):
+        check_resume(tmp_path, run("org/other", None), saved=hub, by_hash=by_hash)
+    assert saved == run("/a/model", "s1")  # the caller's record is left as it was
+
+
 def test_volatile_fields_may_change_when_settings_come_from_args_stable(tmp_path):
     check_resume(tmp_path, {"train": stable(TrainConfig(threads=1, device="cpu"))})
     check_resume(tmp_path, {"train": stable(TrainConfig(threads=4, device="auto", log_every=7))})

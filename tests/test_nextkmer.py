@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from groverlm.nextkmer import (
 )
 
 from .conftest import random_dna, write_fasta
-from .test_finetune import make_model
+from .test_finetune import cut_short, make_model
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +315,38 @@ def test_tfidf_baselines_draw_their_bar_when_asked(tmp_path, capsys):
     assert "3/3" in err, err
     run_nextkmer(None, samples, tmp_path / "off", kmer_classifier(), bcfg, progress=False)
     assert "tfidf nextkmer-k1" not in capsys.readouterr().err
+
+
+def test_a_moved_folder_resumes_an_interrupted_nextkmer_where_it_stopped(genome, tmp_path,
+                                                                         caplog):
+    """A folder holding the model and an interrupted next-k-mer, moved (`mv runs/a runs/b`): its
+    settings named the model by its old path, so the rerun was refused ('cannot resume ... model:
+    old -> new'). The model is compared by its hash: the finished k is kept, the cut one goes on
+    from its checkpoint, and the results are an uninterrupted run's."""
+    write_kmer_vocab(2, tmp_path / "v2")
+
+    def args(root: Path) -> list[str]:
+        return nk_args(root / "model", genome, root / "nk", "--epochs", "2", "--no-zero-shot",
+                       "--tfidf", "none", "--no-table")
+
+    for root in ("whole", "run"):
+        make_model(tmp_path / root / "model", tmp_path / "v2")
+    assert main(args(tmp_path / "whole")) == 0
+    cut_short(lambda: main(args(tmp_path / "run")), 5)  # k=1: 2 dev epochs, its test; k=2: 1
+    out = tmp_path / "run" / "nk"
+    assert (out / "k1" / "k.json").exists() and not (out / "k2" / "k.json").exists()
+    assert list((out / "k2" / "seed-0" / "checkpoints").glob("step-*"))
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    out = tmp_path / "moved" / "nk"
+    k1 = (out / "k1" / "k.json").stat().st_mtime_ns
+    caplog.set_level("INFO", logger="groverlm.train")
+    assert main(args(tmp_path / "moved")) == 0
+    assert (out / "k1" / "k.json").stat().st_mtime_ns == k1  # kept, not redone
+    assert "resumed from" in caplog.text  # k=2 from its first epoch's checkpoint
+    def results(nk: Path) -> list:  # each k's figures, less its time
+        return [{k: v for k, v in row.items() if k != "seconds"}
+                for row in json.loads((nk / "metrics.json").read_text())["summary"]]
+
+    assert results(out) == results(tmp_path / "whole" / "nk")
+    assert [r["per_seed"][0]["dev_curve"] for r in read_metrics(out)] == [
+        r["per_seed"][0]["dev_curve"] for r in read_metrics(tmp_path / "whole" / "nk")]

@@ -80,6 +80,7 @@ from groverlm.embed import max_window_tokens, tokenize
 from groverlm.errors import GroverError, counted
 from groverlm.fasta import reverse_complement
 from groverlm.manifest import (
+    MODEL_BY_HASH,
     SETTINGS,
     atomic_path,
     check_resume,
@@ -548,10 +549,11 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
         return {"epoch": done[0], **{f"dev_{k}": metrics[k]
                                      for k in ("mcc", "accuracy", "f1", "auroc")}}
 
-    run_config = {"model": str(model_dir), "num_labels": num_labels, "train": train.fingerprint(),
+    run_config = {"model": str(model_dir), "model_sha256": model_sha256(model_dir),
+                  "num_labels": num_labels, "train": train.fingerprint(),
                   "dev": dev.fingerprint(), "window": [size, stride], "class_weights": weighted}
     res = training.train(model, data, _objective(), tcfg, out, evaluate, tokenizer, resume=True,
-                         run_config=run_config, progress=progress)
+                         run_config=run_config, progress=progress, by_hash=MODEL_BY_HASH)
     assert best is not None, "the training loop evaluated no epoch"
     model = load_classifier(out / BEST, num_labels, seed, label_names)
     test_data = WindowedData(test.ids, test.labels, tokenizer, size, stride)
@@ -629,7 +631,7 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
     check_resume(out, {"model": str(model_dir), "model_sha256": model_sha256(model_dir),
                        "num_labels": num_labels, "task": task, "config": stable(cfg),
                        "data": [sub.fingerprint(), dev.fingerprint(), test.fingerprint()]},
-                 added=("model_sha256",))
+                 by_hash=MODEL_BY_HASH)
     if len(sub) < len(train):
         log.info("training on a seeded subset of %d of %d sequences", len(sub), len(train))
     per_seed = []

@@ -7,7 +7,9 @@ one. A stage that continues an interrupted folder first calls `check_resume`, wh
 settings it started with (`settings.json`) and refuses to go on under others. A cached result (one
 file a stage may recompute, such as one analysis of `groverlm analyze`) goes through the same
 comparison in its cache form: `write_cached` records the settings inside the file, `cached` hands
-the file back only when they are the current ones (else it is recomputed and replaced). While a
+the file back only when they are the current ones (else it is recomputed and replaced). Both
+compare a path recorded beside its hash by the hash where asked (`located_by_hash`), so that a
+folder moved or copied elsewhere (`mv runs/a runs/b`) resumes. While a
 process writes a folder (a run, a stage function marked `writes_folder`) it holds FOLDER/.groverlm.lock
 (`folder_lock`), so a second writer stops before touching it, anything inside it, or a folder
 around it.
@@ -29,7 +31,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -394,6 +396,11 @@ def model_sha256(model_dir: str | Path) -> str | None:
     return fingerprint(model_dir).get("sha256")
 
 
+# resume settings that name their model as `model` (its path or Hub id) beside `model_sha256`:
+# the model compared by its weights' hash, not by where it was (`located_by_hash`)
+MODEL_BY_HASH = {"model": "model_sha256"}
+
+
 def merges_sha256_of(folder: str | Path, _depth: int = 0) -> str | None:
     """The BPE merges fingerprint of a vocabulary or model folder, when its manifests say it: a `bpe
     export` folder records it, and so do the corpus and the model made from it and our fine-tuned
@@ -452,8 +459,8 @@ def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def check_resume(folder: str | Path, settings: dict[str, Any], *, name: str = SETTINGS,
                  saved: dict[str, Any] | None = None,
-                 hint: str = "pass --overwrite to start again", added: tuple[str, ...] = ()
-                 ) -> None:
+                 hint: str = "pass --overwrite to start again",
+                 by_hash: Mapping[str, str] | None = None) -> None:
     """The one resume guard: refuse to continue `folder` under settings other than its first ones
     (finished parts made under the old ones would be mixed with new ones).
 
@@ -461,8 +468,9 @@ def check_resume(folder: str | Path, settings: dict[str, Any], *, name: str = SE
     them with the record and raises a one-line GroverError naming the folder and each changed
     dotted key. `saved`: settings recorded elsewhere (a checkpoint's state) to compare with
     instead; nothing is written then. Pass `args.stable(cfg)`, not `asdict(cfg)`, so that the
-    fields marked `args.volatile` (devices, threads, ...) may change between calls. `added`: keys
-    recorded since a later version, not compared with a record that lacks them.
+    fields marked `args.volatile` (devices, threads, ...) may change between calls. `by_hash`:
+    the settings that are paths, compared by the hash recorded beside them (`located_by_hash`),
+    so that an interrupted folder moved or copied elsewhere resumes.
     """
     folder = Path(folder)
     if saved is None:
@@ -471,34 +479,91 @@ def check_resume(folder: str | Path, settings: dict[str, Any], *, name: str = SE
             write_json(path, settings)
             return
         saved = read_json(path)
-    settings = {k: v for k, v in settings.items() if k not in added or k in saved}
-    diff = changed_settings(saved, settings)
+    diff = changed_settings(saved, settings, by_hash)
     if diff:
         raise GroverError(f"cannot resume: started with other settings ({'; '.join(diff)}); {hint}",
                           folder)
 
 
-def changed_settings(saved: Any, settings: dict[str, Any]) -> list[str]:
+def changed_settings(saved: Any, settings: dict[str, Any],
+                     by_hash: Mapping[str, str] | None = None) -> list[str]:
     """The one comparison behind `check_resume` and `cached`: what differs between the `saved`
     settings (as read back from JSON) and `settings` (compared as JSON holds them: tuples as
-    lists); empty when nothing does.
+    lists); empty when nothing does. `by_hash`: as `located_by_hash`.
 
     >>> changed_settings({"ks": [1, 2], "lr": 0.1}, {"ks": (1, 2), "lr": 0.2})
     ['lr: 0.1 -> 0.2']
     """
     now = json.loads(json.dumps(settings))
+    if by_hash:
+        saved = located_by_hash(saved, now, by_hash)
     if saved == now:
         return []
     diff = settings_diff(saved, now) if isinstance(saved, dict) else []
     return diff or [f"{saved!r} -> {now!r}"]
 
 
-def cached(path: str | Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+# the settings of a result made from input files (a partial score table, an analysis): `inputs`,
+# a list of their fingerprint records (`fingerprint`), each compared by its SHA-256 and not by the
+# path it had then (`located_by_hash`)
+INPUTS_BY_HASH = {"inputs.*.path": "sha256"}
+
+
+def located_by_hash(saved: Any, now: Any, by_hash: Mapping[str, str]) -> Any:
+    """`saved` settings (as read back from JSON) with each path setting named in `by_hash`
+    compared by the hash recorded beside it, to be compared with `now` (as JSON holds it).
+
+    `by_hash` maps the dotted key of a setting that is a path (`*`: every entry of the dict or list
+    there) to the name of its hash's key in the same dict. Where `saved` and `now` record the same
+    hash, the path is taken as now's: the same model or file at another place (a run folder moved
+    with `mv runs/a runs/b`, or copied from a cluster) resumes; another hash still differs, and
+    the paths are shown beside it. A record from before the hash (none recorded) is given now's,
+    so that its path alone is compared: an older folder still resumes where it is. A hash
+    recorded as None (a model named by its Hub id) leaves the path, the id, compared.
+
+    >>> located_by_hash({"model": "/a/m", "model_sha256": "x1"},
+    ...                 {"model": "/b/m", "model_sha256": "x1"}, {"model": "model_sha256"})
+    {'model': '/b/m', 'model_sha256': 'x1'}
+    >>> located_by_hash({"inputs": [{"path": "a/g.fa"}]}, {"inputs": [{"path": "b/g.fa",
+    ...                 "sha256": "f0"}]}, INPUTS_BY_HASH)
+    {'inputs': [{'path': 'a/g.fa', 'sha256': 'f0'}]}
+    """
+    saved = json.loads(json.dumps(saved))  # a copy: the caller's record is left as it was
+    for key, digest in by_hash.items():
+        _locate(saved, now, key.split("."), digest)
+    return saved
+
+
+def _locate(saved: Any, now: Any, keys: list[str], digest: str) -> None:
+    """`located_by_hash` for one path setting, at `keys` below `saved` and `now` (in place)."""
+    first, *rest = keys
+    if isinstance(saved, list) and isinstance(now, list) and first == "*":
+        pairs = list(zip(saved, now, strict=False))  # lists of other lengths differ anyway
+    elif not isinstance(saved, dict) or not isinstance(now, dict):
+        return
+    elif first == "*":
+        pairs = [(saved[k], now[k]) for k in saved if k in now]
+    elif rest:
+        pairs = [(saved.get(first), now.get(first))]
+    else:
+        if digest not in saved and digest in now:  # recorded before the hash: the path alone
+            saved[digest] = now[digest]
+        elif saved.get(digest) is not None and saved[digest] == now.get(digest) and first in now:
+            saved[first] = now[first]
+        return
+    for a, b in pairs:
+        _locate(a, b, rest, digest)
+
+
+def cached(path: str | Path, settings: dict[str, Any], by_hash: Mapping[str, str] | None = None
+           ) -> dict[str, Any] | None:
     """The resume guard in its cache form: the JSON record at `path` (written by `write_cached`)
     when it was made under `settings`, to be reused; None when there is none or it was made under
     others, to be recomputed and replaced (then the changed keys are logged). Unlike
     `check_resume`, other settings are no error: a cached result is only ever replaced whole.
-    Pass `args.stable(cfg)`, so that volatile fields (devices, batch sizes) keep the record.
+    Pass `args.stable(cfg)`, so that volatile fields (devices, batch sizes) keep the record;
+    `by_hash` (`located_by_hash`; `INPUTS_BY_HASH` for a list of input fingerprints), so that a
+    record moved or copied with its inputs is reused.
     """
     path = Path(path)
     if not path.is_file():
@@ -508,7 +573,7 @@ def cached(path: str | Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     except GroverError as err:  # a damaged cache is only ever recomputed
         log.info("%s: recomputing it", err)
         return None
-    diff = (changed_settings(record[CACHE_SETTINGS], settings) if CACHE_SETTINGS in record
+    diff = (changed_settings(record[CACHE_SETTINGS], settings, by_hash) if CACHE_SETTINGS in record
             else ["none recorded"])
     if diff:
         log.info("%s was made under other settings (%s): recomputing it", path, "; ".join(diff))
@@ -683,13 +748,16 @@ class PartialTable:
     records the settings they were made under, the items done and the file's length after them (a
     kill in mid-append is cut back to that length); `finish` renames the file to OUT. A partial
     file made under other settings starts again (OUT itself is only ever replaced by `finish`).
-    `extra` carries running totals across a resume (what the rows do not hold)."""
+    `extra` carries running totals across a resume (what the rows do not hold). `by_hash`: the
+    settings' paths compared by their hashes (`located_by_hash`; `INPUTS_BY_HASH`), so that a
+    table moved or copied with its inputs resumes."""
 
-    def __init__(self, out: str | Path, columns: Sequence[str], settings: dict[str, Any]):
+    def __init__(self, out: str | Path, columns: Sequence[str], settings: dict[str, Any],
+                 by_hash: Mapping[str, str] | None = None):
         self.out, self.columns, self.settings = Path(out), list(columns), settings
         self.path = self.out.with_name(self.out.name + ".partial")
         self.progress = self.out.with_name(self.out.name + ".partial.json")
-        saved = cached(self.progress, settings) if self.path.is_file() else None
+        saved = cached(self.progress, settings, by_hash) if self.path.is_file() else None
         if saved is not None and self.path.stat().st_size >= saved.get("bytes", math.inf):
             os.truncate(self.path, saved["bytes"])
             self.done, self.extra = int(saved["done"]), dict(saved.get("extra") or {})

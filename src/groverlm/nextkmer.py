@@ -77,6 +77,7 @@ from groverlm.finetune import (
 )
 from groverlm.kmers import index_to_kmer, kmer_ids, kmer_to_index, parse_ks
 from groverlm.manifest import (
+    MODEL_BY_HASH,
     SETTINGS,
     atomic_path,
     check_resume,
@@ -506,7 +507,7 @@ def run_nextkmer(model_dir: str | Path | None, samples: Samples, out: str | Path
     check_resume(out, {"model": str(model_dir), "name": name, "samples": samples.fingerprint(),
                        "finetune": stable(ft), "baselines": asdict(bcfg), "zero_shot": zero_shot,
                        "model_sha256": model_sha256(model_dir) if model_dir else None},
-                 added=("model_sha256",))
+                 by_hash=MODEL_BY_HASH)
     tokenizer = load_tokenizer(model_dir, "model") if model_dir is not None else None
     ids = {s: token_ids(tokenizer, samples.contexts[s]) for s in SPLITS} if tokenizer else {}
     readout: Any = None  # zero_shot_inputs of the test contexts, computed once for every k

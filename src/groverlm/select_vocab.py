@@ -106,6 +106,7 @@ from groverlm.manifest import (
     contents_sha256,
     fingerprint,
     finished,
+    located_by_hash,
     read_json,
     read_manifest,
     write_json,
@@ -784,14 +785,11 @@ def _check_settings(out: Path, settings: dict, redo_nextkmer: bool = False,
         # settings.json is brought up to date below: from then on a changed file is seen
         unhashed = [key for key in ("genome_sha256", "merges_sha256")
                     if isinstance(old.get("pretraining"), dict) and key not in old["pretraining"]]
-        for key in unhashed:
-            old["pretraining"][key] = settings["pretraining"][key]
         # the genome and BPE run by their hashes where recorded, not their paths: a run folder
         # moved since (its bpe/train, its genome cut) holds the same files elsewhere, and every
         # candidate was pretrained again there
-        for key, digest in (("genome", "genome_sha256"), ("bpe", "merges_sha256")):
-            if isinstance(old.get("pretraining"), dict) and digest not in unhashed:
-                old["pretraining"][key] = settings["pretraining"][key]
+        old = located_by_hash(old, settings, {"pretraining.genome": "genome_sha256",
+                                              "pretraining.bpe": "merges_sha256"})
         changed = changed_settings(old, settings)
         if old.get("pretraining") == settings["pretraining"] and changed:
             if redo_nextkmer or keep:

@@ -36,7 +36,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -475,15 +475,17 @@ Evaluate = Callable[[nn.Module, Callable[[], contextlib.AbstractContextManager],
 
 def train(model: nn.Module, data: TrainData, objective: type[nn.Module], cfg: TrainConfig,
           out: str | Path, evaluate: Evaluate | None = None, tokenizer=None, resume: bool = False,
-          run_config: dict | None = None, progress: bool = True) -> TrainResult:
+          run_config: dict | None = None, progress: bool = True,
+          by_hash: Mapping[str, str] | None = None) -> TrainResult:
     """Train `model` (in place) on `data`; returns counters and the final evaluation.
 
     objective: a class wrapping the model whose forward(**batch) returns the loss summed over the
     batch's targets, with a static `count(batch)` of those targets (`MaskedLM`,
     `SequenceClassification`). evaluate(model, autocast, final) -> metrics runs on rank 0 every
     `eval_every` steps and at the end (final=True), in eval mode without gradients. run_config (the caller's
-    settings) is stored in checkpoints and must match on resume. Checkpoints are written every
-    `save_every` steps and at the end; `resume` continues from the latest one.
+    settings) is stored in checkpoints and must match on resume; `by_hash`: its paths compared by
+    the hashes beside them (manifest.located_by_hash: a moved folder resumes). Checkpoints are
+    written every `save_every` steps and at the end; `resume` continues from the latest one.
     """
     out = Path(out)
     threads_before = torch.get_num_threads()
@@ -498,7 +500,7 @@ def train(model: nn.Module, data: TrainData, objective: type[nn.Module], cfg: Tr
         torch.set_num_threads(max(1, threads_before // local))
     try:
         return _train(model, data, objective, cfg, out, evaluate, tokenizer, resume,
-                      run_config or {}, progress, dist, device)
+                      run_config or {}, progress, dist, device, by_hash or {})
     finally:
         torch.set_num_threads(threads_before)
         if dist.created:
@@ -506,7 +508,7 @@ def train(model: nn.Module, data: TrainData, objective: type[nn.Module], cfg: Tr
 
 
 def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_config, progress,
-           dist: Dist, device: torch.device) -> TrainResult:
+           dist: Dist, device: torch.device, by_hash: Mapping[str, str]) -> TrainResult:
     if device.type == "cpu" and getattr(model.config, "attention_probs_dropout_prob", 0) > 0 \
             and dist.main:
         log.warning("attention dropout makes SDPA use its slow math kernel on a CPU (attention about "
@@ -530,7 +532,8 @@ def _train(model, data, objective, cfg, out, evaluate, tokenizer, resume, run_co
     if ckpt is not None:
         state = torch.load(ckpt / STATE, map_location="cpu", weights_only=False)
         check_resume(ckpt, settings, saved=state["settings"],
-                     hint="pass the first run's settings, or --overwrite to start again")
+                     hint="pass the first run's settings, or --overwrite to start again",
+                     by_hash={f"run.{key}": digest for key, digest in by_hash.items()})
         with quiet_transformers():
             loaded = type(model).from_pretrained(str(ckpt))
         model.load_state_dict(loaded.state_dict())
