@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import weakref
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -602,6 +603,49 @@ def test_score_and_ism_resume_after_an_interruption(tiny, tmp_path, monkeypatch,
             assert "(1 with a flank cut by the contig end)" in printed
     np.testing.assert_array_equal(np.load(tmp_path / "run-ism/ism.npy"),
                                   np.load(tmp_path / "ref-ism/ism.npy"))
+
+
+def test_a_stopped_score_moved_with_its_model_and_input_resumes(tiny, tmp_path, monkeypatch):
+    """`score seqs` stopped, then its folder (model, input, partial table) moved or copied from a
+    cluster: the partial table's settings fingerprinted the model and the input with their paths,
+    so the rerun scored every chunk again. They are compared by their hashes: the rerun goes on
+    after the saved chunk and writes the uninterrupted table; another input there starts over."""
+    _, genome, model_dir, _ = tiny
+    module = sys.modules["groverlm.score"]
+    seq = Genome.read(genome).sequence("chrA", 0, 1200)
+    work = tmp_path / "work"
+    shutil.copytree(model_dir, work / "model")
+    write_fasta(work / "in.fa", {f"s{i}": seq[100 * i: 100 * i + 90] for i in range(7)})
+
+    def args(root: Path, out: str = "t.tsv") -> list[str]:
+        return ["score", "seqs", "--input", str(root / "in.fa"), "--model", str(root / "model"),
+                "--chunk", "3", "--quiet", "--out", str(root / out)]
+
+    assert main(args(work, "whole.tsv")) == 0
+    real, calls = module.score_sequences, []
+
+    def counted(*a, crash=None, **k):
+        calls.append(len(a[2]))
+        if len(calls) == crash:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, "score_sequences", lambda *a, **k: counted(*a, crash=2, **k))
+    assert main(args(work)) == 130
+    assert (work / "t.tsv.partial").exists()
+    shutil.copytree(work, tmp_path / "copy")
+    shutil.move(work, tmp_path / "moved")
+    calls.clear()
+    monkeypatch.setattr(module, "score_sequences", counted)
+    assert main(args(tmp_path / "moved")) == 0
+    assert calls == [3, 1]  # the first chunk was not scored again
+    moved = tmp_path / "moved"
+    assert (moved / "t.tsv").read_text() == (moved / "whole.tsv").read_text()
+    copy = tmp_path / "copy"  # the copy with another input under the same name: from the start
+    write_fasta(copy / "in.fa", {f"s{i}": seq[100 * i + 5: 100 * i + 95] for i in range(7)})
+    calls.clear()
+    assert main(args(copy)) == 0
+    assert calls == [3, 3, 1]
 
 
 def test_a_partial_table_drops_a_half_written_chunk_and_restarts_under_other_settings(tmp_path):

@@ -77,6 +77,7 @@ from groverlm.errors import GroverError, counted
 from groverlm.fasta import Genome, reverse_complement, text_lines
 from groverlm.finetune import given_tokens_apply, token_ids
 from groverlm.manifest import (
+    INPUTS_BY_HASH,
     MANIFEST,
     PartialTable,
     atomic_path,
@@ -613,7 +614,7 @@ def write_ism(model: str | Path, genome_path: str | Path, region: str | Region, 
     scorer = Scorer.load(model, cfg)
     variants = ism_variants(genome, reg.chrom, reg.start, ref, cfg)
     part = PartialTable(out / "ism.tsv", ISM_COLUMNS, resume_settings(
-        "ism", cfg, model, [genome_path], region=str(reg)))
+        "ism", cfg, model, [genome_path], region=str(reg)), INPUTS_BY_HASH)
     (out / MANIFEST).unlink(missing_ok=True)  # replacing: no old manifest over new files
     score_chunks(part, len(variants), cfg.chunk, lambda lo, hi: variant_rows(
         scorer, genome, variants[lo:hi], part), progress, "change")
@@ -641,7 +642,8 @@ def resume_settings(command: str, cfg: ScoringConfig, model: Any, files: Sequenc
                     **more: Any) -> dict[str, Any]:
     """What a partial table must have been made under to be continued: the command, the settings
     that change a score (not batch size, device, threads or chunk), and the model's and input
-    files' fingerprints."""
+    files' fingerprints (compared by their hashes: `INPUTS_BY_HASH`, a table and its inputs moved
+    elsewhere resume)."""
     return {"command": command, "config": stable(cfg), **more,
             "inputs": [fingerprint(p) for p in [model, *files] if p is not None]}
 
@@ -809,7 +811,8 @@ def _score_seqs(args: argparse.Namespace) -> None:
     cols = ["name", "length_nt", "tokens", "pll", "pll_per_nt"] + (
         ["log_probs"] if args.per_token else [])
     table = PartialTable(args.out, cols, resume_settings(
-        "score seqs", cfg, args.model, [args.input, args.genome], per_token=args.per_token))
+        "score seqs", cfg, args.model, [args.input, args.genome], per_token=args.per_token),
+        INPUTS_BY_HASH)
     score_chunks(table, len(items), cfg.chunk, lambda lo, hi: (score_sequences(
         scorer, [i.name for i in items[lo:hi]], [i.sequence for i in items[lo:hi]], cfg.rc,
         args.per_token), {}), not args.quiet, "seq")
@@ -834,7 +837,7 @@ def _score_variants(args: argparse.Namespace) -> None:
             check_on_genome(chroms, genome.lengths, args.vcf)
         scorer = Scorer.load(args.model, cfg)
         table = PartialTable(args.out, VARIANT_COLUMNS, resume_settings(
-            "score variants", cfg, args.model, [args.vcf, args.genome]))
+            "score variants", cfg, args.model, [args.vcf, args.genome]), INPUTS_BY_HASH)
         with contextlib.closing(iter_vcf(args.vcf, readable)) as records:
             rest = itertools.islice(records, table.done, None)  # after the chunks a stopped run saved
 

@@ -175,6 +175,31 @@ def test_analyze_refuses_resumes_and_checks_inputs(run, tmp_path, capsys):
         "context_occurrences"] == 2
 
 
+def test_an_interrupted_analysis_moved_with_its_inputs_keeps_what_it_finished(run, tmp_path):
+    """A folder with a vocabulary and an unfinished `analyze` into it, moved (`mv runs/a runs/b`,
+    an rsync from a cluster): each finished analysis recorded its inputs' fingerprints with their
+    paths, so the rerun at the new place made every one again. They are compared by their hashes:
+    kept; another vocabulary at the new place still redoes it."""
+    work = tmp_path / "work"
+    shutil.copytree(run / "vocab", work / "vocab")
+
+    def analyze(root: Path) -> int:
+        return main(["analyze", "--vocab", str(root / "vocab"), "--out", str(root / "a"),
+                     "--only", "vocab", "--quiet"])
+
+    assert analyze(work) == 0
+    (work / "a" / "manifest.json").unlink()  # stopped before its manifest
+    shutil.move(work, tmp_path / "moved")
+    made = tmp_path / "moved" / "a" / "vocab.json"
+    stamp = made.stat().st_mtime_ns
+    assert analyze(tmp_path / "moved") == 0
+    assert made.stat().st_mtime_ns == stamp  # kept, not redone
+    (made.parent / "manifest.json").unlink()
+    write_manifest(tmp_path / "moved" / "vocab", "bpe-export", {"cycles": 7}, [])  # another one
+    assert analyze(tmp_path / "moved") == 0
+    assert made.stat().st_mtime_ns != stamp
+
+
 def sections(page: str) -> list[str]:
     return re.findall(r"<h2>(.*?)</h2>", page)
 

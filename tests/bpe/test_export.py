@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -170,6 +171,42 @@ def test_interrupted_training_resumes_to_the_same_table(tmp_path, monkeypatch):
     assert not (tmp_path / "cut" / "progress.tsv").exists()
     bpe_train.write_training(genome, tmp_path / "cut", 300, save_tokens_at=150, resume=True)
     assert json.loads((tmp_path / "cut" / "manifest.json").read_text())["cycles"] == 300
+
+
+def test_interrupted_training_moved_with_its_genome_resumes(tmp_path, monkeypatch, caplog):
+    """`bpe train --resume` after the genome and the interrupted folder moved together (a run
+    folder's genome cut and bpe/train, `mv runs/a runs/b`): the checkpoint recorded the genome's
+    path beside its hash and was refused ('cannot resume ... inputs'). The genome is compared by
+    its hash: it resumes at its checkpoint to the uninterrupted table; another genome is refused."""
+    from groverlm.bpe import train as bpe_train
+    from groverlm.errors import GroverError
+
+    work = tmp_path / "work"
+    work.mkdir()
+    genome = write_fasta(work / "g.fa", {"a": random_dna(20000, 5), "b": random_dna(9000, 6)})
+    bpe_train.write_training(genome, tmp_path / "whole", 200)
+    step = bpe_train.Trainer.step
+
+    def crash_at_130(self):
+        if self.cycle == 130:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(bpe_train.Trainer, "step", crash_at_130)
+    with pytest.raises(KeyboardInterrupt):
+        bpe_train.write_training(genome, work / "cut", 200, checkpoint_cycles=50)
+    monkeypatch.setattr(bpe_train.Trainer, "step", step)
+    shutil.copytree(work, tmp_path / "other")
+    shutil.move(work, tmp_path / "moved")
+    cut = tmp_path / "moved" / "cut"
+    caplog.set_level("INFO", logger="groverlm.bpe.train")
+    bpe_train.write_training(tmp_path / "moved" / "g.fa", cut, 200, resume=True)
+    assert "resuming at cycle 100" in caplog.text
+    for name in ["merges.tsv", "progress.tsv"]:
+        assert (cut / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    other = write_fasta(tmp_path / "other" / "g.fa", {"a": random_dna(20000, 7)})
+    with pytest.raises(GroverError, match="cannot resume.*sha256"):
+        bpe_train.write_training(other, tmp_path / "other" / "cut", 200, resume=True)
 
 
 def test_an_all_n_genome_is_named_and_an_unreached_save_point_is_said(tmp_path, caplog):

@@ -44,6 +44,7 @@ from groverlm.embed import load_encoder, max_window_tokens
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
 from groverlm.manifest import (
+    INPUTS_BY_HASH,
     cached,
     fingerprint,
     finished,
@@ -173,7 +174,7 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
             if tss_format != "auto":  # recorded only when given: results kept before read `auto`
                 settings["config"]["tss_format"] = tss_format
         path = out / f"{name}.json"
-        kept = cached(path, settings)
+        kept = cached(path, settings, INPUTS_BY_HASH)  # moved with its inputs: still theirs
         if kept is not None:
             log.info("%s: already done with these settings, kept", name)
             done[name] = kept["files"]

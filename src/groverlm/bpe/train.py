@@ -29,6 +29,7 @@ from groverlm.bpe.tokens import merges_fingerprint, write_segmentation
 from groverlm.errors import GroverError
 from groverlm.fasta import BASES, Record, iter_records
 from groverlm.manifest import (
+    INPUTS_BY_HASH,
     MANIFEST,
     atomic_path,
     check_resume,
@@ -382,7 +383,9 @@ def write_training(genome: str | Path, out: str | Path, merges: int, chunk: int 
             raise GroverError("holds an interrupted run: pass --resume to continue it or "
                               "--overwrite to start again", out)
         trainer, saved_meta = Trainer.load_state(ckpt)
-        check_resume(ckpt, meta, saved={k: saved_meta.get(k) for k in meta})
+        # the genome by its hash: a run folder moved with its genome resumes
+        check_resume(ckpt, meta, saved={k: saved_meta.get(k) for k in meta},
+                     by_hash=INPUTS_BY_HASH)
         log.info("resuming at cycle %d", trainer.cycle)
     else:  # a fresh start: an earlier run's files must not pass for this one's; its manifest
         # first, so that a run killed before its own is unfinished (resumable), not the old one
