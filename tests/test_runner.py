@@ -847,14 +847,14 @@ def test_moved_data_folder_later_stages_read_the_files_where_they_are_now(toy, t
     moved = make.data.rename(tmp_path / "moved")
     assert statuses(run_pipeline(cfg(moved))) == ["skipped (up to date)"] * 2  # same contents
     run_pipeline(cfg(moved), only=["b"], force=True)
-    assert seen[-1] == (moved / "g.fa", (moved / "t.tsv", "auto"))
+    assert seen[-1] == (moved / "g.fa", (moved / "t.tsv", "bed"))  # the format the genome read
     # a run folder from before recorded the data files' absolute paths: read where they are now
     manifest = make.run / "genome" / "manifest.json"
     m = json.loads(manifest.read_text())
     m["summary"].update(fasta=str(make.data / "g.fa"), tss=str(make.data / "t.tsv"))
     manifest.write_text(json.dumps(m))
     run_pipeline(cfg(moved), only=["b"], force=True)
-    assert seen[-1] == (moved / "g.fa", (moved / "t.tsv", "auto"))
+    assert seen[-1] == (moved / "g.fa", (moved / "t.tsv", "bed"))
 
 
 def test_stages_finished_before_other_sections_were_recorded_stay_up_to_date(toy):

@@ -209,7 +209,8 @@ class Context:
 
     @property
     def tss(self) -> tuple[Path | None, str]:
-        """The TSS list on that FASTA (None when data.tss is null), and its format."""
+        """The TSS list on that FASTA (None when data.tss is null), and the format the genome stage
+        read it in (`auto`, data.tss_format, from a genome stage finished before it recorded that)."""
         g = self.summary("genome")
         return self.genome_file(g["tss"], self.data.tss), g["tss_format"]
 

@@ -59,7 +59,8 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
         fasta = ctx.out / "genome.fa"
     summary = summarize(fasta)
     lengths = {r["name"]: r["length"] for r in summary["records"]}
-    sites = read_tss(tss, tss_format)[0] if tss is not None else []
+    # the format read, not the one asked (auto): the tasks and the analyses read the list in it
+    sites, tss_format = read_tss(tss, tss_format) if tss is not None else ([], tss_format)
     check_annotations(ctx, sites, lengths)
     write_json(ctx.out / "summary.json", summary)
     if cut and tss is not None:

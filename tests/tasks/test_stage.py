@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from groverlm import tasks
+from groverlm import genome, tasks
 from groverlm.config import load_config
 from groverlm.context import Context, DataFiles
 from groverlm.manifest import fingerprint, write_manifest
@@ -71,3 +71,39 @@ def test_a_changed_setting_or_input_remakes_only_the_tasks_it_feeds(tmp_path, ge
     build("tasks.ctcf.window=50", "tasks.build=[prom300]")
     assert sorted(p.name for p in out.iterdir()) == ["prom300"]
     assert files(out / "prom300") == prom300
+
+
+def test_the_tasks_take_the_tss_format_the_genome_stage_read(tmp_path, genome3, tss_refseq, vocab,
+                                                              monkeypatch):
+    """The genome stage records the format it read the TSS list in (data.tss_format auto: the one
+    it detected; it recorded `auto`), and the tasks stage checks its TSS tasks against that,
+    without reading the whole list once more to detect it. A genome stage finished before it
+    recorded the format still has those tasks kept."""
+    run = tmp_path / "run"
+    motif, peaks = tmp_path / "m.jaspar", tmp_path / "p.bed"
+    motif.write_text(JASPAR)
+    peaks.write_text("".join(f"{c}\t2000\t12000\n" for c in ("chr1", "chr2", "chr3")))
+    cfg = load_config(None, ["tasks.ctcf.window=60"])
+    assert cfg.data.tss_format == "auto"
+    data = DataFiles(genome=genome3, tss=tss_refseq, ctcf_motif=motif, ctcf_peaks=(peaks,))
+    (run / "genome").mkdir(parents=True)
+    summary = genome.run(cfg.stage("genome"), Context(run, run / "genome", cfg, data, False))
+    assert summary["tss_format"] == "refseq"
+    write_manifest(run / "genome", "run-genome", {}, [], summary=summary)
+    write_manifest(run / "select_vocab", "run-select_vocab", {}, [],
+                   summary={"vocab": str(vocab[1])})
+
+    def build() -> None:
+        tasks.run(cfg.stage("tasks"), Context(run, run / "tasks", cfg, data, progress=False))
+
+    build()
+    out = run / "tasks"
+    before = {name: files(out / name) for name in tasks.TASKS}
+    read = []
+    real = tasks.read_tss
+    monkeypatch.setattr(tasks, "read_tss", lambda *a: read.append(a) or real(*a))
+    build()
+    assert read == [] and {name: files(out / name) for name in tasks.TASKS} == before
+    write_manifest(run / "genome", "run-genome", {}, [], summary={**summary, "tss_format": "auto"})
+    build()  # detected here, as before
+    assert len(read) == 1 and {name: files(out / name) for name in tasks.TASKS} == before

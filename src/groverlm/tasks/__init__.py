@@ -131,7 +131,9 @@ def run(cfg: Any, ctx: Context) -> dict[str, Any]:
     made_from: dict[str, tuple[list[Any], dict[str, Any]]] = {
         "ctcf": ([genome, d.ctcf_motif, *d.ctcf_peaks], {})}
     if tss is not None and {"prom300", "promscan"} & set(cfg.build):
-        read = {"tss_format": read_tss(tss, fmt)[1]}  # the format read, not the one asked (auto)
+        if fmt == "auto":  # a genome stage finished before it recorded the format it read
+            fmt = read_tss(tss, fmt)[1]
+        read = {"tss_format": fmt}  # the format read, as the builders record it
         vocab = [ctx.vocab] if cfg.prom300.negatives == "token" else []
         made_from.update(prom300=([genome, tss, *vocab], read), promscan=([genome, tss], read))
     summary = {}
