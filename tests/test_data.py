@@ -196,8 +196,13 @@ def test_without_the_network_nothing_is_written(tmp_path, monkeypatch):
     assert sorted(p.name for p in cache.iterdir()) == ["b.bed", "c.bed"]
     assert (cache / "b.bed").read_bytes() == b"damaged" and asked == []
     assert lines[0] == f"a.bed{' ' * 33} found in {folder / 'a.bed'} (not copied)"
-    with pytest.raises(GroverError, match="network sources not tried"):
-        fetch_files(["a.bed"], files=files, network=False)  # in no folder: not fetched
+    # in no folder: what a run would fetch, said, and left out (it was an error: run --plan
+    # stopped on a file not fetched yet)
+    lines.clear()
+    assert fetch_files(["a.bed", "b.bed"], files=files, network=False, report=lines.append) == {}
+    assert lines[0] == f"a.bed{' ' * 33} would be fetched from https://example.org/a.bed"
+    assert lines[1].startswith(f"b.bed{' ' * 33} would be fetched again (the cached copy: SHA-256")
+    assert (cache / "b.bed").read_bytes() == b"damaged" and asked == []
 
 def test_source_order_folder_then_original_then_registries(tmp_path, monkeypatch):
     files = {"a.bed": entry("a.bed", GOOD, [URL, DEB, PYPI])}
@@ -274,8 +279,9 @@ def test_no_source_answers(tmp_path, monkeypatch):
     assert msg.endswith(". Put it in a folder and pass --from-dir (or set GROVERLM_DATA)"), msg
     assert "Name or service not known" in msg and "unable to locate package" in msg
     assert (tmp_path / "cache" / "data" / "b").exists()  # the others are still fetched
-    with pytest.raises(GroverError, match="network sources not tried"):
-        fetch_files(["a.bed"], files=files, network=False)
+    files["c"] = entry("c", b"c")  # no network source, in no folder: an error even in a plan
+    with pytest.raises(GroverError, match=r"could not fetch 1 file: c \(no source known\)"):
+        fetch_files(["a.bed", "c"], files=files, network=False)
 
 
 def test_unknown_names():

@@ -4,6 +4,8 @@ end-to-end run of configs/mini.yaml on the first 4 Mbp of chr20."""
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import json
 import os
 import re
@@ -25,6 +27,7 @@ from groverlm.cli import main
 from groverlm.config import WRITTEN, DataConfig, RunConfig, RunSection, dump_config, load_config
 from groverlm.context import Context, DataFiles, check_regions, resolve_data
 from groverlm.corpus import Region
+from groverlm.data import FILES, DataFile, Source
 from groverlm.errors import GroverError
 from groverlm.genome import GenomeConfig
 from groverlm.manifest import LOCK, finished, keep_part, write_manifest
@@ -395,6 +398,84 @@ def test_a_plan_says_what_a_run_would_redo_and_writes_nothing(toy, monkeypatch, 
     assert "(plan: nothing is run or written)" in out
     assert re.search(r"^b +would run: out of date \(config changed: x: 1 -> 2\)$", out, re.M)
     assert listing() == before and calls == []
+
+
+def test_a_plan_says_which_data_files_a_run_would_fetch_and_plans_on(toy, monkeypatch, capsys,
+                                                                     tmp_path):
+    """--plan on a finished run whose config names a file groverlm fetches that the data cache
+    lacks (the cache cleared, or another such file named) stopped: 'could not fetch 1 file:
+    ...network sources not tried'. It now says the file would be fetched, and plans on: a stage
+    that read that file is up to date when a fetched copy holds known bytes (every copy matches
+    the reference's), and they are the ones it read; it may run when they are not known (a gzip
+    file passes on its decompressed bytes) but may be those; it would run when it read another
+    file. The run then does that. No network: the sources answer from here."""
+    make, calls = toy
+    served = {"toy.fa": b">r\nACGT\n", "new.fa": b">r\nTTTT\n", "toy.fa.gz": gzip.compress(
+        b">r\nACGT\n", mtime=0)}
+    for name, raw in served.items():
+        content = hashlib.sha256(gzip.decompress(raw)).hexdigest() if name.endswith(".gz") else None
+        monkeypatch.setitem(FILES, name, DataFile(
+            name, len(raw), hashlib.sha256(raw).hexdigest(), content, "a toy genome",
+            (Source("url", f"https://example.org/{name}"),)))
+    fetched = []
+
+    def fetch_source(source, workdir, dst, progress=True):
+        fetched.append(dst.name)
+        dst.write_bytes(served[dst.name])
+
+    monkeypatch.setattr("groverlm.data.fetch_source", fetch_source)
+    monkeypatch.delenv("GROVERLM_DATA", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GROVERLM_CACHE", str(cache))
+
+    def config(genome: str):
+        cfg = make()
+        return replace(cfg, data=replace(cfg.data, dir=None, genome=genome, tss=None,
+                                         ctcf_motif=None, ctcf_peaks=()))
+
+    def listing():
+        return sorted((str(p), p.read_bytes()) for p in cache.rglob("*") if p.is_file())
+
+    def plan(genome: str) -> tuple[list[str], list[str]]:
+        lines: list[str] = []
+        before = listing()
+        said = [r.status for r in run_pipeline(config(genome), plan=True, on_data=lines.append)]
+        assert fetched == [] and listing() == before  # nothing fetched or written
+        return said, lines
+
+    def runs(genome: str) -> list[str]:
+        calls.clear()
+        run_pipeline(config(genome))
+        assert fetched == [genome]
+        fetched.clear()
+        return list(calls)
+
+    assert plan("toy.fa") == (["would run: missing"] * 3, [  # nothing done: the fetches too
+        f"toy.fa{' ' * 32} would be fetched from https://example.org/toy.fa"])
+    assert runs("toy.fa") == ["a", "b", "c"]
+    (cache / "data" / "toy.fa").unlink()  # the cache cleared
+    assert plan("toy.fa")[0] == ["up to date"] * 3
+    assert runs("toy.fa") == []
+    assert plan("new.fa")[0] == ["would run: out of date (inputs changed: new.fa to be fetched)",
+                                 "would run: after a", "would run: after b"]
+    assert runs("new.fa") == ["a", "b", "c"]
+    assert runs("toy.fa.gz") == ["a", "b", "c"]
+    may = "may run: only if the fetched toy.fa.gz differs from the copy the run read"
+    (cache / "data" / "toy.fa.gz").unlink()
+    assert plan("toy.fa.gz")[0] == [may] * 3
+    assert runs("toy.fa.gz") == []  # the same bytes, as it happens
+    (cache / "data" / "toy.fa.gz").write_bytes(b"damaged")
+    said, lines = plan("toy.fa.gz")
+    assert said == [may] * 3 and "would be fetched again (the cached copy: SHA-256" in lines[0]
+    assert runs("toy.fa.gz") == []
+    # the command prints where each data file would come from
+    monkeypatch.setattr(runner, "load_config", lambda path, sets: config("toy.fa.gz"))
+    (cache / "data" / "toy.fa.gz").unlink()
+    assert main(["run", "toy.yaml", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^data: toy.fa.gz +would be fetched from https://example.org/toy.fa.gz$",
+                     out, re.M)
+    assert re.search(rf"^a +{may}$", out, re.M)
 
 
 def test_a_plan_says_when_a_run_would_stop_at_a_stage_it_puts_out_of_date(toy, monkeypatch):

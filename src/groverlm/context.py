@@ -37,6 +37,9 @@ class DataFiles:
     ctcf_peaks: tuple[Path, ...]
     repeats: Path | None = None
     cpg: Path | None = None
+    # run --plan: the files above that a run would fetch first (not in the cache, or a bad copy
+    # there), not to be read (`groverlm.data.fetched_sha256`: what they will hold)
+    to_fetch: frozenset[Path] = frozenset()
 
 
 def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = None,
@@ -46,11 +49,11 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
     relative one is looked up in data.dir when set (itself relative to the current folder), else
     it is the file at that path from the current folder when there is one (what a user who typed
     it beside their files means), else the data cache's, fetched first when groverlm's table has it
-    (groverlm.data; `fetch` False, run --plan: found, nothing fetched or written). A name found
-    nowhere is an error naming the places looked (and the config's own folder, `config_dir`, when
-    the file is there instead). `run_keys`: the data keys whose names a run folder's own
-    config.yaml gives (not --set): a missing one's error says where such a name was written from
-    (`started_in`)."""
+    (groverlm.data; `fetch` False, run --plan: found, nothing fetched or written, and those a run
+    would fetch listed in `DataFiles.to_fetch`). A name found nowhere is an error naming the
+    places looked (and the config's own folder, `config_dir`, when the file is there instead).
+    `run_keys`: the data keys whose names a run folder's own config.yaml gives (not --set): a
+    missing one's error says where such a name was written from (`started_in`)."""
     names = data_names(data)
     base = Path(data.dir).expanduser().resolve() if data.dir else None
     cache = cache_dir()
@@ -76,6 +79,7 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
                      and n in FILES})
     fetched = fetch_files(cached, from_dir=from_dir, network=fetch, report=report,
                           progress=progress) if cached else {}
+    later = {(cache / n).resolve() for n in cached if n not in fetched}  # without `fetch` alone
     out: dict[str, Any] = {}
     for key, ns in names.items():
         paths = []
@@ -83,11 +87,11 @@ def resolve_data(data: Any, fetch: bool = True, from_dir: str | Path | None = No
             p = Path(n).expanduser()
             p = p if p.is_absolute() else base / n if base is not None else found.get(
                 n, fetched.get(n, cache / n))
-            if not p.is_file():
+            if not p.is_file() and p.resolve() not in later:
                 raise GroverError(f"data.{key}: {p}: no such file")
             paths.append(p.resolve())
         out[key] = tuple(paths) if key == "ctcf_peaks" else (paths[0] if paths else None)
-    return DataFiles(**out)
+    return DataFiles(**out, to_fetch=frozenset(later))
 
 
 def started_in(key: str) -> str:

