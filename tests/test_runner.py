@@ -187,6 +187,9 @@ def test_interrupted_stage_resumes_its_finished_parts(toy):
     a_mtime = (make.run / "a" / "manifest.json").stat().st_mtime_ns
     make.fail.clear()
     calls.clear()
+    # the plan said 'missing', of a stage a run resumes
+    assert [r.status for r in run_pipeline(make(), plan=True)][1] == (
+        "would run: interrupted; resumes it, keeping its finished parts")
     assert statuses(run_pipeline(make())) == ["skipped (up to date)", "ran", "ran"]
     assert calls == ["b", "b:kept part", "c"]  # a not redone; b's finished part kept
     assert (make.run / "a" / "manifest.json").stat().st_mtime_ns == a_mtime
@@ -214,6 +217,12 @@ def test_a_stage_that_keeps_parts_gets_its_folder_under_new_settings_not_new_inp
                         lambda section, cfg: say["keep"], raising=False)
     run_pipeline(make())
     calls.clear()
+    keeps = "; keeps the parts the changed settings do not feed"  # and the plan says so
+
+    def plan(**settings) -> str:
+        return run_pipeline(make(**settings), plan=True)[1].status
+
+    assert plan(b=2) == f"would run: out of date (config changed: x: 1 -> 2){keeps}"
     assert statuses(run_pipeline(make(b=2))) == ["skipped (up to date)", "ran", "ran"]
     assert calls == ["b", "b:kept part", "c"]
     assert (make.run / "b" / "out.txt").read_text() == "b 2"
@@ -223,6 +232,7 @@ def test_a_stage_that_keeps_parts_gets_its_folder_under_new_settings_not_new_inp
         run_pipeline(make(b=3))
     make.fail.clear()
     calls.clear()
+    assert plan(b=4) == f"would run: interrupted{keeps}"
     run_pipeline(make(b=4))
     assert calls == ["b", "b:kept part", "c"]
     # a's output changed (b's input), --force, a hook saying no: the folder is removed
@@ -230,6 +240,7 @@ def test_a_stage_that_keeps_parts_gets_its_folder_under_new_settings_not_new_inp
                                            ({"a": 2, "b": 5}, ["b"], True, ["b"]),  # --force
                                            ({"a": 2, "b": 6}, None, False, ["b", "c"])):
         say["keep"] = keep
+        assert keeps not in plan(**settings)
         calls.clear()
         run_pipeline(make(**settings), only=only, force=only is not None)
         assert calls == expected
@@ -262,8 +273,8 @@ def test_a_stage_that_checks_its_parts_gets_its_finished_folder_whatever_changed
         run_pipeline(make(a=2, b=3))
     make.fail.clear()
     calls.clear()
-    assert run_pipeline(make(a=2, b=4), plan=True)[1].status == (
-        "would run: missing")  # no finished folder to hand back
+    assert run_pipeline(make(a=2, b=4), plan=True)[1].status == (  # no finished folder to hand
+        "would run: interrupted; starts it afresh (it was made under other settings or inputs)")
     run_pipeline(make(a=2, b=4))
     assert calls == ["b", "c"]
 
@@ -1130,6 +1141,119 @@ def test_crash_in_a_stage_then_rerun_completes_without_redoing_finished_work(tmp
         assert {r["model"] for r in metrics["results"]} == {"tfidf-lr", "tfidf-bpe-lr"}
     summary = json.loads((run / "tasks" / "manifest.json").read_text())["summary"]
     assert set(summary) == {"prom300", "promscan", "ctcf"}
+
+
+# -- the plan against what a run then does, on the synthetic genome's model-free stages ---------
+
+PLANNED = ["genome", "bpe", "select_vocab", "tasks", "baselines"]  # each reads the ones before
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """(config file, run folder, a copy of the run finished there): PLANNED on the synthetic
+    genome, with a TSS list, CTCF peaks and a genome that differ from the run's beside its data."""
+    root = tmp_path_factory.mktemp("plan")
+    data = synthetic_data(root / "data")
+    lines = (data / "tss.tsv").read_text().splitlines(keepends=True)
+    (data / "tss2.tsv").write_text("".join(lines[1:]))
+    lines = (data / "peaks.bed").read_text().splitlines(keepends=True)
+    (data / "peaks2.bed").write_text("".join(lines[::2]))
+    text = (data / "genome.fa").read_text()
+    at = text.index("A", 1000)
+    (data / "genome2.fa").write_text(text[:at] + "C" + text[at + 1:])
+    config = root / "synthetic.yaml"
+    config.write_text(SYNTHETIC.format(data=data) + "select_vocab: {select: false}\n")
+    run = root / "run"
+    run_pipeline(load_config(config, [f"run.dir={run}"]), only=PLANNED, progress=False)
+    shutil.copytree(run, root / "finished")
+    return config, run, root / "finished"
+
+
+def interrupted(stage: str, target: str):
+    """A prep: `stage` redone (--force, under the run's settings) and interrupted where it calls
+    `target` (module.function), leaving its folder as Ctrl-C does."""
+    def prep(cfg, monkeypatch):
+        module, name = target.rsplit(".", 1)
+        with monkeypatch.context() as m:
+            m.setattr(sys.modules[module], name, lambda *a, **k: (_ for _ in ()).throw(
+                KeyboardInterrupt))
+            with pytest.raises(KeyboardInterrupt):
+                run_pipeline(cfg, only=[stage], force=True, progress=False)
+    return prep
+
+
+def removed(*paths: str):
+    """A prep: these files or folders of the run removed."""
+    def prep(cfg, monkeypatch):
+        for p in paths:
+            path = Path(cfg.run.dir) / p
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return prep
+
+
+@pytest.mark.parametrize("sets, only, prep", [
+    pytest.param([], None, None, id="nothing changed"),
+    pytest.param(["tasks.ctcf.max_negative_ratio=1.0"], None, None, id="a task setting"),
+    pytest.param(["baselines.tfidf.ks=[2]"], None, None, id="a baselines setting"),
+    pytest.param(["baselines.tfidf.n_jobs=1"], None, None, id="a volatile setting"),
+    pytest.param(["bpe.merges=70"], None, None, id="a BPE setting"),
+    pytest.param(["data.tss_format=refseq"], None, None, id="a genome stage to the same effect"),
+    pytest.param(["data.tss=tss2.tsv"], None, None, id="a new TSS list"),
+    pytest.param(["data.ctcf_peaks=[peaks2.bed]"], None, None, id="new CTCF peaks"),
+    pytest.param(["data.genome=genome2.fa"], None, None, id="a new genome"),
+    pytest.param(["tasks.ctcf.max_negative_ratio=1.0"], ["tasks"], None, id="--only tasks"),
+    pytest.param(["tasks.ctcf.max_negative_ratio=1.0"], ["baselines"], None,
+                 id="--only a stage after one out of date"),
+    pytest.param([], None, removed("tasks/ctcf"), id="a part removed"),
+    pytest.param([], None, removed("baselines/ctcf/manifest.json"), id="an unfinished part"),
+    pytest.param([], None, interrupted("tasks", "groverlm.tasks.build_ctcf"),
+                 id="an interrupted stage"),
+    pytest.param(["tasks.ctcf.max_negative_ratio=1.0"], None,
+                 interrupted("tasks", "groverlm.tasks.build_ctcf"),
+                 id="an interrupted stage under other settings"),
+    pytest.param([], None, interrupted("genome", "groverlm.genome.check_annotations"),
+                 id="an interrupted stage that hands on the same"),
+])
+def test_the_plan_says_what_a_run_then_does(finished_run, monkeypatch, sets, only, prep):
+    """One change to a finished run at a time: what `--plan` says of each stage is what the run
+    then does. 'up to date' (or not selected): it is skipped, its folder untouched; 'would run': it
+    runs; 'may run': either; a run that would stop stops; an interrupted attempt it resumes keeps
+    its finished parts, one it starts afresh keeps none. (An interrupted stage, the plan said
+    every stage reading it was out of date, when a stage reading a part it hands on again the same
+    is not.)"""
+    config, run, done = finished_run
+    shutil.rmtree(run)
+    shutil.copytree(done, run)  # the same folder: a moved run is another question
+    if prep is not None:
+        prep(load_config(config, [f"run.dir={run}"]), monkeypatch)
+    cfg = load_config(config, [f"run.dir={run}", *sets])
+
+    def files(stage: str) -> dict[str, tuple[int, int]]:
+        return {str(f.relative_to(run)): (f.stat().st_mtime_ns, f.stat().st_size)
+                for f in (run / stage).rglob("*") if f.is_file()}
+
+    before = {s: files(s) for s in PLANNED}
+    plan = {r.name: r.status for r in run_pipeline(cfg, only=only or PLANNED, plan=True)}
+    if any("a run would stop" in p for p in plan.values()):
+        with pytest.raises(GroverError, match="the stages asked for need it"):
+            run_pipeline(cfg, only=only or PLANNED, progress=False)
+        return
+    real = {r.name: r.status for r in run_pipeline(cfg, only=only or PLANNED, progress=False)}
+    for stage in runner.stage_names():
+        said, did = plan[stage], real[stage]
+        if said == "up to date" or said.startswith("not selected"):
+            assert did in ("skipped (up to date)", "not selected"), (stage, said, did)
+            if stage in PLANNED:
+                assert files(stage) == before[stage], (stage, said)
+        else:
+            assert said.startswith(("would run", "may run")), (stage, said)
+            assert did == "ran" or said.startswith("may run"), (stage, said, did)
+        parts = {p for p in before.get(stage, {}) if p.count("/") == 2 and p.endswith(
+            "/manifest.json")}  # its parts' records: RUN/<stage>/<part>/manifest.json
+        if "resumes it, keeping its finished parts" in said:
+            assert all(files(stage).get(p) == before[stage][p] for p in parts), (stage, said)
+        if "starts it afresh" in said:
+            assert parts and not any(files(stage).get(p) == before[stage][p] for p in parts)
 
 
 @pytest.mark.slow

@@ -555,11 +555,11 @@ def _locate(saved: Any, now: Any, keys: list[str], digest: str) -> None:
         _locate(a, b, rest, digest)
 
 
-def cached(path: str | Path, settings: dict[str, Any], by_hash: Mapping[str, str] | None = None
-           ) -> dict[str, Any] | None:
+def cached(path: str | Path, settings: dict[str, Any], by_hash: Mapping[str, str] | None = None,
+           log_why: bool = True) -> dict[str, Any] | None:
     """The resume guard in its cache form: the JSON record at `path` (written by `write_cached`)
     when it was made under `settings`, to be reused; None when there is none or it was made under
-    others, to be recomputed and replaced (then the changed keys are logged). Unlike
+    others, to be recomputed and replaced (then the changed keys are logged, if `log_why`). Unlike
     `check_resume`, other settings are no error: a cached result is only ever replaced whole.
     Pass `args.stable(cfg)`, so that volatile fields (devices, batch sizes) keep the record;
     `by_hash` (`located_by_hash`; `INPUTS_BY_HASH` for a list of input fingerprints), so that a
@@ -571,12 +571,15 @@ def cached(path: str | Path, settings: dict[str, Any], by_hash: Mapping[str, str
     try:
         record = read_json(path)
     except GroverError as err:  # a damaged cache is only ever recomputed
-        log.info("%s: recomputing it", err)
+        if log_why:
+            log.info("%s: recomputing it", err)
         return None
     diff = (changed_settings(record[CACHE_SETTINGS], settings, by_hash) if CACHE_SETTINGS in record
             else ["none recorded"])
     if diff:
-        log.info("%s was made under other settings (%s): recomputing it", path, "; ".join(diff))
+        if log_why:
+            log.info("%s was made under other settings (%s): recomputing it", path,
+                     "; ".join(diff))
         return None
     return record
 

@@ -61,7 +61,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -117,7 +117,8 @@ log = logging.getLogger(__name__)
 
 PENDING = "pending.json"
 HANDED_ON = "handed_on"  # manifest key: Stage.handed_on's digests, by part
-TO_FETCH = "to fetch"  # run --plan's input record of a data file a run would fetch first
+# run --plan's input records (`stage_key`): a data file a run would fetch first, a need it redoes
+TO_FETCH, REDONE = "to fetch", "to redo"
 CONFIG_COPY = "config.yaml"
 
 
@@ -253,18 +254,20 @@ def _stage(name: str) -> Stage:
 
 # -- bookkeeping -------------------------------------------------------------------------------
 
-def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles
+def stage_key(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, redone: Collection[str] = ()
               ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str | None]]:
     """(compared config section, input fingerprint records, their SHA-256s) of a stage as the
     config asks it. Run --plan alone has SHA-256s of None: a file a run would fetch first whose
-    bytes are not known yet (`_data_record`)."""
+    bytes are not known yet (`_data_record`), and the needs in `redone`, which a run redoes
+    before this stage (not finished now: their record is made then)."""
     # volatile fields (args.volatile: devices, threads, inference batches) may change freely
     section = drop_keys(as_plain(cfg.stage(stage.name)), volatile_keys(type(cfg.stage(stage.name))))
     other = stage.settings(cfg)
     if other:
         section["other_sections"] = other
     inputs = [_data_record(p, data) for p in stage.data(data)]
-    inputs += [_need_record(run_dir / n, None if stage.reads_all else stage.reads.get(n, ()))
+    inputs += [{"path": str(run_dir / n), "kind": REDONE, "sha256": None} if n in redone else
+               _need_record(run_dir / n, None if stage.reads_all else stage.reads.get(n, ()))
                for n in stage.needs]
     return section, inputs, [i["sha256"] for i in inputs]
 
@@ -297,15 +300,18 @@ def stage_status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> str:
     return _status(stage, cfg, run_dir, data)[0]
 
 
-def _status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> tuple[str, list[str]]:
+def _status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, redone: Collection[str] = ()
+            ) -> tuple[str, list[str]]:
     """`stage_status`, and (run --plan) the files a run would fetch first that may hold the bytes
-    the stage read, which are not known until fetched: 'done' means done unless they differ."""
+    the stage read, which are not known until fetched: 'done' means done unless they differ.
+    `redone` (run --plan): needs a run redoes before this stage that are not finished now (an
+    interrupted attempt), left out of the comparison: `plan_stages` says what their redo does."""
     if not finished(run_dir / stage.name):
         return "missing", []
     for need in stage.needs:
-        if not finished(run_dir / need):
+        if need not in redone and not finished(run_dir / need):
             return f"out of date ({need} is not finished)", []
-    section, inputs, shas = stage_key(stage, cfg, run_dir, data)
+    section, inputs, shas = stage_key(stage, cfg, run_dir, data, redone)
     m = read_manifest(run_dir / stage.name)
     if isinstance(m.get("config"), dict):
         # a field made volatile since the stage finished (baselines.tfidf.n_jobs) changes nothing
@@ -331,6 +337,8 @@ def _status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles) -> tuple[str
                 shas[i] = then.get("sha256")
             elif now["sha256"] != then.get("sha256"):
                 fetched.append(name)
+        elif now.get("kind") == REDONE:
+            shas[i] = then.get("sha256")
     if fetched:
         return f"out of date (inputs changed: {', '.join(fetched)} to be fetched)", []
     if [i.get("sha256") for i in was] != shas:
@@ -384,18 +392,13 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
     out = run_dir / stage.name
     section, inputs, shas = stage_key(stage, cfg, run_dir, data)
     pending = {"config": section, "inputs": shas}
-    # an interrupted attempt under the same config and inputs is resumed (`cached` logs why not)
-    if not force and not finished(out) and cached(out / PENDING, pending) is not None:
+    reuse = None if force else _reuse(stage, cfg, out, pending)
+    if reuse == RESUME:
         log.info("%s: resuming an interrupted attempt", stage.name)
-    elif not force and stage.checks_parts and finished(out):
-        # every part whole: each is checked against what it would be made from now. Not an
-        # attempt interrupted under other settings, whose unfinished part would be resumed
-        # under the new ones (refused by its own resume guard)
+    elif reuse == CHECK:
         log.info("%s: keeping the parts made from unchanged settings and inputs", stage.name)
         clear_outputs(out, [])
-    elif not force and stage.keeps_parts(cfg) and recorded_inputs(out) == shas:
-        # the same inputs under other settings: the stage's records of its parts tell what they
-        # feed; unfinished (no manifest.json) until it has redone that
+    elif reuse == KEEP:
         log.info("%s: settings changed; keeping the parts they do not feed", stage.name)
         clear_outputs(out, [])
     else:
@@ -417,6 +420,31 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
                    made=uuid.uuid4().hex, **({HANDED_ON: handed} if handed else {}))
     (out / PENDING).unlink()
     return StageResult(stage.name, "ran", seconds, summary, cpu, peak)
+
+
+RESUME, CHECK, KEEP = "resume", "check parts", "keep parts"  # `_reuse`'s answers
+
+
+def _reuse(stage: Stage, cfg: Any, out: Path, pending: dict[str, Any], log_why: bool = True
+           ) -> str | None:
+    """How a run (not --force) hands a stage its folder `out`, to be made from `pending` (its
+    config and input SHA-256s): RESUME, an attempt interrupted under them, whose finished parts
+    are kept (`cached` logs why not, unless not `log_why`); CHECK, the finished folder of a stage
+    that checks its parts (`Stage.checks_parts`); KEEP, one made from the same inputs under other
+    settings, for a stage that keeps the parts they do not feed (`Stage.keeps_parts`); None:
+    removed, the stage starts afresh."""
+    if not finished(out) and cached(out / PENDING, pending, log_why) is not None:
+        return RESUME
+    if stage.checks_parts and finished(out):
+        # every part whole: each is checked against what it would be made from now. Not an
+        # attempt interrupted under other settings, whose unfinished part would be resumed
+        # under the new ones (refused by its own resume guard)
+        return CHECK
+    if stage.keeps_parts(cfg) and recorded_inputs(out) == pending["inputs"]:
+        # the same inputs under other settings: the stage's records of its parts tell what they
+        # feed; unfinished (no manifest.json) until it has redone that
+        return KEEP
+    return None
 
 
 def check_devices(cfg: Any, selected: set[str]) -> None:
@@ -548,9 +576,9 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], fo
     config changed: ...", "would run: after corpus", "up to date"), running and writing nothing.
     A stage whose upstream stage would be redone runs again after it, unless that stage says what
     it hands on (`Stage.handed_on`): then it may not, and the plan says so; so may a stage that
-    reads a data file a run would fetch first, whose bytes are not known until then. A stage that
-    checks its parts (`Stage.checks_parts`) keeps those made from unchanged settings and inputs,
-    and the plan says that too."""
+    reads a data file a run would fetch first, whose bytes are not known until then. What a
+    redone stage keeps of its folder (`_reuse`: an interrupted attempt's finished parts, the parts
+    made from unchanged settings and inputs) is said too."""
     runs: set[str] = set()  # stages a run would redo
     # those it may redo -> what that depends on: the redone stages that say what they hand on, the
     # files to be fetched
@@ -558,8 +586,12 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], fo
     needed = _needed(selected)
     results = []
     for stage in STAGES:
-        why, fetched = (_status(stage, cfg, run_dir, data) if stage.name in selected | needed
-                        else ("done", []))
+        # needs not finished now that a run redoes before it are compared as it finds them then
+        redone = [n for n in stage.needs if n in runs and not finished(run_dir / n)]
+        why, fetched = (_status(stage, cfg, run_dir, data, redone)
+                        if stage.name in selected | needed else ("done", []))
+        if why == "missing" and (run_dir / stage.name / PENDING).is_file():
+            why = "interrupted"  # what a run does with it: `_keeps`
         # its needs a run would redo first: changing what it reads (`after`), or perhaps
         known = _known_by_handed_on(stage, run_dir)
         after = [n for n in stage.needs if n in runs and (
@@ -587,13 +619,33 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], fo
             text = f"may run: only if {_only_if(perhaps, 'what the stages after it read')}"
         else:
             text = "up to date"
-        if (stage.name in runs | set(maybe) and not force and stage.checks_parts
-                and finished(run_dir / stage.name)):
-            text += "; keeps the parts made from unchanged settings and inputs"
+        if stage.name in runs | set(maybe) and not force:
+            text += _keeps(stage, cfg, run_dir, data, known_inputs=not (
+                after or perhaps - set(fetched)))
         results.append(StageResult(stage.name, text))
         if on_stage is not None:
             on_stage(results[-1])
     return results
+
+
+def _keeps(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, known_inputs: bool) -> str:
+    """What the plan says a run redoing `stage` keeps of its folder (`_reuse`), to follow the
+    stage's line. `known_inputs`: no need of it is redone first, nor a file it reads fetched with
+    bytes not known yet (then an interrupted attempt, and a folder kept under other settings, were
+    made from other inputs)."""
+    out = run_dir / stage.name
+    interrupted = not finished(out) and (out / PENDING).is_file()
+    pending: dict[str, Any] = {"config": None, "inputs": [None]}  # what no record matches
+    if known_inputs and (interrupted or stage.keeps_parts(cfg)) and all(
+            finished(run_dir / n) for n in stage.needs):
+        section, _, shas = stage_key(stage, cfg, run_dir, data)
+        pending = {"config": section, "inputs": shas}
+    reuse = _reuse(stage, cfg, out, pending, log_why=False)
+    if reuse is None:
+        return "; starts it afresh (it was made under other settings or inputs)" * interrupted
+    return {RESUME: "; resumes it, keeping its finished parts",
+            CHECK: "; keeps the parts made from unchanged settings and inputs",
+            KEEP: "; keeps the parts the changed settings do not feed"}[reuse]
 
 
 def _only_if(perhaps: set[str], reads: str) -> str:
