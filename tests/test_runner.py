@@ -571,6 +571,10 @@ def test_refuses_to_delete_a_folder_it_did_not_make(toy):
     with pytest.raises(GroverError, match="not a groverlm run stage.*refusing to delete"):
         run_pipeline(make())
     assert (make.run / "a" / "notes.txt").exists()
+    # and the plan says so, --force or not
+    for force in (False, True):
+        assert re.search(r"; a run would stop there: .*/a: exists and is not a groverlm run stage",
+                         run_pipeline(make(), force=force, plan=True)[0].status)
 
 
 def test_resolved_config_is_saved(toy):
@@ -1182,12 +1186,15 @@ def interrupted(stage: str, target: str):
     return prep
 
 
-def removed(*paths: str):
-    """A prep: these files or folders of the run removed."""
+def removed(*paths: str, then: str = ""):
+    """A prep: these files or folders of the run removed (and the file `then` written)."""
     def prep(cfg, monkeypatch):
         for p in paths:
             path = Path(cfg.run.dir) / p
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if then:
+            (Path(cfg.run.dir) / then).parent.mkdir(exist_ok=True)
+            (Path(cfg.run.dir) / then).write_text("mine\n")
     return prep
 
 
@@ -1205,6 +1212,10 @@ def removed(*paths: str):
     pytest.param(["tasks.ctcf.max_negative_ratio=1.0"], ["baselines"], None,
                  id="--only a stage after one out of date"),
     pytest.param([], None, removed("tasks/ctcf"), id="a part removed"),
+    pytest.param([], None, removed("config.yaml", then="config.yaml"),
+                 id="a config.yaml a user wrote in the run folder"),
+    pytest.param(["tasks.ctcf.max_negative_ratio=1.0"], None,
+                 removed("tasks", then="tasks/notes.txt"), id="a folder the runner did not make"),
     pytest.param([], None, removed("baselines/ctcf/manifest.json"), id="an unfinished part"),
     pytest.param([], None, interrupted("tasks", "groverlm.tasks.build_ctcf"),
                  id="an interrupted stage"),
@@ -1217,10 +1228,11 @@ def removed(*paths: str):
 def test_the_plan_says_what_a_run_then_does(finished_run, monkeypatch, sets, only, prep):
     """One change to a finished run at a time: what `--plan` says of each stage is what the run
     then does. 'up to date' (or not selected): it is skipped, its folder untouched; 'would run': it
-    runs; 'may run': either; a run that would stop stops; an interrupted attempt it resumes keeps
-    its finished parts, one it starts afresh keeps none. (An interrupted stage, the plan said
-    every stage reading it was out of date, when a stage reading a part it hands on again the same
-    is not.)"""
+    runs; 'may run': either; a run that would stop stops (a plan that fails, with its error); an
+    interrupted attempt it resumes keeps its finished parts, one it starts afresh keeps none. (An
+    interrupted stage, the plan said every stage reading it was out of date, when a stage reading
+    a part it hands on again the same is not; of a config.yaml a user wrote in the run folder, or
+    a stage folder the runner did not make, it said nothing, and the run stopped there.)"""
     config, run, done = finished_run
     shutil.rmtree(run)
     shutil.copytree(done, run)  # the same folder: a moved run is another question
@@ -1233,9 +1245,14 @@ def test_the_plan_says_what_a_run_then_does(finished_run, monkeypatch, sets, onl
                 for f in (run / stage).rglob("*") if f.is_file()}
 
     before = {s: files(s) for s in PLANNED}
-    plan = {r.name: r.status for r in run_pipeline(cfg, only=only or PLANNED, plan=True)}
+    try:
+        plan = {r.name: r.status for r in run_pipeline(cfg, only=only or PLANNED, plan=True)}
+    except GroverError as err:  # a run stops before any stage
+        with pytest.raises(GroverError, match=re.escape(str(err))):
+            run_pipeline(cfg, only=only or PLANNED, progress=False)
+        return
     if any("a run would stop" in p for p in plan.values()):
-        with pytest.raises(GroverError, match="the stages asked for need it"):
+        with pytest.raises(GroverError):
             run_pipeline(cfg, only=only or PLANNED, progress=False)
         return
     real = {r.name: r.status for r in run_pipeline(cfg, only=only or PLANNED, progress=False)}

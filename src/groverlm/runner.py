@@ -363,11 +363,17 @@ def recorded_inputs(out: Path) -> list[str] | None:
 def _clear(folder: Path) -> None:
     """Remove a stage folder, only if it is one the runner made (and, folder or none, what a
     killed removal of it left aside: `remove_folder`)."""
+    _check_ours(folder)
+    remove_folder(folder)  # not while another process writes in it (a stage command's --out)
+
+
+def _check_ours(folder: Path) -> None:
+    """Refuse a stage folder that holds files but neither record the runner writes: not one it
+    made, never to be removed."""
     marks = [folder / PENDING, folder / "manifest.json"]
     if folder.exists() and not any(p.is_file() for p in marks) and any(folder.iterdir()):
         raise GroverError("exists and is not a groverlm run stage (no pending.json or "
                           "manifest.json); refusing to delete it", folder)
-    remove_folder(folder)  # not while another process writes in it (a stage command's --out)
 
 
 @dataclass
@@ -523,13 +529,14 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
     data = resolve_data(cfg.data, fetch=not plan, from_dir=from_dir, report=on_data,
                         config_dir=Path(cfg.source).parent if cfg.source else None,
                         progress=progress, run_keys=run_keys)  # a missing file: no folder made
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GroverError("run.dir exists and is not a folder", run_dir)
+    _check_config_copy(run_dir / CONFIG_COPY)  # a run stops there, before any stage
     if plan:
         return plan_stages(cfg, run_dir, data, selected, force, on_stage)
     if own is not None and own != named:
         log.info("run.dir: %s is this run folder's own config, so the run is %s, not %s "
                  "(--set run.dir=DIR for another)", cfg.source, run_dir, cfg.run.dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GroverError("run.dir exists and is not a folder", run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -619,8 +626,8 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], fo
             text = f"may run: only if {_only_if(perhaps, 'what the stages after it read')}"
         else:
             text = "up to date"
-        if stage.name in runs | set(maybe) and not force:
-            text += _keeps(stage, cfg, run_dir, data, known_inputs=not (
+        if stage.name in runs | set(maybe):
+            text += _keeps(stage, cfg, run_dir, data, force, known_inputs=not (
                 after or perhaps - set(fetched)))
         results.append(StageResult(stage.name, text))
         if on_stage is not None:
@@ -628,21 +635,27 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], fo
     return results
 
 
-def _keeps(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, known_inputs: bool) -> str:
-    """What the plan says a run redoing `stage` keeps of its folder (`_reuse`), to follow the
-    stage's line. `known_inputs`: no need of it is redone first, nor a file it reads fetched with
-    bytes not known yet (then an interrupted attempt, and a folder kept under other settings, were
-    made from other inputs)."""
+def _keeps(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force: bool,
+           known_inputs: bool) -> str:
+    """What the plan says a run redoing `stage` keeps of its folder (`_reuse`; nothing with
+    --force), to follow the stage's line. `known_inputs`: no need of it is redone first, nor a
+    file it reads fetched with bytes not known yet (then an interrupted attempt, and a folder kept
+    under other settings, were made from other inputs)."""
     out = run_dir / stage.name
     interrupted = not finished(out) and (out / PENDING).is_file()
     pending: dict[str, Any] = {"config": None, "inputs": [None]}  # what no record matches
-    if known_inputs and (interrupted or stage.keeps_parts(cfg)) and all(
+    if not force and known_inputs and (interrupted or stage.keeps_parts(cfg)) and all(
             finished(run_dir / n) for n in stage.needs):
         section, _, shas = stage_key(stage, cfg, run_dir, data)
         pending = {"config": section, "inputs": shas}
-    reuse = _reuse(stage, cfg, out, pending, log_why=False)
+    reuse = None if force else _reuse(stage, cfg, out, pending, log_why=False)
     if reuse is None:
-        return "; starts it afresh (it was made under other settings or inputs)" * interrupted
+        try:
+            _check_ours(out)
+        except GroverError as err:
+            return f"; a run would stop there: {err}"
+        return "; starts it afresh (it was made under other settings or inputs)" * (
+            interrupted and not force)
     return {RESUME: "; resumes it, keeping its finished parts",
             CHECK: "; keeps the parts made from unchanged settings and inputs",
             KEEP: "; keeps the parts the changed settings do not feed"}[reuse]
@@ -745,6 +758,12 @@ def _write_config_copy(cfg: Any, path: Path) -> None:
     (one without the mark dump_config puts on its first line: comments and layout would be lost).
     Data files found from the current folder are recorded by their absolute paths (`data_as_found`):
     the copy runs in its own folder from anywhere, and a name like my.fa would be looked for there."""
+    _check_config_copy(path)
+    write_text(path, dump_config(replace(cfg, data=data_as_found(cfg.data))))
+
+
+def _check_config_copy(path: Path) -> None:
+    """Refuse a run folder's config.yaml that the runner may not replace (`_write_config_copy`)."""
     if path.exists() and not path.is_file():
         raise GroverError("exists and is not a file", path)
     if path.is_file():
@@ -756,7 +775,6 @@ def _write_config_copy(cfg: Any, path: Path) -> None:
             raise GroverError(f"the run folder's {CONFIG_COPY} is where groverlm records the "
                               "resolved config, and this one was not written by groverlm: move "
                               "it out of the run folder (and run it from there)", path)
-    write_text(path, dump_config(replace(cfg, data=data_as_found(cfg.data))))
 
 
 def _written_by_groverlm(text: str) -> bool:
