@@ -917,6 +917,9 @@ def test_a_region_beyond_a_record_fails_once_the_genome_stage_knows_its_length(t
                                                     "(200 bp)")):
         run_pipeline(cfg)
     assert ran == [] and (make.run / "genome" / "summary.json").is_file()
+    # the plan, once the genome stage is done, fails as the run does (it said b would run)
+    with pytest.raises(GroverError, match=re.escape("corpus.holdout chrA:100-300 ends beyond")):
+        run_pipeline(cfg, plan=True)
 
 
 def test_run_dir_naming_a_file_is_an_error(toy, tmp_path):

@@ -533,7 +533,7 @@ def _pipeline(cfg: Any, only: list[str] | None, start: str | None, force: bool, 
         raise GroverError("run.dir exists and is not a folder", run_dir)
     _check_config_copy(run_dir / CONFIG_COPY)  # a run stops there, before any stage
     if plan:
-        return plan_stages(cfg, run_dir, data, selected, force, on_stage)
+        return plan_stages(cfg, run_dir, data, selected, regions, force, on_stage)
     if own is not None and own != named:
         log.info("run.dir: %s is this run folder's own config, so the run is %s, not %s "
                  "(--set run.dir=DIR for another)", cfg.source, run_dir, cfg.run.dir)
@@ -569,23 +569,32 @@ def _run_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], re
         if on_stage is not None:
             on_stage(result)
         if stage.name == "genome" and finished(run_dir / "genome"):  # now the records' lengths
-            lengths = _record_lengths(run_dir / "genome")
-            check_regions(cfg, regions, lengths)
-            for later in STAGES:
-                if later.name in selected:
-                    later.check_lengths(cfg, lengths)
+            _check_lengths(cfg, run_dir, regions, selected)
     return results
 
 
-def plan_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], force: bool,
-                on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
+def _check_lengths(cfg: Any, run_dir: Path, regions: list, selected: set[str]) -> None:
+    """The regions the selected stages read, and their settings that need the genome's record
+    lengths (`Stage.check_lengths`), against those of the finished genome stage."""
+    lengths = _record_lengths(run_dir / "genome")
+    check_regions(cfg, regions, lengths)
+    for later in STAGES:
+        if later.name in selected:
+            later.check_lengths(cfg, lengths)
+
+
+def plan_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], regions: list,
+                force: bool, on_stage: Callable[[StageResult], None] | None = None
+                ) -> list[StageResult]:
     """What a run would do, stage by stage, as StageResults whose status says it ("would run:
     config changed: ...", "would run: after corpus", "up to date"), running and writing nothing.
     A stage whose upstream stage would be redone runs again after it, unless that stage says what
     it hands on (`Stage.handed_on`): then it may not, and the plan says so; so may a stage that
     reads a data file a run would fetch first, whose bytes are not known until then. What a
     redone stage keeps of its folder (`_reuse`: an interrupted attempt's finished parts, the parts
-    made from unchanged settings and inputs) is said too."""
+    made from unchanged settings and inputs) is said too. A region or setting beyond the genome's
+    records (`regions`, `Stage.check_lengths`) fails it as it fails the run, after the genome
+    stage's line, when that stage is done and stays so."""
     runs: set[str] = set()  # stages a run would redo
     # those it may redo -> what that depends on: the redone stages that say what they hand on, the
     # files to be fetched
@@ -632,6 +641,9 @@ def plan_stages(cfg: Any, run_dir: Path, data: DataFiles, selected: set[str], fo
         results.append(StageResult(stage.name, text))
         if on_stage is not None:
             on_stage(results[-1])
+        if stage.name == "genome" and finished(run_dir / "genome") and text in (
+                "up to date", "not selected"):
+            _check_lengths(cfg, run_dir, regions, selected)
     return results
 
 
