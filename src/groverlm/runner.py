@@ -439,7 +439,7 @@ def _reuse(stage: Stage, cfg: Any, out: Path, pending: dict[str, Any], log_why: 
     that checks its parts (`Stage.checks_parts`); KEEP, one made from the same inputs under other
     settings, for a stage that keeps the parts they do not feed (`Stage.keeps_parts`); None:
     removed, the stage starts afresh."""
-    if not finished(out) and cached(out / PENDING, pending, log_why) is not None:
+    if not finished(out) and cached(out / PENDING, pending, log_why=log_why) is not None:
         return RESUME
     if stage.checks_parts and finished(out):
         # every part whole: each is checked against what it would be made from now. Not an
