@@ -9,10 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from groverlm import fasta
 
 # no test may reach a model hub: transformers and huggingface_hub read this at import
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -99,3 +103,36 @@ def chr20() -> Path:
     if not CHR20.exists():
         pytest.skip(f"real data not found at {CHR20}")
     return CHR20
+
+
+@dataclass
+class Decoded:
+    """What the FASTA reader decoded meanwhile: the records' names in order, and the most of
+    their bases (`codes` arrays, views included) held at once."""
+
+    names: list[str] = field(default_factory=list)
+    alive: int = 0
+    most: int = 0
+
+
+@pytest.fixture
+def decoded(monkeypatch) -> Decoded:
+    """A spy on the FASTA reader's decoding: a stage that held the genome had every record alive
+    at once; one reading a record at a time has the one it reads and, while the next is
+    decoded, the one before."""
+    seen = Decoded()
+    make = fasta._make_record
+
+    def gone():
+        seen.alive -= 1
+
+    def spy(*args):
+        rec = make(*args)
+        seen.names.append(rec.name)
+        seen.alive += 1
+        seen.most = max(seen.most, seen.alive)
+        weakref.finalize(rec.codes, gone)
+        return rec
+
+    monkeypatch.setattr(fasta, "_make_record", spy)
+    return seen

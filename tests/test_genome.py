@@ -17,7 +17,7 @@ from groverlm import genome as genome_stage
 from groverlm.cli import main
 from groverlm.context import Context, DataFiles
 from groverlm.errors import GroverError
-from groverlm.fasta import Genome, iter_records, summarize, text_lines
+from groverlm.fasta import Genome, iter_records, reverse_complement, summarize, text_lines
 from groverlm.genome import GenomeConfig, write_part
 
 from .conftest import random_dna, write_fasta
@@ -28,6 +28,32 @@ def test_any_line_width_and_crlf(tmp_path, width, newline):
     seqs = {"a": random_dna(1000, 1), "b": random_dna(333, 2)}
     g = Genome.read(write_fasta(tmp_path / "g.fa", seqs, width, newline))
     assert {n: g.sequence(n, 0, len(s)) for n, s in seqs.items()} == seqs
+
+
+@pytest.mark.parametrize("width,newline", [(60, "\n"), (7, "\r\n")])
+def test_named_records_alone_are_decoded(tmp_path, width, newline, decoded):
+    """A stage needing some chromosomes decoded every record of the genome to keep those: the
+    others are now passed over undecoded (their letters unchecked), their lengths still known."""
+    seqs = {"a": random_dna(1000, 1), "b": random_dna(333, 2), "c": "ACGT" * 5 + "J" + "ACGT"}
+    path = write_fasta(tmp_path / "g.fa", seqs, width, newline)
+    assert [r.name for r in iter_records(path, {"b", "z"})] == ["b"]
+    assert decoded.names == ["b"]  # not a, nor c with its letter J
+    g = Genome.read_windows(path, {"a": np.array([[990, 1200], [10, 20], [15, 30]]),
+                                   "c": np.zeros((0, 2), dtype=np.int64)})
+    assert decoded.names == ["b", "a"]  # c has no window
+    assert g.lengths == {n: len(s) for n, s in seqs.items()}
+    assert g["a"].intervals.tolist() == [[10, 30], [990, 1000]] and g["a"].codes.size == 30
+    assert g.sequence("a", 12, 30, "-") == reverse_complement(seqs["a"][12:30])
+    assert g.sequence("a", 995, 1000) == seqs["a"][995:] and g.sequence("c", 3, 3) == ""
+    with pytest.raises(LookupError, match="a:25-40 was not read"):
+        g.sequence("a", 25, 40)
+    with pytest.raises(GroverError, match="outside record"):
+        g.sequence("a", 995, 1001)
+    only = Genome.read_windows(path, {"a": np.array([[0, 5]]), "b": np.array([[0, 5]])}, {"b"})
+    assert list(only.records) == ["b"] and only.sequence("b", 0, 5) == seqs["b"][:5]
+    (tmp_path / "e.fa").write_text(">a\nACGT\n>e\n\n")
+    with pytest.raises(GroverError, match="record 'e' has no sequence"):  # passed over or not
+        list(iter_records(tmp_path / "e.fa", {"a"}))
 
 
 def test_gzip_and_bgzip(tmp_path):

@@ -746,15 +746,17 @@ def genomes_held(monkeypatch):
     return held
 
 
-def test_ism_holds_only_the_regions_record(tiny, tmp_path, genomes_held):
-    """`groverlm ism` read the whole genome into memory for a region of at most MAX_ISM_BP."""
+def test_ism_holds_only_the_regions_record(tiny, tmp_path, genomes_held, decoded):
+    """`groverlm ism` read the whole genome into memory for a region of at most MAX_ISM_BP; then
+    kept the region's record alone, but still decoded the others to pass them over."""
     _, genome, model_dir, _ = tiny
     two = write_fasta(tmp_path / "two.fa", {"chrZ": random_dna(3000, 5),
                                             "chrA": Genome.read(genome)["chrA"].sequence()})
     genomes_held.clear()
+    decoded.names.clear()
     assert main(["ism", "--model", str(model_dir), "--genome", str(two), "--region",
                  "chrA:1000-1010", "--out", str(tmp_path / "ism"), "--flank", "20", "--quiet"]) == 0
-    assert genomes_held == [["chrA"]]
+    assert genomes_held == [["chrA"]] and decoded.names == ["chrA"]
 
 
 def test_the_score_stage_holds_only_the_held_out_record(tmp_path, monkeypatch, genomes_held):

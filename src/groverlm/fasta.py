@@ -11,7 +11,8 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Iterator
+from array import array
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -36,8 +37,32 @@ _COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 _HEADER = re.compile(rb"^>", re.M)
 
 
+class _Bases:
+    """What `Record` and `HeldRecord` share: bases read by interval, on either strand."""
+
+    name: str
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _codes(self, start: int, end: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def sequence(self, start: int = 0, end: int | None = None, strand: str = "+") -> str:
+        """Uppercase sequence of [start, end); reverse complement when strand is '-'.
+
+        >>> Record("r", encode("AACGTN")).sequence(1, 4, "-")
+        'CGT'
+        """
+        end = len(self) if end is None else end
+        if not 0 <= start <= end <= len(self):
+            raise GroverError(f"interval {start}-{end} outside record {self.name} (length {len(self)})")
+        seq = decode(self._codes(start, end))
+        return reverse_complement(seq) if strand == "-" else seq
+
+
 @dataclass
-class Record:
+class Record(_Bases):
     """One FASTA record. `codes` is uint8 (0-3 A/C/G/T, 4 other IUPAC); `softmask` is (k, 2) int64
     half-open intervals that were lowercase in the file."""
 
@@ -75,17 +100,94 @@ class Record:
         before = int(held[k - 1]) if k else 0
         return start + int(found[k, 0] + bases - before), int(bases)
 
-    def sequence(self, start: int = 0, end: int | None = None, strand: str = "+") -> str:
-        """Uppercase sequence of [start, end); reverse complement when strand is '-'.
+    def _codes(self, start: int, end: int) -> np.ndarray:
+        return self.codes[start:end]
 
-        >>> Record("r", encode("AACGTN")).sequence(1, 4, "-")
-        'CGT'
+
+@dataclass
+class HeldRecord(_Bases):
+    """Some intervals of one FASTA record (`Genome.read_windows`): its `len` is the whole record's,
+    and `sequence` reads any stretch inside one held interval (a stretch outside them is a
+    LookupError: the caller asked for the wrong windows)."""
+
+    name: str
+    length: int
+    intervals: np.ndarray  # (k, 2) int64, merged and sorted; their bases are `codes`, in order
+    codes: np.ndarray  # uint8 codes of the intervals, one after another
+    line: int = 1  # header's line in the file, for messages
+    offsets: np.ndarray = field(init=False, repr=False)  # where each interval starts in `codes`
+
+    def __post_init__(self):
+        sizes = self.intervals[:, 1] - self.intervals[:, 0]
+        self.offsets = np.cumsum(sizes) - sizes
+
+    @classmethod
+    def hold(cls, rec: Record, windows: np.ndarray) -> HeldRecord:
+        """The bases of `windows` ((k, 2) intervals, clipped to the record) of a decoded record.
+
+        >>> h = HeldRecord.hold(Record("r", encode("AACCGGTT")), np.array([[6, 9], [1, 3], [2, 4]]))
+        >>> len(h), h.intervals.tolist(), h.sequence(1, 4), h.sequence(7, 8, "-")
+        (8, [[1, 4], [6, 8]], 'ACC', 'A')
         """
-        end = len(self) if end is None else end
-        if not 0 <= start <= end <= len(self):
-            raise GroverError(f"interval {start}-{end} outside record {self.name} (length {len(self)})")
-        seq = decode(self.codes[start:end])
-        return reverse_complement(seq) if strand == "-" else seq
+        iv = merge_intervals(np.clip(np.asarray(windows, dtype=np.int64).reshape(-1, 2), 0, len(rec)))
+        iv = iv[iv[:, 1] > iv[:, 0]]
+        codes = (np.concatenate([rec.codes[s:e] for s, e in iv.tolist()]) if len(iv)
+                 else np.zeros(0, dtype=np.uint8))
+        return cls(rec.name, len(rec), iv, codes, rec.line)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _codes(self, start: int, end: int) -> np.ndarray:
+        if start == end:
+            return self.codes[:0]
+        i = interval_holding(self.intervals, start, end)
+        if i < 0:
+            raise LookupError(f"{self.name}:{start}-{end} was not read: outside the windows held")
+        at = int(self.offsets[i]) + start - int(self.intervals[i, 0])
+        return self.codes[at : at + end - start]
+
+
+def merge_intervals(iv: np.ndarray) -> np.ndarray:
+    """Union of (k, 2) half-open intervals, sorted; touching intervals merge.
+
+    >>> merge_intervals(np.array([[5, 8], [0, 2], [1, 3], [8, 9]])).tolist()
+    [[0, 3], [5, 9]]
+    """
+    if iv.size == 0:
+        return iv.reshape(0, 2).astype(np.int64)
+    iv = iv[np.argsort(iv[:, 0], kind="stable")]
+    ends = np.maximum.accumulate(iv[:, 1])
+    new = np.ones(len(iv), dtype=bool)
+    new[1:] = iv[1:, 0] > ends[:-1]
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], len(iv)) - 1
+    return np.stack([iv[first, 0], ends[last]], axis=1).astype(np.int64)
+
+
+def group_intervals(intervals: Iterable[tuple[str, int, int]]) -> dict[str, np.ndarray]:
+    """(chrom, start, end) triples as (k, 2) int64 intervals per chromosome, in the order given
+    (the `windows` of `Genome.read_windows`).
+
+    >>> {c: iv.tolist() for c, iv in group_intervals([("b", 5, 9), ("a", 0, 2), ("b", 1, 3)]).items()}
+    {'b': [[5, 9], [1, 3]], 'a': [[0, 2]]}
+    """
+    found: dict[str, array] = {}  # 16 bytes an interval: a whole-genome VCF gives millions
+    for chrom, start, end in intervals:
+        found.setdefault(chrom, array("q")).extend((start, end))
+    return {c: np.frombuffer(iv, dtype=np.int64).reshape(-1, 2) for c, iv in found.items()}
+
+
+def interval_holding(iv: np.ndarray, start: int, end: int) -> int:
+    """The index of the interval of merged, sorted (k, 2) `iv` that holds all of [start, end), or
+    -1 when none does.
+
+    >>> iv = np.array([[0, 3], [5, 9]])
+    >>> interval_holding(iv, 5, 9), interval_holding(iv, 2, 6), interval_holding(iv, 3, 3)
+    (1, -1, 0)
+    """
+    i = int(np.searchsorted(iv[:, 0], start, side="right")) - 1
+    return i if i >= 0 and iv[i, 1] >= end else -1
 
 
 def encode(seq: str | bytes) -> np.ndarray:
@@ -310,23 +412,50 @@ class _LineCounter:
         return self.line
 
 
-def iter_records(path: str | Path) -> Iterator[Record]:
+def iter_records(path: str | Path, names: Collection[str] | None = None) -> Iterator[Record]:
     """Records of a FASTA file, one at a time (memory holds one record).
+
+    `names`: only the records so named are decoded and yielded; the others are passed over as
+    they are read (their letters unchecked), so that reading one chromosome of a genome costs
+    that chromosome's decoding, not the genome's.
 
     Errors name the file and line: binary or non-FASTA input, a sequence line before any header, an
     empty file, a record with no sequence, lines ending in CR alone, a letter that is not IUPAC,
     duplicate record names, truncated gzip.
     """
-    path = Path(path)
+    for rec in _scan(Path(path), names):
+        if isinstance(rec, Record):
+            yield rec
+
+
+@dataclass(frozen=True)
+class _Passed:
+    """A record `_scan` read past without decoding: its name, length and header line."""
+
+    name: str
+    length: int
+    line: int
+
+
+def _scan(path: Path, names: Collection[str] | None) -> Iterator[Record | _Passed]:
+    """Every record of the file in order: a `Record` when `names` is None or holds its name,
+    else a `_Passed` (its bases counted, not kept)."""
     name: str | None = None
+    keep = True
     header_line = 0
     first_seq_line = 0
     parts: list[bytes] = []
+    passed = 0  # bases of a record read past
     seen: dict[str, int] = {}
     checked_binary = False
 
-    def finish() -> Record:
-        return _make_record(path, name, header_line, first_seq_line, parts)
+    def finish() -> Record | _Passed:
+        if keep:
+            return _make_record(path, name, header_line, first_seq_line, parts)
+        if not passed:
+            raise GroverError(f"record {name!r} has no sequence", path, header_line)
+        assert name is not None
+        return _Passed(name, passed, header_line)
 
     for data, line in _blocks(path):
         if not checked_binary:
@@ -347,6 +476,8 @@ def iter_records(path: str | Path) -> Iterator[Record]:
                         offset = len(chunk) - len(chunk.lstrip())
                         at = line + data.count(b"\n", 0, pos + offset)
                         raise GroverError("sequence line before any '>' header (not FASTA?)", path, at)
+                elif not keep:  # the bases _make_record would keep: all but line ends and blanks
+                    passed += len(chunk) - sum(chunk.count(c) for c in (b"\n", b"\r", b" ", b"\t"))
                 else:
                     if not first_seq_line:
                         first_seq_line = lines.at(pos)
@@ -369,7 +500,8 @@ def iter_records(path: str | Path) -> Iterator[Record]:
             if name in seen:
                 raise GroverError(f"duplicate record name {name!r} (first at line {seen[name]})", path, at)
             seen[name] = at
-            header_line, first_seq_line, parts = at, 0, []
+            keep = names is None or name in names
+            header_line, first_seq_line, parts, passed = at, 0, [], 0
             pos = eol + 1
     if name is None:
         raise GroverError("empty FASTA: no '>' record found", path)
@@ -421,9 +553,10 @@ def _raise_bad_letter(path: Path, seq_line: int, parts: list[bytes], letter: str
 
 
 class Genome:
-    """All records of a FASTA file in memory (about 1 byte per base), looked up by name."""
+    """Records of a FASTA file looked up by name: all of them in memory (about 1 byte per base,
+    `read`), or the bases of chosen windows alone (`read_windows`)."""
 
-    def __init__(self, records: list[Record], path: Path | None = None):
+    def __init__(self, records: Sequence[Record | HeldRecord], path: Path | None = None):
         self.path = path
         self.records = {r.name: r for r in records}
 
@@ -431,7 +564,27 @@ class Genome:
     def read(cls, path: str | Path) -> Genome:
         return cls(list(iter_records(path)), Path(path))
 
-    def __getitem__(self, chrom: str) -> Record:
+    @classmethod
+    def read_windows(cls, path: str | Path, windows: Mapping[str, np.ndarray],
+                     names: Collection[str] | None = None) -> Genome:
+        """The genome's records (those in `names` when given) holding the bases of `windows`
+        alone ((k, 2) intervals per record name, clipped to the record; those of other records
+        ignored), each a `HeldRecord`. Read one record at a time, and a record without windows
+        is not decoded: memory holds the largest record needed while reading, then the windows'
+        bases (hg38: chr1's 0.25 GB, not 3.1 GB)."""
+        needed = {c for c, iv in windows.items() if len(iv) and (names is None or c in names)}
+        held: list[Record | HeldRecord] = []
+        for rec in _scan(Path(path), needed):
+            if names is not None and rec.name not in names:
+                continue
+            if isinstance(rec, Record):
+                held.append(HeldRecord.hold(rec, windows[rec.name]))
+            else:
+                held.append(HeldRecord(rec.name, rec.length, np.zeros((0, 2), dtype=np.int64),
+                                       np.zeros(0, dtype=np.uint8), rec.line))
+        return cls(held, Path(path))
+
+    def __getitem__(self, chrom: str) -> Record | HeldRecord:
         try:
             return self.records[chrom]
         except KeyError:

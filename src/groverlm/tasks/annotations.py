@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from groverlm.errors import GroverError
-from groverlm.fasta import is_header, table_fields, text_lines
+from groverlm.fasta import interval_holding, is_header, merge_intervals, table_fields, text_lines
 
 log = logging.getLogger(__name__)
 
@@ -199,23 +199,6 @@ def _some(names: set[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def merge_intervals(iv: np.ndarray) -> np.ndarray:
-    """Union of (k, 2) half-open intervals, sorted; touching intervals merge.
-
-    >>> merge_intervals(np.array([[5, 8], [0, 2], [1, 3], [8, 9]])).tolist()
-    [[0, 3], [5, 9]]
-    """
-    if iv.size == 0:
-        return iv.reshape(0, 2).astype(np.int64)
-    iv = iv[np.argsort(iv[:, 0], kind="stable")]
-    ends = np.maximum.accumulate(iv[:, 1])
-    new = np.ones(len(iv), dtype=bool)
-    new[1:] = iv[1:, 0] > ends[:-1]
-    first = np.flatnonzero(new)
-    last = np.append(first[1:], len(iv)) - 1
-    return np.stack([iv[first, 0], ends[last]], axis=1).astype(np.int64)
-
-
 def union_intervals(sets: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Per-chromosome union of several interval sets."""
     chroms = sorted({c for s in sets for c in s})
@@ -225,7 +208,4 @@ def union_intervals(sets: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def contained(intervals: dict[str, np.ndarray], chrom: str, start: int, end: int) -> bool:
     """Whether [start, end) lies wholly inside one of the (merged) intervals of `chrom`."""
     iv = intervals.get(chrom)
-    if iv is None or not len(iv):
-        return False
-    i = int(np.searchsorted(iv[:, 0], start, side="right")) - 1
-    return i >= 0 and iv[i, 1] >= end
+    return iv is not None and interval_holding(iv, start, end) >= 0

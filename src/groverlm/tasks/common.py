@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import numpy as np
 
 from groverlm import lazy
 from groverlm.errors import GroverError, counted
-from groverlm.fasta import NON_ACGT, Genome, iter_records
+from groverlm.fasta import NON_ACGT, Genome, Record, iter_records
 from groverlm.manifest import MANIFEST, atomic_path, prepare_out, write_manifest, writes_folder
 
 # tokenizers loads on first use, keeping the CLI and config loading light
@@ -269,17 +269,37 @@ def window_sequence(genome: Genome, chrom: str, start: int, end: int, strand: st
     return rec.sequence(start, end, strand)
 
 
-def load_genome(path: str | Path, chroms: Sequence[str] | None = None,
-                option: str = "--chrom") -> Genome:
-    """The genome's records (only `chroms` when given; each must exist; `option` names them in
-    the error)."""
+def iter_genome(path: str | Path, chroms: Sequence[str] | None = None,
+                option: str = "--chrom") -> Iterator[Record]:
+    """The genome's records one at a time (only `chroms` when given, the others not decoded; each
+    must exist, checked when the file ends; `option` names them in the error)."""
     wanted = set(chroms) if chroms else None
-    records = [r for r in iter_records(path) if wanted is None or r.name in wanted]
-    if wanted is not None:
-        missing = sorted(wanted - {r.name for r in records})
-        if missing:
-            raise GroverError(f"{option} {', '.join(missing)} not in the genome", path)
-    return Genome(records, Path(path))
+    found = set()
+    for rec in iter_records(path, wanted):
+        found.add(rec.name)
+        yield rec
+    _check_found(wanted, found, option, path)
+
+
+def load_genome(path: str | Path, chroms: Sequence[str] | None = None,
+                option: str = "--chrom", windows: Mapping[str, np.ndarray] | None = None
+                ) -> Genome:
+    """The genome's records (only `chroms` when given; each must exist; `option` names them in
+    the error). With `windows` ((k, 2) intervals per record), only their bases are held
+    (`fasta.Genome.read_windows`): a builder reading windows around known sites holds those and,
+    while reading, one record, not the genome."""
+    if windows is None:
+        return Genome(list(iter_genome(path, chroms, option)), Path(path))
+    wanted = set(chroms) if chroms else None
+    g = Genome.read_windows(path, windows, wanted)
+    _check_found(wanted, set(g.records), option, path)
+    return g
+
+
+def _check_found(wanted: set[str] | None, found: set[str], option: str, path: str | Path) -> None:
+    missing = sorted((wanted or set()) - found)
+    if missing:
+        raise GroverError(f"{option} {', '.join(missing)} not in the genome", path)
 
 
 def load_bpe_tokenizer(vocab: str | Path):
