@@ -53,3 +53,20 @@ def vocab(tmp_path_factory, genome3) -> tuple[Path, Path]:
     write_training(genome3, tmp / "bpe", 120, save_tokens_at=120)
     export_vocab(tmp / "bpe", 120, tmp / "voc")
     return tmp / "bpe", tmp / "voc"
+
+
+SIX = ("chrC", "chrA", "chrF", "chrB", "chrE", "chrD")  # a genome's records, not in sorted order
+
+
+@pytest.fixture(scope="session")
+def genome6(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(six records of 20 kbp in SIX's order, the same records sorted by name, TSSs on all but
+    the last, chrD): the builders must read each record once, in the file's order, and make the
+    same task whatever that order."""
+    tmp = tmp_path_factory.mktemp("genome6")
+    seqs = {c: random_dna(20000, 30 + i) for i, c in enumerate(SIX)}
+    tss = tmp / "tss.tsv"
+    tss.write_text("".join(f"{c}\t{p}\t{s}\n" for c in SIX[:-1]
+                           for p, s in ((6000, "+"), (9000, "-"), (13000, "+"), (16000, "-"))))
+    return (write_fasta(tmp / "six.fa", seqs), write_fasta(tmp / "sorted.fa", dict(sorted(seqs.items()))),
+            tss)

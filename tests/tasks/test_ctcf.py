@@ -14,15 +14,17 @@ from groverlm.tasks import ctcf
 from groverlm.tasks.ctcf import (
     CTCFConfig,
     Hit,
+    build_ctcf,
     ctcf_examples,
     read_jaspar,
-    scan_genome,
+    scan_record,
     score_strands,
     suppress,
 )
 from groverlm.tasks.gue import load_task
 
 from ..conftest import DATA, random_dna, write_fasta
+from .conftest import SIX
 
 JASPAR = """>MA_TEST\tToy
 A  [ 10  0  0  1  8 ]
@@ -92,36 +94,38 @@ def test_planted_hits_found_on_both_strands(tmp_path):
     seq = list("C" * 2000)  # poly-C scores low everywhere
     seq[300:305] = "ACGTA"
     seq[1200:1205] = reverse_complement("ACGTA")
-    g = Genome([Record("c", encode("".join(seq)))])
+    rec = Record("c", encode("".join(seq)))
     pwm = m.log_odds()
-    perfect = scan_genome(g, pwm, pwm.max(1).sum() - 1e-3)
+    perfect = scan_record(rec, pwm, pwm.max(1).sum() - 1e-3)
     assert [(h.start, h.strand) for h in perfect] == [(300, "+"), (1200, "-")]
     assert perfect[0].score == pytest.approx(pwm.max(1).sum(), abs=1e-4)
     assert perfect[0].score == pytest.approx(perfect[1].score)
-    loose = scan_genome(g, pwm, CTCFConfig().cutoff(pwm))  # also ACGTC, one mismatch, at 1201
+    loose = scan_record(rec, pwm, CTCFConfig().cutoff(pwm))  # also ACGTC, one mismatch, at 1201
     assert {(h.start, h.strand) for h in perfect} < {(h.start, h.strand) for h in loose}
 
 
 def test_the_scan_by_chunks_finds_the_hits_of_one_pass(tmp_path, monkeypatch, capsys):
-    """scan_genome scores a record chunk by chunk (for its bar over the genome's bases): motifs
-    across a chunk's end are found, none twice, and the bar's total is the genome's length."""
+    """scan_record scores a record chunk by chunk (for its bar over the genome's bases): motifs
+    across a chunk's end are found, none twice, and the bar counts every base once."""
     m = toy_motif(tmp_path)
     pwm = m.log_odds()
     seq = list(random_dna(3000, 5))
     for at in (997, 1200, 1996):  # two across the 1,000-base chunks' ends
         seq[at:at + 5] = "ACGTA"
     seq[2997:] = "ACG"  # the motif's start, cut by the record's end
-    g = Genome([Record("c", encode("".join(seq))), Record("d", encode("ACGTA"))])
+    records = [Record("c", encode("".join(seq))), Record("d", encode("ACGTA"))]
     thr = CTCFConfig().cutoff(pwm)
-    whole = {r.name: score_strands(r.codes, pwm) for r in g.records.values()}
+    whole = {r.name: score_strands(r.codes, pwm) for r in records}
     want = sorted((name, int(i), strand) for name, (f, r) in whole.items()
                   for strand, s in (("+", f), ("-", r)) for i in np.flatnonzero(s >= thr))
     monkeypatch.setattr(ctcf, "_CHUNK", 1000)
-    hits = scan_genome(g, pwm, thr, progress=True)
+    bar = ctcf.tqdm.tqdm(unit="bp", unit_scale=True, desc="ctcf scan")
+    hits = [h for r in records for h in scan_record(r, pwm, thr, bar)]
+    bar.close()
     assert [(h.chrom, h.start, h.strand) for h in hits] == want
     assert {("c", 997, "+"), ("c", 1200, "+"), ("c", 1996, "+"), ("d", 0, "+")} <= set(want)
     last = capsys.readouterr().err.split("\r")[-1]
-    assert last.startswith("ctcf scan: 100%") and "3.00k/3.00k" in last  # 3,005 bases, each once
+    assert last.startswith("ctcf scan: 3.00kbp ")  # 3,005 bases, each once
 
 
 def test_suppress_keeps_best():
@@ -138,19 +142,19 @@ def test_labels_from_peaks(tmp_path):
         seq[p:p + 5] = "ACGTA"
     g = Genome([Record("c", encode("".join(seq)))])
     peaks = {"c": np.array([[400, 700], [1502, 1600]])}  # holds hit 500; clips hit 1500
-    ex, stats = ctcf_examples(g, m, peaks, CTCFConfig(window=100))
+    ex, stats = ctcf_examples(g.records.values(), m, peaks, CTCFConfig(window=100))
     assert [(e.start, e.end, e.label) for e in ex] == [(452, 552, 1), (1452, 1552, 0),
                                                        (2452, 2552, 0)]
     assert stats["fraction_bound"] == pytest.approx(1 / 3)
     assert all(e.sequence[48:53] == "ACGTA" for e in ex)  # motif centred
-    ex, _ = ctcf_examples(g, m, peaks, CTCFConfig(window=100, max_negative_ratio=1.0))
+    ex, _ = ctcf_examples(g.records.values(), m, peaks, CTCFConfig(window=100, max_negative_ratio=1.0))
     assert sorted(e.label for e in ex) == [0, 1]
     # a hit on the - strand is read on its strand (the motif reads forward), or with orient
     # "genome" on the + strand
     seq[2500:2505] = reverse_complement("ACGTA")
     g = Genome([Record("c", encode("".join(seq)))])
     for orient in ("motif", "genome"):
-        ex, _ = ctcf_examples(g, m, peaks, CTCFConfig(window=100, orient=orient))
+        ex, _ = ctcf_examples(g.records.values(), m, peaks, CTCFConfig(window=100, orient=orient))
         minus = ex[-1]
         plain = g["c"].sequence(minus.start, minus.end)
         assert (minus.start, minus.strand) == (2452, "-" if orient == "motif" else "+")
@@ -210,7 +214,7 @@ def test_user_inputs_that_used_to_mislead(tmp_path, capsys):
     for p in (500, 520, 2500):
         seq[p:p + 5] = "ACGTA"
     g = Genome([Record("c", encode("".join(seq)))])
-    ex, stats = ctcf_examples(g, m, {}, CTCFConfig(window=100, min_spacing=0))
+    ex, stats = ctcf_examples(g.records.values(), m, {}, CTCFConfig(window=100, min_spacing=0))
     assert stats["hits_kept"] == 3  # not thinned to one window apart
     with pytest.raises(GroverError, match="--min-spacing must be 0 or more"):
         CTCFConfig(min_spacing=-1)
@@ -230,3 +234,24 @@ def test_user_inputs_that_used_to_mislead(tmp_path, capsys):
     assert main([*base, "--peaks", str(none_bound), "--out", str(tmp_path / "b")]) == 2
     assert "every example of the ctcf task has label 0" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_scan_reads_one_record_at_a_time(tmp_path, genome6, decoded):
+    """The builder held the whole genome while it scanned it (hg38: 3.1 GB): now each record is
+    decoded, scanned and cut in turn, and the task is the same whatever the records' order in the
+    file (windows in chromosome-name order, as before)."""
+    six, ordered, _ = genome6
+    motif = tmp_path / "m.jaspar"
+    motif.write_text(JASPAR)
+    peaks = tmp_path / "p.bed"
+    peaks.write_text("".join(f"{c}\t0\t10000\n" for c in SIX))
+    cfg = CTCFConfig(window=100, max_negative_ratio=1.0)
+    build_ctcf(six, motif, [peaks], tmp_path / "six", cfg)
+    assert decoded.names == list(SIX) and decoded.most <= 2  # the one read, the one before
+    build_ctcf(ordered, motif, [peaks], tmp_path / "sorted", cfg)
+    for split in ("train", "dev", "test"):
+        assert (tmp_path / "six" / f"{split}.csv").read_bytes() == \
+            (tmp_path / "sorted" / f"{split}.csv").read_bytes()
+    assert json.loads((tmp_path / "six" / "manifest.json").read_text())["chroms"] == sorted(SIX)
+    with pytest.raises(GroverError, match="--chrom chrZ not in the genome"):
+        build_ctcf(six, motif, [peaks], tmp_path / "z", cfg, chroms=["chrA", "chrZ"])

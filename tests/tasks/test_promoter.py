@@ -18,11 +18,14 @@ from groverlm.tasks.common import load_bpe_tokenizer, overlapping_pairs
 from groverlm.tasks.gue import load_task
 from groverlm.tasks.promoter import (
     Prom300Config,
+    build_prom300,
     deepromoter_shuffle,
     dinucleotide_shuffle,
     prom300_examples,
     prom300_windows,
 )
+
+from .conftest import SIX
 
 
 def dinucleotides(s):
@@ -161,3 +164,17 @@ def test_shuffles_are_seeded(genome3_records, negatives):
     b, _ = prom300_examples(genome3_records, tss, Prom300Config(negatives=negatives, seed=5))
     c, _ = prom300_examples(genome3_records, tss, Prom300Config(negatives=negatives, seed=6))
     assert a == b and a[1].sequence != c[1].sequence
+
+
+def test_each_record_is_read_once_for_its_windows(tmp_path, genome6, decoded):
+    """The builder held the whole genome (hg38: 3.1 GB) to cut 300 bp around each TSS: now each
+    record holding a TSS is decoded in turn and its windows alone kept (chrD, without one, is not
+    decoded), and the task is the same whatever the records' order in the file."""
+    six, ordered, tss = genome6
+    cfg = Prom300Config(negatives="dinucleotide")
+    build_prom300(six, tss, tmp_path / "six", cfg)
+    assert decoded.names == list(SIX[:-1]) and decoded.most <= 2  # the one read, the one before
+    build_prom300(ordered, tss, tmp_path / "sorted", cfg)
+    for split in ("train", "dev", "test"):
+        assert (tmp_path / "six" / f"{split}.csv").read_bytes() == \
+            (tmp_path / "sorted" / f"{split}.csv").read_bytes()

@@ -8,7 +8,7 @@ from groverlm.cli import main
 from groverlm.fasta import reverse_complement
 from groverlm.tasks.annotations import TSS
 from groverlm.tasks.gue import load_task
-from groverlm.tasks.promscan import PromScanConfig, promscan_examples
+from groverlm.tasks.promscan import PromScanConfig, build_promscan, promscan_examples
 
 
 def test_offsets():
@@ -82,3 +82,16 @@ def test_chrom_filter(tmp_path, genome3, tss_refseq, capsys):
     assert man["tss"]["absent_chrom"] == 5  # chr2 (4) and chrX (1)
     task = load_task(out)
     assert {c for s in task.splits.values() for c in s.coords["chrom"]} == {"chr1", "chr3"}
+
+
+def test_each_record_is_read_once_for_its_windows(tmp_path, genome6, decoded):
+    """As Prom300: the TSSs' tiled 10-kb spans alone, a record at a time, in any file order."""
+    six, ordered, tss = genome6
+    build_promscan(six, tss, tmp_path / "six", PromScanConfig(), chroms=["chrA", "chrB", "chrC",
+                                                                         "chrD", "chrE"])
+    assert decoded.names == ["chrC", "chrA", "chrB", "chrE"] and decoded.most <= 2  # not chrF
+    build_promscan(ordered, tss, tmp_path / "sorted", PromScanConfig(),
+                   chroms=["chrE", "chrD", "chrC", "chrB", "chrA"])
+    for split in ("train", "dev", "test"):
+        assert (tmp_path / "six" / f"{split}.csv").read_bytes() == \
+            (tmp_path / "sorted" / f"{split}.csv").read_bytes()

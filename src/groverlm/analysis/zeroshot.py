@@ -32,7 +32,7 @@ from groverlm.errors import GroverError
 from groverlm.fasta import BASES, Genome, reverse_complement
 from groverlm.tasks.annotations import contained, read_bed_intervals, union_intervals
 from groverlm.tasks.common import seeded_subset
-from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_genome, suppress
+from groverlm.tasks.ctcf import CTCFConfig, read_jaspar, scan_record, suppress
 from groverlm.tasks.gue import Split
 
 # scipy and scikit-learn load on first use, keeping the CLI and config loading light
@@ -107,16 +107,16 @@ def bound_ctcf_snvs(g: Genome, motif: str | Path, peaks: Sequence[str | Path],
     mot = read_jaspar(motif)
     cfg = CTCFConfig()
     pwm = mot.log_odds(cfg.pseudocount)
-    g = Genome([g[region.chrom]], g.path)  # the scan reads every record it is given
+    rec = g[region.chrom]
     bound = union_intervals([read_bed_intervals(p) for p in peaks])
     L = len(mot)
-    end = region.end if region.end is not None else len(g.records[region.chrom].codes)
-    hits = [h for h in suppress(scan_genome(g, pwm, cfg.cutoff(pwm)), cfg.window)
-            if h.chrom == region.chrom and region.start <= h.start and h.start + L <= end
+    end = region.end if region.end is not None else len(rec)
+    hits = [h for h in suppress(scan_record(rec, pwm, cfg.cutoff(pwm)), cfg.window)
+            if region.start <= h.start and h.start + L <= end
             and contained(bound, h.chrom, h.start, h.start + L)]
     hits = [hits[i] for i in seeded_subset(len(hits), max_sites, seed)]
     snvs: list[MotifSNV] = []
-    codes = g.records[region.chrom].codes
+    codes = rec.codes
     for k, h in enumerate(hits):
         seq = "".join(BASES[c] if c < 4 else "N" for c in codes[h.start:h.start + L])
         snvs += site_snvs(seq, h.chrom, h.start, h.strand, pwm, k)

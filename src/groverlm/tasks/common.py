@@ -25,7 +25,7 @@ import numpy as np
 
 from groverlm import lazy
 from groverlm.errors import GroverError, counted
-from groverlm.fasta import NON_ACGT, Genome, Record, iter_records
+from groverlm.fasta import Genome, HeldRecord, Record, group_intervals, iter_records
 from groverlm.manifest import MANIFEST, atomic_path, prepare_out, write_manifest, writes_folder
 
 # tokenizers loads on first use, keeping the CLI and config loading light
@@ -259,14 +259,25 @@ def oriented_interval(pos: int, strand: str, a: int, b: int) -> tuple[int, int]:
     return (pos + a, pos + b) if strand == "+" else (pos - b + 1, pos - a + 1)
 
 
-def window_sequence(genome: Genome, chrom: str, start: int, end: int, strand: str) -> str | None:
-    """The window's sequence on `strand`, or None when it leaves the record or holds a non-ACGT."""
-    rec = genome[chrom]
+def site_windows(sites: Iterable[Any], a: int, b: int) -> dict[str, np.ndarray]:
+    """(k, 2) intervals per chromosome of the offsets [a, b) around each site (anything with
+    chrom, pos and strand: a TSS) along its strand (`oriented_interval`): the bases a builder
+    reads around its sites (`load_genome(windows=...)`).
+
+    >>> from groverlm.tasks.annotations import TSS
+    >>> site_windows([TSS("c", 100, "+"), TSS("c", 100, "-")], -2, 1)["c"].tolist()
+    [[98, 101], [100, 103]]
+    """
+    return group_intervals((t.chrom, *oriented_interval(t.pos, t.strand, a, b)) for t in sites)
+
+
+def window_sequence(rec: Record | HeldRecord, start: int, end: int, strand: str) -> str | None:
+    """The window's sequence on `strand`, or None when it leaves the record or holds a non-ACGT
+    (which the sequence spells N)."""
     if start < 0 or end > len(rec):
         return None
-    if (rec.codes[start:end] >= NON_ACGT).any():
-        return None
-    return rec.sequence(start, end, strand)
+    seq = rec.sequence(start, end, strand)
+    return None if "N" in seq else seq
 
 
 def iter_genome(path: str | Path, chroms: Sequence[str] | None = None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 
 from groverlm import lazy
 from groverlm.errors import GroverError
-from groverlm.fasta import BASES, Genome
+from groverlm.fasta import BASES, Record
 from groverlm.manifest import prepare_out, writes_folder
 from groverlm.tasks.annotations import (
     check_on_genome,
@@ -36,7 +37,7 @@ from groverlm.tasks.annotations import (
 from groverlm.tasks.common import (
     Example,
     SplitConfig,
-    load_genome,
+    iter_genome,
     split_examples,
     window_sequence,
     write_task,
@@ -156,23 +157,20 @@ class Hit:
     score: float
 
 
-def scan_genome(genome: Genome, pwm: np.ndarray, threshold: float, progress: bool = False
-                ) -> list[Hit]:
-    """Every motif occurrence scoring >= threshold on either strand, in genomic order.
-    `progress`: a bar over the genome's bases (chr20's scan takes about 10 s, hg19's minutes)."""
+def scan_record(rec: Record, pwm: np.ndarray, threshold: float, bar: Any = None) -> list[Hit]:
+    """Every motif occurrence scoring >= threshold on either strand of one record, in order.
+    `bar`: a tqdm bar over bases, advanced as the record is scored (chr20's scan takes about 10 s,
+    hg19's minutes)."""
     L = pwm.shape[0]
-    bar = tqdm.tqdm(total=sum(len(r) for r in genome.records.values()), unit="bp",
-                    unit_scale=True, desc="ctcf scan", disable=not progress, dynamic_ncols=True)
     hits: list[Hit] = []
-    for name, rec in genome.records.items():
-        for a in range(0, len(rec), _CHUNK):  # the motifs starting in [a, a + _CHUNK)
-            fwd, rev = score_strands(rec.codes[a : a + _CHUNK + L - 1], pwm)
-            for strand, s in (("+", fwd), ("-", rev)):
-                for i in np.flatnonzero(s >= threshold):
-                    hits.append(Hit(name, a + int(i), strand, float(s[i])))
+    for a in range(0, len(rec), _CHUNK):  # the motifs starting in [a, a + _CHUNK)
+        fwd, rev = score_strands(rec.codes[a : a + _CHUNK + L - 1], pwm)
+        for strand, s in (("+", fwd), ("-", rev)):
+            for i in np.flatnonzero(s >= threshold):
+                hits.append(Hit(rec.name, a + int(i), strand, float(s[i])))
+        if bar is not None:
             bar.update(min(_CHUNK, len(rec) - a))
-    bar.close()
-    hits.sort(key=lambda h: (h.chrom, h.start, h.strand))
+    hits.sort(key=lambda h: (h.start, h.strand))
     return hits
 
 
@@ -222,28 +220,40 @@ class CTCFConfig:
         return lo + self.rel_threshold * (hi - lo)
 
 
-def ctcf_examples(genome: Genome, motif: Motif, peaks: dict[str, np.ndarray], cfg: CTCFConfig,
-                  progress: bool = False) -> tuple[list[Example], dict[str, Any]]:
-    """Labelled windows around the kept motif hits; with counts (`progress`: the scan's bar)."""
+def ctcf_examples(records: Iterable[Record], motif: Motif, peaks: dict[str, np.ndarray],
+                  cfg: CTCFConfig, progress: bool = False) -> tuple[list[Example], dict[str, Any]]:
+    """Labelled windows around the kept motif hits, ordered by (chrom, start, strand); with
+    counts. `records` are scanned one at a time (`tasks.common.iter_genome`: memory holds one
+    record, not the genome); `progress`: a bar over the bases scanned."""
     pwm = motif.log_odds(cfg.pseudocount)
     thr = cfg.cutoff(pwm)
     L = len(motif)
-    hits = scan_genome(genome, pwm, thr, progress)
-    kept = suppress(hits, cfg.window if cfg.min_spacing is None else cfg.min_spacing)
+    spacing = cfg.window if cfg.min_spacing is None else cfg.min_spacing
     stats: dict[str, Any] = {"threshold_bits": thr, "max_score_bits": float(pwm.max(1).sum()),
-                             "hits": len(hits), "hits_kept": len(kept), "skipped_edge_or_n": 0}
-    out: list[Example] = []
-    for h in kept:
-        centre = h.start + L // 2
-        start = centre - cfg.window // 2
-        end = start + cfg.window
-        strand = h.strand if cfg.orient == "motif" else "+"
-        seq = window_sequence(genome, h.chrom, start, end, strand)
-        if seq is None:
-            stats["skipped_edge_or_n"] += 1
-            continue
-        label = int(contained(peaks, h.chrom, h.start, h.start + L))
-        out.append(Example(seq, label, h.chrom, start, end, strand))
+                             "hits": 0, "hits_kept": 0, "skipped_edge_or_n": 0}
+    per_record: dict[str, list[Example]] = {}
+    bar = tqdm.tqdm(unit="bp", unit_scale=True, desc="ctcf scan", disable=not progress,
+                    dynamic_ncols=True)
+    for rec in records:
+        hits = scan_record(rec, pwm, thr, bar)
+        # suppression compares hits of one chromosome: per record it keeps what it kept genome-wide
+        kept = suppress(hits, spacing)
+        stats["hits"] += len(hits)
+        stats["hits_kept"] += len(kept)
+        rows = per_record[rec.name] = []
+        for h in kept:
+            centre = h.start + L // 2
+            start = centre - cfg.window // 2
+            end = start + cfg.window
+            strand = h.strand if cfg.orient == "motif" else "+"
+            seq = window_sequence(rec, start, end, strand)
+            if seq is None:
+                stats["skipped_edge_or_n"] += 1
+                continue
+            label = int(contained(peaks, h.chrom, h.start, h.start + L))
+            rows.append(Example(seq, label, h.chrom, start, end, strand))
+    bar.close()
+    out = [e for name in sorted(per_record) for e in per_record[name]]
     pos = sum(e.label for e in out)
     stats["bound"], stats["unbound"] = pos, len(out) - pos
     stats["fraction_bound"] = pos / len(out) if out else 0.0
@@ -255,8 +265,8 @@ def ctcf_examples(genome: Genome, motif: Motif, peaks: dict[str, np.ndarray], cf
             drop = set(rng.choice(neg, size=len(neg) - limit, replace=False).tolist())
             out = [e for i, e in enumerate(out) if i not in drop]
             stats["negatives_subsampled_to"] = limit
-    log.info("ctcf: threshold %.2f bits, %d hits, %d kept, %.1f%% bound", thr, len(hits), len(kept),
-             100 * stats["fraction_bound"])
+    log.info("ctcf: threshold %.2f bits, %d hits, %d kept, %.1f%% bound", thr, stats["hits"],
+             stats["hits_kept"], 100 * stats["fraction_bound"])
     return out, stats
 
 
@@ -270,17 +280,23 @@ def build_ctcf(genome: str | Path, motif: str | Path, peaks: list[str | Path], o
     prepare_out(out, overwrite)  # refuse before the work, not after
     m = read_jaspar(motif)
     peak_sets = [read_bed_intervals(p) for p in peaks]
-    g = load_genome(genome, chroms)
     union = union_intervals(peak_sets)
-    examples, stats = ctcf_examples(g, m, union, cfg, progress)
+    names: list[str] = []  # the records scanned
+
+    def records() -> Iterator[Record]:
+        for rec in iter_genome(genome, chroms):
+            names.append(rec.name)
+            yield rec
+
+    examples, stats = ctcf_examples(records(), m, union, cfg, progress)
     per_file = {}
     for p, s in zip(peaks, peak_sets, strict=True):
-        on = {c: iv for c, iv in s.items() if c in g.records}
-        check_on_genome(s, g.records, p)  # else every hit would be unbound by this file
+        on = {c: iv for c, iv in s.items() if c in names}
+        check_on_genome(s, names, p)  # else every hit would be unbound by this file
         per_file[str(p)] = {"peaks": int(sum(len(v) for v in on.values())),
                             "bp": int(sum(int((v[:, 1] - v[:, 0]).sum()) for v in on.values()))}
     result = split_examples(examples, cfg.split)
     return write_task(out, "ctcf", result, asdict(cfg), [genome, motif, *peaks], cfg.seed,
                       overwrite, label_names={0: "unbound motif", 1: "bound motif (in a peak)"},
                       motif={"name": m.name, "length": len(m), "consensus": m.consensus()},
-                      hits=stats, peaks=per_file, chroms=sorted(g.records))
+                      hits=stats, peaks=per_file, chroms=sorted(names))

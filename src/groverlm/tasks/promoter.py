@@ -41,6 +41,7 @@ from groverlm.tasks.common import (
     load_bpe_tokenizer,
     load_genome,
     oriented_interval,
+    site_windows,
     split_examples,
     window_sequence,
     write_task,
@@ -207,7 +208,7 @@ def prom300_examples(genome: Genome, tss: list[TSS], cfg: Prom300Config, tokeniz
     stats = {"windows": len(wins), "collapsed": collapsed, "skipped_edge_or_n": 0,
              "unshufflable": 0}
     for chrom, start, end, strand in wins:
-        seq = window_sequence(genome, chrom, start, end, strand)
+        seq = window_sequence(genome[chrom], start, end, strand)
         if seq is None:
             stats["skipped_edge_or_n"] += 1
             continue
@@ -234,8 +235,10 @@ def build_prom300(genome: str | Path, tss: str | Path, out: str | Path, cfg: Pro
     if cfg.negatives == "token" and vocab is None:
         raise GroverError("--negatives token needs --vocab (a tokenizer folder)")
     prepare_out(out, overwrite)  # refuse before the work, not after
-    g = load_genome(genome, chroms)
     records, fmt = read_tss(tss, tss_format)
+    # the TSSs' windows alone, read one record at a time (the whole of hg38 held 3.1 GB)
+    g = load_genome(genome, chroms, windows=site_windows(records, -cfg.upstream,
+                                                         cfg.downstream + 1))
     kept, tss_stats = filter_tss(records, g.lengths, tss)
     tokenizer = load_bpe_tokenizer(vocab) if cfg.negatives == "token" else None
     examples, stats = prom300_examples(g, kept, cfg, tokenizer)

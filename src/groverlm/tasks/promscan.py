@@ -30,6 +30,7 @@ from groverlm.tasks.common import (
     SplitConfig,
     load_genome,
     oriented_interval,
+    site_windows,
     split_examples,
     window_sequence,
     write_task,
@@ -90,7 +91,7 @@ def promscan_examples(genome: Genome, tss: list[TSS], cfg: PromScanConfig
         if not label and holds(chrom, "-" if strand == "+" else "+", start, end):
             stats["ambiguous"] += 1
             continue
-        seq = window_sequence(genome, chrom, start, end, strand)
+        seq = window_sequence(genome[chrom], start, end, strand)
         if seq is None:
             stats["skipped_edge_or_n"] += 1
             continue
@@ -108,12 +109,14 @@ def build_promscan(genome: str | Path, tss: str | Path, out: str | Path, cfg: Pr
                    overwrite: bool = False) -> dict[str, Any]:
     """`groverlm tasks promscan`: build and write the task; returns its manifest."""
     prepare_out(out, overwrite)  # refuse before the work, not after
-    g = load_genome(genome, chroms)
     records, fmt = read_tss(tss, tss_format)
+    offsets = cfg.offsets()  # the TSSs' tiled spans alone, read one record at a time
+    g = load_genome(genome, chroms, windows=site_windows(records, offsets[0],
+                                                         offsets[-1] + cfg.window))
     kept, tss_stats = filter_tss(records, g.lengths, tss)
     examples, stats = promscan_examples(g, kept, cfg)
     result = split_examples(examples, cfg.split)
     return write_task(out, "promscan", result, asdict(cfg), [genome, tss], cfg.seed,
                       overwrite, label_names={0: "no TSS", 1: "holds a TSS"}, tss_format=fmt,
                       tss=tss_stats, windows=stats, chroms=sorted(g.records),
-                      offsets=cfg.offsets())
+                      offsets=offsets)
