@@ -9,7 +9,6 @@ from groverlm.analysis import annotations as ann
 from groverlm.analysis.windows import Window, sample_windows
 from groverlm.embed import load_encoder
 from groverlm.errors import GroverError
-from groverlm.fasta import Genome
 from groverlm.tasks.annotations import merge_intervals
 
 from .fixtures import make_model, make_vocab
@@ -93,7 +92,7 @@ def tiny(tmp_path_factory):
 
 def test_annotation_analysis(tiny):
     genome, model, tok, tmp = tiny
-    wins = sample_windows(Genome.read(genome), tok, 40, tokens=30, seed=2)
+    wins = sample_windows(genome, tok, 40, tokens=30, seed=2)
     tracks = ann.read_annotations(tmp / "rep.bed", tmp / "cpg.bed", tmp / "tss.tsv",
                                   records={w.chrom for w in wins})
     assert tracks["tss"]["chrA"].tolist() == [39000]

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from groverlm.analysis import context
-from groverlm.analysis.windows import sample_windows
+from groverlm.analysis.windows import GenomeContigs, sample_windows
 from groverlm.embed import load_encoder, special_ids
 from groverlm.errors import GroverError
 from groverlm.fasta import Genome
 
+from ..conftest import write_fasta
 from .fixtures import make_model, make_vocab
 
 
@@ -20,7 +21,7 @@ def tiny(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("context")
     genome, vocab = make_vocab(tmp)
     model, tok = load_encoder(make_model(vocab, tmp / "model", seed=3))
-    wins = sample_windows(Genome.read(genome), tok, 16, tokens=40, seed=0)
+    wins = sample_windows(genome, tok, 16, tokens=40, seed=0)
     return genome, model, tok, wins
 
 
@@ -44,12 +45,33 @@ def test_windows_are_disjoint_reproducible_and_in_contigs(tiny):
             w.ids.tolist()
     for a, b in zip(wins, wins[1:], strict=False):
         assert a.chrom != b.chrom or a.end <= b.start
-    again = sample_windows(g, tok, 16, tokens=40, seed=0)
+    again = sample_windows(GenomeContigs.read(genome), tok, 16, tokens=40, seed=0)
     assert [(w.chrom, w.start) for w in again] == [(w.chrom, w.start) for w in wins]
-    inside = sample_windows(g, tok, 4, tokens=40, seed=1, region="chrA:20000-45000")
+    inside = sample_windows(genome, tok, 4, tokens=40, seed=1, region="chrA:20000-45000")
     assert all(w.chrom == "chrA" and 20000 <= w.start and w.end <= 45000 for w in inside)
     with pytest.raises(GroverError, match="no record"):
-        sample_windows(g, tok, 4, tokens=40, seed=1, region="chrZ")
+        sample_windows(genome, tok, 4, tokens=40, seed=1, region="chrZ")
+
+
+def test_windows_are_drawn_from_a_record_at_a_time(tiny, tmp_path, decoded):
+    """The analyses held the whole genome (hg38: 3.1 GB) to draw their windows: now its contigs
+    are read a record at a time, then the drawn windows' bases (each the genome's bases at its
+    coordinates); with a region, its record alone."""
+    genome, _, tok, wins = tiny
+    a, b = (Genome.read(genome)[c].sequence() for c in ("chrA", "chrB"))
+    names = ["chrB", "chrA", "chrC", "chrD"]  # chrA and chrB, then each backwards
+    seqs = dict(zip(names, (b, a, a[::-1], b[::-1]), strict=True))
+    four = write_fasta(tmp_path / "four.fa", seqs)
+    decoded.names.clear()
+    decoded.most = decoded.alive
+    got = sample_windows(four, tok, 16, tokens=40, seed=0)
+    assert decoded.names[:4] == names and set(decoded.names[4:]) <= set(names)
+    assert decoded.most <= 2  # the one read, the one before
+    assert len(got) == 16 and all(seqs[w.chrom][w.start:w.end] == w.sequence for w in got)
+    decoded.names.clear()
+    inside = sample_windows(four, tok, 4, tokens=40, seed=1, region="chrC:20000-45000")
+    assert set(decoded.names) == {"chrC"}
+    assert all(w.chrom == "chrC" and 20000 <= w.start and w.end <= 45000 for w in inside)
 
 
 def test_occurrences_one_per_window(tiny):

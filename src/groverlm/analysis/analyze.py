@@ -36,13 +36,12 @@ from groverlm.analysis import annotations as ann
 from groverlm.analysis import context, tokens
 from groverlm.analysis.annotations import AnnotationConfig
 from groverlm.analysis.plots import save_png
-from groverlm.analysis.windows import sample_windows
+from groverlm.analysis.windows import GenomeContigs, sample_windows
 from groverlm.args import add_fields, stable, volatile
 from groverlm.context import Context
 from groverlm.corpus import Corpus, Region
 from groverlm.embed import load_encoder, max_window_tokens
 from groverlm.errors import GroverError
-from groverlm.fasta import Genome
 from groverlm.manifest import (
     INPUTS_BY_HASH,
     cached,
@@ -157,8 +156,8 @@ def run_analyses(out: str | Path, cfg: AnalyzeConfig, vocab: str | Path | None =
 
     def genome_windows(n: int, seed: int):
         nonlocal gen
-        if gen is None:
-            gen = Genome.read(genome)
+        if gen is None:  # the contigs, read once for every draw (the bases: each draw's own)
+            gen = GenomeContigs.read(genome, cfg.region)
         if (n, seed) not in cache:
             cache[(n, seed)] = sample_windows(gen, tokenizer, n, cfg.tokens, seed, cfg.region)
         return cache[(n, seed)]
