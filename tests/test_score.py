@@ -746,6 +746,38 @@ def genomes_held(monkeypatch):
     return held
 
 
+def test_variants_hold_their_windows_alone(tiny, tmp_path, decoded):
+    """`score variants` held the whole genome (hg38: 3.1 GB) for 2 x flank bases around each
+    variant: now the records the VCF names are decoded in turn (the others passed over) and only
+    the variants' windows kept; the table is the one scored against the genome held whole."""
+    _, _, model_dir, _ = tiny
+    names = ["chr3", "chr1", "chr4", "chr2", "chr0"]
+    seqs = {c: random_dna(2000, 70 + i) for i, c in enumerate(names)}
+    fa = write_fasta(tmp_path / "g.fa", seqs)
+    at = [("chr1", 500), ("chr4", 1990), ("chr1", 3), ("chrX", 40), ("chr0", 1200)]
+    variants = [Variant(c, p, seqs[c][p - 1] if c in seqs else "A",
+                        "ACGT".replace(seqs[c][p - 1] if c in seqs else "A", "")[0]) for c, p in at]
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   + "".join(f"{v.chrom}\t{v.pos}\t.\t{v.ref}\t{v.alt}\t.\t.\t.\n" for v in variants))
+    out = tmp_path / "out.tsv"
+    decoded.names.clear()
+    assert main(["score", "variants", "--model", str(model_dir), "--genome", str(fa), "--vcf",
+                 str(vcf), "--out", str(out), "--flank", "30", "--quiet"]) == 0
+    assert decoded.names == ["chr1", "chr4", "chr0"] and decoded.most <= 2
+    cfg = ScoringConfig(flank=30)
+    whole = Genome.read(fa)
+    for v in variants:
+        v.status = check_variant(v, whole, cfg)
+    score_variants(Scorer.load(model_dir, cfg), whole, variants)
+    rows = [r.split("\t") for r in out.read_text().splitlines()[1:]]
+    assert [r[7] for r in rows] == [v.status for v in variants] == ["ok"] * 3 + ["off_contig", "ok"]
+    for r, v in zip(rows, variants, strict=True):
+        assert (r[5], r[6]) == (str(v.ref_tokens), str(v.alt_tokens))
+        if v.status == "ok":
+            assert float(r[4]) == pytest.approx(v.score, abs=1e-4)
+
+
 def test_ism_holds_only_the_regions_record(tiny, tmp_path, genomes_held, decoded):
     """`groverlm ism` read the whole genome into memory for a region of at most MAX_ISM_BP; then
     kept the region's record alone, but still decoded the others to pass them over."""
