@@ -20,9 +20,12 @@ from groverlm.embed import (
     embed_token_ids,
     load_encoder,
     named_sequences,
+    read_items,
     tokenize,
     write_embeddings,
 )
+from groverlm.errors import GroverError
+from groverlm.fasta import reverse_complement
 
 from .analysis.fixtures import make_model, make_vocab
 from .conftest import held_elsewhere, random_dna, write_fasta
@@ -299,3 +302,19 @@ def test_bad_max_tokens_touches_no_file_and_names_with_tabs_keep_their_rows(tiny
                      str(target), "--max-tokens", "999", "--overwrite", "--quiet"]) == 2
         assert "--max-tokens 999 exceeds" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_bed_input_holds_its_intervals_alone(tmp_path, decoded):
+    """A BED input held the whole genome (hg38: 3.1 GB) for its intervals: now the records it
+    names are decoded in turn (the others passed over) and only the intervals kept."""
+    seqs = {c: random_dna(3000, 80 + i) for i, c in enumerate(["chr2", "chr1", "chr3", "chr0"])}
+    fa = write_fasta(tmp_path / "g.fa", seqs)
+    bed = tmp_path / "in.bed"
+    bed.write_text("chr3\t10\t90\tx\t0\t-\nchr1\t2900\t3000\nchr3\t50\t150\n")
+    items = read_items(bed, fa)
+    assert [i.sequence for i in items] == [reverse_complement(seqs["chr3"][10:90]),
+                                           seqs["chr1"][2900:], seqs["chr3"][50:150]]
+    assert decoded.names == ["chr1", "chr3"] and decoded.most <= 2
+    bed.write_text("chr3\t10\t90\nchr1\t2900\t3001\n")
+    with pytest.raises(GroverError, match=r"in.bed:2: interval 2900-3001 is empty or outside chr1"):
+        read_items(bed, fa)

@@ -43,6 +43,7 @@ from groverlm.fasta import (
     IUPAC,
     Genome,
     decode,
+    group_intervals,
     is_header,
     iter_records,
     reverse_complement,
@@ -136,7 +137,7 @@ def read_items(path: str | Path, genome: str | Path | None = None, fmt: str = "a
     elif fmt == "bed":
         if genome is None:
             raise GroverError("BED input needs --genome FASTA to cut the sequences from", path)
-        items = _read_bed(path, Genome.read(genome))
+        items = _read_bed(path, Path(genome))
     else:
         items = _read_csv(path)
     if not items:
@@ -144,8 +145,10 @@ def read_items(path: str | Path, genome: str | Path | None = None, fmt: str = "a
     return items
 
 
-def _read_bed(path: Path, genome) -> list[Item]:
-    items = []
+def _read_bed(path: Path, genome_path: Path) -> list[Item]:
+    """The intervals of a BED file cut from the genome, whose records are read one at a time and
+    hold the intervals' bases alone (`Genome.read_windows`), not the genome."""
+    rows = []  # (line, chrom, start, end, strand, name)
     for n, line in text_lines(path):
         if not line.strip() or line.startswith(("#", "track", "browser")):
             continue
@@ -161,14 +164,17 @@ def _read_bed(path: Path, genome) -> list[Item]:
         strand = f[5] if len(f) >= 6 else "+"
         if strand not in ("+", "-", "."):
             raise GroverError(f"strand {strand!r} is not '+', '-' or '.'", path, n)
-        strand = "-" if strand == "-" else "+"
-        if f[0] not in genome:
-            raise GroverError(f"no record {f[0]!r} in the genome {genome.path}", path, n)
-        if not 0 <= start < end <= len(genome[f[0]]):
-            raise GroverError(f"interval {start}-{end} is empty or outside {f[0]} "
-                              f"(length {len(genome[f[0]]):,})", path, n)
         name = f[3] if len(f) >= 4 and f[3] not in ("", ".") else f"{f[0]}:{start}-{end}"
-        items.append(Item(name, genome.sequence(f[0], start, end, strand), f[0], start, end,
+        rows.append((n, f[0], start, end, "-" if strand == "-" else "+", name))
+    genome = Genome.read_windows(genome_path, group_intervals(r[1:4] for r in rows))
+    items = []
+    for n, chrom, start, end, strand, name in rows:
+        if chrom not in genome:
+            raise GroverError(f"no record {chrom!r} in the genome {genome.path}", path, n)
+        if not 0 <= start < end <= len(genome[chrom]):
+            raise GroverError(f"interval {start}-{end} is empty or outside {chrom} "
+                              f"(length {len(genome[chrom]):,})", path, n)
+        items.append(Item(name, genome.sequence(chrom, start, end, strand), chrom, start, end,
                           strand))
     return items
 
