@@ -12,6 +12,8 @@ analysis and score need one), and the model stages' sample counts cut to CPU siz
 region is the same 16 Mbp at every size (as chr21 is in hg19). Then each stage runs as its own
 `groverlm run CONFIG --only STAGE` under `/usr/bin/time -v` (niced), and the script prints, per
 stage, wall time and peak resident memory at each size and their ratio against the smallest.
+`variants` (after pretrain) is `groverlm score variants` of 400 SNVs dealt out to the copies in
+turn, with the run's model, timed the same way.
 
 `--smoke` does the same on copies of chr20's first 2 Mbp with the model stages' settings of
 configs/mini.yaml (tests/test_bench_scale.py).
@@ -30,16 +32,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from groverlm.cli import guarded
-from groverlm.fasta import iter_records, write_record
+from groverlm.fasta import BASES, iter_records, write_record
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 STAGES = ("genome", "bpe", "select_vocab", "corpus", "pretrain", "tasks", "nextkmer", "analysis",
-          "score")
+          "score", "variants")
+COMMANDS = ("variants",)  # not run stages: commands on the run's files (after pretrain)
+VARIANTS = 400  # SNVs scored by `variants`, spread over the copies, the same count at every size
 SOURCE_CHROM = "chr20"
 HOLDOUT_BP = 16_000_000  # the held-out region's length at every size (hg19: chr21, 48 Mbp)
 SMOKE_BP = 2_000_000  # --smoke: the first 2 Mbp of chr20 per copy
@@ -61,12 +66,30 @@ def copy_names(copies: int) -> list[str]:
 def write_genome(source: Path, out: Path, copies: int, max_bp: int | None = None) -> int:
     """`copies` copies of the source's chr20 (its first max_bp bases) as chr20_0, chr20_1, ...
     into a gzip FASTA; returns the bases written."""
-    rec = next(r for r in iter_records(source) if r.name == SOURCE_CHROM)
+    rec = next(iter_records(source, {SOURCE_CHROM}))
     codes = rec.codes[:max_bp]
     with gzip.open(out, "wt", compresslevel=1) as fh:
         for name in copy_names(copies):
             write_record(fh, name, codes)
     return int(codes.size) * copies
+
+
+def write_variants(source: Path, out: Path, copies: int, max_bp: int | None = None,
+                   n: int = VARIANTS) -> int:
+    """A VCF of `n` SNVs at seeded positions of chr20's A/C/G/T bases (its first max_bp), dealt
+    out to the copies in turn; returns how many."""
+    rec = next(iter_records(source, {SOURCE_CHROM}))
+    codes = rec.codes[:max_bp]
+    rng = np.random.default_rng(0)
+    acgt = np.flatnonzero(codes < len(BASES))
+    names = copy_names(copies)
+    with open(out, "w") as fh:
+        fh.write("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+        for i, p in enumerate(np.sort(rng.choice(acgt, n, replace=False))):
+            ref = BASES[codes[p]]
+            alt = BASES[(codes[p] + 1 + int(rng.integers(3))) % len(BASES)]
+            fh.write(f"{names[i % copies]}\t{p + 1}\t.\t{ref}\t{alt}\t.\t.\t.\n")
+    return n
 
 
 def write_annotation(source: Path, out: Path, copies: int, max_bp: int | None = None) -> int:
@@ -106,6 +129,7 @@ def build(data: Path, folder: Path, copies: int, smoke: bool) -> dict:
         made[f"ctcf_peaks{i}"] = write_annotation(data / name, d / f"ctcf_peaks{i}.bed.gz", copies,
                                                   max_bp)
     shutil.copyfile(data / MOTIF, d / MOTIF)
+    made["variants"] = write_variants(data / "hg19_chr20.fa.gz", d / "variants.vcf", copies, max_bp)
     made["seconds"] = round(time.perf_counter() - t, 1)
     record.write_text(json.dumps({"settings": [copies, smoke], "made": made}))
     return made
@@ -158,10 +182,22 @@ def _seconds(clock: str) -> float:
 
 
 def run_stage(config: Path, stage: str, log: Path) -> dict:
-    """One `groverlm run CONFIG --only STAGE --force` under /usr/bin/time -v, niced; returns wall
-    seconds, CPU seconds, peak RSS (GB) and the runner's own figures from the stage manifest."""
-    cmd = ["nice", "-n", "19", "/usr/bin/time", "-v", sys.executable, "-m", "groverlm", "run",
-           str(config), "--only", stage, "--force", "--quiet"]
+    """One `groverlm run CONFIG --only STAGE --force` (or for `variants`, `groverlm score variants`
+    of the data's VCF with the run's pretrained model) under /usr/bin/time -v, niced; returns wall
+    seconds, CPU seconds, peak RSS (GB) and, for a stage, the runner's own figures from its
+    manifest."""
+    run_dir = Path(yaml.safe_load(config.read_text())["run"]["dir"])
+    if stage == "variants":
+        data = config.parent / "data"
+        model = run_dir / json.loads((run_dir / "pretrain" / "manifest.json").read_text()
+                                     )["summary"]["model"]
+        args = ["score", "variants", "--model", str(model), "--genome", str(data / "genome.fa.gz"),
+                "--vcf", str(data / "variants.vcf"), "--out", str(config.parent / "variants.tsv"),
+                "--device", "cpu", "--threads", "1", "--overwrite"]
+    else:
+        args = ["run", str(config), "--only", stage, "--force"]
+    cmd = ["nice", "-n", "19", "/usr/bin/time", "-v", sys.executable, "-m", "groverlm", *args,
+           "--quiet"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
     with open(log, "w") as fh:
@@ -173,9 +209,9 @@ def run_stage(config: Path, stage: str, log: Path) -> dict:
     row = {"wall_s": round(_seconds(found["wall"].group(1)), 1),
            "cpu_s": round(float(found["user"].group(1)) + float(found["sys"].group(1)), 1),
            "peak_gb": round(int(found["rss_kb"].group(1)) * 1024 / 1e9, 2)}
-    man = json.loads((Path(yaml.safe_load(config.read_text())["run"]["dir"]) / stage
-                      / "manifest.json").read_text())
-    row["stage_s"], row["stage_peak_gb"] = man["seconds"], man["peak_rss_gb"]
+    if stage not in COMMANDS:
+        man = json.loads((run_dir / stage / "manifest.json").read_text())
+        row["stage_s"], row["stage_peak_gb"] = man["seconds"], man["peak_rss_gb"]
     return row
 
 

@@ -14,7 +14,7 @@ import yaml
 from groverlm.fasta import iter_records
 from groverlm.tasks.annotations import read_tss
 
-from .conftest import BENCH, DATA, load_bench
+from .conftest import BENCH, DATA, load_bench, random_dna, write_fasta
 
 
 def test_each_chr20_row_is_repeated_once_per_copy_and_the_rest_kept(tmp_path):
@@ -29,6 +29,17 @@ def test_each_chr20_row_is_repeated_once_per_copy_and_the_rest_kept(tmp_path):
                      "chr20_1\t10\t11\t-", "chr20_2\t10\t11\t-", "chr2\t5\t6\t-"]
     sites, fmt = read_tss(out)
     assert fmt == "gencode" and [t.chrom for t in sites].count("chr20_2") == 1
+
+
+def test_the_variants_lie_on_the_copies_with_the_genome_s_bases(tmp_path):
+    scale = load_bench("scale")
+    fa = write_fasta(tmp_path / "g.fa", {"chr1": "ACGT" * 10, "chr20": "NNNN" + random_dna(996, 9)})
+    assert scale.write_variants(fa, tmp_path / "v.vcf", 3, max_bp=500, n=30) == 30
+    rows = [r.split("\t") for r in (tmp_path / "v.vcf").read_text().splitlines()
+            if not r.startswith("#")]
+    seq = next(iter_records(fa, {"chr20"})).sequence()
+    assert [r[0] for r in rows] == ["chr20_0", "chr20_1", "chr20_2"] * 10
+    assert all(4 < int(r[1]) <= 500 and r[3] == seq[int(r[1]) - 1] != r[4] for r in rows)
 
 
 @pytest.mark.slow  # about 20 s on the shared 2-core machine: five `groverlm run` processes a size
