@@ -1276,6 +1276,32 @@ def test_the_plan_says_what_a_run_then_does(finished_run, monkeypatch, sets, onl
             assert parts and not any(files(stage).get(p) == before[stage][p] for p in parts)
 
 
+def test_what_a_finished_stage_hands_on_removed_is_made_again(finished_run):
+    """A task folder (or BPE's vocabulary) deleted from a finished run: the stage that made it is
+    out of date and makes it again, keeping the tasks that are still there. A finished stage was
+    known by its manifest.json alone, so the run skipped it and the tasks after it went on without
+    CTCF (and the stages after BPE failed on its missing vocabulary)."""
+    config, run, done = finished_run
+    shutil.rmtree(run)
+    shutil.copytree(done, run)
+    kept = (run / "tasks" / "prom300" / "train.csv").stat().st_mtime_ns
+    shutil.rmtree(run / "tasks" / "ctcf")
+    cfg = load_config(config, [f"run.dir={run}"])
+    plan = {r.name: r.status for r in run_pipeline(cfg, only=PLANNED, plan=True)}
+    assert plan["tasks"].startswith("would run: out of date (tasks/ctcf removed)"), plan
+    assert plan["bpe"] == "up to date"
+    real = {r.name: r.status for r in run_pipeline(cfg, only=PLANNED, progress=False)}
+    assert real["tasks"] == "ran" and real["bpe"] == "skipped (up to date)"
+    assert (run / "tasks" / "ctcf" / "test.csv").read_bytes() == (
+        done / "tasks" / "ctcf" / "test.csv").read_bytes()
+    assert (run / "tasks" / "prom300" / "train.csv").stat().st_mtime_ns == kept
+    shutil.rmtree(run / "bpe" / "vocab")
+    plan = {r.name: r.status for r in run_pipeline(cfg, only=PLANNED, plan=True)}
+    assert plan["bpe"].startswith("would run: out of date (bpe/vocab removed)"), plan
+    run_pipeline(cfg, only=PLANNED, progress=False)
+    assert (run / "bpe" / "vocab").is_dir()
+
+
 @pytest.mark.slow
 def test_pretraining_under_torchrun(tmp_path):
     """pretrain.processes > 1: the stage launches torchrun (2 CPU processes, gloo here)."""

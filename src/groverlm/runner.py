@@ -308,6 +308,9 @@ def _status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, redone: Coll
     interrupted attempt), left out of the comparison: `plan_stages` says what their redo does."""
     if not finished(run_dir / stage.name):
         return "missing", []
+    gone = removed_outputs(run_dir, stage.name)
+    if gone:
+        return f"out of date ({', '.join(gone)} removed)", []
     for need in stage.needs:
         if need not in redone and not finished(run_dir / need):
             return f"out of date ({need} is not finished)", []
@@ -344,6 +347,20 @@ def _status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, redone: Coll
     if [i.get("sha256") for i in was] != shas:
         return "out of date (inputs changed)", []
     return "done", unknown
+
+
+def removed_outputs(run_dir: Path, name: str) -> list[str]:
+    """What finished stage `name` hands on (the paths its summary records inside its own folder:
+    `pretrain/model`, `tasks/ctcf`) that is no longer there. A finished stage is known by its
+    manifest.json alone, so one whose model or task a user deleted was 'up to date' and the
+    stages after it failed on the missing folder, or (the report) left it out unsaid."""
+    summary = read_manifest(run_dir / name).get("summary")
+    values = list(summary.values()) if isinstance(summary, dict) else []
+    for v in list(values):  # one level down too: each task's `dir`
+        if isinstance(v, dict):
+            values += v.values()
+    return [v for v in values
+            if isinstance(v, str) and v.startswith(f"{name}/") and not (run_dir / v).exists()]
 
 
 def recorded_inputs(out: Path) -> list[str] | None:
