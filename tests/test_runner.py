@@ -1302,6 +1302,40 @@ def test_what_a_finished_stage_hands_on_removed_is_made_again(finished_run):
     assert (run / "bpe" / "vocab").is_dir()
 
 
+@pytest.mark.parametrize("prep, why", [
+    (lambda part: shutil.rmtree(part), "removed"),
+    (lambda part: (part / "manifest.json").unlink(), "unfinished"),
+], ids=["removed", "unfinished"])
+def test_a_part_of_a_finished_stage_removed_is_made_again(finished_run, prep, why):
+    """A baselines (or fine-tuning) part deleted, or left unfinished, in a finished run: the stage
+    is out of date, the plan names the part, and the run makes it alone again. Those stages record
+    no paths in their summary, so the run called them up to date and the report lacked the part
+    unsaid. A manifest from before they listed their parts stays up to date."""
+    config, run, done = finished_run
+    shutil.rmtree(run)
+    shutil.copytree(done, run)
+    others = {f: f.stat().st_mtime_ns for f in (run / "baselines").rglob("*")  # the other parts'
+              if f.is_file() and f.parent != run / "baselines" and "ctcf" not in f.parts}
+    prep(run / "baselines" / "ctcf")
+    cfg = load_config(config, [f"run.dir={run}"])
+    plan = {r.name: r.status for r in run_pipeline(cfg, only=PLANNED, plan=True)}
+    assert plan["baselines"].startswith(
+        f"would run: out of date (baselines/ctcf {why})"), plan
+    assert plan["tasks"] == "up to date"
+    real = {r.name: r.status for r in run_pipeline(cfg, only=PLANNED, progress=False)}
+    assert real["baselines"] == "ran" and real["tasks"] == "skipped (up to date)"
+    assert (run / "baselines" / "ctcf" / "metrics.json").read_bytes() == (
+        done / "baselines" / "ctcf" / "metrics.json").read_bytes()
+    assert others and {f: f.stat().st_mtime_ns for f in others} == others
+    # a run folder made before stages listed their parts: its finished stage stays as it is
+    manifest = json.loads((run / "baselines" / "manifest.json").read_text())
+    del manifest["parts"]
+    (run / "baselines" / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(run / "baselines" / "ctcf")
+    plan = {r.name: r.status for r in run_pipeline(cfg, only=PLANNED, plan=True)}
+    assert plan["baselines"] == "up to date", plan
+
+
 @pytest.mark.slow
 def test_pretraining_under_torchrun(tmp_path):
     """pretrain.processes > 1: the stage launches torchrun (2 CPU processes, gloo here)."""

@@ -85,6 +85,7 @@ from groverlm.data import FILES, fetched_sha256
 from groverlm.errors import GroverError, counted
 from groverlm.manifest import (
     CACHE_SETTINGS,
+    MANIFEST,
     cached,
     changed_settings,
     clear_outputs,
@@ -117,6 +118,7 @@ log = logging.getLogger(__name__)
 
 PENDING = "pending.json"
 HANDED_ON = "handed_on"  # manifest key: Stage.handed_on's digests, by part
+PARTS = "parts"  # manifest key: a stage's finished part folders (Stage.checks_parts), run-relative
 # run --plan's input records (`stage_key`): a data file a run would fetch first, a need it redoes
 TO_FETCH, REDONE = "to fetch", "to redo"
 CONFIG_COPY = "config.yaml"
@@ -310,7 +312,7 @@ def _status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, redone: Coll
         return "missing", []
     gone = removed_outputs(run_dir, stage.name)
     if gone:
-        return f"out of date ({', '.join(gone)} removed)", []
+        return f"out of date ({', '.join(gone)})", []
     for need in stage.needs:
         if need not in redone and not finished(run_dir / need):
             return f"out of date ({need} is not finished)", []
@@ -350,17 +352,35 @@ def _status(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, redone: Coll
 
 
 def removed_outputs(run_dir: Path, name: str) -> list[str]:
-    """What finished stage `name` hands on (the paths its summary records inside its own folder:
-    `pretrain/model`, `tasks/ctcf`) that is no longer there. A finished stage is known by its
-    manifest.json alone, so one whose model or task a user deleted was 'up to date' and the
-    stages after it failed on the missing folder, or (the report) left it out unsaid."""
-    summary = read_manifest(run_dir / name).get("summary")
+    """What finished stage `name` hands on and is no longer there: the paths its summary records
+    inside its own folder (`pretrain/model`, `tasks/ctcf`), 'removed', and the part folders its
+    manifest lists (`PARTS`: `finetune/prom300`, `baselines/cnn/ctcf`), 'removed' or, without their
+    manifest.json, 'unfinished'. A finished stage is known by its manifest.json alone, so one whose
+    model, task or fine-tuning a user deleted was 'up to date' and the stages after it failed on
+    the missing folder, or (the report) left it out unsaid. A stage whose parts are checked
+    (`Stage.checks_parts`) makes the missing part alone. A manifest from before `PARTS` lists none."""
+    manifest = read_manifest(run_dir / name)
+    summary = manifest.get("summary")
     values = list(summary.values()) if isinstance(summary, dict) else []
     for v in list(values):  # one level down too: each task's `dir`
         if isinstance(v, dict):
             values += v.values()
-    return [v for v in values
-            if isinstance(v, str) and v.startswith(f"{name}/") and not (run_dir / v).exists()]
+    paths = [v for v in values if isinstance(v, str) and v.startswith(f"{name}/")]
+    parts = [p for p in manifest.get(PARTS) or [] if isinstance(p, str) and p not in paths]
+    return [f"{p} removed" for p in paths + parts if not (run_dir / p).exists()] + [
+        f"{p} unfinished" for p in parts if (run_dir / p).exists() and not finished(run_dir / p)]
+
+
+def part_folders(run_dir: Path, out: Path) -> list[str]:
+    """The finished part folders of stage folder `out` (each the outermost folder below it holding
+    a manifest.json: `baselines/ctcf`, `baselines/cnn/ctcf`), relative to the run folder, so a run
+    folder can be moved: what `removed_outputs` finds missing later."""
+    parts: list[Path] = []
+    for m in sorted(out.rglob(MANIFEST), key=lambda m: len(m.parts)):  # outermost first
+        folder = m.parent
+        if folder != out and not any(folder.is_relative_to(p) for p in parts):
+            parts.append(folder)
+    return [str(p.relative_to(run_dir)) for p in parts]
 
 
 def recorded_inputs(out: Path) -> list[str] | None:
@@ -436,11 +456,13 @@ def execute_stage(stage: Stage, cfg: Any, run_dir: Path, data: DataFiles, force:
     peak = peak_rss() / 1e9
     seed = getattr(cfg.stage(stage.name), "seed", None)
     handed = stage.handed_on(summary, ctx)
+    parts = part_folders(run_dir, out) if stage.checks_parts else []
     # `made` differs at every execution, so stages downstream of a redone stage see new inputs,
     # unless it records what it hands on
     write_manifest(out, f"run-{stage.name}", section, inputs, seed=seed, summary=summary,
                    seconds=round(seconds, 2), cpu_seconds=round(cpu, 2), peak_rss_gb=round(peak, 3),
-                   made=uuid.uuid4().hex, **({HANDED_ON: handed} if handed else {}))
+                   made=uuid.uuid4().hex, **({HANDED_ON: handed} if handed else {}),
+                   **({PARTS: parts} if parts else {}))
     (out / PENDING).unlink()
     return StageResult(stage.name, "ran", seconds, summary, cpu, peak)
 
