@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -29,6 +30,9 @@ from groverlm.fasta import reverse_complement
 
 from .analysis.fixtures import make_model, make_vocab
 from .conftest import held_elsewhere, random_dna, write_fasta
+
+EMBED_MODULE = sys.modules["groverlm.embed"]  # `groverlm.embed` itself is the function
+EMBED_TOKEN_IDS = EMBED_MODULE.embed_token_ids
 
 
 @pytest.fixture(scope="module")
@@ -200,28 +204,32 @@ def test_cli_errors(tiny, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "ok.manifest.json").exists()
 
 
+def counting_chunks(calls: list[int], crash_at: int = 0):
+    """A stand-in for embed_token_ids that records each chunk's size in `calls` and, at the
+    `crash_at`-th call, stops as Ctrl-C does (0: never)."""
+    real = EMBED_TOKEN_IDS  # not the module's now: a test may have replaced it with one of these
+
+    def embed_token_ids(*args, **k):
+        calls.append(len(args[2]))
+        if len(calls) == crash_at:
+            raise KeyboardInterrupt
+        return real(*args, **k)
+    return embed_token_ids
+
+
 def test_resume_after_a_crash(tiny, tmp_path, monkeypatch):
-    module = sys.modules["groverlm.embed"]  # `groverlm.embed` itself is the function
+    module = EMBED_MODULE
     _, model_dir, _, _ = tiny
     fa = write_fasta(tmp_path / "in.fa", {f"s{i}": random_dna(60 + 7 * i, i) for i in range(7)})
     cfg = EmbedConfig(chunk=3)
     ref = write_embeddings(model_dir, fa, tmp_path / "ref.npy", cfg, progress=False)
-    calls = []
-    real = module.embed_token_ids
-
-    def crash_on_second(*a, **k):
-        calls.append(len(a[2]))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(module, "embed_token_ids", crash_on_second)
+    calls: list[int] = []
+    monkeypatch.setattr(module, "embed_token_ids", counting_chunks(calls, crash_at=2))
     with pytest.raises(KeyboardInterrupt):
         write_embeddings(model_dir, fa, tmp_path / "run.npy", cfg, progress=False)
     assert (tmp_path / "run.partial.npy").exists() and not (tmp_path / "run.npy").exists()
     calls.clear()
-    monkeypatch.setattr(module, "embed_token_ids", lambda *a, **k: (calls.append(len(a[2])),
-                                                                     real(*a, **k))[1])
+    monkeypatch.setattr(module, "embed_token_ids", counting_chunks(calls))
     # resumed with another batch size (a volatile setting: it changes no vector)
     write_embeddings(model_dir, fa, tmp_path / "run.npy", replace(cfg, batch_size=2),
                      progress=False)
@@ -231,6 +239,40 @@ def test_resume_after_a_crash(tiny, tmp_path, monkeypatch):
     assert (tmp_path / "run.index.tsv").read_text() == (tmp_path / "ref.index.tsv").read_text()
     assert ref["shape"] == [7, 32]
 
+
+
+def test_a_partial_embedding_moved_with_its_inputs_resumes(tiny, tmp_path, monkeypatch):
+    """A stopped embedding moved elsewhere with its model and input (a run folder copied from a
+    cluster) resumes after its finished chunks; another input at the new path starts again. Its
+    record compared the model, input and genome paths, so a moved one was computed again."""
+    module = EMBED_MODULE
+    _, model_dir, _, _ = tiny
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(model_dir, a / "model")
+    fa = write_fasta(a / "in.fa", {f"s{i}": random_dna(60 + 7 * i, i) for i in range(7)})
+    cfg = EmbedConfig(chunk=3)
+    ref = write_embeddings(a / "model", fa, tmp_path / "ref.npy", cfg, progress=False)
+    calls: list[int] = []
+    monkeypatch.setattr(module, "embed_token_ids", counting_chunks(calls, crash_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        write_embeddings(a / "model", fa, a / "run.npy", cfg, progress=False)
+    a.rename(b)
+    calls.clear()
+    monkeypatch.setattr(module, "embed_token_ids", counting_chunks(calls))
+    write_embeddings(b / "model", b / "in.fa", b / "run.npy", cfg, progress=False)
+    assert calls == [3, 1]  # the first chunk was not computed again
+    np.testing.assert_allclose(np.load(b / "run.npy"), np.load(tmp_path / "ref.npy"), atol=1e-5)
+    assert ref["shape"] == [7, 32]
+    # another input at a path the partial record names: computed from its start
+    calls.clear()
+    monkeypatch.setattr(module, "embed_token_ids", counting_chunks(calls, crash_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        write_embeddings(b / "model", b / "in.fa", b / "again.npy", cfg, progress=False)
+    write_fasta(b / "in.fa", {f"s{i}": random_dna(60 + 7 * i, i + 1) for i in range(7)})
+    calls.clear()
+    monkeypatch.setattr(module, "embed_token_ids", counting_chunks(calls))
+    write_embeddings(b / "model", b / "in.fa", b / "again.npy", cfg, progress=False)
+    assert calls == [3, 3, 1]
 
 
 def test_a_second_embed_into_an_output_being_written_stops_in_one_line(tiny, tmp_path, capsys):

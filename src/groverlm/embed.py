@@ -50,7 +50,15 @@ from groverlm.fasta import (
     table_fields,
     text_lines,
 )
-from groverlm.manifest import atomic_path, cached, file_lock, fingerprint, write_cached, write_tsv
+from groverlm.manifest import (
+    INPUTS_BY_HASH,
+    atomic_path,
+    cached,
+    file_lock,
+    fingerprint,
+    write_cached,
+    write_tsv,
+)
 from groverlm.models import load_model, load_tokenizer, named_device, torch_threads
 
 # torch and tqdm load on first use, keeping the CLI, config loading and `import groverlm` light
@@ -448,14 +456,17 @@ def _write_embeddings(model_dir: str | Path, input_path: str | Path, out: str | 
              "genome": str(genome) if genome else None, "format": fmt}
     config = {**asdict(cfg), **where}
     # a partial output under other settings is started again (nothing finished is lost); the
-    # volatile ones (batch size, device, chunk) change no vector, so they may change meanwhile
-    settings = {"config": {**stable(cfg), **where}, "inputs": inputs}
+    # volatile ones (batch size, device, chunk) change no vector, so they may change meanwhile.
+    # The model, input and genome are compared by their fingerprints, not their paths: a partial
+    # output moved or copied with them resumes (INPUTS_BY_HASH)
+    settings = {"config": {**stable(cfg), "format": fmt}, "inputs": inputs}
 
     hsize = int(model.config.hidden_size)
     layers = _layer_indices(model, cfg.layer)
     shape = (len(items), len(layers), hsize) if cfg.layer == "all" else (len(items), hsize)
     done, meta = 0, {"tokens": [], "windows": []}
-    saved = cached(paths["progress"], settings) if paths["partial"].exists() else None
+    saved = (cached(paths["progress"], settings, INPUTS_BY_HASH) if paths["partial"].exists()
+             else None)
     if saved is not None:
         done, meta = saved["done"], {"tokens": saved["tokens"], "windows": saved["windows"]}
         log.info("resuming %s after %d of %d sequences", paths["partial"], done, len(items))

@@ -27,7 +27,8 @@ that checks its parts (`Stage.checks_parts`: the tasks, fine-tuning and baseline
 manifest recording the settings and inputs it was made from) is handed its finished folder
 whatever changed, and redoes only the parts made otherwise (`manifest.keep_part`), removing those
 no longer asked for; its manifest lists its parts (`PARTS`), so that a part deleted since, like
-a folder a stage's summary hands on, makes it out of date (`removed_outputs`). A stage that says what it hands on (`handed_on(summary, ctx)`: the genome
+a folder a stage's summary hands on, makes it out of date (`removed_outputs`). A stage that
+says what it hands on (`handed_on(summary, ctx)`: the genome
 stage, its sequence and its TSS list; select_vocab, its chosen vocabulary; the tasks stage, each
 task) is known to the stages after it by the digests of the parts they read (`Stage.reads`), not
 by its whole manifest, so it may be redone to the same effect without them: a new TSS list redoes
