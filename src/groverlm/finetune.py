@@ -496,9 +496,11 @@ def window_size(model, tokenizer, cfg: ClassifierConfig) -> tuple[int, int]:
 
 def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded, test: Encoded,
                   num_labels: int, cfg: ClassifierConfig, seed: int, out: str | Path,
-                  label_names: Sequence[str] | None = None, progress: bool = True
-                  ) -> dict[str, Any]:
+                  label_names: Sequence[str] | None = None, progress: bool = True,
+                  model_hash: str | None = None) -> dict[str, Any]:
     """One seed: train, keep the best dev epoch (weights in out/best), score it on test.
+    `model_hash`: the model's `model_sha256`, when the caller has it (a folder without our
+    manifest is hashed whole: once per fine-tuning, not once per seed).
 
     Returns {"seed", "dev", "test", "best_epoch", "dev_curve", ...}, also written to out/result.json.
     A finished seed (result.json present) is read back, not rerun.
@@ -549,7 +551,8 @@ def finetune_seed(model_dir: str | Path, tokenizer, train: Encoded, dev: Encoded
         return {"epoch": done[0], **{f"dev_{k}": metrics[k]
                                      for k in ("mcc", "accuracy", "f1", "auroc")}}
 
-    run_config = {"model": str(model_dir), "model_sha256": model_sha256(model_dir),
+    run_config = {"model": str(model_dir),
+                  "model_sha256": model_hash if model_hash is not None else model_sha256(model_dir),
                   "num_labels": num_labels, "train": train.fingerprint(),
                   "dev": dev.fingerprint(), "window": [size, stride], "class_weights": weighted}
     res = training.train(model, data, _objective(), tcfg, out, evaluate, tokenizer, resume=True,
@@ -628,7 +631,8 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
     sub = train.subset(cfg.max_train, cfg.seeds[0])
     if len(sub) < len(train):
         check_subset_classes(train.labels, sub.labels, cfg.max_train)
-    check_resume(out, {"model": str(model_dir), "model_sha256": model_sha256(model_dir),
+    model_hash = model_sha256(model_dir)
+    check_resume(out, {"model": str(model_dir), "model_sha256": model_hash,
                        "num_labels": num_labels, "task": task, "config": stable(cfg),
                        "data": [sub.fingerprint(), dev.fingerprint(), test.fingerprint()]},
                  by_hash=MODEL_BY_HASH)
@@ -638,7 +642,7 @@ def finetune_splits(model_dir: str | Path, train: Encoded, dev: Encoded, test: E
     for seed in cfg.seeds:
         with torch_threads(cfg.threads):
             r = finetune_seed(model_dir, tokenizer, sub, dev, test, num_labels, cfg, seed,
-                              out / f"seed-{seed}", label_names, progress)
+                              out / f"seed-{seed}", label_names, progress, model_hash)
         # the model named: a run logs each task twice, pretrained and from scratch
         log.info("%s on %s, seed %d: best epoch %d, dev %s %.4f, test MCC %.4f, accuracy %.4f",
                  model_name, task, seed, r["best_epoch"], "MCC" if cfg.select == "mcc" else cfg.select,
